@@ -1,0 +1,45 @@
+# memlab: build, lab, tests, benchmarks.
+#   make          build build/memlab/core.so (the C core) for use from the checkout
+#   make lab      install what is missing, build, run every lab experiment (examples/)
+#   make test     install what is missing, build with -Werror, run every test (see .ci/run)
+#   make bench    install what is missing, build with -O2 -DNDEBUG, run the benchmarks
+#   make install  luarocks --lua-version=5.4 make (installs memlab for `require "memlab"`)
+# Test stages print TAP lines ("ok N - ..." / "not ok N - ..."); .ci/run counts them.
+
+LUA      ?= lua5.4
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+BUILD    ?= build
+LUA_INC  ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+WARN     := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wconversion \
+            -Wpointer-arith -Wcast-qual -Wundef
+OPT      ?= -O2
+CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -fPIC -g $(OPT) $(WARN) $(if $(WERROR),-Werror) $(EXTRA_CFLAGS)
+SETUP    := scripts/setup.sh
+
+.PHONY: all lab lab-quick test bench install clean env setup-build setup-test setup-bench
+all: $(BUILD)/memlab/core.so
+
+include $(sort $(wildcard mk/*.mk))
+
+setup-build: ; @bash $(SETUP) build
+setup-test:  ; @bash $(SETUP) test
+setup-bench: ; @bash $(SETUP) bench
+
+# Paths that let lua5.4 find the checkout's memlab without installing it.
+LUA_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
+          LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
+env:
+	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
+	@echo 'export LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"'
+
+lab: setup-build
+	@$(MAKE) --no-print-directory all
+	@$(LUA_ENV) $(LUA) examples/run.lua
+
+install: setup-build
+	luarocks --lua-version=5.4 make
+
+clean:
+	rm -rf $(BUILD) luacov.*

@@ -1,0 +1,300 @@
+/* buffer.c: the memlab.buffer userdata: creation, liveness, views, release, and the metatable.
+ *
+ * Lifecycle, as liolib.c's LStream: buf_newroot() pushes a root whose Owner is NEW (nothing to
+ * release), the kind acquires its memory and calls owner_open() (LIVE); owner_release() is the one
+ * idempotent release behind b:free(), __close and __gc (DEAD). A root's user value anchors its
+ * parent (an allocator) when it has one; a view's user value anchors its root, so the Owner a view
+ * points into outlives the view. Every access goes through buf_span(), which raises on a dead
+ * handle: freed root, destroyed parent, or a view whose window belongs to an older generation. */
+#include <stdio.h>
+#include <string.h>
+
+#include "memlab.h"
+
+typedef struct RootBuf {
+  Buffer b;
+  Owner own;
+} RootBuf;
+
+Owner *buf_newroot(lua_State *L, const MemKind *kind) {
+  RootBuf *rb = (RootBuf *)lua_newuserdatauv(L, sizeof(RootBuf), 1);
+  memset(rb, 0, sizeof *rb);
+  rb->b.o = &rb->own;
+  rb->own.kind = kind;
+  rb->own.state = OWNER_NEW;
+  rb->own.prot = OWN_PROT_READ | OWN_PROT_WRITE;
+  luaL_setmetatable(L, BUFFER_T);
+  return &rb->own;
+}
+
+/* Marks an Owner live over [base, base+size) and records where it was allocated. */
+void owner_open(lua_State *L, Owner *o, void *base, size_t size) {
+  o->base = (unsigned char *)base;
+  o->size = size;
+  o->state = OWNER_LIVE;
+  site_capture(L, &o->alloc_at);
+}
+
+Buffer *buf_check(lua_State *L, int idx) { return (Buffer *)luaL_checkudata(L, idx, BUFFER_T); }
+Buffer *buf_test(lua_State *L, int idx) { return (Buffer *)luaL_testudata(L, idx, BUFFER_T); }
+
+int owner_alive(const Owner *o) {
+  return o->state == OWNER_LIVE && (!o->parent || o->parent->state == OWNER_LIVE);
+}
+
+static int view_alive(const Buffer *b) { return owner_alive(b->o) && (!b->isview || b->gen == b->o->gen); }
+
+/* Raises the error for a handle whose memory is gone, saying where it went. */
+MEMLAB_NORETURN void owner_deaderror(lua_State *L, const Owner *o) {
+  if (o->state == OWNER_LIVE && o->parent)
+    luaL_error(L, "attempt to use a freed buffer (its allocator was %s at %s; allocated at %s)",
+               o->parent->why, o->parent->freed_at.where, o->alloc_at.where);
+  if (o->why && strcmp(o->why, "collected") == 0)
+    luaL_error(L, "attempt to use a freed buffer (collected by the garbage collector; "
+                  "allocated at %s)", o->alloc_at.where);
+  luaL_error(L, "attempt to use a freed buffer (%s at %s; allocated at %s)",
+             o->why ? o->why : "freed", o->freed_at.where, o->alloc_at.where);
+  for (;;) {} /* not reached: luaL_error does not return */
+}
+
+static MEMLAB_NORETURN void buf_deaderror(lua_State *L, const Buffer *b) {
+  if (owner_alive(b->o))
+    luaL_error(L, "attempt to use a dead view (its memory was %s at %s)", b->o->why,
+               b->o->freed_at.where);
+  owner_deaderror(L, b->o);
+}
+
+/* The live window of the buffer at idx: its first byte, its length in *len. Raises when dead. */
+unsigned char *buf_span(lua_State *L, int idx, size_t *len, Buffer **pb) {
+  Buffer *b = buf_check(L, idx);
+  if (!view_alive(b)) buf_deaderror(L, b);
+  if (pb) *pb = b;
+  *len = b->isview ? b->len : b->o->size;
+  return b->o->base + b->off;
+}
+
+/* The root Owner of the buffer at idx, live or raising. */
+Owner *buf_root(lua_State *L, int idx) {
+  size_t len;
+  Buffer *b;
+  buf_span(L, idx, &len, &b);
+  return b->o;
+}
+
+/* Gives an Owner's memory back, once. Returns 0, or the errno of a release the system refused
+ * (the Owner then stays live). A block whose arena is gone is marked dead without a release. */
+int owner_release(lua_State *L, Owner *o, const char *why, int level) {
+  if (o->state != OWNER_LIVE) {
+    o->state = OWNER_DEAD;
+    return 0;
+  }
+  int arena_ok = !o->parent || o->parent->state == OWNER_LIVE;
+  if (arena_ok && o->kind->release) {
+    int err = o->kind->release(o);
+    if (err) return err;
+  }
+  o->state = OWNER_DEAD;
+  o->why = why;
+  if (level > 0)
+    site_capture(L, &o->freed_at);
+  else
+    snprintf(o->freed_at.where, sizeof o->freed_at.where, "(garbage collector)");
+  if (o->track) track_free(L, o, level == 0);
+  return 0;
+}
+
+/* Kills every view made so far (the memory moved or shrank); the root stays usable. */
+void owner_kill_views(lua_State *L, Owner *o, const char *why) {
+  o->gen++;
+  o->why = why;
+  site_capture(L, &o->freed_at);
+}
+
+static void protstr(const Owner *o, size_t off, size_t len, char out[6]) {
+  unsigned p = o->prot, mixed = 0;
+  if (o->pageprot && o->size) {
+    size_t ps = (size_t)4096, first = off / ps, last = (off + (len ? len - 1 : 0)) / ps;
+    p = o->pageprot[first];
+    for (size_t i = first + 1; i <= last; i++) mixed |= o->pageprot[i] != p;
+  }
+  if (mixed) {
+    strcpy(out, "mixed");
+    return;
+  }
+  out[0] = (p & OWN_PROT_READ) ? 'r' : '-';
+  out[1] = (p & OWN_PROT_WRITE) ? 'w' : '-';
+  out[2] = (p & OWN_PROT_EXEC) ? 'x' : '-';
+  out[3] = '\0';
+}
+
+/* "0x7f3a... 4096 bytes (mmap, rw-)" for a live owner's window. */
+static void describe(const Owner *o, size_t off, size_t len, int isview, char *out, size_t n) {
+  char prot[6];
+  protstr(o, off, len, prot);
+  snprintf(out, n, "%p %zu bytes (%s%s, %s)", (void *)(o->base + off), len,
+           isview ? "view of " : "", o->kind->name, prot);
+}
+
+void owner_describe(const Owner *o, char *out, size_t outlen) {
+  describe(o, 0, o->size, 0, out, outlen);
+}
+
+static int buf_tostring(lua_State *L) {
+  Buffer *b = buf_check(L, 1);
+  char d[160];
+  if (view_alive(b)) {
+    describe(b->o, b->off, b->isview ? b->len : b->o->size, b->isview, d, sizeof d);
+    lua_pushfstring(L, BUFFER_T ": %s", d);
+  } else if (owner_alive(b->o)) {
+    lua_pushfstring(L, BUFFER_T " (dead view: %s at %s)", b->o->why, b->o->freed_at.where);
+  } else if (b->o->state == OWNER_NEW) {
+    lua_pushliteral(L, BUFFER_T " (never opened)");
+  } else if (b->o->state == OWNER_LIVE) {
+    lua_pushfstring(L, BUFFER_T " (allocator %s at %s)", b->o->parent->why,
+                    b->o->parent->freed_at.where);
+  } else {
+    lua_pushfstring(L, BUFFER_T " (%s at %s)", b->o->why, b->o->freed_at.where);
+  }
+  return 1;
+}
+
+/* b:free(): the one explicit release. A view cannot be freed; a second free names the first. */
+static int buf_free(lua_State *L) {
+  Buffer *b = buf_check(L, 1);
+  Owner *o = b->o;
+  luaL_argcheck(L, !b->isview, 1, "cannot free a view (free the buffer it views)");
+  if (o->state == OWNER_DEAD)
+    return luaL_error(L, "double free (buffer already %s at %s; allocated at %s)", o->why,
+                      o->freed_at.where, o->alloc_at.where);
+  if (!owner_alive(o)) owner_deaderror(L, o);
+  int err = owner_release(L, o, "freed", 1);
+  if (err) return push_syserror(L, o->kind->name, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* __gc and __close: release a live root once; views and dead handles are left alone. */
+static int buf_gc(lua_State *L) {
+  Buffer *b = buf_check(L, 1);
+  if (!b->isview) owner_release(L, b->o, "collected", 0);
+  return 0;
+}
+
+static int buf_close(lua_State *L) {
+  Buffer *b = buf_check(L, 1);
+  if (!b->isview) owner_release(L, b->o, "closed", 1);
+  return 0;
+}
+
+/* b:slice(off, len): a view of part of b, sharing its memory and anchoring its root. */
+static int buf_slice(lua_State *L) {
+  size_t len, off, n;
+  Buffer *b;
+  buf_span(L, 1, &len, &b);
+  arg_range(L, 2, 3, len, &off, &n);
+  Buffer *v = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
+  v->o = b->o;
+  v->off = b->off + off;
+  v->len = n;
+  v->gen = b->o->gen;
+  v->isview = 1;
+  luaL_setmetatable(L, BUFFER_T);
+  if (b->isview)
+    lua_getiuservalue(L, 1, 1); /* the root itself */
+  else
+    lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+static int buf_size(lua_State *L) {
+  size_t len;
+  buf_span(L, 1, &len, NULL);
+  lua_pushinteger(L, (lua_Integer)len);
+  return 1;
+}
+
+/* b:address() works on a dead handle too: like a dangling pointer, the number stays. */
+static int buf_address(lua_State *L) {
+  Buffer *b = buf_check(L, 1);
+  push_address(L, b->o->base + b->off);
+  return 1;
+}
+
+static int buf_kind(lua_State *L) {
+  lua_pushstring(L, buf_check(L, 1)->o->kind->name);
+  return 1;
+}
+
+static int buf_isview(lua_State *L) {
+  lua_pushboolean(L, buf_check(L, 1)->isview);
+  return 1;
+}
+
+static int buf_valid(lua_State *L) {
+  lua_pushboolean(L, view_alive(buf_check(L, 1)));
+  return 1;
+}
+
+/* M.type(x): "buffer", "freed buffer", or nil, as io.type. */
+static int buf_type(lua_State *L) {
+  luaL_checkany(L, 1);
+  Buffer *b = buf_test(L, 1);
+  if (!b)
+    lua_pushnil(L);
+  else
+    lua_pushstring(L, view_alive(b) ? "buffer" : "freed buffer");
+  return 1;
+}
+
+/* M.lastfault(): the last fault the guard turned into an error, as a table, or nil. */
+#include "guard.h"
+static int buf_lastfault(lua_State *L) {
+  const Fault *f = guard_last();
+  if (!f->signo) return 0;
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, guard_signame(f->signo));
+  lua_setfield(L, -2, "signal");
+  lua_pushstring(L, guard_codename(f->signo, f->code));
+  lua_setfield(L, -2, "code");
+  lua_pushinteger(L, f->signo);
+  lua_setfield(L, -2, "signo");
+  lua_pushinteger(L, f->code);
+  lua_setfield(L, -2, "si_code");
+  lua_pushinteger(L, (lua_Integer)f->addr);
+  lua_setfield(L, -2, "addr");
+  return 1;
+}
+
+static const luaL_Reg buf_methods[] = {
+  {"free", buf_free}, {"slice", buf_slice}, {"size", buf_size}, {"address", buf_address},
+  {"kind", buf_kind}, {"isview", buf_isview}, {"valid", buf_valid}, {NULL, NULL}};
+
+static const luaL_Reg buf_meta[] = {
+  {"__tostring", buf_tostring}, {"__gc", buf_gc}, {"__close", buf_close}, {"__len", buf_size},
+  {NULL, NULL}};
+
+static const luaL_Reg buf_funcs[] = {
+  {"type", buf_type}, {"lastfault", buf_lastfault}, {NULL, NULL}};
+
+/* Registers the metatable once per state (busted reopens the module for every spec file). */
+int buffer_open(lua_State *L) {
+  if (luaL_newmetatable(L, BUFFER_T)) {
+    luaL_setfuncs(L, buf_meta, 0);
+    lua_newtable(L); /* methods */
+    luaL_setfuncs(L, buf_methods, 0);
+    luaL_setfuncs(L, bufops_methods, 0);
+    luaL_setfuncs(L, bufpack_methods, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "methods");
+    lua_pushcclosure(L, bufops_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, bufops_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushliteral(L, BUFFER_T);
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_pop(L, 1);
+  set_funcs(L, buf_funcs);
+  return 0;
+}

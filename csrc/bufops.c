@@ -1,0 +1,295 @@
+/* bufops.c: reading and writing a buffer's bytes: indexing, read/write/find/fill/copy/hexdump/
+ * wipe, and the three memory primitives every access goes through (mem_copy, mem_set,
+ * mem_check_write). A primitive on page-backed memory runs under the fault guard and turns a
+ * fault into a Lua error naming the signal, its code, the address and the buffer; on heap memory
+ * it is a plain memmove/memset. Writes are refused before any byte moves when memlab knows the
+ * range is read-only, so a refused write never leaves a half-written range. */
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "guard.h"
+#include "memlab.h"
+
+int mem_guarded(const Owner *o) { return o && (o->kind->flags & MK_GUARDED); }
+
+/* Raises the error for a fault caught in an access to o1's or o2's memory. */
+static MEMLAB_NORETURN void fault_raise(lua_State *L, const Fault *f, const Owner *o1,
+                                        const Owner *o2) {
+  const Owner *o = o1 ? o1 : o2;
+  if (o1 && o2 && f->addr >= (uintptr_t)o2->base && f->addr - (uintptr_t)o2->base < o2->size) o = o2;
+  char d[160];
+  if (o)
+    owner_describe(o, d, sizeof d);
+  else
+    strcpy(d, "?");
+  luaL_error(L, "memory fault: %s (%s) at %p in " BUFFER_T ": %s", guard_signame(f->signo),
+             guard_codename(f->signo, f->code), (void *)f->addr, d);
+  for (;;) {}
+}
+
+typedef struct MoveArgs {
+  void *dst;
+  const void *src;
+  size_t n;
+  int c;
+} MoveArgs;
+
+static void do_move(void *arg) {
+  MoveArgs *a = (MoveArgs *)arg;
+  memmove(a->dst, a->src, a->n);
+}
+
+static void do_set(void *arg) {
+  MoveArgs *a = (MoveArgs *)arg;
+  memset(a->dst, a->c, a->n);
+}
+
+static void do_wipe(void *arg) {
+  MoveArgs *a = (MoveArgs *)arg;
+  explicit_bzero(a->dst, a->n);
+}
+
+/* memmove(dst, src, n) where dst lies in dsto's memory and src in srco's (either may be NULL:
+ * memory that is not a buffer's, such as a Lua string or a C local). */
+void mem_copy(lua_State *L, const Owner *dsto, void *dst, const Owner *srco, const void *src,
+              size_t n) {
+  if (n == 0) return;
+  if (!mem_guarded(dsto) && !mem_guarded(srco)) {
+    memmove(dst, src, n);
+    return;
+  }
+  MoveArgs a = {dst, src, n, 0};
+  Fault f;
+  if (guard_call(do_move, &a, dst, mem_guarded(dsto) ? n : 0, src, mem_guarded(srco) ? n : 0,
+                 &f))
+    fault_raise(L, &f, dsto, srco);
+}
+
+void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n) {
+  if (n == 0) return;
+  MoveArgs a = {dst, NULL, n, c};
+  if (!mem_guarded(o)) {
+    do_set(&a);
+    return;
+  }
+  Fault f;
+  if (guard_call(do_set, &a, dst, n, NULL, 0, &f)) fault_raise(L, &f, o, NULL);
+}
+
+/* Refuses a write to [off, off+len) of o when memlab knows part of it is not writable. */
+void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len) {
+  if (len == 0) return;
+  if (!o->pageprot) {
+    if (!(o->prot & OWN_PROT_WRITE))
+      luaL_error(L, "write to read-only memory at %p (the buffer is not writable; the write "
+                    "would raise SIGSEGV/SEGV_ACCERR)", (void *)(o->base + off));
+    return;
+  }
+  size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+  for (size_t pg = off / ps; pg <= (off + len - 1) / ps; pg++)
+    if (!(o->pageprot[pg] & OWN_PROT_WRITE)) {
+      size_t at = pg * ps > off ? pg * ps : off;
+      luaL_error(L, "write to read-only memory at %p (page %d of the buffer is not writable; "
+                    "the write would raise SIGSEGV/SEGV_ACCERR)", (void *)(o->base + at),
+                 (int)pg);
+    }
+}
+
+/* b[i]: a byte, or a method when the key is a string. Upvalue 1: the methods table. */
+int bufops_index(lua_State *L) {
+  int isnum;
+  lua_Integer i = lua_tointegerx(L, 2, &isnum);
+  if (!isnum) {
+    if (lua_type(L, 2) == LUA_TNUMBER) return luaL_argerror(L, 2, "index must be an integer");
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+    return 1;
+  }
+  size_t len;
+  Buffer *b;
+  unsigned char *p = buf_span(L, 1, &len, &b);
+  if (i < 0 || (uint64_t)i >= (uint64_t)len) return luaL_argerror(L, 2, "index out of range");
+  unsigned char v;
+  if (mem_guarded(b->o))
+    mem_copy(L, NULL, &v, b->o, p + i, 1);
+  else
+    v = p[i];
+  lua_pushinteger(L, v);
+  return 1;
+}
+
+/* b[i] = v: v a byte value 0..255 or a one-character string. */
+int bufops_newindex(lua_State *L) {
+  size_t len;
+  Buffer *b;
+  unsigned char *p = buf_span(L, 1, &len, &b);
+  lua_Integer i = luaL_checkinteger(L, 2);
+  if (i < 0 || (uint64_t)i >= (uint64_t)len) return luaL_argerror(L, 2, "index out of range");
+  unsigned char v = (unsigned char)arg_byte(L, 3);
+  mem_check_write(L, b->o, b->off + (size_t)i, 1);
+  if (mem_guarded(b->o))
+    mem_copy(L, b->o, p + i, NULL, &v, 1);
+  else
+    p[i] = v;
+  return 0;
+}
+
+/* b:read(off, len) -> string */
+static int bufops_read(lua_State *L) {
+  size_t len, off, n;
+  Buffer *b;
+  unsigned char *p = buf_span(L, 1, &len, &b);
+  arg_range(L, 2, 3, len, &off, &n);
+  luaL_Buffer lb;
+  char *dst = luaL_buffinitsize(L, &lb, n);
+  mem_copy(L, NULL, dst, b->o, p + off, n);
+  luaL_pushresultsize(&lb, n);
+  return 1;
+}
+
+/* b:write(off, s) -> offset after the written bytes */
+static int bufops_write(lua_State *L) {
+  size_t len, slen;
+  Buffer *b;
+  unsigned char *p = buf_span(L, 1, &len, &b);
+  lua_Integer off = luaL_checkinteger(L, 2);
+  const char *s = luaL_checklstring(L, 3, &slen);
+  luaL_argcheck(L, off >= 0 && (uint64_t)off <= (uint64_t)len, 2, "offset out of range");
+  luaL_argcheck(L, slen <= len - (size_t)off, 3, "string does not fit (out of range)");
+  mem_check_write(L, b->o, b->off + (size_t)off, slen);
+  mem_copy(L, b->o, p + off, NULL, s, slen);
+  lua_pushinteger(L, off + (lua_Integer)slen);
+  return 1;
+}
+
+typedef struct FindArgs {
+  const unsigned char *hay;
+  size_t haylen;
+  const char *needle;
+  size_t nlen;
+  const unsigned char *found;
+} FindArgs;
+
+static void do_find(void *arg) {
+  FindArgs *a = (FindArgs *)arg;
+  a->found = (const unsigned char *)memmem(a->hay, a->haylen, a->needle, a->nlen);
+}
+
+/* The first occurrence of needle in [hay, hay+haylen) of o's memory, or NULL; guarded. */
+const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char *hay,
+                              size_t haylen, const char *needle, size_t nlen) {
+  FindArgs a = {hay, haylen, needle, nlen, NULL};
+  if (nlen == 0) return hay;
+  if (!mem_guarded(o)) {
+    do_find(&a);
+  } else {
+    Fault f;
+    if (guard_call(do_find, &a, hay, haylen, NULL, 0, &f)) fault_raise(L, &f, o, NULL);
+  }
+  return a.found;
+}
+
+/* b:find(s, off, len) -> offset of the first occurrence of s within [off, off+len), or nil */
+static int bufops_find(lua_State *L) {
+  size_t len, off, n, slen;
+  Buffer *b;
+  unsigned char *p = buf_span(L, 1, &len, &b);
+  const char *s = luaL_checklstring(L, 2, &slen);
+  arg_range(L, 3, 4, len, &off, &n);
+  const unsigned char *found = mem_find(L, b->o, p + off, n, s, slen);
+  if (!found) return 0;
+  lua_pushinteger(L, (lua_Integer)(off + (size_t)(found - (p + off))));
+  return 1;
+}
+
+/* b:fill(byte, off, len) -> b */
+static int bufops_fill(lua_State *L) {
+  size_t len, off, n;
+  Buffer *b;
+  unsigned char *p = buf_span(L, 1, &len, &b);
+  int c = arg_byte(L, 2);
+  arg_range(L, 3, 4, len, &off, &n);
+  mem_check_write(L, b->o, b->off + off, n);
+  mem_set(L, b->o, p + off, c, n);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* b:copy(dst_off, src, src_off, len) -> b. src is a buffer (b itself allowed: memmove) or a
+ * string; len defaults to the rest of src. */
+static int bufops_copy(lua_State *L) {
+  size_t len, srclen, soff, n;
+  Buffer *b;
+  unsigned char *p = buf_span(L, 1, &len, &b);
+  lua_Integer doff = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, doff >= 0 && (uint64_t)doff <= (uint64_t)len, 2, "offset out of range");
+  const unsigned char *src;
+  const Owner *srco = NULL;
+  if (lua_type(L, 3) == LUA_TSTRING) {
+    src = (const unsigned char *)lua_tolstring(L, 3, &srclen);
+  } else {
+    Buffer *sb;
+    src = buf_span(L, 3, &srclen, &sb);
+    srco = sb->o;
+  }
+  arg_range(L, 4, 5, srclen, &soff, &n);
+  luaL_argcheck(L, n <= len - (size_t)doff, 5, "copy does not fit (out of range)");
+  mem_check_write(L, b->o, b->off + (size_t)doff, n);
+  mem_copy(L, b->o, p + doff, srco, src + soff, n);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* b:wipe(): zero every byte with explicit_bzero, which the compiler may not remove. */
+static int bufops_wipe(lua_State *L) {
+  size_t len;
+  Buffer *b;
+  unsigned char *p = buf_span(L, 1, &len, &b);
+  mem_check_write(L, b->o, b->off, len);
+  MoveArgs a = {p, NULL, len, 0};
+  Fault f;
+  if (!mem_guarded(b->o))
+    do_wipe(&a);
+  else if (len && guard_call(do_wipe, &a, p, len, NULL, 0, &f))
+    fault_raise(L, &f, b->o, NULL);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* b:hexdump(off, len) -> string in xxd's layout, the first column the byte's address:
+ * "00007f3a12345000: 4865 6c6c 6f2c 206d 6d61 7021 0a         Hello, mmap!." */
+static int bufops_hexdump(lua_State *L) {
+  size_t len, off, n;
+  Buffer *b;
+  unsigned char *p = buf_span(L, 1, &len, &b);
+  arg_range(L, 2, 3, len, &off, &n);
+  static const char hex[] = "0123456789abcdef";
+  luaL_Buffer lb;
+  luaL_buffinit(L, &lb);
+  for (size_t line = 0; line < n; line += 16) {
+    unsigned char row[16];
+    size_t k = n - line < 16 ? n - line : 16;
+    mem_copy(L, NULL, row, b->o, p + off + line, k);
+    char out[96];
+    int w = snprintf(out, sizeof out, "%012lx:", (unsigned long)(uintptr_t)(p + off + line));
+    char *q = out + w;
+    for (size_t i = 0; i < 16; i++) {
+      if (i % 2 == 0) *q++ = ' ';
+      *q++ = i < k ? hex[row[i] >> 4] : ' ';
+      *q++ = i < k ? hex[row[i] & 15] : ' ';
+    }
+    *q++ = ' ';
+    *q++ = ' ';
+    for (size_t i = 0; i < k; i++) *q++ = (row[i] >= 32 && row[i] < 127) ? (char)row[i] : '.';
+    *q++ = '\n';
+    luaL_addlstring(&lb, out, (size_t)(q - out));
+  }
+  luaL_pushresult(&lb);
+  return 1;
+}
+
+const luaL_Reg bufops_methods[] = {
+  {"read", bufops_read}, {"write", bufops_write}, {"find", bufops_find},
+  {"fill", bufops_fill}, {"copy", bufops_copy}, {"wipe", bufops_wipe},
+  {"hexdump", bufops_hexdump}, {NULL, NULL}};

@@ -1,0 +1,335 @@
+/* bufpack.c: b:pack(fmt, off, ...) and b:unpack(fmt, off), in string.pack's format language
+ * (endianness < > =, alignment !n, b B h H i[n] I[n] l L j J T f d n s[n] z c[n] x X, spaces).
+ * Alignment is relative to the buffer's offset 0, as string.unpack's is relative to the string's
+ * start, so b:pack(fmt, 0, ...) writes exactly the bytes of string.pack(fmt, ...).
+ * pack builds the bytes first and checks every argument before touching the buffer: a bad value
+ * never leaves a half-written record. unpack reads each field through the guarded primitives. */
+#include <stddef.h>
+#include <string.h>
+
+#include "memlab.h"
+
+#define MAXINTSIZE 16
+#define NB 8
+#define SZINT ((int)sizeof(lua_Integer))
+
+typedef enum KOpt {
+  K_INT, K_UINT, K_FLOAT, K_DOUBLE, K_NUMBER, K_CHAR, K_STRING, K_ZSTR, K_PADDING, K_PADDALIGN,
+  K_NOP
+} KOpt;
+
+typedef struct Fmt {
+  lua_State *L;
+  int fmtarg;      /* argument index of the format, for error messages */
+  int little;      /* current endianness */
+  size_t maxalign; /* '!' setting; 1 means no alignment */
+} Fmt;
+
+struct MaxAlign {
+  char c;
+  union {
+    double d;
+    void *p;
+    lua_Integer i;
+    long l;
+  } u;
+};
+#define NATIVE_ALIGN (offsetof(struct MaxAlign, u))
+
+static int native_little(void) {
+  const union {
+    int i;
+    char c;
+  } u = {1};
+  return u.c == 1;
+}
+
+static int isdigit_(int c) { return c >= '0' && c <= '9'; }
+
+static size_t getnum(const char **fmt, size_t df) {
+  if (!isdigit_(**fmt)) return df;
+  size_t a = 0;
+  do {
+    a = a * 10 + (size_t)(*((*fmt)++) - '0');
+  } while (isdigit_(**fmt) && a <= ((size_t)0x7fffffff - 9) / 10);
+  return a;
+}
+
+static size_t getnumlimit(Fmt *h, const char **fmt, size_t df) {
+  size_t sz = getnum(fmt, df);
+  if (sz > MAXINTSIZE || sz == 0)
+    luaL_error(h->L, "integral size (%d) out of limits [1,%d]", (int)sz, MAXINTSIZE);
+  return sz;
+}
+
+/* Reads one option letter (and its size digits) from *fmt. */
+static KOpt getoption(Fmt *h, const char **fmt, size_t *size) {
+  int opt = *((*fmt)++);
+  *size = 0;
+  switch (opt) {
+    case 'b': *size = 1; return K_INT;
+    case 'B': *size = 1; return K_UINT;
+    case 'h': *size = sizeof(short); return K_INT;
+    case 'H': *size = sizeof(short); return K_UINT;
+    case 'l': *size = sizeof(long); return K_INT;
+    case 'L': *size = sizeof(long); return K_UINT;
+    case 'j': *size = sizeof(lua_Integer); return K_INT;
+    case 'J': *size = sizeof(lua_Integer); return K_UINT;
+    case 'T': *size = sizeof(size_t); return K_UINT;
+    case 'f': *size = sizeof(float); return K_FLOAT;
+    case 'n': *size = sizeof(lua_Number); return K_NUMBER;
+    case 'd': *size = sizeof(double); return K_DOUBLE;
+    case 'i': *size = getnumlimit(h, fmt, sizeof(int)); return K_INT;
+    case 'I': *size = getnumlimit(h, fmt, sizeof(int)); return K_UINT;
+    case 's': *size = getnumlimit(h, fmt, sizeof(size_t)); return K_STRING;
+    case 'c':
+      *size = getnum(fmt, (size_t)-1);
+      if (*size == (size_t)-1) luaL_error(h->L, "missing size for format option 'c'");
+      return K_CHAR;
+    case 'z': return K_ZSTR;
+    case 'x': *size = 1; return K_PADDING;
+    case 'X': return K_PADDALIGN;
+    case ' ': break;
+    case '<': h->little = 1; break;
+    case '>': h->little = 0; break;
+    case '=': h->little = native_little(); break;
+    case '!': h->maxalign = getnumlimit(h, fmt, NATIVE_ALIGN); break;
+    default: luaL_error(h->L, "invalid format option '%c'", opt);
+  }
+  return K_NOP;
+}
+
+/* One option with its size and the padding that aligns it at byte `total` of the buffer. */
+static KOpt getdetails(Fmt *h, size_t total, const char **fmt, size_t *size, size_t *ntoalign) {
+  KOpt opt = getoption(h, fmt, size);
+  size_t align = *size;
+  if (opt == K_PADDALIGN) {
+    if (**fmt == '\0' || getoption(h, fmt, &align) == K_CHAR || align == 0)
+      luaL_argerror(h->L, h->fmtarg, "invalid next option for option 'X'");
+  }
+  if (align <= 1 || opt == K_CHAR) {
+    *ntoalign = 0;
+  } else {
+    if (align > h->maxalign) align = h->maxalign;
+    if (align & (align - 1))
+      luaL_argerror(h->L, h->fmtarg, "format asks for alignment not power of 2");
+    *ntoalign = (align - (total & (align - 1))) & (align - 1);
+  }
+  return opt;
+}
+
+static void packint(luaL_Buffer *b, lua_Unsigned n, int little, size_t size, int neg) {
+  char *buff = luaL_prepbuffsize(b, size);
+  buff[little ? 0 : size - 1] = (char)(n & 0xff);
+  for (size_t i = 1; i < size; i++) {
+    n >>= NB;
+    buff[little ? i : size - 1 - i] = (char)(n & 0xff);
+  }
+  if (neg && size > (size_t)SZINT)
+    for (size_t i = (size_t)SZINT; i < size; i++) buff[little ? i : size - 1 - i] = (char)0xff;
+  luaL_addsize(b, size);
+}
+
+static void copyendian(char *dst, const char *src, size_t size, int little) {
+  if (little == native_little()) {
+    memcpy(dst, src, size);
+  } else {
+    for (size_t i = 0; i < size; i++) dst[i] = src[size - 1 - i];
+  }
+}
+
+/* b:pack(fmt, off, v1, v2, ...) -> offset after the packed bytes */
+static int bufpack_pack(lua_State *L) {
+  size_t len;
+  Buffer *bf;
+  unsigned char *p = buf_span(L, 1, &len, &bf);
+  const char *fmt = luaL_checkstring(L, 2);
+  lua_Integer off = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, off >= 0 && (uint64_t)off <= (uint64_t)len, 3, "offset out of range");
+  Fmt h = {L, 2, native_little(), 1};
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  int arg = 3;
+  size_t total = (size_t)off;
+  while (*fmt != '\0') {
+    size_t size, ntoalign;
+    KOpt opt = getdetails(&h, total, &fmt, &size, &ntoalign);
+    total += ntoalign + size;
+    while (ntoalign-- > 0) luaL_addchar(&b, 0);
+    arg++;
+    switch (opt) {
+      case K_INT: {
+        lua_Integer n = luaL_checkinteger(L, arg);
+        if (size < (size_t)SZINT) {
+          lua_Integer lim = (lua_Integer)1 << ((size * NB) - 1);
+          luaL_argcheck(L, -lim <= n && n < lim, arg, "integer overflow");
+        }
+        packint(&b, (lua_Unsigned)n, h.little, size, n < 0);
+        break;
+      }
+      case K_UINT: {
+        lua_Integer n = luaL_checkinteger(L, arg);
+        if (size < (size_t)SZINT)
+          luaL_argcheck(L, (lua_Unsigned)n < ((lua_Unsigned)1 << (size * NB)), arg,
+                        "unsigned overflow");
+        packint(&b, (lua_Unsigned)n, h.little, size, 0);
+        break;
+      }
+      case K_FLOAT: {
+        float f = (float)luaL_checknumber(L, arg);
+        copyendian(luaL_prepbuffsize(&b, size), (const char *)&f, size, h.little);
+        luaL_addsize(&b, size);
+        break;
+      }
+      case K_DOUBLE:
+      case K_NUMBER: {
+        double d = (double)luaL_checknumber(L, arg);
+        copyendian(luaL_prepbuffsize(&b, size), (const char *)&d, size, h.little);
+        luaL_addsize(&b, size);
+        break;
+      }
+      case K_CHAR: {
+        size_t sl;
+        const char *s = luaL_checklstring(L, arg, &sl);
+        luaL_argcheck(L, sl <= size, arg, "string longer than given size");
+        luaL_addlstring(&b, s, sl);
+        for (size_t i = sl; i < size; i++) luaL_addchar(&b, 0);
+        break;
+      }
+      case K_STRING: {
+        size_t sl;
+        const char *s = luaL_checklstring(L, arg, &sl);
+        luaL_argcheck(L, size >= sizeof(size_t) || sl < ((size_t)1 << (size * NB)), arg,
+                      "string length does not fit in given size");
+        packint(&b, (lua_Unsigned)sl, h.little, size, 0);
+        luaL_addlstring(&b, s, sl);
+        total += sl;
+        break;
+      }
+      case K_ZSTR: {
+        size_t sl;
+        const char *s = luaL_checklstring(L, arg, &sl);
+        luaL_argcheck(L, strlen(s) == sl, arg, "string contains zeros");
+        luaL_addlstring(&b, s, sl);
+        luaL_addchar(&b, 0);
+        total += sl + 1;
+        break;
+      }
+      case K_PADDING: luaL_addchar(&b, 0); /* fallthrough */
+      case K_PADDALIGN:
+      case K_NOP: arg--; break;
+    }
+  }
+  size_t n = total - (size_t)off;
+  luaL_argcheck(L, n <= len - (size_t)off, 2, "packed data does not fit (out of range)");
+  mem_check_write(L, bf->o, bf->off + (size_t)off, n);
+  luaL_pushresult(&b); /* the packed bytes, now on the stack top */
+  mem_copy(L, bf->o, p + off, NULL, lua_tostring(L, -1), n);
+  lua_pushinteger(L, (lua_Integer)total);
+  return 1;
+}
+
+static lua_Integer unpackint(lua_State *L, const unsigned char *s, int little, size_t size,
+                             int issigned) {
+  lua_Unsigned res = 0;
+  size_t limit = size <= (size_t)SZINT ? size : (size_t)SZINT;
+  for (size_t k = limit; k-- > 0;) {
+    res <<= NB;
+    res |= (lua_Unsigned)s[little ? k : size - 1 - k];
+  }
+  if (size < (size_t)SZINT) {
+    if (issigned) {
+      lua_Unsigned mask = (lua_Unsigned)1 << (size * NB - 1);
+      res = ((res ^ mask) - mask);
+    }
+  } else if (size > (size_t)SZINT) {
+    unsigned mask = (!issigned || (lua_Integer)res >= 0) ? 0 : 0xff;
+    for (size_t i = limit; i < size; i++)
+      if (s[little ? i : size - 1 - i] != mask)
+        luaL_error(L, "%d-byte integer does not fit into Lua Integer", (int)size);
+  }
+  return (lua_Integer)res;
+}
+
+/* Pushes n bytes of buffer memory at src as a string (guarded when page-backed). */
+static void pushbytes(lua_State *L, const Owner *o, const unsigned char *src, size_t n) {
+  if (!mem_guarded(o)) {
+    lua_pushlstring(L, (const char *)src, n);
+    return;
+  }
+  luaL_Buffer lb;
+  char *d = luaL_buffinitsize(L, &lb, n);
+  mem_copy(L, NULL, d, o, src, n);
+  luaL_pushresultsize(&lb, n);
+}
+
+/* b:unpack(fmt, off) -> v1, v2, ..., offset after the last byte read */
+static int bufpack_unpack(lua_State *L) {
+  size_t ld;
+  Buffer *bf;
+  const unsigned char *data = buf_span(L, 1, &ld, &bf);
+  const Owner *o = bf->o;
+  int g = mem_guarded(o);
+  const char *fmt = luaL_checkstring(L, 2);
+  lua_Integer ipos = luaL_optinteger(L, 3, 0);
+  luaL_argcheck(L, ipos >= 0 && (uint64_t)ipos <= (uint64_t)ld, 3, "offset out of range");
+  size_t pos = (size_t)ipos;
+  Fmt h = {L, 2, native_little(), 1};
+  int n = 0;
+  while (*fmt != '\0') {
+    size_t size, ntoalign;
+    KOpt opt = getdetails(&h, pos, &fmt, &size, &ntoalign);
+    luaL_argcheck(L, ntoalign + size <= ld - pos, 2, "data too short (out of range)");
+    pos += ntoalign;
+    luaL_checkstack(L, 2, "too many results");
+    n++;
+    unsigned char tmp[MAXINTSIZE];
+    const unsigned char *at = data + pos;
+    if (g && size <= MAXINTSIZE && opt != K_CHAR) {
+      mem_copy(L, NULL, tmp, o, at, size);
+      at = tmp;
+    }
+    switch (opt) {
+      case K_INT:
+      case K_UINT: lua_pushinteger(L, unpackint(L, at, h.little, size, opt == K_INT)); break;
+      case K_FLOAT: {
+        float f;
+        copyendian((char *)&f, (const char *)at, size, h.little);
+        lua_pushnumber(L, (lua_Number)f);
+        break;
+      }
+      case K_DOUBLE:
+      case K_NUMBER: {
+        double d;
+        copyendian((char *)&d, (const char *)at, size, h.little);
+        lua_pushnumber(L, (lua_Number)d);
+        break;
+      }
+      case K_CHAR: pushbytes(L, o, data + pos, size); break;
+      case K_STRING: {
+        lua_Unsigned sl = (lua_Unsigned)unpackint(L, at, h.little, size, 0);
+        luaL_argcheck(L, sl <= ld - pos - size, 2, "data too short (out of range)");
+        pushbytes(L, o, data + pos + size, (size_t)sl);
+        pos += (size_t)sl;
+        break;
+      }
+      case K_ZSTR: {
+        const unsigned char *z = mem_find(L, o, data + pos, ld - pos, "", 1);
+        luaL_argcheck(L, z != NULL, 2, "unfinished string for format 'z'");
+        size_t sl = (size_t)(z - (data + pos));
+        pushbytes(L, o, data + pos, sl);
+        pos += sl + 1;
+        break;
+      }
+      case K_PADDALIGN:
+      case K_PADDING:
+      case K_NOP: n--; break;
+    }
+    pos += size;
+  }
+  lua_pushinteger(L, (lua_Integer)pos);
+  return n + 1;
+}
+
+const luaL_Reg bufpack_methods[] = {
+  {"pack", bufpack_pack}, {"unpack", bufpack_unpack}, {NULL, NULL}};

@@ -1,0 +1,24 @@
+/* core.c: luaopen_memlab_core, the C core's entry point. It builds the module table from the
+ * binding files, each adding its functions and constants through its xxx_open(L), and installs
+ * the fault guard. Users require "memlab" (lua/memlab/init.lua), which requires this. */
+#include <string.h>
+
+#include "guard.h"
+#include "memlab.h"
+
+typedef int (*OpenFn)(lua_State *L);
+
+static const OpenFn parts[] = {
+  buffer_open, heap_open, track_open, proc_open, NULL};
+
+int luaopen_memlab_core(lua_State *L);
+
+int luaopen_memlab_core(lua_State *L) {
+  int err = guard_install();
+  if (err) return luaL_error(L, "memlab: cannot install the fault guard: %s", strerror(err));
+  lua_newtable(L);
+  for (const OpenFn *p = parts; *p; p++) (*p)(L);
+  lua_pushliteral(L, "0.1.0");
+  lua_setfield(L, -2, "_VERSION");
+  return 1;
+}

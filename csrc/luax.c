@@ -1,0 +1,105 @@
+/* luax.c: the small helpers every binding file uses: argument checks that refuse negative,
+ * fractional and oversized values before any cast to size_t, call-site capture, and the
+ * `nil, "what: strerror", errno` result of a system call that said no. */
+#include <stdio.h>
+#include <string.h>
+
+#include "memlab.h"
+
+/* Records the first Lua frame above the running C function as "file:line". */
+void site_capture(lua_State *L, Site *s) {
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    if (!lua_getinfo(L, "Sl", &ar)) break;
+    if (ar.currentline >= 0) {
+      if (snprintf(s->where, sizeof s->where, "%s:%d", ar.short_src, ar.currentline) >=
+          (int)sizeof s->where)
+        s->where[sizeof s->where - 1] = '\0'; /* a very long path: keep its start */
+      return;
+    }
+  }
+  snprintf(s->where, sizeof s->where, "?");
+}
+
+/* An integer argument: floats with a fractional part and non-numbers raise. */
+lua_Integer arg_integer(lua_State *L, int idx) { return luaL_checkinteger(L, idx); }
+
+/* A size: an integer in [0, PTRDIFF_MAX]. Anything larger cannot be an object size in C. */
+size_t arg_size(lua_State *L, int idx) {
+  lua_Integer n = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, n >= 0 && (uint64_t)n <= (uint64_t)PTRDIFF_MAX, idx, "size out of range");
+  return (size_t)n;
+}
+
+size_t arg_optsize(lua_State *L, int idx, size_t def) {
+  return lua_isnoneornil(L, idx) ? def : arg_size(L, idx);
+}
+
+/* A range (offset, length) within `size` bytes: offset defaults to 0, length to "the rest".
+ * Both are checked as integers before any conversion; off + len never wraps. */
+void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len) {
+  lua_Integer o = luaL_optinteger(L, ioff, 0);
+  luaL_argcheck(L, o >= 0 && (uint64_t)o <= (uint64_t)size, ioff, "offset out of range");
+  *off = (size_t)o;
+  if (lua_isnoneornil(L, ilen)) {
+    *len = size - *off;
+  } else {
+    lua_Integer n = luaL_checkinteger(L, ilen);
+    luaL_argcheck(L, n >= 0 && (uint64_t)n <= (uint64_t)(size - *off), ilen,
+                  "length out of range");
+    *len = (size_t)n;
+  }
+}
+
+/* A byte value: an integer 0..255 or a one-character string ('h' reads as in C). */
+int arg_byte(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    luaL_argcheck(L, n == 1, idx, "expected a byte (0-255 or a one-character string)");
+    return (unsigned char)s[0];
+  }
+  lua_Integer v = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, v >= 0 && v <= 255, idx, "byte value out of range");
+  return (int)v;
+}
+
+/* The system said no: nil, "what: strerror(err)", err. */
+int push_syserror(lua_State *L, const char *what, int err) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", what, strerror(err));
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+/* A refusal that is not an errno (an allocator full, say): nil, "what: msg", code. */
+int push_statuserror(lua_State *L, const char *what, const char *msg, int code) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", what, msg);
+  lua_pushinteger(L, code);
+  return 3;
+}
+
+void push_address(lua_State *L, const void *p) {
+  lua_pushinteger(L, (lua_Integer)(uintptr_t)p);
+}
+
+/* An address argument: nil (NULL), an integer, or a live buffer (its start). */
+const void *arg_address(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return NULL;
+  if (buf_test(L, idx)) {
+    size_t len;
+    return buf_span(L, idx, &len, NULL);
+  }
+  lua_Integer a = luaL_checkinteger(L, idx);
+  return (const void *)(uintptr_t)(uint64_t)a;
+}
+
+void set_funcs(lua_State *L, const luaL_Reg *fns) { luaL_setfuncs(L, fns, 0); }
+
+void set_consts(lua_State *L, const ConstReg *cs) {
+  for (; cs->name; cs++) {
+    lua_pushinteger(L, cs->value);
+    lua_setfield(L, -2, cs->name);
+  }
+}

@@ -1,0 +1,132 @@
+/* memlab.h: what the files of memlab.core share.
+ *
+ * Every piece of memory memlab hands out is described by one Owner record, and reached from Lua
+ * through a Buffer userdata. A root buffer embeds its Owner; a view (b:slice) points at its root's
+ * Owner and anchors the root userdata through its user value, so the Owner cannot be collected
+ * while a view lives. A kind of memory (C heap, mapping, shared memory segment, allocator block)
+ * plugs in by supplying a MemKind: its name, its release function and its flags. Nothing else in
+ * the buffer code knows what the memory is. */
+#ifndef MEMLAB_H
+#define MEMLAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#define BUFFER_T "memlab.buffer"
+#define MEMLAB_NORETURN __attribute__((noreturn))
+
+/* Where something happened in Lua, as "file.lua:12" (or "?" when no Lua frame is found). */
+typedef struct Site {
+  char where[64];
+} Site;
+
+typedef struct Owner Owner;
+
+/* A kind of memory. release() gives the memory back to where it came from and returns 0 or an
+ * errno; it is called at most once per Owner, on a live Owner whose base/size/ctx it may use. */
+typedef struct MemKind {
+  const char *name;          /* what b:kind() returns */
+  int (*release)(Owner *o);  /* NULL: nothing to give back */
+  unsigned flags;            /* MK_* below */
+} MemKind;
+
+#define MK_GUARDED 1u  /* page-backed: accesses run under the fault guard */
+
+enum { OWNER_NEW = 0, OWNER_LIVE, OWNER_DEAD };
+
+/* Per-page protection bits kept by memlab (PROT_READ/PROT_WRITE values from <sys/mman.h>). */
+#define OWN_PROT_READ 1u
+#define OWN_PROT_WRITE 2u
+#define OWN_PROT_EXEC 4u
+
+/* The record of one piece of memory.
+ * Invariants: state moves NEW -> LIVE -> DEAD and never back. While LIVE, [base, base+size) is
+ * memory this Owner may read (subject to prot) and release() has not run. gen only grows; a view
+ * made at generation g is dead once gen != g (the memory moved or shrank under it). A non-NULL
+ * parent (an allocator's arena) must be LIVE for this Owner to be usable. */
+struct Owner {
+  unsigned char *base;
+  size_t size;
+  const MemKind *kind;
+  void *ctx;             /* the kind's own data (mapping details, allocator instance) */
+  Owner *parent;         /* arena this memory lives in, anchored by the root's user value */
+  uint8_t *pageprot;     /* one OWN_PROT_* byte per page, or NULL: `prot` covers all */
+  const char *why;       /* how it died: "freed", "realloc'd", "unmapped", "destroyed", ... */
+  uint32_t gen;
+  uint32_t track;        /* tracking record index + 1, or 0 when untracked */
+  uint8_t state;
+  uint8_t prot;          /* OWN_PROT_* for the whole memory when pageprot is NULL */
+  uint8_t viewdeath;     /* why views die on gen bump: 0 none yet, else a short code */
+  Site alloc_at;         /* where it was allocated */
+  Site freed_at;         /* where it died (valid once DEAD), or where views were killed */
+};
+
+/* A Lua handle on an Owner's memory: the whole of it (root) or a window (view). */
+typedef struct Buffer {
+  Owner *o;
+  size_t off;     /* window start within the owner (0 for a root) */
+  size_t len;     /* window length (views only; a root always spans o->size) */
+  uint32_t gen;   /* owner generation the window belongs to (views only) */
+  uint8_t isview;
+} Buffer;
+
+/* ---- luax.c: argument checks, sites, error results ---- */
+void site_capture(lua_State *L, Site *s);
+lua_Integer arg_integer(lua_State *L, int idx);
+size_t arg_size(lua_State *L, int idx);
+size_t arg_optsize(lua_State *L, int idx, size_t def);
+void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len);
+int arg_byte(lua_State *L, int idx);
+int push_syserror(lua_State *L, const char *what, int err);
+int push_statuserror(lua_State *L, const char *what, const char *msg, int code);
+void push_address(lua_State *L, const void *p);
+const void *arg_address(lua_State *L, int idx);
+void set_funcs(lua_State *L, const luaL_Reg *fns);
+
+typedef struct ConstReg {
+  const char *name;
+  lua_Integer value;
+} ConstReg;
+#define MLCONST(c) {#c, (lua_Integer)(c)}
+void set_consts(lua_State *L, const ConstReg *cs);
+
+/* ---- buffer.c: the buffer type ---- */
+Owner *buf_newroot(lua_State *L, const MemKind *kind);
+void owner_open(lua_State *L, Owner *o, void *base, size_t size);
+Buffer *buf_check(lua_State *L, int idx);
+Buffer *buf_test(lua_State *L, int idx);
+Owner *buf_root(lua_State *L, int idx);
+unsigned char *buf_span(lua_State *L, int idx, size_t *len, Buffer **pb);
+int owner_alive(const Owner *o);
+MEMLAB_NORETURN void owner_deaderror(lua_State *L, const Owner *o);
+int owner_release(lua_State *L, Owner *o, const char *why, int level);
+void owner_kill_views(lua_State *L, Owner *o, const char *why);
+void owner_describe(const Owner *o, char *out, size_t outlen);
+int buffer_open(lua_State *L);
+
+/* ---- bufops.c / bufpack.c: methods on a buffer ---- */
+extern const luaL_Reg bufops_methods[];
+int bufops_index(lua_State *L);
+int bufops_newindex(lua_State *L);
+extern const luaL_Reg bufpack_methods[];
+void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len);
+void mem_copy(lua_State *L, const Owner *dsto, void *dst, const Owner *srco, const void *src,
+              size_t n);
+void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n);
+const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char *hay,
+                              size_t haylen, const char *needle, size_t nlen);
+int mem_guarded(const Owner *o);
+
+/* ---- heap.c, track.c, proc.c: module functions ---- */
+int heap_open(lua_State *L);
+int track_open(lua_State *L);
+int proc_open(lua_State *L);
+
+/* Tracking hooks, called by the heap kind (no-ops when tracking is off). */
+void track_alloc(lua_State *L, Owner *o);
+void track_free(lua_State *L, Owner *o, int lost);
+
+#endif

@@ -1,0 +1,207 @@
+/* proc.c: the process as the lecture looks at it: the layout addresses (a C static, an
+ * uninitialised static, a C function, a stack local), getrusage, the guarded M.peek, and the
+ * calls of the lecture's multi-process programs (fork, waitpid, _exit, getpid, sleep, kill).
+ * Parsing /proc (maps, smaps, status) is Lua's job, in init.lua. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "guard.h"
+#include "memlab.h"
+#include "sys.h"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define HAVE_VALGRIND 1
+#endif
+#endif
+
+/* The lecture's data and bss examples: an initialised and an uninitialised static. */
+static int layout_initialised = 10;
+static int layout_uninitialised;
+
+static int proc_layout(lua_State *L) {
+  int local = 0;
+  lua_createtable(L, 0, 4);
+  push_address(L, &layout_initialised);
+  lua_setfield(L, -2, "data");
+  push_address(L, &layout_uninitialised);
+  lua_setfield(L, -2, "bss");
+  push_address(L, (const void *)(uintptr_t)&proc_layout);
+  lua_setfield(L, -2, "text");
+  push_address(L, &local);
+  lua_setfield(L, -2, "stack");
+  layout_uninitialised += local + layout_initialised; /* keep both statics alive */
+  return 1;
+}
+
+static void set_time(lua_State *L, const char *k, struct timeval tv) {
+  lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec / 1e6);
+  lua_setfield(L, -2, k);
+}
+
+/* M.rusage(["children"]) -> getrusage as a table (maxrss in KiB, times in seconds). */
+static int proc_rusage(lua_State *L) {
+  static const char *const whos[] = {"self", "children", NULL};
+  int who = luaL_checkoption(L, 1, "self", whos) ? RUSAGE_CHILDREN : RUSAGE_SELF;
+  struct rusage ru;
+  if (getrusage(who, &ru) != 0) return push_syserror(L, "getrusage", errno);
+  lua_createtable(L, 0, 8);
+#define F(name, field) (lua_pushinteger(L, (lua_Integer)ru.field), lua_setfield(L, -2, name))
+  F("minflt", ru_minflt); F("majflt", ru_majflt); F("maxrss", ru_maxrss);
+  F("nvcsw", ru_nvcsw); F("nivcsw", ru_nivcsw); F("inblock", ru_inblock);
+  F("oublock", ru_oublock);
+#undef F
+  set_time(L, "utime", ru.ru_utime);
+  set_time(L, "stime", ru.ru_stime);
+  return 1;
+}
+
+typedef struct PeekArgs {
+  unsigned char *dst;
+  const unsigned char *src;
+  size_t n;
+} PeekArgs;
+
+/* A byte loop the sanitizers do not instrument: peek reads memory memlab does not own on
+ * purpose (freed blocks, allocator headers), and only the guard decides what a bad read is. */
+__attribute__((no_sanitize("address", "undefined"), noinline)) static void do_peek(void *arg) {
+  PeekArgs *a = (PeekArgs *)arg;
+  volatile const unsigned char *s = a->src;
+  for (size_t i = 0; i < a->n; i++) a->dst[i] = s[i];
+}
+
+/* M.peek(addr, len) -> string: a guarded read of raw memory. A fault is a Lua error. */
+static int proc_peek(lua_State *L) {
+  const unsigned char *addr = (const unsigned char *)arg_address(L, 1);
+  size_t n = arg_optsize(L, 2, 1);
+  luaL_argcheck(L, (uintptr_t)addr <= UINTPTR_MAX - n, 2, "range out of range (wraps)");
+  luaL_Buffer lb;
+  char *dst = luaL_buffinitsize(L, &lb, n);
+  PeekArgs a = {(unsigned char *)dst, addr, n};
+  Fault f;
+#ifdef HAVE_VALGRIND
+  VALGRIND_DISABLE_ERROR_REPORTING;
+#endif
+  int sig = n ? guard_call(do_peek, &a, addr, n, NULL, 0, &f) : 0;
+#ifdef HAVE_VALGRIND
+  VALGRIND_ENABLE_ERROR_REPORTING;
+#endif
+  if (sig)
+    return luaL_error(L, "memory fault: %s (%s) at %p (peek of %p, %d bytes)",
+                      guard_signame(f.signo), guard_codename(f.signo, f.code), (void *)f.addr,
+                      (const void *)addr, (int)(n > 0x7fffffff ? 0x7fffffff : n));
+  luaL_pushresultsize(&lb, n);
+  return 1;
+}
+
+static int proc_fork(lua_State *L) {
+  pid_t pid;
+  int err = sys_fork(&pid);
+  if (err) return push_syserror(L, "fork", err);
+  lua_pushinteger(L, pid);
+  return 1;
+}
+
+/* M.waitpid(pid [, "nohang"]) -> "exit", code | "signal", signo | "running" (nohang), and the
+ * pid waited for; nil, msg, errno on failure (ECHILD: no such child). */
+static int proc_waitpid(lua_State *L) {
+  lua_Integer pid = luaL_optinteger(L, 1, -1);
+  luaL_argcheck(L, pid >= -2147483647 && pid <= 2147483647, 1, "pid out of range");
+  static const char *const opts[] = {"hang", "nohang", NULL};
+  int nohang = luaL_checkoption(L, 2, "hang", opts);
+  pid_t got;
+  int status = 0;
+  int err = sys_waitpid((pid_t)pid, nohang ? WNOHANG : 0, &got, &status);
+  if (err) return push_syserror(L, "waitpid", err);
+  if (got == 0) {
+    lua_pushliteral(L, "running");
+    return 1;
+  }
+  if (WIFEXITED(status)) {
+    lua_pushliteral(L, "exit");
+    lua_pushinteger(L, WEXITSTATUS(status));
+  } else if (WIFSIGNALED(status)) {
+    lua_pushliteral(L, "signal");
+    lua_pushinteger(L, WTERMSIG(status));
+  } else {
+    lua_pushliteral(L, "stopped");
+    lua_pushinteger(L, WSTOPSIG(status));
+  }
+  lua_pushinteger(L, got);
+  return 3;
+}
+
+/* M._exit(code): leaves at once, running no Lua finalizer; C stdio is flushed so that what the
+ * process printed is not lost (a forked child's prints would otherwise vanish in a pipe). */
+static int proc_exit(lua_State *L) {
+  lua_Integer code = luaL_optinteger(L, 1, 0);
+  fflush(NULL);
+  _exit((int)(code & 0xff));
+  return 0;
+}
+
+static int proc_getpid(lua_State *L) {
+  lua_pushinteger(L, getpid());
+  return 1;
+}
+
+static int proc_sleep(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s >= 0 && s < 1e9, 1, "seconds out of range");
+  int err = sys_sleep((double)s);
+  if (err) return push_syserror(L, "sleep", err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int proc_kill(lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1);
+  lua_Integer sig = luaL_optinteger(L, 2, SIGTERM);
+  luaL_argcheck(L, pid >= -2147483647 && pid <= 2147483647, 1, "pid out of range");
+  luaL_argcheck(L, sig >= 0 && sig < 65, 2, "signal out of range");
+  int err = sys_kill((pid_t)pid, (int)sig);
+  if (err) return push_syserror(L, "kill", err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int proc_pagesize(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)sys_pagesize());
+  return 1;
+}
+
+static int proc_strerror(lua_State *L) {
+  lua_pushstring(L, strerror((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+static const luaL_Reg proc_funcs[] = {
+  {"layout", proc_layout}, {"rusage", proc_rusage}, {"peek", proc_peek}, {"fork", proc_fork},
+  {"waitpid", proc_waitpid}, {"_exit", proc_exit}, {"getpid", proc_getpid},
+  {"sleep", proc_sleep}, {"kill", proc_kill}, {"pagesize", proc_pagesize},
+  {"strerror", proc_strerror}, {NULL, NULL}};
+
+static const ConstReg proc_consts[] = {
+  MLCONST(ENOMEM), MLCONST(EINVAL), MLCONST(EPERM), MLCONST(EACCES), MLCONST(EEXIST),
+  MLCONST(ENOENT), MLCONST(EAGAIN), MLCONST(EBADF), MLCONST(EFAULT), MLCONST(ENODEV),
+  MLCONST(EOVERFLOW), MLCONST(ENXIO), MLCONST(EIDRM), MLCONST(ESRCH), MLCONST(ECHILD),
+  MLCONST(EINTR), MLCONST(EBUSY), MLCONST(ENOSPC), MLCONST(ERANGE), MLCONST(ENOSYS),
+  MLCONST(EFBIG), MLCONST(ETXTBSY), MLCONST(ENOTSUP),
+  MLCONST(SIGSEGV), MLCONST(SIGBUS), MLCONST(SIGTERM), MLCONST(SIGKILL), MLCONST(SIGINT),
+  MLCONST(SIGUSR1), MLCONST(SIGUSR2), MLCONST(SIGCHLD), MLCONST(SIGABRT), MLCONST(SIGSTOP),
+  MLCONST(SIGCONT), MLCONST(SIGALRM),
+  MLCONST(SEGV_MAPERR), MLCONST(SEGV_ACCERR), MLCONST(BUS_ADRERR), MLCONST(BUS_ADRALN),
+  MLCONST(BUS_OBJERR), {NULL, 0}};
+
+int proc_open(lua_State *L) {
+  set_funcs(L, proc_funcs);
+  set_consts(L, proc_consts);
+  return 0;
+}

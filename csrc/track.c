@@ -1,0 +1,212 @@
+/* track.c: allocation tracking, as valgrind's memcheck counts it. While tracking is on, every heap
+ * allocation gets a record holding its size, address and Lua call stack (three frames). b:free()
+ * retires the record; a buffer the garbage collector releases without a free keeps its record as
+ * "lost" (valgrind's "definitely lost": nothing could reach it any more). Live records at report
+ * time are "still reachable". The report and snapshot comparison are written in Lua (init.lua)
+ * over core.track_records().
+ *
+ * One Tracker per Lua state, a userdata in the registry. Owner.track holds a record index + 1;
+ * records are reused through a free list, so a long tracked run holds live and lost blocks only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memlab.h"
+
+#define TRACK_FRAMES 3
+
+enum { REC_UNUSED = 0, REC_LIVE, REC_LOST };
+
+typedef struct TrackRec {
+  uintptr_t addr;
+  size_t size;
+  uint64_t seq;                        /* allocation number, 1-based */
+  uint32_t nextfree;                   /* free list link (index + 1) while unused */
+  uint8_t state;
+  char func[16];                       /* the allocating function: "malloc", "calloc" ... */
+  char frames[TRACK_FRAMES][72];       /* "file.lua:12 (in concatenate)" */
+} TrackRec;
+
+typedef struct Tracker {
+  int on;
+  TrackRec *recs;
+  size_t n, cap;
+  uint32_t freelist;
+  uint64_t allocs, frees, bytes;
+} Tracker;
+
+static const char tracker_key = 'T';
+static int g_anyon; /* states with tracking on: a cheap test on every allocation */
+
+static Tracker *get_tracker(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &tracker_key);
+  Tracker *t = (Tracker *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return t;
+}
+
+static void capture_frames(lua_State *L, TrackRec *r) {
+  lua_Debug ar;
+  int k = 0;
+  memset(r->frames, 0, sizeof r->frames);
+  snprintf(r->func, sizeof r->func, "?");
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name)
+    snprintf(r->func, sizeof r->func, "%s", ar.name);
+  for (int level = 1; k < TRACK_FRAMES && lua_getstack(L, level, &ar); level++) {
+    if (!lua_getinfo(L, "Sln", &ar) || ar.currentline < 0) continue;
+    const char *fn = ar.name ? ar.name : (*ar.what == 'm' ? "main chunk" : "?");
+    if (snprintf(r->frames[k], sizeof r->frames[0], "%s:%d (in %s)", ar.short_src,
+                 ar.currentline, fn) >= (int)sizeof r->frames[0])
+      r->frames[k][sizeof r->frames[0] - 1] = '\0'; /* truncated: keep the start */
+    k++;
+  }
+}
+
+/* Called when o has just been opened: records it if tracking is on in this state. */
+void track_alloc(lua_State *L, Owner *o) {
+  if (!g_anyon) return;
+  Tracker *t = get_tracker(L);
+  if (!t || !t->on) return;
+  uint32_t idx;
+  if (t->freelist) {
+    idx = t->freelist - 1;
+    t->freelist = t->recs[idx].nextfree;
+  } else {
+    if (t->n == t->cap) {
+      size_t cap = t->cap ? 2 * t->cap : 64;
+      TrackRec *nr = (TrackRec *)realloc(t->recs, cap * sizeof *nr);
+      if (!nr) return; /* tracking is best effort: the allocation itself succeeded */
+      t->recs = nr;
+      t->cap = cap;
+    }
+    idx = (uint32_t)t->n++;
+  }
+  TrackRec *r = &t->recs[idx];
+  r->addr = (uintptr_t)o->base;
+  r->size = o->size;
+  r->seq = ++t->allocs;
+  r->state = REC_LIVE;
+  t->bytes += o->size;
+  capture_frames(L, r);
+  o->track = idx + 1;
+}
+
+/* Called when o dies: a free retires its record; a collection without free marks it lost. */
+void track_free(lua_State *L, Owner *o, int lost) {
+  Tracker *t = get_tracker(L);
+  uint32_t idx = o->track - 1;
+  o->track = 0;
+  if (!t || idx >= t->n || t->recs[idx].state != REC_LIVE) return;
+  TrackRec *r = &t->recs[idx];
+  if (lost) {
+    r->state = REC_LOST;
+    return;
+  }
+  t->frees++;
+  r->state = REC_UNUSED;
+  r->nextfree = t->freelist;
+  t->freelist = idx + 1;
+}
+
+/* M.track([on]) -> whether tracking was on */
+static int track_track(lua_State *L) {
+  Tracker *t = get_tracker(L);
+  lua_pushboolean(L, t->on);
+  if (!lua_isnone(L, 1)) {
+    int on = lua_toboolean(L, 1);
+    g_anyon += on - t->on;
+    t->on = on;
+  }
+  return 1;
+}
+
+/* core.track_records() -> { {addr=, size=, seq=, state="live"|"lost", func=, stack={...}} ...},
+ * { allocs=, frees=, bytes= } */
+static int track_records(lua_State *L) {
+  Tracker *t = get_tracker(L);
+  lua_newtable(L);
+  int k = 0;
+  for (size_t i = 0; i < t->n; i++) {
+    const TrackRec *r = &t->recs[i];
+    if (r->state == REC_UNUSED) continue;
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, (lua_Integer)r->addr);
+    lua_setfield(L, -2, "addr");
+    lua_pushinteger(L, (lua_Integer)r->size);
+    lua_setfield(L, -2, "size");
+    lua_pushinteger(L, (lua_Integer)r->seq);
+    lua_setfield(L, -2, "seq");
+    lua_pushstring(L, r->state == REC_LIVE ? "live" : "lost");
+    lua_setfield(L, -2, "state");
+    lua_pushstring(L, r->func);
+    lua_setfield(L, -2, "func");
+    lua_newtable(L);
+    for (int f = 0; f < TRACK_FRAMES && r->frames[f][0]; f++) {
+      lua_pushstring(L, r->frames[f]);
+      lua_rawseti(L, -2, f + 1);
+    }
+    lua_setfield(L, -2, "stack");
+    lua_rawseti(L, -2, ++k);
+  }
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, (lua_Integer)t->allocs);
+  lua_setfield(L, -2, "allocs");
+  lua_pushinteger(L, (lua_Integer)t->frees);
+  lua_setfield(L, -2, "frees");
+  lua_pushinteger(L, (lua_Integer)t->bytes);
+  lua_setfield(L, -2, "bytes");
+  return 2;
+}
+
+/* M.track_reset(): forgets lost records and the counters (live records stay). */
+static int track_reset(lua_State *L) {
+  Tracker *t = get_tracker(L);
+  for (size_t i = 0; i < t->n; i++)
+    if (t->recs[i].state == REC_LOST) {
+      t->recs[i].state = REC_UNUSED;
+      t->recs[i].nextfree = t->freelist;
+      t->freelist = (uint32_t)i + 1;
+    }
+  t->allocs = t->frees = t->bytes = 0;
+  for (size_t i = 0; i < t->n; i++)
+    if (t->recs[i].state == REC_LIVE) {
+      t->allocs++;
+      t->bytes += t->recs[i].size;
+    }
+  return 0;
+}
+
+static int tracker_gc(lua_State *L) {
+  Tracker *t = (Tracker *)lua_touserdata(L, 1);
+  if (t->on) g_anyon--;
+  t->on = 0;
+  free(t->recs);
+  t->recs = NULL;
+  t->n = t->cap = 0;
+  t->freelist = 0;
+  return 0;
+}
+
+static const luaL_Reg track_funcs[] = {
+  {"track", track_track}, {"track_records", track_records}, {"track_reset", track_reset},
+  {NULL, NULL}};
+
+/* Creates this state's tracker once; MEMLAB_TRACK=1 in the environment turns it on. */
+int track_open(lua_State *L) {
+  if (!get_tracker(L)) {
+    Tracker *t = (Tracker *)lua_newuserdatauv(L, sizeof(Tracker), 0);
+    memset(t, 0, sizeof *t);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, tracker_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &tracker_key);
+    const char *env = getenv("MEMLAB_TRACK");
+    if (env && *env && strcmp(env, "0") != 0) {
+      t->on = 1;
+      g_anyon++;
+    }
+  }
+  set_funcs(L, track_funcs);
+  return 0;
+}
