@@ -1,9 +1,253 @@
 -- memlab: a process's memory in a Lua programmer's hands, without letting them crash it.
 -- This module is the public face: it re-exports the C core (memlab.core) and adds what reads
--- better in Lua: /proc parsing, the leak report, snapshots of live allocations.
+-- better in Lua: /proc parsing (maps, smaps, status), the leak report in valgrind's words, and
+-- snapshots of live allocations that compare like Python's tracemalloc.
 local core = require "memlab.core"
 
 local M = {}
 for k, v in pairs(core) do M[k] = v end
+
+-- Opens /proc/<pid>/<what> (pid defaults to self); returns the file or nil, msg, errno.
+local function procfile(pid, what)
+  if pid ~= nil and math.type(pid) ~= "integer" then
+    error(("bad argument #1 to '%s' (pid must be an integer)"):format(what), 3)
+  end
+  return io.open(("/proc/%s/%s"):format(pid or "self", what), "r")
+end
+
+local function parse_mapline(line)
+  local from, to, perms, offset, dev, inode, path =
+    line:match("^(%x+)%-(%x+)%s+(%S+)%s+(%x+)%s+(%S+)%s+(%d+)%s*(.-)%s*$")
+  if not from then return nil end
+  return {
+    from = math.tointeger(tonumber(from, 16)), to = math.tointeger(tonumber(to, 16)),
+    perms = perms, offset = math.tointeger(tonumber(offset, 16)), dev = dev,
+    inode = math.tointeger(tonumber(inode)), path = path,
+  }
+end
+
+--- M.maps([pid]) -> the regions of /proc/<pid>/maps, in address order:
+-- { from=, to=, perms="r-xp", offset=, dev="08:01", inode=, path="/usr/bin/lua5.4" | "[heap]" | "" }
+function M.maps(pid)
+  local f, msg, code = procfile(pid, "maps")
+  if not f then return nil, msg, code end
+  local regions = {}
+  for line in f:lines() do regions[#regions + 1] = parse_mapline(line) end
+  f:close()
+  return regions
+end
+
+-- Whether addr lies in region r (addresses compare unsigned: kernel-side ones wrap negative).
+local function contains(r, addr)
+  return not math.ult(addr, r.from) and math.ult(addr, r.to)
+end
+
+--- M.region(addr [, regions]) -> the region of M.maps() holding addr, or nil
+function M.region(addr, regions)
+  if M.type(addr) then addr = addr:address() end
+  if math.type(addr) ~= "integer" then
+    error("bad argument #1 to 'region' (address must be an integer or a buffer)", 2)
+  end
+  for _, r in ipairs(regions or M.maps()) do
+    if contains(r, addr) then return r end
+  end
+  return nil
+end
+
+--- M.smaps([pid]) -> M.maps() with each region's smaps fields added, in bytes:
+-- rss, pss, swap, size, shared_clean, private_dirty, anonymous, locked, ...
+function M.smaps(pid)
+  local f, msg, code = procfile(pid, "smaps")
+  if not f then return nil, msg, code end
+  local regions, cur = {}, nil
+  for line in f:lines() do
+    local r = parse_mapline(line)
+    if r then
+      cur = r
+      regions[#regions + 1] = r
+    elseif cur then
+      local key, kb = line:match("^([%w_]+):%s+(%d+) kB")
+      if key then cur[key:lower()] = math.tointeger(tonumber(kb)) * 1024 end
+    end
+  end
+  f:close()
+  return regions
+end
+
+--- M.status([pid]) -> the sized lines of /proc/<pid>/status, in bytes:
+-- { VmPeak=, VmSize=, VmLck=, VmPin=, VmHWM=, VmRSS=, RssAnon=, RssFile=, RssShmem=, VmData=,
+--   VmStk=, VmExe=, VmLib=, VmPTE=, VmSwap=, ... }
+function M.status(pid)
+  local f, msg, code = procfile(pid, "status")
+  if not f then return nil, msg, code end
+  local t = {}
+  for line in f:lines() do
+    local key, kb = line:match("^([%w_]+):%s+(%d+) kB")
+    if key then t[key] = math.tointeger(tonumber(kb)) * 1024 end
+  end
+  f:close()
+  return t
+end
+
+-- "1065" -> "1,065", as valgrind prints counts.
+local function commas(n)
+  local s = tostring(n)
+  repeat
+    local k
+    s, k = s:gsub("^(%d+)(%d%d%d)", "%1,%2")
+  until k == 0
+  return s
+end
+
+-- Groups tracking records by their call stack: { {bytes=, blocks=, func=, stack=}, ... },
+-- smallest first, as valgrind orders loss records.
+local function group(recs, state)
+  local by, list = {}, {}
+  for _, r in ipairs(recs) do
+    if r.state == state then
+      local key = r.func .. "\0" .. table.concat(r.stack, "\0")
+      local g = by[key]
+      if not g then
+        g = { bytes = 0, blocks = 0, func = r.func, stack = r.stack }
+        by[key] = g
+        list[#list + 1] = g
+      end
+      g.bytes, g.blocks = g.bytes + r.size, g.blocks + 1
+    end
+  end
+  table.sort(list, function(a, b)
+    if a.bytes ~= b.bytes then return a.bytes < b.bytes end
+    return (a.stack[1] or "") < (b.stack[1] or "")
+  end)
+  return list
+end
+
+local function sum(list)
+  local bytes, blocks = 0, 0
+  for _, g in ipairs(list) do bytes, blocks = bytes + g.bytes, blocks + g.blocks end
+  return { bytes = bytes, blocks = blocks }
+end
+
+--- M.report([file]) -> text, summary. The tracked heap in valgrind's words: HEAP SUMMARY, one
+-- loss record per allocating call stack, LEAK SUMMARY. A full collection runs first, so a buffer
+-- no longer referenced is finalized and counted as definitely lost. With a file (io.stdout), the
+-- text is also written there. summary = { definitely_lost = {bytes=, blocks=},
+-- still_reachable = {...}, in_use = {...}, allocs=, frees=, bytes=, records = {...} }
+function M.report(file)
+  collectgarbage("collect")
+  collectgarbage("collect")
+  local recs, totals = core.track_records()
+  local lost, reachable = group(recs, "lost"), group(recs, "live")
+  local s = {
+    definitely_lost = sum(lost), still_reachable = sum(reachable),
+    allocs = totals.allocs, frees = totals.frees, bytes = totals.bytes, records = lost,
+  }
+  s.in_use = { bytes = s.definitely_lost.bytes + s.still_reachable.bytes,
+               blocks = s.definitely_lost.blocks + s.still_reachable.blocks }
+  local p = ("==%d== "):format(core.getpid())
+  local out = {}
+  local function put(fmt, ...) out[#out + 1] = p .. fmt:format(...) end
+  if not core.track() then put("(tracking is off: call memlab.track(true) or set MEMLAB_TRACK=1)") end
+  put("HEAP SUMMARY:")
+  put("    in use at exit: %s bytes in %s blocks", commas(s.in_use.bytes), commas(s.in_use.blocks))
+  put("  total heap usage: %s allocs, %s frees, %s bytes allocated", commas(s.allocs),
+      commas(s.frees), commas(s.bytes))
+  put("")
+  for i, g in ipairs(lost) do
+    put("%s bytes in %s blocks are definitely lost in loss record %d of %d", commas(g.bytes),
+        commas(g.blocks), i, #lost)
+    for k, frame in ipairs(g.stack) do
+      if k == 1 then put("   at %s: %s", g.func, frame) else put("   by %s", frame) end
+    end
+    put("")
+  end
+  put("LEAK SUMMARY:")
+  put("   definitely lost: %s bytes in %s blocks", commas(s.definitely_lost.bytes),
+      commas(s.definitely_lost.blocks))
+  put("   indirectly lost: 0 bytes in 0 blocks")
+  put("     possibly lost: 0 bytes in 0 blocks")
+  put("   still reachable: %s bytes in %s blocks", commas(s.still_reachable.bytes),
+      commas(s.still_reachable.blocks))
+  put("        suppressed: 0 bytes in 0 blocks")
+  local text = table.concat(out, "\n") .. "\n"
+  if file then file:write(text) end
+  return text, s
+end
+
+-- Snapshots of the live tracked allocations, compared by call site as tracemalloc does.
+local Snapshot = {}
+Snapshot.__index = Snapshot
+
+--- M.snapshot() -> a snapshot of the live tracked allocations:
+-- snap.blocks = { {addr=, size=, site="file.lua:12 (in f)", stack={...}, seq=} ... }
+function M.snapshot()
+  if not core.track() then
+    error("memlab.snapshot: tracking is off (call memlab.track(true) or set MEMLAB_TRACK=1)", 2)
+  end
+  local blocks = {}
+  for _, r in ipairs((core.track_records())) do
+    if r.state == "live" then
+      blocks[#blocks + 1] = { addr = r.addr, size = r.size, seq = r.seq, func = r.func,
+                              site = r.stack[1] or "?", stack = r.stack }
+    end
+  end
+  return setmetatable({ blocks = blocks }, Snapshot)
+end
+
+--- snap:total() -> bytes, blocks
+function Snapshot:total()
+  local bytes = 0
+  for _, b in ipairs(self.blocks) do bytes = bytes + b.size end
+  return bytes, #self.blocks
+end
+
+local function bysite(snap, key)
+  local t = {}
+  for _, b in ipairs(snap.blocks) do
+    local k = key == "stack" and table.concat(b.stack, " <- ") or b.site
+    local e = t[k] or { site = k, size = 0, count = 0 }
+    e.size, e.count = e.size + b.size, e.count + 1
+    t[k] = e
+  end
+  return t
+end
+
+--- snap:statistics([key]) -> { {site=, size=, count=} ... } largest first; key "site" (the line
+-- that allocated, default) or "stack" (the whole recorded stack)
+function Snapshot:statistics(key)
+  local list = {}
+  for _, e in pairs(bysite(self, key)) do list[#list + 1] = e end
+  table.sort(list, function(a, b)
+    if a.size ~= b.size then return a.size > b.size end
+    return a.site < b.site
+  end)
+  return list
+end
+
+--- snap:compare_to(old [, key]) -> { {site=, size=, size_diff=, count=, count_diff=} ... },
+-- largest absolute growth first: what grew (or shrank) between old and snap, by site
+function Snapshot:compare_to(old, key)
+  if getmetatable(old) ~= Snapshot then
+    error("bad argument #1 to 'compare_to' (snapshot expected)", 2)
+  end
+  local new_t, old_t, list = bysite(self, key), bysite(old, key), {}
+  for k, e in pairs(new_t) do
+    local o = old_t[k] or { size = 0, count = 0 }
+    list[#list + 1] = { site = k, size = e.size, count = e.count, size_diff = e.size - o.size,
+                        count_diff = e.count - o.count }
+  end
+  for k, o in pairs(old_t) do
+    if not new_t[k] then
+      list[#list + 1] = { site = k, size = 0, count = 0, size_diff = -o.size,
+                          count_diff = -o.count }
+    end
+  end
+  table.sort(list, function(a, b)
+    local da, db = math.abs(a.size_diff), math.abs(b.size_diff)
+    if da ~= db then return da > db end
+    return a.site < b.site
+  end)
+  return list
+end
 
 return M

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# memlab's test runner, behind `make test` (and so behind .ci/run). Runs every stage even when an
+# earlier one failed, so that one run reports everything; each stage writes TAP lines to
+# build/results/<stage>.tap ("ok N - ..." / "not ok N - ..."), and a stage that dies without
+# reporting counts as one failed test. Exits non-zero when any test failed.
+#   stages: build (gcc and clang, -Werror), specs (busted), ctests (csrc/alloc in C),
+#           asan (specs + C tests under AddressSanitizer+UBSan), valgrind (the same under memcheck),
+#           lab (every experiment, short durations), fuzz (libFuzzer, FUZZ_SECONDS each),
+#           install (luarocks make into a scratch tree, then require from elsewhere)
+#   MEMLAB_STAGES="specs lab" scripts/test.sh   runs only those stages
+set -u
+cd "$(dirname "$0")/.."
+top=$PWD
+results=build/results
+rm -rf "$results"; mkdir -p "$results"
+LUA=${LUA:-lua5.4}
+BUSTED=$(command -v busted || echo /usr/bin/busted)
+stages=${MEMLAB_STAGES:-"build specs ctests asan valgrind lab fuzz install"}
+export FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+
+lua_env() { # $1: build dir holding memlab/core.so
+  export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;$top/spec/?.lua;;"
+  export LUA_CPATH="$top/$1/?.so;;"
+}
+
+# run_stage NAME COMMAND...: runs COMMAND, keeps the TAP lines it prints, shows everything.
+run_stage() {
+  local name=$1; shift
+  local log="$results/$name.log" tap="$results/$name.tap"
+  echo "=== stage $name: $*"
+  local start=$SECONDS
+  ( "$@" ) 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  grep -E '^(not )?ok [0-9]+' "$log" > "$tap" || true
+  if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$tap"; then
+    echo "not ok 0 - stage $name exited with status $rc without a failing test" >> "$tap"
+  fi
+  if [ ! -s "$tap" ]; then echo "not ok 0 - stage $name reported no tests" >> "$tap"; fi
+  echo "=== stage $name: $(grep -c '^ok' "$tap") ok, $(grep -c '^not ok' "$tap") not ok" \
+       "($((SECONDS - start)) s)"
+}
+
+stage_build() {
+  local n=0 rc=0
+  for cc in gcc clang; do
+    n=$((n + 1))
+    if make --no-print-directory CC=$cc WERROR=1 BUILD=build/$cc build/$cc/memlab/core.so; then
+      echo "ok $n - $cc builds memlab.core with -Werror"
+    else echo "not ok $n - $cc builds memlab.core with -Werror"; rc=1; fi
+  done
+  return $rc
+}
+
+stage_specs() {
+  make --no-print-directory WERROR=1 all >/dev/null || return 1
+  lua_env build
+  "$LUA" "$BUSTED" -o TAP spec
+}
+
+stage_ctests() { make --no-print-directory WERROR=1 alloc-test; }
+
+# tagged TAG COMMAND...: runs COMMAND, prefixing its TAP test names with [TAG]; COMMAND's status.
+tagged() {
+  local tag=$1; shift
+  "$@" | sed -u -E "s/^((not )?ok [0-9]+ - )/\1[$tag] /"
+  return "${PIPESTATUS[0]}"
+}
+
+ASAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+stage_asan() {
+  make --no-print-directory BUILD=build/asan OPT=-O1 EXTRA_CFLAGS="$ASAN_FLAGS" \
+    build/asan/memlab/core.so >/dev/null || return 1
+  lua_env build/asan
+  local rc=0
+  tagged asan env LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
+    ASAN_OPTIONS="detect_leaks=0:allow_user_segv_handler=1" \
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" MEMLAB_UNDER=asan \
+    "$LUA" "$BUSTED" -o TAP spec || rc=1
+  tagged asan make --no-print-directory alloc-asan || rc=1
+  return $rc
+}
+
+stage_valgrind() {
+  make --no-print-directory WERROR=1 all >/dev/null || return 1
+  lua_env build
+  local rc=0
+  tagged valgrind env MEMLAB_UNDER=valgrind valgrind -q --error-exitcode=99 --leak-check=full \
+    --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+    --suppressions="$top/spec/valgrind.supp" "$LUA" "$BUSTED" -o TAP spec || rc=1
+  tagged valgrind make --no-print-directory alloc-valgrind || rc=1
+  return $rc
+}
+
+stage_lab() {
+  make --no-print-directory WERROR=1 all >/dev/null || return 1
+  lua_env build
+  MEMLAB_LAB_QUICK=1 "$LUA" examples/run.lua --tap
+}
+
+stage_fuzz() { make --no-print-directory alloc-fuzz FUZZ_SECONDS="$FUZZ_SECONDS"; }
+
+stage_install() {
+  local tree; tree=$(mktemp -d)
+  if ! luarocks --lua-version=5.4 --tree "$tree" make memlab-scm-1.rockspec >/dev/null; then
+    echo "not ok 1 - luarocks make installs memlab"; return 1
+  fi
+  echo "ok 1 - luarocks make installs memlab"
+  local out
+  out=$(cd / && LUA_PATH="$tree/share/lua/5.4/?.lua;$tree/share/lua/5.4/?/init.lua;;" \
+        LUA_CPATH="$tree/lib/lua/5.4/?.so;;" \
+        "$LUA" -e 'local M = require "memlab"; local b = M.malloc(4); b:write(0, "ok!!")
+                   io.write(b:read(0, 2), M.type(b))' 2>&1)
+  rm -rf "$tree"
+  if [ "$out" = "okbuffer" ]; then echo "ok 2 - the installed memlab is required from /"
+  else echo "not ok 2 - the installed memlab is required from / # got: $out"; return 1; fi
+}
+
+for s in $stages; do
+  if declare -F "stage_$s" >/dev/null; then run_stage "$s" "stage_$s"
+  else echo "unknown stage $s" >&2; exit 2; fi
+done
+
+pass=$(cat "$results"/*.tap | grep -c '^ok' || true)
+skip=$(cat "$results"/*.tap | grep -c '^ok.*# SKIP' || true)
+fail=$(cat "$results"/*.tap | grep -c '^not ok' || true)
+echo "=== tests: $((pass - skip)) passed, $fail failed, $skip skipped"
+grep -h '^not ok' "$results"/*.tap | sed 's/^/FAILED: /'
+[ "$fail" -eq 0 ]
