@@ -84,14 +84,14 @@ Owner *buf_root(lua_State *L, int idx) {
 /* Gives an Owner's memory back, once. Returns 0, or the errno of a release the system refused
  * (the Owner then stays live). A block whose arena is gone is marked dead without a release. */
 int owner_release(lua_State *L, Owner *o, const char *why, int level) {
-  if (o->state != OWNER_LIVE) {
-    o->state = OWNER_DEAD;
-    return 0;
-  }
-  int arena_ok = !o->parent || o->parent->state == OWNER_LIVE;
-  if (arena_ok && o->kind->release) {
-    int err = o->kind->release(o);
-    if (err) return err;
+  if (o->state == OWNER_DEAD) return 0;
+  if (o->state == OWNER_LIVE) {
+    int arena_ok = !o->parent || o->parent->state == OWNER_LIVE;
+    if (arena_ok && o->kind->release) {
+      int err = o->kind->release(o);
+      if (err) return err;
+    }
+    if (o->track) track_free(L, o, level == 0);
   }
   o->state = OWNER_DEAD;
   o->why = why;
@@ -99,7 +99,7 @@ int owner_release(lua_State *L, Owner *o, const char *why, int level) {
     site_capture(L, &o->freed_at);
   else
     snprintf(o->freed_at.where, sizeof o->freed_at.where, "(garbage collector)");
-  if (o->track) track_free(L, o, level == 0);
+  if (o->kind->forget) o->kind->forget(o);
   return 0;
 }
 

@@ -4,12 +4,14 @@
 #include <string.h>
 
 #include "guard.h"
+#include "mapping.h"
 #include "memlab.h"
 
 typedef int (*OpenFn)(lua_State *L);
 
 static const OpenFn parts[] = {
-  buffer_open, heap_open, track_open, proc_open, NULL};
+  buffer_open, heap_open, track_open, proc_open, mmap_open, mapops_open, snapshot_open,
+  mfile_open, NULL};
 
 int luaopen_memlab_core(lua_State *L);
 

@@ -20,7 +20,7 @@ static int heap_release(Owner *o) {
   return 0;
 }
 
-static const MemKind heap_kind = {"heap", heap_release, 0};
+static const MemKind heap_kind = {"heap", heap_release, NULL, 0};
 
 /* ---- the C heap ---- */
 
@@ -196,7 +196,7 @@ static int brk_release(Owner *o) {
   return 0;
 }
 
-static const MemKind brk_kind = {"brk", brk_release, MK_GUARDED};
+static const MemKind brk_kind = {"brk", brk_release, NULL, MK_GUARDED};
 
 /* Records [start, end) as memlab's and pushes a "brk" buffer over it. */
 static void push_brkbuffer(lua_State *L, Owner *o, uintptr_t start, uintptr_t end) {

@@ -26,10 +26,13 @@ typedef struct Site {
 typedef struct Owner Owner;
 
 /* A kind of memory. release() gives the memory back to where it came from and returns 0 or an
- * errno; it is called at most once per Owner, on a live Owner whose base/size/ctx it may use. */
+ * errno; it is called at most once per Owner, on a live Owner whose base/size/ctx it may use, and
+ * not at all when the Owner's parent died first (the memory went with the parent). forget() frees
+ * the kind's own bookkeeping (ctx); it is called exactly once, when the Owner dies by any path. */
 typedef struct MemKind {
   const char *name;          /* what b:kind() returns */
   int (*release)(Owner *o);  /* NULL: nothing to give back */
+  void (*forget)(Owner *o);  /* NULL: no bookkeeping */
   unsigned flags;            /* MK_* below */
 } MemKind;
 

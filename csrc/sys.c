@@ -4,6 +4,9 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,5 +56,69 @@ int sys_sleep(double seconds) {
     if (errno != EINTR) return errno;
     ts = rem;
   }
+  return 0;
+}
+
+int sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **out) {
+  void *p = mmap(addr, len, prot, flags, fd, off);
+  if (p == MAP_FAILED) return errno;
+  *out = p;
+  return 0;
+}
+
+int sys_munmap(void *addr, size_t len) { return munmap(addr, len) == 0 ? 0 : errno; }
+int sys_mprotect(void *addr, size_t len, int prot) {
+  return mprotect(addr, len, prot) == 0 ? 0 : errno;
+}
+int sys_msync(void *addr, size_t len, int flags) { return msync(addr, len, flags) == 0 ? 0 : errno; }
+int sys_madvise(void *addr, size_t len, int advice) {
+  return madvise(addr, len, advice) == 0 ? 0 : errno;
+}
+int sys_mlock(const void *addr, size_t len) { return mlock(addr, len) == 0 ? 0 : errno; }
+int sys_munlock(const void *addr, size_t len) { return munlock(addr, len) == 0 ? 0 : errno; }
+int sys_mlockall(int flags) { return mlockall(flags) == 0 ? 0 : errno; }
+int sys_munlockall(void) { return munlockall() == 0 ? 0 : errno; }
+int sys_mincore(void *addr, size_t len, unsigned char *vec) {
+  return mincore(addr, len, vec) == 0 ? 0 : errno;
+}
+
+int sys_mremap(void *old, size_t oldlen, size_t newlen, int flags, void **out) {
+  void *p = mremap(old, oldlen, newlen, flags);
+  if (p == MAP_FAILED) return errno;
+  *out = p;
+  return 0;
+}
+
+int sys_memfd_create(const char *name, unsigned flags, int *fd) {
+  int r = memfd_create(name, flags);
+  if (r < 0) return errno;
+  *fd = r;
+  return 0;
+}
+
+int sys_shm_open(const char *name, int oflag, unsigned mode, int *fd) {
+  int r = shm_open(name, oflag, (mode_t)mode);
+  if (r < 0) return errno;
+  *fd = r;
+  return 0;
+}
+
+int sys_shm_unlink(const char *name) { return shm_unlink(name) == 0 ? 0 : errno; }
+int sys_ftruncate(int fd, off_t len) { return ftruncate(fd, len) == 0 ? 0 : errno; }
+
+int sys_fdsize(int fd, off_t *size, int *regular) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return errno;
+  *size = st.st_size;
+  *regular = S_ISREG(st.st_mode);
+  return 0;
+}
+
+int sys_close(int fd) { return close(fd) == 0 ? 0 : errno; }
+
+int sys_dup(int fd, int *out) {
+  int r = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (r < 0) return errno;
+  *out = r;
   return 0;
 }

@@ -21,4 +21,29 @@ int sys_waitpid(pid_t pid, int options, pid_t *got, int *status);
 int sys_kill(pid_t pid, int sig);
 int sys_sleep(double seconds);
 
+/* Mappings. Preconditions: lengths > 0; addr (and off for mmap) page aligned where the kernel
+ * requires it (munmap, mprotect, msync, madvise, mincore, mremap); the caller checked that the
+ * range is memory it owns. sys_mincore fills one byte per page of [addr, addr+len). */
+int sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **out);
+int sys_munmap(void *addr, size_t len);
+int sys_mprotect(void *addr, size_t len, int prot);
+int sys_msync(void *addr, size_t len, int flags);
+int sys_madvise(void *addr, size_t len, int advice);
+int sys_mlock(const void *addr, size_t len);
+int sys_munlock(const void *addr, size_t len);
+int sys_mlockall(int flags);
+int sys_munlockall(void);
+int sys_mincore(void *addr, size_t len, unsigned char *vec);
+int sys_mremap(void *old, size_t oldlen, size_t newlen, int flags, void **out);
+
+/* Files for mappings. sys_fdsize: the size of a regular file (or shm/memfd object) in *size,
+ * *regular = 0 for devices and pipes, whose size means nothing. */
+int sys_memfd_create(const char *name, unsigned flags, int *fd);
+int sys_shm_open(const char *name, int oflag, unsigned mode, int *fd);
+int sys_shm_unlink(const char *name);
+int sys_ftruncate(int fd, off_t len);
+int sys_fdsize(int fd, off_t *size, int *regular);
+int sys_close(int fd);
+int sys_dup(int fd, int *out); /* close-on-exec duplicate */
+
 #endif

@@ -250,4 +250,59 @@ function Snapshot:compare_to(old, key)
   return list
 end
 
+-- "rw" -> PROT_READ | PROT_WRITE
+local function prot_bits(prot)
+  if math.type(prot) == "integer" then return prot end
+  if prot == "none" then return M.PROT_NONE end
+  if type(prot) ~= "string" or prot:find("[^rwx-]") then
+    error(("bad argument 'prot' to 'map' (invalid protection '%s')"):format(tostring(prot)), 3)
+  end
+  local bits = M.PROT_NONE
+  if prot:find("r", 1, true) then bits = bits | M.PROT_READ end
+  if prot:find("w", 1, true) then bits = bits | M.PROT_WRITE end
+  if prot:find("x", 1, true) then bits = bits | M.PROT_EXEC end
+  return bits
+end
+
+local map_fields = { length = true, prot = true, shared = true, file = true, fd = true,
+                     offset = true, populate = true, lock = true, addr = true }
+
+--- M.map{ length=, prot="rw", shared=false, file=path | fd=, offset=0, populate=, lock= }
+-- The friendly form of M.mmap. Anonymous without file/fd. With file=path the file is opened
+-- read-write when prot has "w" and shared is true, read-only otherwise; length defaults to the
+-- rest of the file after offset. Returns a buffer of kind "mmap", or nil, msg, errno.
+function M.map(t)
+  if type(t) ~= "table" then error("bad argument #1 to 'map' (table expected)", 2) end
+  for k in pairs(t) do
+    if not map_fields[k] then error(("bad argument #1 to 'map' (unknown field '%s')"):format(k), 2) end
+  end
+  local prot = prot_bits(t.prot or "rw")
+  local flags = t.shared and M.MAP_SHARED or M.MAP_PRIVATE
+  if t.populate then flags = flags | M.MAP_POPULATE end
+  if t.lock then flags = flags | M.MAP_LOCKED end
+  local offset, length, fd = t.offset or 0, t.length, t.fd
+  local opened
+  if t.file ~= nil then
+    if fd ~= nil then error("bad argument #1 to 'map' (give file or fd, not both)", 2) end
+    if type(t.file) ~= "string" then error("bad argument #1 to 'map' (file must be a path)", 2) end
+    local writable = t.shared and (prot & M.PROT_WRITE) ~= 0
+    local msg, code
+    opened, msg, code = io.open(t.file, writable and "r+b" or "rb")
+    if not opened then return nil, msg, code end
+    fd = opened
+  end
+  if fd == nil then
+    flags = flags | M.MAP_ANONYMOUS
+    if length == nil then error("bad argument #1 to 'map' (length needed for anonymous memory)", 2) end
+  elseif length == nil then
+    local size
+    if io.type(fd) == "file" then size = fd:seek("end") elseif type(fd) ~= "number" then size = fd:size() end
+    if not size then error("bad argument #1 to 'map' (length needed with an integer fd)", 2) end
+    length = size - offset
+  end
+  local b, msg, code = M.mmap(t.addr, length, prot, flags, fd or -1, offset)
+  if opened then opened:close() end
+  return b, msg, code
+end
+
 return M

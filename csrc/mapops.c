@@ -1,0 +1,279 @@
+/* mapops.c: the operations on a mapping: b:protect (mprotect), b:sync (msync), b:advise (madvise),
+ * b:lock / b:unlock (mlock), b:resident (mincore), b:mapinfo, their C-shaped module forms
+ * (M.mprotect(b_or_addr, len, prot) ...), and M.mlockall / M.munlockall.
+ * Every range is checked against the buffer before the call; where the kernel needs a page-aligned
+ * start memlab says so in the error. memlab records the protection it sets, so a write to a page
+ * it made read-only is refused before any byte moves. MADV_DONTNEED, MADV_FREE and MADV_REMOVE
+ * count as writes: they zero private pages. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include "mapping.h"
+#include "sys.h"
+
+/* A protection: PROT_* bits, or a string of r, w, x ("rw", "r", "" or "none"). */
+static int arg_prot(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    const char *s = lua_tostring(L, idx);
+    int prot = PROT_NONE;
+    if (strcmp(s, "none") == 0) return PROT_NONE;
+    for (const char *c = s; *c; c++) {
+      if (*c == 'r') prot |= PROT_READ;
+      else if (*c == 'w') prot |= PROT_WRITE;
+      else if (*c == 'x') prot |= PROT_EXEC;
+      else if (*c != '-')
+        luaL_argerror(L, idx, lua_pushfstring(L, "invalid protection '%s'", s));
+    }
+    return prot;
+  }
+  lua_Integer p = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, (p & ~(lua_Integer)(PROT_READ | PROT_WRITE | PROT_EXEC)) == 0, idx,
+                "invalid protection bits");
+  return (int)p;
+}
+
+/* The range args (ioff, ilen) of the mapping buffer at 1, rounded out to whole pages for the
+ * kernel. Raises on a dead or non-mapping buffer, out-of-range or (when aligned) unaligned start. */
+typedef struct Range {
+  Owner *o;
+  unsigned char *addr; /* start as the caller gave it */
+  size_t len;          /* length as the caller gave it */
+  size_t first, npages;/* whole pages covered, relative to the owner */
+  size_t off;          /* offset of addr in the owner */
+} Range;
+
+static void get_range(lua_State *L, int ioff, int ilen, int aligned, const char *fname, Range *r) {
+  Buffer *b;
+  r->o = check_mapping(L, 1, fname, &b);
+  r->addr = map_range(L, b, ioff, ilen, aligned, fname, &r->len);
+  size_t ps = sys_pagesize();
+  r->off = (size_t)(r->addr - r->o->base);
+  r->first = r->off / ps;
+  size_t end = r->len ? (r->off + r->len + ps - 1) / ps : r->first;
+  r->npages = end - r->first;
+}
+
+static unsigned char *page_addr(const Range *r) {
+  return r->o->base + r->first * sys_pagesize();
+}
+
+/* b:protect(prot [, off, len]) -> b | nil, msg, errno */
+static int mapops_protect(lua_State *L) {
+  int prot = arg_prot(L, 2);
+  Range r;
+  get_range(L, 3, 4, 1, "protect", &r);
+  if (r.npages == 0) return lua_settop(L, 1), 1;
+  snap_before_change(r.o, r.off, r.len);
+  int err = sys_mprotect(page_addr(&r), r.npages * sys_pagesize(), prot);
+  if (err) return push_syserror(L, "mprotect", err);
+  memset(r.o->pageprot + r.first, (int)prot_from_sys(prot), r.npages);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* b:sync([flags [, off, len]]) -> b | nil, msg, errno; flags default MS_SYNC */
+static int mapops_sync(lua_State *L) {
+  lua_Integer flags = luaL_optinteger(L, 2, MS_SYNC);
+  luaL_argcheck(L, flags >= 0 && flags <= 0xff, 2, "flags out of range");
+  Range r;
+  get_range(L, 3, 4, 1, "sync", &r);
+  if (r.npages == 0) return lua_settop(L, 1), 1;
+  int err = sys_msync(page_addr(&r), r.npages * sys_pagesize(), (int)flags);
+  if (err) return push_syserror(L, "msync", err);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int zeroes_pages(int advice) {
+  return advice == MADV_DONTNEED || advice == MADV_FREE || advice == MADV_REMOVE;
+}
+
+/* b:advise(advice [, off, len]) -> b | nil, msg, errno */
+static int mapops_advise(lua_State *L) {
+  lua_Integer advice = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, advice >= 0 && advice <= 0xffff, 2, "advice out of range");
+  Range r;
+  get_range(L, 3, 4, 1, "advise", &r);
+  if (r.npages == 0) return lua_settop(L, 1), 1;
+  if (zeroes_pages((int)advice)) {
+    size_t ps = sys_pagesize(), start = r.first * ps, n = r.npages * ps;
+    if (start + n > r.o->size) n = r.o->size - start; /* the tail past size is not the user's */
+    mem_check_write(L, r.o, start, n);
+    snap_before_change(r.o, start, n);
+  }
+  int err = sys_madvise(page_addr(&r), r.npages * sys_pagesize(), (int)advice);
+  if (err) return push_syserror(L, "madvise", err);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* The error of a refused mlock, naming RLIMIT_MEMLOCK when the limit is the likely reason. */
+static int lock_error(lua_State *L, const char *what, int err) {
+  struct rlimit rl;
+  if ((err == ENOMEM || err == EPERM || err == EAGAIN) && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
+      rl.rlim_cur != RLIM_INFINITY) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s (RLIMIT_MEMLOCK allows %I bytes locked per process without "
+                       "CAP_IPC_LOCK; see `ulimit -l`)", what, strerror(err),
+                    (lua_Integer)rl.rlim_cur);
+    lua_pushinteger(L, err);
+    return 3;
+  }
+  return push_syserror(L, what, err);
+}
+
+/* b:lock([off, len]) / b:unlock([off, len]) -> b | nil, msg, errno */
+static int mapops_lock(lua_State *L) {
+  Range r;
+  get_range(L, 2, 3, 0, "lock", &r);
+  if (r.npages == 0) return lua_settop(L, 1), 1;
+  int err = sys_mlock(page_addr(&r), r.npages * sys_pagesize());
+  if (err) return lock_error(L, "mlock", err);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int mapops_unlock(lua_State *L) {
+  Range r;
+  get_range(L, 2, 3, 0, "unlock", &r);
+  if (r.npages == 0) return lua_settop(L, 1), 1;
+  int err = sys_munlock(page_addr(&r), r.npages * sys_pagesize());
+  if (err) return push_syserror(L, "munlock", err);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* b:resident([off, len]) -> { true|false per page }, number resident | nil, msg, errno */
+static int mapops_resident(lua_State *L) {
+  Range r;
+  get_range(L, 2, 3, 1, "resident", &r);
+  unsigned char small[256];
+  unsigned char *vec = r.npages <= sizeof small ? small : (unsigned char *)malloc(r.npages);
+  if (!vec) return luaL_error(L, "not enough memory");
+  int err = r.npages ? sys_mincore(page_addr(&r), r.npages * sys_pagesize(), vec) : 0;
+  if (err) {
+    if (vec != small) free(vec);
+    return push_syserror(L, "mincore", err);
+  }
+  lua_createtable(L, (int)(r.npages > 0x7fffffff ? 0 : r.npages), 0);
+  lua_Integer n = 0;
+  for (size_t i = 0; i < r.npages; i++) {
+    lua_pushboolean(L, vec[i] & 1);
+    n += vec[i] & 1;
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  if (vec != small) free(vec);
+  lua_pushinteger(L, n);
+  return 2;
+}
+
+/* b:mapinfo() -> { length=, mapped=, pages=, shared=, anonymous=, offset=, prot="rw-" } */
+static int mapops_mapinfo(lua_State *L) {
+  Owner *o = check_mapping(L, 1, "mapinfo", NULL);
+  MapInfo *mi = MAPINFO(o);
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, (lua_Integer)o->size);
+  lua_setfield(L, -2, "length");
+  lua_pushinteger(L, (lua_Integer)mi->maplen);
+  lua_setfield(L, -2, "mapped");
+  lua_pushinteger(L, (lua_Integer)mi->npages);
+  lua_setfield(L, -2, "pages");
+  lua_pushboolean(L, (mi->flags & MAP_SHARED) != 0);
+  lua_setfield(L, -2, "shared");
+  lua_pushboolean(L, (mi->flags & MAP_ANONYMOUS) != 0);
+  lua_setfield(L, -2, "anonymous");
+  lua_pushinteger(L, (lua_Integer)mi->offset);
+  lua_setfield(L, -2, "offset");
+  lua_pushboolean(L, mi->snap != NULL);
+  lua_setfield(L, -2, "snapshot");
+  return 1;
+}
+
+/* The C-shaped forms: M.mprotect(addr, len, prot), M.msync(addr, len, flags),
+ * M.madvise(addr, len, advice), M.mlock(addr, len), M.munlock(addr, len). addr is a mapping
+ * buffer (or view), or an integer address inside a mapping of this state: memlab never changes
+ * memory it did not map (malloc's heap, Lua's own memory). As in C, len may run to the end of
+ * the last page; it is clamped to the buffer. Each calls the method with (b, [x,] off, len). */
+static int c_shaped(lua_State *L, lua_CFunction method, int has_x, const char *fname) {
+  lua_settop(L, 3);
+  size_t len = arg_size(L, 2), blen, ps = sys_pagesize();
+  uintptr_t start, addr;
+  if (buf_test(L, 1)) {
+    start = addr = (uintptr_t)buf_span(L, 1, &blen, NULL);
+    lua_pushvalue(L, 1);
+  } else {
+    addr = (uintptr_t)(uint64_t)luaL_checkinteger(L, 1);
+    Owner *o = map_find_push(L, addr, len ? len : 1);
+    if (!o)
+      return luaL_error(L, "%s: %p is not inside a mapping of yours (memlab only changes memory "
+                           "it mapped)", fname, (void *)addr);
+    start = (uintptr_t)o->base;
+    blen = o->size;
+  }
+  size_t off = (size_t)(addr - start);
+  if (off <= blen && len > blen - off && len - (blen - off) < ps) len = blen - off;
+  lua_pushcfunction(L, method);
+  lua_pushvalue(L, 4);
+  if (has_x) lua_pushvalue(L, 3);
+  lua_pushinteger(L, (lua_Integer)off);
+  lua_pushinteger(L, (lua_Integer)len);
+  lua_call(L, has_x ? 4 : 3, LUA_MULTRET);
+  return lua_gettop(L) - 4;
+}
+
+static int mapops_mprotect(lua_State *L) { return c_shaped(L, mapops_protect, 1, "mprotect"); }
+static int mapops_msync(lua_State *L) { return c_shaped(L, mapops_sync, 1, "msync"); }
+static int mapops_madvise(lua_State *L) { return c_shaped(L, mapops_advise, 1, "madvise"); }
+static int mapops_mlock(lua_State *L) { return c_shaped(L, mapops_lock, 0, "mlock"); }
+static int mapops_munlock(lua_State *L) { return c_shaped(L, mapops_unlock, 0, "munlock"); }
+
+/* M.mlockall(flags) / M.munlockall() -> true | nil, msg, errno */
+static int mapops_mlockall(lua_State *L) {
+  lua_Integer flags = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, flags > 0 && flags <= (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT), 1,
+                "flags must combine MCL_CURRENT, MCL_FUTURE and MCL_ONFAULT");
+  int err = sys_mlockall((int)flags);
+  if (err) return lock_error(L, "mlockall", err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int mapops_munlockall(lua_State *L) {
+  int err = sys_munlockall();
+  if (err) return push_syserror(L, "munlockall", err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg mapops_methods[] = {
+  {"protect", mapops_protect}, {"sync", mapops_sync}, {"advise", mapops_advise},
+  {"lock", mapops_lock}, {"unlock", mapops_unlock}, {"resident", mapops_resident},
+  {"mapinfo", mapops_mapinfo}, {NULL, NULL}};
+
+static const luaL_Reg mapops_funcs[] = {
+  {"mprotect", mapops_mprotect}, {"msync", mapops_msync}, {"madvise", mapops_madvise},
+  {"mlock", mapops_mlock}, {"munlock", mapops_munlock}, {"mlockall", mapops_mlockall},
+  {"munlockall", mapops_munlockall}, {NULL, NULL}};
+
+static const ConstReg mapops_consts[] = {
+  MLCONST(MS_SYNC), MLCONST(MS_ASYNC), MLCONST(MS_INVALIDATE),
+  MLCONST(MADV_NORMAL), MLCONST(MADV_RANDOM), MLCONST(MADV_SEQUENTIAL), MLCONST(MADV_WILLNEED),
+  MLCONST(MADV_DONTNEED), MLCONST(MADV_FREE), MLCONST(MADV_REMOVE), MLCONST(MADV_DONTFORK),
+  MLCONST(MADV_DOFORK), MLCONST(MADV_MERGEABLE), MLCONST(MADV_UNMERGEABLE),
+  MLCONST(MADV_HUGEPAGE), MLCONST(MADV_NOHUGEPAGE), MLCONST(MADV_DONTDUMP), MLCONST(MADV_DODUMP),
+  MLCONST(MADV_WIPEONFORK), MLCONST(MADV_KEEPONFORK), MLCONST(MADV_COLD), MLCONST(MADV_PAGEOUT),
+  MLCONST(MADV_POPULATE_READ), MLCONST(MADV_POPULATE_WRITE),
+  MLCONST(MCL_CURRENT), MLCONST(MCL_FUTURE), MLCONST(MCL_ONFAULT), {NULL, 0}};
+
+int mapops_open(lua_State *L) {
+  set_funcs(L, mapops_funcs);
+  set_consts(L, mapops_consts);
+  luaL_getmetatable(L, BUFFER_T);
+  lua_getfield(L, -1, "methods");
+  luaL_setfuncs(L, mapops_methods, 0);
+  lua_pop(L, 2);
+  return 0;
+}

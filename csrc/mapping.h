@@ -1,0 +1,64 @@
+/* mapping.h: what mmap.c (creating and releasing mappings), mapops.c (operations on them),
+ * snapshot.c (copy-on-write snapshots) and mfile.c (memfd/shm_open files) share. */
+#ifndef MEMLAB_MAPPING_H
+#define MEMLAB_MAPPING_H
+
+#include <sys/types.h>
+
+#include "memlab.h"
+
+typedef struct Snapshot Snapshot;
+
+/* The bookkeeping of one mapping, the ctx of an Owner of kind "mmap".
+ * Invariants: maplen is size rounded up to whole pages and > 0; pageprot[i] is the protection
+ * memlab last set on page i (what b:protect and mmap asked for; an armed snapshot's temporary
+ * write-protection is not reflected here); snap, when set, is the one armed snapshot of this
+ * mapping. A mapping placed with MAP_FIXED inside another (its parent) gives its range back to
+ * the parent when released, instead of leaving a hole another mapping could fall into. */
+typedef struct MapInfo {
+  size_t maplen;
+  int flags;          /* the MAP_* flags it was created with */
+  off_t offset;       /* file offset (0 for anonymous) */
+  int fd_regular;     /* backed by a regular file, shm or memfd object (size checked) */
+  int fd;             /* a private dup of the file (for remap's size check), or -1 */
+  Snapshot *snap;
+  size_t npages;
+  uint8_t pageprot[]; /* npages entries */
+} MapInfo;
+
+#define MAPINFO(o) ((MapInfo *)(o)->ctx)
+
+extern const MemKind mmap_kind;
+
+/* Converts OWN_PROT_* bits to PROT_* and back. */
+int prot_to_sys(unsigned own);
+unsigned prot_from_sys(int prot);
+
+/* The live mapping root (not a view) at idx, or raises naming fname. */
+Owner *check_mapping(lua_State *L, int idx, const char *fname, Buffer **pb);
+
+/* Checks (offset, length) at args ioff/ilen against the buffer at 1; when `aligned`, the start
+ * must be page aligned (in the owner's memory) as the kernel requires. Returns the address and
+ * sets *len; the range is within the buffer. */
+unsigned char *map_range(lua_State *L, Buffer *b, int ioff, int ilen, int aligned,
+                         const char *fname, size_t *len);
+
+/* Owner of the live mapping holding [addr, addr+len) in this Lua state, or NULL. map_find pushes
+ * nothing; map_find_push pushes the mapping's root buffer when it finds one. */
+Owner *map_find(lua_State *L, uintptr_t addr, size_t len);
+Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len);
+
+/* Snapshots (snapshot.c). Before memlab itself changes pages of a mapping other than by a guarded
+ * store (madvise DONTNEED/FREE, mprotect, remap, unmap), it lets an armed snapshot copy them. */
+void snap_before_change(Owner *o, size_t off, size_t len);
+void snap_on_release(Owner *o);
+int snap_arm_claimer(void);
+
+/* Module parts. */
+int mmap_open(lua_State *L);
+int mapops_open(lua_State *L);
+int snapshot_open(lua_State *L);
+int mfile_open(lua_State *L);
+int mfile_arg_fd(lua_State *L, int idx);
+
+#endif

@@ -1,0 +1,160 @@
+/* mfile.c: files made for mapping: M.memfd_create and M.shm_open return a memlab.file (an fd with
+ * :truncate, :size, :fileno, :close), usable as the fd of M.mmap and M.map. Also the conversion of
+ * any fd argument: an integer, a memlab.file, or an open Lua file (io.open), flushed first so the
+ * bytes it wrote are in the file before memlab checks its size. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "mapping.h"
+#include "sys.h"
+
+#define FILE_T "memlab.file"
+
+typedef struct MFile {
+  int fd;          /* -1 once closed */
+  const char *how; /* "memfd" or "shm" */
+  char name[64];
+} MFile;
+
+static MFile *check_open(lua_State *L, int idx) {
+  MFile *f = (MFile *)luaL_checkudata(L, idx, FILE_T);
+  if (f->fd < 0) luaL_error(L, "attempt to use a closed file");
+  return f;
+}
+
+int mfile_arg_fd(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return -1;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_Integer fd = luaL_checkinteger(L, idx);
+    luaL_argcheck(L, fd >= -1 && fd <= 0x7fffffff, idx, "file descriptor out of range");
+    return (int)fd;
+  }
+  if (luaL_testudata(L, idx, FILE_T)) return check_open(L, idx)->fd;
+  luaL_Stream *s = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE);
+  if (s) {
+    if (!s->closef) luaL_error(L, "attempt to use a closed file");
+    fflush(s->f);
+    return fileno(s->f);
+  }
+  return luaL_typeerror(L, idx, "file descriptor (integer, memlab file or io file)");
+}
+
+static int push_file(lua_State *L, int fd, const char *how, const char *name) {
+  MFile *f = (MFile *)lua_newuserdatauv(L, sizeof(MFile), 0);
+  f->fd = fd;
+  f->how = how;
+  snprintf(f->name, sizeof f->name, "%s", name);
+  luaL_setmetatable(L, FILE_T);
+  return 1;
+}
+
+/* M.memfd_create(name [, flags]) -> file (anonymous, in memory, size 0 until truncated) */
+static int mfile_memfd_create(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  lua_Integer flags = luaL_optinteger(L, 2, MFD_CLOEXEC);
+  luaL_argcheck(L, flags >= 0 && flags <= 0xffff, 2, "flags out of range");
+  int fd;
+  int err = sys_memfd_create(name, (unsigned)flags, &fd);
+  if (err) return push_syserror(L, "memfd_create", err);
+  return push_file(L, fd, "memfd", name);
+}
+
+/* M.shm_open(name, oflag [, mode]) -> file; name like "/memlab-demo" */
+static int mfile_shm_open(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  lua_Integer oflag = luaL_optinteger(L, 2, O_RDWR | O_CREAT);
+  lua_Integer mode = luaL_optinteger(L, 3, 0600);
+  luaL_argcheck(L, oflag >= 0 && oflag <= 0x7fffffff, 2, "flags out of range");
+  luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "mode out of range");
+  int fd;
+  int err = sys_shm_open(name, (int)oflag, (unsigned)mode, &fd);
+  if (err) return push_syserror(L, "shm_open", err);
+  return push_file(L, fd, "shm", name);
+}
+
+static int mfile_shm_unlink(lua_State *L) {
+  int err = sys_shm_unlink(luaL_checkstring(L, 1));
+  if (err) return push_syserror(L, "shm_unlink", err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int mfile_truncate(lua_State *L) {
+  MFile *f = check_open(L, 1);
+  size_t n = arg_size(L, 2);
+  int err = sys_ftruncate(f->fd, (off_t)n);
+  if (err) return push_syserror(L, "ftruncate", err);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int mfile_size(lua_State *L) {
+  MFile *f = check_open(L, 1);
+  off_t size;
+  int regular;
+  int err = sys_fdsize(f->fd, &size, &regular);
+  if (err) return push_syserror(L, "fstat", err);
+  lua_pushinteger(L, (lua_Integer)size);
+  return 1;
+}
+
+static int mfile_fileno(lua_State *L) {
+  lua_pushinteger(L, check_open(L, 1)->fd);
+  return 1;
+}
+
+static int mfile_close(lua_State *L) {
+  MFile *f = check_open(L, 1);
+  int fd = f->fd;
+  f->fd = -1;
+  int err = sys_close(fd);
+  if (err) return push_syserror(L, "close", err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int mfile_gc(lua_State *L) {
+  MFile *f = (MFile *)luaL_checkudata(L, 1, FILE_T);
+  if (f->fd >= 0) sys_close(f->fd);
+  f->fd = -1;
+  return 0;
+}
+
+static int mfile_tostring(lua_State *L) {
+  MFile *f = (MFile *)luaL_checkudata(L, 1, FILE_T);
+  if (f->fd < 0)
+    lua_pushfstring(L, FILE_T " (closed %s %s)", f->how, f->name);
+  else
+    lua_pushfstring(L, FILE_T ": %s %s (fd %d)", f->how, f->name, f->fd);
+  return 1;
+}
+
+static const luaL_Reg mfile_methods[] = {
+  {"truncate", mfile_truncate}, {"size", mfile_size}, {"fileno", mfile_fileno},
+  {"close", mfile_close}, {NULL, NULL}};
+
+static const luaL_Reg mfile_meta[] = {
+  {"__gc", mfile_gc}, {"__close", mfile_gc}, {"__tostring", mfile_tostring}, {NULL, NULL}};
+
+static const luaL_Reg mfile_funcs[] = {
+  {"memfd_create", mfile_memfd_create}, {"shm_open", mfile_shm_open},
+  {"shm_unlink", mfile_shm_unlink}, {NULL, NULL}};
+
+static const ConstReg mfile_consts[] = {
+  MLCONST(O_RDONLY), MLCONST(O_WRONLY), MLCONST(O_RDWR), MLCONST(O_CREAT), MLCONST(O_EXCL),
+  MLCONST(O_TRUNC), MLCONST(MFD_CLOEXEC), MLCONST(MFD_ALLOW_SEALING), {NULL, 0}};
+
+int mfile_open(lua_State *L) {
+  if (luaL_newmetatable(L, FILE_T)) {
+    luaL_setfuncs(L, mfile_meta, 0);
+    luaL_newlib(L, mfile_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  set_funcs(L, mfile_funcs);
+  set_consts(L, mfile_consts);
+  return 0;
+}

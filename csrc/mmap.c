@@ -1,0 +1,341 @@
+/* mmap.c: mappings as buffers. M.mmap in C's shape creates a buffer of kind "mmap" (page-backed:
+ * its accesses run under the fault guard); b:unmap() / M.munmap(b) / __gc give it back.
+ *
+ * What memlab refuses before the kernel sees it: what the kernel itself would refuse, with the
+ * kernel's errno and a message that says why (length 0, an unaligned offset, neither MAP_SHARED
+ * nor MAP_PRIVATE); a file mapping reaching past the end of the file (it would raise SIGBUS on the
+ * first access instead of failing now); and MAP_FIXED anywhere but inside a mapping this Lua state
+ * owns, since MAP_FIXED silently replaces whatever was there (malloc's heap, Lua's own memory).
+ * Each state keeps a weak registry of its live mappings, to find the owner of a raw address. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "mapping.h"
+#include "sys.h"
+
+static const char mapreg_key = 'M';
+
+int prot_to_sys(unsigned own) {
+  return ((own & OWN_PROT_READ) ? PROT_READ : 0) | ((own & OWN_PROT_WRITE) ? PROT_WRITE : 0) |
+         ((own & OWN_PROT_EXEC) ? PROT_EXEC : 0);
+}
+
+unsigned prot_from_sys(int prot) {
+  return ((prot & PROT_READ) ? OWN_PROT_READ : 0u) | ((prot & PROT_WRITE) ? OWN_PROT_WRITE : 0u) |
+         ((prot & PROT_EXEC) ? OWN_PROT_EXEC : 0u);
+}
+
+/* Gives a mapping back. A MAP_FIXED child hands its range back to its parent as fresh anonymous
+ * pages with the parent's protection, so no hole opens inside the parent. */
+static int mmap_release(Owner *o) {
+  MapInfo *mi = MAPINFO(o);
+  snap_on_release(o);
+  if (!o->parent) return sys_munmap(o->base, mi->maplen);
+  const Owner *p = o->parent;
+  size_t ps = sys_pagesize(), first = (size_t)(o->base - p->base) / ps;
+  for (size_t i = 0; i < mi->npages;) {
+    size_t j = i;
+    uint8_t prot = p->pageprot[first + i];
+    while (j < mi->npages && p->pageprot[first + j] == prot) j++;
+    void *out;
+    int err = sys_mmap(o->base + i * ps, (j - i) * ps, prot_to_sys(prot),
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0, &out);
+    if (err) return err;
+    i = j;
+  }
+  return 0;
+}
+
+static void mmap_forget(Owner *o) {
+  MapInfo *mi = MAPINFO(o);
+  if (mi && mi->fd >= 0) sys_close(mi->fd);
+  free(o->ctx);
+  o->ctx = NULL;
+  o->pageprot = NULL;
+}
+
+const MemKind mmap_kind = {"mmap", mmap_release, mmap_forget, MK_GUARDED};
+
+/* Pushes this state's registry of mappings: { [lightuserdata owner] = root buffer }, weak. */
+static void push_registry(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mapreg_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &mapreg_key);
+  }
+}
+
+/* Finds the live mapping holding [addr, addr+len) and pushes its root buffer; NULL (nothing
+ * pushed) when no mapping of this state holds the whole range. */
+Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
+  push_registry(L);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    Owner *o = (Owner *)lua_touserdata(L, -2);
+    if (owner_alive(o) && o->kind == &mmap_kind && addr >= (uintptr_t)o->base &&
+        len <= MAPINFO(o)->maplen && addr - (uintptr_t)o->base <= MAPINFO(o)->maplen - len) {
+      lua_replace(L, -3); /* the root buffer replaces the registry */
+      lua_pop(L, 1);      /* the key */
+      return o;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return NULL;
+}
+
+Owner *map_find(lua_State *L, uintptr_t addr, size_t len) {
+  Owner *o = map_find_push(L, addr, len);
+  if (o) lua_pop(L, 1);
+  return o;
+}
+
+/* Kills the MAP_FIXED children of parent (its memory moved: their ranges are no longer theirs). */
+static void kill_children(lua_State *L, Owner *parent, const char *why) {
+  push_registry(L);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    Owner *o = (Owner *)lua_touserdata(L, -2);
+    if (o->parent == parent && o->state == OWNER_LIVE) {
+      snap_on_release(o);
+      o->state = OWNER_DEAD;
+      o->why = why;
+      site_capture(L, &o->freed_at);
+      mmap_forget(o);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+Owner *check_mapping(lua_State *L, int idx, const char *fname, Buffer **pb) {
+  size_t len;
+  Buffer *b;
+  buf_span(L, idx, &len, &b);
+  if (b->o->kind != &mmap_kind)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s needs a mapping (this buffer is %s memory)",
+                                          fname, b->o->kind->name));
+  if (pb) *pb = b;
+  return b->o;
+}
+
+unsigned char *map_range(lua_State *L, Buffer *b, int ioff, int ilen, int aligned,
+                         const char *fname, size_t *len) {
+  size_t blen = b->isview ? b->len : b->o->size, off;
+  arg_range(L, ioff, ilen, blen, &off, len);
+  size_t ps = sys_pagesize(), at = b->off + off;
+  if (aligned && at % ps != 0)
+    luaL_argerror(L, ioff, lua_pushfstring(L, "offset %d is not page aligned (%s needs a "
+                                              "multiple of the page size, %d bytes)",
+                                           (int)at, fname, (int)ps));
+  return b->o->base + at;
+}
+
+static int map_refuse(lua_State *L, int err, const char *why) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "mmap: %s (%s)", strerror(err), why);
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+#define KNOWN_PROT (PROT_READ | PROT_WRITE | PROT_EXEC)
+
+/* M.mmap(addr, length, prot, flags, fd, offset) -> buffer of kind "mmap" | nil, msg, errno
+ * addr: nil, an address hint, or (with MAP_FIXED) a place inside a mapping this state owns;
+ * fd: -1/nil, an integer, a memlab file (memfd_create, shm_open) or an open Lua file. */
+static int mmap_mmap(lua_State *L) {
+  size_t length = arg_size(L, 2);
+  lua_Integer prot = luaL_checkinteger(L, 3), flags = luaL_checkinteger(L, 4);
+  int fd = mfile_arg_fd(L, 5);
+  lua_Integer offset = luaL_optinteger(L, 6, 0);
+  size_t ps = sys_pagesize();
+  luaL_argcheck(L, flags >= 0 && flags <= 0x7fffffff, 4, "flags out of range");
+  if (length == 0) return map_refuse(L, EINVAL, "length must be greater than 0");
+  if (prot & ~(lua_Integer)KNOWN_PROT)
+    return map_refuse(L, EINVAL, "unknown protection bits");
+  int type = (int)flags & MAP_SHARED_VALIDATE;
+  if (type == 0) return map_refuse(L, EINVAL, "flags need MAP_SHARED or MAP_PRIVATE");
+  if (offset < 0) return map_refuse(L, EINVAL, "negative offset");
+  if ((uint64_t)offset % ps != 0) return map_refuse(L, EINVAL, "offset is not a multiple of the page size");
+  if (length > (size_t)PTRDIFF_MAX - ps) return map_refuse(L, ENOMEM, "length too large");
+  size_t maplen = (length + ps - 1) / ps * ps;
+  int anonymous = (flags & MAP_ANONYMOUS) != 0, regular = 0;
+  if (!anonymous) {
+    off_t fsize = 0;
+    if (fd < 0) return map_refuse(L, EBADF, "a file mapping needs a file descriptor");
+    int err = sys_fdsize(fd, &fsize, &regular);
+    if (err) return map_refuse(L, err, "the file descriptor cannot be examined");
+    if ((uint64_t)offset > (uint64_t)INT64_MAX - length)
+      return map_refuse(L, EOVERFLOW, "offset + length overflows");
+    if (regular && (uint64_t)offset + length > (uint64_t)fsize) {
+      lua_pushnil(L);
+      lua_pushfstring(L, "mmap: mapping past the end of the file (the file has %I bytes, the "
+                         "mapping would end at byte %I; access there raises SIGBUS): %s",
+                      (lua_Integer)fsize, (lua_Integer)((uint64_t)offset + length),
+                      fsize == 0 ? "the file is empty" : "truncate it to size first");
+      lua_pushinteger(L, EINVAL);
+      return 3;
+    }
+  }
+  /* Where: a hint, or with MAP_FIXED a range inside a mapping of this state. */
+  Owner *parent = NULL;
+  uintptr_t addr = 0;
+  int parent_idx = 0;
+  if (buf_test(L, 1)) {
+    size_t blen;
+    addr = (uintptr_t)buf_span(L, 1, &blen, NULL);
+  } else if (!lua_isnoneornil(L, 1)) {
+    addr = (uintptr_t)(uint64_t)luaL_checkinteger(L, 1);
+  }
+  if (flags & MAP_FIXED) {
+    if (addr % ps != 0) return map_refuse(L, EINVAL, "MAP_FIXED address is not page aligned");
+    parent = map_find_push(L, addr, maplen);
+    if (!parent)
+      return luaL_error(L, "mmap: MAP_FIXED at %p is refused: it would silently replace memory "
+                           "that is not a mapping of yours (place it inside a buffer from "
+                           "M.mmap)", (void *)addr);
+    parent_idx = lua_gettop(L);
+  }
+  Owner *o = buf_newroot(L, &mmap_kind);
+  size_t npages = maplen / ps;
+  MapInfo *mi = (MapInfo *)calloc(1, sizeof(MapInfo) + npages);
+  if (!mi) return luaL_error(L, "not enough memory");
+  mi->fd = -1;
+  o->ctx = mi;
+  void *p;
+  int err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
+                     (off_t)offset, &p);
+  if (err) return push_syserror(L, "mmap", err); /* the NEW root's forget frees mi */
+  mi->maplen = maplen;
+  mi->npages = npages;
+  mi->flags = (int)flags;
+  mi->offset = (off_t)offset;
+  mi->fd_regular = regular;
+  if (regular && sys_dup(fd, &mi->fd) != 0) mi->fd = -1; /* then remap cannot check the size */
+  o->prot = (uint8_t)prot_from_sys((int)prot);
+  memset(mi->pageprot, o->prot, npages);
+  o->pageprot = mi->pageprot;
+  owner_open(L, o, p, length);
+  if (parent) {
+    o->parent = parent;
+    lua_pushvalue(L, parent_idx);
+    lua_setiuservalue(L, -2, 1); /* the child anchors its parent */
+  }
+  push_registry(L);
+  lua_pushlightuserdata(L, o);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* b:unmap() = b:free() for a mapping; M.munmap(b) the same, refusing part of a mapping (that
+ * would leave a hole inside the buffer another mapping could later fill). */
+static int mmap_unmap(lua_State *L) {
+  Buffer *b;
+  check_mapping(L, 1, "unmap", &b);
+  luaL_argcheck(L, !b->isview, 1, "cannot unmap a view (unmap the mapping it views)");
+  lua_settop(L, 1);
+  lua_getfield(L, 1, "free");
+  lua_insert(L, 1);
+  lua_call(L, 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int mmap_munmap(lua_State *L) {
+  Buffer *b;
+  Owner *o = check_mapping(L, 1, "munmap", &b);
+  if (!lua_isnoneornil(L, 2) || !lua_isnoneornil(L, 3)) {
+    size_t len;
+    unsigned char *p = map_range(L, b, 2, 3, 1, "munmap", &len);
+    if (p != o->base || (len != o->size && len != MAPINFO(o)->maplen) || b->isview)
+      return luaL_error(L, "munmap of part of a mapping is refused (it would leave a hole "
+                           "another mapping could fill); unmap the whole buffer or shrink it "
+                           "with b:remap");
+  }
+  lua_settop(L, 1);
+  return mmap_unmap(L);
+}
+
+/* b:remap(new_length [, may_move]) -> b: mremap. Views of the old range die; the buffer itself
+ * follows its memory. A file mapping may not grow past the end of its file. */
+static int mmap_remap(lua_State *L) {
+  Buffer *b;
+  Owner *o = check_mapping(L, 1, "remap", &b);
+  luaL_argcheck(L, !b->isview, 1, "cannot remap a view (remap the mapping it views)");
+  size_t newlen = arg_size(L, 2);
+  int may_move = lua_toboolean(L, 3);
+  MapInfo *mi = MAPINFO(o);
+  size_t ps = sys_pagesize();
+  if (mi->snap) return luaL_error(L, "remap: the mapping has an active snapshot (free it first)");
+  if (newlen == 0) return push_syserror(L, "mremap", EINVAL);
+  if (newlen > (size_t)PTRDIFF_MAX - ps) return push_syserror(L, "mremap", ENOMEM);
+  size_t newmap = (newlen + ps - 1) / ps * ps, newpages = newmap / ps;
+  if (mi->fd >= 0 && newlen > o->size) {
+    off_t fsize = 0;
+    int regular = 0;
+    if (sys_fdsize(mi->fd, &fsize, &regular) == 0 && regular &&
+        (uint64_t)mi->offset + newlen > (uint64_t)fsize) {
+      lua_pushnil(L);
+      lua_pushfstring(L, "mremap: growing past the end of the file (the file has %I bytes, the "
+                         "mapping would end at byte %I; truncate it to size first)",
+                      (lua_Integer)fsize, (lua_Integer)((uint64_t)mi->offset + newlen));
+      lua_pushinteger(L, EINVAL);
+      return 3;
+    }
+  }
+  MapInfo *nmi = (MapInfo *)calloc(1, sizeof(MapInfo) + newpages);
+  if (!nmi) return luaL_error(L, "not enough memory");
+  void *p;
+  int err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
+  if (err) {
+    free(nmi);
+    return push_syserror(L, "mremap", err);
+  }
+  memcpy(nmi, mi, sizeof(MapInfo));
+  size_t keep = mi->npages < newpages ? mi->npages : newpages;
+  memcpy(nmi->pageprot, mi->pageprot, keep);
+  if (newpages > keep) memset(nmi->pageprot + keep, mi->pageprot[mi->npages - 1], newpages - keep);
+  nmi->maplen = newmap;
+  nmi->npages = newpages;
+  free(mi);
+  o->ctx = nmi;
+  o->pageprot = nmi->pageprot;
+  kill_children(L, o, "killed by remapping its parent");
+  o->base = (unsigned char *)p;
+  o->size = newlen;
+  owner_kill_views(L, o, "remapped");
+  lua_settop(L, 1);
+  return 1;
+}
+
+static const luaL_Reg mmap_methods[] = {{"unmap", mmap_unmap}, {"remap", mmap_remap},
+                                        {NULL, NULL}};
+
+static const luaL_Reg mmap_funcs[] = {{"mmap", mmap_mmap}, {"munmap", mmap_munmap},
+                                      {NULL, NULL}};
+
+static const ConstReg mmap_consts[] = {
+  MLCONST(PROT_NONE), MLCONST(PROT_READ), MLCONST(PROT_WRITE), MLCONST(PROT_EXEC),
+  MLCONST(MAP_SHARED), MLCONST(MAP_PRIVATE), MLCONST(MAP_SHARED_VALIDATE),
+  MLCONST(MAP_ANONYMOUS), MLCONST(MAP_ANON), MLCONST(MAP_FIXED), MLCONST(MAP_FIXED_NOREPLACE),
+  MLCONST(MAP_POPULATE), MLCONST(MAP_LOCKED), MLCONST(MAP_NORESERVE), MLCONST(MAP_GROWSDOWN),
+  MLCONST(MAP_HUGETLB), MLCONST(MAP_STACK), MLCONST(MAP_NONBLOCK), MLCONST(MREMAP_MAYMOVE),
+  {NULL, 0}};
+
+int mmap_open(lua_State *L) {
+  set_funcs(L, mmap_funcs);
+  set_consts(L, mmap_consts);
+  luaL_getmetatable(L, BUFFER_T);
+  lua_getfield(L, -1, "methods");
+  luaL_setfuncs(L, mmap_methods, 0);
+  lua_pop(L, 2);
+  return 0;
+}

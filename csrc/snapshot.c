@@ -1,0 +1,278 @@
+/* snapshot.c: copy-on-write snapshots of a mapping, built on mprotect and the fault handler.
+ *
+ * b:snapshot() write-protects every writable page of a private or anonymous mapping ("arms" it).
+ * The first write to an armed page faults; the claimer (called first by the fault handler, see
+ * guard.h) gives the page its protection back, copies it into the snapshot's own anonymous
+ * mapping, and returns: the write re-runs and succeeds. So the snapshot holds exactly the pages
+ * written since it was taken, and the live mapping holds everything else unchanged.
+ *
+ * The claimer runs in a signal handler: it calls only mprotect and memcpy, touches only memory
+ * allocated when the snapshot was armed, and claims only access faults on armed, uncopied pages
+ * of active snapshots; everything else goes on to the guard and to the previous handler.
+ * memlab's own changes that bypass a store (mprotect, madvise DONTNEED, unmap) first copy the
+ * pages they affect (snap_before_change) or end the snapshot (snap_on_release). */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "guard.h"
+#include "mapping.h"
+#include "sys.h"
+
+#define SNAP_T "memlab.snapshot"
+#define MAX_ARMED 64
+
+struct Snapshot {
+  Owner *o;               /* the mapping; the snapshot userdata anchors its root */
+  unsigned char *base;    /* o->base when armed (remap is refused while armed) */
+  size_t npages, ps;
+  unsigned char *copy;    /* npages pages; page i holds the old contents once copied[i] */
+  uint8_t *copied;        /* 1: page copied (and writable again) */
+  uint8_t *armed;         /* 1: write-protected by the snapshot, not yet copied */
+  volatile size_t ncopied;
+  int active;             /* armed on a live mapping */
+  int dead;               /* its mapping went away: the snapshot can no longer be read */
+};
+
+static Snapshot *volatile g_armed[MAX_ARMED];
+
+/* Gives page i its real protection back, then saves its contents. Async-signal-safe. */
+static int copy_page(Snapshot *s, size_t i) {
+  unsigned char *page = s->base + i * s->ps;
+  if (mprotect(page, s->ps, prot_to_sys(s->o->pageprot[i])) != 0) return 0;
+  memcpy(s->copy + i * s->ps, page, s->ps);
+  s->armed[i] = 0;
+  s->copied[i] = 1;
+  s->ncopied++;
+  return 1;
+}
+
+static int snap_claim(int signo, siginfo_t *si) {
+  if (signo != SIGSEGV || si->si_code != SEGV_ACCERR) return 0;
+  uintptr_t a = (uintptr_t)si->si_addr;
+  for (int k = 0; k < MAX_ARMED; k++) {
+    Snapshot *s = g_armed[k];
+    if (!s || a < (uintptr_t)s->base || a - (uintptr_t)s->base >= s->npages * s->ps) continue;
+    size_t i = (a - (uintptr_t)s->base) / s->ps;
+    return s->armed[i] ? copy_page(s, i) : 0;
+  }
+  return 0;
+}
+
+int snap_arm_claimer(void) {
+  guard_set_claimer(snap_claim);
+  return 0;
+}
+
+static void unregister(Snapshot *s) {
+  for (int k = 0; k < MAX_ARMED; k++)
+    if (g_armed[k] == s) g_armed[k] = NULL;
+}
+
+void snap_before_change(Owner *o, size_t off, size_t len) {
+  Snapshot *s = MAPINFO(o)->snap;
+  if (!s || !s->active || len == 0) return;
+  for (size_t i = off / s->ps; i <= (off + len - 1) / s->ps && i < s->npages; i++)
+    if (s->armed[i]) copy_page(s, i);
+}
+
+/* Ends the snapshot of a mapping that goes away (unmap, a parent's remap). */
+void snap_on_release(Owner *o) {
+  Snapshot *s = MAPINFO(o) ? MAPINFO(o)->snap : NULL;
+  if (!s) return;
+  unregister(s);
+  s->active = 0;
+  s->dead = 1;
+  MAPINFO(o)->snap = NULL;
+}
+
+/* Disarms: armed pages get their protection back; the copies are kept until free. */
+static void disarm(Snapshot *s) {
+  if (!s->active) return;
+  for (size_t i = 0; i < s->npages; i++)
+    if (s->armed[i]) {
+      mprotect(s->base + i * s->ps, s->ps, prot_to_sys(s->o->pageprot[i]));
+      s->armed[i] = 0;
+    }
+  unregister(s);
+  s->active = 0;
+  MAPINFO(s->o)->snap = NULL;
+}
+
+static void snap_release(Snapshot *s) {
+  disarm(s);
+  if (s->copy) sys_munmap(s->copy, s->npages * s->ps);
+  free(s->copied);
+  free(s->armed);
+  s->copy = NULL;
+  s->copied = s->armed = NULL;
+  s->dead = 1;
+}
+
+static Snapshot *check_snap(lua_State *L, int idx) {
+  Snapshot *s = (Snapshot *)luaL_checkudata(L, idx, SNAP_T);
+  if (!s->copy) luaL_error(L, "attempt to use a freed snapshot");
+  if (s->dead) luaL_error(L, "attempt to use a snapshot of a mapping that is gone");
+  return s;
+}
+
+/* b:snapshot() -> snapshot of a private or anonymous mapping (one at a time per mapping) */
+static int snap_new(lua_State *L) {
+  Buffer *b;
+  Owner *o = check_mapping(L, 1, "snapshot", &b);
+  MapInfo *mi = MAPINFO(o);
+  luaL_argcheck(L, !b->isview, 1, "snapshot of a view (snapshot the mapping it views)");
+  if (!(mi->flags & MAP_PRIVATE) && !(mi->flags & MAP_ANONYMOUS))
+    return luaL_error(L, "snapshot needs a private or anonymous mapping (this one is a shared "
+                         "file mapping: another process could change it unseen)");
+  if (mi->snap) return luaL_error(L, "the mapping already has a snapshot (free it first)");
+  int slot = -1;
+  for (int k = 0; k < MAX_ARMED && slot < 0; k++)
+    if (!g_armed[k]) slot = k;
+  if (slot < 0) return luaL_error(L, "too many active snapshots (at most %d)", MAX_ARMED);
+  Snapshot *s = (Snapshot *)lua_newuserdatauv(L, sizeof(Snapshot), 1);
+  memset(s, 0, sizeof *s);
+  luaL_setmetatable(L, SNAP_T);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  s->o = o;
+  s->base = o->base;
+  s->ps = sys_pagesize();
+  s->npages = mi->npages;
+  s->copied = (uint8_t *)calloc(s->npages, 1);
+  s->armed = (uint8_t *)calloc(s->npages, 1);
+  void *copy;
+  int err = (!s->copied || !s->armed) ? ENOMEM
+            : sys_mmap(NULL, s->npages * s->ps, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &copy);
+  if (err) {
+    snap_release(s);
+    return push_syserror(L, "snapshot", err);
+  }
+  s->copy = (unsigned char *)copy;
+  for (size_t i = 0; i < s->npages; i++) {
+    if (!(o->pageprot[i] & OWN_PROT_WRITE)) continue;
+    int prot = prot_to_sys(o->pageprot[i] & ~OWN_PROT_WRITE);
+    if (sys_mprotect(s->base + i * s->ps, s->ps, prot) == 0) s->armed[i] = 1;
+  }
+  s->active = 1;
+  mi->snap = s;
+  g_armed[slot] = s;
+  return 1;
+}
+
+/* s:read([off, len]) -> the contents as of the snapshot */
+static int snap_read(lua_State *L) {
+  Snapshot *s = check_snap(L, 1);
+  size_t off, n;
+  arg_range(L, 2, 3, s->o->size, &off, &n);
+  luaL_Buffer lb;
+  char *dst = luaL_buffinitsize(L, &lb, n);
+  for (size_t done = 0; done < n;) {
+    size_t at = off + done, i = at / s->ps, k = s->ps - at % s->ps;
+    if (k > n - done) k = n - done;
+    if (s->copied[i])
+      memcpy(dst + done, s->copy + at, k);
+    else
+      mem_copy(L, NULL, dst + done, s->o, s->base + at, k);
+    done += k;
+  }
+  luaL_pushresultsize(&lb, n);
+  return 1;
+}
+
+static int snap_copied(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)check_snap(L, 1)->ncopied);
+  return 1;
+}
+
+/* s:diff() -> { page index (0-based) ... } of the pages whose contents differ now */
+static int snap_diff(lua_State *L) {
+  Snapshot *s = check_snap(L, 1);
+  unsigned char *tmp = (unsigned char *)lua_newuserdatauv(L, s->ps, 0);
+  lua_newtable(L);
+  lua_Integer k = 0;
+  for (size_t i = 0; i < s->npages; i++) {
+    if (!s->copied[i]) continue;
+    mem_copy(L, NULL, tmp, s->o, s->base + i * s->ps, s->ps);
+    if (memcmp(tmp, s->copy + i * s->ps, s->ps) != 0) {
+      lua_pushinteger(L, (lua_Integer)i);
+      lua_rawseti(L, -2, ++k);
+    }
+  }
+  return 1;
+}
+
+/* s:restore() -> s: the mapping gets the snapshot's contents back and is armed again */
+static int snap_restore(lua_State *L) {
+  Snapshot *s = check_snap(L, 1);
+  if (!s->active) return luaL_error(L, "attempt to restore a freed snapshot");
+  for (size_t i = 0; i < s->npages; i++) {
+    if (!s->copied[i]) continue;
+    unsigned char *page = s->base + i * s->ps;
+    uint8_t prot = s->o->pageprot[i];
+    int err = sys_mprotect(page, s->ps, PROT_READ | PROT_WRITE);
+    if (err) return push_syserror(L, "mprotect", err);
+    memcpy(page, s->copy + i * s->ps, s->ps);
+    s->copied[i] = 0;
+    s->ncopied--;
+    if (prot & OWN_PROT_WRITE) {
+      sys_mprotect(page, s->ps, prot_to_sys(prot & ~OWN_PROT_WRITE));
+      s->armed[i] = 1;
+    } else {
+      sys_mprotect(page, s->ps, prot_to_sys(prot));
+    }
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int snap_free(lua_State *L) {
+  Snapshot *s = (Snapshot *)luaL_checkudata(L, 1, SNAP_T);
+  if (!s->copy && !s->copied) return luaL_error(L, "double free of a snapshot");
+  snap_release(s);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int snap_gc(lua_State *L) {
+  Snapshot *s = (Snapshot *)luaL_checkudata(L, 1, SNAP_T);
+  if (s->copy || s->copied) snap_release(s);
+  return 0;
+}
+
+static int snap_tostring(lua_State *L) {
+  Snapshot *s = (Snapshot *)luaL_checkudata(L, 1, SNAP_T);
+  if (!s->copy)
+    lua_pushliteral(L, SNAP_T " (freed)");
+  else if (s->dead)
+    lua_pushliteral(L, SNAP_T " (its mapping is gone)");
+  else
+    lua_pushfstring(L, SNAP_T ": %d pages, %d copied", (int)s->npages, (int)s->ncopied);
+  return 1;
+}
+
+static const luaL_Reg snap_methods[] = {
+  {"read", snap_read}, {"copied", snap_copied}, {"diff", snap_diff}, {"restore", snap_restore},
+  {"free", snap_free}, {NULL, NULL}};
+
+static const luaL_Reg snap_meta[] = {
+  {"__gc", snap_gc}, {"__close", snap_gc}, {"__tostring", snap_tostring}, {NULL, NULL}};
+
+int snapshot_open(lua_State *L) {
+  if (luaL_newmetatable(L, SNAP_T)) {
+    luaL_setfuncs(L, snap_meta, 0);
+    luaL_newlib(L, snap_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  luaL_getmetatable(L, BUFFER_T);
+  lua_getfield(L, -1, "methods");
+  lua_pushcfunction(L, snap_new);
+  lua_setfield(L, -2, "snapshot");
+  lua_pop(L, 2);
+  snap_arm_claimer();
+  return 0;
+}
