@@ -25,7 +25,8 @@ build = {
     ["memlab.core"] = {
       sources = {
         "csrc/buffer.c", "csrc/bufops.c", "csrc/bufpack.c", "csrc/core.c", "csrc/guard.c",
-        "csrc/heap.c", "csrc/luax.c", "csrc/proc.c", "csrc/sys.c", "csrc/track.c",
+        "csrc/heap.c", "csrc/luax.c", "csrc/mapops.c", "csrc/mfile.c", "csrc/mmap.c",
+        "csrc/proc.c", "csrc/snapshot.c", "csrc/sys.c", "csrc/track.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "csrc/alloc" },
