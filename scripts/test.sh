@@ -20,7 +20,7 @@ export FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 
 lua_env() { # $1: build dir holding memlab/core.so
   export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;$top/spec/?.lua;;"
-  export LUA_CPATH="$top/$1/?.so;;"
+  export LUA_CPATH="$top/$1/?.so;$top/build/test/?.so;;"
 }
 
 # run_stage NAME COMMAND...: runs COMMAND, keeps the TAP lines it prints, shows everything.
@@ -52,7 +52,7 @@ stage_build() {
 }
 
 stage_specs() {
-  make --no-print-directory WERROR=1 all >/dev/null || return 1
+  make --no-print-directory WERROR=1 all test-helpers >/dev/null || return 1
   lua_env build
   "$LUA" "$BUSTED" -o TAP spec
 }
@@ -70,6 +70,7 @@ ASAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-om
 stage_asan() {
   make --no-print-directory BUILD=build/asan OPT=-O1 EXTRA_CFLAGS="$ASAN_FLAGS" \
     build/asan/memlab/core.so >/dev/null || return 1
+  make --no-print-directory test-helpers >/dev/null || return 1
   lua_env build/asan
   local rc=0
   tagged asan env LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
@@ -81,7 +82,7 @@ stage_asan() {
 }
 
 stage_valgrind() {
-  make --no-print-directory WERROR=1 all >/dev/null || return 1
+  make --no-print-directory WERROR=1 all test-helpers >/dev/null || return 1
   lua_env build
   local rc=0
   tagged valgrind env MEMLAB_UNDER=valgrind valgrind -q --error-exitcode=99 --leak-check=full \

@@ -1,0 +1,209 @@
+-- The fault guard: a hardware fault during a memlab access becomes a Lua error naming the signal,
+-- its si_code, the address and the buffer; the interpreter lives on and the next fault is caught
+-- too. Faults anywhere else keep their default behaviour.
+local M = require "memlab"
+
+local ps = M.pagesize()
+local under = os.getenv("MEMLAB_UNDER")
+
+local function anon(pages, prot)
+  local b = assert(M.mmap(nil, pages * ps, prot or (M.PROT_READ | M.PROT_WRITE),
+                          M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0))
+  return b
+end
+
+-- Runs fn in a child process; returns how it ended ("exit"/"signal") and the code.
+local function in_child(fn)
+  local pid = assert(M.fork())
+  if pid == 0 then
+    local ok = pcall(fn)
+    M._exit(ok and 0 or 3)
+  end
+  local how, code = M.waitpid(pid)
+  return how, code
+end
+
+local function hex(n) return ("0x%x"):format(n) end
+
+-- The faulting address an error names: the first byte the access touched (an instrumented
+-- memmove may start from either end), so check it lies in the accessed range.
+local function fault_addr(err)
+  local a = err:match(" at (0x%x+)")
+  return a and math.tointeger(tonumber(a:sub(3), 16))
+end
+
+local function assert_in(lo, len, addr)
+  assert.is_true(addr ~= nil and addr >= lo and addr < lo + len,
+                 ("%s not in [%s, %s)"):format(addr and hex(addr), hex(lo), hex(lo + len)))
+end
+
+describe("the fault guard", function()
+  describe("on a PROT_NONE page", function()
+    it("turns a read into an error naming SIGSEGV, SEGV_ACCERR, the address and the buffer", function()
+      local b = anon(2)
+      b:protect(M.PROT_NONE, ps, ps)
+      local ok, err = pcall(b.read, b, ps + 10, 4)
+      assert.is_false(ok)
+      assert.matches("SIGSEGV", err, 1, true)
+      assert.matches("SEGV_ACCERR", err, 1, true)
+      assert_in(b:address() + ps + 10, 4, fault_addr(err))
+      assert.matches("memlab.buffer: " .. hex(b:address()), err, 1, true)
+      local f = M.lastfault()
+      assert.equal("SIGSEGV", f.signal)
+      assert.equal("SEGV_ACCERR", f.code)
+      assert.equal(M.SIGSEGV, f.signo)
+      assert.equal(M.SEGV_ACCERR, f.si_code)
+      assert.equal(fault_addr(err), f.addr)
+      b:free()
+    end)
+
+    it("catches two faults in a row, and the interpreter goes on", function()
+      local b = anon(1, M.PROT_NONE)
+      for _ = 1, 2 do
+        assert.error_matches(function() return b[0] end, "SEGV_ACCERR", nil, true)
+        assert.error_matches(function() b:unpack("<i4", 8) end, "SIGSEGV", nil, true)
+      end
+      b:protect("rw")
+      b[0] = 42
+      assert.equal(42, b[0])
+      b:free()
+    end)
+
+    it("catches a fault in every kind of access", function()
+      local b = anon(1, M.PROT_NONE)
+      local heap = M.malloc(16)
+      local accesses = {
+        function() return b:read() end,
+        function() return b:find("x") end,
+        function() return b:hexdump(0, 16) end,
+        function() return b:unpack("z") end,
+        function() heap:copy(0, b, 0, 16) end,
+        function() return M.peek(b:address(), 1) end,
+      }
+      for i, fn in ipairs(accesses) do
+        local ok, err = pcall(fn)
+        assert.is_false(ok, "access " .. i)
+        assert.matches("SIGSEGV", err, 1, true)
+      end
+      heap:free()
+      b:free()
+    end)
+
+    it("names the buffer the fault happened in when copying between two", function()
+      local src = anon(1, M.PROT_NONE)
+      local dst = anon(1)
+      local err = select(2, pcall(dst.copy, dst, 0, src, 0, 8))
+      assert.matches("in memlab.buffer: " .. hex(src:address()), err, 1, true)
+      src:free()
+      dst:free()
+    end)
+  end)
+
+  describe("on a PROT_READ page", function()
+    it("refuses a write before any byte moves, naming SIGSEGV, SEGV_ACCERR and the address", function()
+      local b = anon(2)
+      b:fill(0x41)
+      b:protect(M.PROT_READ, ps, ps)
+      for _ = 1, 2 do
+        -- the write straddles the two pages: nothing of it may land on the writable first page
+        local ok, err = pcall(b.write, b, ps - 2, "zzzz")
+        assert.is_false(ok)
+        assert.matches("write to read-only memory", err, 1, true)
+        assert.matches("SIGSEGV/SEGV_ACCERR", err, 1, true)
+        assert.matches(hex(b:address() + ps), err, 1, true)
+      end
+      assert.equal("AAAA", b:read(ps - 2, 4))
+      for _, fn in ipairs {
+        function() b[ps] = 1 end,
+        function() b:fill(0, ps) end,
+        function() b:pack("<i4", ps, 1) end,
+        function() b:copy(ps, "x") end,
+        function() b:wipe() end,
+      } do
+        assert.error_matches(fn, "write to read-only memory", nil, true)
+      end
+      assert.equal(("A"):rep(ps), b:read(ps, ps))
+      b:free()
+    end)
+  end)
+
+  describe("on a file truncated under a shared mapping", function()
+    it("turns the SIGBUS into an error naming BUS_ADRERR, twice", function()
+      local f = assert(M.memfd_create("memlab-guard-spec"))
+      assert(f:truncate(2 * ps))
+      local b = assert(M.mmap(nil, 2 * ps, M.PROT_READ | M.PROT_WRITE, M.MAP_SHARED, f, 0))
+      b:fill(7)
+      assert(f:truncate(0))
+      for _ = 1, 2 do
+        local ok, err = pcall(b.read, b, ps, 4)
+        assert.is_false(ok)
+        assert.matches("SIGBUS", err, 1, true)
+        assert.matches("BUS_ADRERR", err, 1, true)
+        assert_in(b:address() + ps, 4, fault_addr(err))
+      end
+      b:free()
+      f:close()
+    end)
+  end)
+
+  describe("M.peek", function()
+    it("reads the exact faulting byte of a one-byte access", function()
+      local b = anon(1, M.PROT_NONE)
+      local err = select(2, pcall(function() return b[100] end))
+      assert.equal(b:address() + 100, fault_addr(err))
+      b:free()
+    end)
+
+    it("reads mapped memory", function()
+      local b = M.malloc(8)
+      b:write(0, "peekaboo")
+      assert.equal("peekaboo", M.peek(b:address(), 8))
+      b:free()
+    end)
+
+    it("turns reads of unmapped addresses into errors naming SEGV_MAPERR, again and again", function()
+      for _, addr in ipairs { 0, 8, 4096 } do
+        for _ = 1, 2 do
+          local ok, err = pcall(M.peek, addr, 4)
+          assert.is_false(ok)
+          assert.matches("SIGSEGV (SEGV_MAPERR)", err, 1, true)
+        end
+      end
+    end)
+
+    it("survives a non-canonical address", function()
+      local ok, err = pcall(M.peek, math.mininteger, 4)
+      assert.is_false(ok)
+      assert.matches("SIGSEGV", err, 1, true)
+    end)
+
+    it("errors on a range that wraps around the address space", function()
+      assert.error_matches(function() M.peek(-1, 16) end, "out of range", nil, true)
+    end)
+  end)
+
+  describe("outside memlab's accesses", function()
+    it("leaves a fault in other code to kill the process with SIGSEGV", function()
+      local crashme = require "crashme"
+      local how, code = in_child(function() crashme.read(0) end)
+      if under == "asan" then
+        -- AddressSanitizer's own handler reports the SEGV and exits non-zero
+        assert.equal("exit", how)
+        assert.not_equal(0, code)
+      else
+        assert.equal("signal", how)
+        assert.equal(M.SIGSEGV, code)
+      end
+    end)
+
+    it("leaves a SIGSEGV sent by kill() to its default action", function()
+      local how, code = in_child(function() M.kill(M.getpid(), M.SIGSEGV); M.sleep(5) end)
+      if under == "asan" then
+        assert.not_equal("exit 0", how .. " " .. code)
+      else
+        assert.equal("signal", how)
+        assert.equal(M.SIGSEGV, code)
+      end
+    end)
+  end)
+end)
