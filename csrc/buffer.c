@@ -47,12 +47,13 @@ static int view_alive(const Buffer *b) { return owner_alive(b->o) && (!b->isview
 /* Raises the error for a handle whose memory is gone, saying where it went. */
 MEMLAB_NORETURN void owner_deaderror(lua_State *L, const Owner *o) {
   if (o->state == OWNER_LIVE && o->parent)
-    luaL_error(L, "attempt to use a freed buffer (its allocator was %s at %s; allocated at %s)",
-               o->parent->why, o->parent->freed_at.where, o->alloc_at.where);
+    luaL_error(L, "attempt to use a freed buffer (use after free: the %s it lived in was %s "
+                  "at %s; allocated at %s)", o->parent->kind->name, o->parent->why,
+               o->parent->freed_at.where, o->alloc_at.where);
   if (o->why && strcmp(o->why, "collected") == 0)
-    luaL_error(L, "attempt to use a freed buffer (collected by the garbage collector; "
-                  "allocated at %s)", o->alloc_at.where);
-  luaL_error(L, "attempt to use a freed buffer (%s at %s; allocated at %s)",
+    luaL_error(L, "attempt to use a freed buffer (use after free: collected by the garbage "
+                  "collector; allocated at %s)", o->alloc_at.where);
+  luaL_error(L, "attempt to use a freed buffer (use after free: %s at %s; allocated at %s)",
              o->why ? o->why : "freed", o->freed_at.where, o->alloc_at.where);
   for (;;) {} /* not reached: luaL_error does not return */
 }
@@ -145,15 +146,19 @@ static int buf_tostring(lua_State *L) {
   if (view_alive(b)) {
     describe(b->o, b->off, b->isview ? b->len : b->o->size, b->isview, d, sizeof d);
     lua_pushfstring(L, BUFFER_T ": %s", d);
-  } else if (owner_alive(b->o)) {
-    lua_pushfstring(L, BUFFER_T " (dead view: %s at %s)", b->o->why, b->o->freed_at.where);
-  } else if (b->o->state == OWNER_NEW) {
-    lua_pushliteral(L, BUFFER_T " (never opened)");
-  } else if (b->o->state == OWNER_LIVE) {
-    lua_pushfstring(L, BUFFER_T " (allocator %s at %s)", b->o->parent->why,
-                    b->o->parent->freed_at.where);
   } else {
-    lua_pushfstring(L, BUFFER_T " (%s at %s)", b->o->why, b->o->freed_at.where);
+    /* Dead: the address stays, as a dangling pointer's does; say why it is dead. */
+    void *at = b->o->base + b->off;
+    if (owner_alive(b->o))
+      lua_pushfstring(L, BUFFER_T ": %p (dead view: %s at %s)", at, b->o->why,
+                      b->o->freed_at.where);
+    else if (b->o->state == OWNER_NEW)
+      lua_pushliteral(L, BUFFER_T " (never opened)");
+    else if (b->o->state == OWNER_LIVE)
+      lua_pushfstring(L, BUFFER_T ": %p (its parent was %s at %s)", at, b->o->parent->why,
+                      b->o->parent->freed_at.where);
+    else
+      lua_pushfstring(L, BUFFER_T ": %p (%s at %s)", at, b->o->why, b->o->freed_at.where);
   }
   return 1;
 }

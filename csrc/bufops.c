@@ -203,6 +203,37 @@ static int bufops_find(lua_State *L) {
   return 1;
 }
 
+/* The length of the NUL-terminated string at off (raises when no NUL before the end). */
+static size_t cstrlen(lua_State *L, int ioff, const unsigned char **start) {
+  size_t len;
+  Buffer *b;
+  unsigned char *p = buf_span(L, 1, &len, &b);
+  lua_Integer off = luaL_optinteger(L, ioff, 0);
+  luaL_argcheck(L, off >= 0 && (uint64_t)off < (uint64_t)len, ioff, "offset out of range");
+  const unsigned char *z = mem_find(L, b->o, p + off, len - (size_t)off, "", 1);
+  luaL_argcheck(L, z != NULL, ioff, "no NUL terminator before the end of the buffer");
+  *start = p + off;
+  return (size_t)(z - (p + off));
+}
+
+/* b:strlen(off) -> length of the C string at off, as strlen(3) */
+static int bufops_strlen(lua_State *L) {
+  const unsigned char *s;
+  lua_pushinteger(L, (lua_Integer)cstrlen(L, 2, &s));
+  return 1;
+}
+
+/* b:cstring(off) -> the C string at off (up to, not including, its NUL) */
+static int bufops_cstring(lua_State *L) {
+  const unsigned char *s;
+  size_t n = cstrlen(L, 2, &s);
+  luaL_Buffer lb;
+  char *dst = luaL_buffinitsize(L, &lb, n);
+  mem_copy(L, NULL, dst, buf_check(L, 1)->o, s, n);
+  luaL_pushresultsize(&lb, n);
+  return 1;
+}
+
 /* b:fill(byte, off, len) -> b */
 static int bufops_fill(lua_State *L) {
   size_t len, off, n;
@@ -292,4 +323,5 @@ static int bufops_hexdump(lua_State *L) {
 const luaL_Reg bufops_methods[] = {
   {"read", bufops_read}, {"write", bufops_write}, {"find", bufops_find},
   {"fill", bufops_fill}, {"copy", bufops_copy}, {"wipe", bufops_wipe},
-  {"hexdump", bufops_hexdump}, {NULL, NULL}};
+  {"hexdump", bufops_hexdump}, {"strlen", bufops_strlen}, {"cstring", bufops_cstring},
+  {NULL, NULL}};

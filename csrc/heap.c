@@ -217,18 +217,24 @@ static void reserve_region(lua_State *L) {
 }
 
 /* Lowers the break to target, which must lie within memlab's own regions at the top. Buffers
- * over the released bytes die. Returns 0 or an errno; raises when target is below them. */
-static int brk_lower(lua_State *L, uintptr_t target) {
+ * over the released bytes die. Returns 0, or pushes the error triple and returns 3: below memlab's
+ * regions (malloc moved the break since, or the memory was never memlab's) it refuses with EPERM,
+ * since lowering the break under malloc's heap would crash the interpreter. */
+static int brk_lower(lua_State *L, const char *what, uintptr_t target) {
   uintptr_t cur = (uintptr_t)sys_curbrk(), floor = cur;
   size_t i = g_nregions;
   while (i > 0 && g_regions[i - 1].end == floor) floor = g_regions[--i].start;
-  if (target < floor)
-    return luaL_error(L, "refusing to lower the break to %p: memory below %p was not taken by "
-                         "memlab's sbrk (it is malloc's heap; freeing it would crash the "
-                         "interpreter)", (void *)target, (void *)floor);
+  if (target < floor) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s (lowering the break to %p would free memory below %p that "
+                       "memlab's sbrk did not take: it is malloc's heap, and the interpreter "
+                       "lives there)", what, strerror(EPERM), (void *)target, (void *)floor);
+    lua_pushinteger(L, EPERM);
+    return 3;
+  }
   void *old;
   int err = sys_sbrk(-(intptr_t)(cur - target), &old);
-  if (err) return err;
+  if (err) return push_syserror(L, what, err);
   while (g_nregions && g_regions[g_nregions - 1].end > target) {
     BrkRegion *r = &g_regions[g_nregions - 1];
     if (r->owner) {
@@ -247,15 +253,16 @@ static int brk_lower(lua_State *L, uintptr_t target) {
 }
 
 /* M.sbrk(increment) -> previous break, and for a positive increment a "brk" buffer over the new
- * bytes. A negative increment may only give back memory memlab's sbrk took. */
+ * bytes. A negative increment may only give back memory memlab's sbrk took (else nil, msg,
+ * EPERM). */
 static int heap_sbrk(lua_State *L) {
   lua_Integer inc = luaL_checkinteger(L, 1);
   void *old = sys_curbrk();
   if (inc < 0) {
     luaL_argcheck(L, inc > INTPTR_MIN && (uintptr_t)(-inc) <= (uintptr_t)old, 1,
                   "increment out of range");
-    int err = brk_lower(L, (uintptr_t)old - (uintptr_t)(-inc));
-    if (err) return push_syserror(L, "sbrk", err);
+    int nres = brk_lower(L, "sbrk", (uintptr_t)old - (uintptr_t)(-inc));
+    if (nres) return nres;
     push_address(L, old);
     return 1;
   }
@@ -279,8 +286,8 @@ static int heap_brk(lua_State *L) {
   uintptr_t target = (uintptr_t)arg_address(L, 1);
   uintptr_t cur = (uintptr_t)sys_curbrk();
   if (target <= cur) {
-    int err = target < cur ? brk_lower(L, target) : 0;
-    if (err) return push_syserror(L, "brk", err);
+    int nres = target < cur ? brk_lower(L, "brk", target) : 0;
+    if (nres) return nres;
     lua_pushboolean(L, 1);
     return 1;
   }

@@ -3,12 +3,14 @@
  * calls of the lecture's multi-process programs (fork, waitpid, _exit, getpid, sleep, kill).
  * Parsing /proc (maps, smaps, status) is Lua's job, in init.lua. */
 #include <errno.h>
+#include <link.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "guard.h"
@@ -20,9 +22,50 @@
 static int layout_initialised = 10;
 static int layout_uninitialised;
 
+/* The main program's segments from its ELF program headers (the first object dl_iterate_phdr
+ * reports): text = the executable PT_LOAD, data = the file-backed part of the writable PT_LOAD,
+ * bss = the zero-filled rest of it (p_memsz beyond p_filesz). */
+typedef struct Segments {
+  uintptr_t text[2], data[2], bss[2];
+  int found;
+} Segments;
+
+static int first_object(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  Segments *sg = (Segments *)arg;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD) continue;
+    uintptr_t at = info->dlpi_addr + ph->p_vaddr;
+    if (ph->p_flags & PF_X) {
+      sg->text[0] = at;
+      sg->text[1] = at + ph->p_memsz;
+    } else if (ph->p_flags & PF_W) {
+      sg->data[0] = at;
+      sg->data[1] = at + ph->p_filesz;
+      sg->bss[0] = at + ph->p_filesz;
+      sg->bss[1] = at + ph->p_memsz;
+    }
+  }
+  sg->found = 1;
+  return 1; /* the main program only */
+}
+
+static void set_span(lua_State *L, const char *k, const uintptr_t span[2]) {
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, (lua_Integer)span[0]);
+  lua_setfield(L, -2, "from");
+  lua_pushinteger(L, (lua_Integer)span[1]);
+  lua_setfield(L, -2, "to");
+  lua_setfield(L, -2, k);
+}
+
+/* M.layout() -> { data=, bss=, text=, stack=, program = { text={from,to}, data=, bss= } }:
+ * addresses of a C static, an uninitialised static and a C function (memlab's own, in its shared
+ * library), a stack local, and the running program's own text, data and bss segments. */
 static int proc_layout(lua_State *L) {
   int local = 0;
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 5);
   push_address(L, &layout_initialised);
   lua_setfield(L, -2, "data");
   push_address(L, &layout_uninitialised);
@@ -31,7 +74,25 @@ static int proc_layout(lua_State *L) {
   lua_setfield(L, -2, "text");
   push_address(L, &local);
   lua_setfield(L, -2, "stack");
+  Segments sg;
+  memset(&sg, 0, sizeof sg);
+  dl_iterate_phdr(first_object, &sg);
+  if (sg.found) {
+    lua_createtable(L, 0, 3);
+    set_span(L, "text", sg.text);
+    set_span(L, "data", sg.data);
+    set_span(L, "bss", sg.bss);
+    lua_setfield(L, -2, "program");
+  }
   layout_uninitialised += local + layout_initialised; /* keep both statics alive */
+  return 1;
+}
+
+/* M.clock() -> seconds on the monotonic clock (for timing experiments) */
+static int proc_clock(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
   return 1;
 }
 
@@ -174,7 +235,7 @@ static const luaL_Reg proc_funcs[] = {
   {"layout", proc_layout}, {"rusage", proc_rusage}, {"peek", proc_peek}, {"fork", proc_fork},
   {"waitpid", proc_waitpid}, {"_exit", proc_exit}, {"getpid", proc_getpid},
   {"sleep", proc_sleep}, {"kill", proc_kill}, {"pagesize", proc_pagesize},
-  {"strerror", proc_strerror}, {NULL, NULL}};
+  {"strerror", proc_strerror}, {"clock", proc_clock}, {NULL, NULL}};
 
 static const ConstReg proc_consts[] = {
   MLCONST(ENOMEM), MLCONST(EINVAL), MLCONST(EPERM), MLCONST(EACCES), MLCONST(EEXIST),

@@ -158,6 +158,27 @@ static int track_records(lua_State *L) {
   return 2;
 }
 
+/* M.track_stats() -> { on=, allocs=, frees=, bytes=, live_bytes=, live_blocks=, lost_bytes=,
+ * lost_blocks= }: the counters, cheaply (no collection runs, so a block dropped but not yet
+ * collected still counts as live). */
+static int track_stats(lua_State *L) {
+  Tracker *t = get_tracker(L);
+  lua_Integer lb = 0, ln = 0, xb = 0, xn = 0;
+  for (size_t i = 0; i < t->n; i++) {
+    const TrackRec *r = &t->recs[i];
+    if (r->state == REC_LIVE) lb += (lua_Integer)r->size, ln++;
+    if (r->state == REC_LOST) xb += (lua_Integer)r->size, xn++;
+  }
+  lua_createtable(L, 0, 8);
+  lua_pushboolean(L, t->on);
+  lua_setfield(L, -2, "on");
+#define F(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
+  F("allocs", t->allocs); F("frees", t->frees); F("bytes", t->bytes);
+  F("live_bytes", lb); F("live_blocks", ln); F("lost_bytes", xb); F("lost_blocks", xn);
+#undef F
+  return 1;
+}
+
 /* M.track_reset(): forgets lost records and the counters (live records stay). */
 static int track_reset(lua_State *L) {
   Tracker *t = get_tracker(L);
@@ -189,7 +210,7 @@ static int tracker_gc(lua_State *L) {
 
 static const luaL_Reg track_funcs[] = {
   {"track", track_track}, {"track_records", track_records}, {"track_reset", track_reset},
-  {NULL, NULL}};
+  {"track_stats", track_stats}, {NULL, NULL}};
 
 /* Creates this state's tracker once; MEMLAB_TRACK=1 in the environment turns it on. */
 int track_open(lua_State *L) {

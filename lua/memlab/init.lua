@@ -15,24 +15,50 @@ local function procfile(pid, what)
   return io.open(("/proc/%s/%s"):format(pid or "self", what), "r")
 end
 
-local function parse_mapline(line)
+-- What a region is, from its path: "program", "library", "file", "anon", "heap", "stack",
+-- "vdso", "vvar", "vsyscall", or "other" (named pseudo-regions such as [anon:...]).
+local function region_kind(path, exe)
+  if path == "" then return "anon" end
+  if path == "[heap]" then return "heap" end
+  if path == "[stack]" then return "stack" end
+  if path == "[vdso]" then return "vdso" end
+  if path == "[vvar]" or path == "[vvar_vclock]" then return "vvar" end
+  if path == "[vsyscall]" then return "vsyscall" end
+  if path:sub(1, 1) ~= "/" then return "other" end
+  if exe and path == exe then return "program" end
+  if path:match("%.so[%.%d]*$") or path:match("%.so[%.%d]* %(deleted%)$") then return "library" end
+  return "file"
+end
+
+local function parse_mapline(line, exe)
   local from, to, perms, offset, dev, inode, path =
     line:match("^(%x+)%-(%x+)%s+(%S+)%s+(%x+)%s+(%S+)%s+(%d+)%s*(.-)%s*$")
   if not from then return nil end
   return {
     from = math.tointeger(tonumber(from, 16)), to = math.tointeger(tonumber(to, 16)),
     perms = perms, offset = math.tointeger(tonumber(offset, 16)), dev = dev,
-    inode = math.tointeger(tonumber(inode)), path = path,
+    inode = math.tointeger(tonumber(inode)), path = path, kind = region_kind(path, exe),
   }
 end
 
+-- The path of the program a process runs: the kernel maps the executable first, at the lowest
+-- address of the user mappings (PIE or not).
+local function exe_of(pid)
+  local maps = io.open(("/proc/%s/maps"):format(pid or "self"), "r")
+  if not maps then return nil end
+  local first = maps:read("l")
+  maps:close()
+  return first and first:match("%s(/%S.*)$")
+end
+
 --- M.maps([pid]) -> the regions of /proc/<pid>/maps, in address order:
--- { from=, to=, perms="r-xp", offset=, dev="08:01", inode=, path="/usr/bin/lua5.4" | "[heap]" | "" }
+-- { from=, to=, perms="r-xp", offset=, dev="08:01", inode=, path="/usr/bin/lua5.4" | "[heap]" | "",
+--   kind="program"|"library"|"file"|"anon"|"heap"|"stack"|"vdso"|"vvar"|"vsyscall"|"other" }
 function M.maps(pid)
   local f, msg, code = procfile(pid, "maps")
   if not f then return nil, msg, code end
-  local regions = {}
-  for line in f:lines() do regions[#regions + 1] = parse_mapline(line) end
+  local regions, exe = {}, exe_of(pid)
+  for line in f:lines() do regions[#regions + 1] = parse_mapline(line, exe) end
   f:close()
   return regions
 end
@@ -59,9 +85,9 @@ end
 function M.smaps(pid)
   local f, msg, code = procfile(pid, "smaps")
   if not f then return nil, msg, code end
-  local regions, cur = {}, nil
+  local regions, cur, exe = {}, nil, exe_of(pid)
   for line in f:lines() do
-    local r = parse_mapline(line)
+    local r = parse_mapline(line, exe)
     if r then
       cur = r
       regions[#regions + 1] = r
@@ -99,6 +125,29 @@ local function commas(n)
   return s
 end
 
+-- "file.lua:12 (in f)" -> { source = "file.lua", line = 12, func = "f" }
+local function parse_frame(text)
+  local source, line, func = text:match("^(.*):(%d+) %(in (.*)%)$")
+  if not source then return { source = text, line = 0, func = "?" } end
+  return { source = source, line = math.tointeger(tonumber(line)), func = func }
+end
+
+local function with_frames(recs)
+  for _, r in ipairs(recs) do
+    local frames = {}
+    for i, text in ipairs(r.stack) do frames[i] = parse_frame(text) end
+    r.frames = frames
+  end
+  return recs
+end
+
+--- M.track_records() -> { {addr=, size=, seq=, state="live"|"lost", func="calloc",
+-- stack={"file.lua:12 (in f)", ...}, frames={ {source=, line=, func=}, ... }} ... }, totals
+function M.track_records()
+  local recs, totals = core.track_records()
+  return with_frames(recs), totals
+end
+
 -- Groups tracking records by their call stack: { {bytes=, blocks=, func=, stack=}, ... },
 -- smallest first, as valgrind orders loss records.
 local function group(recs, state)
@@ -108,7 +157,7 @@ local function group(recs, state)
       local key = r.func .. "\0" .. table.concat(r.stack, "\0")
       local g = by[key]
       if not g then
-        g = { bytes = 0, blocks = 0, func = r.func, stack = r.stack }
+        g = { bytes = 0, blocks = 0, func = r.func, stack = r.stack, frames = r.frames }
         by[key] = g
         list[#list + 1] = g
       end
@@ -132,15 +181,16 @@ end
 -- loss record per allocating call stack, LEAK SUMMARY. A full collection runs first, so a buffer
 -- no longer referenced is finalized and counted as definitely lost. With a file (io.stdout), the
 -- text is also written there. summary = { definitely_lost = {bytes=, blocks=},
--- still_reachable = {...}, in_use = {...}, allocs=, frees=, bytes=, records = {...} }
+-- still_reachable = {...}, in_use = {...}, allocs=, frees=, bytes=,
+-- loss_records = { {bytes=, blocks=, func=, stack={...}, frames={...}} ... } (as printed) }
 function M.report(file)
   collectgarbage("collect")
   collectgarbage("collect")
-  local recs, totals = core.track_records()
+  local recs, totals = M.track_records()
   local lost, reachable = group(recs, "lost"), group(recs, "live")
   local s = {
     definitely_lost = sum(lost), still_reachable = sum(reachable),
-    allocs = totals.allocs, frees = totals.frees, bytes = totals.bytes, records = lost,
+    allocs = totals.allocs, frees = totals.frees, bytes = totals.bytes, loss_records = lost,
   }
   s.in_use = { bytes = s.definitely_lost.bytes + s.still_reachable.bytes,
                blocks = s.definitely_lost.blocks + s.still_reachable.blocks }
@@ -179,16 +229,16 @@ local Snapshot = {}
 Snapshot.__index = Snapshot
 
 --- M.snapshot() -> a snapshot of the live tracked allocations:
--- snap.blocks = { {addr=, size=, site="file.lua:12 (in f)", stack={...}, seq=} ... }
+-- snap.blocks = { {addr=, size=, site="file.lua:12 (in f)", stack={...}, frames={...}, seq=} ... }
 function M.snapshot()
   if not core.track() then
     error("memlab.snapshot: tracking is off (call memlab.track(true) or set MEMLAB_TRACK=1)", 2)
   end
   local blocks = {}
-  for _, r in ipairs((core.track_records())) do
+  for _, r in ipairs((M.track_records())) do
     if r.state == "live" then
       blocks[#blocks + 1] = { addr = r.addr, size = r.size, seq = r.seq, func = r.func,
-                              site = r.stack[1] or "?", stack = r.stack }
+                              site = r.stack[1] or "?", stack = r.stack, frames = r.frames }
     end
   end
   return setmetatable({ blocks = blocks }, Snapshot)

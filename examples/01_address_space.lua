@@ -1,0 +1,127 @@
+-- 01 · Examine the address space (lecture 000 "Memory regions", tutorial 004 "Process Memory
+--      Layout")
+--
+-- The kernel arranges a process's pages into regions that share properties: the text segment
+-- (program code, read-only data), the data segment and bss (initialised and uninitialised
+-- statics), the heap (dynamic memory, up to the break), memory mappings (shared libraries,
+-- anonymous mappings), and the stack. "Hint: Examine /proc/self/maps". This script reads it, puts
+-- a C static, an uninitialised static, a C function and a stack local (from memlab's C code), a
+-- heap block and a fresh mapping where they belong, and draws the tutorial's diagram with the
+-- real addresses of this very process. (memlab's C code is a shared library, core.so: its text,
+-- data and bss are mapped among the libraries, laid out as the program's own are at the bottom.)
+local lab = dofile(((arg and arg[0] or ""):match("^(.*/)") or "./") .. "lab.lua")
+local M = require "memlab"
+
+lab.title("01", "address space from /proc/self/maps")
+
+local heap_block = M.malloc(64)
+local mapping = assert(M.mmap(nil, 4096, M.PROT_READ | M.PROT_WRITE,
+                              M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0))
+local c = M.layout()                  -- addresses inside memlab's C code (core.so)
+local brk = M.sbrk(0)
+local maps = M.maps()
+local exe = maps[1].path              -- the interpreter's own file is mapped lowest
+
+-- Name each region as the lecture does.
+local function kind(r)
+  if r.path == "[heap]" or r.path == "[stack]" or r.path == "[vdso]" then return r.path end
+  if r.path:match("^%[") then return "kernel page " .. r.path end
+  if r.path == "" then return "anonymous mapping" end
+  local what = r.perms:find("x") and "text" or r.perms:find("w") and "data/bss" or "read-only data"
+  return (r.path == exe and "program " or "shared library ") .. what
+end
+local count, libs = {}, 0
+print("/proc/self/maps:")
+for _, r in ipairs(maps) do
+  local k = kind(r)
+  count[k] = (count[k] or 0) + 1
+  if k:match("^shared library") then libs = libs + 1 end
+  print(("  %012x-%012x %s %-30s %s"):format(r.from, r.to, r.perms, k, r.path))
+end
+
+local where = {}
+local function place(name, addr) where[name] = { addr = addr, r = M.region(addr, maps) } end
+place("C function (text)", c.text)
+place("C static (data)", c.data)
+place("uninitialised static (bss)", c.bss)
+place("heap block (malloc)", heap_block:address())
+place("mapping (mmap)", mapping:address())
+place("stack local", c.stack)
+
+local function row(text, addr)      -- pads by characters, not bytes: "▼" is three bytes
+  print(("│ %s%s │ %s"):format(text, (" "):rep(50 - utf8.len(text)),
+                                addr and ("%012x"):format(addr) or ""))
+end
+local function rule(ch) print(ch .. ("─"):rep(52) .. (ch == "┌" and "┐" or ch == "└" and "┘" or "┤")) end
+local function mark(name) row("   ◄ " .. name, where[name].addr) end
+local function first(pred) for _, r in ipairs(maps) do if pred(r) then return r end end end
+local stack, heap = first(function(r) return r.path == "[stack]" end),
+                    first(function(r) return r.path == "[heap]" end)
+local lowmap = first(function(r) return r.from > heap.to and r.path ~= "[stack]" end)
+local highmap = lowmap
+for _, r in ipairs(maps) do if r.from > heap.to and r.to < stack.from then highmap = r end end
+local exe_text = first(function(r) return r.path == exe and r.perms:find("x") end)
+local exe_data = first(function(r) return r.path == exe and r.perms:find("w") end)
+local core = where["C function (text)"].r.path
+print()                                     -- the diagram, high addresses first
+rule("┌")
+row("Stack (grows downward ▼)   [stack] " .. stack.perms, stack.to)
+mark("stack local")
+row("", stack.from)
+rule("├")
+row("Empty / available space")
+rule("├")
+row("Memory mapped region", highmap.to)
+row(("  [vdso], %d shared library regions, %d anonymous"):format(libs,
+  count["anonymous mapping"] or 0))
+mark("mapping (mmap)")
+row("  memlab's C code, " .. core:match("[^/]*/[^/]*$") .. ":")
+mark("uninitialised static (bss)")
+mark("C static (data)")
+mark("C function (text)")
+row("", lowmap.from)
+rule("├")
+row("Empty / available space")
+rule("├")
+row("Heap (grows upward ▲)   [heap] " .. heap.perms, heap.to)
+row("   program break", brk)
+mark("heap block (malloc)")
+row("", heap.from)
+rule("├")
+for i = #maps, 1, -1 do
+  local r = maps[i]
+  if r.path == exe then row(("%-14s %s %s"):format(kind(r):gsub("program ", ""), r.perms,
+                            exe:match("[^/]*$")), r.from) end
+end
+rule("└")
+
+-- The checks: every region kind present, every address in the right region, in the right order.
+local present = {}
+for _, k in ipairs({ "program text", "program data/bss", "[heap]", "[stack]", "[vdso]",
+                     "shared library text", "anonymous mapping" }) do
+  if count[k] then present[#present + 1] = k end
+end
+lab.check("maps show text, data, heap, shared libraries, anonymous mappings, stack, vdso",
+          #present == 7, table.concat(present, ", "))
+local function perms(name) return where[name].r and where[name].r.perms or "?" end
+lab.check("the C function lies in an executable (r-x) text region",
+          perms("C function (text)"):match("^r%-x") ~= nil, core .. " " .. perms("C function (text)"))
+lab.check("the C static lies in the writable data of the same file",
+          where["C static (data)"].r.path == core and perms("C static (data)"):match("^rw") ~= nil)
+local bss = where["uninitialised static (bss)"]
+lab.check("the uninitialised static lies in writable memory above the data",
+          (bss.r.path == core or bss.r.path == "") and perms("uninitialised static (bss)"):match("^rw")
+          and bss.addr > where["C static (data)"].addr and c.data > c.text, lab.hex(bss.addr))
+lab.check("the heap block lies in [heap], below the break",
+          where["heap block (malloc)"].r.path == "[heap]" and heap_block:address() < brk)
+lab.check("the mapping lies in anonymous memory between heap and stack",
+          where["mapping (mmap)"].r.path == "" and mapping:address() > heap.to and
+          mapping:address() < stack.from)
+lab.check("the stack local lies in [stack]", where["stack local"].r.path == "[stack]")
+lab.check("low to high: program text < data < heap < mappings < stack",
+          exe_text and exe_data and exe_text.to <= exe_data.from and exe_data.to <= heap.from
+          and heap.to <= lowmap.from and highmap.to <= stack.from)
+
+mapping:free()
+heap_block:free()
+lab.done()

@@ -1,0 +1,131 @@
+-- lab.lua: the small helper every experiment script loads first, with
+--   local lab = dofile(((arg and arg[0] or ""):match("^(.*/)") or "./") .. "lab.lua")
+--
+-- It makes `require "memlab"` find the checkout's build when there is one (build/memlab/core.so
+-- beside this directory), and the installed memlab (luarocks) otherwise. Then it gives a script:
+--   lab.title(id, text)          the experiment's header (the runner reads it)
+--   lab.check(name, ok, detail)  one observation of the run, printed as a ✓ or ✗ line
+--   lab.quick()                  true when MEMLAB_LAB_QUICK=1 (short durations for CI)
+--   lab.done()                   prints "LAB <id> <passed>/<total>"; exits non-zero on a failure
+-- and a few small things the scripts share: lab.hex(addr), lab.line_of(text) (the line of the
+-- running script holding text), lab.script() (its file name), lab.run_lua(code) (a child
+-- interpreter that finds the same memlab).
+local lab = {}
+
+-- Where this file lives: "<dir>/lab.lua" (the source name is "@<path>").
+local src = debug.getinfo(1, "S").source
+local dir = src:match("^@(.*/)") or "./"
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- Prefer the checkout's build; otherwise rely on package.path/cpath as they are (luarocks).
+lab.from_checkout = exists(dir .. "../build/memlab/core.so")
+if lab.from_checkout then
+  package.cpath = dir .. "../build/?.so;" .. package.cpath
+  package.path = dir .. "../lua/?.lua;" .. dir .. "../lua/?/init.lua;" .. package.path
+end
+
+local id, passed, total = "??", 0, 0
+
+--- lab.title(id, text): prints the experiment header, e.g. "=== lab 07: concat4 leak report ==="
+function lab.title(the_id, text)
+  id = tostring(the_id)
+  print(("=== lab %s: %s ==="):format(id, text))
+end
+
+--- lab.check(name, ok, detail): records and prints one check, computed from the run.
+function lab.check(name, ok, detail)
+  total = total + 1
+  if ok then passed = passed + 1 end
+  local line = ("  %s %s"):format(ok and "✓" or "✗", name)
+  if detail ~= nil and detail ~= "" then line = line .. ": " .. tostring(detail) end
+  print(line)
+  return ok
+end
+
+--- lab.quick() -> true when MEMLAB_LAB_QUICK=1 (the CI run: keep durations short)
+function lab.quick()
+  return os.getenv("MEMLAB_LAB_QUICK") == "1"
+end
+
+--- lab.done(): the machine-readable result line, then exit (non-zero when a check failed)
+function lab.done()
+  print(("LAB %s %d/%d"):format(id, passed, total))
+  io.stdout:flush()
+  os.exit(passed == total and total > 0 and 0 or 1, true)
+end
+
+--- lab.hex(addr) -> "0x55d1c2a3e2a0", as C's %p prints an address
+function lab.hex(addr)
+  return ("0x%x"):format(addr)
+end
+
+-- The file of the script that called into lab (level 3: the caller of the lab function).
+local function caller_file(level)
+  local s = debug.getinfo(level or 3, "S").source
+  return s:match("^@(.*)$")
+end
+
+--- lab.script() -> the running script's file name ("07_concat4_leak.lua"), as memlab's
+-- messages name it ("07_concat4_leak.lua:12")
+function lab.script()
+  return (caller_file() or "?"):match("([^/]*)$")
+end
+
+--- lab.line_of(text [, nth]) -> the number of the (nth) line of the calling script holding text
+-- (a plain substring), so that a check can compare memlab's "file:line" with the script itself.
+function lab.line_of(text, nth)
+  local path = caller_file()
+  local n, seen = 0, 0
+  for line in io.lines(path) do
+    n = n + 1
+    if line:find(text, 1, true) then
+      seen = seen + 1
+      if seen == (nth or 1) then return n end
+    end
+  end
+  return nil
+end
+
+--- lab.mentions(text, label, line) -> true when text names "<label> <this script>:<line>", as
+-- memlab's messages do ("freed at examples/08_use_after_free.lua:35"); the script's path may be
+-- written in any form (relative, absolute, shortened with "..."), its file name and line decide.
+function lab.mentions(text, label, line)
+  local file = (caller_file() or "?"):match("([^/]*)$")
+  local esc = function(s) return (s:gsub("%p", "%%%0")) end
+  return tostring(text):find(esc(label) .. " [^;()]-" .. esc(file) .. ":" .. line .. "%f[%D]")
+    ~= nil
+end
+
+-- A string quoted for /bin/sh.
+local function shquote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+lab.shquote = shquote
+
+--- lab.interpreter() -> the interpreter running this script (arg[-1], "lua5.4" by default)
+function lab.interpreter()
+  local i = -1
+  while arg and arg[i - 1] do i = i - 1 end -- arg[-1] may be an option; the program is lowest
+  return arg and arg[i] or "lua5.4"
+end
+
+--- lab.run_lua(code) -> output (stdout and stderr), how ("exit" | "signal"), code
+-- Runs `code` in a child interpreter that finds the same memlab as this script.
+function lab.run_lua(code)
+  local setup = ("package.path = %q; package.cpath = %q"):format(package.path, package.cpath)
+  local cmd = ("%s -e %s -e %s 2>&1"):format(shquote(lab.interpreter()), shquote(setup),
+                                             shquote(code))
+  local f = assert(io.popen(cmd, "r"))
+  local out = f:read("a")
+  local _, how, status = f:close()
+  -- /bin/sh reports a child killed by signal N as exit status 128 + N
+  if how == "exit" and status > 128 and status < 160 then how, status = "signal", status - 128 end
+  return out, how, status
+end
+
+return lab
