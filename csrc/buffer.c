@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "memlab.h"
+#include "sys.h"
 
 typedef struct RootBuf {
   Buffer b;
@@ -35,8 +36,24 @@ void owner_open(lua_State *L, Owner *o, void *base, size_t size) {
   site_capture(L, &o->alloc_at);
 }
 
-Buffer *buf_check(lua_State *L, int idx) { return (Buffer *)luaL_checkudata(L, idx, BUFFER_T); }
-Buffer *buf_test(lua_State *L, int idx) { return (Buffer *)luaL_testudata(L, idx, BUFFER_T); }
+/* registry[&buffer_key] is the buffer metatable. Buffers are recognised by metatable identity,
+ * one pointer-keyed lookup, rather than luaL_checkudata's lookup by name: this check runs on
+ * every access. */
+static const char buffer_key = 'B';
+
+Buffer *buf_test(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
+  int ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return ok ? (Buffer *)lua_touserdata(L, idx) : NULL;
+}
+
+Buffer *buf_check(lua_State *L, int idx) {
+  Buffer *b = buf_test(L, idx);
+  if (!b) luaL_typeerror(L, idx, BUFFER_T);
+  return b;
+}
 
 int owner_alive(const Owner *o) {
   return o->state == OWNER_LIVE && (!o->parent || o->parent->state == OWNER_LIVE);
@@ -114,7 +131,7 @@ void owner_kill_views(lua_State *L, Owner *o, const char *why) {
 static void protstr(const Owner *o, size_t off, size_t len, char out[6]) {
   unsigned p = o->prot, mixed = 0;
   if (o->pageprot && o->size) {
-    size_t ps = (size_t)4096, first = off / ps, last = (off + (len ? len - 1 : 0)) / ps;
+    size_t ps = sys_pagesize(), first = off / ps, last = (off + (len ? len - 1 : 0)) / ps;
     p = o->pageprot[first];
     for (size_t i = first + 1; i <= last; i++) mixed |= o->pageprot[i] != p;
   }
@@ -298,6 +315,8 @@ int buffer_open(lua_State *L) {
     lua_setfield(L, -2, "__newindex");
     lua_pushliteral(L, BUFFER_T);
     lua_setfield(L, -2, "__metatable");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &buffer_key);
   }
   lua_pop(L, 1);
   set_funcs(L, buf_funcs);

@@ -10,8 +10,8 @@
 
 #include "guard.h"
 #include "memlab.h"
+#include "sys.h"
 
-int mem_guarded(const Owner *o) { return o && (o->kind->flags & MK_GUARDED); }
 
 /* Raises the error for a fault caught in an access to o1's or o2's memory. */
 static MEMLAB_NORETURN void fault_raise(lua_State *L, const Fault *f, const Owner *o1,
@@ -86,7 +86,7 @@ void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len) {
                     "would raise SIGSEGV/SEGV_ACCERR)", (void *)(o->base + off));
     return;
   }
-  size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+  size_t ps = sys_pagesize();
   for (size_t pg = off / ps; pg <= (off + len - 1) / ps; pg++)
     if (!(o->pageprot[pg] & OWN_PROT_WRITE)) {
       size_t at = pg * ps > off ? pg * ps : off;
@@ -98,14 +98,14 @@ void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len) {
 
 /* b[i]: a byte, or a method when the key is a string. Upvalue 1: the methods table. */
 int bufops_index(lua_State *L) {
-  int isnum;
-  lua_Integer i = lua_tointegerx(L, 2, &isnum);
-  if (!isnum) {
-    if (lua_type(L, 2) == LUA_TNUMBER) return luaL_argerror(L, 2, "index must be an integer");
+  if (lua_type(L, 2) != LUA_TNUMBER) { /* a method name (strings first: never a number here) */
     lua_pushvalue(L, 2);
     lua_rawget(L, lua_upvalueindex(1));
     return 1;
   }
+  int isnum;
+  lua_Integer i = lua_tointegerx(L, 2, &isnum);
+  if (!isnum) return luaL_argerror(L, 2, "index must be an integer");
   size_t len;
   Buffer *b;
   unsigned char *p = buf_span(L, 1, &len, &b);

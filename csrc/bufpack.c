@@ -118,6 +118,35 @@ static KOpt getdetails(Fmt *h, size_t total, const char **fmt, size_t *size, siz
   return opt;
 }
 
+/* The common one-field formats ("<i4", ">I2", "d", "B", "=j" ...): an optional endianness and
+ * one numeric option of at most 8 bytes. They need no alignment and no option loop, so pack and
+ * unpack decode them directly. Returns 0 for any other format (the general path handles it). */
+static int simple_format(const char *p, int *little, size_t *size, KOpt *opt) {
+  *little = native_little();
+  if (*p == '<') *little = 1, p++;
+  else if (*p == '>') *little = 0, p++;
+  else if (*p == '=') p++;
+  switch (*p++) {
+    case 'b': *size = 1, *opt = K_INT; break;
+    case 'B': *size = 1, *opt = K_UINT; break;
+    case 'h': *size = sizeof(short), *opt = K_INT; break;
+    case 'H': *size = sizeof(short), *opt = K_UINT; break;
+    case 'l': case 'j': *size = 8, *opt = K_INT; break;
+    case 'L': case 'J': case 'T': *size = 8, *opt = K_UINT; break;
+    case 'f': *size = sizeof(float), *opt = K_FLOAT; break;
+    case 'd': case 'n': *size = sizeof(double), *opt = K_DOUBLE; break;
+    case 'i': case 'I':
+      *opt = p[-1] == 'i' ? K_INT : K_UINT;
+      *size = sizeof(int);
+      if (*p >= '1' && *p <= '8') *size = (size_t)(*p++ - '0');
+      break;
+    default: return 0;
+  }
+  _Static_assert(sizeof(long) == 8 && sizeof(lua_Integer) == 8 && sizeof(size_t) == 8,
+                 "the fast path assumes an LP64 target");
+  return *p == '\0';
+}
+
 static void packint(luaL_Buffer *b, lua_Unsigned n, int little, size_t size, int neg) {
   char *buff = luaL_prepbuffsize(b, size);
   buff[little ? 0 : size - 1] = (char)(n & 0xff);
@@ -146,6 +175,36 @@ static int bufpack_pack(lua_State *L) {
   const char *fmt = luaL_checkstring(L, 2);
   lua_Integer off = luaL_checkinteger(L, 3);
   luaL_argcheck(L, off >= 0 && (uint64_t)off <= (uint64_t)len, 3, "offset out of range");
+  int little;
+  size_t size1;
+  KOpt opt1;
+  if (simple_format(fmt, &little, &size1, &opt1)) {
+    unsigned char tmp[8];
+    if (opt1 == K_INT || opt1 == K_UINT) {
+      lua_Integer v = luaL_checkinteger(L, 4);
+      if (size1 < (size_t)SZINT) {
+        lua_Integer lim = (lua_Integer)1 << ((size1 * NB) - 1);
+        if (opt1 == K_INT)
+          luaL_argcheck(L, -lim <= v && v < lim, 4, "integer overflow");
+        else
+          luaL_argcheck(L, (lua_Unsigned)v < ((lua_Unsigned)1 << (size1 * NB)), 4,
+                        "unsigned overflow");
+      }
+      for (size_t i = 0; i < size1; i++)
+        tmp[little ? i : size1 - 1 - i] = (unsigned char)(((lua_Unsigned)v >> (NB * i)) & 0xff);
+    } else if (opt1 == K_FLOAT) {
+      float f = (float)luaL_checknumber(L, 4);
+      copyendian((char *)tmp, (const char *)&f, size1, little);
+    } else {
+      double d = (double)luaL_checknumber(L, 4);
+      copyendian((char *)tmp, (const char *)&d, size1, little);
+    }
+    luaL_argcheck(L, size1 <= len - (size_t)off, 2, "packed data does not fit (out of range)");
+    mem_check_write(L, bf->o, bf->off + (size_t)off, size1);
+    mem_copy(L, bf->o, p + off, NULL, tmp, size1);
+    lua_pushinteger(L, off + (lua_Integer)size1);
+    return 1;
+  }
   Fmt h = {L, 2, native_little(), 1};
   luaL_Buffer b;
   luaL_buffinit(L, &b);
@@ -274,6 +333,31 @@ static int bufpack_unpack(lua_State *L) {
   lua_Integer ipos = luaL_optinteger(L, 3, 0);
   luaL_argcheck(L, ipos >= 0 && (uint64_t)ipos <= (uint64_t)ld, 3, "offset out of range");
   size_t pos = (size_t)ipos;
+  int little;
+  size_t size1;
+  KOpt opt1;
+  if (simple_format(fmt, &little, &size1, &opt1)) {
+    unsigned char tmp[8];
+    luaL_argcheck(L, size1 <= ld - pos, 2, "data too short (out of range)");
+    const unsigned char *at = data + pos;
+    if (g) {
+      mem_copy(L, NULL, tmp, o, at, size1);
+      at = tmp;
+    }
+    if (opt1 == K_INT || opt1 == K_UINT) {
+      lua_pushinteger(L, unpackint(L, at, little, size1, opt1 == K_INT));
+    } else if (opt1 == K_FLOAT) {
+      float f;
+      copyendian((char *)&f, (const char *)at, size1, little);
+      lua_pushnumber(L, (lua_Number)f);
+    } else {
+      double d;
+      copyendian((char *)&d, (const char *)at, size1, little);
+      lua_pushnumber(L, (lua_Number)d);
+    }
+    lua_pushinteger(L, (lua_Integer)(pos + size1));
+    return 2;
+  }
   Fmt h = {L, 2, native_little(), 1};
   int n = 0;
   while (*fmt != '\0') {

@@ -13,9 +13,10 @@ static const OpenFn parts[] = {
   buffer_open, heap_open, track_open, proc_open, mmap_open, mapops_open, snapshot_open,
   mfile_open, NULL};
 
-int luaopen_memlab_core(lua_State *L);
+/* The one symbol the module exports (the Makefile builds with -fvisibility=hidden). */
+__attribute__((visibility("default"))) int luaopen_memlab_core(lua_State *L);
 
-int luaopen_memlab_core(lua_State *L) {
+__attribute__((visibility("default"))) int luaopen_memlab_core(lua_State *L) {
   int err = guard_install();
   if (err) return luaL_error(L, "memlab: cannot install the fault guard: %s", strerror(err));
   lua_newtable(L);

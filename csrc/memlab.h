@@ -121,7 +121,9 @@ void mem_copy(lua_State *L, const Owner *dsto, void *dst, const Owner *srco, con
 void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n);
 const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char *hay,
                               size_t haylen, const char *needle, size_t nlen);
-int mem_guarded(const Owner *o);
+
+/* Whether accesses to o's memory run under the fault guard (NULL: not a buffer's memory). */
+static inline int mem_guarded(const Owner *o) { return o && (o->kind->flags & MK_GUARDED); }
 
 /* ---- heap.c, track.c, proc.c: module functions ---- */
 int heap_open(lua_State *L);
