@@ -37,16 +37,30 @@ void owner_open(lua_State *L, Owner *o, void *base, size_t size) {
 }
 
 /* registry[&buffer_key] is the buffer metatable. Buffers are recognised by metatable identity,
- * one pointer-keyed lookup, rather than luaL_checkudata's lookup by name: this check runs on
- * every access. */
+ * not by luaL_checkudata's lookup by name: this check runs on every access. Every buffer method
+ * carries the metatable as its upvalue 1 (buf_setmethods), so the usual check is one comparison;
+ * any other caller (no such upvalue: LUA_TNONE compares unequal) takes the registry lookup. */
 static const char buffer_key = 'B';
 
 Buffer *buf_test(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
-  int ok = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
+  int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+  if (!ok) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   return ok ? (Buffer *)lua_touserdata(L, idx) : NULL;
+}
+
+/* Adds C functions to the buffer methods table, each with the metatable as upvalue 1. */
+void buf_setmethods(lua_State *L, const luaL_Reg *fns) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
+  lua_getfield(L, -1, "methods");
+  lua_insert(L, -2);
+  luaL_setfuncs(L, fns, 1);
+  lua_pop(L, 1);
 }
 
 Buffer *buf_check(lua_State *L, int idx) {
@@ -91,6 +105,16 @@ unsigned char *buf_span(lua_State *L, int idx, size_t *len, Buffer **pb) {
   return b->o->base + b->off;
 }
 
+/* The buffer at idx again, after something that may have run finalizers: raises if it died,
+ * and "out of range" if [off, off+n) no longer fits (a finalizer may have shrunk it). */
+unsigned char *buf_respan(lua_State *L, int idx, size_t off, size_t n) {
+  size_t len;
+  unsigned char *p = buf_span(L, idx, &len, NULL);
+  if (off > len || n > len - off)
+    luaL_error(L, "the buffer shrank during the call (a finalizer remapped it): out of range");
+  return p + off;
+}
+
 /* The root Owner of the buffer at idx, live or raising. */
 Owner *buf_root(lua_State *L, int idx) {
   size_t len;
@@ -130,10 +154,9 @@ void owner_kill_views(lua_State *L, Owner *o, const char *why) {
 
 static void protstr(const Owner *o, size_t off, size_t len, char out[6]) {
   unsigned p = o->prot, mixed = 0;
-  if (o->pageprot && o->size) {
+  if (o->protmap && o->size) {
     size_t ps = sys_pagesize(), first = off / ps, last = (off + (len ? len - 1 : 0)) / ps;
-    p = o->pageprot[first];
-    for (size_t i = first + 1; i <= last; i++) mixed |= o->pageprot[i] != p;
+    mixed = !protmap_uniform(o->protmap, first, last - first + 1, &p);
   }
   if (mixed) {
     strcpy(out, "mixed");
@@ -189,7 +212,7 @@ static int buf_free(lua_State *L) {
     return luaL_error(L, "double free (buffer already %s at %s; allocated at %s)", o->why,
                       o->freed_at.where, o->alloc_at.where);
   if (!owner_alive(o)) owner_deaderror(L, o);
-  int err = owner_release(L, o, "freed", 1);
+  int err = owner_release(L, o, o->kind->gone, 1);
   if (err) return push_syserror(L, o->kind->name, err);
   lua_pushboolean(L, 1);
   return 1;
@@ -215,6 +238,7 @@ static int buf_slice(lua_State *L) {
   buf_span(L, 1, &len, &b);
   arg_range(L, 2, 3, len, &off, &n);
   Buffer *v = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
+  buf_respan(L, 1, off, n); /* the allocation may have run a finalizer that killed or shrank b */
   v->o = b->o;
   v->off = b->off + off;
   v->len = n;
@@ -302,21 +326,24 @@ static const luaL_Reg buf_funcs[] = {
 /* Registers the metatable once per state (busted reopens the module for every spec file). */
 int buffer_open(lua_State *L) {
   if (luaL_newmetatable(L, BUFFER_T)) {
-    luaL_setfuncs(L, buf_meta, 0);
-    lua_newtable(L); /* methods */
-    luaL_setfuncs(L, buf_methods, 0);
-    luaL_setfuncs(L, bufops_methods, 0);
-    luaL_setfuncs(L, bufpack_methods, 0);
     lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "methods");
-    lua_pushcclosure(L, bufops_index, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &buffer_key);
+    lua_pushvalue(L, -1);
+    luaL_setfuncs(L, buf_meta, 1);
+    lua_newtable(L); /* methods */
+    lua_setfield(L, -2, "methods");
+    buf_setmethods(L, buf_methods);
+    buf_setmethods(L, bufops_methods);
+    buf_setmethods(L, bufpack_methods);
+    lua_pushvalue(L, -1);
+    lua_getfield(L, -1, "methods");
+    lua_pushcclosure(L, bufops_index, 2); /* upvalues: the metatable, the methods */
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, bufops_newindex);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, bufops_newindex, 1);
     lua_setfield(L, -2, "__newindex");
     lua_pushliteral(L, BUFFER_T);
     lua_setfield(L, -2, "__metatable");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &buffer_key);
   }
   lua_pop(L, 1);
   set_funcs(L, buf_funcs);

@@ -80,27 +80,25 @@ void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n) {
 /* Refuses a write to [off, off+len) of o when memlab knows part of it is not writable. */
 void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len) {
   if (len == 0) return;
-  if (!o->pageprot) {
+  if (!o->protmap) {
     if (!(o->prot & OWN_PROT_WRITE))
       luaL_error(L, "write to read-only memory at %p (the buffer is not writable; the write "
                     "would raise SIGSEGV/SEGV_ACCERR)", (void *)(o->base + off));
     return;
   }
-  size_t ps = sys_pagesize();
-  for (size_t pg = off / ps; pg <= (off + len - 1) / ps; pg++)
-    if (!(o->pageprot[pg] & OWN_PROT_WRITE)) {
-      size_t at = pg * ps > off ? pg * ps : off;
-      luaL_error(L, "write to read-only memory at %p (page %d of the buffer is not writable; "
-                    "the write would raise SIGSEGV/SEGV_ACCERR)", (void *)(o->base + at),
-                 (int)pg);
-    }
+  size_t ps = sys_pagesize(), first = off / ps, bad;
+  if (!protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, OWN_PROT_WRITE, &bad)) {
+    size_t at = bad * ps > off ? bad * ps : off;
+    luaL_error(L, "write to read-only memory at %p (page %d of the buffer is not writable; "
+                  "the write would raise SIGSEGV/SEGV_ACCERR)", (void *)(o->base + at), (int)bad);
+  }
 }
 
-/* b[i]: a byte, or a method when the key is a string. Upvalue 1: the methods table. */
+/* b[i]: a byte, or a method when the key is a string. Upvalues: the metatable, the methods. */
 int bufops_index(lua_State *L) {
   if (lua_type(L, 2) != LUA_TNUMBER) { /* a method name (strings first: never a number here) */
     lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(1));
+    lua_rawget(L, lua_upvalueindex(2));
     return 1;
   }
   int isnum;
@@ -143,7 +141,8 @@ static int bufops_read(lua_State *L) {
   arg_range(L, 2, 3, len, &off, &n);
   luaL_Buffer lb;
   char *dst = luaL_buffinitsize(L, &lb, n);
-  mem_copy(L, NULL, dst, b->o, p + off, n);
+  p = buf_respan(L, 1, off, n);
+  mem_copy(L, NULL, dst, b->o, p, n);
   luaL_pushresultsize(&lb, n);
   return 1;
 }
@@ -152,9 +151,10 @@ static int bufops_read(lua_State *L) {
 static int bufops_write(lua_State *L) {
   size_t len, slen;
   Buffer *b;
-  unsigned char *p = buf_span(L, 1, &len, &b);
+  buf_check(L, 1);
   lua_Integer off = luaL_checkinteger(L, 2);
-  const char *s = luaL_checklstring(L, 3, &slen);
+  const char *s = luaL_checklstring(L, 3, &slen); /* may convert a number: allocates */
+  unsigned char *p = buf_span(L, 1, &len, &b);      /* so the address is taken after it */
   luaL_argcheck(L, off >= 0 && (uint64_t)off <= (uint64_t)len, 2, "offset out of range");
   luaL_argcheck(L, slen <= len - (size_t)off, 3, "string does not fit (out of range)");
   mem_check_write(L, b->o, b->off + (size_t)off, slen);
@@ -194,11 +194,15 @@ const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char 
 static int bufops_find(lua_State *L) {
   size_t len, off, n, slen;
   Buffer *b;
-  unsigned char *p = buf_span(L, 1, &len, &b);
-  const char *s = luaL_checklstring(L, 2, &slen);
+  buf_check(L, 1);
+  const char *s = luaL_checklstring(L, 2, &slen); /* may convert a number: allocates */
+  unsigned char *p = buf_span(L, 1, &len, &b);      /* so the address is taken after it */
   arg_range(L, 3, 4, len, &off, &n);
   const unsigned char *found = mem_find(L, b->o, p + off, n, s, slen);
-  if (!found) return 0;
+  if (!found) {
+    lua_pushnil(L); /* one nil, as string.find */
+    return 1;
+  }
   lua_pushinteger(L, (lua_Integer)(off + (size_t)(found - (p + off))));
   return 1;
 }
@@ -227,8 +231,10 @@ static int bufops_strlen(lua_State *L) {
 static int bufops_cstring(lua_State *L) {
   const unsigned char *s;
   size_t n = cstrlen(L, 2, &s);
+  size_t off = (size_t)luaL_optinteger(L, 2, 0);
   luaL_Buffer lb;
   char *dst = luaL_buffinitsize(L, &lb, n);
+  s = buf_respan(L, 1, off, n);
   mem_copy(L, NULL, dst, buf_check(L, 1)->o, s, n);
   luaL_pushresultsize(&lb, n);
   return 1;
@@ -301,6 +307,7 @@ static int bufops_hexdump(lua_State *L) {
   for (size_t line = 0; line < n; line += 16) {
     unsigned char row[16];
     size_t k = n - line < 16 ? n - line : 16;
+    p = buf_respan(L, 1, off + line, k) - (off + line); /* rows allocate: recheck */
     mem_copy(L, NULL, row, b->o, p + off + line, k);
     char out[96];
     int w = snprintf(out, sizeof out, "%012lx:", (unsigned long)(uintptr_t)(p + off + line));

@@ -175,6 +175,7 @@ static int bufpack_pack(lua_State *L) {
   const char *fmt = luaL_checkstring(L, 2);
   lua_Integer off = luaL_checkinteger(L, 3);
   luaL_argcheck(L, off >= 0 && (uint64_t)off <= (uint64_t)len, 3, "offset out of range");
+  lua_pushnil(L); /* as string.pack: marks the end of the values, so a first missing one is nil */
   int little;
   size_t size1;
   KOpt opt1;
@@ -280,9 +281,11 @@ static int bufpack_pack(lua_State *L) {
     }
   }
   size_t n = total - (size_t)off;
-  luaL_argcheck(L, n <= len - (size_t)off, 2, "packed data does not fit (out of range)");
-  mem_check_write(L, bf->o, bf->off + (size_t)off, n);
   luaL_pushresult(&b); /* the packed bytes, now on the stack top */
+  p = buf_span(L, 1, &len, &bf); /* building them may have run a finalizer */
+  luaL_argcheck(L, (size_t)off <= len && n <= len - (size_t)off, 2,
+                "packed data does not fit (out of range)");
+  mem_check_write(L, bf->o, bf->off + (size_t)off, n);
   mem_copy(L, bf->o, p + off, NULL, lua_tostring(L, -1), n);
   lua_pushinteger(L, (lua_Integer)total);
   return 1;
@@ -363,7 +366,8 @@ static int bufpack_unpack(lua_State *L) {
   while (*fmt != '\0') {
     size_t size, ntoalign;
     KOpt opt = getdetails(&h, pos, &fmt, &size, &ntoalign);
-    luaL_argcheck(L, ntoalign + size <= ld - pos, 2, "data too short (out of range)");
+    data = buf_span(L, 1, &ld, &bf); /* pushing the last value may have run a finalizer */
+    luaL_argcheck(L, pos <= ld && ntoalign + size <= ld - pos, 2, "data too short (out of range)");
     pos += ntoalign;
     luaL_checkstack(L, 2, "too many results");
     n++;

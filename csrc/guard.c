@@ -94,8 +94,13 @@ static void on_fault(int signo, siginfo_t *si, void *uctx) {
     g_fault.signo = signo;
     g_fault.code = si->si_code;
     g_fault.addr = (uintptr_t)si->si_addr;
-    const ucontext_t *uc = uctx;
-    sigprocmask(SIG_SETMASK, &uc->uc_sigmask, NULL);
+    /* The mask the access ran with, minus SIGSEGV and SIGBUS: a fault taken inside another
+     * fault's handler (the snapshot claimer reading a truncated file) carries that handler's
+     * mask, and the guarded code never runs with them blocked. */
+    sigset_t mask = ((const ucontext_t *)uctx)->uc_sigmask;
+    sigdelset(&mask, SIGSEGV);
+    sigdelset(&mask, SIGBUS);
+    sigprocmask(SIG_SETMASK, &mask, NULL);
     siglongjmp(fr->jb, 1);
   }
   chain(signo, si, uctx);

@@ -20,7 +20,7 @@ static int heap_release(Owner *o) {
   return 0;
 }
 
-static const MemKind heap_kind = {"heap", heap_release, NULL, 0};
+static const MemKind heap_kind = {"heap", "freed", heap_release, NULL, 0};
 
 /* ---- the C heap ---- */
 
@@ -105,6 +105,7 @@ static int heap_realloc(lua_State *L) {
     return 1;
   }
   Owner *o = buf_newroot(L, &heap_kind);
+  if (!owner_alive(old)) owner_deaderror(L, old); /* a finalizer freed it during the call */
   errno = 0;
   void *p = realloc(old->base, n);
   if (!p) {
@@ -140,10 +141,11 @@ static int heap_usable_size(lua_State *L) {
 }
 
 static int heap_mallopt(lua_State *L) {
-  int param = (int)luaL_checkinteger(L, 1);
+  lua_Integer param = luaL_checkinteger(L, 1);
   lua_Integer v = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, param >= -2147483647 - 1 && param <= 2147483647, 1, "parameter out of range");
   luaL_argcheck(L, v >= -2147483647 - 1 && v <= 2147483647, 2, "value out of range");
-  if (mallopt(param, (int)v) != 1)
+  if (mallopt((int)param, (int)v) != 1)
     return push_statuserror(L, "mallopt", "refused (unknown parameter or invalid value)",
                             EINVAL);
   lua_pushboolean(L, 1);
@@ -196,7 +198,7 @@ static int brk_release(Owner *o) {
   return 0;
 }
 
-static const MemKind brk_kind = {"brk", brk_release, NULL, MK_GUARDED};
+static const MemKind brk_kind = {"brk", "released", brk_release, NULL, MK_GUARDED};
 
 /* Records [start, end) as memlab's and pushes a "brk" buffer over it. */
 static void push_brkbuffer(lua_State *L, Owner *o, uintptr_t start, uintptr_t end) {

@@ -67,9 +67,16 @@ static int mapops_protect(lua_State *L) {
   get_range(L, 3, 4, 1, "protect", &r);
   if (r.npages == 0) return lua_settop(L, 1), 1;
   snap_before_change(r.o, r.off, r.len);
+  size_t nruns;
+  ProtRun *runs = protmap_prepare(r.o->protmap, r.first, r.npages, prot_from_sys(prot), &nruns);
+  if (!runs) return push_syserror(L, "mprotect", ENOMEM);
   int err = sys_mprotect(page_addr(&r), r.npages * sys_pagesize(), prot);
-  if (err) return push_syserror(L, "mprotect", err);
-  memset(r.o->pageprot + r.first, (int)prot_from_sys(prot), r.npages);
+  if (err) {
+    free(runs);
+    return push_syserror(L, "mprotect", err);
+  }
+  protmap_install(r.o->protmap, runs, nruns);
+  snap_after_protect(r.o, r.first, r.npages);
   lua_settop(L, 1);
   return 1;
 }
@@ -170,7 +177,8 @@ static int mapops_resident(lua_State *L) {
   return 2;
 }
 
-/* b:mapinfo() -> { length=, mapped=, pages=, shared=, anonymous=, offset=, prot="rw-" } */
+/* b:mapinfo() -> { length=, mapped=, pages=, shared=, anonymous=, offset=, snapshot=,
+ * prot="rw-" (or "mixed") } */
 static int mapops_mapinfo(lua_State *L) {
   Owner *o = check_mapping(L, 1, "mapinfo", NULL);
   MapInfo *mi = MAPINFO(o);
@@ -189,6 +197,17 @@ static int mapops_mapinfo(lua_State *L) {
   lua_setfield(L, -2, "offset");
   lua_pushboolean(L, mi->snap != NULL);
   lua_setfield(L, -2, "snapshot");
+  unsigned prot;
+  char ps[4] = "---";
+  if (protmap_uniform(&mi->pm, 0, mi->npages, &prot)) {
+    if (prot & OWN_PROT_READ) ps[0] = 'r';
+    if (prot & OWN_PROT_WRITE) ps[1] = 'w';
+    if (prot & OWN_PROT_EXEC) ps[2] = 'x';
+    lua_pushstring(L, ps);
+  } else {
+    lua_pushliteral(L, "mixed");
+  }
+  lua_setfield(L, -2, "prot");
   return 1;
 }
 
@@ -271,9 +290,6 @@ static const ConstReg mapops_consts[] = {
 int mapops_open(lua_State *L) {
   set_funcs(L, mapops_funcs);
   set_consts(L, mapops_consts);
-  luaL_getmetatable(L, BUFFER_T);
-  lua_getfield(L, -1, "methods");
-  luaL_setfuncs(L, mapops_methods, 0);
-  lua_pop(L, 2);
+  buf_setmethods(L, mapops_methods);
   return 0;
 }

@@ -10,9 +10,10 @@
 typedef struct Snapshot Snapshot;
 
 /* The bookkeeping of one mapping, the ctx of an Owner of kind "mmap".
- * Invariants: maplen is size rounded up to whole pages and > 0; pageprot[i] is the protection
- * memlab last set on page i (what b:protect and mmap asked for; an armed snapshot's temporary
- * write-protection is not reflected here); snap, when set, is the one armed snapshot of this
+ * Invariants: maplen is size rounded up to whole pages and > 0, npages = maplen / pagesize; pm
+ * holds the protection memlab last set on each page (what mmap and b:protect asked for; an armed
+ * snapshot's temporary write-protection is not in it); snap, when set, is the one armed snapshot
+ * of this
  * mapping. A mapping placed with MAP_FIXED inside another (its parent) gives its range back to
  * the parent when released, instead of leaving a hole another mapping could fall into. */
 typedef struct MapInfo {
@@ -23,7 +24,7 @@ typedef struct MapInfo {
   int fd;             /* a private dup of the file (for remap's size check), or -1 */
   Snapshot *snap;
   size_t npages;
-  uint8_t pageprot[]; /* npages entries */
+  ProtMap pm;
 } MapInfo;
 
 #define MAPINFO(o) ((MapInfo *)(o)->ctx)
@@ -51,7 +52,9 @@ Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len);
 /* Snapshots (snapshot.c). Before memlab itself changes pages of a mapping other than by a guarded
  * store (madvise DONTNEED/FREE, mprotect, remap, unmap), it lets an armed snapshot copy them. */
 void snap_before_change(Owner *o, size_t off, size_t len);
+void snap_after_protect(Owner *o, size_t first, size_t npages);
 void snap_on_release(Owner *o);
+void snap_end_range(const unsigned char *base, size_t len);
 int snap_arm_claimer(void);
 
 /* Module parts. */

@@ -25,12 +25,38 @@ typedef struct Site {
 
 typedef struct Owner Owner;
 
+/* The protection memlab set on each page of a mapping, as runs (protmap.c). Invariants: runs are
+ * sorted by first page, runs[0].first == 0, every run is non-empty (it ends where the next one
+ * starts, the last at npages) and no two neighbours have the same protection. */
+typedef struct ProtRun {
+  size_t first;  /* first page of the run */
+  uint8_t prot;  /* OWN_PROT_* */
+} ProtRun;
+
+typedef struct ProtMap {
+  size_t npages, nruns, cap;
+  ProtRun *runs;
+} ProtMap;
+
+int protmap_init(ProtMap *pm, size_t npages, unsigned prot);
+void protmap_free(ProtMap *pm);
+unsigned protmap_get(const ProtMap *pm, size_t page);
+size_t protmap_runend(const ProtMap *pm, size_t page);
+int protmap_all(const ProtMap *pm, size_t first, size_t n, unsigned bit, size_t *bad);
+int protmap_uniform(const ProtMap *pm, size_t first, size_t n, unsigned *prot);
+int protmap_set(ProtMap *pm, size_t first, size_t n, unsigned prot);
+ProtRun *protmap_prepare(const ProtMap *pm, size_t first, size_t n, unsigned prot,
+                         size_t *nruns);
+void protmap_install(ProtMap *pm, ProtRun *runs, size_t nruns);
+int protmap_resize(ProtMap *pm, size_t npages);
+
 /* A kind of memory. release() gives the memory back to where it came from and returns 0 or an
  * errno; it is called at most once per Owner, on a live Owner whose base/size/ctx it may use, and
  * not at all when the Owner's parent died first (the memory went with the parent). forget() frees
  * the kind's own bookkeeping (ctx); it is called exactly once, when the Owner dies by any path. */
 typedef struct MemKind {
   const char *name;          /* what b:kind() returns */
+  const char *gone;          /* how its memory goes back, for messages: "freed", "unmapped" */
   int (*release)(Owner *o);  /* NULL: nothing to give back */
   void (*forget)(Owner *o);  /* NULL: no bookkeeping */
   unsigned flags;            /* MK_* below */
@@ -56,12 +82,12 @@ struct Owner {
   const MemKind *kind;
   void *ctx;             /* the kind's own data (mapping details, allocator instance) */
   Owner *parent;         /* arena this memory lives in, anchored by the root's user value */
-  uint8_t *pageprot;     /* one OWN_PROT_* byte per page, or NULL: `prot` covers all */
+  ProtMap *protmap;      /* per-page protection (mappings), or NULL: `prot` covers all */
   const char *why;       /* how it died: "freed", "realloc'd", "unmapped", "destroyed", ... */
   uint32_t gen;
   uint32_t track;        /* tracking record index + 1, or 0 when untracked */
   uint8_t state;
-  uint8_t prot;          /* OWN_PROT_* for the whole memory when pageprot is NULL */
+  uint8_t prot;          /* OWN_PROT_* for the whole memory when protmap is NULL */
   uint8_t viewdeath;     /* why views die on gen bump: 0 none yet, else a short code */
   Site alloc_at;         /* where it was allocated */
   Site freed_at;         /* where it died (valid once DEAD), or where views were killed */
@@ -96,13 +122,20 @@ typedef struct ConstReg {
 #define MLCONST(c) {#c, (lua_Integer)(c)}
 void set_consts(lua_State *L, const ConstReg *cs);
 
-/* ---- buffer.c: the buffer type ---- */
+/* ---- buffer.c: the buffer type ----
+ * GC safety: anything that allocates (a result string, a luaL_Buffer, a number converted to a
+ * string, a new userdata) may run a GC step, and so finalizers, which may free, unmap or remap
+ * any buffer. A method therefore converts its arguments and makes its allocations first, and
+ * takes the buffer's address (buf_span) after them; where it must allocate between accesses it
+ * takes the address again with buf_respan, which also rechecks the range. */
 Owner *buf_newroot(lua_State *L, const MemKind *kind);
 void owner_open(lua_State *L, Owner *o, void *base, size_t size);
 Buffer *buf_check(lua_State *L, int idx);
 Buffer *buf_test(lua_State *L, int idx);
+void buf_setmethods(lua_State *L, const luaL_Reg *fns);
 Owner *buf_root(lua_State *L, int idx);
 unsigned char *buf_span(lua_State *L, int idx, size_t *len, Buffer **pb);
+unsigned char *buf_respan(lua_State *L, int idx, size_t off, size_t n);
 int owner_alive(const Owner *o);
 MEMLAB_NORETURN void owner_deaderror(lua_State *L, const Owner *o);
 int owner_release(lua_State *L, Owner *o, const char *why, int level);

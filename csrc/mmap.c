@@ -28,17 +28,18 @@ unsigned prot_from_sys(int prot) {
 }
 
 /* Gives a mapping back. A MAP_FIXED child hands its range back to its parent as fresh anonymous
- * pages with the parent's protection, so no hole opens inside the parent. */
+ * pages with the parent's protection, so no hole opens inside the parent. Every armed snapshot
+ * inside the range ends first (a child's too: its memory goes with the parent's). */
 static int mmap_release(Owner *o) {
   MapInfo *mi = MAPINFO(o);
-  snap_on_release(o);
+  snap_end_range(o->base, mi->maplen);
   if (!o->parent) return sys_munmap(o->base, mi->maplen);
   const Owner *p = o->parent;
   size_t ps = sys_pagesize(), first = (size_t)(o->base - p->base) / ps;
   for (size_t i = 0; i < mi->npages;) {
-    size_t j = i;
-    uint8_t prot = p->pageprot[first + i];
-    while (j < mi->npages && p->pageprot[first + j] == prot) j++;
+    unsigned prot = protmap_get(p->protmap, first + i);
+    size_t j = protmap_runend(p->protmap, first + i) - first;
+    if (j > mi->npages) j = mi->npages;
     void *out;
     int err = sys_mmap(o->base + i * ps, (j - i) * ps, prot_to_sys(prot),
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0, &out);
@@ -50,13 +51,17 @@ static int mmap_release(Owner *o) {
 
 static void mmap_forget(Owner *o) {
   MapInfo *mi = MAPINFO(o);
-  if (mi && mi->fd >= 0) sys_close(mi->fd);
+  if (mi) {
+    snap_on_release(o);
+    if (mi->fd >= 0) sys_close(mi->fd);
+    protmap_free(&mi->pm);
+  }
   free(o->ctx);
   o->ctx = NULL;
-  o->pageprot = NULL;
+  o->protmap = NULL;
 }
 
-const MemKind mmap_kind = {"mmap", mmap_release, mmap_forget, MK_GUARDED};
+const MemKind mmap_kind = {"mmap", "unmapped", mmap_release, mmap_forget, MK_GUARDED};
 
 /* Pushes this state's registry of mappings: { [lightuserdata owner] = root buffer }, weak. */
 static void push_registry(lua_State *L) {
@@ -79,7 +84,14 @@ Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     Owner *o = (Owner *)lua_touserdata(L, -2);
-    if (owner_alive(o) && o->kind == &mmap_kind && addr >= (uintptr_t)o->base &&
+    if (!owner_alive(o)) { /* gone: forget it (clearing a field during traversal is allowed) */
+      lua_pop(L, 1);
+      lua_pushvalue(L, -1);
+      lua_pushnil(L);
+      lua_rawset(L, -4);
+      continue;
+    }
+    if (o->kind == &mmap_kind && addr >= (uintptr_t)o->base &&
         len <= MAPINFO(o)->maplen && addr - (uintptr_t)o->base <= MAPINFO(o)->maplen - len) {
       lua_replace(L, -3); /* the root buffer replaces the registry */
       lua_pop(L, 1);      /* the key */
@@ -104,7 +116,6 @@ static void kill_children(lua_State *L, Owner *parent, const char *why) {
   while (lua_next(L, -2)) {
     Owner *o = (Owner *)lua_touserdata(L, -2);
     if (o->parent == parent && o->state == OWNER_LIVE) {
-      snap_on_release(o);
       o->state = OWNER_DEAD;
       o->why = why;
       site_capture(L, &o->freed_at);
@@ -157,28 +168,33 @@ static int mmap_mmap(lua_State *L) {
   lua_Integer offset = luaL_optinteger(L, 6, 0);
   size_t ps = sys_pagesize();
   luaL_argcheck(L, flags >= 0 && flags <= 0x7fffffff, 4, "flags out of range");
-  if (length == 0) return map_refuse(L, EINVAL, "length must be greater than 0");
   if (prot & ~(lua_Integer)KNOWN_PROT)
     return map_refuse(L, EINVAL, "unknown protection bits");
   int type = (int)flags & MAP_SHARED_VALIDATE;
   if (type == 0) return map_refuse(L, EINVAL, "flags need MAP_SHARED or MAP_PRIVATE");
   if (offset < 0) return map_refuse(L, EINVAL, "negative offset");
   if ((uint64_t)offset % ps != 0) return map_refuse(L, EINVAL, "offset is not a multiple of the page size");
-  if (length > (size_t)PTRDIFF_MAX - ps) return map_refuse(L, ENOMEM, "length too large");
-  size_t maplen = (length + ps - 1) / ps * ps;
   int anonymous = (flags & MAP_ANONYMOUS) != 0, regular = 0;
+  off_t fsize = 0;
   if (!anonymous) {
-    off_t fsize = 0;
     if (fd < 0) return map_refuse(L, EBADF, "a file mapping needs a file descriptor");
     int err = sys_fdsize(fd, &fsize, &regular);
     if (err) return map_refuse(L, err, "the file descriptor cannot be examined");
+  }
+  if (length == 0)
+    return map_refuse(L, EINVAL, regular && fsize == 0 ? "the file is empty"
+                                                       : "length must be greater than 0");
+  if (length > (size_t)PTRDIFF_MAX - ps) return map_refuse(L, ENOMEM, "length too large");
+  size_t maplen = (length + ps - 1) / ps * ps;
+  if (!anonymous) {
     if ((uint64_t)offset > (uint64_t)INT64_MAX - length)
       return map_refuse(L, EOVERFLOW, "offset + length overflows");
     if (regular && (uint64_t)offset + length > (uint64_t)fsize) {
       lua_pushnil(L);
-      lua_pushfstring(L, "mmap: mapping past the end of the file (the file has %I bytes, the "
-                         "mapping would end at byte %I; access there raises SIGBUS): %s",
-                      (lua_Integer)fsize, (lua_Integer)((uint64_t)offset + length),
+      lua_pushfstring(L, "mmap: %s (mapping past the end of the file: the file has %I bytes, "
+                         "the mapping would end at byte %I, and access there raises SIGBUS; %s)",
+                      strerror(EINVAL), (lua_Integer)fsize,
+                      (lua_Integer)((uint64_t)offset + length),
                       fsize == 0 ? "the file is empty" : "truncate it to size first");
       lua_pushinteger(L, EINVAL);
       return 3;
@@ -204,24 +220,28 @@ static int mmap_mmap(lua_State *L) {
     parent_idx = lua_gettop(L);
   }
   Owner *o = buf_newroot(L, &mmap_kind);
-  size_t npages = maplen / ps;
-  MapInfo *mi = (MapInfo *)calloc(1, sizeof(MapInfo) + npages);
-  if (!mi) return luaL_error(L, "not enough memory");
+  MapInfo *mi = (MapInfo *)calloc(1, sizeof(MapInfo));
+  if (!mi) return push_syserror(L, "mmap", ENOMEM);
   mi->fd = -1;
   o->ctx = mi;
+  if (protmap_init(&mi->pm, maplen / ps, prot_from_sys((int)prot)) != 0)
+    return push_syserror(L, "mmap", ENOMEM); /* the NEW root's forget frees mi */
+  if (parent && !(owner_alive(parent) && addr >= (uintptr_t)parent->base &&
+                  addr - (uintptr_t)parent->base <= MAPINFO(parent)->maplen - maplen))
+    return luaL_error(L, "mmap: the mapping MAP_FIXED was to go into was unmapped or moved "
+                         "during the call (by a finalizer)");
   void *p;
   int err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
                      (off_t)offset, &p);
-  if (err) return push_syserror(L, "mmap", err); /* the NEW root's forget frees mi */
+  if (err) return push_syserror(L, "mmap", err);
   mi->maplen = maplen;
-  mi->npages = npages;
+  mi->npages = maplen / ps;
   mi->flags = (int)flags;
   mi->offset = (off_t)offset;
   mi->fd_regular = regular;
   if (regular && sys_dup(fd, &mi->fd) != 0) mi->fd = -1; /* then remap cannot check the size */
   o->prot = (uint8_t)prot_from_sys((int)prot);
-  memset(mi->pageprot, o->prot, npages);
-  o->pageprot = mi->pageprot;
+  o->protmap = &mi->pm;
   owner_open(L, o, p, length);
   if (parent) {
     o->parent = parent;
@@ -236,12 +256,21 @@ static int mmap_mmap(lua_State *L) {
   return 1;
 }
 
-/* b:unmap() = b:free() for a mapping; M.munmap(b) the same, refusing part of a mapping (that
- * would leave a hole inside the buffer another mapping could later fill). */
+/* b:unmap() = b:free() for a mapping (a second unmap raises "double free" naming the first).
+ * M.munmap(b [, length]) in C's shape: length, when given, must cover the whole mapping; memlab
+ * refuses to unmap part of one (it would leave a hole inside the buffer that another mapping
+ * could later fill, and the rest of the buffer would then reach into it). */
+static Buffer *check_mapping_root(lua_State *L, int idx, const char *fname) {
+  Buffer *b = buf_check(L, idx);
+  if (b->o->kind != &mmap_kind)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s needs a mapping (this buffer is %s memory)",
+                                          fname, b->o->kind->name));
+  luaL_argcheck(L, !b->isview, idx, "cannot unmap a view (unmap the mapping it views)");
+  return b;
+}
+
 static int mmap_unmap(lua_State *L) {
-  Buffer *b;
-  check_mapping(L, 1, "unmap", &b);
-  luaL_argcheck(L, !b->isview, 1, "cannot unmap a view (unmap the mapping it views)");
+  check_mapping_root(L, 1, "unmap");
   lua_settop(L, 1);
   lua_getfield(L, 1, "free");
   lua_insert(L, 1);
@@ -250,15 +279,20 @@ static int mmap_unmap(lua_State *L) {
 }
 
 static int mmap_munmap(lua_State *L) {
-  Buffer *b;
-  Owner *o = check_mapping(L, 1, "munmap", &b);
-  if (!lua_isnoneornil(L, 2) || !lua_isnoneornil(L, 3)) {
-    size_t len;
-    unsigned char *p = map_range(L, b, 2, 3, 1, "munmap", &len);
-    if (p != o->base || (len != o->size && len != MAPINFO(o)->maplen) || b->isview)
+  Buffer *b = check_mapping_root(L, 1, "munmap");
+  if (!lua_isnoneornil(L, 2) && b->o->state == OWNER_LIVE) {
+    size_t off = 0, len;
+    if (lua_isnoneornil(L, 3)) { /* munmap(b, length), as C's munmap(addr, length) */
+      len = arg_size(L, 2);
+    } else {                     /* munmap(b, off, len), as the buffer methods' ranges */
+      arg_range(L, 2, 3, b->o->size, &off, &len);
+      luaL_argcheck(L, off % sys_pagesize() == 0, 2,
+                    "offset is not page aligned (munmap needs a multiple of the page size)");
+    }
+    if (off != 0 || (len != b->o->size && len != MAPINFO(b->o)->maplen))
       return luaL_error(L, "munmap of part of a mapping is refused (it would leave a hole "
-                           "another mapping could fill); unmap the whole buffer or shrink it "
-                           "with b:remap");
+                           "another mapping could fill); unmap the whole buffer, %d bytes, or "
+                           "shrink it with b:remap", (int)b->o->size);
   }
   lua_settop(L, 1);
   return mmap_unmap(L);
@@ -274,40 +308,33 @@ static int mmap_remap(lua_State *L) {
   int may_move = lua_toboolean(L, 3);
   MapInfo *mi = MAPINFO(o);
   size_t ps = sys_pagesize();
+  if (o->parent)
+    return luaL_error(L, "remap: this mapping was placed inside another with MAP_FIXED; moving "
+                         "or resizing it would leave a hole in that mapping");
   if (mi->snap) return luaL_error(L, "remap: the mapping has an active snapshot (free it first)");
   if (newlen == 0) return push_syserror(L, "mremap", EINVAL);
   if (newlen > (size_t)PTRDIFF_MAX - ps) return push_syserror(L, "mremap", ENOMEM);
-  size_t newmap = (newlen + ps - 1) / ps * ps, newpages = newmap / ps;
+  size_t newmap = (newlen + ps - 1) / ps * ps;
   if (mi->fd >= 0 && newlen > o->size) {
     off_t fsize = 0;
     int regular = 0;
     if (sys_fdsize(mi->fd, &fsize, &regular) == 0 && regular &&
         (uint64_t)mi->offset + newlen > (uint64_t)fsize) {
       lua_pushnil(L);
-      lua_pushfstring(L, "mremap: growing past the end of the file (the file has %I bytes, the "
-                         "mapping would end at byte %I; truncate it to size first)",
-                      (lua_Integer)fsize, (lua_Integer)((uint64_t)mi->offset + newlen));
+      lua_pushfstring(L, "mremap: %s (growing past the end of the file: the file has %I bytes, "
+                         "the mapping would end at byte %I; truncate it to size first)",
+                      strerror(EINVAL), (lua_Integer)fsize,
+                      (lua_Integer)((uint64_t)mi->offset + newlen));
       lua_pushinteger(L, EINVAL);
       return 3;
     }
   }
-  MapInfo *nmi = (MapInfo *)calloc(1, sizeof(MapInfo) + newpages);
-  if (!nmi) return luaL_error(L, "not enough memory");
   void *p;
   int err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
-  if (err) {
-    free(nmi);
-    return push_syserror(L, "mremap", err);
-  }
-  memcpy(nmi, mi, sizeof(MapInfo));
-  size_t keep = mi->npages < newpages ? mi->npages : newpages;
-  memcpy(nmi->pageprot, mi->pageprot, keep);
-  if (newpages > keep) memset(nmi->pageprot + keep, mi->pageprot[mi->npages - 1], newpages - keep);
-  nmi->maplen = newmap;
-  nmi->npages = newpages;
-  free(mi);
-  o->ctx = nmi;
-  o->pageprot = nmi->pageprot;
+  if (err) return push_syserror(L, "mremap", err);
+  protmap_resize(&mi->pm, newmap / ps);
+  mi->maplen = newmap;
+  mi->npages = newmap / ps;
   kill_children(L, o, "killed by remapping its parent");
   o->base = (unsigned char *)p;
   o->size = newlen;
@@ -333,9 +360,6 @@ static const ConstReg mmap_consts[] = {
 int mmap_open(lua_State *L) {
   set_funcs(L, mmap_funcs);
   set_consts(L, mmap_consts);
-  luaL_getmetatable(L, BUFFER_T);
-  lua_getfield(L, -1, "methods");
-  luaL_setfuncs(L, mmap_methods, 0);
-  lua_pop(L, 2);
+  buf_setmethods(L, mmap_methods);
   return 0;
 }

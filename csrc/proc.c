@@ -3,6 +3,7 @@
  * calls of the lecture's multi-process programs (fork, waitpid, _exit, getpid, sleep, kill).
  * Parsing /proc (maps, smaps, status) is Lua's job, in init.lua. */
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <signal.h>
 #include <stdio.h>
@@ -226,6 +227,53 @@ static int proc_pagesize(lua_State *L) {
   return 1;
 }
 
+/* M.exepath([pid]) -> the path of the program the process runs (readlink of /proc/<pid>/exe) */
+static int proc_exepath(lua_State *L) {
+  char link[64], path[4096];
+  if (lua_isnoneornil(L, 1))
+    snprintf(link, sizeof link, "/proc/self/exe");
+  else
+    snprintf(link, sizeof link, "/proc/%lld/exe", (long long)luaL_checkinteger(L, 1));
+  ssize_t n = readlink(link, path, sizeof path - 1);
+  if (n < 0) return push_syserror(L, "readlink", errno);
+  lua_pushlstring(L, path, (size_t)n);
+  return 1;
+}
+
+/* core.readproc(path) -> the whole contents of a /proc file. The kernel generates such files
+ * piece by piece, one read(2) at a time, so a listing read while the process maps memory (Lua
+ * allocating between reads) can come out torn. Here every read lands in a buffer allocated
+ * beforehand, in a loop that calls nothing else; when the buffer fills up, it grows and the file
+ * is read again from the start. */
+static int proc_readproc(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  luaL_Buffer b;
+  size_t cap = 1 << 16;
+  char *buf = luaL_buffinitsize(L, &b, cap); /* Lua owns it: nothing leaks if a call raises */
+  for (;;) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC); /* open only while no Lua call can raise */
+    if (fd < 0) return push_syserror(L, path, errno);
+    size_t n = 0;
+    ssize_t r = 0;
+    while (n < cap && (r = read(fd, buf + n, cap - n)) != 0) {
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        int err = errno;
+        close(fd);
+        return push_syserror(L, path, err);
+      }
+      n += (size_t)r;
+    }
+    close(fd);
+    if (n < cap || cap >= ((size_t)1 << 30)) {
+      luaL_pushresultsize(&b, n);
+      return 1;
+    }
+    cap *= 4; /* it did not fit: read it all again, into a bigger buffer */
+    buf = luaL_prepbuffsize(&b, cap);
+  }
+}
+
 static int proc_strerror(lua_State *L) {
   lua_pushstring(L, strerror((int)luaL_checkinteger(L, 1)));
   return 1;
@@ -235,7 +283,8 @@ static const luaL_Reg proc_funcs[] = {
   {"layout", proc_layout}, {"rusage", proc_rusage}, {"peek", proc_peek}, {"fork", proc_fork},
   {"waitpid", proc_waitpid}, {"_exit", proc_exit}, {"getpid", proc_getpid},
   {"sleep", proc_sleep}, {"kill", proc_kill}, {"pagesize", proc_pagesize},
-  {"strerror", proc_strerror}, {"clock", proc_clock}, {NULL, NULL}};
+  {"strerror", proc_strerror}, {"clock", proc_clock}, {"exepath", proc_exepath},
+  {"readproc", proc_readproc}, {NULL, NULL}};
 
 static const ConstReg proc_consts[] = {
   MLCONST(ENOMEM), MLCONST(EINVAL), MLCONST(EPERM), MLCONST(EACCES), MLCONST(EEXIST),

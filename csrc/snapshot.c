@@ -38,14 +38,16 @@ struct Snapshot {
 
 static Snapshot *volatile g_armed[MAX_ARMED];
 
-/* Gives page i its real protection back, then saves its contents. Async-signal-safe. */
+/* Gives page i its real protection back, then saves its contents. Async-signal-safe. The page
+ * counts as copied before the copy runs: if reading it faults (its file was truncated: SIGBUS),
+ * the guard abandons the copy and the snapshot stays consistent (that page was unreadable). */
 static int copy_page(Snapshot *s, size_t i) {
   unsigned char *page = s->base + i * s->ps;
-  if (mprotect(page, s->ps, prot_to_sys(s->o->pageprot[i])) != 0) return 0;
-  memcpy(s->copy + i * s->ps, page, s->ps);
+  if (mprotect(page, s->ps, prot_to_sys(protmap_get(s->o->protmap, i))) != 0) return 0;
   s->armed[i] = 0;
   s->copied[i] = 1;
   s->ncopied++;
+  memcpy(s->copy + i * s->ps, page, s->ps);
   return 1;
 }
 
@@ -78,14 +80,39 @@ void snap_before_change(Owner *o, size_t off, size_t len) {
     if (s->armed[i]) copy_page(s, i);
 }
 
-/* Ends the snapshot of a mapping that goes away (unmap, a parent's remap). */
-void snap_on_release(Owner *o) {
-  Snapshot *s = MAPINFO(o) ? MAPINFO(o)->snap : NULL;
-  if (!s) return;
+/* Ends a snapshot whose mapping goes away: it stays readable no more. */
+static void end_snapshot(Snapshot *s) {
   unregister(s);
   s->active = 0;
   s->dead = 1;
-  MAPINFO(o)->snap = NULL;
+  if (s->o->ctx) MAPINFO(s->o)->snap = NULL;
+}
+
+void snap_on_release(Owner *o) {
+  Snapshot *s = MAPINFO(o) ? MAPINFO(o)->snap : NULL;
+  if (s) end_snapshot(s);
+}
+
+/* Ends every armed snapshot of memory inside [base, base+len): the mapping's own and those of
+ * MAP_FIXED mappings placed inside it, whose memory goes with it. */
+void snap_end_range(const unsigned char *base, size_t len) {
+  for (int k = 0; k < MAX_ARMED; k++) {
+    Snapshot *s = g_armed[k];
+    if (s && s->base >= base && (size_t)(s->base - base) < len) end_snapshot(s);
+  }
+}
+
+/* After b:protect changed pages [first, first+n): a page not yet copied that is now writable is
+ * armed (write-protected), so its first write is still caught. */
+void snap_after_protect(Owner *o, size_t first, size_t n) {
+  Snapshot *s = MAPINFO(o)->snap;
+  if (!s || !s->active) return;
+  for (size_t i = first; i < first + n && i < s->npages; i++) {
+    unsigned prot = protmap_get(o->protmap, i);
+    if (s->copied[i] || s->armed[i] || !(prot & OWN_PROT_WRITE)) continue;
+    if (sys_mprotect(s->base + i * s->ps, s->ps, prot_to_sys(prot & ~OWN_PROT_WRITE)) == 0)
+      s->armed[i] = 1;
+  }
 }
 
 /* Disarms: armed pages get their protection back; the copies are kept until free. */
@@ -93,7 +120,7 @@ static void disarm(Snapshot *s) {
   if (!s->active) return;
   for (size_t i = 0; i < s->npages; i++)
     if (s->armed[i]) {
-      mprotect(s->base + i * s->ps, s->ps, prot_to_sys(s->o->pageprot[i]));
+      mprotect(s->base + i * s->ps, s->ps, prot_to_sys(protmap_get(s->o->protmap, i)));
       s->armed[i] = 0;
     }
   unregister(s);
@@ -114,7 +141,8 @@ static void snap_release(Snapshot *s) {
 static Snapshot *check_snap(lua_State *L, int idx) {
   Snapshot *s = (Snapshot *)luaL_checkudata(L, idx, SNAP_T);
   if (!s->copy) luaL_error(L, "attempt to use a freed snapshot");
-  if (s->dead) luaL_error(L, "attempt to use a snapshot of a mapping that is gone");
+  if (s->dead || !owner_alive(s->o))
+    luaL_error(L, "attempt to use a snapshot of a mapping that is gone");
   return s;
 }
 
@@ -124,17 +152,19 @@ static int snap_new(lua_State *L) {
   Owner *o = check_mapping(L, 1, "snapshot", &b);
   MapInfo *mi = MAPINFO(o);
   luaL_argcheck(L, !b->isview, 1, "snapshot of a view (snapshot the mapping it views)");
-  if (!(mi->flags & MAP_PRIVATE) && !(mi->flags & MAP_ANONYMOUS))
+  if ((mi->flags & MAP_SHARED_VALIDATE) != MAP_PRIVATE && !(mi->flags & MAP_ANONYMOUS))
     return luaL_error(L, "snapshot needs a private or anonymous mapping (this one is a shared "
                          "file mapping: another process could change it unseen)");
+  Snapshot *s = (Snapshot *)lua_newuserdatauv(L, sizeof(Snapshot), 1);
+  memset(s, 0, sizeof *s);
+  luaL_setmetatable(L, SNAP_T);
+  o = check_mapping(L, 1, "snapshot", NULL); /* the allocation may have run a finalizer */
+  mi = MAPINFO(o);
   if (mi->snap) return luaL_error(L, "the mapping already has a snapshot (free it first)");
   int slot = -1;
   for (int k = 0; k < MAX_ARMED && slot < 0; k++)
     if (!g_armed[k]) slot = k;
   if (slot < 0) return luaL_error(L, "too many active snapshots (at most %d)", MAX_ARMED);
-  Snapshot *s = (Snapshot *)lua_newuserdatauv(L, sizeof(Snapshot), 1);
-  memset(s, 0, sizeof *s);
-  luaL_setmetatable(L, SNAP_T);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
   s->o = o;
@@ -146,16 +176,20 @@ static int snap_new(lua_State *L) {
   void *copy;
   int err = (!s->copied || !s->armed) ? ENOMEM
             : sys_mmap(NULL, s->npages * s->ps, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &copy);
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &copy);
   if (err) {
     snap_release(s);
     return push_syserror(L, "snapshot", err);
   }
   s->copy = (unsigned char *)copy;
-  for (size_t i = 0; i < s->npages; i++) {
-    if (!(o->pageprot[i] & OWN_PROT_WRITE)) continue;
-    int prot = prot_to_sys(o->pageprot[i] & ~OWN_PROT_WRITE);
-    if (sys_mprotect(s->base + i * s->ps, s->ps, prot) == 0) s->armed[i] = 1;
+  for (size_t i = 0; i < s->npages;) { /* write-protect the writable runs */
+    unsigned prot = protmap_get(o->protmap, i);
+    size_t j = protmap_runend(o->protmap, i);
+    if ((prot & OWN_PROT_WRITE) &&
+        sys_mprotect(s->base + i * s->ps, (j - i) * s->ps,
+                     prot_to_sys(prot & ~OWN_PROT_WRITE)) == 0)
+      memset(s->armed + i, 1, j - i);
+    i = j;
   }
   s->active = 1;
   mi->snap = s;
@@ -170,6 +204,7 @@ static int snap_read(lua_State *L) {
   arg_range(L, 2, 3, s->o->size, &off, &n);
   luaL_Buffer lb;
   char *dst = luaL_buffinitsize(L, &lb, n);
+  check_snap(L, 1); /* the allocation may have run a finalizer that unmapped the mapping */
   for (size_t done = 0; done < n;) {
     size_t at = off + done, i = at / s->ps, k = s->ps - at % s->ps;
     if (k > n - done) k = n - done;
@@ -196,6 +231,7 @@ static int snap_diff(lua_State *L) {
   lua_Integer k = 0;
   for (size_t i = 0; i < s->npages; i++) {
     if (!s->copied[i]) continue;
+    check_snap(L, 1); /* growing the result table may have run a finalizer */
     mem_copy(L, NULL, tmp, s->o, s->base + i * s->ps, s->ps);
     if (memcmp(tmp, s->copy + i * s->ps, s->ps) != 0) {
       lua_pushinteger(L, (lua_Integer)i);
@@ -212,7 +248,7 @@ static int snap_restore(lua_State *L) {
   for (size_t i = 0; i < s->npages; i++) {
     if (!s->copied[i]) continue;
     unsigned char *page = s->base + i * s->ps;
-    uint8_t prot = s->o->pageprot[i];
+    unsigned prot = protmap_get(s->o->protmap, i);
     int err = sys_mprotect(page, s->ps, PROT_READ | PROT_WRITE);
     if (err) return push_syserror(L, "mprotect", err);
     memcpy(page, s->copy + i * s->ps, s->ps);
@@ -268,11 +304,8 @@ int snapshot_open(lua_State *L) {
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
-  luaL_getmetatable(L, BUFFER_T);
-  lua_getfield(L, -1, "methods");
-  lua_pushcfunction(L, snap_new);
-  lua_setfield(L, -2, "snapshot");
-  lua_pop(L, 2);
+  static const luaL_Reg methods[] = {{"snapshot", snap_new}, {NULL, NULL}};
+  buf_setmethods(L, methods);
   snap_arm_claimer();
   return 0;
 }

@@ -7,12 +7,13 @@ local core = require "memlab.core"
 local M = {}
 for k, v in pairs(core) do M[k] = v end
 
--- Opens /proc/<pid>/<what> (pid defaults to self); returns the file or nil, msg, errno.
+-- Reads /proc/<pid>/<what> (pid defaults to self) whole, in one read (see core.readproc);
+-- returns the text or nil, msg, errno.
 local function procfile(pid, what)
   if pid ~= nil and math.type(pid) ~= "integer" then
     error(("bad argument #1 to '%s' (pid must be an integer)"):format(what), 3)
   end
-  return io.open(("/proc/%s/%s"):format(pid or "self", what), "r")
+  return core.readproc(("/proc/%s/%s"):format(pid or "self", what))
 end
 
 -- What a region is, from its path: "program", "library", "file", "anon", "heap", "stack",
@@ -41,25 +42,14 @@ local function parse_mapline(line, exe)
   }
 end
 
--- The path of the program a process runs: the kernel maps the executable first, at the lowest
--- address of the user mappings (PIE or not).
-local function exe_of(pid)
-  local maps = io.open(("/proc/%s/maps"):format(pid or "self"), "r")
-  if not maps then return nil end
-  local first = maps:read("l")
-  maps:close()
-  return first and first:match("%s(/%S.*)$")
-end
-
 --- M.maps([pid]) -> the regions of /proc/<pid>/maps, in address order:
 -- { from=, to=, perms="r-xp", offset=, dev="08:01", inode=, path="/usr/bin/lua5.4" | "[heap]" | "",
 --   kind="program"|"library"|"file"|"anon"|"heap"|"stack"|"vdso"|"vvar"|"vsyscall"|"other" }
 function M.maps(pid)
-  local f, msg, code = procfile(pid, "maps")
-  if not f then return nil, msg, code end
-  local regions, exe = {}, exe_of(pid)
-  for line in f:lines() do regions[#regions + 1] = parse_mapline(line, exe) end
-  f:close()
+  local text, msg, code = procfile(pid, "maps")
+  if not text then return nil, msg, code end
+  local regions, exe = {}, core.exepath(pid)
+  for line in text:gmatch("[^\n]+") do regions[#regions + 1] = parse_mapline(line, exe) end
   return regions
 end
 
@@ -83,10 +73,10 @@ end
 --- M.smaps([pid]) -> M.maps() with each region's smaps fields added, in bytes:
 -- rss, pss, swap, size, shared_clean, private_dirty, anonymous, locked, ...
 function M.smaps(pid)
-  local f, msg, code = procfile(pid, "smaps")
-  if not f then return nil, msg, code end
-  local regions, cur, exe = {}, nil, exe_of(pid)
-  for line in f:lines() do
+  local text, msg, code = procfile(pid, "smaps")
+  if not text then return nil, msg, code end
+  local regions, cur, exe = {}, nil, core.exepath(pid)
+  for line in text:gmatch("[^\n]+") do
     local r = parse_mapline(line, exe)
     if r then
       cur = r
@@ -96,7 +86,6 @@ function M.smaps(pid)
       if key then cur[key:lower()] = math.tointeger(tonumber(kb)) * 1024 end
     end
   end
-  f:close()
   return regions
 end
 
@@ -104,14 +93,12 @@ end
 -- { VmPeak=, VmSize=, VmLck=, VmPin=, VmHWM=, VmRSS=, RssAnon=, RssFile=, RssShmem=, VmData=,
 --   VmStk=, VmExe=, VmLib=, VmPTE=, VmSwap=, ... }
 function M.status(pid)
-  local f, msg, code = procfile(pid, "status")
-  if not f then return nil, msg, code end
+  local text, msg, code = procfile(pid, "status")
+  if not text then return nil, msg, code end
   local t = {}
-  for line in f:lines() do
-    local key, kb = line:match("^([%w_]+):%s+(%d+) kB")
-    if key then t[key] = math.tointeger(tonumber(kb)) * 1024 end
+  for key, kb in text:gmatch("([%w_]+):%s+(%d+) kB") do
+    t[key] = math.tointeger(tonumber(kb)) * 1024
   end
-  f:close()
   return t
 end
 
