@@ -1,0 +1,496 @@
+/* buddy.c: the binary buddy allocator described in buddy.h: split on allocation, merge on free,
+ * the arena doubling and halving at its top, and the walk, check and statistics. */
+#include "buddy.h"
+#include "mlsan.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#define ENTRY_FREE(b, o) ((uint16_t)(BD_START | ((o) - (b)->gran_order) << 8))
+
+static inline size_t bsize(unsigned o) { return (size_t)1 << o; }
+static inline size_t gidx(const ml_buddy *b, size_t off) { return off >> b->gran_order; }
+static inline unsigned e_order(const ml_buddy *b, uint16_t e) { return b->gran_order + ((e >> 8) & 63u); }
+/* Entries a block of order o spans beyond its first, that can hold slack: at most 3. */
+static inline size_t extra_entries(const ml_buddy *b, unsigned o)
+{
+    size_t span = (size_t)1 << (o - b->gran_order);
+    return span - 1 < 3 ? span - 1 : 3;
+}
+
+static void *fail_null(ml_buddy *b, ml_status st)
+{
+    b->err = st;
+    b->st.failures++;
+    return NULL;
+}
+
+static void fp_update(ml_buddy *b)
+{
+    size_t arena = bsize(b->cur_order);
+    b->st.footprint = arena + 2 * (arena >> b->gran_order);
+    if (b->st.footprint > b->st.peak_footprint) b->st.peak_footprint = b->st.footprint;
+}
+
+/* Slack of the used block at entry i, order o: low byte in entry i, 15 bits per extra entry. */
+static void slack_set(ml_buddy *b, size_t i, unsigned o, size_t slack)
+{
+    b->meta[i] = (uint16_t)((b->meta[i] & 0xFF00u) | (slack & 0xFFu));
+    slack >>= 8;
+    for (size_t k = 1; k <= extra_entries(b, o); k++, slack >>= 15) b->meta[i + k] = (uint16_t)(slack & 0x7FFFu);
+}
+
+static size_t slack_get(const ml_buddy *b, size_t i, unsigned o)
+{
+    size_t slack = b->meta[i] & 0xFFu;
+    for (size_t k = 1; k <= extra_entries(b, o); k++) slack |= (size_t)b->meta[i + k] << (8 + 15 * (k - 1));
+    return slack;
+}
+
+static void slack_clear(ml_buddy *b, size_t i, unsigned o)
+{
+    for (size_t k = 1; k <= extra_entries(b, o); k++) b->meta[i + k] = 0;
+}
+
+/* Free-list links live in the free blocks, poisoned at rest. */
+static inline bd_node *lnk(const ml_buddy *b, const bd_node *f, int prev)
+{
+    const void *at = prev ? (const void *)&f->prev : (const void *)&f->next;
+    ml_san_open(b->vg, at, sizeof(void *));
+    bd_node *v = prev ? f->prev : f->next;
+    ml_san_poison(b->vg, at, sizeof(void *));
+    return v;
+}
+
+static inline void lnk_set(const ml_buddy *b, bd_node *f, int prev, bd_node *v)
+{
+    void *at = prev ? (void *)&f->prev : (void *)&f->next;
+    ml_san_open(b->vg, at, sizeof(void *));
+    if (prev) f->prev = v;
+    else f->next = v;
+    ml_san_poison(b->vg, at, sizeof(void *));
+}
+
+static void push(ml_buddy *b, unsigned o, void *p)
+{
+    bd_node *f = p, *h = b->heads[o];
+    lnk_set(b, f, 0, h);
+    lnk_set(b, f, 1, NULL);
+    if (h) lnk_set(b, h, 1, f);
+    b->heads[o] = f;
+    b->nonempty |= (uint64_t)1 << o;
+    b->st.free_bytes += bsize(o);
+    b->st.free_blocks++;
+}
+
+static void unlink_block(ml_buddy *b, unsigned o, bd_node *f)
+{
+    bd_node *n = lnk(b, f, 0), *p = lnk(b, f, 1);
+    if (n) lnk_set(b, n, 1, p);
+    if (p) lnk_set(b, p, 0, n);
+    else if (!(b->heads[o] = n)) b->nonempty &= ~((uint64_t)1 << o);
+    b->st.free_bytes -= bsize(o);
+    b->st.free_blocks--;
+}
+
+/* Double the arena: the new upper half becomes a free block, merged with the lower half if that
+ * is one free block. */
+static int grow(ml_buddy *b)
+{
+    unsigned c = b->cur_order;
+    void *old;
+    int err = ml_src_grow(b->src, bsize(c), &old);
+    if (err) {
+        b->src_err = err;
+        return err;
+    }
+    assert((char *)old == b->base + bsize(c) && "the page source grows contiguously");
+    ml_san_poison(b->vg, old, bsize(c));
+    if (b->meta[0] == ENTRY_FREE(b, c)) {
+        unlink_block(b, c, (bd_node *)(void *)b->base);
+        b->meta[0] = ENTRY_FREE(b, c + 1);
+        push(b, c + 1, b->base);
+    } else {
+        b->meta[gidx(b, bsize(c))] = ENTRY_FREE(b, c);
+        push(b, c, old);
+    }
+    b->cur_order = c + 1;
+    fp_update(b);
+    return 0;
+}
+
+/* Halve the arena while its upper half is free and at most a quarter of it is granted. */
+static void shrink(ml_buddy *b)
+{
+    while (b->cur_order > b->init_order && b->st.granted_bytes <= bsize(b->cur_order - 2)) {
+        unsigned c = b->cur_order;
+        size_t half = bsize(c - 1), hi = gidx(b, half);
+        int whole = b->meta[0] == ENTRY_FREE(b, c);
+        if (whole) unlink_block(b, c, (bd_node *)(void *)b->base);
+        else if (b->meta[hi] == ENTRY_FREE(b, c - 1)) unlink_block(b, c - 1, (bd_node *)(void *)(b->base + half));
+        else return;
+        ml_san_release(b->base + half, half);
+        int err = ml_src_shrink(b->src, half);
+        if (err) {                                   /* the break moved: keep the memory */
+            b->src_err = err;
+            ml_san_poison(b->vg, b->base + half, half);
+            if (whole) push(b, c, b->base);
+            else push(b, c - 1, b->base + half);
+            return;
+        }
+        b->meta[hi] = 0;
+        if (whole) {
+            b->meta[0] = ENTRY_FREE(b, c - 1);
+            push(b, c - 1, b->base);
+        }
+        b->cur_order = c - 1;
+        fp_update(b);
+    }
+}
+
+ml_status bd_init(ml_buddy *b, ml_pagesrc *src, const bd_config *cfg)
+{
+    memset(b, 0, sizeof *b);
+    bd_config c = { BD_DEFAULT_MIN, BD_DEFAULT_INITIAL };
+    if (cfg && cfg->min_block) c.min_block = cfg->min_block;
+    if (cfg && cfg->initial) c.initial = cfg->initial;
+    if (!src || src->kind == ML_SRC_NONE || src->committed || !ml_is_pow2(c.min_block)
+        || c.min_block < bsize(BD_MIN_ORDER) || !ml_is_pow2(c.initial))
+        return b->err = ML_EINVAL;
+    b->src = src;
+    b->max_order = ml_log2_floor(src->reserved);
+    if (b->max_order >= BD_ORDERS) b->max_order = BD_ORDERS - 1;
+    b->min_order = ml_log2_floor(c.min_block);
+    b->init_order = ml_log2_floor(c.initial);
+    unsigned page_order = ml_log2_floor(src->pagesize);
+    if (b->init_order < page_order) b->init_order = page_order;
+    if (b->init_order < b->min_order) b->init_order = b->min_order;
+    if (b->init_order > b->max_order) b->init_order = b->max_order;
+    if (b->min_order > b->max_order) return b->err = ML_EINVAL;
+    b->gran_order = b->min_order < BD_GRAN_MAX_ORDER ? b->min_order : BD_GRAN_MAX_ORDER;
+    b->vg = ml_san_valgrind();
+    b->strict = ml_san_strict(b->vg);
+    b->meta_len = ml_align_up(2 * (bsize(b->max_order) >> b->gran_order), src->pagesize);
+    void *m, *old;
+    int err = ml_src_map(src, b->meta_len, &m);
+    if (err) {
+        b->src_err = err;
+        b->meta_len = 0;
+        return b->err = ML_ENOMEM;
+    }
+    b->meta = m;
+    if ((err = ml_src_grow(src, bsize(b->init_order), &old)) != 0) {
+        b->src_err = err;
+        bd_destroy(b);
+        return b->err = ML_ENOMEM;
+    }
+    b->base = old;
+    b->cur_order = b->init_order;
+    ml_san_pool_create(b->vg, b);
+    ml_san_poison(b->vg, b->base, bsize(b->cur_order));
+    b->meta[0] = ENTRY_FREE(b, b->cur_order);
+    push(b, b->cur_order, b->base);
+    fp_update(b);
+    return ML_OK;
+}
+
+void bd_destroy(ml_buddy *b)
+{
+    if (!b->src) return;
+    if (b->base) {
+        ml_san_release(b->base, bsize(b->cur_order));
+        int err = ml_src_shrink(b->src, b->src->committed);
+        if (err) b->src_err = err;
+        ml_san_pool_destroy(b->vg, b);
+    }
+    if (b->meta) ml_src_unmap(b->src, b->meta, b->meta_len);
+    ml_stats st = b->st;
+    int src_err = b->src_err;
+    uint64_t calls = b->src->syscalls;
+    memset(b, 0, sizeof *b);
+    b->st = st;
+    b->st.footprint = b->st.live_bytes = b->st.live_blocks = b->st.granted_bytes = 0;
+    b->st.free_bytes = b->st.free_blocks = 0;
+    b->st.source_calls = calls;
+    b->src_err = src_err;
+}
+
+static inline unsigned order_for(const ml_buddy *b, size_t n)
+{
+    return n <= bsize(b->min_order) ? b->min_order : ml_log2_ceil(n);
+}
+
+static void *alloc_core(ml_buddy *b, size_t n)
+{
+    if (n > bsize(b->max_order)) {
+        b->err = ML_ENOMEM;
+        return NULL;
+    }
+    unsigned o = order_for(b, n);
+    uint64_t mask;
+    while (!(mask = b->nonempty & (~(uint64_t)0 << o))) {
+        if (b->cur_order == b->max_order || grow(b)) {
+            b->err = ML_ENOMEM;
+            return NULL;
+        }
+    }
+    unsigned k = (unsigned)__builtin_ctzll(mask);
+    bd_node *f = b->heads[k];
+    unlink_block(b, k, f);
+    size_t off = (size_t)((char *)f - b->base);
+    while (k > o) {
+        k--;
+        b->meta[gidx(b, off + bsize(k))] = ENTRY_FREE(b, k);
+        push(b, k, (char *)f + bsize(k));
+    }
+    size_t i = gidx(b, off);
+    b->meta[i] = (uint16_t)(BD_START | BD_USED | (o - b->gran_order) << 8);
+    slack_set(b, i, o, bsize(o) - n);
+    b->st.live_bytes += n;
+    b->st.live_blocks++;
+    b->st.granted_bytes += bsize(o);
+    if (b->st.live_bytes > b->st.peak_live_bytes) b->st.peak_live_bytes = b->st.live_bytes;
+    ml_san_give(b->vg, b, f, n);
+    return f;
+}
+
+void *bd_alloc(ml_buddy *b, size_t n)
+{
+    void *p = alloc_core(b, n);
+    if (ML_LIKELY(p != NULL)) b->st.allocs++;
+    else b->st.failures++;
+    return p;
+}
+
+void *bd_calloc(ml_buddy *b, size_t nr, size_t size)
+{
+    size_t n;
+    if (__builtin_mul_overflow(nr, size, &n)) return fail_null(b, ML_ENOMEM);
+    void *p = bd_alloc(b, n);
+    if (p) memset(p, 0, n);
+    return p;
+}
+
+/* p is not a live block. The block holding its granule is found by trying the block starts p's
+ * granule could belong to, from the smallest order up: O(log arena). */
+static ml_status classify(const ml_buddy *b, const void *p)
+{
+    uintptr_t x = (uintptr_t)p, base = (uintptr_t)b->base;
+    if (x < base || x - base >= bsize(b->cur_order)) return ML_EFOREIGN;
+    size_t i = gidx(b, (size_t)(x - base));
+    for (unsigned k = 0; k <= b->cur_order - b->gran_order; k++) {
+        size_t j = i & ~(((size_t)1 << k) - 1);
+        uint16_t e = b->meta[j];
+        if ((e & BD_START) && j + ((size_t)1 << (e_order(b, e) - b->gran_order)) > i) {
+            if (e & BD_USED) return ML_EINTERIOR;
+            return (x & 15) ? ML_EINTERIOR : ML_EDOUBLE;
+        }
+    }
+    return ML_ECORRUPT;
+}
+
+/* The live block whose user area is p: its offset and order. */
+static inline ml_status locate(const ml_buddy *b, const void *p, size_t *off, unsigned *o)
+{
+    uintptr_t x = (uintptr_t)p, base = (uintptr_t)b->base;
+    size_t d = (size_t)(x - base);
+    if (ML_LIKELY(d < bsize(b->cur_order) && !(d & (bsize(b->gran_order) - 1)))) {
+        uint16_t e = b->meta[gidx(b, d)];
+        if (ML_LIKELY((e & (BD_START | BD_USED)) == (BD_START | BD_USED))) {
+            *off = d;
+            *o = e_order(b, e);
+            return ML_OK;
+        }
+    }
+    return classify(b, p);
+}
+
+/* Free the used block at off (order o): merge with free buddies, list, maybe halve the arena. */
+static void free_core(ml_buddy *b, size_t off, unsigned o)
+{
+    size_t i = gidx(b, off), n = bsize(o) - slack_get(b, i, o);
+    ml_san_take(b->vg, b, b->base + off, n);
+    slack_clear(b, i, o);
+    b->st.live_bytes -= n;
+    b->st.live_blocks--;
+    b->st.granted_bytes -= bsize(o);
+    while (o < b->cur_order) {
+        size_t bo = off ^ bsize(o);
+        if (b->meta[gidx(b, bo)] != ENTRY_FREE(b, o)) break;
+        unlink_block(b, o, (bd_node *)(void *)(b->base + bo));
+        b->meta[gidx(b, off > bo ? off : bo)] = 0;
+        off &= ~bsize(o);
+        o++;
+    }
+    b->meta[gidx(b, off)] = ENTRY_FREE(b, o);
+    push(b, o, b->base + off);
+    if (ML_UNLIKELY(o + 1 >= b->cur_order) && b->cur_order > b->init_order) shrink(b);
+}
+
+ml_status bd_free(ml_buddy *b, void *p)
+{
+    size_t off = 0;
+    unsigned o = 0;
+    if (!p) return ML_OK;
+    ml_status st = locate(b, p, &off, &o);
+    if (ML_UNLIKELY(st != ML_OK)) {
+        b->st.failures++;
+        return b->err = st;
+    }
+    free_core(b, off, o);
+    b->st.frees++;
+    return ML_OK;
+}
+
+/* Resize the block at off from order o (oldn bytes) to order no (n bytes) in place, if it can:
+ * shrinking frees the upper halves; growing absorbs buddies that are free and whole. */
+static int resize_in_place(ml_buddy *b, size_t off, unsigned o, size_t oldn, unsigned no, size_t n)
+{
+    if (no > b->cur_order) return 0;
+    for (unsigned k = o; k < no; k++)
+        if ((off & bsize(k)) || b->meta[gidx(b, off + bsize(k))] != ENTRY_FREE(b, k)) return 0;
+    size_t i = gidx(b, off);
+    char *p = b->base + off;
+    slack_clear(b, i, o);
+    ml_san_change(b->vg, b, p, oldn, p, n < oldn ? n : oldn);
+    for (unsigned k = o; k < no; k++) {
+        unlink_block(b, k, (bd_node *)(void *)(p + bsize(k)));
+        b->meta[gidx(b, off + bsize(k))] = 0;
+    }
+    for (unsigned k = o; k-- > no;) {
+        b->meta[gidx(b, off + bsize(k))] = ENTRY_FREE(b, k);
+        push(b, k, p + bsize(k));
+    }
+    b->meta[i] = (uint16_t)(BD_START | BD_USED | (no - b->gran_order) << 8);
+    slack_set(b, i, no, bsize(no) - n);
+    b->st.granted_bytes = b->st.granted_bytes - bsize(o) + bsize(no);
+    b->st.live_bytes = b->st.live_bytes - oldn + n;
+    if (b->st.live_bytes > b->st.peak_live_bytes) b->st.peak_live_bytes = b->st.live_bytes;
+    if (n > oldn) ml_san_change(b->vg, b, p, oldn, p, n);
+    return 1;
+}
+
+void *bd_realloc(ml_buddy *b, void *p, size_t n)
+{
+    size_t off = 0;
+    unsigned o = 0;
+    if (!p) return bd_alloc(b, n);
+    ml_status st = locate(b, p, &off, &o);
+    if (st != ML_OK) return fail_null(b, st);
+    if (n > bsize(b->max_order)) return fail_null(b, ML_ENOMEM);
+    size_t oldn = bsize(o) - slack_get(b, gidx(b, off), o);
+    if (resize_in_place(b, off, o, oldn, order_for(b, n), n)) {
+        b->st.reallocs++;
+        return p;
+    }
+    void *q = alloc_core(b, n);
+    if (!q) return fail_null(b, b->err);
+    memcpy(q, p, oldn < n ? oldn : n);
+    free_core(b, off, o);
+    b->st.reallocs++;
+    return q;
+}
+
+ml_status bd_usable_size(const ml_buddy *b, const void *p, size_t *out)
+{
+    size_t off = 0;
+    unsigned o = 0;
+    ml_status st = locate(b, p, &off, &o);
+    if (st != ML_OK) return st;
+    *out = bsize(o) - (b->strict ? slack_get(b, gidx(b, off), o) : 0);
+    return ML_OK;
+}
+
+void bd_stats(const ml_buddy *b, ml_stats *out)
+{
+    *out = b->st;
+    out->largest_free = b->nonempty ? bsize(63u - (unsigned)__builtin_clzll(b->nonempty)) : 0;
+    out->overhead_bytes = b->base ? 2 * (bsize(b->cur_order) >> b->gran_order) : 0;
+    out->source_calls = b->src ? b->src->syscalls : b->st.source_calls;
+    ml_stats_finish(out);
+}
+
+int bd_walk(const ml_buddy *b, ml_walk_fn fn, void *ud)
+{
+    if (!b->base) return 0;
+    for (size_t off = 0; off < bsize(b->cur_order);) {
+        uint16_t e = b->meta[gidx(b, off)];
+        unsigned o = e_order(b, e);
+        int r = fn(ud, b->base + off, bsize(o), (e & BD_USED) ? 1 : 0);
+        if (r) return r;
+        off += bsize(o);
+    }
+    return 0;
+}
+
+void bd_bounds(const ml_buddy *b, const void **base, size_t *size, size_t *max)
+{
+    *base = b->base;
+    *size = b->base ? bsize(b->cur_order) : 0;
+    *max = bsize(b->max_order);
+}
+
+#define BAD(...) do { ML_WHY(why, whylen, __VA_ARGS__); return ML_ECORRUPT; } while (0)
+
+ml_status bd_check(const ml_buddy *b, char *why, size_t whylen)
+{
+    if (!b->base) BAD("allocator not initialised");
+    size_t arena = bsize(b->cur_order), used = 0, freen = 0, freeb = 0, granted = 0, live = 0;
+    for (size_t off = 0; off < arena;) {
+        size_t i = gidx(b, off);
+        uint16_t e = b->meta[i];
+        unsigned o = e_order(b, e);
+        if (!(e & BD_START)) BAD("offset %zu: no block starts here (entry %#x)", off, e);
+        if (o < b->min_order || o > b->cur_order || off & (bsize(o) - 1))
+            BAD("block at offset %zu: order %u impossible here", off, o);
+        size_t span = (size_t)1 << (o - b->gran_order), first = (e & BD_USED) ? 1 + extra_entries(b, o) : 1;
+        for (size_t k = 1; k < span; k++)
+            if (b->meta[i + k] & (k < first ? BD_START : 0xFFFFu))
+                BAD("block at offset %zu: stray entry %#x at granule %zu", off, b->meta[i + k], k);
+        if (e & BD_USED) {
+            size_t slack = slack_get(b, i, o);
+            if (slack > bsize(o) || (o > b->min_order && bsize(o) - slack <= bsize(o - 1)))
+                BAD("used block at offset %zu (order %u): slack %zu", off, o, slack);
+            used++;
+            granted += bsize(o);
+            live += bsize(o) - slack;
+        } else {
+            if (e & 0xFFu) BAD("free block at offset %zu has slack bits", off);
+            if (o < b->cur_order && b->meta[gidx(b, off ^ bsize(o))] == e)
+                BAD("free buddies of order %u at offsets %zu and %zu not merged", o, off, off ^ bsize(o));
+            const bd_node *f = (const bd_node *)(const void *)(b->base + off), *p = lnk(b, f, 1);
+            if (p ? lnk(b, p, 0) != f : b->heads[o] != f)
+                BAD("free block at offset %zu (order %u) is not on its list", off, o);
+            freen++;
+            freeb += bsize(o);
+        }
+        off += bsize(o);
+    }
+    if (b->cur_order < b->max_order && b->meta[gidx(b, arena)])
+        BAD("entry past the arena's end is %#x", b->meta[gidx(b, arena)]);
+    size_t ln = 0, limit = arena >> b->min_order;
+    for (unsigned o = 0; o < BD_ORDERS; o++) {
+        if (!!(b->nonempty >> o & 1) != (b->heads[o] != NULL)) BAD("nonempty bit %u disagrees with its list", o);
+        const bd_node *prev = NULL;
+        for (const bd_node *f = b->heads[o]; f; prev = f, f = lnk(b, f, 0)) {
+            size_t off = (size_t)((const char *)f - b->base);
+            if ((const char *)f < b->base || off >= arena || off & (bsize(o) - 1)
+                || b->meta[gidx(b, off)] != ENTRY_FREE(b, o) || lnk(b, f, 1) != prev || ++ln > limit)
+                BAD("list %u: node at offset %zu is not a free block of that order", o, off);
+        }
+    }
+    if (ln != freen) BAD("lists hold %zu blocks, the arena %zu", ln, freen);
+    if (used != b->st.live_blocks || live != b->st.live_bytes || granted != b->st.granted_bytes)
+        BAD("walk: %zu blocks %zu live %zu granted; stats: %zu %zu %zu", used, live, granted,
+            b->st.live_blocks, b->st.live_bytes, b->st.granted_bytes);
+    if (freen != b->st.free_blocks || freeb != b->st.free_bytes)
+        BAD("walk: %zu free blocks / %zu bytes; stats %zu / %zu", freen, freeb, b->st.free_blocks, b->st.free_bytes);
+    if (b->src->committed != arena) BAD("arena %zu bytes, page source %zu", arena, b->src->committed);
+    ml_stats st;
+    bd_stats(b, &st);
+    if (st.granted_bytes + st.overhead_bytes + st.free_bytes != st.footprint)
+        BAD("granted %zu + overhead %zu + free %zu != footprint %zu", st.granted_bytes,
+            st.overhead_bytes, st.free_bytes, st.footprint);
+    return ML_OK;
+}

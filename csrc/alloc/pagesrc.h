@@ -1,0 +1,88 @@
+/* pagesrc.h: where memlab's allocators get memory. A page source is a *break*: a contiguous
+ * region [base, top) that grows and shrinks at its top, in whole pages, either
+ *   - an mmap arena: address space reserved once with PROT_NONE; growing commits pages
+ *     (mprotect read/write), shrinking decommits them (madvise DONTNEED + PROT_NONE); or
+ *   - the process break itself (sbrk): growing moves the break up; shrinking moves it down, but
+ *     only while the break is still this source's top. Anyone else may call sbrk too (glibc's
+ *     malloc does): when the break has moved, the source refuses to grow or shrink (EBUSY)
+ *     rather than hand out or give back memory that is not its own.
+ * It also maps standalone regions (large blocks, allocator metadata) and counts every system
+ * call it makes. One source serves one allocator. Functions return 0 or an errno value.
+ *
+ * The ml_sys_* functions are the kernel calls themselves, each returning 0 or an errno and
+ * stating its preconditions; nothing else in csrc/alloc/ calls the kernel. */
+#ifndef MEMLAB_PAGESRC_H
+#define MEMLAB_PAGESRC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- the kernel calls ---- */
+
+size_t ml_sys_pagesize(void);
+/* Reserve len bytes of address space, PROT_NONE, aligned to align. len > 0, page multiple;
+ * align a power of two (values up to a page mean page alignment). */
+int ml_sys_reserve(size_t len, size_t align, void **out);
+/* Make [addr, addr+len) readable and writable. addr page aligned, len > 0 page multiple, range
+ * inside a reservation. */
+int ml_sys_commit(void *addr, size_t len);
+/* Drop the pages of [addr, addr+len) and make the range PROT_NONE again (same preconditions). */
+int ml_sys_decommit(void *addr, size_t len);
+/* A fresh private anonymous read/write mapping of len bytes (len > 0, page multiple). Its pages
+ * read as zero and cost nothing until touched (MAP_NORESERVE). */
+int ml_sys_map(size_t len, void **out);
+/* Unmap [addr, addr+len): addr page aligned, len > 0 page multiple. */
+int ml_sys_unmap(void *addr, size_t len);
+/* Resize a mapping made by ml_sys_map (mremap, may move); lengths page multiples. */
+int ml_sys_remap(void *old, size_t oldlen, size_t newlen, void **out);
+/* sbrk(incr): *old receives the break before the change. */
+int ml_sys_sbrk(intptr_t incr, void **old);
+/* The current break (sbrk(0); glibc answers it without a system call). */
+void *ml_sys_break(void);
+
+/* ---- the page source ---- */
+
+typedef enum ml_srckind { ML_SRC_NONE = 0, ML_SRC_MMAP, ML_SRC_SBRK } ml_srckind;
+
+/* Invariants: base and top are page aligned, base <= top <= base + reserved (when base is set);
+ * committed == top - base; for ML_SRC_SBRK the pad bytes below base, taken to align it, belong
+ * to the source too and are given back with the last page. peak >= committed. */
+typedef struct ml_pagesrc {
+    ml_srckind kind;
+    char *base;          /* first byte of the break region (NULL for sbrk until first grow) */
+    char *top;           /* its current top */
+    size_t reserved;     /* the most the region may grow to (mmap: address space reserved) */
+    size_t committed;    /* top - base */
+    size_t peak;         /* highest committed */
+    size_t mapped;       /* bytes in standalone mappings (ml_src_map) now */
+    size_t pagesize;
+    size_t pad;          /* sbrk: bytes taken below base to page-align it */
+    char *resv;          /* mmap: the reservation as mapped (may start below base if aligned) */
+    size_t resvlen;
+    uint64_t syscalls;   /* system calls made (sbrk(0) queries are not counted) */
+    int last_err;        /* errno of the last failure, 0 if none */
+} ml_pagesrc;
+
+/* Reserve `reserve` bytes (rounded up to pages) of address space; base aligned to align (0 or
+ * anything up to a page: page alignment). Nothing is committed yet. */
+int ml_src_init_mmap(ml_pagesrc *s, size_t reserve, size_t align);
+/* Use the process break, growing it by at most `limit` bytes (rounded up to pages). No system
+ * call until the first grow. */
+int ml_src_init_sbrk(ml_pagesrc *s, size_t limit);
+/* Grow the top by n bytes (n > 0, page multiple). *old receives the previous top, which is where
+ * the new memory starts. ENOMEM past the reservation or limit, EBUSY if the break moved. */
+int ml_src_grow(ml_pagesrc *s, size_t n, void **old);
+/* Give back the top n bytes (page multiple, <= committed). EBUSY if the break moved. */
+int ml_src_shrink(ml_pagesrc *s, size_t n);
+/* Standalone mappings, counted in `mapped` and `syscalls`. Lengths are rounded up to pages by
+ * the caller (precondition: page multiples). */
+int ml_src_map(ml_pagesrc *s, size_t len, void **out);
+int ml_src_unmap(ml_pagesrc *s, void *p, size_t len);
+int ml_src_remap(ml_pagesrc *s, void *old, size_t oldlen, size_t newlen, void **out);
+/* Give everything back to the system. An sbrk source whose break moved cannot shrink and returns
+ * EBUSY, leaving its pages under the break. Idempotent. */
+int ml_src_destroy(ml_pagesrc *s);
+/* "mmap" or "sbrk". */
+const char *ml_src_kindname(const ml_pagesrc *s);
+
+#endif

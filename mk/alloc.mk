@@ -1,0 +1,62 @@
+# mk/alloc.mk: the allocator core (csrc/alloc/) built and tested on its own, without Lua.
+#   make alloc-test       unit tests + seeded stress test (TAP; MEMLAB_SEED=n repeats a run)
+#   make alloc-asan       the same built with AddressSanitizer + UBSan
+#   make alloc-valgrind   the same under valgrind memcheck (fewer stress operations)
+#   make alloc-fuzz       libFuzzer (clang) on each allocator for FUZZ_SECONDS (default 20) each
+# Products go under $(BUILD)/alloc/. ALLOC_SRCS is also linked into the Lua module (mk/core.mk).
+
+ALLOC_SRCS := $(wildcard csrc/alloc/*.c)
+ALLOC_HDRS := $(wildcard csrc/alloc/*.h)
+ALLOC_TEST_HDRS := $(wildcard spec/c/*.h)
+ALLOC_TESTS := test_pagesrc test_freelist test_buddy test_pool test_poison stress_alloc
+ALLOC_DIR := $(BUILD)/alloc
+ALLOC_CFLAGS = $(CFLAGS_COMMON) -Icsrc/alloc -Ispec/c
+ALLOC_SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ALLOC_DEPS := $(ALLOC_SRCS) $(ALLOC_HDRS) $(ALLOC_TEST_HDRS) mk/alloc.mk Makefile
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := freelist buddy pool
+VALGRIND ?= valgrind
+ALLOC_VALGRIND_FLAGS := -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+                        --child-silent-after-fork=yes
+ALLOC_VALGRIND_ENV := MEMLAB_STRESS_OPS=$(or $(MEMLAB_STRESS_OPS),20000) \
+                      MEMLAB_STRESS_CHECKS=$(or $(MEMLAB_STRESS_CHECKS),1000)
+
+.PHONY: alloc-test alloc-asan alloc-valgrind alloc-fuzz
+
+$(ALLOC_DIR)/plain/%: spec/c/%.c $(ALLOC_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLOC_CFLAGS) -o $@ $< $(ALLOC_SRCS)
+
+$(ALLOC_DIR)/asan/%: spec/c/%.c $(ALLOC_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLOC_CFLAGS) -O1 $(ALLOC_SANFLAGS) -o $@ $< $(ALLOC_SRCS)
+
+$(ALLOC_DIR)/fuzz_alloc: spec/c/fuzz_alloc.c $(ALLOC_DEPS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(filter-out -O%,$(ALLOC_CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=all -o $@ $< $(ALLOC_SRCS)
+
+# Run each test binary ($(1): directory, $(2): prefix command); fail if any failed.
+alloc_run = st=0; for t in $(ALLOC_TESTS); do $(2) $(1)/$$t || st=1; done; exit $$st
+
+alloc-test: $(addprefix $(ALLOC_DIR)/plain/,$(ALLOC_TESTS))
+	@$(call alloc_run,$(ALLOC_DIR)/plain,)
+
+alloc-asan: $(addprefix $(ALLOC_DIR)/asan/,$(ALLOC_TESTS))
+	@$(call alloc_run,$(ALLOC_DIR)/asan,env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1)
+
+alloc-valgrind: $(addprefix $(ALLOC_DIR)/plain/,$(ALLOC_TESTS))
+	@$(call alloc_run,$(ALLOC_DIR)/plain,env $(ALLOC_VALGRIND_ENV) $(VALGRIND) $(ALLOC_VALGRIND_FLAGS))
+
+# One TAP line per allocator fuzzed; the corpus persists in $(ALLOC_DIR)/corpus-<target>.
+alloc-fuzz: $(ALLOC_DIR)/fuzz_alloc
+	@st=0; n=0; for t in $(FUZZ_TARGETS); do n=$$((n + 1)); \
+	  mkdir -p $(ALLOC_DIR)/corpus-$$t; log=$(ALLOC_DIR)/fuzz-$$t.log; \
+	  if MEMLAB_FUZZ_TARGET=$$t $(ALLOC_DIR)/fuzz_alloc -max_total_time=$(FUZZ_SECONDS) \
+	       -print_final_stats=1 -max_len=4096 -artifact_prefix=$(ALLOC_DIR)/crash-$$t- \
+	       $(ALLOC_DIR)/corpus-$$t >$$log 2>&1; then \
+	    execs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log); \
+	    echo "ok $$n - fuzz $$t $(FUZZ_SECONDS)s $${execs:-0} execs"; \
+	  else st=1; echo "not ok $$n - fuzz $$t (see $$log)"; grep -m5 -e 'fuzz_alloc:' -e 'ERROR' $$log | sed 's/^/# /'; fi; \
+	done; echo "1..$$n"; exit $$st

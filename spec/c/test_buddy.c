@@ -1,0 +1,193 @@
+/* test_buddy.c: unit tests of the binary buddy allocator (csrc/alloc/buddy.c). */
+#include "buddy.h"
+#include "testutil.h"
+
+static ml_pagesrc src;
+static ml_buddy B;
+
+static int setup(size_t max, size_t min, size_t initial)
+{
+    bd_config c = { min, initial };
+    if (ml_src_init_mmap(&src, max, max)) return 0;
+    return bd_init(&B, &src, &c) == ML_OK;
+}
+
+static void teardown(void)
+{
+    bd_destroy(&B);
+    ml_src_destroy(&src);
+}
+
+static size_t arena_size(void)
+{
+    const void *base;
+    size_t size, max;
+    bd_bounds(&B, &base, &size, &max);
+    return size;
+}
+
+/* Every block is aligned to its size (up to the source's alignment, here the whole arena). */
+static void t_alignment(void)
+{
+    CHECK(setup(1u << 22, 16, 0));
+    for (size_t n = 0; n <= 70000; n = n * 3 + 1) {
+        void *p = bd_alloc(&B, n);
+        CHECK(p != NULL);
+        size_t blk = n <= 16 ? 16 : (size_t)1 << (64 - __builtin_clzl(n - 1));
+        CHECKF(is_aligned(p, blk), "block of %zu bytes at %p", blk, p);
+        memset(p, 0x33, n);
+    }
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
+static void t_zero_and_frag(void)
+{
+    CHECK(setup(1u << 20, 32, 0));
+    void *a = bd_alloc(&B, 0), *b = bd_alloc(&B, 0), *c = bd_alloc(&B, 33);
+    CHECK(a && b && c && a != b);
+    size_t u;
+    CHECK(bd_usable_size(&B, a, &u) == ML_OK && u == (B.strict ? 0 : 32));
+    CHECK(bd_usable_size(&B, c, &u) == ML_OK && u == (B.strict ? 33 : 64));
+    ml_stats st;
+    bd_stats(&B, &st);
+    CHECK(st.live_bytes == 33 && st.granted_bytes == 128 && st.internal_frag == 95 && st.live_blocks == 3);
+    CHECK_ADDS_UP(st);
+    CHECK(st.overhead_bytes == 2 * (arena_size() >> 5));
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
+static void t_largest_and_exhaustion(void)
+{
+    CHECK(setup(1u << 20, 64, 4096));
+    CHECK(bd_alloc(&B, (1u << 20) + 1) == NULL && B.err == ML_ENOMEM);
+    void *all = bd_alloc(&B, 1u << 20);
+    CHECK(all != NULL && arena_size() == 1u << 20);
+    memset(all, 7, 1u << 20);
+    CHECK(bd_alloc(&B, 1) == NULL && B.err == ML_ENOMEM);
+    CHECK_STATUS(bd_free(&B, all), ML_OK);
+    CHECK(arena_size() == 4096);                      /* halved back to the initial arena */
+    static void *p[(1u << 14) + 1];
+    size_t n = 0;
+    while ((p[n] = bd_alloc(&B, 64)) != NULL) n++;
+    CHECK(n == (1u << 20) / 64 && B.err == ML_ENOMEM);
+    CHECK_INVARIANTS(bd_check, &B);
+    CHECK_STATUS(bd_free(&B, p[77]), ML_OK);
+    CHECK(bd_alloc(&B, 64) == p[77]);                 /* recovery: the freed block comes back */
+    for (size_t i = 0; i < n; i++) CHECK_STATUS(bd_free(&B, p[i]), ML_OK);
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
+/* Five blocks freed in each of the 120 orders: always one free block of the whole arena. */
+static void t_merge_permutations(void)
+{
+    static const size_t sizes[5] = { 32, 100, 32, 1000, 5000 };
+    int perm[5] = { 0, 1, 2, 3, 4 }, count = 0;
+    CHECK(setup(1u << 16, 32, 1u << 16));
+    for (;;) {
+        void *p[5];
+        for (int i = 0; i < 5; i++) CHECK((p[i] = bd_alloc(&B, sizes[i])) != NULL);
+        for (int i = 0; i < 5; i++) {
+            CHECK_STATUS(bd_free(&B, p[perm[i]]), ML_OK);
+            CHECK_INVARIANTS(bd_check, &B);
+        }
+        walk_log w = { 0 };
+        bd_walk(&B, walk_collect, &w);
+        CHECKF(w.n == 1 && w.nfree == 1 && w.r[0].size == 1u << 16, "%zu blocks after a permutation", w.n);
+        count++;
+        int k = 3;                                    /* next permutation (lexicographic) */
+        while (k >= 0 && perm[k] > perm[k + 1]) k--;
+        if (k < 0) break;
+        int l = 4;
+        while (perm[l] < perm[k]) l--;
+        int t = perm[k]; perm[k] = perm[l]; perm[l] = t;
+        for (int i = k + 1, j = 4; i < j; i++, j--) { t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
+    }
+    CHECK(count == 120);
+    teardown();
+}
+
+static void t_misuse(void)
+{
+    CHECK(setup(1u << 20, 32, 0));
+    char *p = bd_alloc(&B, 200), *q = bd_alloc(&B, 200);
+    int local;
+    CHECK(p && q);
+    CHECK_STATUS(bd_free(&B, &local), ML_EFOREIGN);
+    CHECK_STATUS(bd_free(&B, p + 32), ML_EINTERIOR);
+    CHECK_STATUS(bd_free(&B, p + 1), ML_EINTERIOR);
+    CHECK_STATUS(bd_free(&B, B.base + arena_size()), ML_EFOREIGN);
+    CHECK_INVARIANTS(bd_check, &B);
+    CHECK_STATUS(bd_free(&B, p), ML_OK);
+    CHECK_STATUS(bd_free(&B, p), ML_EDOUBLE);
+    CHECK_STATUS(bd_free(&B, q), ML_OK);              /* merges: p now lies inside a free block */
+    CHECK_STATUS(bd_free(&B, q), ML_EDOUBLE);
+    CHECK_STATUS(bd_free(&B, p), ML_EDOUBLE);
+    CHECK(bd_realloc(&B, q, 10) == NULL && B.err == ML_EDOUBLE);
+    ml_stats st;
+    bd_stats(&B, &st);
+    CHECK(st.failures == 8 && st.live_blocks == 0);
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
+static void t_realloc(void)
+{
+    CHECK(setup(1u << 20, 32, 0));
+    char *a = bd_alloc(&B, 100), *b = bd_alloc(&B, 100);    /* two 128-byte buddies */
+    CHECK(b == a + 128);
+    fill(a, 100, 5);
+    CHECK(bd_realloc(&B, a, 120) == a && filled(a, 100, 5));     /* same order */
+    CHECK(bd_realloc(&B, a, 40) == a && filled(a, 40, 5));       /* shrink: upper half freed */
+    CHECK(bd_alloc(&B, 64) == a + 64);
+    char *m = bd_realloc(&B, a, 200);                            /* buddy used: moves */
+    CHECK(m && m != a && filled(m, 40, 5));
+    CHECK_STATUS(bd_free(&B, b), ML_OK);
+    char *g = bd_realloc(&B, m, 500);                            /* grows into free buddies */
+    CHECK(g == m || g != NULL);
+    CHECK(filled(g, 40, 5));
+    CHECK(bd_realloc(&B, g, (1u << 20) + 1) == NULL && B.err == ML_ENOMEM && filled(g, 40, 5));
+    CHECK(bd_calloc(&B, SIZE_MAX / 2, 4) == NULL && B.err == ML_ENOMEM);
+    char *z = bd_calloc(&B, 10, 10);
+    CHECK(z && z[0] == 0 && z[99] == 0);
+    CHECK_INVARIANTS(bd_check, &B);
+    ml_stats st;
+    bd_stats(&B, &st);
+    CHECK_ADDS_UP(st);
+    teardown();
+}
+
+/* Growth doubles the arena; a block in the upper half pins it; freeing it lets it halve. */
+static void t_grow_pin(void)
+{
+    CHECK(setup(1u << 20, 32, 1u << 16));
+    CHECK(arena_size() == 1u << 16);
+    char *big = bd_alloc(&B, 1u << 16), *pin = bd_alloc(&B, 100);
+    CHECK(big && pin && arena_size() == 1u << 17 && pin >= B.base + (1u << 16));
+    CHECK_STATUS(bd_free(&B, big), ML_OK);
+    CHECK(arena_size() == 1u << 17);                 /* pinned by one 128-byte block */
+    ml_stats st;
+    bd_stats(&B, &st);
+    CHECK(st.footprint >= 1u << 17 && st.live_bytes == 100);
+    CHECK_STATUS(bd_free(&B, pin), ML_OK);
+    CHECK(arena_size() == 1u << 16);
+    bd_stats(&B, &st);
+    CHECK(st.peak_footprint >= 1u << 17 && st.footprint < 1u << 17 && st.source_calls >= 4);
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
+int main(void)
+{
+    tap_init("test_buddy");
+    TAP_RUN(t_alignment, "buddy: every block aligned to its size");
+    TAP_RUN(t_zero_and_frag, "buddy: alloc(0) gives minimum blocks; internal fragmentation exact");
+    TAP_RUN(t_largest_and_exhaustion, "buddy: whole-arena block, exhaustion, recovery");
+    TAP_RUN(t_merge_permutations, "buddy: all 120 free orders of 5 blocks merge back to one block");
+    TAP_RUN(t_misuse, "buddy: foreign, interior, double free detected, check passes");
+    TAP_RUN(t_realloc, "buddy: realloc in place (same order, shrink, grow into buddies) and moving");
+    TAP_RUN(t_grow_pin, "buddy: arena doubles, a live upper block pins it, then it halves");
+    return tap_done();
+}

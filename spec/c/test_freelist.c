@@ -1,0 +1,335 @@
+/* test_freelist.c: unit tests of the boundary-tag free-list allocator (csrc/alloc/freelist.c). */
+#include "freelist.h"
+#include "testutil.h"
+
+#include <errno.h>
+
+static ml_pagesrc src;
+static ml_freelist A;
+static const fl_policy policies[] = { FL_SEGREGATED, FL_FIRST, FL_NEXT, FL_BEST };
+
+/* A fresh allocator on an mmap source of `reserve` bytes; quick < 0 turns the quick cache off. */
+static int setup(fl_policy pol, size_t reserve, int quick, size_t mmap_threshold)
+{
+    fl_config c = { pol, 0, 0, mmap_threshold, quick };
+    if (ml_src_init_mmap(&src, reserve, 0)) return 0;
+    return fl_init(&A, &src, &c) == ML_OK;
+}
+
+static void teardown(void)
+{
+    fl_destroy(&A);
+    ml_src_destroy(&src);
+}
+
+static void t_alignment(void)
+{
+    for (size_t k = 0; k < 4; k++) {
+        CHECK(setup(policies[k], 64u << 20, 0, 0));
+        void *p[300];
+        for (size_t i = 0; i < 300; i++) {
+            size_t n = (i * 37) % 3000 + (i % 50 == 0 ? 200000 : 0);
+            p[i] = i % 3 ? fl_alloc(&A, n) : fl_memalign(&A, (size_t)16 << (i % 9), n);
+            CHECK(p[i] != NULL);
+            CHECK(is_aligned(p[i], i % 3 ? 16 : (size_t)16 << (i % 9)));
+            memset(p[i], 0x5a, n);
+        }
+        CHECK_INVARIANTS(fl_check, &A);
+        for (size_t i = 0; i < 300; i++) CHECK_STATUS(fl_free(&A, p[i]), ML_OK);
+        CHECK_INVARIANTS(fl_check, &A);
+        teardown();
+    }
+}
+
+/* alloc(0) gives a distinct minimum block each time (usable size 24, or 0 under ASan/valgrind). */
+static void t_zero_size(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, 0, 0));
+    void *a = fl_alloc(&A, 0), *b = fl_alloc(&A, 0);
+    size_t u;
+    CHECK(a && b && a != b);
+    CHECK_STATUS(fl_usable_size(&A, a, &u), ML_OK);
+    CHECK(u == (A.strict ? 0 : FL_MIN_BLOCK - FL_HDR));
+    ml_stats st;
+    fl_stats(&A, &st);
+    CHECK(st.live_bytes == 0 && st.live_blocks == 2 && st.granted_bytes == 2 * (FL_MIN_BLOCK - FL_HDR));
+    CHECK_STATUS(fl_free(&A, a), ML_OK);
+    CHECK_STATUS(fl_free(&A, b), ML_OK);
+    CHECK_STATUS(fl_free(&A, NULL), ML_OK);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* The largest block: the whole reserve less the pad, the epilogue and one header. */
+static void t_largest(void)
+{
+    size_t reserve = 1u << 20, most = reserve - 3 * FL_HDR;
+    CHECK(setup(FL_SEGREGATED, reserve, 0, SIZE_MAX));
+    CHECK(fl_alloc(&A, most + 1) == NULL && A.err == ML_ENOMEM);
+    void *p = fl_alloc(&A, most);
+    CHECK(p != NULL);
+    memset(p, 1, most);
+    CHECK_INVARIANTS(fl_check, &A);
+    CHECK(fl_alloc(&A, 0) == NULL && A.err == ML_ENOMEM);
+    CHECK_STATUS(fl_free(&A, p), ML_OK);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+static void t_exhaustion(void)
+{
+    for (size_t k = 0; k < 4; k++) {
+        CHECK(setup(policies[k], 1u << 20, 0, SIZE_MAX));
+        static void *p[20000];
+        size_t n = 0;
+        while (n < 20000 && (p[n] = fl_alloc(&A, 100 + n % 300)) != NULL) n++;
+        CHECK(n > 1000 && n < 20000);
+        CHECK(A.err == ML_ENOMEM);
+        ml_stats st;
+        fl_stats(&A, &st);
+        CHECK(st.failures == 1 && st.footprint >= (1u << 20));
+        CHECK_INVARIANTS(fl_check, &A);
+        for (size_t i = 0; i < n; i += 2) CHECK_STATUS(fl_free(&A, p[i]), ML_OK);
+        CHECK_INVARIANTS(fl_check, &A);
+        for (size_t i = 1; i < n; i += 2) CHECK_STATUS(fl_free(&A, p[i]), ML_OK);
+        CHECK_INVARIANTS(fl_check, &A);
+        void *all = fl_alloc(&A, (1u << 20) - 3 * FL_HDR);   /* recovered: one block again */
+        CHECK(all != NULL);
+        CHECK_STATUS(fl_free(&A, all), ML_OK);
+        teardown();
+    }
+}
+
+/* Allocate A, B, C adjacent; free A, C, then B: one free block of the initial size remains. */
+static void t_merge_acb(void)
+{
+    for (size_t k = 0; k < 4; k++) {
+        CHECK(setup(policies[k], 1u << 20, -1, 0));
+        walk_log w0 = { 0 }, w1 = { 0 };
+        fl_walk(&A, walk_collect, &w0);
+        CHECK(w0.n == 1 && w0.nfree == 1);
+        char *a = fl_alloc(&A, 100), *b = fl_alloc(&A, 200), *c = fl_alloc(&A, 300);
+        CHECK(a && b && c && b == a + 112 && c == b + 208);
+        CHECK_STATUS(fl_free(&A, a), ML_OK);
+        CHECK_STATUS(fl_free(&A, c), ML_OK);
+        fl_walk(&A, walk_collect, &w1);
+        CHECK(w1.nfree == 2 && w1.nused == 1);
+        CHECK_STATUS(fl_free(&A, b), ML_OK);
+        walk_log w2 = { 0 };
+        fl_walk(&A, walk_collect, &w2);
+        CHECK(w2.n == 1 && w2.nfree == 1 && w2.r[0].size == w0.r[0].size && w2.r[0].addr == w0.r[0].addr);
+        CHECK_INVARIANTS(fl_check, &A);
+        teardown();
+    }
+}
+
+/* Holes of 256, 128, 512 and 144 bytes (block sizes), in address order, and no top block. A
+ * request for a 512-byte block takes the 512 hole under every policy; then a 128-byte block comes
+ * from the 256 hole (first fit: lowest address), the 144 hole (next fit: the first fit after the
+ * 512 hole, where the last search ended), the 128 hole (best fit; segregated: its exact class). */
+static void t_fit_policies(void)
+{
+    static const size_t want[4] = { 1, 0, 3, 1 };   /* hole chosen: segregated, first, next, best */
+    for (size_t k = 0; k < 4; k++) {
+        fl_config c = { policies[k], 128u << 10, 0, SIZE_MAX, -1 };
+        CHECK(ml_src_init_mmap(&src, 128u << 10, 0) == 0 && fl_init(&A, &src, &c) == ML_OK);
+        static const size_t holes[4] = { 248, 120, 504, 136 };
+        char *h[4];
+        for (size_t i = 0; i < 4; i++) {
+            h[i] = fl_alloc(&A, holes[i]);
+            CHECK(h[i] && fl_alloc(&A, 8));
+        }
+        ml_stats st;
+        fl_stats(&A, &st);
+        CHECK(st.free_blocks == 1 && fl_alloc(&A, st.largest_free - FL_HDR) != NULL);
+        for (size_t i = 0; i < 4; i++) CHECK_STATUS(fl_free(&A, h[i]), ML_OK);
+        fl_stats(&A, &st);
+        CHECK(st.free_blocks == 4 && st.free_bytes == 256 + 128 + 512 + 144);
+        CHECKF(fl_alloc(&A, 504) == h[2], "%s: 512 not from its exact hole", fl_policy_name(policies[k]));
+        char *got = fl_alloc(&A, 120);
+        CHECKF(got == h[want[k]], "%s fit took hole %d", fl_policy_name(policies[k]),
+               got == h[0] ? 0 : got == h[1] ? 1 : got == h[3] ? 3 : -1);
+        CHECK_INVARIANTS(fl_check, &A);
+        teardown();
+    }
+}
+
+static void t_misuse(void)
+{
+    for (int quick = -1; quick <= 0; quick++) {
+        CHECK(setup(FL_SEGREGATED, 1u << 20, quick, 64u << 10));
+        char *p = fl_alloc(&A, 100), *q = fl_alloc(&A, 100), *big = fl_alloc(&A, 100000);
+        int local;
+        CHECK(p && q && big);
+        CHECK_STATUS(fl_free(&A, &local), ML_EFOREIGN);
+        CHECK_STATUS(fl_free(&A, p + 16), ML_EINTERIOR);
+        CHECK_STATUS(fl_free(&A, p + 1), ML_EINTERIOR);
+        CHECK_STATUS(fl_free(&A, p - 8), ML_EINTERIOR);
+        CHECK_STATUS(fl_free(&A, big + 4096), ML_EINTERIOR);
+        CHECK_STATUS(fl_free(&A, (char *)A.top + 4096), ML_EFOREIGN);
+        CHECK_INVARIANTS(fl_check, &A);
+        CHECK_STATUS(fl_free(&A, p), ML_OK);
+        CHECK_STATUS(fl_free(&A, p), ML_EDOUBLE);
+        CHECK_STATUS(fl_free(&A, q), ML_OK);              /* q merges with p's block when unparked */
+        CHECK_STATUS(fl_free(&A, q), ML_EDOUBLE);
+        CHECK_STATUS(fl_free(&A, p), ML_EDOUBLE);
+        CHECK(fl_realloc(&A, p, 10) == NULL && A.err == ML_EDOUBLE);
+        size_t u;
+        CHECK_STATUS(fl_usable_size(&A, big + 16, &u), ML_EINTERIOR);
+        CHECK_STATUS(fl_free(&A, big), ML_OK);
+        CHECK_STATUS(fl_free(&A, big), ML_EFOREIGN);      /* unmapped: nothing left to recognise */
+        ml_stats st;
+        fl_stats(&A, &st);
+        CHECK(st.failures == 11 && st.live_blocks == 0 && st.live_bytes == 0);
+        CHECK_INVARIANTS(fl_check, &A);
+        teardown();
+    }
+}
+
+static void t_realloc(void)
+{
+    CHECK(setup(FL_SEGREGATED, 4u << 20, -1, 0));
+    char *a = fl_alloc(&A, 100), *b = fl_alloc(&A, 100), *c = fl_alloc(&A, 100);
+    fill(a, 100, 1);
+    CHECK_STATUS(fl_free(&A, b), ML_OK);
+    CHECK(fl_realloc(&A, a, 200) == a && filled(a, 100, 1));   /* into the free neighbour */
+    CHECK(fl_realloc(&A, a, 40) == a && filled(a, 40, 1));     /* shrink in place */
+    char *m = fl_realloc(&A, a, 1000);                          /* c is in the way: moves */
+    CHECK(m && m != a && filled(m, 40, 1));
+    char *t = fl_alloc(&A, 50000);                              /* last block: grows the arena */
+    fill(t, 50000, 9);
+    CHECK(fl_realloc(&A, t, 120000) == t && filled(t, 50000, 9));
+    CHECK(fl_realloc(&A, m, SIZE_MAX / 2) == NULL && A.err == ML_ENOMEM && filled(m, 40, 1));
+    m = fl_realloc(&A, m, 300000);                              /* into a mapping and back */
+    CHECK(m && filled(m, 40, 1));
+    m = fl_realloc(&A, m, 2000);
+    CHECK(m && filled(m, 40, 1) && m >= A.base && m < A.top);
+    CHECK_INVARIANTS(fl_check, &A);
+    size_t u;
+    void *z = fl_realloc(&A, NULL, 10);
+    CHECK(z && fl_usable_size(&A, z, &u) == ML_OK && u >= 10);
+    CHECK(fl_realloc(&A, z, 0) == z);
+    CHECK_INVARIANTS(fl_check, &A);
+    (void)c;
+    teardown();
+}
+
+static void t_large_blocks(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, 0, 0));
+    size_t mapped0 = src.mapped;
+    char *p = fl_alloc(&A, 200000), *q = fl_memalign(&A, 65536, 300000);
+    CHECK(p && q && is_aligned(q, 65536) && src.mapped > mapped0);
+    fill(p, 200000, 3);
+    p = fl_realloc(&A, p, 2000000);
+    CHECK(p && filled(p, 200000, 3));
+    p = fl_realloc(&A, p, 150000);
+    CHECK(p && filled(p, 150000, 3));
+    walk_log w = { 0 };
+    fl_walk(&A, walk_collect, &w);
+    size_t mappedn = 0;
+    for (size_t i = 0; i < w.n; i++) mappedn += w.r[i].used == 2;
+    for (size_t i = 1; i < w.n; i++) CHECK(w.r[i].addr > w.r[i - 1].addr);
+    CHECK(mappedn == 2);
+    const void *hdr;
+    size_t hl;
+    CHECK(fl_header(&A, q, &hdr, &hl) == ML_OK && hl == FL_LARGE_HDR && (const char *)hdr == q - FL_LARGE_HDR);
+    CHECK_INVARIANTS(fl_check, &A);
+    CHECK_STATUS(fl_free(&A, p), ML_OK);
+    CHECK_STATUS(fl_free(&A, q), ML_OK);
+    CHECK(src.mapped == mapped0);
+    teardown();
+}
+
+static void t_calloc(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, 0, 0));
+    char *p = fl_alloc(&A, 300);
+    memset(p, 0xAA, 300);
+    CHECK_STATUS(fl_free(&A, p), ML_OK);
+    char *z = fl_calloc(&A, 3, 100);
+    CHECK(z != NULL);
+    for (size_t i = 0; i < 300; i++) CHECK(z[i] == 0);
+    CHECK(fl_calloc(&A, SIZE_MAX / 2, 3) == NULL && A.err == ML_ENOMEM);
+    CHECK(fl_memalign(&A, 48, 10) == NULL && A.err == ML_EINVAL);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* The arena grows by steps and gives its free top back past the trim threshold. */
+static void t_grow_trim(void)
+{
+    fl_config c = { FL_SEGREGATED, 64u << 10, 256u << 10, SIZE_MAX, 0 };
+    CHECK(ml_src_init_mmap(&src, 16u << 20, 0) == 0 && fl_init(&A, &src, &c) == ML_OK);
+    CHECK(src.committed == 64u << 10);
+    void *p[64];
+    for (int i = 0; i < 64; i++) CHECK((p[i] = fl_alloc(&A, 60000)) != NULL);
+    ml_stats st;
+    fl_stats(&A, &st);
+    CHECK(src.committed >= 64 * 60000 && st.footprint > src.committed);
+    size_t peak = st.footprint;
+    for (int i = 0; i < 64; i++) CHECK_STATUS(fl_free(&A, p[i]), ML_OK);
+    fl_stats(&A, &st);
+    CHECK(src.committed <= (128u << 10) + 4096 && st.peak_footprint == peak && st.source_calls > 4);
+    CHECK_ADDS_UP(st);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+static void t_header_and_stats(void)
+{
+    CHECK(setup(FL_FIRST, 1u << 20, 0, 0));
+    char *p = fl_alloc(&A, 100);
+    const void *hdr;
+    size_t hl, word;
+    CHECK(fl_header(&A, p, &hdr, &hl) == ML_OK && hdr == p - FL_HDR && hl == FL_HDR);
+    CHECK(fl_peek(&A, hdr, &word, sizeof word) == sizeof word);
+    CHECK((word & ~(size_t)15 & ((((size_t)1) << 48) - 1)) == 112 && (word & FL_USED) && (word & FL_PREV_USED));
+    CHECK(word >> 48 == 112 - FL_HDR - 100);
+    const void *base, *top;
+    size_t res;
+    fl_bounds(&A, &base, &top, &res);
+    CHECK(base == A.base && (const char *)hdr == (const char *)base + FL_HDR && res == 1u << 20);
+    ml_stats st;
+    fl_stats(&A, &st);
+    CHECK(st.live_bytes == 100 && st.granted_bytes == 104 && st.internal_frag == 4 && st.allocs == 1);
+    CHECK(st.free_blocks == 1 && st.largest_free == st.free_bytes && st.external_frag == 0.0);
+    CHECK_ADDS_UP(st);
+    walk_log w = { 0 };
+    CHECK(fl_walk_free(&A, walk_collect, &w) == 0 && w.n == 1 && w.r[0].addr == p + 104);
+    teardown();
+}
+
+static void t_sbrk_source(void)
+{
+    fl_config c = { FL_SEGREGATED, 64u << 10, 0, SIZE_MAX, -1 };
+    void *brk0 = ml_sys_break();
+    CHECK(ml_src_init_sbrk(&src, 4u << 20) == 0 && fl_init(&A, &src, &c) == ML_OK);
+    CHECK((char *)ml_sys_break() == A.top && A.base >= (char *)brk0);
+    char *p = fl_alloc(&A, 1000);
+    char *brk1 = ml_sys_break();
+    CHECK(p && brk1 == A.top);
+    CHECK(fl_alloc(&A, 100000) != NULL && (char *)ml_sys_break() > brk1);   /* no fit: the break moves */
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+    CHECK(ml_sys_break() == brk0);
+}
+
+int main(void)
+{
+    tap_init("test_freelist");
+    TAP_RUN(t_alignment, "freelist: every pointer 16-aligned (memalign: its alignment), all policies");
+    TAP_RUN(t_zero_size, "freelist: alloc(0) gives distinct minimum blocks");
+    TAP_RUN(t_largest, "freelist: the largest block is the reserve less 24 bytes");
+    TAP_RUN(t_exhaustion, "freelist: exhaustion gives ML_ENOMEM, recovery after frees");
+    TAP_RUN(t_merge_acb, "freelist: A-C-B frees merge back into the initial free block");
+    TAP_RUN(t_fit_policies, "freelist: first, next, best, segregated pick the hole their definition says");
+    TAP_RUN(t_misuse, "freelist: foreign, interior, double free detected, check passes");
+    TAP_RUN(t_realloc, "freelist: realloc grows/shrinks in place, moves, fails intact");
+    TAP_RUN(t_large_blocks, "freelist: large blocks in their own mappings, walked and freed");
+    TAP_RUN(t_calloc, "freelist: calloc zeroes and catches overflow; bad alignment is EINVAL");
+    TAP_RUN(t_grow_trim, "freelist: arena grows by steps and trims its free top");
+    TAP_RUN(t_header_and_stats, "freelist: header word, bounds, stats add up");
+    TAP_RUN(t_sbrk_source, "freelist: over sbrk, the break moves only when nothing fits");
+    return tap_done();
+}

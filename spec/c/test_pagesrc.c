@@ -1,0 +1,76 @@
+/* test_pagesrc.c: the page sources (csrc/alloc/pagesrc.c): the mmap arena and the real break. */
+#include "pagesrc.h"
+#include "testutil.h"
+
+#include <errno.h>
+
+static void t_mmap_source(void)
+{
+    ml_pagesrc s;
+    size_t pg = ml_sys_pagesize();
+    void *a, *b;
+    CHECK(ml_src_init_mmap(&s, 1u << 20, 1u << 20) == 0);
+    CHECK(s.base && is_aligned(s.base, 1u << 20) && s.committed == 0 && s.reserved == 1u << 20);
+    CHECK(ml_src_grow(&s, pg, &a) == 0 && a == s.base);
+    memset(a, 1, pg);
+    CHECK(ml_src_grow(&s, 2 * pg, &b) == 0 && b == (char *)a + pg && s.committed == 3 * pg);
+    CHECK(ml_src_grow(&s, 100, &b) == EINVAL);
+    CHECK(ml_src_grow(&s, 1u << 20, &b) == ENOMEM && s.last_err == ENOMEM);
+    CHECK(ml_src_shrink(&s, 2 * pg) == 0 && s.committed == pg && s.top == (char *)a + pg);
+    CHECK(ml_src_grow(&s, pg, &b) == 0 && ((char *)b)[0] == 0);      /* decommitted reads zero */
+    CHECK(s.peak == 3 * pg && s.syscalls == 6);
+    CHECK(ml_src_map(&s, pg, &b) == 0 && s.mapped == pg);
+    CHECK(ml_src_remap(&s, b, pg, 4 * pg, &b) == 0 && s.mapped == 4 * pg);
+    CHECK(ml_src_unmap(&s, b, 4 * pg) == 0 && s.mapped == 0);
+    CHECK(ml_src_destroy(&s) == 0 && ml_src_destroy(&s) == 0 && s.kind == ML_SRC_NONE);
+}
+
+static void t_sbrk_source(void)
+{
+    ml_pagesrc s;
+    size_t pg = ml_sys_pagesize();
+    void *old, *brk0 = ml_sys_break();
+    CHECK(ml_src_init_sbrk(&s, 16 * pg) == 0 && s.base == NULL && s.syscalls == 0);
+    CHECK(ml_src_grow(&s, pg, &old) == 0 && is_aligned(s.base, pg) && ml_sys_break() == s.top);
+    CHECK((char *)old >= (char *)brk0 && (char *)old < (char *)brk0 + pg);
+    memset(old, 2, pg);
+    CHECK(ml_src_grow(&s, 16 * pg, &old) == ENOMEM);
+    CHECK(ml_src_grow(&s, 2 * pg, &old) == 0 && ml_sys_break() == s.top && s.committed == 3 * pg);
+    CHECK(ml_src_shrink(&s, pg) == 0 && ml_sys_break() == s.top);
+    CHECK(ml_src_destroy(&s) == 0 && ml_sys_break() == brk0);
+}
+
+/* Someone else moves the break: the source neither grows nor shrinks until the break is its own. */
+static void t_sbrk_refuses_foreign_break(void)
+{
+    ml_pagesrc s;
+    size_t pg = ml_sys_pagesize();
+    void *old, *theirs;
+    CHECK(ml_src_init_sbrk(&s, 16 * pg) == 0 && ml_src_grow(&s, 2 * pg, &old) == 0);
+    CHECK(ml_sys_sbrk((intptr_t)pg, &theirs) == 0 && theirs == s.top);
+    CHECK(ml_src_shrink(&s, pg) == EBUSY && s.last_err == EBUSY && s.committed == 2 * pg);
+    CHECK(ml_src_grow(&s, pg, &old) == EBUSY && s.committed == 2 * pg);
+    CHECK(ml_src_destroy(&s) == EBUSY && s.kind == ML_SRC_SBRK);
+    CHECK(ml_sys_sbrk(-(intptr_t)pg, &theirs) == 0);
+    CHECK(ml_src_shrink(&s, pg) == 0 && ml_sys_break() == s.top);
+    CHECK(ml_src_destroy(&s) == 0 && s.committed == 0);
+}
+
+static void t_strings(void)
+{
+    for (int st = ML_OK; st <= ML_ECORRUPT; st++) CHECK(ml_strstatus((ml_status)st)[0] != '\0');
+    CHECK(strcmp(ml_strstatus(ML_EDOUBLE), "double free") == 0);
+    ml_pagesrc s = { 0 };
+    CHECK(ml_src_init_sbrk(&s, 0) == EINVAL && ml_src_init_mmap(&s, 4096, 3) == EINVAL);
+    CHECK(strcmp(ml_src_kindname(&s), "mmap") == 0);
+}
+
+int main(void)
+{
+    tap_init("test_pagesrc");
+    TAP_RUN(t_mmap_source, "pagesrc: mmap arena commits, decommits, maps, counts its calls");
+    TAP_RUN(t_sbrk_source, "pagesrc: sbrk source grows and gives back the real break");
+    TAP_RUN(t_sbrk_refuses_foreign_break, "pagesrc: sbrk source refuses a break it no longer owns");
+    TAP_RUN(t_strings, "pagesrc: status strings, invalid arguments");
+    return tap_done();
+}

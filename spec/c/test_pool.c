@@ -1,0 +1,107 @@
+/* test_pool.c: unit tests of the fixed-size block pool (csrc/alloc/pool.c). */
+#include "pool.h"
+#include "testutil.h"
+
+static ml_pagesrc src;
+static ml_pool P;
+
+static int setup(size_t block, size_t count, int grow, size_t max_blocks)
+{
+    pool_config c = { block, count, grow, max_blocks };
+    if (ml_src_init_mmap(&src, 64u << 20, 0)) return 0;
+    return pool_init(&P, &src, &c) == ML_OK;
+}
+
+static void teardown(void)
+{
+    pool_destroy(&P);
+    ml_src_destroy(&src);
+}
+
+static void t_alignment(void)
+{
+    CHECK(setup(20, 100, 0, 0));
+    CHECK(P.stride == 32);
+    char *prev = NULL;
+    for (int i = 0; i < 100; i++) {
+        char *b = pool_alloc(&P, (size_t)(i % 21));
+        CHECK(b && is_aligned(b, 16) && (!prev || b == prev + 32));
+        memset(b, i, 20);
+        prev = b;
+    }
+    CHECK_INVARIANTS(pool_check, &P);
+    teardown();
+}
+
+static void t_exhaustion(void)
+{
+    CHECK(setup(64, 50, 0, 0));
+    void *p[50];
+    for (int i = 0; i < 50; i++) CHECK((p[i] = pool_alloc(&P, 64)) != NULL);
+    CHECK(pool_alloc(&P, 1) == NULL && P.err == ML_ENOMEM);
+    ml_stats st;
+    pool_stats(&P, &st);
+    CHECK(st.live_blocks == 50 && st.free_blocks == 0 && st.largest_free == 0 && st.failures == 1);
+    CHECK_STATUS(pool_free(&P, p[10]), ML_OK);
+    CHECK_STATUS(pool_free(&P, p[20]), ML_OK);
+    CHECK(pool_alloc(&P, 64) == p[20] && pool_alloc(&P, 64) == p[10]);   /* LIFO */
+    CHECK(pool_alloc(&P, 64) == NULL);
+    for (int i = 0; i < 50; i++) CHECK_STATUS(pool_free(&P, p[i]), ML_OK);
+    CHECK_INVARIANTS(pool_check, &P);
+    teardown();
+}
+
+static void t_slab_growth(void)
+{
+    CHECK(setup(48, 100, 1, 250));
+    void *p[250];
+    for (int i = 0; i < 250; i++) CHECK((p[i] = pool_alloc(&P, 48)) != NULL);
+    CHECK(P.capacity == 250 && pool_alloc(&P, 48) == NULL && P.err == ML_ENOMEM);
+    walk_log w = { 0 };
+    pool_walk(&P, walk_collect, &w);
+    CHECK(w.n == 250 && w.nused == 250);
+    ml_stats st;
+    pool_stats(&P, &st);
+    CHECK(st.footprint == src.committed + 32 && st.source_calls >= 4 && st.peak_live_bytes == 250 * 48);
+    CHECK_ADDS_UP(st);
+    for (int i = 0; i < 250; i += 3) CHECK_STATUS(pool_free(&P, p[i]), ML_OK);
+    CHECK_INVARIANTS(pool_check, &P);
+    teardown();
+}
+
+static void t_misuse(void)
+{
+    CHECK(setup(64, 10, 0, 0));
+    char *a = pool_alloc(&P, 64), *b = pool_alloc(&P, 64);
+    int local;
+    CHECK_STATUS(pool_free(&P, &local), ML_EFOREIGN);
+    CHECK_STATUS(pool_free(&P, a + 8), ML_EINTERIOR);
+    CHECK_STATUS(pool_free(&P, b + 64), ML_EFOREIGN);     /* never handed out */
+    CHECK_STATUS(pool_free(&P, a), ML_OK);
+    CHECK_STATUS(pool_free(&P, a), ML_EDOUBLE);
+    CHECK_STATUS(pool_free(&P, NULL), ML_OK);
+    CHECK(pool_alloc(&P, 65) == NULL && P.err == ML_EINVAL);
+    CHECK(pool_realloc(&P, b, 65) == NULL && P.err == ML_EINVAL);
+    CHECK(pool_realloc(&P, b, 10) == b && pool_realloc(&P, a, 10) == NULL && P.err == ML_EDOUBLE);
+    CHECK(pool_calloc(&P, SIZE_MAX / 2, 3) == NULL && P.err == ML_ENOMEM);
+    char *z = pool_calloc(&P, 8, 8);
+    CHECK(z && z[0] == 0 && z[63] == 0);
+    size_t u;
+    CHECK(pool_usable_size(&P, b, &u) == ML_OK && u == 64);
+    ml_stats st;
+    pool_stats(&P, &st);
+    CHECK(st.failures == 8 && st.live_blocks == 2 && st.live_bytes == 128);
+    CHECK_ADDS_UP(st);
+    CHECK_INVARIANTS(pool_check, &P);
+    teardown();
+}
+
+int main(void)
+{
+    tap_init("test_pool");
+    TAP_RUN(t_alignment, "pool: blocks 16-aligned, laid end to end by stride");
+    TAP_RUN(t_exhaustion, "pool: exhaustion gives ML_ENOMEM, frees recover (LIFO)");
+    TAP_RUN(t_slab_growth, "pool: grows by slabs up to max_blocks; stats add up");
+    TAP_RUN(t_misuse, "pool: foreign, interior, double free, oversize detected, check passes");
+    return tap_done();
+}
