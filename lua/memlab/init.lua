@@ -7,6 +7,9 @@ local core = require "memlab.core"
 local M = {}
 for k, v in pairs(core) do M[k] = v end
 
+-- a:draw() for memlab's allocators (M.freelist, M.buddy, M.pool)
+core.allocator_methods.draw = require("memlab.draw").allocator
+
 -- Reads /proc/<pid>/<what> (pid defaults to self) whole, in one read (see core.readproc);
 -- returns the text or nil, msg, errno.
 local function procfile(pid, what)

@@ -1,0 +1,445 @@
+/* lalloc.c: the memlab.allocator type, common to the free list, buddy and pool allocators:
+ * blocks handed out as buffers of the allocator's kind, realloc/free, stats, the block walk,
+ * check, bounds, destroy. Each algorithm's binding file (lfreelist.c, lbuddy.c, lpool.c)
+ * supplies an AllocOps and a constructor that initialises the instance in place.
+ *
+ * Blocks: a block buffer's Owner has parent = the allocator's arena Owner and anchors the
+ * allocator userdata; a:destroy() marks the arena DEAD, which kills every block at once (their
+ * release is then skipped: the memory went with the arena). GC safety: every allocation a method
+ * makes (the block's userdata, result tables) comes before the allocator call it guards, and the
+ * allocator and block are checked again after it (a finalizer may have destroyed or freed them). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lalloc.h"
+
+static const char allocator_key = 'A';
+
+static Allocator *totype(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &allocator_key);
+  int ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return ok ? (Allocator *)lua_touserdata(L, idx) : NULL;
+}
+
+Allocator *alloc_check(lua_State *L, int idx, const AllocOps *only) {
+  Allocator *a = totype(L, idx);
+  if (!a) luaL_typeerror(L, idx, ALLOCATOR_T);
+  if (a->arena.state != OWNER_LIVE)
+    luaL_error(L, "attempt to use a destroyed allocator (destroyed at %s)",
+               a->arena.freed_at.where);
+  if (only && a->ops != only)
+    luaL_argerror(L, idx, lua_pushfstring(L, "a %s allocator expected, got a %s allocator",
+                                          only->name, a->ops->name));
+  return a;
+}
+
+Allocator *alloc_new(lua_State *L, const AllocOps *ops) {
+  Allocator *a = (Allocator *)lua_newuserdatauv(L, sizeof(Allocator), 0);
+  memset(a, 0, sizeof *a);
+  a->ops = ops;
+  a->arena.kind = ops->arenakind;
+  a->arena.state = OWNER_NEW;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &allocator_key);
+  lua_setmetatable(L, -2);
+  return a;
+}
+
+void alloc_opened(lua_State *L, Allocator *a) {
+  const void *base;
+  size_t size, max;
+  a->ops->bounds(&a->u, &base, &size, &max);
+  owner_open(L, &a->arena, (void *)(uintptr_t)base, size);
+}
+
+int alloc_failure(lua_State *L, Allocator *a, const char *what) {
+  int src_err = 0;
+  ml_status st = a->ops->lasterr(&a->u, &src_err);
+  int code = st == ML_ENOMEM ? ENOMEM : EINVAL;
+  lua_pushnil(L);
+  if (src_err)
+    lua_pushfstring(L, "%s: %s (the page source said: %s)", what, ml_strstatus(st),
+                    strerror(src_err));
+  else
+    lua_pushfstring(L, "%s: %s", what, ml_strstatus(st));
+  lua_pushinteger(L, code);
+  return 3;
+}
+
+size_t alloc_optsize(lua_State *L, const char *k, size_t def) {
+  size_t v = def;
+  if (lua_getfield(L, 1, k) != LUA_TNIL) {
+    lua_Integer n = lua_tointeger(L, -1);
+    if (!lua_isinteger(L, -1) || n < 0)
+      luaL_error(L, "bad option '%s' (a non-negative integer expected)", k);
+    v = (size_t)n;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+void alloc_checkopts(lua_State *L, const char *what, const char *const known[]) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    int ok = 0;
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (const char *const *k = known; *k && !ok; k++) ok = strcmp(*k, lua_tostring(L, -1)) == 0;
+    if (!ok)
+      luaL_error(L, "bad argument #1 to '%s' (unknown option '%s')", what,
+                 luaL_tolstring(L, -1, NULL));
+  }
+}
+
+int alloc_block_release(Owner *o) {
+  Allocator *a = (Allocator *)o->ctx;
+  return a->ops->free(&a->u, o->base) == ML_OK ? 0 : EINVAL;
+}
+
+/* Pushes a NEW block buffer of allocator a (at index ai), anchored to it. */
+static Owner *new_block(lua_State *L, int ai, Allocator *a) {
+  Owner *o = buf_newroot(L, a->ops->blockkind);
+  o->ctx = a;
+  o->parent = &a->arena;
+  lua_pushvalue(L, ai);
+  lua_setiuservalue(L, -2, 1);
+  alloc_check(L, ai, NULL); /* creating it may have run a finalizer that destroyed a */
+  return o;
+}
+
+/* The live block of allocator a at idx (a root, not a view). */
+static Owner *check_block(lua_State *L, int idx, Allocator *a) {
+  size_t len;
+  Buffer *b;
+  buf_span(L, idx, &len, &b);
+  luaL_argcheck(L, !b->isview, idx, "a view is not a block (pass the block it views)");
+  if (b->o->parent != &a->arena)
+    luaL_argerror(L, idx, lua_pushfstring(L, "not a block of this allocator (a %s buffer)",
+                                          b->o->kind->name));
+  return b->o;
+}
+
+/* Raises for a request the allocator can never serve (a pool's blocks have one size). */
+static void check_request(lua_State *L, Allocator *a, int idx, size_t n) {
+  size_t max = a->ops->maxreq(&a->u);
+  if (n > max)
+    luaL_argerror(L, idx, lua_pushfstring(L, "size out of range (a %s block holds at most %I "
+                                             "bytes)", a->ops->name, (lua_Integer)max));
+}
+
+/* a:alloc(n) -> block | nil, "<kind>: out of memory", ENOMEM */
+static int la_alloc(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, NULL);
+  size_t n = arg_size(L, 2);
+  check_request(L, a, 2, n);
+  Owner *o = new_block(L, 1, a);
+  void *p = a->ops->alloc(&a->u, n);
+  if (!p) return alloc_failure(L, a, a->ops->name);
+  owner_open(L, o, p, n);
+  return 1;
+}
+
+/* a:calloc(nr, size) -> zeroed block | nil, msg, ENOMEM (nr * size overflowing included) */
+static int la_calloc(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, NULL);
+  size_t nr = arg_size(L, 2), size = arg_size(L, 3), n;
+  if (__builtin_mul_overflow(nr, size, &n) || n > (size_t)PTRDIFF_MAX)
+    return push_syserror(L, a->ops->name, ENOMEM);
+  check_request(L, a, 3, n);
+  Owner *o = new_block(L, 1, a);
+  void *p = a->ops->calloc(&a->u, nr, size);
+  if (!p) return alloc_failure(L, a, a->ops->name);
+  owner_open(L, o, p, n);
+  return 1;
+}
+
+/* a:realloc(b, n) -> new block (b is dead from then on) | nil, msg, errno (b stays valid).
+ * a:realloc(nil, n) is a:alloc(n). */
+static int la_realloc(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, NULL);
+  if (lua_isnoneornil(L, 2)) {
+    lua_remove(L, 2);
+    return la_alloc(L);
+  }
+  check_block(L, 2, a);
+  size_t n = arg_size(L, 3);
+  check_request(L, a, 3, n);
+  Owner *o = new_block(L, 1, a);
+  Owner *old = check_block(L, 2, a); /* again: the new userdata may have run a finalizer */
+  void *p = a->ops->realloc(&a->u, old->base, n);
+  if (!p) return alloc_failure(L, a, a->ops->name);
+  old->state = OWNER_DEAD;
+  old->why = "realloc'd";
+  site_capture(L, &old->freed_at);
+  owner_open(L, o, p, n);
+  return 1;
+}
+
+/* a:free(b) = b:free(), for a block of this allocator */
+static int la_free(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, NULL);
+  Buffer *b = buf_check(L, 2);
+  if (b->o->parent != &a->arena)
+    luaL_argerror(L, 2, lua_pushfstring(L, "not a block of this allocator (a %s buffer)",
+                                        b->o->kind->name));
+  lua_settop(L, 2);
+  lua_getfield(L, 2, "free");
+  lua_insert(L, 2);
+  lua_call(L, 1, LUA_MULTRET);
+  return lua_gettop(L) - 1;
+}
+
+/* a:usable(b) -> the bytes the block really has (>= its size) */
+static int la_usable(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, NULL);
+  Owner *o = check_block(L, 2, a);
+  size_t n;
+  ml_status st = a->ops->usable(&a->u, o->base, &n);
+  if (st != ML_OK) return luaL_error(L, "usable: %s", ml_strstatus(st));
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
+#define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
+
+/* a:stats() -> the ml_stats fields, plus syscalls (page source calls) and peak */
+static int la_stats(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, NULL);
+  ml_stats st;
+  a->ops->stats(&a->u, &st);
+  lua_createtable(L, 0, 20);
+  SETI("live_bytes", st.live_bytes);
+  SETI("live_blocks", st.live_blocks);
+  SETI("granted_bytes", st.granted_bytes);
+  SETI("peak", st.peak_live_bytes);
+  SETI("peak_live_bytes", st.peak_live_bytes);
+  SETI("footprint", st.footprint);
+  SETI("peak_footprint", st.peak_footprint);
+  SETI("free_bytes", st.free_bytes);
+  SETI("free_blocks", st.free_blocks);
+  SETI("largest_free", st.largest_free);
+  SETI("overhead_bytes", st.overhead_bytes);
+  SETI("internal_frag", st.internal_frag);
+  lua_pushnumber(L, st.external_frag);
+  lua_setfield(L, -2, "external_frag");
+  SETI("allocs", st.allocs);
+  SETI("frees", st.frees);
+  SETI("reallocs", st.reallocs);
+  SETI("failures", st.failures);
+  SETI("syscalls", st.source_calls);
+  return 1;
+}
+
+typedef struct WalkRec {
+  uintptr_t addr;
+  size_t size;
+  int used;
+} WalkRec;
+
+typedef struct Walk {
+  WalkRec *recs; /* NULL: count only */
+  size_t n, cap;
+} Walk;
+
+static int collect(void *ud, const void *addr, size_t size, int used) {
+  Walk *w = (Walk *)ud;
+  if (w->recs) {
+    if (w->n == w->cap) return 1; /* more blocks than counted: the caller walks again */
+    w->recs[w->n].addr = (uintptr_t)addr;
+    w->recs[w->n].size = size;
+    w->recs[w->n].used = used;
+  }
+  w->n++;
+  return 0;
+}
+
+static int walk(Allocator *a, int freelist_order, Walk *w) {
+  return freelist_order ? fl_walk_free(&a->u.fl, collect, w) : a->ops->walk(&a->u, collect, w);
+}
+
+/* Walks the allocator at 1 into { {offset, size, state, addr} ... }. The walk itself allocates
+ * nothing: a count pass, then a Lua-owned array (the allocation may run a finalizer, so the
+ * allocator is checked again), then a fill pass; Lua tables are built from the array after. */
+static int push_walk(lua_State *L, Allocator *a, int freelist_order) {
+  Walk w;
+  for (;;) {
+    w.recs = NULL;
+    w.n = 0;
+    walk(a, freelist_order, &w);
+    w.cap = w.n;
+    w.recs = (WalkRec *)lua_newuserdatauv(L, (w.cap ? w.cap : 1) * sizeof(WalkRec), 0);
+    a = alloc_check(L, 1, NULL);
+    w.n = 0;
+    if (walk(a, freelist_order, &w) == 0) break;
+    lua_pop(L, 1); /* a finalizer changed the blocks between the passes: again */
+  }
+  const void *base;
+  size_t size, max;
+  a->ops->bounds(&a->u, &base, &size, &max);
+  lua_createtable(L, (int)(w.n < 0x7fffffff ? w.n : 0), 0);
+  for (size_t i = 0; i < w.n; i++) {
+    static const char *const states[] = {"free", "used", "mapped", "free"};
+    lua_createtable(L, 4, 0);
+    lua_pushinteger(L, (lua_Integer)(w.recs[i].addr - (uintptr_t)base));
+    lua_rawseti(L, -2, 1);
+    lua_pushinteger(L, (lua_Integer)w.recs[i].size);
+    lua_rawseti(L, -2, 2);
+    lua_pushstring(L, states[w.recs[i].used & 3]);
+    lua_rawseti(L, -2, 3);
+    lua_pushinteger(L, (lua_Integer)w.recs[i].addr);
+    lua_rawseti(L, -2, 4);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_remove(L, -2); /* the array */
+  return 1;
+}
+
+static int walk_iter(lua_State *L) {
+  lua_Integer i = lua_tointeger(L, lua_upvalueindex(2)) + 1;
+  lua_pushinteger(L, i);
+  lua_replace(L, lua_upvalueindex(2));
+  if (lua_rawgeti(L, lua_upvalueindex(1), i) == LUA_TNIL) return 0;
+  for (int k = 1; k <= 4; k++) lua_rawgeti(L, -k, k);
+  return 4;
+}
+
+/* a:blocks() -> iterator of offset, size, state ("free" | "used" | "mapped"), address, in
+ * address order; offsets from the arena's base (a mapped block lives in its own mapping). */
+static int la_blocks(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, NULL);
+  push_walk(L, a, 0);
+  lua_pushinteger(L, 0);
+  lua_pushcclosure(L, walk_iter, 2);
+  return 1;
+}
+
+/* The free list in list order (free list allocators): { {offset, size, "free", addr} ... } */
+int lalloc_freelist_walk(lua_State *L, Allocator *a);
+int lalloc_freelist_walk(lua_State *L, Allocator *a) { return push_walk(L, a, 1); }
+
+/* a:check() -> true | false, what is broken */
+static int la_check(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, NULL);
+  char why[256] = "";
+  ml_status st = a->ops->check(&a->u, why, sizeof why);
+  if (st == ML_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_pushstring(L, why[0] ? why : ml_strstatus(st));
+  return 2;
+}
+
+/* a:bounds() -> base address, current arena size, most it may grow to */
+static int la_bounds(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, NULL);
+  const void *base;
+  size_t size, max;
+  a->ops->bounds(&a->u, &base, &size, &max);
+  push_address(L, base);
+  lua_pushinteger(L, (lua_Integer)size);
+  lua_pushinteger(L, (lua_Integer)max);
+  return 3;
+}
+
+/* Destroys a live allocator: its memory goes back, every block dies. */
+static void destroy(lua_State *L, Allocator *a, int level) {
+  if (a->arena.state == OWNER_LIVE) {
+    a->ops->destroy(&a->u);
+    ml_src_destroy(&a->src);
+  } else if (a->arena.state == OWNER_NEW && a->src.kind != ML_SRC_NONE) {
+    ml_src_destroy(&a->src); /* a constructor that failed after setting up its source */
+  }
+  a->arena.state = OWNER_DEAD;
+  a->arena.why = "destroyed";
+  if (level)
+    site_capture(L, &a->arena.freed_at);
+  else
+    snprintf(a->arena.freed_at.where, sizeof a->arena.freed_at.where, "(garbage collector)");
+}
+
+static int la_destroy(lua_State *L) {
+  Allocator *a = totype(L, 1);
+  if (!a) return luaL_typeerror(L, 1, ALLOCATOR_T);
+  if (a->arena.state == OWNER_DEAD)
+    return luaL_error(L, "allocator already destroyed at %s", a->arena.freed_at.where);
+  destroy(L, a, 1);
+  return 0;
+}
+
+static int la_gc(lua_State *L) {
+  Allocator *a = totype(L, 1);
+  if (a && a->arena.state != OWNER_DEAD) destroy(L, a, 0);
+  return 0;
+}
+
+static int la_close(lua_State *L) {
+  Allocator *a = totype(L, 1);
+  if (a && a->arena.state != OWNER_DEAD) destroy(L, a, 1);
+  return 0;
+}
+
+static int la_kind(lua_State *L) {
+  Allocator *a = totype(L, 1);
+  if (!a) return luaL_typeerror(L, 1, ALLOCATOR_T);
+  lua_pushstring(L, a->ops->name);
+  return 1;
+}
+
+static int la_valid(lua_State *L) {
+  Allocator *a = totype(L, 1);
+  if (!a) return luaL_typeerror(L, 1, ALLOCATOR_T);
+  lua_pushboolean(L, a->arena.state == OWNER_LIVE);
+  return 1;
+}
+
+static int la_tostring(lua_State *L) {
+  Allocator *a = totype(L, 1);
+  if (!a) return luaL_typeerror(L, 1, ALLOCATOR_T);
+  if (a->arena.state != OWNER_LIVE) {
+    lua_pushfstring(L, ALLOCATOR_T ": %s (destroyed at %s)", a->ops->name,
+                    a->arena.freed_at.where);
+    return 1;
+  }
+  ml_stats st;
+  a->ops->stats(&a->u, &st);
+  const void *base;
+  size_t size, max;
+  a->ops->bounds(&a->u, &base, &size, &max);
+  lua_pushfstring(L, ALLOCATOR_T ": %s (%s, %s source) at %p, %I bytes, %I blocks live",
+                  a->ops->name, a->ops->describe(&a->u), ml_src_kindname(&a->src), base,
+                  (lua_Integer)size, (lua_Integer)st.live_blocks);
+  return 1;
+}
+
+static const luaL_Reg la_methods[] = {
+  {"alloc", la_alloc}, {"calloc", la_calloc}, {"realloc", la_realloc}, {"free", la_free},
+  {"usable", la_usable}, {"stats", la_stats}, {"blocks", la_blocks}, {"check", la_check},
+  {"bounds", la_bounds}, {"destroy", la_destroy}, {"kind", la_kind}, {"valid", la_valid},
+  {NULL, NULL}};
+
+static const luaL_Reg la_meta[] = {
+  {"__gc", la_gc}, {"__close", la_close}, {"__tostring", la_tostring}, {NULL, NULL}};
+
+/* Registers the memlab.allocator metatable once; its methods table is `allocator_methods` in
+ * the module, where the binding files and the Lua side (a:draw) add theirs. */
+int lalloc_open(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &allocator_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    luaL_newmetatable(L, ALLOCATOR_T);
+    luaL_setfuncs(L, la_meta, 0);
+    luaL_newlib(L, la_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &allocator_key);
+  }
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "allocator_methods");
+  lua_pop(L, 1);
+  return 0;
+}

@@ -1,0 +1,71 @@
+/* lalloc.h: the Lua face of memlab's allocators (csrc/alloc/), shared by lalloc.c (the
+ * memlab.allocator type and its common methods) and the one binding file per allocator
+ * (lfreelist.c, lbuddy.c, lpool.c), each of which supplies an AllocOps and a constructor. */
+#ifndef MEMLAB_LALLOC_H
+#define MEMLAB_LALLOC_H
+
+#include "buddy.h"
+#include "freelist.h"
+#include "memlab.h"
+#include "pagesrc.h"
+#include "pool.h"
+
+#define ALLOCATOR_T "memlab.allocator"
+
+/* What one allocator algorithm offers, over its instance (inst points into Allocator.u). */
+typedef struct AllocOps {
+  const char *name;          /* "freelist", "buddy", "pool" */
+  const MemKind *blockkind;  /* the kind of its blocks (same name) */
+  const MemKind *arenakind;  /* the kind of the arena Owner, named for messages */
+  void *(*alloc)(void *inst, size_t n);
+  void *(*calloc)(void *inst, size_t nr, size_t size);
+  void *(*realloc)(void *inst, void *p, size_t n);
+  ml_status (*free)(void *inst, void *p);
+  ml_status (*usable)(const void *inst, const void *p, size_t *out);
+  void (*stats)(const void *inst, ml_stats *st);
+  int (*walk)(const void *inst, ml_walk_fn fn, void *ud);
+  ml_status (*check)(const void *inst, char *why, size_t whylen);
+  void (*destroy)(void *inst);
+  /* The arena's first byte, its current size and the most it may grow to. */
+  void (*bounds)(const void *inst, const void **base, size_t *size, size_t *max);
+  /* The status of the last failed call, and the errno of a page source refusal (or 0). */
+  ml_status (*lasterr)(const void *inst, int *src_err);
+  const char *(*describe)(const void *inst); /* policy or shape, for tostring */
+  size_t (*maxreq)(const void *inst);        /* the largest request it can ever serve */
+} AllocOps;
+
+/* One allocator, a full userdata. Invariants: arena.state is LIVE from a successful init until
+ * destroy, DEAD after; every block buffer has parent == &arena and anchors this userdata through
+ * its user value, so the instance outlives every block. The instance never moves (valgrind's
+ * mempool is keyed by its address), which a userdata guarantees. */
+typedef struct Allocator {
+  Owner arena;
+  const AllocOps *ops;
+  ml_pagesrc src;
+  union {
+    ml_freelist fl;
+    ml_buddy bd;
+    ml_pool pool;
+  } u;
+} Allocator;
+
+/* Pushes a new allocator userdata (not yet initialised: arena NEW). */
+Allocator *alloc_new(lua_State *L, const AllocOps *ops);
+/* Marks it initialised (arena LIVE over its current bounds). */
+void alloc_opened(lua_State *L, Allocator *a);
+/* The live allocator at idx (raises on a destroyed one), optionally of one algorithm. */
+Allocator *alloc_check(lua_State *L, int idx, const AllocOps *only);
+/* Pushes nil, "<name>: <status text>", code for the last failed call (code an errno). */
+int alloc_failure(lua_State *L, Allocator *a, const char *what);
+/* The options table at 1: a non-negative integer field (def when absent); unknown fields raise. */
+size_t alloc_optsize(lua_State *L, const char *k, size_t def);
+void alloc_checkopts(lua_State *L, const char *what, const char *const known[]);
+/* Block release, shared by the three block kinds. */
+int alloc_block_release(Owner *o);
+
+int lalloc_open(lua_State *L);
+int lfreelist_open(lua_State *L);
+int lbuddy_open(lua_State *L);
+int lpool_open(lua_State *L);
+
+#endif

@@ -1,0 +1,81 @@
+/* lbuddy.c: M.buddy{...}, the binary buddy allocator (csrc/alloc/buddy.c) from Lua. Its arena
+ * is reserved aligned to its own size, so every block is aligned to its size too. */
+#include <string.h>
+
+#include "lalloc.h"
+
+static void *b_alloc(void *a, size_t n) { return bd_alloc((ml_buddy *)a, n); }
+static void *b_calloc(void *a, size_t nr, size_t n) { return bd_calloc((ml_buddy *)a, nr, n); }
+static void *b_realloc(void *a, void *p, size_t n) { return bd_realloc((ml_buddy *)a, p, n); }
+static ml_status b_free(void *a, void *p) { return bd_free((ml_buddy *)a, p); }
+static ml_status b_usable(const void *a, const void *p, size_t *out) {
+  return bd_usable_size((const ml_buddy *)a, p, out);
+}
+static void b_stats(const void *a, ml_stats *st) { bd_stats((const ml_buddy *)a, st); }
+static int b_walk(const void *a, ml_walk_fn fn, void *ud) {
+  return bd_walk((const ml_buddy *)a, fn, ud);
+}
+static ml_status b_check(const void *a, char *why, size_t n) {
+  return bd_check((const ml_buddy *)a, why, n);
+}
+static void b_destroy(void *a) { bd_destroy((ml_buddy *)a); }
+static void b_bounds(const void *a, const void **base, size_t *size, size_t *max) {
+  bd_bounds((const ml_buddy *)a, base, size, max);
+}
+static ml_status b_lasterr(const void *a, int *src_err) {
+  *src_err = ((const ml_buddy *)a)->src_err;
+  return ((const ml_buddy *)a)->err;
+}
+static const char *b_describe(const void *a) {
+  (void)a;
+  return "binary buddy";
+}
+
+static size_t b_maxreq(const void *a) {
+  size_t base_size, max;
+  const void *base;
+  bd_bounds((const ml_buddy *)a, &base, &base_size, &max);
+  return max;
+}
+
+static const MemKind bd_blockkind = {"buddy", "freed", alloc_block_release, NULL, 0};
+static const MemKind bd_arenakind = {"buddy allocator", "destroyed", NULL, NULL, 0};
+
+static const AllocOps bd_ops = {
+  "buddy", &bd_blockkind, &bd_arenakind, b_alloc, b_calloc, b_realloc, b_free, b_usable,
+  b_stats, b_walk, b_check, b_destroy, b_bounds, b_lasterr, b_describe, b_maxreq};
+
+static int is_pow2(size_t n) { return n && !(n & (n - 1)); }
+
+/* M.buddy{ size=1 MiB (the most the arena grows to; a power of two), min=32 (smallest block; a
+ * power of two >= 16), initial=64 KiB (first arena size) } -> allocator */
+static int lbd_new(lua_State *L) {
+  static const char *const known[] = {"size", "min", "initial", NULL};
+  if (lua_isnoneornil(L, 1)) lua_newtable(L), lua_replace(L, 1);
+  alloc_checkopts(L, "buddy", known);
+  size_t size = alloc_optsize(L, "size", (size_t)1 << 20);
+  bd_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.min_block = alloc_optsize(L, "min", 0);
+  cfg.initial = alloc_optsize(L, "initial", 0);
+  luaL_argcheck(L, is_pow2(size) && size <= ((size_t)1 << 46), 1,
+                "size must be a power of two up to 2^46 (out of range)");
+  luaL_argcheck(L, !cfg.min_block || (is_pow2(cfg.min_block) && cfg.min_block >= 16 &&
+                                      cfg.min_block <= size), 1,
+                "min must be a power of two between 16 and size (out of range)");
+  luaL_argcheck(L, !cfg.initial || (is_pow2(cfg.initial) && cfg.initial <= size), 1,
+                "initial must be a power of two up to size (out of range)");
+  if (!cfg.initial && size < ((size_t)64 << 10)) cfg.initial = size;
+  Allocator *a = alloc_new(L, &bd_ops);
+  int err = ml_src_init_mmap(&a->src, size, size);
+  if (err) return push_syserror(L, "buddy", err);
+  if (bd_init(&a->u.bd, &a->src, &cfg) != ML_OK) return alloc_failure(L, a, "buddy");
+  alloc_opened(L, a);
+  return 1;
+}
+
+int lbuddy_open(lua_State *L) {
+  lua_pushcfunction(L, lbd_new);
+  lua_setfield(L, -2, "buddy");
+  return 0;
+}

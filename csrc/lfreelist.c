@@ -1,0 +1,152 @@
+/* lfreelist.c: M.freelist{...}, the free-list allocator (csrc/alloc/freelist.c) from Lua, and
+ * what only it shows: a block's header bytes, the free list in list order, aligned blocks. */
+#include <errno.h>
+#include <string.h>
+
+#include "lalloc.h"
+
+static void *f_alloc(void *a, size_t n) { return fl_alloc((ml_freelist *)a, n); }
+static void *f_calloc(void *a, size_t nr, size_t n) { return fl_calloc((ml_freelist *)a, nr, n); }
+static void *f_realloc(void *a, void *p, size_t n) { return fl_realloc((ml_freelist *)a, p, n); }
+static ml_status f_free(void *a, void *p) { return fl_free((ml_freelist *)a, p); }
+static ml_status f_usable(const void *a, const void *p, size_t *out) {
+  return fl_usable_size((const ml_freelist *)a, p, out);
+}
+static void f_stats(const void *a, ml_stats *st) { fl_stats((const ml_freelist *)a, st); }
+static int f_walk(const void *a, ml_walk_fn fn, void *ud) {
+  return fl_walk((const ml_freelist *)a, fn, ud);
+}
+static ml_status f_check(const void *a, char *why, size_t n) {
+  return fl_check((const ml_freelist *)a, why, n);
+}
+static void f_destroy(void *a) { fl_destroy((ml_freelist *)a); }
+static void f_bounds(const void *a, const void **base, size_t *size, size_t *max) {
+  const void *top;
+  fl_bounds((const ml_freelist *)a, base, &top, max);
+  *size = (size_t)((const char *)top - (const char *)*base);
+}
+static ml_status f_lasterr(const void *a, int *src_err) {
+  *src_err = ((const ml_freelist *)a)->src_err;
+  return ((const ml_freelist *)a)->err;
+}
+static const char *f_describe(const void *a) {
+  return fl_policy_name(((const ml_freelist *)a)->policy);
+}
+
+static size_t f_maxreq(const void *a) {
+  (void)a;
+  return (size_t)PTRDIFF_MAX;
+}
+
+static const MemKind fl_blockkind = {"freelist", "freed", alloc_block_release, NULL, 0};
+static const MemKind fl_arenakind = {"freelist allocator", "destroyed", NULL, NULL, 0};
+
+static const AllocOps fl_ops = {
+  "freelist", &fl_blockkind, &fl_arenakind, f_alloc, f_calloc, f_realloc, f_free, f_usable,
+  f_stats, f_walk, f_check, f_destroy, f_bounds, f_lasterr, f_describe, f_maxreq};
+
+/* M.freelist{ size=64 MiB, source="mmap"|"sbrk", fit="segregated"|"first"|"next"|"best",
+ *             quick=true|false|depth, step=, trim=, mmap_threshold= } -> allocator */
+static int lfl_new(lua_State *L) {
+  static const char *const known[] = {"size", "source", "fit", "quick", "step", "trim",
+                                      "mmap_threshold", NULL};
+  if (lua_isnoneornil(L, 1)) lua_newtable(L), lua_replace(L, 1);
+  alloc_checkopts(L, "freelist", known);
+  size_t size = alloc_optsize(L, "size", (size_t)64 << 20);
+  fl_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.grow_step = alloc_optsize(L, "step", 0);
+  cfg.trim_threshold = alloc_optsize(L, "trim", 0);
+  cfg.mmap_threshold = alloc_optsize(L, "mmap_threshold", 0);
+  lua_getfield(L, 1, "fit");
+  const char *fit = luaL_optstring(L, -1, "segregated");
+  if (fl_policy_parse(fit, &cfg.policy) != 0)
+    return luaL_error(L, "bad option 'fit' (\"first\", \"next\", \"best\" or \"segregated\" "
+                         "expected, got \"%s\")", fit);
+  lua_getfield(L, 1, "source");
+  const char *source = luaL_optstring(L, -1, "mmap");
+  int sbrk = strcmp(source, "sbrk") == 0;
+  if (!sbrk && strcmp(source, "mmap") != 0)
+    return luaL_error(L, "bad option 'source' (\"mmap\" or \"sbrk\" expected, got \"%s\")", source);
+  if (lua_getfield(L, 1, "quick") == LUA_TBOOLEAN)
+    cfg.quick = lua_toboolean(L, -1) ? 0 : -1;
+  else if (!lua_isnil(L, -1))
+    cfg.quick = (int)luaL_checkinteger(L, -1);
+  lua_pop(L, 3);
+  luaL_argcheck(L, size > 0 && (sbrk || size <= FL_MAX_ARENA), 1, "size out of range");
+  Allocator *a = alloc_new(L, &fl_ops);
+  int err = sbrk ? ml_src_init_sbrk(&a->src, size) : ml_src_init_mmap(&a->src, size, 0);
+  if (err) return push_syserror(L, "freelist", err);
+  if (fl_init(&a->u.fl, &a->src, &cfg) != ML_OK) return alloc_failure(L, a, "freelist");
+  alloc_opened(L, a);
+  return 1;
+}
+
+/* a:header(b) -> the header's bytes, its address, its length: what sits just before the block */
+static int lfl_header(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, &fl_ops);
+  Buffer *b = buf_check(L, 2);
+  if (!owner_alive(b->o) || b->o->parent != &a->arena || b->isview)
+    return luaL_argerror(L, 2, "a live block of this allocator expected");
+  const void *hdr;
+  size_t len;
+  ml_status st = fl_header(&a->u.fl, b->o->base, &hdr, &len);
+  if (st != ML_OK) return luaL_error(L, "header: %s", ml_strstatus(st));
+  char out[64];
+  size_t n = fl_peek(&a->u.fl, hdr, out, len < sizeof out ? len : sizeof out);
+  lua_pushlstring(L, out, n);
+  push_address(L, hdr);
+  lua_pushinteger(L, (lua_Integer)len);
+  return 3;
+}
+
+int lalloc_freelist_walk(lua_State *L, Allocator *a);
+
+/* a:freelist() -> { {offset, size, "free", addr} ... } in the order the free list holds them */
+static int lfl_freelist(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, &fl_ops);
+  return lalloc_freelist_walk(L, a);
+}
+
+/* a:memalign(align, n) -> block whose address is a multiple of align (a power of two) */
+static int lfl_memalign(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, &fl_ops);
+  size_t align = arg_size(L, 2), n = arg_size(L, 3);
+  luaL_argcheck(L, align && !(align & (align - 1)), 2, "alignment must be a power of two");
+  Owner *o = buf_newroot(L, &fl_blockkind);
+  o->ctx = a;
+  o->parent = &a->arena;
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  a = alloc_check(L, 1, &fl_ops);
+  void *p = fl_memalign(&a->u.fl, align, n);
+  if (!p) return alloc_failure(L, a, "freelist");
+  owner_open(L, o, p, n);
+  return 1;
+}
+
+/* a:policy() -> "segregated" | "first" | "next" | "best"; a:source() -> "mmap" | "sbrk" */
+static int lfl_policy(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, &fl_ops);
+  lua_pushstring(L, fl_policy_name(a->u.fl.policy));
+  return 1;
+}
+
+static int lfl_source(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, &fl_ops);
+  lua_pushstring(L, ml_src_kindname(&a->src));
+  return 1;
+}
+
+static const luaL_Reg lfl_methods[] = {
+  {"header", lfl_header}, {"freelist", lfl_freelist}, {"memalign", lfl_memalign},
+  {"policy", lfl_policy}, {"source", lfl_source}, {NULL, NULL}};
+
+int lfreelist_open(lua_State *L) {
+  lua_getfield(L, -1, "allocator_methods");
+  luaL_setfuncs(L, lfl_methods, 0);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, lfl_new);
+  lua_setfield(L, -2, "freelist");
+  return 0;
+}

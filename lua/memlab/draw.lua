@@ -1,0 +1,121 @@
+-- memlab.draw: pictures of an allocator's arena as text, for a:draw().
+--   free list: the arena as a bar, blocks to scale ('#' used, '.' free, '|' between blocks),
+--              then one line per block with its header; the top (the break of an sbrk arena)
+--   buddy:     the bar, then the split tree: every partition down to the blocks
+--   pool:      the bar of slots
+-- Every block gets at least one column, so a small block never vanishes next to a large one.
+local D = {}
+
+local function human(n)
+  if n >= 1 << 30 and n % (1 << 30) == 0 then return ("%d GiB"):format(n >> 30) end
+  if n >= 1 << 20 and n % (1 << 20) == 0 then return ("%d MiB"):format(n >> 20) end
+  if n >= 1 << 10 and n % (1 << 10) == 0 then return ("%d KiB"):format(n >> 10) end
+  return ("%d B"):format(n)
+end
+D.human = human
+
+local function collect(a)
+  local blocks = {}
+  for off, size, state, addr in a:blocks() do
+    blocks[#blocks + 1] = { off = off, size = size, state = state, addr = addr }
+  end
+  return blocks
+end
+
+-- Column widths for the in-arena blocks: proportional, at least 1 each, summing to width.
+local function columns(blocks, width)
+  local total, n = 0, #blocks
+  for _, b in ipairs(blocks) do total = total + b.size end
+  local cols, used = {}, 0
+  local spare = math.max(width - n, 0)
+  for i, b in ipairs(blocks) do
+    cols[i] = 1 + (total > 0 and spare * b.size // total or 0)
+    used = used + cols[i]
+  end
+  local i = 1
+  while used < width and n > 0 do -- hand out rounding leftovers to the largest blocks first
+    local big = 1
+    for k = 2, n do if blocks[k].size > blocks[big].size then big = k end end
+    cols[(big + i - 2) % n + 1] = cols[(big + i - 2) % n + 1] + 1
+    used, i = used + 1, i + 1
+  end
+  return cols
+end
+
+local function bar(blocks, width)
+  local cols, out = columns(blocks, width), { "|" }
+  for i, b in ipairs(blocks) do
+    local ch = b.state == "used" and "#" or "."
+    out[#out + 1] = ch:rep(math.max(cols[i] - 1, 1))
+    out[#out + 1] = "|"
+  end
+  return table.concat(out)
+end
+
+local function summary(a, blocks)
+  local st = a:stats()
+  local used, free = 0, 0
+  for _, b in ipairs(blocks) do if b.state == "free" then free = free + 1 else used = used + 1 end end
+  return ("%d blocks: %d used (%s requested, %s granted), %d free (%s, largest %s); " ..
+          "footprint %s, internal fragmentation %s, external %.0f%%")
+    :format(#blocks, used, human(st.live_bytes), human(st.granted_bytes), free,
+            human(st.free_bytes), human(st.largest_free), human(st.footprint),
+            human(st.internal_frag), st.external_frag * 100)
+end
+
+-- The buddy split tree, from the blocks (each a power of two at an aligned offset).
+local function buddy_tree(blocks, size, max_lines)
+  local at = {}
+  for _, b in ipairs(blocks) do at[b.off] = b end
+  local lines = {}
+  local function node(off, sz, depth)
+    if #lines >= max_lines then return end
+    local b = at[off]
+    local pad = ("  "):rep(depth)
+    if b and b.size == sz then
+      lines[#lines + 1] = ("%s[%8d, +%s) %s"):format(pad, off, human(sz), b.state)
+    elseif sz > 1 and (not b or b.size < sz) then
+      lines[#lines + 1] = ("%s[%8d, +%s) split"):format(pad, off, human(sz))
+      node(off, sz // 2, depth + 1)
+      node(off + sz // 2, sz // 2, depth + 1)
+    end
+  end
+  node(0, size, 0)
+  if #lines >= max_lines then lines[#lines + 1] = "  ..." end
+  return lines
+end
+
+--- a:draw([width [, max_lines]]) -> text picture of the arena
+function D.allocator(a, width, max_lines)
+  width = width or 72
+  max_lines = max_lines or 40
+  local kind, base, size, max = a:kind(), a:bounds()
+  local blocks = collect(a)
+  local inside, mapped = {}, {}
+  for _, b in ipairs(blocks) do
+    if b.state == "mapped" then mapped[#mapped + 1] = b else inside[#inside + 1] = b end
+  end
+  local out = {}
+  local function put(fmt, ...) out[#out + 1] = fmt:format(...) end
+  put("%s", tostring(a))
+  put("arena 0x%x .. 0x%x (%s of at most %s)%s", base, base + size, human(size), human(max),
+      kind == "freelist" and a:source() == "sbrk" and ("; the break is at 0x%x"):format(base + size) or "")
+  put("%s", bar(inside, width))
+  put("%-" .. (width - 8) .. "s%s", "^ +0", ("^ +%d"):format(size))
+  put("%s", summary(a, blocks))
+  if kind == "freelist" then
+    for i, b in ipairs(inside) do
+      if i > max_lines then put("  ... %d more", #inside - max_lines) break end
+      put("  +%-8d %8d bytes  %-4s  header 8 B at 0x%x, user area at 0x%x", b.off, b.size, b.state,
+          b.addr, b.addr + 8)
+    end
+    for _, b in ipairs(mapped) do
+      put("  own mapping at 0x%x: %d bytes, used", b.addr, b.size)
+    end
+  elseif kind == "buddy" then
+    for _, line in ipairs(buddy_tree(inside, size, max_lines)) do put("  %s", line) end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+return D
