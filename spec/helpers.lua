@@ -1,0 +1,187 @@
+-- spec/helpers.lua: what the specs share: where they run (natively, under valgrind, under
+-- AddressSanitizer), the error-class checks of API.md, byte-level models (the memmove oracle),
+-- and a fork harness for tests whose failure would take the interpreter down with it.
+local M = require "memlab"
+local luassert = require "luassert"
+
+local H = {}
+
+--- "asan", "valgrind" or nil: set by scripts/test.sh for the sanitizer stages.
+function H.under() return os.getenv("MEMLAB_UNDER") end
+
+H.asan = H.under() == "asan"
+H.valgrind = H.under() == "valgrind"
+-- glibc's malloc is the process's malloc (neither replaced by ASan nor by valgrind).
+H.glibc_malloc = not H.asan and not H.valgrind
+
+H.MAXI, H.MINI = math.maxinteger, math.mininteger
+
+--- n natively, small under valgrind (10-50x slower): loop bounds.
+function H.scale(n, small)
+  if H.valgrind then return small end
+  return n
+end
+
+--- fn(...) raises an error whose message contains `tail` (plain text).
+function H.raises(tail, fn, ...)
+  local args = table.pack(...)
+  luassert.error_matches(function() fn(table.unpack(args, 1, args.n)) end, tail, nil, true)
+end
+
+--- The system said no: nil, "what: strerror(errno) ...", errno.
+function H.fails(errno, ok, msg, code)
+  luassert.is_nil(ok)
+  luassert.is_string(msg)
+  luassert.equal(errno, code)
+  luassert.matches("^[^:]+: " .. M.strerror(errno):gsub("%p", "%%%0"), msg)
+end
+
+--- A refusal that has no errno of its own: nil, "what: why", code.
+function H.refuses(code, ok, msg, got)
+  luassert.is_nil(ok)
+  luassert.matches("^[%w_]+: .", msg)
+  luassert.equal(code, got)
+end
+
+--- The "file:line" of the caller's current line, as memlab records sites.
+function H.here(level)
+  local info = debug.getinfo((level or 1) + 1, "Sl")
+  return info.short_src .. ":" .. info.currentline
+end
+
+--- String <-> table of byte values (1-based table, bytes of a 0-based buffer).
+function H.bytes(s) return { s:byte(1, -1) } end
+function H.str(t)
+  local parts = {}
+  for i = 1, #t, 4096 do parts[#parts + 1] = string.char(table.unpack(t, i, math.min(#t, i + 4095))) end
+  return table.concat(parts)
+end
+
+--- The memmove model: moves n bytes from 0-based src to 0-based dst within table t (in place),
+-- as if through a temporary copy.
+function H.memmove(t, dst, src, n)
+  local tmp = {}
+  for i = 0, n - 1 do tmp[i] = t[src + i + 1] end
+  for i = 0, n - 1 do t[dst + i + 1] = tmp[i] end
+end
+
+--- A recognisable pattern of n bytes: "abcdefghijkl..." (no zero byte).
+function H.pattern(n, first)
+  local t = {}
+  for i = 1, n do t[i] = string.char(((first or 97) - 97 + i - 1) % 26 + 97) end
+  return table.concat(t)
+end
+
+--- A heap buffer holding the bytes of s.
+function H.buffer_of(s)
+  local b = assert(M.malloc(#s))
+  b:write(0, s)
+  return b
+end
+
+--- Runs fn() in a forked child and returns how the child ended, as M.waitpid says it:
+-- "exit", code | "signal", signo. The child leaves through M._exit: exit 0 when fn returns
+-- true, 1 when it returns anything else, 2 when it raises (the message goes to stderr). No
+-- finalizer of the parent's objects runs in the child, and a crash stays in the child.
+function H.in_child(fn)
+  local pid = assert(M.fork())
+  if pid == 0 then
+    local ok, res = pcall(fn)
+    if not ok then io.stderr:write("child: ", tostring(res), "\n") end
+    M._exit(ok and (res == true and 0 or 1) or 2)
+  end
+  local how, code = M.waitpid(pid)
+  return how, code
+end
+
+--- A finalizer that frees a buffer while one of its methods is running. Lua runs pending
+-- finalizers from inside allocations (a GC step), so a method that allocates (a result string,
+-- a luaL_Buffer, a number converted to a string, a new userdata) between checking its buffer
+-- and touching the memory must check again. In a forked child, this makes ten finalizers
+-- pending that free a 256 KiB heap buffer holding "A" * 16384 then a zero byte, and at once
+-- allocate a block of the same size holding digits (malloc hands the freed memory out again,
+-- or maps the same addresses: a stale read then sees digits, a stale write lands in the new
+-- block), drives the GC debt above zero without a GC check, and calls call(victim): the first
+-- allocation inside runs the finalizers. A correct method raises "attempt to use a freed
+-- buffer", or returns what check() accepts when the finalizers ran after its last access.
+-- The child exits 0 when the finalizers ran inside the call at least once and every such call
+-- behaved, 3 when they never ran inside (inconclusive), and otherwise 1 or 2 or dies (a fault,
+-- an ASan report, valgrind's error exit). Returns how, code as M.waitpid says.
+H.VICTIM_SIZE = 256 * 1024
+H.A16K = ("A"):rep(16384)
+local REUSE = ("1234567890123"):rep(H.VICTIM_SIZE // 13 + 1):sub(1, H.VICTIM_SIZE)
+function H.freed_during(call, check)
+  return H.in_child(function()
+    local early = 0
+    for _ = 1, 10 do
+      collectgarbage()
+      collectgarbage("incremental", 1000, 1000, 1)
+      local victim = M.malloc(H.VICTIM_SIZE)
+      victim:fill(65, 0, 16384)
+      victim[16384] = 0
+      local st = { started = false, freed = false, reuse = false }
+      local function freer()
+        st.freed = true
+        if victim:valid() then
+          victim:free()
+          st.reuse = M.malloc(H.VICTIM_SIZE)
+          st.reuse:write(0, REUSE)
+        end
+      end
+      -- finalizers run newest first, ten per GC step: the sentinels, then the freers
+      for _ = 1, 10 do setmetatable({}, { __gc = freer }) end
+      for _ = 1, 10 do setmetatable({}, { __gc = function() st.started = true end }) end
+      local grow = {}
+      repeat collectgarbage("step", 0) until st.started or st.freed
+      -- GC debt far above zero without a GC check: a table's array grows in OP_SETI, which
+      -- allocates without checking; the first check inside the call steps
+      for i = 1, 4096 do grow[i] = true end
+      if not st.freed and victim:valid() then
+        local ok, res = pcall(call, victim)
+        if st.freed then -- the finalizers ran inside the call
+          if st.reuse and st.reuse:read() ~= REUSE then
+            error("the call wrote into the freed buffer's memory")
+          end
+          if ok then
+            if not check(res) then error("the call read the freed buffer's memory") end
+          elseif tostring(res):find("attempt to use a freed buffer", 1, true) then
+            early = early + 1
+          else
+            error(res, 0)
+          end
+        end
+        if st.reuse then st.reuse:free() end
+      end
+      grow = nil
+      collectgarbage()
+      collectgarbage("incremental", 200, 100, 13)
+      if early >= 2 then return true end
+    end
+    if early == 0 then M._exit(3) end
+    return true
+  end)
+end
+
+--- Seconds since some fixed point, for measuring sleeps (busted's luasystem when present).
+do
+  local ok, system = pcall(require, "system")
+  if ok and system.monotime then
+    H.clock = system.monotime
+  else
+    H.clock = function()
+      local f = assert(io.open("/proc/uptime"))
+      local t = f:read("n")
+      f:close()
+      return t
+    end
+  end
+end
+
+--- The buffer's user-visible methods, each with arguments valid for a 12-byte buffer.
+H.methods = {
+  { "size" }, { "read", 0, 4 }, { "write", 0, "ab" }, { "find", "a" }, { "fill", 0 },
+  { "copy", 0, "ab" }, { "hexdump" }, { "wipe" }, { "slice", 0, 4 }, { "pack", "i4", 0, 1 },
+  { "unpack", "i4", 0 },
+}
+
+return H
