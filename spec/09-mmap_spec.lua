@@ -1,0 +1,1075 @@
+-- spec/09-mmap_spec.lua: creating and releasing mappings: M.mmap in C's shape, the friendly M.map{},
+-- file mappings (shared, private, offsets, read-only), what is refused at map time and how
+-- (misuse raises; what the kernel would refuse comes back as nil, msg, errno), b:remap,
+-- b:unmap / M.munmap, and MAP_FIXED (only inside a mapping of the caller's).
+-- Operations on a live mapping (protect, sync, advise, lock, resident) are 10-mapops_spec.lua.
+local M = require "memlab"
+local H = require "helpers"
+local lfs = require "lfs"
+
+local ps = M.pagesize()
+local RW = M.PROT_READ | M.PROT_WRITE
+local PA = M.MAP_PRIVATE | M.MAP_ANONYMOUS
+
+local function anon(pages, prot, flags)
+  return assert(M.mmap(nil, pages * ps, prot or RW, flags or PA, -1, 0))
+end
+
+-- The system said no: nil, "what: strerror (why)", errno; `tail` (plain) must be in the message.
+local function refused(errno, tail, ok, msg, code)
+  assert.is_nil(ok, "expected a refusal, got " .. tostring(ok))
+  assert.is_string(msg)
+  assert.equal(errno, code, msg)
+  assert.truthy(msg:find(M.strerror(errno), 1, true), msg)
+  if tail then assert.truthy(msg:find(tail, 1, true), ("%q not in %q"):format(tail, msg)) end
+end
+
+-- A refusal memlab words itself (a file too short): nil, "what: why", errno, `tail` in the
+-- message; its wording need not hold strerror(errno).
+local function refused_why(errno, tail, ok, msg, code)
+  assert.is_nil(ok, "expected a refusal, got " .. tostring(ok))
+  assert.is_string(msg)
+  assert.equal(errno, code, msg)
+  assert.truthy(msg:find(tail, 1, true), ("%q not in %q"):format(tail, msg))
+end
+
+-- The address an error names (" at 0x..."), as an integer.
+local function named_addr(err)
+  local a = err:match(" at (0x%x+)")
+  return a and math.tointeger(tonumber(a:sub(3), 16))
+end
+
+-- A fresh directory for this test's files, removed (with what it holds) when the test ends.
+-- Returns file(name [, content]) -> path, writing content when given.
+local function tmpdir()
+  local dir = os.tmpname()
+  assert(os.remove(dir))
+  assert(lfs.mkdir(dir))
+  finally(function()
+    for name in lfs.dir(dir) do
+      if name ~= "." and name ~= ".." then os.remove(dir .. "/" .. name) end
+    end
+    os.remove(dir)
+  end)
+  return function(name, content)
+    local path = dir .. "/" .. name
+    if content then
+      local f = assert(io.open(path, "wb"))
+      assert(f:write(content))
+      assert(f:close())
+    end
+    return path
+  end
+end
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Three pages with different contents: "aaa...", "bbb...", "ccc...".
+local THREE = ("a"):rep(ps) .. ("b"):rep(ps) .. ("c"):rep(ps)
+
+-- Every way of writing to a buffer, each writing inside [off, off + 4).
+local function writers(b, off)
+  local src = M.malloc(4)
+  return {
+    index = function() b[off] = 1 end,
+    write = function() b:write(off, "zz") end,
+    fill = function() b:fill(0, off, 4) end,
+    copy = function() b:copy(off, "zz") end,
+    copy_buffer = function() b:copy(off, src) end,
+    pack = function() b:pack("<i4", off, 1) end,
+    wipe = function() b:wipe() end,
+    advise_dontneed = function() b:advise(M.MADV_DONTNEED, 0, ps) end,
+    advise_free = function() b:advise(M.MADV_FREE, 0, ps) end,
+  }
+end
+
+local function regions_at(addr)
+  local n = 0
+  for _, r in ipairs(M.maps()) do
+    if r.from <= addr and addr < r.to then n = n + 1 end
+  end
+  return n
+end
+
+describe("M.mmap of anonymous memory", function()
+  it("returns zero-filled, page-aligned memory of kind mmap", function()
+    local b = anon(3)
+    assert.equal("mmap", b:kind())
+    assert.equal(3 * ps, #b)
+    assert.equal(0, b:address() % ps)
+    assert.equal(("\0"):rep(3 * ps), b:read())
+    assert.equal(("memlab.buffer: 0x%x %d bytes (mmap, rw-)"):format(b:address(), 3 * ps),
+                 tostring(b))
+    b:free()
+  end)
+
+  it("reads back what was written, at every page", function()
+    local b = anon(3)
+    for pg = 0, 2 do b:write(pg * ps + 7, "page " .. pg) end
+    b[3 * ps - 1] = 0xff
+    for pg = 0, 2 do assert.equal("page " .. pg, b:read(pg * ps + 7, 6)) end
+    assert.equal(0xff, b[3 * ps - 1])
+    assert.equal(0, b[0])
+    b:free()
+  end)
+
+  it("costs a whole page for one byte, and lets only that byte be used", function()
+    local one = assert(M.mmap(nil, 1, RW, PA, -1, 0))
+    assert.equal(1, #one)
+    local info = one:mapinfo()
+    assert.equal(ps, info.mapped)
+    assert.equal(1, info.pages)
+    assert.equal(1, info.length)
+    assert.equal(0, one:address() % ps)
+    local r = M.region(one:address())
+    assert.is_not_nil(r)
+    assert.is_true(r.to - r.from >= ps)
+    one[0] = 42
+    assert.equal(42, one[0])
+    H.raises("index out of range", function() return one[1] end)
+    H.raises("index out of range", function() one[1] = 1 end)
+    H.raises("out of range", one.read, one, 0, 2)
+    H.raises("out of range", one.write, one, 1, "x")
+    one:free()
+  end)
+
+  it("is shared with a forked child under MAP_SHARED, and not under MAP_PRIVATE", function()
+    local shared = anon(1, RW, M.MAP_SHARED | M.MAP_ANONYMOUS)
+    local private = anon(1)
+    local how, code = H.in_child(function()
+      shared:write(0, "from the child")
+      private:write(0, "from the child")
+      return true
+    end)
+    assert.same({ "exit", 0 }, { how, code })
+    assert.equal("from the child", shared:read(0, 14))
+    assert.equal(("\0"):rep(14), private:read(0, 14))
+    assert.is_true(shared:mapinfo().shared)
+    assert.is_false(private:mapinfo().shared)
+    shared:free()
+    private:free()
+  end)
+
+  it("leaves /proc/self/maps when unmapped", function()
+    local b = anon(4, M.PROT_NONE)
+    local addr = b:address()
+    assert.equal(1, regions_at(addr))
+    b:unmap()
+    assert.equal(0, regions_at(addr))
+  end)
+
+  it("takes an address hint without MAP_FIXED", function()
+    local b = anon(1)
+    local addr = b:address()
+    b:free()
+    local c = assert(M.mmap(addr, ps, RW, PA, -1, 0))
+    assert.equal(0, c:address() % ps)
+    c:free()
+  end)
+
+  it("ignores extra arguments", function()
+    local b = assert(M.mmap(nil, ps, RW, PA, -1, 0, "extra", {}))
+    assert.equal(ps, #b)
+    b:free()
+  end)
+end)
+
+describe("M.mmap of a file", function()
+  it("writes reach the file after b:sync(M.MS_SYNC), read back with io.open", function()
+    local file = tmpdir()
+    local path = file("data", ("-"):rep(2 * ps))
+    local f = assert(io.open(path, "r+b"))
+    local b = assert(M.mmap(nil, 2 * ps, RW, M.MAP_SHARED, f, 0))
+    f:close() -- the mapping keeps the file
+    b:write(0, "Hello")
+    b:write(ps + 10, "world")
+    assert.equal(b, b:sync(M.MS_SYNC))
+    local disk = slurp(path)
+    assert.equal(2 * ps, #disk)
+    assert.equal("Hello", disk:sub(1, 5))
+    assert.equal("world", disk:sub(ps + 11, ps + 15))
+    assert.equal(("-"):rep(ps - 5), disk:sub(6, ps))
+    b:unmap()
+  end)
+
+  it("maps the file's bytes, page by page, at a page-aligned offset", function()
+    local file = tmpdir()
+    local path = file("three", THREE)
+    local f = assert(io.open(path, "rb"))
+    for pg, ch in ipairs { "a", "b", "c" } do
+      local b = assert(M.mmap(nil, ps, M.PROT_READ, M.MAP_SHARED, f, (pg - 1) * ps))
+      assert.equal(ch:rep(ps), b:read())
+      assert.equal((pg - 1) * ps, b:mapinfo().offset)
+      assert.is_false(b:mapinfo().anonymous)
+      b:unmap()
+    end
+    local b = assert(M.mmap(nil, 2 * ps, M.PROT_READ, M.MAP_PRIVATE, f, ps))
+    assert.equal(("b"):rep(ps) .. ("c"):rep(ps), b:read())
+    b:unmap()
+    f:close()
+  end)
+
+  it("maps a part of the last page (the rest of the page reads zero in C, here out of range)", function()
+    local file = tmpdir()
+    local path = file("short", "0123456789")
+    local f = assert(io.open(path, "rb"))
+    local b = assert(M.mmap(nil, 10, M.PROT_READ, M.MAP_SHARED, f, 0))
+    f:close()
+    assert.equal("0123456789", b:read())
+    assert.equal(ps, b:mapinfo().mapped)
+    H.raises("index out of range", function() return b[10] end)
+    b:unmap()
+  end)
+
+  it("flushes an io file's buffered writes before checking its size", function()
+    local file = tmpdir()
+    local f = assert(io.open(file("buffered"), "w+b"))
+    f:write(("x"):rep(ps)) -- still in the C stdio buffer
+    local b = assert(M.mmap(nil, ps, M.PROT_READ, M.MAP_SHARED, f, 0))
+    assert.equal(("x"):rep(ps), b:read())
+    b:unmap()
+    f:close()
+  end)
+
+  it("under MAP_PRIVATE, keeps writes from the file and from other mappings of it", function()
+    local file = tmpdir()
+    local path = file("private", THREE)
+    local f = assert(io.open(path, "r+b"))
+    local priv = assert(M.mmap(nil, 3 * ps, RW, M.MAP_PRIVATE, f, 0))
+    local shared = assert(M.mmap(nil, 3 * ps, M.PROT_READ, M.MAP_SHARED, f, 0))
+    local other = assert(M.mmap(nil, 3 * ps, M.PROT_READ, M.MAP_PRIVATE, f, 0))
+    priv:write(0, "PRIVATE")
+    priv:fill(0x5a, ps, ps)
+    assert.equal(priv, priv:sync(M.MS_SYNC))
+    assert.equal("PRIVATE", priv:read(0, 7))
+    assert.equal(THREE, shared:read())
+    assert.equal(THREE, other:read())
+    assert.equal(THREE, slurp(path))
+    priv:unmap()
+    shared:unmap()
+    other:unmap()
+    f:close()
+  end)
+
+  it("under MAP_SHARED, lets two mappings of one file see each other's writes", function()
+    local file = tmpdir()
+    local path = file("shared", THREE)
+    local f = assert(io.open(path, "r+b"))
+    local one = assert(M.mmap(nil, 3 * ps, RW, M.MAP_SHARED, f, 0))
+    local two = assert(M.mmap(nil, 2 * ps, RW, M.MAP_SHARED, f, ps))
+    assert.not_equal(one:address(), two:address())
+    one:write(ps, "one->two")
+    assert.equal("one->two", two:read(0, 8))
+    two:write(ps + 5, "two->one")
+    assert.equal("two->one", one:read(2 * ps + 5, 8))
+    one:unmap()
+    two:sync()
+    two:unmap()
+    f:close()
+    local disk = slurp(path)
+    assert.equal("one->two", disk:sub(ps + 1, ps + 8))
+    assert.equal("two->one", disk:sub(2 * ps + 6, 2 * ps + 13))
+  end)
+
+  it("takes a memlab file and an integer descriptor as fd", function()
+    local f = assert(M.memfd_create("memlab-09-fd"))
+    assert(f:truncate(ps))
+    local a = assert(M.mmap(nil, ps, RW, M.MAP_SHARED, f, 0))
+    local b = assert(M.mmap(nil, ps, RW, M.MAP_SHARED, f:fileno(), 0))
+    a:write(0, "via the file object")
+    assert.equal("via the file object", b:read(0, 19))
+    a:unmap()
+    b:unmap()
+    f:close()
+  end)
+
+  describe("refuses at map time", function()
+    it("an empty file, saying it is empty", function()
+      local file = tmpdir()
+      local path = file("empty", "")
+      local f = assert(io.open(path, "rb"))
+      refused_why(M.EINVAL, "the file is empty", M.mmap(nil, ps, M.PROT_READ, M.MAP_SHARED, f, 0))
+      refused_why(M.EINVAL, "the file is empty", M.mmap(nil, 1, M.PROT_READ, M.MAP_PRIVATE, f, 0))
+      f:close()
+    end)
+
+    it("an empty file given to M.map{file=}, saying it is empty", function()
+      local file = tmpdir()
+      local path = file("empty", "")
+      refused_why(M.EINVAL, "empty", M.map { file = path, prot = "r" })
+    end)
+
+    it("a mapping past the end of a file, saying so", function()
+      local file = tmpdir()
+      local path = file("small", ("s"):rep(ps + 1))
+      local f = assert(io.open(path, "rb"))
+      refused_why(M.EINVAL, "past the end of the file",
+              M.mmap(nil, 3 * ps, M.PROT_READ, M.MAP_SHARED, f, 0))
+      refused_why(M.EINVAL, "past the end of the file",
+              M.mmap(nil, 2, M.PROT_READ, M.MAP_PRIVATE, f, ps))
+      refused_why(M.EINVAL, "past the end of the file",
+              M.mmap(nil, 1, M.PROT_READ, M.MAP_SHARED, f, 2 * ps))
+      -- exactly the file: fine
+      local b = assert(M.mmap(nil, ps + 1, M.PROT_READ, M.MAP_SHARED, f, 0))
+      assert.equal("s", b:read(ps, 1))
+      b:unmap()
+      f:close()
+    end)
+
+    it("a mapping past the end of a memfd or shm object, saying so", function()
+      local name = ("/memlab-09-%d-end"):format(M.getpid())
+      finally(function() M.shm_unlink(name) end)
+      local files = { assert(M.memfd_create("memlab-09-end")), assert(M.shm_open(name)) }
+      for _, f in ipairs(files) do
+        refused_why(M.EINVAL, "the file is empty", M.mmap(nil, ps, RW, M.MAP_SHARED, f, 0))
+        assert(f:truncate(ps))
+        refused_why(M.EINVAL, "past the end of the file", M.mmap(nil, ps + 1, RW, M.MAP_SHARED, f, 0))
+        refused_why(M.EINVAL, "past the end of the file", M.mmap(nil, ps, RW, M.MAP_SHARED, f, ps))
+        f:close()
+      end
+    end)
+
+    it("an offset that is not a multiple of the page size (EINVAL)", function()
+      local f = assert(M.memfd_create("memlab-09-off"))
+      assert(f:truncate(4 * ps))
+      for _, off in ipairs { 1, ps - 1, ps + 1, ps // 2 } do
+        refused(M.EINVAL, "page size", M.mmap(nil, ps, RW, M.MAP_SHARED, f, off))
+      end
+      f:close()
+    end)
+
+    it("length 0 (EINVAL)", function()
+      refused(M.EINVAL, "length", M.mmap(nil, 0, RW, PA, -1, 0))
+      local f = assert(M.memfd_create("memlab-09-zero"))
+      assert(f:truncate(ps))
+      refused(M.EINVAL, "length", M.mmap(nil, 0, RW, M.MAP_SHARED, f, 0))
+      f:close()
+    end)
+
+    it("flags with neither MAP_SHARED nor MAP_PRIVATE (EINVAL)", function()
+      refused(M.EINVAL, "MAP_SHARED or MAP_PRIVATE", M.mmap(nil, ps, RW, M.MAP_ANONYMOUS, -1, 0))
+      refused(M.EINVAL, "MAP_SHARED or MAP_PRIVATE", M.mmap(nil, ps, RW, 0, -1, 0))
+    end)
+
+    it("unknown protection bits (EINVAL)", function()
+      refused(M.EINVAL, nil, M.mmap(nil, ps, 0x100, PA, -1, 0))
+      refused(M.EINVAL, nil, M.mmap(nil, ps, -1, PA, -1, 0))
+    end)
+
+    it("a bad file descriptor: a closed one, 999999, and -1 for a file mapping (EBADF)", function()
+      local f = assert(M.memfd_create("memlab-09-badf"))
+      assert(f:truncate(ps))
+      local closed = f:fileno()
+      f:close()
+      refused(M.EBADF, nil, M.mmap(nil, ps, M.PROT_READ, M.MAP_SHARED, closed, 0))
+      refused(M.EBADF, nil, M.mmap(nil, ps, M.PROT_READ, M.MAP_SHARED, 999999, 0))
+      refused(M.EBADF, "needs a file descriptor", M.mmap(nil, ps, M.PROT_READ, M.MAP_SHARED, -1, 0))
+      refused(M.EBADF, "needs a file descriptor", M.mmap(nil, ps, M.PROT_READ, M.MAP_PRIVATE, nil, 0))
+    end)
+
+    it("a shared writable mapping of a file opened read-only (EACCES, as the kernel says)", function()
+      local file = tmpdir()
+      local f = assert(io.open(file("ro", THREE), "rb"))
+      refused(M.EACCES, nil, M.mmap(nil, ps, RW, M.MAP_SHARED, f, 0))
+      -- private is fine: its writes never reach the file
+      local b = assert(M.mmap(nil, ps, RW, M.MAP_PRIVATE, f, 0))
+      b:write(0, "x")
+      b:unmap()
+      f:close()
+    end)
+
+    it("a negative offset (EINVAL)", function()
+      local f = assert(M.memfd_create("memlab-09-neg"))
+      assert(f:truncate(ps))
+      refused(M.EINVAL, nil, M.mmap(nil, ps, RW, M.MAP_SHARED, f, -ps))
+      refused(M.EINVAL, nil, M.mmap(nil, ps, RW, M.MAP_SHARED, f, math.mininteger))
+      f:close()
+    end)
+  end)
+
+  describe("raises for", function()
+    it("a closed io file or a closed memlab file as fd", function()
+      local file = tmpdir()
+      local f = assert(io.open(file("closed", THREE), "rb"))
+      f:close()
+      H.raises("attempt to use a closed file", M.mmap, nil, ps, M.PROT_READ, M.MAP_SHARED, f, 0)
+      local mf = assert(M.memfd_create("memlab-09-closed"))
+      mf:close()
+      H.raises("attempt to use a closed file", M.mmap, nil, ps, M.PROT_READ, M.MAP_SHARED, mf, 0)
+      H.raises("attempt to use a closed file", M.map, { fd = mf, length = ps })
+    end)
+  end)
+end)
+
+describe("a read-only mapping", function()
+  it("refuses every write path (PROT_READ), naming the address, and keeps its bytes", function()
+    local b = anon(1)
+    b:fill(0x61)
+    b:protect(M.PROT_READ)
+    for _ = 1, 2 do
+      for name, fn in pairs(writers(b, 8)) do
+        local ok, err = pcall(fn)
+        assert.is_false(ok, name)
+        assert.matches("write to read-only memory", err, 1, true)
+        assert.matches("SIGSEGV/SEGV_ACCERR", err, 1, true)
+        local at = named_addr(err)
+        assert.is_true(at ~= nil and at >= b:address() and at < b:address() + ps,
+                       name .. ": " .. err)
+      end
+    end
+    assert.equal(("a"):rep(ps), b:read())
+    b:free()
+  end)
+
+  it("of a file opened 'rb' and mapped shared read-only refuses every write; the file is unchanged", function()
+    local file = tmpdir()
+    local path = file("ro", THREE)
+    local f = assert(io.open(path, "rb"))
+    local b = assert(M.mmap(nil, 3 * ps, M.PROT_READ, M.MAP_SHARED, f, 0))
+    f:close()
+    assert.matches("(mmap, r--)", tostring(b), 1, true)
+    for name, fn in pairs(writers(b, ps + 1)) do
+      H.raises("write to read-only memory", fn)
+      assert.equal(THREE, b:read(), name)
+    end
+    -- a view of it is read-only too
+    local v = b:slice(ps, ps)
+    H.raises("write to read-only memory", v.write, v, 0, "x")
+    b:sync()
+    b:unmap()
+    assert.equal(THREE, slurp(path))
+  end)
+
+  it("from M.map{prot='r'} refuses writes too", function()
+    local b = assert(M.map { length = ps, prot = "r" })
+    H.raises("write to read-only memory", b.write, b, 0, "x")
+    assert.equal(0, b[0])
+    b:free()
+  end)
+end)
+
+describe("M.map{}", function()
+  it("maps private anonymous read-write memory by default", function()
+    local b = assert(M.map { length = 2 * ps })
+    local info = b:mapinfo()
+    assert.is_true(info.anonymous)
+    assert.is_false(info.shared)
+    assert.equal(2 * ps, info.length)
+    assert.equal("mmap", b:kind())
+    assert.matches("(mmap, rw-)", tostring(b), 1, true)
+    assert.equal(("\0"):rep(2 * ps), b:read())
+    b:write(0, "ok")
+    assert.equal("ok", b:read(0, 2))
+    b:free()
+  end)
+
+  it("takes prot strings 'r', 'rw', 'none', '' and PROT_* integers", function()
+    for prot, shown in pairs { r = "r--", rw = "rw-", none = "---", [""] = "---", ["r-"] = "r--",
+                               ["-w"] = "-w-" } do
+      local b = assert(M.map { length = ps, prot = prot })
+      assert.matches("(mmap, " .. shown .. ")", tostring(b), 1, true)
+      b:free()
+    end
+    local b = assert(M.map { length = ps, prot = M.PROT_READ })
+    assert.matches("(mmap, r--)", tostring(b), 1, true)
+    b:free()
+    local none = assert(M.map { length = ps, prot = "none" })
+    H.raises("SEGV_ACCERR", none.read, none, 0, 1)
+    none:free()
+  end)
+
+  it("maps shared anonymous memory with shared=true", function()
+    local b = assert(M.map { length = ps, shared = true })
+    assert.is_true(b:mapinfo().shared)
+    local how, code = H.in_child(function() b:write(0, "child"); return true end)
+    assert.same({ "exit", 0 }, { how, code })
+    assert.equal("child", b:read(0, 5))
+    b:free()
+  end)
+
+  it("maps file=path, the length defaulting to the file's size", function()
+    local file = tmpdir()
+    local path = file("f", THREE .. "tail")
+    local b = assert(M.map { file = path })
+    assert.equal(3 * ps + 4, #b)
+    assert.equal(THREE .. "tail", b:read())
+    assert.is_false(b:mapinfo().shared)
+    b:write(0, "private") -- private by default: the file keeps its bytes
+    b:free()
+    assert.equal(THREE .. "tail", slurp(path))
+
+    local off = assert(M.map { file = path, offset = ps, prot = "r" })
+    assert.equal(2 * ps + 4, #off)
+    assert.equal(("b"):rep(ps), off:read(0, ps))
+    off:free()
+  end)
+
+  it("writes a file=path mapped shared and writable back to the file", function()
+    local file = tmpdir()
+    local path = file("f", THREE)
+    local b = assert(M.map { file = path, shared = true, prot = "rw" })
+    assert.is_true(b:mapinfo().shared)
+    b:write(ps, "Hello")
+    b:sync(M.MS_SYNC)
+    b:free()
+    assert.equal("Hello", slurp(path):sub(ps + 1, ps + 5))
+  end)
+
+  it("opens file=path read-only for a shared read-only mapping", function()
+    local file = tmpdir()
+    local path = file("f", THREE)
+    local b = assert(M.map { file = path, shared = true, prot = "r" })
+    H.raises("write to read-only memory", b.write, b, 0, "x")
+    b:free()
+    assert.equal(THREE, slurp(path))
+  end)
+
+  it("takes fd= a memlab file or an io file, the length defaulting to its size", function()
+    local f = assert(M.memfd_create("memlab-09-map"))
+    assert(f:truncate(2 * ps))
+    local b = assert(M.map { fd = f, shared = true })
+    assert.equal(2 * ps, #b)
+    local c = assert(M.map { fd = f, shared = true, length = ps, offset = ps })
+    b:write(ps, "shared")
+    assert.equal("shared", c:read(0, 6))
+    b:free()
+    c:free()
+    f:close()
+
+    local file = tmpdir()
+    local io_f = assert(io.open(file("f", THREE), "rb"))
+    local d = assert(M.map { fd = io_f, prot = "r" })
+    assert.equal(THREE, d:read())
+    d:free()
+    io_f:close()
+  end)
+
+  it("takes populate=true and lock=true", function()
+    local b = assert(M.map { length = 4 * ps, populate = true })
+    local _, n = b:resident()
+    assert.equal(4, n)
+    b:free()
+    local before = M.status().VmLck
+    local l, msg = M.map { length = 2 * ps, lock = true }
+    if l then
+      assert.equal(before + 2 * ps, M.status().VmLck)
+      l:free()
+      assert.equal(before, M.status().VmLck)
+    else
+      assert.matches("RLIMIT_MEMLOCK", msg, 1, true)
+    end
+  end)
+
+  it("returns nil, msg, errno for a file that does not exist", function()
+    local file = tmpdir()
+    local ok, msg, code = M.map { file = file("missing") }
+    assert.is_nil(ok)
+    assert.matches("No such file", msg, 1, true)
+    assert.equal(M.ENOENT, code)
+  end)
+
+  describe("errors on", function()
+    it("a missing or non-table argument", function()
+      H.raises("table expected", M.map)
+      H.raises("table expected", M.map, 4096)
+      H.raises("table expected", M.map, "rw")
+    end)
+
+    it("unknown fields", function()
+      H.raises("unknown field 'lenght'", M.map, { lenght = ps })
+      H.raises("unknown field 'flags'", M.map, { length = ps, flags = M.MAP_SHARED })
+    end)
+
+    it("bad prot strings and types", function()
+      H.raises("invalid protection 'rwz'", M.map, { length = ps, prot = "rwz" })
+      H.raises("invalid protection 'read'", M.map, { length = ps, prot = "read" })
+      H.raises("invalid protection", M.map, { length = ps, prot = {} })
+      H.raises("invalid protection", M.map, { length = ps, prot = 1.5 })
+      H.raises("invalid protection", M.map, { length = ps, prot = true })
+    end)
+
+    it("a missing length for anonymous memory or an integer fd", function()
+      H.raises("length needed", M.map, {})
+      H.raises("length needed", M.map, { prot = "rw" })
+      H.raises("length needed", M.map, { fd = 0 })
+    end)
+
+    it("file and fd together, and a file that is not a path", function()
+      local f = assert(M.memfd_create("memlab-09-both"))
+      H.raises("not both", M.map, { file = "/dev/null", fd = f, length = ps })
+      H.raises("file must be a path", M.map, { file = 3, length = ps })
+      f:close()
+    end)
+
+    it("bad lengths, as M.mmap does", function()
+      H.raises("out of range", M.map, { length = -1 })
+      H.raises("out of range", M.map, { length = math.mininteger })
+      H.raises("number has no integer representation", M.map, { length = 1.5 })
+      refused(M.EINVAL, nil, M.map { length = 0 })
+      refused(M.ENOMEM, nil, M.map { length = math.maxinteger })
+    end)
+  end)
+end)
+
+describe("b:remap()", function()
+  it("grows a mapping, keeping the prefix, zero-filling the rest, following the memory", function()
+    local b = anon(2)
+    b:write(0, "prefix")
+    b:write(2 * ps - 6, "suffix")
+    local v = b:slice(0, 6)
+    assert.equal(b, b:remap(64 * ps, true))
+    assert.equal(64 * ps, #b)
+    assert.equal(64, b:mapinfo().pages)
+    assert.equal(0, b:address() % ps)
+    assert.equal("prefix", b:read(0, 6))
+    assert.equal("suffix", b:read(2 * ps - 6, 6))
+    assert.equal(("\0"):rep(62 * ps), b:read(2 * ps))
+    b:write(64 * ps - 4, "end!")
+    assert.equal("end!", b:read(64 * ps - 4, 4))
+    -- the old view died
+    assert.is_false(v:valid())
+    H.raises("dead view", v.read, v)
+    H.raises("dead view", function() return v[0] end)
+    H.raises("dead view", function() return #v end)
+    assert.matches("dead view", tostring(v), 1, true)
+    -- a new view works
+    assert.equal("prefix", b:slice(0, 6):read())
+    b:free()
+  end)
+
+  it("shrinks a mapping, keeping the prefix; access beyond the new size is out of range", function()
+    local b = anon(4)
+    b:write(0, "keep")
+    b:write(3 * ps, "gone")
+    local v = b:slice(0, 4)
+    assert.equal(b, b:remap(ps + 10))
+    assert.equal(ps + 10, #b)
+    assert.equal(2, b:mapinfo().pages)
+    assert.equal(2 * ps, b:mapinfo().mapped)
+    assert.equal("keep", b:read(0, 4))
+    H.raises("index out of range", function() return b[ps + 10] end)
+    H.raises("out of range", b.read, b, 3 * ps, 4)
+    H.raises("out of range", b.write, b, ps + 9, "xx")
+    H.raises("dead view", v.read, v)
+    b:free()
+  end)
+
+  it("keeps the per-page protection of the pages it keeps", function()
+    local b = anon(2, M.PROT_READ)
+    b:remap(4 * ps, true)
+    H.raises("write to read-only memory", b.write, b, 3 * ps, "x")
+    b:free()
+  end)
+
+  it("grows a file mapping within the file", function()
+    local file = tmpdir()
+    local f = assert(io.open(file("f", THREE), "rb"))
+    local b = assert(M.mmap(nil, ps, M.PROT_READ, M.MAP_SHARED, f, 0))
+    f:close()
+    b:remap(3 * ps, true)
+    assert.equal(THREE, b:read())
+    b:free()
+  end)
+
+  it("refuses to grow a file mapping past the end of the file (nil, msg, EINVAL)", function()
+    local mf = assert(M.memfd_create("memlab-09-remap"))
+    assert(mf:truncate(2 * ps))
+    local b = assert(M.mmap(nil, ps, RW, M.MAP_SHARED, mf, 0))
+    b:write(0, "still here")
+    refused_why(M.EINVAL, "past the end of the file", b:remap(3 * ps, true))
+    refused_why(M.EINVAL, "past the end of the file", b:remap(2 * ps + 1, true))
+    assert.equal(ps, #b)
+    assert.equal("still here", b:read(0, 10))
+    b:remap(2 * ps, true)
+    assert.equal(2 * ps, #b)
+    b:free()
+    mf:close()
+  end)
+
+  it("returns nil, msg, ENOMEM when the mapping cannot grow in place and may not move", function()
+    local a = anon(1)
+    -- occupy the page right after it (MAP_FIXED_NOREPLACE never replaces anything)
+    local next_page = M.mmap(a:address() + ps, ps, RW, PA | M.MAP_FIXED_NOREPLACE, -1, 0)
+    refused(M.ENOMEM, nil, a:remap(2 * ps))
+    refused(M.ENOMEM, nil, a:remap(2 * ps, false))
+    assert.equal(ps, #a)
+    a:free()
+    if next_page then next_page:free() end
+  end)
+
+  describe("errors on", function()
+    it("a view", function()
+      local b = anon(2)
+      local v = b:slice(0, ps)
+      H.raises("cannot remap a view", v.remap, v, ps)
+      b:free()
+    end)
+
+    it("bad lengths: missing, negative, float, huge", function()
+      local b = anon(1)
+      H.raises("number expected", b.remap, b)
+      H.raises("size out of range", b.remap, b, -1)
+      H.raises("size out of range", b.remap, b, math.mininteger)
+      H.raises("number has no integer representation", b.remap, b, 1.5)
+      H.raises("number expected", b.remap, b, "big")
+      refused(M.EINVAL, nil, b:remap(0))
+      refused(M.ENOMEM, nil, b:remap(math.maxinteger, true))
+      assert.equal(ps, #b)
+      b:free()
+    end)
+  end)
+end)
+
+describe("b:unmap() and M.munmap()", function()
+  it("unmap the buffer: it and its views are dead, M.type says so", function()
+    local b = anon(2)
+    local v = b:slice(ps)
+    assert.is_true(b:unmap())
+    assert.equal("freed buffer", M.type(b))
+    assert.equal("freed buffer", M.type(v))
+    H.raises("attempt to use a freed buffer", b.read, b)
+    H.raises("attempt to use a freed buffer", v.read, v)
+    H.raises("attempt to use a freed buffer", function() return b[0] end)
+    local c = anon(1)
+    assert.is_true(M.munmap(c))
+    assert.equal("freed buffer", M.type(c))
+  end)
+
+  it("b:unmap() twice raises 'double free', naming the first unmap's line", function()
+    local b = anon(1)
+    b:unmap(); local site = H.here()
+    local ok, err = pcall(b.unmap, b)
+    assert.is_false(ok)
+    assert.matches("double free", err, 1, true)
+    assert.matches(site, err, 1, true)
+  end)
+
+  it("M.munmap() of a freed mapping raises 'double free', naming the first unmap's line", function()
+    local b = anon(1)
+    M.munmap(b); local site = H.here()
+    local ok, err = pcall(M.munmap, b)
+    assert.is_false(ok)
+    assert.matches("double free", err, 1, true)
+    assert.matches(site, err, 1, true)
+  end)
+
+  it("b:free() after b:unmap() raises 'double free', naming the unmap's line", function()
+    local b = anon(1)
+    b:unmap(); local site = H.here()
+    local ok, err = pcall(b.free, b)
+    assert.is_false(ok)
+    assert.matches("double free", err, 1, true)
+    assert.matches(site, err, 1, true)
+  end)
+
+  it("does not unmap a newer mapping that took the freed range", function()
+    local b = anon(1)
+    local addr = b:address()
+    b:unmap()
+    local c = assert(M.mmap(addr, ps, RW, PA, -1, 0)) -- often lands at the same address
+    c:write(0, "newer")
+    pcall(b.unmap, b)
+    pcall(M.munmap, b)
+    pcall(b.free, b)
+    assert.equal("newer", c:read(0, 5))
+    c:free()
+  end)
+
+  it("M.munmap(b, off, len) unmaps when the range is the whole buffer", function()
+    local b = anon(2)
+    assert.is_true(M.munmap(b, 0, 2 * ps))
+    assert.equal("freed buffer", M.type(b))
+  end)
+
+  it("M.munmap(b, length) in C's shape unmaps the whole mapping, as M.mprotect(b, len, prot) reads", function()
+    local b = anon(1)
+    local ok, res = pcall(M.munmap, b, ps)
+    assert.is_true(ok, res)
+    assert.equal("freed buffer", M.type(b))
+  end)
+
+  it("__close unmaps at the end of the scope", function()
+    local addr
+    do
+      local b <close> = anon(2)
+      addr = b:address()
+      assert.equal(1, regions_at(addr))
+    end
+    assert.equal(0, regions_at(addr))
+  end)
+
+  it("the garbage collector unmaps an unreferenced mapping", function()
+    local addr = anon(3, M.PROT_NONE):address()
+    collectgarbage()
+    collectgarbage()
+    assert.equal(0, regions_at(addr))
+  end)
+
+  describe("errors on", function()
+    it("a view", function()
+      local b = anon(2)
+      local v = b:slice(0, ps)
+      H.raises("cannot unmap a view", v.unmap, v)
+      H.raises("cannot unmap a view", M.munmap, v)
+      H.raises("cannot free a view", v.free, v)
+      assert.is_true(b:valid())
+      b:free()
+    end)
+
+    it("part of a mapping", function()
+      local b = anon(3)
+      H.raises("munmap of part of a mapping is refused", M.munmap, b, ps, ps)
+      H.raises("munmap of part of a mapping is refused", M.munmap, b, 0, ps)
+      H.raises("munmap of part of a mapping is refused", M.munmap, b, 0, 2 * ps)
+      H.raises("cannot unmap a view", M.munmap, b:slice(0, 3 * ps), 0, 3 * ps)
+      H.raises("not page aligned", M.munmap, b, 1, ps)
+      assert.is_true(b:valid())
+      assert.equal(1, regions_at(b:address() + ps))
+      b:free()
+    end)
+
+    it("bad ranges: negative, float, huge", function()
+      local b = anon(1)
+      H.raises("out of range", M.munmap, b, -1, ps)
+      H.raises("out of range", M.munmap, b, 0, -1)
+      H.raises("out of range", M.munmap, b, 0, math.maxinteger)
+      H.raises("out of range", M.munmap, b, math.mininteger, ps)
+      H.raises("number has no integer representation", M.munmap, b, 0, 1.5)
+      H.raises("number has no integer representation", M.munmap, b, 0.5, ps)
+      assert.is_true(b:valid())
+      b:free()
+    end)
+
+    it("something that is not a buffer", function()
+      H.raises("memlab.buffer expected, got no value", M.munmap)
+      H.raises("memlab.buffer expected, got number", M.munmap, 4096, ps)
+      H.raises("memlab.buffer expected, got table", M.munmap, {})
+    end)
+
+    it("a heap buffer", function()
+      local h = M.malloc(16)
+      H.raises("munmap needs a mapping", M.munmap, h)
+      H.raises("unmap needs a mapping", h.unmap, h)
+      H.raises("remap needs a mapping", h.remap, h, 32)
+      H.raises("mapinfo needs a mapping", h.mapinfo, h)
+      h:free()
+    end)
+
+    it("a freed mapping: remap and mapinfo", function()
+      local b = anon(1)
+      b:free()
+      H.raises("attempt to use a freed buffer", b.remap, b, 2 * ps, true)
+      H.raises("attempt to use a freed buffer", b.mapinfo, b)
+    end)
+  end)
+end)
+
+describe("MAP_FIXED", function()
+  it("outside a mapping of the caller's raises, whatever is there", function()
+    local heap = M.malloc(3 * ps)
+    local inside_heap = (heap:address() + ps - 1) // ps * ps
+    for _, addr in ipairs { inside_heap, 0, ps, 0x10000 } do
+      H.raises("MAP_FIXED at", M.mmap, addr, ps, RW, PA | M.MAP_FIXED, -1, 0)
+    end
+    heap:free()
+    -- a mapping that is gone is not the caller's any more
+    local b = anon(2)
+    local addr = b:address()
+    b:free()
+    H.raises("not a mapping of yours", M.mmap, addr, ps, RW, PA | M.MAP_FIXED, -1, 0)
+  end)
+
+  it("reaching past the end of the caller's mapping raises", function()
+    local b = anon(2)
+    H.raises("not a mapping of yours", M.mmap, b:address() + ps, 2 * ps, RW, PA | M.MAP_FIXED, -1, 0)
+    b:free()
+  end)
+
+  it("at an address that is not page aligned returns nil, msg, EINVAL", function()
+    local b = anon(2)
+    refused(M.EINVAL, "page aligned", M.mmap(b:address() + 1, ps, RW, PA | M.MAP_FIXED, -1, 0))
+    b:free()
+  end)
+
+  it("inside a mapping replaces that range with the new mapping", function()
+    local parent = anon(4)
+    parent:fill(0x41)
+    local child = assert(M.mmap(parent:address() + ps, 2 * ps, RW, PA | M.MAP_FIXED, -1, 0))
+    assert.equal(parent:address() + ps, child:address())
+    assert.equal(("\0"):rep(2 * ps), parent:read(ps, 2 * ps))
+    assert.equal(("A"):rep(ps), parent:read(0, ps))
+    assert.equal(("A"):rep(ps), parent:read(3 * ps, ps))
+    child:write(0, "through the child")
+    assert.equal("through the child", parent:read(ps, 17))
+    parent:write(2 * ps, "through the parent")
+    assert.equal("through the parent", child:read(ps, 18))
+    child:free()
+    parent:free()
+  end)
+
+  it("takes a view of the parent as the address, and maps a file there", function()
+    local parent = anon(3)
+    local f = assert(M.memfd_create("memlab-09-fixed"))
+    assert(f:truncate(ps))
+    local child = assert(M.mmap(parent:slice(ps, ps), ps, RW, M.MAP_SHARED | M.MAP_FIXED, f, 0))
+    assert.equal(parent:address() + ps, child:address())
+    local other = assert(M.mmap(nil, ps, RW, M.MAP_SHARED, f, 0))
+    parent:write(ps, "in the file")
+    assert.equal("in the file", other:read(0, 11))
+    other:free()
+    child:free()
+    parent:free()
+    f:close()
+  end)
+
+  it("gives the range back to the parent as zero pages with the parent's protection when freed", function()
+    local parent = anon(4)
+    parent:fill(0x41)
+    parent:protect(M.PROT_READ, 2 * ps, ps)
+    local f = assert(M.memfd_create("memlab-09-back"))
+    assert(f:truncate(2 * ps))
+    local child = assert(M.mmap(parent:address() + ps, 2 * ps, RW, M.MAP_SHARED | M.MAP_FIXED, f, 0))
+    child:fill(0x42)
+    child:free()
+    -- no hole: every byte of the parent reads, the range as zeros
+    assert.equal(("A"):rep(ps) .. ("\0"):rep(2 * ps) .. ("A"):rep(ps), parent:read())
+    parent:write(ps, "writable again")
+    assert.equal("writable again", parent:read(ps, 14))
+    H.raises("write to read-only memory", parent.write, parent, 2 * ps, "x")
+    -- the file kept the child's bytes
+    local again = assert(M.mmap(nil, 2 * ps, M.PROT_READ, M.MAP_SHARED, f, 0))
+    assert.equal(("B"):rep(2 * ps), again:read())
+    again:free()
+    f:close()
+    parent:free()
+  end)
+
+  it("dies with the parent: unmapping the parent kills the child", function()
+    local parent = anon(3)
+    local child = assert(M.mmap(parent:address() + ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+    local v = child:slice(0, 10)
+    local paddr = parent:address()
+    parent:unmap()
+    assert.is_false(child:valid())
+    assert.equal("freed buffer", M.type(child))
+    H.raises("attempt to use a freed buffer", child.read, child)
+    H.raises("attempt to use a freed buffer", v.read, v)
+    H.raises("attempt to use a freed buffer", child.free, child)
+    H.raises("attempt to use a freed buffer", child.unmap, child)
+    assert.equal(0, regions_at(paddr + ps))
+    child, v = nil, nil
+    collectgarbage()
+    collectgarbage()
+    assert.equal(0, regions_at(paddr + ps)) -- the collector did not map anything back
+  end)
+
+  it("a child refuses b:remap: moving or shrinking it would leave a hole in its parent", function()
+    local parent = anon(4)
+    parent:fill(0x41)
+    local child = assert(M.mmap(parent:address() + 2 * ps, 2 * ps, RW, PA | M.MAP_FIXED, -1, 0))
+    H.raises("would leave a hole", child.remap, child, 4 * ps, true)
+    H.raises("would leave a hole", child.remap, child, ps)
+    assert.equal(2 * ps, #child)
+    child:free()
+    local ok, err = pcall(parent.read, parent) -- every byte of the parent is still mapped
+    assert.is_true(ok, err)
+    assert.equal(("A"):rep(2 * ps) .. ("\0"):rep(2 * ps), parent:read())
+    parent:free()
+  end)
+end)
+
+describe("M.pagesize()", function()
+  it("returns the page size as an integer power of two, what one byte costs", function()
+    assert.equal("integer", math.type(ps))
+    assert.is_true(ps >= 4096)
+    assert.equal(0, ps & (ps - 1))
+    assert.equal(ps, M.pagesize("extra"))
+    local one = assert(M.mmap(nil, 1, RW, PA, -1, 0))
+    assert.equal(ps, one:mapinfo().mapped)
+    one:free()
+  end)
+end)
+
+describe("M.mmap arguments", function()
+  local function mm(...) return M.mmap(...) end
+
+  it("errors on a missing, wrongly typed, negative or float length", function()
+    H.raises("number expected, got no value", mm, nil)
+    H.raises("number expected, got table", mm, nil, {}, RW, PA, -1, 0)
+    H.raises("size out of range", mm, nil, -1, RW, PA, -1, 0)
+    H.raises("size out of range", mm, nil, math.mininteger, RW, PA, -1, 0)
+    H.raises("number has no integer representation", mm, nil, 1.5, RW, PA, -1, 0)
+  end)
+
+  it("returns nil, msg, ENOMEM for a huge length", function()
+    refused(M.ENOMEM, nil, M.mmap(nil, math.maxinteger, RW, PA, -1, 0))
+    refused(M.ENOMEM, nil, M.map { length = math.maxinteger })
+  end)
+
+  it("returns nil, msg, errno (ENOMEM, or the kernel's EINVAL for mremap) for a length just under the largest size (in a child process)", function()
+    -- A child: under AddressSanitizer an impossible allocation made on the way aborts the process.
+    local how, code = H.in_child(function()
+      for _, n in ipairs { math.maxinteger - ps, 1 << 60, 1 << 50 } do
+        local ok, msg, errno = M.mmap(nil, n, RW, PA, -1, 0) -- valgrind's mmap says EINVAL
+        if ok ~= nil or (errno ~= M.ENOMEM and errno ~= M.EINVAL) then
+          io.stderr:write(("M.mmap(nil, %d, ...) gave %s, %s, %s\n"):format(n, tostring(ok),
+                          tostring(msg), tostring(errno)))
+          return false
+        end
+      end
+      local b = anon(1)
+      local ok, msg, errno = b:remap(1 << 50, true) -- the kernel says EINVAL past TASK_SIZE
+      if ok ~= nil or (errno ~= M.ENOMEM and errno ~= M.EINVAL) then
+        io.stderr:write(("b:remap(1 << 50, true) gave %s, %s, %s\n"):format(tostring(ok),
+                        tostring(msg), tostring(errno)))
+        return false
+      end
+      return #b == ps
+    end)
+    assert.same({ "exit", 0 }, { how, code })
+  end)
+
+  it("errors on a missing, wrongly typed or float prot or flags", function()
+    H.raises("number expected, got no value", mm, nil, ps)
+    H.raises("number expected, got table", mm, nil, ps, {}, PA, -1, 0)
+    H.raises("number has no integer representation", mm, nil, ps, 1.5, PA, -1, 0)
+    H.raises("number expected, got no value", mm, nil, ps, RW)
+    H.raises("number has no integer representation", mm, nil, ps, RW, 1.5, -1, 0)
+    H.raises("flags out of range", mm, nil, ps, RW, -1, -1, 0)
+    H.raises("flags out of range", mm, nil, ps, RW, math.maxinteger, -1, 0)
+    H.raises("flags out of range", mm, nil, ps, RW, math.mininteger, -1, 0)
+  end)
+
+  it("errors on a wrongly typed, float or out-of-range fd", function()
+    H.raises("file descriptor", mm, nil, ps, RW, M.MAP_SHARED, {}, 0)
+    H.raises("file descriptor", mm, nil, ps, RW, M.MAP_SHARED, true, 0)
+    H.raises("number has no integer representation", mm, nil, ps, RW, M.MAP_SHARED, 1.5, 0)
+    H.raises("file descriptor out of range", mm, nil, ps, RW, M.MAP_SHARED, -2, 0)
+    H.raises("file descriptor out of range", mm, nil, ps, RW, M.MAP_SHARED, math.maxinteger, 0)
+    H.raises("file descriptor out of range", mm, nil, ps, RW, M.MAP_SHARED, math.mininteger, 0)
+  end)
+
+  it("errors on a float or wrongly typed offset; huge offsets are refused as the kernel would", function()
+    local f = assert(M.memfd_create("memlab-09-args"))
+    assert(f:truncate(ps))
+    H.raises("number has no integer representation", mm, nil, ps, RW, M.MAP_SHARED, f, 1.5)
+    H.raises("number expected, got table", mm, nil, ps, RW, M.MAP_SHARED, f, {})
+    refused(M.EINVAL, nil, M.mmap(nil, ps, RW, M.MAP_SHARED, f, math.maxinteger))
+    -- page aligned, but offset + length overflows off_t: the kernel says EOVERFLOW
+    refused(M.EOVERFLOW, nil, M.mmap(nil, ps, RW, M.MAP_SHARED, f, math.maxinteger // ps * ps))
+    f:close()
+  end)
+
+  it("errors on a float or wrongly typed address", function()
+    H.raises("number has no integer representation", mm, 1.5, ps, RW, PA, -1, 0)
+    H.raises("number expected, got table", mm, {}, ps, RW, PA, -1, 0)
+    local b = anon(1)
+    b:free()
+    H.raises("attempt to use a freed buffer", mm, b, ps, RW, PA, -1, 0)
+  end)
+end)

@@ -1,0 +1,856 @@
+-- spec/10-mapops_spec.lua: operations on a live mapping: b:protect (and the faults it makes
+-- possible, on every access method), b:sync, b:advise, b:lock / b:unlock, M.mlockall /
+-- M.munlockall, b:resident, b:mapinfo, and the C-shaped module forms M.mprotect, M.msync,
+-- M.madvise, M.mlock, M.munlock, which take a buffer or a raw address inside a mapping of ours.
+local M = require "memlab"
+local H = require "helpers"
+local lfs = require "lfs"
+
+local ps = M.pagesize()
+local RW = M.PROT_READ | M.PROT_WRITE
+local PA = M.MAP_PRIVATE | M.MAP_ANONYMOUS
+
+local function anon(pages, prot, flags)
+  return assert(M.mmap(nil, pages * ps, prot or RW, flags or PA, -1, 0))
+end
+
+local function refused(errno, ok, msg, code)
+  assert.is_nil(ok, "expected a refusal, got " .. tostring(ok))
+  assert.is_string(msg)
+  assert.equal(errno, code, msg)
+  assert.truthy(msg:find(M.strerror(errno), 1, true), msg)
+end
+
+local function hex(n) return ("0x%x"):format(n) end
+
+local function named_addr(err)
+  local a = err:match(" at (0x%x+)")
+  return a and math.tointeger(tonumber(a:sub(3), 16))
+end
+
+-- err names an address in [lo, lo + len).
+local function names_addr_in(err, lo, len)
+  local a = named_addr(err)
+  assert.is_true(a ~= nil and a >= lo and a < lo + len,
+                 ("%s names no address in [%s, %s)"):format(err, hex(lo), hex(lo + len)))
+end
+
+local function tmpfile(content)
+  local dir = os.tmpname()
+  assert(os.remove(dir))
+  assert(lfs.mkdir(dir))
+  local path = dir .. "/data"
+  finally(function()
+    os.remove(path)
+    os.remove(dir)
+  end)
+  local f = assert(io.open(path, "wb"))
+  f:write(content)
+  f:close()
+  return path
+end
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function vmlck() return M.status().VmLck end
+
+-- AddressSanitizer intercepts mlock, munlock, mlockall and munlockall and makes them succeed
+-- without locking anything, so VmLck cannot move under it.
+local function skip_locking_under_asan()
+  if H.asan then
+    pending("skipped under asan: AddressSanitizer turns mlock/munlock into no-ops that succeed, " ..
+            "so VmLck cannot be observed")
+    return true
+  end
+end
+
+-- Every way of reading a buffer, each touching [off, off + 4).
+local function readers(b, off)
+  local dst = M.malloc(8)
+  return {
+    read = function() return b:read(off, 4) end,
+    find = function() return b:find("zz", off, 4) end,
+    hexdump = function() return b:hexdump(off, 4) end,
+    unpack = function() return b:unpack("<i4", off) end,
+    index = function() return b[off] end,
+    copy_from = function() dst:copy(0, b, off, 4) end,
+    view_read = function() return b:slice(off, 4):read() end,
+    peek = function() return M.peek(b:address() + off, 4) end,
+  }
+end
+
+-- Every way of writing a buffer, each touching [off, off + 4).
+local function writers(b, off)
+  local src = M.malloc(4)
+  return {
+    write = function() b:write(off, "zzzz") end,
+    fill = function() b:fill(0x7a, off, 4) end,
+    copy = function() b:copy(off, "zzzz") end,
+    copy_buffer = function() b:copy(off, src) end,
+    copy_self = function() b:copy(off, b, 0, 4) end,
+    pack = function() b:pack("<i4", off, 1) end,
+    newindex = function() b[off] = 1 end,
+    wipe = function() b:slice(off, 4):wipe() end,
+  }
+end
+
+describe("b:protect()", function()
+  it("with PROT_READ refuses every write path before any byte moves, twice in a row", function()
+    local b = anon(2)
+    b:fill(0x41)
+    assert.equal(b, b:protect(M.PROT_READ, ps, ps))
+    assert.matches("(mmap, mixed)", tostring(b), 1, true)
+    for round = 1, 2 do
+      for name, fn in pairs(writers(b, ps + 8)) do
+        local ok, err = pcall(fn)
+        assert.is_false(ok, name)
+        assert.matches("write to read-only memory", err, 1, true)
+        assert.matches("SIGSEGV/SEGV_ACCERR", err, 1, true)
+        names_addr_in(err, b:address() + ps, ps)
+      end
+      -- a write straddling into the read-only page lands nowhere
+      H.raises("write to read-only memory", b.write, b, ps - 2, "zzzz")
+      assert.equal(("A"):rep(2 * ps), b:read(), "round " .. round)
+    end
+    -- reads work, the writable page too
+    assert.equal(0x41, b[ps])
+    b:write(0, "ok")
+    assert.equal("ok", b:read(0, 2))
+    b:protect("rw")
+    b:write(ps, "writable")
+    assert.equal("writable", b:read(ps, 8))
+    b:free()
+  end)
+
+  it("with PROT_NONE makes every read a memory fault naming SIGSEGV, SEGV_ACCERR and the address, twice", function()
+    local b = anon(3)
+    b:protect(M.PROT_NONE, ps, ps)
+    for _ = 1, 2 do
+      for name, fn in pairs(readers(b, ps + 16)) do
+        local ok, err = pcall(fn)
+        assert.is_false(ok, name)
+        assert.matches("SIGSEGV (SEGV_ACCERR)", err, 1, true)
+        names_addr_in(err, b:address() + ps + 16, 4)
+      end
+      for name, fn in pairs(writers(b, ps + 16)) do
+        local ok, err = pcall(fn)
+        assert.is_false(ok, name)
+        assert.matches("write to read-only memory", err, 1, true)
+      end
+    end
+    local f = M.lastfault()
+    assert.equal("SIGSEGV", f.signal)
+    assert.equal("SEGV_ACCERR", f.code)
+    -- the pages around it still work, and so does the interpreter
+    b:write(0, "before")
+    b:write(2 * ps, "after")
+    assert.equal("before", b:read(0, 6))
+    assert.equal("after", b:read(2 * ps, 5))
+    b:protect(RW)
+    assert.equal(("\0"):rep(ps), b:read(ps, ps))
+    b:free()
+  end)
+
+  it("rounds the length up to whole pages, as mprotect does", function()
+    local b = anon(2)
+    b:protect(M.PROT_READ, 0, 1)
+    H.raises("write to read-only memory", b.write, b, ps - 1, "x")
+    b:write(ps, "x")
+    b:free()
+  end)
+
+  it("acts on a view's pages, offsets relative to the view", function()
+    local b = anon(3)
+    local v = b:slice(ps, 2 * ps)
+    assert.equal(v, v:protect("r", ps, ps))
+    b:write(ps, "page 1 writable")
+    H.raises("write to read-only memory", b.write, b, 2 * ps, "x")
+    b:free()
+  end)
+
+  it("takes protection strings ('r', 'rw', 'none', '', 'r-x') and PROT_* integers", function()
+    local b = anon(1)
+    for prot, shown in pairs { r = "r--", rw = "rw-", none = "---", [""] = "---", ["r-x"] = "r-x",
+                               ["rw-"] = "rw-" } do
+      b:protect(prot)
+      assert.matches("(mmap, " .. shown .. ")", tostring(b), 1, true)
+    end
+    b:protect(M.PROT_READ | M.PROT_WRITE)
+    assert.matches("(mmap, rw-)", tostring(b), 1, true)
+    b:free()
+  end)
+
+  it("does nothing for a length of 0", function()
+    local b = anon(1)
+    assert.equal(b, b:protect(M.PROT_NONE, 0, 0))
+    b:write(0, "x")
+    b:free()
+  end)
+
+  describe("errors on", function()
+    it("an offset that is not page aligned, naming page alignment", function()
+      local b = anon(2)
+      for _, off in ipairs { 1, ps - 1, ps + 1 } do
+        H.raises("not page aligned", b.protect, b, M.PROT_READ, off, 1)
+      end
+      local v = b:slice(1)
+      H.raises("not page aligned", v.protect, v, M.PROT_READ) -- a view starting mid-page
+      b:write(0, "untouched")
+      b:free()
+    end)
+
+    it("ranges past the end, negative, float or huge", function()
+      local b = anon(2)
+      H.raises("out of range", b.protect, b, M.PROT_READ, 0, 2 * ps + 1)
+      H.raises("out of range", b.protect, b, M.PROT_READ, 3 * ps, 0)
+      H.raises("out of range", b.protect, b, M.PROT_READ, ps, 2 * ps)
+      H.raises("out of range", b.protect, b, M.PROT_READ, -ps, ps)
+      H.raises("out of range", b.protect, b, M.PROT_READ, 0, -1)
+      H.raises("out of range", b.protect, b, M.PROT_READ, 0, math.maxinteger)
+      H.raises("out of range", b.protect, b, M.PROT_READ, math.maxinteger // ps * ps, ps)
+      H.raises("out of range", b.protect, b, M.PROT_READ, math.mininteger, ps)
+      H.raises("number has no integer representation", b.protect, b, M.PROT_READ, 0, 1.5)
+      H.raises("number has no integer representation", b.protect, b, M.PROT_READ, 0.5, ps)
+      b:free()
+    end)
+
+    it("bad protections", function()
+      local b = anon(1)
+      H.raises("invalid protection 'rwz'", b.protect, b, "rwz")
+      H.raises("invalid protection 'read'", b.protect, b, "read")
+      H.raises("invalid protection bits", b.protect, b, 0x100)
+      H.raises("invalid protection bits", b.protect, b, -1)
+      H.raises("invalid protection bits", b.protect, b, math.maxinteger)
+      H.raises("invalid protection bits", b.protect, b, math.mininteger)
+      H.raises("number has no integer representation", b.protect, b, 1.5)
+      H.raises("number expected, got no value", b.protect, b)
+      H.raises("number expected, got table", b.protect, b, {})
+      assert.matches("(mmap, rw-)", tostring(b), 1, true)
+      b:free()
+    end)
+  end)
+end)
+
+describe("b:sync()", function()
+  it("writes a shared file mapping to the file with MS_SYNC (the default), MS_ASYNC and MS_INVALIDATE", function()
+    local path = tmpfile(("."):rep(2 * ps))
+    local f = assert(io.open(path, "r+b"))
+    local b = assert(M.mmap(nil, 2 * ps, RW, M.MAP_SHARED, f, 0))
+    f:close()
+    b:write(0, "sync")
+    assert.equal(b, b:sync())
+    assert.equal("sync", slurp(path):sub(1, 4))
+    b:write(ps, "explicit")
+    assert.equal(b, b:sync(M.MS_SYNC, ps, ps))
+    assert.equal("explicit", slurp(path):sub(ps + 1, ps + 8))
+    assert.equal(b, b:sync(M.MS_ASYNC))
+    assert.equal(b, b:sync(M.MS_INVALIDATE))
+    assert.equal(b, b:sync(M.MS_SYNC, 0, 0))
+    b:free()
+  end)
+
+  it("works on anonymous memory too (nothing to write)", function()
+    local b = anon(1)
+    assert.equal(b, b:sync(M.MS_SYNC))
+    b:free()
+  end)
+
+  it("returns nil, msg, EINVAL for MS_SYNC | MS_ASYNC, as msync does", function()
+    local b = anon(1)
+    refused(M.EINVAL, b:sync(M.MS_SYNC | M.MS_ASYNC))
+    b:free()
+  end)
+
+  describe("errors on", function()
+    it("an unaligned offset, naming page alignment, and ranges past the end", function()
+      local b = anon(2)
+      H.raises("not page aligned", b.sync, b, M.MS_SYNC, 1, ps)
+      H.raises("not page aligned", b.sync, b, M.MS_SYNC, ps + 100)
+      H.raises("out of range", b.sync, b, M.MS_SYNC, 0, 2 * ps + 1)
+      H.raises("out of range", b.sync, b, M.MS_SYNC, 4 * ps)
+      H.raises("out of range", b.sync, b, M.MS_SYNC, -ps)
+      H.raises("out of range", b.sync, b, M.MS_SYNC, 0, math.maxinteger)
+      b:free()
+    end)
+
+    it("bad flags: negative, float, huge, wrongly typed", function()
+      local b = anon(1)
+      H.raises("flags out of range", b.sync, b, -1)
+      H.raises("flags out of range", b.sync, b, math.maxinteger)
+      H.raises("flags out of range", b.sync, b, math.mininteger)
+      H.raises("number has no integer representation", b.sync, b, 1.5)
+      H.raises("number expected, got table", b.sync, b, {})
+      b:free()
+    end)
+  end)
+end)
+
+describe("b:advise()", function()
+  it("MADV_DONTNEED gives a private anonymous mapping's pages back: they read zero", function()
+    local b = anon(3)
+    b:fill(0x41)
+    assert.equal(b, b:advise(M.MADV_DONTNEED, ps, ps))
+    assert.equal(("A"):rep(ps) .. ("\0"):rep(ps) .. ("A"):rep(ps), b:read())
+    b:advise(M.MADV_DONTNEED)
+    assert.equal(("\0"):rep(3 * ps), b:read())
+    b:free()
+  end)
+
+  it("MADV_DONTNEED on a shared file mapping keeps the file's bytes", function()
+    local path = tmpfile(("f"):rep(ps))
+    local b = assert(M.map { file = path, shared = true })
+    b:advise(M.MADV_DONTNEED)
+    assert.equal(("f"):rep(ps), b:read())
+    b:free()
+  end)
+
+  it("accepts NORMAL, RANDOM, SEQUENTIAL, WILLNEED and FREE", function()
+    local b = anon(4)
+    b:fill(1)
+    for _, adv in ipairs { M.MADV_NORMAL, M.MADV_RANDOM, M.MADV_SEQUENTIAL, M.MADV_WILLNEED,
+                           M.MADV_NORMAL, M.MADV_FREE } do
+      assert.equal(b, b:advise(adv))
+    end
+    b:free()
+  end)
+
+  it("MADV_POPULATE_WRITE makes every page of anonymous memory resident: residency before and after", function()
+    local b = anon(6)
+    local pages, before = b:resident()
+    assert.same({ false, false, false, false, false, false }, pages)
+    assert.equal(0, before)
+    local ok, msg, code = b:advise(M.MADV_POPULATE_WRITE, 2 * ps, 3 * ps)
+    if not ok then -- a kernel older than 5.14
+      assert.equal(M.EINVAL, code, msg)
+      return
+    end
+    local after
+    pages, after = b:resident()
+    assert.same({ false, false, true, true, true, false }, pages)
+    assert.equal(3, after)
+    assert.equal(("\0"):rep(6 * ps), b:read())
+    b:free()
+  end)
+
+  it("MADV_WILLNEED on a file mapping makes its pages resident", function()
+    local path = tmpfile(("w"):rep(8 * ps))
+    local b = assert(M.map { file = path, shared = true, prot = "r" })
+    -- push the clean pages out of the page cache if the kernel lets us
+    b:sync()
+    local ok = b:advise(M.MADV_PAGEOUT)
+    local _, before = b:resident()
+    assert.equal(b, b:advise(M.MADV_WILLNEED))
+    local pages, after = b:resident()
+    assert.equal(8, #pages)
+    assert.equal(8, after, ("before %d, after %d (MADV_PAGEOUT %s)"):format(before, after,
+                 tostring(ok ~= nil)))
+    assert.is_true(before <= after)
+    assert.equal(("w"):rep(8 * ps), b:read())
+    b:free()
+  end)
+
+  it("refuses DONTNEED and FREE on read-only memory, which they would zero", function()
+    local b = anon(2)
+    b:fill(0x41)
+    b:protect("r", ps, ps)
+    H.raises("write to read-only memory", b.advise, b, M.MADV_DONTNEED, ps, ps)
+    H.raises("write to read-only memory", b.advise, b, M.MADV_FREE, ps, ps)
+    H.raises("write to read-only memory", b.advise, b, M.MADV_DONTNEED)
+    assert.equal(("A"):rep(2 * ps), b:read())
+    assert.equal(b, b:advise(M.MADV_WILLNEED, ps, ps))
+    assert.equal(b, b:advise(M.MADV_DONTNEED, 0, ps))
+    assert.equal(("\0"):rep(ps) .. ("A"):rep(ps), b:read())
+    b:free()
+  end)
+
+  it("returns nil, msg, EINVAL for advice the kernel does not know", function()
+    local b = anon(1)
+    refused(M.EINVAL, b:advise(12345))
+    b:free()
+  end)
+
+  describe("errors on", function()
+    it("an unaligned offset, naming page alignment, and ranges past the end", function()
+      local b = anon(2)
+      H.raises("not page aligned", b.advise, b, M.MADV_DONTNEED, 1, ps)
+      H.raises("not page aligned", b.advise, b, M.MADV_WILLNEED, ps - 1)
+      H.raises("out of range", b.advise, b, M.MADV_WILLNEED, 0, 2 * ps + 1)
+      H.raises("out of range", b.advise, b, M.MADV_WILLNEED, 3 * ps)
+      H.raises("out of range", b.advise, b, M.MADV_WILLNEED, -ps)
+      b:free()
+    end)
+
+    it("bad advice: missing, negative, float, huge", function()
+      local b = anon(1)
+      H.raises("number expected, got no value", b.advise, b)
+      H.raises("advice out of range", b.advise, b, -1)
+      H.raises("advice out of range", b.advise, b, math.maxinteger)
+      H.raises("advice out of range", b.advise, b, math.mininteger)
+      H.raises("number has no integer representation", b.advise, b, 1.5)
+      H.raises("number expected, got string", b.advise, b, "dontneed")
+      b:free()
+    end)
+  end)
+end)
+
+describe("b:lock() and b:unlock()", function()
+  it("locking twice then unlocking once leaves VmLck at 0 (locks do not nest)", function()
+    if skip_locking_under_asan() then return end
+    assert.equal(0, vmlck())
+    local b = anon(4)
+    assert.equal(b, b:lock())
+    assert.equal(4 * ps, vmlck())
+    assert.equal(b, b:lock())
+    assert.equal(4 * ps, vmlck())
+    assert.equal(b, b:unlock())
+    assert.equal(0, vmlck())
+    b:free()
+  end)
+
+  it("locks a range, rounded out to whole pages", function()
+    if skip_locking_under_asan() then return end
+    local b = anon(4)
+    b:lock(ps, ps)
+    assert.equal(ps, vmlck())
+    b:lock(2 * ps + 1, 10)
+    assert.equal(2 * ps, vmlck())
+    b:unlock(2 * ps + 5, 1)
+    assert.equal(ps, vmlck())
+    b:unlock()
+    assert.equal(0, vmlck())
+    b:lock()
+    b:free() -- unmapping unlocks
+    assert.equal(0, vmlck())
+  end)
+
+  it("unlocking what is not locked is fine", function()
+    local b = anon(1)
+    assert.equal(b, b:unlock())
+    b:free()
+  end)
+
+  it("refused for RLIMIT_MEMLOCK says so (a child with `ulimit -l 64`)", function()
+    if skip_locking_under_asan() then return end
+    local caps = slurp("/proc/self/status"):match("CapEff:%s*(%x+)")
+    local has_ipc_lock = caps and (tonumber(caps, 16) >> 14) & 1 == 1
+    local prefix = ""
+    if has_ipc_lock then
+      if not os.execute("command -v setpriv >/dev/null 2>&1") then
+        pending("this process has CAP_IPC_LOCK, which ignores RLIMIT_MEMLOCK, and setpriv is " ..
+                "missing to drop it for the child")
+        return
+      end
+      prefix = "setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock "
+    end
+    local code = ([[
+      package.path, package.cpath = %q, %q
+      local M = require "memlab"
+      local b = assert(M.map { length = 64 * M.pagesize() })
+      local ok, msg, err = b:lock()
+      local one = b:lock(0, 1)
+      io.write(tostring(ok), "|", tostring(msg), "|", tostring(err), "|", tostring(one ~= nil), "|",
+               tostring(M.status().VmLck))
+    ]]):format(package.path, package.cpath)
+    local p = assert(io.popen("ulimit -l 64 && " .. prefix .. "lua5.4 -e '" ..
+                              code:gsub("'", "'\\''") .. "' 2>&1"))
+    local out = p:read("a")
+    p:close()
+    local ok, msg, err, one, locked = out:match("^(.-)|(.-)|(.-)|(.-)|(.-)$")
+    assert.equal("nil", ok, out)
+    assert.matches("RLIMIT_MEMLOCK", msg, 1, true)
+    assert.matches("ulimit -l", msg, 1, true)
+    assert.is_true(err == tostring(M.ENOMEM) or err == tostring(M.EPERM) or err == tostring(M.EAGAIN), out)
+    assert.equal("true", one, out) -- a page is within the limit
+    assert.equal(tostring(ps), locked, out)
+  end)
+
+  describe("errors on", function()
+    it("ranges past the end, negative, float or huge", function()
+      local b = anon(2)
+      for _, fname in ipairs { "lock", "unlock" } do
+        local f = b[fname]
+        H.raises("out of range", f, b, 0, 2 * ps + 1)
+        H.raises("out of range", f, b, 3 * ps)
+        H.raises("out of range", f, b, -1)
+        H.raises("out of range", f, b, 0, -1)
+        H.raises("out of range", f, b, 0, math.maxinteger)
+        H.raises("out of range", f, b, math.mininteger)
+        H.raises("number has no integer representation", f, b, 1.5)
+        H.raises("number expected, got table", f, b, {})
+      end
+      assert.equal(0, vmlck())
+      b:free()
+    end)
+  end)
+end)
+
+describe("M.mlockall() and M.munlockall()", function()
+  it("lock every page of the process with MCL_CURRENT, and unlock them", function()
+    if H.asan or H.valgrind then
+      pending(("skipped under %s: its shadow memory makes the process huge, and mlockall would " ..
+               "lock all of it"):format(H.under()))
+      return
+    end
+    assert.equal(0, vmlck())
+    local b = anon(4)
+    local ok, msg = M.mlockall(M.MCL_CURRENT)
+    if not ok then
+      assert.matches("RLIMIT_MEMLOCK", msg, 1, true)
+      b:free()
+      return
+    end
+    assert.is_true(ok)
+    local locked = vmlck()
+    assert.is_true(locked >= 4 * ps, "VmLck " .. locked)
+    local _, n = b:resident()
+    assert.equal(4, n) -- locked pages are resident
+    assert.is_true(M.munlockall())
+    assert.equal(0, vmlck())
+    b:free()
+  end)
+
+  it("munlockall ignores extra arguments", function()
+    assert.is_true(M.munlockall("extra"))
+  end)
+
+  describe("errors on", function()
+    it("bad flags: missing, zero, negative, unknown, float, huge", function()
+      H.raises("number expected, got no value", M.mlockall)
+      H.raises("MCL_CURRENT", M.mlockall, 0)
+      H.raises("MCL_CURRENT", M.mlockall, -1)
+      H.raises("MCL_CURRENT", M.mlockall, 0x100)
+      H.raises("MCL_CURRENT", M.mlockall, math.maxinteger)
+      H.raises("MCL_CURRENT", M.mlockall, math.mininteger)
+      H.raises("number has no integer representation", M.mlockall, 1.5)
+      H.raises("number expected, got string", M.mlockall, "current")
+      assert.equal(0, vmlck())
+    end)
+  end)
+end)
+
+describe("b:resident()", function()
+  it("returns one boolean per page and the number resident", function()
+    local b = anon(3)
+    local pages, n = b:resident()
+    assert.same({ false, false, false }, pages)
+    assert.equal(0, n)
+    b[0] = 1
+    b[2 * ps + 5] = 1
+    pages, n = b:resident()
+    assert.same({ true, false, true }, pages)
+    assert.equal(2, n)
+    b:advise(M.MADV_DONTNEED, 2 * ps, ps)
+    pages, n = b:resident()
+    assert.same({ true, false, false }, pages)
+    assert.equal(1, n)
+    b:free()
+  end)
+
+  it("covers the whole pages of a range", function()
+    local b = anon(4)
+    b:fill(1, ps, ps)
+    local pages, n = b:resident(ps, 1)
+    assert.same({ true }, pages)
+    assert.equal(1, n)
+    pages, n = b:resident(0, 2 * ps + 1)
+    assert.same({ false, true, false }, pages)
+    assert.equal(1, n)
+    pages, n = b:resident(ps, 0)
+    assert.same({}, pages)
+    assert.equal(0, n)
+    b:free()
+  end)
+
+  it("works on PROT_NONE pages and one-byte mappings", function()
+    local b = anon(2)
+    b:fill(1)
+    b:protect("none")
+    local _, n = b:resident()
+    assert.equal(2, n)
+    b:free()
+    local one = assert(M.mmap(nil, 1, RW, PA, -1, 0))
+    one[0] = 1
+    assert.same({ true }, (one:resident()))
+    one:free()
+  end)
+
+  describe("errors on", function()
+    it("an unaligned offset, naming page alignment, and ranges past the end", function()
+      local b = anon(2)
+      H.raises("not page aligned", b.resident, b, 1)
+      H.raises("not page aligned", b.resident, b, ps + 1, 1)
+      H.raises("out of range", b.resident, b, 0, 2 * ps + 1)
+      H.raises("out of range", b.resident, b, 3 * ps)
+      H.raises("out of range", b.resident, b, -ps)
+      H.raises("out of range", b.resident, b, 0, math.maxinteger)
+      H.raises("out of range", b.resident, b, math.mininteger)
+      H.raises("number has no integer representation", b.resident, b, 0, 1.5)
+      b:free()
+    end)
+  end)
+end)
+
+describe("b:mapinfo()", function()
+  it("describes an anonymous mapping", function()
+    local b = assert(M.mmap(nil, ps + 1, M.PROT_READ, PA, -1, 0))
+    local info = b:mapinfo()
+    assert.equal(ps + 1, info.length)
+    assert.equal(2 * ps, info.mapped)
+    assert.equal(2, info.pages)
+    assert.is_false(info.shared)
+    assert.is_true(info.anonymous)
+    assert.equal(0, info.offset)
+    assert.is_false(info.snapshot)
+    b:free()
+  end)
+
+  it("describes a file mapping at an offset", function()
+    local f = assert(M.memfd_create("memlab-10-info"))
+    f:truncate(3 * ps)
+    local b = assert(M.mmap(nil, ps, RW, M.MAP_SHARED, f, 2 * ps))
+    local info = b:mapinfo()
+    assert.is_true(info.shared)
+    assert.is_false(info.anonymous)
+    assert.equal(2 * ps, info.offset)
+    b:free()
+    f:close()
+  end)
+
+  it("reports the protection, as its contract says (prot=\"rw-\")", function()
+    local b = anon(1)
+    assert.equal("rw-", b:mapinfo().prot)
+    b:protect("r")
+    assert.equal("r--", b:mapinfo().prot)
+    b:free()
+  end)
+end)
+
+describe("the C-shaped forms", function()
+  it("M.mprotect(b, len, prot) protects the buffer's pages", function()
+    local b = anon(2)
+    assert.is_truthy(M.mprotect(b, ps, M.PROT_READ))
+    H.raises("write to read-only memory", b.write, b, 0, "x")
+    b:write(ps, "x")
+    M.mprotect(b, 2 * ps, RW)
+    b:write(0, "x")
+    b:free()
+  end)
+
+  it("M.mprotect(addr, len, prot) with an address inside a mapping acts on it and records the protection", function()
+    local b = anon(3)
+    b:fill(0x41)
+    assert.is_truthy(M.mprotect(b:address() + ps, ps, M.PROT_READ))
+    assert.matches("(mmap, mixed)", tostring(b), 1, true)
+    assert.matches("(view of mmap, r--)", tostring(b:slice(ps, ps)), 1, true)
+    H.raises("write to read-only memory", b.write, b, ps, "x")
+    b:write(0, "x")
+    b:write(2 * ps, "x")
+    M.mprotect(b:address() + 2 * ps, ps, M.PROT_NONE)
+    H.raises("SEGV_ACCERR", b.read, b, 2 * ps, 1)
+    M.mprotect(b:address(), 3 * ps, RW)
+    assert.matches("(mmap, rw-)", tostring(b), 1, true)
+    b:free()
+  end)
+
+  it("M.mprotect(addr, ...) with an address outside any mapping of ours raises", function()
+    local heap = M.malloc(3 * ps)
+    local aligned = (heap:address() + ps - 1) // ps * ps
+    H.raises("not inside a mapping of yours", M.mprotect, aligned, ps, M.PROT_READ)
+    H.raises("not inside a mapping of yours", M.mprotect, 0, ps, M.PROT_READ)
+    H.raises("not inside a mapping of yours", M.mprotect, M.layout().text // ps * ps, ps, RW)
+    local b = anon(1)
+    H.raises("not inside a mapping of yours", M.mprotect, b:address(), 2 * ps, M.PROT_READ)
+    local addr = b:address()
+    b:free()
+    H.raises("not inside a mapping of yours", M.mprotect, addr, ps, M.PROT_READ)
+    heap:write(0, "still writable")
+    heap:free()
+  end)
+
+  it("M.mprotect raises naming page alignment for an unaligned address", function()
+    local b = anon(2)
+    H.raises("not page aligned", M.mprotect, b:address() + 1, ps, M.PROT_READ)
+    H.raises("not page aligned", M.mprotect, b:slice(10), ps, M.PROT_READ)
+    b:free()
+  end)
+
+  it("M.mprotect clamps a length that runs to the end of the last page, as C allows", function()
+    local one = assert(M.mmap(nil, 1, RW, PA, -1, 0))
+    M.mprotect(one, ps, M.PROT_READ)
+    H.raises("write to read-only memory", function() one[0] = 1 end)
+    H.raises("out of range", M.mprotect, one, ps + 1, M.PROT_READ)
+    one:free()
+  end)
+
+  it("M.mprotect on a view protects the view's pages", function()
+    local b = anon(3)
+    M.mprotect(b:slice(ps, ps), ps, M.PROT_READ)
+    b:write(0, "x")
+    b:write(2 * ps, "x")
+    H.raises("write to read-only memory", b.write, b, ps, "x")
+    b:free()
+  end)
+
+  it("M.msync(b, len, flags) and M.msync(addr, ...) write a shared file mapping back", function()
+    local path = tmpfile(("-"):rep(2 * ps))
+    local b = assert(M.map { file = path, shared = true })
+    b:write(0, "first")
+    assert.is_truthy(M.msync(b, #b, M.MS_SYNC))
+    assert.equal("first", slurp(path):sub(1, 5))
+    b:write(ps, "second")
+    assert.is_truthy(M.msync(b:address() + ps, ps, M.MS_SYNC))
+    assert.equal("second", slurp(path):sub(ps + 1, ps + 6))
+    H.raises("not page aligned", M.msync, b:address() + 1, 1, M.MS_SYNC)
+    refused(M.EINVAL, M.msync(b, #b, M.MS_SYNC | M.MS_ASYNC))
+    b:free()
+  end)
+
+  it("M.madvise(b, len, advice) and M.madvise(addr, ...) act on the mapping", function()
+    local b = anon(2)
+    b:fill(0x41)
+    assert.is_truthy(M.madvise(b:address() + ps, ps, M.MADV_DONTNEED))
+    assert.equal(("A"):rep(ps) .. ("\0"):rep(ps), b:read())
+    M.madvise(b, #b, M.MADV_DONTNEED)
+    assert.equal(("\0"):rep(2 * ps), b:read())
+    H.raises("not page aligned", M.madvise, b:address() + 1, 1, M.MADV_WILLNEED)
+    refused(M.EINVAL, M.madvise(b, #b, 12345))
+    b:free()
+  end)
+
+  it("M.mlock(b, len) and M.munlock(addr, len) lock and unlock", function()
+    if skip_locking_under_asan() then return end
+    local b = anon(3)
+    assert.is_truthy(M.mlock(b, #b))
+    assert.equal(3 * ps, vmlck())
+    assert.is_truthy(M.munlock(b:address() + ps, ps))
+    assert.equal(2 * ps, vmlck())
+    M.munlock(b, #b)
+    assert.equal(0, vmlck())
+    b:free()
+  end)
+
+  it("raise 'out of range' for ranges past the end of the mapping", function()
+    local b = anon(2)
+    for _, fn in ipairs { M.mprotect, M.msync, M.madvise } do
+      H.raises("out of range", fn, b, 3 * ps, M.MS_SYNC)
+    end
+    H.raises("out of range", M.mlock, b, 3 * ps)
+    H.raises("out of range", M.munlock, b, 3 * ps)
+    H.raises("out of range", M.mprotect, b:slice(ps), 2 * ps, M.PROT_READ)
+    b:free()
+  end)
+
+  describe("errors on", function()
+    it("bad arguments: missing, wrongly typed, negative, float, huge", function()
+      local b = anon(1)
+      for name, fn in pairs { mprotect = M.mprotect, msync = M.msync, madvise = M.madvise,
+                              mlock = M.mlock, munlock = M.munlock } do
+        local x = M.PROT_READ
+        H.raises("number expected", fn)
+        H.raises("number expected", fn, b)
+        H.raises("size out of range", fn, b, -1, x)
+        H.raises("size out of range", fn, b, math.mininteger, x)
+        H.raises("out of range", fn, b, math.maxinteger, x)
+        H.raises("number has no integer representation", fn, b, 1.5, x)
+        H.raises("number expected, got table", fn, {}, ps, x)
+        H.raises("number has no integer representation", fn, 1.5, ps, x)
+        H.raises("not inside a mapping of yours", fn, math.maxinteger, 1, x)
+        H.raises("not inside a mapping of yours", fn, math.mininteger, 1, x)
+        assert.is_true(b:valid(), name)
+      end
+      H.raises("number expected", M.mprotect, b, ps)
+      H.raises("invalid protection bits", M.mprotect, b, ps, -1)
+      H.raises("flags out of range", M.msync, b, ps, -1)
+      H.raises("advice out of range", M.madvise, b, ps, -1)
+      b:free()
+    end)
+  end)
+end)
+
+describe("on a freed mapping", function()
+  it("every mapping operation raises 'attempt to use a freed buffer'", function()
+    local b = anon(2)
+    local v = b:slice(0, ps)
+    b:free()
+    local calls = {
+      protect = function(x) return x:protect(M.PROT_READ) end,
+      sync = function(x) return x:sync() end,
+      advise = function(x) return x:advise(M.MADV_DONTNEED) end,
+      lock = function(x) return x:lock() end,
+      unlock = function(x) return x:unlock() end,
+      resident = function(x) return x:resident() end,
+      mapinfo = function(x) return x:mapinfo() end,
+      remap = function(x) return x:remap(4 * ps, true) end,
+      snapshot = function(x) return x:snapshot() end,
+      mprotect = function(x) return M.mprotect(x, ps, M.PROT_READ) end,
+      msync = function(x) return M.msync(x, ps, M.MS_SYNC) end,
+      madvise = function(x) return M.madvise(x, ps, M.MADV_DONTNEED) end,
+      mlock = function(x) return M.mlock(x, ps) end,
+      munlock = function(x) return M.munlock(x, ps) end,
+    }
+    for name, fn in pairs(calls) do
+      for _, x in ipairs { b, v } do
+        local ok, err = pcall(fn, x)
+        assert.is_false(ok, name)
+        assert.matches("attempt to use a freed buffer", err, 1, true)
+      end
+    end
+    -- the raw address is not ours any more
+    H.raises("not inside a mapping of yours", M.mprotect, b:address(), ps, M.PROT_READ)
+  end)
+end)
+
+describe("on a heap buffer", function()
+  it("every mapping operation raises 'needs a mapping'", function()
+    local h = M.malloc(2 * ps)
+    for _, name in ipairs { "protect", "sync", "advise", "lock", "unlock", "resident", "mapinfo",
+                            "remap", "unmap", "snapshot" } do
+      local args = ({ protect = { M.PROT_READ }, advise = { M.MADV_DONTNEED }, remap = { ps } })[name] or {}
+      H.raises(name .. " needs a mapping (this buffer is heap memory)", h[name], h, table.unpack(args))
+    end
+    H.raises("needs a mapping", M.mprotect, h, ps, M.PROT_READ)
+    H.raises("needs a mapping", M.msync, h, ps, M.MS_SYNC)
+    H.raises("needs a mapping", M.madvise, h, ps, M.MADV_DONTNEED)
+    H.raises("needs a mapping", M.mlock, h, ps)
+    H.raises("needs a mapping", M.munlock, h, ps)
+    H.raises("needs a mapping", M.munmap, h)
+    h:write(0, "intact")
+    assert.equal("intact", h:read(0, 6))
+    h:free()
+  end)
+end)
+
+describe("a file truncated under a shared mapping", function()
+  it("turns every access into an error naming SIGBUS and BUS_ADRERR, twice, the interpreter alive", function()
+    local f = assert(M.memfd_create("memlab-10-bus"))
+    assert(f:truncate(2 * ps))
+    local b = assert(M.mmap(nil, 2 * ps, RW, M.MAP_SHARED, f, 0))
+    b:fill(7)
+    assert(f:truncate(ps)) -- the second page is gone
+    for _ = 1, 2 do
+      for name, fn in pairs(readers(b, ps + 8)) do
+        local ok, err = pcall(fn)
+        assert.is_false(ok, name)
+        assert.matches("SIGBUS (BUS_ADRERR)", err, 1, true)
+        names_addr_in(err, b:address() + ps + 8, 4)
+      end
+      for name, fn in pairs(writers(b, ps + 8)) do
+        local ok, err = pcall(fn)
+        assert.is_false(ok, name)
+        assert.matches("SIGBUS (BUS_ADRERR)", err, 1, true)
+        names_addr_in(err, b:address() + ps, ps)
+      end
+    end
+    assert.equal("SIGBUS", M.lastfault().signal)
+    assert.equal(("\7"):rep(ps), b:read(0, ps)) -- the first page is fine
+    assert(f:truncate(2 * ps))
+    assert.equal(("\0"):rep(ps), b:read(ps, ps)) -- back, as a hole
+    b:free()
+    f:close()
+  end)
+end)

@@ -1,0 +1,492 @@
+-- spec/11-snapshot_spec.lua: copy-on-write snapshots of a mapping (b:snapshot()): arming write-
+-- protects the writable pages, the first write to a page copies it, so s:read() keeps the
+-- contents as of the snapshot; s:copied(), s:diff(), s:restore(), s:free(); what memlab itself
+-- changes (protect, advise DONTNEED) is copied first; remap is refused while armed; the snapshot
+-- outlives neither its mapping nor a fork's writes.
+local M = require "memlab"
+local H = require "helpers"
+
+local ps = M.pagesize()
+local RW = M.PROT_READ | M.PROT_WRITE
+local PA = M.MAP_PRIVATE | M.MAP_ANONYMOUS
+
+local function anon(pages, prot, flags)
+  return assert(M.mmap(nil, pages * ps, prot or RW, flags or PA, -1, 0))
+end
+
+-- A mapping whose every page holds a different recognisable pattern.
+local function patterned(pages)
+  local b = anon(pages)
+  for pg = 0, pages - 1 do b:write(pg * ps, H.pattern(ps, 97 + pg % 26)) end
+  return b
+end
+
+-- expected == actual, for long byte strings: on a mismatch, says where they first differ
+-- instead of printing both.
+local function same_bytes(expected, actual, what)
+  if expected == actual then return end
+  local i = 1
+  while i <= #expected and expected:byte(i) == actual:byte(i) do i = i + 1 end
+  assert.is_true(false, ("%sbyte strings differ at offset %d (page %d): expected %d bytes %q..., got %d bytes %q..."):format(
+    what and what .. ": " or "", i - 1, (i - 1) // ps, #expected, expected:sub(i, i + 15), #actual,
+    actual:sub(i, i + 15)))
+end
+
+local function sorted_keys(set)
+  local t = {}
+  for k in pairs(set) do t[#t + 1] = k end
+  table.sort(t)
+  return t
+end
+
+describe("b:snapshot()", function()
+  it("keeps the contents as of the snapshot through 10^3 random writes (fixed seed)", function()
+    local pages = 64
+    local b = patterned(pages)
+    local before = b:read() -- the copy taken at snapshot time, before arming
+    local s = b:snapshot()
+    assert.is_true(b:mapinfo().snapshot)
+    assert.equal(0, s:copied())
+    assert.same({}, s:diff())
+
+    -- Writes go to a fixed subset of the pages; some of them only ever write back the byte that
+    -- is there (copied, but unchanged).
+    math.randomseed(20240611)
+    local model = H.bytes(before)
+    local written, touched_only = {}, {}
+    local targets = {}
+    for pg = 0, pages - 1 do
+      if math.random() < 0.4 then targets[#targets + 1] = pg end
+    end
+    for pg = 0, pages - 1, 9 do touched_only[pg] = true end
+    for _, pg in pairs(sorted_keys(touched_only)) do targets[#targets + 1] = pg end
+    for _ = 1, 1000 do
+      local pg = targets[math.random(#targets)]
+      local off = pg * ps + math.random(0, ps - 1)
+      local v = touched_only[pg] and model[off + 1] or math.random(0, 255)
+      if math.random() < 0.5 then
+        b[off] = v
+      else
+        b:write(off, string.char(v))
+      end
+      model[off + 1] = v
+      written[pg] = true
+    end
+
+    local now = b:read()
+    same_bytes(H.str(model), now) -- the writes all landed
+    same_bytes(before, s:read()) -- byte-identical to the copy at snapshot time
+    assert.equal(#sorted_keys(written), s:copied())
+    local changed = {}
+    for pg = 0, pages - 1 do
+      if now:sub(pg * ps + 1, (pg + 1) * ps) ~= before:sub(pg * ps + 1, (pg + 1) * ps) then
+        changed[#changed + 1] = pg
+      end
+    end
+    assert.same(changed, s:diff())
+    assert.is_true(#changed < s:copied()) -- the write-back-only pages were copied, not changed
+    assert.is_true(s:copied() < pages and #changed > 8, "the workload leaves pages untouched")
+
+    -- partial reads across page boundaries, copied and uncopied pages alike
+    for _, r in ipairs { { 0, 1 }, { ps - 3, 7 }, { 5 * ps + 100, 3 * ps }, { 63 * ps, ps },
+                         { 64 * ps, 0 } } do
+      assert.equal(before:sub(r[1] + 1, r[1] + r[2]), s:read(r[1], r[2]))
+    end
+
+    -- restore brings the contents back and re-arms
+    assert.equal(s, s:restore())
+    same_bytes(before, b:read())
+    assert.equal(0, s:copied())
+    assert.same({}, s:diff())
+    b:write(7 * ps + 1, "again")
+    assert.equal(1, s:copied())
+    assert.same({ 7 }, s:diff())
+    same_bytes(before, s:read())
+    s:free()
+    assert.is_false(b:mapinfo().snapshot)
+    b:free()
+  end)
+
+  it("copies a page once, however often it is written", function()
+    local b = anon(4)
+    local s = b:snapshot()
+    for i = 1, 100 do b[ps + i] = i end
+    b:fill(9, ps, ps)
+    assert.equal(1, s:copied())
+    assert.same({ 1 }, s:diff())
+    assert.equal(("\0"):rep(4 * ps), s:read())
+    s:free()
+    b:free()
+  end)
+
+  it("sees writes through views and through copies into the mapping", function()
+    local b = anon(3)
+    local s = b:snapshot()
+    b:slice(ps, ps):write(0, "view")
+    local src = M.malloc(4)
+    src:write(0, "copy")
+    b:copy(2 * ps, src)
+    b:pack("<i4", 0, 42)
+    src:free()
+    assert.equal(3, s:copied())
+    assert.same({ 0, 1, 2 }, s:diff())
+    assert.equal(("\0"):rep(3 * ps), s:read())
+    s:free()
+    b:free()
+  end)
+
+  it("leaves a PROT_READ page unarmed: writing it is still refused", function()
+    local b = patterned(3)
+    b:protect(M.PROT_READ, ps, ps)
+    local s = b:snapshot()
+    for _ = 1, 2 do
+      H.raises("write to read-only memory", b.write, b, ps, "x")
+      H.raises("write to read-only memory", function() b[ps + 1] = 1 end)
+    end
+    assert.equal(0, s:copied())
+    b:write(0, "x") -- an armed page copies
+    assert.equal(1, s:copied())
+    s:free()
+    H.raises("write to read-only memory", b.write, b, ps, "x")
+    b:free()
+  end)
+
+  it("keeps the old bytes of a page that was read-only when armed and is made writable later", function()
+    local b = patterned(2)
+    local before = b:read()
+    b:protect(M.PROT_READ, ps, ps)
+    local s = b:snapshot()
+    b:protect(RW, ps, ps)
+    b:write(ps, "changed after the snapshot")
+    same_bytes(before, s:read())
+    assert.same({ 1 }, s:diff())
+    s:free()
+    b:free()
+  end)
+
+  it("copies an armed page first when b:protect changes it; the snapshot keeps the old bytes", function()
+    local b = patterned(3)
+    local before = b:read()
+    local s = b:snapshot()
+    b:protect(M.PROT_READ, ps, ps)
+    assert.equal(1, s:copied())
+    H.raises("write to read-only memory", b.write, b, ps, "x")
+    b:protect(RW, ps, ps)
+    b:write(ps, "new bytes")
+    assert.equal(1, s:copied())
+    same_bytes(before, s:read())
+    assert.same({ 1 }, s:diff())
+    s:restore()
+    same_bytes(before, b:read())
+    s:free()
+    b:free()
+  end)
+
+  it("copies an armed page first when b:advise(MADV_DONTNEED) zeroes it", function()
+    local b = patterned(3)
+    local before = b:read()
+    local s = b:snapshot()
+    b:advise(M.MADV_DONTNEED, ps, ps)
+    assert.equal(("\0"):rep(ps), b:read(ps, ps))
+    same_bytes(before, s:read())
+    assert.equal(1, s:copied())
+    assert.same({ 1 }, s:diff())
+    M.madvise(b, #b, M.MADV_DONTNEED)
+    assert.equal(3, s:copied())
+    same_bytes(before, s:read())
+    s:restore()
+    same_bytes(before, b:read())
+    s:free()
+    b:free()
+  end)
+
+  it("refuses b:remap while armed, and allows it once freed", function()
+    local b = anon(2)
+    local s = b:snapshot()
+    H.raises("active snapshot", b.remap, b, 4 * ps, true)
+    H.raises("active snapshot", b.remap, b, ps)
+    assert.equal(2 * ps, #b)
+    s:free()
+    assert.equal(b, b:remap(4 * ps, true))
+    b:free()
+  end)
+
+  it("is unusable once its mapping is unmapped, without crashing", function()
+    local b = patterned(2)
+    local s = b:snapshot()
+    b:write(0, "x")
+    b:unmap()
+    for name, fn in pairs { read = s.read, copied = s.copied, diff = s.diff, restore = s.restore } do
+      local ok, err = pcall(fn, s)
+      assert.is_false(ok, name)
+      assert.matches("attempt to use a snapshot of a mapping that is gone", err, 1, true)
+    end
+    assert.matches("its mapping is gone", tostring(s), 1, true)
+    assert.is_true(s:free())
+    H.raises("double free of a snapshot", s.free, s)
+  end)
+
+  it("of a MAP_FIXED child is unusable once the parent is unmapped (the child's memory went with it)", function()
+    local parent = anon(4)
+    local child = assert(M.mmap(parent:address() + ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+    local s = child:snapshot()
+    finally(function() pcall(s.free, s) end) -- a stale armed snapshot would disturb later tests
+    parent:unmap()
+    for name, fn in pairs { read = s.read, copied = s.copied, diff = s.diff, restore = s.restore } do
+      local ok, err = pcall(fn, s)
+      assert.is_false(ok, name)
+      assert.matches("attempt to use a snapshot of a mapping that is gone", err, 1, true)
+    end
+    s:free()
+  end)
+
+  it("of a dead MAP_FIXED child does not take the copies of a newer mapping at the same address", function()
+    local parent = anon(4)
+    local child = assert(M.mmap(parent:address() + ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+    local stale = child:snapshot()
+    finally(function() pcall(stale.free, stale) end)
+    local addr = parent:address()
+    parent:unmap()
+    local newer = assert(M.mmap(addr, 4 * ps, RW, PA, -1, 0))
+    if newer:address() ~= addr then
+      newer:free()
+      stale:free()
+      pending("the kernel did not place the newer mapping at the freed address")
+      return
+    end
+    local s = newer:snapshot()
+    finally(function() pcall(s.free, s) end)
+    newer:write(ps, "new")
+    assert.equal(1, s:copied())
+    assert.equal(("\0"):rep(3), s:read(ps, 3))
+    assert.same({ 1 }, s:diff())
+    newer:free()
+  end)
+
+  it("raises on a second free and on use after free", function()
+    local b = anon(1)
+    local s = b:snapshot()
+    assert.equal("memlab.snapshot: 1 pages, 0 copied", tostring(s))
+    assert.is_true(s:free())
+    assert.equal("memlab.snapshot (freed)", tostring(s))
+    H.raises("double free of a snapshot", s.free, s)
+    for name, fn in pairs { read = s.read, copied = s.copied, diff = s.diff, restore = s.restore } do
+      local ok, err = pcall(fn, s)
+      assert.is_false(ok, name)
+      assert.matches("attempt to use a freed snapshot", err, 1, true)
+    end
+    -- the mapping is plain again: writes need no copy and work
+    b:write(0, "free")
+    assert.equal("free", b:read(0, 4))
+    assert.matches("(mmap, rw-)", tostring(b), 1, true)
+    b:free()
+  end)
+
+  it("is disarmed by the garbage collector and by __close", function()
+    local b = anon(2)
+    b:snapshot() -- dropped at once
+    collectgarbage()
+    collectgarbage()
+    assert.is_false(b:mapinfo().snapshot)
+    b:write(0, "after gc")
+    do
+      local s <close> = b:snapshot()
+      b:write(ps, "armed")
+      assert.equal(1, s:copied())
+    end
+    assert.is_false(b:mapinfo().snapshot)
+    local s2 = b:snapshot() -- a new one can be taken
+    s2:free()
+    b:free()
+  end)
+
+  it("is one at a time per mapping", function()
+    local b = anon(1)
+    local s = b:snapshot()
+    H.raises("already has a snapshot", b.snapshot, b)
+    s:free()
+    local s2 = b:snapshot()
+    s2:free()
+    b:free()
+  end)
+
+  it("works on a private file mapping, whose writes reach neither the file nor the snapshot", function()
+    local f = assert(M.memfd_create("memlab-11-private"))
+    assert(f:truncate(2 * ps))
+    local shared = assert(M.mmap(nil, 2 * ps, RW, M.MAP_SHARED, f, 0))
+    shared:fill(0x46)
+    local b = assert(M.mmap(nil, 2 * ps, RW, M.MAP_PRIVATE, f, 0))
+    local s = b:snapshot()
+    b:write(ps, "private")
+    assert.equal(("F"):rep(2 * ps), s:read())
+    assert.equal(("F"):rep(2 * ps), shared:read())
+    s:free()
+    b:free()
+    shared:free()
+    f:close()
+  end)
+
+  it("works on a shared anonymous mapping", function()
+    local b = anon(2, RW, M.MAP_SHARED | M.MAP_ANONYMOUS)
+    local s = b:snapshot()
+    b:write(0, "shared")
+    assert.equal(("\0"):rep(2 * ps), s:read())
+    s:free()
+    b:free()
+  end)
+
+  it("has at most 64 armed at once, and says so", function()
+    collectgarbage()
+    collectgarbage()
+    local maps, snaps = {}, {}
+    local ok, err
+    for i = 1, 65 do
+      maps[i] = anon(1)
+      ok, err = pcall(maps[i].snapshot, maps[i])
+      if not ok then break end
+      snaps[i] = err
+    end
+    assert.is_false(ok)
+    assert.matches("too many active snapshots", err, 1, true)
+    for _, s in ipairs(snaps) do s:free() end
+    for _, b in ipairs(maps) do b:free() end
+  end)
+
+  describe("under a fork", function()
+    it("the child's writes to an armed page change neither the parent's mapping nor its snapshot", function()
+      local b = patterned(4)
+      local before = b:read()
+      local s = b:snapshot()
+      b:write(0, "parent") -- page 0 copied in the parent before the fork
+      local how, code = H.in_child(function()
+        b:write(ps, "child")       -- armed in the child too: copied there
+        b:write(0, "CHILD!")
+        return b:read(ps, 5) == "child" and s:read() == before and s:copied() == 2
+      end)
+      assert.same({ "exit", 0 }, { how, code })
+      assert.equal("parent", b:read(0, 6))
+      assert.equal(before:sub(ps + 1, 2 * ps), b:read(ps, ps))
+      same_bytes(before, s:read())
+      assert.equal(1, s:copied())
+      assert.same({ 0 }, s:diff())
+      s:free()
+      b:free()
+    end)
+  end)
+
+  describe("faults", function()
+    it("a snapshot read of a PROT_NONE page is a memory fault naming SIGSEGV and SEGV_ACCERR, twice", function()
+      local b = anon(2)
+      b:protect(M.PROT_NONE, ps, ps)
+      local s = b:snapshot()
+      for _ = 1, 2 do
+        local ok, err = pcall(s.read, s, ps, 4)
+        assert.is_false(ok)
+        assert.matches("SIGSEGV (SEGV_ACCERR)", err, 1, true)
+        -- the first byte the copy touched: an instrumented memmove may start anywhere in the range
+        local at = err:match(" at (0x%x+)")
+        at = at and math.tointeger(tonumber(at:sub(3), 16))
+        assert.is_true(at ~= nil and at >= b:address() + ps and at < b:address() + ps + 4, err)
+      end
+      assert.equal(("\0"):rep(ps), s:read(0, ps))
+      s:free()
+      b:free()
+    end)
+
+    it("a snapshot read of a truncated private file mapping is a memory fault naming SIGBUS, twice", function()
+      local f = assert(M.memfd_create("memlab-11-bus"))
+      assert(f:truncate(2 * ps))
+      local b = assert(M.mmap(nil, 2 * ps, RW, M.MAP_PRIVATE, f, 0))
+      local s = b:snapshot()
+      assert(f:truncate(ps))
+      for _ = 1, 2 do
+        local ok, err = pcall(s.read, s, ps, 4)
+        assert.is_false(ok)
+        assert.matches("SIGBUS (BUS_ADRERR)", err, 1, true)
+      end
+      s:free()
+      b:free()
+      f:close()
+    end)
+
+    it("a write to an armed page whose file is gone raises SIGBUS, and later faults are still caught (in a child process)", function()
+      local how, code = H.in_child(function()
+        local f = assert(M.memfd_create("memlab-11-armed-bus"))
+        assert(f:truncate(2 * ps))
+        local b = assert(M.mmap(nil, 2 * ps, RW, M.MAP_PRIVATE, f, 0))
+        local s = b:snapshot()
+        assert(f:truncate(0))
+        local ok1, e1 = pcall(b.write, b, 0, "x")
+        local ok2, e2 = pcall(b.write, b, 0, "x")
+        local none = anon(1, M.PROT_NONE)
+        local ok3, e3 = pcall(none.read, none, 0, 1)
+        return not ok1 and e1:find("SIGBUS", 1, true) ~= nil and not ok2 and
+               e2:find("SIGBUS", 1, true) ~= nil and not ok3 and e3:find("SEGV_ACCERR", 1, true) ~= nil
+               and s ~= nil
+      end)
+      assert.same({ "exit", 0 }, { how, code })
+    end)
+  end)
+
+  describe("errors on", function()
+    it("a shared file mapping", function()
+      local f = assert(M.memfd_create("memlab-11-shared"))
+      assert(f:truncate(ps))
+      local b = assert(M.mmap(nil, ps, RW, M.MAP_SHARED, f, 0))
+      H.raises("snapshot needs a private or anonymous mapping", b.snapshot, b)
+      assert.is_false(b:mapinfo().snapshot)
+      b:free()
+      f:close()
+    end)
+
+    it("a MAP_SHARED_VALIDATE file mapping (shared too)", function()
+      local f = assert(M.memfd_create("memlab-11-validate"))
+      assert(f:truncate(ps))
+      local b = assert(M.mmap(nil, ps, RW, M.MAP_SHARED_VALIDATE, f, 0))
+      local ok, s = pcall(b.snapshot, b)
+      if ok then s:free() end
+      assert.is_false(ok, "a shared file mapping was snapshotted")
+      assert.matches("private or anonymous", s, 1, true)
+      b:free()
+      f:close()
+    end)
+
+    it("a view, a heap buffer, a freed mapping", function()
+      local b = anon(2)
+      local v = b:slice(0, ps)
+      H.raises("snapshot of a view", v.snapshot, v)
+      local h = M.malloc(8)
+      H.raises("snapshot needs a mapping", h.snapshot, h)
+      h:free()
+      b:free()
+      H.raises("attempt to use a freed buffer", b.snapshot, b)
+    end)
+
+    it("s:read ranges past the end, negative, float or huge", function()
+      local b = anon(1)
+      local s = b:snapshot()
+      H.raises("out of range", s.read, s, ps + 1)
+      H.raises("out of range", s.read, s, 0, ps + 1)
+      H.raises("out of range", s.read, s, -1)
+      H.raises("out of range", s.read, s, 0, -1)
+      H.raises("out of range", s.read, s, math.maxinteger)
+      H.raises("out of range", s.read, s, 0, math.maxinteger)
+      H.raises("out of range", s.read, s, math.mininteger)
+      H.raises("number has no integer representation", s.read, s, 1.5)
+      assert.equal("", s:read(ps))
+      s:free()
+      b:free()
+    end)
+
+    it("a self that is not a snapshot", function()
+      local b = anon(1)
+      local s = b:snapshot()
+      for _, name in ipairs { "read", "copied", "diff", "restore", "free" } do
+        H.raises("memlab.snapshot expected", s[name], b)
+        H.raises("memlab.snapshot expected", s[name])
+      end
+      s:free()
+      b:free()
+    end)
+  end)
+end)

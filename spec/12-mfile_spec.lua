@@ -1,0 +1,294 @@
+-- spec/12-mfile_spec.lua: files made for mapping: M.memfd_create and M.shm_open return a
+-- memlab.file (:truncate, :size, :fileno, :close, tostring), usable as the fd of M.mmap and
+-- M.map; M.shm_unlink removes a name. Every shm name a test makes is unlinked in `finally`.
+local M = require "memlab"
+local H = require "helpers"
+local lfs = require "lfs"
+
+local ps = M.pagesize()
+local RW = M.PROT_READ | M.PROT_WRITE
+
+local function refused(errno, ok, msg, code)
+  assert.is_nil(ok, "expected a refusal, got " .. tostring(ok))
+  assert.is_string(msg)
+  assert.equal(errno, code, msg)
+  assert.truthy(msg:find(M.strerror(errno), 1, true), msg)
+end
+
+-- A fresh shm name, unlinked when the test ends (whether or not it was created).
+local serial = 0
+local function shm_name()
+  serial = serial + 1
+  local name = ("/memlab-12-%d-%d"):format(M.getpid(), serial)
+  finally(function() M.shm_unlink(name) end)
+  return name
+end
+
+local function open_fds()
+  local n = 0
+  for name in lfs.dir("/proc/self/fd") do
+    if name ~= "." and name ~= ".." then n = n + 1 end
+  end
+  return n
+end
+
+local function fdlink(fd) return lfs.symlinkattributes("/proc/self/fd/" .. fd, "target") end
+
+describe("M.memfd_create()", function()
+  it("returns a file of size 0 with a descriptor, named in tostring", function()
+    local f = assert(M.memfd_create("memlab-12-a"))
+    local fd = f:fileno()
+    assert.equal("integer", math.type(fd))
+    assert.is_true(fd >= 0)
+    assert.equal(0, f:size())
+    assert.equal(("memlab.file: memfd memlab-12-a (fd %d)"):format(fd), tostring(f))
+    assert.matches("^/memfd:memlab%-12%-a", fdlink(fd))
+    assert.is_true(f:close())
+    assert.equal("memlab.file (closed memfd memlab-12-a)", tostring(f))
+    assert.is_nil(fdlink(fd))
+  end)
+
+  it("truncates to a size, up and down, returning the file", function()
+    local f = assert(M.memfd_create("memlab-12-t"))
+    assert.equal(f, f:truncate(3 * ps + 1))
+    assert.equal(3 * ps + 1, f:size())
+    assert.equal(f, f:truncate(ps))
+    assert.equal(ps, f:size())
+    assert.equal(f, f:truncate(0))
+    assert.equal(0, f:size())
+    f:close()
+  end)
+
+  it("is mapped by M.mmap and M.map, and two shared mappings share its bytes", function()
+    local f = assert(M.memfd_create("memlab-12-map"))
+    f:truncate(2 * ps)
+    local a = assert(M.mmap(nil, 2 * ps, RW, M.MAP_SHARED, f, 0))
+    local b = assert(M.map { fd = f, shared = true })
+    assert.equal(("\0"):rep(2 * ps), a:read())
+    a:write(ps, "memfd bytes")
+    assert.equal("memfd bytes", b:read(ps, 11))
+    f:close()
+    -- the mappings outlive the descriptor
+    b:write(0, "after close")
+    assert.equal("after close", a:read(0, 11))
+    a:free()
+    b:free()
+  end)
+
+  it("is close-on-exec by default, and not with flags 0", function()
+    local function cloexec(f)
+      local fi = assert(io.open("/proc/self/fdinfo/" .. f:fileno()))
+      local flags = fi:read("a"):match("flags:%s*(%d+)")
+      fi:close()
+      return tonumber(flags, 8) & 0x80000 ~= 0 -- O_CLOEXEC = 02000000
+    end
+    local f = assert(M.memfd_create("memlab-12-cloexec"))
+    assert.is_true(cloexec(f))
+    f:close()
+    local g = assert(M.memfd_create("memlab-12-noexec", 0))
+    assert.is_false(cloexec(g))
+    g:close()
+    local h = assert(M.memfd_create("memlab-12-seal", M.MFD_CLOEXEC | M.MFD_ALLOW_SEALING))
+    h:close()
+  end)
+
+  it("returns nil, msg, EINVAL for flags or a name the kernel refuses", function()
+    refused(M.EINVAL, M.memfd_create("memlab-12-bad", 0x8000))
+    refused(M.EINVAL, M.memfd_create(("n"):rep(300)))
+  end)
+
+  it("releases its descriptor on __close and to the garbage collector", function()
+    collectgarbage()
+    collectgarbage()
+    local before = open_fds()
+    local fd
+    do
+      local f <close> = assert(M.memfd_create("memlab-12-close"))
+      fd = f:fileno()
+      assert.equal(before + 1, open_fds())
+    end
+    assert.equal(before, open_fds())
+    assert.is_nil(fdlink(fd))
+    for i = 1, 20 do M.memfd_create("memlab-12-gc-" .. i) end
+    collectgarbage()
+    collectgarbage()
+    assert.equal(before, open_fds())
+  end)
+
+  describe("errors on", function()
+    it("bad arguments: missing, wrongly typed, negative, float, huge", function()
+      H.raises("string expected, got no value", M.memfd_create)
+      H.raises("string expected, got table", M.memfd_create, {})
+      H.raises("flags out of range", M.memfd_create, "x", -1)
+      H.raises("flags out of range", M.memfd_create, "x", math.maxinteger)
+      H.raises("flags out of range", M.memfd_create, "x", math.mininteger)
+      H.raises("number has no integer representation", M.memfd_create, "x", 1.5)
+      H.raises("number expected, got table", M.memfd_create, "x", {})
+    end)
+  end)
+end)
+
+describe("a memlab file", function()
+  it("raises on every use once closed, and on a second close", function()
+    local f = assert(M.memfd_create("memlab-12-closed"))
+    f:close()
+    H.raises("attempt to use a closed file", f.truncate, f, ps)
+    H.raises("attempt to use a closed file", f.size, f)
+    H.raises("attempt to use a closed file", f.fileno, f)
+    H.raises("attempt to use a closed file", f.close, f)
+    H.raises("attempt to use a closed file", M.mmap, nil, ps, RW, M.MAP_SHARED, f, 0)
+    H.raises("attempt to use a closed file", M.map, { fd = f })
+  end)
+
+  it("f:truncate errors on a missing, negative or float size, and refuses a huge one", function()
+    local f = assert(M.memfd_create("memlab-12-trunc"))
+    H.raises("number expected, got no value", f.truncate, f)
+    H.raises("size out of range", f.truncate, f, -1)
+    H.raises("size out of range", f.truncate, f, math.mininteger)
+    H.raises("number has no integer representation", f.truncate, f, 1.5)
+    H.raises("number expected, got table", f.truncate, f, {})
+    -- the largest off_t: a memfd may be that sparse; otherwise the kernel's triple
+    local ok, msg, code = f:truncate(math.maxinteger)
+    if ok then
+      assert.equal(math.maxinteger, f:size())
+    else
+      assert.is_true(code == M.EFBIG or code == M.EINVAL, msg)
+      assert.equal(0, f:size())
+    end
+    f:close()
+  end)
+
+  it("methods error on a self that is not a memlab file", function()
+    local f = assert(M.memfd_create("memlab-12-self"))
+    for _, name in ipairs { "truncate", "size", "fileno", "close" } do
+      H.raises("memlab.file expected", f[name], {})
+      H.raises("memlab.file expected", f[name], io.stdout)
+      H.raises("memlab.file expected", f[name])
+    end
+    f:close()
+  end)
+
+  it("ignores extra arguments", function()
+    local f = assert(M.memfd_create("memlab-12-extra", M.MFD_CLOEXEC, "extra"))
+    assert.equal(0, f:size("x"))
+    assert.equal("integer", math.type(f:fileno(1)))
+    assert.is_true(f:close(true))
+  end)
+end)
+
+describe("M.shm_open() and M.shm_unlink()", function()
+  it("create a named object that two mappings in two buffers share", function()
+    local name = shm_name()
+    local f = assert(M.shm_open(name, M.O_RDWR | M.O_CREAT, 384))
+    assert.equal(("memlab.file: shm %s (fd %d)"):format(name, f:fileno()), tostring(f))
+    assert.equal(0, f:size())
+    f:truncate(2 * ps)
+    local a = assert(M.mmap(nil, 2 * ps, RW, M.MAP_SHARED, f, 0))
+    -- a second open of the same name
+    local g = assert(M.shm_open(name, M.O_RDWR))
+    assert.equal(2 * ps, g:size())
+    local b = assert(M.mmap(nil, 2 * ps, RW, M.MAP_SHARED, g, 0))
+    a:write(ps + 1, "shm bytes")
+    assert.equal("shm bytes", b:read(ps + 1, 9))
+    b:write(0, "and back")
+    assert.equal("and back", a:read(0, 8))
+    assert.equal("rw-------", lfs.attributes("/dev/shm" .. name, "permissions")) -- 0600
+    a:free()
+    b:free()
+    f:close()
+    g:close()
+  end)
+
+  it("share bytes with a forked child that opens the name again", function()
+    local name = shm_name()
+    local f = assert(M.shm_open(name))
+    f:truncate(ps)
+    local a = assert(M.map { fd = f, shared = true })
+    local how, code = H.in_child(function()
+      local g = assert(M.shm_open(name, M.O_RDWR))
+      local b = assert(M.map { fd = g, shared = true })
+      b:write(0, "from the child")
+      return true
+    end)
+    assert.same({ "exit", 0 }, { how, code })
+    assert.equal("from the child", a:read(0, 14))
+    a:free()
+    f:close()
+  end)
+
+  it("creates the object with the mode asked", function()
+    local name = shm_name()
+    local f = assert(M.shm_open(name, M.O_RDWR | M.O_CREAT | M.O_EXCL, 416)) -- 0640
+    assert.equal("rw-r-----", lfs.attributes("/dev/shm" .. name, "permissions"))
+    f:close()
+  end)
+
+  it("shm_unlink removes the name; a second unlink returns nil, msg, ENOENT", function()
+    local name = shm_name()
+    local f = assert(M.shm_open(name))
+    f:truncate(ps)
+    local a = assert(M.mmap(nil, ps, RW, M.MAP_SHARED, f, 0))
+    assert.is_true(M.shm_unlink(name))
+    assert.is_nil(lfs.attributes("/dev/shm" .. name))
+    refused(M.ENOENT, M.shm_unlink(name))
+    refused(M.ENOENT, M.shm_open(name, M.O_RDWR))
+    -- the open file and the mapping live on
+    a:write(0, "unlinked")
+    assert.equal(ps, f:size())
+    a:free()
+    f:close()
+  end)
+
+  it("returns nil, msg, errno when the system says no", function()
+    local name = shm_name()
+    refused(M.ENOENT, M.shm_open(name, M.O_RDWR))
+    local f = assert(M.shm_open(name, M.O_RDWR | M.O_CREAT | M.O_EXCL))
+    refused(M.EEXIST, M.shm_open(name, M.O_RDWR | M.O_CREAT | M.O_EXCL))
+    f:close()
+    for _, bad in ipairs { "/a/b", "/", "", ("/" .. ("x"):rep(300)) } do
+      local ok, msg, code = M.shm_open(bad)
+      if ok then
+        ok:close()
+        M.shm_unlink(bad)
+      end
+      assert.is_nil(ok, ("shm_open(%q) succeeded"):format(bad))
+      assert.is_string(msg)
+      assert.is_true(code == M.EINVAL or code == M.ENAMETOOLONG or code == 36, msg)
+    end
+    -- glibc reports a name it cannot use in shm_unlink as ENOENT
+    refused(M.ENOENT, M.shm_unlink("/a/b"))
+  end)
+
+  it("maps past the end of the object are refused at map time", function()
+    local name = shm_name()
+    local f = assert(M.shm_open(name))
+    local ok, msg, code = M.mmap(nil, ps, RW, M.MAP_SHARED, f, 0)
+    assert.is_nil(ok)
+    assert.equal(M.EINVAL, code)
+    assert.matches("empty", msg, 1, true)
+    f:truncate(ps)
+    ok, msg, code = M.mmap(nil, 2 * ps, RW, M.MAP_SHARED, f, 0)
+    assert.is_nil(ok)
+    assert.equal(M.EINVAL, code)
+    assert.matches("past the end", msg, 1, true)
+    f:close()
+  end)
+
+  describe("errors on", function()
+    it("bad arguments: missing, wrongly typed, negative, float, huge", function()
+      H.raises("string expected, got no value", M.shm_open)
+      H.raises("string expected, got table", M.shm_open, {})
+      H.raises("flags out of range", M.shm_open, "/memlab-12-x", -1)
+      H.raises("flags out of range", M.shm_open, "/memlab-12-x", math.maxinteger)
+      H.raises("flags out of range", M.shm_open, "/memlab-12-x", math.mininteger)
+      H.raises("number has no integer representation", M.shm_open, "/memlab-12-x", 1.5)
+      H.raises("mode out of range", M.shm_open, "/memlab-12-x", M.O_RDWR | M.O_CREAT, -1)
+      H.raises("mode out of range", M.shm_open, "/memlab-12-x", M.O_RDWR | M.O_CREAT, 0x10000)
+      H.raises("mode out of range", M.shm_open, "/memlab-12-x", M.O_RDWR | M.O_CREAT, math.maxinteger)
+      H.raises("number has no integer representation", M.shm_open, "/memlab-12-x", M.O_RDWR, 1.5)
+      H.raises("string expected, got no value", M.shm_unlink)
+      H.raises("string expected, got table", M.shm_unlink, {})
+      assert.is_nil(lfs.attributes("/dev/shm/memlab-12-x"))
+    end)
+  end)
+end)
