@@ -4,11 +4,12 @@
 -- The kernel arranges a process's pages into regions that share properties: the text segment
 -- (program code, read-only data), the data segment and bss (initialised and uninitialised
 -- statics), the heap (dynamic memory, up to the break), memory mappings (shared libraries,
--- anonymous mappings), and the stack. "Hint: Examine /proc/self/maps". This script reads it, puts
--- a C static, an uninitialised static, a C function and a stack local (from memlab's C code), a
--- heap block and a fresh mapping where they belong, and draws the tutorial's diagram with the
--- real addresses of this very process. (memlab's C code is a shared library, core.so: its text,
--- data and bss are mapped among the libraries, laid out as the program's own are at the bottom.)
+-- anonymous mappings), and the stack. "Hint: Examine /proc/self/maps". This script reads it, finds
+-- the running program's own text, data and bss from its ELF program headers (M.layout().program),
+-- puts a heap block, a fresh mapping and a stack local where they belong, and draws the tutorial's
+-- diagram with the real addresses of this very process. The program here is the interpreter,
+-- lua5.4; memlab's C code is a shared library (core.so) with a text, data and bss of its own:
+-- its C function, static and uninitialised static are shown in the mapped region.
 local lab = dofile(((arg and arg[0] or ""):match("^(.*/)") or "./") .. "lab.lua")
 local M = require "memlab"
 
@@ -17,18 +18,19 @@ lab.title("01", "address space from /proc/self/maps")
 local heap_block = M.malloc(64)
 local mapping = assert(M.mmap(nil, 4096, M.PROT_READ | M.PROT_WRITE,
                               M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0))
-local c = M.layout()                  -- addresses inside memlab's C code (core.so)
+local c = M.layout()         -- addresses inside memlab's C code, and the program's segments
+local prog = c.program
 local brk = M.sbrk(0)
 local maps = M.maps()
 local exe = maps[1].path              -- the interpreter's own file is mapped lowest
 
--- Name each region as the lecture does.
+-- Name each region as the lecture does (M.maps() gives its kind: program, library, heap, ...).
 local function kind(r)
-  if r.path == "[heap]" or r.path == "[stack]" or r.path == "[vdso]" then return r.path end
+  if r.kind == "heap" or r.kind == "stack" or r.kind == "vdso" then return r.path end
   if r.path:match("^%[") then return "kernel page " .. r.path end
-  if r.path == "" then return "anonymous mapping" end
+  if r.kind == "anon" then return "anonymous mapping" end
   local what = r.perms:find("x") and "text" or r.perms:find("w") and "data/bss" or "read-only data"
-  return (r.path == exe and "program " or "shared library ") .. what
+  return (r.kind == "program" and "program " or "shared library ") .. what
 end
 local count, libs = {}, 0
 print("/proc/self/maps:")
@@ -47,53 +49,76 @@ place("uninitialised static (bss)", c.bss)
 place("heap block (malloc)", heap_block:address())
 place("mapping (mmap)", mapping:address())
 place("stack local", c.stack)
+place("program text", prog.text.from)
+place("program data", prog.data.to - 1)        -- its last byte: the start may be read-only (RELRO)
+place("program bss", prog.bss.from)
 
+-- Kernel space: the upper half of the address space, "not accessible from user space".
+local kernel = -(1 << 47)                       -- 0xffff800000000000 on x86-64
+local kok, kerr = pcall(M.peek, kernel, 1)
+
+local W = 62
 local function row(text, addr)      -- pads by characters, not bytes: "▼" is three bytes
-  print(("│ %s%s │ %s"):format(text, (" "):rep(50 - utf8.len(text)),
+  print(("│ %s%s │ %s"):format(text, (" "):rep(W - 2 - utf8.len(text)),
                                 addr and ("%012x"):format(addr) or ""))
 end
-local function rule(ch) print(ch .. ("─"):rep(52) .. (ch == "┌" and "┐" or ch == "└" and "┘" or "┤")) end
+local function rule(ch)
+  print(ch .. ("─"):rep(W) .. (ch == "┌" and "┐" or ch == "└" and "┘" or "┤"))
+end
 local function mark(name) row("   ◄ " .. name, where[name].addr) end
 local function first(pred) for _, r in ipairs(maps) do if pred(r) then return r end end end
-local stack, heap = first(function(r) return r.path == "[stack]" end),
-                    first(function(r) return r.path == "[heap]" end)
-local lowmap = first(function(r) return r.from > heap.to and r.path ~= "[stack]" end)
+local stack, heap = first(function(r) return r.kind == "stack" end),
+                    first(function(r) return r.kind == "heap" end)
+local lowmap = first(function(r) return r.from > heap.to and r.kind ~= "stack" end)
 local highmap = lowmap
 for _, r in ipairs(maps) do if r.from > heap.to and r.to < stack.from then highmap = r end end
-local exe_text = first(function(r) return r.path == exe and r.perms:find("x") end)
-local exe_data = first(function(r) return r.path == exe and r.perms:find("w") end)
+local exe_text = first(function(r) return r.kind == "program" and r.perms:find("x") end)
+local exe_data = first(function(r) return r.kind == "program" and r.perms:find("w") end)
 local core = where["C function (text)"].r.path
+local function span(s) return ("%d bytes"):format(s.to - s.from) end
 print()                                     -- the diagram, high addresses first
 rule("┌")
+row("KERNEL SPACE (upper half): not accessible from user space", kernel)
+row(kok and "   (readable?!)" or
+    "   M.peek there: " .. (kerr:match("SIGSEGV %(%u+_%u+%)") or "refused"))
+local vsyscall = first(function(r) return r.kind == "vsyscall" end)
+if vsyscall then
+  row("   [vsyscall] " .. vsyscall.perms .. ": a legacy page the kernel shows there", vsyscall.from)
+end
+rule("├")
 row("Stack (grows downward ▼)   [stack] " .. stack.perms, stack.to)
 mark("stack local")
 row("", stack.from)
 rule("├")
-row("Empty / available space")
+row("Empty / available space ░░░░░░░░░░░░░░░")
 rule("├")
 row("Memory mapped region", highmap.to)
 row(("  [vdso], %d shared library regions, %d anonymous"):format(libs,
   count["anonymous mapping"] or 0))
 mark("mapping (mmap)")
-row("  memlab's C code, " .. core:match("[^/]*/[^/]*$") .. ":")
+row("  and in a shared library, memlab's " .. core:match("[^/]*/[^/]*$") .. ":")
 mark("uninitialised static (bss)")
 mark("C static (data)")
 mark("C function (text)")
 row("", lowmap.from)
 rule("├")
-row("Empty / available space")
+row("Empty / available space ░░░░░░░░░░░░░░░")
 rule("├")
 row("Heap (grows upward ▲)   [heap] " .. heap.perms, heap.to)
-row("   program break", brk)
+row("   ▲ program break", brk)
 mark("heap block (malloc)")
 row("", heap.from)
 rule("├")
-for i = #maps, 1, -1 do
-  local r = maps[i]
-  if r.path == exe then row(("%-14s %s %s"):format(kind(r):gsub("program ", ""), r.perms,
-                            exe:match("[^/]*$")), r.from) end
-end
+row("BSS segment (uninitialised data, zeroed): " .. span(prog.bss), prog.bss.to)
+row("", prog.bss.from)
+rule("├")
+row("Data segment (initialised data): " .. span(prog.data), prog.data.to)
+row("", prog.data.from)
+rule("├")
+row("Text segment (code, read-only, shareable): " .. span(prog.text), prog.text.to)
+row(("  %s %s"):format(exe:match("[^/]*$"), exe_text.perms), prog.text.from)
 rule("└")
+print(("Low addresses: the program is mapped from %012x (%s)"):format(maps[1].from, exe))
 
 -- The checks: every region kind present, every address in the right region, in the right order.
 local present = {}
@@ -105,12 +130,14 @@ lab.check("maps show text, data, heap, shared libraries, anonymous mappings, sta
           #present == 7, table.concat(present, ", "))
 local function perms(name) return where[name].r and where[name].r.perms or "?" end
 lab.check("the C function lies in an executable (r-x) text region",
-          perms("C function (text)"):match("^r%-x") ~= nil, core .. " " .. perms("C function (text)"))
+          perms("C function (text)"):match("^r%-x") ~= nil,
+          core .. " " .. perms("C function (text)"))
 lab.check("the C static lies in the writable data of the same file",
           where["C static (data)"].r.path == core and perms("C static (data)"):match("^rw") ~= nil)
 local bss = where["uninitialised static (bss)"]
 lab.check("the uninitialised static lies in writable memory above the data",
-          (bss.r.path == core or bss.r.path == "") and perms("uninitialised static (bss)"):match("^rw")
+          (bss.r.path == core or bss.r.path == "") and
+          perms("uninitialised static (bss)"):match("^rw")
           and bss.addr > where["C static (data)"].addr and c.data > c.text, lab.hex(bss.addr))
 lab.check("the heap block lies in [heap], below the break",
           where["heap block (malloc)"].r.path == "[heap]" and heap_block:address() < brk)
@@ -121,6 +148,22 @@ lab.check("the stack local lies in [stack]", where["stack local"].r.path == "[st
 lab.check("low to high: program text < data < heap < mappings < stack",
           exe_text and exe_data and exe_text.to <= exe_data.from and exe_data.to <= heap.from
           and heap.to <= lowmap.from and highmap.to <= stack.from)
+
+-- The program's own segments (ELF program headers) against /proc/self/maps.
+local pt, pd, pb = where["program text"].r, where["program data"].r, where["program bss"].r
+lab.check("the program's text segment lies in its own r-x region",
+          pt and pt.kind == "program" and pt.perms == "r-xp" and prog.text.to <= pt.to,
+          ("%x-%x in %s"):format(prog.text.from, prog.text.to, pt and pt.perms or "?"))
+lab.check("the program's data segment ends in its own writable region",
+          pd and pd.kind == "program" and pd.perms:match("^rw") ~= nil,
+          ("%x-%x, %s"):format(prog.data.from, prog.data.to, pd and pd.perms or "?"))
+lab.check("the bss follows the data, in writable memory (the file's last page or anonymous)",
+          pb and prog.bss.from == prog.data.to and pb.perms:match("^rw") ~= nil and
+          (pb.kind == "program" or pb.kind == "anon"), pb and pb.kind .. " " .. pb.perms)
+lab.check("low to high: text < data < bss < heap", prog.text.to <= prog.data.from and
+          prog.data.to <= prog.bss.from and prog.bss.to <= heap.from)
+lab.check("kernel space is not accessible: reading it faults (caught)",
+          not kok and kerr:find("SIGSEGV", 1, true) ~= nil, kerr)
 
 mapping:free()
 heap_block:free()
