@@ -6,12 +6,25 @@
 
 #include "memlab.h"
 
-/* Records the first Lua frame above the running C function as "file:line". */
+/* Whether a frame runs memlab's own Lua code (init.lua, draw.lua): a site names the user's line,
+ * not the line of M.map that called M.mmap for it. */
+int site_internal(const lua_Debug *ar) {
+  static const char *const own[] = {"memlab/init.lua", "memlab/draw.lua", NULL};
+  size_t n = strlen(ar->source);
+  for (const char *const *o = own; *o; o++) {
+    size_t k = strlen(*o);
+    if (n > k && strcmp(ar->source + n - k, *o) == 0 && ar->source[n - k - 1] == '/') return 1;
+  }
+  return 0;
+}
+
+/* Records the first Lua frame above the running C function, memlab's own Lua code skipped, as
+ * "file:line". */
 void site_capture(lua_State *L, Site *s) {
   lua_Debug ar;
   for (int level = 1; lua_getstack(L, level, &ar); level++) {
     if (!lua_getinfo(L, "Sl", &ar)) break;
-    if (ar.currentline >= 0) {
+    if (ar.currentline >= 0 && !site_internal(&ar)) {
       if (snprintf(s->where, sizeof s->where, "%s:%d", ar.short_src, ar.currentline) >=
           (int)sizeof s->where)
         s->where[sizeof s->where - 1] = '\0'; /* a very long path: keep its start */

@@ -76,6 +76,7 @@ static int mapops_protect(lua_State *L) {
     return push_syserror(L, "mprotect", err);
   }
   protmap_install(r.o->protmap, runs, nruns);
+  if (prot & PROT_WRITE) MAPINFO(r.o)->ever_writable = 1;
   snap_after_protect(r.o, r.first, r.npages);
   lua_settop(L, 1);
   return 1;
@@ -94,8 +95,15 @@ static int mapops_sync(lua_State *L) {
   return 1;
 }
 
-static int zeroes_pages(int advice) {
-  return advice == MADV_DONTNEED || advice == MADV_FREE || advice == MADV_REMOVE;
+/* Whether the advice can lose bytes written to the mapping, so that it counts as a write: it
+ * discards anonymous pages (they read back zero) and private copies of written file pages;
+ * MADV_REMOVE punches a hole in a shared file. A shared file mapping's DONTNEED, or one of a
+ * private file mapping never writable, only drops what the file still holds. */
+static int loses_data(const MapInfo *mi, int advice) {
+  if (advice == MADV_REMOVE) return 1;
+  if (advice != MADV_DONTNEED && advice != MADV_FREE) return 0;
+  if (mi->flags & MAP_ANONYMOUS) return 1;
+  return (mi->flags & MAP_SHARED_VALIDATE) == MAP_PRIVATE && mi->ever_writable;
 }
 
 /* b:advise(advice [, off, len]) -> b | nil, msg, errno */
@@ -105,7 +113,7 @@ static int mapops_advise(lua_State *L) {
   Range r;
   get_range(L, 3, 4, 1, "advise", &r);
   if (r.npages == 0) return lua_settop(L, 1), 1;
-  if (zeroes_pages((int)advice)) {
+  if (loses_data(MAPINFO(r.o), (int)advice)) {
     size_t ps = sys_pagesize(), start = r.first * ps, n = r.npages * ps;
     if (start + n > r.o->size) n = r.o->size - start; /* the tail past size is not the user's */
     mem_check_write(L, r.o, start, n);
@@ -216,11 +224,14 @@ static int mapops_mapinfo(lua_State *L) {
  * buffer (or view), or an integer address inside a mapping of this state: memlab never changes
  * memory it did not map (malloc's heap, Lua's own memory). As in C, len may run to the end of
  * the last page; it is clamped to the buffer. Each calls the method with (b, [x,] off, len). */
-static int c_shaped(lua_State *L, lua_CFunction method, int has_x, const char *fname) {
+static int c_shaped(lua_State *L, lua_CFunction method, int has_x, int aligned,
+                    const char *fname) {
   lua_settop(L, 3);
   size_t len = arg_size(L, 2), blen, ps = sys_pagesize();
+  if (has_x) luaL_checkany(L, 3);
   uintptr_t start, addr;
   if (buf_test(L, 1)) {
+    check_mapping(L, 1, fname, NULL);
     start = addr = (uintptr_t)buf_span(L, 1, &blen, NULL);
     lua_pushvalue(L, 1);
   } else {
@@ -232,8 +243,17 @@ static int c_shaped(lua_State *L, lua_CFunction method, int has_x, const char *f
     start = (uintptr_t)o->base;
     blen = o->size;
   }
+  if (aligned && addr % ps != 0) { /* as the kernel answers it */
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s (the address %p is not a multiple of the page size, %d)", fname,
+                    strerror(EINVAL), (void *)addr, (int)ps);
+    lua_pushinteger(L, EINVAL);
+    return 3;
+  }
   size_t off = (size_t)(addr - start);
   if (off <= blen && len > blen - off && len - (blen - off) < ps) len = blen - off;
+  if (off > blen || len > blen - off)
+    return luaL_error(L, "%s: the range runs past the end of the mapping (out of range)", fname);
   lua_pushcfunction(L, method);
   lua_pushvalue(L, 4);
   if (has_x) lua_pushvalue(L, 3);
@@ -243,11 +263,11 @@ static int c_shaped(lua_State *L, lua_CFunction method, int has_x, const char *f
   return lua_gettop(L) - 4;
 }
 
-static int mapops_mprotect(lua_State *L) { return c_shaped(L, mapops_protect, 1, "mprotect"); }
-static int mapops_msync(lua_State *L) { return c_shaped(L, mapops_sync, 1, "msync"); }
-static int mapops_madvise(lua_State *L) { return c_shaped(L, mapops_advise, 1, "madvise"); }
-static int mapops_mlock(lua_State *L) { return c_shaped(L, mapops_lock, 0, "mlock"); }
-static int mapops_munlock(lua_State *L) { return c_shaped(L, mapops_unlock, 0, "munlock"); }
+static int mapops_mprotect(lua_State *L) { return c_shaped(L, mapops_protect, 1, 1, "mprotect"); }
+static int mapops_msync(lua_State *L) { return c_shaped(L, mapops_sync, 1, 1, "msync"); }
+static int mapops_madvise(lua_State *L) { return c_shaped(L, mapops_advise, 1, 1, "madvise"); }
+static int mapops_mlock(lua_State *L) { return c_shaped(L, mapops_lock, 0, 0, "mlock"); }
+static int mapops_munlock(lua_State *L) { return c_shaped(L, mapops_unlock, 0, 0, "munlock"); }
 
 /* M.mlockall(flags) / M.munlockall() -> true | nil, msg, errno */
 static int mapops_mlockall(lua_State *L) {

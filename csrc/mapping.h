@@ -22,6 +22,7 @@ typedef struct MapInfo {
   off_t offset;       /* file offset (0 for anonymous) */
   int fd_regular;     /* backed by a regular file, shm or memfd object (size checked) */
   int fd;             /* a private dup of the file (for remap's size check), or -1 */
+  int ever_writable;  /* some page was writable once: a private page may hold written data */
   Snapshot *snap;
   size_t npages;
   ProtMap pm;

@@ -104,6 +104,7 @@ typedef struct Buffer {
 
 /* ---- luax.c: argument checks, sites, error results ---- */
 void site_capture(lua_State *L, Site *s);
+int site_internal(const lua_Debug *ar);
 lua_Integer arg_integer(lua_State *L, int idx);
 size_t arg_size(lua_State *L, int idx);
 size_t arg_optsize(lua_State *L, int idx, size_t def);

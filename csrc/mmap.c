@@ -242,6 +242,7 @@ static int mmap_mmap(lua_State *L) {
   if (regular && sys_dup(fd, &mi->fd) != 0) mi->fd = -1; /* then remap cannot check the size */
   o->prot = (uint8_t)prot_from_sys((int)prot);
   o->protmap = &mi->pm;
+  mi->ever_writable = (prot & PROT_WRITE) != 0;
   owner_open(L, o, p, length);
   if (parent) {
     o->parent = parent;

@@ -53,7 +53,7 @@ static void capture_frames(lua_State *L, TrackRec *r) {
   if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name)
     snprintf(r->func, sizeof r->func, "%s", ar.name);
   for (int level = 1; k < TRACK_FRAMES && lua_getstack(L, level, &ar); level++) {
-    if (!lua_getinfo(L, "Sln", &ar) || ar.currentline < 0) continue;
+    if (!lua_getinfo(L, "Sln", &ar) || ar.currentline < 0 || site_internal(&ar)) continue;
     const char *fn = ar.name ? ar.name : (*ar.what == 'm' ? "main chunk" : "?");
     if (snprintf(r->frames[k], sizeof r->frames[0], "%s:%d (in %s)", ar.short_src,
                  ar.currentline, fn) >= (int)sizeof r->frames[0])
