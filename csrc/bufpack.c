@@ -167,6 +167,41 @@ static void copyendian(char *dst, const char *src, size_t size, int little) {
   }
 }
 
+/* The offset just past what fmt packs from `off` with the values from arg 4 on, computed without
+ * building anything, so that a record that cannot fit is refused before a byte is made.
+ * Saturates at SIZE_MAX. Raises for bad options and for string values of the wrong type. */
+static size_t pack_end(lua_State *L, const char *fmt, size_t off) {
+  Fmt h = {L, 2, native_little(), 1};
+  size_t total = off;
+  int arg = 3;
+  while (*fmt != '\0') {
+    size_t size, ntoalign, sl = 0;
+    KOpt opt = getdetails(&h, total, &fmt, &size, &ntoalign);
+    if (opt != K_PADDING && opt != K_PADDALIGN && opt != K_NOP) arg++;
+    if ((opt == K_STRING || opt == K_ZSTR || opt == K_CHAR) && lua_type(L, arg) == LUA_TSTRING) {
+      /* the string checks string.pack makes, so its errors come before "does not fit" */
+      const char *str = lua_tolstring(L, arg, &sl);
+      if (opt == K_CHAR) {
+        luaL_argcheck(L, sl <= size, arg, "string longer than given size");
+        sl = 0;
+      } else if (opt == K_STRING) {
+        luaL_argcheck(L, size >= sizeof(size_t) || sl < ((size_t)1 << (size * NB)), arg,
+                      "string length does not fit in given size");
+      } else {
+        luaL_argcheck(L, strlen(str) == sl, arg, "string contains zeros");
+        sl++;
+      }
+    } else if (opt == K_STRING || opt == K_ZSTR) {
+      return total; /* not a string: the building pass reports it in string.pack's words */
+    }
+    if (ntoalign > SIZE_MAX - total || size > SIZE_MAX - total - ntoalign ||
+        sl > SIZE_MAX - total - ntoalign - size)
+      return SIZE_MAX;
+    total += ntoalign + size + sl;
+  }
+  return total;
+}
+
 /* b:pack(fmt, off, v1, v2, ...) -> offset after the packed bytes */
 static int bufpack_pack(lua_State *L) {
   size_t len;
@@ -206,6 +241,8 @@ static int bufpack_pack(lua_State *L) {
     lua_pushinteger(L, off + (lua_Integer)size1);
     return 1;
   }
+  luaL_argcheck(L, pack_end(L, fmt, (size_t)off) <= len, 2,
+                "packed data does not fit (out of range)");
   Fmt h = {L, 2, native_little(), 1};
   luaL_Buffer b;
   luaL_buffinit(L, &b);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -274,6 +275,26 @@ static int proc_readproc(lua_State *L) {
   }
 }
 
+/* M.getrlimit(resource) -> soft, hard (math.huge when unlimited) | nil, msg, errno.
+ * resource: "memlock", "as", "data", "stack", "rss", "nofile", "nproc", "core", "fsize" */
+static int proc_getrlimit(lua_State *L) {
+  static const char *const names[] = {"memlock", "as", "data", "stack", "rss", "nofile",
+                                      "nproc", "core", "fsize", NULL};
+  static const int res[] = {RLIMIT_MEMLOCK, RLIMIT_AS, RLIMIT_DATA, RLIMIT_STACK, RLIMIT_RSS,
+                            RLIMIT_NOFILE, RLIMIT_NPROC, RLIMIT_CORE, RLIMIT_FSIZE};
+  struct rlimit rl;
+  if (getrlimit(res[luaL_checkoption(L, 1, NULL, names)], &rl) != 0)
+    return push_syserror(L, "getrlimit", errno);
+  rlim_t v[2] = {rl.rlim_cur, rl.rlim_max};
+  for (int i = 0; i < 2; i++) {
+    if (v[i] == RLIM_INFINITY)
+      lua_pushnumber(L, (lua_Number)HUGE_VAL);
+    else
+      lua_pushinteger(L, (lua_Integer)v[i]);
+  }
+  return 2;
+}
+
 static int proc_strerror(lua_State *L) {
   lua_pushstring(L, strerror((int)luaL_checkinteger(L, 1)));
   return 1;
@@ -284,7 +305,7 @@ static const luaL_Reg proc_funcs[] = {
   {"waitpid", proc_waitpid}, {"_exit", proc_exit}, {"getpid", proc_getpid},
   {"sleep", proc_sleep}, {"kill", proc_kill}, {"pagesize", proc_pagesize},
   {"strerror", proc_strerror}, {"clock", proc_clock}, {"exepath", proc_exepath},
-  {"readproc", proc_readproc}, {NULL, NULL}};
+  {"readproc", proc_readproc}, {"getrlimit", proc_getrlimit}, {NULL, NULL}};
 
 static const ConstReg proc_consts[] = {
   MLCONST(ENOMEM), MLCONST(EINVAL), MLCONST(EPERM), MLCONST(EACCES), MLCONST(EEXIST),

@@ -74,7 +74,7 @@ stage_asan() {
   lua_env build/asan
   local rc=0
   tagged asan env LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
-    ASAN_OPTIONS="detect_leaks=0:allow_user_segv_handler=1" \
+    ASAN_OPTIONS="detect_leaks=0:allow_user_segv_handler=1:allocator_may_return_null=1" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" MEMLAB_UNDER=asan \
     "$LUA" "$BUSTED" -o TAP spec || rc=1
   tagged asan make --no-print-directory alloc-asan || rc=1

@@ -13,8 +13,9 @@ core.allocator_methods.draw = require("memlab.draw").allocator
 -- Reads /proc/<pid>/<what> (pid defaults to self) whole, in one read (see core.readproc);
 -- returns the text or nil, msg, errno.
 local function procfile(pid, what)
-  if pid ~= nil and math.type(pid) ~= "integer" then
-    error(("bad argument #1 to '%s' (pid must be an integer)"):format(what), 3)
+  if pid ~= nil then
+    pid = math.tointeger(pid)
+    if not pid then error(("bad argument #1 to '%s' (pid must be an integer)"):format(what), 3) end
   end
   return core.readproc(("/proc/%s/%s"):format(pid or "self", what))
 end
@@ -74,7 +75,9 @@ function M.region(addr, regions)
 end
 
 --- M.smaps([pid]) -> M.maps() with each region's smaps fields added, in bytes:
--- rss, pss, swap, size, shared_clean, private_dirty, anonymous, locked, ...
+-- rss, pss, swap, size, shared_clean, private_dirty, anonymous, locked, ..., and vmflags, the
+-- kernel's two-letter flags as a set ({ rd=true, wr=true, lo=true (locked), dd=true (not
+-- dumped), wf=true (wiped on fork) ... }; see proc(5))
 function M.smaps(pid)
   local text, msg, code = procfile(pid, "smaps")
   if not text then return nil, msg, code end
@@ -86,7 +89,12 @@ function M.smaps(pid)
       regions[#regions + 1] = r
     elseif cur then
       local key, kb = line:match("^([%w_]+):%s+(%d+) kB")
-      if key then cur[key:lower()] = math.tointeger(tonumber(kb)) * 1024 end
+      if key then
+        cur[key:lower()] = math.tointeger(tonumber(kb)) * 1024
+      elseif line:match("^VmFlags:") then
+        cur.vmflags = {}
+        for flag in line:sub(9):gmatch("%a%a") do cur.vmflags[flag] = true end
+      end
     end
   end
   return regions
