@@ -14,6 +14,7 @@
  * Benchmark code: it trusts its inputs. An address or size that is wrong crashes the process. */
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "lauxlib.h"
@@ -97,10 +98,55 @@ static int copy_loop(lua_State *L, CopyFn fn) {
 static int cb_memcpy_loop(lua_State *L) { return copy_loop(L, memcpy); }
 static int cb_memmove_loop(lua_State *L) { return copy_loop(L, memmove); }
 
+/* Mapping baselines (bench/mapping_bench.lua). mmap_touch_loop: reps times map len fresh
+ * anonymous bytes, memset every byte (touching every page), unmap; returns elapsed ns.
+ * mmap_page/munmap_page: one page, one call each from Lua; mmap_munmap_loop: the pair in C. */
+static int cb_mmap_touch_loop(lua_State *L) {
+  size_t n = arg_n(L, 1);
+  lua_Integer reps = luaL_checkinteger(L, 2);
+  uint64_t t0 = now_ns();
+  for (lua_Integer r = 0; r < reps; r++) {
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return luaL_error(L, "mmap failed");
+    memset(p, (int)(r & 0xff), n);
+    clobber(p);
+    munmap(p, n);
+  }
+  lua_pushinteger(L, (lua_Integer)(now_ns() - t0));
+  return 1;
+}
+
+static int cb_mmap_page(lua_State *L) {
+  void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return luaL_error(L, "mmap failed");
+  lua_pushinteger(L, (lua_Integer)(uintptr_t)p);
+  return 1;
+}
+
+static int cb_munmap_page(lua_State *L) {
+  munmap(arg_ptr(L, 1), 4096);
+  return 0;
+}
+
+static int cb_mmap_munmap_loop(lua_State *L) {
+  lua_Integer reps = luaL_checkinteger(L, 1);
+  uint64_t t0 = now_ns();
+  for (lua_Integer r = 0; r < reps; r++) {
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return luaL_error(L, "mmap failed");
+    clobber(p);
+    munmap(p, 4096);
+  }
+  lua_pushinteger(L, (lua_Integer)(now_ns() - t0));
+  return 1;
+}
+
 static const luaL_Reg cb_funcs[] = {
   {"now", cb_now}, {"empty", cb_empty}, {"memset", cb_memset}, {"memcpy", cb_memcpy},
   {"memmove", cb_memmove}, {"memset_loop", cb_memset_loop}, {"memcpy_loop", cb_memcpy_loop},
-  {"memmove_loop", cb_memmove_loop}, {NULL, NULL}};
+  {"memmove_loop", cb_memmove_loop}, {"mmap_touch_loop", cb_mmap_touch_loop},
+  {"mmap_page", cb_mmap_page}, {"munmap_page", cb_munmap_page},
+  {"mmap_munmap_loop", cb_mmap_munmap_loop}, {NULL, NULL}};
 
 int luaopen_memlab_cbench(lua_State *L) {
   luaL_newlib(L, cb_funcs);

@@ -115,14 +115,21 @@ void snap_after_protect(Owner *o, size_t first, size_t n) {
   }
 }
 
-/* Disarms: armed pages get their protection back; the copies are kept until free. */
+/* Disarms: armed pages get their protection back, one mprotect per run of armed pages of one
+ * protection; the copies are kept until free. */
 static void disarm(Snapshot *s) {
   if (!s->active) return;
-  for (size_t i = 0; i < s->npages; i++)
-    if (s->armed[i]) {
-      mprotect(s->base + i * s->ps, s->ps, prot_to_sys(protmap_get(s->o->protmap, i)));
-      s->armed[i] = 0;
+  for (size_t i = 0; i < s->npages;) {
+    if (!s->armed[i]) {
+      i++;
+      continue;
     }
+    unsigned prot = protmap_get(s->o->protmap, i);
+    size_t j = i, end = protmap_runend(s->o->protmap, i);
+    while (j < s->npages && j < end && s->armed[j]) s->armed[j++] = 0;
+    mprotect(s->base + i * s->ps, (j - i) * s->ps, prot_to_sys(prot));
+    i = j;
+  }
   unregister(s);
   s->active = 0;
   MAPINFO(s->o)->snap = NULL;
