@@ -203,11 +203,12 @@ static int buf_tostring(lua_State *L) {
   return 1;
 }
 
-/* b:free(): the one explicit release. A view cannot be freed; a second free names the first. */
-static int buf_free(lua_State *L) {
-  Buffer *b = buf_check(L, 1);
+/* b:free(): the one explicit release, also behind M.free, b:unmap and a:free, of the buffer at
+ * idx. A view cannot be freed; a second free raises naming the first. */
+int buf_free_at(lua_State *L, int idx) {
+  Buffer *b = buf_check(L, idx);
   Owner *o = b->o;
-  luaL_argcheck(L, !b->isview, 1, "cannot free a view (free the buffer it views)");
+  luaL_argcheck(L, !b->isview, idx, "cannot free a view (free the buffer it views)");
   if (o->state == OWNER_DEAD)
     return luaL_error(L, "double free (buffer already %s at %s; allocated at %s)", o->why,
                       o->freed_at.where, o->alloc_at.where);
@@ -217,6 +218,8 @@ static int buf_free(lua_State *L) {
   lua_pushboolean(L, 1);
   return 1;
 }
+
+static int buf_free(lua_State *L) { return buf_free_at(L, 1); }
 
 /* __gc and __close: release a live root once; views and dead handles are left alone. */
 static int buf_gc(lua_State *L) {

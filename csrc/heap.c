@@ -126,12 +126,7 @@ static int heap_realloc(lua_State *L) {
 /* M.free(b) = b:free(); M.free(nil) does nothing, as free(NULL). */
 static int heap_free(lua_State *L) {
   if (lua_isnoneornil(L, 1)) return 0;
-  buf_check(L, 1);
-  lua_settop(L, 1);
-  lua_getfield(L, 1, "free");
-  lua_insert(L, 1);
-  lua_call(L, 1, LUA_MULTRET);
-  return lua_gettop(L);
+  return buf_free_at(L, 1);
 }
 
 static int heap_usable_size(lua_State *L) {

@@ -186,11 +186,7 @@ static int la_free(lua_State *L) {
   if (b->o->parent != &a->arena)
     luaL_argerror(L, 2, lua_pushfstring(L, "not a block of this allocator (a %s buffer)",
                                         b->o->kind->name));
-  lua_settop(L, 2);
-  lua_getfield(L, 2, "free");
-  lua_insert(L, 2);
-  lua_call(L, 1, LUA_MULTRET);
-  return lua_gettop(L) - 1;
+  return buf_free_at(L, 2);
 }
 
 /* a:usable(b) -> the bytes the block really has (>= its size) */

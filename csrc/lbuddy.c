@@ -51,7 +51,10 @@ static int is_pow2(size_t n) { return n && !(n & (n - 1)); }
  * power of two >= 16), initial=64 KiB (first arena size) } -> allocator */
 static int lbd_new(lua_State *L) {
   static const char *const known[] = {"size", "min", "initial", NULL};
-  if (lua_isnoneornil(L, 1)) lua_newtable(L), lua_replace(L, 1);
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
   alloc_checkopts(L, "buddy", known);
   size_t size = alloc_optsize(L, "size", (size_t)1 << 20);
   bd_config cfg;

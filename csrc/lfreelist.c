@@ -50,7 +50,10 @@ static const AllocOps fl_ops = {
 static int lfl_new(lua_State *L) {
   static const char *const known[] = {"size", "source", "fit", "quick", "step", "trim",
                                       "mmap_threshold", NULL};
-  if (lua_isnoneornil(L, 1)) lua_newtable(L), lua_replace(L, 1);
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
   alloc_checkopts(L, "freelist", known);
   size_t size = alloc_optsize(L, "size", (size_t)64 << 20);
   fl_config cfg;

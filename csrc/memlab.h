@@ -140,6 +140,7 @@ unsigned char *buf_respan(lua_State *L, int idx, size_t off, size_t n);
 int owner_alive(const Owner *o);
 MEMLAB_NORETURN void owner_deaderror(lua_State *L, const Owner *o);
 int owner_release(lua_State *L, Owner *o, const char *why, int level);
+int buf_free_at(lua_State *L, int idx);
 void owner_kill_views(lua_State *L, Owner *o, const char *why);
 void owner_describe(const Owner *o, char *out, size_t outlen);
 int buffer_open(lua_State *L);

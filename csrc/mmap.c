@@ -272,11 +272,7 @@ static Buffer *check_mapping_root(lua_State *L, int idx, const char *fname) {
 
 static int mmap_unmap(lua_State *L) {
   check_mapping_root(L, 1, "unmap");
-  lua_settop(L, 1);
-  lua_getfield(L, 1, "free");
-  lua_insert(L, 1);
-  lua_call(L, 1, LUA_MULTRET);
-  return lua_gettop(L);
+  return buf_free_at(L, 1);
 }
 
 static int mmap_munmap(lua_State *L) {
