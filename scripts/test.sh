@@ -21,6 +21,8 @@ export FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 lua_env() { # $1: build dir holding memlab/core.so
   export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;$top/spec/?.lua;;"
   export LUA_CPATH="$top/$1/?.so;$top/build/test/?.so;;"
+  # busted puts .busted's cpath (build/) in front of LUA_CPATH: name the build explicitly
+  BUSTED_CPATH="--cpath=$top/$1/?.so;$top/build/test/?.so"
 }
 
 # run_stage NAME COMMAND...: runs COMMAND, keeps the TAP lines it prints, shows everything.
@@ -54,7 +56,7 @@ stage_build() {
 stage_specs() {
   make --no-print-directory WERROR=1 all test-helpers >/dev/null || return 1
   lua_env build
-  "$LUA" "$BUSTED" -o TAP spec
+  "$LUA" "$BUSTED" "$BUSTED_CPATH" -o TAP spec
 }
 
 stage_ctests() { make --no-print-directory WERROR=1 alloc-test; }
@@ -76,7 +78,7 @@ stage_asan() {
   tagged asan env LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
     ASAN_OPTIONS="detect_leaks=0:allow_user_segv_handler=1:allocator_may_return_null=1" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" MEMLAB_UNDER=asan \
-    "$LUA" "$BUSTED" -o TAP spec || rc=1
+    "$LUA" "$BUSTED" "$BUSTED_CPATH" -o TAP spec || rc=1
   tagged asan make --no-print-directory alloc-asan || rc=1
   return $rc
 }
@@ -87,7 +89,7 @@ stage_valgrind() {
   local rc=0
   tagged valgrind env MEMLAB_UNDER=valgrind valgrind -q --error-exitcode=99 --leak-check=full \
     --errors-for-leak-kinds=definite --show-leak-kinds=definite \
-    --suppressions="$top/spec/valgrind.supp" "$LUA" "$BUSTED" -o TAP spec || rc=1
+    --suppressions="$top/spec/valgrind.supp" "$LUA" "$BUSTED" "$BUSTED_CPATH" -o TAP spec || rc=1
   tagged valgrind make --no-print-directory alloc-valgrind || rc=1
   return $rc
 }
