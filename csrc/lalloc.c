@@ -81,6 +81,27 @@ size_t alloc_optsize(lua_State *L, const char *k, size_t def) {
   return v;
 }
 
+/* An optional string option of the options table at 1 (def when absent); raises naming it. */
+const char *alloc_optstring(lua_State *L, const char *k, const char *def) {
+  int t = lua_getfield(L, 1, k);
+  lua_pop(L, 1); /* the table keeps the string alive */
+  if (t == LUA_TNIL) return def;
+  if (t != LUA_TSTRING) luaL_error(L, "bad option '%s' (a string expected, got %s)", k, lua_typename(L, t));
+  lua_getfield(L, 1, k);
+  const char *v = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* An optional boolean option of the options table at 1 (def when absent). */
+int alloc_optboolean(lua_State *L, const char *k, int def) {
+  int t = lua_getfield(L, 1, k), v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (t == LUA_TNIL) return def;
+  if (t != LUA_TBOOLEAN) luaL_error(L, "bad option '%s' (a boolean expected, got %s)", k, lua_typename(L, t));
+  return v;
+}
+
 void alloc_checkopts(lua_State *L, const char *what, const char *const known[]) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_pushnil(L);
@@ -148,7 +169,7 @@ static int la_calloc(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
   size_t nr = arg_size(L, 2), size = arg_size(L, 3), n;
   if (__builtin_mul_overflow(nr, size, &n) || n > (size_t)PTRDIFF_MAX)
-    return push_syserror(L, a->ops->name, ENOMEM);
+    return push_statuserror(L, a->ops->name, "out of memory (nr * size overflows)", ENOMEM);
   check_request(L, a, 3, n);
   Owner *o = new_block(L, 1, a);
   void *p = a->ops->calloc(&a->u, nr, size);

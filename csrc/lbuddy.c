@@ -61,8 +61,8 @@ static int lbd_new(lua_State *L) {
   memset(&cfg, 0, sizeof cfg);
   cfg.min_block = alloc_optsize(L, "min", 0);
   cfg.initial = alloc_optsize(L, "initial", 0);
-  luaL_argcheck(L, is_pow2(size) && size <= ((size_t)1 << 46), 1,
-                "size must be a power of two up to 2^46 (out of range)");
+  luaL_argcheck(L, is_pow2(size) && size >= ml_sys_pagesize() && size <= ((size_t)1 << 46), 1,
+                "size must be a power of two from a page (4 KiB) up to 2^46 (out of range)");
   luaL_argcheck(L, !cfg.min_block || (is_pow2(cfg.min_block) && cfg.min_block >= 16 &&
                                       cfg.min_block <= size), 1,
                 "min must be a power of two between 16 and size (out of range)");

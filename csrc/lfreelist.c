@@ -61,21 +61,22 @@ static int lfl_new(lua_State *L) {
   cfg.grow_step = alloc_optsize(L, "step", 0);
   cfg.trim_threshold = alloc_optsize(L, "trim", 0);
   cfg.mmap_threshold = alloc_optsize(L, "mmap_threshold", 0);
-  lua_getfield(L, 1, "fit");
-  const char *fit = luaL_optstring(L, -1, "segregated");
+  const char *fit = alloc_optstring(L, "fit", "segregated");
   if (fl_policy_parse(fit, &cfg.policy) != 0)
     return luaL_error(L, "bad option 'fit' (\"first\", \"next\", \"best\" or \"segregated\" "
                          "expected, got \"%s\")", fit);
-  lua_getfield(L, 1, "source");
-  const char *source = luaL_optstring(L, -1, "mmap");
+  const char *source = alloc_optstring(L, "source", "mmap");
   int sbrk = strcmp(source, "sbrk") == 0;
   if (!sbrk && strcmp(source, "mmap") != 0)
     return luaL_error(L, "bad option 'source' (\"mmap\" or \"sbrk\" expected, got \"%s\")", source);
-  if (lua_getfield(L, 1, "quick") == LUA_TBOOLEAN)
+  int t = lua_getfield(L, 1, "quick");
+  if (t == LUA_TBOOLEAN)
     cfg.quick = lua_toboolean(L, -1) ? 0 : -1;
-  else if (!lua_isnil(L, -1))
-    cfg.quick = (int)luaL_checkinteger(L, -1);
-  lua_pop(L, 3);
+  else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 && lua_tointeger(L, -1) <= 255)
+    cfg.quick = lua_tointeger(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+  else if (t != LUA_TNIL)
+    return luaL_error(L, "bad option 'quick' (a boolean or a depth 0..255 expected)");
+  lua_pop(L, 1);
   luaL_argcheck(L, size > 0 && (sbrk || size <= FL_MAX_ARENA), 1, "size out of range");
   Allocator *a = alloc_new(L, &fl_ops);
   int err = sbrk ? ml_src_init_sbrk(&a->src, size) : ml_src_init_mmap(&a->src, size, 0);

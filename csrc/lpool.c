@@ -53,9 +53,7 @@ static int lpool_new(lua_State *L) {
   cfg.block = alloc_optsize(L, "block", 0);
   cfg.count = alloc_optsize(L, "count", 0);
   cfg.max_blocks = alloc_optsize(L, "max", 0);
-  lua_getfield(L, 1, "grow");
-  cfg.grow = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  cfg.grow = alloc_optboolean(L, "grow", 0);
   luaL_argcheck(L, cfg.block > 0 && cfg.block <= POOL_MAX_ARENA, 1,
                 "block must be between 1 and 4 GiB (out of range)");
   size_t stride = (cfg.block + ML_ALIGN - 1) / ML_ALIGN * ML_ALIGN;

@@ -42,13 +42,16 @@ local function columns(blocks, width)
   return cols
 end
 
+-- The arena as a bar of `width` characters: each block a '|' and at least one symbol ('#' used,
+-- '.' free), to scale, then a closing '|'. With more blocks than fit (2 columns each), the bar
+-- grows to 2 * blocks + 1 rather than hide a block.
 local function bar(blocks, width)
-  local cols, out = columns(blocks, width), { "|" }
+  local n = #blocks
+  local cols, out = columns(blocks, math.max(width - 1 - n, n)), {}
   for i, b in ipairs(blocks) do
-    local ch = b.state == "used" and "#" or "."
-    out[#out + 1] = ch:rep(math.max(cols[i] - 1, 1))
-    out[#out + 1] = "|"
+    out[#out + 1] = "|" .. (b.state == "used" and "#" or "."):rep(cols[i])
   end
+  out[#out + 1] = "|"
   return table.concat(out)
 end
 
@@ -101,7 +104,8 @@ function D.allocator(a, width, max_lines)
   put("arena 0x%x .. 0x%x (%s of at most %s)%s", base, base + size, human(size), human(max),
       kind == "freelist" and a:source() == "sbrk" and ("; the break is at 0x%x"):format(base + size) or "")
   put("%s", bar(inside, width))
-  put("%-" .. (width - 8) .. "s%s", "^ +0", ("^ +%d"):format(size))
+  local last = ("^ +%d"):format(size)
+  put("%s%s", ("^ +0"):sub(1, width - #last), (" "):rep(math.max(width - #last - 4, 1)) .. last)
   put("%s", summary(a, blocks))
   if kind == "freelist" then
     for i, b in ipairs(inside) do
