@@ -280,11 +280,20 @@ static int proc_readproc(lua_State *L) {
 static int proc_getrlimit(lua_State *L) {
   static const char *const names[] = {"memlock", "as", "data", "stack", "rss", "nofile",
                                       "nproc", "core", "fsize", NULL};
-  static const int res[] = {RLIMIT_MEMLOCK, RLIMIT_AS, RLIMIT_DATA, RLIMIT_STACK, RLIMIT_RSS,
-                            RLIMIT_NOFILE, RLIMIT_NPROC, RLIMIT_CORE, RLIMIT_FSIZE};
   struct rlimit rl;
-  if (getrlimit(res[luaL_checkoption(L, 1, NULL, names)], &rl) != 0)
-    return push_syserror(L, "getrlimit", errno);
+  int r;
+  switch (luaL_checkoption(L, 1, NULL, names)) { /* the constants are an enum in glibc */
+    case 0: r = getrlimit(RLIMIT_MEMLOCK, &rl); break;
+    case 1: r = getrlimit(RLIMIT_AS, &rl); break;
+    case 2: r = getrlimit(RLIMIT_DATA, &rl); break;
+    case 3: r = getrlimit(RLIMIT_STACK, &rl); break;
+    case 4: r = getrlimit(RLIMIT_RSS, &rl); break;
+    case 5: r = getrlimit(RLIMIT_NOFILE, &rl); break;
+    case 6: r = getrlimit(RLIMIT_NPROC, &rl); break;
+    case 7: r = getrlimit(RLIMIT_CORE, &rl); break;
+    default: r = getrlimit(RLIMIT_FSIZE, &rl); break;
+  }
+  if (r != 0) return push_syserror(L, "getrlimit", errno);
   rlim_t v[2] = {rl.rlim_cur, rl.rlim_max};
   for (int i = 0; i < 2; i++) {
     if (v[i] == RLIM_INFINITY)
