@@ -7,13 +7,10 @@ local M = require "memlab"
 local H = require "helpers"
 local lfs = require "lfs"
 
-local ps = M.pagesize()
-local RW = M.PROT_READ | M.PROT_WRITE
-local PA = M.MAP_PRIVATE | M.MAP_ANONYMOUS
+local ps, RW = H.ps, H.RW
+local PA = H.PA
+local anon, named_addr = H.anon, H.named_addr
 
-local function anon(pages, prot, flags)
-  return assert(M.mmap(nil, pages * ps, prot or RW, flags or PA, -1, 0))
-end
 
 -- The system said no: nil, "what: strerror (why)", errno; `tail` (plain) must be in the message.
 local function refused(errno, tail, ok, msg, code)
@@ -34,10 +31,6 @@ local function refused_why(errno, tail, ok, msg, code)
 end
 
 -- The address an error names (" at 0x..."), as an integer.
-local function named_addr(err)
-  local a = err:match(" at (0x%x+)")
-  return a and math.tointeger(tonumber(a:sub(3), 16))
-end
 
 -- A fresh directory for this test's files, removed (with what it holds) when the test ends.
 -- Returns file(name [, content]) -> path, writing content when given.

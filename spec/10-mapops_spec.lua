@@ -6,27 +6,14 @@ local M = require "memlab"
 local H = require "helpers"
 local lfs = require "lfs"
 
-local ps = M.pagesize()
-local RW = M.PROT_READ | M.PROT_WRITE
-local PA = M.MAP_PRIVATE | M.MAP_ANONYMOUS
+local ps, RW = H.ps, H.RW
+local PA = H.PA
+local anon, refused, named_addr = H.anon, H.refused, H.named_addr
 
-local function anon(pages, prot, flags)
-  return assert(M.mmap(nil, pages * ps, prot or RW, flags or PA, -1, 0))
-end
 
-local function refused(errno, ok, msg, code)
-  assert.is_nil(ok, "expected a refusal, got " .. tostring(ok))
-  assert.is_string(msg)
-  assert.equal(errno, code, msg)
-  assert.truthy(msg:find(M.strerror(errno), 1, true), msg)
-end
 
 local function hex(n) return ("0x%x"):format(n) end
 
-local function named_addr(err)
-  local a = err:match(" at (0x%x+)")
-  return a and math.tointeger(tonumber(a:sub(3), 16))
-end
 
 -- err names an address in [lo, lo + len).
 local function names_addr_in(err, lo, len)

@@ -6,13 +6,10 @@
 local M = require "memlab"
 local H = require "helpers"
 
-local ps = M.pagesize()
-local RW = M.PROT_READ | M.PROT_WRITE
-local PA = M.MAP_PRIVATE | M.MAP_ANONYMOUS
+local ps, RW = H.ps, H.RW
+local PA = H.PA
+local anon = H.anon
 
-local function anon(pages, prot, flags)
-  return assert(M.mmap(nil, pages * ps, prot or RW, flags or PA, -1, 0))
-end
 
 -- A mapping whose every page holds a different recognisable pattern.
 local function patterned(pages)

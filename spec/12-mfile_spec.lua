@@ -5,15 +5,9 @@ local M = require "memlab"
 local H = require "helpers"
 local lfs = require "lfs"
 
-local ps = M.pagesize()
-local RW = M.PROT_READ | M.PROT_WRITE
+local ps, RW = H.ps, H.RW
+local refused, open_fds = H.refused, H.open_fds
 
-local function refused(errno, ok, msg, code)
-  assert.is_nil(ok, "expected a refusal, got " .. tostring(ok))
-  assert.is_string(msg)
-  assert.equal(errno, code, msg)
-  assert.truthy(msg:find(M.strerror(errno), 1, true), msg)
-end
 
 -- A fresh shm name, unlinked when the test ends (whether or not it was created).
 local serial = 0
@@ -24,13 +18,6 @@ local function shm_name()
   return name
 end
 
-local function open_fds()
-  local n = 0
-  for name in lfs.dir("/proc/self/fd") do
-    if name ~= "." and name ~= ".." then n = n + 1 end
-  end
-  return n
-end
 
 local function fdlink(fd) return lfs.symlinkattributes("/proc/self/fd/" .. fd, "target") end
 

@@ -6,9 +6,9 @@ local M = require "memlab"
 local H = require "helpers"
 local lfs = require "lfs"
 
-local ps = M.pagesize()
-local RW = M.PROT_READ | M.PROT_WRITE
-local PA = M.MAP_PRIVATE | M.MAP_ANONYMOUS
+local ps, RW = H.ps, H.RW
+local PA = H.PA
+local open_fds = H.open_fds
 
 local N = H.valgrind and 1000 or H.asan and 10000 or 100000
 
@@ -20,13 +20,6 @@ local function settle()
   M.malloc_trim(0)
 end
 
-local function open_fds()
-  local n = 0
-  for name in lfs.dir("/proc/self/fd") do
-    if name ~= "." and name ~= ".." then n = n + 1 end
-  end
-  return n
-end
 
 -- Under AddressSanitizer, malloc is ASan's: its primary allocator maps size-class regions in a
 -- fixed range as its quarantine fills. Those are not memlab's mappings.

@@ -36,6 +36,38 @@ function H.fails(errno, ok, msg, code)
   luassert.matches("^[^:]+: " .. M.strerror(errno):gsub("%p", "%%%0"), msg)
 end
 
+--- The same, with strerror anywhere in the message (mappings add why after it).
+function H.refused(errno, ok, msg, code)
+  luassert.is_nil(ok, "expected a refusal, got " .. tostring(ok))
+  luassert.is_string(msg)
+  luassert.equal(errno, code, msg)
+  luassert.truthy(msg:find(M.strerror(errno), 1, true), msg)
+end
+
+--- Mappings: the page size, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, and an anonymous
+-- mapping of `pages` pages (read-write and private unless told).
+H.ps = M.pagesize()
+H.RW = M.PROT_READ | M.PROT_WRITE
+H.PA = M.MAP_PRIVATE | M.MAP_ANONYMOUS
+function H.anon(pages, prot, flags)
+  return assert(M.mmap(nil, pages * H.ps, prot or H.RW, flags or H.PA, -1, 0))
+end
+
+--- The address a fault or refusal message names (" at 0x..."), as an integer, or nil.
+function H.named_addr(err)
+  local a = err:match(" at (0x%x+)")
+  return a and math.tointeger(tonumber(a:sub(3), 16))
+end
+
+--- The number of file descriptors this process has open.
+function H.open_fds()
+  local n = 0
+  for name in require("lfs").dir("/proc/self/fd") do
+    if name ~= "." and name ~= ".." then n = n + 1 end
+  end
+  return n
+end
+
 --- A refusal that has no errno of its own: nil, "what: why", code.
 function H.refuses(code, ok, msg, got)
   luassert.is_nil(ok)
