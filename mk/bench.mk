@@ -10,8 +10,14 @@
 #                         (this checkout) and `require "memlab_cbench"` (bench/cbench.c)
 #   bench/NAME_bench.c    is built into build/bench/NAME_bench and run; -Icsrc -Icsrc/alloc are
 #                         on, extra sources and libraries come from BENCH_SRCS_NAME and
-#                         BENCH_LDLIBS_NAME (e.g. BENCH_LDLIBS_alloc := -lmimalloc -ljemalloc)
+#                         BENCH_LDLIBS_NAME (e.g. BENCH_SRCS_alloc := $(ALLOC_SRCS), below)
 # Both see MEMLAB_BENCH_QUICK=1 under bench-quick, and print their own tables.
+
+# bench/alloc_bench.c: the allocator core (csrc/alloc/) compiled in with the same flags; mimalloc
+# and jemalloc are not linked but loaded with dlopen(RTLD_LOCAL) at run time, so that neither replaces
+# the process's malloc (both would, glibc's __libc_malloc included, if linked).
+BENCH_SRCS_alloc   := $(ALLOC_SRCS)
+BENCH_LDLIBS_alloc := -ldl
 
 BENCH_DIR   := $(BUILD)/bench
 BENCH_OPT   := -O2 -DNDEBUG

@@ -8,8 +8,16 @@
 #include <string.h>
 
 #define ENTRY_FREE(b, o) ((uint16_t)(BD_START | ((o) - (b)->gran_order) << 8))
+#define ENTRY_PARKED(b, o) ((uint16_t)(ENTRY_FREE(b, o) | BD_PARKED))
 
 static inline size_t bsize(unsigned o) { return (size_t)1 << o; }
+/* The same from a table: without BMI2, a shift by a variable count costs 2-3 uops. */
+static const size_t pow2_tab[BD_ORDERS] = {
+#define P4(k) (size_t)1 << (k), (size_t)1 << ((k) + 1), (size_t)1 << ((k) + 2), (size_t)1 << ((k) + 3)
+    P4(0), P4(4), P4(8), P4(12), P4(16), P4(20), P4(24), P4(28), P4(32), P4(36), P4(40), P4(44)
+#undef P4
+};
+_Static_assert(BD_ORDERS == 48, "pow2_tab covers every order");
 static inline size_t gidx(const ml_buddy *b, size_t off) { return off >> b->gran_order; }
 static inline unsigned e_order(const ml_buddy *b, uint16_t e) { return b->gran_order + ((e >> 8) & 63u); }
 /* Entries a block of order o spans beyond its first, that can hold slack: at most 3. */
@@ -29,6 +37,7 @@ static void *fail_null(ml_buddy *b, ml_status st)
 static void fp_update(ml_buddy *b)
 {
     size_t arena = bsize(b->cur_order);
+    b->arena_size = arena;
     b->st.footprint = arena + 2 * (arena >> b->gran_order);
     if (b->st.footprint > b->st.peak_footprint) b->st.peak_footprint = b->st.footprint;
 }
@@ -51,6 +60,37 @@ static size_t slack_get(const ml_buddy *b, size_t i, unsigned o)
 static void slack_clear(ml_buddy *b, size_t i, unsigned o)
 {
     for (size_t k = 1; k <= extra_entries(b, o); k++) b->meta[i + k] = 0;
+}
+
+/* Bytes in parked blocks, and granted bytes (arena - listed free - parked: the blocks tile it). */
+static size_t parked_bytes(const ml_buddy *b)
+{
+    size_t n = 0;
+    for (unsigned o = 0; o <= BD_CACHE_MAX_ORDER; o++) n += (size_t)b->cache_n[o] << o;
+    return n;
+}
+
+static size_t parked_count(const ml_buddy *b)
+{
+    size_t n = 0;
+    for (unsigned o = 0; o <= BD_CACHE_MAX_ORDER; o++) n += b->cache_n[o];
+    return n;
+}
+
+static size_t granted(const ml_buddy *b)
+{
+    return bsize(b->cur_order) - b->st.free_bytes - parked_bytes(b);
+}
+
+/* The slack of the used block at entry i, order o, read without a branch on the order: the
+ * extra entries a smaller block does not have are read from zeros. */
+static inline size_t slack_read(const ml_buddy *b, size_t i, unsigned o)
+{
+    static const uint16_t zeros[2];
+    const uint16_t *m = b->meta + i;
+    const uint16_t *q1 = o > b->gran_order ? m + 1 : zeros;
+    const uint16_t *q2 = o > b->gran_order + 1 ? m + 2 : zeros;
+    return (size_t)(m[0] & 0xFFu) | (size_t)q1[0] << 8 | (size_t)q2[0] << 23 | (size_t)q2[1] << 38;
 }
 
 /* Free-list links live in the free blocks, poisoned at rest. */
@@ -123,7 +163,7 @@ static int grow(ml_buddy *b)
 /* Halve the arena while its upper half is free and at most a quarter of it is granted. */
 static void shrink(ml_buddy *b)
 {
-    while (b->cur_order > b->init_order && b->st.granted_bytes <= bsize(b->cur_order - 2)) {
+    while (b->cur_order > b->init_order && granted(b) <= bsize(b->cur_order - 2)) {
         unsigned c = b->cur_order;
         size_t half = bsize(c - 1), hi = gidx(b, half);
         int whole = b->meta[0] == ENTRY_FREE(b, c);
@@ -169,6 +209,8 @@ ml_status bd_init(ml_buddy *b, ml_pagesrc *src, const bd_config *cfg)
     if (b->init_order > b->max_order) b->init_order = b->max_order;
     if (b->min_order > b->max_order) return b->err = ML_EINVAL;
     b->gran_order = b->min_order < BD_GRAN_MAX_ORDER ? b->min_order : BD_GRAN_MAX_ORDER;
+    b->gran_mask = bsize(b->gran_order) - 1;
+    b->min_size = bsize(b->min_order);
     b->vg = ml_san_valgrind();
     b->strict = ml_san_strict(b->vg);
     b->meta_len = ml_align_up(2 * (bsize(b->max_order) >> b->gran_order), src->pagesize);
@@ -218,8 +260,25 @@ void bd_destroy(ml_buddy *b)
 
 static inline unsigned order_for(const ml_buddy *b, size_t n)
 {
-    return n <= bsize(b->min_order) ? b->min_order : ml_log2_ceil(n);
+    return n <= b->min_size ? b->min_order : ml_log2_ceil(n);
 }
+
+/* The most recently parked block of order o becomes used for a request of n bytes. Its extra
+ * entries are zero (retire cleared them), so they need writing only for a slack of 256 or more. */
+static inline void *take_parked(ml_buddy *b, unsigned o, size_t n)
+{
+    unsigned k = b->cache_n[o] - 1u;
+    char *p = b->cache[o][k];
+    size_t i = b->cache_i[o][k], slack = pow2_tab[o] - n;
+    b->cache_n[o] = (uint8_t)k;
+    b->meta[i] = (uint16_t)(BD_START | BD_USED | (o - b->gran_order) << 8 | (slack & 0xFFu));
+    if (ML_UNLIKELY(slack >> 8)) slack_set(b, i, o, slack);
+    if ((b->st.live_bytes += n) > b->st.peak_live_bytes) b->st.peak_live_bytes = b->st.live_bytes;
+    ml_san_give(b->vg, b, p, n);
+    return p;
+}
+
+static void flush(ml_buddy *b);
 
 static void *alloc_core(ml_buddy *b, size_t n)
 {
@@ -228,12 +287,18 @@ static void *alloc_core(ml_buddy *b, size_t n)
         return NULL;
     }
     unsigned o = order_for(b, n);
-    uint64_t mask;
-    while (!(mask = b->nonempty & (~(uint64_t)0 << o))) {
+    if (o <= BD_CACHE_MAX_ORDER && b->cache_n[o]) return take_parked(b, o, n);
+    uint64_t mask = b->nonempty & (~(uint64_t)0 << o);
+    if (!mask && parked_count(b)) {              /* on demand: merge the parked blocks back */
+        flush(b);
+        mask = b->nonempty & (~(uint64_t)0 << o);
+    }
+    while (!mask) {
         if (b->cur_order == b->max_order || grow(b)) {
             b->err = ML_ENOMEM;
             return NULL;
         }
+        mask = b->nonempty & (~(uint64_t)0 << o);
     }
     unsigned k = (unsigned)__builtin_ctzll(mask);
     bd_node *f = b->heads[k];
@@ -247,16 +312,21 @@ static void *alloc_core(ml_buddy *b, size_t n)
     size_t i = gidx(b, off);
     b->meta[i] = (uint16_t)(BD_START | BD_USED | (o - b->gran_order) << 8);
     slack_set(b, i, o, bsize(o) - n);
-    b->st.live_bytes += n;
-    b->st.live_blocks++;
-    b->st.granted_bytes += bsize(o);
-    if (b->st.live_bytes > b->st.peak_live_bytes) b->st.peak_live_bytes = b->st.live_bytes;
+    if ((b->st.live_bytes += n) > b->st.peak_live_bytes) b->st.peak_live_bytes = b->st.live_bytes;
     ml_san_give(b->vg, b, f, n);
     return f;
 }
 
 void *bd_alloc(ml_buddy *b, size_t n)
 {
+    /* The fast path: a parked block of the request's order. */
+    if (ML_LIKELY(n <= bsize(BD_CACHE_MAX_ORDER))) {
+        unsigned o = order_for(b, n);
+        if (ML_LIKELY(b->cache_n[o] != 0)) {
+            b->st.allocs++;
+            return take_parked(b, o, n);
+        }
+    }
     void *p = alloc_core(b, n);
     if (ML_LIKELY(p != NULL)) b->st.allocs++;
     else b->st.failures++;
@@ -295,7 +365,7 @@ static inline ml_status locate(const ml_buddy *b, const void *p, size_t *off, un
 {
     uintptr_t x = (uintptr_t)p, base = (uintptr_t)b->base;
     size_t d = (size_t)(x - base);
-    if (ML_LIKELY(d < bsize(b->cur_order) && !(d & (bsize(b->gran_order) - 1)))) {
+    if (ML_LIKELY(d < b->arena_size && !(d & b->gran_mask))) {
         uint16_t e = b->meta[gidx(b, d)];
         if (ML_LIKELY((e & (BD_START | BD_USED)) == (BD_START | BD_USED))) {
             *off = d;
@@ -306,15 +376,10 @@ static inline ml_status locate(const ml_buddy *b, const void *p, size_t *off, un
     return classify(b, p);
 }
 
-/* Free the used block at off (order o): merge with free buddies, list, maybe halve the arena. */
-static void free_core(ml_buddy *b, size_t off, unsigned o)
+/* The free block at off (order o, not listed, not counted in free_bytes): merge it with free
+ * buddies, list it, maybe halve the arena. */
+static void merge_insert(ml_buddy *b, size_t off, unsigned o)
 {
-    size_t i = gidx(b, off), n = bsize(o) - slack_get(b, i, o);
-    ml_san_take(b->vg, b, b->base + off, n);
-    slack_clear(b, i, o);
-    b->st.live_bytes -= n;
-    b->st.live_blocks--;
-    b->st.granted_bytes -= bsize(o);
     while (o < b->cur_order) {
         size_t bo = off ^ bsize(o);
         if (b->meta[gidx(b, bo)] != ENTRY_FREE(b, o)) break;
@@ -328,6 +393,61 @@ static void free_core(ml_buddy *b, size_t off, unsigned o)
     if (ML_UNLIKELY(o + 1 >= b->cur_order) && b->cur_order > b->init_order) shrink(b);
 }
 
+/* The used block at off (order o, entry i) stops being live: its requested bytes leave the live
+ * count, its extra entries are cleared. */
+static inline void retire(ml_buddy *b, size_t i, size_t off, unsigned o)
+{
+    size_t slack = slack_read(b, i, o), n = pow2_tab[o] - slack;
+    ml_san_take(b->vg, b, b->base + off, n);
+    if (ML_UNLIKELY(slack >> 8)) slack_clear(b, i, o);
+    b->st.live_bytes -= n;
+}
+
+/* Free the used block at off (order o): merge with free buddies, list, maybe halve the arena. */
+static void free_core(ml_buddy *b, size_t off, unsigned o)
+{
+    retire(b, gidx(b, off), off, o);
+    merge_insert(b, off, o);
+}
+
+/* Free the used block at off (order o): parked if its order's cache has room, else merged. */
+static inline void release(ml_buddy *b, size_t off, unsigned o)
+{
+    unsigned k;
+    if (o <= BD_CACHE_MAX_ORDER && (k = b->cache_n[o]) < b->cache_depth) {
+        size_t i = gidx(b, off);
+        retire(b, i, off, o);
+        b->meta[i] = ENTRY_PARKED(b, o);
+        b->cache[o][k] = b->base + off;
+        b->cache_i[o][k] = i;
+        b->cache_n[o] = (uint8_t)(k + 1);
+        return;
+    }
+    free_core(b, off, o);
+}
+
+/* Merge every parked block back, oldest first. */
+static void flush(ml_buddy *b)
+{
+    for (unsigned o = 0; o <= BD_CACHE_MAX_ORDER; o++) {
+        unsigned n = b->cache_n[o];
+        b->cache_n[o] = 0;              /* before merging: shrink() reads the parked bytes */
+        for (unsigned j = 0; j < n; j++) merge_insert(b, (size_t)(b->cache[o][j] - b->base), o);
+    }
+}
+
+void bd_flush(ml_buddy *b)
+{
+    if (b->base) flush(b);
+}
+
+void bd_set_cache(ml_buddy *b, int depth)
+{
+    unsigned d = depth > 0 ? (depth < (int)BD_CACHE_DEPTH_MAX ? (unsigned)depth : BD_CACHE_DEPTH_MAX) : 0;
+    if (d < b->cache_depth && b->base) flush(b);
+    b->cache_depth = d;
+}
+
 ml_status bd_free(ml_buddy *b, void *p)
 {
     size_t off = 0;
@@ -338,7 +458,7 @@ ml_status bd_free(ml_buddy *b, void *p)
         b->st.failures++;
         return b->err = st;
     }
-    free_core(b, off, o);
+    release(b, off, o);
     b->st.frees++;
     return ML_OK;
 }
@@ -364,7 +484,6 @@ static int resize_in_place(ml_buddy *b, size_t off, unsigned o, size_t oldn, uns
     }
     b->meta[i] = (uint16_t)(BD_START | BD_USED | (no - b->gran_order) << 8);
     slack_set(b, i, no, bsize(no) - n);
-    b->st.granted_bytes = b->st.granted_bytes - bsize(o) + bsize(no);
     b->st.live_bytes = b->st.live_bytes - oldn + n;
     if (b->st.live_bytes > b->st.peak_live_bytes) b->st.peak_live_bytes = b->st.live_bytes;
     if (n > oldn) ml_san_change(b->vg, b, p, oldn, p, n);
@@ -387,7 +506,7 @@ void *bd_realloc(ml_buddy *b, void *p, size_t n)
     void *q = alloc_core(b, n);
     if (!q) return fail_null(b, b->err);
     memcpy(q, p, oldn < n ? oldn : n);
-    free_core(b, off, o);
+    release(b, off, o);
     b->st.reallocs++;
     return q;
 }
@@ -405,7 +524,16 @@ ml_status bd_usable_size(const ml_buddy *b, const void *p, size_t *out)
 void bd_stats(const ml_buddy *b, ml_stats *out)
 {
     *out = b->st;
-    out->largest_free = b->nonempty ? bsize(63u - (unsigned)__builtin_clzll(b->nonempty)) : 0;
+    uint64_t orders = b->nonempty;
+    for (unsigned o = 0; o <= BD_CACHE_MAX_ORDER; o++)
+        if (b->cache_n[o]) orders |= (uint64_t)1 << o;
+    out->largest_free = orders ? bsize(63u - (unsigned)__builtin_clzll(orders)) : 0;
+    if (b->base) {
+        out->live_blocks = (size_t)(b->st.allocs - b->st.frees);
+        out->free_bytes += parked_bytes(b);
+        out->free_blocks += parked_count(b);
+        out->granted_bytes = granted(b);
+    }
     out->overhead_bytes = b->base ? 2 * (bsize(b->cur_order) >> b->gran_order) : 0;
     out->source_calls = b->src ? b->src->syscalls : b->st.source_calls;
     ml_stats_finish(out);
@@ -417,7 +545,7 @@ int bd_walk(const ml_buddy *b, ml_walk_fn fn, void *ud)
     for (size_t off = 0; off < bsize(b->cur_order);) {
         uint16_t e = b->meta[gidx(b, off)];
         unsigned o = e_order(b, e);
-        int r = fn(ud, b->base + off, bsize(o), (e & BD_USED) ? 1 : 0);
+        int r = fn(ud, b->base + off, bsize(o), (e & BD_USED) ? 1 : (e & BD_PARKED) ? 3 : 0);
         if (r) return r;
         off += bsize(o);
     }
@@ -436,7 +564,7 @@ void bd_bounds(const ml_buddy *b, const void **base, size_t *size, size_t *max)
 ml_status bd_check(const ml_buddy *b, char *why, size_t whylen)
 {
     if (!b->base) BAD("allocator not initialised");
-    size_t arena = bsize(b->cur_order), used = 0, freen = 0, freeb = 0, granted = 0, live = 0;
+    size_t arena = bsize(b->cur_order), used = 0, freen = 0, freeb = 0, grant = 0, live = 0, parkedn = 0;
     for (size_t off = 0; off < arena;) {
         size_t i = gidx(b, off);
         uint16_t e = b->meta[i];
@@ -453,8 +581,17 @@ ml_status bd_check(const ml_buddy *b, char *why, size_t whylen)
             if (slack > bsize(o) || (o > b->min_order && bsize(o) - slack <= bsize(o - 1)))
                 BAD("used block at offset %zu (order %u): slack %zu", off, o, slack);
             used++;
-            granted += bsize(o);
+            grant += bsize(o);
             live += bsize(o) - slack;
+        } else if (e & BD_PARKED) {
+            if ((e & 0xFFu) != BD_PARKED || o > BD_CACHE_MAX_ORDER)
+                BAD("parked block at offset %zu (order %u): entry %#x", off, o, e);
+            unsigned hits = 0;
+            for (unsigned j = 0; j < b->cache_n[o]; j++) hits += b->cache[o][j] == b->base + off;
+            if (hits != 1) BAD("parked block at offset %zu (order %u) is on its cache %u times", off, o, hits);
+            parkedn++;
+            freen++;
+            freeb += bsize(o);
         } else {
             if (e & 0xFFu) BAD("free block at offset %zu has slack bits", off);
             if (o < b->cur_order && b->meta[gidx(b, off ^ bsize(o))] == e)
@@ -480,12 +617,30 @@ ml_status bd_check(const ml_buddy *b, char *why, size_t whylen)
                 BAD("list %u: node at offset %zu is not a free block of that order", o, off);
         }
     }
-    if (ln != freen) BAD("lists hold %zu blocks, the arena %zu", ln, freen);
-    if (used != b->st.live_blocks || live != b->st.live_bytes || granted != b->st.granted_bytes)
-        BAD("walk: %zu blocks %zu live %zu granted; stats: %zu %zu %zu", used, live, granted,
-            b->st.live_blocks, b->st.live_bytes, b->st.granted_bytes);
-    if (freen != b->st.free_blocks || freeb != b->st.free_bytes)
-        BAD("walk: %zu free blocks / %zu bytes; stats %zu / %zu", freen, freeb, b->st.free_blocks, b->st.free_bytes);
+    if (ln + parkedn != freen) BAD("lists hold %zu blocks, the arena %zu (%zu parked)", ln, freen, parkedn);
+    size_t incache = 0;
+    for (unsigned o = 0; o <= BD_CACHE_MAX_ORDER; o++) {
+        if (b->cache_n[o] > b->cache_depth) BAD("cache %u holds %u > depth %u", o, b->cache_n[o], b->cache_depth);
+        for (unsigned j = 0; j < b->cache_n[o]; j++) {
+            const char *c = b->cache[o][j];
+            size_t off = (size_t)(c - b->base);
+            if (c < b->base || off >= arena || b->meta[gidx(b, off)] != ENTRY_PARKED(b, o)
+                || b->cache_i[o][j] != gidx(b, off))
+                BAD("cache %u entry %u (offset %zu) is not a parked block of that order", o, j, off);
+        }
+        incache += b->cache_n[o];
+    }
+    if (incache != parkedn) BAD("caches hold %zu blocks, the arena %zu parked", incache, parkedn);
+    if (b->arena_size != arena || b->gran_mask != bsize(b->gran_order) - 1 || b->min_size != bsize(b->min_order))
+        BAD("cached sizes (arena %zu, granule mask %zu, min %zu) disagree with the orders", b->arena_size,
+            b->gran_mask, b->min_size);
+    ml_stats d;
+    bd_stats(b, &d);
+    if (used != d.live_blocks || live != d.live_bytes || grant != d.granted_bytes)
+        BAD("walk: %zu blocks %zu live %zu granted; stats: %zu %zu %zu", used, live, grant,
+            d.live_blocks, d.live_bytes, d.granted_bytes);
+    if (freen != d.free_blocks || freeb != d.free_bytes || freen - parkedn != b->st.free_blocks)
+        BAD("walk: %zu free blocks / %zu bytes; stats %zu / %zu", freen, freeb, d.free_blocks, d.free_bytes);
     if (b->src->committed != arena) BAD("arena %zu bytes, page source %zu", arena, b->src->committed);
     ml_stats st;
     bd_stats(b, &st);

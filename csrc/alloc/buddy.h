@@ -20,9 +20,19 @@
  * every other entry is 0. So a free() checks its pointer in O(1), and a foreign, interior or
  * double free is told apart without touching anything. Free blocks hold {next, prev} links on
  * per-order lists; bit k of `nonempty` says list k is not empty.
+ * Cache (for speed; off by default, so that by default every free merges at once, as the lecture
+ * shows): after bd_set_cache(b, n > 0), a freed block of order <= BD_CACHE_MAX_ORDER is parked,
+ * unmerged, on a LIFO stack of its order (at most n per order, n <= BD_CACHE_DEPTH_MAX), and an
+ * allocation of that order takes it back in O(1), without splitting or merging. A parked block
+ * is free for the statistics (free_bytes, free_blocks; its bytes leave live and granted exactly
+ * as on a merge), its entry is BD_START | order with BD_PARKED in the low byte (so its buddy does
+ * not merge with it, and freeing it again is a double free), and the walk reports it with
+ * used == 3. Parked blocks are merged back (flushed) when a request finds no free block large
+ * enough (before the arena would grow), by bd_flush, and when bd_set_cache lowers the depth.
  * Invariants (checked by bd_check): blocks tile [base, base + 2^cur); each is aligned to its
  * size; no free block's buddy is a free block of the same order; each free block is on the list
- * of its order; the counters equal what a walk finds. */
+ * of its order, each parked block on the cache of its order, once; the counters equal what a
+ * walk finds. */
 #ifndef MEMLAB_BUDDY_H
 #define MEMLAB_BUDDY_H
 
@@ -37,6 +47,11 @@
 
 #define BD_START 0x8000u
 #define BD_USED 0x4000u
+#define BD_PARKED 0x0001u          /* low byte of a parked (cached, unmerged) free block's entry */
+
+#define BD_CACHE_MAX_ORDER 16u     /* blocks up to 64 KiB may be parked */
+#define BD_CACHE_DEPTH_MAX 32u
+#define BD_HAVE_CACHE 1            /* bd_set_cache and bd_flush exist */
 
 typedef struct bd_config {
     size_t min_block;   /* power of two >= 16 (default 32) */
@@ -57,7 +72,16 @@ typedef struct ml_buddy {
     size_t meta_len;
     bd_node *heads[BD_ORDERS];
     uint64_t nonempty;
-    ml_stats st;                 /* kept current except the derived fields bd_stats fills */
+    size_t arena_size, gran_mask, min_size;   /* 2^cur_order, 2^gran_order - 1, 2^min_order */
+    unsigned cache_depth;        /* 0: no cache */
+    uint8_t cache_n[BD_CACHE_MAX_ORDER + 1];
+    char *cache[BD_CACHE_MAX_ORDER + 1][BD_CACHE_DEPTH_MAX];     /* per order, [0] the oldest */
+    size_t cache_i[BD_CACHE_MAX_ORDER + 1][BD_CACHE_DEPTH_MAX];  /* their entries' indexes */
+    ml_stats st;                 /* kept current: live_bytes, peak_live_bytes, the call counters,
+                                  * footprint; free_bytes and free_blocks count the *listed* free
+                                  * blocks only. bd_stats derives the rest: live_blocks = allocs -
+                                  * frees, parked blocks added to the free ones, granted = arena -
+                                  * free (the blocks tile the arena). */
     ml_status err;               /* status of the most recent failed call */
     int src_err;                 /* errno of the most recent page source refusal */
     int vg, strict;
@@ -80,5 +104,10 @@ int bd_walk(const ml_buddy *b, ml_walk_fn fn, void *ud);
 ml_status bd_check(const ml_buddy *b, char *why, size_t whylen);
 /* The arena's base, current size and largest size. */
 void bd_bounds(const ml_buddy *b, const void **base, size_t *size, size_t *max);
+/* Merge every parked block back (as if each had been freed without a cache). */
+void bd_flush(ml_buddy *b);
+/* Set the cache depth: parked blocks per order, at most BD_CACHE_DEPTH_MAX; 0 or less turns the
+ * cache off (the state after bd_init). Lowering it flushes the cache first. */
+void bd_set_cache(ml_buddy *b, int depth);
 
 #endif

@@ -160,28 +160,52 @@ void lin_remove(ml_freelist *a, fl_block *b);
 void lin_move(ml_freelist *a, fl_block *old, fl_block *nb);
 fl_block *lin_find(ml_freelist *a, size_t size);
 
-/* Policy dispatch; every path also keeps the free_bytes / free_blocks counters. */
+/* Segregated: a free block of this size here is the last block of the arena (the wilderness). */
+static inline int at_top(const ml_freelist *a, const fl_block *b, size_t size)
+{
+    return (const char *)b + size == a->top - FL_HDR;
+}
+
+/* Policy dispatch; every path also keeps the free_bytes / free_blocks counters (the wilderness
+ * included). Segregated: a block that ends at the arena's top is the wilderness, on no list. */
 static inline void list_insert(ml_freelist *a, fl_block *b, size_t size)
 {
-    if (ML_LIKELY(a->policy == FL_SEGREGATED)) seg_insert(a, b, size);
-    else lin_insert(a, b);
+    if (ML_LIKELY(a->policy == FL_SEGREGATED)) {
+        if (at_top(a, b, size)) a->wild = b;
+        else seg_insert(a, b, size);
+    } else {
+        lin_insert(a, b);
+    }
     a->st.free_bytes += size;
     a->st.free_blocks++;
 }
 
 static inline void list_remove(ml_freelist *a, fl_block *b, size_t size)
 {
-    if (ML_LIKELY(a->policy == FL_SEGREGATED)) seg_remove(a, b, size);
-    else lin_remove(a, b);
+    if (ML_LIKELY(a->policy == FL_SEGREGATED)) {
+        if (b == a->wild) a->wild = NULL;
+        else seg_remove(a, b, size);
+    } else {
+        lin_remove(a, b);
+    }
     a->st.free_bytes -= size;
     a->st.free_blocks--;
 }
 
-/* old (listed, oldsize) is replaced by nb (newsize) at the same place in address order. */
+/* old (listed or the wilderness, oldsize) is replaced by nb (newsize) at the same place in
+ * address order. */
 static inline void list_move(ml_freelist *a, fl_block *old, size_t oldsize, fl_block *nb,
                              size_t newsize)
 {
-    if (ML_LIKELY(a->policy == FL_SEGREGATED)) {
+    if (ML_LIKELY(a->policy == FL_SEGREGATED) && (old == a->wild || at_top(a, nb, newsize))) {
+        int was = old == a->wild, now = at_top(a, nb, newsize);
+        if (!was) seg_remove(a, old, oldsize);
+        if (now) a->wild = nb;
+        else {
+            a->wild = NULL;
+            seg_insert(a, nb, newsize);
+        }
+    } else if (ML_LIKELY(a->policy == FL_SEGREGATED)) {
         unsigned f0, s0, f1, s1;
         fl_mapping(oldsize, &f0, &s0);
         fl_mapping(newsize, &f1, &s1);
@@ -206,11 +230,15 @@ static inline void list_move(ml_freelist *a, fl_block *old, size_t oldsize, fl_b
 
 static inline fl_block *list_find(ml_freelist *a, size_t size)
 {
-    if (ML_LIKELY(a->policy == FL_SEGREGATED)) return seg_find(a, size);
+    if (ML_LIKELY(a->policy == FL_SEGREGATED)) {
+        fl_block *b = seg_find(a, size);
+        if (!b && a->wild && h_size(hdr_get(a, a->wild)) >= size) b = a->wild;   /* last resort */
+        return b;
+    }
     return lin_find(a, size);
 }
 
-/* Used-map bit of user area u (16-aligned, inside the arena). */
+/* Used-map bit of user area u (16-aligned, inside the arena): set for used and parked blocks. */
 static inline size_t used_idx(const ml_freelist *a, const char *u)
 {
     return (size_t)(u - (a->base + 2 * FL_HDR)) >> 4;
@@ -264,17 +292,14 @@ static inline size_t req_block(size_t n)
     return bs < FL_MIN_BLOCK ? FL_MIN_BLOCK : bs;
 }
 
-static inline void st_live_add(ml_freelist *a, size_t req, size_t granted)
+static inline void st_live_add(ml_freelist *a, size_t req)
 {
-    a->st.live_bytes += req;
-    a->st.granted_bytes += granted;
-    if (a->st.live_bytes > a->st.peak_live_bytes) a->st.peak_live_bytes = a->st.live_bytes;
+    if ((a->st.live_bytes += req) > a->st.peak_live_bytes) a->st.peak_live_bytes = a->st.live_bytes;
 }
 
-static inline void st_live_sub(ml_freelist *a, size_t req, size_t granted)
+static inline void st_live_sub(ml_freelist *a, size_t req)
 {
     a->st.live_bytes -= req;
-    a->st.granted_bytes -= granted;
 }
 
 /* footprint = arena + the used map covering it + large mappings. */
@@ -306,7 +331,8 @@ static inline ml_status fl_locate(const ml_freelist *a, const void *p, char **b,
     *b = NULL;
     *L = NULL;
     if (ML_LIKELY(x - lo < span - 3 * FL_HDR)) {
-        if (ML_LIKELY(!(x & 15) && used_test(a, (size_t)(x - lo) >> 4))) {
+        if (ML_LIKELY(!(x & 15) && used_test(a, (size_t)(x - lo) >> 4)
+                      && !(hdr_get(a, (const char *)p - FL_HDR) & FL_PARKED))) {
             *b = (char *)(uintptr_t)(x - FL_HDR);
             return ML_OK;
         }

@@ -6,7 +6,11 @@
  * The arena is the page source's break [base, top), grown in steps of `grow_step` and trimmed
  * back when its top block is free and larger than `trim_threshold`. Requests of at least
  * `mmap_threshold` bytes get their own mapping, as glibc does; they are listed so that the walk
- * and the statistics include them.
+ * and the statistics include them. Also as glibc does, a threshold left at its default is
+ * dynamic: free() of a large block bigger than the mmap threshold raises it to that block's
+ * mapping size (up to FL_DYN_MMAP_MAX) and the trim threshold to twice that, so that a program
+ * that keeps allocating and freeing blocks of that size reuses the arena instead of mapping,
+ * faulting in and unmapping fresh pages each time.
  *
  * Layout (all sizes in bytes):
  *     base+0   8-byte pad (so that block headers sit at 8 mod 16 and user areas at 0 mod 16)
@@ -20,19 +24,27 @@
  *     bit 0       FL_USED
  *     bit 1       FL_PREV_USED: the block below is used (always set on the first block)
  *     bit 2       FL_MAPPED: a large block in its own mapping
+ *     bit 3       FL_PARKED: a free block parked in the quick cache (with FL_USED)
  *     bits 4..47  the block size (a multiple of 16, >= FL_MIN_BLOCK; the epilogue has 0)
  *     bits 48..63 slack: usable size - requested size (used blocks; always < 64 here)
  * Quick cache (tcache's idea, for speed): with `quick` > 0, a freed block of at most
  * FL_QUICK_MAX_BLOCK bytes is first parked, unmerged, on a LIFO list of its exact size (at most
- * `quick` per size), and served again from there in O(1). A parked block keeps FL_USED in its
- * header (so its neighbours do not merge with it) but not its bit in the used map (so freeing
- * it again is a double free); the walk reports it with used == 3. All parked blocks are merged
+ * `quick` per size; the sizes above FL_QUICK_SMALL_BLOCK also share a budget of
+ * FL_QUICK_BIG_BUDGET bytes; only when the block below it is in use, else it merges at once),
+ * and served again from there in O(1). A parked block keeps FL_USED in its
+ * header (so its neighbours do not merge with it) and its bit in the used map (so that parking
+ * and unparking write only the block's own header line), and has FL_PARKED set in its header,
+ * which free reads anyway: freeing it again is a double free. The walk reports it with
+ * used == 3. All parked blocks are merged
  * back (flushed) before the arena would grow, so the cache never makes the break move. The
  * default is on for `segregated`, off for the other policies (which are there to be shown).
+ * Wilderness (segregated policy, for speed, as glibc's top chunk): the last block of the arena,
+ * when free, is not on the size-class lists but in `wild`; a search takes it only when no listed
+ * block fits, and carving from it or growing a block into it (realloc) changes no list.
  * Invariants (checked by fl_check): blocks tile [base+8, top-8); no two free blocks are adjacent;
  * every free block's footer equals its size and it is on exactly the list its policy puts it
- * on; a bit of the used map is set exactly at each used block's user area; the counters equal
- * what a walk finds. */
+ * on (segregated: the last block, when free, is `wild` and on no list); a bit of the used map is set exactly at each used or parked block's user area; the
+ * counters equal what a walk finds. */
 #ifndef MEMLAB_FREELIST_H
 #define MEMLAB_FREELIST_H
 
@@ -48,18 +60,22 @@
 #define FL_SMALL (1u << (FL_SLI_LOG2 + 4))   /* below 512: classes 16 bytes apart */
 #define FL_MAX_ARENA ((size_t)1 << 39)
 
-#define FL_QUICK_CLASSES 32u   /* quick cache: block sizes 32, 48, ... 528 */
+#define FL_QUICK_CLASSES 256u  /* quick cache: block sizes 32, 48, ... 4112 (requests to 4 KiB) */
 #define FL_QUICK_MAX_BLOCK (FL_MIN_BLOCK + 16u * (FL_QUICK_CLASSES - 1))
 #define FL_QUICK_MAX_REQ (FL_QUICK_MAX_BLOCK - FL_HDR)
+#define FL_QUICK_SMALL_BLOCK ((size_t)528)       /* classes up to here: only the depth limits them */
+#define FL_QUICK_BIG_BUDGET ((size_t)128 << 10)  /* bytes parked in the classes above, at most */
 #define FL_DEFAULT_QUICK 8
 
 #define FL_DEFAULT_STEP ((size_t)128 << 10)
 #define FL_DEFAULT_TRIM ((size_t)1 << 20)
 #define FL_DEFAULT_MMAP ((size_t)128 << 10)
+#define FL_DYN_MMAP_MAX ((size_t)32 << 20)   /* glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit */
 
 #define FL_USED 1u
 #define FL_PREV_USED 2u
 #define FL_MAPPED 4u
+#define FL_PARKED 8u
 
 typedef enum fl_policy { FL_SEGREGATED = 0, FL_FIRST, FL_NEXT, FL_BEST } fl_policy;
 
@@ -67,8 +83,10 @@ typedef enum fl_policy { FL_SEGREGATED = 0, FL_FIRST, FL_NEXT, FL_BEST } fl_poli
 typedef struct fl_config {
     fl_policy policy;
     size_t grow_step;        /* arena growth step, rounded up to pages (default 128 KiB) */
-    size_t trim_threshold;   /* give back the top when its free block exceeds this (1 MiB) */
-    size_t mmap_threshold;   /* requests of at least this many bytes are mapped (128 KiB) */
+    size_t trim_threshold;   /* give back the top when its free block exceeds this (1 MiB,
+                              * dynamic) */
+    size_t mmap_threshold;   /* requests of at least this many bytes are mapped (128 KiB,
+                              * dynamic) */
     int quick;               /* quick cache depth per size, at most 255; < 0 disables it */
 } fl_config;
 
@@ -98,20 +116,26 @@ typedef struct ml_freelist {
     size_t reserve;               /* most the arena may grow to */
     fl_policy policy;
     size_t step, trim, mmap_min;
+    int dyn_mmap, dyn_trim;       /* thresholds left at their defaults: dynamic (see above) */
     uint64_t *used_map;           /* 1 bit per 16 bytes from base+16: a used user area starts here */
     size_t used_map_len;
     uint32_t fl_bitmap;           /* segregated: bit f set iff sl_bitmap[f] != 0 */
     uint32_t sl_bitmap[FL_FLI];   /* bit s of [f] set iff heads[f][s] != NULL */
     fl_block *heads[FL_FLI][FL_SLI];
+    fl_block *wild;               /* segregated: the last block of the arena when it is free (the
+                                   * wilderness, glibc's top chunk), kept off the lists */
     fl_block *lin_head;           /* first/next/best: free blocks in address order */
     fl_block *rover;              /* next fit: where the last search stopped (NULL: the head) */
     fl_block *quick[FL_QUICK_CLASSES];     /* quick cache: parked blocks by size, linked by ->next */
     uint8_t quick_n[FL_QUICK_CLASSES];
     unsigned quick_depth;
+    size_t quick_big;                      /* bytes parked in classes above FL_QUICK_SMALL_BLOCK */
     fl_large *large;              /* large blocks, most recent first */
     size_t nlarge, large_hdr_bytes;
     ml_stats st;                  /* counters kept current, except those fl_stats derives:
-                                   * live_blocks (allocs - frees), the free-space figures */
+                                   * live_blocks (allocs - frees), granted_bytes (footprint -
+                                   * overhead - free), the free-space figures (free_bytes and
+                                   * free_blocks here count the listed free blocks) */
     ml_status err;                /* status of the most recent failed call */
     int src_err;                  /* errno of the most recent page source refusal */
     int vg, strict;               /* running under valgrind; user areas fenced to the request */

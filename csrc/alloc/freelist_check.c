@@ -32,7 +32,7 @@ ml_status fl_classify(const ml_freelist *a, const void *p)
             size_t h = hdr_get(a, b), s = h_size(h);
             if (s == 0) return ML_EFOREIGN;
             if (x < (uintptr_t)(b + s)) {
-                int parked = (h & FL_USED) && !used_test(a, used_idx(a, b + FL_HDR));
+                int parked = (h & FL_PARKED) != 0;
                 if ((h & FL_USED) && !parked) return ML_EINTERIOR;
                 return (x & 15) ? ML_EINTERIOR : ML_EDOUBLE;
             }
@@ -60,6 +60,7 @@ void fl_stats(const ml_freelist *a, ml_stats *out)
                 if (sz > largest) largest = sz;
             }
         }
+        if (a->wild && h_size(hdr_get(a, a->wild)) > largest) largest = h_size(hdr_get(a, a->wild));
     } else {
         for (const fl_block *b = a->lin_head; b; b = lnk_next(a, b)) {
             size_t sz = h_size(hdr_get(a, b));
@@ -80,6 +81,9 @@ void fl_stats(const ml_freelist *a, ml_stats *out)
     out->live_blocks = (size_t)(a->st.allocs - a->st.frees);
     out->overhead_bytes = a->base ? 2 * FL_HDR + FL_HDR * (out->live_blocks - a->nlarge) + fl_meta_bytes(committed)
                                     + a->large_hdr_bytes : 0;
+    /* The blocks tile the arena, the large blocks their mappings: what is neither overhead nor
+     * free is granted. */
+    out->granted_bytes = a->base ? a->st.footprint - out->overhead_bytes - out->free_bytes : 0;
     out->source_calls = a->src ? a->src->syscalls : a->st.source_calls;
     ml_stats_finish(out);
 }
@@ -108,7 +112,7 @@ int fl_walk(const ml_freelist *a, ml_walk_fn fn, void *ud)
     for (char *b = a->base + FL_HDR;;) {
         size_t h = hdr_get(a, b), s = h_size(h);
         if (s == 0) break;
-        int used = !(h & FL_USED) ? 0 : used_test(a, used_idx(a, b + FL_HDR)) ? 1 : 3;
+        int used = !(h & FL_USED) ? 0 : (h & FL_PARKED) ? 3 : 1;
         if ((r = fn(ud, b, s, used)) != 0) return r;
         b += s;
     }
@@ -127,6 +131,7 @@ int fl_walk_free(const ml_freelist *a, ml_walk_fn fn, void *ud)
         for (unsigned s = 0; s < FL_SLI; s++)
             for (const fl_block *b = a->heads[f][s]; b; b = lnk_next(a, b))
                 if ((r = fn(ud, b, h_size(hdr_get(a, b)), 0)) != 0) return r;
+    if (a->wild) return fn(ud, a->wild, h_size(hdr_get(a, a->wild)), 0);   /* the wilderness, last */
     return 0;
 }
 
@@ -156,6 +161,7 @@ static ml_status check_lists(const ml_freelist *a, size_t *nodes, size_t *bytes,
                 if ((h & FL_USED) || sz < FL_MIN_BLOCK || (const char *)b + sz > a->top - FL_HDR)
                     BAD("free list node %p has header %#zx", (const void *)b, h);
                 if (lnk_prev(a, b) != prev) BAD("free list node %p: prev link broken", (const void *)b);
+                if (b == a->wild) BAD("the wilderness %p is on a list", (const void *)b);
                 if (a->policy == FL_SEGREGATED) {
                     unsigned f2, s2;
                     fl_mapping(sz, &f2, &s2);
@@ -172,6 +178,14 @@ static ml_status check_lists(const ml_freelist *a, size_t *nodes, size_t *bytes,
         }
     }
     if (!rover_seen) BAD("next-fit rover %p is not on the list", (const void *)a->rover);
+    if (a->wild) {
+        if (a->policy != FL_SEGREGATED) BAD("a wilderness under the %s policy", fl_policy_name(a->policy));
+        size_t h = hdr_get(a, a->wild);
+        if ((h & FL_USED) || !at_top(a, a->wild, h_size(h)))
+            BAD("the wilderness %p (header %#zx) is not the free last block", (const void *)a->wild, h);
+        ++*nodes;
+        *bytes += h_size(h);
+    }
     return ML_OK;
 }
 
@@ -180,7 +194,7 @@ static ml_status check_lists(const ml_freelist *a, size_t *nodes, size_t *bytes,
 static ml_status check_quick(const ml_freelist *a, size_t parked, size_t parkedb, char *why,
                              size_t whylen)
 {
-    size_t nb = 0, bytes = 0;
+    size_t nb = 0, bytes = 0, big = 0;
     for (unsigned q = 0; q < FL_QUICK_CLASSES; q++) {
         size_t n = 0, want = FL_MIN_BLOCK + 16u * q;
         if (a->quick_n[q] > a->quick_depth) BAD("quick cache %u holds %u > depth %u", q, a->quick_n[q], a->quick_depth);
@@ -189,14 +203,17 @@ static ml_status check_quick(const ml_freelist *a, size_t parked, size_t parkedb
             if (c < a->base + FL_HDR || c >= a->top - FL_HDR || ((uintptr_t)c & 15) != 8)
                 BAD("quick cache node %p outside the arena or misaligned", (const void *)b);
             size_t h = hdr_get(a, b);
-            if (!(h & FL_USED) || h_size(h) != want || used_test(a, used_idx(a, c + FL_HDR)))
+            if (!(h & FL_USED) || !(h & FL_PARKED) || h_size(h) != want || !used_test(a, used_idx(a, c + FL_HDR)))
                 BAD("quick cache %u node %p: header %#zx or used-map bit wrong", q, (const void *)b, h);
             if (++n > a->quick_n[q]) BAD("quick cache %u longer than its count %u", q, a->quick_n[q]);
         }
         if (n != a->quick_n[q]) BAD("quick cache %u holds %zu, count says %u", q, n, a->quick_n[q]);
         nb += n;
         bytes += n * want;
+        if (want > FL_QUICK_SMALL_BLOCK) big += n * want;
     }
+    if (big != a->quick_big || big > FL_QUICK_BIG_BUDGET)
+        BAD("quick cache: %zu bytes parked in the big classes, the count says %zu", big, a->quick_big);
     if (nb != parked || bytes != parkedb)
         BAD("quick cache: lists hold %zu blocks / %zu bytes, the arena %zu / %zu", nb, bytes, parked, parkedb);
     return ML_OK;
@@ -219,8 +236,11 @@ ml_status fl_check(const ml_freelist *a, char *why, size_t whylen)
         }
         if (s % 16 || s < FL_MIN_BLOCK || s > (size_t)(end - b) || (h & FL_MAPPED))
             BAD("block %p: bad header %#zx", (const void *)b, h);
+        if ((h & FL_PARKED) && !(h & FL_USED)) BAD("block %p: parked but not marked used", (const void *)b);
         if ((h & FL_USED) && !used_test(a, used_idx(a, b + FL_HDR))) {
-            if (s > FL_QUICK_MAX_BLOCK) BAD("used block %p not marked in the used map", (const void *)b);
+            BAD("used or parked block %p not marked in the used map", (const void *)b);
+        } else if (h & FL_PARKED) {
+            if (s > FL_QUICK_MAX_BLOCK) BAD("parked block %p of %zu bytes", (const void *)b, s);
             parked++;
             parkedb += s;
             wasfree = 0;
@@ -238,8 +258,11 @@ ml_status fl_check(const ml_freelist *a, char *why, size_t whylen)
             unsigned f0, s0;
             fl_mapping(s, &f0, &s0);
             const fl_block *head = a->policy == FL_SEGREGATED ? a->heads[f0][s0] : a->lin_head;
-            if (p ? lnk_next(a, p) != (const fl_block *)(const void *)b : head != (const fl_block *)(const void *)b)
+            if (a->policy == FL_SEGREGATED && b + s == end) {
+                if ((const char *)a->wild != b) BAD("free last block %p is not the wilderness %p", (const void *)b, (const void *)a->wild);
+            } else if (p ? lnk_next(a, p) != (const fl_block *)(const void *)b : head != (const fl_block *)(const void *)b) {
                 BAD("free block %p (size %zu) is not on its free list", (const void *)b, s);
+            }
             freen++;
             freeb += s;
             wasfree = 1;
@@ -253,7 +276,7 @@ ml_status fl_check(const ml_freelist *a, char *why, size_t whylen)
     if (check_quick(a, parked, parkedb, why, whylen) != ML_OK) return ML_ECORRUPT;
     size_t words = ((size_t)(a->top - a->base) / 16 + 63) / 64, bits = 0;
     for (size_t w = 0; w < words; w++) bits += (size_t)__builtin_popcountll(a->used_map[w]);
-    if (bits != used) BAD("used map has %zu bits set for %zu used blocks", bits, used);
+    if (bits != used + parked) BAD("used map has %zu bits set for %zu used + %zu parked blocks", bits, used, parked);
     size_t nlarge = 0, lhdr = 0, lbytes = 0;
     fl_large v;
     const fl_large *prevl = NULL;
@@ -272,8 +295,10 @@ ml_status fl_check(const ml_freelist *a, char *why, size_t whylen)
     if (used + nlarge != a->st.allocs - a->st.frees)
         BAD("counted %zu live blocks, allocs - frees says %llu", used + nlarge,
             (unsigned long long)(a->st.allocs - a->st.frees));
-    if (live != a->st.live_bytes || granted != a->st.granted_bytes)
-        BAD("live/granted bytes %zu/%zu, stats say %zu/%zu", live, granted, a->st.live_bytes, a->st.granted_bytes);
+    ml_stats d;
+    fl_stats(a, &d);
+    if (live != d.live_bytes || granted != d.granted_bytes)
+        BAD("live/granted bytes %zu/%zu, stats say %zu/%zu", live, granted, d.live_bytes, d.granted_bytes);
     if (freen != a->st.free_blocks || freeb != a->st.free_bytes)
         BAD("free blocks/bytes %zu/%zu, stats say %zu/%zu", freen, freeb, a->st.free_blocks, a->st.free_bytes);
     size_t committed = (size_t)(a->top - a->base);

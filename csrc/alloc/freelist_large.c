@@ -48,7 +48,7 @@ void *fl_large_alloc(ml_freelist *a, size_t n, size_t align)
     large_relink(a, L, &v);
     a->nlarge++;
     a->large_hdr_bytes += (size_t)(u - map);
-    st_live_add(a, n, len - (size_t)(u - map));
+    st_live_add(a, n);
     fp_update(a);
     ml_san_give(a->vg, a, u, n);
     return u;
@@ -66,7 +66,7 @@ void fl_large_free(ml_freelist *a, fl_large *L)
     if (v.next) large_set_prev(a, v.next, v.prev);
     a->nlarge--;
     a->large_hdr_bytes -= off;
-    st_live_sub(a, v.requested, v.maplen - off);
+    st_live_sub(a, v.requested);
     ml_san_release(v.map, v.maplen);
     int err = ml_src_unmap(a->src, v.map, v.maplen);
     if (err) a->src_err = err;
@@ -116,7 +116,6 @@ void *fl_large_realloc(ml_freelist *a, fl_large *L, size_t n)
         ml_san_poison(a->vg, u + keep, len - off - keep);
         oldn = keep;
     }
-    a->st.granted_bytes = a->st.granted_bytes - (v.maplen - off) + (len - off);
     a->st.live_bytes = a->st.live_bytes - v.requested + n;
     if (a->st.live_bytes > a->st.peak_live_bytes) a->st.peak_live_bytes = a->st.live_bytes;
     v.maplen = len;

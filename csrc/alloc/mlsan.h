@@ -64,6 +64,24 @@ static inline int ml_san_strict(int vg)
     return ML_ASAN || vg;
 }
 
+/* The valgrind client requests themselves, out of line: each one builds an argument block on the
+ * stack, and inlined into an allocator's fast path it would cost every call a stack frame even
+ * outside valgrind. The fast paths keep only the (well-predicted) test of `vg`. */
+#if ML_VALGRIND
+#define ML_VG_COLD static __attribute__((noinline, cold, unused))
+ML_VG_COLD void ml_vg_noaccess(const void *p, size_t n) { (void)VALGRIND_MAKE_MEM_NOACCESS(p, n); }
+ML_VG_COLD void ml_vg_defined(const void *p, size_t n) { (void)VALGRIND_MAKE_MEM_DEFINED(p, n); }
+ML_VG_COLD void ml_vg_alloc(const void *pool, const void *p, size_t n) { VALGRIND_MEMPOOL_ALLOC(pool, p, n); }
+ML_VG_COLD void ml_vg_free(const void *pool, const void *p) { VALGRIND_MEMPOOL_FREE(pool, p); }
+ML_VG_COLD void ml_vg_change(const void *pool, const void *oldp, size_t oldn, const void *newp, size_t newn)
+{
+    VALGRIND_MEMPOOL_CHANGE(pool, oldp, newp, newn);
+    const char *p = (const char *)newp;
+    if (oldp == newp && newn > oldn) (void)VALGRIND_MAKE_MEM_UNDEFINED(p + oldn, newn - oldn);
+    if (oldp == newp && newn < oldn) (void)VALGRIND_MAKE_MEM_NOACCESS(p + newn, oldn - newn);
+}
+#endif
+
 /* Make [p, p+n) inaccessible: metadata at rest, free memory. */
 static inline void ml_san_poison(int vg, const void *p, size_t n)
 {
@@ -71,7 +89,7 @@ static inline void ml_san_poison(int vg, const void *p, size_t n)
     ASAN_POISON_MEMORY_REGION(p, n);
 #endif
 #if ML_VALGRIND
-    if (ML_UNLIKELY(vg)) (void)VALGRIND_MAKE_MEM_NOACCESS(p, n);
+    if (ML_UNLIKELY(vg)) ml_vg_noaccess(p, n);
 #endif
     (void)vg; (void)p; (void)n;
 }
@@ -83,7 +101,7 @@ static inline void ml_san_open(int vg, const void *p, size_t n)
     ASAN_UNPOISON_MEMORY_REGION(p, n);
 #endif
 #if ML_VALGRIND
-    if (ML_UNLIKELY(vg)) (void)VALGRIND_MAKE_MEM_DEFINED(p, n);
+    if (ML_UNLIKELY(vg)) ml_vg_defined(p, n);
 #endif
     (void)vg; (void)p; (void)n;
 }
@@ -121,7 +139,7 @@ static inline void ml_san_give(int vg, const void *pool, const void *p, size_t n
     ASAN_UNPOISON_MEMORY_REGION(p, n);
 #endif
 #if ML_VALGRIND
-    if (ML_UNLIKELY(vg)) VALGRIND_MEMPOOL_ALLOC(pool, p, n);
+    if (ML_UNLIKELY(vg)) ml_vg_alloc(pool, p, n);
 #endif
     (void)vg; (void)pool; (void)p; (void)n;
 }
@@ -133,7 +151,7 @@ static inline void ml_san_take(int vg, const void *pool, const void *p, size_t n
     ASAN_POISON_MEMORY_REGION(p, n);
 #endif
 #if ML_VALGRIND
-    if (ML_UNLIKELY(vg)) VALGRIND_MEMPOOL_FREE(pool, p);
+    if (ML_UNLIKELY(vg)) ml_vg_free(pool, p);
 #endif
     (void)vg; (void)pool; (void)p; (void)n;
 }
@@ -151,12 +169,7 @@ static inline void ml_san_change(int vg, const void *pool, const void *oldp, siz
     }
 #endif
 #if ML_VALGRIND
-    if (ML_UNLIKELY(vg)) {
-        VALGRIND_MEMPOOL_CHANGE(pool, oldp, newp, newn);
-        const char *p = (const char *)newp;
-        if (oldp == newp && newn > oldn) (void)VALGRIND_MAKE_MEM_UNDEFINED(p + oldn, newn - oldn);
-        if (oldp == newp && newn < oldn) (void)VALGRIND_MAKE_MEM_NOACCESS(p + newn, oldn - newn);
-    }
+    if (ML_UNLIKELY(vg)) ml_vg_change(pool, oldp, oldn, newp, newn);
 #endif
     (void)vg; (void)pool; (void)oldp; (void)oldn; (void)newp; (void)newn;
 }

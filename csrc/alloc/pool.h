@@ -11,8 +11,24 @@
  *
  * A used-map, one bit per block in its own mapping, makes free() check its pointer: outside the
  * handed-out range is foreign, not on a block boundary is interior, a clear bit is a double free.
- * Invariants (checked by pool_check): blocks below `bump` are either used (bit set) or on the free
- * list (bit clear), exactly once; blocks from `bump` on were never handed out and have clear
+ *
+ * The fast paths (for speed; pool.c says where the time went): a freed block is first *parked*
+ * on a small LIFO stack inside the instance, the magazine (POOL_MAG blocks), and
+ * allocation takes the most recently parked block first; only when the magazine is empty does it
+ * pop the list or bump. Neither fast path touches the block itself (so a cold block costs no
+ * cache miss inside the allocator) nor writes the used map: a parked block keeps its used bit,
+ * and a direct-mapped table (POOL_PARK_SLOTS one-byte entries, indexed by block index) of
+ * magazine positions tells a double free of a parked block from a legitimate free: an entry
+ * counts only while the magazine holds that very block at that position, so allocation never has
+ * to clear it. When a block's slot holds another parked block, or the magazine is full, the
+ * whole magazine is first spilled onto the free list (bits cleared), oldest first, so allocation
+ * stays exactly LIFO overall. The walk reports parked blocks with used == 3 (free, parked).
+ * Counting costs the fast paths nothing more: allocs share a word with the magazine's count,
+ * live blocks are `held - mag_n`, where `held` (live + parked) changes only on the slow paths,
+ * and frees are allocs - live.
+ * Invariants (checked by pool_check): blocks below `bump` are either used (bit set, not parked),
+ * parked (bit set, in the magazine once, its table slot naming it and its position), or on the
+ * free list (bit clear), exactly once; blocks from `bump` on were never handed out and have clear
  * bits; the counters equal what a walk finds. */
 #ifndef MEMLAB_POOL_H
 #define MEMLAB_POOL_H
@@ -21,6 +37,9 @@
 #include "pagesrc.h"
 
 #define POOL_MAX_ARENA ((size_t)1 << 32)   /* offsets fit 32 bits: division by a multiplication */
+#define POOL_MAG 64u                        /* parked blocks at most (< 256) */
+#define POOL_PARK_BITS 9u                   /* 512 slots */
+#define POOL_PARK_SLOTS (1u << POOL_PARK_BITS)   /* table of parked offsets */
 
 _Static_assert(ML_ALIGN >= sizeof(void *), "a free block holds its free-list link");
 
@@ -42,10 +61,63 @@ typedef struct ml_pool {
     uint64_t recip;      /* ceil(2^64 / stride): offset / stride without a division */
     uint64_t *used_map;
     size_t used_map_len;
-    ml_stats st;         /* kept current except the derived fields pool_stats fills */
+    /* the fast paths' state (pool.h's top comment) */
+    size_t handed;       /* bump - base */
+    size_t fast_handed;  /* handed, or 0 under valgrind (every free then takes the slow path) */
+    size_t fast_lim;     /* obj + 1, or 0 under valgrind (every alloc then takes the slow path) */
+    size_t held;         /* live + parked blocks: changes only on the slow paths */
+    uint64_t mw;         /* allocs << 8 | parked blocks (mag_n): one word, so that each fast path
+                          * stores once for both */
+    char *mag[POOL_MAG]; /* the parked blocks, mag[0] the oldest (pointers: alloc returns one as is) */
+    uint8_t park[POOL_PARK_SLOTS];  /* at the slot of block index i (i mod POOL_PARK_SLOTS): the
+                                     * magazine position of block i if it is parked; any other
+                                     * value (stale) is told apart by mag[pos]. Always below
+                                     * POOL_MAG, so "pos >= mag_n" also says the magazine is not
+                                     * full. */
+    ml_stats st;         /* kept current except the derived fields pool_stats fills, and
+                          * allocs (mw >> 8), live_blocks (held - mag_n), frees (allocs - live) */
     ml_status err;       /* status of the most recent failed call */
     int src_err, grow, vg, strict;
 } ml_pool;
+
+/* The fast paths, inline: pool_alloc and pool_free are built on them (pool.c), and a C caller
+ * may use pool_alloc_inline / pool_free_inline below to save the call; the checks and results
+ * are the same. pool_fast_alloc: the most recently parked block, or NULL when the slow path must
+ * run. pool_fast_free: 1 when ptr is a used block (in range, on a block boundary, used bit set,
+ * not parked) and was parked; 0 when the slow path must run (it repeats the checks in full). */
+static inline void *pool_fast_alloc(ml_pool *p, size_t n)
+{
+    uint64_t w = p->mw;
+    uint32_t k = (uint32_t)(w & 0xFF);
+    if (__builtin_expect(k != 0 && n < p->fast_lim, 1)) {
+        p->mw = w + ((uint64_t)1 << 8) - 1;
+        return p->mag[k - 1];
+    }
+    return NULL;
+}
+
+static inline int pool_fast_free(ml_pool *p, void *ptr)
+{
+    uint64_t d = (uint64_t)((uintptr_t)ptr - (uintptr_t)p->base);
+    if (__builtin_expect(d < p->fast_handed, 1)) {
+        /* d / stride and "stride divides d" from one multiplication (pool.c, div_stride) */
+        __extension__ unsigned __int128 m = (unsigned __int128)d * p->recip;
+        uint64_t i = (uint64_t)(m >> 64);
+        if (__builtin_expect((uint64_t)m < p->recip && (p->used_map[i >> 6] >> (i & 63) & 1), 1)) {
+            uint64_t w = p->mw;
+            uint32_t k = (uint32_t)(w & 0xFF);
+            uint8_t *slot = &p->park[i & (POOL_PARK_SLOTS - 1)];
+            uint32_t pos = *slot;
+            if (__builtin_expect(pos >= k, 1)) {
+                if (pos != k) *slot = (uint8_t)k;   /* usually already k: spare the store */
+                p->mag[k] = (char *)ptr;
+                p->mw = w + 1;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
 
 ml_status pool_init(ml_pool *p, ml_pagesrc *src, const pool_config *cfg);
 void pool_destroy(ml_pool *p);
@@ -60,5 +132,31 @@ ml_status pool_usable_size(const ml_pool *p, const void *ptr, size_t *out);
 void pool_stats(const ml_pool *p, ml_stats *out);
 int pool_walk(const ml_pool *p, ml_walk_fn fn, void *ud);
 ml_status pool_check(const ml_pool *p, char *why, size_t whylen);
+
+/* pool_alloc and pool_free with their fast paths inlined into the caller (plain calls in
+ * AddressSanitizer builds, whose fast paths also (un)poison the block). */
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_INLINE_CALLS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POOL_INLINE_CALLS 1
+#endif
+#endif
+static inline void *pool_alloc_inline(ml_pool *p, size_t n)
+{
+#ifndef POOL_INLINE_CALLS
+    void *b = pool_fast_alloc(p, n);
+    if (__builtin_expect(b != NULL, 1)) return b;
+#endif
+    return pool_alloc(p, n);
+}
+
+static inline ml_status pool_free_inline(ml_pool *p, void *ptr)
+{
+#ifndef POOL_INLINE_CALLS
+    if (__builtin_expect(pool_fast_free(p, ptr), 1)) return ML_OK;
+#endif
+    return pool_free(p, ptr);
+}
 
 #endif
