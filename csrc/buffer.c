@@ -17,6 +17,9 @@ typedef struct RootBuf {
   Owner own;
 } RootBuf;
 
+/* registry[&buffer_key] is the buffer metatable (see buf_test). */
+static const char buffer_key = 'B';
+
 Owner *buf_newroot(lua_State *L, const MemKind *kind) {
   RootBuf *rb = (RootBuf *)lua_newuserdatauv(L, sizeof(RootBuf), 1);
   memset(rb, 0, sizeof *rb);
@@ -24,7 +27,8 @@ Owner *buf_newroot(lua_State *L, const MemKind *kind) {
   rb->own.kind = kind;
   rb->own.state = OWNER_NEW;
   rb->own.prot = OWN_PROT_READ | OWN_PROT_WRITE;
-  luaL_setmetatable(L, BUFFER_T);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
+  lua_setmetatable(L, -2);
   return &rb->own;
 }
 
@@ -36,11 +40,10 @@ void owner_open(lua_State *L, Owner *o, void *base, size_t size) {
   site_capture(L, &o->alloc_at);
 }
 
-/* registry[&buffer_key] is the buffer metatable. Buffers are recognised by metatable identity,
- * not by luaL_checkudata's lookup by name: this check runs on every access. Every buffer method
- * carries the metatable as its upvalue 1 (buf_setmethods), so the usual check is one comparison;
- * any other caller (no such upvalue: LUA_TNONE compares unequal) takes the registry lookup. */
-static const char buffer_key = 'B';
+/* Buffers are recognised by metatable identity, not by luaL_checkudata's lookup by name: this
+ * check runs on every access. Every buffer method carries the metatable as its upvalue 1
+ * (buf_setmethods), so the usual check is one comparison; any other caller (no such upvalue:
+ * LUA_TNONE compares unequal) takes the registry lookup. */
 
 Buffer *buf_test(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
@@ -247,7 +250,8 @@ static int buf_slice(lua_State *L) {
   v->len = n;
   v->gen = b->o->gen;
   v->isview = 1;
-  luaL_setmetatable(L, BUFFER_T);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
+  lua_setmetatable(L, -2);
   if (b->isview)
     lua_getiuservalue(L, 1, 1); /* the root itself */
   else

@@ -17,11 +17,18 @@
 
 static const char allocator_key = 'A';
 
+/* An allocator is recognised by metatable identity: its methods carry the buffer metatable as
+ * upvalue 1 (memlab.h's convention, which buf_test relies on) and the allocator metatable as
+ * upvalue 2 (one comparison); other callers take the registry lookup. */
 static Allocator *totype(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &allocator_key);
-  int ok = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
+  int ok = lua_rawequal(L, -1, lua_upvalueindex(2));
+  if (!ok) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &allocator_key);
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   return ok ? (Allocator *)lua_touserdata(L, idx) : NULL;
 }
 
@@ -128,7 +135,8 @@ static Owner *new_block(lua_State *L, int ai, Allocator *a) {
   o->parent = &a->arena;
   lua_pushvalue(L, ai);
   lua_setiuservalue(L, -2, 1);
-  alloc_check(L, ai, NULL); /* creating it may have run a finalizer that destroyed a */
+  if (a->arena.state != OWNER_LIVE) /* creating it may have run a finalizer that destroyed a */
+    luaL_error(L, "attempt to use a destroyed allocator (destroyed at %s)", a->arena.freed_at.where);
   return o;
 }
 
@@ -444,16 +452,29 @@ static const luaL_Reg la_meta[] = {
   {"__gc", la_gc}, {"__close", la_close}, {"__tostring", la_tostring}, {NULL, NULL}};
 
 /* Registers the memlab.allocator metatable once; its methods table is `allocator_methods` in
- * the module, where the binding files and the Lua side (a:draw) add theirs. */
+ * the module, where the Lua side (a:draw) adds its own; the binding files add theirs with
+ * alloc_setmethods (the metatable as upvalue 1). */
+void alloc_setmethods(lua_State *L, const luaL_Reg *fns) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &allocator_key);
+  lua_getfield(L, -1, "__index");
+  luaL_getmetatable(L, BUFFER_T);
+  lua_pushvalue(L, -3);
+  luaL_setfuncs(L, fns, 2); /* upvalues: the buffer metatable, the allocator metatable */
+  lua_pop(L, 2);
+}
+
 int lalloc_open(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &allocator_key) != LUA_TTABLE) {
     lua_pop(L, 1);
     luaL_newmetatable(L, ALLOCATOR_T);
-    luaL_setfuncs(L, la_meta, 0);
-    luaL_newlib(L, la_methods);
-    lua_setfield(L, -2, "__index");
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &allocator_key);
+    luaL_getmetatable(L, BUFFER_T);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, la_meta, 2); /* upvalues: the buffer metatable, the allocator metatable */
+    lua_newtable(L);
+    lua_setfield(L, -2, "__index");
+    alloc_setmethods(L, la_methods);
   }
   lua_getfield(L, -1, "__index");
   lua_setfield(L, -3, "allocator_methods");

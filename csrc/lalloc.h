@@ -65,6 +65,7 @@ int alloc_optboolean(lua_State *L, const char *k, int def);
 /* Block release, shared by the three block kinds. */
 int alloc_block_release(Owner *o);
 
+void alloc_setmethods(lua_State *L, const luaL_Reg *fns);
 int lalloc_open(lua_State *L);
 int lfreelist_open(lua_State *L);
 int lbuddy_open(lua_State *L);

@@ -48,9 +48,10 @@ static const AllocOps bd_ops = {
 static int is_pow2(size_t n) { return n && !(n & (n - 1)); }
 
 /* M.buddy{ size=1 MiB (the most the arena grows to; a power of two), min=32 (smallest block; a
- * power of two >= 16), initial=64 KiB (first arena size) } -> allocator */
+ * power of two >= 16), initial=64 KiB (first arena size), cache=0 (freed blocks parked per order
+ * before they merge: faster, but the lecture's immediate coalescing is then deferred) } */
 static int lbd_new(lua_State *L) {
-  static const char *const known[] = {"size", "min", "initial", NULL};
+  static const char *const known[] = {"size", "min", "initial", "cache", NULL};
   if (lua_isnoneornil(L, 1)) {
     lua_settop(L, 0);
     lua_newtable(L);
@@ -61,6 +62,8 @@ static int lbd_new(lua_State *L) {
   memset(&cfg, 0, sizeof cfg);
   cfg.min_block = alloc_optsize(L, "min", 0);
   cfg.initial = alloc_optsize(L, "initial", 0);
+  size_t cache = alloc_optsize(L, "cache", 0);
+  luaL_argcheck(L, cache <= BD_CACHE_DEPTH_MAX, 1, "cache depth out of range");
   luaL_argcheck(L, is_pow2(size) && size >= ml_sys_pagesize() && size <= ((size_t)1 << 46), 1,
                 "size must be a power of two from a page (4 KiB) up to 2^46 (out of range)");
   luaL_argcheck(L, !cfg.min_block || (is_pow2(cfg.min_block) && cfg.min_block >= 16 &&
@@ -73,11 +76,23 @@ static int lbd_new(lua_State *L) {
   int err = ml_src_init_mmap(&a->src, size, size);
   if (err) return push_syserror(L, "buddy", err);
   if (bd_init(&a->u.bd, &a->src, &cfg) != ML_OK) return alloc_failure(L, a, "buddy");
+  bd_set_cache(&a->u.bd, (int)cache);
   alloc_opened(L, a);
   return 1;
 }
 
+/* a:flush() -> a: merges every block the cache parked, as if each had been freed uncached */
+static int lbd_flush(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, &bd_ops);
+  bd_flush(&a->u.bd);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static const luaL_Reg lbd_methods[] = {{"flush", lbd_flush}, {NULL, NULL}};
+
 int lbuddy_open(lua_State *L) {
+  alloc_setmethods(L, lbd_methods);
   lua_pushcfunction(L, lbd_new);
   lua_setfield(L, -2, "buddy");
   return 0;

@@ -147,9 +147,7 @@ static const luaL_Reg lfl_methods[] = {
   {"policy", lfl_policy}, {"source", lfl_source}, {NULL, NULL}};
 
 int lfreelist_open(lua_State *L) {
-  lua_getfield(L, -1, "allocator_methods");
-  luaL_setfuncs(L, lfl_methods, 0);
-  lua_pop(L, 1);
+  alloc_setmethods(L, lfl_methods);
   lua_pushcfunction(L, lfl_new);
   lua_setfield(L, -2, "freelist");
   return 0;

@@ -132,6 +132,10 @@ void set_consts(lua_State *L, const ConstReg *cs);
 Owner *buf_newroot(lua_State *L, const MemKind *kind);
 void owner_open(lua_State *L, Owner *o, void *base, size_t size);
 Buffer *buf_check(lua_State *L, int idx);
+/* Upvalue convention, which buf_test relies on for its fast path: upvalue 1 of every C function
+ * of memlab is absent, the buffer metatable, or a value that is no userdata's metatable (another
+ * type's metatable there would let that type pass for a buffer). Functions needing their own
+ * type's metatable keep it in upvalue 2 (the allocator methods). */
 Buffer *buf_test(lua_State *L, int idx);
 void buf_setmethods(lua_State *L, const luaL_Reg *fns);
 Owner *buf_root(lua_State *L, int idx);

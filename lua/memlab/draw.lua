@@ -90,9 +90,13 @@ end
 
 --- a:draw([width [, max_lines]]) -> text picture of the arena
 function D.allocator(a, width, max_lines)
-  width = width or 72
+  local kind = require("memlab.core").allocator_methods.kind(a) -- raises unless an allocator
+  if width ~= nil and math.type(width) ~= "integer" then
+    error("bad argument #1 to 'draw' (width must be an integer)", 2)
+  end
+  width = math.max(width or 72, 16)
   max_lines = max_lines or 40
-  local kind, base, size, max = a:kind(), a:bounds()
+  local base, size, max = a:bounds()
   local blocks = collect(a)
   local inside, mapped = {}, {}
   for _, b in ipairs(blocks) do

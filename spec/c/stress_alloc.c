@@ -78,13 +78,14 @@ static void stress_freelist(fl_policy pol, int sbrk, unsigned long seed)
     report(ok, what, seed);
 }
 
-static void stress_buddy(unsigned long seed)
+static void stress_buddy(int cache, unsigned long seed)
 {
     static ml_pagesrc src;
     static ml_buddy b;
     size_t max = 64u << 20;
     bd_config c = { 16, 1u << 16 };
     int ok = ml_src_init_mmap(&src, max, max) == 0 && bd_init(&b, &src, &c) == ML_OK;
+    if (ok && cache) bd_set_cache(&b, cache);
     if (!ok) snprintf(E.why, sizeof E.why, "init failed");
     ok = ok && run(&bd_ops, &b, seed);
     if (ok) {
@@ -97,7 +98,7 @@ static void stress_buddy(unsigned long seed)
     }
     bd_destroy(&b);
     ml_src_destroy(&src);
-    report(ok, "buddy over mmap", seed);
+    report(ok, cache ? "buddy over mmap, per-order cache" : "buddy over mmap", seed);
 }
 
 static void stress_pool(int grow, unsigned long seed)
@@ -134,7 +135,8 @@ int main(void)
     static const fl_policy pols[] = { FL_SEGREGATED, FL_FIRST, FL_NEXT, FL_BEST };
     for (int src = 0; src < 2; src++)
         for (int i = 0; i < 4; i++) stress_freelist(pols[i], src, s++);
-    stress_buddy(s++);
+    stress_buddy(0, s++);
+    stress_buddy(8, s++);
     stress_pool(0, s++);
     stress_pool(1, s++);
     return tap_done();
