@@ -108,6 +108,20 @@ unsigned char *buf_span(lua_State *L, int idx, size_t *len, Buffer **pb) {
   return b->o->base + b->off;
 }
 
+/* The live window of a value known to be a buffer, without the type check: for the __index and
+ * __newindex metamethods only. The VM calls them with a buffer as the first argument and nothing
+ * else: the metatable is hidden behind __metatable, so only the debug library could call them on
+ * another value, and the debug library can defeat any type check anyway (it can hand the buffer
+ * metatable to any userdata). Raises when dead, as buf_span. */
+unsigned char *buf_span_self(lua_State *L, size_t *len, Buffer **pb) {
+  Buffer *b = (Buffer *)lua_touserdata(L, 1);
+  if (!b) luaL_typeerror(L, 1, BUFFER_T);
+  if (!view_alive(b)) buf_deaderror(L, b);
+  *pb = b;
+  *len = b->isview ? b->len : b->o->size;
+  return b->o->base + b->off;
+}
+
 /* The buffer at idx again, after something that may have run finalizers: raises if it died,
  * and "out of range" if [off, off+n) no longer fits (a finalizer may have shrunk it). */
 unsigned char *buf_respan(lua_State *L, int idx, size_t off, size_t n) {

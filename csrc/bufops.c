@@ -106,7 +106,7 @@ int bufops_index(lua_State *L) {
   if (!isnum) return luaL_argerror(L, 2, "index must be an integer");
   size_t len;
   Buffer *b;
-  unsigned char *p = buf_span(L, 1, &len, &b);
+  unsigned char *p = buf_span_self(L, &len, &b); /* a metamethod: the VM passes a buffer */
   if (i < 0 || (uint64_t)i >= (uint64_t)len) return luaL_argerror(L, 2, "index out of range");
   unsigned char v;
   if (mem_guarded(b->o))
@@ -121,7 +121,7 @@ int bufops_index(lua_State *L) {
 int bufops_newindex(lua_State *L) {
   size_t len;
   Buffer *b;
-  unsigned char *p = buf_span(L, 1, &len, &b);
+  unsigned char *p = buf_span_self(L, &len, &b); /* a metamethod: the VM passes a buffer */
   lua_Integer i = luaL_checkinteger(L, 2);
   if (i < 0 || (uint64_t)i >= (uint64_t)len) return luaL_argerror(L, 2, "index out of range");
   unsigned char v = (unsigned char)arg_byte(L, 3);
