@@ -350,6 +350,29 @@ static lua_Integer unpackint(lua_State *L, const unsigned char *s, int little, s
   return (lua_Integer)res;
 }
 
+/* unpackint for the native byte order: the common sizes are one load (the fast path of b:unpack). */
+static lua_Integer native_int(lua_State *L, const unsigned char *s, size_t size, int issigned) {
+  switch (size) {
+    case 1: return issigned ? (lua_Integer)(int8_t)s[0] : (lua_Integer)s[0];
+    case 2: {
+      uint16_t v;
+      memcpy(&v, s, 2);
+      return issigned ? (lua_Integer)(int16_t)v : (lua_Integer)v;
+    }
+    case 4: {
+      uint32_t v;
+      memcpy(&v, s, 4);
+      return issigned ? (lua_Integer)(int32_t)v : (lua_Integer)v;
+    }
+    case 8: {
+      uint64_t v;
+      memcpy(&v, s, 8);
+      return (lua_Integer)v;
+    }
+    default: return unpackint(L, s, native_little(), size, issigned);
+  }
+}
+
 /* Pushes n bytes of buffer memory at src as a string (guarded when page-backed). */
 static void pushbytes(lua_State *L, const Owner *o, const unsigned char *src, size_t n) {
   if (!mem_guarded(o)) {
@@ -385,7 +408,8 @@ static int bufpack_unpack(lua_State *L) {
       at = tmp;
     }
     if (opt1 == K_INT || opt1 == K_UINT) {
-      lua_pushinteger(L, unpackint(L, at, little, size1, opt1 == K_INT));
+      lua_pushinteger(L, little == native_little() ? native_int(L, at, size1, opt1 == K_INT)
+                                                   : unpackint(L, at, little, size1, opt1 == K_INT));
     } else if (opt1 == K_FLOAT) {
       float f;
       copyendian((char *)&f, (const char *)at, size1, little);
