@@ -14,8 +14,8 @@
 
 
 /* Raises the error for a fault caught in an access to o1's or o2's memory. */
-static MEMLAB_NORETURN void fault_raise(lua_State *L, const Fault *f, const Owner *o1,
-                                        const Owner *o2) {
+MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const Fault *f, const Owner *o1,
+                                     const Owner *o2) {
   const Owner *o = o1 ? o1 : o2;
   if (o1 && o2 && f->addr >= (uintptr_t)o2->base && f->addr - (uintptr_t)o2->base < o2->size) o = o2;
   char d[160];
@@ -63,7 +63,7 @@ void mem_copy(lua_State *L, const Owner *dsto, void *dst, const Owner *srco, con
   Fault f;
   if (guard_call(do_move, &a, dst, mem_guarded(dsto) ? n : 0, src, mem_guarded(srco) ? n : 0,
                  &f))
-    fault_raise(L, &f, dsto, srco);
+    mem_fault_raise(L, &f, dsto, srco);
 }
 
 void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n) {
@@ -74,7 +74,7 @@ void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n) {
     return;
   }
   Fault f;
-  if (guard_call(do_set, &a, dst, n, NULL, 0, &f)) fault_raise(L, &f, o, NULL);
+  if (guard_call(do_set, &a, dst, n, NULL, 0, &f)) mem_fault_raise(L, &f, o, NULL);
 }
 
 /* Refuses a write to [off, off+len) of o when memlab knows part of it is not writable. */
@@ -185,7 +185,7 @@ const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char 
     do_find(&a);
   } else {
     Fault f;
-    if (guard_call(do_find, &a, hay, haylen, NULL, 0, &f)) fault_raise(L, &f, o, NULL);
+    if (guard_call(do_find, &a, hay, haylen, NULL, 0, &f)) mem_fault_raise(L, &f, o, NULL);
   }
   return a.found;
 }
@@ -289,7 +289,7 @@ static int bufops_wipe(lua_State *L) {
   if (!mem_guarded(b->o))
     do_wipe(&a);
   else if (len && guard_call(do_wipe, &a, p, len, NULL, 0, &f))
-    fault_raise(L, &f, b->o, NULL);
+    mem_fault_raise(L, &f, b->o, NULL);
   lua_settop(L, 1);
   return 1;
 }

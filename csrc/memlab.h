@@ -159,6 +159,10 @@ void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len);
 void mem_copy(lua_State *L, const Owner *dsto, void *dst, const Owner *srco, const void *src,
               size_t n);
 void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n);
+struct Fault;
+/* Raises the error for a fault caught in an access to o1's or o2's memory (either may be NULL). */
+MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const struct Fault *f, const Owner *o1,
+                                     const Owner *o2);
 const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char *hay,
                               size_t haylen, const char *needle, size_t nlen);
 
@@ -169,6 +173,8 @@ static inline int mem_guarded(const Owner *o) { return o && (o->kind->flags & MK
 int heap_open(lua_State *L);
 int track_open(lua_State *L);
 int proc_open(lua_State *L);
+int sysvshm_open(lua_State *L);
+int atomic_open(lua_State *L);
 
 /* Tracking hooks, called by the heap kind (no-ops when tracking is off). */
 void track_alloc(lua_State *L, Owner *o);

@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -122,3 +124,27 @@ int sys_dup(int fd, int *out) {
   *out = r;
   return 0;
 }
+
+int sys_ftok(const char *path, int id, int *key) {
+  key_t k = ftok(path, id);
+  if (k == (key_t)-1) return errno;
+  *key = (int)k;
+  return 0;
+}
+
+int sys_shmget(int key, size_t size, int flags, int *id) {
+  int r = shmget((key_t)key, size, flags);
+  if (r < 0) return errno;
+  *id = r;
+  return 0;
+}
+
+int sys_shmat(int id, const void *addr, int flags, void **out) {
+  void *p = shmat(id, addr, flags);
+  if (p == (void *)-1) return errno;
+  *out = p;
+  return 0;
+}
+
+int sys_shmdt(const void *addr) { return shmdt(addr) == 0 ? 0 : errno; }
+int sys_shmctl(int id, int cmd, struct shmid_ds *ds) { return shmctl(id, cmd, ds) < 0 ? errno : 0; }

@@ -46,4 +46,13 @@ int sys_fdsize(int fd, off_t *size, int *regular);
 int sys_close(int fd);
 int sys_dup(int fd, int *out); /* close-on-exec duplicate */
 
+/* System V shared memory. sys_shmat: addr NULL lets the kernel choose; the caller refuses
+ * SHM_REMAP (it would replace whatever is mapped there). sys_shmstat fills *ds (IPC_STAT). */
+struct shmid_ds;
+int sys_ftok(const char *path, int id, int *key);
+int sys_shmget(int key, size_t size, int flags, int *id);
+int sys_shmat(int id, const void *addr, int flags, void **out);
+int sys_shmdt(const void *addr);
+int sys_shmctl(int id, int cmd, struct shmid_ds *ds);
+
 #endif

@@ -21,7 +21,8 @@ local function procfile(pid, what)
 end
 
 -- What a region is, from its path: "program", "library", "file", "anon", "heap", "stack",
--- "vdso", "vvar", "vsyscall", or "other" (named pseudo-regions such as [anon:...]).
+-- "vdso", "vvar", "vsyscall", "shm" (a System V segment), or "other" (named pseudo-regions
+-- such as [anon:...]).
 local function region_kind(path, exe)
   if path == "" then return "anon" end
   if path == "[heap]" then return "heap" end
@@ -30,6 +31,7 @@ local function region_kind(path, exe)
   if path == "[vvar]" or path == "[vvar_vclock]" then return "vvar" end
   if path == "[vsyscall]" then return "vsyscall" end
   if path:sub(1, 1) ~= "/" then return "other" end
+  if path:match("^/SYSV%x+ %(deleted%)$") or path:match("^/SYSV%x+$") then return "shm" end
   if exe and path == exe then return "program" end
   if path:match("%.so[%.%d]*$") or path:match("%.so[%.%d]* %(deleted%)$") then return "library" end
   return "file"
@@ -48,7 +50,7 @@ end
 
 --- M.maps([pid]) -> the regions of /proc/<pid>/maps, in address order:
 -- { from=, to=, perms="r-xp", offset=, dev="08:01", inode=, path="/usr/bin/lua5.4" | "[heap]" | "",
---   kind="program"|"library"|"file"|"anon"|"heap"|"stack"|"vdso"|"vvar"|"vsyscall"|"other" }
+--   kind="program"|"library"|"file"|"anon"|"heap"|"stack"|"vdso"|"vvar"|"vsyscall"|"shm"|"other" }
 function M.maps(pid)
   local text, msg, code = procfile(pid, "maps")
   if not text then return nil, msg, code end
@@ -351,6 +353,20 @@ function M.map(t)
   local b, msg, code = M.mmap(t.addr, length, prot, flags, fd or -1, offset)
   if opened then opened:close() end
   return b, msg, code
+end
+
+--- M.octal("666") -> 438: a permission mode as C writes it. Lua has no octal literals: 0666 in
+-- Lua is the decimal number 666, which as a mode means something else entirely (and, or'ed into
+-- shmget's flags, sets IPC_CREAT). Accepts the digits with or without leading zeros or "0o".
+function M.octal(s)
+  if type(s) ~= "string" then
+    error(("bad argument #1 to 'octal' (string expected, got %s)"):format(type(s)), 2)
+  end
+  local digits = s:match("^0[oO]([0-7]+)$") or s:match("^([0-7]+)$")
+  if not digits or #digits > 21 then
+    error(("bad argument #1 to 'octal' (not octal digits: '%s')"):format(s), 2)
+  end
+  return math.tointeger(tonumber(digits, 8))
 end
 
 return M

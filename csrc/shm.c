@@ -1,0 +1,214 @@
+/* shm.c: System V shared memory. M.shmget, M.shmat, M.shmdt, M.shmctl, M.ftok, in C's shape.
+ * An attachment is a buffer of kind "shm" (page-backed: its accesses run under the fault guard),
+ * as long as the segment (shm_segsz bytes), read-only when attached with SHM_RDONLY; b:free(),
+ * M.shmdt(b) and __gc detach it. A segment outlives its attachments until IPC_RMID, and an
+ * IPC_RMID segment lives until its last detach: that is the kernel's, memlab only shows it.
+ *
+ * What memlab refuses before the kernel sees it: SHM_REMAP (it would silently replace whatever is
+ * mapped at the address, Lua's own memory included), and shmctl commands it does not know the
+ * shape of (IPC_INFO, SHM_INFO, SHM_STAT write structures other than shmid_ds). */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+
+#include "memlab.h"
+#include "sys.h"
+
+static int shm_release(Owner *o) { return sys_shmdt(o->base); }
+
+static const MemKind shm_kind = {"shm", "detached", shm_release, NULL, MK_GUARDED};
+
+/* An int argument (a key, an id, flags) given as a Lua integer: a key may be written as the
+ * unsigned 32-bit number ftok and `ipcs` show (0x80000001), hence the range. */
+static int arg_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi) {
+  lua_Integer v = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, v >= lo && v <= hi, idx, "out of range");
+  return (int)(uint32_t)v;
+}
+
+#define ARG_KEY(L, i) arg_int(L, i, INT_MIN, (lua_Integer)UINT32_MAX)
+#define ARG_ID(L, i) arg_int(L, i, 0, INT_MAX)
+
+/* M.ftok(path, id) -> key | nil, msg, errno. id: 1..255, or a one-character string ('A'). */
+static int shm_ftok(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int id;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    size_t n;
+    const char *s = lua_tolstring(L, 2, &n);
+    luaL_argcheck(L, n == 1, 2, "a one-character string or an integer 1..255");
+    id = (unsigned char)s[0];
+  } else {
+    id = arg_int(L, 2, 1, 255);
+  }
+  luaL_argcheck(L, id != 0, 2, "the project id must not be 0");
+  int key;
+  int err = sys_ftok(path, id, &key);
+  if (err) return push_syserror(L, "ftok", err);
+  lua_pushinteger(L, (lua_Integer)(uint32_t)key);
+  return 1;
+}
+
+/* M.shmget(key, size [, flags]) -> id | nil, msg, errno */
+static int shm_shmget(lua_State *L) {
+  int key = ARG_KEY(L, 1);
+  size_t size = arg_size(L, 2);
+  int flags = lua_isnoneornil(L, 3) ? 0 : arg_int(L, 3, 0, INT_MAX);
+  int id;
+  int err = sys_shmget(key, size, flags, &id);
+  if (err) return push_syserror(L, "shmget", err);
+  lua_pushinteger(L, id);
+  return 1;
+}
+
+/* M.shmat(id [, addr [, flags]]) -> buffer of kind "shm" | nil, msg, errno */
+static int shm_shmat(lua_State *L) {
+  int id = ARG_ID(L, 1);
+  uintptr_t addr = 0;
+  if (!lua_isnoneornil(L, 2)) addr = (uintptr_t)(uint64_t)luaL_checkinteger(L, 2);
+  int flags = lua_isnoneornil(L, 3) ? 0 : arg_int(L, 3, 0, INT_MAX);
+  if (flags & SHM_REMAP)
+    return luaL_error(L, "shmat: SHM_REMAP is refused: it would silently replace whatever is "
+                         "mapped at %p (attach without it, at an address that is free)",
+                      (void *)addr);
+  Owner *o = buf_newroot(L, &shm_kind); /* before the attach: nothing to undo if this fails */
+  void *p;
+  int err = sys_shmat(id, (const void *)addr, flags, &p);
+  if (err) return push_syserror(L, "shmat", err);
+  struct shmid_ds ds;
+  err = sys_shmctl(id, IPC_STAT, &ds);
+  if (err) {
+    sys_shmdt(p);
+    return push_syserror(L, "shmat (IPC_STAT of the segment)", err);
+  }
+  o->prot = (uint8_t)(OWN_PROT_READ | ((flags & SHM_RDONLY) ? 0u : OWN_PROT_WRITE) |
+                      ((flags & SHM_EXEC) ? OWN_PROT_EXEC : 0u));
+  owner_open(L, o, p, ds.shm_segsz);
+  return 1;
+}
+
+/* M.shmdt(b) = b:free() for an attachment */
+static int shm_shmdt(lua_State *L) {
+  Buffer *b = buf_check(L, 1);
+  if (b->o->kind != &shm_kind)
+    return luaL_argerror(L, 1, lua_pushfstring(L, "shmdt needs a shared memory attachment "
+                                                  "(this buffer is %s memory)", b->o->kind->name));
+  luaL_argcheck(L, !b->isview, 1, "cannot detach a view (detach the attachment it views)");
+  return buf_free_at(L, 1);
+}
+
+static void setint(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void push_shmid_ds(lua_State *L, const struct shmid_ds *ds) {
+  lua_createtable(L, 0, 16);
+  setint(L, "key", (lua_Integer)(uint32_t)ds->shm_perm.__key);
+  setint(L, "segsz", (lua_Integer)ds->shm_segsz);
+  setint(L, "nattch", (lua_Integer)ds->shm_nattch);
+  setint(L, "cpid", (lua_Integer)ds->shm_cpid);
+  setint(L, "lpid", (lua_Integer)ds->shm_lpid);
+  setint(L, "mode", (lua_Integer)(ds->shm_perm.mode & 0777));
+  setint(L, "uid", (lua_Integer)ds->shm_perm.uid);
+  setint(L, "gid", (lua_Integer)ds->shm_perm.gid);
+  setint(L, "cuid", (lua_Integer)ds->shm_perm.cuid);
+  setint(L, "cgid", (lua_Integer)ds->shm_perm.cgid);
+  setint(L, "atime", (lua_Integer)ds->shm_atime);
+  setint(L, "dtime", (lua_Integer)ds->shm_dtime);
+  setint(L, "ctime", (lua_Integer)ds->shm_ctime);
+  /* the kernel's state bits, kept apart from the permission bits */
+  lua_pushboolean(L, (ds->shm_perm.mode & SHM_DEST) != 0);
+  lua_setfield(L, -2, "dest");
+  lua_pushboolean(L, (ds->shm_perm.mode & SHM_LOCKED) != 0);
+  lua_setfield(L, -2, "locked");
+}
+
+/* Reads t.name (nil: *v unchanged) as an integer in [0, hi]. */
+static void opt_field(lua_State *L, int t, const char *name, lua_Integer hi, lua_Integer *v) {
+  int ty = lua_getfield(L, t, name);
+  if (ty != LUA_TNIL) {
+    int isint;
+    lua_Integer x = lua_tointegerx(L, -1, &isint);
+    if (!isint || x < 0 || x > hi)
+      luaL_argerror(L, 3, lua_pushfstring(L, "field '%s' must be an integer 0..%I", name, hi));
+    *v = x;
+  }
+  lua_pop(L, 1);
+}
+
+static int shmctl_set(lua_State *L, int id) {
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_pushnil(L); /* every key must be one IPC_SET knows: a misspelt one is not ignored */
+  while (lua_next(L, 3)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    if (!k || (strcmp(k, "mode") != 0 && strcmp(k, "uid") != 0 && strcmp(k, "gid") != 0))
+      return luaL_argerror(L, 3, lua_pushfstring(L, "unknown field '%s' (IPC_SET takes mode, "
+                                                    "uid and gid)", luaL_tolstring(L, -2, NULL)));
+    lua_pop(L, 1);
+  }
+  struct shmid_ds ds;
+  int err = sys_shmctl(id, IPC_STAT, &ds);
+  if (err) return push_syserror(L, "shmctl", err);
+  lua_Integer mode = ds.shm_perm.mode & 0777, uid = ds.shm_perm.uid, gid = ds.shm_perm.gid;
+  opt_field(L, 3, "mode", 0777, &mode);
+  opt_field(L, 3, "uid", (lua_Integer)UINT32_MAX - 1, &uid);
+  opt_field(L, 3, "gid", (lua_Integer)UINT32_MAX - 1, &gid);
+  ds.shm_perm.mode = (__typeof__(ds.shm_perm.mode))mode;
+  ds.shm_perm.uid = (__typeof__(ds.shm_perm.uid))uid;
+  ds.shm_perm.gid = (__typeof__(ds.shm_perm.gid))gid;
+  err = sys_shmctl(id, IPC_SET, &ds);
+  if (err) return push_syserror(L, "shmctl", err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* M.shmctl(id, cmd [, t]) -> IPC_STAT: a table; IPC_SET, IPC_RMID, SHM_LOCK, SHM_UNLOCK: true;
+ * or nil, msg, errno. */
+static int shm_shmctl(lua_State *L) {
+  int id = ARG_ID(L, 1);
+  lua_Integer cmd = luaL_checkinteger(L, 2);
+  if (cmd == IPC_SET) return shmctl_set(L, id);
+  if (cmd == IPC_STAT) {
+    struct shmid_ds ds;
+    int err = sys_shmctl(id, IPC_STAT, &ds);
+    if (err) return push_syserror(L, "shmctl", err);
+    push_shmid_ds(L, &ds);
+    return 1;
+  }
+  if (cmd != IPC_RMID && cmd != SHM_LOCK && cmd != SHM_UNLOCK)
+    return luaL_argerror(L, 2, "unsupported command (IPC_STAT, IPC_SET, IPC_RMID, SHM_LOCK or "
+                               "SHM_UNLOCK)");
+  int err = sys_shmctl(id, (int)cmd, NULL);
+  if (err == EPERM && (cmd == SHM_LOCK || cmd == SHM_UNLOCK)) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "shmctl: %s (%s)", strerror(err),
+                    cmd == SHM_LOCK ? "SHM_LOCK needs CAP_IPC_LOCK, or a segment you own that "
+                                      "fits in RLIMIT_MEMLOCK"
+                                    : "SHM_UNLOCK needs CAP_IPC_LOCK, or a segment you own");
+    lua_pushinteger(L, err);
+    return 3;
+  }
+  if (err) return push_syserror(L, "shmctl", err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg shm_funcs[] = {
+  {"ftok", shm_ftok}, {"shmget", shm_shmget}, {"shmat", shm_shmat}, {"shmdt", shm_shmdt},
+  {"shmctl", shm_shmctl}, {NULL, NULL}};
+
+static const ConstReg shm_consts[] = {
+  MLCONST(IPC_PRIVATE), MLCONST(IPC_CREAT), MLCONST(IPC_EXCL), MLCONST(IPC_NOWAIT),
+  MLCONST(IPC_STAT), MLCONST(IPC_SET), MLCONST(IPC_RMID), MLCONST(SHM_RDONLY), MLCONST(SHM_RND),
+  MLCONST(SHM_EXEC), MLCONST(SHM_REMAP), MLCONST(SHM_LOCK), MLCONST(SHM_UNLOCK),
+  MLCONST(SHM_HUGETLB), MLCONST(SHM_NORESERVE), MLCONST(SHM_DEST), MLCONST(SHM_LOCKED),
+  {NULL, 0}};
+
+int sysvshm_open(lua_State *L) {
+  set_funcs(L, shm_funcs);
+  set_consts(L, shm_consts);
+  return 0;
+}
