@@ -84,7 +84,8 @@ static int atomic_add(lua_State *L) {
 }
 
 static int atomic_cas(lua_State *L) {
-  AtomicArgs a = {A_CAS, NULL, luaL_checkinteger(L, 3), luaL_checkinteger(L, 4), 0, 0};
+  lua_Integer expected = luaL_checkinteger(L, 3), desired = luaL_checkinteger(L, 4);
+  AtomicArgs a = {A_CAS, NULL, expected, desired, 0, 0};
   run(L, &a, "atomic_cas");
   lua_pushboolean(L, a.ok);
   lua_pushinteger(L, a.out);

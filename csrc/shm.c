@@ -20,15 +20,15 @@ static int shm_release(Owner *o) { return sys_shmdt(o->base); }
 
 static const MemKind shm_kind = {"shm", "detached", shm_release, NULL, MK_GUARDED};
 
-/* An int argument (a key, an id, flags) given as a Lua integer: a key may be written as the
- * unsigned 32-bit number ftok and `ipcs` show (0x80000001), hence the range. */
+/* An int argument (a key, an id, flags) given as a Lua integer in [lo, hi]. A key is the
+ * unsigned 32-bit number ftok, IPC_STAT and `ipcs` show (0x80000001), so that it round-trips. */
 static int arg_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi) {
   lua_Integer v = luaL_checkinteger(L, idx);
   luaL_argcheck(L, v >= lo && v <= hi, idx, "out of range");
   return (int)(uint32_t)v;
 }
 
-#define ARG_KEY(L, i) arg_int(L, i, INT_MIN, (lua_Integer)UINT32_MAX)
+#define ARG_KEY(L, i) arg_int(L, i, 0, (lua_Integer)UINT32_MAX)
 #define ARG_ID(L, i) arg_int(L, i, 0, INT_MAX)
 
 /* M.ftok(path, id) -> key | nil, msg, errno. id: 1..255, or a one-character string ('A'). */
@@ -182,12 +182,17 @@ static int shm_shmctl(lua_State *L) {
     return luaL_argerror(L, 2, "unsupported command (IPC_STAT, IPC_SET, IPC_RMID, SHM_LOCK or "
                                "SHM_UNLOCK)");
   int err = sys_shmctl(id, (int)cmd, NULL);
-  if (err == EPERM && (cmd == SHM_LOCK || cmd == SHM_UNLOCK)) {
+  const char *why = NULL;
+  if (err == EPERM && cmd == SHM_LOCK)
+    why = "SHM_LOCK needs CAP_IPC_LOCK, or a segment you own and an RLIMIT_MEMLOCK above 0";
+  else if (err == EPERM && cmd == SHM_UNLOCK)
+    why = "SHM_UNLOCK needs CAP_IPC_LOCK, or a segment you own";
+  else if (err == ENOMEM && cmd == SHM_LOCK)
+    why = "the segment does not fit in what RLIMIT_MEMLOCK still allows: "
+          "see M.getrlimit(\"memlock\")";
+  if (why) {
     lua_pushnil(L);
-    lua_pushfstring(L, "shmctl: %s (%s)", strerror(err),
-                    cmd == SHM_LOCK ? "SHM_LOCK needs CAP_IPC_LOCK, or a segment you own that "
-                                      "fits in RLIMIT_MEMLOCK"
-                                    : "SHM_UNLOCK needs CAP_IPC_LOCK, or a segment you own");
+    lua_pushfstring(L, "shmctl: %s (%s)", strerror(err), why);
     lua_pushinteger(L, err);
     return 3;
   }
