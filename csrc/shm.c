@@ -44,7 +44,7 @@ static int shm_ftok(lua_State *L) {
     id = arg_int(L, 2, 1, 255);
   }
   luaL_argcheck(L, id != 0, 2, "the project id must not be 0");
-  int key;
+  int key = 0;
   int err = sys_ftok(path, id, &key);
   if (err) return push_syserror(L, "ftok", err);
   lua_pushinteger(L, (lua_Integer)(uint32_t)key);
@@ -67,7 +67,11 @@ static int shm_shmget(lua_State *L) {
 static int shm_shmat(lua_State *L) {
   int id = ARG_ID(L, 1);
   uintptr_t addr = 0;
-  if (!lua_isnoneornil(L, 2)) addr = (uintptr_t)(uint64_t)luaL_checkinteger(L, 2);
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Integer a = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, a >= 0, 2, "address out of range");
+    addr = (uintptr_t)a;
+  }
   int flags = lua_isnoneornil(L, 3) ? 0 : arg_int(L, 3, 0, INT_MAX);
   if (flags & SHM_REMAP)
     return luaL_error(L, "shmat: SHM_REMAP is refused: it would silently replace whatever is "
@@ -126,17 +130,19 @@ static void push_shmid_ds(lua_State *L, const struct shmid_ds *ds) {
   lua_setfield(L, -2, "locked");
 }
 
-/* Reads t.name (nil: *v unchanged) as an integer in [0, hi]. */
-static void opt_field(lua_State *L, int t, const char *name, lua_Integer hi, lua_Integer *v) {
+/* Reads t.name as an integer in [0, hi] into *v; returns 0 (and leaves *v) when it is nil.
+ * A number only: a string "600" would be read as decimal, where a mode means octal. */
+static int opt_field(lua_State *L, int t, const char *name, lua_Integer hi, lua_Integer *v) {
   int ty = lua_getfield(L, t, name);
   if (ty != LUA_TNIL) {
-    int isint;
-    lua_Integer x = lua_tointegerx(L, -1, &isint);
+    int isint = 0;
+    lua_Integer x = ty == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
     if (!isint || x < 0 || x > hi)
       luaL_argerror(L, 3, lua_pushfstring(L, "field '%s' must be an integer 0..%I", name, hi));
     *v = x;
   }
   lua_pop(L, 1);
+  return ty != LUA_TNIL;
 }
 
 static int shmctl_set(lua_State *L, int id) {
@@ -149,16 +155,17 @@ static int shmctl_set(lua_State *L, int id) {
                                                     "uid and gid)", luaL_tolstring(L, -2, NULL)));
     lua_pop(L, 1);
   }
+  /* the values are checked before the segment is looked at: misuse raises whatever its state */
+  lua_Integer mode = 0, uid = 0, gid = 0;
+  int has_mode = opt_field(L, 3, "mode", 0777, &mode);
+  int has_uid = opt_field(L, 3, "uid", (lua_Integer)UINT32_MAX - 1, &uid);
+  int has_gid = opt_field(L, 3, "gid", (lua_Integer)UINT32_MAX - 1, &gid);
   struct shmid_ds ds;
   int err = sys_shmctl(id, IPC_STAT, &ds);
   if (err) return push_syserror(L, "shmctl", err);
-  lua_Integer mode = ds.shm_perm.mode & 0777, uid = ds.shm_perm.uid, gid = ds.shm_perm.gid;
-  opt_field(L, 3, "mode", 0777, &mode);
-  opt_field(L, 3, "uid", (lua_Integer)UINT32_MAX - 1, &uid);
-  opt_field(L, 3, "gid", (lua_Integer)UINT32_MAX - 1, &gid);
-  ds.shm_perm.mode = (__typeof__(ds.shm_perm.mode))mode;
-  ds.shm_perm.uid = (__typeof__(ds.shm_perm.uid))uid;
-  ds.shm_perm.gid = (__typeof__(ds.shm_perm.gid))gid;
+  if (has_mode) ds.shm_perm.mode = (__typeof__(ds.shm_perm.mode))mode;
+  if (has_uid) ds.shm_perm.uid = (__typeof__(ds.shm_perm.uid))uid;
+  if (has_gid) ds.shm_perm.gid = (__typeof__(ds.shm_perm.gid))gid;
   err = sys_shmctl(id, IPC_SET, &ds);
   if (err) return push_syserror(L, "shmctl", err);
   lua_pushboolean(L, 1);

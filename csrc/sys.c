@@ -126,8 +126,9 @@ int sys_dup(int fd, int *out) {
 }
 
 int sys_ftok(const char *path, int id, int *key) {
+  errno = 0; /* -1 is also a valid key (0xffffffff): only errno tells them apart */
   key_t k = ftok(path, id);
-  if (k == (key_t)-1) return errno;
+  if (k == (key_t)-1 && errno != 0) return errno;
   *key = (int)k;
   return 0;
 }

@@ -1,0 +1,780 @@
+-- spec/16-shm_spec.lua: System V shared memory: M.ftok, M.shmget, M.shmat (an attachment is a
+-- buffer of kind "shm", as long as the segment), M.shmdt, M.shmctl (IPC_STAT, IPC_SET, IPC_RMID,
+-- SHM_LOCK / SHM_UNLOCK), M.octal and the IPC_* / SHM_* constants.
+-- Segments are system-wide and outlive the process, and other processes may use the same IPC
+-- namespace: every segment a test creates is marked for removal (IPC_RMID) in `finally`, keyed
+-- segments use keys probed to be free, and the last test checks that no segment this process
+-- created is left in /proc/sysvipc/shm.
+local M = require "memlab"
+local H = require "helpers"
+
+local fails, refused = H.fails, H.refused
+local O600, O640 = M.octal("600"), M.octal("640")
+
+-- busted keeps one `finally` per test (a second call replaces the first), so cleanups go on a
+-- list that the test's one `finally` runs, newest first, each protected from the others.
+local cleanups = {}
+local function cleanup(fn)
+  cleanups[#cleanups + 1] = fn
+  finally(function()
+    local list = cleanups
+    cleanups = {}
+    for i = #list, 1, -1 do pcall(list[i]) end
+  end)
+end
+
+-- IPC_STAT of id, which must succeed.
+local function stat(id)
+  local t, msg = M.shmctl(id, M.IPC_STAT)
+  assert(t, msg)
+  return t
+end
+
+-- Marks segment id for removal when the test ends (harmless when it is already gone).
+local function remove_later(id)
+  cleanup(function() M.shmctl(id, M.IPC_RMID) end)
+end
+
+-- A new private segment of `size` bytes, mode 0600 unless told, removed when the test ends.
+local function segment(size, mode)
+  local id = assert(M.shmget(M.IPC_PRIVATE, size or 4096, M.IPC_CREAT | (mode or O600)))
+  remove_later(id)
+  return id
+end
+
+-- A key no segment has yet: ftok of a fresh temporary file (removed when the test ends), with
+-- a project id of 128 or more, so the key has its top bit set (> 2^31, as ipcs shows it).
+local function fresh_key()
+  local path = os.tmpname()
+  cleanup(function() os.remove(path) end)
+  for proj = 128, 255 do
+    local key = assert(M.ftok(path, proj))
+    local id, _, code = M.shmget(key, 0)
+    if not id and code == M.ENOENT then return key, path, proj end
+  end
+  error("no free key for " .. path)
+end
+
+local function proc_status()
+  local f = assert(io.open("/proc/self/status"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- The uid and gid of this process.
+local function ids()
+  local s = proc_status()
+  return math.tointeger(tonumber(s:match("\nUid:%s*(%d+)"))),
+         math.tointeger(tonumber(s:match("\nGid:%s*(%d+)")))
+end
+
+-- Every way of writing a buffer, each touching [off, off + 8).
+local function writers(b, off)
+  return {
+    write = function() b:write(off, "zzzzzzzz") end,
+    newindex = function() b[off] = 1 end,
+    fill = function() b:fill(0x7a, off, 8) end,
+    copy = function() b:copy(off, "zzzzzzzz") end,
+    copy_self = function() b:copy(off, b, 0, 8) end,
+    pack = function() b:pack("<i8", off, 1) end,
+    wipe = function() b:slice(off, 8):wipe() end,
+    view_write = function() b:slice(off, 8):write(0, "z") end,
+    atomic_store = function() b:atomic_store(off, 1) end,
+  }
+end
+
+describe("M.ftok()", function()
+  it("returns a key with the project id in its top byte; 'A' and 65 give the same key", function()
+    local path = os.tmpname()
+    cleanup(function() os.remove(path) end)
+    local k1 = assert(M.ftok(path, 1))
+    local kA = assert(M.ftok(path, "A"))
+    local k200 = assert(M.ftok(path, 200))
+    assert.equal("integer", math.type(k1))
+    assert.equal(kA, M.ftok(path, 65))
+    assert.equal(1, k1 >> 24)
+    assert.equal(65, kA >> 24)
+    -- as ipcs shows it: unsigned 32-bit, never negative
+    assert.equal(200, k200 >> 24)
+    assert.is_true(k200 >= 0x80000000 and k200 <= 0xFFFFFFFF)
+    -- the rest comes from the file: the same for every project id
+    assert.equal(k1 & 0xFFFFFF, kA & 0xFFFFFF)
+    assert.equal(k1 & 0xFFFFFF, k200 & 0xFFFFFF)
+    assert.equal(k1, M.ftok(path, 1))
+  end)
+
+  it("returns nil, msg, ENOENT for a file that does not exist", function()
+    fails(M.ENOENT, M.ftok("/nonexistent-memlab-16/x", 1))
+  end)
+
+  describe("errors on", function()
+    it("a bad path: missing or wrongly typed", function()
+      H.raises("string expected, got no value", M.ftok)
+      H.raises("string expected, got table", M.ftok, {}, 1)
+      H.raises("string expected, got nil", M.ftok, nil, 1)
+    end)
+
+    it("a bad project id: missing, 0, negative, above 255, float, huge, wrongly typed", function()
+      H.raises("number expected, got no value", M.ftok, "/tmp")
+      H.raises("number expected, got table", M.ftok, "/tmp", {})
+      H.raises("out of range", M.ftok, "/tmp", 0)
+      H.raises("out of range", M.ftok, "/tmp", -1)
+      H.raises("out of range", M.ftok, "/tmp", 256)
+      H.raises("out of range", M.ftok, "/tmp", math.maxinteger)
+      H.raises("out of range", M.ftok, "/tmp", math.mininteger)
+      H.raises("number has no integer representation", M.ftok, "/tmp", 1.5)
+      H.raises("a one-character string or an integer 1..255", M.ftok, "/tmp", "")
+      H.raises("a one-character string or an integer 1..255", M.ftok, "/tmp", "AB")
+      H.raises("the project id must not be 0", M.ftok, "/tmp", "\0")
+    end)
+  end)
+end)
+
+describe("M.shmget()", function()
+  it("creates a segment with the mode in its flags; IPC_STAT describes it", function()
+    local before = os.time()
+    local id = segment(100)
+    assert.equal("integer", math.type(id))
+    assert.is_true(id >= 0)
+    local st = stat(id)
+    local uid, gid = ids()
+    assert.equal(0, st.key) -- IPC_PRIVATE
+    assert.equal(100, st.segsz)
+    assert.equal(0, st.nattch)
+    assert.equal(M.getpid(), st.cpid)
+    assert.equal(0, st.lpid)
+    assert.equal(O600, st.mode)
+    assert.equal(uid, st.uid)
+    assert.equal(uid, st.cuid)
+    assert.equal(gid, st.gid)
+    assert.equal(gid, st.cgid)
+    assert.equal(0, st.atime)
+    assert.equal(0, st.dtime)
+    assert.is_true(st.ctime >= before - 1 and st.ctime <= os.time() + 1, tostring(st.ctime))
+    assert.is_false(st.dest)
+    assert.is_false(st.locked)
+  end)
+
+  it("returns the same segment for an existing key, at its size or less; EINVAL beyond", function()
+    local key = fresh_key()
+    local id = assert(M.shmget(key, 3000, M.IPC_CREAT | O600))
+    remove_later(id)
+    assert.equal(key, stat(id).key)
+    assert.equal(id, M.shmget(key, 3000))
+    assert.equal(id, M.shmget(key, 1))
+    assert.equal(id, M.shmget(key, 0))
+    assert.equal(id, M.shmget(key, 3000, M.IPC_CREAT)) -- IPC_CREAT alone opens it
+    fails(M.EINVAL, M.shmget(key, 3001))
+  end)
+
+  it("returns nil, msg, EEXIST for IPC_CREAT | IPC_EXCL on an existing key", function()
+    local key = fresh_key()
+    local id = assert(M.shmget(key, 4096, M.IPC_CREAT | M.IPC_EXCL | O600))
+    remove_later(id)
+    fails(M.EEXIST, M.shmget(key, 4096, M.IPC_CREAT | M.IPC_EXCL | O600))
+    fails(M.EEXIST, M.shmget(key, 16, M.IPC_CREAT | M.IPC_EXCL))
+    assert.equal(4096, stat(id).segsz) -- the first segment is untouched
+  end)
+
+  it("returns nil, msg, ENOENT for a key no segment has, without IPC_CREAT", function()
+    local key = fresh_key()
+    fails(M.ENOENT, M.shmget(key, 4096))
+    fails(M.ENOENT, M.shmget(key, 4096, O600))
+    fails(M.ENOENT, M.shmget(key, 4096, M.IPC_EXCL))
+  end)
+
+  it("takes a key as ftok, IPC_STAT and ipcs show it (unsigned), not a negative key_t", function()
+    local key = fresh_key()
+    assert.is_true(key >= 0x80000000)
+    local id = assert(M.shmget(key, 64, M.IPC_CREAT | O600))
+    remove_later(id)
+    assert.equal(key, stat(id).key) -- the same number back
+    assert.equal(id, M.shmget(stat(id).key, 64))
+    H.raises("out of range", M.shmget, key - (1 << 32), 64) -- one spelling per key
+  end)
+
+  it("IPC_PRIVATE always makes a new segment", function()
+    local a, b = segment(64), segment(64)
+    assert.are_not.equal(a, b)
+  end)
+
+  it("returns nil, msg, EINVAL for a size of 0, and refuses a size beyond the system's", function()
+    fails(M.EINVAL, M.shmget(M.IPC_PRIVATE, 0, M.IPC_CREAT | O600))
+    local id, msg, code = M.shmget(M.IPC_PRIVATE, math.maxinteger, M.IPC_CREAT | O600)
+    if id then M.shmctl(id, M.IPC_RMID) end
+    assert.is_nil(id, "a segment of math.maxinteger bytes")
+    assert.is_true(code == M.ENOMEM or code == M.EINVAL, msg)
+    fails(code, nil, msg, code)
+  end)
+
+  describe("errors on", function()
+    it("a bad key: missing, float, negative, above UINT32_MAX, wrongly typed", function()
+      H.raises("number expected, got no value", M.shmget)
+      H.raises("number expected, got table", M.shmget, {}, 64)
+      H.raises("number expected, got string", M.shmget, "key", 64)
+      H.raises("number has no integer representation", M.shmget, 1.5, 64)
+      H.raises("out of range", M.shmget, -1, 64)
+      H.raises("out of range", M.shmget, -(1 << 31), 64)
+      H.raises("out of range", M.shmget, 1 << 32, 64)
+      H.raises("out of range", M.shmget, math.maxinteger, 64)
+      H.raises("out of range", M.shmget, math.mininteger, 64)
+    end)
+
+    it("a bad size: missing, negative, float, wrongly typed", function()
+      H.raises("number expected, got no value", M.shmget, M.IPC_PRIVATE)
+      H.raises("number expected, got table", M.shmget, M.IPC_PRIVATE, {})
+      H.raises("size out of range", M.shmget, M.IPC_PRIVATE, -1, M.IPC_CREAT)
+      H.raises("size out of range", M.shmget, M.IPC_PRIVATE, math.mininteger, M.IPC_CREAT)
+      H.raises("number has no integer representation", M.shmget, M.IPC_PRIVATE, 64.5)
+    end)
+
+    it("bad flags: negative, float, above INT_MAX, wrongly typed", function()
+      H.raises("out of range", M.shmget, M.IPC_PRIVATE, 64, -1)
+      H.raises("out of range", M.shmget, M.IPC_PRIVATE, 64, 1 << 31)
+      H.raises("out of range", M.shmget, M.IPC_PRIVATE, 64, math.maxinteger)
+      H.raises("out of range", M.shmget, M.IPC_PRIVATE, 64, math.mininteger)
+      H.raises("number has no integer representation", M.shmget, M.IPC_PRIVATE, 64, 0.5)
+      H.raises("number expected, got table", M.shmget, M.IPC_PRIVATE, 64, {})
+    end)
+  end)
+end)
+
+describe("M.shmat() and M.shmdt()", function()
+  it("create, attach, write, read, stat, detach, remove: the whole cycle", function()
+    local before = os.time()
+    local id = segment(5000)
+    local b = assert(M.shmat(id))
+    assert.equal("buffer", M.type(b))
+    assert.equal("shm", b:kind())
+    assert.is_false(b:isview())
+    assert.equal(5000, #b) -- shm_segsz, not the page-rounded mapping
+    assert.equal(0, b:address() % H.ps)
+    assert.equal(("memlab.buffer: 0x%x 5000 bytes (shm, rw-)"):format(b:address()), tostring(b))
+    assert.equal(("\0"):rep(5000), b:read()) -- a new segment reads zero
+    H.raises("out of range", b.read, b, 5000, 1)
+    b:write(0, "shared bytes")
+    b[4999] = 0x5a
+    assert.equal("shared bytes", b:read(0, 12))
+    assert.equal(0x5a, b[4999])
+    local st = stat(id)
+    assert.equal(1, st.nattch)
+    assert.equal(M.getpid(), st.lpid)
+    assert.is_true(st.atime >= before - 1 and st.atime <= os.time() + 1)
+    assert.equal(0, st.dtime)
+    assert.is_true(M.shmdt(b))
+    assert.equal("freed buffer", M.type(b))
+    st = stat(id)
+    assert.equal(0, st.nattch)
+    assert.is_true(st.dtime >= before - 1 and st.dtime <= os.time() + 1)
+    -- the segment outlives its attachments: its bytes are still there
+    local again = assert(M.shmat(id))
+    assert.equal("shared bytes", again:read(0, 12))
+    assert.equal(0x5a, again[4999])
+    assert.is_true(again:free()) -- b:free() detaches too
+    assert.equal(0, stat(id).nattch)
+    assert.is_true(M.shmctl(id, M.IPC_RMID))
+    fails(M.EINVAL, M.shmctl(id, M.IPC_STAT))
+    fails(M.EINVAL, M.shmat(id))
+  end)
+
+  it("counts attachments: two share the bytes at different addresses, nattch 2, 1, 0", function()
+    local id = segment(4096)
+    local a = assert(M.shmat(id))
+    local b = assert(M.shmat(id))
+    assert.are_not.equal(a:address(), b:address())
+    assert.equal(2, stat(id).nattch)
+    a:write(100, "through a")
+    assert.equal("through a", b:read(100, 9))
+    b:pack("<i8", 8, -12345)
+    assert.equal(-12345, a:unpack("<i8", 8))
+    M.shmdt(a)
+    assert.equal(1, stat(id).nattch)
+    assert.equal("through a", b:read(100, 9))
+    M.shmdt(b)
+    assert.equal(0, stat(id).nattch)
+  end)
+
+  it("shows in M.maps() and M.region() as kind shm, named /SYSV<key>", function()
+    local key = fresh_key()
+    local id = assert(M.shmget(key, 2 * H.ps, M.IPC_CREAT | O600))
+    remove_later(id)
+    local b = assert(M.shmat(id))
+    local r = assert(M.region(b:address() + H.ps))
+    assert.equal("shm", r.kind)
+    assert.equal(("/SYSV%08x (deleted)"):format(key), r.path) -- as the kernel names every segment
+    assert.equal(b:address(), r.from)
+    assert.equal(b:address() + 2 * H.ps, r.to)
+    assert.matches("^rw.s$", r.perms)
+    local found = false
+    for _, m in ipairs(M.maps()) do
+      if m.from == b:address() then
+        found = true
+        assert.equal("shm", m.kind)
+      end
+    end
+    assert.is_true(found)
+    local at = b:address()
+    M.shmdt(b)
+    local gone = M.region(at) -- unmapped (or something else mapped there since)
+    assert.is_true(gone == nil or gone.path ~= r.path)
+  end)
+
+  it("with SHM_RDONLY refuses every write path and leaves the bytes intact, twice", function()
+    local id = segment(4096)
+    local rw = assert(M.shmat(id))
+    rw:write(0, H.pattern(64))
+    local ro = assert(M.shmat(id, nil, M.SHM_RDONLY))
+    M.shmctl(id, M.IPC_RMID)
+    assert.equal("shm", ro:kind())
+    assert.matches("(shm, r--)", tostring(ro), 1, true)
+    assert.equal(H.pattern(64), ro:read(0, 64))
+    for _ = 1, 2 do
+      for name, fn in pairs(writers(ro, 16)) do
+        local ok, err = pcall(fn)
+        assert.is_false(ok, name)
+        assert.matches("write to read-only memory", err, 1, true)
+      end
+    end
+    assert.equal(H.pattern(64), ro:read(0, 64))
+    assert.equal(H.pattern(64), rw:read(0, 64))
+    -- it still sees what the other attachment writes
+    rw:write(16, "fresh")
+    assert.equal("fresh", ro:read(16, 5))
+    assert.is_true(M.shmdt(ro))
+    assert.is_true(M.shmdt(rw))
+  end)
+
+  it("attaches at a given address, and with SHM_RND rounds it down to a page (SHMLBA)", function()
+    local id = segment(H.ps + 1)
+    local b = assert(M.shmat(id))
+    local at = b:address()
+    M.shmdt(b)
+    local c = assert(M.shmat(id, at))
+    assert.equal(at, c:address())
+    M.shmdt(c)
+    local d = assert(M.shmat(id, at + 100, M.SHM_RND))
+    assert.equal(at, d:address())
+    assert.equal(H.ps + 1, #d)
+    M.shmdt(d)
+  end)
+
+  it("returns nil, msg, EINVAL for an id that is no segment, and a misaligned address", function()
+    local id = segment(4096)
+    local b = assert(M.shmat(id))
+    local at = b:address()
+    M.shmdt(b)
+    fails(M.EINVAL, M.shmat(id, at + 1))
+    H.raises("address out of range", M.shmat, id, -H.ps)
+    assert.equal(0, stat(id).nattch)
+    M.shmctl(id, M.IPC_RMID)
+    fails(M.EINVAL, M.shmat(id))
+    fails(M.EINVAL, M.shmat(0x7ffffff0))
+  end)
+
+  it("refuses SHM_REMAP before the kernel sees it, attaching nothing", function()
+    local id = segment(4096)
+    local b = assert(M.shmat(id))
+    H.raises("SHM_REMAP is refused", M.shmat, id, b:address(), M.SHM_REMAP)
+    H.raises("SHM_REMAP is refused", M.shmat, id, nil, M.SHM_REMAP | M.SHM_RDONLY)
+    assert.equal(1, stat(id).nattch)
+    b:write(0, "still mine")
+    assert.equal("still mine", b:read(0, 10))
+    M.shmdt(b)
+  end)
+
+  it("a second detach raises double free naming the first; every use raises", function()
+    local id = segment(4096)
+    local b = assert(M.shmat(id))
+    M.shmctl(id, M.IPC_RMID)
+    local site = H.here(); M.shmdt(b)
+    H.raises("double free (buffer already detached at " .. site .. ";", M.shmdt, b)
+    H.raises("double free", b.free, b)
+    H.raises("attempt to use a freed buffer", b.read, b, 0, 1)
+    H.raises("attempt to use a freed buffer", b.write, b, 0, "x")
+    H.raises("attempt to use a freed buffer", b.atomic_load, b, 0)
+    assert.matches("detached at", tostring(b), 1, true)
+  end)
+
+  it("kills the views of an attachment when it is detached", function()
+    local id = segment(4096)
+    local b = assert(M.shmat(id))
+    M.shmctl(id, M.IPC_RMID)
+    local v = b:slice(100, 50)
+    assert.equal("shm", v:kind())
+    assert.is_true(v:isview())
+    v:write(0, "via view")
+    assert.equal("via view", b:read(100, 8))
+    H.raises("cannot detach a view", M.shmdt, v)
+    assert.is_true(v:valid())
+    M.shmdt(b)
+    assert.is_false(v:valid())
+    H.raises("attempt to use a freed buffer", v.read, v, 0, 1)
+    H.raises("attempt to use a freed buffer", v.write, v, 0, "x")
+    H.raises("attempt to use a freed buffer", v.slice, v, 0, 1)
+    H.raises("cannot detach a view", M.shmdt, v)
+  end)
+
+  it("is detached by the garbage collector when nobody references it (nattch drops)", function()
+    local id = segment(4096)
+    do
+      local b = assert(M.shmat(id))
+      b:write(0, "left behind")
+    end
+    assert.equal(1, stat(id).nattch)
+    collectgarbage()
+    collectgarbage()
+    assert.equal(0, stat(id).nattch)
+    local b = assert(M.shmat(id))
+    assert.equal("left behind", b:read(0, 11))
+    M.shmdt(b)
+  end)
+
+  it("is detached by __close at the end of its scope", function()
+    local id = segment(4096)
+    local kept
+    do
+      local b <close> = assert(M.shmat(id))
+      kept = b
+      assert.equal(1, stat(id).nattch)
+    end
+    assert.equal(0, stat(id).nattch)
+    assert.equal("freed buffer", M.type(kept))
+  end)
+
+  it("is shared with a forked child, which writes; the parent reads; its exit detaches", function()
+    local id = segment(4096)
+    local b = assert(M.shmat(id))
+    M.shmctl(id, M.IPC_RMID) -- gone with the last detach, whatever happens below
+    b:write(0, ("\0"):rep(64))
+    io.stdout:flush()
+    local pid = assert(M.fork())
+    if pid == 0 then
+      local ok = pcall(function()
+        b:write(8, "from the child")
+        b:pack("<i8", 0, M.getpid())
+      end)
+      M._exit(ok and 0 or 1)
+    end
+    local how, code = M.waitpid(pid)
+    assert.same({ "exit", 0 }, { how, code })
+    assert.equal("from the child", b:read(8, 14))
+    assert.equal(pid, b:unpack("<i8", 0))
+    local st = stat(id)
+    assert.equal(1, st.nattch) -- the child's inherited attachment went with it
+    assert.equal(pid, st.lpid) -- the last to detach
+    M.shmdt(b)
+  end)
+
+  describe("errors on", function()
+    it("a bad id: missing, negative, float, above INT_MAX, wrongly typed", function()
+      H.raises("number expected, got no value", M.shmat)
+      H.raises("number expected, got string", M.shmat, "id")
+      H.raises("out of range", M.shmat, -1)
+      H.raises("out of range", M.shmat, 1 << 31)
+      H.raises("out of range", M.shmat, math.maxinteger)
+      H.raises("out of range", M.shmat, math.mininteger)
+      H.raises("number has no integer representation", M.shmat, 1.5)
+    end)
+
+    it("a bad address or flags", function()
+      local id = segment(4096)
+      H.raises("number expected, got string", M.shmat, id, "here")
+      H.raises("number has no integer representation", M.shmat, id, 4096.5)
+      H.raises("out of range", M.shmat, id, nil, -1)
+      H.raises("out of range", M.shmat, id, nil, 1 << 31)
+      H.raises("out of range", M.shmat, id, nil, math.mininteger)
+      H.raises("number has no integer representation", M.shmat, id, nil, 0.5)
+      H.raises("number expected, got table", M.shmat, id, nil, {})
+      assert.equal(0, stat(id).nattch)
+    end)
+
+    it("M.shmdt of anything but a live attachment's root", function()
+      H.raises("memlab.buffer expected, got no value", M.shmdt)
+      H.raises("memlab.buffer expected, got table", M.shmdt, {})
+      H.raises("memlab.buffer expected, got number", M.shmdt, 0)
+      local heap = M.malloc(16)
+      H.raises("shmdt needs a shared memory attachment (this buffer is heap memory)", M.shmdt, heap)
+      assert.is_true(heap:valid())
+      heap:free()
+      local map = H.anon(1)
+      H.raises("shmdt needs a shared memory attachment (this buffer is mmap memory)", M.shmdt, map)
+      assert.is_true(map:valid())
+      map:free()
+    end)
+  end)
+end)
+
+describe("M.shmctl()", function()
+  it("IPC_RMID: the segment lives on until its last detach (dest, key 0), then is gone", function()
+    local key = fresh_key()
+    local id = assert(M.shmget(key, 4096, M.IPC_CREAT | O600))
+    remove_later(id)
+    local a = assert(M.shmat(id))
+    local b = assert(M.shmat(id))
+    a:write(0, "before removal")
+    assert.is_true(M.shmctl(id, M.IPC_RMID))
+    local st = stat(id)
+    assert.is_true(st.dest)
+    assert.equal(0, st.key) -- the key is free for a new segment
+    assert.equal(O600, st.mode) -- permission bits only: SHM_DEST is in `dest`
+    assert.equal(2, st.nattch)
+    fails(M.ENOENT, M.shmget(key, 4096))
+    -- both attachments still work and still share
+    assert.equal("before removal", b:read(0, 14))
+    b:write(0, "after removal!")
+    assert.equal("after removal!", a:read(0, 14))
+    M.shmdt(a)
+    st = stat(id)
+    assert.is_true(st.dest)
+    assert.equal(1, st.nattch)
+    assert.equal("after removal!", b:read(0, 14))
+    M.shmdt(b)
+    local ok, msg, code = M.shmctl(id, M.IPC_STAT)
+    assert.is_nil(ok)
+    assert.is_true(code == M.EINVAL or code == M.EIDRM, msg)
+    fails(code, ok, msg, code)
+    fails(M.EINVAL, M.shmctl(id, M.IPC_RMID))
+  end)
+
+  it("IPC_SET changes the mode and keeps the owner; IPC_STAT shows it back", function()
+    local id = segment(4096)
+    local st0 = stat(id)
+    assert.is_true(M.shmctl(id, M.IPC_SET, { mode = O640 }))
+    local st = stat(id)
+    assert.equal(O640, st.mode)
+    assert.equal(st0.uid, st.uid)
+    assert.equal(st0.gid, st.gid)
+    assert.equal(st0.cuid, st.cuid)
+    assert.equal(st0.segsz, st.segsz)
+    assert.is_true(st.ctime >= st0.ctime)
+    assert.is_true(M.shmctl(id, M.IPC_SET, { mode = 0 }))
+    assert.equal(0, stat(id).mode)
+    assert.is_true(M.shmctl(id, M.IPC_SET, { mode = M.octal("777") }))
+    assert.equal(M.octal("777"), stat(id).mode)
+    -- an empty table, or the owner it already has, changes nothing
+    assert.is_true(M.shmctl(id, M.IPC_SET, {}))
+    assert.is_true(M.shmctl(id, M.IPC_SET, { uid = st0.uid, gid = st0.gid }))
+    st = stat(id)
+    assert.equal(M.octal("777"), st.mode)
+    assert.equal(st0.uid, st.uid)
+    assert.equal(st0.gid, st.gid)
+  end)
+
+  it("IPC_SET keeps the state bits out of the mode of a segment marked for removal", function()
+    local id = segment(4096)
+    local b = assert(M.shmat(id))
+    M.shmctl(id, M.IPC_RMID)
+    assert.is_true(M.shmctl(id, M.IPC_SET, { mode = O640 }))
+    local st = stat(id)
+    assert.equal(O640, st.mode)
+    assert.is_true(st.dest)
+    M.shmdt(b)
+  end)
+
+  it("IPC_SET gives the segment to another owner #root", function()
+    if ids() ~= 0 then
+      pending("needs root (or CAP_SYS_ADMIN) to give a segment away")
+      return
+    end
+    local id = segment(4096)
+    assert.is_true(M.shmctl(id, M.IPC_SET, { uid = 65534, gid = 65533 }))
+    local st = stat(id)
+    assert.equal(65534, st.uid)
+    assert.equal(65533, st.gid)
+    assert.equal(0, st.cuid) -- the creator stays
+    assert.equal(0, st.cgid)
+    assert.equal(O600, st.mode)
+  end)
+
+  it("SHM_LOCK locks the segment and SHM_UNLOCK unlocks it, or they say why not", function()
+    local id = segment(4 * H.ps)
+    local ok, msg, code = M.shmctl(id, M.SHM_LOCK)
+    if ok then
+      assert.is_true(ok)
+      assert.is_true(stat(id).locked)
+      assert.equal(O600, stat(id).mode) -- SHM_LOCKED is in `locked`, not in the mode
+      assert.is_true(M.shmctl(id, M.SHM_UNLOCK))
+      assert.is_false(stat(id).locked)
+    elseif code == M.EPERM then
+      refused(M.EPERM, ok, msg, code)
+      assert.matches("SHM_LOCK needs CAP_IPC_LOCK", msg, 1, true)
+      assert.matches("RLIMIT_MEMLOCK", msg, 1, true)
+      assert.is_false(stat(id).locked)
+    else
+      refused(M.ENOMEM, ok, msg, code)
+      assert.matches("RLIMIT_MEMLOCK", msg, 1, true)
+      assert.is_false(stat(id).locked)
+    end
+  end)
+
+  it("SHM_LOCK without CAP_IPC_LOCK: EPERM and why at RLIMIT_MEMLOCK 0, ENOMEM above it", function()
+    local caps = proc_status():match("CapEff:%s*(%x+)")
+    local prefix = ""
+    if caps and (tonumber(caps, 16) >> 14) & 1 == 1 then
+      if not os.execute("command -v setpriv >/dev/null 2>&1") then
+        pending("this process has CAP_IPC_LOCK, which ignores RLIMIT_MEMLOCK, and setpriv is " ..
+                "missing to drop it for the child")
+        return
+      end
+      prefix = "setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock "
+    end
+    -- the child attaches and removes its segment first: it goes when the child exits
+    local code = ([[
+      package.path, package.cpath = %q, %q
+      local M = require "memlab"
+      local id = assert(M.shmget(M.IPC_PRIVATE, 1 << 20, M.IPC_CREAT | 384))
+      local b = assert(M.shmat(id))
+      assert(M.shmctl(id, M.IPC_RMID))
+      local ok, msg, err = M.shmctl(id, M.SHM_LOCK)
+      io.write(tostring(ok), "|", tostring(msg), "|", tostring(err), "|",
+               tostring(M.shmctl(id, M.IPC_STAT).locked))
+    ]]):format(package.path, package.cpath)
+    local function run(limit)
+      local p = assert(io.popen(("ulimit -l %d && %slua5.4 -e '%s' 2>&1"):format(
+        limit, prefix, code:gsub("'", "'\\''"))))
+      local out = p:read("a")
+      p:close()
+      local ok, msg, err, locked = out:match("^(.-)|(.-)|(.-)|(.-)$")
+      assert.is_not_nil(ok, out)
+      return ok, msg, math.tointeger(tonumber(err)), locked
+    end
+    local ok, msg, err, locked = run(0)
+    assert.equal("nil", ok, msg)
+    assert.equal(M.EPERM, err, msg)
+    assert.matches("^shmctl: " .. M.strerror(M.EPERM) .. " %(SHM_LOCK needs CAP_IPC_LOCK", msg)
+    assert.matches("RLIMIT_MEMLOCK", msg, 1, true)
+    assert.equal("false", locked)
+    ok, msg, err, locked = run(64) -- KiB: the segment is 1 MiB
+    assert.equal("nil", ok, msg)
+    assert.equal(M.ENOMEM, err, msg)
+    assert.matches("^shmctl: " .. M.strerror(M.ENOMEM) .. " %(", msg) -- and why:
+    assert.matches("RLIMIT_MEMLOCK", msg, 1, true)
+    assert.equal("false", locked)
+  end)
+
+  it("returns nil, msg, EINVAL for an id that is no segment, for every command", function()
+    local id = segment(4096)
+    M.shmctl(id, M.IPC_RMID)
+    fails(M.EINVAL, M.shmctl(id, M.IPC_STAT))
+    fails(M.EINVAL, M.shmctl(id, M.IPC_SET, { mode = O600 }))
+    fails(M.EINVAL, M.shmctl(id, M.IPC_RMID))
+    fails(M.EINVAL, M.shmctl(id, M.SHM_LOCK))
+    fails(M.EINVAL, M.shmctl(id, M.SHM_UNLOCK))
+  end)
+
+  describe("errors on", function()
+    it("a bad id: missing, negative, float, above INT_MAX, wrongly typed", function()
+      H.raises("number expected, got no value", M.shmctl)
+      H.raises("number expected, got table", M.shmctl, {}, M.IPC_STAT)
+      H.raises("out of range", M.shmctl, -1, M.IPC_STAT)
+      H.raises("out of range", M.shmctl, 1 << 31, M.IPC_STAT)
+      H.raises("out of range", M.shmctl, math.maxinteger, M.IPC_STAT)
+      H.raises("out of range", M.shmctl, math.mininteger, M.IPC_STAT)
+      H.raises("number has no integer representation", M.shmctl, 0.5, M.IPC_STAT)
+    end)
+
+    it("a bad or unsupported command", function()
+      local id = segment(4096)
+      H.raises("number expected, got no value", M.shmctl, id)
+      H.raises("number expected, got string", M.shmctl, id, "IPC_STAT")
+      H.raises("number has no integer representation", M.shmctl, id, 2.5)
+      -- IPC_INFO, SHM_STAT, SHM_INFO fill structures other than shmid_ds
+      for _, cmd in ipairs { 3, 13, 14, -1, 99, math.maxinteger, math.mininteger } do
+        H.raises("unsupported command (IPC_STAT, IPC_SET, IPC_RMID, SHM_LOCK or SHM_UNLOCK)",
+                 M.shmctl, id, cmd)
+      end
+      assert.is_false(stat(id).dest)
+    end)
+
+    it("IPC_SET without a table, with an unknown field, or a field out of range", function()
+      local id = segment(4096)
+      H.raises("table expected, got no value", M.shmctl, id, M.IPC_SET)
+      H.raises("table expected, got number", M.shmctl, id, M.IPC_SET, O640)
+      H.raises("unknown field 'mod' (IPC_SET takes mode, uid and gid)",
+               M.shmctl, id, M.IPC_SET, { mod = O640 })
+      H.raises("unknown field 'segsz'", M.shmctl, id, M.IPC_SET, { mode = O640, segsz = 1 })
+      H.raises("unknown field '1'", M.shmctl, id, M.IPC_SET, { O640 })
+      H.raises("field 'mode' must be an integer 0..511", M.shmctl, id, M.IPC_SET, { mode = -1 })
+      H.raises("field 'mode' must be an integer 0..511", M.shmctl, id, M.IPC_SET, { mode = 512 })
+      H.raises("field 'mode' must be an integer 0..511", M.shmctl, id, M.IPC_SET, { mode = 1.5 })
+      H.raises("field 'mode' must be an integer 0..511", M.shmctl, id, M.IPC_SET, { mode = "rw" })
+      H.raises("field 'mode' must be an integer 0..511", M.shmctl, id, M.IPC_SET, { mode = true })
+      -- a numeric string is refused: "600" would be read as decimal, where a mode means octal
+      H.raises("field 'mode' must be an integer 0..511", M.shmctl, id, M.IPC_SET, { mode = "384" })
+      H.raises("field 'uid' must be an integer 0..4294967294",
+               M.shmctl, id, M.IPC_SET, { uid = -1 })
+      H.raises("field 'uid' must be an integer 0..4294967294",
+               M.shmctl, id, M.IPC_SET, { uid = 1 << 32 })
+      H.raises("field 'gid' must be an integer 0..4294967294",
+               M.shmctl, id, M.IPC_SET, { gid = 0xFFFFFFFF })
+      H.raises("field 'gid' must be an integer 0..4294967294",
+               M.shmctl, id, M.IPC_SET, { gid = math.maxinteger })
+      -- misuse raises before the segment is looked at, whatever its state
+      H.raises("field 'mode' must be an integer 0..511",
+               M.shmctl, 0x7ffffff0, M.IPC_SET, { mode = 512 })
+      -- nothing was applied, not even the valid fields beside a bad one
+      H.raises("field 'uid'", M.shmctl, id, M.IPC_SET, { mode = O640, uid = -1 })
+      assert.equal(O600, stat(id).mode)
+    end)
+  end)
+end)
+
+describe("M.octal()", function()
+  it("reads a mode as C writes it, with or without leading zeros or 0o", function()
+    assert.equal(384, M.octal("600"))
+    assert.equal(384, M.octal("0600"))
+    assert.equal(416, M.octal("0o640"))
+    assert.equal(511, M.octal("777"))
+    assert.equal(0, M.octal("0"))
+    assert.equal("integer", math.type(M.octal("644")))
+  end)
+
+  it("errors on what is not octal digits", function()
+    H.raises("string expected, got number", M.octal, 600)
+    H.raises("string expected, got nil", M.octal)
+    H.raises("not octal digits: '8'", M.octal, "8")
+    H.raises("not octal digits: ''", M.octal, "")
+    H.raises("not octal digits: '0x1f'", M.octal, "0x1f")
+    H.raises("not octal digits: '-1'", M.octal, "-1")
+  end)
+end)
+
+describe("the constants", function()
+  it("carry their C names and Linux values", function()
+    assert.equal(0, M.IPC_PRIVATE)
+    assert.equal(M.octal("1000"), M.IPC_CREAT)
+    assert.equal(M.octal("2000"), M.IPC_EXCL)
+    assert.equal(0, M.IPC_RMID)
+    assert.equal(1, M.IPC_SET)
+    assert.equal(2, M.IPC_STAT)
+    assert.equal(M.octal("10000"), M.SHM_RDONLY)
+    assert.equal(M.octal("20000"), M.SHM_RND)
+    assert.equal(M.octal("40000"), M.SHM_REMAP)
+    assert.equal(M.octal("100000"), M.SHM_EXEC)
+    assert.equal(11, M.SHM_LOCK)
+    assert.equal(12, M.SHM_UNLOCK)
+    assert.equal(M.octal("1000"), M.SHM_DEST)
+    assert.equal(M.octal("2000"), M.SHM_LOCKED)
+  end)
+end)
+
+describe("cleanup", function()
+  it("leaves no segment this process created in /proc/sysvipc/shm", function()
+    collectgarbage()
+    collectgarbage()
+    local f = io.open("/proc/sysvipc/shm")
+    if not f then
+      pending("no /proc/sysvipc/shm")
+      return
+    end
+    local pid, left = M.getpid(), {}
+    f:read("l") -- the header
+    for line in f:lines() do
+      local key, shmid, _, _, cpid = line:match("^%s*(%d+)%s+(%d+)%s+(%d+)%s+(%d+)%s+(%d+)")
+      if tonumber(cpid) == pid then left[#left + 1] = ("shmid %s key %s"):format(shmid, key) end
+    end
+    f:close()
+    assert.same({}, left)
+  end)
+end)
