@@ -65,7 +65,7 @@
 #define FL_QUICK_MAX_REQ (FL_QUICK_MAX_BLOCK - FL_HDR)
 #define FL_QUICK_SMALL_BLOCK ((size_t)528)       /* classes up to here: only the depth limits them */
 #define FL_QUICK_BIG_BUDGET ((size_t)128 << 10)  /* bytes parked in the classes above, at most */
-#define FL_DEFAULT_QUICK 8
+#define FL_DEFAULT_QUICK 16
 
 #define FL_DEFAULT_STEP ((size_t)128 << 10)
 #define FL_DEFAULT_TRIM ((size_t)1 << 20)
