@@ -20,13 +20,7 @@ local function tmpname()
   return name
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = H.slurp
 
 -- A child that sleeps until killed (or 30 s pass).
 local function sleeper()

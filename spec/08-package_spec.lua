@@ -2,6 +2,7 @@
 -- C file of csrc/ and csrc/alloc/, and require "memlab" offers every name API.md promises in its
 -- sections Conventions, The buffer, The C heap and The process.
 local M = require "memlab"
+local H = require "helpers"
 
 -- The checkout's root: this file lives in <root>/spec/.
 local ROOT = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or "."
@@ -29,12 +30,7 @@ local function set_of(list)
   return s
 end
 
-local function sorted_keys(s)
-  local t = {}
-  for k in pairs(s) do t[#t + 1] = k end
-  table.sort(t)
-  return t
-end
+local sorted_keys = H.sorted_keys
 
 describe("the rockspec", function()
   it("lists as memlab.core's sources exactly the C files of csrc/ and csrc/alloc/", function()

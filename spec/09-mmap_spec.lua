@@ -55,12 +55,7 @@ local function tmpdir()
   end
 end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = H.slurp
 
 -- Three pages with different contents: "aaa...", "bbb...", "ccc...".
 local THREE = ("a"):rep(ps) .. ("b"):rep(ps) .. ("c"):rep(ps)

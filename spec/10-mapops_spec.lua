@@ -37,12 +37,7 @@ local function tmpfile(content)
   return path
 end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = H.slurp
 
 local function vmlck() return M.status().VmLck end
 
@@ -423,30 +418,15 @@ describe("b:lock() and b:unlock()", function()
 
   it("refused for RLIMIT_MEMLOCK says so (a child with `ulimit -l 64`)", function()
     if skip_locking_under_asan() then return end
-    local caps = slurp("/proc/self/status"):match("CapEff:%s*(%x+)")
-    local has_ipc_lock = caps and (tonumber(caps, 16) >> 14) & 1 == 1
-    local prefix = ""
-    if has_ipc_lock then
-      if not os.execute("command -v setpriv >/dev/null 2>&1") then
-        pending("this process has CAP_IPC_LOCK, which ignores RLIMIT_MEMLOCK, and setpriv is " ..
-                "missing to drop it for the child")
-        return
-      end
-      prefix = "setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock "
-    end
-    local code = ([[
-      package.path, package.cpath = %q, %q
+    local out, why = H.run_memlocked(64, [[
       local M = require "memlab"
       local b = assert(M.map { length = 64 * M.pagesize() })
       local ok, msg, err = b:lock()
       local one = b:lock(0, 1)
       io.write(tostring(ok), "|", tostring(msg), "|", tostring(err), "|", tostring(one ~= nil), "|",
                tostring(M.status().VmLck))
-    ]]):format(package.path, package.cpath)
-    local p = assert(io.popen("ulimit -l 64 && " .. prefix .. "lua5.4 -e '" ..
-                              code:gsub("'", "'\\''") .. "' 2>&1"))
-    local out = p:read("a")
-    p:close()
+    ]])
+    if not out then pending(why) return end
     local ok, msg, err, one, locked = out:match("^(.-)|(.-)|(.-)|(.-)|(.-)$")
     assert.equal("nil", ok, out)
     assert.matches("RLIMIT_MEMLOCK", msg, 1, true)

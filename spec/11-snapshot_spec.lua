@@ -29,12 +29,7 @@ local function same_bytes(expected, actual, what)
     actual:sub(i, i + 15)))
 end
 
-local function sorted_keys(set)
-  local t = {}
-  for k in pairs(set) do t[#t + 1] = k end
-  table.sort(t)
-  return t
-end
+local sorted_keys = H.sorted_keys
 
 describe("b:snapshot()", function()
   it("keeps the contents as of the snapshot through 10^3 random writes (fixed seed)", function()

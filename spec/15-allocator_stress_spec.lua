@@ -11,15 +11,7 @@ local M = require "memlab"
 local H = require "helpers"
 
 local KiB = 1024
--- Under ASan and valgrind the allocators fence user areas to the requested size: a block's
--- usable size is then exactly what was asked for (natively it is the whole block). Asked of the
--- allocator itself, since MEMLAB_UNDER=asan may run with a build that is not instrumented.
-local STRICT = (function()
-  local a = M.freelist{ size = 256 * 1024 }
-  local strict = a:usable(a:alloc(1)) == 1
-  a:destroy()
-  return strict
-end)()
+local STRICT = H.allocators_fence() -- usable size = requested size (ASan, valgrind)
 local OPS = H.scale(2000, 200)
 local SEED = math.tointeger(tonumber(os.getenv("MEMLAB_SEED") or "")) or 20240611
 local LIVE_MAX = 150
@@ -135,6 +127,29 @@ local function run(cfg, seed)
     for _, e in ipairs(live) do verify(e) end
   end
 
+  -- A new block of n bytes (zeroed: from calloc) given as the results b, msg, code of alloc,
+  -- calloc or realloc(nil, n): checked, canaried and added to the model; or the refusal, which
+  -- must be allowed.
+  local function adopt(n, zeroed, b, msg, code)
+    if not b then
+      assert.is_true(may_fail(), where() .. ": " .. tostring(msg))
+      failed(b, msg, code)
+      return
+    end
+    fresh(b, n)
+    if zeroed and n <= 4096 then
+      assert.equal(("\0"):rep(n), b:read(), where())
+    elseif zeroed then
+      assert.equal(("\0"):rep(256), b:read(0, 256), where())
+      assert.equal(("\0"):rep(256), b:read(n - 256, 256), where())
+      assert.equal(("\0"):rep(256), b:read(n // 2, 256), where())
+    end
+    local e = { buf = b }
+    canary(e)
+    live[#live + 1] = e
+    model.bytes, model.allocs = model.bytes + n, model.allocs + 1
+  end
+
   local function take(i)
     local e = live[i]
     live[i] = live[#live]
@@ -149,54 +164,16 @@ local function run(cfg, seed)
     if #live == 0 and r >= 0.45 then r = 0 end -- nothing to realloc or free
     if r < 0.35 then -- alloc
       local n = size_upto(maxreq)
-      local b, msg, code = a:alloc(n)
-      if b then
-        fresh(b, n)
-        local e = { buf = b }
-        canary(e)
-        live[#live + 1] = e
-        model.bytes, model.allocs = model.bytes + n, model.allocs + 1
-      else
-        assert.is_true(may_fail(), where() .. ": " .. tostring(msg))
-        failed(b, msg, code)
-      end
+      adopt(n, false, a:alloc(n))
     elseif r < 0.45 then -- calloc
       local n = size_upto(maxreq)
       local nr = math.random(1, 8)
       local size = n // nr
-      local b, msg, code = a:calloc(nr, size)
-      if b then
-        fresh(b, nr * size)
-        local m = nr * size
-        if m <= 4096 then
-          assert.equal(("\0"):rep(m), b:read(), where())
-        else
-          assert.equal(("\0"):rep(256), b:read(0, 256), where())
-          assert.equal(("\0"):rep(256), b:read(m - 256, 256), where())
-          assert.equal(("\0"):rep(256), b:read(m // 2, 256), where())
-        end
-        local e = { buf = b }
-        canary(e)
-        live[#live + 1] = e
-        model.bytes, model.allocs = model.bytes + nr * size, model.allocs + 1
-      else
-        assert.is_true(may_fail(), where() .. ": " .. tostring(msg))
-        failed(b, msg, code)
-      end
+      adopt(nr * size, true, a:calloc(nr, size))
     elseif r < 0.65 then -- realloc
       local n = size_upto(maxreq)
       if math.random() < 0.05 then -- realloc(nil, n) allocates
-        local b, msg, code = a:realloc(nil, n)
-        if b then
-          fresh(b, n)
-          local e = { buf = b }
-          canary(e)
-          live[#live + 1] = e
-          model.bytes, model.allocs = model.bytes + n, model.allocs + 1
-        else
-          assert.is_true(may_fail(), where() .. ": " .. tostring(msg))
-          failed(b, msg, code)
-        end
+        adopt(n, false, a:realloc(nil, n))
       else
         local i = math.random(#live)
         local e = live[i]
