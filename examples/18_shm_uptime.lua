@@ -119,16 +119,7 @@ end
 lab.title("18", "shared memory up-time server and client")
 local READS, PAUSE = lab.quick() and 3 or 5, lab.quick() and 1 or 2
 
--- The key is fixed by the lecture: a segment left at 0x666 by a crashed run (or a server still
--- running in another terminal) would be reused. Remove it first, and say so.
-local old = M.shmget(KEY, 0, 0)
-if old then
-  local st = M.shmctl(old, M.IPC_STAT) or {}
-  local ok, err = M.shmctl(old, M.IPC_RMID)
-  print(("a segment was left at key 0x%x (id %d, %s bytes, created by pid %s, %s attached): %s")
-        :format(KEY, old, st.segsz, st.cpid, st.nattch,
-                ok and "removed it first (IPC_RMID)" or ("could not remove it: " .. err)))
-end
+lab.remove_leftover(KEY, ("0x%x"):format(KEY)) -- the lecture's fixed key
 
 local server_pid = assert(M.fork())
 if server_pid == 0 then

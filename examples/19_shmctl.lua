@@ -62,10 +62,7 @@ local ok, err = pcall(function()
   local msg, code
   id, msg, code = M.shmget(key, SIZE, M.IPC_CREAT | M.IPC_EXCL | M.octal("600"))
   if not id and code == M.EEXIST then
-    local old = assert(M.shmget(key, 0, 0))
-    print(("a segment was left at key 0x%08x (id %d) by an earlier run: removed it first")
-          :format(key, old))
-    assert(M.shmctl(old, M.IPC_RMID))
+    assert(lab.remove_leftover(key, ("0x%08x"):format(key)))
     id, msg = M.shmget(key, SIZE, M.IPC_CREAT | M.IPC_EXCL | M.octal("600"))
   end
   assert(id, msg)

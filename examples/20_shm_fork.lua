@@ -25,12 +25,7 @@ lab.title("20", "shared memory between parent and child")
 local SHM_SIZE = 1024
 local key = 1234
 
-local old = M.shmget(key, 0, 0)
-if old then
-  local removed = M.shmctl(old, M.IPC_RMID)
-  print(("a segment was left at key %d (id %d) by an earlier run: %s"):format(key, old,
-        removed and "removed it first" or "could not remove it"))
-end
+lab.remove_leftover(key) -- the tutorial's fixed key
 
 -- Create shared memory segment
 local shmid, err = M.shmget(key, SHM_SIZE, M.IPC_CREAT | M.octal("666"))

@@ -114,6 +114,21 @@ function lab.interpreter()
   return arg and arg[i] or "lua5.4"
 end
 
+--- lab.remove_leftover(key, shown_key) -> the id removed, or nil when the key was free
+-- A lecture's System V key is fixed (0x666, 1234): a segment left there by a crashed run (or a
+-- program still running in another terminal) would be reused. Removes it (IPC_RMID) and says so.
+function lab.remove_leftover(key, shown_key)
+  local M = require "memlab"
+  local old = M.shmget(key, 0, 0)
+  if not old then return nil end
+  local st = M.shmctl(old, M.IPC_STAT) or {}
+  local ok, err = M.shmctl(old, M.IPC_RMID)
+  print(("a segment was left at key %s (id %d, %s bytes, created by pid %s, %s attached): %s")
+        :format(shown_key or tostring(key), old, st.segsz, st.cpid, st.nattch,
+                ok and "removed it first (IPC_RMID)" or ("could not remove it: " .. tostring(err))))
+  return old
+end
+
 --- lab.run_lua(code) -> output (stdout and stderr), how ("exit" | "signal"), code
 -- Runs `code` in a child interpreter that finds the same memlab as this script.
 function lab.run_lua(code)

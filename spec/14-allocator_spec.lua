@@ -316,20 +316,22 @@ describe("allocator methods: bad arguments", function()
       a:destroy()
     end)
 
-    it("raise for a request larger than the allocator can ever serve (" .. kind .. ")", function()
-      if kind == "freelist" then return end -- a large request is mapped, and may simply fail
-      local a = MAKE[kind]()
-      local _, _, max = a:bounds()
-      local limit = kind == "pool" and 48 or max
-      H.raises("size out of range", a.alloc, a, limit + 1)
-      H.raises("size out of range", a.calloc, a, 1, limit + 1)
-      H.raises("size out of range", a.calloc, a, limit + 1, 1)
-      local b = a:alloc(1)
-      H.raises("size out of range", a.realloc, a, b, limit + 1)
-      assert.is_true(b:valid())
-      assert.equal(0, a:stats().failures)
-      a:destroy()
-    end)
+    -- not for the free list: a large request is mapped there, and may simply fail
+    if kind ~= "freelist" then
+      it("raise for a request larger than the allocator can ever serve (" .. kind .. ")", function()
+        local a = MAKE[kind]()
+        local _, _, max = a:bounds()
+        local limit = kind == "pool" and 48 or max
+        H.raises("size out of range", a.alloc, a, limit + 1)
+        H.raises("size out of range", a.calloc, a, 1, limit + 1)
+        H.raises("size out of range", a.calloc, a, limit + 1, 1)
+        local b = a:alloc(1)
+        H.raises("size out of range", a.realloc, a, b, limit + 1)
+        assert.is_true(b:valid())
+        assert.equal(0, a:stats().failures)
+        a:destroy()
+      end)
+    end
   end
 
   it("a:header(), a:freelist(), a:memalign(), a:policy(), a:source() belong to the free list", function()
