@@ -935,15 +935,20 @@ static void frag_target(const char *what, int wid, int aid)
 
 /* ---- one workload: rounds, latency passes, fragmentation, table ---- */
 
+/* name is a word of the space-separated list only, or only is unset or empty. */
+static int listed(const char *only, const char *name)
+{
+    if (!only || !*only) return 1;
+    char pat[64], list[512];
+    snprintf(pat, sizeof pat, " %s ", name);
+    snprintf(list, sizeof list, " %s ", only);
+    return strstr(list, pat) != NULL;
+}
+
 /* MEMLAB_BENCH_ALLOCS="glibc segregated ...": only these rows (glibc always, for the ratios). */
 static int picked(int aid)
 {
-    const char *only = getenv("MEMLAB_BENCH_ALLOCS");
-    if (!only || !*only || aid == A_GLIBC) return 1;
-    char pat[64], list[512];
-    snprintf(pat, sizeof pat, " %s ", allocs[aid].name);
-    snprintf(list, sizeof list, " %s ", only);
-    return strstr(list, pat) != NULL;
+    return aid == A_GLIBC || listed(getenv("MEMLAB_BENCH_ALLOCS"), allocs[aid].name);
 }
 
 static int applies(int wid, int aid)
@@ -1156,13 +1161,7 @@ int main(int argc, char **argv)
            "  memlab's instances do, whatever ran before); memlab instances are created outside the timing.\n",
            buddy_cache_depth);
     for (int wid = 0; wid < NWL; wid++) {
-        if (only && *only) {
-            char pat[64];
-            snprintf(pat, sizeof pat, " %s ", wl_defs[wid].name);
-            char list[512];
-            snprintf(list, sizeof list, " %s ", only);
-            if (!strstr(list, pat)) continue;
-        }
+        if (!listed(only, wl_defs[wid].name)) continue;
         if (!run_child(wid)) {
             printf("FAILED: workload %s\n", wl_defs[wid].name);
             failed = 1;

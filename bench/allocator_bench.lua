@@ -26,7 +26,6 @@ local pool = assert(M.pool{ block = 64, count = 4096, grow = true })
 local buddy = assert(M.buddy{ size = 1 << 24, min = 16 })
 local freelist = assert(M.freelist{})
 local buddy_desc = "M.buddy{size=16 MiB, min=16}"
-if rawget(getmetatable(buddy) or {}, "cache") then buddy_desc = buddy_desc .. " (cache as the Lua face sets it)" end
 
 -- Every variant is written out as ordinary code would be: a local allocator, a:alloc(n) or
 -- M.malloc(n) in the loop, then b:free(). The sizes come from the same table in every loop.

@@ -27,7 +27,8 @@ local function envnum(name)
   return v and v ~= "" and tonumber(v) or nil
 end
 
-lib.quick = (os.getenv("MEMLAB_BENCH_QUICK") or "") ~= "" and os.getenv("MEMLAB_BENCH_QUICK") ~= "0"
+local quick_env = os.getenv("MEMLAB_BENCH_QUICK") or ""
+lib.quick = quick_env ~= "" and quick_env ~= "0"
 lib.rounds = math.tointeger(envnum("MEMLAB_BENCH_ROUNDS")) or (lib.quick and 3 or 9)
 lib.warmup = 1
 -- Each timed call (one variant, one round) aims at this many nanoseconds.
@@ -63,7 +64,7 @@ end
 --- lib.integers(seed, count, lo, hi) -> an array of count integers uniform in [lo, hi]
 function lib.integers(seed, count, lo, hi)
   local gen, t = lib.xorshift64(seed), {}
-  for i = 1, count do t[i] = lo + (gen() >> 1) % (hi - lo + 1) end
+  for i = 1, count do t[i] = lib.uniform(gen, lo, hi) end
   return t
 end
 

@@ -8,7 +8,6 @@
  * and on page-backed memory the operation runs under the fault guard like any other access. */
 #include <stdint.h>
 
-#include "guard.h"
 #include "memlab.h"
 
 enum { A_LOAD, A_STORE, A_ADD, A_CAS };
@@ -55,12 +54,7 @@ static void run(lua_State *L, AtomicArgs *a, const char *fname) {
                                            "of 8, and offset %I is at %p", fname, off, (void *)p));
   if (a->op != A_LOAD) mem_check_write(L, b->o, b->off + (size_t)off, 8);
   a->p = (int64_t *)(void *)p;
-  if (!mem_guarded(b->o)) {
-    do_atomic(a);
-    return;
-  }
-  Fault f;
-  if (guard_call(do_atomic, a, p, 8, NULL, 0, &f)) mem_fault_raise(L, &f, b->o, NULL);
+  mem_access(L, b->o, do_atomic, a, p, 8);
 }
 
 static int atomic_load(lua_State *L) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "guard.h"
 #include "memlab.h"
 #include "sys.h"
 
@@ -46,15 +47,7 @@ void owner_open(lua_State *L, Owner *o, void *base, size_t size) {
  * LUA_TNONE compares unequal) takes the registry lookup. */
 
 Buffer *buf_test(lua_State *L, int idx) {
-  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
-  int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-  if (!ok) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
-    ok = lua_rawequal(L, -1, -2);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return ok ? (Buffer *)lua_touserdata(L, idx) : NULL;
+  return (Buffer *)udata_test(L, idx, lua_upvalueindex(1), &buffer_key);
 }
 
 /* Adds C functions to the buffer methods table, each with the metatable as upvalue 1. */
@@ -99,13 +92,19 @@ static MEMLAB_NORETURN void buf_deaderror(lua_State *L, const Buffer *b) {
   owner_deaderror(L, b->o);
 }
 
-/* The live window of the buffer at idx: its first byte, its length in *len. Raises when dead. */
+/* The live window of b: its first byte, its length in *len. Raises when dead. For a buffer
+ * already checked (buf_check) whose address is taken only now, after the allocations. */
+unsigned char *buf_window(lua_State *L, Buffer *b, size_t *len) {
+  if (!view_alive(b)) buf_deaderror(L, b);
+  *len = buf_len(b);
+  return b->o->base + b->off;
+}
+
+/* The live window of the buffer at idx, as buf_window. */
 unsigned char *buf_span(lua_State *L, int idx, size_t *len, Buffer **pb) {
   Buffer *b = buf_check(L, idx);
-  if (!view_alive(b)) buf_deaderror(L, b);
   if (pb) *pb = b;
-  *len = b->isview ? b->len : b->o->size;
-  return b->o->base + b->off;
+  return buf_window(L, b, len);
 }
 
 /* The live window of a value known to be a buffer, without the type check: for the __index and
@@ -116,10 +115,8 @@ unsigned char *buf_span(lua_State *L, int idx, size_t *len, Buffer **pb) {
 unsigned char *buf_span_self(lua_State *L, size_t *len, Buffer **pb) {
   Buffer *b = (Buffer *)lua_touserdata(L, 1);
   if (!b) luaL_typeerror(L, 1, BUFFER_T);
-  if (!view_alive(b)) buf_deaderror(L, b);
   *pb = b;
-  *len = b->isview ? b->len : b->o->size;
-  return b->o->base + b->off;
+  return buf_window(L, b, len);
 }
 
 /* The buffer at idx again, after something that may have run finalizers: raises if it died,
@@ -132,26 +129,25 @@ unsigned char *buf_respan(lua_State *L, int idx, size_t off, size_t n) {
   return p + off;
 }
 
-/* The root Owner of the buffer at idx, live or raising. */
-Owner *buf_root(lua_State *L, int idx) {
-  size_t len;
-  Buffer *b;
-  buf_span(L, idx, &len, &b);
-  return b->o;
-}
-
 /* Gives an Owner's memory back, once. Returns 0, or the errno of a release the system refused
  * (the Owner then stays live). A block whose arena is gone is marked dead without a release. */
 int owner_release(lua_State *L, Owner *o, const char *why, int level) {
   if (o->state == OWNER_DEAD) return 0;
-  if (o->state == OWNER_LIVE) {
-    int arena_ok = !o->parent || o->parent->state == OWNER_LIVE;
-    if (arena_ok && o->kind->release) {
-      int err = o->kind->release(o);
-      if (err) return err;
-    }
-    if (o->track) track_free(L, o, level == 0);
+  int arena_ok = !o->parent || o->parent->state == OWNER_LIVE;
+  if (o->state == OWNER_LIVE && arena_ok && o->kind->release) {
+    int err = o->kind->release(o);
+    if (err) return err;
   }
+  owner_die(L, o, why, level);
+  return 0;
+}
+
+/* Marks an Owner dead without giving its memory back: owner_release's second half, and the whole
+ * of it where the memory moved (realloc) or went with something else (the break lowered, a parent
+ * mapping remapped). Retires its tracking record (as lost when level is 0, the garbage collector),
+ * records where it died and lets the kind forget its bookkeeping. */
+void owner_die(lua_State *L, Owner *o, const char *why, int level) {
+  if (o->track) track_free(L, o, level == 0);
   o->state = OWNER_DEAD;
   o->why = why;
   if (level > 0)
@@ -159,7 +155,6 @@ int owner_release(lua_State *L, Owner *o, const char *why, int level) {
   else
     snprintf(o->freed_at.where, sizeof o->freed_at.where, "(garbage collector)");
   if (o->kind->forget) o->kind->forget(o);
-  return 0;
 }
 
 /* Kills every view made so far (the memory moved or shrank); the root stays usable. */
@@ -169,7 +164,8 @@ void owner_kill_views(lua_State *L, Owner *o, const char *why) {
   site_capture(L, &o->freed_at);
 }
 
-static void protstr(const Owner *o, size_t off, size_t len, char out[6]) {
+/* "rwx", "r--" ... for the pages of [off, off+len) of a live owner, or "mixed". */
+void owner_protstr(const Owner *o, size_t off, size_t len, char out[6]) {
   unsigned p = o->prot, mixed = 0;
   if (o->protmap && o->size) {
     size_t ps = sys_pagesize(), first = off / ps, last = (off + (len ? len - 1 : 0)) / ps;
@@ -188,7 +184,7 @@ static void protstr(const Owner *o, size_t off, size_t len, char out[6]) {
 /* "0x7f3a... 4096 bytes (mmap, rw-)" for a live owner's window. */
 static void describe(const Owner *o, size_t off, size_t len, int isview, char *out, size_t n) {
   char prot[6];
-  protstr(o, off, len, prot);
+  owner_protstr(o, off, len, prot);
   snprintf(out, n, "%p %zu bytes (%s%s, %s)", (void *)(o->base + off), len,
            isview ? "view of " : "", o->kind->name, prot);
 }
@@ -201,7 +197,7 @@ static int buf_tostring(lua_State *L) {
   Buffer *b = buf_check(L, 1);
   char d[160];
   if (view_alive(b)) {
-    describe(b->o, b->off, b->isview ? b->len : b->o->size, b->isview, d, sizeof d);
+    describe(b->o, b->off, buf_len(b), b->isview, d, sizeof d);
     lua_pushfstring(L, BUFFER_T ": %s", d);
   } else {
     /* Dead: the address stays, as a dangling pointer's does; say why it is dead. */
@@ -315,7 +311,6 @@ static int buf_type(lua_State *L) {
 }
 
 /* M.lastfault(): the last fault the guard turned into an error, as a table, or nil. */
-#include "guard.h"
 static int buf_lastfault(lua_State *L) {
   const Fault *f = guard_last();
   if (!f->signo) return 0;

@@ -5,17 +5,14 @@
  * it is a plain memmove/memset. Writes are refused before any byte moves when memlab knows the
  * range is read-only, so a refused write never leaves a half-written range. */
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "guard.h"
 #include "memlab.h"
 #include "sys.h"
 
-
-/* Raises the error for a fault caught in an access to o1's or o2's memory. */
-MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const Fault *f, const Owner *o1,
-                                     const Owner *o2) {
+/* Raises the error for a fault caught in an access to o1's or o2's memory (either may be NULL). */
+static MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const Fault *f, const Owner *o1,
+                                            const Owner *o2) {
   const Owner *o = o1 ? o1 : o2;
   if (o1 && o2 && f->addr >= (uintptr_t)o2->base && f->addr - (uintptr_t)o2->base < o2->size) o = o2;
   char d[160];
@@ -66,15 +63,22 @@ void mem_copy(lua_State *L, const Owner *dsto, void *dst, const Owner *srco, con
     mem_fault_raise(L, &f, dsto, srco);
 }
 
-void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n) {
-  if (n == 0) return;
-  MoveArgs a = {dst, NULL, n, c};
+/* Runs fn(arg), an access to [p, p+n) of o's memory (o NULL: not a buffer's): directly, or under
+ * the fault guard when o is page-backed, where a fault raises naming the buffer. */
+void mem_access(lua_State *L, const Owner *o, void (*fn)(void *), void *arg, const void *p,
+                size_t n) {
   if (!mem_guarded(o)) {
-    do_set(&a);
+    fn(arg);
     return;
   }
   Fault f;
-  if (guard_call(do_set, &a, dst, n, NULL, 0, &f)) mem_fault_raise(L, &f, o, NULL);
+  if (guard_call(fn, arg, p, n, NULL, 0, &f)) mem_fault_raise(L, &f, o, NULL);
+}
+
+void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n) {
+  if (n == 0) return;
+  MoveArgs a = {dst, NULL, n, c};
+  mem_access(L, o, do_set, &a, dst, n);
 }
 
 /* Refuses a write to [off, off+len) of o when memlab knows part of it is not writable. */
@@ -150,11 +154,10 @@ static int bufops_read(lua_State *L) {
 /* b:write(off, s) -> offset after the written bytes */
 static int bufops_write(lua_State *L) {
   size_t len, slen;
-  Buffer *b;
-  buf_check(L, 1);
+  Buffer *b = buf_check(L, 1);
   lua_Integer off = luaL_checkinteger(L, 2);
   const char *s = luaL_checklstring(L, 3, &slen); /* may convert a number: allocates */
-  unsigned char *p = buf_span(L, 1, &len, &b);      /* so the address is taken after it */
+  unsigned char *p = buf_window(L, b, &len);        /* so the address is taken after it */
   luaL_argcheck(L, off >= 0 && (uint64_t)off <= (uint64_t)len, 2, "offset out of range");
   luaL_argcheck(L, slen <= len - (size_t)off, 3, "string does not fit (out of range)");
   mem_check_write(L, b->o, b->off + (size_t)off, slen);
@@ -179,24 +182,18 @@ static void do_find(void *arg) {
 /* The first occurrence of needle in [hay, hay+haylen) of o's memory, or NULL; guarded. */
 const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char *hay,
                               size_t haylen, const char *needle, size_t nlen) {
-  FindArgs a = {hay, haylen, needle, nlen, NULL};
   if (nlen == 0) return hay;
-  if (!mem_guarded(o)) {
-    do_find(&a);
-  } else {
-    Fault f;
-    if (guard_call(do_find, &a, hay, haylen, NULL, 0, &f)) mem_fault_raise(L, &f, o, NULL);
-  }
+  FindArgs a = {hay, haylen, needle, nlen, NULL};
+  mem_access(L, o, do_find, &a, hay, haylen);
   return a.found;
 }
 
 /* b:find(s, off, len) -> offset of the first occurrence of s within [off, off+len), or nil */
 static int bufops_find(lua_State *L) {
   size_t len, off, n, slen;
-  Buffer *b;
-  buf_check(L, 1);
+  Buffer *b = buf_check(L, 1);
   const char *s = luaL_checklstring(L, 2, &slen); /* may convert a number: allocates */
-  unsigned char *p = buf_span(L, 1, &len, &b);      /* so the address is taken after it */
+  unsigned char *p = buf_window(L, b, &len);        /* so the address is taken after it */
   arg_range(L, 3, 4, len, &off, &n);
   const unsigned char *found = mem_find(L, b->o, p + off, n, s, slen);
   if (!found) {
@@ -207,35 +204,35 @@ static int bufops_find(lua_State *L) {
   return 1;
 }
 
-/* The length of the NUL-terminated string at off (raises when no NUL before the end). */
-static size_t cstrlen(lua_State *L, int ioff, const unsigned char **start) {
+/* The length of the NUL-terminated string at the offset in arg 2 (raises when no NUL before the
+ * end); the offset in *off, the buffer in *pb. */
+static size_t cstrlen(lua_State *L, size_t *off, Buffer **pb) {
   size_t len;
-  Buffer *b;
-  unsigned char *p = buf_span(L, 1, &len, &b);
-  lua_Integer off = luaL_optinteger(L, ioff, 0);
-  luaL_argcheck(L, off >= 0 && (uint64_t)off < (uint64_t)len, ioff, "offset out of range");
-  const unsigned char *z = mem_find(L, b->o, p + off, len - (size_t)off, "", 1);
-  luaL_argcheck(L, z != NULL, ioff, "no NUL terminator before the end of the buffer");
-  *start = p + off;
-  return (size_t)(z - (p + off));
+  unsigned char *p = buf_span(L, 1, &len, pb);
+  lua_Integer o = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, o >= 0 && (uint64_t)o < (uint64_t)len, 2, "offset out of range");
+  *off = (size_t)o;
+  const unsigned char *s = p + *off, *z = mem_find(L, (*pb)->o, s, len - *off, "", 1);
+  luaL_argcheck(L, z != NULL, 2, "no NUL terminator before the end of the buffer");
+  return (size_t)(z - s);
 }
 
 /* b:strlen(off) -> length of the C string at off, as strlen(3) */
 static int bufops_strlen(lua_State *L) {
-  const unsigned char *s;
-  lua_pushinteger(L, (lua_Integer)cstrlen(L, 2, &s));
+  size_t off;
+  Buffer *b;
+  lua_pushinteger(L, (lua_Integer)cstrlen(L, &off, &b));
   return 1;
 }
 
 /* b:cstring(off) -> the C string at off (up to, not including, its NUL) */
 static int bufops_cstring(lua_State *L) {
-  const unsigned char *s;
-  size_t n = cstrlen(L, 2, &s);
-  size_t off = (size_t)luaL_optinteger(L, 2, 0);
+  size_t off;
+  Buffer *b;
+  size_t n = cstrlen(L, &off, &b);
   luaL_Buffer lb;
   char *dst = luaL_buffinitsize(L, &lb, n);
-  s = buf_respan(L, 1, off, n);
-  mem_copy(L, NULL, dst, buf_check(L, 1)->o, s, n);
+  mem_copy(L, NULL, dst, b->o, buf_respan(L, 1, off, n), n);
   luaL_pushresultsize(&lb, n);
   return 1;
 }
@@ -285,11 +282,7 @@ static int bufops_wipe(lua_State *L) {
   unsigned char *p = buf_span(L, 1, &len, &b);
   mem_check_write(L, b->o, b->off, len);
   MoveArgs a = {p, NULL, len, 0};
-  Fault f;
-  if (!mem_guarded(b->o))
-    do_wipe(&a);
-  else if (len && guard_call(do_wipe, &a, p, len, NULL, 0, &f))
-    mem_fault_raise(L, &f, b->o, NULL);
+  if (len) mem_access(L, b->o, do_wipe, &a, p, len);
   lua_settop(L, 1);
   return 1;
 }
@@ -299,7 +292,7 @@ static int bufops_wipe(lua_State *L) {
 static int bufops_hexdump(lua_State *L) {
   size_t len, off, n;
   Buffer *b;
-  unsigned char *p = buf_span(L, 1, &len, &b);
+  buf_span(L, 1, &len, &b);
   arg_range(L, 2, 3, len, &off, &n);
   static const char hex[] = "0123456789abcdef";
   luaL_Buffer lb;
@@ -307,10 +300,10 @@ static int bufops_hexdump(lua_State *L) {
   for (size_t line = 0; line < n; line += 16) {
     unsigned char row[16];
     size_t k = n - line < 16 ? n - line : 16;
-    p = buf_respan(L, 1, off + line, k) - (off + line); /* rows allocate: recheck */
-    mem_copy(L, NULL, row, b->o, p + off + line, k);
+    const unsigned char *at = buf_respan(L, 1, off + line, k); /* rows allocate: recheck */
+    mem_copy(L, NULL, row, b->o, at, k);
     char out[96];
-    int w = snprintf(out, sizeof out, "%012lx:", (unsigned long)(uintptr_t)(p + off + line));
+    int w = snprintf(out, sizeof out, "%012lx:", (unsigned long)(uintptr_t)at);
     char *q = out + w;
     for (size_t i = 0; i < 16; i++) {
       if (i % 2 == 0) *q++ = ' ';

@@ -147,8 +147,24 @@ static int simple_format(const char *p, int *little, size_t *size, KOpt *opt) {
   return *p == '\0';
 }
 
-static void packint(luaL_Buffer *b, lua_Unsigned n, int little, size_t size, int neg) {
-  char *buff = luaL_prepbuffsize(b, size);
+/* The integer at arg for a field of `size` bytes, refused as string.pack refuses it when it
+ * does not fit. */
+static lua_Integer arg_packint(lua_State *L, int arg, size_t size, int issigned) {
+  lua_Integer n = luaL_checkinteger(L, arg);
+  if (size < (size_t)SZINT) {
+    if (issigned) {
+      lua_Integer lim = (lua_Integer)1 << ((size * NB) - 1);
+      luaL_argcheck(L, -lim <= n && n < lim, arg, "integer overflow");
+    } else {
+      luaL_argcheck(L, (lua_Unsigned)n < ((lua_Unsigned)1 << (size * NB)), arg,
+                    "unsigned overflow");
+    }
+  }
+  return n;
+}
+
+/* Writes n as `size` bytes in the given byte order; neg sign-extends past a lua_Integer. */
+static void putint(char *buff, lua_Unsigned n, int little, size_t size, int neg) {
   buff[little ? 0 : size - 1] = (char)(n & 0xff);
   for (size_t i = 1; i < size; i++) {
     n >>= NB;
@@ -156,6 +172,10 @@ static void packint(luaL_Buffer *b, lua_Unsigned n, int little, size_t size, int
   }
   if (neg && size > (size_t)SZINT)
     for (size_t i = (size_t)SZINT; i < size; i++) buff[little ? i : size - 1 - i] = (char)0xff;
+}
+
+static void packint(luaL_Buffer *b, lua_Unsigned n, int little, size_t size, int neg) {
+  putint(luaL_prepbuffsize(b, size), n, little, size, neg);
   luaL_addsize(b, size);
 }
 
@@ -165,6 +185,28 @@ static void copyendian(char *dst, const char *src, size_t size, int little) {
   } else {
     for (size_t i = 0; i < size; i++) dst[i] = src[size - 1 - i];
   }
+}
+
+/* A float field (size 4: float, else double) to bytes and back. */
+static void putfloat(char *dst, lua_Number x, size_t size, int little) {
+  if (size == sizeof(float)) {
+    float f = (float)x;
+    copyendian(dst, (const char *)&f, size, little);
+  } else {
+    double d = (double)x;
+    copyendian(dst, (const char *)&d, size, little);
+  }
+}
+
+static lua_Number getfloat(const unsigned char *src, size_t size, int little) {
+  if (size == sizeof(float)) {
+    float f;
+    copyendian((char *)&f, (const char *)src, size, little);
+    return (lua_Number)f;
+  }
+  double d;
+  copyendian((char *)&d, (const char *)src, size, little);
+  return (lua_Number)d;
 }
 
 /* The offset just past what fmt packs from `off` with the values from arg 4 on, computed without
@@ -215,26 +257,11 @@ static int bufpack_pack(lua_State *L) {
   size_t size1;
   KOpt opt1;
   if (simple_format(fmt, &little, &size1, &opt1)) {
-    unsigned char tmp[8];
-    if (opt1 == K_INT || opt1 == K_UINT) {
-      lua_Integer v = luaL_checkinteger(L, 4);
-      if (size1 < (size_t)SZINT) {
-        lua_Integer lim = (lua_Integer)1 << ((size1 * NB) - 1);
-        if (opt1 == K_INT)
-          luaL_argcheck(L, -lim <= v && v < lim, 4, "integer overflow");
-        else
-          luaL_argcheck(L, (lua_Unsigned)v < ((lua_Unsigned)1 << (size1 * NB)), 4,
-                        "unsigned overflow");
-      }
-      for (size_t i = 0; i < size1; i++)
-        tmp[little ? i : size1 - 1 - i] = (unsigned char)(((lua_Unsigned)v >> (NB * i)) & 0xff);
-    } else if (opt1 == K_FLOAT) {
-      float f = (float)luaL_checknumber(L, 4);
-      copyendian((char *)tmp, (const char *)&f, size1, little);
-    } else {
-      double d = (double)luaL_checknumber(L, 4);
-      copyendian((char *)tmp, (const char *)&d, size1, little);
-    }
+    char tmp[8];
+    if (opt1 == K_INT || opt1 == K_UINT)
+      putint(tmp, (lua_Unsigned)arg_packint(L, 4, size1, opt1 == K_INT), little, size1, 0);
+    else
+      putfloat(tmp, luaL_checknumber(L, 4), size1, little);
     luaL_argcheck(L, size1 <= len - (size_t)off, 2, "packed data does not fit (out of range)");
     mem_check_write(L, bf->o, bf->off + (size_t)off, size1);
     mem_copy(L, bf->o, p + off, NULL, tmp, size1);
@@ -255,33 +282,17 @@ static int bufpack_pack(lua_State *L) {
     while (ntoalign-- > 0) luaL_addchar(&b, 0);
     arg++;
     switch (opt) {
-      case K_INT: {
-        lua_Integer n = luaL_checkinteger(L, arg);
-        if (size < (size_t)SZINT) {
-          lua_Integer lim = (lua_Integer)1 << ((size * NB) - 1);
-          luaL_argcheck(L, -lim <= n && n < lim, arg, "integer overflow");
-        }
-        packint(&b, (lua_Unsigned)n, h.little, size, n < 0);
-        break;
-      }
+      case K_INT:
       case K_UINT: {
-        lua_Integer n = luaL_checkinteger(L, arg);
-        if (size < (size_t)SZINT)
-          luaL_argcheck(L, (lua_Unsigned)n < ((lua_Unsigned)1 << (size * NB)), arg,
-                        "unsigned overflow");
-        packint(&b, (lua_Unsigned)n, h.little, size, 0);
+        lua_Integer n = arg_packint(L, arg, size, opt == K_INT);
+        packint(&b, (lua_Unsigned)n, h.little, size, opt == K_INT && n < 0);
         break;
       }
-      case K_FLOAT: {
-        float f = (float)luaL_checknumber(L, arg);
-        copyendian(luaL_prepbuffsize(&b, size), (const char *)&f, size, h.little);
-        luaL_addsize(&b, size);
-        break;
-      }
+      case K_FLOAT:
       case K_DOUBLE:
       case K_NUMBER: {
-        double d = (double)luaL_checknumber(L, arg);
-        copyendian(luaL_prepbuffsize(&b, size), (const char *)&d, size, h.little);
+        lua_Number x = luaL_checknumber(L, arg);
+        putfloat(luaL_prepbuffsize(&b, size), x, size, h.little);
         luaL_addsize(&b, size);
         break;
       }
@@ -407,18 +418,11 @@ static int bufpack_unpack(lua_State *L) {
       mem_copy(L, NULL, tmp, o, at, size1);
       at = tmp;
     }
-    if (opt1 == K_INT || opt1 == K_UINT) {
+    if (opt1 == K_INT || opt1 == K_UINT)
       lua_pushinteger(L, little == native_little() ? native_int(L, at, size1, opt1 == K_INT)
                                                    : unpackint(L, at, little, size1, opt1 == K_INT));
-    } else if (opt1 == K_FLOAT) {
-      float f;
-      copyendian((char *)&f, (const char *)at, size1, little);
-      lua_pushnumber(L, (lua_Number)f);
-    } else {
-      double d;
-      copyendian((char *)&d, (const char *)at, size1, little);
-      lua_pushnumber(L, (lua_Number)d);
-    }
+    else
+      lua_pushnumber(L, getfloat(at, size1, little));
     lua_pushinteger(L, (lua_Integer)(pos + size1));
     return 2;
   }
@@ -441,19 +445,9 @@ static int bufpack_unpack(lua_State *L) {
     switch (opt) {
       case K_INT:
       case K_UINT: lua_pushinteger(L, unpackint(L, at, h.little, size, opt == K_INT)); break;
-      case K_FLOAT: {
-        float f;
-        copyendian((char *)&f, (const char *)at, size, h.little);
-        lua_pushnumber(L, (lua_Number)f);
-        break;
-      }
+      case K_FLOAT:
       case K_DOUBLE:
-      case K_NUMBER: {
-        double d;
-        copyendian((char *)&d, (const char *)at, size, h.little);
-        lua_pushnumber(L, (lua_Number)d);
-        break;
-      }
+      case K_NUMBER: lua_pushnumber(L, getfloat(at, size, h.little)); break;
       case K_CHAR: pushbytes(L, o, data + pos, size); break;
       case K_STRING: {
         lua_Unsigned sl = (lua_Unsigned)unpackint(L, at, h.little, size, 0);

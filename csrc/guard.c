@@ -46,8 +46,7 @@ typedef struct GuardFrame {
  * dynamic loader allocate a TLS block from inside a signal handler. */
 #define TLS _Thread_local __attribute__((tls_model("initial-exec")))
 static TLS GuardFrame *volatile g_top;
-static TLS Fault g_fault;
-static TLS Fault g_last;
+static TLS Fault g_last; /* written by the handler just before it jumps back into guard_call */
 
 static struct sigaction g_prev_segv, g_prev_bus;
 static volatile sig_atomic_t g_installed;
@@ -91,9 +90,9 @@ static void on_fault(int signo, siginfo_t *si, void *uctx) {
    * guarded access, which only runs memlab's own copy loops, it can only be the access. */
   if (fr && si->si_code > 0 &&
       (in_frame(fr, (uintptr_t)si->si_addr) || (si->si_code == SI_KERNEL && !si->si_addr))) {
-    g_fault.signo = signo;
-    g_fault.code = si->si_code;
-    g_fault.addr = (uintptr_t)si->si_addr;
+    g_last.signo = signo;
+    g_last.code = si->si_code;
+    g_last.addr = (uintptr_t)si->si_addr;
     /* The mask the access ran with, minus SIGSEGV and SIGBUS: a fault taken inside another
      * fault's handler (the snapshot claimer reading a truncated file) carries that handler's
      * mask, and the guarded code never runs with them blocked. */
@@ -156,8 +155,7 @@ int guard_call(GuardFn fn, void *arg, const void *p1, size_t n1, const void *p2,
   }
   g_top = fr.prev;
   QUIET_END();
-  g_last = g_fault;
-  *f = g_fault;
+  *f = g_last;
   return f->signo;
 }
 

@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "memlab.h"
 #include "sys.h"
@@ -108,19 +107,10 @@ static int heap_realloc(lua_State *L) {
   if (!owner_alive(old)) owner_deaderror(L, old); /* a finalizer freed it during the call */
   errno = 0;
   void *p = realloc(old->base, n);
-  if (!p) {
-    int err = errno ? errno : ENOMEM;
-    lua_pop(L, 1);
-    return push_syserror(L, "realloc", err);
-  }
+  int err = errno;
   /* The old block's memory now belongs to the new one: the old Owner dies without a release. */
-  if (old->track) track_free(L, old, 0);
-  old->state = OWNER_DEAD;
-  old->why = "realloc'd";
-  site_capture(L, &old->freed_at);
-  owner_open(L, o, p, n);
-  track_alloc(L, o);
-  return 1;
+  if (p) owner_die(L, old, "realloc'd", 1);
+  return push_block(L, o, p, n, "realloc", err);
 }
 
 /* M.free(b) = b:free(); M.free(nil) does nothing, as free(NULL). */
@@ -222,12 +212,9 @@ static int brk_lower(lua_State *L, const char *what, uintptr_t target) {
   size_t i = g_nregions;
   while (i > 0 && g_regions[i - 1].end == floor) floor = g_regions[--i].start;
   if (target < floor) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s (lowering the break to %p would free memory below %p that "
-                       "memlab's sbrk did not take: it is malloc's heap, and the interpreter "
-                       "lives there)", what, strerror(EPERM), (void *)target, (void *)floor);
-    lua_pushinteger(L, EPERM);
-    return 3;
+    return push_syserrorf(L, what, EPERM, "lowering the break to %p would free memory below "
+                          "%p that memlab's sbrk did not take: it is malloc's heap, and the "
+                          "interpreter lives there", (void *)target, (void *)floor);
   }
   void *old;
   int err = sys_sbrk(-(intptr_t)(cur - target), &old);
@@ -235,9 +222,7 @@ static int brk_lower(lua_State *L, const char *what, uintptr_t target) {
   while (g_nregions && g_regions[g_nregions - 1].end > target) {
     BrkRegion *r = &g_regions[g_nregions - 1];
     if (r->owner) {
-      r->owner->state = OWNER_DEAD;
-      r->owner->why = "released by lowering the break";
-      site_capture(L, &r->owner->freed_at);
+      owner_die(L, r->owner, "released by lowering the break", 1);
       r->owner = NULL;
     }
     if (r->start < target) {

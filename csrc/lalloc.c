@@ -21,23 +21,26 @@ static const char allocator_key = 'A';
  * upvalue 1 (memlab.h's convention, which buf_test relies on) and the allocator metatable as
  * upvalue 2 (one comparison); other callers take the registry lookup. */
 static Allocator *totype(lua_State *L, int idx) {
-  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
-  int ok = lua_rawequal(L, -1, lua_upvalueindex(2));
-  if (!ok) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &allocator_key);
-    ok = lua_rawequal(L, -1, -2);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return ok ? (Allocator *)lua_touserdata(L, idx) : NULL;
+  return (Allocator *)udata_test(L, idx, lua_upvalueindex(2), &allocator_key);
 }
 
-Allocator *alloc_check(lua_State *L, int idx, const AllocOps *only) {
+/* The allocator at idx, in any state; raises on anything else. */
+static Allocator *toalloc(lua_State *L, int idx) {
   Allocator *a = totype(L, idx);
   if (!a) luaL_typeerror(L, idx, ALLOCATOR_T);
+  return a;
+}
+
+/* Raises unless a is live (a dead handle). */
+static void check_live(lua_State *L, const Allocator *a) {
   if (a->arena.state != OWNER_LIVE)
     luaL_error(L, "attempt to use a destroyed allocator (destroyed at %s)",
                a->arena.freed_at.where);
+}
+
+Allocator *alloc_check(lua_State *L, int idx, const AllocOps *only) {
+  Allocator *a = toalloc(L, idx);
+  check_live(L, a);
   if (only && a->ops != only)
     luaL_argerror(L, idx, lua_pushfstring(L, "a %s allocator expected, got a %s allocator",
                                           only->name, a->ops->name));
@@ -91,12 +94,10 @@ size_t alloc_optsize(lua_State *L, const char *k, size_t def) {
 /* An optional string option of the options table at 1 (def when absent); raises naming it. */
 const char *alloc_optstring(lua_State *L, const char *k, const char *def) {
   int t = lua_getfield(L, 1, k);
+  const char *v = t == LUA_TSTRING ? lua_tostring(L, -1) : def;
   lua_pop(L, 1); /* the table keeps the string alive */
-  if (t == LUA_TNIL) return def;
-  if (t != LUA_TSTRING) luaL_error(L, "bad option '%s' (a string expected, got %s)", k, lua_typename(L, t));
-  lua_getfield(L, 1, k);
-  const char *v = lua_tostring(L, -1);
-  lua_pop(L, 1);
+  if (t != LUA_TNIL && t != LUA_TSTRING)
+    luaL_error(L, "bad option '%s' (a string expected, got %s)", k, lua_typename(L, t));
   return v;
 }
 
@@ -128,16 +129,21 @@ int alloc_block_release(Owner *o) {
   return a->ops->free(&a->u, o->base) == ML_OK ? 0 : EINVAL;
 }
 
-/* Pushes a NEW block buffer of allocator a (at index ai), anchored to it. */
-static Owner *new_block(lua_State *L, int ai, Allocator *a) {
+Owner *alloc_newblock(lua_State *L, int ai, Allocator *a) {
   Owner *o = buf_newroot(L, a->ops->blockkind);
   o->ctx = a;
   o->parent = &a->arena;
   lua_pushvalue(L, ai);
   lua_setiuservalue(L, -2, 1);
-  if (a->arena.state != OWNER_LIVE) /* creating it may have run a finalizer that destroyed a */
-    luaL_error(L, "attempt to use a destroyed allocator (destroyed at %s)", a->arena.freed_at.where);
+  check_live(L, a); /* creating it may have run a finalizer that destroyed a */
   return o;
+}
+
+/* Raises unless the buffer b at idx belongs to allocator a. */
+static void check_mine(lua_State *L, int idx, const Buffer *b, const Allocator *a) {
+  if (b->o->parent != &a->arena)
+    luaL_argerror(L, idx, lua_pushfstring(L, "not a block of this allocator (a %s buffer)",
+                                          b->o->kind->name));
 }
 
 /* The live block of allocator a at idx (a root, not a view). */
@@ -146,9 +152,7 @@ static Owner *check_block(lua_State *L, int idx, Allocator *a) {
   Buffer *b;
   buf_span(L, idx, &len, &b);
   luaL_argcheck(L, !b->isview, idx, "a view is not a block (pass the block it views)");
-  if (b->o->parent != &a->arena)
-    luaL_argerror(L, idx, lua_pushfstring(L, "not a block of this allocator (a %s buffer)",
-                                          b->o->kind->name));
+  check_mine(L, idx, b, a);
   return b->o;
 }
 
@@ -165,7 +169,7 @@ static int la_alloc(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
   size_t n = arg_size(L, 2);
   check_request(L, a, 2, n);
-  Owner *o = new_block(L, 1, a);
+  Owner *o = alloc_newblock(L, 1, a);
   void *p = a->ops->alloc(&a->u, n);
   if (!p) return alloc_failure(L, a, a->ops->name);
   owner_open(L, o, p, n);
@@ -179,7 +183,7 @@ static int la_calloc(lua_State *L) {
   if (__builtin_mul_overflow(nr, size, &n) || n > (size_t)PTRDIFF_MAX)
     return push_statuserror(L, a->ops->name, "out of memory (nr * size overflows)", ENOMEM);
   check_request(L, a, 3, n);
-  Owner *o = new_block(L, 1, a);
+  Owner *o = alloc_newblock(L, 1, a);
   void *p = a->ops->calloc(&a->u, nr, size);
   if (!p) return alloc_failure(L, a, a->ops->name);
   owner_open(L, o, p, n);
@@ -197,13 +201,11 @@ static int la_realloc(lua_State *L) {
   check_block(L, 2, a);
   size_t n = arg_size(L, 3);
   check_request(L, a, 3, n);
-  Owner *o = new_block(L, 1, a);
+  Owner *o = alloc_newblock(L, 1, a);
   Owner *old = check_block(L, 2, a); /* again: the new userdata may have run a finalizer */
   void *p = a->ops->realloc(&a->u, old->base, n);
   if (!p) return alloc_failure(L, a, a->ops->name);
-  old->state = OWNER_DEAD;
-  old->why = "realloc'd";
-  site_capture(L, &old->freed_at);
+  owner_die(L, old, "realloc'd", 1);
   owner_open(L, o, p, n);
   return 1;
 }
@@ -211,10 +213,7 @@ static int la_realloc(lua_State *L) {
 /* a:free(b) = b:free(), for a block of this allocator */
 static int la_free(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
-  Buffer *b = buf_check(L, 2);
-  if (b->o->parent != &a->arena)
-    luaL_argerror(L, 2, lua_pushfstring(L, "not a block of this allocator (a %s buffer)",
-                                        b->o->kind->name));
+  check_mine(L, 2, buf_check(L, 2), a);
   return buf_free_at(L, 2);
 }
 
@@ -282,24 +281,20 @@ static int collect(void *ud, const void *addr, size_t size, int used) {
   return 0;
 }
 
-static int walk(Allocator *a, int freelist_order, Walk *w) {
-  return freelist_order ? fl_walk_free(&a->u.fl, collect, w) : a->ops->walk(&a->u, collect, w);
-}
-
-/* Walks the allocator at 1 into { {offset, size, state, addr} ... }. The walk itself allocates
- * nothing: a count pass, then a Lua-owned array (the allocation may run a finalizer, so the
- * allocator is checked again), then a fill pass; Lua tables are built from the array after. */
-static int push_walk(lua_State *L, Allocator *a, int freelist_order) {
+/* Walks the allocator at 1 with walkfn into { {offset, size, state, addr} ... }. The walk itself
+ * allocates nothing: a count pass, then a Lua-owned array (the allocation may run a finalizer,
+ * so the allocator is checked again), then a fill pass; Lua tables are built from the array after. */
+int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn) {
   Walk w;
   for (;;) {
     w.recs = NULL;
     w.n = 0;
-    walk(a, freelist_order, &w);
+    walkfn(&a->u, collect, &w);
     w.cap = w.n;
     w.recs = (WalkRec *)lua_newuserdatauv(L, (w.cap ? w.cap : 1) * sizeof(WalkRec), 0);
     a = alloc_check(L, 1, NULL);
     w.n = 0;
-    if (walk(a, freelist_order, &w) == 0) break;
+    if (walkfn(&a->u, collect, &w) == 0) break;
     lua_pop(L, 1); /* a finalizer changed the blocks between the passes: again */
   }
   const void *base;
@@ -336,15 +331,11 @@ static int walk_iter(lua_State *L) {
  * address order; offsets from the arena's base (a mapped block lives in its own mapping). */
 static int la_blocks(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
-  push_walk(L, a, 0);
+  alloc_pushwalk(L, a, a->ops->walk);
   lua_pushinteger(L, 0);
   lua_pushcclosure(L, walk_iter, 2);
   return 1;
 }
-
-/* The free list in list order (free list allocators): { {offset, size, "free", addr} ... } */
-int lalloc_freelist_walk(lua_State *L, Allocator *a);
-int lalloc_freelist_walk(lua_State *L, Allocator *a) { return push_walk(L, a, 1); }
 
 /* a:check() -> true | false, what is broken */
 static int la_check(lua_State *L) {
@@ -374,23 +365,13 @@ static int la_bounds(lua_State *L) {
 
 /* Destroys a live allocator: its memory goes back, every block dies. */
 static void destroy(lua_State *L, Allocator *a, int level) {
-  if (a->arena.state == OWNER_LIVE) {
-    a->ops->destroy(&a->u);
-    ml_src_destroy(&a->src);
-  } else if (a->arena.state == OWNER_NEW && a->src.kind != ML_SRC_NONE) {
-    ml_src_destroy(&a->src); /* a constructor that failed after setting up its source */
-  }
-  a->arena.state = OWNER_DEAD;
-  a->arena.why = "destroyed";
-  if (level)
-    site_capture(L, &a->arena.freed_at);
-  else
-    snprintf(a->arena.freed_at.where, sizeof a->arena.freed_at.where, "(garbage collector)");
+  if (a->arena.state == OWNER_LIVE) a->ops->destroy(&a->u);
+  ml_src_destroy(&a->src); /* idempotent; also a source a failed constructor had set up */
+  owner_die(L, &a->arena, "destroyed", level);
 }
 
 static int la_destroy(lua_State *L) {
-  Allocator *a = totype(L, 1);
-  if (!a) return luaL_typeerror(L, 1, ALLOCATOR_T);
+  Allocator *a = toalloc(L, 1);
   if (a->arena.state == OWNER_DEAD)
     return luaL_error(L, "allocator already destroyed at %s", a->arena.freed_at.where);
   destroy(L, a, 1);
@@ -410,22 +391,19 @@ static int la_close(lua_State *L) {
 }
 
 static int la_kind(lua_State *L) {
-  Allocator *a = totype(L, 1);
-  if (!a) return luaL_typeerror(L, 1, ALLOCATOR_T);
+  Allocator *a = toalloc(L, 1);
   lua_pushstring(L, a->ops->name);
   return 1;
 }
 
 static int la_valid(lua_State *L) {
-  Allocator *a = totype(L, 1);
-  if (!a) return luaL_typeerror(L, 1, ALLOCATOR_T);
+  Allocator *a = toalloc(L, 1);
   lua_pushboolean(L, a->arena.state == OWNER_LIVE);
   return 1;
 }
 
 static int la_tostring(lua_State *L) {
-  Allocator *a = totype(L, 1);
-  if (!a) return luaL_typeerror(L, 1, ALLOCATOR_T);
+  Allocator *a = toalloc(L, 1);
   if (a->arena.state != OWNER_LIVE) {
     lua_pushfstring(L, ALLOCATOR_T ": %s (destroyed at %s)", a->ops->name,
                     a->arena.freed_at.where);

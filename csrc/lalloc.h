@@ -12,6 +12,9 @@
 
 #define ALLOCATOR_T "memlab.allocator"
 
+/* A block walk over an instance (AllocOps.walk, or another order such as fl_walk_free's). */
+typedef int (*AllocWalkFn)(const void *inst, ml_walk_fn fn, void *ud);
+
 /* What one allocator algorithm offers, over its instance (inst points into Allocator.u). */
 typedef struct AllocOps {
   const char *name;          /* "freelist", "buddy", "pool" */
@@ -23,7 +26,7 @@ typedef struct AllocOps {
   ml_status (*free)(void *inst, void *p);
   ml_status (*usable)(const void *inst, const void *p, size_t *out);
   void (*stats)(const void *inst, ml_stats *st);
-  int (*walk)(const void *inst, ml_walk_fn fn, void *ud);
+  AllocWalkFn walk;                          /* every block, in address order */
   ml_status (*check)(const void *inst, char *why, size_t whylen);
   void (*destroy)(void *inst);
   /* The arena's first byte, its current size and the most it may grow to. */
@@ -55,6 +58,11 @@ Allocator *alloc_new(lua_State *L, const AllocOps *ops);
 void alloc_opened(lua_State *L, Allocator *a);
 /* The live allocator at idx (raises on a destroyed one), optionally of one algorithm. */
 Allocator *alloc_check(lua_State *L, int idx, const AllocOps *only);
+/* Pushes a NEW block buffer of allocator a (at index ai), anchored to it; raises if creating it
+ * ran a finalizer that destroyed a. The caller allocates, then owner_open()s it. */
+Owner *alloc_newblock(lua_State *L, int ai, Allocator *a);
+/* Pushes { {offset, size, state, addr} ... } of the live allocator at 1, walked by walkfn. */
+int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn);
 /* Pushes nil, "<name>: <status text>", code for the last failed call (code an errno). */
 int alloc_failure(lua_State *L, Allocator *a, const char *what);
 /* The options table at 1: a non-negative integer field (def when absent); unknown fields raise. */

@@ -45,8 +45,6 @@ static const AllocOps bd_ops = {
   "buddy", &bd_blockkind, &bd_arenakind, b_alloc, b_calloc, b_realloc, b_free, b_usable,
   b_stats, b_walk, b_check, b_destroy, b_bounds, b_lasterr, b_describe, b_maxreq};
 
-static int is_pow2(size_t n) { return n && !(n & (n - 1)); }
-
 /* M.buddy{ size=1 MiB (the most the arena grows to; a power of two), min=32 (smallest block; a
  * power of two >= 16), initial=64 KiB (first arena size), cache=0 (freed blocks parked per order
  * before they merge: faster, but the lecture's immediate coalescing is then deferred) } */
@@ -64,12 +62,12 @@ static int lbd_new(lua_State *L) {
   cfg.initial = alloc_optsize(L, "initial", 0);
   size_t cache = alloc_optsize(L, "cache", 0);
   luaL_argcheck(L, cache <= BD_CACHE_DEPTH_MAX, 1, "cache depth out of range");
-  luaL_argcheck(L, is_pow2(size) && size >= ml_sys_pagesize() && size <= ((size_t)1 << 46), 1,
+  luaL_argcheck(L, ml_is_pow2(size) && size >= ml_sys_pagesize() && size <= ((size_t)1 << 46), 1,
                 "size must be a power of two from a page (4 KiB) up to 2^46 (out of range)");
-  luaL_argcheck(L, !cfg.min_block || (is_pow2(cfg.min_block) && cfg.min_block >= 16 &&
+  luaL_argcheck(L, !cfg.min_block || (ml_is_pow2(cfg.min_block) && cfg.min_block >= 16 &&
                                       cfg.min_block <= size), 1,
                 "min must be a power of two between 16 and size (out of range)");
-  luaL_argcheck(L, !cfg.initial || (is_pow2(cfg.initial) && cfg.initial <= size), 1,
+  luaL_argcheck(L, !cfg.initial || (ml_is_pow2(cfg.initial) && cfg.initial <= size), 1,
                 "initial must be a power of two up to size (out of range)");
   if (!cfg.initial && size < ((size_t)64 << 10)) cfg.initial = size;
   Allocator *a = alloc_new(L, &bd_ops);

@@ -16,6 +16,9 @@ static void f_stats(const void *a, ml_stats *st) { fl_stats((const ml_freelist *
 static int f_walk(const void *a, ml_walk_fn fn, void *ud) {
   return fl_walk((const ml_freelist *)a, fn, ud);
 }
+static int f_walk_free(const void *a, ml_walk_fn fn, void *ud) {
+  return fl_walk_free((const ml_freelist *)a, fn, ud);
+}
 static ml_status f_check(const void *a, char *why, size_t n) {
   return fl_check((const ml_freelist *)a, why, n);
 }
@@ -104,25 +107,18 @@ static int lfl_header(lua_State *L) {
   return 3;
 }
 
-int lalloc_freelist_walk(lua_State *L, Allocator *a);
-
 /* a:freelist() -> { {offset, size, "free", addr} ... } in the order the free list holds them */
 static int lfl_freelist(lua_State *L) {
   Allocator *a = alloc_check(L, 1, &fl_ops);
-  return lalloc_freelist_walk(L, a);
+  return alloc_pushwalk(L, a, f_walk_free);
 }
 
 /* a:memalign(align, n) -> block whose address is a multiple of align (a power of two) */
 static int lfl_memalign(lua_State *L) {
   Allocator *a = alloc_check(L, 1, &fl_ops);
   size_t align = arg_size(L, 2), n = arg_size(L, 3);
-  luaL_argcheck(L, align && !(align & (align - 1)), 2, "alignment must be a power of two");
-  Owner *o = buf_newroot(L, &fl_blockkind);
-  o->ctx = a;
-  o->parent = &a->arena;
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, 1);
-  a = alloc_check(L, 1, &fl_ops);
+  luaL_argcheck(L, ml_is_pow2(align), 2, "alignment must be a power of two");
+  Owner *o = alloc_newblock(L, 1, a);
   void *p = fl_memalign(&a->u.fl, align, n);
   if (!p) return alloc_failure(L, a, "freelist");
   owner_open(L, o, p, n);

@@ -56,7 +56,7 @@ static int lpool_new(lua_State *L) {
   cfg.grow = alloc_optboolean(L, "grow", 0);
   luaL_argcheck(L, cfg.block > 0 && cfg.block <= POOL_MAX_ARENA, 1,
                 "block must be between 1 and 4 GiB (out of range)");
-  size_t stride = (cfg.block + ML_ALIGN - 1) / ML_ALIGN * ML_ALIGN;
+  size_t stride = ml_align_up(cfg.block, ML_ALIGN);
   luaL_argcheck(L, cfg.count > 0 && cfg.count <= POOL_MAX_ARENA / stride, 1,
                 "count must be positive and count * block at most 4 GiB (out of range)");
   size_t reserve = cfg.grow ? POOL_MAX_ARENA : cfg.count * stride;

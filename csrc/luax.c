@@ -1,7 +1,7 @@
 /* luax.c: the small helpers every binding file uses: argument checks that refuse negative,
  * fractional and oversized values before any cast to size_t, call-site capture, and the
  * `nil, "what: strerror", errno` result of a system call that said no. */
-#include <stdio.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "memlab.h"
@@ -43,9 +43,6 @@ void site_capture(lua_State *L, Site *s) {
   }
   memcpy(s->where, "?", 2);
 }
-
-/* An integer argument: floats with a fractional part and non-numbers raise. */
-lua_Integer arg_integer(lua_State *L, int idx) { return luaL_checkinteger(L, idx); }
 
 /* A size: an integer in [0, PTRDIFF_MAX]. Anything larger cannot be an object size in C. */
 size_t arg_size(lua_State *L, int idx) {
@@ -91,6 +88,21 @@ int arg_byte(lua_State *L, int idx) {
 int push_syserror(lua_State *L, const char *what, int err) {
   lua_pushnil(L);
   lua_pushfstring(L, "%s: %s", what, strerror(err));
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+/* The same, saying why: nil, "what: strerror(err) (why)", err, with why formatted as
+ * lua_pushfstring formats. */
+int push_syserrorf(lua_State *L, const char *what, int err, const char *fmt, ...) {
+  va_list ap;
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s (", what, strerror(err));
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_pushliteral(L, ")");
+  lua_concat(L, 3);
   lua_pushinteger(L, err);
   return 3;
 }

@@ -36,21 +36,24 @@ static int arg_prot(lua_State *L, int idx) {
 }
 
 /* The range args (ioff, ilen) of the mapping buffer at 1, rounded out to whole pages for the
- * kernel. Raises on a dead or non-mapping buffer, out-of-range or (when aligned) unaligned start. */
+ * kernel. Raises on a dead or non-mapping buffer, out-of-range or (when `aligned`, as the kernel
+ * requires) a start that is not page aligned in the owner's memory. */
 typedef struct Range {
   Owner *o;
-  unsigned char *addr; /* start as the caller gave it */
-  size_t len;          /* length as the caller gave it */
-  size_t first, npages;/* whole pages covered, relative to the owner */
-  size_t off;          /* offset of addr in the owner */
+  size_t off, len;      /* the range as the caller gave it, off relative to the owner */
+  size_t first, npages; /* whole pages covered, relative to the owner */
 } Range;
 
 static void get_range(lua_State *L, int ioff, int ilen, int aligned, const char *fname, Range *r) {
   Buffer *b;
   r->o = check_mapping(L, 1, fname, &b);
-  r->addr = map_range(L, b, ioff, ilen, aligned, fname, &r->len);
-  size_t ps = sys_pagesize();
-  r->off = (size_t)(r->addr - r->o->base);
+  size_t off, ps = sys_pagesize();
+  arg_range(L, ioff, ilen, buf_len(b), &off, &r->len);
+  r->off = b->off + off;
+  if (aligned && r->off % ps != 0)
+    luaL_argerror(L, ioff, lua_pushfstring(L, "offset %d is not page aligned (%s needs a "
+                                              "multiple of the page size, %d bytes)",
+                                           (int)r->off, fname, (int)ps));
   r->first = r->off / ps;
   size_t end = r->len ? (r->off + r->len + ps - 1) / ps : r->first;
   r->npages = end - r->first;
@@ -129,14 +132,9 @@ static int mapops_advise(lua_State *L) {
 static int lock_error(lua_State *L, const char *what, int err) {
   struct rlimit rl;
   if ((err == ENOMEM || err == EPERM || err == EAGAIN) && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
-      rl.rlim_cur != RLIM_INFINITY) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s (RLIMIT_MEMLOCK allows %I bytes locked per process without "
-                       "CAP_IPC_LOCK; see `ulimit -l`)", what, strerror(err),
-                    (lua_Integer)rl.rlim_cur);
-    lua_pushinteger(L, err);
-    return 3;
-  }
+      rl.rlim_cur != RLIM_INFINITY)
+    return push_syserrorf(L, what, err, "RLIMIT_MEMLOCK allows %I bytes locked per process "
+                          "without CAP_IPC_LOCK; see `ulimit -l`", (lua_Integer)rl.rlim_cur);
   return push_syserror(L, what, err);
 }
 
@@ -195,7 +193,7 @@ static int mapops_mapinfo(lua_State *L) {
   lua_setfield(L, -2, "length");
   lua_pushinteger(L, (lua_Integer)mi->maplen);
   lua_setfield(L, -2, "mapped");
-  lua_pushinteger(L, (lua_Integer)mi->npages);
+  lua_pushinteger(L, (lua_Integer)mi->pm.npages);
   lua_setfield(L, -2, "pages");
   lua_pushboolean(L, (mi->flags & MAP_SHARED) != 0);
   lua_setfield(L, -2, "shared");
@@ -205,16 +203,9 @@ static int mapops_mapinfo(lua_State *L) {
   lua_setfield(L, -2, "offset");
   lua_pushboolean(L, mi->snap != NULL);
   lua_setfield(L, -2, "snapshot");
-  unsigned prot;
-  char ps[4] = "---";
-  if (protmap_uniform(&mi->pm, 0, mi->npages, &prot)) {
-    if (prot & OWN_PROT_READ) ps[0] = 'r';
-    if (prot & OWN_PROT_WRITE) ps[1] = 'w';
-    if (prot & OWN_PROT_EXEC) ps[2] = 'x';
-    lua_pushstring(L, ps);
-  } else {
-    lua_pushliteral(L, "mixed");
-  }
+  char prot[6];
+  owner_protstr(o, 0, o->size, prot);
+  lua_pushstring(L, prot);
   lua_setfield(L, -2, "prot");
   return 1;
 }
@@ -243,13 +234,9 @@ static int c_shaped(lua_State *L, lua_CFunction method, int has_x, int aligned,
     start = (uintptr_t)o->base;
     blen = o->size;
   }
-  if (aligned && addr % ps != 0) { /* as the kernel answers it */
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s (the address %p is not a multiple of the page size, %d)", fname,
-                    strerror(EINVAL), (void *)addr, (int)ps);
-    lua_pushinteger(L, EINVAL);
-    return 3;
-  }
+  if (aligned && addr % ps != 0) /* as the kernel answers it */
+    return push_syserrorf(L, fname, EINVAL, "the address %p is not a multiple of the page size, "
+                          "%d", (void *)addr, (int)ps);
   size_t off = (size_t)(addr - start);
   if (off <= blen && len > blen - off && len - (blen - off) < ps) len = blen - off;
   if (off > blen || len > blen - off)

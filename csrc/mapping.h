@@ -10,21 +10,19 @@
 typedef struct Snapshot Snapshot;
 
 /* The bookkeeping of one mapping, the ctx of an Owner of kind "mmap".
- * Invariants: maplen is size rounded up to whole pages and > 0, npages = maplen / pagesize; pm
- * holds the protection memlab last set on each page (what mmap and b:protect asked for; an armed
- * snapshot's temporary write-protection is not in it); snap, when set, is the one armed snapshot
- * of this
- * mapping. A mapping placed with MAP_FIXED inside another (its parent) gives its range back to
- * the parent when released, instead of leaving a hole another mapping could fall into. */
+ * Invariants: maplen is size rounded up to whole pages and > 0; pm covers its pm.npages =
+ * maplen / pagesize pages and holds the protection memlab last set on each (what mmap and
+ * b:protect asked for; an armed snapshot's temporary write-protection is not in it); snap, when
+ * set, is the one armed snapshot of this mapping. A mapping placed with MAP_FIXED inside another
+ * (its parent) gives its range back to the parent when released, instead of leaving a hole
+ * another mapping could fall into. */
 typedef struct MapInfo {
   size_t maplen;
   int flags;          /* the MAP_* flags it was created with */
   off_t offset;       /* file offset (0 for anonymous) */
-  int fd_regular;     /* backed by a regular file, shm or memfd object (size checked) */
   int fd;             /* a private dup of the file (for remap's size check), or -1 */
   int ever_writable;  /* some page was writable once: a private page may hold written data */
   Snapshot *snap;
-  size_t npages;
   ProtMap pm;
 } MapInfo;
 
@@ -39,15 +37,8 @@ unsigned prot_from_sys(int prot);
 /* The live mapping root (not a view) at idx, or raises naming fname. */
 Owner *check_mapping(lua_State *L, int idx, const char *fname, Buffer **pb);
 
-/* Checks (offset, length) at args ioff/ilen against the buffer at 1; when `aligned`, the start
- * must be page aligned (in the owner's memory) as the kernel requires. Returns the address and
- * sets *len; the range is within the buffer. */
-unsigned char *map_range(lua_State *L, Buffer *b, int ioff, int ilen, int aligned,
-                         const char *fname, size_t *len);
-
-/* Owner of the live mapping holding [addr, addr+len) in this Lua state, or NULL. map_find pushes
- * nothing; map_find_push pushes the mapping's root buffer when it finds one. */
-Owner *map_find(lua_State *L, uintptr_t addr, size_t len);
+/* Owner of the live mapping holding [addr, addr+len) in this Lua state, or NULL; pushes the
+ * mapping's root buffer when it finds one, nothing otherwise. */
 Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len);
 
 /* Snapshots (snapshot.c). Before memlab itself changes pages of a mapping other than by a guarded
@@ -56,7 +47,6 @@ void snap_before_change(Owner *o, size_t off, size_t len);
 void snap_after_protect(Owner *o, size_t first, size_t npages);
 void snap_on_release(Owner *o);
 void snap_end_range(const unsigned char *base, size_t len);
-int snap_arm_claimer(void);
 
 /* Module parts. */
 int mmap_open(lua_State *L);

@@ -34,7 +34,7 @@ typedef struct ProtRun {
 } ProtRun;
 
 typedef struct ProtMap {
-  size_t npages, nruns, cap;
+  size_t npages, nruns;
   ProtRun *runs;
 } ProtMap;
 
@@ -44,11 +44,10 @@ unsigned protmap_get(const ProtMap *pm, size_t page);
 size_t protmap_runend(const ProtMap *pm, size_t page);
 int protmap_all(const ProtMap *pm, size_t first, size_t n, unsigned bit, size_t *bad);
 int protmap_uniform(const ProtMap *pm, size_t first, size_t n, unsigned *prot);
-int protmap_set(ProtMap *pm, size_t first, size_t n, unsigned prot);
 ProtRun *protmap_prepare(const ProtMap *pm, size_t first, size_t n, unsigned prot,
                          size_t *nruns);
 void protmap_install(ProtMap *pm, ProtRun *runs, size_t nruns);
-int protmap_resize(ProtMap *pm, size_t npages);
+void protmap_resize(ProtMap *pm, size_t npages);
 
 /* A kind of memory. release() gives the memory back to where it came from and returns 0 or an
  * errno; it is called at most once per Owner, on a live Owner whose base/size/ctx it may use, and
@@ -88,7 +87,6 @@ struct Owner {
   uint32_t track;        /* tracking record index + 1, or 0 when untracked */
   uint8_t state;
   uint8_t prot;          /* OWN_PROT_* for the whole memory when protmap is NULL */
-  uint8_t viewdeath;     /* why views die on gen bump: 0 none yet, else a short code */
   Site alloc_at;         /* where it was allocated */
   Site freed_at;         /* where it died (valid once DEAD), or where views were killed */
 };
@@ -105,12 +103,12 @@ typedef struct Buffer {
 /* ---- luax.c: argument checks, sites, error results ---- */
 void site_capture(lua_State *L, Site *s);
 int site_internal(const lua_Debug *ar);
-lua_Integer arg_integer(lua_State *L, int idx);
 size_t arg_size(lua_State *L, int idx);
 size_t arg_optsize(lua_State *L, int idx, size_t def);
 void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len);
 int arg_byte(lua_State *L, int idx);
 int push_syserror(lua_State *L, const char *what, int err);
+int push_syserrorf(lua_State *L, const char *what, int err, const char *fmt, ...);
 int push_statuserror(lua_State *L, const char *what, const char *msg, int code);
 void push_address(lua_State *L, const void *p);
 const void *arg_address(lua_State *L, int idx);
@@ -132,22 +130,40 @@ void set_consts(lua_State *L, const ConstReg *cs);
 Owner *buf_newroot(lua_State *L, const MemKind *kind);
 void owner_open(lua_State *L, Owner *o, void *base, size_t size);
 Buffer *buf_check(lua_State *L, int idx);
+/* The length of b's window (a root spans its whole Owner). */
+static inline size_t buf_len(const Buffer *b) { return b->isview ? b->len : b->o->size; }
 /* Upvalue convention, which buf_test relies on for its fast path: upvalue 1 of every C function
  * of memlab is absent, the buffer metatable, or a value that is no userdata's metatable (another
  * type's metatable there would let that type pass for a buffer). Functions needing their own
  * type's metatable keep it in upvalue 2 (the allocator methods). */
 Buffer *buf_test(lua_State *L, int idx);
+
+/* The userdata at idx when its metatable is the value at upidx (the one-comparison path) or
+ * registry[regkey]; NULL otherwise: buf_test, and the allocators' type check. */
+static inline void *udata_test(lua_State *L, int idx, int upidx, const void *regkey) {
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
+  int ok = lua_rawequal(L, -1, upidx);
+  if (!ok) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, regkey);
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return ok ? lua_touserdata(L, idx) : NULL;
+}
 void buf_setmethods(lua_State *L, const luaL_Reg *fns);
-Owner *buf_root(lua_State *L, int idx);
+unsigned char *buf_window(lua_State *L, Buffer *b, size_t *len);
 unsigned char *buf_span(lua_State *L, int idx, size_t *len, Buffer **pb);
 unsigned char *buf_respan(lua_State *L, int idx, size_t off, size_t n);
 unsigned char *buf_span_self(lua_State *L, size_t *len, Buffer **pb);
 int owner_alive(const Owner *o);
 MEMLAB_NORETURN void owner_deaderror(lua_State *L, const Owner *o);
 int owner_release(lua_State *L, Owner *o, const char *why, int level);
+void owner_die(lua_State *L, Owner *o, const char *why, int level);
 int buf_free_at(lua_State *L, int idx);
 void owner_kill_views(lua_State *L, Owner *o, const char *why);
 void owner_describe(const Owner *o, char *out, size_t outlen);
+void owner_protstr(const Owner *o, size_t off, size_t len, char out[6]);
 int buffer_open(lua_State *L);
 
 /* ---- bufops.c / bufpack.c: methods on a buffer ---- */
@@ -159,10 +175,8 @@ void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len);
 void mem_copy(lua_State *L, const Owner *dsto, void *dst, const Owner *srco, const void *src,
               size_t n);
 void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n);
-struct Fault;
-/* Raises the error for a fault caught in an access to o1's or o2's memory (either may be NULL). */
-MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const struct Fault *f, const Owner *o1,
-                                     const Owner *o2);
+void mem_access(lua_State *L, const Owner *o, void (*fn)(void *), void *arg, const void *p,
+                size_t n);
 const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char *hay,
                               size_t haylen, const char *needle, size_t nlen);
 

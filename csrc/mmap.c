@@ -9,7 +9,6 @@
  * Each state keeps a weak registry of its live mappings, to find the owner of a raw address. */
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 
 #include "mapping.h"
@@ -36,10 +35,10 @@ static int mmap_release(Owner *o) {
   if (!o->parent) return sys_munmap(o->base, mi->maplen);
   const Owner *p = o->parent;
   size_t ps = sys_pagesize(), first = (size_t)(o->base - p->base) / ps;
-  for (size_t i = 0; i < mi->npages;) {
+  for (size_t i = 0; i < mi->pm.npages;) {
     unsigned prot = protmap_get(p->protmap, first + i);
     size_t j = protmap_runend(p->protmap, first + i) - first;
-    if (j > mi->npages) j = mi->npages;
+    if (j > mi->pm.npages) j = mi->pm.npages;
     void *out;
     int err = sys_mmap(o->base + i * ps, (j - i) * ps, prot_to_sys(prot),
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0, &out);
@@ -103,57 +102,36 @@ Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
   return NULL;
 }
 
-Owner *map_find(lua_State *L, uintptr_t addr, size_t len) {
-  Owner *o = map_find_push(L, addr, len);
-  if (o) lua_pop(L, 1);
-  return o;
-}
-
 /* Kills the MAP_FIXED children of parent (its memory moved: their ranges are no longer theirs). */
 static void kill_children(lua_State *L, Owner *parent, const char *why) {
   push_registry(L);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     Owner *o = (Owner *)lua_touserdata(L, -2);
-    if (o->parent == parent && o->state == OWNER_LIVE) {
-      o->state = OWNER_DEAD;
-      o->why = why;
-      site_capture(L, &o->freed_at);
-      mmap_forget(o);
-    }
+    if (o->parent == parent && o->state == OWNER_LIVE) owner_die(L, o, why, 1);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
+}
+
+/* Raises unless the buffer b at idx (live or not) is a mapping's. */
+static void need_mapping(lua_State *L, int idx, const Buffer *b, const char *fname) {
+  if (b->o->kind != &mmap_kind)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s needs a mapping (this buffer is %s memory)",
+                                          fname, b->o->kind->name));
 }
 
 Owner *check_mapping(lua_State *L, int idx, const char *fname, Buffer **pb) {
   size_t len;
   Buffer *b;
   buf_span(L, idx, &len, &b);
-  if (b->o->kind != &mmap_kind)
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s needs a mapping (this buffer is %s memory)",
-                                          fname, b->o->kind->name));
+  need_mapping(L, idx, b, fname);
   if (pb) *pb = b;
   return b->o;
 }
 
-unsigned char *map_range(lua_State *L, Buffer *b, int ioff, int ilen, int aligned,
-                         const char *fname, size_t *len) {
-  size_t blen = b->isview ? b->len : b->o->size, off;
-  arg_range(L, ioff, ilen, blen, &off, len);
-  size_t ps = sys_pagesize(), at = b->off + off;
-  if (aligned && at % ps != 0)
-    luaL_argerror(L, ioff, lua_pushfstring(L, "offset %d is not page aligned (%s needs a "
-                                              "multiple of the page size, %d bytes)",
-                                           (int)at, fname, (int)ps));
-  return b->o->base + at;
-}
-
 static int map_refuse(lua_State *L, int err, const char *why) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "mmap: %s (%s)", strerror(err), why);
-  lua_pushinteger(L, err);
-  return 3;
+  return push_syserrorf(L, "mmap", err, "%s", why);
 }
 
 #define KNOWN_PROT (PROT_READ | PROT_WRITE | PROT_EXEC)
@@ -189,16 +167,12 @@ static int mmap_mmap(lua_State *L) {
   if (!anonymous) {
     if ((uint64_t)offset > (uint64_t)INT64_MAX - length)
       return map_refuse(L, EOVERFLOW, "offset + length overflows");
-    if (regular && (uint64_t)offset + length > (uint64_t)fsize) {
-      lua_pushnil(L);
-      lua_pushfstring(L, "mmap: %s (mapping past the end of the file: the file has %I bytes, "
-                         "the mapping would end at byte %I, and access there raises SIGBUS; %s)",
-                      strerror(EINVAL), (lua_Integer)fsize,
-                      (lua_Integer)((uint64_t)offset + length),
-                      fsize == 0 ? "the file is empty" : "truncate it to size first");
-      lua_pushinteger(L, EINVAL);
-      return 3;
-    }
+    if (regular && (uint64_t)offset + length > (uint64_t)fsize)
+      return push_syserrorf(L, "mmap", EINVAL, "mapping past the end of the file: the file has "
+                            "%I bytes, the mapping would end at byte %I, and access there raises "
+                            "SIGBUS; %s", (lua_Integer)fsize,
+                            (lua_Integer)((uint64_t)offset + length),
+                            fsize == 0 ? "the file is empty" : "truncate it to size first");
   }
   /* Where: a hint, or with MAP_FIXED a range inside a mapping of this state. */
   Owner *parent = NULL;
@@ -235,12 +209,9 @@ static int mmap_mmap(lua_State *L) {
                      (off_t)offset, &p);
   if (err) return push_syserror(L, "mmap", err);
   mi->maplen = maplen;
-  mi->npages = maplen / ps;
   mi->flags = (int)flags;
   mi->offset = (off_t)offset;
-  mi->fd_regular = regular;
   if (regular && sys_dup(fd, &mi->fd) != 0) mi->fd = -1; /* then remap cannot check the size */
-  o->prot = (uint8_t)prot_from_sys((int)prot);
   o->protmap = &mi->pm;
   mi->ever_writable = (prot & PROT_WRITE) != 0;
   owner_open(L, o, p, length);
@@ -263,9 +234,7 @@ static int mmap_mmap(lua_State *L) {
  * could later fill, and the rest of the buffer would then reach into it). */
 static Buffer *check_mapping_root(lua_State *L, int idx, const char *fname) {
   Buffer *b = buf_check(L, idx);
-  if (b->o->kind != &mmap_kind)
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s needs a mapping (this buffer is %s memory)",
-                                          fname, b->o->kind->name));
+  need_mapping(L, idx, b, fname);
   luaL_argcheck(L, !b->isview, idx, "cannot unmap a view (unmap the mapping it views)");
   return b;
 }
@@ -291,8 +260,7 @@ static int mmap_munmap(lua_State *L) {
                            "another mapping could fill); unmap the whole buffer, %d bytes, or "
                            "shrink it with b:remap", (int)b->o->size);
   }
-  lua_settop(L, 1);
-  return mmap_unmap(L);
+  return buf_free_at(L, 1);
 }
 
 /* b:remap(new_length [, may_move]) -> b: mremap. Views of the old range die; the buffer itself
@@ -316,22 +284,17 @@ static int mmap_remap(lua_State *L) {
     off_t fsize = 0;
     int regular = 0;
     if (sys_fdsize(mi->fd, &fsize, &regular) == 0 && regular &&
-        (uint64_t)mi->offset + newlen > (uint64_t)fsize) {
-      lua_pushnil(L);
-      lua_pushfstring(L, "mremap: %s (growing past the end of the file: the file has %I bytes, "
-                         "the mapping would end at byte %I; truncate it to size first)",
-                      strerror(EINVAL), (lua_Integer)fsize,
-                      (lua_Integer)((uint64_t)mi->offset + newlen));
-      lua_pushinteger(L, EINVAL);
-      return 3;
-    }
+        (uint64_t)mi->offset + newlen > (uint64_t)fsize)
+      return push_syserrorf(L, "mremap", EINVAL, "growing past the end of the file: the file "
+                            "has %I bytes, the mapping would end at byte %I; truncate it to "
+                            "size first", (lua_Integer)fsize,
+                            (lua_Integer)((uint64_t)mi->offset + newlen));
   }
   void *p;
   int err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
   if (err) return push_syserror(L, "mremap", err);
   protmap_resize(&mi->pm, newmap / ps);
   mi->maplen = newmap;
-  mi->npages = newmap / ps;
   kill_children(L, o, "killed by remapping its parent");
   o->base = (unsigned char *)p;
   o->size = newlen;

@@ -1,7 +1,8 @@
 /* protmap.c: the protection memlab set on each page of a mapping, as runs of pages (see
  * memlab.h). A mapping of any size with one protection is one run; each b:protect of a part adds
  * at most two. Lookups are binary searches, so they are safe to make from the fault handler
- * (nothing here allocates except protmap_init/set/resize, called from normal context only). */
+ * (nothing here allocates except protmap_init and protmap_prepare, called from normal context
+ * only). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,9 +10,8 @@
 #include "memlab.h"
 
 int protmap_init(ProtMap *pm, size_t npages, unsigned prot) {
-  pm->runs = (ProtRun *)malloc(4 * sizeof(ProtRun));
+  pm->runs = (ProtRun *)malloc(sizeof(ProtRun));
   if (!pm->runs) return ENOMEM;
-  pm->cap = 4;
   pm->nruns = 1;
   pm->npages = npages;
   pm->runs[0].first = 0;
@@ -22,7 +22,7 @@ int protmap_init(ProtMap *pm, size_t npages, unsigned prot) {
 void protmap_free(ProtMap *pm) {
   free(pm->runs);
   pm->runs = NULL;
-  pm->nruns = pm->cap = pm->npages = 0;
+  pm->nruns = pm->npages = 0;
 }
 
 /* Index of the run holding page (page < npages). */
@@ -91,21 +91,10 @@ void protmap_install(ProtMap *pm, ProtRun *runs, size_t nruns) {
   free(pm->runs);
   pm->runs = runs;
   pm->nruns = nruns;
-  pm->cap = nruns;
-}
-
-int protmap_set(ProtMap *pm, size_t first, size_t n, unsigned prot) {
-  if (n == 0) return 0;
-  size_t nruns;
-  ProtRun *runs = protmap_prepare(pm, first, n, prot, &nruns);
-  if (!runs) return ENOMEM;
-  protmap_install(pm, runs, nruns);
-  return 0;
 }
 
 /* Grows (new pages take the last page's protection, as mremap gives them) or shrinks. */
-int protmap_resize(ProtMap *pm, size_t npages) {
+void protmap_resize(ProtMap *pm, size_t npages) {
   while (pm->nruns > 1 && pm->runs[pm->nruns - 1].first >= npages) pm->nruns--;
   pm->npages = npages;
-  return 0;
 }

@@ -197,12 +197,7 @@ static int shm_shmctl(lua_State *L) {
   else if (err == ENOMEM && cmd == SHM_LOCK)
     why = "the segment does not fit in what RLIMIT_MEMLOCK still allows: "
           "see M.getrlimit(\"memlock\")";
-  if (why) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "shmctl: %s (%s)", strerror(err), why);
-    lua_pushinteger(L, err);
-    return 3;
-  }
+  if (why) return push_syserrorf(L, "shmctl", err, "%s", why);
   if (err) return push_syserror(L, "shmctl", err);
   lua_pushboolean(L, 1);
   return 1;

@@ -63,9 +63,11 @@ static int snap_claim(int signo, siginfo_t *si) {
   return 0;
 }
 
-int snap_arm_claimer(void) {
-  guard_set_claimer(snap_claim);
-  return 0;
+/* Write-protects pages [i, i+n), whose protection prot (memlab's) has PROT_WRITE, and marks
+ * them armed; on failure they stay as they were, unarmed. */
+static void arm(Snapshot *s, size_t i, size_t n, unsigned prot) {
+  if (sys_mprotect(s->base + i * s->ps, n * s->ps, prot_to_sys(prot & ~OWN_PROT_WRITE)) == 0)
+    memset(s->armed + i, 1, n);
 }
 
 static void unregister(Snapshot *s) {
@@ -109,9 +111,7 @@ void snap_after_protect(Owner *o, size_t first, size_t n) {
   if (!s || !s->active) return;
   for (size_t i = first; i < first + n && i < s->npages; i++) {
     unsigned prot = protmap_get(o->protmap, i);
-    if (s->copied[i] || s->armed[i] || !(prot & OWN_PROT_WRITE)) continue;
-    if (sys_mprotect(s->base + i * s->ps, s->ps, prot_to_sys(prot & ~OWN_PROT_WRITE)) == 0)
-      s->armed[i] = 1;
+    if (!s->copied[i] && !s->armed[i] && (prot & OWN_PROT_WRITE)) arm(s, i, 1, prot);
   }
 }
 
@@ -177,7 +177,7 @@ static int snap_new(lua_State *L) {
   s->o = o;
   s->base = o->base;
   s->ps = sys_pagesize();
-  s->npages = mi->npages;
+  s->npages = mi->pm.npages;
   s->copied = (uint8_t *)calloc(s->npages, 1);
   s->armed = (uint8_t *)calloc(s->npages, 1);
   void *copy;
@@ -192,10 +192,7 @@ static int snap_new(lua_State *L) {
   for (size_t i = 0; i < s->npages;) { /* write-protect the writable runs */
     unsigned prot = protmap_get(o->protmap, i);
     size_t j = protmap_runend(o->protmap, i);
-    if ((prot & OWN_PROT_WRITE) &&
-        sys_mprotect(s->base + i * s->ps, (j - i) * s->ps,
-                     prot_to_sys(prot & ~OWN_PROT_WRITE)) == 0)
-      memset(s->armed + i, 1, j - i);
+    if (prot & OWN_PROT_WRITE) arm(s, i, j - i, prot);
     i = j;
   }
   s->active = 1;
@@ -261,12 +258,10 @@ static int snap_restore(lua_State *L) {
     memcpy(page, s->copy + i * s->ps, s->ps);
     s->copied[i] = 0;
     s->ncopied--;
-    if (prot & OWN_PROT_WRITE) {
-      sys_mprotect(page, s->ps, prot_to_sys(prot & ~OWN_PROT_WRITE));
-      s->armed[i] = 1;
-    } else {
+    if (prot & OWN_PROT_WRITE)
+      arm(s, i, 1, prot);
+    else
       sys_mprotect(page, s->ps, prot_to_sys(prot));
-    }
   }
   lua_settop(L, 1);
   return 1;
@@ -274,7 +269,7 @@ static int snap_restore(lua_State *L) {
 
 static int snap_free(lua_State *L) {
   Snapshot *s = (Snapshot *)luaL_checkudata(L, 1, SNAP_T);
-  if (!s->copy && !s->copied) return luaL_error(L, "double free of a snapshot");
+  if (!s->copy) return luaL_error(L, "double free of a snapshot");
   snap_release(s);
   lua_pushboolean(L, 1);
   return 1;
@@ -282,7 +277,7 @@ static int snap_free(lua_State *L) {
 
 static int snap_gc(lua_State *L) {
   Snapshot *s = (Snapshot *)luaL_checkudata(L, 1, SNAP_T);
-  if (s->copy || s->copied) snap_release(s);
+  if (s->copy) snap_release(s);
   return 0;
 }
 
@@ -313,6 +308,6 @@ int snapshot_open(lua_State *L) {
   lua_pop(L, 1);
   static const luaL_Reg methods[] = {{"snapshot", snap_new}, {NULL, NULL}};
   buf_setmethods(L, methods);
-  snap_arm_claimer();
+  guard_set_claimer(snap_claim);
   return 0;
 }

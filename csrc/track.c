@@ -182,18 +182,18 @@ static int track_stats(lua_State *L) {
 /* M.track_reset(): forgets lost records and the counters (live records stay). */
 static int track_reset(lua_State *L) {
   Tracker *t = get_tracker(L);
-  for (size_t i = 0; i < t->n; i++)
-    if (t->recs[i].state == REC_LOST) {
-      t->recs[i].state = REC_UNUSED;
-      t->recs[i].nextfree = t->freelist;
-      t->freelist = (uint32_t)i + 1;
-    }
   t->allocs = t->frees = t->bytes = 0;
-  for (size_t i = 0; i < t->n; i++)
-    if (t->recs[i].state == REC_LIVE) {
+  for (size_t i = 0; i < t->n; i++) {
+    TrackRec *r = &t->recs[i];
+    if (r->state == REC_LOST) {
+      r->state = REC_UNUSED;
+      r->nextfree = t->freelist;
+      t->freelist = (uint32_t)i + 1;
+    } else if (r->state == REC_LIVE) {
       t->allocs++;
-      t->bytes += t->recs[i].size;
+      t->bytes += r->size;
     }
+  }
   return 0;
 }
 

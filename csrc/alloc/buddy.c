@@ -9,6 +9,7 @@
 
 #define ENTRY_FREE(b, o) ((uint16_t)(BD_START | ((o) - (b)->gran_order) << 8))
 #define ENTRY_PARKED(b, o) ((uint16_t)(ENTRY_FREE(b, o) | BD_PARKED))
+#define ENTRY_USED(b, o) ((uint16_t)(ENTRY_FREE(b, o) | BD_USED))   /* slack bits still to add */
 
 static inline size_t bsize(unsigned o) { return (size_t)1 << o; }
 /* The same from a table: without BMI2, a shift by a variable count costs 2-3 uops. */
@@ -34,6 +35,11 @@ static void *fail_null(ml_buddy *b, ml_status st)
     return NULL;
 }
 
+static inline void live_add(ml_buddy *b, size_t n)
+{
+    if ((b->st.live_bytes += n) > b->st.peak_live_bytes) b->st.peak_live_bytes = b->st.live_bytes;
+}
+
 static void fp_update(ml_buddy *b)
 {
     size_t arena = bsize(b->cur_order);
@@ -48,13 +54,6 @@ static void slack_set(ml_buddy *b, size_t i, unsigned o, size_t slack)
     b->meta[i] = (uint16_t)((b->meta[i] & 0xFF00u) | (slack & 0xFFu));
     slack >>= 8;
     for (size_t k = 1; k <= extra_entries(b, o); k++, slack >>= 15) b->meta[i + k] = (uint16_t)(slack & 0x7FFFu);
-}
-
-static size_t slack_get(const ml_buddy *b, size_t i, unsigned o)
-{
-    size_t slack = b->meta[i] & 0xFFu;
-    for (size_t k = 1; k <= extra_entries(b, o); k++) slack |= (size_t)b->meta[i + k] << (8 + 15 * (k - 1));
-    return slack;
 }
 
 static void slack_clear(ml_buddy *b, size_t i, unsigned o)
@@ -82,8 +81,8 @@ static size_t granted(const ml_buddy *b)
     return bsize(b->cur_order) - b->st.free_bytes - parked_bytes(b);
 }
 
-/* The slack of the used block at entry i, order o, read without a branch on the order: the
- * extra entries a smaller block does not have are read from zeros. */
+/* The slack of the used block at entry i, order o (slack_set's inverse), read without a loop or
+ * a branch on the order: the extra entries a smaller block does not have are read from zeros. */
 static inline size_t slack_read(const ml_buddy *b, size_t i, unsigned o)
 {
     static const uint16_t zeros[2];
@@ -249,12 +248,9 @@ void bd_destroy(ml_buddy *b)
     if (b->meta) ml_src_unmap(b->src, b->meta, b->meta_len);
     ml_stats st = b->st;
     int src_err = b->src_err;
-    uint64_t calls = b->src->syscalls;
+    ml_stats_retire(&st, b->src->syscalls);
     memset(b, 0, sizeof *b);
     b->st = st;
-    b->st.footprint = b->st.live_bytes = b->st.live_blocks = b->st.granted_bytes = 0;
-    b->st.free_bytes = b->st.free_blocks = 0;
-    b->st.source_calls = calls;
     b->src_err = src_err;
 }
 
@@ -271,9 +267,9 @@ static inline void *take_parked(ml_buddy *b, unsigned o, size_t n)
     char *p = b->cache[o][k];
     size_t i = b->cache_i[o][k], slack = pow2_tab[o] - n;
     b->cache_n[o] = (uint8_t)k;
-    b->meta[i] = (uint16_t)(BD_START | BD_USED | (o - b->gran_order) << 8 | (slack & 0xFFu));
+    b->meta[i] = (uint16_t)(ENTRY_USED(b, o) | (slack & 0xFFu));
     if (ML_UNLIKELY(slack >> 8)) slack_set(b, i, o, slack);
-    if ((b->st.live_bytes += n) > b->st.peak_live_bytes) b->st.peak_live_bytes = b->st.live_bytes;
+    live_add(b, n);
     ml_san_give(b->vg, b, p, n);
     return p;
 }
@@ -310,9 +306,9 @@ static void *alloc_core(ml_buddy *b, size_t n)
         push(b, k, (char *)f + bsize(k));
     }
     size_t i = gidx(b, off);
-    b->meta[i] = (uint16_t)(BD_START | BD_USED | (o - b->gran_order) << 8);
+    b->meta[i] = ENTRY_USED(b, o);
     slack_set(b, i, o, bsize(o) - n);
-    if ((b->st.live_bytes += n) > b->st.peak_live_bytes) b->st.peak_live_bytes = b->st.live_bytes;
+    live_add(b, n);
     ml_san_give(b->vg, b, f, n);
     return f;
 }
@@ -482,10 +478,10 @@ static int resize_in_place(ml_buddy *b, size_t off, unsigned o, size_t oldn, uns
         b->meta[gidx(b, off + bsize(k))] = ENTRY_FREE(b, k);
         push(b, k, p + bsize(k));
     }
-    b->meta[i] = (uint16_t)(BD_START | BD_USED | (no - b->gran_order) << 8);
+    b->meta[i] = ENTRY_USED(b, no);
     slack_set(b, i, no, bsize(no) - n);
-    b->st.live_bytes = b->st.live_bytes - oldn + n;
-    if (b->st.live_bytes > b->st.peak_live_bytes) b->st.peak_live_bytes = b->st.live_bytes;
+    b->st.live_bytes -= oldn;
+    live_add(b, n);
     if (n > oldn) ml_san_change(b->vg, b, p, oldn, p, n);
     return 1;
 }
@@ -498,7 +494,7 @@ void *bd_realloc(ml_buddy *b, void *p, size_t n)
     ml_status st = locate(b, p, &off, &o);
     if (st != ML_OK) return fail_null(b, st);
     if (n > bsize(b->max_order)) return fail_null(b, ML_ENOMEM);
-    size_t oldn = bsize(o) - slack_get(b, gidx(b, off), o);
+    size_t oldn = bsize(o) - slack_read(b, gidx(b, off), o);
     if (resize_in_place(b, off, o, oldn, order_for(b, n), n)) {
         b->st.reallocs++;
         return p;
@@ -517,7 +513,7 @@ ml_status bd_usable_size(const ml_buddy *b, const void *p, size_t *out)
     unsigned o = 0;
     ml_status st = locate(b, p, &off, &o);
     if (st != ML_OK) return st;
-    *out = bsize(o) - (b->strict ? slack_get(b, gidx(b, off), o) : 0);
+    *out = bsize(o) - (b->strict ? slack_read(b, gidx(b, off), o) : 0);
     return ML_OK;
 }
 
@@ -577,7 +573,7 @@ ml_status bd_check(const ml_buddy *b, char *why, size_t whylen)
             if (b->meta[i + k] & (k < first ? BD_START : 0xFFFFu))
                 BAD("block at offset %zu: stray entry %#x at granule %zu", off, b->meta[i + k], k);
         if (e & BD_USED) {
-            size_t slack = slack_get(b, i, o);
+            size_t slack = slack_read(b, i, o);
             if (slack > bsize(o) || (o > b->min_order && bsize(o) - slack <= bsize(o - 1)))
                 BAD("used block at offset %zu (order %u): slack %zu", off, o, slack);
             used++;
@@ -634,16 +630,14 @@ ml_status bd_check(const ml_buddy *b, char *why, size_t whylen)
     if (b->arena_size != arena || b->gran_mask != bsize(b->gran_order) - 1 || b->min_size != bsize(b->min_order))
         BAD("cached sizes (arena %zu, granule mask %zu, min %zu) disagree with the orders", b->arena_size,
             b->gran_mask, b->min_size);
-    ml_stats d;
-    bd_stats(b, &d);
-    if (used != d.live_blocks || live != d.live_bytes || grant != d.granted_bytes)
-        BAD("walk: %zu blocks %zu live %zu granted; stats: %zu %zu %zu", used, live, grant,
-            d.live_blocks, d.live_bytes, d.granted_bytes);
-    if (freen != d.free_blocks || freeb != d.free_bytes || freen - parkedn != b->st.free_blocks)
-        BAD("walk: %zu free blocks / %zu bytes; stats %zu / %zu", freen, freeb, d.free_blocks, d.free_bytes);
-    if (b->src->committed != arena) BAD("arena %zu bytes, page source %zu", arena, b->src->committed);
     ml_stats st;
     bd_stats(b, &st);
+    if (used != st.live_blocks || live != st.live_bytes || grant != st.granted_bytes)
+        BAD("walk: %zu blocks %zu live %zu granted; stats: %zu %zu %zu", used, live, grant,
+            st.live_blocks, st.live_bytes, st.granted_bytes);
+    if (freen != st.free_blocks || freeb != st.free_bytes || freen - parkedn != b->st.free_blocks)
+        BAD("walk: %zu free blocks / %zu bytes; stats %zu / %zu", freen, freeb, st.free_blocks, st.free_bytes);
+    if (b->src->committed != arena) BAD("arena %zu bytes, page source %zu", arena, b->src->committed);
     if (st.granted_bytes + st.overhead_bytes + st.free_bytes != st.footprint)
         BAD("granted %zu + overhead %zu + free %zu != footprint %zu", st.granted_bytes,
             st.overhead_bytes, st.free_bytes, st.footprint);

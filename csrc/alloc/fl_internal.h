@@ -254,16 +254,6 @@ static inline size_t fl_meta_bytes(size_t committed)
     return ml_align_up((committed + 127) / 128, 8);
 }
 
-/* Blocks and bytes parked in the quick cache. */
-static inline void quick_totals(const ml_freelist *a, size_t *blocks, size_t *bytes)
-{
-    *blocks = *bytes = 0;
-    for (unsigned q = 0; q < FL_QUICK_CLASSES; q++) {
-        *blocks += a->quick_n[q];
-        *bytes += (size_t)a->quick_n[q] * (FL_MIN_BLOCK + 16u * q);
-    }
-}
-
 /* Large block header, copied out and back (it is poisoned at rest). */
 static inline void large_get(const ml_freelist *a, const fl_large *L, fl_large *out)
 {
@@ -290,6 +280,13 @@ static inline size_t req_block(size_t n)
 {
     size_t bs = (n + FL_HDR + 15) & ~(size_t)15;
     return bs < FL_MIN_BLOCK ? FL_MIN_BLOCK : bs;
+}
+
+/* The header word of a used arena block of bs bytes serving a request of n (n <= bs - FL_HDR),
+ * whose lower neighbour is used iff prevflag. */
+static inline size_t used_hdr(size_t bs, size_t prevflag, size_t n)
+{
+    return bs | FL_USED | prevflag | ((bs - FL_HDR - n) << FL_SLACK_SHIFT);
 }
 
 static inline void st_live_add(ml_freelist *a, size_t req)
@@ -322,23 +319,33 @@ void *fl_large_realloc(ml_freelist *a, fl_large *L, size_t n);
 ml_status fl_classify(const ml_freelist *a, const void *p);
 fl_large *fl_large_find(const ml_freelist *a, const void *p);
 
+/* The live arena block whose user area is p: its start, with its header in *h; NULL when p is
+ * not one (outside the arena, misaligned, its used-map bit clear, or parked). O(1): the check
+ * of every fast path (fl_free, realloc) and of fl_locate. */
+static inline char *arena_live(const ml_freelist *a, const void *p, size_t *h)
+{
+    uintptr_t x = (uintptr_t)p, lo = (uintptr_t)a->base + 2 * FL_HDR;
+    if (ML_LIKELY(x - lo < (size_t)(a->top - a->base) - 3 * FL_HDR && !(x & 15))) {
+        size_t i = (size_t)(x - lo) >> 4;
+        if (ML_LIKELY(used_test(a, i))) {
+            char *b = (char *)(uintptr_t)(x - FL_HDR);
+            *h = hdr_get(a, b);
+            if (ML_LIKELY(!(*h & FL_PARKED))) return b;
+        }
+    }
+    return NULL;
+}
+
 /* Find the live block whose user area is p: ML_OK with *b (arena block) or *L (large block) set,
  * the other NULL; else the classification of p. O(1) in the arena, O(large blocks) outside. */
 static inline ml_status fl_locate(const ml_freelist *a, const void *p, char **b, fl_large **L)
 {
-    uintptr_t x = (uintptr_t)p, lo = (uintptr_t)a->base + 2 * FL_HDR;
-    size_t span = (size_t)(a->top - a->base);
-    *b = NULL;
+    size_t h;
     *L = NULL;
-    if (ML_LIKELY(x - lo < span - 3 * FL_HDR)) {
-        if (ML_LIKELY(!(x & 15) && used_test(a, (size_t)(x - lo) >> 4)
-                      && !(hdr_get(a, (const char *)p - FL_HDR) & FL_PARKED))) {
-            *b = (char *)(uintptr_t)(x - FL_HDR);
-            return ML_OK;
-        }
-    } else if ((*L = fl_large_find(a, p)) != NULL) {
-        return ML_OK;
-    }
+    if (ML_LIKELY((*b = arena_live(a, p, &h)) != NULL)) return ML_OK;
+    uintptr_t x = (uintptr_t)p;
+    int in_arena = x >= (uintptr_t)a->base && x < (uintptr_t)a->top;
+    if (!in_arena && (*L = fl_large_find(a, p)) != NULL) return ML_OK;
     return fl_classify(a, p);
 }
 

@@ -133,7 +133,7 @@ static __attribute__((noinline)) void release(ml_freelist *a, char *b, size_t s,
 /* Block b (bs bytes, lower neighbour used iff prevflag) becomes used for a request of n. */
 static void *mark_used(ml_freelist *a, char *b, size_t bs, size_t prevflag, size_t n)
 {
-    hdr_set(a, b, bs | FL_USED | prevflag | ((bs - FL_HDR - n) << FL_SLACK_SHIFT));
+    hdr_set(a, b, used_hdr(bs, prevflag, n));
     char *u = b + FL_HDR;
     used_flip(a, u);
     st_live_add(a, n);
@@ -141,21 +141,28 @@ static void *mark_used(ml_freelist *a, char *b, size_t bs, size_t prevflag, size
     return u;
 }
 
-/* Take bs bytes from the listed free block b for a request of n; the remainder, if it can be a
- * block, stays listed in b's place. */
+/* A used block growing from below takes the listed free block f (fs bytes) up to `end`: the
+ * rest, if it can be a block, stays listed in f's place; else the used block takes it too, and
+ * the block above learns that its lower neighbour is used. Returns where the used block ends. */
+static inline char *take_free(ml_freelist *a, char *f, size_t fs, char *end)
+{
+    size_t rem = (size_t)(f + fs - end);
+    if (rem >= FL_MIN_BLOCK) {
+        list_move(a, (fl_block *)(void *)f, fs, (fl_block *)(void *)end, rem);
+        hdr_set(a, end, rem | FL_PREV_USED);
+        ftr_set(a, end, rem);
+        return end;
+    }
+    list_remove(a, (fl_block *)(void *)f, fs);
+    hdr_set(a, f + fs, hdr_get(a, f + fs) | FL_PREV_USED);
+    return f + fs;
+}
+
+/* Take bs bytes from the listed free block b for a request of n (take_free). */
 static void *carve(ml_freelist *a, char *b, size_t bs, size_t n)
 {
-    size_t h = hdr_get(a, b), s = h_size(h), rem = s - bs;
-    if (rem >= FL_MIN_BLOCK) {
-        char *r = b + bs;
-        list_move(a, (fl_block *)(void *)b, s, (fl_block *)(void *)r, rem);
-        hdr_set(a, r, rem | FL_PREV_USED);
-        ftr_set(a, r, rem);
-    } else {
-        list_remove(a, (fl_block *)(void *)b, s);
-        bs = s;
-        hdr_set(a, b + s, hdr_get(a, b + s) | FL_PREV_USED);
-    }
+    size_t h = hdr_get(a, b);
+    bs = (size_t)(take_free(a, b, h_size(h), b + bs) - b);
     return mark_used(a, b, bs, h & FL_PREV_USED, n);
 }
 
@@ -197,16 +204,17 @@ static inline void *quick_take(ml_freelist *a, size_t bs, size_t n)
      * store, and the next full-word load of the header stall on store forwarding. It also
      * clears FL_PARKED; the used-map bit is still set. */
     size_t h = hdr_get(a, b);
-    hdr_set(a, b, bs | FL_USED | (h & FL_PREV_USED) | ((bs - FL_HDR - n) << FL_SLACK_SHIFT));
+    hdr_set(a, b, used_hdr(bs, h & FL_PREV_USED, n));
     st_live_add(a, n);
     ml_san_give(a->vg, a, u, n);
     return u;
 }
 
 /* Merge every parked block back (before the arena would grow): at most 33 x the depth small
- * blocks, and FL_QUICK_BIG_BUDGET bytes of larger ones. */
-static void quick_flush(ml_freelist *a)
+ * blocks, and FL_QUICK_BIG_BUDGET bytes of larger ones. Returns how many there were. */
+static size_t quick_flush(ml_freelist *a)
 {
+    size_t n = 0;
     for (unsigned q = 0; q < FL_QUICK_CLASSES; q++) {
         while (a->quick[q]) {
             fl_block *fb = a->quick[q];
@@ -215,9 +223,11 @@ static void quick_flush(ml_freelist *a)
             used_flip(a, (char *)fb + FL_HDR);
             release(a, (char *)fb, h_size(h), h & FL_PREV_USED);
         }
+        n += a->quick_n[q];
         a->quick_n[q] = 0;
     }
     a->quick_big = 0;
+    return n;
 }
 
 /* A listed free block of at least bs bytes: from the lists, else after flushing the quick cache,
@@ -226,12 +236,7 @@ static fl_block *find_block(ml_freelist *a, size_t bs)
 {
     fl_block *b = list_find(a, bs);
     if (ML_LIKELY(b != NULL)) return b;
-    size_t parked, bytes;
-    quick_totals(a, &parked, &bytes);
-    if (parked) {
-        quick_flush(a);
-        if ((b = list_find(a, bs)) != NULL) return b;
-    }
+    if (quick_flush(a) && (b = list_find(a, bs)) != NULL) return b;
     return extend(a, bs);
 }
 
@@ -289,14 +294,11 @@ void fl_destroy(ml_freelist *a)
     }
     if (a->used_map) ml_src_unmap(a->src, a->used_map, a->used_map_len);
     ml_san_pool_destroy(a->vg, a);
-    ml_pagesrc *src = a->src;
     ml_stats st = a->st;
     int src_err = a->src_err;
+    ml_stats_retire(&st, a->src->syscalls);
     memset(a, 0, sizeof *a);
     a->st = st;
-    a->st.footprint = a->st.live_bytes = a->st.granted_bytes = 0;
-    a->st.free_bytes = a->st.free_blocks = 0;
-    a->st.source_calls = src->syscalls;
     a->src_err = src_err;
 }
 
@@ -369,22 +371,15 @@ static __attribute__((noinline)) ml_status free_slow(ml_freelist *a, void *p)
     return a->err = st != ML_OK ? st : ML_ECORRUPT;
 }
 
-/* The fast path: an arena block whose used-map bit is set and which is not parked (fl_locate,
- * unrolled). */
+/* The fast path: a live arena block (arena_live). */
 ml_status fl_free(ml_freelist *a, void *p)
 {
-    uintptr_t x = (uintptr_t)p, lo = (uintptr_t)a->base + 2 * FL_HDR;
-    if (ML_LIKELY(x - lo < (size_t)(a->top - a->base) - 3 * FL_HDR && !(x & 15))) {
-        size_t i = (size_t)(x - lo) >> 4;
-        if (ML_LIKELY(a->used_map[i >> 6] >> (i & 63) & 1)) {
-            char *b = (char *)p - FL_HDR;
-            size_t h = hdr_get(a, b);
-            if (ML_LIKELY(!(h & FL_PARKED))) {
-                free_block(a, b, h);
-                a->st.frees++;
-                return ML_OK;
-            }
-        }
+    size_t h;
+    char *b = arena_live(a, p, &h);
+    if (ML_LIKELY(b != NULL)) {
+        free_block(a, b, h);
+        a->st.frees++;
+        return ML_OK;
     }
     return free_slow(a, p);
 }
@@ -395,29 +390,13 @@ static void *resize_in_place(ml_freelist *a, char *b, size_t h, size_t bs, size_
 {
     size_t s = h_size(h), oldn = s - FL_HDR - h_slack(h), prevflag = h & FL_PREV_USED;
     char *u = b + FL_HDR, *nx = b + s;
-    if (bs <= s) {
-        size_t rem = s - bs;
-        if (rem < FL_MIN_BLOCK) bs = s;
-        hdr_set(a, b, bs | FL_USED | prevflag | ((bs - FL_HDR - n) << FL_SLACK_SHIFT));
-        ml_san_change(a->vg, a, u, oldn, u, n);
-        if (bs < s) release(a, b + bs, rem, FL_PREV_USED);
-    } else {
-        size_t tot = s + ns, rem = tot - bs;
-        if (rem >= FL_MIN_BLOCK) {
-            char *r = b + bs;
-            list_move(a, (fl_block *)(void *)nx, ns, (fl_block *)(void *)r, rem);
-            hdr_set(a, r, rem | FL_PREV_USED);
-            ftr_set(a, r, rem);
-        } else {
-            list_remove(a, (fl_block *)(void *)nx, ns);
-            bs = tot;
-            hdr_set(a, b + tot, hdr_get(a, b + tot) | FL_PREV_USED);
-        }
-        hdr_set(a, b, bs | FL_USED | prevflag | ((bs - FL_HDR - n) << FL_SLACK_SHIFT));
-        ml_san_change(a->vg, a, u, oldn, u, n);
-    }
-    a->st.live_bytes = a->st.live_bytes - oldn + n;
-    if (a->st.live_bytes > a->st.peak_live_bytes) a->st.peak_live_bytes = a->st.live_bytes;
+    if (bs > s) bs = (size_t)(take_free(a, nx, ns, b + bs) - b);
+    else if (s - bs < FL_MIN_BLOCK) bs = s;
+    hdr_set(a, b, used_hdr(bs, prevflag, n));
+    ml_san_change(a->vg, a, u, oldn, u, n);
+    if (bs < s) release(a, b + bs, s - bs, FL_PREV_USED);
+    st_live_sub(a, oldn);
+    st_live_add(a, n);
     return u;
 }
 
@@ -460,18 +439,14 @@ static void *realloc_core(ml_freelist *a, void *p, size_t n)
     return q;
 }
 
-/* The fast path of realloc, for the arena block p (checked as fl_free checks it) that keeps its
+/* The fast path of realloc, for the live arena block p (arena_live) that keeps its
  * size or grows into its free successor with a remainder left: realloc growth in place. 0 when
  * the general path must run. */
 static inline void *realloc_fast(ml_freelist *a, void *p, size_t n)
 {
-    uintptr_t x = (uintptr_t)p, lo = (uintptr_t)a->base + 2 * FL_HDR;
-    if (!(x - lo < (size_t)(a->top - a->base) - 3 * FL_HDR && !(x & 15) && n < a->mmap_min)) return NULL;
-    size_t i = (size_t)(x - lo) >> 4;
-    if (!(a->used_map[i >> 6] >> (i & 63) & 1)) return NULL;
-    char *b = (char *)p - FL_HDR;
-    size_t h = hdr_get(a, b);
-    if (h & FL_PARKED) return NULL;
+    size_t h;
+    char *b;
+    if (n >= a->mmap_min || (b = arena_live(a, p, &h)) == NULL) return NULL;
     size_t s = h_size(h), bs = req_block(n), oldn = s - FL_HDR - h_slack(h), prevflag = h & FL_PREV_USED;
     if (bs <= s) {
         if (s - bs >= FL_MIN_BLOCK) return NULL;            /* a tail to split off: general path */
@@ -480,16 +455,18 @@ static inline void *realloc_fast(ml_freelist *a, void *p, size_t n)
         char *nx = b + s;
         size_t nh = hdr_get(a, nx), ns = h_size(nh);
         if ((nh & FL_USED) || s + ns < bs + FL_MIN_BLOCK) return NULL;
+        /* take_free's split, written out: called here, the realloc workloads of
+         * bench/alloc_bench.c ran 10% slower */
         char *r = b + bs;
         size_t rem = s + ns - bs;
         list_move(a, (fl_block *)(void *)nx, ns, (fl_block *)(void *)r, rem);
         hdr_set(a, r, rem | FL_PREV_USED);
         ftr_set(a, r, rem);
     }
-    hdr_set(a, b, bs | FL_USED | prevflag | ((bs - FL_HDR - n) << FL_SLACK_SHIFT));
+    hdr_set(a, b, used_hdr(bs, prevflag, n));
     ml_san_change(a->vg, a, p, oldn, p, n);
-    a->st.live_bytes = a->st.live_bytes - oldn + n;
-    if (a->st.live_bytes > a->st.peak_live_bytes) a->st.peak_live_bytes = a->st.live_bytes;
+    st_live_sub(a, oldn);
+    st_live_add(a, n);
     return p;
 }
 

@@ -47,6 +47,16 @@ ml_status fl_classify(const ml_freelist *a, const void *p)
     return ML_EFOREIGN;
 }
 
+/* Blocks and bytes parked in the quick cache. */
+static void quick_totals(const ml_freelist *a, size_t *blocks, size_t *bytes)
+{
+    *blocks = *bytes = 0;
+    for (unsigned q = 0; q < FL_QUICK_CLASSES; q++) {
+        *blocks += a->quick_n[q];
+        *bytes += (size_t)a->quick_n[q] * (FL_MIN_BLOCK + 16u * q);
+    }
+}
+
 void fl_stats(const ml_freelist *a, ml_stats *out)
 {
     *out = a->st;
@@ -295,18 +305,16 @@ ml_status fl_check(const ml_freelist *a, char *why, size_t whylen)
     if (used + nlarge != a->st.allocs - a->st.frees)
         BAD("counted %zu live blocks, allocs - frees says %llu", used + nlarge,
             (unsigned long long)(a->st.allocs - a->st.frees));
-    ml_stats d;
-    fl_stats(a, &d);
-    if (live != d.live_bytes || granted != d.granted_bytes)
-        BAD("live/granted bytes %zu/%zu, stats say %zu/%zu", live, granted, d.live_bytes, d.granted_bytes);
+    ml_stats st;
+    fl_stats(a, &st);
+    if (live != st.live_bytes || granted != st.granted_bytes)
+        BAD("live/granted bytes %zu/%zu, stats say %zu/%zu", live, granted, st.live_bytes, st.granted_bytes);
     if (freen != a->st.free_blocks || freeb != a->st.free_bytes)
         BAD("free blocks/bytes %zu/%zu, stats say %zu/%zu", freen, freeb, a->st.free_blocks, a->st.free_bytes);
     size_t committed = (size_t)(a->top - a->base);
     if (committed != a->src->committed) BAD("arena %zu bytes, page source %zu", committed, a->src->committed);
     size_t fp = committed + fl_meta_bytes(committed) + lbytes;
     if (fp != a->st.footprint) BAD("footprint %zu, stats say %zu", fp, a->st.footprint);
-    ml_stats st;
-    fl_stats(a, &st);
     if (st.granted_bytes + st.overhead_bytes + st.free_bytes != fp)
         BAD("granted %zu + overhead %zu + free %zu != footprint %zu", st.granted_bytes,
             st.overhead_bytes, st.free_bytes, fp);

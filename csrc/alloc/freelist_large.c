@@ -116,8 +116,8 @@ void *fl_large_realloc(ml_freelist *a, fl_large *L, size_t n)
         ml_san_poison(a->vg, u + keep, len - off - keep);
         oldn = keep;
     }
-    a->st.live_bytes = a->st.live_bytes - v.requested + n;
-    if (a->st.live_bytes > a->st.peak_live_bytes) a->st.peak_live_bytes = a->st.live_bytes;
+    st_live_sub(a, v.requested);
+    st_live_add(a, n);
     v.maplen = len;
     v.requested = n;
     v.hdr = len | FL_USED | FL_MAPPED;

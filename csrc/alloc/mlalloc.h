@@ -62,5 +62,15 @@ typedef int (*ml_walk_fn)(void *ud, const void *addr, size_t size, int used);
 
 /* Fill the derived fields (internal_frag, external_frag) of s from the others. */
 void ml_stats_finish(ml_stats *s);
+/* The statistics of an instance being destroyed: the counters and peaks stay, the figures of
+ * what it holds now (footprint, live, granted, free) become 0, source_calls is the final count. */
+void ml_stats_retire(ml_stats *s, uint64_t source_calls);
+
+/* Bits and alignment, for the allocators and for callers checking their arguments. x must be
+ * non-zero for the log2 helpers; a must be a power of two. */
+static inline unsigned ml_log2_floor(size_t x) { return 63u - (unsigned)__builtin_clzl(x); }
+static inline unsigned ml_log2_ceil(size_t x) { return x <= 1 ? 0u : 64u - (unsigned)__builtin_clzl(x - 1); }
+static inline int ml_is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+static inline size_t ml_align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
 
 #endif

@@ -1,5 +1,5 @@
-/* mlsan.h (internal to csrc/alloc/): sanitizer and valgrind annotations, plus the small bit and
- * alignment helpers the allocators share.
+/* mlsan.h (internal to csrc/alloc/): sanitizer and valgrind annotations, and the check()
+ * message helper the allocators share (their bit and alignment helpers are in mlalloc.h).
  *
  * Under AddressSanitizer (compile time: __SANITIZE_ADDRESS__ or __has_feature) metadata and free
  * memory are poisoned, user areas unpoisoned exactly (so one byte past the requested size is
@@ -188,13 +188,6 @@ static inline ML_NO_ASAN void ml_san_copy(int vg, void *dst, const void *src, si
 #endif
     (void)vg;
 }
-
-/* Bits and alignment. x must be non-zero for the log2 helpers. */
-static inline unsigned ml_log2_floor(size_t x) { return 63u - (unsigned)__builtin_clzl(x); }
-static inline unsigned ml_log2_ceil(size_t x) { return x <= 1 ? 0u : 64u - (unsigned)__builtin_clzl(x - 1); }
-static inline int ml_is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
-static inline size_t ml_align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
-static inline size_t ml_align_down(size_t x, size_t a) { return x & ~(a - 1); }
 
 /* Append a formatted reason to a check() message buffer (first failure wins). */
 #define ML_WHY(why, whylen, ...) \

@@ -272,3 +272,10 @@ void ml_stats_finish(ml_stats *s)
     s->internal_frag = s->granted_bytes - s->live_bytes;
     s->external_frag = s->free_bytes ? 1.0 - (double)s->largest_free / (double)s->free_bytes : 0.0;
 }
+
+void ml_stats_retire(ml_stats *s, uint64_t source_calls)
+{
+    s->footprint = s->live_bytes = s->live_blocks = s->granted_bytes = 0;
+    s->free_bytes = s->free_blocks = 0;
+    s->source_calls = source_calls;
+}

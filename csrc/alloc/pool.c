@@ -27,18 +27,17 @@
 #include <stdio.h>
 #include <string.h>
 
-static void *fail_null(ml_pool *p, ml_status st)
-{
-    p->err = st;
-    p->st.failures++;
-    return NULL;
-}
-
 static ml_status fail(ml_pool *p, ml_status st)
 {
     p->err = st;
     p->st.failures++;
     return st;
+}
+
+static void *fail_null(ml_pool *p, ml_status st)
+{
+    fail(p, st);
+    return NULL;
 }
 
 __extension__ typedef unsigned __int128 u128;
@@ -167,11 +166,9 @@ void pool_destroy(ml_pool *p)
     st.frees = st.allocs - live_blocks(p);
     st.peak_live_bytes = p->peak_blocks * p->obj;
     int src_err = p->src_err;
-    uint64_t calls = p->src->syscalls;
+    ml_stats_retire(&st, p->src->syscalls);
     memset(p, 0, sizeof *p);
     p->st = st;
-    p->st.footprint = p->st.live_blocks = 0;
-    p->st.source_calls = calls;
     p->src_err = src_err;
 }
 
@@ -246,18 +243,23 @@ static inline int is_parked(const ml_pool *p, uint64_t i, const char *b)
     return pos < mag_n(p) && p->mag[pos] == b;
 }
 
-/* The used block ptr (not parked): its index, or the reason it is not one. */
-static inline ml_status locate(const ml_pool *p, const void *ptr, uint64_t *idx)
+/* ptr is a handed-out block whose used bit is set (used or parked): 1 and its index in *idx. */
+static inline int marked_block(const ml_pool *p, const void *ptr, uint64_t *idx)
 {
     uint64_t d = (uint64_t)((uintptr_t)ptr - (uintptr_t)p->base);
     if (ML_LIKELY(d < p->handed)) {
         int exact;
         uint64_t i = div_stride_exact(p, d, &exact);
-        if (ML_LIKELY(exact && (p->used_map[i >> 6] >> (i & 63) & 1) && !is_parked(p, i, ptr))) {
-            *idx = i;
-            return ML_OK;
-        }
+        *idx = i;
+        return exact && (p->used_map[i >> 6] >> (i & 63) & 1);
     }
+    return 0;
+}
+
+/* The used block ptr (not parked): its index, or the reason it is not one. */
+static inline ml_status locate(const ml_pool *p, const void *ptr, uint64_t *idx)
+{
+    if (ML_LIKELY(marked_block(p, ptr, idx) && !is_parked(p, *idx, ptr))) return ML_OK;
     return classify(p, ptr);
 }
 
@@ -302,12 +304,8 @@ static ml_status park_slow(ml_pool *p, void *ptr, uint64_t i)
 /* Every free the fast path did not finish: check ptr in full, then park it. */
 static __attribute__((noinline)) ml_status free_slow(ml_pool *p, void *ptr)
 {
-    uint64_t d = (uint64_t)((uintptr_t)ptr - (uintptr_t)p->base);
-    if (d < p->handed) {
-        int exact;
-        uint64_t i = div_stride_exact(p, d, &exact);
-        if (exact && (p->used_map[i >> 6] >> (i & 63) & 1)) return park_slow(p, ptr, i);
-    }
+    uint64_t i;
+    if (marked_block(p, ptr, &i)) return park_slow(p, ptr, i);
     return ptr ? fail(p, classify(p, ptr)) : ML_OK;
 }
 

@@ -52,6 +52,16 @@ static void report(int ok, const char *what, unsigned long seed)
     fflush(stdout);
 }
 
+/* After a run: the block `all` (nearly the whole arena, or NULL) came back and frees cleanly. */
+static int whole_arena(const alloc_ops *o, void *a, void *all)
+{
+    if (!all || o->free(a, all) != ML_OK) {
+        snprintf(E.why, sizeof E.why, "whole-arena allocation failed: %s", ml_strstatus(o->err(a)));
+        return 0;
+    }
+    return engine_check(&E);
+}
+
 static void stress_freelist(fl_policy pol, int sbrk, unsigned long seed)
 {
     static ml_pagesrc src;
@@ -66,12 +76,7 @@ static void stress_freelist(fl_policy pol, int sbrk, unsigned long seed)
     ok = ok && run(&fl_ops, &a, seed);
     if (ok) {
         a.mmap_min = SIZE_MAX;                   /* the whole arena, not a mapping */
-        void *all = fl_alloc(&a, reserve - 3 * FL_HDR);
-        if (!all || fl_free(&a, all) != ML_OK) {
-            snprintf(E.why, sizeof E.why, "whole-arena allocation failed: %s", ml_strstatus(a.err));
-            ok = 0;
-        }
-        ok = ok && engine_check(&E);
+        ok = whole_arena(&fl_ops, &a, fl_alloc(&a, reserve - 3 * FL_HDR));
     }
     fl_destroy(&a);
     ml_src_destroy(&src);
@@ -88,14 +93,7 @@ static void stress_buddy(int cache, unsigned long seed)
     if (ok && cache) bd_set_cache(&b, cache);
     if (!ok) snprintf(E.why, sizeof E.why, "init failed");
     ok = ok && run(&bd_ops, &b, seed);
-    if (ok) {
-        void *all = bd_alloc(&b, max);
-        if (!all || bd_free(&b, all) != ML_OK) {
-            snprintf(E.why, sizeof E.why, "whole-arena allocation failed: %s", ml_strstatus(b.err));
-            ok = 0;
-        }
-        ok = ok && engine_check(&E);
-    }
+    ok = ok && whole_arena(&bd_ops, &b, bd_alloc(&b, max));
     bd_destroy(&b);
     ml_src_destroy(&src);
     report(ok, cache ? "buddy over mmap, per-order cache" : "buddy over mmap", seed);
