@@ -277,6 +277,12 @@ static int heap_brk(lua_State *L) {
   reserve_region(L);
   lua_pushboolean(L, 1);
   Owner *o = buf_newroot(L, &brk_kind);
+  /* the break again: the two allocations above may have moved it (malloc growing its heap) */
+  cur = (uintptr_t)sys_curbrk();
+  if (target <= cur) {
+    lua_pop(L, 1); /* already there: nothing left to take */
+    return 1;
+  }
   void *old;
   int err = sys_sbrk((intptr_t)(target - cur), &old);
   if (err) return push_syserror(L, "brk", err);
