@@ -62,7 +62,7 @@ local THREE = ("a"):rep(ps) .. ("b"):rep(ps) .. ("c"):rep(ps)
 
 -- Every way of writing to a buffer, each writing inside [off, off + 4).
 local function writers(b, off)
-  local src = M.malloc(4)
+  local src = M.malloc0(4)
   return {
     index = function() b[off] = 1 end,
     write = function() b:write(off, "zz") end,

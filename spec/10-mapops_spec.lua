@@ -53,7 +53,7 @@ end
 
 -- Every way of reading a buffer, each touching [off, off + 4).
 local function readers(b, off)
-  local dst = M.malloc(8)
+  local dst = M.malloc0(8)
   return {
     read = function() return b:read(off, 4) end,
     find = function() return b:find("zz", off, 4) end,
@@ -68,7 +68,7 @@ end
 
 -- Every way of writing a buffer, each touching [off, off + 4).
 local function writers(b, off)
-  local src = M.malloc(4)
+  local src = M.malloc0(4) -- defined bytes: valgrind marks a faulting store's target with them
   return {
     write = function() b:write(off, "zzzz") end,
     fill = function() b:fill(0x7a, off, 4) end,
