@@ -16,8 +16,8 @@
  *     second (the run prints the rate), far more often than 1 in 10^4 operations, so a plain
  *     99.99th percentile would measure the hypervisor; an interruption is random in time, though,
  *     and hits a given operation in one pass, not in all: per operation the minimum over the
- *     passes is kept, and the max and 99.99th percentile are taken over those minima (3% histogram
- *     buckets, exact maximum). What an allocator does itself (growing, trimming, flushing a
+ *     passes is kept, and the max and 99.99th percentile are taken over those minima (both exact:
+ *     a histogram finds the percentile's bucket, whose values are then sorted). What an allocator does itself (growing, trimming, flushing a
  *     cache, coalescing) happens in every pass and stays;
  *   - fragmentation: each (workload, allocator) runs once more in a fresh process (this program
  *     re-executed with --frag), every byte of every block written, live sets >= 10 MiB: peak
@@ -186,16 +186,34 @@ static void hist_reset(void)
     memset(hist, 0, sizeof hist);
     hist_max = hist_n = 0;
 }
-/* The q-quantile in TSC ticks. */
-static double hist_quantile(double q)
+/* The q-quantile in TSC ticks: the value of rank ceil(q n) in increasing order. The histogram
+ * finds its bucket; when the values are at hand (v, n), those of that bucket are sorted and the
+ * exact one is returned, else the bucket's middle (the timer calibration, 3%). */
+static int cmp_u32(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return (a > b) - (a < b);
+}
+static double hist_quantile(double q, const uint32_t *v, size_t n)
 {
     uint64_t want = (uint64_t)ceil(q * (double)hist_n), cum = 0;
+    if (want == 0) want = 1;
     for (unsigned b = 0; b < HBUCKETS; b++) {
         cum += hist[b];
-        if (cum >= want && hist[b]) {
-            uint64_t v = hbucket_mid(b);
-            return (double)(v < hist_max ? v : hist_max);
+        if (cum < want || !hist[b]) continue;
+        uint64_t rank = want - (cum - hist[b]);   /* 1-based, inside bucket b */
+        uint32_t *in = v ? malloc(hist[b] * sizeof *in) : NULL;
+        if (!in) {
+            uint64_t m = hbucket_mid(b);
+            return (double)(m < hist_max ? m : hist_max);
         }
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (hbucket(v[i]) == b) in[k++] = v[i];
+        qsort(in, k, sizeof *in, cmp_u32);
+        double r = (double)in[rank - 1];
+        free(in);
+        return r;
     }
     return (double)hist_max;
 }
@@ -212,7 +230,7 @@ static void tsc_calibrate(void)
         uint64_t a = tsc_begin();
         hist_add(tsc_end() - a);
     }
-    tsc_overhead = (uint64_t)hist_quantile(0.5);
+    tsc_overhead = (uint64_t)hist_quantile(0.5, NULL, 0);
 }
 
 /* The VM's interruptions: the share of 2*10^7 empty timings longer than 1 us, and their rate. */
@@ -1004,7 +1022,7 @@ static void run_workload(int wid, int do_frag)
         }
         hist_reset();
         for (size_t i = 0; i < lat_i; i++) hist_add(lat_buf[i]);
-        x->p9999[0] = hist_quantile(0.9999) * tsc_ns;
+        x->p9999[0] = hist_quantile(0.9999, lat_buf, lat_i) * tsc_ns;
         x->max[0] = (double)hist_max * tsc_ns;
         x->nlat = 1;
     }
