@@ -453,6 +453,8 @@ int lalloc_open(lua_State *L) {
     lua_newtable(L);
     lua_setfield(L, -2, "__index");
     alloc_setmethods(L, la_methods);
+    lua_pushliteral(L, ALLOCATOR_T); /* hidden, as the buffer's: its __gc is not the script's */
+    lua_setfield(L, -2, "__metatable");
   }
   lua_getfield(L, -1, "__index");
   lua_setfield(L, -3, "allocator_methods");

@@ -186,25 +186,32 @@ static int mapops_resident(lua_State *L) {
 /* b:mapinfo() -> { length=, mapped=, pages=, shared=, anonymous=, offset=, snapshot=,
  * prot="rw-" (or "mixed") } */
 static int mapops_mapinfo(lua_State *L) {
+  check_mapping(L, 1, "mapinfo", NULL);
+  lua_createtable(L, 0, 8);
+  /* Read everything after the allocation (a finalizer it ran may have unmapped b), before the
+   * fields are set (each new key may run one again). */
   Owner *o = check_mapping(L, 1, "mapinfo", NULL);
   MapInfo *mi = MAPINFO(o);
-  lua_createtable(L, 0, 6);
-  lua_pushinteger(L, (lua_Integer)o->size);
-  lua_setfield(L, -2, "length");
-  lua_pushinteger(L, (lua_Integer)mi->maplen);
-  lua_setfield(L, -2, "mapped");
-  lua_pushinteger(L, (lua_Integer)mi->pm.npages);
-  lua_setfield(L, -2, "pages");
-  lua_pushboolean(L, (mi->flags & MAP_SHARED) != 0);
-  lua_setfield(L, -2, "shared");
-  lua_pushboolean(L, (mi->flags & MAP_ANONYMOUS) != 0);
-  lua_setfield(L, -2, "anonymous");
-  lua_pushinteger(L, (lua_Integer)mi->offset);
-  lua_setfield(L, -2, "offset");
-  lua_pushboolean(L, mi->snap != NULL);
-  lua_setfield(L, -2, "snapshot");
+  lua_Integer length = (lua_Integer)o->size, mapped = (lua_Integer)mi->maplen,
+              pages = (lua_Integer)mi->pm.npages, offset = (lua_Integer)mi->offset;
+  int shared = (mi->flags & MAP_SHARED) != 0, anon = (mi->flags & MAP_ANONYMOUS) != 0,
+      snap = mi->snap != NULL;
   char prot[6];
   owner_protstr(o, 0, o->size, prot);
+  lua_pushinteger(L, length);
+  lua_setfield(L, -2, "length");
+  lua_pushinteger(L, mapped);
+  lua_setfield(L, -2, "mapped");
+  lua_pushinteger(L, pages);
+  lua_setfield(L, -2, "pages");
+  lua_pushboolean(L, shared);
+  lua_setfield(L, -2, "shared");
+  lua_pushboolean(L, anon);
+  lua_setfield(L, -2, "anonymous");
+  lua_pushinteger(L, offset);
+  lua_setfield(L, -2, "offset");
+  lua_pushboolean(L, snap);
+  lua_setfield(L, -2, "snapshot");
   lua_pushstring(L, prot);
   lua_setfield(L, -2, "prot");
   return 1;

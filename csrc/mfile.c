@@ -152,6 +152,8 @@ int mfile_open(lua_State *L) {
     luaL_setfuncs(L, mfile_meta, 0);
     luaL_newlib(L, mfile_methods);
     lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, FILE_T); /* hidden, as the buffer's */
+    lua_setfield(L, -2, "__metatable");
   }
   lua_pop(L, 1);
   set_funcs(L, mfile_funcs);

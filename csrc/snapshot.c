@@ -145,9 +145,16 @@ static void snap_release(Snapshot *s) {
   s->dead = 1;
 }
 
+/* The userdata holds a pointer to the Snapshot, which is malloc'd: the fault handler and the
+ * mapping reach it by address, and it must outlive a userdata that dies without its __gc (only
+ * the debug library can take that away; the struct then leaks instead of dangling). */
+static Snapshot *snap_of(lua_State *L, int idx) {
+  return *(Snapshot **)luaL_checkudata(L, idx, SNAP_T); /* NULL once collected (resurrected) */
+}
+
 static Snapshot *check_snap(lua_State *L, int idx) {
-  Snapshot *s = (Snapshot *)luaL_checkudata(L, idx, SNAP_T);
-  if (!s->copy) luaL_error(L, "attempt to use a freed snapshot");
+  Snapshot *s = snap_of(L, idx);
+  if (!s || !s->copy) luaL_error(L, "attempt to use a freed snapshot");
   if (s->dead || !owner_alive(s->o))
     luaL_error(L, "attempt to use a snapshot of a mapping that is gone");
   return s;
@@ -162,9 +169,13 @@ static int snap_new(lua_State *L) {
   if ((mi->flags & MAP_SHARED_VALIDATE) != MAP_PRIVATE && !(mi->flags & MAP_ANONYMOUS))
     return luaL_error(L, "snapshot needs a private or anonymous mapping (this one is a shared "
                          "file mapping: another process could change it unseen)");
-  Snapshot *s = (Snapshot *)lua_newuserdatauv(L, sizeof(Snapshot), 1);
-  memset(s, 0, sizeof *s);
+  Snapshot **ps = (Snapshot **)lua_newuserdatauv(L, sizeof(Snapshot *), 1);
+  *ps = NULL;
   luaL_setmetatable(L, SNAP_T);
+  Snapshot *s = (Snapshot *)calloc(1, sizeof *s);
+  if (!s) return push_syserror(L, "snapshot", ENOMEM);
+  s->dead = 1; /* until armed: a freed-and-dead struct, which __gc frees */
+  *ps = s;
   o = check_mapping(L, 1, "snapshot", NULL); /* the allocation may have run a finalizer */
   mi = MAPINFO(o);
   if (mi->snap) return luaL_error(L, "the mapping already has a snapshot (free it first)");
@@ -174,6 +185,7 @@ static int snap_new(lua_State *L) {
   if (slot < 0) return luaL_error(L, "too many active snapshots (at most %d)", MAX_ARMED);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
+  s->dead = 0;
   s->o = o;
   s->base = o->base;
   s->ps = sys_pagesize();
@@ -268,22 +280,33 @@ static int snap_restore(lua_State *L) {
 }
 
 static int snap_free(lua_State *L) {
-  Snapshot *s = (Snapshot *)luaL_checkudata(L, 1, SNAP_T);
-  if (!s->copy) return luaL_error(L, "double free of a snapshot");
+  Snapshot *s = snap_of(L, 1);
+  if (!s || !s->copy) return luaL_error(L, "double free of a snapshot");
   snap_release(s);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int snap_gc(lua_State *L) {
-  Snapshot *s = (Snapshot *)luaL_checkudata(L, 1, SNAP_T);
-  if (s->copy) snap_release(s);
+  Snapshot **ps = (Snapshot **)luaL_checkudata(L, 1, SNAP_T);
+  if (*ps) {
+    if ((*ps)->copy) snap_release(*ps);
+    free(*ps);
+    *ps = NULL;
+  }
+  return 0;
+}
+
+/* __close: release once, keep the struct (the handle may still be used, and raise). */
+static int snap_close(lua_State *L) {
+  Snapshot *s = snap_of(L, 1);
+  if (s && s->copy) snap_release(s);
   return 0;
 }
 
 static int snap_tostring(lua_State *L) {
-  Snapshot *s = (Snapshot *)luaL_checkudata(L, 1, SNAP_T);
-  if (!s->copy)
+  Snapshot *s = snap_of(L, 1);
+  if (!s || !s->copy)
     lua_pushliteral(L, SNAP_T " (freed)");
   else if (s->dead)
     lua_pushliteral(L, SNAP_T " (its mapping is gone)");
@@ -297,13 +320,15 @@ static const luaL_Reg snap_methods[] = {
   {"free", snap_free}, {NULL, NULL}};
 
 static const luaL_Reg snap_meta[] = {
-  {"__gc", snap_gc}, {"__close", snap_gc}, {"__tostring", snap_tostring}, {NULL, NULL}};
+  {"__gc", snap_gc}, {"__close", snap_close}, {"__tostring", snap_tostring}, {NULL, NULL}};
 
 int snapshot_open(lua_State *L) {
   if (luaL_newmetatable(L, SNAP_T)) {
     luaL_setfuncs(L, snap_meta, 0);
     luaL_newlib(L, snap_methods);
     lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, SNAP_T); /* hidden: a script that could drop __gc could free it armed */
+    lua_setfield(L, -2, "__metatable");
   }
   lua_pop(L, 1);
   static const luaL_Reg methods[] = {{"snapshot", snap_new}, {NULL, NULL}};

@@ -194,6 +194,17 @@ describe("M.report()", function()
     keep:free()
   end)
 
+  it("refuses to write to what is not an open file", function()
+    H.raises("bad argument #1 to 'report' (open file expected, got string)", M.report, "x")
+    H.raises("open file expected, got number", M.report, 1)
+    local f = io.tmpfile()
+    f:close()
+    H.raises("open file expected, got closed file", M.report, f)
+    local got = {}
+    M.report({ write = function(_, text) got[#got + 1] = text end }) -- anything with :write
+    assert.truthy(got[1]:find("HEAP SUMMARY", 1, true))
+  end)
+
   it("says when tracking is off", function()
     local text, s = M.report()
     assert.truthy(text:find("tracking is off", 1, true))
@@ -323,6 +334,19 @@ describe("M.snapshot()", function()
       H.raises("snapshot expected", snap.compare_to, snap, "x")
       H.raises("snapshot expected", snap.compare_to, snap, {})
       H.raises("snapshot expected", snap.compare_to, snap)
+    end)
+
+    it("a self that is not a snapshot, and a key that is neither 'site' nor 'stack'", function()
+      M.track(true)
+      local snap = M.snapshot()
+      H.raises("calling 'statistics' on bad self (snapshot expected, got table)", snap.statistics, {})
+      H.raises("calling 'compare_to' on bad self", snap.compare_to, { 1, 2, 3 }, snap)
+      H.raises("calling 'total' on bad self", snap.total, "x")
+      H.raises([[bad argument #1 to 'statistics' ("site" or "stack" expected, got "lines")]],
+               snap.statistics, snap, "lines")
+      H.raises([[bad argument #2 to 'compare_to' ("site" or "stack" expected, got number)]],
+               snap.compare_to, snap, snap, 1)
+      assert.same(snap:statistics("site"), snap:statistics())
     end)
   end)
 end)

@@ -595,6 +595,50 @@ describe("b:mapinfo()", function()
     assert.equal("r--", b:mapinfo().prot)
     b:free()
   end)
+  it("reads the mapping after its allocations: a finalizer that unmaps it meanwhile is seen", function()
+    -- As H.freed_during, for a mapping: finalizers that unmap b are made pending, the GC debt is
+    -- driven above zero, and b:mapinfo()'s first allocation runs them. It must raise, or report
+    -- the mapping as it was, never read its freed record (ASan: heap-use-after-free; natively
+    -- garbage in the table).
+    local how, code = H.in_child(function()
+      local inside = 0
+      for _ = 1, 10 do
+        collectgarbage()
+        collectgarbage("incremental", 1000, 1000, 1)
+        local b = M.map{ length = 3 * M.pagesize() }
+        local st = { started = false, freed = false }
+        for _ = 1, 10 do
+          setmetatable({}, { __gc = function()
+            st.freed = true
+            if b:valid() then b:unmap() end
+            M.map{ length = 3 * M.pagesize() }:fill(0xff) -- reuse the freed record's memory
+          end })
+        end
+        for _ = 1, 10 do setmetatable({}, { __gc = function() st.started = true end }) end
+        local grow = {}
+        repeat collectgarbage("step", 0) until st.started or st.freed
+        for i = 1, 4096 do grow[i] = true end
+        if not st.freed and b:valid() then
+          local ok, t = pcall(b.mapinfo, b)
+          if st.freed then
+            inside = inside + 1
+            if ok then
+              assert(t.length == 3 * M.pagesize() and t.mapped == t.length and t.pages == 3
+                     and t.prot == "rw-" and t.offset == 0, "mapinfo read a freed mapping")
+            else
+              assert(t:find("attempt to use a freed buffer", 1, true), t)
+            end
+          end
+        end
+        grow = nil
+        collectgarbage()
+        collectgarbage("incremental", 200, 100, 13)
+      end
+      if inside == 0 then M._exit(3) end
+      return true
+    end)
+    H.expect_safe(pending, how, code)
+  end)
 end)
 
 describe("the C-shaped forms", function()

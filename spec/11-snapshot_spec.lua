@@ -292,6 +292,53 @@ describe("b:snapshot()", function()
     b:free()
   end)
 
+  it("hides its metatable: a script cannot take its __gc away and free it armed", function()
+    local b = anon(16)
+    local s = b:snapshot()
+    assert.equal("memlab.snapshot", getmetatable(s))
+    assert.has_error(function() getmetatable(s).__gc = nil end)
+    s:free()
+    b:free()
+  end)
+
+  it("leaks instead of dangling when the debug library drops its __gc while armed", function()
+    -- the fault handler reaches the snapshot by address: its state must outlive the userdata
+    local how, code = H.in_child(function()
+      local b = anon(16)
+      local mt = debug.getmetatable(b:snapshot())
+      local gc = mt.__gc
+      mt.__gc = nil
+      collectgarbage()
+      collectgarbage()
+      mt.__gc = gc
+      local junk = {}
+      for i = 1, 20000 do junk[i] = ("x"):rep(64) .. i end -- reuse the userdata's memory
+      for p = 0, 15 do b[p * ps] = 1 end -- each first write faults into the snapshot
+      local copied_all = b:mapinfo().snapshot and b[15 * ps] == 1
+      b:unmap()
+      return copied_all
+    end)
+    assert.same({ "exit", 0 }, { how, code })
+  end)
+
+  it("raises, not crashes, when used after a finalizer resurrected it past its __gc", function()
+    local store = {}
+    local b = anon(1)
+    local holder = setmetatable({}, { __gc = function(o) store.s = o.s end })
+    holder.s = b:snapshot()
+    holder = nil
+    collectgarbage()
+    collectgarbage()
+    local s = store.s
+    assert.is_not_nil(s)
+    -- its own finalizer ran first (it was marked after the holder): it is freed
+    H.raises("attempt to use a freed snapshot", s.read, s, 0, 1)
+    H.raises("double free of a snapshot", s.free, s)
+    assert.equal("memlab.snapshot (freed)", tostring(s))
+    store.s = nil
+    b:free()
+  end)
+
   it("is one at a time per mapping", function()
     local b = anon(1)
     local s = b:snapshot()

@@ -1262,6 +1262,17 @@ describe("the pool allocator", function()
   end)
 end)
 
+describe("an allocator's metatable", function()
+  it("is hidden, as a buffer's: its __gc and methods are not the script's to change", function()
+    for _, a in ipairs { M.freelist{ size = 256 * KiB }, M.buddy{ size = 64 * KiB }, M.pool{ block = 16, count = 4 } } do
+      assert.equal("memlab.allocator", getmetatable(a))
+      assert.has_error(function() getmetatable(a).__gc = nil end)
+      a:destroy()
+    end
+    assert.is_nil(M.allocator_methods)
+  end)
+end)
+
 describe("a:draw()", function()
   it("pictures the free list: block count, used and free, each block's header", function()
     nogc()
@@ -1319,6 +1330,20 @@ describe("a:draw()", function()
     local pic = a:draw(72, 5)
     assert.truthy(pic:find("more", 1, true), pic)
     assert.is_true(select(2, pic:gsub("\n", "")) < 15)
+    a:destroy()
+  end)
+
+  it("refuses a width it cannot draw, at once (no hang on a huge one)", function()
+    local a = M.pool{ block = 16, count = 4 }
+    a:alloc(8)
+    for _, w in ipairs { 15, 0, -1, 4097, 1 << 31, math.maxinteger, math.mininteger } do
+      H.raises("width out of range: 16 to 4096 columns", a.draw, a, w)
+    end
+    H.raises("width must be an integer", a.draw, a, 72.5)
+    H.raises("max_lines must be a positive integer", a.draw, a, 72, 0)
+    H.raises("max_lines must be a positive integer", a.draw, a, 72, "x")
+    assert.truthy(a:draw(16):find("|", 1, true))
+    assert.truthy(#a:draw(4096) > 4096)
     a:destroy()
   end)
 end)

@@ -88,13 +88,23 @@ local function buddy_tree(blocks, size, max_lines)
   return lines
 end
 
+-- The widths a:draw accepts: narrower has no room for the labels, wider is no terminal's.
+D.MIN_WIDTH, D.MAX_WIDTH = 16, 4096
+
 --- a:draw([width [, max_lines]]) -> text picture of the arena
 function D.allocator(a, width, max_lines)
   local kind = require("memlab.core").allocator_methods.kind(a) -- raises unless an allocator
   if width ~= nil and math.type(width) ~= "integer" then
     error("bad argument #1 to 'draw' (width must be an integer)", 2)
   end
-  width = math.max(width or 72, 16)
+  if width ~= nil and (width < D.MIN_WIDTH or width > D.MAX_WIDTH) then
+    error(("bad argument #1 to 'draw' (width out of range: %d to %d columns)"):format(
+      D.MIN_WIDTH, D.MAX_WIDTH), 2)
+  end
+  if max_lines ~= nil and (math.type(max_lines) ~= "integer" or max_lines < 1) then
+    error("bad argument #2 to 'draw' (max_lines must be a positive integer)", 2)
+  end
+  width = width or 72
   max_lines = max_lines or 40
   local base, size, max = a:bounds()
   local blocks = collect(a)

@@ -5,7 +5,9 @@
 local core = require "memlab.core"
 
 local M = {}
-for k, v in pairs(core) do M[k] = v end
+for k, v in pairs(core) do
+  if k ~= "allocator_methods" then M[k] = v end -- internal: draw.lua adds a:draw through it
+end
 
 -- a:draw() for memlab's allocators (M.freelist, M.buddy, M.pool)
 core.allocator_methods.draw = require("memlab.draw").allocator
@@ -184,6 +186,13 @@ end
 -- still_reachable = {...}, in_use = {...}, allocs=, frees=, bytes=,
 -- loss_records = { {bytes=, blocks=, func=, stack={...}, frames={...}} ... } (as printed) }
 function M.report(file)
+  if file ~= nil and io.type(file) ~= "file" then
+    local w = type(file) == "table" and file.write
+    if type(w) ~= "function" then
+      error(("bad argument #1 to 'report' (open file expected, got %s)"):format(
+        io.type(file) or type(file)), 2)
+    end
+  end
   collectgarbage("collect")
   collectgarbage("collect")
   local recs, totals = M.track_records()
@@ -228,6 +237,17 @@ end
 local Snapshot = {}
 Snapshot.__index = Snapshot
 
+-- The snapshot method's self and key, checked (level 3: the caller of the method).
+local function check_snapshot(snap, fname, key, keyarg)
+  if getmetatable(snap) ~= Snapshot then
+    error(("calling '%s' on bad self (snapshot expected, got %s)"):format(fname, type(snap)), 3)
+  end
+  if key ~= nil and key ~= "site" and key ~= "stack" then
+    error(("bad argument #%d to '%s' (\"site\" or \"stack\" expected, got %s)"):format(
+      keyarg, fname, type(key) == "string" and ("%q"):format(key) or type(key)), 3)
+  end
+end
+
 --- M.snapshot() -> a snapshot of the live tracked allocations:
 -- snap.blocks = { {addr=, size=, site="file.lua:12 (in f)", stack={...}, frames={...}, seq=} ... }
 function M.snapshot()
@@ -246,6 +266,7 @@ end
 
 --- snap:total() -> bytes, blocks
 function Snapshot:total()
+  check_snapshot(self, "total")
   local bytes = 0
   for _, b in ipairs(self.blocks) do bytes = bytes + b.size end
   return bytes, #self.blocks
@@ -265,6 +286,7 @@ end
 --- snap:statistics([key]) -> { {site=, size=, count=} ... } largest first; key "site" (the line
 -- that allocated, default) or "stack" (the whole recorded stack)
 function Snapshot:statistics(key)
+  check_snapshot(self, "statistics", key, 1)
   local list = {}
   for _, e in pairs(bysite(self, key)) do list[#list + 1] = e end
   table.sort(list, function(a, b)
@@ -277,6 +299,7 @@ end
 --- snap:compare_to(old [, key]) -> { {site=, size=, size_diff=, count=, count_diff=} ... },
 -- largest absolute growth first: what grew (or shrank) between old and snap, by site
 function Snapshot:compare_to(old, key)
+  check_snapshot(self, "compare_to", key, 2)
   if getmetatable(old) ~= Snapshot then
     error("bad argument #1 to 'compare_to' (snapshot expected)", 2)
   end
