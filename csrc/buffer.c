@@ -65,18 +65,27 @@ Buffer *buf_check(lua_State *L, int idx) {
   return b;
 }
 
+/* The first ancestor (parent, its parent ...) that is not LIVE: the memory went with it. NULL
+ * when every ancestor lives (a MAP_FIXED mapping may sit inside another placed the same way). */
+static const Owner *dead_ancestor(const Owner *o) {
+  for (const Owner *p = o->parent; p; p = p->parent)
+    if (p->state != OWNER_LIVE) return p;
+  return NULL;
+}
+
 int owner_alive(const Owner *o) {
-  return o->state == OWNER_LIVE && (!o->parent || o->parent->state == OWNER_LIVE);
+  return o->state == OWNER_LIVE && (!o->parent || !dead_ancestor(o));
 }
 
 static int view_alive(const Buffer *b) { return owner_alive(b->o) && (!b->isview || b->gen == b->o->gen); }
 
 /* Raises the error for a handle whose memory is gone, saying where it went. */
 MEMLAB_NORETURN void owner_deaderror(lua_State *L, const Owner *o) {
-  if (o->state == OWNER_LIVE && o->parent)
+  const Owner *gone = o->state == OWNER_LIVE ? dead_ancestor(o) : NULL;
+  if (gone)
     luaL_error(L, "attempt to use a freed buffer (use after free: the %s it lived in was %s "
-                  "at %s; allocated at %s)", o->parent->kind->name, o->parent->why,
-               o->parent->freed_at.where, o->alloc_at.where);
+                  "at %s; allocated at %s)", gone->kind->name, gone->why, gone->freed_at.where,
+               o->alloc_at.where);
   if (o->why && strcmp(o->why, "collected") == 0)
     luaL_error(L, "attempt to use a freed buffer (use after free: collected by the garbage "
                   "collector; allocated at %s)", o->alloc_at.where);
@@ -133,7 +142,7 @@ unsigned char *buf_respan(lua_State *L, int idx, size_t off, size_t n) {
  * (the Owner then stays live). A block whose arena is gone is marked dead without a release. */
 int owner_release(lua_State *L, Owner *o, const char *why, int level) {
   if (o->state == OWNER_DEAD) return 0;
-  int arena_ok = !o->parent || o->parent->state == OWNER_LIVE;
+  int arena_ok = !o->parent || !dead_ancestor(o);
   if (o->state == OWNER_LIVE && arena_ok && o->kind->release) {
     int err = o->kind->release(o);
     if (err) return err;
@@ -208,8 +217,8 @@ static int buf_tostring(lua_State *L) {
     else if (b->o->state == OWNER_NEW)
       lua_pushliteral(L, BUFFER_T " (never opened)");
     else if (b->o->state == OWNER_LIVE)
-      lua_pushfstring(L, BUFFER_T ": %p (its parent was %s at %s)", at, b->o->parent->why,
-                      b->o->parent->freed_at.where);
+      lua_pushfstring(L, BUFFER_T ": %p (its parent was %s at %s)", at, dead_ancestor(b->o)->why,
+                      dead_ancestor(b->o)->freed_at.where);
     else
       lua_pushfstring(L, BUFFER_T ": %p (%s at %s)", at, b->o->why, b->o->freed_at.where);
   }

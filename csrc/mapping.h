@@ -38,8 +38,10 @@ unsigned prot_from_sys(int prot);
 Owner *check_mapping(lua_State *L, int idx, const char *fname, Buffer **pb);
 
 /* Owner of the live mapping holding [addr, addr+len) in this Lua state, or NULL; pushes the
- * mapping's root buffer when it finds one, nothing otherwise. */
+ * mapping's root buffer when it finds one, nothing otherwise. Of mappings placed inside one
+ * another with MAP_FIXED, the innermost. map_has_inner: whether one is placed inside o. */
 Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len);
+int map_has_inner(lua_State *L, const Owner *o);
 
 /* Snapshots (snapshot.c). Before memlab itself changes pages of a mapping other than by a guarded
  * store (madvise DONTNEED/FREE, mprotect, remap, unmap), it lets an armed snapshot copy them. */
@@ -47,6 +49,7 @@ void snap_before_change(Owner *o, size_t off, size_t len);
 void snap_after_protect(Owner *o, size_t first, size_t npages);
 void snap_on_release(Owner *o);
 void snap_end_range(const unsigned char *base, size_t len);
+int snap_armed_in(const unsigned char *base, size_t len);
 
 /* Module parts. */
 int mmap_open(lua_State *L);

@@ -77,9 +77,13 @@ static void push_registry(lua_State *L) {
 }
 
 /* Finds the live mapping holding [addr, addr+len) and pushes its root buffer; NULL (nothing
- * pushed) when no mapping of this state holds the whole range. */
+ * pushed) when no mapping of this state holds the whole range. Of mappings placed inside one
+ * another (MAP_FIXED), the innermost: the one whose pages these are. */
 Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
+  lua_pushnil(L); /* the result's slot */
+  int res = lua_gettop(L);
   push_registry(L);
+  Owner *best = NULL;
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     Owner *o = (Owner *)lua_touserdata(L, -2);
@@ -91,15 +95,30 @@ Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
       continue;
     }
     if (o->kind == &mmap_kind && addr >= (uintptr_t)o->base &&
-        len <= MAPINFO(o)->maplen && addr - (uintptr_t)o->base <= MAPINFO(o)->maplen - len) {
-      lua_replace(L, -3); /* the root buffer replaces the registry */
-      lua_pop(L, 1);      /* the key */
-      return o;
+        len <= MAPINFO(o)->maplen && addr - (uintptr_t)o->base <= MAPINFO(o)->maplen - len &&
+        (!best || MAPINFO(o)->maplen < MAPINFO(best)->maplen)) {
+      best = o;
+      lua_copy(L, -1, res);
     }
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
-  return NULL;
+  lua_pop(L, best ? 1 : 2); /* the registry; and the empty slot when nothing was found */
+  return best;
+}
+
+/* Whether a live mapping was placed inside o with MAP_FIXED (o is its parent's parent ...). */
+int map_has_inner(lua_State *L, const Owner *o) {
+  int found = 0;
+  push_registry(L);
+  lua_pushnil(L);
+  while (!found && lua_next(L, -2)) {
+    const Owner *c = (const Owner *)lua_touserdata(L, -2);
+    if (owner_alive(c))
+      for (const Owner *p = c->parent; p && !found; p = p->parent) found = p == o;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, found ? 2 : 1);
+  return found;
 }
 
 /* Kills the MAP_FIXED children of parent (its memory moved: their ranges are no longer theirs). */
@@ -192,6 +211,10 @@ static int mmap_mmap(lua_State *L) {
                            "that is not a mapping of yours (place it inside a buffer from "
                            "M.mmap)", (void *)addr);
     parent_idx = lua_gettop(L);
+    if (snap_armed_in((const unsigned char *)addr, maplen))
+      return luaL_error(L, "mmap: MAP_FIXED at %p is refused: that range has a snapshot armed, "
+                           "whose pages it would replace unseen (free the snapshot first)",
+                        (void *)addr);
   }
   Owner *o = buf_newroot(L, &mmap_kind);
   MapInfo *mi = (MapInfo *)calloc(1, sizeof(MapInfo));

@@ -104,6 +104,15 @@ void snap_end_range(const unsigned char *base, size_t len) {
   }
 }
 
+/* Whether an armed snapshot covers any byte of [base, base+len). */
+int snap_armed_in(const unsigned char *base, size_t len) {
+  for (int k = 0; k < MAX_ARMED; k++) {
+    const Snapshot *s = g_armed[k];
+    if (s && s->base < base + len && base < s->base + s->npages * s->ps) return 1;
+  }
+  return 0;
+}
+
 /* After b:protect changed pages [first, first+n): a page not yet copied that is now writable is
  * armed (write-protected), so its first write is still caught. */
 void snap_after_protect(Owner *o, size_t first, size_t n) {
@@ -179,6 +188,9 @@ static int snap_new(lua_State *L) {
   o = check_mapping(L, 1, "snapshot", NULL); /* the allocation may have run a finalizer */
   mi = MAPINFO(o);
   if (mi->snap) return luaL_error(L, "the mapping already has a snapshot (free it first)");
+  if (map_has_inner(L, o))
+    return luaL_error(L, "snapshot of a mapping with another mapping placed inside it (MAP_FIXED) "
+                         "is refused: those pages are not this mapping's to protect and copy");
   int slot = -1;
   for (int k = 0; k < MAX_ARMED && slot < 0; k++)
     if (!g_armed[k]) slot = k;

@@ -977,6 +977,52 @@ describe("MAP_FIXED", function()
     assert.equal(("A"):rep(2 * ps) .. ("\0"):rep(2 * ps), parent:read())
     parent:free()
   end)
+  it("nests: a mapping placed inside a child dies with the child, and with the root", function()
+    local root = anon(4)
+    local inner = assert(M.mmap(root:address() + ps, 2 * ps, RW, PA | M.MAP_FIXED, -1, 0))
+    local inner2 = assert(M.mmap(root:address() + ps, ps, M.PROT_READ, PA | M.MAP_FIXED, -1, 0))
+    -- an address inside both names the innermost: the C-shaped forms change inner2's pages
+    assert.truthy(M.mprotect(root:address() + ps, ps, RW))
+    assert.equal("rw-", inner2:mapinfo().prot)
+    assert.equal("rw-", inner:mapinfo().prot)
+    inner:unmap() -- its range goes back to the root as fresh pages: inner2's memory is gone
+    assert.is_false(inner2:valid())
+    H.raises("the mmap it lived in was unmapped", inner2.read, inner2, 0, 1)
+    assert.matches("its parent was unmapped", tostring(inner2))
+    assert.is_true(root:valid())
+    assert.equal(0, root[ps])
+    local i3 = assert(M.mmap(root:address() + ps, 2 * ps, RW, PA | M.MAP_FIXED, -1, 0))
+    local i4 = assert(M.mmap(root:address() + 2 * ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+    local raddr = root:address()
+    root:unmap()
+    assert.is_false(i3:valid())
+    assert.is_false(i4:valid()) -- two levels down
+    H.raises("attempt to use a freed buffer", i4.read, i4)
+    i3, i4 = nil, nil
+    collectgarbage()
+    collectgarbage()
+    assert.equal(0, regions_at(raddr + 2 * ps)) -- neither collected child mapped anything back
+  end)
+
+  it("is refused over a range with an armed snapshot, and a snapshot over a placed child", function()
+    local b = anon(2)
+    b:fill(7)
+    local s = b:snapshot()
+    H.raises("that range has a snapshot armed", M.mmap, b:address(), ps, RW, PA | M.MAP_FIXED, -1, 0)
+    assert.equal(7, b[0])
+    assert.equal(7, s:read(0, 1):byte())
+    s:free()
+    local child = assert(M.mmap(b:address(), ps, M.PROT_READ, PA | M.MAP_FIXED, -1, 0))
+    H.raises("another mapping placed inside it", b.snapshot, b)
+    local cs = child:snapshot() -- the child itself has nothing placed inside it
+    cs:free()
+    assert.equal("r--", child:mapinfo().prot)
+    assert.has_error(function() b:write(0, "x") end) -- the child's page stays read-only
+    child:free()
+    local s2 = b:snapshot() -- nothing inside any more
+    s2:free()
+    b:free()
+  end)
 end)
 
 describe("M.pagesize()", function()
