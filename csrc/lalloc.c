@@ -191,7 +191,7 @@ static int la_calloc(lua_State *L) {
 }
 
 /* a:realloc(b, n) -> new block (b is dead from then on) | nil, msg, errno (b stays valid).
- * a:realloc(nil, n) is a:alloc(n). */
+ * a:realloc(nil, n) is a:alloc(n); a:realloc(b, 0) frees b and returns nil, as M.realloc does. */
 static int la_realloc(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
   if (lua_isnoneornil(L, 2)) {
@@ -200,6 +200,12 @@ static int la_realloc(lua_State *L) {
   }
   check_block(L, 2, a);
   size_t n = arg_size(L, 3);
+  if (n == 0) { /* as M.realloc(b, 0) and the lecture's realloc: frees b, returns nil */
+    lua_settop(L, 2);
+    buf_free_at(L, 2);
+    lua_pushnil(L);
+    return 1;
+  }
   check_request(L, a, 3, n);
   Owner *o = alloc_newblock(L, 1, a);
   Owner *old = check_block(L, 2, a); /* again: the new userdata may have run a finalizer */

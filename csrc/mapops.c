@@ -221,9 +221,26 @@ static int mapops_mapinfo(lua_State *L) {
  * M.madvise(addr, len, advice), M.mlock(addr, len), M.munlock(addr, len). addr is a mapping
  * buffer (or view), or an integer address inside a mapping of this state: memlab never changes
  * memory it did not map (malloc's heap, Lua's own memory). As in C, len may run to the end of
- * the last page; it is clamped to the buffer. Each calls the method with (b, [x,] off, len). */
+ * the last page; it is clamped to the buffer. Each calls the method with (b, [x,] off, len).
+ * With one argument more and a buffer first, the buffer-and-range form: M.mprotect(b, off, len,
+ * prot), M.mlock(b, off, len) ..., exactly the method's range (as M.munmap(b, off, len)). */
 static int c_shaped(lua_State *L, lua_CFunction method, int has_x, int aligned,
                     const char *fname) {
+  if (!lua_isnoneornil(L, 3 + has_x) && buf_test(L, 1)) { /* (b, off, len [, x]): b's own range */
+    size_t blen, off, len;
+    lua_settop(L, 3 + has_x);
+    check_mapping(L, 1, fname, NULL);
+    buf_span(L, 1, &blen, NULL);
+    luaL_checkinteger(L, 3); /* the length is not optional here */
+    arg_range(L, 2, 3, blen, &off, &len);
+    lua_pushcfunction(L, method);
+    lua_pushvalue(L, 1);
+    if (has_x) lua_pushvalue(L, 4);
+    lua_pushinteger(L, (lua_Integer)off);
+    lua_pushinteger(L, (lua_Integer)len);
+    lua_call(L, has_x ? 4 : 3, LUA_MULTRET);
+    return lua_gettop(L) - (3 + has_x);
+  }
   lua_settop(L, 3);
   size_t len = arg_size(L, 2), blen, ps = sys_pagesize();
   if (has_x) luaL_checkany(L, 3);

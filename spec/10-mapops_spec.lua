@@ -652,6 +652,29 @@ describe("the C-shaped forms", function()
     b:free()
   end)
 
+  it("take a buffer and a range with one argument more: M.mprotect(b, off, len, prot) ...", function()
+    local b = anon(3)
+    b:fill(0x41)
+    assert.equal(b, M.mprotect(b, ps, ps, M.PROT_READ))
+    H.raises("write to read-only memory", b.write, b, ps, "x")
+    b:write(0, "x")
+    b:write(2 * ps, "x")
+    assert.equal(b, M.mprotect(b, ps, ps, RW))
+    b:write(ps, "x")
+    assert.equal(b, M.madvise(b, 2 * ps, ps, M.MADV_DONTNEED))
+    assert.equal(0, b[2 * ps])
+    assert.equal(0x41, b[2 * ps - 1])
+    assert.equal(b, M.msync(b, 0, ps, M.MS_SYNC))
+    local locked = M.mlock(b, 0, ps)
+    if locked then assert.equal(b, M.munlock(b, 0, ps)) end
+    -- the range is the method's: out of range raises, naming the caller's arguments
+    H.raises("bad argument #3 to 'fn' (length out of range)", M.mprotect, b, 0, 4 * ps, RW)
+    H.raises("bad argument #2 to 'fn' (offset out of range)", M.mprotect, b, -1, ps, RW)
+    H.raises("number expected, got nil", M.mprotect, b, 0, nil, RW)
+    H.raises("out of range", M.mlock, b, ps, 3 * ps)
+    b:free()
+  end)
+
   it("M.mprotect(addr, len, prot) with an address inside a mapping acts on it and records the protection", function()
     local b = anon(3)
     b:fill(0x41)
@@ -770,7 +793,8 @@ describe("the C-shaped forms", function()
       local b = anon(1)
       for name, fn in pairs { mprotect = M.mprotect, msync = M.msync, madvise = M.madvise,
                               mlock = M.mlock, munlock = M.munlock } do
-        local x = M.PROT_READ
+        -- mlock(addr, len) has no third argument (with one, it is mlock(b, off, len))
+        local x = (name ~= "mlock" and name ~= "munlock") and M.PROT_READ or nil
         H.raises("number expected", fn)
         H.raises("number expected", fn, b)
         H.raises("size out of range", fn, b, -1, x)

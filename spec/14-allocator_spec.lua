@@ -444,6 +444,13 @@ describe("blocks are buffers", function()
       assert.equal(8, #c)
       assert.equal(kind, c:kind())
       consistent(a)
+      -- realloc(b, 0) frees b and returns nil, as M.realloc(b, 0)
+      local frees = a:stats().frees
+      assert.same({ n = 1 }, table.pack(a:realloc(c, 0)))
+      assert.is_false(c:valid())
+      assert.equal(frees + 1, a:stats().frees)
+      H.raises("attempt to use a freed buffer", a.realloc, a, c, 0)
+      consistent(a)
       a:destroy()
     end)
   end
