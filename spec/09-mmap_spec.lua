@@ -609,6 +609,33 @@ describe("M.map{}", function()
       refused(M.EINVAL, nil, M.map { length = 0 })
       refused(M.ENOMEM, nil, M.map { length = math.maxinteger })
     end)
+
+    it("M.mmap's misuse, said in map's terms: the field, from the caller's line", function()
+      local ok, err = pcall(M.map, { length = -1 })
+      assert.is_false(ok)
+      assert.equal("bad argument #1 to 'map' (length: size out of range)", err)
+      local line = debug.getinfo(1, "l").currentline + 1
+      ok, err = pcall(function() local b = M.map { length = ps, addr = "here" }; return b end)
+      assert.equal(("spec/09-mmap_spec.lua:%d: bad argument #1 to 'map' (addr: number expected, got string)"):format(line),
+                   err:match("spec/09%-mmap_spec%.lua:.*"))
+      H.raises("offset must be an integer", M.map, { length = ps, offset = 0.5 })
+    end)
+
+    it("a closed file, a directory, an offset outside the file", function()
+      local f = io.tmpfile()
+      f:write("abc")
+      f:close()
+      H.raises("bad argument #1 to 'map' (fd is a closed file)", M.map, { fd = f })
+      refused_why(M.EISDIR, "Is a directory", M.map { file = "/" })
+      local file = tmpdir()
+      local path = file("five", "hello")
+      refused_why(M.EINVAL, "offset 4096 is not inside the file (5 bytes)",
+                  M.map { file = path, offset = ps })
+      refused_why(M.EINVAL, "offset -4096 is not inside the file", M.map { file = path, offset = -ps })
+      local b = assert(M.map { file = path })
+      assert.equal("hello", b:read())
+      b:free()
+    end)
   end)
 end)
 

@@ -180,7 +180,12 @@ local function run(cfg, seed)
         local old, oldn = e.buf, #e.buf
         verify(e)
         local b, msg, code = a:realloc(old, n)
-        if b then
+        if n == 0 then -- realloc(b, 0) frees b and returns nil alone
+          assert.same({ nil, nil, nil }, { b, msg, code }, where())
+          assert.is_false(old:valid(), where())
+          take(i)
+          model.bytes, model.frees = model.bytes - oldn, model.frees + 1
+        elseif b then
           fresh(b, n)
           assert.is_false(old:valid(), where())
           local keep = math.min(#e.head, n)

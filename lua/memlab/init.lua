@@ -362,7 +362,16 @@ function M.map(t)
     local msg, code
     opened, msg, code = io.open(t.file, writable and "r+b" or "rb")
     if not opened then return nil, msg, code end
+    local _, rmsg, rcode = opened:read(0) -- a directory opens, and says so on the first read
+    if rcode then
+      opened:close()
+      return nil, ("%s: %s"):format(t.file, rmsg), rcode
+    end
     fd = opened
+  end
+  if io.type(fd) == "closed file" then error("bad argument #1 to 'map' (fd is a closed file)", 2) end
+  if offset ~= nil and math.type(offset) ~= "integer" then
+    error("bad argument #1 to 'map' (offset must be an integer)", 2)
   end
   if fd == nil then
     flags = flags | M.MAP_ANONYMOUS
@@ -371,10 +380,22 @@ function M.map(t)
     local size
     if io.type(fd) == "file" then size = fd:seek("end") elseif type(fd) ~= "number" then size = fd:size() end
     if not size then error("bad argument #1 to 'map' (length needed with an integer fd)", 2) end
+    if offset < 0 or offset >= size then
+      if opened then opened:close() end
+      return nil, size == 0 and "map: the file is empty: nothing to map"
+        or ("map: offset %d is not inside the file (%d bytes): nothing to map"):format(offset, size),
+        M.EINVAL
+    end
     length = size - offset
   end
-  local b, msg, code = M.mmap(t.addr, length, prot, flags, fd or -1, offset)
+  local ok, b, msg, code = pcall(M.mmap, t.addr, length, prot, flags, fd or -1, offset)
   if opened then opened:close() end
+  if not ok then -- M.mmap's misuse, said in map's terms: which field, from the caller's line
+    local n, what = tostring(b):match("bad argument #(%d) to '[^']*' %((.*)%)$")
+    local field = ({ "addr", "length", "prot", "flags", "fd", "offset" })[tonumber(n)]
+    if field then error(("bad argument #1 to 'map' (%s: %s)"):format(field, what), 2) end
+    error(tostring(b):gsub("^[^:]*:%d+: ", ""), 2)
+  end
   return b, msg, code
 end
 
