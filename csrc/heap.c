@@ -130,6 +130,14 @@ static int heap_mallopt(lua_State *L) {
   lua_Integer v = luaL_checkinteger(L, 2);
   luaL_argcheck(L, param >= -2147483647 - 1 && param <= 2147483647, 1, "parameter out of range");
   luaL_argcheck(L, v >= -2147483647 - 1 && v <= 2147483647, 2, "value out of range");
+  switch (param) { /* glibc answers 1 (success) for a parameter it does not know: say no */
+    case M_MMAP_THRESHOLD: case M_TRIM_THRESHOLD: case M_TOP_PAD: case M_MMAP_MAX:
+    case M_ARENA_MAX: case M_ARENA_TEST: case M_PERTURB: case M_MXFAST: case M_CHECK_ACTION:
+      break;
+    default:
+      return push_statuserror(L, "mallopt", "refused (unknown parameter: use the M.M_* constants)",
+                              EINVAL);
+  }
   if (mallopt((int)param, (int)v) != 1)
     return push_statuserror(L, "mallopt", "refused (unknown parameter or invalid value)",
                             EINVAL);

@@ -3,6 +3,7 @@
  * calls of the lecture's multi-process programs (fork, waitpid, _exit, getpid, sleep, kill).
  * Parsing /proc (maps, smaps, status) is Lua's job, in init.lua. */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <link.h>
 #include <math.h>
@@ -193,6 +194,7 @@ static int proc_waitpid(lua_State *L) {
  * process printed is not lost (a forked child's prints would otherwise vanish in a pipe). */
 static int proc_exit(lua_State *L) {
   lua_Integer code = luaL_optinteger(L, 1, 0);
+  luaL_argcheck(L, code >= INT_MIN && code <= INT_MAX, 1, "exit code out of range");
   fflush(NULL);
   _exit((int)(code & 0xff));
   return 0;
@@ -305,7 +307,9 @@ static int proc_getrlimit(lua_State *L) {
 }
 
 static int proc_strerror(lua_State *L) {
-  lua_pushstring(L, strerror((int)luaL_checkinteger(L, 1)));
+  lua_Integer e = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, e >= INT_MIN && e <= INT_MAX, 1, "errno out of range");
+  lua_pushstring(L, strerror((int)e));
   return 1;
 }
 

@@ -408,7 +408,7 @@ end)
 describe("M._exit()", function()
   it("passes the low 8 bits of the code, 0 by default", function()
     for code, want in pairs({ [0] = 0, [1] = 1, [255] = 255, [256 + 3] = 3, [-1] = 255,
-                              [MAXI] = 255 }) do
+                              [(1 << 31) - 1] = 255 }) do
       local pid = assert(M.fork())
       if pid == 0 then M._exit(code) end
       assert.same({ "exit", want, pid }, { M.waitpid(pid) })
@@ -442,11 +442,26 @@ describe("M._exit()", function()
       local how, code = H.in_child(function()
         local ok, err = pcall(M._exit, 1.5)
         local ok2, err2 = pcall(M._exit, "x")
+        for _, big in ipairs { 1 << 31, 1 << 40, MAXI, MINI, -(1 << 31) - 1 } do
+          local ok3, err3 = pcall(M._exit, big) -- no C int: not silently cut to its low bits
+          if ok3 or not err3:find("exit code out of range", 1, true) then return false end
+        end
         return not ok and err:find("number has no integer representation", 1, true) ~= nil
                and not ok2 and err2:find("number expected, got string", 1, true) ~= nil
       end)
       assert.same({ "exit", 0 }, { how, code })
     end)
+  end)
+end)
+
+describe("M.strerror()", function()
+  it("says what an errno means, and refuses what is no C int", function()
+    assert.equal("Cannot allocate memory", M.strerror(M.ENOMEM))
+    assert.equal("Invalid argument", M.strerror(M.EINVAL))
+    for _, big in ipairs { 1 << 31, 1 << 40, MAXI, MINI } do
+      H.raises("errno out of range", M.strerror, big)
+    end
+    H.raises("number expected, got no value", M.strerror)
   end)
 end)
 
