@@ -325,6 +325,7 @@ int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn) {
 }
 
 static int walk_iter(lua_State *L) {
+  check_live(L, (Allocator *)lua_touserdata(L, lua_upvalueindex(3))); /* as io.lines on a closed file */
   lua_Integer i = lua_tointeger(L, lua_upvalueindex(2)) + 1;
   lua_pushinteger(L, i);
   lua_replace(L, lua_upvalueindex(2));
@@ -334,12 +335,14 @@ static int walk_iter(lua_State *L) {
 }
 
 /* a:blocks() -> iterator of offset, size, state ("free" | "used" | "mapped"), address, in
- * address order; offsets from the arena's base (a mapped block lives in its own mapping). */
+ * address order; offsets from the arena's base (a mapped block lives in its own mapping). The
+ * blocks are those of the call; the iterator raises once the allocator is destroyed. */
 static int la_blocks(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
   alloc_pushwalk(L, a, a->ops->walk);
   lua_pushinteger(L, 0);
-  lua_pushcclosure(L, walk_iter, 2);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, walk_iter, 3); /* upvalues: the blocks, the position, the allocator */
   return 1;
 }
 

@@ -113,6 +113,11 @@ static int loses_data(const MapInfo *mi, int advice) {
 static int mapops_advise(lua_State *L) {
   lua_Integer advice = luaL_checkinteger(L, 2);
   luaL_argcheck(L, advice >= 0 && advice <= 0xffff, 2, "advice out of range");
+  /* MADV_HWPOISON (100) and MADV_SOFT_OFFLINE (101), for root: they take physical pages out of
+   * service for the whole machine, which no memlab script has reason to do */
+  luaL_argcheck(L, advice != 100 && advice != 101, 2,
+                "advice refused (MADV_HWPOISON and MADV_SOFT_OFFLINE take physical pages out of "
+                "service machine-wide)");
   Range r;
   get_range(L, 3, 4, 1, "advise", &r);
   if (r.npages == 0) return lua_settop(L, 1), 1;

@@ -21,6 +21,8 @@ typedef struct MapInfo {
   int flags;          /* the MAP_* flags it was created with */
   off_t offset;       /* file offset (0 for anonymous) */
   int fd;             /* a private dup of the file (for remap's size check), or -1 */
+  size_t shared_anon; /* MAP_SHARED | MAP_ANONYMOUS: the size of its shmem object (remap cannot
+                       * grow past it: the pages there raise SIGBUS), else 0 */
   int ever_writable;  /* some page was writable once: a private page may hold written data */
   Snapshot *snap;
   ProtMap pm;

@@ -26,6 +26,9 @@ unsigned prot_from_sys(int prot) {
          ((prot & PROT_EXEC) ? OWN_PROT_EXEC : 0u);
 }
 
+/* The lowest address memlab maps at on request (Linux's default vm.mmap_min_addr). */
+#define MAP_LOW_LIMIT ((uintptr_t)65536)
+
 /* Gives a mapping back. A MAP_FIXED child hands its range back to its parent as fresh anonymous
  * pages with the parent's protection, so no hole opens inside the parent. Every armed snapshot
  * inside the range ends first (a child's too: its memory goes with the parent's). */
@@ -203,6 +206,9 @@ static int mmap_mmap(lua_State *L) {
   } else if (!lua_isnoneornil(L, 1)) {
     addr = (uintptr_t)(uint64_t)luaL_checkinteger(L, 1);
   }
+  if ((flags & MAP_FIXED_NOREPLACE) && !(flags & MAP_FIXED) && addr < MAP_LOW_LIMIT)
+    return luaL_error(L, "mmap: MAP_FIXED_NOREPLACE at %p is refused: memory that low would make "
+                         "C's null pointers (and small offsets from them) valid", (void *)addr);
   if (flags & MAP_FIXED) {
     if (addr % ps != 0) return map_refuse(L, EINVAL, "MAP_FIXED address is not page aligned");
     parent = map_find_push(L, addr, maplen);
@@ -232,6 +238,7 @@ static int mmap_mmap(lua_State *L) {
                      (off_t)offset, &p);
   if (err) return push_syserror(L, "mmap", err);
   mi->maplen = maplen;
+  if ((flags & MAP_SHARED) && anonymous) mi->shared_anon = maplen;
   mi->flags = (int)flags;
   mi->offset = (off_t)offset;
   if (regular && sys_dup(fd, &mi->fd) != 0) mi->fd = -1; /* then remap cannot check the size */
@@ -313,6 +320,11 @@ static int mmap_remap(lua_State *L) {
                             "size first", (lua_Integer)fsize,
                             (lua_Integer)((uint64_t)mi->offset + newlen));
   }
+  if (mi->shared_anon && newmap > mi->shared_anon)
+    return push_syserrorf(L, "mremap", EINVAL, "growing a shared anonymous mapping past its "
+                          "%I bytes: its memory object keeps that size, and the pages past it "
+                          "would raise SIGBUS (map a memfd and truncate it instead)",
+                          (lua_Integer)mi->shared_anon);
   void *p;
   int err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
   if (err) return push_syserror(L, "mremap", err);

@@ -151,6 +151,13 @@ describe("M.mmap of anonymous memory", function()
     assert.equal(0, regions_at(addr))
   end)
 
+  it("refuses MAP_FIXED_NOREPLACE below 64 KiB (it would make null pointers valid memory)", function()
+    for _, addr in ipairs { 0, ps, 65536 - ps } do
+      H.raises("MAP_FIXED_NOREPLACE at", M.mmap, addr, ps, RW, PA | M.MAP_FIXED_NOREPLACE, -1, 0)
+    end
+    H.raises("null pointers", M.mmap, nil, ps, RW, PA | M.MAP_FIXED_NOREPLACE, -1, 0)
+  end)
+
   it("takes an address hint without MAP_FIXED", function()
     local b = anon(1)
     local addr = b:address()
@@ -696,6 +703,19 @@ describe("b:remap()", function()
     f:close()
     b:remap(3 * ps, true)
     assert.equal(THREE, b:read())
+    b:free()
+  end)
+
+  it("refuses to grow a shared anonymous mapping past its memory object (nil, msg, EINVAL)", function()
+    local b = assert(M.map { length = 2 * ps, shared = true })
+    b:write(0, "kept")
+    refused_why(M.EINVAL, "would raise SIGBUS", b:remap(3 * ps, true))
+    assert.equal(2 * ps, #b)
+    assert.equal(b, b:remap(ps)) -- shrinking, and growing back within the object, are fine
+    assert.equal(b, b:remap(2 * ps, true))
+    b:write(2 * ps - 1, "z")
+    assert.equal("kept", b:read(0, 4))
+    refused_why(M.EINVAL, "past its 8192 bytes", b:remap(2 * ps + 1, true))
     b:free()
   end)
 

@@ -730,6 +730,19 @@ end)
 
 describe("a:blocks()", function()
   for _, kind in ipairs(KINDS) do
+    it("gives the blocks of the call, and raises once the allocator is destroyed (" .. kind .. ")", function()
+      local a = MAKE[kind]()
+      local x = a:alloc(16)
+      local it = a:blocks()
+      local off, size, state = it()
+      assert.equal("number", type(off))
+      assert.is_true(size > 0)
+      assert.truthy(state == "used" or state == "free")
+      x:free()
+      a:destroy()
+      H.raises("attempt to use a destroyed allocator", it)
+    end)
+
     it("tiles the arena in address order: offset, size, state, address (" .. kind .. ")", function()
       local a = MAKE[kind]()
       local keep = {}
