@@ -6,6 +6,7 @@
  * it made read-only is refused before any byte moves. MADV_DONTNEED, MADV_FREE and MADV_REMOVE
  * count as writes: they zero private pages. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -133,13 +134,29 @@ static int mapops_advise(lua_State *L) {
   return 1;
 }
 
-/* The error of a refused mlock, naming RLIMIT_MEMLOCK when the limit is the likely reason. */
-static int lock_error(lua_State *L, const char *what, int err) {
+/* Bytes this process has locked (VmLck of /proc/self/status), or 0 when unknown. */
+static size_t locked_now(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[128];
+  unsigned long kb = 0;
+  if (!f) return 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmLck: %lu kB", &kb) == 1) break;
+  fclose(f);
+  return (size_t)kb * 1024;
+}
+
+/* The error of a refused mlock of len bytes, naming RLIMIT_MEMLOCK when the limit is the
+ * likely reason (what is locked already plus len exceeds it), else saying what else it can be. */
+static int lock_error(lua_State *L, const char *what, int err, size_t len) {
   struct rlimit rl;
   if ((err == ENOMEM || err == EPERM || err == EAGAIN) && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
-      rl.rlim_cur != RLIM_INFINITY)
+      rl.rlim_cur != RLIM_INFINITY && locked_now() + len > rl.rlim_cur)
     return push_syserrorf(L, what, err, "RLIMIT_MEMLOCK allows %I bytes locked per process "
                           "without CAP_IPC_LOCK; see `ulimit -l`", (lua_Integer)rl.rlim_cur);
+  if (err == ENOMEM)
+    return push_syserrorf(L, what, err, "part of the range could not be brought in and locked: "
+                          "past the end of its file, or not mapped");
   return push_syserror(L, what, err);
 }
 
@@ -149,7 +166,7 @@ static int mapops_lock(lua_State *L) {
   get_range(L, 2, 3, 0, "lock", &r);
   if (r.npages == 0) return lua_settop(L, 1), 1;
   int err = sys_mlock(page_addr(&r), r.npages * sys_pagesize());
-  if (err) return lock_error(L, "mlock", err);
+  if (err) return lock_error(L, "mlock", err, r.npages * sys_pagesize());
   lua_settop(L, 1);
   return 1;
 }
@@ -291,7 +308,7 @@ static int mapops_mlockall(lua_State *L) {
   luaL_argcheck(L, flags > 0 && flags <= (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT), 1,
                 "flags must combine MCL_CURRENT, MCL_FUTURE and MCL_ONFAULT");
   int err = sys_mlockall((int)flags);
-  if (err) return lock_error(L, "mlockall", err);
+  if (err) return lock_error(L, "mlockall", err, SIZE_MAX / 2); /* all of it: the limit */
   lua_pushboolean(L, 1);
   return 1;
 }
