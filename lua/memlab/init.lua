@@ -360,13 +360,13 @@ function M.map(t)
     if type(t.file) ~= "string" then error("bad argument #1 to 'map' (file must be a path)", 2) end
     local writable = t.shared and (prot & M.PROT_WRITE) ~= 0
     local msg, code
+    local dir = io.open(t.file .. "/", "rb") -- a directory opens as a file too (reading nothing)
+    if dir then
+      dir:close()
+      return nil, ("%s: %s"):format(t.file, M.strerror(M.EISDIR)), M.EISDIR
+    end
     opened, msg, code = io.open(t.file, writable and "r+b" or "rb")
     if not opened then return nil, msg, code end
-    local _, rmsg, rcode = opened:read(0) -- a directory opens, and says so on the first read
-    if rcode then
-      opened:close()
-      return nil, ("%s: %s"):format(t.file, rmsg), rcode
-    end
     fd = opened
   end
   if io.type(fd) == "closed file" then error("bad argument #1 to 'map' (fd is a closed file)", 2) end
