@@ -134,9 +134,20 @@ int guard_install(void) {
 
 void guard_set_claimer(FaultClaim fn) { g_claim = fn; }
 
+/* A declared range is widened to the 4 KiB blocks that hold it: glibc's vectorised memchr and
+ * strlen load aligned blocks that may start before the range (never across a 4 KiB boundary, so
+ * that they cannot fault where the C string does not reach), and such a fault is the access's
+ * own. An empty range stays empty: it touches nothing. */
+#define GUARD_GRAIN ((uintptr_t)4096)
 static void set_range(uintptr_t *lo, uintptr_t *hi, const void *p, size_t n) {
-  *lo = (uintptr_t)p;
-  *hi = n > UINTPTR_MAX - *lo ? UINTPTR_MAX : *lo + n;
+  uintptr_t a = (uintptr_t)p;
+  if (n == 0) {
+    *lo = *hi = a;
+    return;
+  }
+  *lo = a & ~(GUARD_GRAIN - 1);
+  *hi = n > UINTPTR_MAX - a ? UINTPTR_MAX : a + n;
+  *hi = *hi > UINTPTR_MAX - (GUARD_GRAIN - 1) ? UINTPTR_MAX : (*hi + GUARD_GRAIN - 1) & ~(GUARD_GRAIN - 1);
 }
 
 int guard_call(GuardFn fn, void *arg, const void *p1, size_t n1, const void *p2, size_t n2,
