@@ -11,8 +11,8 @@
 #include "sys.h"
 
 /* Raises the error for a fault caught in an access to o1's or o2's memory (either may be NULL). */
-static MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const Fault *f, const Owner *o1,
-                                            const Owner *o2) {
+MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const Fault *f, const Owner *o1,
+                                     const Owner *o2) {
   const Owner *o = o1 ? o1 : o2;
   if (o1 && o2 && f->addr >= (uintptr_t)o2->base && f->addr - (uintptr_t)o2->base < o2->size) o = o2;
   char d[160];

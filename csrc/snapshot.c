@@ -75,11 +75,27 @@ static void unregister(Snapshot *s) {
     if (g_armed[k] == s) g_armed[k] = NULL;
 }
 
+typedef struct PageArgs {
+  Snapshot *s;
+  size_t i;
+} PageArgs;
+
+static void copy_page_fn(void *arg) {
+  PageArgs *a = (PageArgs *)arg;
+  copy_page(a->s, a->i);
+}
+
+/* Outside the handler, a page is copied under the guard: reading it may raise SIGBUS (its file
+ * was truncated), and the copy is then abandoned as the claimer's is. */
 void snap_before_change(Owner *o, size_t off, size_t len) {
   Snapshot *s = MAPINFO(o)->snap;
   if (!s || !s->active || len == 0) return;
-  for (size_t i = off / s->ps; i <= (off + len - 1) / s->ps && i < s->npages; i++)
-    if (s->armed[i]) copy_page(s, i);
+  for (size_t i = off / s->ps; i <= (off + len - 1) / s->ps && i < s->npages; i++) {
+    if (!s->armed[i]) continue;
+    PageArgs a = {s, i};
+    Fault f;
+    guard_call(copy_page_fn, &a, s->base + i * s->ps, s->ps, NULL, 0, &f);
+  }
 }
 
 /* Ends a snapshot whose mapping goes away: it stays readable no more. */
@@ -269,6 +285,11 @@ static int snap_diff(lua_State *L) {
   return 1;
 }
 
+static void restore_page_fn(void *arg) {
+  PageArgs *a = (PageArgs *)arg;
+  memcpy(a->s->base + a->i * a->s->ps, a->s->copy + a->i * a->s->ps, a->s->ps);
+}
+
 /* s:restore() -> s: the mapping gets the snapshot's contents back and is armed again */
 static int snap_restore(lua_State *L) {
   Snapshot *s = check_snap(L, 1);
@@ -279,7 +300,12 @@ static int snap_restore(lua_State *L) {
     unsigned prot = protmap_get(s->o->protmap, i);
     int err = sys_mprotect(page, s->ps, PROT_READ | PROT_WRITE);
     if (err) return push_syserror(L, "mprotect", err);
-    memcpy(page, s->copy + i * s->ps, s->ps);
+    Fault f;
+    PageArgs a = {s, i};
+    if (guard_call(restore_page_fn, &a, page, s->ps, NULL, 0, &f)) { /* its file is gone */
+      sys_mprotect(page, s->ps, prot_to_sys(prot));
+      mem_fault_raise(L, &f, s->o, NULL);
+    }
     s->copied[i] = 0;
     s->ncopied--;
     if (prot & OWN_PROT_WRITE)
