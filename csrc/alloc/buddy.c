@@ -214,7 +214,7 @@ ml_status bd_init(ml_buddy *b, ml_pagesrc *src, const bd_config *cfg)
     b->strict = ml_san_strict(b->vg);
     b->meta_len = ml_align_up(2 * (bsize(b->max_order) >> b->gran_order), src->pagesize);
     void *m, *old;
-    int err = ml_src_map(src, b->meta_len, &m);
+    int err = ml_src_map(src, b->meta_len, 0, &m);
     if (err) {
         b->src_err = err;
         b->meta_len = 0;

@@ -266,7 +266,7 @@ ml_status fl_init(ml_freelist *a, ml_pagesrc *src, const fl_config *cfg)
     a->strict = ml_san_strict(a->vg);
     a->used_map_len = ml_align_up(a->reserve / 128 + 8, page);
     void *m;
-    int err = ml_src_map(src, a->used_map_len, &m);
+    int err = ml_src_map(src, a->used_map_len, 0, &m);
     if (err) {
         a->src_err = err;
         a->used_map_len = 0;

@@ -34,7 +34,7 @@ void *fl_large_alloc(ml_freelist *a, size_t n, size_t align)
     if (n > SIZE_MAX / 4 || extra > SIZE_MAX / 4) return fail_null(a, ML_ENOMEM);
     size_t len = ml_align_up(FL_LARGE_HDR + n + extra, page);
     void *m;
-    int err = ml_src_map(a->src, len, &m);
+    int err = ml_src_map(a->src, len, 1, &m);
     if (err) {
         a->src_err = err;
         return fail_null(a, ML_ENOMEM);

@@ -47,10 +47,10 @@ int ml_sys_decommit(void *addr, size_t len)
     return mprotect(addr, len, PROT_NONE) ? errno : 0;
 }
 
-int ml_sys_map(size_t len, void **out)
+int ml_sys_map(size_t len, int charged, void **out)
 {
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | (charged ? 0 : MAP_NORESERVE), -1, 0);
     if (p == MAP_FAILED) return errno;
     *out = p;
     return 0;
@@ -199,10 +199,10 @@ int ml_src_shrink(ml_pagesrc *s, size_t n)
     return 0;
 }
 
-int ml_src_map(ml_pagesrc *s, size_t len, void **out)
+int ml_src_map(ml_pagesrc *s, size_t len, int charged, void **out)
 {
     if (len == 0 || len % s->pagesize) return src_fail(s, EINVAL);
-    int err = ml_sys_map(len, out);
+    int err = ml_sys_map(len, charged, out);
     s->syscalls++;
     if (err) return src_fail(s, err);
     s->mapped += len;

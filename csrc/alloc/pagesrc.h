@@ -29,8 +29,11 @@ int ml_sys_commit(void *addr, size_t len);
 /* Drop the pages of [addr, addr+len) and make the range PROT_NONE again (same preconditions). */
 int ml_sys_decommit(void *addr, size_t len);
 /* A fresh private anonymous read/write mapping of len bytes (len > 0, page multiple). Its pages
- * read as zero and cost nothing until touched (MAP_NORESERVE). */
-int ml_sys_map(size_t len, void **out);
+ * read as zero and cost nothing until touched. `charged`: counted against the kernel's commit
+ * limit, which refuses what the machine could never back (memory handed to a user: a request of
+ * a terabyte fails now instead of the OOM killer coming later); else MAP_NORESERVE (metadata
+ * sized for a whole reservation, touched only as far as it is used). */
+int ml_sys_map(size_t len, int charged, void **out);
 /* Unmap [addr, addr+len): addr page aligned, len > 0 page multiple. */
 int ml_sys_unmap(void *addr, size_t len);
 /* Resize a mapping made by ml_sys_map (mremap, may move); lengths page multiples. */
@@ -76,7 +79,7 @@ int ml_src_grow(ml_pagesrc *s, size_t n, void **old);
 int ml_src_shrink(ml_pagesrc *s, size_t n);
 /* Standalone mappings, counted in `mapped` and `syscalls`. Lengths are rounded up to pages by
  * the caller (precondition: page multiples). */
-int ml_src_map(ml_pagesrc *s, size_t len, void **out);
+int ml_src_map(ml_pagesrc *s, size_t len, int charged, void **out);
 int ml_src_unmap(ml_pagesrc *s, void *p, size_t len);
 int ml_src_remap(ml_pagesrc *s, void *old, size_t oldlen, size_t newlen, void **out);
 /* Give everything back to the system. An sbrk source whose break moved cannot shrink and returns

@@ -136,7 +136,7 @@ ml_status pool_init(ml_pool *p, ml_pagesrc *src, const pool_config *cfg)
     p->fast_lim = p->vg ? 0 : p->obj + 1;
     p->used_map_len = ml_align_up(used_bytes(p->max_blocks), src->pagesize);
     void *m;
-    int err = ml_src_map(src, p->used_map_len, &m);
+    int err = ml_src_map(src, p->used_map_len, 0, &m);
     if (err) {
         p->src_err = err;
         p->used_map_len = 0;

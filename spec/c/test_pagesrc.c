@@ -1,4 +1,5 @@
 /* test_pagesrc.c: the page sources (csrc/alloc/pagesrc.c): the mmap arena and the real break. */
+#include <stdio.h>
 #include "pagesrc.h"
 #include "testutil.h"
 
@@ -19,7 +20,17 @@ static void t_mmap_source(void)
     CHECK(ml_src_shrink(&s, 2 * pg) == 0 && s.committed == pg && s.top == (char *)a + pg);
     CHECK(ml_src_grow(&s, pg, &b) == 0 && ((char *)b)[0] == 0);      /* decommitted reads zero */
     CHECK(s.peak == 3 * pg && s.syscalls == 6);
-    CHECK(ml_src_map(&s, pg, &b) == 0 && s.mapped == pg);
+    CHECK(ml_src_map(&s, pg, 0, &b) == 0 && s.mapped == pg);
+    /* a charged mapping the machine could never back is refused now (ENOMEM), not later by the
+     * OOM killer; an uncharged one of the same size is granted (its pages cost nothing) */
+    void *huge;
+    FILE *oc = fopen("/proc/sys/vm/overcommit_memory", "r");
+    int mode = 1;
+    if (oc && fscanf(oc, "%d", &mode) != 1) mode = 1;
+    if (oc) fclose(oc);
+    if (mode != 1) /* 1: the kernel grants everything, and only the OOM killer says no */
+        CHECK(ml_src_map(&s, (size_t)1 << 46, 1, &huge) == ENOMEM && s.mapped == pg);
+    CHECK(ml_src_map(&s, (size_t)1 << 40, 0, &huge) == 0 && ml_src_unmap(&s, huge, (size_t)1 << 40) == 0);
     CHECK(ml_src_remap(&s, b, pg, 4 * pg, &b) == 0 && s.mapped == 4 * pg);
     CHECK(ml_src_unmap(&s, b, 4 * pg) == 0 && s.mapped == 0);
     CHECK(ml_src_destroy(&s) == 0 && ml_src_destroy(&s) == 0 && s.kind == ML_SRC_NONE);
