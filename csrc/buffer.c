@@ -216,9 +216,11 @@ static int buf_tostring(lua_State *L) {
                       b->o->freed_at.where);
     else if (b->o->state == OWNER_NEW)
       lua_pushliteral(L, BUFFER_T " (never opened)");
-    else if (b->o->state == OWNER_LIVE)
-      lua_pushfstring(L, BUFFER_T ": %p (its parent was %s at %s)", at, dead_ancestor(b->o)->why,
-                      dead_ancestor(b->o)->freed_at.where);
+    else if (b->o->state == OWNER_LIVE) {
+      const Owner *gone = dead_ancestor(b->o);
+      lua_pushfstring(L, BUFFER_T ": %p (its parent was %s at %s)", at, gone->why,
+                      gone->freed_at.where);
+    }
     else
       lua_pushfstring(L, BUFFER_T ": %p (%s at %s)", at, b->o->why, b->o->freed_at.where);
   }

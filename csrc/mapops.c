@@ -208,7 +208,6 @@ static int mapops_resident(lua_State *L) {
 /* b:mapinfo() -> { length=, mapped=, pages=, shared=, anonymous=, offset=, snapshot=,
  * prot="rw-" (or "mixed") } */
 static int mapops_mapinfo(lua_State *L) {
-  check_mapping(L, 1, "mapinfo", NULL);
   lua_createtable(L, 0, 8);
   /* Read everything after the allocation (a finalizer it ran may have unmapped b), before the
    * fields are set (each new key may run one again). */
@@ -246,6 +245,19 @@ static int mapops_mapinfo(lua_State *L) {
  * the last page; it is clamped to the buffer. Each calls the method with (b, [x,] off, len).
  * With one argument more and a buffer first, the buffer-and-range form: M.mprotect(b, off, len,
  * prot), M.mlock(b, off, len) ..., exactly the method's range (as M.munmap(b, off, len)). */
+/* Calls method(b, [x,] off, len) with b at bidx and x at xidx (0: none); returns its results. */
+static int call_method(lua_State *L, lua_CFunction method, int bidx, int xidx, size_t off,
+                       size_t len) {
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, method);
+  lua_pushvalue(L, bidx);
+  if (xidx) lua_pushvalue(L, xidx);
+  lua_pushinteger(L, (lua_Integer)off);
+  lua_pushinteger(L, (lua_Integer)len);
+  lua_call(L, xidx ? 4 : 3, LUA_MULTRET);
+  return lua_gettop(L) - top;
+}
+
 static int c_shaped(lua_State *L, lua_CFunction method, int has_x, int aligned,
                     const char *fname) {
   if (!lua_isnoneornil(L, 3 + has_x) && buf_test(L, 1)) { /* (b, off, len [, x]): b's own range */
@@ -255,13 +267,7 @@ static int c_shaped(lua_State *L, lua_CFunction method, int has_x, int aligned,
     buf_span(L, 1, &blen, NULL);
     luaL_checkinteger(L, 3); /* the length is not optional here */
     arg_range(L, 2, 3, blen, &off, &len);
-    lua_pushcfunction(L, method);
-    lua_pushvalue(L, 1);
-    if (has_x) lua_pushvalue(L, 4);
-    lua_pushinteger(L, (lua_Integer)off);
-    lua_pushinteger(L, (lua_Integer)len);
-    lua_call(L, has_x ? 4 : 3, LUA_MULTRET);
-    return lua_gettop(L) - (3 + has_x);
+    return call_method(L, method, 1, has_x ? 4 : 0, off, len);
   }
   lua_settop(L, 3);
   size_t len = arg_size(L, 2), blen, ps = sys_pagesize();
@@ -287,13 +293,7 @@ static int c_shaped(lua_State *L, lua_CFunction method, int has_x, int aligned,
   if (off <= blen && len > blen - off && len - (blen - off) < ps) len = blen - off;
   if (off > blen || len > blen - off)
     return luaL_error(L, "%s: the range runs past the end of the mapping (out of range)", fname);
-  lua_pushcfunction(L, method);
-  lua_pushvalue(L, 4);
-  if (has_x) lua_pushvalue(L, 3);
-  lua_pushinteger(L, (lua_Integer)off);
-  lua_pushinteger(L, (lua_Integer)len);
-  lua_call(L, has_x ? 4 : 3, LUA_MULTRET);
-  return lua_gettop(L) - 4;
+  return call_method(L, method, 4, has_x ? 3 : 0, off, len);
 }
 
 static int mapops_mprotect(lua_State *L) { return c_shaped(L, mapops_protect, 1, 1, "mprotect"); }
