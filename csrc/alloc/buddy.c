@@ -289,8 +289,15 @@ static void *alloc_core(ml_buddy *b, size_t n)
         flush(b);
         mask = b->nonempty & (~(uint64_t)0 << o);
     }
+    /* Growing makes the new upper half free: it helps unless the request is the whole arena
+     * and something is in use (then it would only take the whole reserve and fail). */
+    if (!mask && o == b->max_order && granted(b) > 0) {
+        b->err = ML_ENOMEM;
+        return NULL;
+    }
     while (!mask) {
         if (b->cur_order == b->max_order || grow(b)) {
+            shrink(b);                           /* give back what the attempt took */
             b->err = ML_ENOMEM;
             return NULL;
         }

@@ -180,6 +180,30 @@ static void t_grow_pin(void)
     teardown();
 }
 
+/* A request that growing cannot serve (the whole arena while a block is live, or one the page
+ * source refuses) fails without leaving the arena grown: no footprint taken for nothing. */
+static void t_failed_request_keeps_size(void)
+{
+    CHECK(setup((size_t)1 << 30, 32, 1u << 16));
+    char *pin = bd_alloc(&B, 64);
+    CHECK(pin && arena_size() == 1u << 16);
+    ml_stats st;
+    bd_stats(&B, &st);
+    size_t calls = (size_t)st.source_calls;
+    CHECK(bd_alloc(&B, (size_t)1 << 30) == NULL);    /* the whole reserve, one block in use */
+    CHECK(arena_size() == 1u << 16);
+    bd_stats(&B, &st);
+    CHECK(st.source_calls == calls && st.peak_footprint < (size_t)1 << 20);
+    char *half = bd_alloc(&B, (size_t)1 << 29);     /* half of it: growing serves that */
+    CHECK(half && arena_size() == (size_t)1 << 30);
+    CHECK_STATUS(bd_free(&B, half), ML_OK);
+    CHECK(arena_size() == 1u << 16);
+    CHECK_STATUS(bd_free(&B, pin), ML_OK);
+    CHECK(bd_alloc(&B, (size_t)1 << 30) != NULL);   /* all free: the whole arena is one block */
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
 int main(void)
 {
     tap_init("test_buddy");
@@ -190,5 +214,6 @@ int main(void)
     TAP_RUN(t_misuse, "buddy: foreign, interior, double free detected, check passes");
     TAP_RUN(t_realloc, "buddy: realloc in place (same order, shrink, grow into buddies) and moving");
     TAP_RUN(t_grow_pin, "buddy: arena doubles, a live upper block pins it, then it halves");
+    TAP_RUN(t_failed_request_keeps_size, "buddy: a request growing cannot serve leaves the arena as it was");
     return tap_done();
 }
