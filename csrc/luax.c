@@ -44,6 +44,15 @@ void site_capture(lua_State *L, Site *s) {
   memcpy(s->where, "?", 2);
 }
 
+/* A string that goes to the system as a C string (a name, a path): one with a zero byte inside
+ * would silently be cut there (shm_unlink("/x\0y") unlinking "/x"), so it is refused. */
+const char *arg_cstring(lua_State *L, int idx) {
+  size_t n;
+  const char *s = luaL_checklstring(L, idx, &n);
+  if (strlen(s) != n) luaL_argerror(L, idx, "contains a zero byte (a C string would end there)");
+  return s;
+}
+
 /* A size: an integer in [0, PTRDIFF_MAX]. Anything larger cannot be an object size in C. */
 size_t arg_size(lua_State *L, int idx) {
   lua_Integer n = luaL_checkinteger(L, idx);

@@ -87,9 +87,14 @@ static int mapops_protect(lua_State *L) {
 }
 
 /* b:sync([flags [, off, len]]) -> b | nil, msg, errno; flags default MS_SYNC */
+static void check_sync_flags(lua_State *L, int idx) {
+  lua_Integer flags = luaL_optinteger(L, idx, MS_SYNC);
+  luaL_argcheck(L, flags >= 0 && flags <= 0xff, idx, "flags out of range");
+}
+
 static int mapops_sync(lua_State *L) {
+  check_sync_flags(L, 2);
   lua_Integer flags = luaL_optinteger(L, 2, MS_SYNC);
-  luaL_argcheck(L, flags >= 0 && flags <= 0xff, 2, "flags out of range");
   Range r;
   get_range(L, 3, 4, 1, "sync", &r);
   if (r.npages == 0) return lua_settop(L, 1), 1;
@@ -111,17 +116,26 @@ static int loses_data(const MapInfo *mi, int advice) {
 }
 
 /* b:advise(advice [, off, len]) -> b | nil, msg, errno */
-static int mapops_advise(lua_State *L) {
-  lua_Integer advice = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, advice >= 0 && advice <= 0xffff, 2, "advice out of range");
+static void check_advice(lua_State *L, int idx) {
+  lua_Integer advice = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, advice >= 0 && advice <= 0xffff, idx, "advice out of range");
   /* MADV_HWPOISON (100) and MADV_SOFT_OFFLINE (101), for root: they take physical pages out of
    * service for the whole machine, which no memlab script has reason to do */
-  luaL_argcheck(L, advice != 100 && advice != 101, 2,
+  luaL_argcheck(L, advice != 100 && advice != 101, idx,
                 "advice refused (MADV_HWPOISON and MADV_SOFT_OFFLINE take physical pages out of "
                 "service machine-wide)");
+}
+
+static int mapops_advise(lua_State *L) {
+  check_advice(L, 2);
+  lua_Integer advice = lua_tointeger(L, 2);
   Range r;
   get_range(L, 3, 4, 1, "advise", &r);
-  if (r.npages == 0) return lua_settop(L, 1), 1;
+  if (r.npages == 0) { /* nothing to advise, but the kernel still refuses an unknown advice */
+    int err = sys_madvise(page_addr(&r), 0, (int)advice);
+    if (err) return push_syserror(L, "madvise", err);
+    return lua_settop(L, 1), 1;
+  }
   if (loses_data(MAPINFO(r.o), (int)advice)) {
     size_t ps = sys_pagesize(), start = r.first * ps, n = r.npages * ps;
     if (start + n > r.o->size) n = r.o->size - start; /* the tail past size is not the user's */
@@ -130,6 +144,11 @@ static int mapops_advise(lua_State *L) {
   }
   int err = sys_madvise(page_addr(&r), r.npages * sys_pagesize(), (int)advice);
   if (err) return push_syserror(L, "madvise", err);
+  MapInfo *mi = MAPINFO(r.o);
+  if (advice == MADV_DONTFORK) /* a child of M.fork must not see these pages (mmap_after_fork) */
+    mi->dontfork = 1;
+  else if (advice == MADV_DOFORK && r.first == 0 && r.npages * sys_pagesize() >= mi->maplen)
+    mi->dontfork = 0;
   lua_settop(L, 1);
   return 1;
 }
@@ -148,7 +167,7 @@ static size_t locked_now(void) {
 
 /* The error of a refused mlock of len bytes, naming RLIMIT_MEMLOCK when the limit is the
  * likely reason (what is locked already plus len exceeds it), else saying what else it can be. */
-static int lock_error(lua_State *L, const char *what, int err, size_t len) {
+int lock_error(lua_State *L, const char *what, int err, size_t len) {
   struct rlimit rl;
   if ((err == ENOMEM || err == EPERM || err == EAGAIN) && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
       rl.rlim_cur != RLIM_INFINITY && locked_now() + len > rl.rlim_cur)
@@ -242,39 +261,58 @@ static int mapops_mapinfo(lua_State *L) {
  * M.madvise(addr, len, advice), M.mlock(addr, len), M.munlock(addr, len). addr is a mapping
  * buffer (or view), or an integer address inside a mapping of this state: memlab never changes
  * memory it did not map (malloc's heap, Lua's own memory). As in C, len may run to the end of
- * the last page; it is clamped to the buffer. Each calls the method with (b, [x,] off, len).
+ * the last page; it is clamped to the buffer. Each runs the method with (b, [x,] off, len).
  * With one argument more and a buffer first, the buffer-and-range form: M.mprotect(b, off, len,
- * prot), M.mlock(b, off, len) ..., exactly the method's range (as M.munmap(b, off, len)). */
-/* Calls method(b, [x,] off, len) with b at bidx and x at xidx (0: none); returns its results. */
-static int call_method(lua_State *L, lua_CFunction method, int bidx, int xidx, size_t off,
-                       size_t len) {
-  int top = lua_gettop(L);
-  lua_pushcfunction(L, method);
+ * prot), M.mlock(b, off, len) ..., exactly the method's range (as M.munmap(b, off, len)).
+ * Every argument is checked here, at the caller's position, before the method runs; the method
+ * then runs in this call's own frame (not through lua_call), so that any error it still raises
+ * names this function and the caller's line. */
+typedef struct CShape {
+  lua_CFunction method;
+  const char *fname;
+  int aligned;                      /* the kernel wants a page-aligned start */
+  void (*xcheck)(lua_State *, int); /* checks the extra argument (prot, flags, advice), or NULL */
+} CShape;
+
+/* Replaces this call's arguments with (b, [x,] off, len), b at bidx and x at xidx, and runs the
+ * method on them. */
+static int run_method(lua_State *L, const CShape *c, int bidx, int xidx, size_t off, size_t len) {
   lua_pushvalue(L, bidx);
   if (xidx) lua_pushvalue(L, xidx);
   lua_pushinteger(L, (lua_Integer)off);
   lua_pushinteger(L, (lua_Integer)len);
-  lua_call(L, xidx ? 4 : 3, LUA_MULTRET);
-  return lua_gettop(L) - top;
+  int n = xidx ? 4 : 3, top = lua_gettop(L);
+  for (int i = 1; i <= n; i++) lua_copy(L, top - n + i, i); /* sources lie above: i < top-n+i */
+  lua_settop(L, n);
+  return c->method(L);
 }
 
-static int c_shaped(lua_State *L, lua_CFunction method, int has_x, int aligned,
-                    const char *fname) {
+static void check_prot(lua_State *L, int idx) { (void)arg_prot(L, idx); }
+
+static int c_shaped(lua_State *L, const CShape *c) {
+  int has_x = c->xcheck != NULL;
   if (!lua_isnoneornil(L, 3 + has_x) && buf_test(L, 1)) { /* (b, off, len [, x]): b's own range */
-    size_t blen, off, len;
+    size_t blen, off, len, ps = sys_pagesize();
+    Buffer *b;
     lua_settop(L, 3 + has_x);
-    check_mapping(L, 1, fname, NULL);
-    buf_span(L, 1, &blen, NULL);
+    check_mapping(L, 1, c->fname, NULL);
+    buf_span(L, 1, &blen, &b);
     luaL_checkinteger(L, 3); /* the length is not optional here */
     arg_range(L, 2, 3, blen, &off, &len);
-    return call_method(L, method, 1, has_x ? 4 : 0, off, len);
+    if (c->aligned && (b->off + off) % ps != 0)
+      luaL_argerror(L, 2, lua_pushfstring(L, "offset %d is not page aligned (%s needs a multiple "
+                                             "of the page size, %d bytes)",
+                                          (int)(b->off + off), c->fname, (int)ps));
+    if (has_x) c->xcheck(L, 4);
+    return run_method(L, c, 1, has_x ? 4 : 0, off, len);
   }
   lua_settop(L, 3);
+  if (lua_type(L, 1) != LUA_TNUMBER && !buf_test(L, 1)) luaL_typeerror(L, 1, "buffer or address");
   size_t len = arg_size(L, 2), blen, ps = sys_pagesize();
   if (has_x) luaL_checkany(L, 3);
   uintptr_t start, addr;
   if (buf_test(L, 1)) {
-    check_mapping(L, 1, fname, NULL);
+    check_mapping(L, 1, c->fname, NULL);
     start = addr = (uintptr_t)buf_span(L, 1, &blen, NULL);
     lua_pushvalue(L, 1);
   } else {
@@ -282,25 +320,32 @@ static int c_shaped(lua_State *L, lua_CFunction method, int has_x, int aligned,
     Owner *o = map_find_push(L, addr, len ? len : 1);
     if (!o)
       return luaL_error(L, "%s: %p is not inside a mapping of yours (memlab only changes memory "
-                           "it mapped)", fname, (void *)addr);
+                           "it mapped)", c->fname, (void *)addr);
     start = (uintptr_t)o->base;
     blen = o->size;
   }
-  if (aligned && addr % ps != 0) /* as the kernel answers it */
-    return push_syserrorf(L, fname, EINVAL, "the address %p is not a multiple of the page size, "
-                          "%d", (void *)addr, (int)ps);
+  if (has_x) c->xcheck(L, 3);
+  if (c->aligned && addr % ps != 0) /* as the kernel answers it */
+    return push_syserrorf(L, c->fname, EINVAL, "the address %p is not a multiple of the page "
+                          "size, %d", (void *)addr, (int)ps);
   size_t off = (size_t)(addr - start);
   if (off <= blen && len > blen - off && len - (blen - off) < ps) len = blen - off;
   if (off > blen || len > blen - off)
-    return luaL_error(L, "%s: the range runs past the end of the mapping (out of range)", fname);
-  return call_method(L, method, 4, has_x ? 3 : 0, off, len);
+    return luaL_error(L, "%s: the range runs past the end of the mapping (out of range)",
+                      c->fname);
+  return run_method(L, c, 4, has_x ? 3 : 0, off, len);
 }
 
-static int mapops_mprotect(lua_State *L) { return c_shaped(L, mapops_protect, 1, 1, "mprotect"); }
-static int mapops_msync(lua_State *L) { return c_shaped(L, mapops_sync, 1, 1, "msync"); }
-static int mapops_madvise(lua_State *L) { return c_shaped(L, mapops_advise, 1, 1, "madvise"); }
-static int mapops_mlock(lua_State *L) { return c_shaped(L, mapops_lock, 0, 0, "mlock"); }
-static int mapops_munlock(lua_State *L) { return c_shaped(L, mapops_unlock, 0, 0, "munlock"); }
+static const CShape shape_mprotect = {mapops_protect, "mprotect", 1, check_prot};
+static const CShape shape_msync = {mapops_sync, "msync", 1, check_sync_flags};
+static const CShape shape_madvise = {mapops_advise, "madvise", 1, check_advice};
+static const CShape shape_mlock = {mapops_lock, "mlock", 0, NULL};
+static const CShape shape_munlock = {mapops_unlock, "munlock", 0, NULL};
+static int mapops_mprotect(lua_State *L) { return c_shaped(L, &shape_mprotect); }
+static int mapops_msync(lua_State *L) { return c_shaped(L, &shape_msync); }
+static int mapops_madvise(lua_State *L) { return c_shaped(L, &shape_madvise); }
+static int mapops_mlock(lua_State *L) { return c_shaped(L, &shape_mlock); }
+static int mapops_munlock(lua_State *L) { return c_shaped(L, &shape_munlock); }
 
 /* M.mlockall(flags) / M.munlockall() -> true | nil, msg, errno */
 static int mapops_mlockall(lua_State *L) {

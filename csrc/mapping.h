@@ -21,9 +21,11 @@ typedef struct MapInfo {
   int flags;          /* the MAP_* flags it was created with */
   off_t offset;       /* file offset (0 for anonymous) */
   int fd;             /* a private dup of the file (for remap's size check), or -1 */
-  size_t shared_anon; /* MAP_SHARED | MAP_ANONYMOUS: the size of its shmem object (remap cannot
-                       * grow past it: the pages there raise SIGBUS), else 0 */
+  size_t shared_anon; /* MAP_SHARED of no file, or of a device (/dev/zero): the size of its
+                       * memory object (remap cannot grow past it: the pages there raise
+                       * SIGBUS), else 0 */
   int ever_writable;  /* some page was writable once: a private page may hold written data */
+  int dontfork;       /* some page was advised MADV_DONTFORK (and not all given MADV_DOFORK) */
   Snapshot *snap;
   ProtMap pm;
 } MapInfo;
@@ -52,6 +54,14 @@ void snap_after_protect(Owner *o, size_t first, size_t npages);
 void snap_on_release(Owner *o);
 void snap_end_range(const unsigned char *base, size_t len);
 int snap_armed_in(const unsigned char *base, size_t len);
+
+/* The error of a refused lock of len more bytes (mlock, or a mapping locked by MAP_LOCKED or
+ * mlockall(MCL_FUTURE)), naming RLIMIT_MEMLOCK when the limit is the likely reason. */
+int lock_error(lua_State *L, const char *what, int err, size_t len);
+
+/* In a child of M.fork: kills every mapping with pages advised MADV_DONTFORK (the child has no
+ * memory there, and a new allocation could take the range), with everything it is inside. */
+void mmap_after_fork(lua_State *L);
 
 /* Module parts. */
 int mmap_open(lua_State *L);

@@ -107,6 +107,7 @@ size_t arg_size(lua_State *L, int idx);
 size_t arg_optsize(lua_State *L, int idx, size_t def);
 void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len);
 int arg_byte(lua_State *L, int idx);
+const char *arg_cstring(lua_State *L, int idx);
 int push_syserror(lua_State *L, const char *what, int err);
 int push_syserrorf(lua_State *L, const char *what, int err, const char *fmt, ...);
 int push_statuserror(lua_State *L, const char *what, const char *msg, int code);

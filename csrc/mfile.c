@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "mapping.h"
 #include "sys.h"
@@ -53,7 +54,7 @@ static int push_file(lua_State *L, int fd, const char *how, const char *name) {
 
 /* M.memfd_create(name [, flags]) -> file (anonymous, in memory, size 0 until truncated) */
 static int mfile_memfd_create(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
+  const char *name = arg_cstring(L, 1);
   lua_Integer flags = luaL_optinteger(L, 2, MFD_CLOEXEC);
   luaL_argcheck(L, flags >= 0 && flags <= 0xffff, 2, "flags out of range");
   int fd;
@@ -64,7 +65,7 @@ static int mfile_memfd_create(lua_State *L) {
 
 /* M.shm_open(name, oflag [, mode]) -> file; name like "/memlab-demo" */
 static int mfile_shm_open(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
+  const char *name = arg_cstring(L, 1);
   lua_Integer oflag = luaL_optinteger(L, 2, O_RDWR | O_CREAT);
   lua_Integer mode = luaL_optinteger(L, 3, 0600);
   luaL_argcheck(L, oflag >= 0 && oflag <= 0x7fffffff, 2, "flags out of range");
@@ -76,7 +77,7 @@ static int mfile_shm_open(lua_State *L) {
 }
 
 static int mfile_shm_unlink(lua_State *L) {
-  int err = sys_shm_unlink(luaL_checkstring(L, 1));
+  int err = sys_shm_unlink(arg_cstring(L, 1));
   if (err) return push_syserror(L, "shm_unlink", err);
   lua_pushboolean(L, 1);
   return 1;
@@ -139,9 +140,22 @@ static const luaL_Reg mfile_methods[] = {
 static const luaL_Reg mfile_meta[] = {
   {"__gc", mfile_gc}, {"__close", mfile_gc}, {"__tostring", mfile_tostring}, {NULL, NULL}};
 
+/* core.pathkind(path) -> "file" | "directory" | "fifo" | "socket" | "char" | "block" |
+ * nil, msg, errno: what stat(2) says the path is (for M.map, which must not open a FIFO: the open
+ * would block until a writer comes). */
+static int mfile_pathkind(lua_State *L) {
+  const char *path = arg_cstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) != 0) return push_syserror(L, path, errno);
+  lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "directory"
+                  : S_ISFIFO(st.st_mode) ? "fifo" : S_ISSOCK(st.st_mode) ? "socket"
+                  : S_ISCHR(st.st_mode) ? "char" : "block");
+  return 1;
+}
+
 static const luaL_Reg mfile_funcs[] = {
   {"memfd_create", mfile_memfd_create}, {"shm_open", mfile_shm_open},
-  {"shm_unlink", mfile_shm_unlink}, {NULL, NULL}};
+  {"shm_unlink", mfile_shm_unlink}, {"pathkind", mfile_pathkind}, {NULL, NULL}};
 
 static const ConstReg mfile_consts[] = {
   MLCONST(O_RDONLY), MLCONST(O_WRONLY), MLCONST(O_RDWR), MLCONST(O_CREAT), MLCONST(O_EXCL),

@@ -136,6 +136,24 @@ static void kill_children(lua_State *L, Owner *parent, const char *why) {
   lua_pop(L, 1);
 }
 
+void mmap_after_fork(lua_State *L) {
+  push_registry(L);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    Owner *o = (Owner *)lua_touserdata(L, -2);
+    if (o->kind == &mmap_kind && o->state == OWNER_LIVE && o->ctx && MAPINFO(o)->dontfork) {
+      Owner *root = o; /* an inner MAP_FIXED mapping leaves a hole in its parents too */
+      while (root->parent) root = root->parent;
+      if (root->state == OWNER_LIVE)
+        owner_die(L, root, "not in this child of M.fork: its pages were advised MADV_DONTFORK", 1);
+      if (o->state == OWNER_LIVE)
+        owner_die(L, o, "not in this child of M.fork: its pages were advised MADV_DONTFORK", 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 /* Raises unless the buffer b at idx (live or not) is a mapping's. */
 static void need_mapping(lua_State *L, int idx, const Buffer *b, const char *fname) {
   if (b->o->kind != &mmap_kind)
@@ -236,9 +254,11 @@ static int mmap_mmap(lua_State *L) {
   void *p;
   int err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
                      (off_t)offset, &p);
+  if (err == EAGAIN) return lock_error(L, "mmap", err, maplen); /* MAP_LOCKED, MCL_FUTURE */
   if (err) return push_syserror(L, "mmap", err);
   mi->maplen = maplen;
-  if ((flags & MAP_SHARED) && anonymous) mi->shared_anon = maplen;
+  /* a shared mapping of no file or of a device (/dev/zero) has a memory object of this size */
+  if ((flags & MAP_SHARED) && (anonymous || !regular)) mi->shared_anon = maplen;
   mi->flags = (int)flags;
   mi->offset = (off_t)offset;
   if (regular && sys_dup(fd, &mi->fd) != 0) mi->fd = -1; /* then remap cannot check the size */
@@ -321,12 +341,13 @@ static int mmap_remap(lua_State *L) {
                             (lua_Integer)((uint64_t)mi->offset + newlen));
   }
   if (mi->shared_anon && newmap > mi->shared_anon)
-    return push_syserrorf(L, "mremap", EINVAL, "growing a shared anonymous mapping past its "
-                          "%I bytes: its memory object keeps that size, and the pages past it "
-                          "would raise SIGBUS (map a memfd and truncate it instead)",
+    return push_syserrorf(L, "mremap", EINVAL, "growing a shared anonymous (or device) mapping "
+                          "past its %I bytes: its memory object keeps that size, and the pages "
+                          "past it would raise SIGBUS (map a memfd and truncate it instead)",
                           (lua_Integer)mi->shared_anon);
   void *p;
   int err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
+  if (err == EAGAIN && newmap > mi->maplen) return lock_error(L, "mremap", err, newmap - mi->maplen);
   if (err) return push_syserror(L, "mremap", err);
   protmap_resize(&mi->pm, newmap / ps);
   mi->maplen = newmap;

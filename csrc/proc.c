@@ -12,11 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "guard.h"
+#include "mapping.h"
 #include "memlab.h"
 #include "sys.h"
 
@@ -157,6 +159,7 @@ static int proc_fork(lua_State *L) {
   pid_t pid;
   int err = sys_fork(&pid);
   if (err) return push_syserror(L, "fork", err);
+  if (pid == 0) mmap_after_fork(L);
   lua_pushinteger(L, pid);
   return 1;
 }
@@ -247,15 +250,26 @@ static int proc_exepath(lua_State *L) {
  * piece by piece, one read(2) at a time, so a listing read while the process maps memory (Lua
  * allocating between reads) can come out torn. Here every read lands in a buffer allocated
  * beforehand, in a loop that calls nothing else; when the buffer fills up, it grows and the file
- * is read again from the start. */
+ * is read again from the start. Regular files only (a FIFO would block, a device never end), of
+ * at most READPROC_MAX bytes: a larger one is refused (EFBIG), not cut. */
+#define READPROC_MAX ((size_t)1 << 26)
 static int proc_readproc(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = arg_cstring(L, 1);
   luaL_Buffer b;
   size_t cap = 1 << 16;
   char *buf = luaL_buffinitsize(L, &b, cap); /* Lua owns it: nothing leaks if a call raises */
   for (;;) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC); /* open only while no Lua call can raise */
+    /* open only while no Lua call can raise; O_NONBLOCK: a FIFO must not block the open */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return push_syserror(L, path, errno);
+    struct stat st;
+    int serr = fstat(fd, &st) != 0 ? errno : 0;
+    if (serr || !S_ISREG(st.st_mode)) {
+      close(fd);
+      if (serr) return push_syserror(L, path, serr);
+      return push_syserrorf(L, path, S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "not a regular file "
+                            "(readproc reads /proc files and regular files)");
+    }
     size_t n = 0;
     ssize_t r = 0;
     while (n < cap && (r = read(fd, buf + n, cap - n)) != 0) {
@@ -268,10 +282,13 @@ static int proc_readproc(lua_State *L) {
       n += (size_t)r;
     }
     close(fd);
-    if (n < cap || cap >= ((size_t)1 << 30)) {
+    if (n < cap) {
       luaL_pushresultsize(&b, n);
       return 1;
     }
+    if (cap >= READPROC_MAX)
+      return push_syserrorf(L, path, EFBIG, "larger than %d MiB (readproc reads it whole)",
+                            (int)(READPROC_MAX >> 20));
     cap *= 4; /* it did not fit: read it all again, into a bigger buffer */
     buf = luaL_prepbuffsize(&b, cap);
   }

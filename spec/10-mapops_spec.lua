@@ -283,6 +283,48 @@ describe("b:advise()", function()
     b:free()
   end)
 
+  it("an empty range still has its advice checked by the kernel: nil, msg, EINVAL for an unknown one", function()
+    local b = anon(1)
+    refused(M.EINVAL, b:advise(4096, 0, 0))
+    refused(M.EINVAL, M.madvise(b, 0, 4096)) -- the C shape: length 0, advice 4096
+    assert.equal(b, b:advise(M.MADV_NORMAL, 0, 0))
+    b:free()
+  end)
+
+  it("MADV_DONTFORK: a child of M.fork finds the mapping dead, not pointing at memory it lacks", function()
+    local m = anon(4)
+    m:fill(0x41)
+    assert.equal(m, m:advise(M.MADV_DONTFORK, ps, ps))
+    local view = m:slice(0, 16)
+    local kept = anon(1)
+    kept:fill(0x42)
+    local outer = anon(4) -- an inner MAP_FIXED mapping advised alone leaves a hole in its parent
+    local inner = assert(M.mmap(outer:address() + ps, ps, RW,
+                                M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0))
+    inner:advise(M.MADV_DONTFORK)
+    local undone = anon(2) -- MADV_DOFORK over the whole mapping undoes it
+    undone:advise(M.MADV_DONTFORK)
+    undone:advise(M.MADV_DOFORK)
+    local how, code = H.in_child(function()
+      local ok, err = pcall(function() return m[0] end)
+      assert(not ok and err:find("MADV_DONTFORK", 1, true), err)
+      assert(not pcall(function() return view[0] end))
+      assert(not m:valid() and not outer:valid() and not inner:valid())
+      -- memory that now takes the hole is not reachable through the old buffer
+      local h = M.malloc(4 * ps - 64)
+      h:fill(0)
+      assert(not pcall(m.fill, m, 0xff))
+      assert(h:find("\255") == nil)
+      h:free()
+      assert(kept[0] == 0x42 and undone:valid())
+      return true
+    end)
+    assert.same({ "exit", 0 }, { how, code })
+    assert.equal(0x41, m[ps]) -- the parent keeps everything
+    assert.is_true(view:valid() and outer:valid() and inner:valid())
+    m:free(); kept:free(); inner:free(); outer:free(); undone:free()
+  end)
+
   it("MADV_DONTNEED on a shared file mapping keeps the file's bytes", function()
     local path = tmpfile(("f"):rep(ps))
     local b = assert(M.map { file = path, shared = true })
@@ -677,6 +719,48 @@ describe("the C-shaped forms", function()
     b:free()
   end)
 
+  it("name the first argument first: a missing buffer or address", function()
+    H.raises("bad argument #1 to 'fn' (buffer or address expected, got nil)", M.msync)
+    H.raises("bad argument #1 to 'fn' (buffer or address expected, got string)", M.mlock, "x", 1)
+    H.raises("bad argument #1 to 'fn' (buffer or address expected, got table)", M.mprotect, {}, 1, RW)
+  end)
+
+  it("check every argument at the caller's position: offset alignment, prot, flags, advice", function()
+    local b = anon(2)
+    local ro = assert(M.map { length = ps, prot = "r" })
+    local function err(f, ...)
+      local ok, msg = pcall(f, ...)
+      assert.is_false(ok)
+      return msg
+    end
+    -- each message names the caller's argument, the function and the caller's line
+    local line = debug.getinfo(1, "l").currentline + 1
+    local msg = err(function() return M.msync(b, 100, 10, M.MS_SYNC) end)
+    assert.equal(("10-mapops_spec.lua:%d: bad argument #2 to 'msync' (offset 100 is not page "
+                  .. "aligned (msync needs a multiple of the page size, %d bytes))"):format(line, ps),
+                 msg:match("[^/]*$"))
+    assert.matches("bad argument #2 to '[%w_.]+' %(offset 1 is not page aligned", err(M.mprotect, b, 1, ps, RW))
+    assert.matches("bad argument #4 to '[%w_.]+' %(invalid protection 'zz'%)", err(M.mprotect, b, 0, ps, "zz"))
+    assert.matches("bad argument #3 to '[%w_.]+' %(invalid protection 'zz'%)", err(M.mprotect, b:address(), ps, "zz"))
+    assert.matches("bad argument #3 to '[%w_.]+' %(advice refused", err(M.madvise, b:address(), ps, 100))
+    assert.matches("bad argument #4 to '[%w_.]+' %(advice out of range", err(M.madvise, b, 0, ps, -1))
+    assert.matches("bad argument #3 to '[%w_.]+' %(flags out of range", err(M.msync, b:address(), ps, -1))
+    assert.matches("bad argument #4 to '[%w_.]+' %(flags out of range", err(M.msync, b, 0, ps, 256))
+    -- an error the method raises itself carries the caller's line too
+    line = debug.getinfo(1, "l").currentline + 1
+    msg = err(function() return M.madvise(ro, 0, ps, M.MADV_DONTNEED) end)
+    assert.matches(("10-mapops_spec.lua:%d: write to read-only memory"):format(line), msg, 1, true)
+    line = debug.getinfo(1, "l").currentline + 1
+    msg = err(function() return M.madvise(ro:address(), ps, M.MADV_DONTNEED) end)
+    assert.matches(("10-mapops_spec.lua:%d: write to read-only memory"):format(line), msg, 1, true)
+    -- mlock and munlock need no aligned start (the kernel rounds it): a range inside a page works
+    local locked = M.mlock(b, 1, 10)
+    if locked then assert.equal(b, M.munlock(b, 1, 10)) end
+    b:write(0, "unchanged") -- none of the refused calls changed anything
+    ro:free()
+    b:free()
+  end)
+
   it("M.mprotect(addr, len, prot) with an address inside a mapping acts on it and records the protection", function()
     local b = anon(3)
     b:fill(0x41)
@@ -797,13 +881,13 @@ describe("the C-shaped forms", function()
                               mlock = M.mlock, munlock = M.munlock } do
         -- mlock(addr, len) has no third argument (with one, it is mlock(b, off, len))
         local x = (name ~= "mlock" and name ~= "munlock") and M.PROT_READ or nil
-        H.raises("number expected", fn)
-        H.raises("number expected", fn, b)
+        H.raises("bad argument #1 to 'fn' (buffer or address expected, got nil)", fn)
+        H.raises("bad argument #2 to 'fn' (number expected", fn, b)
         H.raises("size out of range", fn, b, -1, x)
         H.raises("size out of range", fn, b, math.mininteger, x)
         H.raises("out of range", fn, b, math.maxinteger, x)
         H.raises("number has no integer representation", fn, b, 1.5, x)
-        H.raises("number expected, got table", fn, {}, ps, x)
+        H.raises("buffer or address expected, got table", fn, {}, ps, x)
         H.raises("number has no integer representation", fn, 1.5, ps, x)
         H.raises("not inside a mapping of yours", fn, math.maxinteger, 1, x)
         H.raises("not inside a mapping of yours", fn, math.mininteger, 1, x)

@@ -163,6 +163,15 @@ describe("a memlab file", function()
   end)
 end)
 
+describe("names with a zero byte inside", function()
+  it("are refused: C would cut them there (shm_unlink('/x\\0y') would unlink '/x')", function()
+    for _, call in ipairs { { M.memfd_create, "a\0b" }, { M.shm_open, "/memlab-12\0x" },
+                            { M.shm_unlink, "/memlab-12\0x" }, { M.ftok, "/tmp\0/x", 1 } } do
+      H.raises("bad argument #1 to 'fn' (contains a zero byte", call[1], table.unpack(call, 2))
+    end
+  end)
+end)
+
 describe("M.shm_open() and M.shm_unlink()", function()
   it("create a named object that two mappings in two buffers share", function()
     local name = shm_name()

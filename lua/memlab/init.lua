@@ -5,8 +5,10 @@
 local core = require "memlab.core"
 
 local M = {}
+-- internal: draw.lua adds a:draw through allocator_methods; M.map asks pathkind what a path is
+local internal = { allocator_methods = true, pathkind = true }
 for k, v in pairs(core) do
-  if k ~= "allocator_methods" then M[k] = v end -- internal: draw.lua adds a:draw through it
+  if not internal[k] then M[k] = v end
 end
 
 -- a:draw() for memlab's allocators (M.freelist, M.buddy, M.pool)
@@ -359,11 +361,12 @@ function M.map(t)
     if fd ~= nil then error("bad argument #1 to 'map' (give file or fd, not both)", 2) end
     if type(t.file) ~= "string" then error("bad argument #1 to 'map' (file must be a path)", 2) end
     local writable = t.shared and (prot & M.PROT_WRITE) ~= 0
-    local msg, code
-    local dir = io.open(t.file .. "/", "rb") -- a directory opens as a file too (reading nothing)
-    if dir then
-      dir:close()
+    local kind, msg, code = core.pathkind(t.file)
+    if kind == "directory" then -- io.open would open it as a file that reads nothing
       return nil, ("%s: %s"):format(t.file, M.strerror(M.EISDIR)), M.EISDIR
+    elseif kind == "fifo" or kind == "socket" then -- opening a FIFO blocks until a writer comes
+      return nil, ("%s: %s (a %s cannot be mapped)"):format(t.file, M.strerror(M.ENODEV), kind),
+             M.ENODEV
     end
     opened, msg, code = io.open(t.file, writable and "r+b" or "rb")
     if not opened then return nil, msg, code end
@@ -378,7 +381,13 @@ function M.map(t)
     if length == nil then error("bad argument #1 to 'map' (length needed for anonymous memory)", 2) end
   elseif length == nil then
     local size
-    if io.type(fd) == "file" then size = fd:seek("end") elseif type(fd) ~= "number" then size = fd:size() end
+    if io.type(fd) == "file" then -- its size, leaving its position where it was
+      local at = fd:seek()
+      size = fd:seek("end")
+      if at then fd:seek("set", at) end
+    elseif type(fd) ~= "number" then
+      size = fd:size()
+    end
     if not size then error("bad argument #1 to 'map' (length needed with an integer fd)", 2) end
     if offset < 0 or offset >= size then
       if opened then opened:close() end
