@@ -33,7 +33,7 @@ static int arg_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi) {
 
 /* M.ftok(path, id) -> key | nil, msg, errno. id: 1..255, or a one-character string ('A'). */
 static int shm_ftok(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = arg_cstring(L, 1);
   int id;
   if (lua_type(L, 2) == LUA_TSTRING) {
     size_t n;
@@ -63,6 +63,9 @@ static int shm_shmget(lua_State *L) {
   return 1;
 }
 
+/* The lowest address an attachment may have (M.mmap's limit, Linux's default mmap_min_addr). */
+#define SHM_LOW_LIMIT ((uintptr_t)65536)
+
 /* M.shmat(id [, addr [, flags]]) -> buffer of kind "shm" | nil, msg, errno */
 static int shm_shmat(lua_State *L) {
   int id = ARG_ID(L, 1);
@@ -77,6 +80,16 @@ static int shm_shmat(lua_State *L) {
     return luaL_error(L, "shmat: SHM_REMAP is refused: it would silently replace whatever is "
                          "mapped at %p (attach without it, at an address that is free)",
                       (void *)addr);
+  /* Where the kernel would place it: SHM_RND rounds down to SHMLBA, and an address rounded down
+   * to 0 is attached at 0 with MAP_FIXED and no overlap check (replacing whatever is there). The
+   * first 64 KiB are refused as M.mmap refuses them: memory there makes null pointers valid. */
+  uintptr_t at = (flags & SHM_RND) ? addr & ~((uintptr_t)SHMLBA - 1) : addr;
+  if (addr != 0 && at < SHM_LOW_LIMIT)
+    return push_syserrorf(L, "shmat", EINVAL, "the address %p%s is below %d KiB (memlab attaches "
+                          "nothing there: it would make null pointers valid%s)", (void *)addr,
+                          at != addr ? " (rounded down by SHM_RND)" : "",
+                          (int)(SHM_LOW_LIMIT >> 10),
+                          at == 0 ? ", and at 0 the kernel replaces whatever is mapped" : "");
   Owner *o = buf_newroot(L, &shm_kind); /* before the attach: nothing to undo if this fails */
   void *p;
   int err = sys_shmat(id, (const void *)addr, flags, &p);

@@ -365,6 +365,25 @@ describe("M.shmat() and M.shmdt()", function()
     fails(M.EINVAL, M.shmat(0x7ffffff0))
   end)
 
+  it("returns nil, msg, EINVAL for an address below 64 KiB, SHM_RND's rounding to 0 included", function()
+    -- rounded down to 0, the kernel attaches at 0 with MAP_FIXED and no overlap check: as root,
+    -- over whatever is mapped there (the program itself, for a segment that large)
+    local id = segment(2 * H.ps)
+    local b = assert(M.shmat(id))
+    b:write(0, "still mine")
+    for _, case in ipairs { { 1, M.SHM_RND }, { H.ps - 1, M.SHM_RND }, { H.ps, 0 },
+                            { 0x8000, 0 }, { 0xffff, M.SHM_RND }, { 0x10000 - H.ps, 0 } } do
+      local ok, msg, code = M.shmat(id, case[1], case[2])
+      fails(M.EINVAL, ok, msg, code)
+      assert.matches("below 64 KiB", msg, 1, true)
+    end
+    local _, msg = M.shmat(id, 1, M.SHM_RND)
+    assert.matches("rounded down by SHM_RND", msg, 1, true)
+    assert.equal(1, stat(id).nattch) -- nothing attached
+    assert.equal("still mine", b:read(0, 10))
+    M.shmdt(b)
+  end)
+
   it("refuses SHM_REMAP before the kernel sees it, attaching nothing", function()
     local id = segment(4096)
     local b = assert(M.shmat(id))
