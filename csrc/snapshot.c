@@ -29,7 +29,7 @@ struct Snapshot {
   unsigned char *base;    /* o->base when armed (remap is refused while armed) */
   size_t npages, ps;
   unsigned char *copy;    /* npages pages; page i holds the old contents once copied[i] */
-  uint8_t *copied;        /* 1: page copied (and writable again) */
+  uint8_t *copied;        /* 1: page copied (and writable again); PAGE_LOST: its copy faulted */
   uint8_t *armed;         /* 1: write-protected by the snapshot, not yet copied */
   volatile size_t ncopied;
   int active;             /* armed on a live mapping */
@@ -39,16 +39,26 @@ struct Snapshot {
 static Snapshot *volatile g_armed[MAX_ARMED];
 
 /* Gives page i its real protection back, then saves its contents. Async-signal-safe. The page
- * counts as copied before the copy runs: if reading it faults (its file was truncated: SIGBUS),
- * the guard abandons the copy and the snapshot stays consistent (that page was unreadable). */
+ * is marked lost before the copy runs and copied after it: if reading it faults (its file was
+ * truncated: SIGBUS), the guard abandons the copy, and the page stays lost (s:read and s:restore
+ * say so rather than make up its contents). */
+#define PAGE_LOST 2
 static int copy_page(Snapshot *s, size_t i) {
   unsigned char *page = s->base + i * s->ps;
   if (mprotect(page, s->ps, prot_to_sys(protmap_get(s->o->protmap, i))) != 0) return 0;
   s->armed[i] = 0;
-  s->copied[i] = 1;
-  s->ncopied++;
+  volatile uint8_t *state = s->copied + i; /* stores a fault's longjmp must find in place */
+  *state = PAGE_LOST;
   memcpy(s->copy + i * s->ps, page, s->ps);
+  *state = 1;
+  s->ncopied++;
   return 1;
+}
+
+/* Raises for page i, whose old contents were lost. */
+static int lost_error(lua_State *L, size_t i, const char *what) {
+  return luaL_error(L, "cannot %s the snapshot: its page %d was lost (reading the page raised "
+                       "SIGBUS when it was to be saved: its file was truncated)", what, (int)i);
 }
 
 static int snap_claim(int signo, siginfo_t *si) {
@@ -252,6 +262,8 @@ static int snap_read(lua_State *L) {
   for (size_t done = 0; done < n;) {
     size_t at = off + done, i = at / s->ps, k = s->ps - at % s->ps;
     if (k > n - done) k = n - done;
+    if (s->copied[i] == PAGE_LOST)
+      return lost_error(L, i, "read");
     if (s->copied[i])
       memcpy(dst + done, s->copy + at, k);
     else
@@ -276,8 +288,9 @@ static int snap_diff(lua_State *L) {
   for (size_t i = 0; i < s->npages; i++) {
     if (!s->copied[i]) continue;
     check_snap(L, 1); /* growing the result table may have run a finalizer */
-    mem_copy(L, NULL, tmp, s->o, s->base + i * s->ps, s->ps);
-    if (memcmp(tmp, s->copy + i * s->ps, s->ps) != 0) {
+    int lost = s->copied[i] == PAGE_LOST; /* its old contents are unknown: it counts as changed */
+    if (!lost) mem_copy(L, NULL, tmp, s->o, s->base + i * s->ps, s->ps);
+    if (lost || memcmp(tmp, s->copy + i * s->ps, s->ps) != 0) {
       lua_pushinteger(L, (lua_Integer)i);
       lua_rawseti(L, -2, ++k);
     }
@@ -294,6 +307,8 @@ static void restore_page_fn(void *arg) {
 static int snap_restore(lua_State *L) {
   Snapshot *s = check_snap(L, 1);
   if (!s->active) return luaL_error(L, "attempt to restore a freed snapshot");
+  for (size_t i = 0; i < s->npages; i++) /* all or nothing: no page is restored if one is lost */
+    if (s->copied[i] == PAGE_LOST) return lost_error(L, i, "restore");
   for (size_t i = 0; i < s->npages; i++) {
     if (!s->copied[i]) continue;
     unsigned char *page = s->base + i * s->ps;

@@ -452,6 +452,31 @@ describe("b:snapshot()", function()
       f:close()
     end)
 
+    it("a page lost to SIGBUS while being saved makes s:read and s:restore raise, not invent zeros", function()
+      local f = assert(M.memfd_create("memlab-11-lost"))
+      assert(f:truncate(2 * ps))
+      local b = assert(M.mmap(nil, 2 * ps, RW, M.MAP_PRIVATE, f, 0))
+      b:fill(0x53)
+      local s = b:snapshot()
+      assert(f:truncate(ps)) -- page 1's file is gone: saving it faults
+      local ok, err = pcall(b.write, b, ps, "x")
+      assert.is_false(ok)
+      assert.matches("SIGBUS", err, 1, true)
+      H.raises("cannot read the snapshot: its page 1 was lost", s.read, s, ps, 4)
+      H.raises("cannot read the snapshot: its page 1 was lost", s.read, s)
+      assert.equal("SSSS", s:read(0, 4)) -- page 0 was never touched
+      assert.equal(0, s:copied())
+      assert.same({ 1 }, s:diff()) -- its old contents are unknown: it counts as changed
+      b:write(0, "T") -- page 0 is saved now
+      assert.equal(1, s:copied())
+      H.raises("cannot restore the snapshot: its page 1 was lost", s.restore, s)
+      assert.equal("T", b:read(0, 1)) -- all or nothing: page 0 was not restored either
+      assert.equal("S", s:read(0, 1))
+      s:free()
+      b:free()
+      f:close()
+    end)
+
     it("a write to an armed page whose file is gone raises SIGBUS, and later faults are still caught (in a child process)", function()
       local how, code = H.in_child(function()
         local f = assert(M.memfd_create("memlab-11-armed-bus"))
