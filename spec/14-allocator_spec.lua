@@ -1308,13 +1308,38 @@ describe("a:draw()", function()
     assert.truthy(pic:find("#", 1, true) and pic:find(".", 1, true))
     local lines = select(2, pic:gsub("\n", ""))
     assert.is_true(lines >= 8)
-    -- the bar scales with the width asked for (each block keeps at least one column, and the
-    -- bar's '|' separators come on top: a few columns more than asked)
-    local function bar(p) return p:match("\n(|[|#.]+|)\n") end
+    -- the bar is as wide as asked, each block keeping at least one column
+    local function bar(p) return p:match("\n(|[|#.:]+|)\n") end
     local narrow, wide = bar(a:draw(30)), bar(a:draw(100))
-    assert.is_true(#narrow >= 30 and #narrow <= 30 + 4, narrow)
-    assert.is_true(#wide >= 100 and #wide <= 100 + 4, wide)
+    assert.equal(30, #narrow, narrow)
+    assert.equal(100, #wide, wide)
     a:destroy()
+  end)
+
+  it("keeps the bar as wide as asked and to scale when the blocks outnumber the columns", function()
+    nogc()
+    local a = M.freelist{ size = 1024 * KiB, quick = false }
+    local t = {}
+    for i = 1, 60 do t[i] = a:alloc(32) end
+    for i = 1, 60, 2 do t[i]:free() end -- 30 small free holes among 30 used blocks, then the top
+    local pic = a:draw(40)
+    local line = pic:match("\n(|[#.:]+|)\n")
+    assert.equal(40, #line, pic)
+    assert.truthy(pic:find("(61 blocks in 38 columns", 1, true), pic)
+    assert.equal(":", line:sub(2, 2)) -- the holes and the used blocks share the first columns
+    assert.equal(".", line:sub(-2, -2)) -- the free top fills the rest, to scale
+    assert.truthy(pic:find("\n%^ %+0 +%^ %+%d+\n"), pic) -- the end marker ends where the bar does
+    local marker = pic:match("\n(%^ %+0 +%^ %+%d+)\n")
+    assert.equal(40, #marker)
+    local b = M.buddy{ size = 64 * KiB, initial = 64 * KiB }
+    for _ = 1, 12 do b:alloc(16) end
+    line = b:draw(20):match("\n(|[#.:|]+|)\n")
+    assert.equal(20, #line)
+    local p = M.pool{ block = 16, count = 100 }
+    for _ = 1, 50 do p:alloc(1) end
+    line = p:draw(30):match("\n(|[#.:|]+|)\n")
+    assert.equal(("|%s%s|"):format(("#"):rep(14), ("."):rep(14)), line) -- half used, exactly
+    a:destroy(); b:destroy(); p:destroy()
   end)
 
   it("pictures the buddy system's split tree", function()

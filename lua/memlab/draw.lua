@@ -3,7 +3,8 @@
 --              then one line per block with its header; the top (the break of an sbrk arena)
 --   buddy:     the bar, then the split tree: every partition down to the blocks
 --   pool:      the bar of slots
--- Every block gets at least one column, so a small block never vanishes next to a large one.
+-- Every block gets at least one column, so a small block never vanishes next to a large one;
+-- with more blocks than fit, a column is a share of the arena and shows what lies in it.
 local D = {}
 
 local function human(n)
@@ -43,16 +44,38 @@ local function columns(blocks, width)
 end
 
 -- The arena as a bar of `width` characters: each block a '|' and at least one symbol ('#' used,
--- '.' free), to scale, then a closing '|'. With more blocks than fit (2 columns each), the bar
--- grows to 2 * blocks + 1 rather than hide a block.
+-- '.' free), to scale, then a closing '|'.
 local function bar(blocks, width)
   local n = #blocks
-  local cols, out = columns(blocks, math.max(width - 1 - n, n)), {}
+  local cols, out = columns(blocks, width - 1 - n), {}
   for i, b in ipairs(blocks) do
     out[#out + 1] = "|" .. (b.state == "used" and "#" or "."):rep(cols[i])
   end
   out[#out + 1] = "|"
   return table.concat(out)
+end
+
+-- With more blocks than fit (2 columns each), the bar stays `width` wide and to scale: each
+-- column between the two '|' stands for an equal share of the arena, '#' when only used blocks
+-- lie in it, '.' when only free ones, ':' when both (a small free block among used ones, or
+-- the reverse, still shows).
+local function scaled_bar(blocks, width)
+  local inner, n = width - 2, #blocks
+  local lo = blocks[1].off
+  local span = blocks[n].off + blocks[n].size - lo
+  local out, j = { "|" }, 1
+  for c = 0, inner - 1 do
+    local from, to = lo + span * c // inner, lo + span * (c + 1) // inner
+    while j < n and blocks[j].off + blocks[j].size <= from do j = j + 1 end
+    local used, free, k = false, false, j
+    repeat
+      if blocks[k].state == "used" then used = true else free = true end
+      k = k + 1
+    until k > n or blocks[k].off >= to
+    out[#out + 1] = used and free and ":" or used and "#" or "."
+  end
+  out[#out + 1] = "|"
+  return table.concat(out), span / inner
 end
 
 local function summary(a, blocks)
@@ -117,9 +140,16 @@ function D.allocator(a, width, max_lines)
   put("%s", tostring(a))
   put("arena 0x%x .. 0x%x (%s of at most %s)%s", base, base + size, human(size), human(max),
       kind == "freelist" and a:source() == "sbrk" and ("; the break is at 0x%x"):format(base + size) or "")
-  put("%s", bar(inside, width))
+  local scaled = #inside > (width - 1) // 2
+  local line, per
+  if scaled then line, per = scaled_bar(inside, width) else line = bar(inside, width) end
+  put("%s", line)
   local last = ("^ +%d"):format(size)
   put("%s%s", ("^ +0"):sub(1, width - #last), (" "):rep(math.max(width - #last - 4, 1)) .. last)
+  if scaled then
+    put("(%d blocks in %d columns: a column is %.0f bytes; '#' used, '.' free, ':' both)",
+        #inside, width - 2, per)
+  end
   put("%s", summary(a, blocks))
   if kind == "freelist" then
     for i, b in ipairs(inside) do
