@@ -112,9 +112,10 @@ for line in sysv and sysv:lines() or function() end do
     mine[#mine + 1] = ("key 0x%08x id %s"):format(tonumber(key) & 0xffffffff, id)
   end
 end
-print(("   System V segments of uid %d (/proc/sysvipc/shm, as `ipcs -m`): %s; memlab has no "
-       .. "shmget yet, so none is this script's"):format(uid, #mine > 0 and table.concat(mine, ", ")
-       or "none"))
+print(("   System V segments of uid %d (/proc/sysvipc/shm, as `ipcs -m`): %s; this script made "
+       .. "none (a segment from M.shmget outlives its process too, until "
+       .. "M.shmctl(id, M.IPC_RMID) or `ipcrm -m id`)"):format(uid, #mine > 0
+       and table.concat(mine, ", ") or "none"))
 
 section("5. Permission errors: wrong protection flags")
 local ro = assert(M.mmap(nil, ps, M.PROT_READ, M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0))

@@ -589,7 +589,7 @@ describe("M.map{}", function()
     end)
 
     it("bad prot strings and types", function()
-      H.raises("invalid protection 'rwz'", M.map, { length = ps, prot = "rwz" })
+      H.raises("bad argument #1 to 'map' (prot: invalid protection 'rwz')", M.map, { length = ps, prot = "rwz" })
       H.raises("invalid protection 'read'", M.map, { length = ps, prot = "read" })
       H.raises("invalid protection", M.map, { length = ps, prot = {} })
       H.raises("invalid protection", M.map, { length = ps, prot = 1.5 })

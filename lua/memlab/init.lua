@@ -330,7 +330,7 @@ local function prot_bits(prot)
   if math.type(prot) == "integer" then return prot end
   if prot == "none" then return M.PROT_NONE end
   if type(prot) ~= "string" or prot:find("[^rwx-]") then
-    error(("bad argument 'prot' to 'map' (invalid protection '%s')"):format(tostring(prot)), 3)
+    error(("bad argument #1 to 'map' (prot: invalid protection '%s')"):format(tostring(prot)), 3)
   end
   local bits = M.PROT_NONE
   if prot:find("r", 1, true) then bits = bits | M.PROT_READ end
