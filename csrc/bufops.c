@@ -126,6 +126,8 @@ int bufops_newindex(lua_State *L) {
   size_t len;
   Buffer *b;
   unsigned char *p = buf_span_self(L, &len, &b); /* a metamethod: the VM passes a buffer */
+  /* a number only: b["3"] reads the method named "3" (nil), so b["3"] = v must not write byte 3 */
+  if (lua_type(L, 2) != LUA_TNUMBER) luaL_typeerror(L, 2, "integer index");
   lua_Integer i = luaL_checkinteger(L, 2);
   if (i < 0 || (uint64_t)i >= (uint64_t)len) return luaL_argerror(L, 2, "index out of range");
   unsigned char v = (unsigned char)arg_byte(L, 3);

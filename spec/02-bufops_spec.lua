@@ -77,7 +77,10 @@ describe("b[i]", function()
         H.raises("index out of range", function() b[i] = 1 end)
       end
       H.raises("number has no integer representation", function() b[1.5] = 1 end)
-      H.raises("number expected, got string", function() b.x = 1 end)
+      H.raises("integer index expected, got string", function() b.x = 1 end)
+      -- b["3"] reads the method named "3" (nil), so storing there must not write byte 3
+      assert.is_nil(b["3"])
+      H.raises("integer index expected, got string", function() b["3"] = 65 end)
       assert.equal(DATA, b:read())
     end)
 
