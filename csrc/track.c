@@ -127,7 +127,9 @@ static int track_records(lua_State *L) {
   lua_newtable(L);
   int k = 0;
   for (size_t i = 0; i < t->n; i++) {
-    const TrackRec *r = &t->recs[i];
+    /* a copy: every allocation below may run a finalizer whose tracked malloc grows (moves)
+     * t->recs */
+    const TrackRec rec = t->recs[i], *r = &rec;
     if (r->state == REC_UNUSED) continue;
     lua_createtable(L, 0, 6);
     lua_pushinteger(L, (lua_Integer)r->addr);

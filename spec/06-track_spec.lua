@@ -350,3 +350,30 @@ describe("M.snapshot()", function()
     end)
   end)
 end)
+
+describe("a finalizer that allocates tracked blocks while the records are listed", function()
+  -- core.track_records builds a table per record: each allocation may run a finalizer whose
+  -- tracked malloc grows (and so moves) the record array under it (a crash before)
+  it("leaves M.track_records, M.snapshot and M.report consistent", function()
+    local how, code = H.in_child(function()
+      M.track(true)
+      local keep = {}
+      for i = 1, 1000 do keep[i] = M.malloc(1) end
+      for round = 1, 12 do
+        setmetatable({}, { __gc = function()
+          for _ = 1, 2000 do keep[#keep + 1] = M.malloc(1) end
+        end })
+        if round % 3 == 0 then assert(M.snapshot():total() >= 1000) end
+        if round % 3 == 1 then assert(#M.track_records() >= 1000) end
+        if round % 3 == 2 then assert(M.report():find("HEAP SUMMARY", 1, true)) end
+      end
+      local n = 0
+      for _, r in ipairs(M.track_records()) do
+        assert(r.size == 1 and r.state == "live", r.state)
+        n = n + 1
+      end
+      return n == #keep
+    end)
+    assert.same({ "exit", 0 }, { how, code })
+  end)
+end)
