@@ -29,6 +29,7 @@ static int push_block(lua_State *L, Owner *o, void *p, size_t n, const char *wha
     lua_pop(L, 1);
     return push_syserror(L, what, err ? err : ENOMEM);
   }
+  mem_defined(p, n); /* a script may read the garbage a fresh block holds */
   owner_open(L, o, p, n);
   track_alloc(L, o);
   return 1;
@@ -202,6 +203,8 @@ static void push_brkbuffer(lua_State *L, Owner *o, uintptr_t start, uintptr_t en
   owner_open(L, o, (void *)start, end - start);
 }
 
+/* Room for one more region. Nothing that can run a finalizer may come between this and
+ * push_brkbuffer (a finalizer's own sbrk would take the room). */
 static void reserve_region(lua_State *L) {
   if (g_nregions < g_capregions) return;
   size_t cap = g_capregions ? 2 * g_capregions : 16;
@@ -261,8 +264,8 @@ static int heap_sbrk(lua_State *L) {
     return 1;
   }
   luaL_argcheck(L, (uint64_t)inc <= (uint64_t)PTRDIFF_MAX, 1, "increment out of range");
-  reserve_region(L);
   Owner *o = buf_newroot(L, &brk_kind);
+  reserve_region(L); /* after the allocation: a finalizer run by it may take the reserved slot */
   int err = sys_sbrk((intptr_t)inc, &old);
   if (err) return push_syserror(L, "sbrk", err);
   push_address(L, old);
@@ -282,9 +285,9 @@ static int heap_brk(lua_State *L) {
     return 1;
   }
   luaL_argcheck(L, target - cur <= (uintptr_t)PTRDIFF_MAX, 1, "address out of range");
-  reserve_region(L);
   lua_pushboolean(L, 1);
   Owner *o = buf_newroot(L, &brk_kind);
+  reserve_region(L); /* after the allocation: a finalizer run by it may take the reserved slot */
   /* the break again: the two allocations above may have moved it (malloc growing its heap) */
   cur = (uintptr_t)sys_curbrk();
   if (target <= cur) {

@@ -172,6 +172,7 @@ static int la_alloc(lua_State *L) {
   Owner *o = alloc_newblock(L, 1, a);
   void *p = a->ops->alloc(&a->u, n);
   if (!p) return alloc_failure(L, a, a->ops->name);
+  mem_defined(p, n); /* a script may read the garbage a fresh block holds */
   owner_open(L, o, p, n);
   return 1;
 }
@@ -186,6 +187,7 @@ static int la_calloc(lua_State *L) {
   Owner *o = alloc_newblock(L, 1, a);
   void *p = a->ops->calloc(&a->u, nr, size);
   if (!p) return alloc_failure(L, a, a->ops->name);
+  mem_defined(p, n); /* a script may read the garbage a fresh block holds */
   owner_open(L, o, p, n);
   return 1;
 }
@@ -212,6 +214,7 @@ static int la_realloc(lua_State *L) {
   void *p = a->ops->realloc(&a->u, old->base, n);
   if (!p) return alloc_failure(L, a, a->ops->name);
   owner_die(L, old, "realloc'd", 1);
+  mem_defined(p, n);
   owner_open(L, o, p, n);
   return 1;
 }

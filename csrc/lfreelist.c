@@ -121,6 +121,7 @@ static int lfl_memalign(lua_State *L) {
   Owner *o = alloc_newblock(L, 1, a);
   void *p = fl_memalign(&a->u.fl, align, n);
   if (!p) return alloc_failure(L, a, "freelist");
+  mem_defined(p, n);
   owner_open(L, o, p, n);
   return 1;
 }

@@ -158,6 +158,7 @@ unsigned char *buf_span(lua_State *L, int idx, size_t *len, Buffer **pb);
 unsigned char *buf_respan(lua_State *L, int idx, size_t off, size_t n);
 unsigned char *buf_span_self(lua_State *L, size_t *len, Buffer **pb);
 int owner_alive(const Owner *o);
+void mem_defined(const void *p, size_t n);
 MEMLAB_NORETURN void owner_deaderror(lua_State *L, const Owner *o);
 int owner_release(lua_State *L, Owner *o, const char *why, int level);
 void owner_die(lua_State *L, Owner *o, const char *why, int level);
