@@ -328,4 +328,17 @@ describe("a finalizer that frees the buffer during pack/unpack", function()
       return a .. b
     end, function(s) return s == H.A16K:sub(1, 4000) end))
   end)
+
+  -- a mapping's bytes are copied under the guard, through a buffer whose allocation may run the
+  -- finalizer: the address must be taken again after it (it read the new mapping's digits)
+  for _, fmt in ipairs { "c4000", "s4", "z" } do
+    it(("makes b:unpack(%q) of a mapping unmapped meanwhile raise, not read what replaced it"):format(fmt), function()
+      expect_safe(H.freed_during(function(v)
+        if fmt == "s4" then v:pack("<I4", 0, 4000) end
+        return (v:unpack(fmt == "s4" and "<s4" or fmt, 0))
+      end, function(s)
+        return s == (fmt == "s4" and H.A16K:sub(1, 4000) or fmt == "z" and H.A16K or H.A16K:sub(1, 4000))
+      end, true))
+    end)
+  end
 end)

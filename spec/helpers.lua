@@ -170,13 +170,18 @@ end
 H.VICTIM_SIZE = 256 * 1024
 H.A16K = ("A"):rep(16384)
 local REUSE = ("1234567890123"):rep(H.VICTIM_SIZE // 13 + 1):sub(1, H.VICTIM_SIZE)
-function H.freed_during(call, check)
+-- `mapped` true: the victim is a mapping of the same size instead (its finalizer unmaps it and
+-- maps a new one holding the digits, which the kernel usually places at the same address).
+function H.freed_during(call, check, mapped)
+  local function new_block()
+    return mapped and assert(M.map { length = H.VICTIM_SIZE }) or M.malloc(H.VICTIM_SIZE)
+  end
   return H.in_child(function()
     local early = 0
     for _ = 1, 10 do
       collectgarbage()
       collectgarbage("incremental", 1000, 1000, 1)
-      local victim = M.malloc(H.VICTIM_SIZE)
+      local victim = new_block()
       victim:fill(65, 0, 16384)
       victim[16384] = 0
       local st = { started = false, freed = false, reuse = false }
@@ -184,7 +189,7 @@ function H.freed_during(call, check)
         st.freed = true
         if victim:valid() then
           victim:free()
-          st.reuse = M.malloc(H.VICTIM_SIZE)
+          st.reuse = new_block()
           st.reuse:write(0, REUSE)
         end
       end
