@@ -205,13 +205,15 @@ static int mapops_resident(lua_State *L) {
   Range r;
   get_range(L, 2, 3, 1, "resident", &r);
   unsigned char small[256];
-  unsigned char *vec = r.npages <= sizeof small ? small : (unsigned char *)malloc(r.npages);
-  if (!vec) return luaL_error(L, "not enough memory");
-  int err = r.npages ? sys_mincore(page_addr(&r), r.npages * sys_pagesize(), vec) : 0;
-  if (err) {
-    if (vec != small) free(vec);
-    return push_syserror(L, "mincore", err);
+  unsigned char *vec = small;
+  if (r.npages > sizeof small) { /* Lua's memory: nothing leaks if a later allocation raises */
+    size_t cap = r.npages;
+    vec = (unsigned char *)lua_newuserdatauv(L, cap, 0);
+    get_range(L, 2, 3, 1, "resident", &r); /* again: the allocation may have run a finalizer */
+    if (r.npages > cap) return luaL_error(L, "the mapping changed during the call");
   }
+  int err = r.npages ? sys_mincore(page_addr(&r), r.npages * sys_pagesize(), vec) : 0;
+  if (err) return push_syserror(L, "mincore", err);
   lua_createtable(L, (int)(r.npages > 0x7fffffff ? 0 : r.npages), 0);
   lua_Integer n = 0;
   for (size_t i = 0; i < r.npages; i++) {
@@ -219,7 +221,6 @@ static int mapops_resident(lua_State *L) {
     n += vec[i] & 1;
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  if (vec != small) free(vec);
   lua_pushinteger(L, n);
   return 2;
 }

@@ -43,13 +43,15 @@ int mfile_arg_fd(lua_State *L, int idx) {
   return luaL_typeerror(L, idx, "file descriptor (integer, memlab file or io file)");
 }
 
-static int push_file(lua_State *L, int fd, const char *how, const char *name) {
+/* A closed memlab file, pushed before its descriptor exists: were the descriptor made first, a
+ * failed allocation here (not enough memory) would leak it. */
+static MFile *new_file(lua_State *L, const char *how, const char *name) {
   MFile *f = (MFile *)lua_newuserdatauv(L, sizeof(MFile), 0);
-  f->fd = fd;
+  f->fd = -1;
   f->how = how;
   snprintf(f->name, sizeof f->name, "%s", name);
   luaL_setmetatable(L, FILE_T);
-  return 1;
+  return f;
 }
 
 /* M.memfd_create(name [, flags]) -> file (anonymous, in memory, size 0 until truncated) */
@@ -57,10 +59,10 @@ static int mfile_memfd_create(lua_State *L) {
   const char *name = arg_cstring(L, 1);
   lua_Integer flags = luaL_optinteger(L, 2, MFD_CLOEXEC);
   luaL_argcheck(L, flags >= 0 && flags <= 0xffff, 2, "flags out of range");
-  int fd;
-  int err = sys_memfd_create(name, (unsigned)flags, &fd);
+  MFile *f = new_file(L, "memfd", name);
+  int err = sys_memfd_create(name, (unsigned)flags, &f->fd);
   if (err) return push_syserror(L, "memfd_create", err);
-  return push_file(L, fd, "memfd", name);
+  return 1;
 }
 
 /* M.shm_open(name, oflag [, mode]) -> file; name like "/memlab-demo" */
@@ -70,10 +72,10 @@ static int mfile_shm_open(lua_State *L) {
   lua_Integer mode = luaL_optinteger(L, 3, 0600);
   luaL_argcheck(L, oflag >= 0 && oflag <= 0x7fffffff, 2, "flags out of range");
   luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "mode out of range");
-  int fd;
-  int err = sys_shm_open(name, (int)oflag, (unsigned)mode, &fd);
+  MFile *f = new_file(L, "shm", name);
+  int err = sys_shm_open(name, (int)oflag, (unsigned)mode, &f->fd);
   if (err) return push_syserror(L, "shm_open", err);
-  return push_file(L, fd, "shm", name);
+  return 1;
 }
 
 static int mfile_shm_unlink(lua_State *L) {
