@@ -590,7 +590,8 @@ local function chaos(seed, nops, log)
   end
   function PREDICT.wipe(C) return { ok = true, new = ("\0"):rep(#C), self = true } end
   function PREDICT.setindex(C, a)
-    local n, i, v = #C, to_int(a[1]), to_byte(a[2])
+    -- the index must be a number: b["3"] names a method, so b["3"] = v raises
+    local n, i, v = #C, type(a[1]) == "number" and to_int(a[1]) or nil, to_byte(a[2])
     if not between(i, 0, n - 1) or not v then return { ok = false } end
     return { ok = true, new = C:sub(1, i) .. string.char(v) .. C:sub(i + 2) }
   end
