@@ -203,6 +203,7 @@ static int mapops_unlock(lua_State *L) {
 /* b:resident([off, len]) -> { true|false per page }, number resident | nil, msg, errno */
 static int mapops_resident(lua_State *L) {
   Range r;
+  lua_settop(L, 3); /* the vector below goes above the arguments */
   get_range(L, 2, 3, 1, "resident", &r);
   unsigned char small[256];
   unsigned char *vec = small;

@@ -545,6 +545,19 @@ describe("M.mlockall() and M.munlockall()", function()
 end)
 
 describe("b:resident()", function()
+  it("answers for more pages than fit its small vector (300), with and without a range", function()
+    local b = anon(300)
+    b[0] = 1
+    b[299 * ps] = 1
+    for _, args in ipairs { {}, { 0 }, { 0, 300 * ps }, { ps, 299 * ps } } do
+      local pages, n = b:resident(table.unpack(args))
+      assert.equal(args[1] == ps and 299 or 300, #pages)
+      assert.equal(args[1] == ps and 1 or 2, n)
+      assert.is_true(pages[#pages])
+    end
+    b:free()
+  end)
+
   it("returns one boolean per page and the number resident", function()
     local b = anon(3)
     local pages, n = b:resident()
