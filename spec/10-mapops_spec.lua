@@ -480,6 +480,30 @@ describe("b:lock() and b:unlock()", function()
     assert.equal(tostring(ps), locked, out)
   end)
 
+  it("a locked mapping refused for RLIMIT_MEMLOCK says so too (lock=true, MCL_FUTURE)", function()
+    if skip_locking_under_asan() then return end
+    local out, why = H.run_memlocked(64, [[
+      local M = require "memlab"
+      local ps = M.pagesize()
+      local b, msg, err = M.map { length = 64 * ps, lock = true }
+      local small = M.map { length = ps, lock = true }
+      assert(M.mlockall(M.MCL_FUTURE))
+      local c, msg2, err2 = M.map { length = 64 * ps }
+      M.munlockall()
+      io.write(tostring(b), "|", tostring(msg), "|", tostring(err), "|", tostring(small ~= nil),
+               "|", tostring(c), "|", tostring(msg2), "|", tostring(err2))
+    ]])
+    if not out then pending(why) return end
+    local b, msg, err, small, c, msg2, err2 = out:match("^(.-)|(.-)|(.-)|(.-)|(.-)|(.-)|(.-)$")
+    assert.equal("nil", b, out)
+    assert.matches("RLIMIT_MEMLOCK", msg, 1, true)
+    assert.equal(tostring(M.EAGAIN), err, out)
+    assert.equal("true", small, out) -- a page is within the limit
+    assert.equal("nil", c, out)
+    assert.matches("RLIMIT_MEMLOCK", msg2, 1, true)
+    assert.equal(tostring(M.EAGAIN), err2, out)
+  end)
+
   describe("errors on", function()
     it("ranges past the end, negative, float or huge", function()
       local b = anon(2)
