@@ -147,7 +147,7 @@ unsigned char *buf_span(lua_State *L, int idx, size_t *len, Buffer **pb) {
  * else: the metatable is hidden behind __metatable, so only the debug library could call them on
  * another value, and the debug library can defeat any type check anyway (it can hand the buffer
  * metatable to any userdata). Raises when dead, as buf_span. */
-unsigned char *buf_span_self(lua_State *L, size_t *len, Buffer **pb) {
+unsigned char *buf_span_self_slow(lua_State *L, size_t *len, Buffer **pb) {
   Buffer *b = (Buffer *)lua_touserdata(L, 1);
   if (!b) luaL_typeerror(L, 1, BUFFER_T);
   *pb = b;

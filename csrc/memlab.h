@@ -156,7 +156,22 @@ void buf_setmethods(lua_State *L, const luaL_Reg *fns);
 unsigned char *buf_window(lua_State *L, Buffer *b, size_t *len);
 unsigned char *buf_span(lua_State *L, int idx, size_t *len, Buffer **pb);
 unsigned char *buf_respan(lua_State *L, int idx, size_t off, size_t n);
-unsigned char *buf_span_self(lua_State *L, size_t *len, Buffer **pb);
+unsigned char *buf_span_self_slow(lua_State *L, size_t *len, Buffer **pb);
+/* buf_span_self's common case inline (b[i] and b[i] = v run it on every access): a live root or
+ * a current view of one that sits in no other mapping; anything else, and every error, takes the
+ * out-of-line path, which checks the same and more. */
+static inline unsigned char *buf_span_self(lua_State *L, size_t *len, Buffer **pb) {
+  Buffer *b = (Buffer *)lua_touserdata(L, 1);
+  if (b) {
+    const Owner *o = b->o;
+    if (o->state == OWNER_LIVE && !o->parent && (!b->isview || b->gen == o->gen)) {
+      *pb = b;
+      *len = buf_len(b);
+      return o->base + b->off;
+    }
+  }
+  return buf_span_self_slow(L, len, pb);
+}
 int owner_alive(const Owner *o);
 void mem_defined(const void *p, size_t n);
 MEMLAB_NORETURN void owner_deaderror(lua_State *L, const Owner *o);
