@@ -49,25 +49,8 @@ local SWEEP = 20         -- every SWEEP operations, the handle invariants are ch
 local RING, SLOT = 40, 400 -- the child's log: the last RING lines, SLOT bytes each
 
 ---------------------------------------------------------------------------------------------------
--- The PRNG: xorshift64 seeded through splitmix64 (any seed, 0 included, gives a good state).
-
-local function xorshift(seed)
-  local z = seed + 0x9E3779B97F4A7C15
-  z = (z ~ (z >> 30)) * 0xBF58476D1CE4E5B9
-  z = (z ~ (z >> 27)) * 0x94D049BB133111EB
-  local s = z ~ (z >> 31)
-  if s == 0 then s = 1 end
-  local r = {}
-  function r.below(n) -- 0 .. n-1
-    s = s ~ (s << 13)
-    s = s ~ (s >> 7)
-    s = s ~ (s << 17)
-    return (s >> 1) % n
-  end
-  function r.chance(percent) return r.below(100) < percent end
-  function r.pick(t) return t[r.below(t.n or #t) + 1] end
-  return r
-end
+-- The PRNG: H.xorshift (xorshift64 seeded through splitmix64).
+local xorshift = H.xorshift
 
 ---------------------------------------------------------------------------------------------------
 -- What Lua's C API does with an argument, for the model.

@@ -27,19 +27,9 @@ local SEEDS = env_int("MEMLAB_PACK_SEED") and { env_int("MEMLAB_PACK_SEED") } or
 local CASES = env_int("MEMLAB_PACK_CASES") or H.scale(2500, 400)
 local MODES = { "heap", "view", "map-none", "map-r" }
 
--- The PRNG: xorshift64 seeded through splitmix64, as 18-chaos's.
+-- The PRNG: H.xorshift (as 18-chaos's), with random byte strings.
 local function xorshift(seed)
-  local z = seed + 0x9E3779B97F4A7C15
-  z = (z ~ (z >> 30)) * 0xBF58476D1CE4E5B9
-  z = (z ~ (z >> 27)) * 0x94D049BB133111EB
-  local s = z ~ (z >> 31)
-  if s == 0 then s = 1 end
-  local r = {}
-  function r.raw() s = s ~ (s << 13); s = s ~ (s >> 7); s = s ~ (s << 17); return s end
-  function r.below(n) return (r.raw() >> 1) % n end -- 0 .. n-1
-  function r.range(lo, hi) return lo + r.below(hi - lo + 1) end
-  function r.chance(percent) return r.below(100) < percent end
-  function r.pick(t) return t[r.below(#t) + 1] end
+  local r = H.xorshift(seed)
   function r.bytes(n, style) -- style 0: any byte, 1: mostly zeros, 2: no zero, 3: some zeros
     local t = {}
     for i = 1, n do

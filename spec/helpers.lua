@@ -227,6 +227,24 @@ function H.freed_during(call, check, mapped)
   end)
 end
 
+--- A seeded PRNG for the random specs (18-chaos, 19-pack_oracle): xorshift64, seeded through
+-- splitmix64 (any seed, 0 included, gives a good state). r.raw() the next 64-bit state,
+-- r.below(n) 0..n-1, r.range(lo, hi), r.chance(percent), r.pick(t) (t.n or #t entries).
+function H.xorshift(seed)
+  local z = seed + 0x9E3779B97F4A7C15
+  z = (z ~ (z >> 30)) * 0xBF58476D1CE4E5B9
+  z = (z ~ (z >> 27)) * 0x94D049BB133111EB
+  local s = z ~ (z >> 31)
+  if s == 0 then s = 1 end
+  local r = {}
+  function r.raw() s = s ~ (s << 13); s = s ~ (s >> 7); s = s ~ (s << 17); return s end
+  function r.below(n) return (r.raw() >> 1) % n end
+  function r.range(lo, hi) return lo + r.below(hi - lo + 1) end
+  function r.chance(percent) return r.below(100) < percent end
+  function r.pick(t) return t[r.below(t.n or #t) + 1] end
+  return r
+end
+
 --- Seconds since some fixed point, for measuring sleeps (busted's luasystem when present).
 do
   local ok, system = pcall(require, "system")
