@@ -9,17 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>) && __has_include(<valgrind/memcheck.h>)
-#define MEMLAB_VALGRIND 1
-#include <valgrind/memcheck.h>
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef MEMLAB_VALGRIND
-#define MEMLAB_VALGRIND 0
-#endif
-
 #include "guard.h"
 #include "memlab.h"
 #include "sys.h"
@@ -42,21 +31,6 @@ Owner *buf_newroot(lua_State *L, const MemKind *kind) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
   lua_setmetatable(L, -2);
   return &rb->own;
-}
-
-/* Under valgrind, the n bytes at p count as defined from now on: fresh malloc or allocator
- * memory holds whatever was there, and a script may read it (the lecture shows that garbage);
- * without this, each such read would make memcheck report Lua's own use of the string (hashing
- * it) or of the byte (comparing it) as a use of uninitialised memory. memlab's own code never
- * decides anything on a buffer's contents. Native builds: one predicted branch. */
-void mem_defined(const void *p, size_t n) {
-#if MEMLAB_VALGRIND
-  static int on = -1;
-  if (on < 0) on = RUNNING_ON_VALGRIND ? 1 : 0;
-  if (on && n) VALGRIND_MAKE_MEM_DEFINED(p, n);
-#else
-  (void)p, (void)n;
-#endif
 }
 
 /* Marks an Owner live over [base, base+size) and records where it was allocated. */

@@ -384,20 +384,19 @@ static lua_Integer native_int(lua_State *L, const unsigned char *s, size_t size,
   }
 }
 
-/* Pushes n bytes of buffer memory at src as a string (guarded when page-backed). */
-/* Pushes the n bytes at offset off of the buffer at 1 (src: their address now). A guarded copy
- * goes through a buffer whose allocation may run a finalizer that unmaps or remaps the buffer,
- * so the address is taken again after it (lua_pushlstring copies before it collects). */
-static void pushbytes(lua_State *L, const Owner *o, const unsigned char *src, size_t off,
+/* Pushes the n bytes at offset off of the buffer at 1, whose window starts at data, as a string
+ * (guarded when page-backed). A guarded copy goes through a buffer whose allocation may run a
+ * finalizer that unmaps or remaps the buffer, so the address is taken again after it
+ * (lua_pushlstring copies before it collects). */
+static void pushbytes(lua_State *L, const Owner *o, const unsigned char *data, size_t off,
                       size_t n) {
   if (!mem_guarded(o)) {
-    lua_pushlstring(L, (const char *)src, n);
+    lua_pushlstring(L, (const char *)data + off, n);
     return;
   }
   luaL_Buffer lb;
   char *d = luaL_buffinitsize(L, &lb, n);
-  src = buf_respan(L, 1, off, n);
-  mem_copy(L, NULL, d, o, src, n);
+  mem_copy(L, NULL, d, o, buf_respan(L, 1, off, n), n);
   luaL_pushresultsize(&lb, n);
 }
 
@@ -453,11 +452,11 @@ static int bufpack_unpack(lua_State *L) {
       case K_FLOAT:
       case K_DOUBLE:
       case K_NUMBER: lua_pushnumber(L, getfloat(at, size, h.little)); break;
-      case K_CHAR: pushbytes(L, o, data + pos, pos, size); break;
+      case K_CHAR: pushbytes(L, o, data, pos, size); break;
       case K_STRING: {
         lua_Unsigned sl = (lua_Unsigned)unpackint(L, at, h.little, size, 0);
         luaL_argcheck(L, sl <= ld - pos - size, 2, "data too short (out of range)");
-        pushbytes(L, o, data + pos + size, pos + size, (size_t)sl);
+        pushbytes(L, o, data, pos + size, (size_t)sl);
         pos += (size_t)sl;
         break;
       }
@@ -465,7 +464,7 @@ static int bufpack_unpack(lua_State *L) {
         const unsigned char *z = mem_find(L, o, data + pos, ld - pos, "", 1);
         luaL_argcheck(L, z != NULL, 2, "unfinished string for format 'z'");
         size_t sl = (size_t)(z - (data + pos));
-        pushbytes(L, o, data + pos, pos, sl);
+        pushbytes(L, o, data, pos, sl);
         pos += sl + 1;
         break;
       }

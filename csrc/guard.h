@@ -36,6 +36,10 @@ void guard_set_claimer(FaultClaim fn);
 int guard_call(GuardFn fn, void *arg, const void *p1, size_t n1, const void *p2, size_t n2,
                Fault *f);
 
+/* Under valgrind, [p, p+n) counts as defined from now on (a fresh block's garbage a script may
+ * read); elsewhere nothing. guard.c keeps memlab's valgrind annotations together. */
+void mem_defined(const void *p, size_t n);
+
 /* Names for display: "SIGSEGV", "SEGV_ACCERR" ... */
 const char *guard_signame(int signo);
 const char *guard_codename(int signo, int code);

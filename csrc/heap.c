@@ -11,6 +11,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 
+#include "guard.h"
 #include "memlab.h"
 #include "sys.h"
 

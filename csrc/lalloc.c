@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "guard.h"
 #include "lalloc.h"
 
 static const char allocator_key = 'A';
@@ -187,7 +188,6 @@ static int la_calloc(lua_State *L) {
   Owner *o = alloc_newblock(L, 1, a);
   void *p = a->ops->calloc(&a->u, nr, size);
   if (!p) return alloc_failure(L, a, a->ops->name);
-  mem_defined(p, n); /* a script may read the garbage a fresh block holds */
   owner_open(L, o, p, n);
   return 1;
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "guard.h"
 #include "lalloc.h"
 
 static void *f_alloc(void *a, size_t n) { return fl_alloc((ml_freelist *)a, n); }

@@ -45,16 +45,22 @@ typedef struct Range {
   size_t first, npages; /* whole pages covered, relative to the owner */
 } Range;
 
+/* Raises, naming arg ioff, unless off (in the owner's memory) is page aligned. */
+static void check_page_aligned(lua_State *L, int ioff, size_t off, const char *fname) {
+  size_t ps = sys_pagesize();
+  if (off % ps != 0)
+    luaL_argerror(L, ioff, lua_pushfstring(L, "offset %d is not page aligned (%s needs a "
+                                              "multiple of the page size, %d bytes)",
+                                           (int)off, fname, (int)ps));
+}
+
 static void get_range(lua_State *L, int ioff, int ilen, int aligned, const char *fname, Range *r) {
   Buffer *b;
   r->o = check_mapping(L, 1, fname, &b);
   size_t off, ps = sys_pagesize();
   arg_range(L, ioff, ilen, buf_len(b), &off, &r->len);
   r->off = b->off + off;
-  if (aligned && r->off % ps != 0)
-    luaL_argerror(L, ioff, lua_pushfstring(L, "offset %d is not page aligned (%s needs a "
-                                              "multiple of the page size, %d bytes)",
-                                           (int)r->off, fname, (int)ps));
+  if (aligned) check_page_aligned(L, ioff, r->off, fname);
   r->first = r->off / ps;
   size_t end = r->len ? (r->off + r->len + ps - 1) / ps : r->first;
   r->npages = end - r->first;
@@ -87,14 +93,14 @@ static int mapops_protect(lua_State *L) {
 }
 
 /* b:sync([flags [, off, len]]) -> b | nil, msg, errno; flags default MS_SYNC */
-static void check_sync_flags(lua_State *L, int idx) {
+static lua_Integer check_sync_flags(lua_State *L, int idx) {
   lua_Integer flags = luaL_optinteger(L, idx, MS_SYNC);
   luaL_argcheck(L, flags >= 0 && flags <= 0xff, idx, "flags out of range");
+  return flags;
 }
 
 static int mapops_sync(lua_State *L) {
-  check_sync_flags(L, 2);
-  lua_Integer flags = luaL_optinteger(L, 2, MS_SYNC);
+  lua_Integer flags = check_sync_flags(L, 2);
   Range r;
   get_range(L, 3, 4, 1, "sync", &r);
   if (r.npages == 0) return lua_settop(L, 1), 1;
@@ -116,7 +122,7 @@ static int loses_data(const MapInfo *mi, int advice) {
 }
 
 /* b:advise(advice [, off, len]) -> b | nil, msg, errno */
-static void check_advice(lua_State *L, int idx) {
+static lua_Integer check_advice(lua_State *L, int idx) {
   lua_Integer advice = luaL_checkinteger(L, idx);
   luaL_argcheck(L, advice >= 0 && advice <= 0xffff, idx, "advice out of range");
   /* MADV_HWPOISON (100) and MADV_SOFT_OFFLINE (101), for root: they take physical pages out of
@@ -124,11 +130,11 @@ static void check_advice(lua_State *L, int idx) {
   luaL_argcheck(L, advice != 100 && advice != 101, idx,
                 "advice refused (MADV_HWPOISON and MADV_SOFT_OFFLINE take physical pages out of "
                 "service machine-wide)");
+  return advice;
 }
 
 static int mapops_advise(lua_State *L) {
-  check_advice(L, 2);
-  lua_Integer advice = lua_tointeger(L, 2);
+  lua_Integer advice = check_advice(L, 2);
   Range r;
   get_range(L, 3, 4, 1, "advise", &r);
   if (r.npages == 0) { /* nothing to advise, but the kernel still refuses an unknown advice */
@@ -273,7 +279,7 @@ typedef struct CShape {
   lua_CFunction method;
   const char *fname;
   int aligned;                      /* the kernel wants a page-aligned start */
-  void (*xcheck)(lua_State *, int); /* checks the extra argument (prot, flags, advice), or NULL */
+  lua_Integer (*xcheck)(lua_State *, int); /* checks the extra argument, or NULL */
 } CShape;
 
 /* Replaces this call's arguments with (b, [x,] off, len), b at bidx and x at xidx, and runs the
@@ -289,31 +295,29 @@ static int run_method(lua_State *L, const CShape *c, int bidx, int xidx, size_t 
   return c->method(L);
 }
 
-static void check_prot(lua_State *L, int idx) { (void)arg_prot(L, idx); }
+static lua_Integer check_prot(lua_State *L, int idx) { return arg_prot(L, idx); }
 
 static int c_shaped(lua_State *L, const CShape *c) {
   int has_x = c->xcheck != NULL;
   if (!lua_isnoneornil(L, 3 + has_x) && buf_test(L, 1)) { /* (b, off, len [, x]): b's own range */
-    size_t blen, off, len, ps = sys_pagesize();
+    size_t blen, off, len;
     Buffer *b;
     lua_settop(L, 3 + has_x);
     check_mapping(L, 1, c->fname, NULL);
     buf_span(L, 1, &blen, &b);
     luaL_checkinteger(L, 3); /* the length is not optional here */
     arg_range(L, 2, 3, blen, &off, &len);
-    if (c->aligned && (b->off + off) % ps != 0)
-      luaL_argerror(L, 2, lua_pushfstring(L, "offset %d is not page aligned (%s needs a multiple "
-                                             "of the page size, %d bytes)",
-                                          (int)(b->off + off), c->fname, (int)ps));
+    if (c->aligned) check_page_aligned(L, 2, b->off + off, c->fname);
     if (has_x) c->xcheck(L, 4);
     return run_method(L, c, 1, has_x ? 4 : 0, off, len);
   }
   lua_settop(L, 3);
-  if (lua_type(L, 1) != LUA_TNUMBER && !buf_test(L, 1)) luaL_typeerror(L, 1, "buffer or address");
+  int isbuf = buf_test(L, 1) != NULL;
+  if (!isbuf && lua_type(L, 1) != LUA_TNUMBER) luaL_typeerror(L, 1, "buffer or address");
   size_t len = arg_size(L, 2), blen, ps = sys_pagesize();
   if (has_x) luaL_checkany(L, 3);
   uintptr_t start, addr;
-  if (buf_test(L, 1)) {
+  if (isbuf) {
     check_mapping(L, 1, c->fname, NULL);
     start = addr = (uintptr_t)buf_span(L, 1, &blen, NULL);
     lua_pushvalue(L, 1);

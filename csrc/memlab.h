@@ -100,6 +100,10 @@ typedef struct Buffer {
   uint8_t isview;
 } Buffer;
 
+/* The lowest address memlab maps or attaches at on request (Linux's default vm.mmap_min_addr):
+ * memory below it makes C's null pointers (and small offsets from them) valid. */
+#define LOW_ADDR_LIMIT ((uintptr_t)65536)
+
 /* ---- luax.c: argument checks, sites, error results ---- */
 void site_capture(lua_State *L, Site *s);
 int site_internal(const lua_Debug *ar);
@@ -173,7 +177,6 @@ static inline unsigned char *buf_span_self(lua_State *L, size_t *len, Buffer **p
   return buf_span_self_slow(L, len, pb);
 }
 int owner_alive(const Owner *o);
-void mem_defined(const void *p, size_t n);
 MEMLAB_NORETURN void owner_deaderror(lua_State *L, const Owner *o);
 int owner_release(lua_State *L, Owner *o, const char *why, int level);
 void owner_die(lua_State *L, Owner *o, const char *why, int level);

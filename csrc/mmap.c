@@ -26,9 +26,6 @@ unsigned prot_from_sys(int prot) {
          ((prot & PROT_EXEC) ? OWN_PROT_EXEC : 0u);
 }
 
-/* The lowest address memlab maps at on request (Linux's default vm.mmap_min_addr). */
-#define MAP_LOW_LIMIT ((uintptr_t)65536)
-
 /* Gives a mapping back. A MAP_FIXED child hands its range back to its parent as fresh anonymous
  * pages with the parent's protection, so no hole opens inside the parent. Every armed snapshot
  * inside the range ends first (a child's too: its memory goes with the parent's). */
@@ -141,13 +138,13 @@ void mmap_after_fork(lua_State *L) {
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     Owner *o = (Owner *)lua_touserdata(L, -2);
-    if (o->kind == &mmap_kind && o->state == OWNER_LIVE && o->ctx && MAPINFO(o)->dontfork) {
-      Owner *root = o; /* an inner MAP_FIXED mapping leaves a hole in its parents too */
+    if (o->kind == &mmap_kind && o->state == OWNER_LIVE && MAPINFO(o)->dontfork) {
+      /* the outermost: an inner MAP_FIXED mapping leaves a hole in its parents too, and every
+       * mapping inside a dead one is dead (owner_alive) */
+      Owner *root = o;
       while (root->parent) root = root->parent;
       if (root->state == OWNER_LIVE)
         owner_die(L, root, "not in this child of M.fork: its pages were advised MADV_DONTFORK", 1);
-      if (o->state == OWNER_LIVE)
-        owner_die(L, o, "not in this child of M.fork: its pages were advised MADV_DONTFORK", 1);
     }
     lua_pop(L, 1);
   }
@@ -224,7 +221,7 @@ static int mmap_mmap(lua_State *L) {
   } else if (!lua_isnoneornil(L, 1)) {
     addr = (uintptr_t)(uint64_t)luaL_checkinteger(L, 1);
   }
-  if ((flags & MAP_FIXED_NOREPLACE) && !(flags & MAP_FIXED) && addr < MAP_LOW_LIMIT)
+  if ((flags & MAP_FIXED_NOREPLACE) && !(flags & MAP_FIXED) && addr < LOW_ADDR_LIMIT)
     return luaL_error(L, "mmap: MAP_FIXED_NOREPLACE at %p is refused: memory that low would make "
                          "C's null pointers (and small offsets from them) valid", (void *)addr);
   if (flags & MAP_FIXED) {

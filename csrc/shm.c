@@ -63,9 +63,6 @@ static int shm_shmget(lua_State *L) {
   return 1;
 }
 
-/* The lowest address an attachment may have (M.mmap's limit, Linux's default mmap_min_addr). */
-#define SHM_LOW_LIMIT ((uintptr_t)65536)
-
 /* M.shmat(id [, addr [, flags]]) -> buffer of kind "shm" | nil, msg, errno */
 static int shm_shmat(lua_State *L) {
   int id = ARG_ID(L, 1);
@@ -84,11 +81,11 @@ static int shm_shmat(lua_State *L) {
    * to 0 is attached at 0 with MAP_FIXED and no overlap check (replacing whatever is there). The
    * first 64 KiB are refused as M.mmap refuses them: memory there makes null pointers valid. */
   uintptr_t at = (flags & SHM_RND) ? addr & ~((uintptr_t)SHMLBA - 1) : addr;
-  if (addr != 0 && at < SHM_LOW_LIMIT)
+  if (addr != 0 && at < LOW_ADDR_LIMIT)
     return push_syserrorf(L, "shmat", EINVAL, "the address %p%s is below %d KiB (memlab attaches "
                           "nothing there: it would make null pointers valid%s)", (void *)addr,
                           at != addr ? " (rounded down by SHM_RND)" : "",
-                          (int)(SHM_LOW_LIMIT >> 10),
+                          (int)(LOW_ADDR_LIMIT >> 10),
                           at == 0 ? ", and at 0 the kernel replaces whatever is mapped" : "");
   Owner *o = buf_newroot(L, &shm_kind); /* before the attach: nothing to undo if this fails */
   void *p;
