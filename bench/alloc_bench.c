@@ -194,6 +194,7 @@ static int cmp_u32(const void *x, const void *y)
     uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
     return (a > b) - (a < b);
 }
+static void oom(size_t n);
 static double hist_quantile(double q, const uint32_t *v, size_t n)
 {
     uint64_t want = (uint64_t)ceil(q * (double)hist_n), cum = 0;
@@ -203,7 +204,8 @@ static double hist_quantile(double q, const uint32_t *v, size_t n)
         if (cum < want || !hist[b]) continue;
         uint64_t rank = want - (cum - hist[b]);   /* 1-based, inside bucket b */
         uint32_t *in = v ? malloc(hist[b] * sizeof *in) : NULL;
-        if (!in) {
+        if (v && !in) oom(hist[b] * sizeof *in); /* no silent fallback: the figure is exact */
+        if (!in) { /* the calibration, which keeps no values: the bucket's middle */
             uint64_t m = hbucket_mid(b);
             return (double)(m < hist_max ? m : hist_max);
         }

@@ -25,7 +25,6 @@ local sizes = lib.integers(SEED, NOPS, 16, 512)
 local pool = assert(M.pool{ block = 64, count = 4096, grow = true })
 local buddy = assert(M.buddy{ size = 1 << 24, min = 16 })
 local freelist = assert(M.freelist{})
-local buddy_desc = "M.buddy{size=16 MiB, min=16}"
 
 -- Every variant is written out as ordinary code would be: a local allocator, a:alloc(n) or
 -- M.malloc(n) in the loop, then b:free(). The sizes come from the same table in every loop.
@@ -117,7 +116,7 @@ for _, g in ipairs(groups) do
       "ns per pair - loop: per-round difference to the bare loop, median [min..max]; speed vs M.malloc:",
       "time(M.malloc pair)/time(allocator pair) per round (above 1: faster). Allocators: " ..
         "M.pool{block=64, count=4096, grow=true},",
-      buddy_desc .. ", M.freelist{} (segregated fit, quick cache on). A pair makes one buffer userdata.",
+      "M.buddy{size=16 MiB, min=16}, M.freelist{} (segregated fit, quick cache on). A pair makes one buffer userdata.",
     } }
 end
 

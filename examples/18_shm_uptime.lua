@@ -216,7 +216,6 @@ end)
 
 -- Whatever happened: no server left running, no segment left at 0x666.
 if not stopped then pcall(stop_server) end
-local left = M.shmget(KEY, 0, 0)
-if left then M.shmctl(left, M.IPC_RMID) end
+lab.remove_leftover(KEY, ("0x%x"):format(KEY))
 if not ok then lab.check("the lab run ended without an error", false, err) end
 lab.done()

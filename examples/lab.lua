@@ -9,7 +9,8 @@
 --   lab.done()                   prints "LAB <id> <passed>/<total>"; exits non-zero on a failure
 -- and a few small things the scripts share: lab.hex(addr), lab.line_of(text) (the line of the
 -- running script holding text), lab.script() (its file name), lab.run_lua(code) (a child
--- interpreter that finds the same memlab).
+-- interpreter that finds the same memlab), lab.remove_leftover(key) (a System V segment a crashed
+-- run left at a fixed key).
 local lab = {}
 
 -- Where this file lives: "<dir>/lab.lua" (the source name is "@<path>").
@@ -114,7 +115,8 @@ function lab.interpreter()
   return arg and arg[i] or "lua5.4"
 end
 
---- lab.remove_leftover(key, shown_key) -> the id removed, or nil when the key was free
+--- lab.remove_leftover(key, shown_key) -> the id removed; nil when the key was free, or nil, msg
+-- when the segment there could not be removed
 -- A lecture's System V key is fixed (0x666, 1234): a segment left there by a crashed run (or a
 -- program still running in another terminal) would be reused. Removes it (IPC_RMID) and says so.
 function lab.remove_leftover(key, shown_key)
@@ -126,6 +128,7 @@ function lab.remove_leftover(key, shown_key)
   print(("a segment was left at key %s (id %d, %s bytes, created by pid %s, %s attached): %s")
         :format(shown_key or tostring(key), old, st.segsz, st.cpid, st.nattch,
                 ok and "removed it first (IPC_RMID)" or ("could not remove it: " .. tostring(err))))
+  if not ok then return nil, err end
   return old
 end
 

@@ -28,7 +28,7 @@ local function columns(blocks, width)
   local total, n = 0, #blocks
   for _, b in ipairs(blocks) do total = total + b.size end
   local cols, used = {}, 0
-  local spare = math.max(width - n, 0)
+  local spare = width - n -- bar asks for at least a column per block
   for i, b in ipairs(blocks) do
     cols[i] = 1 + (total > 0 and spare * b.size // total or 0)
     used = used + cols[i]
@@ -75,7 +75,8 @@ local function scaled_bar(blocks, width)
     out[#out + 1] = used and free and ":" or used and "#" or "."
   end
   out[#out + 1] = "|"
-  return table.concat(out), span / inner
+  return table.concat(out), ("(%d blocks in %d columns: a column is %.0f bytes; '#' used, '.' free, "
+                             .. "':' both)"):format(n, inner, span / inner)
 end
 
 local function summary(a, blocks)
@@ -141,15 +142,12 @@ function D.allocator(a, width, max_lines)
   put("arena 0x%x .. 0x%x (%s of at most %s)%s", base, base + size, human(size), human(max),
       kind == "freelist" and a:source() == "sbrk" and ("; the break is at 0x%x"):format(base + size) or "")
   local scaled = #inside > (width - 1) // 2
-  local line, per
-  if scaled then line, per = scaled_bar(inside, width) else line = bar(inside, width) end
+  local line, legend
+  if scaled then line, legend = scaled_bar(inside, width) else line = bar(inside, width) end
   put("%s", line)
   local last = ("^ +%d"):format(size)
   put("%s%s", ("^ +0"):sub(1, width - #last), (" "):rep(math.max(width - #last - 4, 1)) .. last)
-  if scaled then
-    put("(%d blocks in %d columns: a column is %.0f bytes; '#' used, '.' free, ':' both)",
-        #inside, width - 2, per)
-  end
+  if legend then put("%s", legend) end
   put("%s", summary(a, blocks))
   if kind == "freelist" then
     for i, b in ipairs(inside) do

@@ -356,33 +356,34 @@ function M.map(t)
   if t.populate then flags = flags | M.MAP_POPULATE end
   if t.lock then flags = flags | M.MAP_LOCKED end
   local offset, length, fd = t.offset or 0, t.length, t.fd
+  if math.type(offset) ~= "integer" then -- before a file is opened for the call
+    error("bad argument #1 to 'map' (offset must be an integer)", 2)
+  end
   local opened
   if t.file ~= nil then
     if fd ~= nil then error("bad argument #1 to 'map' (give file or fd, not both)", 2) end
     if type(t.file) ~= "string" then error("bad argument #1 to 'map' (file must be a path)", 2) end
     local writable = t.shared and (prot & M.PROT_WRITE) ~= 0
-    local kind, msg, code = core.pathkind(t.file)
+    local kind = core.pathkind(t.file) -- nil when stat fails: io.open then says why
     if kind == "directory" then -- io.open would open it as a file that reads nothing
       return nil, ("%s: %s"):format(t.file, M.strerror(M.EISDIR)), M.EISDIR
     elseif kind == "fifo" or kind == "socket" then -- opening a FIFO blocks until a writer comes
       return nil, ("%s: %s (a %s cannot be mapped)"):format(t.file, M.strerror(M.ENODEV), kind),
              M.ENODEV
     end
+    local msg, code
     opened, msg, code = io.open(t.file, writable and "r+b" or "rb")
     if not opened then return nil, msg, code end
     fd = opened
   end
   if io.type(fd) == "closed file" then error("bad argument #1 to 'map' (fd is a closed file)", 2) end
-  if offset ~= nil and math.type(offset) ~= "integer" then
-    error("bad argument #1 to 'map' (offset must be an integer)", 2)
-  end
   if fd == nil then
     flags = flags | M.MAP_ANONYMOUS
     if length == nil then error("bad argument #1 to 'map' (length needed for anonymous memory)", 2) end
   elseif length == nil then
     local size
-    if io.type(fd) == "file" then -- its size, leaving its position where it was
-      local at = fd:seek()
+    if io.type(fd) == "file" then -- its size; a caller's file keeps its position
+      local at = not opened and fd:seek()
       size = fd:seek("end")
       if at then fd:seek("set", at) end
     elseif type(fd) ~= "number" then
