@@ -98,11 +98,15 @@ describe("a fresh block's garbage", function()
     for _, make in ipairs { M.malloc, function(n) return a:alloc(n) end,
                             function(n) return bd:alloc(n) end, function(n) return p:alloc(n) end,
                             function(n) return assert(M.realloc(M.malloc(8), n)) end } do
+      -- natively these compare memlab's read paths on the same garbage; under valgrind, hashing
+      -- and comparing it is the point (the stage's exit status)
       local b = make(64)
-      local seen = { [b:read()] = true, [b:read(0, 7)] = true }
-      assert.is_true(b[0] >= 0 and b[63] <= 255)
-      assert.is_true(seen[b:read()])
-      assert.equal("integer", math.type(b:unpack("<i8", 8)))
+      local whole = b:read()
+      local seen = { [whole] = true }
+      assert.is_true(seen[b:read(0, 64)])
+      assert.equal(whole:byte(1), b[0])
+      assert.equal(whole:byte(64), b[63])
+      assert.equal(string.unpack("<i8", whole, 9), b:unpack("<i8", 8))
       b:free()
     end
     a:destroy(); bd:destroy(); p:destroy()

@@ -23,12 +23,7 @@ end
 
 -- A refusal memlab words itself (a file too short): nil, "what: why", errno, `tail` in the
 -- message; its wording need not hold strerror(errno).
-local function refused_why(errno, tail, ok, msg, code)
-  assert.is_nil(ok, "expected a refusal, got " .. tostring(ok))
-  assert.is_string(msg)
-  assert.equal(errno, code, msg)
-  assert.truthy(msg:find(tail, 1, true), ("%q not in %q"):format(tail, msg))
-end
+local refused_why = H.refused_why
 
 -- The address an error names (" at 0x..."), as an integer.
 
@@ -1097,7 +1092,7 @@ describe("MAP_FIXED", function()
     local cs = child:snapshot() -- the child itself has nothing placed inside it
     cs:free()
     assert.equal("r--", child:mapinfo().prot)
-    assert.has_error(function() b:write(0, "x") end) -- the child's page stays read-only
+    H.raises("SEGV_ACCERR", b.write, b, 0, "x") -- the child's page stays read-only
     child:free()
     local s2 = b:snapshot() -- nothing inside any more
     s2:free()

@@ -56,6 +56,14 @@ function H.raises(tail, fn, ...)
   luassert.error_matches(function() fn(table.unpack(args, 1, args.n)) end, tail, nil, true)
 end
 
+--- A refusal (nil, msg, errno) with this errno whose message holds tail.
+function H.refused_why(errno, tail, ok, msg, code)
+  luassert.is_nil(ok, "expected a refusal, got " .. tostring(ok))
+  luassert.is_string(msg)
+  luassert.equal(errno, code, msg)
+  luassert.truthy(msg:find(tail, 1, true), ("%q not in %q"):format(tail, msg))
+end
+
 --- The system said no: nil, "what: strerror(errno) ...", errno.
 function H.fails(errno, ok, msg, code)
   luassert.is_nil(ok)
