@@ -400,7 +400,7 @@ static void *resize_in_place(ml_freelist *a, char *b, size_t h, size_t bs, size_
     return u;
 }
 
-static void *realloc_core(ml_freelist *a, void *p, size_t n)
+static __attribute__((noinline)) void *realloc_core(ml_freelist *a, void *p, size_t n)
 {
     char *b;
     fl_large *L;
@@ -459,7 +459,12 @@ static inline void *realloc_fast(ml_freelist *a, void *p, size_t n)
          * bench/alloc_bench.c ran 10% slower */
         char *r = b + bs;
         size_t rem = s + ns - bs;
-        list_move(a, (fl_block *)(void *)nx, ns, (fl_block *)(void *)r, rem);
+        if (nx == (char *)a->wild) {            /* the wilderness stays the wilderness */
+            a->wild = (fl_block *)(void *)r;
+            a->st.free_bytes -= ns - rem;
+        } else {
+            list_move(a, (fl_block *)(void *)nx, ns, (fl_block *)(void *)r, rem);
+        }
         hdr_set(a, r, rem | FL_PREV_USED);
         ftr_set(a, r, rem);
     }

@@ -199,6 +199,11 @@ static void t_realloc(void)
     char *t = fl_alloc(&A, 50000);                              /* last block: grows the arena */
     fill(t, 50000, 9);
     CHECK(fl_realloc(&A, t, 120000) == t && filled(t, 50000, 9));
+    for (size_t n = 120016; n <= 121024; n += 16) {             /* +16 into the wilderness */
+        CHECK(fl_realloc(&A, t, n) == t && (char *)A.wild == t - FL_HDR + ((n + FL_HDR + 15) & ~(size_t)15));
+        CHECK_INVARIANTS(fl_check, &A);
+    }
+    CHECK(filled(t, 50000, 9));
     CHECK(fl_realloc(&A, m, SIZE_MAX / 2) == NULL && A.err == ML_ENOMEM && filled(m, 40, 1));
     m = fl_realloc(&A, m, 300000);                              /* into a mapping and back */
     CHECK(m && filled(m, 40, 1));
