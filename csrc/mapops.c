@@ -324,9 +324,19 @@ static int c_shaped(lua_State *L, const CShape *c) {
   } else {
     addr = (uintptr_t)(uint64_t)luaL_checkinteger(L, 1);
     Owner *o = map_find_push(L, addr, len ? len : 1);
-    if (!o)
-      return luaL_error(L, "%s: %p is not inside a mapping of yours (memlab only changes memory "
-                           "it mapped)", c->fname, (void *)addr);
+    if (!o) {
+      const Owner *in = map_find_push(L, addr, 1);
+      if (!in)
+        return luaL_error(L, "%s: %p is not inside a mapping of yours (memlab only changes memory "
+                             "it mapped)", c->fname, (void *)addr);
+      if (has_x) c->xcheck(L, 3);
+      if (c->aligned && addr % ps != 0) /* the kernel's answer comes first, as below */
+        return push_syserrorf(L, c->fname, EINVAL, "the address %p is not a multiple of the page "
+                              "size, %d", (void *)addr, (int)ps);
+      return luaL_error(L, "%s: %p + %I bytes runs past the end of the mapping it starts in "
+                           "(%p, %I bytes): out of range", c->fname, (void *)addr,
+                        (lua_Integer)len, (void *)in->base, (lua_Integer)in->size);
+    }
     start = (uintptr_t)o->base;
     blen = o->size;
   }

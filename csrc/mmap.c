@@ -222,8 +222,13 @@ static int mmap_mmap(lua_State *L) {
     addr = (uintptr_t)(uint64_t)luaL_checkinteger(L, 1);
   }
   if ((flags & MAP_FIXED_NOREPLACE) && !(flags & MAP_FIXED) && addr < LOW_ADDR_LIMIT)
-    return luaL_error(L, "mmap: MAP_FIXED_NOREPLACE at %p is refused: memory that low would make "
-                         "C's null pointers (and small offsets from them) valid", (void *)addr);
+  {
+    char at[24];
+    snprintf(at, sizeof at, "%#zx", (size_t)addr);
+    return push_syserrorf(L, "mmap", EINVAL, "MAP_FIXED_NOREPLACE at %s is below %d KiB (memlab "
+                          "maps nothing there: it would make C's null pointers, and small offsets "
+                          "from them, valid)", addr ? at : "0x0", (int)(LOW_ADDR_LIMIT >> 10));
+  }
   if (flags & MAP_FIXED) {
     if (addr % ps != 0) return map_refuse(L, EINVAL, "MAP_FIXED address is not page aligned");
     parent = map_find_push(L, addr, maplen);

@@ -788,12 +788,36 @@ describe("the C-shaped forms", function()
     H.raises("not inside a mapping of yours", M.mprotect, 0, ps, M.PROT_READ)
     H.raises("not inside a mapping of yours", M.mprotect, M.layout().text // ps * ps, ps, RW)
     local b = anon(1)
-    H.raises("not inside a mapping of yours", M.mprotect, b:address(), 2 * ps, M.PROT_READ)
     local addr = b:address()
     b:free()
     H.raises("not inside a mapping of yours", M.mprotect, addr, ps, M.PROT_READ)
     heap:write(0, "still writable")
     heap:free()
+  end)
+
+  it("a C-shaped range that starts in a mapping and runs past its end says so", function()
+    local b = anon(1)
+    local a = b:address()
+    local past = ("%%+ %d bytes runs past the end of the mapping it starts in %%(0x%x, %d bytes%%)")
+    for name, fn in pairs { mprotect = M.mprotect, msync = M.msync, madvise = M.madvise,
+                            mlock = M.mlock, munlock = M.munlock } do
+      local x = ({ mprotect = M.PROT_READ, msync = M.MS_SYNC, madvise = M.MADV_NORMAL })[name]
+      local ok, err = pcall(fn, a, 2 * ps, x)
+      assert.is_false(ok, name)
+      assert.matches(name .. ": 0x%x+ " .. past:format(2 * ps, a, ps), err)
+      if name == "mlock" or name == "munlock" then
+        ok, err = pcall(fn, a + 1, ps)        -- any address: the kernel rounds it to pages
+        assert.is_false(ok, name)
+        assert.matches(past:format(ps, a, ps), err)
+      else                                      -- unaligned: the kernel's EINVAL comes first
+        local r, msg, code = fn(a + 1, ps, x)
+        assert.is_nil(r, name)
+        assert.equal(M.EINVAL, code, name)
+        assert.matches("not a multiple of the page size", msg, 1, true)
+      end
+    end
+    assert.equal("rw-", b:mapinfo().prot)
+    b:free()
   end)
 
   it("M.mprotect returns nil, msg, EINVAL for an unaligned address, as mprotect(2) does", function()
