@@ -256,7 +256,9 @@ static int mmap_mmap(lua_State *L) {
   void *p;
   int err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
                      (off_t)offset, &p);
-  if (err == EAGAIN) return lock_error(L, "mmap", err, maplen); /* MAP_LOCKED, MCL_FUTURE */
+  /* over the limit: EAGAIN (MAP_LOCKED, MCL_FUTURE); EPERM when the limit is 0 (MAP_LOCKED) */
+  if (err == EAGAIN || (err == EPERM && (flags & MAP_LOCKED)))
+    return lock_error(L, "mmap", err, maplen);
   if (err) return push_syserror(L, "mmap", err);
   mi->maplen = maplen;
   /* a shared mapping of no file or of a device (/dev/zero) has a memory object of this size */

@@ -504,6 +504,26 @@ describe("b:lock() and b:unlock()", function()
     assert.equal(tostring(M.EAGAIN), err2, out)
   end)
 
+  it("with `ulimit -l 0` a refused lock=true (EPERM, not EAGAIN) names the limit too", function()
+    if skip_locking_under_asan() then return end
+    local out, why = H.run_memlocked(0, [[
+      local M = require "memlab"
+      local ps = M.pagesize()
+      local b, msg, err = M.map { length = ps, lock = true }
+      local c, msg2, err2 = M.mmap(nil, ps, M.PROT_READ, M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_LOCKED, -1, 0)
+      io.write(tostring(b), "|", tostring(msg), "|", tostring(err), "|", tostring(c), "|",
+               tostring(msg2), "|", tostring(err2))
+    ]])
+    if not out then pending(why) return end
+    local b, msg, err, c, msg2, err2 = out:match("^(.-)|(.-)|(.-)|(.-)|(.-)|(.-)$")
+    assert.equal("nil", b, out)
+    assert.matches("RLIMIT_MEMLOCK allows 0 bytes", msg, 1, true)
+    assert.equal(tostring(M.EPERM), err, out)
+    assert.equal("nil", c, out)
+    assert.matches("RLIMIT_MEMLOCK allows 0 bytes", msg2, 1, true)
+    assert.equal(tostring(M.EPERM), err2, out)
+  end)
+
   describe("errors on", function()
     it("ranges past the end, negative, float or huge", function()
       local b = anon(2)
