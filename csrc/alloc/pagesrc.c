@@ -47,6 +47,20 @@ int ml_sys_decommit(void *addr, size_t len)
     return mprotect(addr, len, PROT_NONE) ? errno : 0;
 }
 
+void ml_zero(int vg, void *p, size_t n)
+{
+    if (n >= ML_ZERO_DROP && !vg) {
+        size_t page = ml_sys_pagesize();
+        uintptr_t a = (uintptr_t)p, lo = ml_align_up(a, page), hi = (a + n) & ~(uintptr_t)(page - 1);
+        if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0) {
+            memset(p, 0, lo - a);
+            memset((void *)hi, 0, a + n - hi);
+            return;
+        }
+    }
+    memset(p, 0, n);
+}
+
 int ml_sys_map(size_t len, int charged, void **out)
 {
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,

@@ -38,6 +38,14 @@ int ml_sys_map(size_t len, int charged, void **out);
 int ml_sys_unmap(void *addr, size_t len);
 /* Resize a mapping made by ml_sys_map (mremap, may move); lengths page multiples. */
 int ml_sys_remap(void *old, size_t oldlen, size_t newlen, void **out);
+/* Zero [p, p+n) of private anonymous memory (an arena, a heap block, a mapping of ml_sys_map):
+ * calloc's zeroing. From ML_ZERO_DROP bytes on, the whole pages inside the range are dropped
+ * (MADV_DONTNEED: they read as zero pages and cost no memory until written) and only the partial
+ * pages at either end are written, so a calloc of gigabytes neither takes seconds nor makes the
+ * memory resident. `vg` (running under valgrind, which would not see the dropped pages as
+ * defined) and a refused drop (locked pages) write everything. */
+#define ML_ZERO_DROP ((size_t)1 << 20)
+void ml_zero(int vg, void *p, size_t n);
 /* sbrk(incr): *old receives the break before the change. */
 int ml_sys_sbrk(intptr_t incr, void **old);
 /* The current break (sbrk(0); glibc answers it without a system call). */

@@ -224,7 +224,7 @@ void *pool_calloc(ml_pool *p, size_t nr, size_t size)
     size_t n;
     if (__builtin_mul_overflow(nr, size, &n)) return fail_null(p, ML_ENOMEM);
     void *b = pool_alloc(p, n);
-    if (b) memset(b, 0, n);
+    if (b) ml_zero(p->vg, b, n);
     return b;
 }
 
