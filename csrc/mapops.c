@@ -15,6 +15,13 @@
 #include "mapping.h"
 #include "sys.h"
 
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24 /* Linux 5.18 */
+#endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25 /* Linux 6.1 */
+#endif
+
 /* A protection: PROT_* bits, or a string of r, w, x ("rw", "r", "" or "none"). */
 static int arg_prot(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TSTRING) {
@@ -116,9 +123,23 @@ static int mapops_sync(lua_State *L) {
  * private file mapping never writable, only drops what the file still holds. */
 static int loses_data(const MapInfo *mi, int advice) {
   if (advice == MADV_REMOVE) return 1;
-  if (advice != MADV_DONTNEED && advice != MADV_FREE) return 0;
+  if (advice != MADV_DONTNEED && advice != MADV_FREE && advice != MADV_DONTNEED_LOCKED) return 0;
   if (mi->flags & MAP_ANONYMOUS) return 1;
   return (mi->flags & MAP_SHARED_VALIDATE) == MAP_PRIVATE && mi->ever_writable;
+}
+
+/* The advice memlab passes on: each one's effect on the mapping is known (a new one, such as
+ * MADV_GUARD_INSTALL, could make pages fault behind the protection record and the snapshots). */
+static int known_advice(lua_Integer advice) {
+  switch (advice) {
+    case MADV_NORMAL: case MADV_RANDOM: case MADV_SEQUENTIAL: case MADV_WILLNEED:
+    case MADV_DONTNEED: case MADV_FREE: case MADV_REMOVE: case MADV_DONTFORK: case MADV_DOFORK:
+    case MADV_MERGEABLE: case MADV_UNMERGEABLE: case MADV_HUGEPAGE: case MADV_NOHUGEPAGE:
+    case MADV_DONTDUMP: case MADV_DODUMP: case MADV_WIPEONFORK: case MADV_KEEPONFORK:
+    case MADV_COLD: case MADV_PAGEOUT: case MADV_POPULATE_READ: case MADV_POPULATE_WRITE:
+    case MADV_DONTNEED_LOCKED: case MADV_COLLAPSE: return 1;
+    default: return 0;
+  }
 }
 
 /* b:advise(advice [, off, len]) -> b | nil, msg, errno */
@@ -130,13 +151,26 @@ static lua_Integer check_advice(lua_State *L, int idx) {
   luaL_argcheck(L, advice != 100 && advice != 101, idx,
                 "advice refused (MADV_HWPOISON and MADV_SOFT_OFFLINE take physical pages out of "
                 "service machine-wide)");
+  /* MADV_GUARD_INSTALL (102) and MADV_GUARD_REMOVE (103), Linux 6.13: guard pages fault on any
+   * access, unseen by memlab's protection record (a snapshot's copy of one would end the
+   * process), and installing them discards the pages' contents */
+  luaL_argcheck(L, advice != 102 && advice != 103, idx,
+                "advice refused (MADV_GUARD_INSTALL and MADV_GUARD_REMOVE: guard pages would fault "
+                "behind memlab's protection record; use b:protect(\"none\"))");
   return advice;
+}
+
+/* An advice memlab does not pass on: nil, msg, EINVAL, the kernel's answer to one it lacks. */
+static int unknown_advice(lua_State *L, lua_Integer advice) {
+  return push_syserrorf(L, "madvise", EINVAL, "advice %d is not one memlab passes on to the "
+                        "kernel: M.MADV_* name those it does", (int)advice);
 }
 
 static int mapops_advise(lua_State *L) {
   lua_Integer advice = check_advice(L, 2);
   Range r;
   get_range(L, 3, 4, 1, "advise", &r);
+  if (!known_advice(advice)) return unknown_advice(L, advice);
   if (r.npages == 0) { /* nothing to advise, but the kernel still refuses an unknown advice */
     int err = sys_madvise(page_addr(&r), 0, (int)advice);
     if (err) return push_syserror(L, "madvise", err);
@@ -398,7 +432,8 @@ static const ConstReg mapops_consts[] = {
   MLCONST(MADV_DOFORK), MLCONST(MADV_MERGEABLE), MLCONST(MADV_UNMERGEABLE),
   MLCONST(MADV_HUGEPAGE), MLCONST(MADV_NOHUGEPAGE), MLCONST(MADV_DONTDUMP), MLCONST(MADV_DODUMP),
   MLCONST(MADV_WIPEONFORK), MLCONST(MADV_KEEPONFORK), MLCONST(MADV_COLD), MLCONST(MADV_PAGEOUT),
-  MLCONST(MADV_POPULATE_READ), MLCONST(MADV_POPULATE_WRITE),
+  MLCONST(MADV_POPULATE_READ), MLCONST(MADV_POPULATE_WRITE), MLCONST(MADV_DONTNEED_LOCKED),
+  MLCONST(MADV_COLLAPSE),
   MLCONST(MCL_CURRENT), MLCONST(MCL_FUTURE), MLCONST(MCL_ONFAULT), {NULL, 0}};
 
 int mapops_open(lua_State *L) {

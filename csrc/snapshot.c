@@ -98,13 +98,22 @@ static void copy_page_fn(void *arg) {
 /* Outside the handler, a page is copied under the guard: reading it may raise SIGBUS (its file
  * was truncated), and the copy is then abandoned as the claimer's is. */
 void snap_before_change(Owner *o, size_t off, size_t len) {
-  Snapshot *s = MAPINFO(o)->snap;
-  if (!s || !s->active || len == 0) return;
-  for (size_t i = off / s->ps; i <= (off + len - 1) / s->ps && i < s->npages; i++) {
-    if (!s->armed[i]) continue;
-    PageArgs a = {s, i};
-    Fault f;
-    guard_call(copy_page_fn, &a, s->base + i * s->ps, s->ps, NULL, 0, &f);
+  if (len == 0) return;
+  /* every armed snapshot of these bytes: the mapping's own, and those of mappings placed inside
+   * it with MAP_FIXED, which the change reaches too */
+  const unsigned char *lo = o->base + off, *hi = lo + len;
+  for (int k = 0; k < MAX_ARMED; k++) {
+    Snapshot *s = g_armed[k];
+    if (!s || !s->active || s->base >= hi || lo >= s->base + s->npages * s->ps) continue;
+    size_t first = lo > s->base ? (size_t)(lo - s->base) / s->ps : 0;
+    size_t last = (size_t)((hi < s->base + s->npages * s->ps ? hi : s->base + s->npages * s->ps) -
+                           s->base - 1) / s->ps;
+    for (size_t i = first; i <= last; i++) {
+      if (!s->armed[i]) continue;
+      PageArgs a = {s, i};
+      Fault f;
+      guard_call(copy_page_fn, &a, s->base + i * s->ps, s->ps, NULL, 0, &f);
+    }
   }
 }
 
