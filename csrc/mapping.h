@@ -45,6 +45,8 @@ Owner *check_mapping(lua_State *L, int idx, const char *fname, Buffer **pb);
  * mapping's root buffer when it finds one, nothing otherwise. Of mappings placed inside one
  * another with MAP_FIXED, the innermost. map_has_inner: whether one is placed inside o. */
 Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len);
+/* Whether [addr, addr+len) reaches into the room the main stack grows into (mmap.c). */
+int in_stack_room(uintptr_t addr, size_t len);
 int map_has_inner(lua_State *L, const Owner *o);
 
 /* Snapshots (snapshot.c). Before memlab itself changes pages of a mapping other than by a guarded

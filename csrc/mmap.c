@@ -14,6 +14,42 @@
 #include "mapping.h"
 #include "sys.h"
 
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+/* The main thread's stack grows down on demand, as far as RLIMIT_STACK allows, and the kernel
+ * keeps a guard gap (stack_guard_gap, 1 MiB by default) below it. A mapping placed there on
+ * request (MAP_FIXED_NOREPLACE, an honoured hint, shmat at an address, a mapping grown into it)
+ * stops that growth: the next deep call chain of the interpreter dies of SIGSEGV. This is that
+ * room, [*lo, *hi), from /proc/self/maps; 0 when it cannot be read. */
+#define STACK_GUARD_GAP ((uintptr_t)1 << 20)
+#define STACK_ROOM_MAX ((uintptr_t)1 << 32) /* RLIMIT_STACK unlimited: keep 4 GiB free */
+static int stack_room(uintptr_t *lo, uintptr_t *hi) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[512];
+  unsigned long from = 0, to = 0;
+  int found = 0;
+  if (!f) return 0;
+  while (!found && fgets(line, sizeof line, f))
+    found = strstr(line, "[stack]") != NULL && sscanf(line, "%lx-%lx", &from, &to) == 2;
+  fclose(f);
+  if (!found) return 0;
+  struct rlimit rl;
+  uintptr_t grow = STACK_ROOM_MAX;
+  if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < grow)
+    grow = (uintptr_t)rl.rlim_cur;
+  uintptr_t used = (uintptr_t)(to - from), room = (grow > used ? grow : used) + STACK_GUARD_GAP;
+  *hi = (uintptr_t)to;
+  *lo = (uintptr_t)to > room ? (uintptr_t)to - room : 0;
+  return 1;
+}
+
+int in_stack_room(uintptr_t addr, size_t len) {
+  uintptr_t lo, hi;
+  return len > 0 && stack_room(&lo, &hi) && addr < hi && (addr >= lo || len > lo - addr);
+}
+
 static const char mapreg_key = 'M';
 
 int prot_to_sys(unsigned own) {
@@ -229,6 +265,14 @@ static int mmap_mmap(lua_State *L) {
                           "maps nothing there: it would make C's null pointers, and small offsets "
                           "from them, valid)", addr ? at : "0x0", (int)(LOW_ADDR_LIMIT >> 10));
   }
+  if (!(flags & MAP_FIXED) && in_stack_room(addr, maplen)) {
+    if (flags & MAP_FIXED_NOREPLACE)
+      return push_syserrorf(L, "mmap", EINVAL, "MAP_FIXED_NOREPLACE at %p is in the room the main "
+                            "stack grows into (RLIMIT_STACK and its guard gap below [stack]): a "
+                            "mapping there would end the interpreter at its next deep call",
+                            (void *)addr);
+    addr = 0; /* a hint there, which the kernel could honour: placed elsewhere */
+  }
   if (flags & MAP_FIXED) {
     if (addr % ps != 0) return map_refuse(L, EINVAL, "MAP_FIXED address is not page aligned");
     parent = map_find_push(L, addr, maplen);
@@ -349,6 +393,11 @@ static int mmap_remap(lua_State *L) {
                           "past its %I bytes: its memory object keeps that size, and the pages "
                           "past it would raise SIGBUS (map a memfd and truncate it instead)",
                           (lua_Integer)mi->shared_anon);
+  /* mremap grows in place whenever it can, even with MREMAP_MAYMOVE */
+  if (newmap > mi->maplen && in_stack_room((uintptr_t)o->base + mi->maplen, newmap - mi->maplen))
+    return push_syserrorf(L, "mremap", ENOMEM, "growing this mapping in place would reach into the "
+                          "room the main stack grows into (below [stack]), and stop its growth; "
+                          "map a new one and copy");
   void *p;
   int err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
   if (err == EAGAIN && newmap > mi->maplen) return lock_error(L, "mremap", err, newmap - mi->maplen);

@@ -13,6 +13,7 @@
 #include <sys/ipc.h>
 #include <sys/shm.h>
 
+#include "mapping.h"
 #include "memlab.h"
 #include "sys.h"
 
@@ -87,6 +88,13 @@ static int shm_shmat(lua_State *L) {
                           at != addr ? " (rounded down by SHM_RND)" : "",
                           (int)(LOW_ADDR_LIMIT >> 10),
                           at == 0 ? ", and at 0 the kernel replaces whatever is mapped" : "");
+  if (addr != 0) {
+    struct shmid_ds st;
+    if (sys_shmctl(id, IPC_STAT, &st) == 0 && in_stack_room(at, st.shm_segsz))
+      return push_syserrorf(L, "shmat", EINVAL, "the address %p is in the room the main stack "
+                            "grows into (below [stack]): a segment there would end the "
+                            "interpreter at its next deep call", (void *)addr);
+  }
   Owner *o = buf_newroot(L, &shm_kind); /* before the attach: nothing to undo if this fails */
   void *p;
   int err = sys_shmat(id, (const void *)addr, flags, &p);

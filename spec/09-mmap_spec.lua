@@ -157,6 +157,22 @@ describe("M.mmap of anonymous memory", function()
     assert.equal(0, regions_at(0))
   end)
 
+  it("keeps out of the room below [stack] the main stack grows into (NOREPLACE refused, a hint ignored)", function()
+    local st
+    for _, r in ipairs(M.maps()) do if r.path == "[stack]" then st = r end end
+    assert.is_table(st)
+    local r, msg, err = M.mmap(st.from - ps, ps, M.PROT_READ, PA | M.MAP_FIXED_NOREPLACE, -1, 0)
+    assert.is_nil(r)
+    assert.equal(M.EINVAL, err)
+    assert.matches("in the room the main stack grows into", msg, 1, true)
+    local h = assert(M.mmap(st.from - ps, ps, M.PROT_READ, PA, -1, 0))
+    assert.is_true(h:address() + ps <= st.from - (1 << 20) - 8 * 1024 * 1024 or h:address() >= st.to)
+    h:free()
+    -- and the stack still grows: a deep chain of C calls (pcall) runs
+    local function deep(n) if n == 0 then return 0 end return select(2, pcall(deep, n - 1)) end
+    assert.equal(0, deep(180))
+  end)
+
   it("takes an address hint without MAP_FIXED", function()
     local b = anon(1)
     local addr = b:address()

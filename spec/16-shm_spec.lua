@@ -384,6 +384,18 @@ describe("M.shmat() and M.shmdt()", function()
     M.shmdt(b)
   end)
 
+  it("returns nil, msg, EINVAL for an address in the room below [stack] the stack grows into", function()
+    local st
+    for _, r in ipairs(M.maps()) do if r.path == "[stack]" then st = r end end
+    local id = segment(2 * H.ps)
+    for _, at in ipairs { st.from - 2 * H.ps, st.from - 4 * 1024 * 1024 } do
+      local ok, msg, code = M.shmat(id, at)
+      fails(M.EINVAL, ok, msg, code)
+      assert.matches("in the room the main stack grows into", msg, 1, true)
+    end
+    assert.equal(0, stat(id).nattch)
+  end)
+
   it("refuses SHM_REMAP before the kernel sees it, attaching nothing", function()
     local id = segment(4096)
     local b = assert(M.shmat(id))
