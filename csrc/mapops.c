@@ -241,10 +241,15 @@ static int mapops_unlock(lua_State *L) {
 }
 
 /* b:resident([off, len]) -> { true|false per page }, number resident | nil, msg, errno */
+#define RESIDENT_MAX_PAGES ((size_t)1 << 22)
 static int mapops_resident(lua_State *L) {
   Range r;
   lua_settop(L, 3); /* the vector below goes above the arguments */
   get_range(L, 2, 3, 1, "resident", &r);
+  if (r.npages > RESIDENT_MAX_PAGES) /* a table of 2^33 booleans would end in the OOM killer */
+    return luaL_error(L, "resident: %I pages at once is more than b:resident reports (at most %I, "
+                         "16 GiB of 4 KiB pages): pass an offset and a length",
+                      (lua_Integer)r.npages, (lua_Integer)RESIDENT_MAX_PAGES);
   unsigned char small[256];
   unsigned char *vec = small;
   if (r.npages > sizeof small) { /* Lua's memory: nothing leaks if a later allocation raises */

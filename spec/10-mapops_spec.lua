@@ -625,6 +625,18 @@ describe("M.mlockall() and M.munlockall()", function()
 end)
 
 describe("b:resident()", function()
+  it("refuses more than 2^22 pages at once (its table would take gigabytes); a range of them works", function()
+    if H.valgrind then pending("skipped under valgrind: it warns about a 17 GiB mapping") return end
+    local n = (1 << 34) + (1 << 30)
+    local b = assert(M.mmap(nil, n, M.PROT_NONE, H.PA | M.MAP_NORESERVE, -1, 0))
+    H.raises("pages at once is more than b:resident reports", b.resident, b)
+    H.raises("pages at once is more than b:resident reports", b.resident, b, 0, (1 << 22) * ps + 1)
+    local pages, k = b:resident(n - 2 * ps)
+    assert.equal(2, #pages)
+    assert.equal(0, k)
+    b:free()
+  end)
+
   it("answers for more pages than fit its small vector (300), with and without a range", function()
     local b = anon(300)
     b[0] = 1
