@@ -184,7 +184,11 @@ static int la_calloc(lua_State *L) {
   size_t nr = arg_size(L, 2), size = arg_size(L, 3), n;
   if (__builtin_mul_overflow(nr, size, &n) || n > (size_t)PTRDIFF_MAX)
     return push_statuserror(L, a->ops->name, "out of memory (nr * size overflows)", ENOMEM);
-  check_request(L, a, 3, n);
+  size_t max = a->ops->maxreq(&a->u);
+  if (n > max)
+    luaL_argerror(L, 3, lua_pushfstring(L, "nr * size, %I bytes, out of range (a %s block holds "
+                                           "at most %I bytes)", (lua_Integer)n, a->ops->name,
+                                        (lua_Integer)max));
   Owner *o = alloc_newblock(L, 1, a);
   void *p = a->ops->calloc(&a->u, nr, size);
   if (!p) return alloc_failure(L, a, a->ops->name);

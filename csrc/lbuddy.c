@@ -62,8 +62,10 @@ static int lbd_new(lua_State *L) {
   cfg.initial = alloc_optsize(L, "initial", 0);
   size_t cache = alloc_optsize(L, "cache", 0);
   luaL_argcheck(L, cache <= BD_CACHE_DEPTH_MAX, 1, "cache depth out of range");
-  luaL_argcheck(L, ml_is_pow2(size) && size >= ml_sys_pagesize() && size <= ((size_t)1 << 46), 1,
-                "size must be a power of two from a page (4 KiB) up to 2^46 (out of range)");
+  luaL_argcheck(L, ml_is_pow2(size) && size >= ml_sys_pagesize() && size <= ((size_t)1 << 45), 1,
+                "size must be a power of two from a page (4 KiB) up to 2^45 (out of range: the "
+                "arena is reserved aligned to its size, and 2^46 would take the whole address "
+                "space)");
   luaL_argcheck(L, !cfg.min_block || (ml_is_pow2(cfg.min_block) && cfg.min_block >= 16 &&
                                       cfg.min_block <= size), 1,
                 "min must be a power of two between 16 and size (out of range)");

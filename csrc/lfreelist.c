@@ -82,6 +82,9 @@ static int lfl_new(lua_State *L) {
     return luaL_error(L, "bad option 'quick' (a boolean or a depth 0..255 expected)");
   lua_pop(L, 1);
   luaL_argcheck(L, size > 0 && (sbrk || size <= FL_MAX_ARENA), 1, "size out of range");
+  if (size <= ml_sys_pagesize()) /* fl_init's least arena: two pages (its first block and top) */
+    luaL_argerror(L, 1, lua_pushfstring(L, "size out of range (more than a page, %d bytes, "
+                                           "needed)", (int)ml_sys_pagesize()));
   Allocator *a = alloc_new(L, &fl_ops);
   int err = sbrk ? ml_src_init_sbrk(&a->src, size) : ml_src_init_mmap(&a->src, size, 0);
   if (err) return push_syserror(L, "freelist", err);
@@ -117,8 +120,9 @@ static int lfl_freelist(lua_State *L) {
 /* a:memalign(align, n) -> block whose address is a multiple of align (a power of two) */
 static int lfl_memalign(lua_State *L) {
   Allocator *a = alloc_check(L, 1, &fl_ops);
-  size_t align = arg_size(L, 2), n = arg_size(L, 3);
-  luaL_argcheck(L, ml_is_pow2(align), 2, "alignment must be a power of two");
+  lua_Integer al = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, al > 0 && ml_is_pow2((size_t)al), 2, "alignment must be a power of two");
+  size_t align = (size_t)al, n = arg_size(L, 3);
   Owner *o = alloc_newblock(L, 1, a);
   void *p = fl_memalign(&a->u.fl, align, n);
   if (!p) return alloc_failure(L, a, "freelist");

@@ -59,6 +59,10 @@ static int lpool_new(lua_State *L) {
   size_t stride = ml_align_up(cfg.block, ML_ALIGN);
   luaL_argcheck(L, cfg.count > 0 && cfg.count <= POOL_MAX_ARENA / stride, 1,
                 "count must be positive and count * block at most 4 GiB (out of range)");
+  luaL_argcheck(L, cfg.max_blocks == 0 || cfg.grow, 1,
+                "max without grow=true (a pool that does not grow holds count blocks)");
+  luaL_argcheck(L, cfg.max_blocks == 0 || cfg.max_blocks >= cfg.count, 1,
+                "max must be at least count (the first slab holds count blocks)");
   size_t reserve = cfg.grow ? POOL_MAX_ARENA : cfg.count * stride;
   if (cfg.grow && cfg.max_blocks && cfg.max_blocks <= POOL_MAX_ARENA / stride)
     reserve = cfg.max_blocks * stride;

@@ -56,9 +56,9 @@ typedef struct Range {
 static void check_page_aligned(lua_State *L, int ioff, size_t off, const char *fname) {
   size_t ps = sys_pagesize();
   if (off % ps != 0)
-    luaL_argerror(L, ioff, lua_pushfstring(L, "offset %d is not page aligned (%s needs a "
+    luaL_argerror(L, ioff, lua_pushfstring(L, "offset %I is not page aligned (%s needs a "
                                               "multiple of the page size, %d bytes)",
-                                           (int)off, fname, (int)ps));
+                                           (lua_Integer)off, fname, (int)ps));
 }
 
 static void get_range(lua_State *L, int ioff, int ilen, int aligned, const char *fname, Range *r) {

@@ -355,8 +355,8 @@ static int mmap_munmap(lua_State *L) {
     }
     if (off != 0 || (len != b->o->size && len != MAPINFO(b->o)->maplen))
       return luaL_error(L, "munmap of part of a mapping is refused (it would leave a hole "
-                           "another mapping could fill); unmap the whole buffer, %d bytes, or "
-                           "shrink it with b:remap", (int)b->o->size);
+                           "another mapping could fill); unmap the whole buffer, %I bytes, or "
+                           "shrink it with b:remap", (lua_Integer)b->o->size);
   }
   return buf_free_at(L, 1);
 }

@@ -148,9 +148,9 @@ static int proc_peek(lua_State *L) {
   Fault f;
   int sig = n ? guard_call(do_peek, &a, addr, n, NULL, 0, &f) : 0; /* memcheck muted inside */
   if (sig)
-    return luaL_error(L, "memory fault: %s (%s) at %p (peek of %p, %d bytes)",
+    return luaL_error(L, "memory fault: %s (%s) at %p (peek of %p, %I bytes)",
                       guard_signame(f.signo), guard_codename(f.signo, f.code), (void *)f.addr,
-                      (const void *)addr, (int)(n > 0x7fffffff ? 0x7fffffff : n));
+                      (const void *)addr, (lua_Integer)n);
   luaL_pushresultsize(&lb, n);
   return 1;
 }

@@ -57,8 +57,8 @@ static int copy_page(Snapshot *s, size_t i) {
 
 /* Raises for page i, whose old contents were lost. */
 static int lost_error(lua_State *L, size_t i, const char *what) {
-  return luaL_error(L, "cannot %s the snapshot: its page %d was lost (reading the page raised "
-                       "SIGBUS when it was to be saved: its file was truncated)", what, (int)i);
+  return luaL_error(L, "cannot %s the snapshot: its page %I was lost (reading the page raised "
+                       "SIGBUS when it was to be saved: its file was truncated)", what, (lua_Integer)i);
 }
 
 static int snap_claim(int signo, siginfo_t *si) {
@@ -373,7 +373,7 @@ static int snap_tostring(lua_State *L) {
   else if (s->dead)
     lua_pushliteral(L, SNAP_T " (its mapping is gone)");
   else
-    lua_pushfstring(L, SNAP_T ": %d pages, %d copied", (int)s->npages, (int)s->ncopied);
+    lua_pushfstring(L, SNAP_T ": %I pages, %I copied", (lua_Integer)s->npages, (lua_Integer)s->ncopied);
   return 1;
 }
 
