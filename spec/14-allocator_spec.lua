@@ -1366,6 +1366,57 @@ describe("a:draw()", function()
     a:destroy()
   end)
 
+  it("never gives a larger block fewer columns than a smaller one", function()
+    nogc()
+    local a = M.buddy { size = 1 << 20 }
+    a:alloc(100)
+    a:alloc(1 << 19)
+    for _, width in ipairs { 40, 41, 57, 72, 100 } do
+      local line = a:draw(width, 1):match("\n(|[|#.]+|)\n")
+      local cols = {}
+      for run in line:gmatch("[#.]+") do cols[#cols + 1] = #run end
+      local sizes = {}
+      for _, size in a:blocks() do sizes[#sizes + 1] = size end
+      assert.equal(#sizes, #cols)
+      for i = 1, #sizes do
+        for j = 1, #sizes do
+          if sizes[i] > sizes[j] then
+            assert.is_true(cols[i] >= cols[j], ("width %d: %d B has %d columns, %d B has %d: %s")
+              :format(width, sizes[i], cols[i], sizes[j], cols[j], line))
+          end
+        end
+      end
+      assert.equal(cols[#cols], math.max(table.unpack(cols))) -- the 512 KiB block, the most
+    end
+    a:destroy()
+  end)
+
+  it("keeps every line of the arena's labels within the width, huge arenas too", function()
+    local a = M.buddy { size = 1 << 44 }
+    a:alloc(1 << 43)
+    for _, width in ipairs { 16, 20, 24, 72 } do
+      local lines = {}
+      for l in a:draw(width, 1):gmatch("[^\n]+") do lines[#lines + 1] = l end
+      assert.equal(width, #lines[3])
+      assert.is_true(#lines[4] <= width, lines[4])
+      assert.matches("%^ %+", lines[4])
+    end
+    a:destroy()
+  end)
+
+  it("names itself and the caller's line in its errors", function()
+    local a = M.buddy {}
+    local ok, err = pcall(a.draw, 5)
+    assert.is_false(ok)
+    assert.equal("bad argument #1 to 'draw' (memlab.allocator expected, got number)", err)
+    H.raises("memlab.allocator expected, got memlab.buffer", a.draw, M.malloc(4))
+    a:destroy()
+    local line = debug.getinfo(1, "l").currentline + 1
+    ok, err = pcall(function() local pic = a:draw(); return pic end)
+    assert.is_false(ok)
+    assert.matches("14%-allocator_spec.lua:" .. line .. ": attempt to use a destroyed allocator", err)
+  end)
+
   it("keeps the bar as wide as asked and to scale when the blocks outnumber the columns", function()
     nogc()
     local a = M.freelist{ size = 1024 * KiB, quick = false }

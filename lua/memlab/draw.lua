@@ -23,22 +23,31 @@ local function collect(a)
   return blocks
 end
 
--- Column widths for the in-arena blocks: proportional, at least 1 each, summing to width.
+-- Column widths for the in-arena blocks: proportional, at least 1 each, summing to width. Each
+-- block first gets 1 + the whole part of its share of the rest; the columns left over go to the
+-- largest fractional parts (the largest block first on a tie), so a larger block never gets
+-- fewer columns than a smaller one.
 local function columns(blocks, width)
   local total, n = 0, #blocks
   for _, b in ipairs(blocks) do total = total + b.size end
-  local cols, used = {}, 0
+  local cols, rem, used = {}, {}, 0
   local spare = width - n -- bar asks for at least a column per block
   for i, b in ipairs(blocks) do
-    cols[i] = 1 + (total > 0 and spare * b.size // total or 0)
+    local share = total > 0 and spare * b.size or 0
+    cols[i] = 1 + (total > 0 and share // total or 0)
+    rem[i] = total > 0 and share % total or 0
     used = used + cols[i]
   end
-  local i = 1
-  while used < width and n > 0 do -- hand out rounding leftovers to the largest blocks first
-    local big = 1
-    for k = 2, n do if blocks[k].size > blocks[big].size then big = k end end
-    cols[(big + i - 2) % n + 1] = cols[(big + i - 2) % n + 1] + 1
-    used, i = used + 1, i + 1
+  local order = {}
+  for i = 1, n do order[i] = i end
+  table.sort(order, function(x, y)
+    if rem[x] ~= rem[y] then return rem[x] > rem[y] end
+    if blocks[x].size ~= blocks[y].size then return blocks[x].size > blocks[y].size end
+    return x < y
+  end)
+  for k = 1, width - used do
+    local i = order[(k - 1) % n + 1]
+    cols[i] = cols[i] + 1
   end
   return cols
 end
@@ -117,7 +126,14 @@ D.MIN_WIDTH, D.MAX_WIDTH = 16, 4096
 
 --- a:draw([width [, max_lines]]) -> text picture of the arena
 function D.allocator(a, width, max_lines)
-  local kind = require("memlab.core").allocator_methods.kind(a) -- raises unless an allocator
+  local methods = require("memlab.core").allocator_methods
+  local isa, kind = pcall(methods.kind, a)
+  if not isa then
+    local got = type(a) == "userdata" and (getmetatable(a) or "userdata") or type(a)
+    error(("bad argument #1 to 'draw' (memlab.allocator expected, got %s)"):format(got), 2)
+  end
+  local ok, why = pcall(methods.bounds, a) -- destroyed: its error, at the caller's line
+  if not ok then error((tostring(why):gsub("^[^\n]-:%d+: ", "")), 2) end
   if width ~= nil and math.type(width) ~= "integer" then
     error("bad argument #1 to 'draw' (width must be an integer)", 2)
   end
@@ -145,8 +161,13 @@ function D.allocator(a, width, max_lines)
   local line, legend
   if scaled then line, legend = scaled_bar(inside, width) else line = bar(inside, width) end
   put("%s", line)
-  local last = ("^ +%d"):format(size)
-  put("%s%s", ("^ +0"):sub(1, width - #last), (" "):rep(math.max(width - #last - 4, 1)) .. last)
+  local last = ("^ +%d"):format(size) -- the arena's end, under the bar's last column
+  if #last + 5 > width then last = "^ +" .. human(size) end
+  if #last + 5 <= width then
+    put("^ +0%s%s", (" "):rep(width - #last - 4), last)
+  else -- no room for both: the end alone, within the width
+    put("%s", (" "):rep(math.max(width - #last, 0)) .. last:sub(1, width))
+  end
   if legend then put("%s", legend) end
   put("%s", summary(a, blocks))
   if kind == "freelist" then
