@@ -24,16 +24,17 @@
 
 /* A protection: PROT_* bits, or a string of r, w, x ("rw", "r", "" or "none"). */
 static int arg_prot(lua_State *L, int idx) {
-  if (lua_type(L, idx) == LUA_TSTRING) {
-    const char *s = lua_tostring(L, idx);
+  if (lua_type(L, idx) == LUA_TSTRING) { /* "none", or r, w, x at most once each, and '-' */
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
     int prot = PROT_NONE;
-    if (strcmp(s, "none") == 0) return PROT_NONE;
-    for (const char *c = s; *c; c++) {
-      if (*c == 'r') prot |= PROT_READ;
-      else if (*c == 'w') prot |= PROT_WRITE;
-      else if (*c == 'x') prot |= PROT_EXEC;
-      else if (*c != '-')
-        luaL_argerror(L, idx, lua_pushfstring(L, "invalid protection '%s'", s));
+    if (strcmp(s, "none") == 0 && len == 4) return PROT_NONE;
+    for (size_t i = 0; i < len; i++) {
+      int bit = s[i] == 'r' ? PROT_READ : s[i] == 'w' ? PROT_WRITE : s[i] == 'x' ? PROT_EXEC : 0;
+      if ((bit == 0 && s[i] != '-') || (prot & bit) || len > 3)
+        luaL_argerror(L, idx, lua_pushfstring(L, "invalid protection '%s' (\"none\", or r, w, x "
+                                                 "and - as in \"rw-\")", s));
+      prot |= bit;
     }
     return prot;
   }

@@ -180,7 +180,8 @@ void mmap_after_fork(lua_State *L) {
       Owner *root = o;
       while (root->parent) root = root->parent;
       if (root->state == OWNER_LIVE)
-        owner_die(L, root, "not in this child of M.fork: its pages were advised MADV_DONTFORK", 1);
+        owner_die(L, root, "gone in this child (its pages were advised MADV_DONTFORK): the child "
+                           "was made by M.fork", 1);
     }
     lua_pop(L, 1);
   }

@@ -138,9 +138,11 @@ __attribute__((no_sanitize("address", "undefined"), noinline)) static void do_pe
 }
 
 /* M.peek(addr, len) -> string: a guarded read of raw memory. A fault is a Lua error. */
+#define PEEK_MAX ((size_t)1 << 30)
 static int proc_peek(lua_State *L) {
   const unsigned char *addr = (const unsigned char *)arg_address(L, 1);
   size_t n = arg_optsize(L, 2, 1);
+  luaL_argcheck(L, n <= PEEK_MAX, 2, "length out of range (a peek reads at most 1 GiB)");
   luaL_argcheck(L, (uintptr_t)addr <= UINTPTR_MAX - n, 2, "range out of range (wraps)");
   luaL_Buffer lb;
   char *dst = luaL_buffinitsize(L, &lb, n);

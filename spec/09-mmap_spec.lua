@@ -611,6 +611,10 @@ describe("M.map{}", function()
       H.raises("invalid protection", M.map, { length = ps, prot = true })
     end)
 
+    it("a file path with a zero byte (C would cut it there), naming the field", function()
+      H.raises("bad argument #1 to 'map' (file: the path contains a zero byte)", M.map, { file = "/tmp\0x" })
+    end)
+
     it("a missing length for anonymous memory or an integer fd", function()
       H.raises("length needed", M.map, {})
       H.raises("length needed", M.map, { prot = "rw" })

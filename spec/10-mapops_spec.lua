@@ -164,6 +164,11 @@ describe("b:protect()", function()
     end
     b:protect(M.PROT_READ | M.PROT_WRITE)
     assert.matches("(mmap, rw-)", tostring(b), 1, true)
+    for _, bad in ipairs { "r\0w", "rwxrwx", "rr", "rw-r", "nonex", "none\0", "R" } do
+      H.raises("invalid protection", b.protect, b, bad)
+      H.raises("invalid protection", M.map, { length = ps, prot = bad })
+    end
+    assert.matches("(mmap, rw-)", tostring(b), 1, true)
     b:free()
   end)
 
@@ -809,8 +814,8 @@ describe("the C-shaped forms", function()
                   .. "aligned (msync needs a multiple of the page size, %d bytes))"):format(line, ps),
                  msg:match("[^/]*$"))
     assert.matches("bad argument #2 to '[%w_.]+' %(offset 1 is not page aligned", err(M.mprotect, b, 1, ps, RW))
-    assert.matches("bad argument #4 to '[%w_.]+' %(invalid protection 'zz'%)", err(M.mprotect, b, 0, ps, "zz"))
-    assert.matches("bad argument #3 to '[%w_.]+' %(invalid protection 'zz'%)", err(M.mprotect, b:address(), ps, "zz"))
+    assert.matches("bad argument #4 to '[%w_.]+' %(invalid protection 'zz' %(", err(M.mprotect, b, 0, ps, "zz"))
+    assert.matches("bad argument #3 to '[%w_.]+' %(invalid protection 'zz' %(", err(M.mprotect, b:address(), ps, "zz"))
     assert.matches("bad argument #3 to '[%w_.]+' %(advice refused", err(M.madvise, b:address(), ps, 100))
     assert.matches("bad argument #4 to '[%w_.]+' %(advice out of range", err(M.madvise, b, 0, ps, -1))
     assert.matches("bad argument #3 to '[%w_.]+' %(flags out of range", err(M.msync, b:address(), ps, -1))

@@ -74,7 +74,17 @@ function M.region(addr, regions)
   if math.type(addr) ~= "integer" then
     error("bad argument #1 to 'region' (address must be an integer or a buffer)", 2)
   end
-  for _, r in ipairs(regions or M.maps()) do
+  if regions ~= nil and type(regions) ~= "table" then
+    error("bad argument #2 to 'region' (a list of regions as M.maps gives expected)", 2)
+  end
+  local list = regions or M.maps()
+  for i, r in ipairs(list) do
+    if type(r) ~= "table" or math.type(r.from) ~= "integer" or math.type(r.to) ~= "integer" then
+      error(("bad argument #2 to 'region' (entry %d is not a region: from and to must be "
+             .. "integers)"):format(i), 2)
+    end
+  end
+  for _, r in ipairs(list) do
     if contains(r, addr) then return r end
   end
   return nil
@@ -329,7 +339,7 @@ end
 local function prot_bits(prot)
   if math.type(prot) == "integer" then return prot end
   if prot == "none" then return M.PROT_NONE end
-  if type(prot) ~= "string" or prot:find("[^rwx-]") then
+  if type(prot) ~= "string" or prot:find("[^rwx-]") or #prot > 3 or prot:find("([rwx]).*%1") then
     error(("bad argument #1 to 'map' (prot: invalid protection '%s')"):format(tostring(prot)), 3)
   end
   local bits = M.PROT_NONE
@@ -363,6 +373,9 @@ function M.map(t)
   if t.file ~= nil then
     if fd ~= nil then error("bad argument #1 to 'map' (give file or fd, not both)", 2) end
     if type(t.file) ~= "string" then error("bad argument #1 to 'map' (file must be a path)", 2) end
+    if t.file:find("\0", 1, true) then -- C would cut the path there
+      error("bad argument #1 to 'map' (file: the path contains a zero byte)", 2)
+    end
     local writable = t.shared and (prot & M.PROT_WRITE) ~= 0
     local kind = core.pathkind(t.file) -- nil when stat fails: io.open then says why
     if kind == "directory" then -- io.open would open it as a file that reads nothing
