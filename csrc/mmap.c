@@ -22,32 +22,37 @@
  * keeps a guard gap (stack_guard_gap, 1 MiB by default) below it. A mapping placed there on
  * request (MAP_FIXED_NOREPLACE, an honoured hint, shmat at an address, a mapping grown into it)
  * stops that growth: the next deep call chain of the interpreter dies of SIGSEGV. This is that
- * room, [*lo, *hi), from /proc/self/maps; 0 when it cannot be read. */
+ * room: RLIMIT_STACK (at most STACK_ROOM_MAX) and the guard gap below the stack's top. */
 #define STACK_GUARD_GAP ((uintptr_t)1 << 20)
 #define STACK_ROOM_MAX ((uintptr_t)1 << 32) /* RLIMIT_STACK unlimited: keep 4 GiB free */
-static int stack_room(uintptr_t *lo, uintptr_t *hi) {
-  FILE *f = fopen("/proc/self/maps", "r");
-  char line[512];
-  unsigned long from = 0, to = 0;
-  int found = 0;
-  if (!f) return 0;
-  while (!found && fgets(line, sizeof line, f))
-    found = strstr(line, "[stack]") != NULL && sscanf(line, "%lx-%lx", &from, &to) == 2;
-  fclose(f);
-  if (!found) return 0;
+
+/* The top of the main thread's stack (the end of [stack]; it never moves, and a child of fork
+ * has the same), read once; 0 when /proc/self/maps cannot say. */
+static uintptr_t stack_top(void) {
+  static uintptr_t top;
+  static int known;
+  if (!known) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    unsigned long from, to;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+      if (strstr(line, "[stack]") && sscanf(line, "%lx-%lx", &from, &to) == 2) top = (uintptr_t)to;
+    fclose(f);
+    known = 1;
+  }
+  return top;
+}
+
+int in_stack_room(uintptr_t addr, size_t len) {
+  uintptr_t hi = stack_top();
+  if (len == 0 || hi == 0) return 0;
   struct rlimit rl;
   uintptr_t grow = STACK_ROOM_MAX;
   if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < grow)
     grow = (uintptr_t)rl.rlim_cur;
-  uintptr_t used = (uintptr_t)(to - from), room = (grow > used ? grow : used) + STACK_GUARD_GAP;
-  *hi = (uintptr_t)to;
-  *lo = (uintptr_t)to > room ? (uintptr_t)to - room : 0;
-  return 1;
-}
-
-int in_stack_room(uintptr_t addr, size_t len) {
-  uintptr_t lo, hi;
-  return len > 0 && stack_room(&lo, &hi) && addr < hi && (addr >= lo || len > lo - addr);
+  uintptr_t room = grow + STACK_GUARD_GAP, lo = hi > room ? hi - room : 0;
+  return addr < hi && (addr >= lo || len > lo - addr);
 }
 
 static const char mapreg_key = 'M';
@@ -266,7 +271,7 @@ static int mmap_mmap(lua_State *L) {
                           "maps nothing there: it would make C's null pointers, and small offsets "
                           "from them, valid)", addr ? at : "0x0", (int)(LOW_ADDR_LIMIT >> 10));
   }
-  if (!(flags & MAP_FIXED) && in_stack_room(addr, maplen)) {
+  if (addr != 0 && !(flags & MAP_FIXED) && in_stack_room(addr, maplen)) {
     if (flags & MAP_FIXED_NOREPLACE)
       return push_syserrorf(L, "mmap", EINVAL, "MAP_FIXED_NOREPLACE at %p is in the room the main "
                             "stack grows into (RLIMIT_STACK and its guard gap below [stack]): a "
