@@ -1392,16 +1392,19 @@ describe("a:draw()", function()
   end)
 
   it("keeps every line of the arena's labels within the width, huge arenas too", function()
-    local a = M.buddy { size = 1 << 44 }
-    a:alloc(1 << 43)
-    for _, width in ipairs { 16, 20, 24, 72 } do
-      local lines = {}
-      for l in a:draw(width, 1):gmatch("[^\n]+") do lines[#lines + 1] = l end
-      assert.equal(width, #lines[3])
-      assert.is_true(#lines[4] <= width, lines[4])
-      assert.matches("%^ %+", lines[4])
+    -- 16 TiB only natively: ASan would shadow the 8 TiB block, valgrind refuses the reservation
+    for _, size in ipairs { 1 << 30, not (H.asan or H.valgrind) and 1 << 44 or nil } do
+      local a = assert(M.buddy { size = size })
+      a:alloc(size >> 1)
+      for _, width in ipairs { 16, 17, 20, 24, 72 } do
+        local lines = {}
+        for l in a:draw(width, 1):gmatch("[^\n]+") do lines[#lines + 1] = l end
+        assert.equal(width, #lines[3])
+        assert.is_true(#lines[4] <= width, lines[4])
+        assert.matches("%^ %+", lines[4])
+      end
+      a:destroy()
     end
-    a:destroy()
   end)
 
   it("names itself and the caller's line in its errors", function()
