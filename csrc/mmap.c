@@ -184,9 +184,11 @@ void mmap_after_fork(lua_State *L) {
        * mapping inside a dead one is dead (owner_alive) */
       Owner *root = o;
       while (root->parent) root = root->parent;
-      if (root->state == OWNER_LIVE)
+      if (root->state == OWNER_LIVE) {
+        snap_end_range(root->base, MAPINFO(root)->maplen); /* the inner mappings' ones too */
         owner_die(L, root, "gone in this child (its pages were advised MADV_DONTFORK): the child "
                            "was made by M.fork", 1);
+      }
     }
     lua_pop(L, 1);
   }
@@ -303,6 +305,10 @@ static int mmap_mmap(lua_State *L) {
                   addr - (uintptr_t)parent->base <= MAPINFO(parent)->maplen - maplen))
     return luaL_error(L, "mmap: the mapping MAP_FIXED was to go into was unmapped or moved "
                          "during the call (by a finalizer)");
+  if (parent && snap_armed_in((const unsigned char *)addr, maplen)) /* a finalizer armed one */
+    return luaL_error(L, "mmap: MAP_FIXED at %p is refused: that range has a snapshot armed, "
+                         "whose pages it would replace unseen (free the snapshot first)",
+                      (void *)addr);
   void *p;
   int err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
                      (off_t)offset, &p);

@@ -295,8 +295,8 @@ static int snap_diff(lua_State *L) {
   lua_newtable(L);
   lua_Integer k = 0;
   for (size_t i = 0; i < s->npages; i++) {
+    s = check_snap(L, 1); /* the allocations (tmp, the table growing) may have run a finalizer */
     if (!s->copied[i]) continue;
-    check_snap(L, 1); /* growing the result table may have run a finalizer */
     int lost = s->copied[i] == PAGE_LOST; /* its old contents are unknown: it counts as changed */
     if (!lost) mem_copy(L, NULL, tmp, s->o, s->base + i * s->ps, s->ps);
     if (lost || memcmp(tmp, s->copy + i * s->ps, s->ps) != 0) {

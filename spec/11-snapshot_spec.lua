@@ -581,3 +581,87 @@ describe("a snapshot of a mapping placed inside another", function()
     outer:free()
   end)
 end)
+
+describe("a snapshot and finalizers", function()
+  local ps = M.pagesize()
+  -- In a fresh interpreter: its collector, stepping at every allocation, finishes a cycle (and
+  -- runs the finalizer) within the call often enough; forked from busted's large heap, never.
+  it("s:diff raises, not crashes, when a finalizer frees the snapshot during it", function()
+    local out = H.run_lua([[
+      local M = require "memlab"
+      collectgarbage("incremental", 0, 1000, 0)
+      local raised = 0
+      for _ = 1, 1000 do
+        local b = assert(M.map { length = 4 * M.pagesize() })
+        local s = b:snapshot()
+        b[0] = 1
+        local victim = s
+        setmetatable({}, { __gc = function() if victim then victim:free(); victim = nil end end })
+        local ok, res = pcall(s.diff, s)
+        if not ok then
+          assert(tostring(res):find("attempt to use a freed snapshot", 1, true), res)
+          raised = raised + 1
+        else
+          assert(type(res) == "table")
+        end
+        victim = nil
+        b:free()
+      end
+      io.write("survived, raised ", raised)
+    ]])
+    local raised = tonumber(out:match("^survived, raised (%d+)$"))
+    assert.is_number(raised, out)
+    if raised == 0 then pending("the finalizer never ran inside s:diff: nothing was checked") end
+  end)
+
+  it("M.mmap refuses MAP_FIXED into a range a finalizer armed a snapshot over during the call", function()
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local ps = M.pagesize()
+      collectgarbage("incremental", 0, 1000, 0)
+      for _ = 1, 1000 do
+        local outer = assert(M.map { length = 2 * ps })
+        outer:fill(0x41)
+        local snap, pending = nil, outer
+        setmetatable({}, { __gc = function() if pending then snap = pending:snapshot(); pending = nil end end })
+        local ok, inner = pcall(M.mmap, outer:address() + ps, ps, M.PROT_READ,
+                                M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0)
+        pending = nil
+        if snap and ok then
+          io.write("placed: the snapshot reads ", ("%q"):format(snap:read(ps, 4)))
+          return
+        elseif snap then
+          assert(tostring(inner):find("has a snapshot armed", 1, true), inner)
+          assert(snap:read(ps, 4) == "AAAA")
+          io.write("refused")
+          return
+        end
+        if ok and inner then inner:free() end
+        outer:free()
+      end
+      io.write("never")
+    ]])
+    if out == "never" then pending("the finalizer never ran inside M.mmap: nothing was checked") end
+    assert.equal("refused", out)
+  end)
+
+  it("in a child of M.fork, a DONTFORK mapping's inner snapshots end with it", function()
+    local outer = assert(M.map { length = 4 * ps })
+    local at = outer:address() + ps
+    local inner = assert(M.mmap(at, ps, M.PROT_READ | M.PROT_WRITE,
+                                M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0))
+    local s = inner:snapshot()
+    outer:advise(M.MADV_DONTFORK) -- the outer one: the inner one goes with it
+    local how, code = H.in_child(function()
+      assert(not inner:valid())
+      assert(not pcall(s.read, s))
+      local n = assert(M.mmap(at, ps, M.PROT_NONE, M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED_NOREPLACE, -1, 0))
+      local ok, err = pcall(function() return n[0] end) -- the old snapshot must not claim this fault
+      assert(not ok and tostring(err):find("SEGV_ACCERR", 1, true), err)
+      return true
+    end)
+    assert.same({ "exit", 0 }, { how, code })
+    s:free()
+    outer:free()
+  end)
+end)

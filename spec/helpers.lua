@@ -299,9 +299,15 @@ function H.run_memlocked(kib, code)
     end
     prefix = "setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock "
   end
+  return H.run_lua(code, ("ulimit -l %d && %s"):format(kib, prefix))
+end
+
+--- Runs the Lua chunk `code` in a fresh lua5.4 (not a fork of this process: its heap and
+-- collector start small) that finds the same memlab, after the shell commands `prefix` (or
+-- none). Returns the child's output, stdout and stderr.
+function H.run_lua(code, prefix)
   local chunk = ("package.path, package.cpath = %q, %q\n"):format(package.path, package.cpath) .. code
-  local p = assert(io.popen(("ulimit -l %d && %slua5.4 -e '%s' 2>&1"):format(
-    kib, prefix, chunk:gsub("'", "'\\''"))))
+  local p = assert(io.popen(("%slua5.4 -e '%s' 2>&1"):format(prefix or "", chunk:gsub("'", "'\\''"))))
   local out = p:read("a")
   p:close()
   return out
