@@ -94,7 +94,9 @@ static Owner *check_heapblock(lua_State *L, int idx, const char *fname) {
  * failure b stays valid and the result is nil, msg, ENOMEM. realloc(nil, n) is malloc(n);
  * realloc(b, 0) frees b and returns nil, as the lecture says. */
 static int heap_realloc(lua_State *L) {
-  if (lua_isnoneornil(L, 1)) {
+  if (lua_isnoneornil(L, 1)) { /* realloc(nil, n) = malloc(n); n checked as argument #2 */
+    arg_size(L, 2);
+    lua_settop(L, 2);
     lua_remove(L, 1);
     return heap_malloc(L);
   }
@@ -133,8 +135,15 @@ static int heap_mallopt(lua_State *L) {
   luaL_argcheck(L, param >= -2147483647 - 1 && param <= 2147483647, 1, "parameter out of range");
   luaL_argcheck(L, v >= -2147483647 - 1 && v <= 2147483647, 2, "value out of range");
   switch (param) { /* glibc answers 1 (success) for a parameter it does not know: say no */
-    case M_MMAP_THRESHOLD: case M_TRIM_THRESHOLD: case M_TOP_PAD: case M_MMAP_MAX:
-    case M_ARENA_MAX: case M_ARENA_TEST: case M_PERTURB: case M_MXFAST: case M_CHECK_ACTION:
+    case M_MMAP_THRESHOLD: case M_TOP_PAD: case M_MMAP_MAX: case M_ARENA_MAX: case M_ARENA_TEST:
+      /* sizes and counts glibc keeps unsigned: -4096 would become a pad near SIZE_MAX, and
+       * every later growth of the heap (the interpreter's own included) would fail */
+      luaL_argcheck(L, v >= 0, 2, "value out of range (a size or a count: 0 or more)");
+      break;
+    case M_TRIM_THRESHOLD: /* -1: never trim (mallopt(3)) */
+      luaL_argcheck(L, v >= -1, 2, "value out of range (0 or more, or -1: never trim)");
+      break;
+    case M_PERTURB: case M_MXFAST: case M_CHECK_ACTION:
       break;
     default:
       return push_statuserror(L, "mallopt", "refused (unknown parameter: use the M.M_* constants)",

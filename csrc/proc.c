@@ -258,8 +258,8 @@ static int proc_exepath(lua_State *L) {
 static int proc_readproc(lua_State *L) {
   const char *path = arg_cstring(L, 1);
   luaL_Buffer b;
-  size_t cap = 1 << 16;
-  char *buf = luaL_buffinitsize(L, &b, cap); /* Lua owns it: nothing leaks if a call raises */
+  size_t cap = 1 << 16; /* a file of up to cap bytes fits; one byte more says it did not */
+  char *buf = luaL_buffinitsize(L, &b, cap + 1); /* Lua owns it: nothing leaks if a call raises */
   for (;;) {
     /* open only while no Lua call can raise; O_NONBLOCK: a FIFO must not block the open */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -274,7 +274,7 @@ static int proc_readproc(lua_State *L) {
     }
     size_t n = 0;
     ssize_t r = 0;
-    while (n < cap && (r = read(fd, buf + n, cap - n)) != 0) {
+    while (n <= cap && (r = read(fd, buf + n, cap + 1 - n)) != 0) {
       if (r < 0) {
         if (errno == EINTR) continue;
         int err = errno;
@@ -284,7 +284,7 @@ static int proc_readproc(lua_State *L) {
       n += (size_t)r;
     }
     close(fd);
-    if (n < cap) {
+    if (n <= cap) {
       luaL_pushresultsize(&b, n);
       return 1;
     }
@@ -292,7 +292,7 @@ static int proc_readproc(lua_State *L) {
       return push_syserrorf(L, path, EFBIG, "larger than %d MiB (readproc reads it whole)",
                             (int)(READPROC_MAX >> 20));
     cap *= 4; /* it did not fit: read it all again, into a bigger buffer */
-    buf = luaL_prepbuffsize(&b, cap);
+    buf = luaL_prepbuffsize(&b, cap + 1);
   }
 }
 

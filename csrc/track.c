@@ -24,7 +24,7 @@ typedef struct TrackRec {
   uint32_t nextfree;                   /* free list link (index + 1) while unused */
   uint8_t state;
   char func[16];                       /* the allocating function: "malloc", "calloc" ... */
-  char frames[TRACK_FRAMES][72];       /* "file.lua:12 (in concatenate)" */
+  char frames[TRACK_FRAMES][160];      /* "file.lua:12 (in concatenate)" */
 } TrackRec;
 
 typedef struct Tracker {
@@ -55,9 +55,13 @@ static void capture_frames(lua_State *L, TrackRec *r) {
   for (int level = 1; k < TRACK_FRAMES && lua_getstack(L, level, &ar); level++) {
     if (!lua_getinfo(L, "Sln", &ar) || ar.currentline < 0 || site_internal(&ar)) continue;
     const char *fn = ar.name ? ar.name : (*ar.what == 'm' ? "main chunk" : "?");
-    if (snprintf(r->frames[k], sizeof r->frames[0], "%s:%d (in %s)", ar.short_src,
-                 ar.currentline, fn) >= (int)sizeof r->frames[0])
-      r->frames[k][sizeof r->frames[0] - 1] = '\0'; /* truncated: keep the start */
+    /* short_src is at most LUA_IDSIZE (60) bytes: a long function name is what gets cut, and
+     * the frame keeps its shape "source:line (in name)" for M.report's parser */
+    int head = snprintf(r->frames[k], sizeof r->frames[0], "%s:%d (in ", ar.short_src,
+                        ar.currentline);
+    if (head > 0 && (size_t)head + 2 < sizeof r->frames[0])
+      snprintf(r->frames[k] + head, sizeof r->frames[0] - (size_t)head, "%.*s)",
+               (int)(sizeof r->frames[0] - (size_t)head - 2), fn);
     k++;
   }
 }

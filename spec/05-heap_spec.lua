@@ -242,6 +242,12 @@ describe("M.realloc()", function()
     b:free()
   end)
 
+  it("with nil names the size as argument #2, also when both are missing", function()
+    H.raises("bad argument #2 to 'fn' (number expected, got no value)", M.realloc)
+    H.raises("bad argument #2 to 'fn' (number expected, got no value)", M.realloc, nil)
+    H.raises("bad argument #2 to 'fn' (size out of range)", M.realloc, nil, -1)
+  end)
+
   it("frees the block for size 0 and returns nil", function()
     local b = M.malloc(16)
     local v = b:slice(0, 4)
@@ -349,6 +355,16 @@ describe("the C heap functions", function()
     end
     assert.is_boolean(M.malloc_trim(0, "extra"))
     if not H.asan then assert.is_true(M.mallopt(M.M_MMAP_THRESHOLD, 128 * 1024, "extra")) end
+  end)
+
+  it("mallopt refuses a negative size or count (glibc would keep it as a huge unsigned one)", function()
+    for _, param in ipairs { M.M_TOP_PAD, M.M_MMAP_THRESHOLD, M.M_MMAP_MAX, M.M_ARENA_MAX, M.M_ARENA_TEST } do
+      H.raises("value out of range (a size or a count: 0 or more)", M.mallopt, param, -4096)
+      H.raises("value out of range", M.mallopt, param, -1)
+    end
+    H.raises("value out of range (0 or more, or -1: never trim)", M.mallopt, M.M_TRIM_THRESHOLD, -2)
+    local b = assert(M.malloc(100000)) -- the heap still grows
+    b:free()
   end)
 end)
 

@@ -81,6 +81,19 @@ describe("M.report()", function()
     assert.equal(site, rec.frames[1].source .. ":" .. rec.frames[1].line)
   end)
 
+  it("keeps each frame's line and function name from a long path and a long name", function()
+    M.track(true)
+    local name = "concatenate_with_a_rather_long_function_name_for_the_lab"
+    load(("local M = ... local function %s() return M.calloc(1, 5) end local x = %s() x = nil")
+           :format(name, name), "@/home/student/courses/os/memory-management/lab07/leak_and_more.lua")(M)
+    local _, s = M.report()
+    local rec = s.loss_records[1]
+    assert.equal(5, rec.bytes)
+    assert.equal(1, rec.frames[1].line)
+    assert.equal(name, rec.frames[1].func)
+    assert.matches("leak_and_more%.lua$", rec.frames[1].source)
+  end)
+
   it("reports a live block as still reachable, not lost", function()
     M.track(true)
     local keep = M.malloc(40)
