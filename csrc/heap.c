@@ -32,7 +32,7 @@ static int push_block(lua_State *L, Owner *o, void *p, size_t n, const char *wha
   }
   mem_defined(p, n); /* a script may read the garbage a fresh block holds */
   owner_open(L, o, p, n);
-  track_alloc(L, o);
+  track_alloc(L, o, what);
   return 1;
 }
 
@@ -94,12 +94,8 @@ static Owner *check_heapblock(lua_State *L, int idx, const char *fname) {
  * failure b stays valid and the result is nil, msg, ENOMEM. realloc(nil, n) is malloc(n);
  * realloc(b, 0) frees b and returns nil, as the lecture says. */
 static int heap_realloc(lua_State *L) {
-  if (lua_isnoneornil(L, 1)) { /* realloc(nil, n) = malloc(n); n checked as argument #2 */
-    arg_size(L, 2);
-    lua_settop(L, 2);
-    lua_remove(L, 1);
-    return heap_malloc(L);
-  }
+  if (lua_isnoneornil(L, 1)) /* realloc(nil, n) = malloc(n); n is argument #2 */
+    return do_malloc(L, arg_size(L, 2), "realloc");
   Owner *old = check_heapblock(L, 1, "realloc");
   size_t n = arg_size(L, 2);
   if (n == 0) {

@@ -215,7 +215,7 @@ int sysvshm_open(lua_State *L);
 int atomic_open(lua_State *L);
 
 /* Tracking hooks, called by the heap kind (no-ops when tracking is off). */
-void track_alloc(lua_State *L, Owner *o);
+void track_alloc(lua_State *L, Owner *o, const char *what);
 void track_free(lua_State *L, Owner *o, int lost);
 
 #endif

@@ -45,13 +45,13 @@ static Tracker *get_tracker(lua_State *L) {
   return t;
 }
 
-static void capture_frames(lua_State *L, TrackRec *r) {
+static void capture_frames(lua_State *L, TrackRec *r, const char *what) {
   lua_Debug ar;
   int k = 0;
   memset(r->frames, 0, sizeof r->frames);
-  snprintf(r->func, sizeof r->func, "?");
-  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name)
-    snprintf(r->func, sizeof r->func, "%s", ar.name);
+  snprintf(r->func, sizeof r->func, "%s", what); /* the C function, as valgrind names it: not
+                                                  * the name a script called it by (a local, a
+                                                  * pcall: none) */
   for (int level = 1; k < TRACK_FRAMES && lua_getstack(L, level, &ar); level++) {
     if (!lua_getinfo(L, "Sln", &ar) || ar.currentline < 0 || site_internal(&ar)) continue;
     const char *fn = ar.name ? ar.name : (*ar.what == 'm' ? "main chunk" : "?");
@@ -66,8 +66,9 @@ static void capture_frames(lua_State *L, TrackRec *r) {
   }
 }
 
-/* Called when o has just been opened: records it if tracking is on in this state. */
-void track_alloc(lua_State *L, Owner *o) {
+/* Called when o has just been opened by the C function `what` ("malloc", "calloc" ...): records
+ * it if tracking is on in this state. */
+void track_alloc(lua_State *L, Owner *o, const char *what) {
   if (!g_anyon) return;
   Tracker *t = get_tracker(L);
   if (!t || !t->on) return;
@@ -91,7 +92,7 @@ void track_alloc(lua_State *L, Owner *o) {
   r->seq = ++t->allocs;
   r->state = REC_LIVE;
   t->bytes += o->size;
-  capture_frames(L, r);
+  capture_frames(L, r, what);
   o->track = idx + 1;
 }
 

@@ -173,6 +173,18 @@ describe("M.report()", function()
     end
   end)
 
+  it("names the C function, not what the script called it by (a local, a pcall)", function()
+    M.track(true)
+    local grab = M.malloc
+    do local _ = grab(21) end
+    do local _, b = pcall(M.malloc, 22); b = nil end
+    do local _ = M.realloc(nil, 23) end
+    local _, s = M.report()
+    local func = {}
+    for _, rec in ipairs(s.loss_records) do func[rec.bytes] = rec.func end
+    assert.same({ [21] = "malloc", [22] = "malloc", [23] = "realloc" }, func)
+  end)
+
   it("counts a realloc as a free of the old block and an allocation of the new", function()
     M.track(true)
     local b = M.malloc(10)
