@@ -45,12 +45,32 @@ print(("Changed to read-only. Reading: %s"):format(memory:cstring(0)))
 -- Try to write (in C: SIGSEGV)
 print("Attempting write to read-only memory...")
 local ok, err = pcall(function() memory[0] = string.byte("h") end)
-if not ok then segfault_handler(err) end
+if not ok then -- memlab knows the page is read-only: it refuses the store before the MMU sees it
+  print("Write refused before it happened (in C the store itself raises SIGSEGV):")
+  print("  " .. err)
+end
 lab.check("the write to PROT_READ memory is refused, naming SIGSEGV/SEGV_ACCERR and the address",
           not ok and err:find("SIGSEGV/SEGV_ACCERR", 1, true) ~= nil and
           err:find(at, 1, true) ~= nil, at)
 lab.check("refused before it happened: the page still reads \"Hello\", no fault was raised",
           memory:cstring(0) == "Hello" and M.lastfault() == nil)
+
+-- The store the MMU itself refuses: a read-only page placed (MAP_FIXED) inside a writable
+-- mapping; the outer mapping's record says "writable", so memlab lets the store through, the
+-- MMU raises SIGSEGV (SEGV_ACCERR), and the fault guard turns it into a Lua error.
+local outer = assert(M.mmap(nil, 2 * page_size, M.PROT_READ | M.PROT_WRITE,
+                            M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0))
+local inner = assert(M.mmap(outer:address() + page_size, page_size, M.PROT_READ,
+                            M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0))
+print("Attempting the same write through a mapping that does not know the page is read-only...")
+local wok, werr = pcall(function() outer[page_size] = string.byte("h") end)
+if not wok then segfault_handler(werr) end
+local wf = M.lastfault()
+lab.check("that write raised a real SIGSEGV (SEGV_ACCERR) at the page, caught as a Lua error",
+          not wok and wf ~= nil and wf.signal == "SIGSEGV" and wf.code == "SEGV_ACCERR" and
+          wf.addr == inner:address() and inner[0] == 0, wf and lab.hex(wf.addr))
+inner:free()
+outer:free()
 
 -- PROT_NONE: now even a read faults. memlab lets this one reach the MMU: a real SIGSEGV, caught.
 assert(M.mprotect(memory, page_size, M.PROT_NONE))

@@ -22,6 +22,8 @@ local M = require "memlab"
 local KEY, SIZE = 0x666, 256
 local mode = arg[1]
 local duration = tonumber(arg[2]) -- nil: loop forever, as the lecture does
+local watch -- in the lab run, the parent's pid: the forked server stops when it is gone
+local orphaned
 
 -- "00:00:03" -> 3 (seconds), or nil when the text is not the server's format.
 local function seconds(text)
@@ -60,6 +62,10 @@ local function server(say)
       shm:write(0, ("%02d:%02d:%02d\0"):format((timer // 3600) % 24, (timer // 60) % 60,
                                                timer % 60))
       if duration and M.clock() - t0 >= duration then break end
+      if watch and not M.kill(watch, 0) then -- the lab run's parent is gone
+        orphaned = true
+        break
+      end
       M.sleep(1) -- sleep for 1 second
       timer = timer + 1
     end
@@ -67,7 +73,8 @@ local function server(say)
     shm:free()                                           -- shmdt
     local removed = M.shmctl(shmid, M.IPC_RMID)
     say(("server stopped (%s) at %02d:%02d:%02d; segment %s"):format(
-        why and tostring(why):match("interrupted") and "Ctrl-C" or why or "its duration",
+        why and tostring(why):match("interrupted") and "Ctrl-C" or why
+          or orphaned and "the lab run that started it is gone" or "its duration",
         (timer // 3600) % 24, (timer // 60) % 60, timer % 60,
         removed and "removed (IPC_RMID)" or "already gone"))
   end)
@@ -119,10 +126,18 @@ end
 lab.title("18", "shared memory up-time server and client")
 local READS, PAUSE = lab.quick() and 3 or 5, lab.quick() and 1 or 2
 
-lab.remove_leftover(KEY, ("0x%x"):format(KEY)) -- the lecture's fixed key
+local _, busy = lab.remove_leftover(KEY, ("0x%x"):format(KEY)) -- the lecture's fixed key
+if busy then
+  lab.check("the lecture's key 0x666 is free for this run", false, busy)
+  lab.done()
+end
 
+local parent = M.getpid()
 local server_pid = assert(M.fork())
 if server_pid == 0 then
+  -- killed with its parent (a closed terminal, a pipe into head) it would loop for ever: it
+  -- stops, cleaning up, when the parent is gone, and after two minutes at most
+  watch, duration = parent, 120
   local ok, code = pcall(server, function(s) print("  " .. s); io.stdout:flush() end)
   M._exit(ok and code or 1) -- never return into the parent's script
 end

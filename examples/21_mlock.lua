@@ -84,8 +84,8 @@ local dd, dd_err = secure_memory:advise(M.MADV_DONTDUMP)
 local wf, wf_err = secure_memory:advise(M.MADV_WIPEONFORK)
 print(("MADV_DONTDUMP: %s; MADV_WIPEONFORK: %s; VmFlags now: %s"):format(dd and "ok" or dd_err,
       wf and "ok" or wf_err, vmflags(secure_memory)))
-lab.check("MADV_DONTDUMP marks the page 'dd' in VmFlags", not dd or
-          has(vmflags(secure_memory), "dd"), dd_err)
+lab.check("MADV_DONTDUMP marks the page 'dd' in VmFlags",
+          dd ~= nil and has(vmflags(secure_memory), "dd"), dd_err)
 if wf then
   -- The child reports through its exit code: 0 = it saw only zeroes where the secret is.
   local pid = M.fork()
@@ -111,8 +111,12 @@ lab.check("after b:wipe() every byte of the page reads zero", zeroed)
 -- Unlock and free
 assert(M.munlock(secure_memory, page_size))
 local lck2 = vmlck()
-lab.check("munlock gives the page back to the swappable pool: VmLck returns",
-          lck2 == lck0 and not has(vmflags(secure_memory), "lo"), ("VmLck %d bytes"):format(lck2))
+if locked then
+  lab.check("munlock gives the page back to the swappable pool: VmLck returns",
+            lck2 == lck0 and not has(vmflags(secure_memory), "lo"), ("VmLck %d bytes"):format(lck2))
+else
+  print("(mlock was refused: munlock had nothing to give back, so nothing is checked here)")
+end
 local addr = secure_memory:address()
 M.munmap(secure_memory, page_size)
 lab.check("munmap: the page leaves /proc/self/maps", M.region(addr) == nil)

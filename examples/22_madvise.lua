@@ -20,8 +20,7 @@ local M = require "memlab"
 lab.title("22", "madvise: readahead, WILLNEED, DONTNEED, FREE")
 
 local ps, N = M.pagesize(), 512                     -- a 2 MiB file of 512 pages
-local dir = assert(io.popen("mktemp -d -p /var/tmp memlab22.XXXXXX 2>/dev/null || mktemp -d"))
-  :read("l")
+local dir = lab.tempdir("/var/tmp") -- not tmpfs, where pages cannot leave the page cache
 local path = dir .. "/data.bin"
 do
   local f = assert(io.open(path, "wb"))

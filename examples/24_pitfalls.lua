@@ -65,7 +65,7 @@ lab.check("the raw address after munmap: SIGSEGV (SEGV_MAPERR), caught",
           e2:find("SIGSEGV (SEGV_MAPERR)", 1, true) ~= nil)
 
 section("3. Alignment issues: offsets that are not a multiple of the page size")
-local dir = assert(io.popen("mktemp -d")):read("l")
+local dir = lab.tempdir()
 local path = dir .. "/pitfall.txt"
 do local f = assert(io.open(path, "wb")); f:write(("x"):rep(2 * ps)); f:close() end
 local fd = assert(io.open(path, "rb"))

@@ -67,7 +67,7 @@ recurse(0)
 sample("returned")
 
 for _, b in ipairs(blocks) do b:free() end          -- 4. the release
-sample("free")
+local freed = sample("free")
 M.malloc_trim(0)
 local trimmed = sample("trim")
 big:unmap()
@@ -103,9 +103,12 @@ for i, s in ipairs(samples) do axis[i] = letter[s.phase:match("^%a+")] end
 print(("%-11s  %s"):format("phase", table.concat(axis)))
 print("             s start, m malloc, M mmap, t touch, r recurse, < returned, f free, T trim, "
       .. "u munmap")
-print(("after malloc_trim the heap keeps its size (%d KiB: the break did not move) but not its "
-       .. "RSS (%d KiB): trim returned the free pages inside it"):format(trimmed.heap.size // KiB,
-       trimmed.heap.rss // KiB))
+local size_text = trimmed.heap.size == freed.heap.size
+  and ("keeps its size (%d KiB: the break did not move)"):format(trimmed.heap.size // KiB)
+  or ("shrinks from %d to %d KiB (the break moved down: the heap's top was free)"):format(
+       freed.heap.size // KiB, trimmed.heap.size // KiB)
+print(("after malloc_trim the heap %s, and its RSS falls from %d to %d KiB: trim returned the "
+       .. "free pages inside it"):format(size_text, freed.heap.rss // KiB, trimmed.heap.rss // KiB))
 
 -- The checks, from the samples.
 local grew = after_malloc.heap.rss - base.heap.rss

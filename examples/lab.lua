@@ -62,6 +62,7 @@ end
 
 --- lab.hex(addr) -> "0x55d1c2a3e2a0", as C's %p prints an address
 function lab.hex(addr)
+  if math.type(addr) ~= "integer" then return tostring(addr) end -- a failed call's nil
   return ("0x%x"):format(addr)
 end
 
@@ -108,6 +109,22 @@ local function shquote(s)
 end
 lab.shquote = shquote
 
+--- lab.tempdir([parent]) -> a fresh directory (mktemp -d), removed with everything in it when
+-- the script ends: at its end, on an error, on Ctrl-C (the interpreter closes, and finalizers
+-- run), not when it is killed outright
+local tempdirs = {}
+function lab.tempdir(parent)
+  local cmd = parent and ("mktemp -d -p %s memlab.XXXXXX 2>/dev/null || mktemp -d"):format(shquote(parent))
+              or "mktemp -d"
+  local p = assert(io.popen(cmd))
+  local dir = assert(p:read("l"), "mktemp -d failed")
+  p:close()
+  tempdirs[#tempdirs + 1] = setmetatable({}, { __gc = function()
+    os.execute("rm -rf -- " .. shquote(dir))
+  end })
+  return dir
+end
+
 --- lab.interpreter() -> the interpreter running this script (arg[-1], "lua5.4" by default)
 function lab.interpreter()
   local i = -1
@@ -116,17 +133,29 @@ function lab.interpreter()
 end
 
 --- lab.remove_leftover(key, shown_key) -> the id removed; nil when the key was free, or nil, msg
--- when the segment there could not be removed
--- A lecture's System V key is fixed (0x666, 1234): a segment left there by a crashed run (or a
--- program still running in another terminal) would be reused. Removes it (IPC_RMID) and says so.
+-- when the segment there is in use or could not be removed
+-- A lecture's System V key is fixed (0x666, 1234): a segment left there by a crashed run would be
+-- reused. Removes it (IPC_RMID) and says so; but not a segment a running program still has
+-- attached (another run of the lab, a server in another terminal): that is refused, and said.
 function lab.remove_leftover(key, shown_key)
   local M = require "memlab"
   local old = M.shmget(key, 0, 0)
   if not old then return nil end
   local st = M.shmctl(old, M.IPC_STAT) or {}
+  shown_key = shown_key or tostring(key)
+  local user = (st.nattch or 0) > 0 and ((st.lpid and st.lpid > 0 and M.kill(st.lpid, 0) and st.lpid)
+                                         or (st.cpid and M.kill(st.cpid, 0) and st.cpid))
+  if user and user ~= M.getpid() then
+    local msg = ("key %s is in use: segment id %d (%s bytes, %d attached, last used by pid %d, "
+                 .. "which is running); not removed: stop that program (another run of this "
+                 .. "lab, or a server in another terminal) and run again"):format(
+                   shown_key, old, st.segsz, st.nattch, user)
+    print(msg)
+    return nil, msg
+  end
   local ok, err = M.shmctl(old, M.IPC_RMID)
   print(("a segment was left at key %s (id %d, %s bytes, created by pid %s, %s attached): %s")
-        :format(shown_key or tostring(key), old, st.segsz, st.cpid, st.nattch,
+        :format(shown_key, old, st.segsz, st.cpid, st.nattch,
                 ok and "removed it first (IPC_RMID)" or ("could not remove it: " .. tostring(err))))
   if not ok then return nil, err end
   return old
