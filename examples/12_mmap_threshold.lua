@@ -46,7 +46,8 @@ print(("Allocation size: %d"):format(block_size_amm))
 local far, own, unmoved, grew = 0, 0, 0, {}
 for j = 1, blocks do
   M.free(block_list[j])
-  local brk0, size0 = M.sbrk(0), mapped_bytes()
+  local size0 = mapped_bytes()
+  local brk0 = M.sbrk(0) -- after mapped_bytes(): its own allocations may move the break
   block_list[j] = M.malloc(block_size_amm)
   local brk, size1 = M.sbrk(0), mapped_bytes()
   local addr = block_list[j]:address()
