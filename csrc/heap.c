@@ -200,6 +200,27 @@ static int brk_release(Owner *o) {
 
 static const MemKind brk_kind = {"brk", "released", brk_release, NULL, MK_GUARDED};
 
+/* [start, end) of the break that memlab took for something else (an allocator's arena over the
+ * sbrk page source) and could not give back at once, something else sitting above it: kept as a
+ * region without a buffer, given back once it is the top. 0, or ENOMEM (then it stays taken). */
+int brk_adopt(uintptr_t start, uintptr_t end) {
+  if (g_nregions == g_capregions) {
+    size_t cap = g_capregions ? 2 * g_capregions : 16;
+    BrkRegion *r = (BrkRegion *)realloc(g_regions, cap * sizeof *r);
+    if (!r) return ENOMEM;
+    g_regions = r;
+    g_capregions = cap;
+  }
+  size_t i = g_nregions;
+  for (; i > 0 && g_regions[i - 1].start >= end; i--) g_regions[i] = g_regions[i - 1];
+  g_regions[i].start = start;
+  g_regions[i].end = end;
+  g_regions[i].owner = NULL;
+  g_nregions++;
+  brk_return_free_top();
+  return 0;
+}
+
 /* Records [start, end) as memlab's and pushes a "brk" buffer over it. */
 static void push_brkbuffer(lua_State *L, Owner *o, uintptr_t start, uintptr_t end) {
   g_regions[g_nregions].start = start;

@@ -382,7 +382,13 @@ static int la_bounds(lua_State *L) {
 /* Destroys a live allocator: its memory goes back, every block dies. */
 static void destroy(lua_State *L, Allocator *a, int level) {
   if (a->arena.state == OWNER_LIVE) a->ops->destroy(&a->u);
-  ml_src_destroy(&a->src); /* idempotent; also a source a failed constructor had set up */
+  /* idempotent; also a source a failed constructor had set up. Over sbrk with something above
+   * (EBUSY), the arena's part of the break stays memlab's, given back once it is the top. */
+  if (ml_src_destroy(&a->src) == EBUSY && a->src.kind == ML_SRC_SBRK && a->src.base &&
+      brk_adopt((uintptr_t)(a->src.base - a->src.pad), (uintptr_t)a->src.top) == 0) {
+    a->src.kind = ML_SRC_NONE;
+    a->src.committed = 0;
+  }
   owner_die(L, &a->arena, "destroyed", level);
 }
 

@@ -216,6 +216,8 @@ int atomic_open(lua_State *L);
 
 /* Tracking hooks, called by the heap kind (no-ops when tracking is off). */
 void track_alloc(lua_State *L, Owner *o, const char *what);
+/* heap.c: keeps [start, end) of the break as memlab's until it can go back (the top). */
+int brk_adopt(uintptr_t start, uintptr_t end);
 void track_free(lua_State *L, Owner *o, int lost);
 
 #endif

@@ -1125,6 +1125,20 @@ describe("the free list", function()
       a:destroy()
       assert.equal(b0, M.sbrk(0)) -- destroy gives the break back
     end)
+
+    it("destroyed under a region of memlab's own sbrk, gives its arena back with that region", function()
+      M.free(M.malloc(100 * KiB)) -- room for glibc's malloc, so that it does not move the break
+      local b0 = M.sbrk(0)
+      for _ = 1, 3 do
+        local a = M.freelist { size = 1024 * KiB, source = "sbrk" }
+        a:alloc(100)
+        local _, r = M.sbrk(4096)       -- above the arena: the arena cannot go back at destroy
+        a:destroy()
+        assert.is_true(M.sbrk(0) > b0)
+        r:free()                         -- the top region goes, and the dead arena under it
+        assert.equal(b0, M.sbrk(0))
+      end
+    end)
   end)
 end)
 
