@@ -96,6 +96,7 @@ static int mapops_protect(lua_State *L) {
   protmap_install(r.o->protmap, runs, nruns);
   if (prot & PROT_WRITE) MAPINFO(r.o)->ever_writable = 1;
   snap_after_protect(r.o, r.first, r.npages);
+  map_protect_inner(L, r.o, page_addr(&r), r.npages * sys_pagesize(), prot);
   lua_settop(L, 1);
   return 1;
 }
@@ -190,6 +191,10 @@ static int mapops_advise(lua_State *L) {
     mi->dontfork = 1;
   else if (advice == MADV_DOFORK && r.first == 0 && r.npages * sys_pagesize() >= mi->maplen)
     mi->dontfork = 0;
+  else if (advice == MADV_WIPEONFORK) /* a child's snapshot of these pages ends (mmap_after_fork) */
+    mi->wipeonfork = 1;
+  else if (advice == MADV_KEEPONFORK && r.first == 0 && r.npages * sys_pagesize() >= mi->maplen)
+    mi->wipeonfork = 0;
   lua_settop(L, 1);
   return 1;
 }

@@ -26,6 +26,7 @@ typedef struct MapInfo {
                        * SIGBUS), else 0 */
   int ever_writable;  /* some page was writable once: a private page may hold written data */
   int dontfork;       /* some page was advised MADV_DONTFORK (and not all given MADV_DOFORK) */
+  int wipeonfork;     /* some page was advised MADV_WIPEONFORK (and not all MADV_KEEPONFORK) */
   Snapshot *snap;
   ProtMap pm;
 } MapInfo;
@@ -47,12 +48,18 @@ Owner *check_mapping(lua_State *L, int idx, const char *fname, Buffer **pb);
 Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len);
 /* Whether [addr, addr+len) reaches into the room the main stack grows into (mmap.c). */
 int in_stack_room(uintptr_t addr, size_t len);
+/* After an mprotect of o's [addr, addr+len): the records of mappings placed inside follow. */
+void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, size_t len,
+                       int prot);
 int map_has_inner(lua_State *L, const Owner *o);
 
 /* Snapshots (snapshot.c). Before memlab itself changes pages of a mapping other than by a guarded
  * store (madvise DONTNEED/FREE, mprotect, remap, unmap), it lets an armed snapshot copy them. */
 void snap_before_change(Owner *o, size_t off, size_t len);
 void snap_after_protect(Owner *o, size_t first, size_t npages);
+/* In a child of M.fork: the snapshots of [base, base+len), advised MADV_WIPEONFORK, end (the
+ * child's pages there are zeros, not what the snapshot saw written), their pages disarmed. */
+void snap_end_wiped(const unsigned char *base, size_t len);
 void snap_on_release(Owner *o);
 void snap_end_range(const unsigned char *base, size_t len);
 int snap_armed_in(const unsigned char *base, size_t len);

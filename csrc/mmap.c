@@ -163,15 +163,65 @@ int map_has_inner(lua_State *L, const Owner *o) {
 }
 
 /* Kills the MAP_FIXED children of parent (its memory moved: their ranges are no longer theirs). */
-static void kill_children(lua_State *L, Owner *parent, const char *why) {
+/* Whether o lies inside anc: anc is one of its parents, at any depth. Its depth in *depth. */
+static int inside_of(const Owner *o, const Owner *anc, int *depth) {
+  int d = 0;
+  for (const Owner *p = o->parent; p; p = p->parent) {
+    d++;
+    if (p == anc) return *depth = d, 1;
+  }
+  return 0;
+}
+
+/* After o's pages [addr, addr+len) were given protection prot: the mappings placed inside o
+ * that lie in the range had their pages changed too (one mprotect covers them), so their records
+ * follow, and a snapshot of theirs arms the pages that became writable. */
+void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, size_t len,
+                       int prot) {
+  size_t ps = sys_pagesize();
   push_registry(L);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
-    Owner *o = (Owner *)lua_touserdata(L, -2);
-    if (o->parent == parent && o->state == OWNER_LIVE) owner_die(L, o, why, 1);
+    Owner *c = (Owner *)lua_touserdata(L, -2);
+    int d;
+    if (c->kind == &mmap_kind && owner_alive(c) && inside_of(c, o, &d)) {
+      MapInfo *mi = MAPINFO(c);
+      const unsigned char *lo = addr > c->base ? addr : c->base;
+      const unsigned char *hi = addr + len < c->base + mi->maplen ? addr + len : c->base + mi->maplen;
+      if (lo < hi) {
+        size_t first = (size_t)(lo - c->base) / ps, n = ((size_t)(hi - lo) + ps - 1) / ps, nruns;
+        ProtRun *runs = protmap_prepare(&mi->pm, first, n, prot_from_sys(prot), &nruns);
+        if (runs) protmap_install(&mi->pm, runs, nruns);
+        if (prot & PROT_WRITE) mi->ever_writable = 1;
+        snap_after_protect(c, first, n);
+      }
+    }
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
+}
+
+/* Releases every mapping placed inside o, deepest first: each hands its pages back to the one it
+ * sits in (as b:unmap does), so o's range is one kernel mapping again with o's protection, and
+ * no dead inner mapping leaves its own protection or armed snapshot behind. 0 or an errno. */
+static int release_inner(lua_State *L, Owner *o, const char *why) {
+  for (;;) {
+    Owner *deepest = NULL;
+    int best = 0;
+    push_registry(L);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      Owner *c = (Owner *)lua_touserdata(L, -2);
+      int d;
+      if (c->kind == &mmap_kind && owner_alive(c) && inside_of(c, o, &d) && d > best)
+        deepest = c, best = d;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (!deepest) return 0;
+    int err = owner_release(L, deepest, why, 1);
+    if (err) return err;
+  }
 }
 
 void mmap_after_fork(lua_State *L) {
@@ -179,6 +229,8 @@ void mmap_after_fork(lua_State *L) {
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     Owner *o = (Owner *)lua_touserdata(L, -2);
+    if (o->kind == &mmap_kind && o->state == OWNER_LIVE && MAPINFO(o)->wipeonfork)
+      snap_end_wiped(o->base, MAPINFO(o)->maplen);
     if (o->kind == &mmap_kind && o->state == OWNER_LIVE && MAPINFO(o)->dontfork) {
       /* the outermost: an inner MAP_FIXED mapping leaves a hole in its parents too, and every
        * mapping inside a dead one is dead (owner_alive) */
@@ -410,13 +462,20 @@ static int mmap_remap(lua_State *L) {
     return push_syserrorf(L, "mremap", ENOMEM, "growing this mapping in place would reach into the "
                           "room the main stack grows into (below [stack]), and stop its growth; "
                           "map a new one and copy");
+  /* the mappings placed inside die with the remap: they go first, so that the range is one
+   * kernel mapping (mremap moves or grows only one) and keeps no protection of theirs */
+  int err = release_inner(L, o, "killed by remapping its parent");
+  if (err) return push_syserror(L, "mremap", err);
   void *p;
-  int err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
+  err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
   if (err == EAGAIN && newmap > mi->maplen) return lock_error(L, "mremap", err, newmap - mi->maplen);
+  if (err == EFAULT)
+    return push_syserrorf(L, "mremap", err, "the mapping is several kernel mappings (its pages "
+                          "have different protections): mremap moves or grows only one; give "
+                          "its pages one protection first");
   if (err) return push_syserror(L, "mremap", err);
   protmap_resize(&mi->pm, newmap / ps);
   mi->maplen = newmap;
-  kill_children(L, o, "killed by remapping its parent");
   o->base = (unsigned char *)p;
   o->size = newlen;
   owner_kill_views(L, o, "remapped");

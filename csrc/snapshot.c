@@ -34,6 +34,7 @@ struct Snapshot {
   volatile size_t ncopied;
   int active;             /* armed on a live mapping */
   int dead;               /* its mapping went away: the snapshot can no longer be read */
+  const char *why;        /* why it ended while its mapping lives on, or NULL */
 };
 
 static Snapshot *volatile g_armed[MAX_ARMED];
@@ -179,6 +180,18 @@ static void disarm(Snapshot *s) {
   MAPINFO(s->o)->snap = NULL;
 }
 
+void snap_end_wiped(const unsigned char *base, size_t len) {
+  for (int k = 0; k < MAX_ARMED; k++) {
+    Snapshot *s = g_armed[k];
+    if (s && s->base < base + len && base < s->base + s->npages * s->ps) {
+      disarm(s);
+      s->dead = 1;
+      s->why = "its pages were advised MADV_WIPEONFORK: in this child of M.fork they are zeros, "
+               "not what the snapshot saw";
+    }
+  }
+}
+
 static void snap_release(Snapshot *s) {
   disarm(s);
   if (s->copy) sys_munmap(s->copy, s->npages * s->ps);
@@ -199,6 +212,7 @@ static Snapshot *snap_of(lua_State *L, int idx) {
 static Snapshot *check_snap(lua_State *L, int idx) {
   Snapshot *s = snap_of(L, idx);
   if (!s || !s->copy) luaL_error(L, "attempt to use a freed snapshot");
+  if (s->why) luaL_error(L, "attempt to use a snapshot that ended: %s", s->why);
   if (s->dead || !owner_alive(s->o))
     luaL_error(L, "attempt to use a snapshot of a mapping that is gone");
   return s;

@@ -665,3 +665,65 @@ describe("a snapshot and finalizers", function()
     outer:free()
   end)
 end)
+
+describe("snapshots and mappings placed inside others", function()
+  local ps = M.pagesize()
+  local PA = M.MAP_PRIVATE | M.MAP_ANONYMOUS
+
+  it("remapping the outer mapping gives the inner ones' pages back, snapshots and protections too", function()
+    local P = assert(M.map { length = 4 * ps })
+    local C = assert(M.mmap(P:address() + ps, ps, M.PROT_READ | M.PROT_WRITE, PA | M.MAP_FIXED, -1, 0))
+    local G = assert(M.mmap(P:address() + ps, ps, M.PROT_READ | M.PROT_WRITE, PA | M.MAP_FIXED, -1, 0))
+    local s = G:snapshot() -- armed: its page write-protected
+    assert.equal(P, P:remap(3 * ps)) -- shrink in place: C and G die with it
+    assert.is_false(C:valid())
+    assert.is_false(G:valid())
+    H.raises("attempt to use a snapshot of a mapping that is gone", s.read, s)
+    assert.equal("rw-p", M.region(P:address() + ps).perms) -- no stale snapshot protection
+    assert.equal(ps + 1, P:write(ps, "x"))
+    -- and no stale armed snapshot blocks MAP_FIXED there
+    local D = assert(M.mmap(P:address() + ps, ps, M.PROT_READ, PA | M.MAP_FIXED, -1, 0))
+    P:write(0, "kept")
+    assert.equal(P, P:remap(8 * ps, true)) -- grows or moves: D goes first, the range is one mapping
+    assert.is_false(D:valid())
+    assert.equal("kept", P:read(0, 4))
+    assert.equal("\0", P:read(ps, 1)) -- D's page came back as a zero page, as b:unmap gives it
+    s:free()
+    P:free()
+  end)
+
+  it("an outer mapping's b:protect reaches the inner one's record, and its snapshot", function()
+    local P = assert(M.map { length = 4 * ps })
+    local C = assert(M.mmap(P:address() + ps, ps, M.PROT_READ, PA | M.MAP_FIXED, -1, 0))
+    assert.equal(P, P:protect("rw")) -- C's page is writable in the kernel now
+    assert.equal("rw-", C:mapinfo().prot)
+    local s = C:snapshot()
+    P:write(ps, "new")
+    assert.equal("new", C:read(0, 3))
+    assert.equal("\0\0\0", s:read(0, 3))
+    assert.same({ 0 }, s:diff())
+    s:free()
+    P:protect("r")
+    assert.equal("r--", C:mapinfo().prot)
+    H.raises("write to read-only memory", C.write, C, 0, "x")
+    P:free()
+  end)
+
+  it("a snapshot of a MADV_WIPEONFORK mapping ends in a child of M.fork, pages disarmed", function()
+    local m = assert(M.map { length = 2 * ps })
+    m:fill(65)
+    assert.equal(m, m:advise(M.MADV_WIPEONFORK))
+    local s = m:snapshot()
+    local how, code = H.in_child(function()
+      local ok, err = pcall(s.read, s, 0, 4)
+      assert(not ok and tostring(err):find("MADV_WIPEONFORK", 1, true), err)
+      assert(m:read(0, 4) == "\0\0\0\0")
+      m:write(0, "zz") -- the page is writable again: no stale snapshot protection
+      return m:read(0, 2) == "zz"
+    end)
+    assert.same({ "exit", 0 }, { how, code })
+    assert.equal("AAAA", s:read(0, 4)) -- the parent's snapshot is untouched
+    s:free()
+    m:free()
+  end)
+end)
