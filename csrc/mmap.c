@@ -462,6 +462,11 @@ static int mmap_remap(lua_State *L) {
     return push_syserrorf(L, "mremap", ENOMEM, "growing this mapping in place would reach into the "
                           "room the main stack grows into (below [stack]), and stop its growth; "
                           "map a new one and copy");
+  unsigned uniform;
+  if (newmap > mi->maplen && !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform))
+    return push_syserrorf(L, "mremap", EFAULT, "the mapping is several kernel mappings (its pages "
+                          "have different protections): mremap moves or grows only one; give "
+                          "its pages one protection first");
   /* the mappings placed inside die with the remap: they go first, so that the range is one
    * kernel mapping (mremap moves or grows only one) and keeps no protection of theirs */
   int err = release_inner(L, o, "killed by remapping its parent");
