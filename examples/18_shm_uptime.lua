@@ -43,9 +43,15 @@ end
 -- The up-time server. say(text) prints one line of its own (flushed: the lab run kills it).
 local function server(say)
   local timer = 0 -- monotonically increasing timer
-  local shmid, err = M.shmget(KEY, SIZE, M.IPC_CREAT | M.octal("666")) -- create the segment
+  local shmid, err, code = M.shmget(KEY, SIZE, M.IPC_CREAT | M.octal("666")) -- create the segment
   if not shmid then
     say(err) -- perror("shmget() failed:")
+    local old = code == M.EINVAL and M.shmget(KEY, 0, 0)
+    local st = old and M.shmctl(old, M.IPC_STAT)
+    if st then -- the lecture's program would not say why
+      say(("(a segment of %d bytes is already at key 0x%x, id %d, created by pid %d: smaller than "
+           .. "%d; remove it with ipcrm -m %d)"):format(st.segsz, KEY, old, st.cpid, SIZE, old))
+    end
     return 1
   end
   local shm, err2 = M.shmat(shmid, nil, 0) -- attach to segment
@@ -93,6 +99,13 @@ local function client(reads, first_wait)
   local shm, err2 = M.shmat(shmid, nil, 0) -- attaches to segment
   if not shm then
     print(err2) -- perror("shmat() failed:")
+    return nil
+  end
+  if #shm ~= SIZE then -- not the up-time server's segment (a leftover of something else)
+    print(("the segment at key 0x%x (id %d) has %d bytes, not the server's %d: it is not the "
+           .. "up-time server's (remove it with ipcrm -m %d, then start the server)"):format(
+           KEY, shmid, #shm, SIZE, shmid))
+    shm:free()
     return nil
   end
   if first_wait then first_wait(shm) end
