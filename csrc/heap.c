@@ -200,17 +200,22 @@ static int brk_release(Owner *o) {
 
 static const MemKind brk_kind = {"brk", "released", brk_release, NULL, MK_GUARDED};
 
+/* Room for one more region in the table: 0, or ENOMEM. */
+static int grow_regions(void) {
+  if (g_nregions < g_capregions) return 0;
+  size_t cap = g_capregions ? 2 * g_capregions : 16;
+  BrkRegion *r = (BrkRegion *)realloc(g_regions, cap * sizeof *r);
+  if (!r) return ENOMEM;
+  g_regions = r;
+  g_capregions = cap;
+  return 0;
+}
+
 /* [start, end) of the break that memlab took for something else (an allocator's arena over the
  * sbrk page source) and could not give back at once, something else sitting above it: kept as a
  * region without a buffer, given back once it is the top. 0, or ENOMEM (then it stays taken). */
 int brk_adopt(uintptr_t start, uintptr_t end) {
-  if (g_nregions == g_capregions) {
-    size_t cap = g_capregions ? 2 * g_capregions : 16;
-    BrkRegion *r = (BrkRegion *)realloc(g_regions, cap * sizeof *r);
-    if (!r) return ENOMEM;
-    g_regions = r;
-    g_capregions = cap;
-  }
+  if (grow_regions() != 0) return ENOMEM;
   size_t i = g_nregions;
   for (; i > 0 && g_regions[i - 1].start >= end; i--) g_regions[i] = g_regions[i - 1];
   g_regions[i].start = start;
@@ -233,12 +238,7 @@ static void push_brkbuffer(lua_State *L, Owner *o, uintptr_t start, uintptr_t en
 /* Room for one more region. Nothing that can run a finalizer may come between this and
  * push_brkbuffer (a finalizer's own sbrk would take the room). */
 static void reserve_region(lua_State *L) {
-  if (g_nregions < g_capregions) return;
-  size_t cap = g_capregions ? 2 * g_capregions : 16;
-  BrkRegion *r = (BrkRegion *)realloc(g_regions, cap * sizeof *r);
-  if (!r) luaL_error(L, "not enough memory");
-  g_regions = r;
-  g_capregions = cap;
+  if (grow_regions() != 0) luaL_error(L, "not enough memory");
 }
 
 /* Lowers the break to target, which must lie within memlab's own regions at the top. Buffers

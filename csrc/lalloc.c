@@ -157,19 +157,24 @@ static Owner *check_block(lua_State *L, int idx, Allocator *a) {
   return b->o;
 }
 
-/* Raises for a request the allocator can never serve (a pool's blocks have one size). */
-static void check_request(lua_State *L, Allocator *a, int idx, size_t n) {
+/* Raises for a request the allocator can never serve (a pool's blocks have one size); a
+ * calloc's (`product`) names nr * size, which neither argument is alone. */
+static void check_request(lua_State *L, Allocator *a, int idx, size_t n, int product) {
   size_t max = a->ops->maxreq(&a->u);
-  if (n > max)
-    luaL_argerror(L, idx, lua_pushfstring(L, "size out of range (a %s block holds at most %I "
-                                             "bytes)", a->ops->name, (lua_Integer)max));
+  if (n <= max) return;
+  if (product)
+    luaL_argerror(L, idx, lua_pushfstring(L, "nr * size, %I bytes, out of range (a %s block "
+                                             "holds at most %I bytes)", (lua_Integer)n,
+                                          a->ops->name, (lua_Integer)max));
+  luaL_argerror(L, idx, lua_pushfstring(L, "size out of range (a %s block holds at most %I "
+                                           "bytes)", a->ops->name, (lua_Integer)max));
 }
 
 /* a:alloc(n) -> block | nil, "<kind>: out of memory", ENOMEM */
 static int la_alloc(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
   size_t n = arg_size(L, 2);
-  check_request(L, a, 2, n);
+  check_request(L, a, 2, n, 0);
   Owner *o = alloc_newblock(L, 1, a);
   void *p = a->ops->alloc(&a->u, n);
   if (!p) return alloc_failure(L, a, a->ops->name);
@@ -184,11 +189,7 @@ static int la_calloc(lua_State *L) {
   size_t nr = arg_size(L, 2), size = arg_size(L, 3), n;
   if (__builtin_mul_overflow(nr, size, &n) || n > (size_t)PTRDIFF_MAX)
     return push_statuserror(L, a->ops->name, "out of memory (nr * size overflows)", ENOMEM);
-  size_t max = a->ops->maxreq(&a->u);
-  if (n > max)
-    luaL_argerror(L, 3, lua_pushfstring(L, "nr * size, %I bytes, out of range (a %s block holds "
-                                           "at most %I bytes)", (lua_Integer)n, a->ops->name,
-                                        (lua_Integer)max));
+  check_request(L, a, 3, n, 1);
   Owner *o = alloc_newblock(L, 1, a);
   void *p = a->ops->calloc(&a->u, nr, size);
   if (!p) return alloc_failure(L, a, a->ops->name);
@@ -212,7 +213,7 @@ static int la_realloc(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  check_request(L, a, 3, n);
+  check_request(L, a, 3, n, 0);
   Owner *o = alloc_newblock(L, 1, a);
   Owner *old = check_block(L, 2, a); /* again: the new userdata may have run a finalizer */
   void *p = a->ops->realloc(&a->u, old->base, n);
@@ -384,11 +385,9 @@ static void destroy(lua_State *L, Allocator *a, int level) {
   if (a->arena.state == OWNER_LIVE) a->ops->destroy(&a->u);
   /* idempotent; also a source a failed constructor had set up. Over sbrk with something above
    * (EBUSY), the arena's part of the break stays memlab's, given back once it is the top. */
-  if (ml_src_destroy(&a->src) == EBUSY && a->src.kind == ML_SRC_SBRK && a->src.base &&
-      brk_adopt((uintptr_t)(a->src.base - a->src.pad), (uintptr_t)a->src.top) == 0) {
-    a->src.kind = ML_SRC_NONE;
-    a->src.committed = 0;
-  }
+  uintptr_t lo, hi;
+  if (ml_src_destroy(&a->src) == EBUSY && ml_src_disown(&a->src, &lo, &hi) == 0)
+    brk_adopt(lo, hi); /* ENOMEM (a table of a few regions): those pages stay taken, as before */
   owner_die(L, &a->arena, "destroyed", level);
 }
 

@@ -359,9 +359,10 @@ static int c_shaped(lua_State *L, const CShape *c) {
   lua_settop(L, 3);
   int isbuf = buf_test(L, 1) != NULL;
   if (!isbuf && lua_type(L, 1) != LUA_TNUMBER) luaL_typeerror(L, 1, "buffer or address");
-  size_t len = arg_size(L, 2), blen, ps = sys_pagesize();
+  size_t len = arg_size(L, 2), blen = 0, ps = sys_pagesize();
   if (has_x) luaL_checkany(L, 3);
-  uintptr_t start, addr;
+  uintptr_t start = 0, addr;
+  const Owner *past = NULL; /* the mapping addr lies in, when the range runs past its end */
   if (isbuf) {
     check_mapping(L, 1, c->fname, NULL);
     start = addr = (uintptr_t)buf_span(L, 1, &blen, NULL);
@@ -369,26 +370,22 @@ static int c_shaped(lua_State *L, const CShape *c) {
   } else {
     addr = (uintptr_t)(uint64_t)luaL_checkinteger(L, 1);
     Owner *o = map_find_push(L, addr, len ? len : 1);
-    if (!o) {
-      const Owner *in = map_find_push(L, addr, 1);
-      if (!in)
-        return luaL_error(L, "%s: %p is not inside a mapping of yours (memlab only changes memory "
-                             "it mapped)", c->fname, (void *)addr);
-      if (has_x) c->xcheck(L, 3);
-      if (c->aligned && addr % ps != 0) /* the kernel's answer comes first, as below */
-        return push_syserrorf(L, c->fname, EINVAL, "the address %p is not a multiple of the page "
-                              "size, %d", (void *)addr, (int)ps);
-      return luaL_error(L, "%s: %p + %I bytes runs past the end of the mapping it starts in "
-                           "(%p, %I bytes): out of range", c->fname, (void *)addr,
-                        (lua_Integer)len, (void *)in->base, (lua_Integer)in->size);
+    if (o) {
+      start = (uintptr_t)o->base;
+      blen = o->size;
+    } else if ((past = map_find_push(L, addr, 1)) == NULL) {
+      return luaL_error(L, "%s: %p is not inside a mapping of yours (memlab only changes memory "
+                           "it mapped)", c->fname, (void *)addr);
     }
-    start = (uintptr_t)o->base;
-    blen = o->size;
   }
   if (has_x) c->xcheck(L, 3);
-  if (c->aligned && addr % ps != 0) /* as the kernel answers it */
+  if (c->aligned && addr % ps != 0) /* as the kernel answers it, before any range error */
     return push_syserrorf(L, c->fname, EINVAL, "the address %p is not a multiple of the page "
                           "size, %d", (void *)addr, (int)ps);
+  if (past)
+    return luaL_error(L, "%s: %p + %I bytes runs past the end of the mapping it starts in "
+                         "(%p, %I bytes): out of range", c->fname, (void *)addr, (lua_Integer)len,
+                      (void *)past->base, (lua_Integer)past->size);
   size_t off = (size_t)(addr - start);
   if (off <= blen && len > blen - off && len - (blen - off) < ps) len = blen - off;
   if (off > blen || len > blen - off)

@@ -162,13 +162,12 @@ int map_has_inner(lua_State *L, const Owner *o) {
   return found;
 }
 
-/* Kills the MAP_FIXED children of parent (its memory moved: their ranges are no longer theirs). */
-/* Whether o lies inside anc: anc is one of its parents, at any depth. Its depth in *depth. */
-static int inside_of(const Owner *o, const Owner *anc, int *depth) {
+/* How deep o lies inside anc (1: placed in it directly), or 0 when anc is none of its parents. */
+static int depth_in(const Owner *o, const Owner *anc) {
   int d = 0;
   for (const Owner *p = o->parent; p; p = p->parent) {
     d++;
-    if (p == anc) return *depth = d, 1;
+    if (p == anc) return d;
   }
   return 0;
 }
@@ -183,8 +182,7 @@ void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, 
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     Owner *c = (Owner *)lua_touserdata(L, -2);
-    int d;
-    if (c->kind == &mmap_kind && owner_alive(c) && inside_of(c, o, &d)) {
+    if (c->kind == &mmap_kind && owner_alive(c) && depth_in(c, o)) {
       MapInfo *mi = MAPINFO(c);
       const unsigned char *lo = addr > c->base ? addr : c->base;
       const unsigned char *hi = addr + len < c->base + mi->maplen ? addr + len : c->base + mi->maplen;
@@ -212,9 +210,8 @@ static int release_inner(lua_State *L, Owner *o, const char *why) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {
       Owner *c = (Owner *)lua_touserdata(L, -2);
-      int d;
-      if (c->kind == &mmap_kind && owner_alive(c) && inside_of(c, o, &d) && d > best)
-        deepest = c, best = d;
+      int d = c->kind == &mmap_kind && owner_alive(c) ? depth_in(c, o) : 0;
+      if (d > best) deepest = c, best = d;
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -229,9 +226,9 @@ void mmap_after_fork(lua_State *L) {
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     Owner *o = (Owner *)lua_touserdata(L, -2);
-    if (o->kind == &mmap_kind && o->state == OWNER_LIVE && MAPINFO(o)->wipeonfork)
-      snap_end_wiped(o->base, MAPINFO(o)->maplen);
-    if (o->kind == &mmap_kind && o->state == OWNER_LIVE && MAPINFO(o)->dontfork) {
+    const MapInfo *mi = o->kind == &mmap_kind && o->state == OWNER_LIVE ? MAPINFO(o) : NULL;
+    if (mi && mi->wipeonfork) snap_end_wiped(o->base, mi->maplen);
+    if (mi && mi->dontfork) {
       /* the outermost: an inner MAP_FIXED mapping leaves a hole in its parents too, and every
        * mapping inside a dead one is dead (owner_alive) */
       Owner *root = o;
@@ -317,13 +314,12 @@ static int mmap_mmap(lua_State *L) {
   } else if (!lua_isnoneornil(L, 1)) {
     addr = (uintptr_t)(uint64_t)luaL_checkinteger(L, 1);
   }
-  if ((flags & MAP_FIXED_NOREPLACE) && !(flags & MAP_FIXED) && addr < LOW_ADDR_LIMIT)
-  {
-    char at[24];
-    snprintf(at, sizeof at, "%#zx", (size_t)addr);
+  if ((flags & MAP_FIXED_NOREPLACE) && !(flags & MAP_FIXED) && addr < LOW_ADDR_LIMIT) {
+    char at[24]; /* %p would print 0 as "(nil)" */
+    snprintf(at, sizeof at, "0x%zx", (size_t)addr);
     return push_syserrorf(L, "mmap", EINVAL, "MAP_FIXED_NOREPLACE at %s is below %d KiB (memlab "
                           "maps nothing there: it would make C's null pointers, and small offsets "
-                          "from them, valid)", addr ? at : "0x0", (int)(LOW_ADDR_LIMIT >> 10));
+                          "from them, valid)", at, (int)(LOW_ADDR_LIMIT >> 10));
   }
   if (addr != 0 && !(flags & MAP_FIXED) && in_stack_room(addr, maplen)) {
     if (flags & MAP_FIXED_NOREPLACE)
@@ -425,6 +421,13 @@ static int mmap_munmap(lua_State *L) {
   return buf_free_at(L, 1);
 }
 
+/* mremap's EFAULT: the range is more than one kernel mapping (valgrind says EINVAL). */
+static int several_mappings(lua_State *L) {
+  return push_syserrorf(L, "mremap", EFAULT, "the mapping is several kernel mappings (its pages "
+                        "have different protections): mremap moves or grows only one; give its "
+                        "pages one protection first");
+}
+
 /* b:remap(new_length [, may_move]) -> b: mremap. Views of the old range die; the buffer itself
  * follows its memory. A file mapping may not grow past the end of its file. */
 static int mmap_remap(lua_State *L) {
@@ -464,9 +467,7 @@ static int mmap_remap(lua_State *L) {
                           "map a new one and copy");
   unsigned uniform;
   if (newmap > mi->maplen && !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform))
-    return push_syserrorf(L, "mremap", EFAULT, "the mapping is several kernel mappings (its pages "
-                          "have different protections): mremap moves or grows only one; give "
-                          "its pages one protection first");
+    return several_mappings(L);
   /* the mappings placed inside die with the remap: they go first, so that the range is one
    * kernel mapping (mremap moves or grows only one) and keeps no protection of theirs */
   int err = release_inner(L, o, "killed by remapping its parent");
@@ -474,10 +475,7 @@ static int mmap_remap(lua_State *L) {
   void *p;
   err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
   if (err == EAGAIN && newmap > mi->maplen) return lock_error(L, "mremap", err, newmap - mi->maplen);
-  if (err == EFAULT)
-    return push_syserrorf(L, "mremap", err, "the mapping is several kernel mappings (its pages "
-                          "have different protections): mremap moves or grows only one; give "
-                          "its pages one protection first");
+  if (err == EFAULT) return several_mappings(L);
   if (err) return push_syserror(L, "mremap", err);
   protmap_resize(&mi->pm, newmap / ps);
   mi->maplen = newmap;

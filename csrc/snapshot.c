@@ -39,6 +39,11 @@ struct Snapshot {
 
 static Snapshot *volatile g_armed[MAX_ARMED];
 
+/* Whether snapshot s covers any byte of [lo, hi). */
+static int covers(const Snapshot *s, const unsigned char *lo, const unsigned char *hi) {
+  return s->base < hi && lo < s->base + s->npages * s->ps;
+}
+
 /* Gives page i its real protection back, then saves its contents. Async-signal-safe. The page
  * is marked lost before the copy runs and copied after it: if reading it faults (its file was
  * truncated: SIGBUS), the guard abandons the copy, and the page stays lost (s:read and s:restore
@@ -105,7 +110,7 @@ void snap_before_change(Owner *o, size_t off, size_t len) {
   const unsigned char *lo = o->base + off, *hi = lo + len;
   for (int k = 0; k < MAX_ARMED; k++) {
     Snapshot *s = g_armed[k];
-    if (!s || !s->active || s->base >= hi || lo >= s->base + s->npages * s->ps) continue;
+    if (!s || !s->active || !covers(s, lo, hi)) continue;
     size_t first = lo > s->base ? (size_t)(lo - s->base) / s->ps : 0;
     size_t last = (size_t)((hi < s->base + s->npages * s->ps ? hi : s->base + s->npages * s->ps) -
                            s->base - 1) / s->ps;
@@ -144,7 +149,7 @@ void snap_end_range(const unsigned char *base, size_t len) {
 int snap_armed_in(const unsigned char *base, size_t len) {
   for (int k = 0; k < MAX_ARMED; k++) {
     const Snapshot *s = g_armed[k];
-    if (s && s->base < base + len && base < s->base + s->npages * s->ps) return 1;
+    if (s && covers(s, base, base + len)) return 1;
   }
   return 0;
 }
@@ -183,7 +188,7 @@ static void disarm(Snapshot *s) {
 void snap_end_wiped(const unsigned char *base, size_t len) {
   for (int k = 0; k < MAX_ARMED; k++) {
     Snapshot *s = g_armed[k];
-    if (s && s->base < base + len && base < s->base + s->npages * s->ps) {
+    if (s && covers(s, base, base + len)) {
       disarm(s);
       s->dead = 1;
       s->why = "its pages were advised MADV_WIPEONFORK: in this child of M.fork they are zeros, "

@@ -385,8 +385,7 @@ describe("M.shmat() and M.shmdt()", function()
   end)
 
   it("returns nil, msg, EINVAL for an address in the room below [stack] the stack grows into", function()
-    local st
-    for _, r in ipairs(M.maps()) do if r.path == "[stack]" then st = r end end
+    local st = H.stack_region()
     local id = segment(2 * H.ps)
     for _, at in ipairs { st.from - 2 * H.ps, st.from - 4 * 1024 * 1024 } do
       local ok, msg, code = M.shmat(id, at)

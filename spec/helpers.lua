@@ -85,6 +85,14 @@ end
 H.ps = M.pagesize()
 H.RW = M.PROT_READ | M.PROT_WRITE
 H.PA = M.MAP_PRIVATE | M.MAP_ANONYMOUS
+--- The [stack] region of M.maps(), the main thread's stack.
+function H.stack_region()
+  for _, r in ipairs(M.maps()) do
+    if r.path == "[stack]" then return r end
+  end
+  error("no [stack] in /proc/self/maps")
+end
+
 function H.anon(pages, prot, flags)
   return assert(M.mmap(nil, pages * H.ps, prot or H.RW, flags or H.PA, -1, 0))
 end
@@ -311,6 +319,17 @@ function H.run_lua(code, prefix)
   local out = p:read("a")
   p:close()
   return out
+end
+
+--- H.run_memlocked for a chunk that ends in `return v1, v2, ...`: the values as strings
+-- (tostring), a list, and the whole output for messages; or nil and why, as H.run_memlocked.
+function H.memlocked_values(kib, code)
+  local out, why = H.run_memlocked(kib, ("local v = table.pack((function() %s end)()) "
+    .. "for i = 1, v.n do io.write(tostring(v[i]), \"\\30\") end"):format(code))
+  if not out then return nil, why end
+  local values = {}
+  for field in out:gmatch("([^\30]*)\30") do values[#values + 1] = field end
+  return values, out
 end
 
 return H

@@ -260,6 +260,16 @@ int ml_src_destroy(ml_pagesrc *s)
     return 0;
 }
 
+int ml_src_disown(ml_pagesrc *s, uintptr_t *lo, uintptr_t *hi)
+{
+    if (s->kind != ML_SRC_SBRK || s->base == NULL || s->committed == 0) return EINVAL;
+    *lo = (uintptr_t)(s->base - s->pad);
+    *hi = (uintptr_t)s->top;
+    s->kind = ML_SRC_NONE;
+    s->committed = 0;
+    return 0;
+}
+
 const char *ml_src_kindname(const ml_pagesrc *s)
 {
     return s->kind == ML_SRC_MMAP ? "mmap" : s->kind == ML_SRC_SBRK ? "sbrk" : "none";

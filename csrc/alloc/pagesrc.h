@@ -93,6 +93,9 @@ int ml_src_remap(ml_pagesrc *s, void *old, size_t oldlen, size_t newlen, void **
 /* Give everything back to the system. An sbrk source whose break moved cannot shrink and returns
  * EBUSY, leaving its pages under the break. Idempotent. */
 int ml_src_destroy(ml_pagesrc *s);
+/* After that EBUSY: the sbrk'd range [*lo, *hi) (the alignment pad included) is the caller's to
+ * keep, and the source forgets it. 0, or EINVAL for a source holding no sbrk'd memory. */
+int ml_src_disown(ml_pagesrc *s, uintptr_t *lo, uintptr_t *hi);
 /* "mmap" or "sbrk". */
 const char *ml_src_kindname(const ml_pagesrc *s);
 

@@ -211,13 +211,8 @@ static __attribute__((noinline)) void *alloc_slow(ml_pool *p, size_t n)
 /* The fast path: the most recently parked block (its used bit is still set). */
 void *pool_alloc(ml_pool *p, size_t n)
 {
-    /* pool_fast_alloc written out: a parked block is never NULL, and testing its result again
-     * cost the calls' fixed64-pairs a measurable share */
-    uint64_t w = p->mw;
-    uint32_t k = (uint32_t)(w & 0xFF);
-    if (ML_LIKELY(k != 0 && n < p->fast_lim)) {
-        p->mw = w + ((uint64_t)1 << 8) - 1;
-        void *b = p->mag[k - 1];
+    void *b;
+    if (ML_LIKELY(pool_fast_alloc(p, n, &b))) {
         ml_san_give(0, p, b, p->obj);
         return b;
     }

@@ -132,8 +132,8 @@ function D.allocator(a, width, max_lines)
     local got = type(a) == "userdata" and (getmetatable(a) or "userdata") or type(a)
     error(("bad argument #1 to 'draw' (memlab.allocator expected, got %s)"):format(got), 2)
   end
-  local ok, why = pcall(methods.bounds, a) -- destroyed: its error, at the caller's line
-  if not ok then error((tostring(why):gsub("^[^\n]-:%d+: ", "")), 2) end
+  local ok, base, size, max = pcall(methods.bounds, a) -- destroyed: its error, at the caller's line
+  if not ok then error((tostring(base):gsub("^[^\n]-:%d+: ", "")), 2) end
   if width ~= nil and math.type(width) ~= "integer" then
     error("bad argument #1 to 'draw' (width must be an integer)", 2)
   end
@@ -146,7 +146,6 @@ function D.allocator(a, width, max_lines)
   end
   width = width or 72
   max_lines = max_lines or 40
-  local base, size, max = a:bounds()
   local blocks = collect(a)
   local inside, mapped = {}, {}
   for _, b in ipairs(blocks) do
