@@ -82,14 +82,15 @@ static size_t granted(const ml_buddy *b)
 }
 
 /* The slack of the used block at entry i, order o (slack_set's inverse), read without a loop or
- * a branch on the order: the extra entries a smaller block does not have are read from zeros. */
+ * a branch on the order (random orders would mispredict it): all three extra entries are read
+ * (meta has room past its last entry, see bd_init) and masked off where the block has none. */
 static inline size_t slack_read(const ml_buddy *b, size_t i, unsigned o)
 {
-    static const uint16_t zeros[2];
     const uint16_t *m = b->meta + i;
-    const uint16_t *q1 = o > b->gran_order ? m + 1 : zeros;
-    const uint16_t *q2 = o > b->gran_order + 1 ? m + 2 : zeros;
-    return (size_t)(m[0] & 0xFFu) | (size_t)q1[0] << 8 | (size_t)q2[0] << 23 | (size_t)q2[1] << 38;
+    size_t span = o - b->gran_order;
+    size_t has1 = -(size_t)(span > 0), has2 = -(size_t)(span > 1);
+    return (size_t)(m[0] & 0xFFu) | ((size_t)m[1] << 8 & has1)
+         | (((size_t)m[2] << 23 | (size_t)m[3] << 38) & has2);
 }
 
 /* Free-list links live in the free blocks, poisoned at rest. */
@@ -212,7 +213,8 @@ ml_status bd_init(ml_buddy *b, ml_pagesrc *src, const bd_config *cfg)
     b->min_size = bsize(b->min_order);
     b->vg = ml_san_valgrind();
     b->strict = ml_san_strict(b->vg);
-    b->meta_len = ml_align_up(2 * (bsize(b->max_order) >> b->gran_order), src->pagesize);
+    /* + 3 entries past the last: slack_read reads them unconditionally */
+    b->meta_len = ml_align_up(2 * (bsize(b->max_order) >> b->gran_order) + 6, src->pagesize);
     void *m, *old;
     int err = ml_src_map(src, b->meta_len, 0, &m);
     if (err) {
@@ -256,7 +258,9 @@ void bd_destroy(ml_buddy *b)
 
 static inline unsigned order_for(const ml_buddy *b, size_t n)
 {
-    return n <= b->min_size ? b->min_order : ml_log2_ceil(n);
+    /* without a branch (mixed sizes would mispredict it): min_size >= 2^BD_MIN_ORDER >= 2 */
+    size_t m = n > b->min_size ? n : b->min_size;
+    return 64u - (unsigned)__builtin_clzl(m - 1);
 }
 
 /* The most recently parked block of order o becomes used for a request of n bytes. Its extra

@@ -204,6 +204,40 @@ static void t_failed_request_keeps_size(void)
     teardown();
 }
 
+/* The last block of a full arena at its largest: freeing and reallocating it reads the slack
+ * entries past it (slack_read reads three entries unconditionally), and every block's requested
+ * size comes back exactly. 64 KiB of 16-byte blocks: 4096 entries, the metadata exactly 2 pages. */
+static void t_last_granule(void)
+{
+    CHECK(setup(1u << 16, 16, 1u << 16));
+    enum { N = (1u << 16) / 16 };
+    static char *blk[N];
+    for (size_t i = 0; i < N; i++) {
+        blk[i] = bd_alloc(&B, 1 + i % 16);
+        CHECK(blk[i] != NULL);
+    }
+    CHECK(bd_alloc(&B, 1) == NULL);
+    char *last = blk[0];
+    for (size_t i = 1; i < N; i++)
+        if (blk[i] > last) last = blk[i];
+    size_t u;
+    for (size_t i = 0; i < N; i++)
+        CHECKF(bd_usable_size(&B, blk[i], &u) == ML_OK && u == (B.strict ? 1 + i % 16 : 16),
+               "block %zu: usable %zu", i, u);
+    ml_stats st;
+    bd_stats(&B, &st);
+    CHECK(st.live_bytes == (size_t)N / 16 * (16 * 17 / 2));
+    CHECK(bd_realloc(&B, last, 16) == last);
+    CHECK_STATUS(bd_free(&B, last), ML_OK);
+    CHECK_STATUS(bd_free(&B, last), ML_EDOUBLE);
+    for (size_t i = 0; i < N; i++)
+        if (blk[i] != last) CHECK_STATUS(bd_free(&B, blk[i]), ML_OK);
+    bd_stats(&B, &st);
+    CHECK(st.live_bytes == 0 && st.live_blocks == 0);
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
 int main(void)
 {
     tap_init("test_buddy");
@@ -215,5 +249,6 @@ int main(void)
     TAP_RUN(t_realloc, "buddy: realloc in place (same order, shrink, grow into buddies) and moving");
     TAP_RUN(t_grow_pin, "buddy: arena doubles, a live upper block pins it, then it halves");
     TAP_RUN(t_failed_request_keeps_size, "buddy: a request growing cannot serve leaves the arena as it was");
+    TAP_RUN(t_last_granule, "buddy: the last block of a full arena frees and reallocates (slack read past it)");
     return tap_done();
 }
