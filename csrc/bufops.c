@@ -98,6 +98,29 @@ void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len) {
   }
 }
 
+/* Refuses a read of [off, off+len) of o when memlab knows part of it has no access at all
+ * (PROT_NONE: any read faults). Only that: a write-only or execute-only page may still be
+ * readable, depending on the CPU. For b:copy, so that a copy from such a source raises before
+ * it has written part of the destination. */
+void mem_check_read(lua_State *L, const Owner *o, size_t off, size_t len) {
+  if (len == 0) return;
+  const unsigned any = OWN_PROT_READ | OWN_PROT_WRITE | OWN_PROT_EXEC;
+  if (!o->protmap) {
+    if (!(o->prot & any))
+      luaL_error(L, "read of inaccessible memory at %p (the buffer is PROT_NONE; the read would "
+                    "raise SIGSEGV/SEGV_ACCERR)", (void *)(o->base + off));
+    return;
+  }
+  size_t ps = sys_pagesize(), last = (off + len - 1) / ps;
+  for (size_t page = off / ps; page <= last; page = protmap_runend(o->protmap, page)) {
+    if (!(protmap_get(o->protmap, page) & any)) {
+      size_t at = page * ps > off ? page * ps : off;
+      luaL_error(L, "read of inaccessible memory at %p (page %d of the buffer is PROT_NONE; "
+                    "the read would raise SIGSEGV/SEGV_ACCERR)", (void *)(o->base + at), (int)page);
+    }
+  }
+}
+
 /* b[i]: a byte, or a method when the key is a string. Upvalues: the metatable, the methods. */
 int bufops_index(lua_State *L) {
   if (lua_type(L, 2) != LUA_TNUMBER) { /* a method name (strings first: never a number here) */
@@ -272,6 +295,7 @@ static int bufops_copy(lua_State *L) {
   arg_range(L, 4, 5, srclen, &soff, &n);
   luaL_argcheck(L, n <= len - (size_t)doff, 5, "copy does not fit (out of range)");
   mem_check_write(L, b->o, b->off + (size_t)doff, n);
+  if (srco) mem_check_read(L, srco, (size_t)(src + soff - srco->base), n);
   mem_copy(L, b->o, p + doff, srco, src + soff, n);
   lua_settop(L, 1);
   return 1;

@@ -90,10 +90,66 @@ describe("the fault guard", function()
     end)
 
     it("names the buffer the fault happened in when copying between two", function()
-      local src = anon(1, M.PROT_NONE)
+      -- a fault memlab cannot foresee: the source's file was truncated under it (SIGBUS)
+      local f = assert(M.memfd_create("memlab-guard-copy"))
+      assert(f:truncate(ps))
+      local src = assert(M.mmap(nil, ps, M.PROT_READ | M.PROT_WRITE, M.MAP_SHARED, f, 0))
+      assert(f:truncate(0))
       local dst = anon(1)
       local err = select(2, pcall(dst.copy, dst, 0, src, 0, 8))
+      assert.matches("SIGBUS", err, 1, true)
       assert.matches("in memlab.buffer: " .. hex(src:address()), err, 1, true)
+      src:free()
+      dst:free()
+      f:close()
+    end)
+
+    it("refuses a copy from a PROT_NONE page before any byte of the destination changes", function()
+      local src = anon(3)
+      src:fill(0x41)
+      src:protect(M.PROT_NONE, ps, ps)          -- the middle page
+      local heap = M.malloc(3 * ps)
+      local map = anon(3)
+      local function readable(dst)      -- src's own middle page cannot be read
+        if dst == src then return dst:read(0, ps) .. dst:read(2 * ps, ps) end
+        return dst:read()
+      end
+      for _, dst in ipairs { heap, map, src } do
+        if dst ~= src then dst:fill(0x30) end
+        local before = readable(dst)
+        -- (into src itself only what fits its first page: a longer copy is refused as a write)
+        local ranges = { { ps - 1, 2 }, { ps, 1 }, { 2 * ps - 1, 2 } }
+        if dst ~= src then ranges[#ranges + 1] = { 0, 3 * ps } end
+        for _, range in ipairs(ranges) do
+          local ok, err = pcall(dst.copy, dst, 0, src, range[1], range[2])
+          assert.is_false(ok)
+          assert.matches("read of inaccessible memory", err, 1, true)
+          assert.matches("SIGSEGV/SEGV_ACCERR", err, 1, true)
+          -- the first byte of the range that cannot be read
+          assert.matches(hex(src:address() + math.max(range[1], ps)), err, 1, true)
+          assert.equal(before, readable(dst), "the destination changed")
+        end
+      end
+      -- the pages around it copy as before, and a view of the source counts from its own start
+      heap:copy(0, src, 0, ps)
+      heap:copy(ps, src:slice(2 * ps), 0, ps)
+      assert.equal(("A"):rep(2 * ps), heap:read(0, 2 * ps))
+      local ok, err = pcall(heap.copy, heap, 0, src:slice(ps - 8), 0, 16)
+      assert.is_false(ok)
+      assert.matches(hex(src:address() + ps), err, 1, true)
+      heap:free()
+      map:free()
+      src:free()
+    end)
+
+    it("refuses a copy from a mapping that is PROT_NONE as a whole", function()
+      local src = anon(1, M.PROT_NONE)
+      local dst = M.malloc(16)
+      dst:fill(0x30)
+      local ok, err = pcall(dst.copy, dst, 0, src, 0, 16)
+      assert.is_false(ok)
+      assert.matches("read of inaccessible memory at " .. hex(src:address()), err, 1, true)
+      assert.equal(("0"):rep(16), dst:read())
       src:free()
       dst:free()
     end)

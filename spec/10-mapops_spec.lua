@@ -116,7 +116,12 @@ describe("b:protect()", function()
       for name, fn in pairs(readers(b, ps + 16)) do
         local ok, err = pcall(fn)
         assert.is_false(ok, name)
-        assert.matches("SIGSEGV (SEGV_ACCERR)", err, 1, true)
+        if name == "copy_from" then -- refused before the copy writes its destination
+          assert.matches("read of inaccessible memory", err, 1, true)
+          assert.matches("SIGSEGV/SEGV_ACCERR", err, 1, true)
+        else
+          assert.matches("SIGSEGV (SEGV_ACCERR)", err, 1, true)
+        end
         names_addr_in(err, b:address() + ps + 16, 4)
       end
       for name, fn in pairs(writers(b, ps + 16)) do
