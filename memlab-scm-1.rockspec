@@ -24,11 +24,11 @@ build = {
   modules = {
     ["memlab.core"] = {
       sources = {
-        "csrc/atomic.c", "csrc/buffer.c", "csrc/bufops.c", "csrc/bufpack.c", "csrc/core.c",
-        "csrc/guard.c", "csrc/heap.c", "csrc/lalloc.c", "csrc/lbuddy.c", "csrc/lfreelist.c",
-        "csrc/lpool.c", "csrc/luax.c", "csrc/mapops.c", "csrc/mfile.c", "csrc/mmap.c",
-        "csrc/proc.c", "csrc/protmap.c", "csrc/shm.c", "csrc/snapshot.c", "csrc/sys.c",
-        "csrc/track.c", "csrc/alloc/buddy.c", "csrc/alloc/freelist.c",
+        "csrc/atomic.c", "csrc/brk.c", "csrc/buffer.c", "csrc/bufops.c", "csrc/bufpack.c",
+        "csrc/core.c", "csrc/guard.c", "csrc/heap.c", "csrc/lalloc.c", "csrc/lbuddy.c",
+        "csrc/lfreelist.c", "csrc/lpool.c", "csrc/luax.c", "csrc/mapops.c", "csrc/mfile.c",
+        "csrc/mmap.c", "csrc/proc.c", "csrc/protmap.c", "csrc/shm.c", "csrc/snapshot.c",
+        "csrc/sys.c", "csrc/track.c", "csrc/alloc/buddy.c", "csrc/alloc/freelist.c",
         "csrc/alloc/freelist_check.c", "csrc/alloc/freelist_fit.c", "csrc/alloc/freelist_large.c",
         "csrc/alloc/pagesrc.c", "csrc/alloc/pool.c",
       },

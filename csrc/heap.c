@@ -1,12 +1,7 @@
 /* heap.c: the C heap as the lecture uses it: malloc, calloc, realloc, free, the lecture's
- * wrappers (xmalloc, malloc0, xmalloc0), the program break (sbrk, brk), and glibc's knobs
- * (mallopt, mallinfo2, malloc_trim, malloc_usable_size).
- *
- * Two kinds of memory live here. "heap": a malloc'd block, given back with free(). "brk": bytes
- * memlab took with sbrk(); they can only go back to the kernel by lowering the break, so memlab
- * keeps a stack of the break regions it created and lowers the break only through its own
- * regions, never below memory it did not take (that is malloc's heap: lowering the break under it
- * would crash the interpreter on its next allocation). */
+ * wrappers (xmalloc, malloc0, xmalloc0), and glibc's knobs (mallopt, mallinfo2, malloc_trim,
+ * malloc_usable_size). A "heap" buffer is a malloc'd block, given back with free(). The program
+ * break (sbrk, brk) is in brk.c. */
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -168,172 +163,11 @@ static int heap_malloc_trim(lua_State *L) {
   return 1;
 }
 
-/* ---- the program break ----
- * Regions memlab took with sbrk, bottom to top. A region whose buffer died but which could not
- * be given back (something else sat above it) keeps owner NULL and goes back when it becomes the
- * top. The break is process-wide, so this table is too. */
-typedef struct BrkRegion {
-  uintptr_t start, end;
-  Owner *owner; /* the live buffer over it, or NULL */
-} BrkRegion;
-
-static BrkRegion *g_regions;
-static size_t g_nregions, g_capregions;
-
-/* Lowers the break through every top region that has no live buffer. */
-static void brk_return_free_top(void) {
-  while (g_nregions) {
-    BrkRegion *r = &g_regions[g_nregions - 1];
-    if (r->owner || (uintptr_t)sys_curbrk() != r->end) return;
-    void *old;
-    if (sys_sbrk(-(intptr_t)(r->end - r->start), &old) != 0) return;
-    g_nregions--;
-  }
-}
-
-static int brk_release(Owner *o) {
-  for (size_t i = 0; i < g_nregions; i++)
-    if (g_regions[i].owner == o) g_regions[i].owner = NULL;
-  brk_return_free_top();
-  return 0;
-}
-
-static const MemKind brk_kind = {"brk", "released", brk_release, NULL, MK_GUARDED};
-
-/* Room for one more region in the table: 0, or ENOMEM. */
-static int grow_regions(void) {
-  if (g_nregions < g_capregions) return 0;
-  size_t cap = g_capregions ? 2 * g_capregions : 16;
-  BrkRegion *r = (BrkRegion *)realloc(g_regions, cap * sizeof *r);
-  if (!r) return ENOMEM;
-  g_regions = r;
-  g_capregions = cap;
-  return 0;
-}
-
-/* [start, end) of the break that memlab took for something else (an allocator's arena over the
- * sbrk page source) and could not give back at once, something else sitting above it: kept as a
- * region without a buffer, given back once it is the top. 0, or ENOMEM (then it stays taken). */
-int brk_adopt(uintptr_t start, uintptr_t end) {
-  if (grow_regions() != 0) return ENOMEM;
-  size_t i = g_nregions;
-  for (; i > 0 && g_regions[i - 1].start >= end; i--) g_regions[i] = g_regions[i - 1];
-  g_regions[i].start = start;
-  g_regions[i].end = end;
-  g_regions[i].owner = NULL;
-  g_nregions++;
-  brk_return_free_top();
-  return 0;
-}
-
-/* Records [start, end) as memlab's and pushes a "brk" buffer over it. */
-static void push_brkbuffer(lua_State *L, Owner *o, uintptr_t start, uintptr_t end) {
-  g_regions[g_nregions].start = start;
-  g_regions[g_nregions].end = end;
-  g_regions[g_nregions].owner = o;
-  g_nregions++;
-  owner_open(L, o, (void *)start, end - start);
-}
-
-/* Room for one more region. Nothing that can run a finalizer may come between this and
- * push_brkbuffer (a finalizer's own sbrk would take the room). */
-static void reserve_region(lua_State *L) {
-  if (grow_regions() != 0) luaL_error(L, "not enough memory");
-}
-
-/* Lowers the break to target, which must lie within memlab's own regions at the top. Buffers
- * over the released bytes die. Returns 0, or pushes the error triple and returns 3: below memlab's
- * regions (malloc moved the break since, or the memory was never memlab's) it refuses with EPERM,
- * since lowering the break under malloc's heap would crash the interpreter. */
-static int brk_lower(lua_State *L, const char *what, uintptr_t target) {
-  uintptr_t cur = (uintptr_t)sys_curbrk(), floor = cur;
-  size_t i = g_nregions;
-  while (i > 0 && g_regions[i - 1].end == floor) floor = g_regions[--i].start;
-  if (target < floor) {
-    return push_syserrorf(L, what, EPERM, "lowering the break to %p would free memory below "
-                          "%p that memlab's sbrk did not take: it is malloc's heap, and the "
-                          "interpreter lives there", (void *)target, (void *)floor);
-  }
-  void *old;
-  int err = sys_sbrk(-(intptr_t)(cur - target), &old);
-  if (err) return push_syserror(L, what, err);
-  while (g_nregions && g_regions[g_nregions - 1].end > target) {
-    BrkRegion *r = &g_regions[g_nregions - 1];
-    if (r->owner) {
-      owner_die(L, r->owner, "released by lowering the break", 1);
-      r->owner = NULL;
-    }
-    if (r->start < target) {
-      r->end = target; /* memlab still owns the part below the new break */
-      break;
-    }
-    g_nregions--;
-  }
-  return 0;
-}
-
-/* M.sbrk(increment) -> previous break, and for a positive increment a "brk" buffer over the new
- * bytes. A negative increment may only give back memory memlab's sbrk took (else nil, msg,
- * EPERM). */
-static int heap_sbrk(lua_State *L) {
-  lua_Integer inc = luaL_checkinteger(L, 1);
-  void *old = sys_curbrk();
-  if (inc < 0) {
-    luaL_argcheck(L, inc > INTPTR_MIN && (uintptr_t)(-inc) <= (uintptr_t)old, 1,
-                  "increment out of range");
-    int nres = brk_lower(L, "sbrk", (uintptr_t)old - (uintptr_t)(-inc));
-    if (nres) return nres;
-    push_address(L, old);
-    return 1;
-  }
-  if (inc == 0) {
-    push_address(L, old);
-    return 1;
-  }
-  luaL_argcheck(L, (uint64_t)inc <= (uint64_t)PTRDIFF_MAX, 1, "increment out of range");
-  Owner *o = buf_newroot(L, &brk_kind);
-  reserve_region(L); /* after the allocation: a finalizer run by it may take the reserved slot */
-  int err = sys_sbrk((intptr_t)inc, &old);
-  if (err) return push_syserror(L, "sbrk", err);
-  push_address(L, old);
-  lua_insert(L, -2);
-  push_brkbuffer(L, o, (uintptr_t)old, (uintptr_t)old + (uintptr_t)inc);
-  return 2;
-}
-
-/* M.brk(addr) -> true (and a "brk" buffer over the new bytes when the break rose). */
-static int heap_brk(lua_State *L) {
-  uintptr_t target = (uintptr_t)arg_address(L, 1);
-  uintptr_t cur = (uintptr_t)sys_curbrk();
-  if (target <= cur) {
-    int nres = target < cur ? brk_lower(L, "brk", target) : 0;
-    if (nres) return nres;
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  luaL_argcheck(L, target - cur <= (uintptr_t)PTRDIFF_MAX, 1, "address out of range");
-  lua_pushboolean(L, 1);
-  Owner *o = buf_newroot(L, &brk_kind);
-  reserve_region(L); /* after the allocation: a finalizer run by it may take the reserved slot */
-  /* the break again: the two allocations above may have moved it (malloc growing its heap) */
-  cur = (uintptr_t)sys_curbrk();
-  if (target <= cur) {
-    lua_pop(L, 1); /* already there: nothing left to take */
-    return 1;
-  }
-  void *old;
-  int err = sys_sbrk((intptr_t)(target - cur), &old);
-  if (err) return push_syserror(L, "brk", err);
-  push_brkbuffer(L, o, (uintptr_t)old, target);
-  return 2;
-}
-
 static const luaL_Reg heap_funcs[] = {
   {"malloc", heap_malloc}, {"calloc", heap_calloc}, {"realloc", heap_realloc},
   {"free", heap_free}, {"xmalloc", heap_xmalloc}, {"malloc0", heap_malloc0},
   {"xmalloc0", heap_xmalloc0}, {"usable_size", heap_usable_size}, {"mallopt", heap_mallopt},
-  {"mallinfo", heap_mallinfo}, {"malloc_trim", heap_malloc_trim}, {"sbrk", heap_sbrk},
-  {"brk", heap_brk}, {NULL, NULL}};
+  {"mallinfo", heap_mallinfo}, {"malloc_trim", heap_malloc_trim}, {NULL, NULL}};
 
 static const ConstReg heap_consts[] = {
   MLCONST(M_MMAP_THRESHOLD), MLCONST(M_TRIM_THRESHOLD), MLCONST(M_TOP_PAD),

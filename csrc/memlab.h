@@ -210,6 +210,7 @@ static inline int mem_guarded(const Owner *o) { return o && (o->kind->flags & MK
 
 /* ---- heap.c, track.c, proc.c: module functions ---- */
 int heap_open(lua_State *L);
+int brk_open(lua_State *L);
 int track_open(lua_State *L);
 int proc_open(lua_State *L);
 int sysvshm_open(lua_State *L);

@@ -549,6 +549,56 @@ describe("M.sbrk() and M.brk() while a finalizer takes the last region slot", fu
   end
 end)
 
+describe("M.sbrk() and glibc's malloc sharing the break", function()
+  -- Once its own brk failed (something mapped just above the heap), glibc's malloc takes the
+  -- break memory it later gets as it finds it and aborts the process ("malloc assertion failure
+  -- in sysmalloc") when that is not aligned. M.sbrk(1) used to leave it so: memlab now keeps the
+  -- kernel's break page-aligned and shows the script the break it asked for.
+  for _, inc in ipairs { 1, 100, 4095, 4097 } do
+    it(("leaves malloc working after M.sbrk(%d) and a failed brk of malloc's"):format(inc), function()
+      local how, code = H.in_child(function()
+        local ps = M.pagesize()
+        local before = M.sbrk(0)
+        local prev, mine = M.sbrk(inc)
+        assert(prev == before and M.sbrk(0) == before + inc and mine:size() == inc)
+        local above = (before + inc + ps - 1) // ps * ps
+        local wall = assert(M.mmap(above, ps, M.PROT_READ,
+          M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED_NOREPLACE, -1, 0))
+        local keep = {}
+        for i = 1, 1024 do keep[i] = assert(M.malloc(64 * 1024 - 64)) end -- brk fails: mmap
+        wall:free()                                                       -- brk works again
+        for i = 1025, 2048 do keep[i] = assert(M.malloc(64 * 1024 - 64)) end
+        for i = 1, 2048, 7 do keep[i]:fill(i % 256) end
+        mine:fill(1)
+        assert(M.sbrk(0) >= before + inc)
+        return true
+      end)
+      assert.same({ "exit", 0 }, { how, code })
+    end)
+  end
+
+  it("gives the script the break it asked for, page by page underneath", function()
+    local how, code = H.in_child(function()
+      local b0 = M.sbrk(0)
+      local p1, a = M.sbrk(100)
+      local p2, b = M.sbrk(8)          -- inside the first one's page: the same kernel break
+      assert(p1 == b0 and p2 == b0 + 100 and M.sbrk(0) == b0 + 108)
+      assert(a:address() == b0 and b:address() == b0 + 100 and a:size() == 100 and b:size() == 8)
+      a:fill(1)
+      b:fill(2)
+      assert(a:read() == ("\1"):rep(100) and b:read() == ("\2"):rep(8))
+      assert(M.sbrk(-8) == b0 + 108 and M.sbrk(0) == b0 + 100 and not b:valid() and a:valid())
+      assert(M.brk(b0 + 5000) and M.sbrk(0) == b0 + 5000)
+      assert(M.brk(b0 + 50) and M.sbrk(0) == b0 + 50 and not a:valid())
+      assert(M.sbrk(-50) == b0 + 50 and M.sbrk(0) == b0)
+      local refused, _, e = M.sbrk(-16)  -- below memlab's regions: malloc's heap
+      assert(refused == nil and e == M.EPERM and M.sbrk(0) == b0)
+      return true
+    end)
+    assert.same({ "exit", 0 }, { how, code })
+  end)
+end)
+
 describe("M.brk()", function()
   setup(steady_break.setup)
   teardown(steady_break.teardown)

@@ -1,0 +1,217 @@
+/* brk.c: the program break (M.sbrk, M.brk) and the regions of it memlab holds.
+ *
+ * Bytes memlab took with sbrk can only go back to the kernel by lowering the break, so memlab keeps
+ * a stack of the break regions it created and lowers the break only through its own regions,
+ * never below memory it did not take (that is malloc's heap: lowering the break under it would
+ * crash the interpreter on its next allocation).
+ *
+ * The kernel's break stays page-aligned. glibc's malloc shares the break, and once a brk of its
+ * own has failed (something mapped just above the heap) it takes new break memory as it finds it
+ * and aborts the process ("malloc assertion failure in sysmalloc") when that is not 16-byte
+ * aligned, or on its next extension when its end was not page-aligned. So M.sbrk(100) behaves as
+ * C's sbrk(100) for the script (the previous break back, the break seen 100 bytes higher, a buffer
+ * of 100 bytes) but moves the kernel's break to the next page boundary; the bytes between (the
+ * pad) stay memlab's and go with the region below them. The break the script sees is the
+ * kernel's, less the pad while the kernel's is still where memlab last put it. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "memlab.h"
+#include "sys.h"
+
+#define BRK_ALIGN ((uintptr_t)sys_pagesize())
+
+static uintptr_t align_brk(uintptr_t a) { return (a + BRK_ALIGN - 1) & ~(BRK_ALIGN - 1); }
+
+/* Regions memlab took with sbrk, bottom to top, as the script sees them (a region's pad is not
+ * in it). A region whose buffer died but which could not be given back (something else sat above
+ * it) keeps owner NULL and goes back when it becomes the top. The break is process-wide, so this
+ * table is too. */
+typedef struct BrkRegion {
+  uintptr_t start, end;
+  Owner *owner; /* the live buffer over it, or NULL */
+} BrkRegion;
+
+static BrkRegion *g_regions;
+static size_t g_nregions, g_capregions;
+static uintptr_t g_kset; /* the kernel's break as memlab last set it */
+static uintptr_t g_pad;  /* g_kset less the break the script saw then */
+
+/* The break as the script sees it. */
+static uintptr_t user_break(void) {
+  uintptr_t k = (uintptr_t)sys_curbrk();
+  return g_pad && k == g_kset ? k - g_pad : k;
+}
+
+/* Puts the break the script sees at target (the kernel's at target rounded up to 16). 0, or
+ * the errno of a refused brk (then nothing moved). */
+static int move_break(uintptr_t target) {
+  uintptr_t k = (uintptr_t)sys_curbrk(), kt = align_brk(target);
+  if (kt != k) {
+    void *old;
+    int err = sys_sbrk(kt > k ? (intptr_t)(kt - k) : -(intptr_t)(k - kt), &old);
+    if (err) return err;
+  }
+  g_kset = kt;
+  g_pad = kt - target;
+  return 0;
+}
+
+/* Lowers the break through every top region that has no live buffer. */
+static void brk_return_free_top(void) {
+  while (g_nregions) {
+    BrkRegion *r = &g_regions[g_nregions - 1];
+    if (r->owner || user_break() != r->end) return;
+    if (move_break(r->start) != 0) return;
+    g_nregions--;
+  }
+}
+
+static int brk_release(Owner *o) {
+  for (size_t i = 0; i < g_nregions; i++)
+    if (g_regions[i].owner == o) g_regions[i].owner = NULL;
+  brk_return_free_top();
+  return 0;
+}
+
+static const MemKind brk_kind = {"brk", "released", brk_release, NULL, MK_GUARDED};
+
+/* Room for one more region in the table: 0, or ENOMEM. */
+static int grow_regions(void) {
+  if (g_nregions < g_capregions) return 0;
+  size_t cap = g_capregions ? 2 * g_capregions : 16;
+  BrkRegion *r = (BrkRegion *)realloc(g_regions, cap * sizeof *r);
+  if (!r) return ENOMEM;
+  g_regions = r;
+  g_capregions = cap;
+  return 0;
+}
+
+/* [start, end) of the break that memlab took for something else (an allocator's arena over the
+ * sbrk page source) and could not give back at once, something else sitting above it: kept as a
+ * region without a buffer, given back once it is the top. 0, or ENOMEM (then it stays taken). */
+int brk_adopt(uintptr_t start, uintptr_t end) {
+  if (grow_regions() != 0) return ENOMEM;
+  size_t i = g_nregions;
+  for (; i > 0 && g_regions[i - 1].start >= end; i--) g_regions[i] = g_regions[i - 1];
+  g_regions[i].start = start;
+  g_regions[i].end = end;
+  g_regions[i].owner = NULL;
+  g_nregions++;
+  brk_return_free_top();
+  return 0;
+}
+
+/* Records [start, end) as memlab's and pushes a "brk" buffer over it. */
+static void push_brkbuffer(lua_State *L, Owner *o, uintptr_t start, uintptr_t end) {
+  g_regions[g_nregions].start = start;
+  g_regions[g_nregions].end = end;
+  g_regions[g_nregions].owner = o;
+  g_nregions++;
+  owner_open(L, o, (void *)start, end - start);
+}
+
+/* Room for one more region. Nothing that can run a finalizer may come between this and
+ * push_brkbuffer (a finalizer's own sbrk would take the room). */
+static void reserve_region(lua_State *L) {
+  if (grow_regions() != 0) luaL_error(L, "not enough memory");
+}
+
+/* Raises the break the script sees by n bytes (relative) or to n, and pushes a "brk" buffer over
+ * the new bytes, under it the previous break when relative: returns 2. Allocates first, then
+ * reads the break (a finalizer run by the allocations may have moved it): M.brk's target may then
+ * no longer lie above it (nothing taken, nothing pushed: returns 0). Else the error triple (3). */
+static int brk_raise(lua_State *L, const char *what, uintptr_t n, int relative) {
+  Owner *o = buf_newroot(L, &brk_kind);
+  reserve_region(L); /* after the allocation: a finalizer run by it may take the reserved slot */
+  uintptr_t u = user_break();
+  if (relative && n > UINTPTR_MAX - BRK_ALIGN - u) return push_syserror(L, what, ENOMEM);
+  uintptr_t target = relative ? u + n : n;
+  if (target <= u) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (target > UINTPTR_MAX - BRK_ALIGN) return push_syserror(L, what, ENOMEM);
+  int err = move_break(target);
+  if (err) return push_syserror(L, what, err);
+  if (relative) {
+    push_address(L, (void *)u);
+    lua_insert(L, -2);
+  }
+  push_brkbuffer(L, o, u, target);
+  return 2;
+}
+
+/* Lowers the break the script sees to target, which must lie within memlab's own regions at the
+ * top. Buffers over the released bytes die. Returns 0, or pushes the error triple and returns 3:
+ * below memlab's regions (malloc moved the break since, or the memory was never memlab's) it
+ * refuses with EPERM, since lowering the break under malloc's heap would crash the interpreter. */
+static int brk_lower(lua_State *L, const char *what, uintptr_t target) {
+  uintptr_t floor = user_break();
+  size_t i = g_nregions;
+  while (i > 0 && g_regions[i - 1].end == floor) floor = g_regions[--i].start;
+  if (target < floor) {
+    return push_syserrorf(L, what, EPERM, "lowering the break to %p would free memory below "
+                          "%p that memlab's sbrk did not take: it is malloc's heap, and the "
+                          "interpreter lives there", (void *)target, (void *)floor);
+  }
+  int err = move_break(target);
+  if (err) return push_syserror(L, what, err);
+  while (g_nregions && g_regions[g_nregions - 1].end > target) {
+    BrkRegion *r = &g_regions[g_nregions - 1];
+    if (r->owner) {
+      owner_die(L, r->owner, "released by lowering the break", 1);
+      r->owner = NULL;
+    }
+    if (r->start < target) {
+      r->end = target; /* memlab still owns the part below the new break */
+      break;
+    }
+    g_nregions--;
+  }
+  return 0;
+}
+
+/* M.sbrk(increment) -> previous break, and for a positive increment a "brk" buffer over the new
+ * bytes. A negative increment may only give back memory memlab's sbrk took (else nil, msg,
+ * EPERM). */
+static int brk_sbrk(lua_State *L) {
+  lua_Integer inc = luaL_checkinteger(L, 1);
+  uintptr_t old = user_break();
+  if (inc < 0) {
+    luaL_argcheck(L, inc > INTPTR_MIN && (uintptr_t)(-inc) <= old, 1, "increment out of range");
+    int nres = brk_lower(L, "sbrk", old - (uintptr_t)(-inc));
+    if (nres) return nres;
+    push_address(L, (void *)old);
+    return 1;
+  }
+  if (inc == 0) {
+    push_address(L, (void *)old);
+    return 1;
+  }
+  luaL_argcheck(L, (uint64_t)inc <= (uint64_t)PTRDIFF_MAX, 1, "increment out of range");
+  return brk_raise(L, "sbrk", (uintptr_t)inc, 1);
+}
+
+/* M.brk(addr) -> true (and a "brk" buffer over the new bytes when the break rose). */
+static int brk_brk(lua_State *L) {
+  uintptr_t target = (uintptr_t)arg_address(L, 1);
+  uintptr_t cur = user_break();
+  if (target <= cur) {
+    int nres = target < cur ? brk_lower(L, "brk", target) : 0;
+    if (nres) return nres;
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  luaL_argcheck(L, target - cur <= (uintptr_t)PTRDIFF_MAX, 1, "address out of range");
+  lua_pushboolean(L, 1);
+  int nres = brk_raise(L, "brk", target, 0);
+  return nres ? nres : 1; /* true and the buffer, or true alone, or the error triple */
+}
+
+static const luaL_Reg brk_funcs[] = {{"sbrk", brk_sbrk}, {"brk", brk_brk}, {NULL, NULL}};
+
+int brk_open(lua_State *L) {
+  set_funcs(L, brk_funcs);
+  return 0;
+}
