@@ -57,12 +57,20 @@ static int move_break(uintptr_t target) {
   return 0;
 }
 
+/* The region below starts right under `at`, or ends in the pad right under it: the bytes between
+ * are memlab's (nothing else takes break memory below a page boundary memlab set). */
+static int joins(const BrkRegion *below, uintptr_t at) {
+  return below->end == at || align_brk(below->end) == at;
+}
+
 /* Lowers the break through every top region that has no live buffer. */
 static void brk_return_free_top(void) {
   while (g_nregions) {
     BrkRegion *r = &g_regions[g_nregions - 1];
     if (r->owner || user_break() != r->end) return;
-    if (move_break(r->start) != 0) return;
+    /* the pad under an adopted arena goes with it: the break is the region below's end again */
+    uintptr_t to = g_nregions > 1 && joins(r - 1, r->start) ? r[-1].end : r->start;
+    if (move_break(to) != 0) return;
     g_nregions--;
   }
 }
@@ -149,7 +157,7 @@ static int brk_raise(lua_State *L, const char *what, uintptr_t n, int relative) 
 static int brk_lower(lua_State *L, const char *what, uintptr_t target) {
   uintptr_t floor = user_break();
   size_t i = g_nregions;
-  while (i > 0 && g_regions[i - 1].end == floor) floor = g_regions[--i].start;
+  while (i > 0 && joins(&g_regions[i - 1], floor)) floor = g_regions[--i].start;
   if (target < floor) {
     return push_syserrorf(L, what, EPERM, "lowering the break to %p would free memory below "
                           "%p that memlab's sbrk did not take: it is malloc's heap, and the "

@@ -1139,6 +1139,24 @@ describe("the free list", function()
         assert.equal(b0, M.sbrk(0))
       end
     end)
+
+    it("over a break left mid-page by M.sbrk(100), gives everything back down to that region", function()
+      M.free(M.malloc(100 * KiB))
+      local b0 = M.sbrk(0)
+      local _, low = M.sbrk(100)         -- the kernel's break is a page higher: memlab's pad
+      local a = M.freelist { size = 1024 * KiB, source = "sbrk" }
+      local blk = a:alloc(100)
+      assert.is_true(blk:address() >= b0 + 100)
+      local _, r = M.sbrk(4096)
+      a:destroy()
+      r:free()                           -- the arena goes, and the pad under it
+      assert.equal(b0 + 100, M.sbrk(0))
+      assert.equal(b0 + 100, M.sbrk(-36))
+      assert.equal(b0 + 64, M.sbrk(0))
+      assert.is_false(low:valid())       -- its bytes went in part: the buffer dies
+      assert.equal(b0 + 64, M.sbrk(-64))
+      assert.equal(b0, M.sbrk(0))
+    end)
   end)
 end)
 
