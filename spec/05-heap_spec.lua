@@ -577,6 +577,75 @@ describe("M.sbrk() and glibc's malloc sharing the break", function()
     end)
   end
 
+  it("survives random sbrk, brk, sbrk arenas, mallocs and walls above the heap (seeded)", function()
+    -- every seed in a child: memlab's break buffers never overlap and stay usable, and malloc
+    -- still works at the end, whatever the break went through
+    for seed = 1, H.scale(12, 2) do
+      local how, code = H.in_child(function()
+        math.randomseed(seed)
+        local ps = M.pagesize()
+        local bufs, arenas, blocks, walls = {}, {}, {}, {}
+        local function check()
+          local spans = {}
+          for _, b in ipairs(bufs) do
+            if b:valid() and b:size() > 0 then
+              local n = b:size()
+              b[0] = 7
+              b[n - 1] = 9
+              assert((n == 1 or b[0] == 7) and b[n - 1] == 9)
+              spans[#spans + 1] = { b:address(), b:address() + n }
+            end
+          end
+          table.sort(spans, function(x, y) return x[1] < y[1] end)
+          for i = 2, #spans do assert(spans[i][1] >= spans[i - 1][2], "break buffers overlap") end
+        end
+        for step = 1, H.scale(300, 60) do
+          local r = math.random(12)
+          if r <= 3 then
+            local _, b = M.sbrk(math.random(4) == 1 and math.random(3 * ps) or math.random(200))
+            if type(b) == "userdata" then bufs[#bufs + 1] = b end
+          elseif r == 4 then
+            M.sbrk(-math.random(300))
+          elseif r == 5 then
+            M.brk(M.sbrk(0) + math.random(-300, 300))
+          elseif r == 6 and #bufs > 0 then
+            local b = table.remove(bufs, math.random(#bufs))
+            if b:valid() then b:free() end
+          elseif r == 7 then
+            local a = M.freelist { size = 256 * 1024, source = "sbrk" } -- nil: the break cannot grow (a wall)
+            if a then
+              arenas[#arenas + 1] = a
+              local blk = a:alloc(math.random(5000))
+              if blk then blk:fill(3) end
+            end
+          elseif r == 8 and #arenas > 0 then
+            table.remove(arenas, math.random(#arenas)):destroy()
+          elseif r == 9 then
+            blocks[#blocks + 1] = M.malloc(math.random(200000))
+          elseif r == 10 and #blocks > 0 then
+            local blk = table.remove(blocks, math.random(#blocks))
+            if blk then blk:free() end
+          elseif r == 11 then
+            local above = (M.sbrk(0) + ps - 1) // ps * ps + ps * math.random(0, 4)
+            local w = M.mmap(above, ps, M.PROT_READ,
+              M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED_NOREPLACE, -1, 0)
+            if w then walls[#walls + 1] = w end
+          elseif r == 12 and #walls > 0 then
+            table.remove(walls, math.random(#walls)):free()
+          end
+          if step % 20 == 0 then check() end
+        end
+        check()
+        for _, w in ipairs(walls) do w:free() end
+        local keep = {}
+        for i = 1, H.scale(1000, 100) do keep[i] = assert(M.malloc(60000)) end
+        for i = 1, #keep, 5 do keep[i]:fill(1) end
+        return true
+      end)
+      assert.same({ "exit", 0 }, { how, code }, "seed " .. seed)
+    end
+  end)
+
   it("gives the script the break it asked for, page by page underneath", function()
     local how, code = H.in_child(function()
       local b0 = M.sbrk(0)
