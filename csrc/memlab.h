@@ -208,9 +208,11 @@ const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char 
 /* Whether accesses to o's memory run under the fault guard (NULL: not a buffer's memory). */
 static inline int mem_guarded(const Owner *o) { return o && (o->kind->flags & MK_GUARDED); }
 
-/* ---- heap.c, track.c, proc.c: module functions ---- */
+/* ---- heap.c, brk.c, track.c, proc.c: module functions ---- */
 int heap_open(lua_State *L);
 int brk_open(lua_State *L);
+/* brk.c: keeps [start, end) of the break as memlab's until it can go back (the top). */
+int brk_adopt(uintptr_t start, uintptr_t end);
 int track_open(lua_State *L);
 int proc_open(lua_State *L);
 int sysvshm_open(lua_State *L);
@@ -218,8 +220,6 @@ int atomic_open(lua_State *L);
 
 /* Tracking hooks, called by the heap kind (no-ops when tracking is off). */
 void track_alloc(lua_State *L, Owner *o, const char *what);
-/* heap.c: keeps [start, end) of the break as memlab's until it can go back (the top). */
-int brk_adopt(uintptr_t start, uintptr_t end);
 void track_free(lua_State *L, Owner *o, int lost);
 
 #endif
