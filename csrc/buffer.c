@@ -21,6 +21,52 @@ typedef struct RootBuf {
 /* registry[&buffer_key] is the buffer metatable (see buf_test). */
 static const char buffer_key = 'B';
 
+/* Roots made inside a finalizer. While lua_close runs the finalizers, Lua 5.4 registers no new
+ * ones: a buffer made by one of them would never be finalized and its memory never given back.
+ * So a root made inside any finalizer (lua_gc answers -1 there, and only there) is also entered
+ * in registry[&late_key], a table with weak keys; a sentinel made with the metatable, and so
+ * finalized after every buffer, releases those still live when the state closes. */
+static const char late_key = 'L', sentinel_key = 'S';
+
+static void late_register(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushvalue(L, -2);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+static int late_release(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key) != LUA_TTABLE) return 0;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    const Buffer *b = (const Buffer *)lua_touserdata(L, -1);
+    if (b && !b->isview && b->o->state == OWNER_LIVE)
+      owner_release(L, b->o, "released when the state closed", 0);
+  }
+  return 0;
+}
+
+/* The weak table and the sentinel, once per state, before any buffer exists. */
+static void late_open(lua_State *L) {
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &late_key);
+  lua_newuserdatauv(L, 0, 0);
+  lua_newtable(L);
+  lua_pushcfunction(L, late_release);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sentinel_key);
+}
+
 Owner *buf_newroot(lua_State *L, const MemKind *kind) {
   RootBuf *rb = (RootBuf *)lua_newuserdatauv(L, sizeof(RootBuf), 1);
   memset(rb, 0, sizeof *rb);
@@ -30,6 +76,7 @@ Owner *buf_newroot(lua_State *L, const MemKind *kind) {
   rb->own.prot = OWN_PROT_READ | OWN_PROT_WRITE;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
   lua_setmetatable(L, -2);
+  if (lua_gc(L, LUA_GCISRUNNING) < 0) late_register(L); /* inside a finalizer */
   return &rb->own;
 }
 
@@ -353,6 +400,7 @@ static const luaL_Reg buf_funcs[] = {
 /* Registers the metatable once per state (busted reopens the module for every spec file). */
 int buffer_open(lua_State *L) {
   if (luaL_newmetatable(L, BUFFER_T)) {
+    late_open(L);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &buffer_key);
     lua_pushvalue(L, -1);

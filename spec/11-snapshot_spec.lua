@@ -619,10 +619,11 @@ describe("a snapshot and finalizers", function()
       local M = require "memlab"
       local ps = M.pagesize()
       collectgarbage("incremental", 0, 1000, 0)
-      for _ = 1, 1000 do
+      for i = 1, 3000 do
         local outer = assert(M.map { length = 2 * ps })
         outer:fill(0x41)
         local snap, pending = nil, outer
+        for _ = 1, i % 23 do local _ = {} end -- shifts the collector's steps from round to round
         setmetatable({}, { __gc = function() if pending then snap = pending:snapshot(); pending = nil end end })
         local ok, inner = pcall(M.mmap, outer:address() + ps, ps, M.PROT_READ,
                                 M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0)
