@@ -43,8 +43,8 @@ static uintptr_t user_break(void) {
   return g_pad && k == g_kset ? k - g_pad : k;
 }
 
-/* Puts the break the script sees at target (the kernel's at target rounded up to 16). 0, or
- * the errno of a refused brk (then nothing moved). */
+/* Puts the break the script sees at target (the kernel's at target rounded up to a page). 0,
+ * or the errno of a refused brk (then nothing moved). */
 static int move_break(uintptr_t target) {
   uintptr_t k = (uintptr_t)sys_curbrk(), kt = align_brk(target);
   if (kt != k) {
@@ -132,14 +132,14 @@ static void reserve_region(lua_State *L) {
 static int brk_raise(lua_State *L, const char *what, uintptr_t n, int relative) {
   Owner *o = buf_newroot(L, &brk_kind);
   reserve_region(L); /* after the allocation: a finalizer run by it may take the reserved slot */
-  uintptr_t u = user_break();
-  if (relative && n > UINTPTR_MAX - BRK_ALIGN - u) return push_syserror(L, what, ENOMEM);
-  uintptr_t target = relative ? u + n : n;
+  uintptr_t u = user_break(), target = n;
+  /* past the top of the address space, once rounded up to a page: no such break */
+  if ((relative && __builtin_add_overflow(u, n, &target)) || target > UINTPTR_MAX - BRK_ALIGN)
+    return push_syserror(L, what, ENOMEM);
   if (target <= u) {
     lua_pop(L, 1);
     return 0;
   }
-  if (target > UINTPTR_MAX - BRK_ALIGN) return push_syserror(L, what, ENOMEM);
   int err = move_break(target);
   if (err) return push_syserror(L, what, err);
   if (relative) {

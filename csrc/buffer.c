@@ -28,11 +28,9 @@ static const char buffer_key = 'B';
  * finalized after every buffer, releases those still live when the state closes. */
 static const char late_key = 'L', sentinel_key = 'S';
 
+/* Enters the root on the top of the stack (buffer_open made the table before any root). */
 static void late_register(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    return;
-  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key);
   lua_pushvalue(L, -2);
   lua_pushboolean(L, 1);
   lua_rawset(L, -3);
@@ -40,7 +38,7 @@ static void late_register(lua_State *L) {
 }
 
 static int late_release(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key) != LUA_TTABLE) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     lua_pop(L, 1);

@@ -81,21 +81,30 @@ void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n) {
   mem_access(L, o, do_set, &a, dst, n);
 }
 
+/* Refuses an access to [off, off+len) of o when memlab knows part of it lacks every bit of
+ * `bits` (its own protection records): one "<what> at <addr> (<where> is <state>; the <verb>
+ * would raise SIGSEGV/SEGV_ACCERR)" error, naming the first byte concerned. */
+static void check_access(lua_State *L, const Owner *o, size_t off, size_t len, unsigned bits,
+                         const char *what, const char *state, const char *verb) {
+  if (len == 0) return;
+  size_t at = off;
+  const char *where = "the buffer";
+  if (!o->protmap) {
+    if (o->prot & bits) return;
+  } else {
+    size_t ps = sys_pagesize(), first = off / ps, bad;
+    if (protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, bits, &bad)) return;
+    if (bad * ps > off) at = bad * ps;
+    where = lua_pushfstring(L, "page %d of the buffer", (int)bad);
+  }
+  luaL_error(L, "%s at %p (%s is %s; the %s would raise SIGSEGV/SEGV_ACCERR)", what,
+             (void *)(o->base + at), where, state, verb);
+}
+
 /* Refuses a write to [off, off+len) of o when memlab knows part of it is not writable. */
 void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len) {
-  if (len == 0) return;
-  if (!o->protmap) {
-    if (!(o->prot & OWN_PROT_WRITE))
-      luaL_error(L, "write to read-only memory at %p (the buffer is not writable; the write "
-                    "would raise SIGSEGV/SEGV_ACCERR)", (void *)(o->base + off));
-    return;
-  }
-  size_t ps = sys_pagesize(), first = off / ps, bad;
-  if (!protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, OWN_PROT_WRITE, &bad)) {
-    size_t at = bad * ps > off ? bad * ps : off;
-    luaL_error(L, "write to read-only memory at %p (page %d of the buffer is not writable; "
-                  "the write would raise SIGSEGV/SEGV_ACCERR)", (void *)(o->base + at), (int)bad);
-  }
+  check_access(L, o, off, len, OWN_PROT_WRITE, "write to read-only memory", "not writable",
+               "write");
 }
 
 /* Refuses a read of [off, off+len) of o when memlab knows part of it has no access at all
@@ -103,22 +112,8 @@ void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len) {
  * readable, depending on the CPU. For b:copy, so that a copy from such a source raises before
  * it has written part of the destination. */
 void mem_check_read(lua_State *L, const Owner *o, size_t off, size_t len) {
-  if (len == 0) return;
-  const unsigned any = OWN_PROT_READ | OWN_PROT_WRITE | OWN_PROT_EXEC;
-  if (!o->protmap) {
-    if (!(o->prot & any))
-      luaL_error(L, "read of inaccessible memory at %p (the buffer is PROT_NONE; the read would "
-                    "raise SIGSEGV/SEGV_ACCERR)", (void *)(o->base + off));
-    return;
-  }
-  size_t ps = sys_pagesize(), last = (off + len - 1) / ps;
-  for (size_t page = off / ps; page <= last; page = protmap_runend(o->protmap, page)) {
-    if (!(protmap_get(o->protmap, page) & any)) {
-      size_t at = page * ps > off ? page * ps : off;
-      luaL_error(L, "read of inaccessible memory at %p (page %d of the buffer is PROT_NONE; "
-                    "the read would raise SIGSEGV/SEGV_ACCERR)", (void *)(o->base + at), (int)page);
-    }
-  }
+  check_access(L, o, off, len, OWN_PROT_READ | OWN_PROT_WRITE | OWN_PROT_EXEC,
+               "read of inaccessible memory", "PROT_NONE", "read");
 }
 
 /* b[i]: a byte, or a method when the key is a string. Upvalues: the metatable, the methods. */

@@ -556,11 +556,13 @@ describe("a buffer made by a finalizer while the state closes", function()
       end })
       HELD = M.malloc(4321)
       print("ran")
-    ]], "env -u LD_PRELOAD valgrind -q --leak-check=full --show-leak-kinds=definite "
-        .. "--errors-for-leak-kinds=definite " .. (f and "--suppressions=" .. supp .. " " or ""))
+    ]], "env -u LD_PRELOAD valgrind --leak-check=full --show-leak-kinds=definite "
+        .. (f and "--suppressions=" .. supp .. " " or ""))
     assert.matches("ran", out, 1, true)
-    assert.not_matches("definitely lost", out, 1, true)
-    assert.not_matches("ERROR SUMMARY: [1-9]", out)
+    -- valgrind's leak summary, or its line for a heap left empty
+    assert.truthy(out:find("definitely lost: 0 bytes in 0 blocks", 1, true)
+                  or out:find("no leaks are possible", 1, true), out)
+    assert.matches("ERROR SUMMARY: 0 errors", out, 1, true)
   end)
 
   it("does not release a buffer a finalizer made while the state runs", function()

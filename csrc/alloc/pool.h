@@ -84,8 +84,9 @@ typedef struct ml_pool {
  * may use pool_alloc_inline / pool_free_inline below to save the call; the checks and results
  * are the same. pool_fast_alloc: 1 and the most recently parked block in *out, or 0 when the
  * slow path must run (a flag, not a NULL result: a parked block is never NULL, and testing the
- * pointer again cost the plain calls a measurable share of fixed64-pairs). pool_fast_free: 1 when ptr is a used block (in range, on a block boundary, used bit set,
- * not parked) and was parked; 0 when the slow path must run (it repeats the checks in full). */
+ * pointer again cost the plain calls a measurable share of fixed64-pairs). pool_fast_free: 1
+ * when ptr is a used block (in range, on a block boundary, used bit set, not parked) and was
+ * parked; 0 when the slow path must run (it repeats the checks in full). */
 static inline int pool_fast_alloc(ml_pool *p, size_t n, void **out)
 {
     uint64_t w = p->mw;
