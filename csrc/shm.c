@@ -179,7 +179,8 @@ static int shmctl_set(lua_State *L, int id) {
   int has_uid = opt_field(L, 3, "uid", (lua_Integer)UINT32_MAX - 1, &uid);
   int has_gid = opt_field(L, 3, "gid", (lua_Integer)UINT32_MAX - 1, &gid);
   struct shmid_ds ds;
-  int err = sys_shmctl(id, IPC_STAT, &ds);
+  int err = sys_shmctl(id, IPC_STAT, &ds); /* IPC_SET takes the whole struct: keep the rest */
+  if (err == EACCES) err = sys_shmstat_any(id, &ds); /* e.g. the owner's own segment of mode 0 */
   if (err) return push_syserror(L, "shmctl", err);
   if (has_mode) ds.shm_perm.mode = (__typeof__(ds.shm_perm.mode))mode;
   if (has_uid) ds.shm_perm.uid = (__typeof__(ds.shm_perm.uid))uid;

@@ -149,3 +149,17 @@ int sys_shmat(int id, const void *addr, int flags, void **out) {
 
 int sys_shmdt(const void *addr) { return shmdt(addr) == 0 ? 0 : errno; }
 int sys_shmctl(int id, int cmd, struct shmid_ds *ds) { return shmctl(id, cmd, ds) < 0 ? errno : 0; }
+
+/* IPC_STAT of segment id without the read permission IPC_STAT needs (SHM_STAT_ANY, Linux 4.17,
+ * looks segments up by index: the one whose id comes back is id's). For IPC_SET, which only the
+ * owner or creator may make and which takes the whole struct: the owner of a segment of mode 0
+ * must still be able to give it a mode. EACCES when no index holds id, or SHM_STAT_ANY is
+ * unknown (EINVAL before 4.17). */
+int sys_shmstat_any(int id, struct shmid_ds *ds) {
+  struct shm_info info;
+  int top = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info);
+  if (top < 0) return errno;
+  for (int i = 0; i <= top; i++)
+    if (shmctl(i, SHM_STAT_ANY, ds) == id) return 0;
+  return EACCES;
+}

@@ -54,5 +54,6 @@ int sys_shmget(int key, size_t size, int flags, int *id);
 int sys_shmat(int id, const void *addr, int flags, void **out);
 int sys_shmdt(const void *addr);
 int sys_shmctl(int id, int cmd, struct shmid_ds *ds);
+int sys_shmstat_any(int id, struct shmid_ds *ds);
 
 #endif

@@ -9,7 +9,10 @@ set -eu
 
 goal=${1:-build}
 build_pkgs="gcc make libc6-dev pkg-config lua5.4 liblua5.4-dev luarocks"
-test_pkgs="lua-busted valgrind libasan8 libubsan1 clang libclang-rt-14-dev"
+# clang's libFuzzer runtime comes in a package named for clang's major version (14 on Debian 12)
+clang_major=$(apt-cache policy clang 2>/dev/null |
+              sed -n 's/^ *Candidate: \([0-9]*:\)\{0,1\}\([0-9][0-9]*\)\..*/\2/p')
+test_pkgs="lua-busted valgrind libasan8 libubsan1 clang libclang-rt-${clang_major:-14}-dev"
 bench_pkgs="libmimalloc-dev libjemalloc-dev"
 
 case "$goal" in
@@ -42,11 +45,13 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 echo "setup: installing$missing"
 apt_install() { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" </dev/null; }
+log=$(mktemp "${TMPDIR:-/tmp}/memlab-setup.XXXXXX")
 # A fresh machine may have empty package lists: update once if the first attempt fails.
 # shellcheck disable=SC2086
-if ! apt_install $missing >/tmp/memlab-setup.log 2>&1; then
-  $SUDO apt-get update -q </dev/null >>/tmp/memlab-setup.log 2>&1 || true
+if ! apt_install $missing >"$log" 2>&1; then
+  $SUDO apt-get update -q </dev/null >>"$log" 2>&1 || true
   # shellcheck disable=SC2086
-  apt_install $missing >>/tmp/memlab-setup.log 2>&1 || { tail -20 /tmp/memlab-setup.log >&2; exit 1; }
+  apt_install $missing >>"$log" 2>&1 || { tail -20 "$log" >&2; echo "setup: the whole log: $log" >&2; exit 1; }
 fi
+rm -f "$log"
 echo "setup: done"

@@ -293,21 +293,35 @@ function H.expect_safe(pending, how, code)
   luassert.same({ "exit", 0 }, { how, code })
 end
 
+local CAP_BITS = { ipc_lock = 14, ipc_owner = 15 }
+
+--- Whether this process has the capability `name` ("ipc_lock", "ipc_owner") in effect.
+function H.has_cap(name)
+  local caps = H.slurp("/proc/self/status"):match("CapEff:%s*(%x+)")
+  return caps ~= nil and (tonumber(caps, 16) >> CAP_BITS[name]) & 1 == 1
+end
+
+--- Runs the Lua chunk `code` as H.run_lua does, without the capability `name`: when this process
+-- has it, setpriv drops it for the child. `shell` (optional) runs first, e.g. a ulimit. Returns
+-- the child's output, or nil and why when the capability cannot be dropped.
+function H.run_without_cap(name, code, shell)
+  local prefix = shell and shell .. " && " or ""
+  if H.has_cap(name) then
+    if not os.execute("command -v setpriv >/dev/null 2>&1") then
+      return nil, ("this process has CAP_%s and setpriv is missing to drop it for the child")
+                  :format(name:upper())
+    end
+    prefix = prefix .. ("setpriv --inh-caps=-%s --bounding-set=-%s "):format(name, name)
+  end
+  return H.run_lua(code, prefix)
+end
+
 --- Runs the Lua chunk `code` in a child lua5.4 that finds the same memlab (the chunk does not
 -- set the paths), under `ulimit -l <kib>` and without CAP_IPC_LOCK, which would ignore
--- RLIMIT_MEMLOCK: when this process has it, setpriv drops it for the child. Returns the child's
--- output (stdout and stderr), or nil and why when the capability cannot be dropped.
+-- RLIMIT_MEMLOCK. Returns the child's output (stdout and stderr), or nil and why when the
+-- capability cannot be dropped.
 function H.run_memlocked(kib, code)
-  local caps = H.slurp("/proc/self/status"):match("CapEff:%s*(%x+)")
-  local prefix = ""
-  if caps and (tonumber(caps, 16) >> 14) & 1 == 1 then
-    if not os.execute("command -v setpriv >/dev/null 2>&1") then
-      return nil, "this process has CAP_IPC_LOCK, which ignores RLIMIT_MEMLOCK, and setpriv is " ..
-                  "missing to drop it for the child"
-    end
-    prefix = "setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock "
-  end
-  return H.run_lua(code, ("ulimit -l %d && %s"):format(kib, prefix))
+  return H.run_without_cap("ipc_lock", code, ("ulimit -l %d"):format(kib))
 end
 
 --- Runs the Lua chunk `code` in a fresh lua5.4 (not a fork of this process: its heap and
