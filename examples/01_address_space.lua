@@ -22,7 +22,6 @@ local c = M.layout()         -- addresses inside memlab's C code, and the progra
 local prog = c.program
 local brk = M.sbrk(0)
 local maps = M.maps()
-local exe = maps[1].path              -- the interpreter's own file is mapped lowest
 
 -- Name each region as the lecture does (M.maps() gives its kind: program, library, heap, ...).
 local function kind(r)
@@ -69,11 +68,23 @@ local function mark(name) row("   ◄ " .. name, where[name].addr) end
 local function first(pred) for _, r in ipairs(maps) do if pred(r) then return r end end end
 local stack, heap = first(function(r) return r.kind == "stack" end),
                     first(function(r) return r.kind == "heap" end)
-local lowmap = first(function(r) return r.from > heap.to and r.kind ~= "stack" end)
-local highmap = lowmap
-for _, r in ipairs(maps) do if r.from > heap.to and r.to < stack.from then highmap = r end end
+local exe_first = first(function(r) return r.kind == "program" end)
+local exe = exe_first.path                      -- the interpreter's own file
 local exe_text = first(function(r) return r.kind == "program" and r.perms:find("x") end)
 local exe_data = first(function(r) return r.kind == "program" and r.perms:find("w") end)
+-- The memory mapping segment: shared libraries, anonymous mappings, the vdso. By default (the
+-- lecture's picture) the kernel places it top-down below the stack, above the heap. With an
+-- unlimited stack (ulimit -s unlimited) it uses the legacy layout instead: bottom-up, below the
+-- program. Either way it is every region below the stack outside [program .. heap] ([vsyscall],
+-- in the kernel's half, has addresses past 2^63: negative as Lua integers, hence math.ult).
+local lowmap, highmap
+for _, r in ipairs(maps) do
+  if math.ult(r.from, stack.from) and (r.to <= exe_first.from or r.from >= heap.to) then
+    lowmap = lowmap or r
+    highmap = r
+  end
+end
+local legacy = highmap.to <= exe_first.from
 local core = where["C function (text)"].r.path
 local function span(s) return ("%d bytes"):format(s.to - s.from) end
 print()                                     -- the diagram, high addresses first
@@ -89,36 +100,49 @@ rule("├")
 row("Stack (grows downward ▼)   [stack] " .. stack.perms, stack.to)
 mark("stack local")
 row("", stack.from)
-rule("├")
-row("Empty / available space ░░░░░░░░░░░░░░░")
-rule("├")
-row("Memory mapped region", highmap.to)
-row(("  [vdso], %d shared library regions, %d anonymous"):format(libs,
-  count["anonymous mapping"] or 0))
-mark("mapping (mmap)")
-row("  and in a shared library, memlab's " .. core:match("[^/]*/[^/]*$") .. ":")
-mark("uninitialised static (bss)")
-mark("C static (data)")
-mark("C function (text)")
-row("", lowmap.from)
-rule("├")
-row("Empty / available space ░░░░░░░░░░░░░░░")
-rule("├")
-row("Heap (grows upward ▲)   [heap] " .. heap.perms, heap.to)
-row("   ▲ program break", brk)
-mark("heap block (malloc)")
-row("", heap.from)
-rule("├")
-row("BSS segment (uninitialised data, zeroed): " .. span(prog.bss), prog.bss.to)
-row("", prog.bss.from)
-rule("├")
-row("Data segment (initialised data): " .. span(prog.data), prog.data.to)
-row("", prog.data.from)
-rule("├")
-row("Text segment (code, read-only, shareable): " .. span(prog.text), prog.text.to)
-row(("  %s %s"):format(exe:match("[^/]*$"), exe_text.perms), prog.text.from)
+local function mapped()
+  row("Memory mapped region" .. (legacy and " (legacy layout: below the program)" or ""),
+      highmap.to)
+  row(("  [vdso], %d shared library regions, %d anonymous"):format(libs,
+    count["anonymous mapping"] or 0))
+  mark("mapping (mmap)")
+  row("  and in a shared library, memlab's " .. core:match("[^/]*/[^/]*$") .. ":")
+  mark("uninitialised static (bss)")
+  mark("C static (data)")
+  mark("C function (text)")
+  row("", lowmap.from)
+end
+local function program()
+  row("Heap (grows upward ▲)   [heap] " .. heap.perms, heap.to)
+  row("   ▲ program break", brk)
+  mark("heap block (malloc)")
+  row("", heap.from)
+  rule("├")
+  row("BSS segment (uninitialised data, zeroed): " .. span(prog.bss), prog.bss.to)
+  row("", prog.bss.from)
+  rule("├")
+  row("Data segment (initialised data): " .. span(prog.data), prog.data.to)
+  row("", prog.data.from)
+  rule("├")
+  row("Text segment (code, read-only, shareable): " .. span(prog.text), prog.text.to)
+  row(("  %s %s"):format(exe:match("[^/]*$"), exe_text.perms), prog.text.from)
+end
+local order = legacy and { program, mapped } or { mapped, program }
+for _, section in ipairs(order) do
+  rule("├")
+  row("Empty / available space ░░░░░░░░░░░░░░░")
+  rule("├")
+  section()
+end
 rule("└")
-print(("Low addresses: the program is mapped from %012x (%s)"):format(maps[1].from, exe))
+if legacy then
+  print(("Low addresses: the mappings start at %012x, below the program (%s): the kernel chose "
+         .. "the legacy bottom-up layout, as it does when the stack size is unlimited "
+         .. "(ulimit -s: %s)"):format(lowmap.from, exe, M.getrlimit("stack") == math.huge
+         and "unlimited" or ("%d KiB"):format(M.getrlimit("stack") // 1024)))
+else
+  print(("Low addresses: the program is mapped from %012x (%s)"):format(exe_first.from, exe))
+end
 
 -- The checks: every region kind present, every address in the right region, in the right order.
 local present = {}
@@ -141,13 +165,20 @@ lab.check("the uninitialised static lies in writable memory above the data",
           and bss.addr > where["C static (data)"].addr and c.data > c.text, lab.hex(bss.addr))
 lab.check("the heap block lies in [heap], below the break",
           where["heap block (malloc)"].r.path == "[heap]" and heap_block:address() < brk)
-lab.check("the mapping lies in anonymous memory between heap and stack",
-          where["mapping (mmap)"].r.path == "" and mapping:address() > heap.to and
-          mapping:address() < stack.from)
+lab.check(legacy and "the mapping lies in anonymous memory in the mapped region, below the program"
+          or "the mapping lies in anonymous memory between heap and stack",
+          where["mapping (mmap)"].r.path == "" and mapping:address() >= lowmap.from and
+          mapping:address() < highmap.to and mapping:address() < stack.from)
 lab.check("the stack local lies in [stack]", where["stack local"].r.path == "[stack]")
-lab.check("low to high: program text < data < heap < mappings < stack",
-          exe_text and exe_data and exe_text.to <= exe_data.from and exe_data.to <= heap.from
-          and heap.to <= lowmap.from and highmap.to <= stack.from)
+local in_order = exe_text and exe_data and exe_text.to <= exe_data.from and
+                 exe_data.to <= heap.from and highmap.to <= stack.from
+if legacy then
+  lab.check("low to high: mappings < program text < data < heap < stack (the legacy layout)",
+            in_order and highmap.to <= exe_first.from)
+else
+  lab.check("low to high: program text < data < heap < mappings < stack",
+            in_order and heap.to <= lowmap.from)
+end
 
 -- The program's own segments (ELF program headers) against /proc/self/maps.
 local pt, pd, pb = where["program text"].r, where["program data"].r, where["program bss"].r

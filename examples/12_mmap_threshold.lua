@@ -8,7 +8,8 @@
 --   Address : 0x7f882981f010, Break : 0x561a835f9000      MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)
 --
 -- glibc serves a request at or above M_MMAP_THRESHOLD (128 KiB by default) with a mapping of its
--- own, far above the break; mallopt(M_MMAP_THRESHOLD, n) moves that boundary.
+-- own, far above the break (far below it in the legacy layout the kernel uses when the stack size
+-- is unlimited: see 01); mallopt(M_MMAP_THRESHOLD, n) moves that boundary.
 local lab = dofile(((arg and arg[0] or ""):match("^(.*/)") or "./") .. "lab.lua")
 local M = require "memlab"
 
@@ -43,7 +44,7 @@ lab.check("the 64 KiB blocks lie in [heap], just below the break", small_ok == b
           ("%d of %d"):format(small_ok, blocks))
 
 print(("Allocation size: %d"):format(block_size_amm))
-local far, own, unmoved, grew = 0, 0, 0, {}
+local far, own, unmoved, grew, sides = 0, 0, 0, {}, {}
 for j = 1, blocks do
   M.free(block_list[j])
   local size0 = mapped_bytes()
@@ -53,10 +54,14 @@ for j = 1, blocks do
   local addr = block_list[j]:address()
   local r, name = where(block_list[j])
   grew[j] = size1 - size0
-  print(("Address : %s, Break : %s   (%s %s-%s, %.1f TiB above the break; +%d bytes mapped)")
+  local above = addr > brk
+  print(("Address : %s, Break : %s   (%s %s-%s, %.1f TiB %s the break; +%d bytes mapped)")
     :format(lab.hex(addr), lab.hex(brk), name, lab.hex(r.from), lab.hex(r.to),
-            (addr - brk) / 2^40, grew[j]))
-  if r.path == "" and addr - brk > 1 << 30 then far = far + 1 end
+            math.abs(addr - brk) / 2^40, above and "above" or "below", grew[j]))
+  if r.path == "" and math.abs(addr - brk) > 1 << 30 then
+    far = far + 1
+    sides[above and "above" or "below"] = true
+  end
   -- its own mapping: 64 MiB + a page of new address space, starting on a page boundary 16 bytes
   -- (glibc's chunk header) before the block. (The kernel merges neighbouring anonymous mappings
   -- into one line of /proc/self/maps, so the region grows by 64 MiB each time.)
@@ -68,8 +73,11 @@ for j = 1, blocks do
 end
 print(("(strace shows each as mmap(NULL, %d, ...): 64 MiB + one page for the header)"):format(
   grew[1]))
-lab.check("the 64 MiB blocks lie far above the break, in anonymous memory", far == blocks,
-          ("%d of %d"):format(far, blocks))
+-- above the break, as in the lecture; below it only in the legacy layout (ulimit -s unlimited)
+local legacy = sides.below and not sides.above
+lab.check(("the 64 MiB blocks lie far %s the break, in anonymous memory"):format(
+            legacy and "below" or "above"), far == blocks, ("%d of %d%s"):format(far, blocks,
+            legacy and " (the legacy layout: the stack size is unlimited)" or ""))
 lab.check("each one is a new mapping of its own (not [heap])", own == blocks,
           ("%d of %d, each mapping %s bytes"):format(own, blocks, table.concat(grew, ", ")))
 lab.check("the break did not move for them", unmoved == blocks,

@@ -1,0 +1,57 @@
+-- spec/21-lab_layout_spec.lua: the lab scripts that read the address space's layout (01, 12) under
+-- the kernel's legacy layout. With an unlimited stack (ulimit -s unlimited) Linux places mappings
+-- bottom-up, below the program, instead of top-down below the stack; the lecture's picture is the
+-- default layout. Both scripts must still run, draw what is there and say which layout it is.
+local H = require "helpers"
+
+-- Runs examples/<name> in a child lua5.4 after `shell`; returns its output and exit status.
+local function lab(name, shell)
+  local p = assert(io.popen(("%s && lua5.4 examples/%s 2>&1; echo \"exit $?\""):format(shell, name)))
+  local out = p:read("a")
+  p:close()
+  return out, tonumber(out:match("exit (%d+)\n$"))
+end
+
+describe("the lab under the legacy layout (ulimit -s unlimited)", function()
+  -- Whether the kernel really switches: a child with an unlimited stack has its first mapping
+  -- (the lowest address) elsewhere than its own program file.
+  local function legacy_possible()
+    local p = assert(io.popen("ulimit -s unlimited && exec cat /proc/self/maps"))
+    local first = p:read("l")
+    p:close()
+    return first ~= nil and not first:find("/cat", 1, true)
+  end
+
+  it("01 draws the mappings below the program and passes every check", function()
+    if H.under() then return pending("the child interpreter runs natively: once is enough") end
+    if not legacy_possible() then return pending("this kernel kept the default layout") end
+    local out, code = lab("01_address_space.lua", "ulimit -s unlimited")
+    assert.equal(0, code, out)
+    assert.matches("LAB 01 (%d+)/%1\n", out)
+    assert.matches("Memory mapped region (legacy layout: below the program)", out, 1, true)
+    assert.matches("low to high: mappings < program text < data < heap < stack", out, 1, true)
+    assert.matches("(ulimit -s: unlimited)", out, 1, true)
+    -- the mapped region comes after the text segment, lower in the diagram (high addresses first)
+    assert.is_true(out:find("Text segment", 1, true) < out:find("Memory mapped region", 1, true))
+  end)
+
+  it("01 under the default layout draws the mappings between heap and stack", function()
+    if H.under() then return pending("the child interpreter runs natively: once is enough") end
+    local out, code = lab("01_address_space.lua", "ulimit -s 8192")
+    assert.equal(0, code, out)
+    assert.matches("LAB 01 (%d+)/%1\n", out)
+    assert.is_nil(out:find("legacy layout", 1, true))
+    assert.matches("low to high: program text < data < heap < mappings < stack", out, 1, true)
+    assert.is_true(out:find("Memory mapped region", 1, true) < out:find("Heap (grows", 1, true))
+  end)
+
+  it("12 finds the large blocks far below the break, and says why", function()
+    if H.under() then return pending("the child interpreter runs natively: once is enough") end
+    if not legacy_possible() then return pending("this kernel kept the default layout") end
+    local out, code = lab("12_mmap_threshold.lua", "ulimit -s unlimited")
+    assert.equal(0, code, out)
+    assert.matches("LAB 12 (%d+)/%1\n", out)
+    assert.matches("the 64 MiB blocks lie far below the break, in anonymous memory: 4 of 4 "
+                   .. "(the legacy layout", out, 1, true)
+  end)
+end)
