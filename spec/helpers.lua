@@ -293,6 +293,17 @@ function H.expect_safe(pending, how, code)
   luassert.same({ "exit", 0 }, { how, code })
 end
 
+--- When RLIMIT_AS (ulimit -v) leaves no room for a reservation of `bytes` more address space:
+-- why, for pending(); nil otherwise.
+function H.no_room_for(bytes)
+  local M = require "memlab"
+  local limit = M.getrlimit("as")
+  if limit ~= math.huge and limit < bytes + (1 << 30) then
+    return ("RLIMIT_AS (ulimit -v) is %d MiB: no room for a reservation of %d MiB"):format(
+      limit >> 20, bytes >> 20)
+  end
+end
+
 local CAP_BITS = { ipc_lock = 14, ipc_owner = 15 }
 
 --- Whether this process has the capability `name` ("ipc_lock", "ipc_owner") in effect.
