@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <fcntl.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
@@ -159,6 +160,7 @@ int sys_shmstat_any(int id, struct shmid_ds *ds) {
   struct shm_info info;
   int top = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info);
   if (top < 0) return errno;
+  memset(ds, 0, sizeof *ds); /* valgrind 3.19 does not know SHM_STAT_ANY fills it */
   for (int i = 0; i <= top; i++)
     if (shmctl(i, SHM_STAT_ANY, ds) == id) return 0;
   return EACCES;
