@@ -143,8 +143,13 @@ function lab.remove_leftover(key, shown_key)
   if not old then return nil end
   local st = M.shmctl(old, M.IPC_STAT) or {}
   shown_key = shown_key or tostring(key)
-  local user = (st.nattch or 0) > 0 and ((st.lpid and st.lpid > 0 and M.kill(st.lpid, 0) and st.lpid)
-                                         or (st.cpid and M.kill(st.cpid, 0) and st.cpid))
+  local function alive(pid) -- kill(pid, 0): EPERM means it runs, as another user's process
+    if not pid or pid <= 0 then return false end
+    local ok, _, code = M.kill(pid, 0)
+    return ok or code == M.EPERM
+  end
+  local user = (st.nattch or 0) > 0 and ((alive(st.lpid) and st.lpid)
+                                         or (alive(st.cpid) and st.cpid))
   if user and user ~= M.getpid() then
     local msg = ("key %s is in use: segment id %d (%s bytes, %d attached, last used by pid %d, "
                  .. "which is running); not removed: stop that program (another run of this "

@@ -304,9 +304,9 @@ function H.no_room_for(bytes)
   end
 end
 
-local CAP_BITS = { ipc_lock = 14, ipc_owner = 15 }
+local CAP_BITS = { setuid = 7, ipc_lock = 14, ipc_owner = 15 }
 
---- Whether this process has the capability `name` ("ipc_lock", "ipc_owner") in effect.
+--- Whether this process has the capability `name` ("setuid", "ipc_lock", "ipc_owner") in effect.
 function H.has_cap(name)
   local caps = H.slurp("/proc/self/status"):match("CapEff:%s*(%x+)")
   return caps ~= nil and (tonumber(caps, 16) >> CAP_BITS[name]) & 1 == 1

@@ -1,8 +1,12 @@
--- spec/21-lab_layout_spec.lua: the lab scripts that read the address space's layout (01, 12) under
--- the kernel's legacy layout. With an unlimited stack (ulimit -s unlimited) Linux places mappings
--- bottom-up, below the program, instead of top-down below the stack; the lecture's picture is the
--- default layout. Both scripts must still run, draw what is there and say which layout it is.
+-- spec/21-lab_spec.lua: the lab away from the default set-up (the lab stage of `make test` runs
+-- every script as it is). Under the kernel's legacy layout: with an unlimited stack (ulimit -s
+-- unlimited) Linux places mappings bottom-up, below the program, instead of top-down below the
+-- stack; the lecture's picture is the default layout. The scripts that read the layout (01, 12)
+-- must still run, draw what is there and say which layout it is. And with another user's run:
+-- the System V experiments use the lectures' fixed keys, so the lab's helper must not take a key
+-- a running process of another user holds for a leftover.
 local H = require "helpers"
+local M = require "memlab"
 
 -- Runs examples/<name> in a child lua5.4 after `shell`; returns its output and exit status.
 local function lab(name, shell)
@@ -53,5 +57,29 @@ describe("the lab under the legacy layout (ulimit -s unlimited)", function()
     assert.matches("LAB 12 (%d+)/%1\n", out)
     assert.matches("the 64 MiB blocks lie far below the break, in anonymous memory: 4 of 4 "
                    .. "(the legacy layout", out, 1, true)
+  end)
+end)
+
+describe("lab.remove_leftover (examples/lab.lua)", function()
+  it("leaves alone a segment another user's running process holds, and says so", function()
+    if H.under() then return pending("the child interpreter runs natively: once is enough") end
+    if not H.has_cap("setuid") then
+      return pending("needs root (CAP_SETUID) to run the helper as another user")
+    end
+    -- a segment at a key of its own, attached here (this process runs), that anyone may read
+    local key = 0x6d6c0000 + M.getpid() % 0x10000
+    local id = assert(M.shmget(key, 256, M.IPC_CREAT | M.IPC_EXCL | M.octal("666")))
+    local seg = assert(M.shmat(id))
+    -- the helper, as user nobody: kill(this pid, 0) answers EPERM there, yet this process runs
+    local code = ("local lab = dofile('examples/lab.lua') print('->', lab.remove_leftover(%d))")
+                 :format(key)
+    local out = H.run_lua(code, "setpriv --reuid=65534 --regid=65534 --clear-groups ")
+    local st = M.shmctl(id, M.IPC_STAT)
+    M.shmdt(seg)
+    M.shmctl(id, M.IPC_RMID)
+    assert.matches(("is in use: segment id %d"):format(id), out, 1, true)
+    assert.matches("which is running); not removed", out, 1, true)
+    assert.matches("->\tnil\tkey ", out, 1, true)
+    assert.is_false(st.dest, "the segment was marked for removal")
   end)
 end)
