@@ -27,8 +27,8 @@ describe("the lab under the legacy layout (ulimit -s unlimited)", function()
   end
 
   it("01 draws the mappings below the program and passes every check", function()
-    if H.under() then return pending("the child interpreter runs natively: once is enough") end
-    if not legacy_possible() then return pending("this kernel kept the default layout") end
+    if H.under() then pending("the child interpreter runs natively: once is enough") return end
+    if not legacy_possible() then pending("this kernel kept the default layout") return end
     local out, code = lab("01_address_space.lua", "ulimit -s unlimited")
     assert.equal(0, code, out)
     assert.matches("LAB 01 (%d+)/%1\n", out)
@@ -40,7 +40,7 @@ describe("the lab under the legacy layout (ulimit -s unlimited)", function()
   end)
 
   it("01 under the default layout draws the mappings between heap and stack", function()
-    if H.under() then return pending("the child interpreter runs natively: once is enough") end
+    if H.under() then pending("the child interpreter runs natively: once is enough") return end
     local out, code = lab("01_address_space.lua", "ulimit -s 8192")
     assert.equal(0, code, out)
     assert.matches("LAB 01 (%d+)/%1\n", out)
@@ -50,8 +50,8 @@ describe("the lab under the legacy layout (ulimit -s unlimited)", function()
   end)
 
   it("12 finds the large blocks far below the break, and says why", function()
-    if H.under() then return pending("the child interpreter runs natively: once is enough") end
-    if not legacy_possible() then return pending("this kernel kept the default layout") end
+    if H.under() then pending("the child interpreter runs natively: once is enough") return end
+    if not legacy_possible() then pending("this kernel kept the default layout") return end
     local out, code = lab("12_mmap_threshold.lua", "ulimit -s unlimited")
     assert.equal(0, code, out)
     assert.matches("LAB 12 (%d+)/%1\n", out)
@@ -62,9 +62,10 @@ end)
 
 describe("lab.remove_leftover (examples/lab.lua)", function()
   it("leaves alone a segment another user's running process holds, and says so", function()
-    if H.under() then return pending("the child interpreter runs natively: once is enough") end
+    if H.under() then pending("the child interpreter runs natively: once is enough") return end
     if not H.has_cap("setuid") then
-      return pending("needs root (CAP_SETUID) to run the helper as another user")
+      pending("needs root (CAP_SETUID) to run the helper as another user")
+      return
     end
     -- a segment at a key of its own, attached here (this process runs), that anyone may read
     local key = 0x6d6c0000 + M.getpid() % 0x10000
