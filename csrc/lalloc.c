@@ -92,14 +92,27 @@ size_t alloc_optsize(lua_State *L, const char *k, size_t def) {
   return v;
 }
 
-/* An optional string option of the options table at 1 (def when absent); raises naming it. */
-const char *alloc_optstring(lua_State *L, const char *k, const char *def) {
+/* An optional string option of the options table at 1 (def when absent), copied into buf (n
+ * bytes, n > 4): the value may come from an __index, and then nothing keeps it alive once popped
+ * (the collector may free it before the caller is done). A longer value is cut, ending "...".
+ * Raises naming the option when it is not a string. */
+const char *alloc_optstring(lua_State *L, const char *k, const char *def, char *buf, size_t n) {
   int t = lua_getfield(L, 1, k);
-  const char *v = t == LUA_TSTRING ? lua_tostring(L, -1) : def;
-  lua_pop(L, 1); /* the table keeps the string alive */
   if (t != LUA_TNIL && t != LUA_TSTRING)
     luaL_error(L, "bad option '%s' (a string expected, got %s)", k, lua_typename(L, t));
-  return v;
+  if (t == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (len < n) {
+      memcpy(buf, s, len + 1);
+    } else {
+      memcpy(buf, s, n - 4);
+      memcpy(buf + n - 4, "...", 4);
+    }
+    def = buf;
+  }
+  lua_pop(L, 1);
+  return def;
 }
 
 /* An optional boolean option of the options table at 1 (def when absent). */

@@ -65,11 +65,12 @@ static int lfl_new(lua_State *L) {
   cfg.grow_step = alloc_optsize(L, "step", 0);
   cfg.trim_threshold = alloc_optsize(L, "trim", 0);
   cfg.mmap_threshold = alloc_optsize(L, "mmap_threshold", 0);
-  const char *fit = alloc_optstring(L, "fit", "segregated");
+  char fitbuf[48], sourcebuf[48];
+  const char *fit = alloc_optstring(L, "fit", "segregated", fitbuf, sizeof fitbuf);
   if (fl_policy_parse(fit, &cfg.policy) != 0)
     return luaL_error(L, "bad option 'fit' (\"first\", \"next\", \"best\" or \"segregated\" "
                          "expected, got \"%s\")", fit);
-  const char *source = alloc_optstring(L, "source", "mmap");
+  const char *source = alloc_optstring(L, "source", "mmap", sourcebuf, sizeof sourcebuf);
   int sbrk = strcmp(source, "sbrk") == 0;
   if (!sbrk && strcmp(source, "mmap") != 0)
     return luaL_error(L, "bad option 'source' (\"mmap\" or \"sbrk\" expected, got \"%s\")", source);

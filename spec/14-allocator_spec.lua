@@ -157,6 +157,33 @@ describe("M.freelist{} arguments", function()
     H.raises("string expected", M.freelist, { source = true })
   end)
 
+  it("names a bad fit or source that only an __index gives, after the collector ran", function()
+    -- nothing but the C call held such a string once it was popped: a collection in between
+    -- freed it and the error message read freed memory (SIGSEGV). In a child: the old code died.
+    local out = H.run_lua([[
+      local M = require "memlab"
+      M.mallopt(M.M_MMAP_THRESHOLD, 128 * 1024)
+      collectgarbage("generational")
+      for _, opt in ipairs { "fit", "source" } do
+        print(pcall(M.freelist, setmetatable({}, { __index = function(_, k)
+          if k ~= opt then return nil end
+          local s = ("Z"):rep(1 << 20) .. "!"
+          local g = {} for i = 1, 200000 do g[i] = true end -- garbage: the next step collects
+          return s
+        end })))
+      end
+      local a = M.freelist(setmetatable({}, { __index = { fit = "best", source = "sbrk",
+                                                          size = 1 << 20 } }))
+      print(a:policy(), a:source())
+      a:destroy()
+    ]])
+    assert.matches("false\tbad option 'fit' (\"first\", \"next\", \"best\" or \"segregated\" "
+                   .. "expected, got \"" .. ("Z"):rep(44) .. "...\")\n", out, 1, true)
+    assert.matches("false\tbad option 'source' (\"mmap\" or \"sbrk\" expected, got \""
+                   .. ("Z"):rep(44) .. "...\")\n", out, 1, true)
+    assert.matches("best\tsbrk\n", out, 1, true)
+  end)
+
   it("errors on a quick cache that is neither a boolean nor an integer", function()
     H.raises("bad option 'quick' (a boolean or a depth 0..255 expected)", M.freelist, { quick = "yes" })
     H.raises("bad option 'quick'", M.freelist, { quick = 1.5 })
