@@ -350,9 +350,10 @@ static int mmap_mmap(lua_State *L) {
   if (protmap_init(&mi->pm, maplen / ps, prot_from_sys((int)prot)) != 0)
     return push_syserror(L, "mmap", ENOMEM); /* the NEW root's forget frees mi */
   if (parent && !(owner_alive(parent) && addr >= (uintptr_t)parent->base &&
+                  maplen <= MAPINFO(parent)->maplen && /* it may have shrunk below maplen */
                   addr - (uintptr_t)parent->base <= MAPINFO(parent)->maplen - maplen))
-    return luaL_error(L, "mmap: the mapping MAP_FIXED was to go into was unmapped or moved "
-                         "during the call (by a finalizer)");
+    return luaL_error(L, "mmap: the mapping MAP_FIXED was to go into was unmapped, moved or "
+                         "shrunk during the call (by a finalizer)");
   if (parent && snap_armed_in((const unsigned char *)addr, maplen)) /* a finalizer armed one */
     return luaL_error(L, "mmap: MAP_FIXED at %p is refused: that range has a snapshot armed, "
                          "whose pages it would replace unseen (free the snapshot first)",
