@@ -19,7 +19,9 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>) && __has_include(<valgrind/memcheck.h>)
@@ -132,8 +134,29 @@ static void pin_self(void) {
     (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
 }
 
+/* Gives this thread an alternate signal stack when it has none, for SA_ONSTACK: the handler then
+ * runs on it whatever the depth of the faulting stack. valgrind needs that: it cannot extend the
+ * client's stack during signal delivery, and a guarded fault taken some 50 nested pcalls deep
+ * killed the process there (natively the kernel grows the stack). 256 KiB, committed only as
+ * touched, above a PROT_NONE page that stops an overflow of it. A stack already set (ASan sets
+ * its own) is kept. Failure leaves things as they were: the handler runs on the normal stack. */
+static void altstack_ensure(void) {
+  stack_t cur;
+  if (sigaltstack(NULL, &cur) != 0 || !(cur.ss_flags & SS_DISABLE)) return;
+  size_t ps = (size_t)sysconf(_SC_PAGESIZE), size = (size_t)256 << 10;
+  unsigned char *p = mmap(NULL, ps + size, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return;
+  stack_t ss;
+  memset(&ss, 0, sizeof ss);
+  ss.ss_sp = p + ps;
+  ss.ss_size = size;
+  if (mprotect(p, ps, PROT_NONE) != 0 || sigaltstack(&ss, NULL) != 0) munmap(p, ps + size);
+}
+
 int guard_install(void) {
   if (g_installed) return 0;
+  altstack_ensure();
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = on_fault;

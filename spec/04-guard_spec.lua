@@ -2,6 +2,7 @@
 -- its si_code, the address and the buffer; the interpreter lives on and the next fault is caught
 -- too. Faults anywhere else keep their default behaviour.
 local M = require "memlab"
+local H = require "helpers"
 
 local ps = M.pagesize()
 local under = os.getenv("MEMLAB_UNDER")
@@ -152,6 +153,45 @@ describe("the fault guard", function()
       assert.equal(("0"):rep(16), dst:read())
       src:free()
       dst:free()
+    end)
+  end)
+
+  describe("deep in the stack", function()
+    -- The handler runs on an alternate signal stack memlab sets up when the thread has none:
+    -- valgrind cannot extend the client's stack while delivering a signal, and a fault taken
+    -- about 50 nested pcalls deep (or in an xpcall handler that faults again) killed the process
+    -- there. These run in every stage: the valgrind stage is where the old code failed; the
+    -- second one also runs a child under valgrind from the native stage.
+    local code = [[
+      local M = require "memlab"
+      local m = M.map { length = 8192 }
+      m:protect("none", 4096)
+      local function rec(n)
+        if n == 0 then return pcall(function() return m[5000] end) end
+        return select(2, pcall(rec, n - 1))
+      end
+      for _, depth in ipairs { 1, 60, 150 } do print(depth, rec(depth)) end
+      print(xpcall(function() return m[5000] end, function() return m[5000] end))
+      print("survived")
+    ]]
+    local function check(out)
+      for _, depth in ipairs { 1, 60, 150 } do
+        assert.matches(("%d\tfalse\t[^\n]*memory fault: SIGSEGV %%(SEGV_ACCERR%%)"):format(depth), out)
+      end
+      assert.matches("false\terror in error handling\nsurvived\n", out)
+    end
+
+    it("is caught, also in an error handler that faults again", function()
+      check(H.run_lua(code))
+    end)
+
+    it("is caught under valgrind", function()
+      if H.under() then pending("already under a tool: the test above is this one") return end
+      if not os.execute("command -v valgrind >/dev/null 2>&1") then
+        pending("valgrind is not installed")
+        return
+      end
+      check(H.run_lua(code, "env -u LD_PRELOAD valgrind -q "))
     end)
   end)
 
