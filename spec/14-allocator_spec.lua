@@ -1403,6 +1403,27 @@ describe("an allocator's metatable", function()
 end)
 
 describe("a:draw()", function()
+  it("passes on an error that is not about its argument (the C stack's limit)", function()
+    -- draw.lua asks the allocator its kind under pcall: any failure there read as "not an
+    -- allocator", so at the C stack's limit a:draw said "memlab.allocator expected, got
+    -- memlab.allocator"
+    local a = M.freelist{ size = 64 * KiB }
+    local function f(n)
+      if n == 0 then return a:draw() end
+      local ok, e = pcall(f, n - 1)
+      if not ok then error(e, 0) end
+      return e
+    end
+    local first
+    for depth = 100, 400 do
+      local ok, err = pcall(f, depth)
+      if not ok then first = err break end
+    end
+    a:destroy()
+    assert.is_not_nil(first, "no depth reached the C stack's limit")
+    assert.matches("stack overflow", first, 1, true)
+  end)
+
   it("pictures the free list: block count, used and free, each block's header", function()
     nogc()
     local a = M.freelist{ size = 1024 * KiB, quick = false }
