@@ -19,7 +19,7 @@ int site_internal(const lua_Debug *ar) {
 }
 
 /* Records the first Lua frame above the running C function, memlab's own Lua code skipped, as
- * "file:line". It runs on every allocation and free, so it formats by hand (snprintf was half the
+ * "file:line" (or says there is none). It runs on every allocation and free, so it formats by hand (snprintf was half the
  * cost of a malloc + free pair from Lua); a long path keeps its start. */
 void site_capture(lua_State *L, Site *s) {
   lua_Debug ar;
@@ -41,7 +41,10 @@ void site_capture(lua_State *L, Site *s) {
       return;
     }
   }
-  memcpy(s->where, "?", 2);
+  /* no Lua frame: a C caller, e.g. coroutine.wrap(M.malloc), or coroutine.close running a
+   * __close after the coroutine's frames are gone */
+  static const char none[] = "(no Lua line: called from C)";
+  memcpy(s->where, none, sizeof none);
 }
 
 /* A string that goes to the system as a C string (a name, a path): one with a zero byte inside

@@ -436,6 +436,24 @@ describe("__close", function()
   before_each(tracking_reset)
   after_each(tracking_reset)
 
+  it("says when no Lua line did it (coroutine.close, a C caller)", function()
+    -- with no Lua frame above the call, the site was "?"
+    local b = coroutine.wrap(M.malloc)(10)
+    b:free()
+    local _, err = pcall(b.read, b)
+    assert.matches("allocated at (no Lua line: called from C)", err, 1, true)
+    local x
+    local co = coroutine.create(function()
+      local c <close> = M.malloc(8)
+      x = c
+      coroutine.yield()
+    end)
+    coroutine.resume(co)
+    assert.is_true(coroutine.close(co))
+    _, err = pcall(x.read, x)
+    assert.matches("use after free: closed at (no Lua line: called from C); allocated at ", err, 1, true)
+  end)
+
   it("frees a buffer once when its scope ends", function()
     M.track(true)
     local ref
