@@ -1027,6 +1027,41 @@ describe("MAP_FIXED", function()
     f:close()
   end)
 
+  it("keeps inner mappings' records right as others come and go (protect, remap)", function()
+    -- memlab counts the live inner mappings and skips its search for them while there are none:
+    -- the count must follow every way one ends (free, collected, killed with its parent). In a
+    -- fresh interpreter, so that the count starts from nothing.
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local ps, RW = M.pagesize(), M.PROT_READ | M.PROT_WRITE
+      local PA = M.MAP_PRIVATE | M.MAP_ANONYMOUS
+      local function at(m, pages, prot)
+        return assert(M.mmap(m:address() + pages * ps, ps, prot or RW, PA | M.MAP_FIXED, -1, 0))
+      end
+      local parent = assert(M.mmap(nil, 8 * ps, RW, PA, -1, 0))
+      local a, b = at(parent, 0), at(parent, 2)
+      parent:protect(M.PROT_READ)
+      io.write(a:mapinfo().prot, " ", b:mapinfo().prot, "\n")  -- both followed the mprotect
+      a:free()
+      parent:protect(RW)
+      io.write(b:mapinfo().prot, "\n")
+      b = nil
+      collectgarbage()
+      collectgarbage()                                          -- b collected: none inside
+      local c = at(parent, 4)
+      parent:protect(M.PROT_READ)
+      io.write(c:mapinfo().prot, "\n")
+      parent:protect(RW)                                        -- one protection, for mremap
+      local inner = at(c, 0)
+      assert(parent:remap(16 * ps, true))                       -- kills all inside, any depth
+      io.write(tostring(c:valid()), " ", tostring(inner:valid()), "\n")
+      local d = at(parent, 0)
+      parent:protect(RW, 0, ps)
+      io.write(d:mapinfo().prot, "\n")
+    ]])
+    assert.equal("r-- r--\nrw-\nr--\nfalse false\nrw-\n", out)
+  end)
+
   it("gives the range back to the parent as zero pages with the parent's protection when freed", function()
     local parent = anon(4)
     parent:fill(0x41)
