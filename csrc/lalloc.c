@@ -287,32 +287,49 @@ static int la_stats(lua_State *L) {
 
 typedef struct WalkRec {
   uintptr_t addr;
-  size_t size;
+  size_t size, count;
   int used;
 } WalkRec;
 
 typedef struct Walk {
   WalkRec *recs; /* NULL: count only */
   size_t n, cap;
+  int runs;      /* merge neighbouring blocks of one state (not mapped ones) into a run */
+  int cls;       /* the last record's state: 0 free (or parked), 1 used, 2 mapped */
+  uintptr_t end; /* where the last record ends */
 } Walk;
 
 static int collect(void *ud, const void *addr, size_t size, int used) {
   Walk *w = (Walk *)ud;
+  int cls = used == 1 ? 1 : used == 2 ? 2 : 0;
+  if (w->runs && w->n && cls != 2 && cls == w->cls && (uintptr_t)addr == w->end) {
+    if (w->recs) {
+      w->recs[w->n - 1].size += size;
+      w->recs[w->n - 1].count++;
+    }
+    w->end += size;
+    return 0;
+  }
   if (w->recs) {
     if (w->n == w->cap) return 1; /* more blocks than counted: the caller walks again */
     w->recs[w->n].addr = (uintptr_t)addr;
     w->recs[w->n].size = size;
+    w->recs[w->n].count = 1;
     w->recs[w->n].used = used;
   }
   w->n++;
+  w->cls = cls;
+  w->end = (uintptr_t)addr + size;
   return 0;
 }
 
 /* Walks the allocator at 1 with walkfn into { {offset, size, state, addr} ... }. The walk itself
  * allocates nothing: a count pass, then a Lua-owned array (the allocation may run a finalizer,
  * so the allocator is checked again), then a fill pass; Lua tables are built from the array after. */
-int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn) {
+int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn, int runs) {
   Walk w;
+  memset(&w, 0, sizeof w);
+  w.runs = runs;
   for (;;) {
     w.recs = NULL;
     w.n = 0;
@@ -330,7 +347,7 @@ int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn) {
   lua_createtable(L, (int)(w.n < 0x7fffffff ? w.n : 0), 0);
   for (size_t i = 0; i < w.n; i++) {
     static const char *const states[] = {"free", "used", "mapped", "free"};
-    lua_createtable(L, 4, 0);
+    lua_createtable(L, runs ? 5 : 4, 0);
     lua_pushinteger(L, (lua_Integer)(w.recs[i].addr - (uintptr_t)base));
     lua_rawseti(L, -2, 1);
     lua_pushinteger(L, (lua_Integer)w.recs[i].size);
@@ -339,6 +356,10 @@ int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn) {
     lua_rawseti(L, -2, 3);
     lua_pushinteger(L, (lua_Integer)w.recs[i].addr);
     lua_rawseti(L, -2, 4);
+    if (runs) {
+      lua_pushinteger(L, (lua_Integer)w.recs[i].count);
+      lua_rawseti(L, -2, 5);
+    }
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_remove(L, -2); /* the array */
@@ -351,21 +372,29 @@ static int walk_iter(lua_State *L) {
   lua_pushinteger(L, i);
   lua_replace(L, lua_upvalueindex(2));
   if (lua_rawgeti(L, lua_upvalueindex(1), i) == LUA_TNIL) return 0;
-  for (int k = 1; k <= 4; k++) lua_rawgeti(L, -k, k);
-  return 4;
+  int n = (int)lua_rawlen(L, -1); /* 4, or 5 for runs */
+  for (int k = 1; k <= n; k++) lua_rawgeti(L, -k, k);
+  return n;
 }
 
 /* a:blocks() -> iterator of offset, size, state ("free" | "used" | "mapped"), address, in
  * address order; offsets from the arena's base (a mapped block lives in its own mapping). The
  * blocks are those of the call; the iterator raises once the allocator is destroyed. */
-static int la_blocks(lua_State *L) {
+static int push_walk_iter(lua_State *L, int runs) {
   Allocator *a = alloc_check(L, 1, NULL);
-  alloc_pushwalk(L, a, a->ops->walk);
+  alloc_pushwalk(L, a, a->ops->walk, runs);
   lua_pushinteger(L, 0);
   lua_pushvalue(L, 1);
   lua_pushcclosure(L, walk_iter, 3); /* upvalues: the blocks, the position, the allocator */
   return 1;
 }
+
+static int la_blocks(lua_State *L) { return push_walk_iter(L, 0); }
+
+/* a:runs() -> iterator of offset, size, state, address, count: a:blocks() with neighbouring
+ * blocks of one state merged (a mapped block stays alone). Its cost follows the runs, not the
+ * blocks: a:draw pictures a pool of 2^22 slots with it. */
+static int la_runs(lua_State *L) { return push_walk_iter(L, 1); }
 
 /* a:check() -> true | false, what is broken */
 static int la_check(lua_State *L) {
@@ -456,7 +485,7 @@ static int la_tostring(lua_State *L) {
 
 static const luaL_Reg la_methods[] = {
   {"alloc", la_alloc}, {"calloc", la_calloc}, {"realloc", la_realloc}, {"free", la_free},
-  {"usable", la_usable}, {"stats", la_stats}, {"blocks", la_blocks}, {"check", la_check},
+  {"usable", la_usable}, {"stats", la_stats}, {"blocks", la_blocks}, {"runs", la_runs}, {"check", la_check},
   {"bounds", la_bounds}, {"destroy", la_destroy}, {"kind", la_kind}, {"valid", la_valid},
   {NULL, NULL}};
 

@@ -62,7 +62,7 @@ Allocator *alloc_check(lua_State *L, int idx, const AllocOps *only);
  * ran a finalizer that destroyed a. The caller allocates, then owner_open()s it. */
 Owner *alloc_newblock(lua_State *L, int ai, Allocator *a);
 /* Pushes { {offset, size, state, addr} ... } of the live allocator at 1, walked by walkfn. */
-int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn);
+int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn, int runs);
 /* Pushes nil, "<name>: <status text>", code for the last failed call (code an errno). */
 int alloc_failure(lua_State *L, Allocator *a, const char *what);
 /* The options table at 1: a non-negative integer field (def when absent); unknown fields raise. */

@@ -115,7 +115,7 @@ static int lfl_header(lua_State *L) {
 /* a:freelist() -> { {offset, size, "free", addr} ... } in the order the free list holds them */
 static int lfl_freelist(lua_State *L) {
   Allocator *a = alloc_check(L, 1, &fl_ops);
-  return alloc_pushwalk(L, a, f_walk_free);
+  return alloc_pushwalk(L, a, f_walk_free, 0);
 }
 
 /* a:memalign(align, n) -> block whose address is a multiple of align (a power of two) */

@@ -847,6 +847,58 @@ describe("a:blocks()", function()
   end
 end)
 
+describe("a:runs()", function()
+  -- the oracle: a:blocks() with neighbours of one state merged by hand ("mapped" never merged)
+  local function merged(a)
+    local out = {}
+    for off, size, state, addr in a:blocks() do
+      local last = out[#out]
+      if last and state ~= "mapped" and last.state == state and last.off + last.size == off then
+        last.size, last.count = last.size + size, last.count + 1
+      else
+        out[#out + 1] = { off = off, size = size, state = state, addr = addr, count = 1 }
+      end
+    end
+    return out
+  end
+
+  for _, kind in ipairs(KINDS) do
+    it("is a:blocks() with neighbours of one state merged, counted (" .. kind .. ")", function()
+      local a = MAKE[kind]()
+      local keep = {}
+      for i = 1, 24 do keep[i] = a:alloc(i % 5 + 1) end
+      for i = 1, 24, 4 do keep[i]:free() end
+      keep[2]:free()
+      if kind == "freelist" then keep[25] = a:alloc(300 * KiB) end -- its own mapping
+      local got = {}
+      for off, size, state, addr, count in a:runs() do
+        got[#got + 1] = { off = off, size = size, state = state, addr = addr, count = count }
+      end
+      assert.same(merged(a), got)
+      local it = a:runs()
+      a:destroy()
+      H.raises("attempt to use a destroyed allocator", it)
+    end)
+  end
+
+  it("lets a:draw picture a pool of 2^22 slots without a table per slot", function()
+    collectgarbage()
+    local p = M.pool{ block = 16, count = 1 << 22 }
+    local b = { p:alloc(1), p:alloc(1), p:alloc(1) }
+    b[2]:free()
+    local before = collectgarbage("count")
+    collectgarbage("stop")
+    local d = p:draw()
+    local grew = collectgarbage("count") - before -- KiB made while drawing, none collected
+    collectgarbage("restart")
+    assert.matches("(4194304 blocks in 70 columns", d, 1, true)
+    assert.matches("4194304 blocks: 2 used (", d, 1, true)
+    assert.matches("), 4194302 free (", d, 1, true)
+    assert.is_true(grew < 1024, ("drawing made %.0f KiB"):format(grew)) -- per slot: gigabytes
+    p:destroy()
+  end)
+end)
+
 describe("stats and check after each operation", function()
   -- A scripted sequence with the expected live bytes, live blocks and counters after each step.
   for _, kind in ipairs(KINDS) do

@@ -15,12 +15,20 @@ local function human(n)
 end
 D.human = human
 
-local function collect(a)
+-- The blocks, or with `runs` the runs of blocks of one state (a pool of 2^22 slots would make
+-- 2^22 tables, gigabytes, for a picture of a line): `count` says how many blocks each stands for.
+local function collect(a, runs)
   local blocks = {}
-  for off, size, state, addr in a:blocks() do
-    blocks[#blocks + 1] = { off = off, size = size, state = state, addr = addr }
+  for off, size, state, addr, count in (runs and a:runs() or a:blocks()) do
+    blocks[#blocks + 1] = { off = off, size = size, state = state, addr = addr, count = count or 1 }
   end
   return blocks
+end
+
+local function count_blocks(blocks)
+  local n = 0
+  for _, b in ipairs(blocks) do n = n + b.count end
+  return n
 end
 
 -- Column widths for the in-arena blocks: proportional, at least 1 each, summing to width. Each
@@ -85,16 +93,18 @@ local function scaled_bar(blocks, width)
   end
   out[#out + 1] = "|"
   return table.concat(out), ("(%d blocks in %d columns: a column is %.0f bytes; '#' used, '.' free, "
-                             .. "':' both)"):format(n, inner, span / inner)
+                             .. "':' both)"):format(count_blocks(blocks), inner, span / inner)
 end
 
 local function summary(a, blocks)
   local st = a:stats()
   local used, free = 0, 0
-  for _, b in ipairs(blocks) do if b.state == "free" then free = free + 1 else used = used + 1 end end
+  for _, b in ipairs(blocks) do
+    if b.state == "free" then free = free + b.count else used = used + b.count end
+  end
   return ("%d blocks: %d used (%s requested, %s granted), %d free (%s, largest %s); " ..
           "footprint %s, internal fragmentation %s, external %.0f%%")
-    :format(#blocks, used, human(st.live_bytes), human(st.granted_bytes), free,
+    :format(used + free, used, human(st.live_bytes), human(st.granted_bytes), free,
             human(st.free_bytes), human(st.largest_free), human(st.footprint),
             human(st.internal_frag), st.external_frag * 100)
 end
@@ -149,7 +159,13 @@ function D.allocator(a, width, max_lines)
   end
   width = width or 72
   max_lines = max_lines or 40
-  local blocks = collect(a)
+  local blocks
+  if kind == "pool" then -- runs when the slots are too many to draw one by one
+    local st = a:stats()
+    blocks = collect(a, st.live_blocks + st.free_blocks > (width - 1) // 2)
+  else
+    blocks = collect(a)
+  end
   local inside, mapped = {}, {}
   for _, b in ipairs(blocks) do
     if b.state == "mapped" then mapped[#mapped + 1] = b else inside[#inside + 1] = b end
@@ -159,7 +175,7 @@ function D.allocator(a, width, max_lines)
   put("%s", tostring(a))
   put("arena 0x%x .. 0x%x (%s of at most %s)%s", base, base + size, human(size), human(max),
       kind == "freelist" and a:source() == "sbrk" and ("; the break is at 0x%x"):format(base + size) or "")
-  local scaled = #inside > (width - 1) // 2
+  local scaled = count_blocks(inside) > (width - 1) // 2
   local line, legend
   if scaled then line, legend = scaled_bar(inside, width) else line = bar(inside, width) end
   put("%s", line)
