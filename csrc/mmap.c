@@ -16,6 +16,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/resource.h>
 
 /* The main thread's stack grows down on demand, as far as RLIMIT_STACK allows, and the kernel
@@ -27,19 +28,27 @@
 #define STACK_ROOM_MAX ((uintptr_t)1 << 32) /* RLIMIT_STACK unlimited: keep 4 GiB free */
 
 /* The top of the main thread's stack (the end of [stack]; it never moves, and a child of fork
- * has the same), read once; 0 when /proc/self/maps cannot say. */
+ * has the same), read once: from /proc/self/maps, first asked when the module opens. When that
+ * cannot be read (no file descriptor left, say), from the program's name, which the kernel
+ * copies to the very top of the stack (AT_EXECFN): the page that ends it ends [stack]. Without
+ * either the room check would pass any address, and a mapping there ends the interpreter. */
 static uintptr_t stack_top(void) {
   static uintptr_t top;
-  static int known;
-  if (!known) {
+  if (!top) {
     FILE *f = fopen("/proc/self/maps", "r");
     char line[512];
     unsigned long from, to;
-    if (!f) return 0;
-    while (fgets(line, sizeof line, f))
-      if (strstr(line, "[stack]") && sscanf(line, "%lx-%lx", &from, &to) == 2) top = (uintptr_t)to;
-    fclose(f);
-    known = 1;
+    if (f) {
+      while (fgets(line, sizeof line, f))
+        if (strstr(line, "[stack]") && sscanf(line, "%lx-%lx", &from, &to) == 2)
+          top = (uintptr_t)to;
+      fclose(f);
+    }
+    const char *fn = (const char *)getauxval(AT_EXECFN);
+    if (!top && fn) {
+      uintptr_t ps = (uintptr_t)sys_pagesize(), end = (uintptr_t)fn + strlen(fn) + 1;
+      return (end + ps - 1) / ps * ps; /* not kept: /proc is asked again next time */
+    }
   }
   return top;
 }
@@ -513,6 +522,7 @@ static const ConstReg mmap_consts[] = {
   {NULL, 0}};
 
 int mmap_open(lua_State *L) {
+  (void)stack_top(); /* now, while a file descriptor is surely free */
   set_funcs(L, mmap_funcs);
   set_consts(L, mmap_consts);
   buf_setmethods(L, mmap_methods);
