@@ -142,22 +142,34 @@ static const luaL_Reg mfile_methods[] = {
 static const luaL_Reg mfile_meta[] = {
   {"__gc", mfile_gc}, {"__close", mfile_gc}, {"__tostring", mfile_tostring}, {NULL, NULL}};
 
-/* core.pathkind(path) -> "file" | "directory" | "fifo" | "socket" | "char" | "block" |
- * nil, msg, errno: what stat(2) says the path is (for M.map, which must not open a FIFO: the open
- * would block until a writer comes). */
-static int mfile_pathkind(lua_State *L) {
+/* core.openpath(path, writable) -> file | nil, msg, errno: the file M.map{file=} maps, opened
+ * without blocking (O_NONBLOCK: a FIFO put in the path's place after any earlier check would
+ * otherwise block the open until a writer came), then refused unless fstat says it is a file or
+ * a device: a directory is EISDIR, a FIFO or socket ENODEV. */
+static int mfile_openpath(lua_State *L) {
   const char *path = arg_cstring(L, 1);
+  int writable = lua_toboolean(L, 2);
+  MFile *f = new_file(L, "file", path);
+  int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   struct stat st;
-  if (stat(path, &st) != 0) return push_syserror(L, path, errno);
-  lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "directory"
-                  : S_ISFIFO(st.st_mode) ? "fifo" : S_ISSOCK(st.st_mode) ? "socket"
-                  : S_ISCHR(st.st_mode) ? "char" : "block");
+  if (fd < 0 && errno == ENXIO && stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+    return push_syserrorf(L, path, ENODEV, "a socket cannot be mapped"); /* open says ENXIO */
+  if (fd < 0) return push_syserror(L, path, errno);
+  f->fd = fd;
+  if (fstat(fd, &st) != 0) return push_syserror(L, path, errno); /* __gc closes fd */
+  if (S_ISDIR(st.st_mode)) return push_syserror(L, path, EISDIR);
+  if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+    return push_syserrorf(L, path, ENODEV, "a %s cannot be mapped",
+                          S_ISFIFO(st.st_mode) ? "fifo" : "socket");
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   return 1;
 }
 
 static const luaL_Reg mfile_funcs[] = {
   {"memfd_create", mfile_memfd_create}, {"shm_open", mfile_shm_open},
-  {"shm_unlink", mfile_shm_unlink}, {"pathkind", mfile_pathkind}, {NULL, NULL}};
+  {"shm_unlink", mfile_shm_unlink}, {"openpath", mfile_openpath},
+  {NULL, NULL}};
 
 static const ConstReg mfile_consts[] = {
   MLCONST(O_RDONLY), MLCONST(O_WRONLY), MLCONST(O_RDWR), MLCONST(O_CREAT), MLCONST(O_EXCL),

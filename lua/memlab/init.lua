@@ -5,8 +5,8 @@
 local core = require "memlab.core"
 
 local M = {}
--- internal: draw.lua adds a:draw through allocator_methods; M.map asks pathkind what a path is
-local internal = { allocator_methods = true, pathkind = true }
+-- internal: draw.lua adds a:draw through allocator_methods; M.map opens its file with openpath
+local internal = { allocator_methods = true, openpath = true }
 for k, v in pairs(core) do
   if not internal[k] then M[k] = v end
 end
@@ -377,15 +377,10 @@ function M.map(t)
       error("bad argument #1 to 'map' (file: the path contains a zero byte)", 2)
     end
     local writable = t.shared and (prot & M.PROT_WRITE) ~= 0
-    local kind = core.pathkind(t.file) -- nil when stat fails: io.open then says why
-    if kind == "directory" then -- io.open would open it as a file that reads nothing
-      return nil, ("%s: %s"):format(t.file, M.strerror(M.EISDIR)), M.EISDIR
-    elseif kind == "fifo" or kind == "socket" then -- opening a FIFO blocks until a writer comes
-      return nil, ("%s: %s (a %s cannot be mapped)"):format(t.file, M.strerror(M.ENODEV), kind),
-             M.ENODEV
-    end
+    -- opened without blocking, then checked: a directory is EISDIR, a FIFO or socket ENODEV (a
+    -- check of the path before opening it could be raced: a FIFO put there blocks the open)
     local msg, code
-    opened, msg, code = io.open(t.file, writable and "r+b" or "rb")
+    opened, msg, code = core.openpath(t.file, writable)
     if not opened then return nil, msg, code end
     fd = opened
   end
