@@ -51,6 +51,36 @@ describe("M.maps()", function()
     end
   end)
 
+  it("gives a file's name whole: trailing spaces and tabs kept, a memfd named x.so a file", function()
+    -- the line's pattern trimmed trailing white space, which belongs to the name (outside review)
+    local dir = os.tmpname()
+    assert(os.remove(dir))
+    assert(os.execute("mkdir " .. dir))
+    local names = { dir .. "/x  ", dir .. "/tab\t", dir .. "/ lead" }
+    for _, name in ipairs(names) do
+      local f = assert(io.open(name, "wb"))
+      f:write(("z"):rep(4096))
+      f:close()
+      local b = assert(M.map { file = name })
+      assert.equal(name, M.region(b).path)
+      assert.equal("file", M.region(b).kind)
+      local found
+      for _, r in ipairs(M.smaps()) do if r.from == b:address() then found = r end end
+      assert.equal(name, found.path)
+      b:free()
+      os.remove(name)
+    end
+    os.remove(dir)
+    local f = assert(M.memfd_create("x.so"))
+    assert(f:truncate(4096))
+    local b = assert(M.mmap(nil, 4096, M.PROT_READ, M.MAP_SHARED, f, 0))
+    local r = M.region(b)
+    assert.equal("/memfd:x.so (deleted)", r.path)
+    assert.equal("file", r.kind)
+    b:free()
+    f:close()
+  end)
+
   it("has the [heap], the [stack] and the lua5.4 executable", function()
     if H.glibc_malloc then
       assert.is_not_nil(find_region(function(r) return r.path == "[heap]" end))
@@ -97,6 +127,24 @@ describe("M.maps()", function()
 end)
 
 describe("M.region()", function()
+  it("returns nil, msg, errno when /proc/self/maps cannot be read (no descriptor left)", function()
+    -- it indexed the nil that M.maps() returned ("attempt to index a nil value")
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local b = M.malloc(16)
+      local fds = {}
+      while true do
+        local f = io.open("/dev/null")
+        if not f then break end
+        fds[#fds + 1] = f
+      end
+      local r, msg, code = M.region(b)
+      for _, f in ipairs(fds) do f:close() end
+      print(r, code == M.EMFILE, msg)
+    ]])
+    assert.matches("^nil\ttrue\t[^\n]*Too many open files", out)
+  end)
+
   it("returns [heap] for a heap block", function()
     if not H.glibc_malloc then pending("glibc's malloc is replaced: blocks are not in [heap]") end
     local b = M.malloc(16)
@@ -208,6 +256,27 @@ describe("M.status()", function()
 
   it("returns nil, msg, ENOENT for a process that does not exist", function()
     H.fails(M.ENOENT, M.status(999999999))
+  end)
+
+  it("reads the kernel's lines only, not a process name that looks like one", function()
+    -- a program named "Foo: 1 kB" made its Name line count as a field Foo (outside review)
+    local dir = os.tmpname()
+    assert(os.remove(dir))
+    assert(os.execute("mkdir " .. dir))
+    local link = dir .. "/Foo: 1 kB"
+    assert(os.execute(("ln -s \"$(command -v lua5.4)\" %q"):format(link)))
+    local script = dir .. "/status.lua"
+    local f = assert(io.open(script, "w"))
+    f:write(("package.path, package.cpath = %q, %q\n"):format(package.path, package.cpath),
+            "local st = require('memlab').status() print(st.Foo, math.type(st.VmRSS))\n")
+    f:close()
+    local p = assert(io.popen(("'%s' '%s' 2>&1"):format(link, script)))
+    local out = p:read("a")
+    p:close()
+    os.remove(script)
+    os.remove(link)
+    os.remove(dir)
+    assert.matches("nil\tinteger", out, 1, true)
   end)
 
   describe("errors on", function()

@@ -35,6 +35,7 @@ local function region_kind(path, exe)
   if path == "[vvar]" or path == "[vvar_vclock]" then return "vvar" end
   if path == "[vsyscall]" then return "vsyscall" end
   if path:sub(1, 1) ~= "/" then return "other" end
+  if path:match("^/memfd:") then return "file" end -- whatever its name ("x.so" included)
   if path:match("^/SYSV%x+ %(deleted%)$") or path:match("^/SYSV%x+$") then return "shm" end
   if exe and path == exe then return "program" end
   if path:match("%.so[%.%d]*$") or path:match("%.so[%.%d]* %(deleted%)$") then return "library" end
@@ -43,7 +44,9 @@ end
 
 local function parse_mapline(line, exe)
   local from, to, perms, offset, dev, inode, path =
-    line:match("^(%x+)%-(%x+)%s+(%S+)%s+(%x+)%s+(%S+)%s+(%d+)%s*(.-)%s*$")
+    line:match("^(%x+)%-(%x+)%s+(%S+)%s+(%x+)%s+(%S+)%s+(%d+)%s*(.*)$")
+  -- the path is the rest of the line after the padding: its own trailing spaces are kept (the
+  -- kernel writes a newline in a name as \012, and adds " (deleted)" to a file gone)
   if not from then return nil end
   return {
     from = math.tointeger(tonumber(from, 16)), to = math.tointeger(tonumber(to, 16)),
@@ -68,7 +71,8 @@ local function contains(r, addr)
   return not math.ult(addr, r.from) and math.ult(addr, r.to)
 end
 
---- M.region(addr [, regions]) -> the region of M.maps() holding addr, or nil
+--- M.region(addr [, regions]) -> the region of M.maps() holding addr, or nil (nil, msg, errno
+-- when /proc/self/maps cannot be read)
 function M.region(addr, regions)
   if M.type(addr) then addr = addr:address() end
   if math.type(addr) ~= "integer" then
@@ -77,7 +81,12 @@ function M.region(addr, regions)
   if regions ~= nil and type(regions) ~= "table" then
     error("bad argument #2 to 'region' (a list of regions as M.maps gives expected)", 2)
   end
-  local list = regions or M.maps()
+  local list = regions
+  if not list then
+    local msg, code
+    list, msg, code = M.maps()
+    if not list then return nil, msg, code end -- e.g. no file descriptor left to read it
+  end
   for i, r in ipairs(list) do
     if type(r) ~= "table" or math.type(r.from) ~= "integer" or math.type(r.to) ~= "integer" then
       error(("bad argument #2 to 'region' (entry %d is not a region: from and to must be "
@@ -123,7 +132,7 @@ function M.status(pid)
   local text, msg, code = procfile(pid, "status")
   if not text then return nil, msg, code end
   local t = {}
-  for key, kb in text:gmatch("([%w_]+):%s+(%d+) kB") do
+  for key, kb in ("\n" .. text):gmatch("\n([%w_]+):%s+(%d+) kB") do -- whole lines: not Name's
     t[key] = math.tointeger(tonumber(kb)) * 1024
   end
   return t
