@@ -58,7 +58,8 @@ static MFile *new_file(lua_State *L, const char *how, const char *name) {
 static int mfile_memfd_create(lua_State *L) {
   const char *name = arg_cstring(L, 1);
   lua_Integer flags = luaL_optinteger(L, 2, MFD_CLOEXEC);
-  luaL_argcheck(L, flags >= 0 && flags <= 0xffff, 2, "flags out of range");
+  /* unsigned int: MFD_HUGETLB takes a page size in bits 26..31 (MFD_HUGE_2MB = 21 << 26) */
+  luaL_argcheck(L, flags >= 0 && flags <= 0xffffffff, 2, "flags out of range");
   MFile *f = new_file(L, "memfd", name);
   int err = sys_memfd_create(name, (unsigned)flags, &f->fd);
   if (err) return push_syserror(L, "memfd_create", err);
@@ -173,7 +174,9 @@ static const luaL_Reg mfile_funcs[] = {
 
 static const ConstReg mfile_consts[] = {
   MLCONST(O_RDONLY), MLCONST(O_WRONLY), MLCONST(O_RDWR), MLCONST(O_CREAT), MLCONST(O_EXCL),
-  MLCONST(O_TRUNC), MLCONST(MFD_CLOEXEC), MLCONST(MFD_ALLOW_SEALING), {NULL, 0}};
+  MLCONST(O_TRUNC), MLCONST(MFD_CLOEXEC), MLCONST(MFD_ALLOW_SEALING), MLCONST(MFD_HUGETLB),
+  {"MFD_HUGE_2MB", 21 << 26}, {"MFD_HUGE_1GB", 30 << 26}, /* linux/memfd.h: log2(size) << 26 */
+  {NULL, 0}};
 
 int mfile_open(lua_State *L) {
   if (luaL_newmetatable(L, FILE_T)) {
