@@ -200,11 +200,13 @@ static int mapops_advise(lua_State *L) {
 }
 
 /* Bytes this process has locked (VmLck of /proc/self/status), or 0 when unknown. */
+/* Bytes this process has locked (VmLck), or SIZE_MAX when /proc/self/status cannot be read (no
+ * file descriptor left, say). */
 static size_t locked_now(void) {
   FILE *f = fopen("/proc/self/status", "r");
   char line[128];
   unsigned long kb = 0;
-  if (!f) return 0;
+  if (!f) return SIZE_MAX;
   while (fgets(line, sizeof line, f))
     if (sscanf(line, "VmLck: %lu kB", &kb) == 1) break;
   fclose(f);
@@ -216,9 +218,17 @@ static size_t locked_now(void) {
 int lock_error(lua_State *L, const char *what, int err, size_t len) {
   struct rlimit rl;
   if ((err == ENOMEM || err == EPERM || err == EAGAIN) && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
-      rl.rlim_cur != RLIM_INFINITY && locked_now() + len > rl.rlim_cur)
-    return push_syserrorf(L, what, err, "RLIMIT_MEMLOCK allows %I bytes locked per process "
-                          "without CAP_IPC_LOCK; see `ulimit -l`", (lua_Integer)rl.rlim_cur);
+      rl.rlim_cur != RLIM_INFINITY) {
+    size_t now = locked_now();
+    if (now == SIZE_MAX && err == ENOMEM)
+      return push_syserrorf(L, what, err, "RLIMIT_MEMLOCK allows %I bytes locked per process "
+                            "without CAP_IPC_LOCK (see `ulimit -l`), or part of the range could "
+                            "not be brought in; /proc/self/status, which would tell, could not be "
+                            "read", (lua_Integer)rl.rlim_cur);
+    if (now == SIZE_MAX || now + len > rl.rlim_cur)
+      return push_syserrorf(L, what, err, "RLIMIT_MEMLOCK allows %I bytes locked per process "
+                            "without CAP_IPC_LOCK; see `ulimit -l`", (lua_Integer)rl.rlim_cur);
+  }
   if (err == ENOMEM)
     return push_syserrorf(L, what, err, "part of the range could not be brought in and locked: "
                           "past the end of its file, or not mapped");
