@@ -14,6 +14,12 @@ end
 -- a:draw() for memlab's allocators (M.freelist, M.buddy, M.pool)
 core.allocator_methods.draw = require("memlab.draw").allocator
 
+-- memlab.core stays reachable through require, as a proxy that holds nothing itself: Lua names
+-- a function in an error message (bad argument #1 to '...') by searching the loaded modules,
+-- and with the functions in both tables the name came out as memlab.x or memlab.core.x,
+-- depending on the run's hash order. Now it is always memlab.x.
+package.loaded["memlab.core"] = setmetatable({}, { __index = core, __metatable = "memlab.core" })
+
 -- Reads /proc/<pid>/<what> (pid defaults to self) whole, in one read (see core.readproc);
 -- returns the text or nil, msg, errno.
 local function procfile(pid, what)
