@@ -170,8 +170,13 @@ lab.check(legacy and "the mapping lies in anonymous memory in the mapped region,
           where["mapping (mmap)"].r.path == "" and mapping:address() >= lowmap.from and
           mapping:address() < highmap.to and mapping:address() < stack.from)
 lab.check("the stack local lies in [stack]", where["stack local"].r.path == "[stack]")
+-- the stack is the highest region of user space: nothing but the kernel's [vsyscall] above it
+local stack_highest = true
+for _, r in ipairs(maps) do
+  if r ~= stack and r.kind ~= "vsyscall" and not (r.to <= stack.from) then stack_highest = false end
+end
 local in_order = exe_text and exe_data and exe_text.to <= exe_data.from and
-                 exe_data.to <= heap.from and highmap.to <= stack.from
+                 exe_data.to <= heap.from and stack_highest
 if legacy then
   lab.check("low to high: mappings < program text < data < heap < stack (the legacy layout)",
             in_order and highmap.to <= exe_first.from)
@@ -188,8 +193,9 @@ lab.check("the program's text segment lies in its own r-x region",
 lab.check("the program's data segment ends in its own writable region",
           pd and pd.kind == "program" and pd.perms:match("^rw") ~= nil,
           ("%x-%x, %s"):format(prog.data.from, prog.data.to, pd and pd.perms or "?"))
-lab.check("the bss follows the data, in writable memory (the file's last page or anonymous)",
-          pb and prog.bss.from == prog.data.to and pb.perms:match("^rw") ~= nil and
+lab.check("the bss (the zero-filled tail of the data segment) lies in writable memory (the "
+          .. "file's last page or anonymous)",
+          pb and pb.perms:match("^rw") ~= nil and
           (pb.kind == "program" or pb.kind == "anon"), pb and pb.kind .. " " .. pb.perms)
 lab.check("low to high: text < data < bss < heap", prog.text.to <= prog.data.from and
           prog.data.to <= prog.bss.from and prog.bss.to <= heap.from)

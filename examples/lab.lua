@@ -166,12 +166,13 @@ function lab.remove_leftover(key, shown_key)
   return old
 end
 
---- lab.run_lua(code) -> output (stdout and stderr), how ("exit" | "signal"), code
--- Runs `code` in a child interpreter that finds the same memlab as this script.
-function lab.run_lua(code)
+--- lab.run_lua(code [, prefix]) -> output (stdout and stderr), how ("exit" | "signal"), code
+-- Runs `code` in a child interpreter that finds the same memlab as this script; `prefix`, a
+-- shell command the interpreter runs under (e.g. setpriv dropping a capability).
+function lab.run_lua(code, prefix)
   local setup = ("package.path = %q; package.cpath = %q"):format(package.path, package.cpath)
-  local cmd = ("%s -e %s -e %s 2>&1"):format(shquote(lab.interpreter()), shquote(setup),
-                                             shquote(code))
+  local cmd = ("%s%s -e %s -e %s 2>&1"):format(prefix or "", shquote(lab.interpreter()),
+                                               shquote(setup), shquote(code))
   local f = assert(io.popen(cmd, "r"))
   local out = f:read("a")
   local _, how, status = f:close()

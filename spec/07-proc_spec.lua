@@ -103,11 +103,42 @@ describe("M.maps()", function()
                           { kind = "heap" }).kind)
   end)
 
-  it("reads another process's maps by pid", function()
-    local pid = sleeper()
-    finally(function() M.kill(pid, M.SIGKILL); M.waitpid(pid) end)
-    local maps = M.maps(pid)
-    assert.is_true(#maps > 5)
+  it("reads another process's maps by pid (and its smaps and status)", function()
+    -- a child maps what this process does not have: a memfd of its own name and 1 GiB reserved.
+    -- (Reading /proc/self whatever the pid passed every test before this one.)
+    local flag = assert(M.mmap(nil, 4096, M.PROT_READ | M.PROT_WRITE,
+                               M.MAP_SHARED | M.MAP_ANONYMOUS, -1, 0))
+    local name = ("memlab-07-child-%d"):format(M.getpid())
+    local pid = assert(M.fork())
+    if pid == 0 then
+      local f = M.memfd_create(name)
+      f:truncate(3 * 4096)
+      local m = M.mmap(nil, 3 * 4096, M.PROT_READ, M.MAP_SHARED, f, 0)
+      local r = M.mmap(nil, 1 << 30, M.PROT_NONE, M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_NORESERVE,
+                       -1, 0)
+      flag[0] = (m and r) and 1 or 2
+      M.sleep(30)
+      M._exit(0)
+    end
+    finally(function() M.kill(pid, M.SIGKILL); M.waitpid(pid); flag:free() end)
+    for _ = 1, 500 do if flag[0] ~= 0 then break end M.sleep(0.01) end
+    assert.equal(1, flag[0], "the child's mappings")
+    local function theirs(list)
+      for _, r in ipairs(list) do
+        if r.path:find("/memfd:" .. name, 1, true) then return r end
+      end
+    end
+    local r = theirs(assert(M.maps(pid)))
+    assert.is_not_nil(r, "the child's memfd in M.maps(pid)")
+    assert.equal(3 * 4096, r.to - r.from)
+    assert.is_nil(theirs(M.maps()), "nor in this process's own")
+    local sr = theirs(assert(M.smaps(pid)))
+    assert.is_not_nil(sr, "the child's memfd in M.smaps(pid)")
+    assert.equal(3 * 4096, sr.size)
+    assert.is_nil(theirs(M.smaps()))
+    local mine, child = M.status(), assert(M.status(pid))
+    assert.is_true(child.VmSize >= mine.VmSize + (1 << 30) - (64 << 20),
+                   ("child VmSize %d, this one %d"):format(child.VmSize, mine.VmSize))
     assert.is_not_nil(M.maps(M.getpid()))
   end)
 

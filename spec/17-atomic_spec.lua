@@ -446,7 +446,7 @@ end
 -- N children each add 1 to the counter at offset 0 K times with atomic_add, and K/4 times to
 -- the one at 8 with a cas loop, all starting together: at 16 they count in, at 24 the parent
 -- says go. The parent must see exactly N*K and N*(K/4).
-local N, K = 4, H.scale(20000, 5000)
+local N, K = 4, H.scale(200000, 5000)
 local function hammer(b)
   b:fill(0, 0, 32)
   local deadline = M.clock() + 60
