@@ -163,14 +163,9 @@ describe("M.region()", function()
     local out = H.run_lua([[
       local M = require "memlab"
       local b = M.malloc(16)
-      local fds = {}
-      while true do
-        local f = io.open("/dev/null")
-        if not f then break end
-        fds[#fds + 1] = f
-      end
+      local fds = take_fds()
       local r, msg, code = M.region(b)
-      for _, f in ipairs(fds) do f:close() end
+      give_fds(fds)
       print(r, code == M.EMFILE, msg)
     ]])
     assert.matches("^nil\ttrue\t[^\n]*Too many open files", out)

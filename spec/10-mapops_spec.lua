@@ -534,14 +534,9 @@ describe("b:lock() and b:unlock()", function()
       local a = assert(M.map { length = 10 * M.pagesize() })
       assert(a:lock()) -- 40 KiB of the 64: another 40 fits no more, though alone it would
       local b = assert(M.map { length = 10 * M.pagesize() })
-      local fds = {}
-      while true do
-        local f = io.open("/dev/null")
-        if not f then break end
-        fds[#fds + 1] = f
-      end
+      local fds = take_fds()
       local ok, msg, err = b:lock()
-      for _, f in ipairs(fds) do f:close() end
+      give_fds(fds)
       return ok, msg, err
     ]])
     if not v then pending(out) return end

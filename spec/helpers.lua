@@ -338,8 +338,15 @@ end
 --- Runs the Lua chunk `code` in a fresh lua5.4 (not a fork of this process: its heap and
 -- collector start small) that finds the same memlab, after the shell commands `prefix` (or
 -- none). Returns the child's output, stdout and stderr.
+-- What every child chunk can call: take_fds() opens /dev/null until no descriptor is left and
+-- returns the files, give_fds(files) closes them (for the calls that must cope without one).
+local CHILD_PRELUDE = "local function take_fds() local fds = {} while true do "
+  .. "local f = io.open('/dev/null') if not f then return fds end fds[#fds + 1] = f end end "
+  .. "local function give_fds(fds) for _, f in ipairs(fds) do f:close() end end "
+
 function H.run_lua(code, prefix)
-  local chunk = ("package.path, package.cpath = %q, %q\n"):format(package.path, package.cpath) .. code
+  local chunk = ("package.path, package.cpath = %q, %q "):format(package.path, package.cpath)
+                .. CHILD_PRELUDE .. "\n" .. code
   local p = assert(io.popen(("%slua5.4 -e '%s' 2>&1"):format(prefix or "", chunk:gsub("'", "'\\''"))))
   local out = p:read("a")
   p:close()
