@@ -12,10 +12,12 @@
  * memlab's own changes that bypass a store (mprotect, madvise DONTNEED, unmap) first copy the
  * pages they affect (snap_before_change) or end the snapshot (snap_on_release). */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "guard.h"
 #include "mapping.h"
@@ -101,8 +103,47 @@ static void copy_page_fn(void *arg) {
   copy_page(a->s, a->i);
 }
 
+/* Saves the armed pages [i, i+n) of s, never touched (they read as zero), as zero without
+ * copying them: the copy's pages are dropped (they read as zero too) and the run gets its
+ * protection back in one call. 0 when that call failed (the caller copies them one by one). */
+static int save_untouched(Snapshot *s, size_t i, size_t n) {
+  unsigned prot = protmap_get(s->o->protmap, i);
+  if (sys_madvise(s->copy + i * s->ps, n * s->ps, MADV_DONTNEED) != 0 ||
+      sys_mprotect(s->base + i * s->ps, n * s->ps, prot_to_sys(prot)) != 0)
+    return 0;
+  memset(s->armed + i, 0, n);
+  memset(s->copied + i, 1, n);
+  s->ncopied += n;
+  return 1;
+}
+
+/* Whether page i of a private anonymous mapping was never touched, or dropped since: neither in
+ * memory nor in swap (/proc/self/pagemap bits 63 and 62), so it reads as zero. */
+#define PM_CHUNK 512
+typedef struct PageMap {
+  int fd;
+  size_t from, n;          /* the entries read: pages [from, from + n) of the snapshot */
+  uint64_t e[PM_CHUNK];
+} PageMap;
+
+static int untouched(PageMap *pm, const Snapshot *s, size_t i, size_t last) {
+  if (pm->fd < 0) return 0;
+  if (i < pm->from || i >= pm->from + pm->n) {
+    size_t want = last - i + 1 < PM_CHUNK ? last - i + 1 : PM_CHUNK;
+    off_t at = (off_t)(((uintptr_t)s->base / s->ps + i) * sizeof(uint64_t));
+    ssize_t r = pread(pm->fd, pm->e, want * sizeof(uint64_t), at);
+    if (r < (ssize_t)sizeof(uint64_t)) return 0;
+    pm->from = i;
+    pm->n = (size_t)r / sizeof(uint64_t);
+  }
+  return (pm->e[i - pm->from] >> 62) == 0;
+}
+
 /* Outside the handler, a page is copied under the guard: reading it may raise SIGBUS (its file
- * was truncated), and the copy is then abandoned as the claimer's is. */
+ * was truncated), and the copy is then abandoned as the claimer's is. Pages of a private
+ * anonymous mapping never touched are saved as zero without a copy: b:protect or DONTNEED over
+ * a large reservation with a snapshot armed copied every page of it (1 GiB of copies per GiB,
+ * gigabytes on a MAP_NORESERVE mapping, where the OOM killer would come first). */
 void snap_before_change(Owner *o, size_t off, size_t len) {
   if (len == 0) return;
   /* every armed snapshot of these bytes: the mapping's own, and those of mappings placed inside
@@ -114,12 +155,33 @@ void snap_before_change(Owner *o, size_t off, size_t len) {
     size_t first = lo > s->base ? (size_t)(lo - s->base) / s->ps : 0;
     size_t last = (size_t)((hi < s->base + s->npages * s->ps ? hi : s->base + s->npages * s->ps) -
                            s->base - 1) / s->ps;
-    for (size_t i = first; i <= last; i++) {
+    const MapInfo *mi = MAPINFO(s->o);
+    int anon = mi && (mi->flags & MAP_ANONYMOUS) && (mi->flags & MAP_SHARED_VALIDATE) == MAP_PRIVATE;
+    PageMap pm = {anon ? open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1, 0, 0, {0}};
+    size_t run = 0, run_at = 0; /* a run of untouched armed pages of one protection */
+    for (size_t i = first; i <= last + 1; i++) {
+      int quiet = i <= last && s->armed[i] && untouched(&pm, s, i, last);
+      if (run && (!quiet || protmap_get(s->o->protmap, i) != protmap_get(s->o->protmap, run_at))) {
+        if (!save_untouched(s, run_at, run)) /* the ordinary way, then */
+          for (size_t j = run_at; j < run_at + run; j++) {
+            PageArgs a = {s, j};
+            Fault f;
+            guard_call(copy_page_fn, &a, s->base + j * s->ps, s->ps, NULL, 0, &f);
+          }
+        run = 0;
+      }
+      if (i > last) break;
+      if (quiet) {
+        if (!run) run_at = i;
+        run++;
+        continue;
+      }
       if (!s->armed[i]) continue;
       PageArgs a = {s, i};
       Fault f;
       guard_call(copy_page_fn, &a, s->base + i * s->ps, s->ps, NULL, 0, &f);
     }
+    if (pm.fd >= 0) close(pm.fd);
   }
 }
 

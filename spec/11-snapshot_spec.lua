@@ -558,6 +558,50 @@ describe("b:snapshot()", function()
   end)
 end)
 
+describe("a snapshot over a large reservation", function()
+  -- b:protect and a data-losing b:advise copy the armed pages first; that copied every page of
+  -- the range, touched or not (1 GiB of copies for 1 GiB; on a bigger MAP_NORESERVE mapping the
+  -- OOM killer). Pages never touched read as zero: they are saved as zero without a copy.
+  local function reservation(n)
+    return assert(M.mmap(nil, n, M.PROT_READ | M.PROT_WRITE,
+                         M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_NORESERVE, -1, 0))
+  end
+
+  for _, how in ipairs { "protect", "DONTNEED" } do
+    it("saves what it must and copies no untouched page (" .. how .. ")", function()
+      local n = 1 << 30
+      local b = reservation(n)
+      b[0], b[5 * ps], b[n - 1] = 7, 9, 11
+      local s = b:snapshot()
+      collectgarbage()
+      local before = M.status().RssAnon
+      if how == "protect" then
+        assert(b:protect("r"))
+        assert(b:protect("rw"))
+      else
+        assert(b:advise(M.MADV_DONTNEED))
+      end
+      local grew = M.status().RssAnon - before
+      assert.is_true(grew < 32 << 20, ("RssAnon grew by %d KiB"):format(grew // 1024))
+      b[100 * ps] = 3
+      -- the snapshot has the old bytes: the three written, and zero elsewhere
+      assert.equal(7, s:read(0, 1):byte())
+      assert.equal(9, s:read(5 * ps, 1):byte())
+      assert.equal(11, s:read(n - 1, 1):byte())
+      assert.equal(("\0"):rep(64), s:read(100 * ps, 64))
+      local last = n // ps - 1
+      assert.same(how == "protect" and { 100 } or { 0, 5, 100, last }, s:diff())
+      assert(s:restore())
+      assert.equal(7, b[0])
+      assert.equal(9, b[5 * ps])
+      assert.equal(11, b[n - 1])
+      assert.equal(0, b[100 * ps])
+      s:free()
+      b:free()
+    end)
+  end
+end)
+
 describe("a snapshot of a mapping placed inside another", function()
   local ps = M.pagesize()
   it("keeps its pages when the outer mapping drops or unprotects them", function()
