@@ -321,6 +321,21 @@ describe("M.shmat() and M.shmdt()", function()
     assert.is_true(gone == nil or gone.path ~= r.path)
   end)
 
+  it("does not take a regular file named /SYSV<8 hex digits> for a segment (outside review)", function()
+    -- only the kernel's own unlinked /SYSV file is a segment; this one lives at the root
+    local name = ("/SYSV%08x"):format(0x6d000000 + M.getpid() % 0x1000000)
+    local f = io.open(name, "wb")
+    if not f then pending("cannot write a file at / (not root)") return end
+    finally(function() os.remove(name) end)
+    f:write(("x"):rep(4096))
+    f:close()
+    local b = M.map { file = name }
+    assert.is_not_nil(b)
+    assert.equal(name, M.region(b).path)
+    assert.equal("file", M.region(b).kind)
+    b:free()
+  end)
+
   it("with SHM_RDONLY refuses every write path and leaves the bytes intact, twice", function()
     local id = segment(4096)
     local rw = assert(M.shmat(id))

@@ -42,7 +42,9 @@ local function region_kind(path, exe)
   if path == "[vsyscall]" then return "vsyscall" end
   if path:sub(1, 1) ~= "/" then return "other" end
   if path:match("^/memfd:") then return "file" end -- whatever its name ("x.so" included)
-  if path:match("^/SYSV%x+ %(deleted%)$") or path:match("^/SYSV%x+$") then return "shm" end
+  -- a System V segment: the kernel's own unlinked file /SYSV<key, 8 hex digits> (always "deleted";
+  -- a regular file of that name somewhere is a file)
+  if path:match("^/SYSV" .. ("%x"):rep(8) .. " %(deleted%)$") then return "shm" end
   if exe and path == exe then return "program" end
   if path:match("%.so[%.%d]*$") or path:match("%.so[%.%d]* %(deleted%)$") then return "library" end
   return "file"
