@@ -392,8 +392,8 @@ static int push_walk_iter(lua_State *L, int runs) {
 static int la_blocks(lua_State *L) { return push_walk_iter(L, 0); }
 
 /* a:runs() -> iterator of offset, size, state, address, count: a:blocks() with neighbouring
- * blocks of one state merged (a mapped block stays alone). Its cost follows the runs, not the
- * blocks: a:draw pictures a pool of 2^22 slots with it. */
+ * blocks of one state merged (a mapped block stays alone). It makes a table per run, not per
+ * block (the walk in C still visits every block): a:draw pictures a pool of 2^22 slots with it. */
 static int la_runs(lua_State *L) { return push_walk_iter(L, 1); }
 
 /* a:check() -> true | false, what is broken */
@@ -485,8 +485,8 @@ static int la_tostring(lua_State *L) {
 
 static const luaL_Reg la_methods[] = {
   {"alloc", la_alloc}, {"calloc", la_calloc}, {"realloc", la_realloc}, {"free", la_free},
-  {"usable", la_usable}, {"stats", la_stats}, {"blocks", la_blocks}, {"runs", la_runs}, {"check", la_check},
-  {"bounds", la_bounds}, {"destroy", la_destroy}, {"kind", la_kind}, {"valid", la_valid},
+  {"usable", la_usable}, {"stats", la_stats}, {"blocks", la_blocks}, {"runs", la_runs},
+  {"check", la_check}, {"bounds", la_bounds}, {"destroy", la_destroy}, {"kind", la_kind}, {"valid", la_valid},
   {NULL, NULL}};
 
 static const luaL_Reg la_meta[] = {

@@ -19,8 +19,9 @@ int site_internal(const lua_Debug *ar) {
 }
 
 /* Records the first Lua frame above the running C function, memlab's own Lua code skipped, as
- * "file:line" (or says there is none). It runs on every allocation and free, so it formats by hand (snprintf was half the
- * cost of a malloc + free pair from Lua); a long path keeps its start. */
+ * "file:line" (or says there is none). It runs on every allocation and free, so it formats by
+ * hand (snprintf was half the cost of a malloc + free pair from Lua); a long path keeps its
+ * start. */
 void site_capture(lua_State *L, Site *s) {
   lua_Debug ar;
   for (int level = 1; lua_getstack(L, level, &ar); level++) {

@@ -199,7 +199,6 @@ static int mapops_advise(lua_State *L) {
   return 1;
 }
 
-/* Bytes this process has locked (VmLck of /proc/self/status), or 0 when unknown. */
 /* Bytes this process has locked (VmLck), or SIZE_MAX when /proc/self/status cannot be read (no
  * file descriptor left, say). */
 static size_t locked_now(void) {
@@ -219,15 +218,14 @@ int lock_error(lua_State *L, const char *what, int err, size_t len) {
   struct rlimit rl;
   if ((err == ENOMEM || err == EPERM || err == EAGAIN) && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
       rl.rlim_cur != RLIM_INFINITY) {
-    size_t now = locked_now();
-    if (now == SIZE_MAX && err == ENOMEM)
-      return push_syserrorf(L, what, err, "RLIMIT_MEMLOCK allows %I bytes locked per process "
-                            "without CAP_IPC_LOCK (see `ulimit -l`), or part of the range could "
-                            "not be brought in; /proc/self/status, which would tell, could not be "
-                            "read", (lua_Integer)rl.rlim_cur);
+    size_t now = locked_now(); /* SIZE_MAX, unknown: the limit is the likely reason still */
     if (now == SIZE_MAX || now + len > rl.rlim_cur)
       return push_syserrorf(L, what, err, "RLIMIT_MEMLOCK allows %I bytes locked per process "
-                            "without CAP_IPC_LOCK; see `ulimit -l`", (lua_Integer)rl.rlim_cur);
+                            "without CAP_IPC_LOCK; see `ulimit -l`%s", (lua_Integer)rl.rlim_cur,
+                            now == SIZE_MAX && err == ENOMEM
+                              ? " (or part of the range could not be brought in: "
+                                "/proc/self/status, which would tell, could not be read)"
+                              : "");
   }
   if (err == ENOMEM)
     return push_syserrorf(L, what, err, "part of the range could not be brought in and locked: "

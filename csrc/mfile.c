@@ -169,8 +169,7 @@ static int mfile_openpath(lua_State *L) {
 
 static const luaL_Reg mfile_funcs[] = {
   {"memfd_create", mfile_memfd_create}, {"shm_open", mfile_shm_open},
-  {"shm_unlink", mfile_shm_unlink}, {"openpath", mfile_openpath},
-  {NULL, NULL}};
+  {"shm_unlink", mfile_shm_unlink}, {"openpath", mfile_openpath}, {NULL, NULL}};
 
 static const ConstReg mfile_consts[] = {
   MLCONST(O_RDONLY), MLCONST(O_WRONLY), MLCONST(O_RDWR), MLCONST(O_CREAT), MLCONST(O_EXCL),

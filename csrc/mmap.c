@@ -133,6 +133,13 @@ static void push_registry(lua_State *L) {
   }
 }
 
+/* Whether mapping o holds all of [addr, addr+len), as its length now is (a finalizer may have
+ * shrunk it: len is compared first, so the subtraction cannot wrap). */
+static int map_holds(const Owner *o, uintptr_t addr, size_t len) {
+  size_t maplen = MAPINFO(o)->maplen;
+  return addr >= (uintptr_t)o->base && len <= maplen && addr - (uintptr_t)o->base <= maplen - len;
+}
+
 /* Finds the live mapping holding [addr, addr+len) and pushes its root buffer; NULL (nothing
  * pushed) when no mapping of this state holds the whole range. Of mappings placed inside one
  * another (MAP_FIXED), the innermost: the one whose pages these are. */
@@ -151,8 +158,7 @@ Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
       lua_rawset(L, -4);
       continue;
     }
-    if (o->kind == &mmap_kind && addr >= (uintptr_t)o->base &&
-        len <= MAPINFO(o)->maplen && addr - (uintptr_t)o->base <= MAPINFO(o)->maplen - len &&
+    if (o->kind == &mmap_kind && map_holds(o, addr, len) &&
         (!best || MAPINFO(o)->maplen < MAPINFO(best)->maplen)) {
       best = o;
       lua_copy(L, -1, res);
@@ -368,9 +374,7 @@ static int mmap_mmap(lua_State *L) {
   o->ctx = mi;
   if (protmap_init(&mi->pm, maplen / ps, prot_from_sys((int)prot)) != 0)
     return push_syserror(L, "mmap", ENOMEM); /* the NEW root's forget frees mi */
-  if (parent && !(owner_alive(parent) && addr >= (uintptr_t)parent->base &&
-                  maplen <= MAPINFO(parent)->maplen && /* it may have shrunk below maplen */
-                  addr - (uintptr_t)parent->base <= MAPINFO(parent)->maplen - maplen))
+  if (parent && !(owner_alive(parent) && map_holds(parent, addr, maplen)))
     return luaL_error(L, "mmap: the mapping MAP_FIXED was to go into was unmapped, moved or "
                          "shrunk during the call (by a finalizer)");
   if (parent && snap_armed_in((const unsigned char *)addr, maplen)) /* a finalizer armed one */

@@ -103,6 +103,14 @@ static void copy_page_fn(void *arg) {
   copy_page(a->s, a->i);
 }
 
+/* Outside the handler, a page is copied under the guard: reading it may raise SIGBUS (its file
+ * was truncated), and the copy is then abandoned as the claimer's is. */
+static void copy_page_guarded(Snapshot *s, size_t i) {
+  PageArgs a = {s, i};
+  Fault f;
+  guard_call(copy_page_fn, &a, s->base + i * s->ps, s->ps, NULL, 0, &f);
+}
+
 /* Saves the armed pages [i, i+n) of s, never touched (they read as zero), as zero without
  * copying them: the copy's pages are dropped (they read as zero too) and the run gets its
  * protection back in one call. 0 when that call failed (the caller copies them one by one). */
@@ -139,8 +147,7 @@ static int untouched(PageMap *pm, const Snapshot *s, size_t i, size_t last) {
   return (pm->e[i - pm->from] >> 62) == 0;
 }
 
-/* Outside the handler, a page is copied under the guard: reading it may raise SIGBUS (its file
- * was truncated), and the copy is then abandoned as the claimer's is. Pages of a private
+/* Copies the armed pages of [off, off+len) of o into every snapshot of them. Pages of a private
  * anonymous mapping never touched are saved as zero without a copy: b:protect or DONTNEED over
  * a large reservation with a snapshot armed copied every page of it (1 GiB of copies per GiB,
  * gigabytes on a MAP_NORESERVE mapping, where the OOM killer would come first). */
@@ -163,11 +170,7 @@ void snap_before_change(Owner *o, size_t off, size_t len) {
       int quiet = i <= last && s->armed[i] && untouched(&pm, s, i, last);
       if (run && (!quiet || protmap_get(s->o->protmap, i) != protmap_get(s->o->protmap, run_at))) {
         if (!save_untouched(s, run_at, run)) /* the ordinary way, then */
-          for (size_t j = run_at; j < run_at + run; j++) {
-            PageArgs a = {s, j};
-            Fault f;
-            guard_call(copy_page_fn, &a, s->base + j * s->ps, s->ps, NULL, 0, &f);
-          }
+          for (size_t j = run_at; j < run_at + run; j++) copy_page_guarded(s, j);
         run = 0;
       }
       if (i > last) break;
@@ -176,10 +179,7 @@ void snap_before_change(Owner *o, size_t off, size_t len) {
         run++;
         continue;
       }
-      if (!s->armed[i]) continue;
-      PageArgs a = {s, i};
-      Fault f;
-      guard_call(copy_page_fn, &a, s->base + i * s->ps, s->ps, NULL, 0, &f);
+      if (s->armed[i]) copy_page_guarded(s, i);
     }
     if (pm.fd >= 0) close(pm.fd);
   }

@@ -47,18 +47,8 @@ lab.check("xmalloc's failure is a catchable Lua error", not ok and
           tostring(err):find("Cannot allocate memory", 1, true) ~= nil)
 
 -- malloc0 = calloc(1, size): zeroed memory. Dirty the heap first, so that zeroes are not luck:
--- fill a block with 0xFF and free it (a small block after it keeps it from merging into the top
--- of the heap), then ask for the same size again: glibc hands the same chunk back. (2000 bytes
--- is above the tcache sizes, which calloc does not use.)
-local guards = {}
-local function dirty(n)
-  local d = M.malloc(n)
-  guards[#guards + 1] = M.malloc(16)
-  d:fill(0xFF)
-  local addr = d:address()
-  d:free()
-  return addr
-end
+-- fill a block with 0xFF and free it, then ask for the same size again: glibc hands the same
+-- chunk back (lab.over_dirty). (2000 bytes is above the tcache sizes, which calloc does not use.)
 
 local function all_zero(buf)
   for i = 0, #buf - 1 do
@@ -67,20 +57,7 @@ local function all_zero(buf)
   return true
 end
 
--- An allocation over a dirty chunk: the interpreter's own small allocations (the buffer's
--- userdata) may take a bite of the freed chunk first, so it tries until glibc hands back the
--- very chunk just dirtied (almost always the first time).
-local function over_dirty(alloc, n)
-  for _ = 1, 8 do
-    local addr = dirty(n)
-    local b = alloc(n)
-    if b:address() == addr then return b, true end
-    b:free()
-  end
-  return alloc(n), false
-end
-
-local z, zreused = over_dirty(M.malloc0, 2000)
+local z, zreused = lab.over_dirty(M.malloc0, 2000, 0xFF)
 print(("M.malloc0(2000) = %s%s"):format(tostring(z),
   zreused and " (the chunk that was just filled with 0xff)" or ""))
 io.write(z:hexdump(0, 32))
@@ -90,7 +67,7 @@ lab.check("malloc0 returns zeroed memory (every byte checked), over a chunk that
           .. (zreused and "" or "; glibc never handed the dirty chunk back"))
 z:free()
 
-local x, xreused = over_dirty(M.xmalloc0, 5000)
+local x, xreused = lab.over_dirty(M.xmalloc0, 5000, 0xFF)
 print(("M.xmalloc0(5000) = %s%s"):format(tostring(x),
   xreused and " (the chunk that was just filled with 0xff)" or ""))
 zok, at = all_zero(x)
@@ -105,13 +82,12 @@ lab.check("xmalloc0 raises on failure as xmalloc does", not ok0 and
           tostring(err0):find("xmalloc0: Cannot allocate memory", 1, true) ~= nil)
 
 -- And malloc? Its contents are undefined: the reused chunk still holds old bytes.
-local reused = dirty(2000)
+local reused = lab.dirty(2000, 0xFF)
 local m = M.malloc(2000)
 local stale = 0
 for i = 0, #m - 1 do if m[i] == 0xFF then stale = stale + 1 end end
 print(("M.malloc(2000) over a chunk just filled with 0xff: %d of 2000 bytes still hold 0xff%s")
   :format(stale, m:address() == reused and "" or " (glibc gave another chunk)"))
 m:free()
-for _, g in ipairs(guards) do g:free() end
 
 lab.done()

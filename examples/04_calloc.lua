@@ -12,24 +12,10 @@ lab.title("04", "calloc: zeroed arrays, overflow check")
 
 -- An array of 1000 64-bit integers. Fresh heap memory is zero anyway, so first a block of the
 -- same size is filled with 0xAB and freed: malloc hands that very chunk out again, and calloc
--- must clear what the last owner left there.
--- (The interpreter's own small allocations may take a bite of the freed chunk first: it tries
--- again until the chunk comes back, almost always the first time.)
+-- must clear what the last owner left there (lab.over_dirty).
 local nr, size = 1000, 8
-local array, reused
-for attempt = 1, 8 do
-  local dirty = M.malloc(nr * size)
-  local dirty_at = dirty:address()
-  dirty:fill(0xAB)
-  dirty:free()
-  array = M.calloc(nr, size)
-  if not array then
-    error("calloc failed")
-  end
-  reused = array:address() == dirty_at
-  if reused or attempt == 8 then break end
-  array:free()
-end
+local array, reused = lab.over_dirty(function() return assert(M.calloc(nr, size)) end, nr * size,
+                                     0xAB)
 print(("M.calloc(%d, %d) = %s"):format(nr, size, tostring(array)))
 print(("it reuses the chunk just filled with 0xAB and freed: %s"):format(reused and "yes" or "no"))
 lab.check("calloc(1000, 8) gives nr * size bytes", #array == nr * size, #array .. " bytes")

@@ -10,7 +10,8 @@
 -- and a few small things the scripts share: lab.hex(addr), lab.line_of(text) (the line of the
 -- running script holding text), lab.script() (its file name), lab.run_lua(code) (a child
 -- interpreter that finds the same memlab), lab.remove_leftover(key) (a System V segment a crashed
--- run left at a fixed key).
+-- run left at a fixed key), lab.dirty(n, byte) and lab.over_dirty(alloc, n, byte) (a heap chunk
+-- filled with old bytes, and an allocation over it).
 local lab = {}
 
 -- Where this file lives: "<dir>/lab.lua" (the source name is "@<path>").
@@ -164,6 +165,34 @@ function lab.remove_leftover(key, shown_key)
                 ok and "removed it first (IPC_RMID)" or ("could not remove it: " .. tostring(err))))
   if not ok then return nil, err end
   return old
+end
+
+--- lab.dirty(n, byte) -> addr: a malloc'd block of n bytes filled with `byte` and freed, so that
+-- the next request of that size gets a chunk full of old bytes (glibc hands the same chunk back;
+-- a small block allocated after it keeps it from merging into the top of the heap).
+local guards = {}
+function lab.dirty(n, byte)
+  local M = require "memlab"
+  local d = M.malloc(n)
+  guards[#guards + 1] = M.malloc(16)
+  d:fill(byte)
+  local addr = d:address()
+  d:free()
+  return addr
+end
+
+--- lab.over_dirty(alloc, n, byte) -> buffer, reused: alloc(n) right after lab.dirty(n, byte),
+-- tried until it is given that very chunk (the interpreter's own small allocations, such as the
+-- buffer's userdata, may take a bite of the freed chunk first; almost always the first time
+-- works). reused says whether it was.
+function lab.over_dirty(alloc, n, byte)
+  for _ = 1, 8 do
+    local addr = lab.dirty(n, byte)
+    local b = alloc(n)
+    if b:address() == addr then return b, true end
+    b:free()
+  end
+  return alloc(n), false
 end
 
 --- lab.run_lua(code [, prefix]) -> output (stdout and stderr), how ("exit" | "signal"), code

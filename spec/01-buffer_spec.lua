@@ -558,8 +558,7 @@ describe("a buffer made by a finalizer while the state closes", function()
   -- lua_close runs the finalizers, but registers none for what they create: such a buffer used
   -- to keep its memory (valgrind: definitely lost). A sentinel finalized after every buffer now
   -- releases it. Checked with valgrind on a fresh interpreter, where valgrind is installed.
-  local valgrind = os.execute("command -v valgrind >/dev/null 2>&1")
-  local skip = not valgrind and "valgrind is not installed"
+  local skip = not H.have("valgrind") and "valgrind is not installed"
                or (H.valgrind or H.asan) and "already under a tool"
   it("gives its memory back (malloc, calloc, a mapping)", function()
     if skip then pending(skip) return end

@@ -187,10 +187,7 @@ describe("the fault guard", function()
 
     it("is caught under valgrind", function()
       if H.under() then pending("already under a tool: the test above is this one") return end
-      if not os.execute("command -v valgrind >/dev/null 2>&1") then
-        pending("valgrind is not installed")
-        return
-      end
+      if not H.have("valgrind") then pending("valgrind is not installed") return end
       check(H.run_lua(code, "env -u LD_PRELOAD valgrind -q "))
     end)
   end)

@@ -53,14 +53,9 @@ describe("M.maps()", function()
 
   it("gives a file's name whole: trailing spaces and tabs kept, a memfd named x.so a file", function()
     -- the line's pattern trimmed trailing white space, which belongs to the name (outside review)
-    local dir = os.tmpname()
-    assert(os.remove(dir))
-    assert(os.execute("mkdir " .. dir))
-    local names = { dir .. "/x  ", dir .. "/tab\t", dir .. "/ lead" }
-    for _, name in ipairs(names) do
-      local f = assert(io.open(name, "wb"))
-      f:write(("z"):rep(4096))
-      f:close()
+    local file = H.tmpdir(finally)
+    for _, base in ipairs { "x  ", "tab\t", " lead" } do
+      local name = file(base, ("z"):rep(4096))
       local b = assert(M.map { file = name })
       assert.equal(name, M.region(b).path)
       assert.equal("file", M.region(b).kind)
@@ -68,9 +63,7 @@ describe("M.maps()", function()
       for _, r in ipairs(M.smaps()) do if r.from == b:address() then found = r end end
       assert.equal(name, found.path)
       b:free()
-      os.remove(name)
     end
-    os.remove(dir)
     local f = assert(M.memfd_create("x.so"))
     assert(f:truncate(4096))
     local b = assert(M.mmap(nil, 4096, M.PROT_READ, M.MAP_SHARED, f, 0))
@@ -286,22 +279,15 @@ describe("M.status()", function()
 
   it("reads the kernel's lines only, not a process name that looks like one", function()
     -- a program named "Foo: 1 kB" made its Name line count as a field Foo (outside review)
-    local dir = os.tmpname()
-    assert(os.remove(dir))
-    assert(os.execute("mkdir " .. dir))
-    local link = dir .. "/Foo: 1 kB"
+    local file = H.tmpdir(finally)
+    local link = file("Foo: 1 kB")
     assert(os.execute(("ln -s \"$(command -v lua5.4)\" %q"):format(link)))
-    local script = dir .. "/status.lua"
-    local f = assert(io.open(script, "w"))
-    f:write(("package.path, package.cpath = %q, %q\n"):format(package.path, package.cpath),
-            "local st = require('memlab').status() print(st.Foo, math.type(st.VmRSS))\n")
-    f:close()
+    local script = file("status.lua",
+      ("package.path, package.cpath = %q, %q\n"):format(package.path, package.cpath)
+      .. "local st = require('memlab').status() print(st.Foo, math.type(st.VmRSS))\n")
     local p = assert(io.popen(("'%s' '%s' 2>&1"):format(link, script)))
     local out = p:read("a")
     p:close()
-    os.remove(script)
-    os.remove(link)
-    os.remove(dir)
     assert.matches("nil\tinteger", out, 1, true)
   end)
 

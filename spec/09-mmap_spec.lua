@@ -5,7 +5,6 @@
 -- Operations on a live mapping (protect, sync, advise, lock, resident) are 10-mapops_spec.lua.
 local M = require "memlab"
 local H = require "helpers"
-local lfs = require "lfs"
 
 local ps, RW = H.ps, H.RW
 local PA = H.PA
@@ -27,28 +26,7 @@ local refused_why = H.refused_why
 
 -- The address an error names (" at 0x..."), as an integer.
 
--- A fresh directory for this test's files, removed (with what it holds) when the test ends.
--- Returns file(name [, content]) -> path, writing content when given.
-local function tmpdir()
-  local dir = os.tmpname()
-  assert(os.remove(dir))
-  assert(lfs.mkdir(dir))
-  finally(function()
-    for name in lfs.dir(dir) do
-      if name ~= "." and name ~= ".." then os.remove(dir .. "/" .. name) end
-    end
-    os.remove(dir)
-  end)
-  return function(name, content)
-    local path = dir .. "/" .. name
-    if content then
-      local f = assert(io.open(path, "wb"))
-      assert(f:write(content))
-      assert(f:close())
-    end
-    return path
-  end
-end
+local function tmpdir() return H.tmpdir(finally) end
 
 local slurp = H.slurp
 

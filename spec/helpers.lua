@@ -304,6 +304,36 @@ function H.no_room_for(bytes)
   end
 end
 
+--- Whether the command `name` is installed (on the PATH).
+function H.have(name)
+  return os.execute(("command -v %s >/dev/null 2>&1"):format(name)) == true
+end
+
+--- A fresh directory for this test's files, removed (with what it holds) when the test ends:
+-- pass the test's `finally` (busted gives it to the test's body only). Returns
+-- file(name [, content]) -> path, writing content when given.
+function H.tmpdir(finally)
+  local lfs = require "lfs"
+  local dir = os.tmpname()
+  assert(os.remove(dir))
+  assert(lfs.mkdir(dir))
+  finally(function()
+    for name in lfs.dir(dir) do
+      if name ~= "." and name ~= ".." then os.remove(dir .. "/" .. name) end
+    end
+    os.remove(dir)
+  end)
+  return function(name, content)
+    local path = dir .. "/" .. name
+    if content then
+      local f = assert(io.open(path, "wb"))
+      assert(f:write(content))
+      assert(f:close())
+    end
+    return path
+  end
+end
+
 local CAP_BITS = { setuid = 7, ipc_lock = 14, ipc_owner = 15 }
 
 --- Whether this process has the capability `name` ("setuid", "ipc_lock", "ipc_owner") in effect.
@@ -318,7 +348,7 @@ end
 function H.run_without_cap(name, code, shell)
   local prefix = shell and shell .. " && " or ""
   if H.has_cap(name) then
-    if not os.execute("command -v setpriv >/dev/null 2>&1") then
+    if not H.have("setpriv") then
       return nil, ("this process has CAP_%s and setpriv is missing to drop it for the child")
                   :format(name:upper())
     end
@@ -335,15 +365,15 @@ function H.run_memlocked(kib, code)
   return H.run_without_cap("ipc_lock", code, ("ulimit -l %d"):format(kib))
 end
 
---- Runs the Lua chunk `code` in a fresh lua5.4 (not a fork of this process: its heap and
--- collector start small) that finds the same memlab, after the shell commands `prefix` (or
--- none). Returns the child's output, stdout and stderr.
 -- What every child chunk can call: take_fds() opens /dev/null until no descriptor is left and
 -- returns the files, give_fds(files) closes them (for the calls that must cope without one).
 local CHILD_PRELUDE = "local function take_fds() local fds = {} while true do "
   .. "local f = io.open('/dev/null') if not f then return fds end fds[#fds + 1] = f end end "
   .. "local function give_fds(fds) for _, f in ipairs(fds) do f:close() end end "
 
+--- Runs the Lua chunk `code` in a fresh lua5.4 (not a fork of this process: its heap and
+-- collector start small) that finds the same memlab, after the shell commands `prefix` (or
+-- none). Returns the child's output, stdout and stderr.
 function H.run_lua(code, prefix)
   local chunk = ("package.path, package.cpath = %q, %q "):format(package.path, package.cpath)
                 .. CHILD_PRELUDE .. "\n" .. code

@@ -138,10 +138,10 @@ D.MIN_WIDTH, D.MAX_WIDTH = 16, 4096
 function D.allocator(a, width, max_lines)
   local methods = require("memlab.core").allocator_methods
   local isa, kind = pcall(methods.kind, a)
-  if not isa and not tostring(kind):find("memlab.allocator expected", 1, true) then
-    error(kind, 0) -- not about a: "C stack overflow", "not enough memory" ...
-  end
   if not isa then
+    if not tostring(kind):find("memlab.allocator expected", 1, true) then
+      error(kind, 0) -- not about a: "C stack overflow", "not enough memory" ...
+    end
     local got = type(a) == "userdata" and (getmetatable(a) or "userdata") or type(a)
     error(("bad argument #1 to 'draw' (memlab.allocator expected, got %s)"):format(got), 2)
   end

@@ -407,10 +407,10 @@ function M.map(t)
     if length == nil then error("bad argument #1 to 'map' (length needed for anonymous memory)", 2) end
   elseif length == nil then
     local size
-    if io.type(fd) == "file" then -- its size; a caller's file keeps its position
-      local at = not opened and fd:seek()
+    if io.type(fd) == "file" then -- the caller's file: its size, and its position kept
+      local at = fd:seek()
       size = fd:seek("end")
-      if at then fd:seek("set", at) end
+      fd:seek("set", at)
     elseif type(fd) ~= "number" then
       size = fd:size()
     end
