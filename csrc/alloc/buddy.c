@@ -497,6 +497,20 @@ static int resize_in_place(ml_buddy *b, size_t off, unsigned o, size_t oldn, uns
     return 1;
 }
 
+/* The block at off (order o) at the arena's start, with every buddy up to the arena's order
+ * free, grows with the arena: each grow() adds its next buddy, free. Grows the arena to order no
+ * for it; 0 if the block is not such a block or the page source refuses (the arena may then
+ * stay grown: alloc_core's attempt would have taken the same). */
+static int grow_for(ml_buddy *b, size_t off, unsigned o, unsigned no)
+{
+    if (off != 0 || no > b->max_order) return 0;
+    for (unsigned k = o; k < b->cur_order; k++)
+        if (b->meta[gidx(b, bsize(k))] != ENTRY_FREE(b, k)) return 0;
+    while (b->cur_order < no)
+        if (grow(b)) return 0;
+    return 1;
+}
+
 void *bd_realloc(ml_buddy *b, void *p, size_t n)
 {
     size_t off = 0;
@@ -506,7 +520,8 @@ void *bd_realloc(ml_buddy *b, void *p, size_t n)
     if (st != ML_OK) return fail_null(b, st);
     if (n > bsize(b->max_order)) return fail_null(b, ML_ENOMEM);
     size_t oldn = bsize(o) - slack_read(b, gidx(b, off), o);
-    if (resize_in_place(b, off, o, oldn, order_for(b, n), n)) {
+    unsigned no = order_for(b, n);
+    if ((no <= b->cur_order || grow_for(b, off, o, no)) && resize_in_place(b, off, o, oldn, no, n)) {
         b->st.reallocs++;
         return p;
     }

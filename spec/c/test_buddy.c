@@ -241,6 +241,36 @@ static void t_last_granule(void)
     teardown();
 }
 
+/* A block at the arena's start, alone, grows past the arena in place: the arena doubles under
+ * it (to the block's new order, no further) and the pointer stays; with a block live in the upper
+ * half it cannot, and moves. */
+static void t_realloc_grows_arena(void)
+{
+    CHECK(setup(1u << 22, 32, 4096));
+    char *a = bd_alloc(&B, 100);
+    CHECK(a != NULL && arena_size() == 4096);
+    fill(a, 100, 7);
+    size_t n = 100;
+    for (int i = 0; i < 20 && n <= (1u << 22); i++, n += n / 2) {
+        char *q = bd_realloc(&B, a, n);
+        CHECKF(q == a, "realloc to %zu moved the block", n);
+        size_t want = n <= 4096 ? 4096 : (size_t)1 << (64 - __builtin_clzl(n - 1));
+        CHECKF(arena_size() == want, "arena %zu for a block of %zu", arena_size(), n);
+        CHECK_INVARIANTS(bd_check, &B);
+    }
+    CHECK(filled(a, 100, 7));
+    CHECK_STATUS(bd_free(&B, a), ML_OK);
+    CHECK(arena_size() == 4096);
+    a = bd_alloc(&B, 100);
+    char *pin = bd_alloc(&B, 2048);               /* the upper half of the 4 KiB arena */
+    CHECK(a && pin == a + 2048);
+    fill(a, 100, 9);
+    char *m = bd_realloc(&B, a, 5000);
+    CHECK(m && m != a && filled(m, 100, 9));
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
 int main(void)
 {
     tap_init("test_buddy");
@@ -250,6 +280,7 @@ int main(void)
     TAP_RUN(t_merge_permutations, "buddy: all 120 free orders of 5 blocks merge back to one block");
     TAP_RUN(t_misuse, "buddy: foreign, interior, double free detected, check passes");
     TAP_RUN(t_realloc, "buddy: realloc in place (same order, shrink, grow into buddies) and moving");
+    TAP_RUN(t_realloc_grows_arena, "buddy: realloc of the arena's first block grows the arena under it, in place");
     TAP_RUN(t_grow_pin, "buddy: arena doubles, a live upper block pins it, then it halves");
     TAP_RUN(t_failed_request_keeps_size, "buddy: a request growing cannot serve leaves the arena as it was");
     TAP_RUN(t_last_granule, "buddy: the last block of a full arena frees and reallocates (slack read past it)");
