@@ -83,13 +83,23 @@ int alloc_failure(lua_State *L, Allocator *a, const char *what) {
 size_t alloc_optsize(lua_State *L, const char *k, size_t def) {
   size_t v = def;
   if (lua_getfield(L, 1, k) != LUA_TNIL) {
-    lua_Integer n = lua_tointeger(L, -1);
-    if (!lua_isinteger(L, -1) || n < 0)
-      luaL_error(L, "bad option '%s' (a non-negative integer expected)", k);
+    int isnum;
+    lua_Integer n = lua_tointegerx(L, -1, &isnum); /* 4096.0 and "4096" too, as C functions */
+    if (!isnum || n < 0) luaL_error(L, "bad option '%s' (a non-negative integer expected)", k);
     v = (size_t)n;
   }
   lua_pop(L, 1);
   return v;
+}
+
+/* An optional size whose absence means "the default" (0 to the C core): given, it must be
+ * positive, since 0 is no size of its kind (it would silently mean the default). */
+size_t alloc_optpositive(lua_State *L, const char *k) {
+  size_t v = alloc_optsize(L, k, SIZE_MAX); /* no Lua integer is SIZE_MAX: absent */
+  if (v == 0)
+    luaL_error(L, "bad option '%s' (a positive integer expected, got 0; leave it out for the "
+                  "default)", k);
+  return v == SIZE_MAX ? 0 : v;
 }
 
 /* An optional string option of the options table at 1 (def when absent), copied into buf (n

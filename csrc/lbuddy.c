@@ -58,8 +58,8 @@ static int lbd_new(lua_State *L) {
   size_t size = alloc_optsize(L, "size", (size_t)1 << 20);
   bd_config cfg;
   memset(&cfg, 0, sizeof cfg);
-  cfg.min_block = alloc_optsize(L, "min", 0);
-  cfg.initial = alloc_optsize(L, "initial", 0);
+  cfg.min_block = alloc_optpositive(L, "min");
+  cfg.initial = alloc_optpositive(L, "initial");
   size_t cache = alloc_optsize(L, "cache", 0);
   luaL_argcheck(L, cache <= BD_CACHE_DEPTH_MAX, 1, "cache depth out of range");
   luaL_argcheck(L, ml_is_pow2(size) && size >= ml_sys_pagesize() && size <= ((size_t)1 << 45), 1,

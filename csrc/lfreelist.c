@@ -62,9 +62,9 @@ static int lfl_new(lua_State *L) {
   size_t size = alloc_optsize(L, "size", (size_t)64 << 20);
   fl_config cfg;
   memset(&cfg, 0, sizeof cfg);
-  cfg.grow_step = alloc_optsize(L, "step", 0);
-  cfg.trim_threshold = alloc_optsize(L, "trim", 0);
-  cfg.mmap_threshold = alloc_optsize(L, "mmap_threshold", 0);
+  cfg.grow_step = alloc_optpositive(L, "step");
+  cfg.trim_threshold = alloc_optpositive(L, "trim");
+  cfg.mmap_threshold = alloc_optpositive(L, "mmap_threshold");
   char fitbuf[48], sourcebuf[48];
   const char *fit = alloc_optstring(L, "fit", "segregated", fitbuf, sizeof fitbuf);
   if (fl_policy_parse(fit, &cfg.policy) != 0)

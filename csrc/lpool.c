@@ -52,7 +52,7 @@ static int lpool_new(lua_State *L) {
   memset(&cfg, 0, sizeof cfg);
   cfg.block = alloc_optsize(L, "block", 0);
   cfg.count = alloc_optsize(L, "count", 0);
-  cfg.max_blocks = alloc_optsize(L, "max", 0);
+  cfg.max_blocks = alloc_optpositive(L, "max");
   cfg.grow = alloc_optboolean(L, "grow", 0);
   luaL_argcheck(L, cfg.block > 0 && cfg.block <= POOL_MAX_ARENA, 1,
                 "block must be between 1 and 4 GiB (out of range)");

@@ -20,7 +20,7 @@ typedef struct MapInfo {
   size_t maplen;
   int flags;          /* the MAP_* flags it was created with */
   off_t offset;       /* file offset (0 for anonymous) */
-  int fd;             /* a private dup of the file (for remap's size check), or -1 */
+  int regular;        /* a mapping of a regular file (remap probes its new end page) */
   size_t shared_anon; /* MAP_SHARED of no file, or of a device (/dev/zero): the size of its
                        * memory object (remap cannot grow past it: the pages there raise
                        * SIGBUS), else 0 */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include "guard.h"
 #include "mapping.h"
 #include "sys.h"
 
@@ -109,7 +110,6 @@ static void mmap_forget(Owner *o) {
   if (mi) {
     if (o->parent) g_nested--; /* once: ctx is gone after this */
     snap_on_release(o);
-    if (mi->fd >= 0) sys_close(mi->fd);
     protmap_free(&mi->pm);
   }
   free(o->ctx);
@@ -370,7 +370,6 @@ static int mmap_mmap(lua_State *L) {
   Owner *o = buf_newroot(L, &mmap_kind);
   MapInfo *mi = (MapInfo *)calloc(1, sizeof(MapInfo));
   if (!mi) return push_syserror(L, "mmap", ENOMEM);
-  mi->fd = -1;
   o->ctx = mi;
   if (protmap_init(&mi->pm, maplen / ps, prot_from_sys((int)prot)) != 0)
     return push_syserror(L, "mmap", ENOMEM); /* the NEW root's forget frees mi */
@@ -393,7 +392,7 @@ static int mmap_mmap(lua_State *L) {
   if ((flags & MAP_SHARED) && (anonymous || !regular)) mi->shared_anon = maplen;
   mi->flags = (int)flags;
   mi->offset = (off_t)offset;
-  if (regular && sys_dup(fd, &mi->fd) != 0) mi->fd = -1; /* then remap cannot check the size */
+  mi->regular = regular; /* no descriptor is kept, as in C: remap probes the file's end */
   o->protmap = &mi->pm;
   mi->ever_writable = (prot & PROT_WRITE) != 0;
   owner_open(L, o, p, length);
@@ -453,6 +452,42 @@ static int several_mappings(lua_State *L) {
                         "pages one protection first");
 }
 
+static void read_byte(void *p) { (void)*(volatile unsigned char *)p; }
+
+/* Whether the page holding byte *last of a file mapping lies past the end of the file: a read of
+ * it under the guard raises SIGBUS. memlab keeps no descriptor of a mapped file (C's mmap needs
+ * none after the call, and one per mapping would run out), so this is how remap learns where the
+ * file ends. A page that cannot be read (PROT_NONE) proves nothing: 0. */
+static int past_file_end(unsigned char *last) {
+  Fault f;
+  return guard_call(read_byte, last, last, 1, NULL, 0, &f) == SIGBUS;
+}
+
+/* A remap that grew the mapping at p to newmap bytes past the end of its file: shrinks it back
+ * (in place: it cannot fail but for a kernel out of memory) and refuses. Where the remap moved
+ * it, the buffer follows to p and its views die, as after any move. */
+static int file_end_refusal(lua_State *L, Owner *o, void *p, size_t newmap) {
+  MapInfo *mi = MAPINFO(o);
+  void *q;
+  lua_Integer end = (lua_Integer)((uint64_t)mi->offset + newmap);
+  int err = sys_mremap(p, newmap, mi->maplen, 0, &q);
+  if (err) { /* keep the grown mapping: its pages past the file raise SIGBUS, as in C */
+    protmap_resize(&mi->pm, newmap / sys_pagesize());
+    mi->maplen = newmap;
+  }
+  int moved = p != (void *)o->base;
+  if (moved || err) {
+    o->base = (unsigned char *)p;
+    owner_kill_views(L, o, "remapped");
+  }
+  if (err) return push_syserror(L, "mremap", err);
+  return push_syserrorf(L, "mremap", EINVAL, "growing past the end of the file: the mapping would "
+                        "end at byte %I of the file, on a page past its end (reading it raised "
+                        "SIGBUS); truncate the file to size first%s", end,
+                        moved ? " (the mapping had moved: it stays at its new address, with its "
+                                "old length, and its views died)" : "");
+}
+
 /* b:remap(new_length [, may_move]) -> b: mremap. Views of the old range die; the buffer itself
  * follows its memory. A file mapping may not grow past the end of its file. */
 static int mmap_remap(lua_State *L) {
@@ -470,16 +505,6 @@ static int mmap_remap(lua_State *L) {
   if (newlen == 0) return push_syserror(L, "mremap", EINVAL);
   if (newlen > (size_t)PTRDIFF_MAX - ps) return push_syserror(L, "mremap", ENOMEM);
   size_t newmap = (newlen + ps - 1) / ps * ps;
-  if (mi->fd >= 0 && newlen > o->size) {
-    off_t fsize = 0;
-    int regular = 0;
-    if (sys_fdsize(mi->fd, &fsize, &regular) == 0 && regular &&
-        (uint64_t)mi->offset + newlen > (uint64_t)fsize)
-      return push_syserrorf(L, "mremap", EINVAL, "growing past the end of the file: the file "
-                            "has %I bytes, the mapping would end at byte %I; truncate it to "
-                            "size first", (lua_Integer)fsize,
-                            (lua_Integer)((uint64_t)mi->offset + newlen));
-  }
   if (mi->shared_anon && newmap > mi->shared_anon)
     return push_syserrorf(L, "mremap", EINVAL, "growing a shared anonymous (or device) mapping "
                           "past its %I bytes: its memory object keeps that size, and the pages "
@@ -502,6 +527,8 @@ static int mmap_remap(lua_State *L) {
   if (err == EAGAIN && newmap > mi->maplen) return lock_error(L, "mremap", err, newmap - mi->maplen);
   if (err == EFAULT) return several_mappings(L);
   if (err) return push_syserror(L, "mremap", err);
+  if (mi->regular && newmap > mi->maplen && past_file_end((unsigned char *)p + newmap - 1))
+    return file_end_refusal(L, o, p, newmap);
   protmap_resize(&mi->pm, newmap / ps);
   mi->maplen = newmap;
   o->base = (unsigned char *)p;

@@ -119,13 +119,6 @@ int sys_fdsize(int fd, off_t *size, int *regular) {
 
 int sys_close(int fd) { return close(fd) == 0 ? 0 : errno; }
 
-int sys_dup(int fd, int *out) {
-  int r = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (r < 0) return errno;
-  *out = r;
-  return 0;
-}
-
 int sys_ftok(const char *path, int id, int *key) {
   errno = 0; /* -1 is also a valid key (0xffffffff): only errno tells them apart */
   key_t k = ftok(path, id);

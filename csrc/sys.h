@@ -44,7 +44,6 @@ int sys_shm_unlink(const char *name);
 int sys_ftruncate(int fd, off_t len);
 int sys_fdsize(int fd, off_t *size, int *regular);
 int sys_close(int fd);
-int sys_dup(int fd, int *out); /* close-on-exec duplicate */
 
 /* System V shared memory. sys_shmat: addr NULL lets the kernel choose; the caller refuses
  * SHM_REMAP (it would replace whatever is mapped there). sys_shmstat fills *ds (IPC_STAT). */

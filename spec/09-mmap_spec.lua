@@ -649,6 +649,17 @@ describe("M.map{}", function()
       assert.equal(("spec/09-mmap_spec.lua:%d: bad argument #1 to 'map' (addr: number expected, got string)"):format(line),
                    err:match("spec/09%-mmap_spec%.lua:.*"))
       H.raises("offset must be an integer", M.map, { length = ps, offset = 0.5 })
+      H.raises("offset must be an integer", M.map, { length = ps, offset = "page" })
+      H.raises("offset must be an integer", M.map, { length = ps, offset = {} })
+      -- an integral float or numeral string is an integer, as for length and for M.mmap
+      local mf = assert(M.memfd_create("memlab-09-offset"))
+      assert(mf:truncate(2 * ps))
+      for _, off in ipairs { ps + 0.0, tostring(ps) } do
+        local b = assert(M.map { fd = mf, shared = true, offset = off })
+        assert.equal(ps, #b)
+        b:free()
+      end
+      mf:close()
     end)
 
     it("a closed file, a directory, an offset outside the file", function()
@@ -814,6 +825,50 @@ describe("b:remap()", function()
     assert.equal("still here", b:read(0, 10))
     b:remap(2 * ps, true)
     assert.equal(2 * ps, #b)
+    b:free()
+    mf:close()
+  end)
+
+  it("keeps no descriptor per file mapping: 200 held under ulimit -n 64, io opens, remap checks", function()
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local ps = M.pagesize()
+      local path = os.tmpname()
+      local f = assert(io.open(path, "wb"))
+      f:write(("x"):rep(2 * ps))
+      f:close()
+      local held = {}
+      for i = 1, 200 do held[i] = assert(M.map { file = path, length = ps }) end
+      local files, err = {}, nil
+      for i = 1, 8 do files[i], err = io.open(path, "rb") end
+      print("open", #files == 8, err)
+      for _, g in ipairs(files) do g:close() end
+      local last = held[200]
+      print("past", last:remap(3 * ps, true))
+      print("kept", #last, last:read(0, 1))
+      print("within", last:remap(2 * ps, true) == last, #last)
+      os.remove(path)
+    ]], "ulimit -n 64; ")
+    assert.matches("open	true", out)
+    assert.matches("past	nil	mremap: [^\n]*past the end of the file[^\n]*\t" .. M.EINVAL, out)
+    assert.matches("kept	" .. ps .. "	x", out)
+    assert.matches("within	true	" .. 2 * ps, out)
+  end)
+
+  it("refuses to grow a file mapping past its file's end after the file shrank, keeping it", function()
+    local mf = assert(M.memfd_create("memlab-09-shrunk"))
+    assert(mf:truncate(4 * ps))
+    local b = assert(M.mmap(nil, 2 * ps, RW, M.MAP_SHARED, mf, 0))
+    local v = b:slice(0, 4)
+    b:write(0, "kept")
+    assert(mf:truncate(2 * ps))
+    refused_why(M.EINVAL, "on a page past its end", b:remap(3 * ps, true))
+    assert.equal(2 * ps, #b)
+    assert.equal("kept", b:read(0, 4))
+    if v:valid() then assert.equal("kept", v:read(0, 4)) end -- it dies only if the remap moved b
+    assert(mf:truncate(3 * ps))
+    assert.equal(b, b:remap(3 * ps, true))
+    b:write(3 * ps - 1, "z")
     b:free()
     mf:close()
   end)

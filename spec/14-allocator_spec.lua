@@ -262,6 +262,29 @@ describe("M.buddy{} arguments", function()
   end)
 end)
 
+describe("allocator size options", function()
+  it("take integers as C functions do (4096.0, \"4096\"), refusing 0 where it would mean the default", function()
+    local b = M.buddy { size = 4096.0, min = "64", initial = 4096.0 }
+    assert.equal(64, b:usable(assert(b:alloc(1)))) -- the smallest block is min
+    b:destroy()
+    local p = M.pool { block = "16", count = 4.0, grow = true, max = 8.0 }
+    assert.equal(16, #assert(p:alloc(16)))
+    p:destroy()
+    local zero = {
+      { M.buddy, { size = 4096, min = 0 }, "min" }, { M.buddy, { size = 4096, initial = 0 }, "initial" },
+      { M.freelist, { step = 0 }, "step" }, { M.freelist, { trim = 0 }, "trim" },
+      { M.freelist, { mmap_threshold = 0 }, "mmap_threshold" },
+      { M.pool, { block = 16, count = 4, grow = true, max = 0 }, "max" },
+    }
+    for _, z in ipairs(zero) do
+      H.raises("bad option '" .. z[3] .. "' (a positive integer expected, got 0", z[1], z[2])
+    end
+    H.raises("bad option 'min' (a non-negative integer expected)", M.buddy, { min = "32 bytes" })
+    local c = M.buddy { size = 4096, cache = 0 } -- 0 is a depth: no cache
+    c:destroy()
+  end)
+end)
+
 describe("M.pool{} arguments", function()
   it("needs a table with block and count", function()
     H.raises("table expected", M.pool)

@@ -382,10 +382,10 @@ function M.map(t)
   local flags = t.shared and M.MAP_SHARED or M.MAP_PRIVATE
   if t.populate then flags = flags | M.MAP_POPULATE end
   if t.lock then flags = flags | M.MAP_LOCKED end
-  local offset, length, fd = t.offset or 0, t.length, t.fd
-  if math.type(offset) ~= "integer" then -- before a file is opened for the call
-    error("bad argument #1 to 'map' (offset must be an integer)", 2)
-  end
+  local length, fd = t.length, t.fd
+  -- an integer as C functions take one (4096.0 and "4096" too), before a file is opened for the call
+  local offset = math.tointeger(tonumber(t.offset or 0))
+  if not offset then error("bad argument #1 to 'map' (offset must be an integer)", 2) end
   local opened
   if t.file ~= nil then
     if fd ~= nil then error("bad argument #1 to 'map' (give file or fd, not both)", 2) end
