@@ -53,13 +53,20 @@ typedef struct Range {
   size_t first, npages; /* whole pages covered, relative to the owner */
 } Range;
 
-/* Raises, naming arg ioff, unless off (in the owner's memory) is page aligned. */
-static void check_page_aligned(lua_State *L, int ioff, size_t off, const char *fname) {
+/* Raises unless the range starting at byte off of the buffer b (a view starts at b->off of its
+ * mapping) starts on a page: naming arg ioff, the offset the caller gave, when that is what is
+ * off the page; saying so when it is the view itself that does not start on one. */
+static void check_page_aligned(lua_State *L, const Buffer *b, int ioff, size_t off,
+                               const char *fname) {
   size_t ps = sys_pagesize();
-  if (off % ps != 0)
-    luaL_argerror(L, ioff, lua_pushfstring(L, "offset %I is not page aligned (%s needs a "
-                                              "multiple of the page size, %d bytes)",
-                                           (lua_Integer)off, fname, (int)ps));
+  if ((b->off + off) % ps == 0) return;
+  if (b->off % ps != 0)
+    luaL_error(L, "%s: this view starts %I bytes into its mapping, not on a page boundary (%s "
+                  "works on whole pages of %d bytes: use the mapping, or a view of it that "
+                  "starts on a page)", fname, (lua_Integer)b->off, fname, (int)ps);
+  luaL_argerror(L, ioff, lua_pushfstring(L, "offset %I is not page aligned (%s needs a "
+                                            "multiple of the page size, %d bytes)",
+                                         (lua_Integer)off, fname, (int)ps));
 }
 
 static void get_range(lua_State *L, int ioff, int ilen, int aligned, const char *fname, Range *r) {
@@ -68,7 +75,7 @@ static void get_range(lua_State *L, int ioff, int ilen, int aligned, const char 
   size_t off, ps = sys_pagesize();
   arg_range(L, ioff, ilen, buf_len(b), &off, &r->len);
   r->off = b->off + off;
-  if (aligned) check_page_aligned(L, ioff, r->off, fname);
+  if (aligned) check_page_aligned(L, b, ioff, off, fname);
   r->first = r->off / ps;
   size_t end = r->len ? (r->off + r->len + ps - 1) / ps : r->first;
   r->npages = end - r->first;
@@ -360,7 +367,7 @@ static int c_shaped(lua_State *L, const CShape *c) {
     buf_span(L, 1, &blen, &b);
     luaL_checkinteger(L, 3); /* the length is not optional here */
     arg_range(L, 2, 3, blen, &off, &len);
-    if (c->aligned) check_page_aligned(L, 2, b->off + off, c->fname);
+    if (c->aligned) check_page_aligned(L, b, 2, off, c->fname);
     if (has_x) c->xcheck(L, 4);
     return run_method(L, c, 1, has_x ? 4 : 0, off, len);
   }

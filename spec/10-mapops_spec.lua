@@ -191,7 +191,14 @@ describe("b:protect()", function()
         H.raises("not page aligned", b.protect, b, M.PROT_READ, off, 1)
       end
       local v = b:slice(1)
-      H.raises("not page aligned", v.protect, v, M.PROT_READ) -- a view starting mid-page
+      -- a view starting mid-page: the view is named, not an offset the caller never gave
+      for _, call in ipairs { { "protect", M.PROT_READ }, { "sync" }, { "resident" } } do
+        local ok, err = pcall(v[call[1]], v, call[2])
+        assert.is_false(ok)
+        assert.matches(call[1] .. ": this view starts 1 bytes into its mapping, not on a page boundary", err, 1, true)
+      end
+      local w = b:slice(ps)
+      H.raises("(offset 1 is not page aligned", w.protect, w, M.PROT_READ, 1, 1) -- the caller's offset
       b:write(0, "untouched")
       b:free()
     end)
