@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "guard.h"
 #include "memlab.h"
 #include "sys.h"
 
@@ -116,6 +117,7 @@ static void push_brkbuffer(lua_State *L, Owner *o, uintptr_t start, uintptr_t en
   g_regions[g_nregions].end = end;
   g_regions[g_nregions].owner = o;
   g_nregions++;
+  mem_defined((void *)start, end - start); /* what it holds is a script's to read (valgrind) */
   owner_open(L, o, (void *)start, end - start);
 }
 

@@ -20,8 +20,18 @@ local mapping = assert(M.mmap(nil, 4096, M.PROT_READ | M.PROT_WRITE,
                               M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0))
 local c = M.layout()         -- addresses inside memlab's C code, and the program's segments
 local prog = c.program
-local brk = M.sbrk(0)
-local maps = M.maps()
+-- Reading /proc/self/maps allocates, so the heap may grow while M.maps() reads it: the break is
+-- read after it, and both again until they agree ([heap] ends at the break rounded up to a page).
+local brk, maps
+for _ = 1, 5 do
+  maps = M.maps()
+  brk = M.sbrk(0)
+  local agree = false
+  for _, r in ipairs(maps) do
+    if r.kind == "heap" then agree = r.to == (brk + M.pagesize() - 1) // M.pagesize() * M.pagesize() end
+  end
+  if agree then break end
+end
 
 -- Name each region as the lecture does (M.maps() gives its kind: program, library, heap, ...).
 local function kind(r)
@@ -68,6 +78,10 @@ local function mark(name) row("   ◄ " .. name, where[name].addr) end
 local function first(pred) for _, r in ipairs(maps) do if pred(r) then return r end end end
 local stack, heap = first(function(r) return r.kind == "stack" end),
                     first(function(r) return r.kind == "heap" end)
+if not heap then -- malloc never moved the break (another allocator, AddressSanitizer's, serves it)
+  print("no [heap] region: malloc has not used the break in this process")
+  heap = { from = brk, to = brk, perms = "(none)", path = "[heap]" }
+end
 local exe_first = first(function(r) return r.kind == "program" end)
 local exe = exe_first.path                      -- the interpreter's own file
 local exe_text = first(function(r) return r.kind == "program" and r.perms:find("x") end)
@@ -86,6 +100,15 @@ for _, r in ipairs(maps) do
 end
 local legacy = highmap.to <= exe_first.from
 local core = where["C function (text)"].r.path
+-- The start of the data segment (relocated pointers, such as the GOT) is made read-only once the
+-- dynamic linker has filled it in: RELRO. It shows as the r--p region the segment starts in.
+local relro = 0
+for _, r in ipairs(maps) do
+  if r.kind == "program" and not r.perms:find("w") and r.from <= prog.data.from
+     and prog.data.from < r.to then
+    relro = math.min(r.to, prog.data.to) - prog.data.from
+  end
+end
 local function span(s) return ("%d bytes"):format(s.to - s.from) end
 print()                                     -- the diagram, high addresses first
 rule("┌")
@@ -122,6 +145,9 @@ local function program()
   row("", prog.bss.from)
   rule("├")
   row("Data segment (initialised data): " .. span(prog.data), prog.data.to)
+  if relro > 0 then
+    row(("  its first %d bytes read-only once loaded (RELRO)"):format(relro))
+  end
   row("", prog.data.from)
   rule("├")
   row("Text segment (code, read-only, shareable): " .. span(prog.text), prog.text.to)
@@ -165,6 +191,10 @@ lab.check("the uninitialised static lies in writable memory above the data",
           and bss.addr > where["C static (data)"].addr and c.data > c.text, lab.hex(bss.addr))
 lab.check("the heap block lies in [heap], below the break",
           where["heap block (malloc)"].r.path == "[heap]" and heap_block:address() < brk)
+local ps = M.pagesize()
+lab.check("the program break is where [heap] ends (rounded up to a page)",
+          heap.to == (brk + ps - 1) // ps * ps, ("break %s, [heap] ends at %s"):format(lab.hex(brk),
+          lab.hex(heap.to)))
 lab.check(legacy and "the mapping lies in anonymous memory in the mapped region, below the program"
           or "the mapping lies in anonymous memory between heap and stack",
           where["mapping (mmap)"].r.path == "" and mapping:address() >= lowmap.from and

@@ -76,6 +76,6 @@ lab.check("... and allocates nothing", after.allocs == before.allocs and after.b
 -- A product that does not wrap but is still too large fails the same way.
 local arr3, err3, errno3 = M.calloc(1 << 31, 1 << 31)
 print(("M.calloc(2^31, 2^31) -> %s, %s, %s"):format(tostring(arr3), err3, errno3))
-lab.check("calloc(2^31, 2^31) (2 EiB) fails with ENOMEM", arr3 == nil and errno3 == M.ENOMEM)
+lab.check("calloc(2^31, 2^31) (2^62 bytes, 4 EiB) fails with ENOMEM", arr3 == nil and errno3 == M.ENOMEM)
 
 lab.done()

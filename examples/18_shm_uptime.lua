@@ -92,8 +92,8 @@ end
 local function client(reads, first_wait)
   local shmid, err = M.shmget(KEY, 0, M.octal("666")) -- acquires id of segment with key 0x666
   if not shmid then
-    print(err .. " (no segment at key 0x666: start the server first, lua5.4 " .. arg[0] ..
-          " server)")
+    print(err .. (" (no segment at key 0x%x: start the server first, lua5.4 %s server)")
+          :format(KEY, arg[0]))
     return nil
   end
   local shm, err2 = M.shmat(shmid, nil, 0) -- attaches to segment
@@ -139,11 +139,13 @@ end
 lab.title("18", "shared memory up-time server and client")
 local READS, PAUSE = lab.quick() and 3 or 5, lab.quick() and 1 or 2
 
-local _, busy = lab.remove_leftover(KEY, ("0x%x"):format(KEY)) -- the lecture's fixed key
-if busy then
-  lab.check("the lecture's key 0x666 is free for this run", false, busy)
+local busy
+KEY, busy = lab.sysv_key(KEY, ("0x%x"):format(KEY)) -- the lecture's fixed key, if free
+if not KEY then
+  lab.check("a System V key is free for this run", false, busy)
   lab.done()
 end
+local SHOWN = ("0x%x"):format(KEY)
 
 local parent = M.getpid()
 local server_pid = assert(M.fork())
@@ -206,13 +208,14 @@ local ok, err = pcall(function()
   lab.check("the timer advanced about one second per read", well_formed and steady and
             math.abs(advanced - (READS - 1)) <= 1,
             ("+%d s over %d reads a second apart"):format(advanced, READS))
-  lab.check("the client found the server's segment: key 0x666, 256 bytes, created by the server",
+  lab.check("the client found the server's segment: key " .. SHOWN .. ", 256 bytes, created by the server",
             st and st.key == KEY and st.segsz == SIZE and st.cpid == server_pid,
             st and ("key 0x%x, %d bytes, cpid %d (server %d)"):format(st.key, st.segsz, st.cpid,
             server_pid))
-  lab.check("two processes attached (server and client); /proc/self/maps names it /SYSV00000666",
+  local sysv = ("/SYSV%08x"):format(KEY)
+  lab.check("two processes attached (server and client); /proc/self/maps names it " .. sysv,
             st and st.nattch == 2 and region and region.kind == "shm" and
-            region.path:match("^/SYSV00000666") ~= nil,
+            region.path:find(sysv, 1, true) == 1,
             st and ("nattch %d, %s"):format(st.nattch, region and region.path or "?"))
 
   -- ^C, wait, and start the client again: the timer went on without it.
@@ -237,13 +240,13 @@ local ok, err = pcall(function()
   assert(M.shmctl(shmid, M.IPC_RMID))
   local gone, msg, code = M.shmctl(shmid, M.IPC_STAT)
   local _, _, code2 = M.shmget(KEY, 0, 0)
-  print(("shmctl(IPC_RMID), then IPC_STAT: %s; shmget(0x666): errno %s"):format(msg, code2))
-  lab.check("after IPC_RMID the segment is gone (IPC_STAT EINVAL, key 0x666 free)",
+  print(("shmctl(IPC_RMID), then IPC_STAT: %s; shmget(%s): errno %s"):format(msg, SHOWN, code2))
+  lab.check("after IPC_RMID the segment is gone (IPC_STAT EINVAL, key " .. SHOWN .. " free)",
             gone == nil and code == M.EINVAL and code2 == M.ENOENT)
 end)
 
--- Whatever happened: no server left running, no segment left at 0x666.
+-- Whatever happened: no server left running, no segment left at the key.
 if not stopped then pcall(stop_server) end
-lab.remove_leftover(KEY, ("0x%x"):format(KEY))
+lab.remove_leftover(KEY, SHOWN)
 if not ok then lab.check("the lab run ended without an error", false, err) end
 lab.done()

@@ -24,9 +24,11 @@ local function exists(path)
   return f ~= nil
 end
 
--- Prefer the checkout's build; otherwise rely on package.path/cpath as they are (luarocks).
-lab.from_checkout = exists(dir .. "../build/memlab/core.so")
-if lab.from_checkout then
+-- Prefer the checkout's build, unless LUA_CPATH names the memlab to run (another build of the
+-- checkout, such as build/asan, or an installed one); otherwise rely on package.path/cpath as they
+-- are (luarocks).
+local chosen = os.getenv("LUA_CPATH_5_4") or os.getenv("LUA_CPATH")
+if not chosen and exists(dir .. "../build/memlab/core.so") then
   package.cpath = dir .. "../build/?.so;" .. package.cpath
   package.path = dir .. "../lua/?.lua;" .. dir .. "../lua/?/init.lua;" .. package.path
 end
@@ -153,8 +155,8 @@ function lab.remove_leftover(key, shown_key)
                                          or (alive(st.cpid) and st.cpid))
   if user and user ~= M.getpid() then
     local msg = ("key %s is in use: segment id %d (%s bytes, %d attached, last used by pid %d, "
-                 .. "which is running); not removed: stop that program (another run of this "
-                 .. "lab, or a server in another terminal) and run again"):format(
+                 .. "which is running: another run of this lab, a server in another terminal, or "
+                 .. "another user's run); left alone"):format(
                    shown_key, old, st.segsz, st.nattch, user)
     print(msg)
     return nil, msg
@@ -165,6 +167,24 @@ function lab.remove_leftover(key, shown_key)
                 ok and "removed it first (IPC_RMID)" or ("could not remove it: " .. tostring(err))))
   if not ok then return nil, err end
   return old
+end
+
+--- lab.sysv_key(key, shown_key) -> the System V key this run uses: the lecture's, a segment a
+-- crashed run left there removed first; or, when a running program holds it (another run of the
+-- lab, a server in another terminal, another user's run on a shared machine), a free key of this
+-- process's own instead, said. nil, msg when none is free.
+function lab.sysv_key(key, shown_key)
+  local _, busy = lab.remove_leftover(key, shown_key)
+  if not busy then return key end
+  local M = require "memlab"
+  for i = 0, 63 do
+    local own = (key & 0xffff) | (((M.getpid() + i) % 0x7fff + 1) << 16)
+    if not M.shmget(own, 0, 0) then
+      print(("this run uses key 0x%x instead, a free one of its own"):format(own))
+      return own
+    end
+  end
+  return nil, busy
 end
 
 --- lab.dirty(n, byte) -> addr: a malloc'd block of n bytes filled with `byte` and freed, so that
