@@ -86,6 +86,25 @@ static int mfile_shm_unlink(lua_State *L) {
   return 1;
 }
 
+/* M.truncate(file, size) -> true | nil, msg, errno: truncate(2) of a path, ftruncate(2) of a
+ * descriptor (an integer, a memlab file, an io file: its buffered writes flushed first). Lua's
+ * io cannot shrink a file; a program editing a mapped file needs to. */
+static int mfile_truncate_any(lua_State *L) {
+  if (lua_isnoneornil(L, 1)) return luaL_typeerror(L, 1, "path or file");
+  int bypath = lua_type(L, 1) == LUA_TSTRING;
+  const char *path = bypath ? arg_cstring(L, 1) : NULL;
+  int fd = bypath ? -1 : mfile_arg_fd(L, 1);
+  size_t n = arg_size(L, 2);
+  luaL_argcheck(L, n <= (size_t)INT64_MAX, 2, "size out of range");
+  if (!bypath && fd < 0) return luaL_argerror(L, 1, "a file expected, got -1");
+  int err = bypath ? sys_truncate(path, (off_t)n) : sys_ftruncate(fd, (off_t)n);
+  if (err == EINVAL && !bypath && sys_fd_readonly(fd))
+    return push_syserrorf(L, "ftruncate", err, "the file is open for reading only");
+  if (err) return push_syserror(L, bypath ? "truncate" : "ftruncate", err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int mfile_truncate(lua_State *L) {
   MFile *f = check_open(L, 1);
   size_t n = arg_size(L, 2);
@@ -169,7 +188,8 @@ static int mfile_openpath(lua_State *L) {
 
 static const luaL_Reg mfile_funcs[] = {
   {"memfd_create", mfile_memfd_create}, {"shm_open", mfile_shm_open},
-  {"shm_unlink", mfile_shm_unlink}, {"openpath", mfile_openpath}, {NULL, NULL}};
+  {"shm_unlink", mfile_shm_unlink}, {"openpath", mfile_openpath},
+  {"truncate", mfile_truncate_any}, {NULL, NULL}};
 
 static const ConstReg mfile_consts[] = {
   MLCONST(O_RDONLY), MLCONST(O_WRONLY), MLCONST(O_RDWR), MLCONST(O_CREAT), MLCONST(O_EXCL),

@@ -108,6 +108,12 @@ int sys_shm_open(const char *name, int oflag, unsigned mode, int *fd) {
 
 int sys_shm_unlink(const char *name) { return shm_unlink(name) == 0 ? 0 : errno; }
 int sys_ftruncate(int fd, off_t len) { return ftruncate(fd, len) == 0 ? 0 : errno; }
+int sys_truncate(const char *path, off_t len) { return truncate(path, len) == 0 ? 0 : errno; }
+
+int sys_fd_readonly(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  return fl >= 0 && (fl & O_ACCMODE) == O_RDONLY;
+}
 
 int sys_fdsize(int fd, off_t *size, int *regular) {
   struct stat st;

@@ -42,6 +42,8 @@ int sys_memfd_create(const char *name, unsigned flags, int *fd);
 int sys_shm_open(const char *name, int oflag, unsigned mode, int *fd);
 int sys_shm_unlink(const char *name);
 int sys_ftruncate(int fd, off_t len);
+int sys_truncate(const char *path, off_t len);
+int sys_fd_readonly(int fd); /* open for reading only */
 int sys_fdsize(int fd, off_t *size, int *regular);
 int sys_close(int fd);
 
