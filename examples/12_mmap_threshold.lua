@@ -10,6 +10,10 @@
 -- glibc serves a request at or above M_MMAP_THRESHOLD (128 KiB by default) with a mapping of its
 -- own, far above the break (far below it in the legacy layout the kernel uses when the stack size
 -- is unlimited: see 01); mallopt(M_MMAP_THRESHOLD, n) moves that boundary.
+--
+-- Reading /proc/self/maps takes memory from malloc too (memlab reads the file into a 64 KiB
+-- buffer), which can move the break: the two loops below do only what the lecture's do, and the
+-- maps are read before and after them.
 local lab = dofile(((arg and arg[0] or ""):match("^(.*/)") or "./") .. "lab.lua")
 local M = require "memlab"
 
@@ -20,112 +24,157 @@ local block_size_heap = 64 * 1024
 local block_size_amm = block_size_heap * 1024
 local block_list = {}
 
-local function mapped_bytes()            -- the size of the whole address space, from the maps
-  local n = 0
-  for _, r in ipairs(M.maps()) do n = n + (r.to - r.from) end
-  return n
-end
 local function where(b)
   local r = M.region(b)
-  return r, r.path == "" and "anonymous mapping" or r.path
+  return r, r and (r.path == "" and "anonymous mapping" or r.path) or "unmapped"
 end
+-- [heap] in /proc/self/maps runs from the heap's start to the break: its start, read once here.
+local heap = M.region(M.sbrk(0) - 1)
+local heap_from = heap and heap.path == "[heap]" and heap.from or M.sbrk(0)
 
 print(("Allocation size: %d"):format(block_size_heap))
-local small_ok = 0
+local small_ok, brk = 0, nil
 for j = 1, blocks do
   block_list[j] = M.malloc(block_size_heap)
-  local brk = M.sbrk(0)
-  local r, name = where(block_list[j])
-  print(("Address : %s, Break : %s   (%s, %d KiB below the break)"):format(
-    lab.hex(block_list[j]:address()), lab.hex(brk), name, (brk - block_list[j]:address()) // 1024))
-  if r.path == "[heap]" and block_list[j]:address() < brk then small_ok = small_ok + 1 end
+  brk = M.sbrk(0)
+  local addr = block_list[j]:address()
+  local in_heap = addr >= heap_from and addr + block_size_heap <= brk
+  print(("Address : %s, Break : %s   (%s)"):format(lab.hex(addr), lab.hex(brk), in_heap and
+    ("[heap], %d KiB below the break"):format((brk - addr) // 1024) or "not in [heap]"))
+  if in_heap then small_ok = small_ok + 1 end
 end
 lab.check("the 64 KiB blocks lie in [heap], just below the break", small_ok == blocks,
           ("%d of %d"):format(small_ok, blocks))
 
 print(("Allocation size: %d"):format(block_size_amm))
-local far, own, unmoved, grew, sides = 0, 0, 0, {}, {}
+local unmoved, addrs, moves = 0, {}, {}
 for j = 1, blocks do
+  local brk0 = M.sbrk(0)
   M.free(block_list[j])
-  local size0 = mapped_bytes()
-  local brk0 = M.sbrk(0) -- after mapped_bytes(): its own allocations may move the break
+  local brk1 = M.sbrk(0)
   block_list[j] = M.malloc(block_size_amm)
-  local brk, size1 = M.sbrk(0), mapped_bytes()
-  local addr = block_list[j]:address()
-  local r, name = where(block_list[j])
-  grew[j] = size1 - size0
-  local above = addr > brk
-  print(("Address : %s, Break : %s   (%s %s-%s, %.1f TiB %s the break; +%d bytes mapped)")
-    :format(lab.hex(addr), lab.hex(brk), name, lab.hex(r.from), lab.hex(r.to),
-            math.abs(addr - brk) / 2^40, above and "above" or "below", grew[j]))
-  if r.path == "" and math.abs(addr - brk) > 1 << 30 then
+  addrs[j] = block_list[j]:address()
+  if brk0 ~= brk then -- the interpreter's own allocations since the last line (printing it)
+    moves[#moves + 1] = ("before block %d it moved %+d KiB, not for a block"):format(j,
+      (brk0 - brk) // 1024)
+  end
+  if brk1 ~= brk0 then -- the lecture's last line: the top of the heap given back
+    moves[#moves + 1] = ("free(64 KiB block %d) moved it %+d KiB, giving the free top of the heap "
+      .. "back, as in the lecture's last line"):format(j, (brk1 - brk0) // 1024)
+  end
+  brk = M.sbrk(0)
+  print(("Address : %s, Break : %s"):format(lab.hex(addrs[j]), lab.hex(brk)))
+  if brk == brk1 then unmoved = unmoved + 1 end
+end
+lab.check("the break did not move for them", unmoved == blocks,
+          ("%d of %d mallocs left the break where it was%s"):format(unmoved, blocks,
+          #moves > 0 and " (" .. table.concat(moves, "; ") .. ")" or ""))
+
+-- Where each one is, read now: /proc/self/maps for the region, and glibc's header, the 8 bytes
+-- before the block, for the block's own mapping: its size, with bit 2 set for "mmapped" (the
+-- mapping starts 16 bytes before the block, on a page boundary).
+local maps = M.maps()
+local far, own, sides, sizes = 0, 0, {}, {}
+for j = 1, blocks do
+  local addr, r = addrs[j], M.region(addrs[j], maps)
+  local word = string.unpack("<I8", M.peek(addr - 8, 8))
+  local len, from, above = word & ~7, addr - 16, addr > brk
+  local mapped = word & 2 ~= 0 and from % M.pagesize() == 0 and len >= block_size_amm + 16
+  print(("block %d at %s, %.1f TiB %s the break: %s"):format(j, lab.hex(addr),
+    math.abs(addr - brk) / 2^40, above and "above" or "below", mapped and
+    ("its own mapping %s-%s, %d bytes (glibc's header: mmapped)"):format(lab.hex(from),
+      lab.hex(from + len), len) or "no header of a mapped chunk before it (not glibc's malloc?)"))
+  if r then
+    print(("    /proc/self/maps: %s %s-%s, %d bytes%s"):format(r.path == "" and "anonymous" or
+      r.path, lab.hex(r.from), lab.hex(r.to), r.to - r.from, mapped and r.to - r.from > len and
+      ": the kernel merged it with its neighbours' mappings into one region" or ""))
+  end
+  if r and r.path == "" and math.abs(addr - brk) > 1 << 30 then
     far = far + 1
     sides[above and "above" or "below"] = true
   end
-  -- its own mapping: 64 MiB + a page of new address space, starting on a page boundary 16 bytes
-  -- (glibc's chunk header) before the block. (The kernel merges neighbouring anonymous mappings
-  -- into one line of /proc/self/maps, so the region grows by 64 MiB each time.)
-  if (addr - 16) % M.pagesize() == 0 and r.to >= addr + block_size_amm and
-     grew[j] >= block_size_amm then
-    own = own + 1
+  if mapped and r and r.path == "" and r.from <= from and from + len <= r.to then
+    own, sizes[#sizes + 1] = own + 1, len
   end
-  if brk == brk0 then unmoved = unmoved + 1 end
 end
-print(("(strace shows each as mmap(NULL, %d, ...): 64 MiB + one page for the header)"):format(
-  grew[1]))
+if own > 0 then
+  print(("(strace shows each as mmap(NULL, %d, ...): 64 MiB + one page for the header)")
+    :format(sizes[1]))
+end
 -- above the break, as in the lecture; below it only in the legacy layout (ulimit -s unlimited)
 local legacy = sides.below and not sides.above
 lab.check(("the 64 MiB blocks lie far %s the break, in anonymous memory"):format(
             legacy and "below" or "above"), far == blocks, ("%d of %d%s"):format(far, blocks,
             legacy and " (the legacy layout: the stack size is unlimited)" or ""))
 lab.check("each one is a new mapping of its own (not [heap])", own == blocks,
-          ("%d of %d, each mapping %s bytes"):format(own, blocks, table.concat(grew, ", ")))
-lab.check("the break did not move for them", unmoved == blocks,
-          ("%d of %d mallocs left the break where it was"):format(unmoved, blocks))
+          ("%d of %d%s"):format(own, blocks, own > 0 and (", each mapping %s bytes"):format(
+            table.concat(sizes, ", ")) or ""))
 for j = 1, blocks do M.free(block_list[j]) end
+
+-- mallopt may be refused (another malloc than glibc's, such as AddressSanitizer's, ignores it):
+-- then the experiments that need it fail with the reason.
+local function threshold(n, shown, note)
+  print(("M.mallopt(M.M_MMAP_THRESHOLD, %s)%s"):format(shown, note or ""))
+  local ok, msg = M.mallopt(M.M_MMAP_THRESHOLD, n)
+  if not ok then print("  refused: " .. tostring(msg)) end
+  return ok, ("M.mallopt(M.M_MMAP_THRESHOLD, %s) refused: %s"):format(shown, msg)
+end
 
 -- Moving the boundary down: M_MMAP_THRESHOLD = 32 KiB. malloc still uses free space it already
 -- has in the heap first; once that is used up, 64 KiB blocks come from mappings, not from brk.
-print("\nM.mallopt(M.M_MMAP_THRESHOLD, 32 * 1024)")
-assert(M.mallopt(M.M_MMAP_THRESHOLD, 32 * 1024))
-local extra, brk0, first_mapped = {}, M.sbrk(0), nil
-for k = 1, 64 do
-  extra[k] = M.malloc(block_size_heap)
-  if M.region(extra[k]).path ~= "[heap]" then first_mapped = k break end
+print()
+local ok, why = threshold(32 * 1024, "32 * 1024")
+if not ok then
+  lab.check("with the threshold at 32 KiB a 64 KiB block comes from a mapping", false, why)
+else
+  local extra, grew, first_mapped = {}, 0, nil
+  for k = 1, 64 do
+    local brk0 = M.sbrk(0)
+    extra[k] = M.malloc(block_size_heap)
+    local a = extra[k]:address()
+    if a < heap_from or a >= M.sbrk(0) then first_mapped = k break end -- not in [heap]
+    if a + block_size_heap > brk0 then grew = grew + 1 end -- in memory the break grew for
+  end
+  local r, name = nil, "no block"
+  if first_mapped then
+    r, name = where(extra[first_mapped])
+    print(("blocks 1-%d of 64 KiB came from free space already in the heap; block %d: %s, %s")
+      :format(first_mapped - 1, first_mapped, lab.hex(extra[first_mapped]:address()), name))
+  end
+  lab.check("with the threshold at 32 KiB a 64 KiB block comes from a mapping",
+            r ~= nil and r.path == "", first_mapped and
+            ("block %d, at %s"):format(first_mapped, lab.hex(extra[first_mapped]:address())))
+  lab.check("... and the break did not grow for any of them", grew == 0,
+            ("%d of %d blocks needed the break moved"):format(grew, #extra))
+  for _, b in ipairs(extra) do b:free() end
 end
-if first_mapped then
-  print(("blocks 1-%d of 64 KiB came from free space already in the heap; block %d: %s, %s")
-    :format(first_mapped - 1, first_mapped, lab.hex(extra[first_mapped]:address()),
-            select(2, where(extra[first_mapped]))))
-end
-lab.check("with the threshold at 32 KiB a 64 KiB block comes from a mapping", first_mapped ~= nil
-          and M.region(extra[first_mapped]).path == "", first_mapped and
-          ("block %d, at %s"):format(first_mapped, lab.hex(extra[first_mapped]:address())))
-lab.check("... and the break did not grow for any of them", M.sbrk(0) <= brk0)
-for _, b in ipairs(extra) do b:free() end
 
 -- Moving it up: M_MMAP_THRESHOLD = 32 MiB (glibc's maximum). A 1 MiB block, mapped by default,
 -- now comes from the heap, and the break grows to make room for it.
 local function one_mib()
   local before = M.sbrk(0)
   local b = M.malloc(1 << 20)
+  local moved = M.sbrk(0) - before -- before where(): reading the maps may move the break
   local r, name = where(b)
   print(("malloc(1 MiB): %s in %s, the break moved %+d KiB"):format(lab.hex(b:address()), name,
-    (M.sbrk(0) - before) // 1024))
-  local in_heap, moved = r.path == "[heap]", M.sbrk(0) - before
+    moved // 1024))
   b:free()
-  return in_heap, moved
+  return r and r.path == "[heap]", moved
 end
-print("\nM.mallopt(M.M_MMAP_THRESHOLD, 128 * 1024) (the default)")
-assert(M.mallopt(M.M_MMAP_THRESHOLD, 128 * 1024))
+print()
+local ok_default, why_default = threshold(128 * 1024, "128 * 1024", " (the default)")
 local default_in_heap = one_mib()
-print("M.mallopt(M.M_MMAP_THRESHOLD, 32 * 1024 * 1024)")
-assert(M.mallopt(M.M_MMAP_THRESHOLD, 32 * 1024 * 1024))
-local high_in_heap, moved = one_mib()
-lab.check("with the threshold at 32 MiB a 1 MiB block comes from the heap instead",
-          not default_in_heap and high_in_heap and moved >= 1 << 20,
-          ("default: %s; 32 MiB: %s, break +%d KiB"):format(default_in_heap and "heap" or "mapping",
-            high_in_heap and "heap" or "mapping", moved // 1024))
+ok, why = threshold(32 * 1024 * 1024, "32 * 1024 * 1024")
+if not (ok and ok_default) then
+  lab.check("with the threshold at 32 MiB a 1 MiB block comes from the heap instead", false,
+            ok_default and why or why_default)
+else
+  local high_in_heap, moved = one_mib()
+  lab.check("with the threshold at 32 MiB a 1 MiB block comes from the heap instead",
+            not default_in_heap and high_in_heap and moved >= 1 << 20,
+            ("default: %s; 32 MiB: %s, break +%d KiB"):format(default_in_heap and "heap" or
+              "mapping", high_in_heap and "heap" or "mapping", moved // 1024))
+end
 M.mallopt(M.M_MMAP_THRESHOLD, 128 * 1024)          -- back to glibc's default
 
 lab.done()
