@@ -3,6 +3,7 @@
 #   make alloc-asan       the same built with AddressSanitizer + UBSan
 #   make alloc-valgrind   the same under valgrind memcheck (fewer stress operations)
 #   make alloc-fuzz       libFuzzer (clang) on each allocator for FUZZ_SECONDS (default 20) each
+#   make alloc-headers    each public header compiles alone as pedantic C11 and as C++11
 # Products go under $(BUILD)/alloc/. ALLOC_SRCS is also linked into the Lua module (mk/core.mk).
 
 ALLOC_SRCS := $(wildcard csrc/alloc/*.c)
@@ -22,7 +23,7 @@ ALLOC_VALGRIND_FLAGS := -q --error-exitcode=1 --leak-check=full --errors-for-lea
 ALLOC_VALGRIND_ENV := MEMLAB_STRESS_OPS=$(or $(MEMLAB_STRESS_OPS),20000) \
                       MEMLAB_STRESS_CHECKS=$(or $(MEMLAB_STRESS_CHECKS),1000)
 
-.PHONY: alloc-test alloc-asan alloc-valgrind alloc-fuzz
+.PHONY: alloc-test alloc-asan alloc-valgrind alloc-fuzz alloc-headers
 
 $(ALLOC_DIR)/plain/%: spec/c/%.c $(ALLOC_DEPS)
 	@mkdir -p $(dir $@)
@@ -60,3 +61,21 @@ alloc-fuzz: $(ALLOC_DIR)/fuzz_alloc
 	    echo "ok $$n - fuzz $$t $(FUZZ_SECONDS)s $${execs:-0} execs"; \
 	  else st=1; echo "not ok $$n - fuzz $$t (see $$log)"; grep -m5 -e 'fuzz_alloc:' -e 'ERROR' $$log | sed 's/^/# /'; fi; \
 	done; echo "1..$$n"; exit $$st
+
+# Each public header compiles alone, first in its file, as pedantic C11 and C++11 (a C or C++
+# program may include them without the project's flags). TAP, one test per header and language.
+ALLOC_PUBLIC_HDRS := mlalloc pagesrc freelist buddy pool
+alloc-headers:
+	@n=0; st=0; dir=$$(mktemp -d); \
+	for h in $(ALLOC_PUBLIC_HDRS); do \
+	  printf '#include "%s.h"\n' $$h > $$dir/$$h.c; cp $$dir/$$h.c $$dir/$$h.cc; \
+	  n=$$((n + 1)); \
+	  if $(CC) -std=c11 -Wall -Wextra -pedantic -Werror -fsyntax-only -Icsrc/alloc $$dir/$$h.c; \
+	  then echo "ok $$n - $$h.h compiles alone as pedantic C11"; \
+	  else echo "not ok $$n - $$h.h compiles alone as pedantic C11"; st=1; fi; \
+	  n=$$((n + 1)); \
+	  if ! command -v $(CXX) >/dev/null; then echo "ok $$n - $$h.h as C++11 # SKIP no $(CXX)"; \
+	  elif $(CXX) -std=c++11 -Wall -Wextra -pedantic -Werror -fsyntax-only -Icsrc/alloc $$dir/$$h.cc; \
+	  then echo "ok $$n - $$h.h compiles alone as C++11"; \
+	  else echo "not ok $$n - $$h.h compiles alone as C++11"; st=1; fi; \
+	done; rm -rf $$dir; echo "1..$$n"; exit $$st

@@ -59,7 +59,12 @@ stage_specs() {
   "$LUA" "$BUSTED" "$BUSTED_CPATH" -o TAP spec
 }
 
-stage_ctests() { make --no-print-directory WERROR=1 alloc-test; }
+stage_ctests() {
+  local rc=0
+  make --no-print-directory WERROR=1 alloc-test || rc=1
+  make --no-print-directory alloc-headers || rc=1
+  return $rc
+}
 
 # tagged TAG COMMAND...: runs COMMAND, prefixing its TAP test names with [TAG]; COMMAND's status.
 tagged() {

@@ -192,6 +192,7 @@ static void shrink(ml_buddy *b)
 ml_status bd_init(ml_buddy *b, ml_pagesrc *src, const bd_config *cfg)
 {
     memset(b, 0, sizeof *b);
+    b->min_size = bsize(BD_MIN_ORDER);   /* even uninitialised: order_for stays in range */
     bd_config c = { BD_DEFAULT_MIN, BD_DEFAULT_INITIAL };
     if (cfg && cfg->min_block) c.min_block = cfg->min_block;
     if (cfg && cfg->initial) c.initial = cfg->initial;
@@ -207,7 +208,10 @@ ml_status bd_init(ml_buddy *b, ml_pagesrc *src, const bd_config *cfg)
     if (b->init_order < page_order) b->init_order = page_order;
     if (b->init_order < b->min_order) b->init_order = b->min_order;
     if (b->init_order > b->max_order) b->init_order = b->max_order;
-    if (b->min_order > b->max_order) return b->err = ML_EINVAL;
+    if (b->min_order > b->max_order) {
+        b->src = NULL;                   /* not initialised: every call fails */
+        return b->err = ML_EINVAL;
+    }
     b->gran_order = b->min_order < BD_GRAN_MAX_ORDER ? b->min_order : BD_GRAN_MAX_ORDER;
     b->gran_mask = bsize(b->gran_order) - 1;
     b->min_size = bsize(b->min_order);
@@ -220,6 +224,7 @@ ml_status bd_init(ml_buddy *b, ml_pagesrc *src, const bd_config *cfg)
     if (err) {
         b->src_err = err;
         b->meta_len = 0;
+        b->src = NULL;
         return b->err = ML_ENOMEM;
     }
     b->meta = m;
@@ -252,6 +257,7 @@ void bd_destroy(ml_buddy *b)
     int src_err = b->src_err;
     ml_stats_retire(&st, b->src->syscalls);
     memset(b, 0, sizeof *b);
+    b->min_size = bsize(BD_MIN_ORDER);
     b->st = st;
     b->src_err = src_err;
 }
@@ -282,6 +288,10 @@ static void flush(ml_buddy *b);
 
 static void *alloc_core(ml_buddy *b, size_t n)
 {
+    if (ML_UNLIKELY(!b->meta)) {         /* not initialised, or destroyed */
+        b->err = ML_EINVAL;
+        return NULL;
+    }
     if (n > bsize(b->max_order)) {
         b->err = ML_ENOMEM;
         return NULL;

@@ -39,6 +39,11 @@
 #include "mlalloc.h"
 #include "pagesrc.h"
 
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define BD_ORDERS 48u              /* block orders 0..47: arenas below 128 TiB */
 #define BD_MIN_ORDER 4u            /* 16 bytes: a free block holds two links */
 #define BD_GRAN_MAX_ORDER 7u       /* entries describe at most 128 bytes each */
@@ -62,7 +67,7 @@ typedef struct bd_node {
     struct bd_node *next, *prev;
 } bd_node;
 
-_Static_assert(sizeof(bd_node) <= ((size_t)1 << BD_MIN_ORDER), "the smallest block must hold its links");
+ML_STATIC_ASSERT(sizeof(bd_node) <= ((size_t)1 << BD_MIN_ORDER), "the smallest block must hold its links");
 
 typedef struct ml_buddy {
     ml_pagesrc *src;
@@ -109,5 +114,9 @@ void bd_flush(ml_buddy *b);
 /* Set the cache depth: parked blocks per order, at most BD_CACHE_DEPTH_MAX; 0 or less turns the
  * cache off (the state after bd_init). Lowering it flushes the cache first. */
 void bd_set_cache(ml_buddy *b, int depth);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -325,7 +325,8 @@ fl_large *fl_large_find(const ml_freelist *a, const void *p);
 static inline char *arena_live(const ml_freelist *a, const void *p, size_t *h)
 {
     uintptr_t x = (uintptr_t)p, lo = (uintptr_t)a->base + 2 * FL_HDR;
-    if (ML_LIKELY(x - lo < (size_t)(a->top - a->base) - 3 * FL_HDR && !(x & 15))) {
+    /* used_map is NULL before init and after destroy, when base == top makes the span wrap */
+    if (ML_LIKELY(x - lo < (size_t)(a->top - a->base) - 3 * FL_HDR && !(x & 15) && a->used_map)) {
         size_t i = (size_t)(x - lo) >> 4;
         if (ML_LIKELY(used_test(a, i))) {
             char *b = (char *)(uintptr_t)(x - FL_HDR);

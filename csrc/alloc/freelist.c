@@ -253,7 +253,10 @@ ml_status fl_init(ml_freelist *a, ml_pagesrc *src, const fl_config *cfg)
     a->src = src;
     a->policy = c.policy;
     a->reserve = src->reserved < FL_MAX_ARENA ? src->reserved : FL_MAX_ARENA;
-    if (a->reserve < 2 * page) return a->err = ML_EINVAL;
+    if (a->reserve < 2 * page) {
+        a->src = NULL;                           /* not initialised: every call fails */
+        return a->err = ML_EINVAL;
+    }
     a->step = c.grow_step && c.grow_step < a->reserve ? ml_align_up(c.grow_step, page)
             : FL_DEFAULT_STEP < a->reserve ? FL_DEFAULT_STEP : a->reserve;
     a->trim = c.trim_threshold ? c.trim_threshold : FL_DEFAULT_TRIM;
@@ -270,6 +273,7 @@ ml_status fl_init(ml_freelist *a, ml_pagesrc *src, const fl_config *cfg)
     if (err) {
         a->src_err = err;
         a->used_map_len = 0;
+        a->src = NULL;                           /* not initialised: every call fails */
         return a->err = ML_ENOMEM;
     }
     a->used_map = m;
@@ -304,6 +308,7 @@ void fl_destroy(ml_freelist *a)
 
 static void *alloc_core(ml_freelist *a, size_t n)
 {
+    if (ML_UNLIKELY(!a->used_map)) return fail_null(a, ML_EINVAL); /* not initialised, destroyed */
     if (n >= a->mmap_min) return fl_large_alloc(a, n, ML_ALIGN);
     if (n > a->reserve) return fail_null(a, ML_ENOMEM);
     size_t bs = req_block(n);
@@ -446,7 +451,8 @@ static inline void *realloc_fast(ml_freelist *a, void *p, size_t n)
 {
     size_t h;
     char *b;
-    if (n >= a->mmap_min || (b = arena_live(a, p, &h)) == NULL) return NULL;
+    /* n > reserve: req_block(n) could wrap (n near SIZE_MAX); realloc_core refuses it */
+    if (n >= a->mmap_min || n > a->reserve || (b = arena_live(a, p, &h)) == NULL) return NULL;
     size_t s = h_size(h), bs = req_block(n), oldn = s - FL_HDR - h_slack(h), prevflag = h & FL_PREV_USED;
     if (bs <= s) {
         if (s - bs >= FL_MIN_BLOCK) return NULL;            /* a tail to split off: general path */
@@ -489,7 +495,7 @@ void *fl_realloc(ml_freelist *a, void *p, size_t n)
  * free block (at least FL_MIN_BLOCK, hence the extra search size) and its tail as usual. */
 static void *memalign_core(ml_freelist *a, size_t align, size_t n)
 {
-    if (!ml_is_pow2(align)) return fail_null(a, ML_EINVAL);
+    if (!ml_is_pow2(align) || !a->used_map) return fail_null(a, ML_EINVAL);
     if (align <= ML_ALIGN) return alloc_core(a, n);
     if (n >= a->mmap_min) return fl_large_alloc(a, n, align);
     if (n > a->reserve || align > a->reserve) return fail_null(a, ML_ENOMEM);

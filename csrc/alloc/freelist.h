@@ -51,6 +51,11 @@
 #include "mlalloc.h"
 #include "pagesrc.h"
 
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define FL_HDR ((size_t)8)      /* header bytes before each arena user area */
 #define FL_MIN_BLOCK ((size_t)32) /* smallest block: header, two links, footer */
 #define FL_LARGE_HDR ((size_t)48) /* header (struct fl_large) before a mapped block's user area */
@@ -106,9 +111,9 @@ typedef struct fl_large {
     size_t hdr;              /* maplen | FL_USED | FL_MAPPED: sits at user - 8 like any header */
 } fl_large;
 
-_Static_assert(sizeof(fl_block) + 8 <= FL_MIN_BLOCK, "a free block must hold links and footer");
-_Static_assert(sizeof(fl_large) == FL_LARGE_HDR, "fl_large must end where the user area starts");
-_Static_assert(FL_LARGE_HDR % 16 == 0, "large user areas must stay 16-aligned");
+ML_STATIC_ASSERT(sizeof(fl_block) + 8 <= FL_MIN_BLOCK, "a free block must hold links and footer");
+ML_STATIC_ASSERT(sizeof(fl_large) == FL_LARGE_HDR, "fl_large must end where the user area starts");
+ML_STATIC_ASSERT(FL_LARGE_HDR % 16 == 0, "large user areas must stay 16-aligned");
 
 typedef struct ml_freelist {
     ml_pagesrc *src;
@@ -155,7 +160,9 @@ void *fl_calloc(ml_freelist *a, size_t nr, size_t size);
 void *fl_realloc(ml_freelist *a, void *p, size_t n);
 /* align: a power of two (EINVAL otherwise); at most 16 is the same as fl_alloc. */
 void *fl_memalign(ml_freelist *a, size_t align, size_t n);
-/* free(NULL) is ML_OK. Foreign, interior and double frees change nothing. */
+/* free(NULL) is ML_OK. Foreign, interior and double frees change nothing. A block that had a
+ * mapping of its own (a large one) is forgotten with its mapping: freeing it again is
+ * ML_EFOREIGN, not ML_EDOUBLE. After fl_destroy, or a failed fl_init, every call fails. */
 ml_status fl_free(ml_freelist *a, void *p);
 ml_status fl_usable_size(const ml_freelist *a, const void *p, size_t *out);
 
@@ -175,5 +182,9 @@ size_t fl_peek(const ml_freelist *a, const void *addr, void *out, size_t len);
 const char *fl_policy_name(fl_policy p);
 /* "first", "next", "best", "segregated": 0 and *out set, or -1. */
 int fl_policy_parse(const char *name, fl_policy *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,7 +1,8 @@
 /* mlalloc.h: what memlab's three allocators (free list, buddy, pool) have in common: the status
  * codes every operation reports, the statistics each of them fills, and the block walker.
  *
- * The allocators are pure C11 and instance-based: an instance is a complete struct the caller
+ * The allocators are C11 (with GCC's or Clang's builtins and, in pool.h, unsigned __int128: a
+ * 64-bit target; the headers also compile as C++11) and instance-based: an instance is a complete struct the caller
  * places where it likes (a Lua userdata), memory comes only from the page source (pagesrc.h)
  * handed to init, and nothing is global. Failure is a NULL result and/or an ml_status; nothing
  * aborts, exits or prints. An instance must not be moved in memory while it is initialised
@@ -11,6 +12,18 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A compile-time check, in C11 and in C++11 (the headers may be included from C++). */
+#ifdef __cplusplus
+#define ML_STATIC_ASSERT(c, msg) static_assert(c, msg)
+#else
+#define ML_STATIC_ASSERT(c, msg) _Static_assert(c, msg)
+#endif
 
 /* Every user pointer handed out is aligned to ML_ALIGN. */
 #define ML_ALIGN 16u
@@ -48,7 +61,9 @@ typedef struct ml_stats {
     uint64_t allocs;        /* successful alloc, calloc, memalign, and realloc(NULL, n) */
     uint64_t frees;         /* successful free */
     uint64_t reallocs;      /* successful realloc of a live block */
-    uint64_t failures;      /* any call that returned NULL or a status other than ML_OK */
+    uint64_t failures;      /* alloc, calloc, memalign, realloc or free calls that failed (NULL
+                             * or a status other than ML_OK); usable_size and check, which take
+                             * a const instance, count nothing */
     uint64_t source_calls;  /* system calls the page source made for this allocator */
 } ml_stats;
 
@@ -72,5 +87,9 @@ static inline unsigned ml_log2_floor(size_t x) { return 63u - (unsigned)__builti
 static inline unsigned ml_log2_ceil(size_t x) { return x <= 1 ? 0u : 64u - (unsigned)__builtin_clzl(x - 1); }
 static inline int ml_is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 static inline size_t ml_align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

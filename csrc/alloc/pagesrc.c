@@ -1,5 +1,8 @@
 /* pagesrc.c: the page sources (an mmap arena and the real program break) and the kernel calls
  * behind them. See pagesrc.h for the model. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* Linux's MAP_ANONYMOUS, MAP_NORESERVE, mremap, madvise and sbrk under -std=c11 */
+#endif
 #include "pagesrc.h"
 #include "mlalloc.h"
 #include "mlsan.h"

@@ -17,6 +17,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- the kernel calls ---- */
 
 size_t ml_sys_pagesize(void);
@@ -98,5 +103,9 @@ int ml_src_destroy(ml_pagesrc *s);
 int ml_src_disown(ml_pagesrc *s, uintptr_t *lo, uintptr_t *hi);
 /* "mmap" or "sbrk". */
 const char *ml_src_kindname(const ml_pagesrc *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

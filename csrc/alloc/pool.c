@@ -129,7 +129,12 @@ ml_status pool_init(ml_pool *p, ml_pagesrc *src, const pool_config *cfg)
     size_t reserve = src->reserved < POOL_MAX_ARENA ? src->reserved : POOL_MAX_ARENA;
     size_t fit = reserve / p->stride;
     p->max_blocks = !p->grow ? p->count : cfg->max_blocks && cfg->max_blocks < fit ? cfg->max_blocks : fit;
-    if (p->count > p->max_blocks) return p->err = ML_ENOMEM;
+    /* the first slab, count blocks, within what offsets can address (POOL_MAX_ARENA: beyond it
+     * the division by a multiplication is no longer exact) and within the source's reserve */
+    if (p->count > POOL_MAX_ARENA / p->stride || p->count > fit || p->count > p->max_blocks) {
+        p->src = NULL;                           /* not initialised: every call fails */
+        return p->err = p->count > POOL_MAX_ARENA / p->stride ? ML_EINVAL : ML_ENOMEM;
+    }
     p->recip = UINT64_MAX / p->stride + 1;
     p->vg = ml_san_valgrind();
     p->strict = ml_san_strict(p->vg);
@@ -140,6 +145,7 @@ ml_status pool_init(ml_pool *p, ml_pagesrc *src, const pool_config *cfg)
     if (err) {
         p->src_err = err;
         p->used_map_len = 0;
+        p->src = NULL;
         return p->err = ML_ENOMEM;
     }
     p->used_map = m;

@@ -36,16 +36,23 @@
 #include "mlalloc.h"
 #include "pagesrc.h"
 
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define POOL_MAX_ARENA ((size_t)1 << 32)   /* offsets fit 32 bits: division by a multiplication */
 #define POOL_MAG 64u                        /* parked blocks at most (< 256) */
 #define POOL_PARK_BITS 9u                   /* 512 slots */
 #define POOL_PARK_SLOTS (1u << POOL_PARK_BITS)   /* table of parked offsets */
 
-_Static_assert(ML_ALIGN >= sizeof(void *), "a free block holds its free-list link");
+ML_STATIC_ASSERT(ML_ALIGN >= sizeof(void *), "a free block holds its free-list link");
 
 typedef struct pool_config {
     size_t block;        /* object size, > 0 */
-    size_t count;        /* blocks per slab, > 0 */
+    size_t count;        /* blocks per slab, > 0; count * stride (block rounded up to 16) at
+                          * most POOL_MAX_ARENA (else ML_EINVAL) and the source's reserve (else
+                          * ML_ENOMEM) */
     int grow;            /* add slabs when full */
     size_t max_blocks;   /* with grow: at most this many blocks (0: the page source's limit) */
 } pool_config;
@@ -161,5 +168,9 @@ static inline ml_status pool_free_inline(ml_pool *p, void *ptr)
 #endif
     return pool_free(p, ptr);
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

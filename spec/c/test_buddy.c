@@ -271,6 +271,29 @@ static void t_realloc_grows_arena(void)
     teardown();
 }
 
+/* Every call on a destroyed instance, or one whose init failed, fails instead of reading its
+ * zeroed state (UBSan: bd_alloc(0) after destroy indexed the cache at order 64). */
+static void t_dead_instance(void)
+{
+    CHECK(setup(1u << 20, 32, 0));
+    char *p = bd_alloc(&B, 100);
+    CHECK(p != NULL);
+    teardown();
+    for (int round = 0; round < 2; round++) {
+        size_t us = 0;
+        for (size_t n = 0; n <= 70000; n = n * 4 + 1) CHECK(bd_alloc(&B, n) == NULL);
+        CHECK(bd_calloc(&B, 2, 8) == NULL && bd_realloc(&B, NULL, 10) == NULL);
+        CHECK(bd_realloc(&B, p, 10) == NULL);
+        CHECK(bd_free(&B, p) != ML_OK && bd_free(&B, NULL) == ML_OK);
+        CHECK(bd_usable_size(&B, p, &us) != ML_OK);
+        bd_destroy(&B);                                     /* idempotent */
+        bd_config c = { 1u << 21, 0 };                      /* min above the whole reserve */
+        CHECK(ml_src_init_mmap(&src, 1u << 20, 1u << 20) == 0);
+        CHECK_STATUS(bd_init(&B, &src, &c), ML_EINVAL);
+        ml_src_destroy(&src);
+    }
+}
+
 int main(void)
 {
     tap_init("test_buddy");
@@ -278,6 +301,7 @@ int main(void)
     TAP_RUN(t_zero_and_frag, "buddy: alloc(0) gives minimum blocks; internal fragmentation exact");
     TAP_RUN(t_largest_and_exhaustion, "buddy: whole-arena block, exhaustion, recovery");
     TAP_RUN(t_merge_permutations, "buddy: all 120 free orders of 5 blocks merge back to one block");
+    TAP_RUN(t_dead_instance, "buddy: every call on a destroyed or uninitialised instance fails, none crashes");
     TAP_RUN(t_misuse, "buddy: foreign, interior, double free detected, check passes");
     TAP_RUN(t_realloc, "buddy: realloc in place (same order, shrink, grow into buddies) and moving");
     TAP_RUN(t_realloc_grows_arena, "buddy: realloc of the arena's first block grows the arena under it, in place");

@@ -320,6 +320,53 @@ static void t_sbrk_source(void)
     CHECK(ml_sys_break() == brk0);
 }
 
+/* realloc to a size near SIZE_MAX, with large blocks turned off (mmap_threshold SIZE_MAX): the
+ * block size must not wrap (it came out as 32, and the fast path "grew" the block in place,
+ * then wrote a header far outside the arena); ML_ENOMEM, the block intact. All policies. */
+static void t_realloc_huge(void)
+{
+    for (size_t k = 0; k < 4; k++) {
+        CHECK(setup(policies[k], 1u << 20, 0, SIZE_MAX));
+        char *p = fl_alloc(&A, 40);
+        CHECK(p != NULL);
+        fill(p, 40, 3);
+        for (size_t d = 0; d <= 48; d++) {
+            CHECKF(fl_realloc(&A, p, SIZE_MAX - d) == NULL && A.err == ML_ENOMEM,
+                   "realloc to SIZE_MAX - %zu", d);
+        }
+        CHECK(filled(p, 40, 3));
+        CHECK_INVARIANTS(fl_check, &A);
+        ml_stats st;
+        fl_stats(&A, &st);
+        CHECK(st.live_bytes == 40 && st.failures == 49);
+        teardown();
+    }
+}
+
+/* Every call on an instance that failed to initialise or was destroyed fails (NULL, a status)
+ * instead of following its zeroed pointers. */
+static void t_dead_instance(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, 0, 0));
+    char *p = fl_alloc(&A, 100);
+    CHECK(p != NULL);
+    teardown();
+    for (int round = 0; round < 2; round++) {
+        size_t us = 0;
+        CHECK(fl_alloc(&A, 10) == NULL && fl_alloc(&A, 0) == NULL && fl_alloc(&A, 1u << 20) == NULL);
+        CHECK(fl_calloc(&A, 2, 8) == NULL && fl_memalign(&A, 64, 10) == NULL);
+        CHECK(fl_realloc(&A, NULL, 10) == NULL && fl_realloc(&A, p, 10) == NULL);
+        CHECK(fl_free(&A, p) == ML_EFOREIGN && fl_free(&A, NULL) == ML_OK);
+        CHECK(fl_usable_size(&A, p, &us) == ML_EFOREIGN);
+        fl_destroy(&A);                                    /* idempotent */
+        /* the second round: an instance whose init failed (a reserve below two pages) */
+        fl_config c = { FL_SEGREGATED, 0, 0, 0, 0 };
+        CHECK(ml_src_init_mmap(&src, 4096, 0) == 0);
+        CHECK(fl_init(&A, &src, &c) == ML_EINVAL);
+        ml_src_destroy(&src);
+    }
+}
+
 int main(void)
 {
     tap_init("test_freelist");
@@ -331,6 +378,8 @@ int main(void)
     TAP_RUN(t_fit_policies, "freelist: first, next, best, segregated pick the hole their definition says");
     TAP_RUN(t_misuse, "freelist: foreign, interior, double free detected, check passes");
     TAP_RUN(t_realloc, "freelist: realloc grows/shrinks in place, moves, fails intact");
+    TAP_RUN(t_realloc_huge, "freelist: realloc near SIZE_MAX without large blocks is ML_ENOMEM, block intact");
+    TAP_RUN(t_dead_instance, "freelist: every call on a destroyed or uninitialised instance fails, none crashes");
     TAP_RUN(t_large_blocks, "freelist: large blocks in their own mappings, walked and freed");
     TAP_RUN(t_calloc, "freelist: calloc zeroes and catches overflow; bad alignment is EINVAL");
     TAP_RUN(t_grow_trim, "freelist: arena grows by steps and trims its free top");

@@ -96,12 +96,55 @@ static void t_misuse(void)
     teardown();
 }
 
+/* A first slab beyond what offsets address (POOL_MAX_ARENA), or whose count * stride overflows,
+ * or beyond the source's reserve, is refused at init (a 12.9 GB slab of 2 GiB blocks was ML_OK
+ * on a large enough source and then took interior pointers for blocks; an overflowing one was
+ * ML_OK with nothing committed). Every call on the refused instance fails. */
+static void t_init_limits(void)
+{
+    static const pool_config bad[] = {
+        { 2150660096u, 6, 0, 0 },                           /* 12.9 GB > 4 GiB */
+        { (size_t)1 << 28, (size_t)1 << 36, 0, 0 },         /* count * stride overflows */
+        { (size_t)1 << 32, (size_t)1 << 32, 0, 0 },
+        { (size_t)1 << 24, (size_t)1 << 40, 1, 0 },
+    };
+    CHECK(ml_src_init_mmap(&src, (size_t)1 << 20, 0) == 0);         /* 1 MiB reserved */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECKF(pool_init(&P, &src, &bad[i]) == ML_EINVAL, "case %zu", i);
+        CHECK(pool_alloc(&P, 1) == NULL && pool_free(&P, (void *)&P) != ML_OK);
+    }
+    pool_config c = { 64, ((size_t)1 << 20) / 64 + 1, 0, 0 };       /* one block more */
+    CHECK_STATUS(pool_init(&P, &src, &c), ML_ENOMEM);
+    CHECK(pool_alloc(&P, 1) == NULL);
+    c.count--;                                                       /* exactly the reserve */
+    CHECK_STATUS(pool_init(&P, &src, &c), ML_OK);
+    CHECK(pool_alloc(&P, 64) != NULL);
+    teardown();
+}
+
+/* Every call on a destroyed instance fails. */
+static void t_dead_instance(void)
+{
+    CHECK(setup(64, 16, 1, 0));
+    char *p = pool_alloc(&P, 10);
+    CHECK(p != NULL);
+    teardown();
+    size_t us = 0;
+    CHECK(pool_alloc(&P, 0) == NULL && pool_alloc(&P, 64) == NULL && pool_calloc(&P, 2, 8) == NULL);
+    CHECK(pool_realloc(&P, NULL, 8) == NULL && pool_realloc(&P, p, 8) == NULL);
+    CHECK(pool_free(&P, p) != ML_OK && pool_free(&P, NULL) == ML_OK);
+    CHECK(pool_usable_size(&P, p, &us) != ML_OK);
+    pool_destroy(&P);
+}
+
 int main(void)
 {
     tap_init("test_pool");
     TAP_RUN(t_alignment, "pool: blocks 16-aligned, laid end to end by stride");
     TAP_RUN(t_exhaustion, "pool: exhaustion gives ML_ENOMEM, frees recover (LIFO)");
     TAP_RUN(t_slab_growth, "pool: grows by slabs up to max_blocks; stats add up");
+    TAP_RUN(t_init_limits, "pool: a first slab past 4 GiB, past the reserve or overflowing is refused at init");
+    TAP_RUN(t_dead_instance, "pool: every call on a destroyed instance fails, none crashes");
     TAP_RUN(t_misuse, "pool: foreign, interior, double free, oversize detected, check passes");
     return tap_done();
 }
