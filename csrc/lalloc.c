@@ -206,12 +206,20 @@ static int la_alloc(lua_State *L) {
   return 1;
 }
 
-/* a:calloc(nr, size) -> zeroed block | nil, msg, ENOMEM (nr * size overflowing included) */
+/* a:calloc(nr, size) -> zeroed block | nil, msg, ENOMEM. An nr * size that overflows is more
+ * than any block holds: it raises where a too large request raises (buddy, pool), and is
+ * ENOMEM where every size is a request (the free list, as C's calloc). */
 static int la_calloc(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
   size_t nr = arg_size(L, 2), size = arg_size(L, 3), n;
-  if (__builtin_mul_overflow(nr, size, &n) || n > (size_t)PTRDIFF_MAX)
+  if (__builtin_mul_overflow(nr, size, &n) || n > (size_t)PTRDIFF_MAX) {
+    size_t max = a->ops->maxreq(&a->u);
+    if (max < (size_t)PTRDIFF_MAX)
+      luaL_argerror(L, 3, lua_pushfstring(L, "nr * size overflows, out of range (a %s block "
+                                             "holds at most %I bytes)", a->ops->name,
+                                          (lua_Integer)max));
     return push_statuserror(L, a->ops->name, "out of memory (nr * size overflows)", ENOMEM);
+  }
   check_request(L, a, 3, n, 1);
   Owner *o = alloc_newblock(L, 1, a);
   void *p = a->ops->calloc(&a->u, nr, size);

@@ -427,6 +427,22 @@ static int mmap_unmap(lua_State *L) {
 }
 
 static int mmap_munmap(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TNUMBER) { /* munmap(addr, length): a whole mapping of the caller's */
+    uintptr_t addr = (uintptr_t)luaL_checkinteger(L, 1);
+    arg_size(L, 2);
+    Owner *o = map_find_push(L, addr, 1); /* its buffer, or nothing */
+    if (!o)
+      return luaL_error(L, "munmap: %p is in no mapping of yours (memlab unmaps what it mapped, "
+                           "whole)", (void *)addr);
+    if ((uintptr_t)o->base != addr)
+      return luaL_error(L, "munmap of part of a mapping is refused (it would leave a hole "
+                           "another mapping could fill): %p is %I bytes into the mapping at %p",
+                        (void *)addr, (lua_Integer)(addr - (uintptr_t)o->base), (void *)o->base);
+    lua_replace(L, 1);
+    lua_settop(L, 2);
+  } else if (!buf_test(L, 1)) {
+    return luaL_typeerror(L, 1, "buffer or address");
+  }
   Buffer *b = check_mapping_root(L, 1, "munmap");
   if (!lua_isnoneornil(L, 2) && b->o->state == OWNER_LIVE) {
     size_t off = 0, len;

@@ -650,6 +650,10 @@ describe("M.map{}", function()
                    err:match("spec/09%-mmap_spec%.lua:.*"))
       H.raises("offset must be an integer", M.map, { length = ps, offset = 0.5 })
       H.raises("offset must be an integer", M.map, { length = ps, offset = "page" })
+      for _, k in ipairs { "shared", "populate", "lock" } do -- "no" would have counted as true
+        H.raises("bad argument #1 to 'map' (" .. k .. ": boolean expected, got string)", M.map,
+                 { length = ps, [k] = "no" })
+      end
       H.raises("offset must be an integer", M.map, { length = ps, offset = {} })
       -- an integral float or numeral string is an integer, as for length and for M.mmap
       local mf = assert(M.memfd_create("memlab-09-offset"))
@@ -975,6 +979,20 @@ describe("b:unmap() and M.munmap()", function()
     assert.equal("freed buffer", M.type(b))
   end)
 
+  it("M.munmap(addr, length) unmaps a whole mapping of the caller's, killing its buffer", function()
+    local b = anon(2)
+    local addr = b:address()
+    H.raises("is 4096 bytes into the mapping at", M.munmap, addr + ps, ps)  -- part: refused
+    H.raises("munmap of part of a mapping is refused", M.munmap, addr, ps)
+    H.raises("is in no mapping of yours", M.munmap, 4096 * 3, ps)
+    assert.equal(2 * ps, #b) -- the refusals changed nothing
+    assert.is_true(M.munmap(addr, 2 * ps))
+    assert.equal("freed buffer", M.type(b))
+    assert.equal(0, regions_at(addr))
+    H.raises("is in no mapping of yours", M.munmap, addr, 2 * ps)         -- nothing there now
+    H.raises("size out of range", M.munmap, addr, -1)
+  end)
+
   it("__close unmaps at the end of the scope", function()
     local addr
     do
@@ -1028,9 +1046,9 @@ describe("b:unmap() and M.munmap()", function()
     end)
 
     it("something that is not a buffer", function()
-      H.raises("memlab.buffer expected, got no value", M.munmap)
-      H.raises("memlab.buffer expected, got number", M.munmap, 4096, ps)
-      H.raises("memlab.buffer expected, got table", M.munmap, {})
+      H.raises("buffer or address expected, got no value", M.munmap)
+      H.raises("is in no mapping of yours", M.munmap, 4096, ps) -- an address: none of ours there
+      H.raises("buffer or address expected, got table", M.munmap, {})
     end)
 
     it("a heap buffer", function()

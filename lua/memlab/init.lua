@@ -378,6 +378,11 @@ function M.map(t)
   for k in pairs(t) do
     if not map_fields[k] then error(("bad argument #1 to 'map' (unknown field '%s')"):format(k), 2) end
   end
+  for _, k in ipairs { "shared", "populate", "lock" } do -- true/false fields: "no" is no false
+    if t[k] ~= nil and type(t[k]) ~= "boolean" then
+      error(("bad argument #1 to 'map' (%s: boolean expected, got %s)"):format(k, type(t[k])), 2)
+    end
+  end
   local prot = prot_bits(t.prot or "rw")
   local flags = t.shared and M.MAP_SHARED or M.MAP_PRIVATE
   if t.populate then flags = flags | M.MAP_POPULATE end
@@ -431,7 +436,8 @@ function M.map(t)
     if field then error(("bad argument #1 to 'map' (%s: %s)"):format(field, what), 2) end
     error(tostring(b):gsub("^[^:]*:%d+: ", ""), 2)
   end
-  return b, msg, code
+  if b then return b end
+  return nil, msg, code
 end
 
 --- M.octal("666") -> 438: a permission mode as C writes it. Lua has no octal literals: 0666 in
