@@ -26,7 +26,8 @@ static MFile *check_open(lua_State *L, int idx) {
   return f;
 }
 
-int mfile_arg_fd(lua_State *L, int idx) {
+int mfile_arg_fd(lua_State *L, int idx, int *flush_err) {
+  *flush_err = 0;
   if (lua_isnoneornil(L, idx)) return -1;
   if (lua_type(L, idx) == LUA_TNUMBER) {
     lua_Integer fd = luaL_checkinteger(L, idx);
@@ -37,7 +38,7 @@ int mfile_arg_fd(lua_State *L, int idx) {
   luaL_Stream *s = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE);
   if (s) {
     if (!s->closef) luaL_error(L, "attempt to use a closed file");
-    fflush(s->f);
+    if (fflush(s->f) != 0) *flush_err = errno; /* the caller answers nil, msg, errno */
     return fileno(s->f);
   }
   return luaL_typeerror(L, idx, "file descriptor (integer, memlab file or io file)");
@@ -93,12 +94,19 @@ static int mfile_truncate_any(lua_State *L) {
   if (lua_isnoneornil(L, 1)) return luaL_typeerror(L, 1, "path or file");
   int bypath = lua_type(L, 1) == LUA_TSTRING;
   const char *path = bypath ? arg_cstring(L, 1) : NULL;
-  int fd = bypath ? -1 : mfile_arg_fd(L, 1);
+  int flush_err = 0;
+  int fd = bypath ? -1 : mfile_arg_fd(L, 1, &flush_err);
   size_t n = arg_size(L, 2);
   luaL_argcheck(L, n <= (size_t)INT64_MAX, 2, "size out of range");
   if (!bypath && fd < 0) return luaL_argerror(L, 1, "a file expected, got -1");
+  if (flush_err)
+    return push_syserrorf(L, "fflush", flush_err, "the io file's buffered writes could not be "
+                          "written; nothing truncated");
   int err = bypath ? sys_truncate(path, (off_t)n) : sys_ftruncate(fd, (off_t)n);
-  if (err == EINVAL && !bypath && sys_fd_readonly(fd))
+  off_t fsize;
+  int regular = 0;
+  if (err == EINVAL && !bypath && sys_fd_readonly(fd) && sys_fdsize(fd, &fsize, &regular) == 0 &&
+      regular)
     return push_syserrorf(L, "ftruncate", err, "the file is open for reading only");
   if (err) return push_syserror(L, bypath ? "truncate" : "ftruncate", err);
   lua_pushboolean(L, 1);

@@ -297,8 +297,12 @@ static int map_refuse(lua_State *L, int err, const char *why) {
 static int mmap_mmap(lua_State *L) {
   size_t length = arg_size(L, 2);
   lua_Integer prot = luaL_checkinteger(L, 3), flags = luaL_checkinteger(L, 4);
-  int fd = mfile_arg_fd(L, 5);
+  int flush_err;
+  int fd = mfile_arg_fd(L, 5, &flush_err);
   lua_Integer offset = luaL_optinteger(L, 6, 0);
+  if (flush_err)
+    return push_syserrorf(L, "fflush", flush_err, "the io file's buffered writes could not be "
+                          "written; nothing mapped");
   size_t ps = sys_pagesize();
   luaL_argcheck(L, flags >= 0 && flags <= 0x7fffffff, 4, "flags out of range");
   if (prot & ~(lua_Integer)KNOWN_PROT)

@@ -24,13 +24,18 @@ local function exists(path)
   return f ~= nil
 end
 
--- Prefer the checkout's build, unless LUA_CPATH names the memlab to run (another build of the
+-- Prefer the checkout's build, unless LUA_CPATH finds a memlab to run (another build of the
 -- checkout, such as build/asan, or an installed one); otherwise rely on package.path/cpath as they
--- are (luarocks).
-local chosen = os.getenv("LUA_CPATH_5_4") or os.getenv("LUA_CPATH")
-if not chosen and exists(dir .. "../build/memlab/core.so") then
+-- are (luarocks). The Lua half comes from the checkout when the paths do not find one.
+local checkout_lua = dir .. "../lua/?.lua;" .. dir .. "../lua/?/init.lua;"
+local env = os.getenv("LUA_CPATH_5_4") or os.getenv("LUA_CPATH")
+if env and package.searchpath("memlab.core", package.cpath) then
+  if not package.searchpath("memlab", package.path) and exists(dir .. "../lua/memlab/init.lua") then
+    package.path = checkout_lua .. package.path
+  end
+elseif exists(dir .. "../build/memlab/core.so") then
   package.cpath = dir .. "../build/?.so;" .. package.cpath
-  package.path = dir .. "../lua/?.lua;" .. dir .. "../lua/?/init.lua;" .. package.path
+  package.path = checkout_lua .. package.path
 end
 
 local id, passed, total = "??", 0, 0

@@ -1272,6 +1272,23 @@ describe("the free list", function()
 end)
 
 describe("the buddy allocator", function()
+  it("realloc of the arena's first block, growing it past what the system gives, leaves the arena as it was", function()
+    if H.under() then pending("the child interpreter runs natively: once is enough") return end
+    -- RLIMIT_DATA 8 GiB: the 64 GiB arena cannot double up to 32 GiB for the block
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local a = assert(M.buddy { size = 1 << 36 })
+      local b = assert(a:alloc(100))
+      local before = a:stats().footprint
+      print("realloc", a:realloc(b, (1 << 35) + 1))
+      print("footprint", before, a:stats().footprint, b:valid())
+    ]], "ulimit -d 8388608; ")
+    assert.matches("realloc\tnil\tbuddy: out of memory[^\n]*\t" .. M.ENOMEM, out)
+    local before, after = out:match("footprint\t(%d+)\t(%d+)\ttrue")
+    assert.is_not_nil(before, out)
+    assert.equal(before, after, out)
+  end)
+
   it("serves each request with the closest power-of-two block", function()
     nogc()
     local a = M.buddy{ size = 64 * KiB, min = 32 }

@@ -85,6 +85,24 @@ describe("lab.remove_leftover (examples/lab.lua)", function()
   end)
 end)
 
+describe("examples/lab.lua's paths", function()
+  it("find the checkout's memlab from elsewhere, with a LUA_CPATH that finds none or names a build", function()
+    if H.under() then pending("the child interpreter runs natively: once is enough") return end
+    local root = assert(io.popen("pwd")):read("l")
+    local function run(env)
+      local p = assert(io.popen(("cd / && env -u LUA_PATH -u LUA_PATH_5_4 %s lua5.4 %s/examples/04_calloc.lua 2>&1")
+                                :format(env, root)))
+      local out = p:read("a")
+      p:close()
+      return out
+    end
+    -- as `eval "$(luarocks path)"` leaves it when memlab is not installed: no core found there
+    assert.matches("LAB 04 (%d+)/%1\n", run("LUA_CPATH='/nonexistent/?.so;;'"))
+    -- a build named explicitly: its core, and the Lua half from the checkout
+    assert.matches("LAB 04 (%d+)/%1\n", run(("LUA_CPATH='%s/build/?.so;;'"):format(root)))
+  end)
+end)
+
 describe("lab.sysv_key (examples/lab.lua)", function()
   it("gives the lecture's key when free, a free key of its own while a running process holds it", function()
     if H.under() then pending("the child interpreter runs natively: once is enough") return end

@@ -509,15 +509,19 @@ static int resize_in_place(ml_buddy *b, size_t off, unsigned o, size_t oldn, uns
 
 /* The block at off (order o) at the arena's start, with every buddy up to the arena's order
  * free, grows with the arena: each grow() adds its next buddy, free. Grows the arena to order no
- * for it; 0 if the block is not such a block or the page source refuses (the arena may then
- * stay grown: alloc_core's attempt would have taken the same). */
+ * for it; 0 if the block is not such a block, or if the page source refuses (the arena then
+ * halves back: a failed request leaves it as it was). */
 static int grow_for(ml_buddy *b, size_t off, unsigned o, unsigned no)
 {
     if (off != 0 || no > b->max_order) return 0;
     for (unsigned k = o; k < b->cur_order; k++)
         if (b->meta[gidx(b, bsize(k))] != ENTRY_FREE(b, k)) return 0;
-    while (b->cur_order < no)
-        if (grow(b)) return 0;
+    while (b->cur_order < no) {
+        if (grow(b)) {
+            shrink(b);
+            return 0;
+        }
+    }
     return 1;
 }
 
