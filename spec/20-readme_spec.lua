@@ -92,3 +92,15 @@ describe("the README's 'A taste'", function()
     assert.same({ "a b", "c d e" }, claims("x() --> a b\ny() --> c\n--  d e\nz()\n"))
   end)
 end)
+
+describe("README.md's count of constants", function()
+  it("is the number of integer constants require 'memlab' gives", function()
+    local M = require "memlab"
+    local said = tonumber(H.slurp("README.md"):match("%.%.%. %((%d+) of them%)"))
+    local n = 0
+    for _, v in pairs(M) do
+      if math.type(v) == "integer" then n = n + 1 end
+    end
+    assert.equal(n, said)
+  end)
+end)
