@@ -752,6 +752,22 @@ local function chaos(seed, nops, log)
         if k == 2 then return pk(b, val(c, M.type(b) and select(2, pcall(BUF.size, b)) or PS)) end
         return pk(b, pageoff(c), pagelen(c))
       end },
+    { w = 4, name = "M.munmap(addr)", fn = M.munmap, frees = "addr", args = function(c)
+        -- by address: a whole mapping (its buffer dies), part of one, or an address near one
+        local e = pick_live("buf", function(x) return x.kind == "mmap" and not x.isview and valid(x) end)
+        local a = e and e.v:address()
+        for _, x in ipairs(pool) do -- a mapping placed at the same address: which one goes?
+          if e and x ~= e and x.fam == "buf" and x.kind == "mmap" and not x.isview and valid(x)
+             and x.v:address() == a then e = nil end
+        end
+        if not e then return pk(addr(c), pagelen(c)) end
+        local n = #e.v
+        local k = r.below(4)
+        if k == 1 then n = val(c, n) elseif k == 2 then a = a + r.pick({ PS, -PS, 1 }) end
+        local t = pk(a, n)
+        t.buf = e.v -- what a release would release (the model's target)
+        return t
+      end },
     -- the C-shaped forms: (addr, len, x) or a buffer and a range (b, off, len, x)
     { w = 10, name = "M.mprotect", fn = M.mprotect,
       args = function(c) return c_shaped(c, wo(r.chance(80) and r.pick(PROTS) or nasty(c))) end },
@@ -1080,6 +1096,8 @@ local function chaos(seed, nops, log)
       elseif (op.frees == "arg1" or op.realloc) then
         local ai = op.self and 2 or 1
         target = known[args[ai]]
+      elseif op.frees == "addr" and args.buf then
+        target = known[args.buf]
       end
       local target_valid = target and valid(target)
       local target_view = target and target.fam == "buf" and target.isview
