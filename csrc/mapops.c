@@ -292,10 +292,11 @@ static int mapops_resident(lua_State *L) {
   return 2;
 }
 
-/* b:mapinfo() -> { length=, mapped=, pages=, shared=, anonymous=, offset=, snapshot=,
+/* b:mapinfo() -> { length=, mapped=, pages=, shared=, anonymous=, offset=, snapshot=, inside=,
+ * holds= (placed with MAP_FIXED inside another mapping of memlab's; holding such mappings),
  * prot="rw-" (or "mixed") } */
 static int mapops_mapinfo(lua_State *L) {
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 10);
   /* Read everything after the allocation (a finalizer it ran may have unmapped b), before the
    * fields are set (each new key may run one again). */
   Owner *o = check_mapping(L, 1, "mapinfo", NULL);
@@ -303,7 +304,7 @@ static int mapops_mapinfo(lua_State *L) {
   lua_Integer length = (lua_Integer)o->size, mapped = (lua_Integer)mi->maplen,
               pages = (lua_Integer)mi->pm.npages, offset = (lua_Integer)mi->offset;
   int shared = (mi->flags & MAP_SHARED) != 0, anon = (mi->flags & MAP_ANONYMOUS) != 0,
-      snap = mi->snap != NULL;
+      snap = mi->snap != NULL, inside = o->parent != NULL, holds = map_has_inner(L, o);
   char prot[6];
   owner_protstr(o, 0, o->size, prot);
   lua_pushinteger(L, length);
@@ -322,6 +323,10 @@ static int mapops_mapinfo(lua_State *L) {
   lua_setfield(L, -2, "snapshot");
   lua_pushstring(L, prot);
   lua_setfield(L, -2, "prot");
+  lua_pushboolean(L, inside);
+  lua_setfield(L, -2, "inside");
+  lua_pushboolean(L, holds);
+  lua_setfield(L, -2, "holds");
   return 1;
 }
 

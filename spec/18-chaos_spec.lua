@@ -753,18 +753,19 @@ local function chaos(seed, nops, log)
         return pk(b, pageoff(c), pagelen(c))
       end },
     { w = 4, name = "M.munmap(addr)", fn = M.munmap, frees = "addr", args = function(c)
-        -- by address: a whole mapping (its buffer dies), part of one, or an address near one
+        -- by address: a whole mapping (its buffer dies), part of one, or no address of ours.
+        -- Never a guess near a mapping: it could unmap a neighbour the model does not follow.
         local e = pick_live("buf", function(x) return x.kind == "mmap" and not x.isview and valid(x) end)
-        local a = e and e.v:address()
-        for _, x in ipairs(pool) do -- a mapping placed at the same address: which one goes?
-          if e and x ~= e and x.fam == "buf" and x.kind == "mmap" and not x.isview and valid(x)
-             and x.v:address() == a then e = nil end
+        if e then -- nested mappings: which one goes is the innermost's, not the model's, choice
+          local info = e.v:mapinfo()
+          if info.inside or info.holds then e = nil end
         end
-        if not e then return pk(addr(c), pagelen(c)) end
-        local n = #e.v
-        local k = r.below(4)
-        if k == 1 then n = val(c, n) elseif k == 2 then a = a + r.pick({ PS, -PS, 1 }) end
-        local t = pk(a, n)
+        if not e or r.chance(15) then
+          return pk(r.pick({ 0, -1, 1, 1.5, 1 << 62, "x", false }), pagelen(c))
+        end
+        local a, k = e.v:address(), r.below(4)
+        if k == 3 then return pk(a + 1, #e.v) end -- inside, never a base: refused
+        local t = pk(a, k == 2 and val(c, #e.v) or k == 1 and e.v:mapinfo().mapped or #e.v)
         t.buf = e.v -- what a release would release (the model's target)
         return t
       end },
