@@ -67,6 +67,7 @@ alloc-fuzz: $(ALLOC_DIR)/fuzz_alloc
 ALLOC_PUBLIC_HDRS := mlalloc pagesrc freelist buddy pool
 alloc-headers:
 	@n=0; st=0; dir=$$(mktemp -d); \
+	cxx=$$(command -v $(CXX) || command -v clang++); \
 	for h in $(ALLOC_PUBLIC_HDRS); do \
 	  printf '#include "%s.h"\n' $$h > $$dir/$$h.c; cp $$dir/$$h.c $$dir/$$h.cc; \
 	  n=$$((n + 1)); \
@@ -74,8 +75,8 @@ alloc-headers:
 	  then echo "ok $$n - $$h.h compiles alone as pedantic C11"; \
 	  else echo "not ok $$n - $$h.h compiles alone as pedantic C11"; st=1; fi; \
 	  n=$$((n + 1)); \
-	  if ! command -v $(CXX) >/dev/null; then echo "ok $$n - $$h.h as C++11 # SKIP no $(CXX)"; \
-	  elif $(CXX) -std=c++11 -Wall -Wextra -pedantic -Werror -fsyntax-only -Icsrc/alloc $$dir/$$h.cc; \
+	  if [ -z "$$cxx" ]; then echo "ok $$n - $$h.h as C++11 # SKIP no $(CXX) or clang++"; \
+	  elif $$cxx -std=c++11 -Wall -Wextra -pedantic -Werror -fsyntax-only -Icsrc/alloc $$dir/$$h.cc; \
 	  then echo "ok $$n - $$h.h compiles alone as C++11"; \
 	  else echo "not ok $$n - $$h.h compiles alone as C++11"; st=1; fi; \
 	done; rm -rf $$dir; echo "1..$$n"; exit $$st

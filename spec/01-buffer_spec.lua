@@ -364,7 +364,7 @@ describe("a freed buffer", function()
   end)
 
   it("is not released again by the garbage collector", function()
-    finally(tracking_reset)
+    H.finally(finally, tracking_reset)
     tracking_reset()
     M.track(true)
     local b = M.malloc(N)

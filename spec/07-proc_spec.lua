@@ -113,7 +113,7 @@ describe("M.maps()", function()
       M.sleep(30)
       M._exit(0)
     end
-    finally(function() M.kill(pid, M.SIGKILL); M.waitpid(pid); flag:free() end)
+    H.finally(finally, function() M.kill(pid, M.SIGKILL); M.waitpid(pid); flag:free() end)
     for _ = 1, 500 do if flag[0] ~= 0 then break end M.sleep(0.01) end
     assert.equal(1, flag[0], "the child's mappings")
     local function theirs(list)
@@ -427,7 +427,7 @@ describe("M.readproc()", function()
   -- a scratch path, removed when the test ends, failed or not
   local function scratch()
     local path = tmpname()
-    finally(function() os.remove(path) end)
+    H.finally(finally, function() os.remove(path) end)
     return path
   end
 
@@ -510,7 +510,7 @@ describe("M.fork() and M.waitpid()", function()
 
   it("give the child its own pid", function()
     local path = tmpname()
-    finally(function() os.remove(path) end)
+    H.finally(finally, function() os.remove(path) end)
     local parent = M.getpid()
     local pid = assert(M.fork())
     if pid == 0 then
@@ -561,7 +561,7 @@ describe("M._exit()", function()
 
   it("runs no finalizer but flushes what C stdio holds", function()
     local gcpath, outpath = tmpname(), tmpname()
-    finally(function() os.remove(gcpath); os.remove(outpath) end)
+    H.finally(finally, function() os.remove(gcpath); os.remove(outpath) end)
     local pid = assert(M.fork())
     if pid == 0 then
       setmetatable({}, { __gc = function()

@@ -337,7 +337,7 @@ describe("M.mmap of a file", function()
 
     it("a mapping past the end of a memfd or shm object, saying so", function()
       local name = ("/memlab-09-%d-end"):format(M.getpid())
-      finally(function() M.shm_unlink(name) end)
+      H.finally(finally, function() M.shm_unlink(name) end)
       local files = { assert(M.memfd_create("memlab-09-end")), assert(M.shm_open(name)) }
       for _, f in ipairs(files) do
         refused_why(M.EINVAL, "the file is empty", M.mmap(nil, ps, RW, M.MAP_SHARED, f, 0))

@@ -27,7 +27,7 @@ local function tmpfile(content)
   assert(os.remove(dir))
   assert(lfs.mkdir(dir))
   local path = dir .. "/data"
-  finally(function()
+  H.finally(finally, function()
     os.remove(path)
     os.remove(dir)
   end)

@@ -222,7 +222,7 @@ describe("b:snapshot()", function()
     local parent = anon(4)
     local child = assert(M.mmap(parent:address() + ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
     local s = child:snapshot()
-    finally(function() pcall(s.free, s) end) -- a stale armed snapshot would disturb later tests
+    H.finally(finally, function() pcall(s.free, s) end) -- a stale armed snapshot would disturb later tests
     parent:unmap()
     for name, fn in pairs { read = s.read, copied = s.copied, diff = s.diff, restore = s.restore } do
       local ok, err = pcall(fn, s)
@@ -236,7 +236,7 @@ describe("b:snapshot()", function()
     local parent = anon(4)
     local child = assert(M.mmap(parent:address() + ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
     local stale = child:snapshot()
-    finally(function() pcall(stale.free, stale) end)
+    H.finally(finally, function() pcall(stale.free, stale) end)
     local addr = parent:address()
     parent:unmap()
     local newer = assert(M.mmap(addr, 4 * ps, RW, PA, -1, 0))
@@ -247,7 +247,7 @@ describe("b:snapshot()", function()
       return
     end
     local s = newer:snapshot()
-    finally(function() pcall(s.free, s) end)
+    H.finally(finally, function() pcall(s.free, s) end)
     newer:write(ps, "new")
     assert.equal(1, s:copied())
     assert.equal(("\0"):rep(3), s:read(ps, 3))

@@ -14,7 +14,7 @@ local serial = 0
 local function shm_name()
   serial = serial + 1
   local name = ("/memlab-12-%d-%d"):format(M.getpid(), serial)
-  finally(function() M.shm_unlink(name) end)
+  H.finally(finally, function() M.shm_unlink(name) end)
   return name
 end
 

@@ -145,7 +145,7 @@ describe("the map loop", function()
 
   it(("file mappings of a path through M.map{file=}, %d times, leave nothing behind"):format(N // 100), function()
     local path = os.tmpname()
-    finally(function() os.remove(path) end)
+    H.finally(finally, function() os.remove(path) end)
     local f = assert(io.open(path, "wb"))
     f:write(("p"):rep(2 * ps))
     f:close()

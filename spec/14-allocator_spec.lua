@@ -77,7 +77,7 @@ end
 -- For tests that drop the blocks they make: no collection (which would free them) until the end.
 local function nogc()
   collectgarbage("stop")
-  finally(function() collectgarbage("restart") end)
+  H.finally(finally, function() collectgarbage("restart") end)
 end
 
 local function pow2ceil(n)
@@ -1204,7 +1204,7 @@ describe("the free list", function()
       local b0 = M.sbrk(0)
       local a = M.freelist{ source = "sbrk", quick = false, fit = "first", step = 16 * KiB,
                             mmap_threshold = 1024 * KiB }
-      finally(function() if a:valid() then a:destroy() end end)
+      H.finally(finally, function() if a:valid() then a:destroy() end end)
       assert.equal("sbrk", a:source())
       local base, size = a:bounds()
       assert.equal(base + size, M.sbrk(0)) -- the arena's top is the break

@@ -16,7 +16,7 @@ local O600, O640 = M.octal("600"), M.octal("640")
 local cleanups = {}
 local function cleanup(fn)
   cleanups[#cleanups + 1] = fn
-  finally(function()
+  H.finally(finally, function()
     local list = cleanups
     cleanups = {}
     for i = #list, 1, -1 do pcall(list[i]) end
@@ -326,7 +326,7 @@ describe("M.shmat() and M.shmdt()", function()
     local name = ("/SYSV%08x"):format(0x6d000000 + M.getpid() % 0x1000000)
     local f = io.open(name, "wb")
     if not f then pending("cannot write a file at / (not root)") return end
-    finally(function() os.remove(name) end)
+    H.finally(finally, function() os.remove(name) end)
     f:write(("x"):rep(4096))
     f:close()
     local b = M.map { file = name }

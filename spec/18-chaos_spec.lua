@@ -1346,7 +1346,7 @@ end
 
 local function run_seed(seed, nops)
   local path = os.tmpname()
-  finally(function() os.remove(path) end)
+  H.finally(finally, function() os.remove(path) end)
   local how, code = in_child_timed(function()
     local log = open_log(path)
     local ok, err = xpcall(chaos, debug.traceback, seed, nops, log)

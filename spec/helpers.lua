@@ -312,12 +312,30 @@ end
 --- A fresh directory for this test's files, removed (with what it holds) when the test ends:
 -- pass the test's `finally` (busted gives it to the test's body only). Returns
 -- file(name [, content]) -> path, writing content when given.
+--- H.finally(finally, fn): runs fn when the test ends, as busted's finally(fn) does; but busted
+-- keeps only the last function a test gives finally (a second scratch file, a second segment
+-- would stay behind), so every cleanup goes through here: all run, the last given first, and
+-- the first error is raised after the others ran.
+local cleanups = {}
+function H.finally(finally, fn)
+  cleanups[#cleanups + 1] = fn
+  finally(function()
+    local fns, err = cleanups, nil
+    cleanups = {}
+    for i = #fns, 1, -1 do
+      local ok, e = pcall(fns[i])
+      if not ok and err == nil then err = e end
+    end
+    if err ~= nil then error(err, 0) end
+  end)
+end
+
 function H.tmpdir(finally)
   local lfs = require "lfs"
   local dir = os.tmpname()
   assert(os.remove(dir))
   assert(lfs.mkdir(dir))
-  finally(function()
+  H.finally(finally, function()
     for name in lfs.dir(dir) do
       if name ~= "." and name ~= ".." then os.remove(dir .. "/" .. name) end
     end
