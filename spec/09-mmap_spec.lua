@@ -702,7 +702,10 @@ describe("M.map{}", function()
       local file = tmpdir()
       local dir = file("")
       assert.is_true(os.execute(("mkfifo %sA && head -c 8192 /dev/zero > %sB"):format(dir, dir)))
-      local swap = ("while :; do ln -f %sA %sT; ln -f %sB %sT; done"):format(dir, dir, dir, dir)
+      -- the loop stops at its next turn once STOP exists, and the shell waits for it: a loop
+      -- killed mid-turn left an `ln` behind that put T back after the cleanup (under valgrind)
+      local swap = ("while [ ! -e %sSTOP ]; do ln -f %sA %sT; ln -f %sB %sT; done")
+                   :format(dir, dir, dir, dir, dir)
       local out = H.run_lua(([[
         local M = require "memlab"
         local mapped, refused = 0, 0
@@ -714,7 +717,8 @@ describe("M.map{}", function()
           if mapped >= 5000 and refused >= 5000 then break end
         end
         print(mapped >= 5000, refused >= 5000)
-      ]]):format(dir .. "T"), ("(%s) >/dev/null 2>&1 & trap 'kill $!' EXIT; timeout 60 "):format(swap))
+      ]]):format(dir .. "T"), ("(%s) >/dev/null 2>&1 & trap 'touch %sSTOP; wait' EXIT; timeout 60 ")
+         :format(swap, dir))
       assert.equal("true\ttrue\n", out)
     end)
 
