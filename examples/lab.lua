@@ -147,9 +147,17 @@ end
 -- attached (another run of the lab, a server in another terminal): that is refused, and said.
 function lab.remove_leftover(key, shown_key)
   local M = require "memlab"
-  local old = M.shmget(key, 0, 0)
+  local old, _, code = M.shmget(key, 0, 0)
+  if not old and code == M.EACCES then -- another user's segment, closed to us
+    local msg = ("key %s holds another user's segment, which this user may not use; left alone")
+                :format(shown_key or tostring(key))
+    print(msg)
+    return nil, msg
+  end
   if not old then return nil end
-  local st = M.shmctl(old, M.IPC_STAT) or {}
+  local st = M.shmctl(old, M.IPC_STAT) -- nil when another user's segment is not readable to us
+  local size = st and ("%d bytes"):format(st.segsz) or "not readable by this user"
+  st = st or {}
   shown_key = shown_key or tostring(key)
   local function alive(pid) -- kill(pid, 0): EPERM means it runs, as another user's process
     if not pid or pid <= 0 then return false end
@@ -159,16 +167,16 @@ function lab.remove_leftover(key, shown_key)
   local user = (st.nattch or 0) > 0 and ((alive(st.lpid) and st.lpid)
                                          or (alive(st.cpid) and st.cpid))
   if user and user ~= M.getpid() then
-    local msg = ("key %s is in use: segment id %d (%s bytes, %d attached, last used by pid %d, "
+    local msg = ("key %s is in use: segment id %d (%s, %d attached, last used by pid %d, "
                  .. "which is running: another run of this lab, a server in another terminal, or "
                  .. "another user's run); left alone"):format(
-                   shown_key, old, st.segsz, st.nattch, user)
+                   shown_key, old, size, st.nattch, user)
     print(msg)
     return nil, msg
   end
   local ok, err = M.shmctl(old, M.IPC_RMID)
-  print(("a segment was left at key %s (id %d, %s bytes, created by pid %s, %s attached): %s")
-        :format(shown_key, old, st.segsz, st.cpid, st.nattch,
+  print(("a segment was left at key %s (id %d, %s, created by pid %s, %s attached): %s")
+        :format(shown_key, old, size, st.cpid or "?", st.nattch or "?",
                 ok and "removed it first (IPC_RMID)" or ("could not remove it: " .. tostring(err))))
   if not ok then return nil, err end
   return old
