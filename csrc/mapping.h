@@ -80,5 +80,7 @@ int mfile_open(lua_State *L);
 /* The file descriptor argument at idx: -1 for nil, an integer, a memlab file or an io file (its
  * buffered writes flushed first: *flush_err is that flush's errno, else 0). */
 int mfile_arg_fd(lua_State *L, int idx, int *flush_err);
+/* nil, "fflush: ... (the io file's buffered writes could not be written; nothing <undone>)", err */
+int mfile_flush_refusal(lua_State *L, int err, const char *undone);
 
 #endif

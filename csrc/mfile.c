@@ -38,10 +38,15 @@ int mfile_arg_fd(lua_State *L, int idx, int *flush_err) {
   luaL_Stream *s = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE);
   if (s) {
     if (!s->closef) luaL_error(L, "attempt to use a closed file");
-    if (fflush(s->f) != 0) *flush_err = errno; /* the caller answers nil, msg, errno */
+    if (fflush(s->f) != 0) *flush_err = errno; /* the caller answers mfile_flush_refusal */
     return fileno(s->f);
   }
   return luaL_typeerror(L, idx, "file descriptor (integer, memlab file or io file)");
+}
+
+int mfile_flush_refusal(lua_State *L, int err, const char *undone) {
+  return push_syserrorf(L, "fflush", err, "the io file's buffered writes could not be written; "
+                        "nothing %s", undone);
 }
 
 /* A closed memlab file, pushed before its descriptor exists: were the descriptor made first, a
@@ -96,12 +101,9 @@ static int mfile_truncate_any(lua_State *L) {
   const char *path = bypath ? arg_cstring(L, 1) : NULL;
   int flush_err = 0;
   int fd = bypath ? -1 : mfile_arg_fd(L, 1, &flush_err);
-  size_t n = arg_size(L, 2);
-  luaL_argcheck(L, n <= (size_t)INT64_MAX, 2, "size out of range");
+  size_t n = arg_size(L, 2); /* at most PTRDIFF_MAX: an off_t */
   if (!bypath && fd < 0) return luaL_argerror(L, 1, "a file expected, got -1");
-  if (flush_err)
-    return push_syserrorf(L, "fflush", flush_err, "the io file's buffered writes could not be "
-                          "written; nothing truncated");
+  if (flush_err) return mfile_flush_refusal(L, flush_err, "truncated");
   int err = bypath ? sys_truncate(path, (off_t)n) : sys_ftruncate(fd, (off_t)n);
   off_t fsize;
   int regular = 0;

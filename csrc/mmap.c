@@ -300,9 +300,7 @@ static int mmap_mmap(lua_State *L) {
   int flush_err;
   int fd = mfile_arg_fd(L, 5, &flush_err);
   lua_Integer offset = luaL_optinteger(L, 6, 0);
-  if (flush_err)
-    return push_syserrorf(L, "fflush", flush_err, "the io file's buffered writes could not be "
-                          "written; nothing mapped");
+  if (flush_err) return mfile_flush_refusal(L, flush_err, "mapped");
   size_t ps = sys_pagesize();
   luaL_argcheck(L, flags >= 0 && flags <= 0x7fffffff, 4, "flags out of range");
   if (prot & ~(lua_Integer)KNOWN_PROT)
@@ -430,18 +428,20 @@ static int mmap_unmap(lua_State *L) {
   return buf_free_at(L, 1);
 }
 
+#define MUNMAP_PART \
+  "munmap of part of a mapping is refused (it would leave a hole another mapping could fill)"
+
 static int mmap_munmap(lua_State *L) {
   if (lua_type(L, 1) == LUA_TNUMBER) { /* munmap(addr, length): a whole mapping of the caller's */
     uintptr_t addr = (uintptr_t)luaL_checkinteger(L, 1);
-    arg_size(L, 2);
+    arg_size(L, 2); /* a bad length raises as such, before the address is looked up */
     Owner *o = map_find_push(L, addr, 1); /* its buffer, or nothing */
     if (!o)
       return luaL_error(L, "munmap: %p is in no mapping of yours (memlab unmaps what it mapped, "
                            "whole)", (void *)addr);
     if ((uintptr_t)o->base != addr)
-      return luaL_error(L, "munmap of part of a mapping is refused (it would leave a hole "
-                           "another mapping could fill): %p is %I bytes into the mapping at %p",
-                        (void *)addr, (lua_Integer)(addr - (uintptr_t)o->base), (void *)o->base);
+      return luaL_error(L, MUNMAP_PART ": %p is %I bytes into the mapping at %p", (void *)addr,
+                        (lua_Integer)(addr - (uintptr_t)o->base), (void *)o->base);
     lua_replace(L, 1);
     lua_settop(L, 2);
   } else if (!buf_test(L, 1)) {
@@ -458,9 +458,8 @@ static int mmap_munmap(lua_State *L) {
                     "offset is not page aligned (munmap needs a multiple of the page size)");
     }
     if (off != 0 || (len != b->o->size && len != MAPINFO(b->o)->maplen))
-      return luaL_error(L, "munmap of part of a mapping is refused (it would leave a hole "
-                           "another mapping could fill); unmap the whole buffer, %I bytes, or "
-                           "shrink it with b:remap", (lua_Integer)b->o->size);
+      return luaL_error(L, MUNMAP_PART "; unmap the whole buffer, %I bytes, or shrink it with "
+                           "b:remap", (lua_Integer)b->o->size);
   }
   return buf_free_at(L, 1);
 }

@@ -20,18 +20,10 @@ local mapping = assert(M.mmap(nil, 4096, M.PROT_READ | M.PROT_WRITE,
                               M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0))
 local c = M.layout()         -- addresses inside memlab's C code, and the program's segments
 local prog = c.program
--- Reading /proc/self/maps allocates, so the heap may grow while M.maps() reads it: the break is
--- read after it, and both again until they agree ([heap] ends at the break rounded up to a page).
-local brk, maps
-for _ = 1, 5 do
-  maps = M.maps()
-  brk = M.sbrk(0)
-  local agree = false
-  for _, r in ipairs(maps) do
-    if r.kind == "heap" then agree = r.to == (brk + M.pagesize() - 1) // M.pagesize() * M.pagesize() end
-  end
-  if agree then break end
-end
+-- The maps, and the break read after them until the two agree (reading the maps allocates).
+local maps, brk = lab.with_break(M.maps, function(list)
+  for _, r in ipairs(list) do if r.kind == "heap" then return r.to end end
+end)
 
 -- Name each region as the lecture does (M.maps() gives its kind: program, library, heap, ...).
 local function kind(r)
@@ -191,9 +183,8 @@ lab.check("the uninitialised static lies in writable memory above the data",
           and bss.addr > where["C static (data)"].addr and c.data > c.text, lab.hex(bss.addr))
 lab.check("the heap block lies in [heap], below the break",
           where["heap block (malloc)"].r.path == "[heap]" and heap_block:address() < brk)
-local ps = M.pagesize()
 lab.check("the program break is where [heap] ends (rounded up to a page)",
-          heap.to == (brk + ps - 1) // ps * ps, ("break %s, [heap] ends at %s"):format(lab.hex(brk),
+          heap.to == lab.page_up(brk), ("break %s, [heap] ends at %s"):format(lab.hex(brk),
           lab.hex(heap.to)))
 lab.check(legacy and "the mapping lies in anonymous memory in the mapped region, below the program"
           or "the mapping lies in anonymous memory between heap and stack",

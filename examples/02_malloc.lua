@@ -20,13 +20,9 @@ end
 print("buffer = " .. tostring(buffer))
 
 -- What C does not tell you: where the block lives and how much glibc really set aside.
--- (Reading /proc/self/maps allocates: the heap may grow during M.region, so the break is read
--- after it, and both again until [heap] ends where the break is, rounded up to a page.)
-local region, brk
-for _ = 1, 5 do
-  region, brk = M.region(buffer), M.sbrk(0)
-  if region.to == (brk + M.pagesize() - 1) // M.pagesize() * M.pagesize() then break end
-end
+-- (M.region reads /proc/self/maps, which allocates: lab.with_break reads the break after it.)
+local region, brk = lab.with_break(function() return M.region(buffer) end,
+                                   function(r) return r and r.path == "[heap]" and r.to or nil end)
 print(("the block lies in %s (%s-%s %s), the break at %s; malloc_usable_size = %d bytes"):format(
   region.path, lab.hex(region.from), lab.hex(region.to), region.perms, lab.hex(brk),
   M.usable_size(buffer)))

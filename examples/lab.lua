@@ -182,6 +182,26 @@ function lab.remove_leftover(key, shown_key)
   return old
 end
 
+--- lab.page_up(addr) -> addr rounded up to a page: where [heap] ends for a break at addr.
+function lab.page_up(addr)
+  local ps = require("memlab").pagesize()
+  return (addr + ps - 1) // ps * ps
+end
+
+--- lab.with_break(read, heap_end) -> read()'s result, and the break read after it. Reading
+-- /proc/self/maps allocates, so the heap may grow during read(): both are read again (five times
+-- at most) until [heap]'s end, heap_end(result) (nil: no [heap] to agree with), is the break's page.
+function lab.with_break(read, heap_end)
+  local M = require "memlab"
+  local got, brk
+  for _ = 1, 5 do
+    got, brk = read(), M.sbrk(0)
+    local to = heap_end(got)
+    if not to or to == lab.page_up(brk) then break end
+  end
+  return got, brk
+end
+
 --- lab.sysv_key(key, shown_key) -> the System V key this run uses: the lecture's, a segment a
 -- crashed run left there removed first; or, when a running program holds it (another run of the
 -- lab, a server in another terminal, another user's run on a shared machine), a free key of this

@@ -131,9 +131,10 @@ ml_status pool_init(ml_pool *p, ml_pagesrc *src, const pool_config *cfg)
     p->max_blocks = !p->grow ? p->count : cfg->max_blocks && cfg->max_blocks < fit ? cfg->max_blocks : fit;
     /* the first slab, count blocks, within what offsets can address (POOL_MAX_ARENA: beyond it
      * the division by a multiplication is no longer exact) and within the source's reserve */
-    if (p->count > POOL_MAX_ARENA / p->stride || p->count > fit || p->count > p->max_blocks) {
+    int unaddressable = p->count > POOL_MAX_ARENA / p->stride;
+    if (unaddressable || p->count > fit || p->count > p->max_blocks) {
         p->src = NULL;                           /* not initialised: every call fails */
-        return p->err = p->count > POOL_MAX_ARENA / p->stride ? ML_EINVAL : ML_ENOMEM;
+        return p->err = unaddressable ? ML_EINVAL : ML_ENOMEM;
     }
     p->recip = UINT64_MAX / p->stride + 1;
     p->vg = ml_san_valgrind();
