@@ -76,6 +76,10 @@ static void brk_return_free_top(void) {
   }
 }
 
+/* Something else lowered the break (an sbrk arena at the top destroyed by its page source): the
+ * regions without a buffer it uncovered go back too. */
+void brk_settle(void) { brk_return_free_top(); }
+
 static int brk_release(Owner *o) {
   for (size_t i = 0; i < g_nregions; i++)
     if (g_regions[i].owner == o) g_regions[i].owner = NULL;

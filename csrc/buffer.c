@@ -37,8 +37,13 @@ static void late_register(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* The sentinel's __gc. Only the registered sentinel, finalized when the state closes, releases:
+ * one whose registration ran out of memory is garbage at the next collection. */
 static int late_release(lua_State *L) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &sentinel_key);
+  int registered = lua_rawequal(L, -1, 1);
+  lua_pop(L, 1);
+  if (!registered || lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key) != LUA_TTABLE) return 0;
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     lua_pop(L, 1);
@@ -49,20 +54,29 @@ static int late_release(lua_State *L) {
   return 0;
 }
 
-/* The weak table and the sentinel, once per state, before any buffer exists. */
+/* The weak table and the sentinel, once per state, before any buffer exists: each is made whole
+ * and then registered, and only when missing (a require that ran out of memory after making
+ * them is followed by another). */
 static void late_open(lua_State *L) {
-  lua_newtable(L);
-  lua_newtable(L);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &late_key);
-  lua_newuserdatauv(L, 0, 0);
-  lua_newtable(L);
-  lua_pushcfunction(L, late_release);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &sentinel_key);
+  int have_table = lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key) == LUA_TTABLE;
+  int have_sentinel = lua_rawgetp(L, LUA_REGISTRYINDEX, &sentinel_key) != LUA_TNIL;
+  lua_pop(L, 2);
+  if (!have_table) {
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &late_key);
+  }
+  if (!have_sentinel) {
+    lua_newuserdatauv(L, 0, 0);
+    lua_newtable(L);
+    lua_pushcfunction(L, late_release);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &sentinel_key);
+  }
 }
 
 Owner *buf_newroot(lua_State *L, const MemKind *kind) {
@@ -395,9 +409,10 @@ static const luaL_Reg buf_meta[] = {
 static const luaL_Reg buf_funcs[] = {
   {"type", buf_type}, {"lastfault", buf_lastfault}, {NULL, NULL}};
 
-/* Registers the metatable once per state (busted reopens the module for every spec file). */
+/* Registers the metatable once per state (busted reopens the module for every spec file), whole
+ * (meta_open): registry[&buffer_key] first, where buf_setmethods finds it, the name last. */
 int buffer_open(lua_State *L) {
-  if (luaL_newmetatable(L, BUFFER_T)) {
+  if (meta_open(L, BUFFER_T)) {
     late_open(L);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &buffer_key);
@@ -417,6 +432,7 @@ int buffer_open(lua_State *L) {
     lua_setfield(L, -2, "__newindex");
     lua_pushliteral(L, BUFFER_T);
     lua_setfield(L, -2, "__metatable");
+    meta_register(L, BUFFER_T);
   }
   lua_pop(L, 1);
   set_funcs(L, buf_funcs);

@@ -444,10 +444,14 @@ static int la_bounds(lua_State *L) {
 static void destroy(lua_State *L, Allocator *a, int level) {
   if (a->arena.state == OWNER_LIVE) a->ops->destroy(&a->u);
   /* idempotent; also a source a failed constructor had set up. Over sbrk with something above
-   * (EBUSY), the arena's part of the break stays memlab's, given back once it is the top. */
+   * (EBUSY), the arena's part of the break stays memlab's, given back once it is the top. An
+   * arena that was the top lowered the break: what was kept below it may be the top now. */
   uintptr_t lo, hi;
-  if (ml_src_destroy(&a->src) == EBUSY && ml_src_disown(&a->src, &lo, &hi) == 0)
+  int err = ml_src_destroy(&a->src);
+  if (err == EBUSY && ml_src_disown(&a->src, &lo, &hi) == 0)
     brk_adopt(lo, hi); /* ENOMEM (a table of a few regions): those pages stay taken, as before */
+  else if (err == 0)
+    brk_settle();
   owner_die(L, &a->arena, "destroyed", level);
 }
 
@@ -522,10 +526,10 @@ void alloc_setmethods(lua_State *L, const luaL_Reg *fns) {
   lua_pop(L, 2);
 }
 
+/* The metatable is registered whole (meta_open): registry[&allocator_key] first, where
+ * alloc_setmethods finds it, the name last. */
 int lalloc_open(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &allocator_key) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    luaL_newmetatable(L, ALLOCATOR_T);
+  if (meta_open(L, ALLOCATOR_T)) {
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &allocator_key);
     luaL_getmetatable(L, BUFFER_T);
@@ -536,6 +540,7 @@ int lalloc_open(lua_State *L) {
     alloc_setmethods(L, la_methods);
     lua_pushliteral(L, ALLOCATOR_T); /* hidden, as the buffer's: its __gc is not the script's */
     lua_setfield(L, -2, "__metatable");
+    meta_register(L, ALLOCATOR_T);
   }
   lua_getfield(L, -1, "__index");
   lua_setfield(L, -3, "allocator_methods");

@@ -145,6 +145,27 @@ const void *arg_address(lua_State *L, int idx) {
 
 void set_funcs(lua_State *L, const luaL_Reg *fns) { luaL_setfuncs(L, fns, 0); }
 
+/* luaL_newmetatable registers the table before its fields are set: a require that ran out of
+ * memory in between left a metatable without __gc or __index registered for good, and every
+ * later require skipped it (buffers without a finalizer, files that leak their descriptor). So a
+ * metatable is registered by name only once complete: meta_open pushes the registered one and
+ * returns 0, or pushes a new table (its __name set) and returns 1; the caller fills it in and
+ * ends with meta_register. A table an earlier attempt left unfinished is then never seen. */
+int meta_open(lua_State *L, const char *tname) {
+  if (luaL_getmetatable(L, tname) != LUA_TNIL) return 0;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, tname);
+  lua_setfield(L, -2, "__name");
+  return 1;
+}
+
+/* Registers the complete metatable on the top of the stack under tname (it stays pushed). */
+void meta_register(lua_State *L, const char *tname) {
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, tname);
+}
+
 void set_consts(lua_State *L, const ConstReg *cs) {
   for (; cs->name; cs++) {
     lua_pushinteger(L, cs->value);

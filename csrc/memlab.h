@@ -118,6 +118,8 @@ int push_statuserror(lua_State *L, const char *what, const char *msg, int code);
 void push_address(lua_State *L, const void *p);
 const void *arg_address(lua_State *L, int idx);
 void set_funcs(lua_State *L, const luaL_Reg *fns);
+int meta_open(lua_State *L, const char *tname);
+void meta_register(lua_State *L, const char *tname);
 
 typedef struct ConstReg {
   const char *name;
@@ -213,6 +215,8 @@ int heap_open(lua_State *L);
 int brk_open(lua_State *L);
 /* brk.c: keeps [start, end) of the break as memlab's until it can go back (the top). */
 int brk_adopt(uintptr_t start, uintptr_t end);
+/* brk.c: gives back the regions so kept that are the top now (after an arena lowered the break). */
+void brk_settle(void);
 int track_open(lua_State *L);
 int proc_open(lua_State *L);
 int sysvshm_open(lua_State *L);

@@ -208,12 +208,13 @@ static const ConstReg mfile_consts[] = {
   {NULL, 0}};
 
 int mfile_open(lua_State *L) {
-  if (luaL_newmetatable(L, FILE_T)) {
+  if (meta_open(L, FILE_T)) { /* registered whole: see meta_open */
     luaL_setfuncs(L, mfile_meta, 0);
     luaL_newlib(L, mfile_methods);
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, FILE_T); /* hidden, as the buffer's */
     lua_setfield(L, -2, "__metatable");
+    meta_register(L, FILE_T);
   }
   lua_pop(L, 1);
   set_funcs(L, mfile_funcs);

@@ -133,6 +133,19 @@ static void push_registry(lua_State *L) {
   }
 }
 
+/* Enters the root buffer on the top of the stack, of owner o, in the registry of mappings. Done
+ * before the kernel maps anything: the table may grow, and a memory error once the pages were
+ * mapped left a mapping no walk finds (placed inside another, it was missed by its parent's
+ * remap, and given back later, MAP_FIXED, where the parent no longer was). The walks skip an
+ * owner that is not live yet. */
+static void map_register(lua_State *L, Owner *o) {
+  push_registry(L);
+  lua_pushlightuserdata(L, o);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
 /* Whether mapping o holds all of [addr, addr+len), as its length now is (a finalizer may have
  * shrunk it: len is compared first, so the subtraction cannot wrap). */
 static int map_holds(const Owner *o, uintptr_t addr, size_t len) {
@@ -246,8 +259,13 @@ static int release_inner(lua_State *L, Owner *o, const char *why) {
   return 0;
 }
 
+/* Allocates nothing: a memory error in the child would send it back into the parent's code, as if
+ * the fork had failed (no registry yet: no mapping either). */
 void mmap_after_fork(lua_State *L) {
-  push_registry(L);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mapreg_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     Owner *o = (Owner *)lua_touserdata(L, -2);
@@ -370,6 +388,7 @@ static int mmap_mmap(lua_State *L) {
                         (void *)addr);
   }
   Owner *o = buf_newroot(L, &mmap_kind);
+  map_register(L, o);
   MapInfo *mi = (MapInfo *)calloc(1, sizeof(MapInfo));
   if (!mi) return push_syserror(L, "mmap", ENOMEM);
   o->ctx = mi;
@@ -404,11 +423,6 @@ static int mmap_mmap(lua_State *L) {
     lua_pushvalue(L, parent_idx);
     lua_setiuservalue(L, -2, 1); /* the child anchors its parent */
   }
-  push_registry(L);
-  lua_pushlightuserdata(L, o);
-  lua_pushvalue(L, -3);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
   return 1;
 }
 

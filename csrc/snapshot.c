@@ -466,12 +466,13 @@ static const luaL_Reg snap_meta[] = {
   {"__gc", snap_gc}, {"__close", snap_close}, {"__tostring", snap_tostring}, {NULL, NULL}};
 
 int snapshot_open(lua_State *L) {
-  if (luaL_newmetatable(L, SNAP_T)) {
+  if (meta_open(L, SNAP_T)) { /* registered whole: see meta_open */
     luaL_setfuncs(L, snap_meta, 0);
     luaL_newlib(L, snap_methods);
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, SNAP_T); /* hidden: a script that could drop __gc could free it armed */
     lua_setfield(L, -2, "__metatable");
+    meta_register(L, SNAP_T);
   }
   lua_pop(L, 1);
   static const luaL_Reg methods[] = {{"snapshot", snap_new}, {NULL, NULL}};

@@ -3,8 +3,9 @@
 # earlier one failed, so that one run reports everything; each stage writes TAP lines to
 # build/results/<stage>.tap ("ok N - ..." / "not ok N - ..."), and a stage that dies without
 # reporting counts as one failed test. Exits non-zero when any test failed.
-#   stages: build (gcc and clang, -Werror), specs (busted), ctests (csrc/alloc in C),
-#           asan (specs + C tests under AddressSanitizer+UBSan), valgrind (the same under memcheck),
+#   stages: build (gcc and clang, -Werror), specs (busted), ctests (csrc/alloc in C, and the
+#           memory-error injection of spec/c/oom_lua.c), asan (specs + C tests under
+#           AddressSanitizer+UBSan), valgrind (specs + csrc/alloc tests under memcheck),
 #           lab (every experiment, short durations), fuzz (libFuzzer, FUZZ_SECONDS each),
 #           install (luarocks make into a scratch tree, then require from elsewhere)
 #   MEMLAB_STAGES="specs lab" scripts/test.sh   runs only those stages
@@ -63,6 +64,7 @@ stage_ctests() {
   local rc=0
   make --no-print-directory WERROR=1 alloc-test || rc=1
   make --no-print-directory alloc-headers || rc=1
+  make --no-print-directory WERROR=1 oom-test || rc=1
   return $rc
 }
 
@@ -85,6 +87,8 @@ stage_asan() {
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" MEMLAB_UNDER=asan \
     "$LUA" "$BUSTED" "$BUSTED_CPATH" -o TAP spec || rc=1
   tagged asan make --no-print-directory alloc-asan || rc=1
+  tagged asan make --no-print-directory BUILD=build/asan OPT=-O1 EXTRA_CFLAGS="$ASAN_FLAGS" \
+    WERROR=1 oom-test || rc=1
   return $rc
 }
 
