@@ -12,12 +12,19 @@
  * C's sbrk(100) for the script (the previous break back, the break seen 100 bytes higher, a buffer
  * of 100 bytes) but moves the kernel's break to the next page boundary; the bytes between (the
  * pad) stay memlab's and go with the region below them. The break the script sees is the
- * kernel's, less the pad while the kernel's is still where memlab last put it. */
+ * kernel's, less the pad while the kernel's is still where memlab last put it.
+ *
+ * The break is the process's, and one process may hold several Lua states (a C program that embeds
+ * Lua): each region remembers the state whose buffer it is, and no state lowers the break
+ * through another's. Nor does anyone move it once the process has a second thread: glibc's
+ * malloc moves it under a lock memlab cannot take, and sbrk is not thread-safe; reading it stays
+ * allowed, and regions freed then stay memlab's (taken back by nobody). */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "guard.h"
 #include "memlab.h"
+#include "pagesrc.h"
 #include "sys.h"
 
 #define BRK_ALIGN ((uintptr_t)sys_pagesize())
@@ -30,13 +37,24 @@ static uintptr_t align_brk(uintptr_t a) { return (a + BRK_ALIGN - 1) & ~(BRK_ALI
  * table is too. */
 typedef struct BrkRegion {
   uintptr_t start, end;
-  Owner *owner; /* the live buffer over it, or NULL */
+  Owner *owner;       /* the live buffer over it, or NULL */
+  const void *state;  /* the Lua state of that buffer (state_id) */
 } BrkRegion;
 
 static BrkRegion *g_regions;
 static size_t g_nregions, g_capregions;
 static uintptr_t g_kset; /* the kernel's break as memlab last set it */
 static uintptr_t g_pad;  /* g_kset less the break the script saw then */
+
+/* Tells the Lua states of the process apart: the address of the state's registry. */
+static const void *state_id(lua_State *L) { return lua_topointer(L, LUA_REGISTRYINDEX); }
+
+/* The refusal to move the break in a process with a second thread (see the top). */
+static int threads_refusal(lua_State *L, const char *what) {
+  return push_syserrorf(L, what, EBUSY, "the process has more than one thread, and glibc's "
+                        "malloc moves the break too, under a lock of its own: the break is "
+                        "not moved (reading it, M.sbrk(0), still works)");
+}
 
 /* The break as the script sees it. */
 static uintptr_t user_break(void) {
@@ -66,6 +84,7 @@ static int joins(const BrkRegion *below, uintptr_t at) {
 
 /* Lowers the break through every top region that has no live buffer. */
 static void brk_return_free_top(void) {
+  if (!ml_sys_single_threaded()) return;
   while (g_nregions) {
     BrkRegion *r = &g_regions[g_nregions - 1];
     if (r->owner || user_break() != r->end) return;
@@ -110,6 +129,7 @@ int brk_adopt(uintptr_t start, uintptr_t end) {
   g_regions[i].start = start;
   g_regions[i].end = end;
   g_regions[i].owner = NULL;
+  g_regions[i].state = NULL;
   g_nregions++;
   brk_return_free_top();
   return 0;
@@ -120,6 +140,7 @@ static void push_brkbuffer(lua_State *L, Owner *o, uintptr_t start, uintptr_t en
   g_regions[g_nregions].start = start;
   g_regions[g_nregions].end = end;
   g_regions[g_nregions].owner = o;
+  g_regions[g_nregions].state = state_id(L);
   g_nregions++;
   mem_defined((void *)start, end - start); /* what it holds is a script's to read (valgrind) */
   owner_open(L, o, (void *)start, end - start);
@@ -161,9 +182,24 @@ static int brk_raise(lua_State *L, const char *what, uintptr_t n, int relative) 
  * below memlab's regions (malloc moved the break since, or the memory was never memlab's) it
  * refuses with EPERM, since lowering the break under malloc's heap would crash the interpreter. */
 static int brk_lower(lua_State *L, const char *what, uintptr_t target) {
+  if (!ml_sys_single_threaded()) return threads_refusal(L, what);
   uintptr_t floor = user_break();
   size_t i = g_nregions;
-  while (i > 0 && joins(&g_regions[i - 1], floor)) floor = g_regions[--i].start;
+  const BrkRegion *other = NULL; /* a live buffer of another Lua state's, where the walk stopped */
+  while (i > 0 && joins(&g_regions[i - 1], floor)) {
+    const BrkRegion *r = &g_regions[i - 1];
+    if (r->owner && r->state != state_id(L)) {
+      other = r;
+      break;
+    }
+    floor = g_regions[--i].start;
+  }
+  if (target < floor && other) {
+    return push_syserrorf(L, what, EPERM, "lowering the break to %p would free memory of "
+                          "another Lua state in this process (its M.sbrk buffer at %p, %I "
+                          "bytes)", (void *)target, (void *)other->start,
+                          (lua_Integer)(other->end - other->start));
+  }
   if (target < floor) {
     return push_syserrorf(L, what, EPERM, "lowering the break to %p would free memory below "
                           "%p that memlab's sbrk did not take: it is malloc's heap, and the "
@@ -204,6 +240,7 @@ static int brk_sbrk(lua_State *L) {
     return 1;
   }
   luaL_argcheck(L, (uint64_t)inc <= (uint64_t)PTRDIFF_MAX, 1, "increment out of range");
+  if (!ml_sys_single_threaded()) return threads_refusal(L, "sbrk");
   return brk_raise(L, "sbrk", (uintptr_t)inc, 1);
 }
 
@@ -218,6 +255,7 @@ static int brk_brk(lua_State *L) {
     return 1;
   }
   luaL_argcheck(L, target - cur <= (uintptr_t)PTRDIFF_MAX, 1, "address out of range");
+  if (!ml_sys_single_threaded()) return threads_refusal(L, "brk");
   lua_pushboolean(L, 1);
   int nres = brk_raise(L, "brk", target, 0);
   return nres ? nres : 1; /* true and the buffer, or true alone, or the error triple */

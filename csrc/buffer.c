@@ -21,20 +21,64 @@ typedef struct RootBuf {
 /* registry[&buffer_key] is the buffer metatable (see buf_test). */
 static const char buffer_key = 'B';
 
-/* Roots made inside a finalizer. While lua_close runs the finalizers, Lua 5.4 registers no new
- * ones: a buffer made by one of them would never be finalized and its memory never given back.
- * So a root made inside any finalizer (lua_gc answers -1 there, and only there) is also entered
- * in registry[&late_key], a table with weak keys; a sentinel made with the metatable, and so
- * finalized after every buffer, releases those still live when the state closes. */
-static const char late_key = 'L', sentinel_key = 'S';
+/* Objects made inside a finalizer. While lua_close runs the finalizers, Lua 5.4 registers no new
+ * ones: a buffer, allocator, snapshot or file made by one of them would never be finalized and
+ * what it holds never given back. So each made inside any finalizer (lua_gc answers -1 there, and
+ * only there) is also entered in registry[&late_key], a table with weak keys; a sentinel made with
+ * the buffer metatable, and so finalized after every memlab object, releases those still live
+ * when the state closes. From then on registry[&closed_key] is true, and a finalizer that runs
+ * later still (its object was made before memlab was loaded) can make nothing: what it made would
+ * outlive the state, and some of it sits in tables of the whole process (the break's regions, the
+ * armed snapshots) that other states go on using. */
+static const char late_key = 'L', sentinel_key = 'S', closed_key = 'C';
 
-/* Enters the root on the top of the stack (buffer_open made the table before any root). */
 static void late_register(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key);
   lua_pushvalue(L, -2);
   lua_pushboolean(L, 1);
   lua_rawset(L, -3);
   lua_pop(L, 1);
+}
+
+/* For every constructor, on the object it just pushed (which holds nothing yet): outside a
+ * finalizer nothing; inside one, raises once the state's close-time release has run, else enters
+ * the object for it (buffer_open made the table before any object). */
+void late_note(lua_State *L) {
+  if (lua_gc(L, LUA_GCISRUNNING) >= 0) return;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &closed_key);
+  int closed = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (closed)
+    luaL_error(L, "memlab: this Lua state is closing, and memlab has released what it held: a "
+                  "finalizer that runs after that cannot take memory or files through it");
+  late_register(L);
+}
+
+static int is_buffer(lua_State *L, int idx) {
+  if (!lua_getmetatable(L, idx)) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
+  int yes = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return yes;
+}
+
+/* Releases the late objects: root buffers first (a block goes back to its allocator while that
+ * lives), then the others through their own __gc (idempotent), each in a protected call so that
+ * one failing leaves the rest released. */
+static void late_release_all(lua_State *L, int buffers) {
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    if (is_buffer(L, -1) != buffers) continue;
+    const Buffer *b = (const Buffer *)lua_touserdata(L, -1);
+    if (buffers) {
+      if (!b->isview && b->o->state == OWNER_LIVE)
+        owner_release(L, b->o, "released when the state closed", 0);
+    } else if (luaL_getmetafield(L, -1, "__gc") != LUA_TNIL) {
+      lua_pushvalue(L, -2);
+      if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    }
+  }
 }
 
 /* The sentinel's __gc. Only the registered sentinel, finalized when the state closes, releases:
@@ -44,13 +88,10 @@ static int late_release(lua_State *L) {
   int registered = lua_rawequal(L, -1, 1);
   lua_pop(L, 1);
   if (!registered || lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key) != LUA_TTABLE) return 0;
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    lua_pop(L, 1);
-    const Buffer *b = (const Buffer *)lua_touserdata(L, -1);
-    if (b && !b->isview && b->o->state == OWNER_LIVE)
-      owner_release(L, b->o, "released when the state closed", 0);
-  }
+  lua_pushboolean(L, 1); /* the key exists (late_open): setting it allocates nothing */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &closed_key);
+  late_release_all(L, 1);
+  late_release_all(L, 0);
   return 0;
 }
 
@@ -58,6 +99,8 @@ static int late_release(lua_State *L) {
  * and then registered, and only when missing (a require that ran out of memory after making
  * them is followed by another). */
 static void late_open(lua_State *L) {
+  lua_pushboolean(L, 0);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &closed_key);
   int have_table = lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key) == LUA_TTABLE;
   int have_sentinel = lua_rawgetp(L, LUA_REGISTRYINDEX, &sentinel_key) != LUA_TNIL;
   lua_pop(L, 2);
@@ -88,7 +131,7 @@ Owner *buf_newroot(lua_State *L, const MemKind *kind) {
   rb->own.prot = OWN_PROT_READ | OWN_PROT_WRITE;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
   lua_setmetatable(L, -2);
-  if (lua_gc(L, LUA_GCISRUNNING) < 0) late_register(L); /* inside a finalizer */
+  late_note(L);
   return &rb->own;
 }
 

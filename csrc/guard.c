@@ -16,6 +16,7 @@
 #include "guard.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <string.h>
@@ -48,8 +49,9 @@
  * decides anything on a buffer's contents. Native builds: one predicted branch. */
 void mem_defined(const void *p, size_t n) {
 #if MEMLAB_VALGRIND
-  static int on = -1;
-  if (on < 0) on = RUNNING_ON_VALGRIND ? 1 : 0;
+  static int cached = -1; /* relaxed atomics: states may run on several threads */
+  int on = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+  if (on < 0) __atomic_store_n(&cached, on = RUNNING_ON_VALGRIND ? 1 : 0, __ATOMIC_RELAXED);
   if (on && n) VALGRIND_MAKE_MEM_DEFINED(p, n);
 #else
   (void)p, (void)n;
@@ -99,7 +101,7 @@ static void chain(int signo, siginfo_t *si, void *uctx) {
 
 static void on_fault(int signo, siginfo_t *si, void *uctx) {
   int saved_errno = errno;
-  FaultClaim claim = g_claim;
+  FaultClaim claim = __atomic_load_n(&g_claim, __ATOMIC_ACQUIRE);
   if (claim && claim(signo, si)) {
     errno = saved_errno;
     return;
@@ -154,9 +156,16 @@ static void altstack_ensure(void) {
   if (mprotect(p, ps, PROT_NONE) != 0 || sigaltstack(&ss, NULL) != 0) munmap(p, ps + size);
 }
 
-int guard_install(void) {
-  if (g_installed) return 0;
-  altstack_ensure();
+/* A previous disposition that is memlab's own handler (memlab loaded a second time under another
+ * name) would make chain() call itself: it counts as the default. */
+static void not_self(struct sigaction *prev) {
+  if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction == on_fault) {
+    memset(prev, 0, sizeof *prev);
+    prev->sa_handler = SIG_DFL;
+  }
+}
+
+static int install(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = on_fault;
@@ -169,11 +178,25 @@ int guard_install(void) {
     sigaction(SIGSEGV, &g_prev_segv, NULL);
     return err;
   }
+  not_self(&g_prev_segv);
+  not_self(&g_prev_bus);
   g_installed = 1;
   return 0;
 }
 
-void guard_set_claimer(FaultClaim fn) { g_claim = fn; }
+/* Once per process, under a lock: a C program may load memlab in several threads at once (a state
+ * each), and two installs would record memlab's handler as the one before it, losing the
+ * program's own. Every thread that loads memlab gets an alternate signal stack. */
+int guard_install(void) {
+  static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  altstack_ensure();
+  pthread_mutex_lock(&mu);
+  int err = g_installed ? 0 : install();
+  pthread_mutex_unlock(&mu);
+  return err;
+}
+
+void guard_set_claimer(FaultClaim fn) { __atomic_store_n(&g_claim, fn, __ATOMIC_RELEASE); }
 
 /* A declared range is widened to the 4 KiB blocks that hold it: glibc's vectorised memchr and
  * strlen load aligned blocks that may start before the range (never across a 4 KiB boundary, so

@@ -56,6 +56,7 @@ Allocator *alloc_new(lua_State *L, const AllocOps *ops) {
   a->arena.state = OWNER_NEW;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &allocator_key);
   lua_setmetatable(L, -2);
+  late_note(L);
   return a;
 }
 

@@ -86,6 +86,9 @@ static int lfl_new(lua_State *L) {
   if (size <= ml_sys_pagesize()) /* fl_init's least arena: two pages (its first block and top) */
     luaL_argerror(L, 1, lua_pushfstring(L, "size out of range (more than a page, %d bytes, "
                                            "needed)", (int)ml_sys_pagesize()));
+  if (sbrk && !ml_sys_single_threaded()) /* see pagesrc.h: it could never grow */
+    return push_syserrorf(L, "freelist", EBUSY, "an arena over the break needs a process with one "
+                          "thread: glibc's malloc moves the break too, under a lock of its own");
   Allocator *a = alloc_new(L, &fl_ops);
   int err = sbrk ? ml_src_init_sbrk(&a->src, size) : ml_src_init_mmap(&a->src, size, 0);
   if (err) return push_syserror(L, "freelist", err);

@@ -135,6 +135,10 @@ void set_consts(lua_State *L, const ConstReg *cs);
  * takes the buffer's address (buf_span) after them; where it must allocate between accesses it
  * takes the address again with buf_respan, which also rechecks the range. */
 Owner *buf_newroot(lua_State *L, const MemKind *kind);
+/* Every constructor of an object that will hold memory or a file calls it on the object it just
+ * pushed: inside a finalizer the object is entered for release when the state closes, or refused
+ * once that release has run (buffer.c). */
+void late_note(lua_State *L);
 void owner_open(lua_State *L, Owner *o, void *base, size_t size);
 Buffer *buf_check(lua_State *L, int idx);
 /* The length of b's window (a root spans its whole Owner). */

@@ -57,6 +57,7 @@ static MFile *new_file(lua_State *L, const char *how, const char *name) {
   f->how = how;
   snprintf(f->name, sizeof f->name, "%s", name);
   luaL_setmetatable(L, FILE_T);
+  late_note(L);
   return f;
 }
 

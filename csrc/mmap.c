@@ -34,7 +34,8 @@
  * copies to the very top of the stack (AT_EXECFN): the page that ends it ends [stack]. Without
  * either the room check would pass any address, and a mapping there ends the interpreter. */
 static uintptr_t stack_top(void) {
-  static uintptr_t top;
+  static uintptr_t cached; /* relaxed atomics: states may run on several threads */
+  uintptr_t top = __atomic_load_n(&cached, __ATOMIC_RELAXED);
   if (!top) {
     FILE *f = fopen("/proc/self/maps", "r");
     char line[512];
@@ -51,6 +52,7 @@ static uintptr_t stack_top(void) {
       return (end + ps - 1) / ps * ps; /* not kept: /proc is asked again next time */
     }
   }
+  __atomic_store_n(&cached, top, __ATOMIC_RELAXED);
   return top;
 }
 
@@ -70,8 +72,11 @@ static const char mapreg_key = 'M';
 /* How many mappings placed inside another (MAP_FIXED) have not been forgotten yet, in this
  * process. While there are none, the walks that look for inner mappings (b:protect, b:remap,
  * b:unmap, b:snapshot) are skipped: each visits every mapping the state ever registered, and a
- * script holding 10^4 mappings paid about 0.3 ms per b:protect for them. */
+ * script holding 10^4 mappings paid about 0.3 ms per b:protect for them. Atomic: a C program may
+ * run Lua states on several threads, and a count that drifted to 0 would let a child outlive its
+ * parent's move. */
 static size_t g_nested;
+#define NESTED() __atomic_load_n(&g_nested, __ATOMIC_RELAXED)
 
 int prot_to_sys(unsigned own) {
   return ((own & OWN_PROT_READ) ? PROT_READ : 0) | ((own & OWN_PROT_WRITE) ? PROT_WRITE : 0) |
@@ -108,7 +113,7 @@ static int mmap_release(Owner *o) {
 static void mmap_forget(Owner *o) {
   MapInfo *mi = MAPINFO(o);
   if (mi) {
-    if (o->parent) g_nested--; /* once: ctx is gone after this */
+    if (o->parent) __atomic_fetch_sub(&g_nested, 1, __ATOMIC_RELAXED); /* once: ctx goes next */
     snap_on_release(o);
     protmap_free(&mi->pm);
   }
@@ -184,7 +189,7 @@ Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
 
 /* Whether a live mapping was placed inside o with MAP_FIXED (o is its parent's parent ...). */
 int map_has_inner(lua_State *L, const Owner *o) {
-  if (!g_nested) return 0;
+  if (!NESTED()) return 0;
   int found = 0;
   push_registry(L);
   lua_pushnil(L);
@@ -213,7 +218,7 @@ static int depth_in(const Owner *o, const Owner *anc) {
  * follow, and a snapshot of theirs arms the pages that became writable. */
 void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, size_t len,
                        int prot) {
-  if (!g_nested) return;
+  if (!NESTED()) return;
   size_t ps = sys_pagesize();
   push_registry(L);
   lua_pushnil(L);
@@ -240,7 +245,7 @@ void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, 
  * sits in (as b:unmap does), so o's range is one kernel mapping again with o's protection, and
  * no dead inner mapping leaves its own protection or armed snapshot behind. 0 or an errno. */
 static int release_inner(lua_State *L, Owner *o, const char *why) {
-  while (g_nested) {
+  while (NESTED()) {
     Owner *deepest = NULL;
     int best = 0;
     push_registry(L);
@@ -419,7 +424,7 @@ static int mmap_mmap(lua_State *L) {
   owner_open(L, o, p, length);
   if (parent) {
     o->parent = parent;
-    g_nested++;
+    __atomic_fetch_add(&g_nested, 1, __ATOMIC_RELAXED);
     lua_pushvalue(L, parent_idx);
     lua_setiuservalue(L, -2, 1); /* the child anchors its parent */
   }

@@ -89,7 +89,8 @@ static int proc_layout(lua_State *L) {
     set_span(L, "bss", sg.bss);
     lua_setfield(L, -2, "program");
   }
-  layout_uninitialised += local + layout_initialised; /* keep both statics alive */
+  /* keep both statics alive (atomic: states may run on several threads) */
+  __atomic_fetch_add(&layout_uninitialised, local + layout_initialised, __ATOMIC_RELAXED);
   return 1;
 }
 

@@ -39,7 +39,20 @@ struct Snapshot {
   const char *why;        /* why it ended while its mapping lives on, or NULL */
 };
 
+/* The armed snapshots of the process, and each slot's range [lo, hi). A C program may run Lua
+ * states on several threads: a slot is taken by compare-and-swap, and every walk (the fault
+ * handler's too) reads a slot's range before it touches the snapshot, so that it never touches
+ * another thread's, which may be freed meanwhile (its range never meets this thread's memory). */
 static Snapshot *volatile g_armed[MAX_ARMED];
+static uintptr_t g_lo[MAX_ARMED], g_hi[MAX_ARMED];
+
+/* The snapshot in slot k if the slot's range meets [lo, hi), else NULL. */
+static Snapshot *slot_meeting(int k, const void *lo, const void *hi) {
+  uintptr_t a = __atomic_load_n(&g_lo[k], __ATOMIC_ACQUIRE);
+  uintptr_t b = __atomic_load_n(&g_hi[k], __ATOMIC_ACQUIRE);
+  if (!(a < (uintptr_t)hi && (uintptr_t)lo < b)) return NULL;
+  return __atomic_load_n(&g_armed[k], __ATOMIC_ACQUIRE);
+}
 
 /* Whether snapshot s covers any byte of [lo, hi). */
 static int covers(const Snapshot *s, const unsigned char *lo, const unsigned char *hi) {
@@ -73,7 +86,7 @@ static int snap_claim(int signo, siginfo_t *si) {
   if (signo != SIGSEGV || si->si_code != SEGV_ACCERR) return 0;
   uintptr_t a = (uintptr_t)si->si_addr;
   for (int k = 0; k < MAX_ARMED; k++) {
-    Snapshot *s = g_armed[k];
+    Snapshot *s = slot_meeting(k, (const void *)a, (const void *)(a + 1));
     if (!s || a < (uintptr_t)s->base || a - (uintptr_t)s->base >= s->npages * s->ps) continue;
     size_t i = (a - (uintptr_t)s->base) / s->ps;
     return s->armed[i] ? copy_page(s, i) : 0;
@@ -90,7 +103,33 @@ static void arm(Snapshot *s, size_t i, size_t n, unsigned prot) {
 
 static void unregister(Snapshot *s) {
   for (int k = 0; k < MAX_ARMED; k++)
-    if (g_armed[k] == s) g_armed[k] = NULL;
+    if (__atomic_load_n(&g_armed[k], __ATOMIC_ACQUIRE) == s) {
+      __atomic_store_n(&g_hi[k], 0, __ATOMIC_RELEASE);
+      __atomic_store_n(&g_lo[k], 0, __ATOMIC_RELEASE);
+      __atomic_store_n(&g_armed[k], NULL, __ATOMIC_RELEASE);
+    }
+}
+
+static int free_slots(void) {
+  int n = 0;
+  for (int k = 0; k < MAX_ARMED; k++) n += __atomic_load_n(&g_armed[k], __ATOMIC_ACQUIRE) == NULL;
+  return n;
+}
+
+/* Enters s, whose fields are set and no page of which is armed yet, in a free slot: 1, or 0 when
+ * none is free. A compare-and-swap: a C program may arm snapshots in states on several threads,
+ * and two that picked the same slot lost one (a legal write then faulted). */
+static int take_slot(Snapshot *s) {
+  for (int k = 0; k < MAX_ARMED; k++) {
+    Snapshot *expected = NULL;
+    if (__atomic_compare_exchange_n(&g_armed[k], &expected, s, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+      __atomic_store_n(&g_lo[k], (uintptr_t)s->base, __ATOMIC_RELEASE);
+      __atomic_store_n(&g_hi[k], (uintptr_t)s->base + s->npages * s->ps, __ATOMIC_RELEASE);
+      return 1;
+    }
+  }
+  return 0;
 }
 
 typedef struct PageArgs {
@@ -157,7 +196,7 @@ void snap_before_change(Owner *o, size_t off, size_t len) {
    * it with MAP_FIXED, which the change reaches too */
   const unsigned char *lo = o->base + off, *hi = lo + len;
   for (int k = 0; k < MAX_ARMED; k++) {
-    Snapshot *s = g_armed[k];
+    Snapshot *s = slot_meeting(k, lo, hi);
     if (!s || !s->active || !covers(s, lo, hi)) continue;
     size_t first = lo > s->base ? (size_t)(lo - s->base) / s->ps : 0;
     size_t last = (size_t)((hi < s->base + s->npages * s->ps ? hi : s->base + s->npages * s->ps) -
@@ -202,7 +241,7 @@ void snap_on_release(Owner *o) {
  * MAP_FIXED mappings placed inside it, whose memory goes with it. */
 void snap_end_range(const unsigned char *base, size_t len) {
   for (int k = 0; k < MAX_ARMED; k++) {
-    Snapshot *s = g_armed[k];
+    Snapshot *s = slot_meeting(k, base, base + len);
     if (s && s->base >= base && (size_t)(s->base - base) < len) end_snapshot(s);
   }
 }
@@ -210,7 +249,7 @@ void snap_end_range(const unsigned char *base, size_t len) {
 /* Whether an armed snapshot covers any byte of [base, base+len). */
 int snap_armed_in(const unsigned char *base, size_t len) {
   for (int k = 0; k < MAX_ARMED; k++) {
-    const Snapshot *s = g_armed[k];
+    const Snapshot *s = slot_meeting(k, base, base + len);
     if (s && covers(s, base, base + len)) return 1;
   }
   return 0;
@@ -249,7 +288,7 @@ static void disarm(Snapshot *s) {
 
 void snap_end_wiped(const unsigned char *base, size_t len) {
   for (int k = 0; k < MAX_ARMED; k++) {
-    Snapshot *s = g_armed[k];
+    Snapshot *s = slot_meeting(k, base, base + len);
     if (s && covers(s, base, base + len)) {
       disarm(s);
       s->dead = 1;
@@ -297,6 +336,7 @@ static int snap_new(lua_State *L) {
   Snapshot **ps = (Snapshot **)lua_newuserdatauv(L, sizeof(Snapshot *), 1);
   *ps = NULL;
   luaL_setmetatable(L, SNAP_T);
+  late_note(L);
   Snapshot *s = (Snapshot *)calloc(1, sizeof *s);
   if (!s) return push_syserror(L, "snapshot", ENOMEM);
   s->dead = 1; /* until armed: a freed-and-dead struct, which __gc frees */
@@ -307,10 +347,8 @@ static int snap_new(lua_State *L) {
   if (map_has_inner(L, o))
     return luaL_error(L, "snapshot of a mapping with another mapping placed inside it (MAP_FIXED) "
                          "is refused: those pages are not this mapping's to protect and copy");
-  int slot = -1;
-  for (int k = 0; k < MAX_ARMED && slot < 0; k++)
-    if (!g_armed[k]) slot = k;
-  if (slot < 0) return luaL_error(L, "too many active snapshots (at most %d)", MAX_ARMED);
+  if (!free_slots())
+    return luaL_error(L, "too many active snapshots (at most %d in a process)", MAX_ARMED);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
   s->dead = 0;
@@ -329,6 +367,10 @@ static int snap_new(lua_State *L) {
     return push_syserror(L, "snapshot", err);
   }
   s->copy = (unsigned char *)copy;
+  if (!take_slot(s)) { /* another thread's snapshot took the last one meanwhile */
+    snap_release(s);
+    return luaL_error(L, "too many active snapshots (at most %d in a process)", MAX_ARMED);
+  }
   for (size_t i = 0; i < s->npages;) { /* write-protect the writable runs */
     unsigned prot = protmap_get(o->protmap, i);
     size_t j = protmap_runend(o->protmap, i);
@@ -337,7 +379,6 @@ static int snap_new(lua_State *L) {
   }
   s->active = 1;
   mi->snap = s;
-  g_armed[slot] = s;
   return 1;
 }
 

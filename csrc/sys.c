@@ -14,10 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
-size_t sys_pagesize(void) {
+size_t sys_pagesize(void) { /* cached; relaxed atomics: states may run on several threads */
   static size_t ps;
-  if (!ps) ps = (size_t)sysconf(_SC_PAGESIZE);
-  return ps;
+  size_t v = __atomic_load_n(&ps, __ATOMIC_RELAXED);
+  if (!v) __atomic_store_n(&ps, v = (size_t)sysconf(_SC_PAGESIZE), __ATOMIC_RELAXED);
+  return v;
 }
 
 int sys_sbrk(intptr_t increment, void **old) {

@@ -36,7 +36,9 @@ typedef struct Tracker {
 } Tracker;
 
 static const char tracker_key = 'T';
-static int g_anyon; /* states with tracking on: a cheap test on every allocation */
+/* States with tracking on, in this process: a cheap test on every allocation. Atomic (states
+ * may run on several threads). */
+static int g_anyon;
 
 static Tracker *get_tracker(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &tracker_key);
@@ -69,7 +71,7 @@ static void capture_frames(lua_State *L, TrackRec *r, const char *what) {
 /* Called when o has just been opened by the C function `what` ("malloc", "calloc" ...): records
  * it if tracking is on in this state. */
 void track_alloc(lua_State *L, Owner *o, const char *what) {
-  if (!g_anyon) return;
+  if (!__atomic_load_n(&g_anyon, __ATOMIC_RELAXED)) return;
   Tracker *t = get_tracker(L);
   if (!t || !t->on) return;
   uint32_t idx;
@@ -119,7 +121,7 @@ static int track_track(lua_State *L) {
   lua_pushboolean(L, t->on);
   if (!lua_isnone(L, 1)) {
     int on = lua_toboolean(L, 1);
-    g_anyon += on - t->on;
+    __atomic_fetch_add(&g_anyon, on - t->on, __ATOMIC_RELAXED);
     t->on = on;
   }
   return 1;
@@ -206,7 +208,7 @@ static int track_reset(lua_State *L) {
 
 static int tracker_gc(lua_State *L) {
   Tracker *t = (Tracker *)lua_touserdata(L, 1);
-  if (t->on) g_anyon--;
+  if (t->on) __atomic_fetch_sub(&g_anyon, 1, __ATOMIC_RELAXED);
   t->on = 0;
   free(t->recs);
   t->recs = NULL;
@@ -232,7 +234,7 @@ int track_open(lua_State *L) {
     const char *env = getenv("MEMLAB_TRACK");
     if (env && *env && strcmp(env, "0") != 0) {
       t->on = 1;
-      g_anyon++;
+      __atomic_fetch_add(&g_anyon, 1, __ATOMIC_RELAXED);
     }
   }
   set_funcs(L, track_funcs);

@@ -3,8 +3,8 @@
 # earlier one failed, so that one run reports everything; each stage writes TAP lines to
 # build/results/<stage>.tap ("ok N - ..." / "not ok N - ..."), and a stage that dies without
 # reporting counts as one failed test. Exits non-zero when any test failed.
-#   stages: build (gcc and clang, -Werror), specs (busted), ctests (csrc/alloc in C, and the
-#           memory-error injection of spec/c/oom_lua.c), asan (specs + C tests under
+#   stages: build (gcc and clang, -Werror), specs (busted), ctests (csrc/alloc in C, the
+#           memory-error injection of spec/c/oom_lua.c, the C host of spec/c/embed_test.c), asan (specs + C tests under
 #           AddressSanitizer+UBSan), valgrind (specs + csrc/alloc tests under memcheck),
 #           lab (every experiment, short durations), fuzz (libFuzzer, FUZZ_SECONDS each),
 #           install (luarocks make into a scratch tree, then require from elsewhere)
@@ -65,6 +65,7 @@ stage_ctests() {
   make --no-print-directory WERROR=1 alloc-test || rc=1
   make --no-print-directory alloc-headers || rc=1
   make --no-print-directory WERROR=1 oom-test || rc=1
+  make --no-print-directory WERROR=1 embed-test || rc=1
   return $rc
 }
 
@@ -89,6 +90,8 @@ stage_asan() {
   tagged asan make --no-print-directory alloc-asan || rc=1
   tagged asan make --no-print-directory BUILD=build/asan OPT=-O1 EXTRA_CFLAGS="$ASAN_FLAGS" \
     WERROR=1 oom-test || rc=1
+  tagged asan make --no-print-directory BUILD=build/asan OPT=-O1 EXTRA_CFLAGS="$ASAN_FLAGS" \
+    WERROR=1 embed-test || rc=1
   return $rc
 }
 

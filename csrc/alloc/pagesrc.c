@@ -7,10 +7,17 @@
 #include "mlalloc.h"
 #include "mlsan.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define ML_HAVE_SINGLE_THREADED 1
+#endif
+#endif
 
 /* ---- the kernel calls ---- */
 
@@ -99,6 +106,20 @@ void *ml_sys_break(void)
     return sbrk(0);
 }
 
+int ml_sys_single_threaded(void)
+{
+#ifdef ML_HAVE_SINGLE_THREADED
+    return __libc_single_threaded != 0; /* glibc 2.32: false from the first pthread_create on */
+#else
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return 0;
+    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+    closedir(d);
+    return n == 1;
+#endif
+}
+
 /* ---- the page source ---- */
 
 static void src_zero(ml_pagesrc *s, ml_srckind kind)
@@ -140,6 +161,7 @@ int ml_src_init_sbrk(ml_pagesrc *s, size_t limit)
  * take a few pad bytes to page-align base). */
 static int sbrk_grow(ml_pagesrc *s, size_t n)
 {
+    if (!ml_sys_single_threaded()) return EBUSY;
     char *cur = ml_sys_break();
     size_t pad = 0;
     if (s->base == NULL) {
@@ -196,7 +218,7 @@ int ml_src_shrink(ml_pagesrc *s, size_t n)
         err = ml_sys_decommit(s->top - n, n);
         s->syscalls += 2;
     } else if (s->kind == ML_SRC_SBRK) {
-        if (ml_sys_break() != s->top) return src_fail(s, EBUSY);
+        if (!ml_sys_single_threaded() || ml_sys_break() != s->top) return src_fail(s, EBUSY);
         size_t give = n + (n == s->committed ? s->pad : 0);
         void *old;
         err = ml_sys_sbrk(-(intptr_t)give, &old);

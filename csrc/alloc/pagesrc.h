@@ -55,6 +55,10 @@ void ml_zero(int vg, void *p, size_t n);
 int ml_sys_sbrk(intptr_t incr, void **old);
 /* The current break (sbrk(0); glibc answers it without a system call). */
 void *ml_sys_break(void);
+/* Whether the process has never had a second thread. The break is moved by glibc's malloc too,
+ * under a lock of its own, and sbrk is not thread-safe: with a second thread an sbrk source
+ * neither grows nor shrinks (EBUSY), and memlab's M.sbrk refuses likewise. */
+int ml_sys_single_threaded(void);
 
 /* ---- the page source ---- */
 

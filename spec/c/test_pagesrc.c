@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <pthread.h>
 
 static void t_mmap_source(void)
 {
@@ -79,6 +80,37 @@ static void t_strings(void)
     CHECK(strcmp(ml_src_kindname(&s), "mmap") == 0);
 }
 
+static pthread_mutex_t park_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *parked(void *arg)
+{
+    pthread_mutex_lock(&park_mu); /* held by the test until it is done */
+    pthread_mutex_unlock(&park_mu);
+    return arg;
+}
+
+/* glibc's malloc moves the break too, under its own lock: once the process has a second thread
+ * an sbrk source neither grows nor shrinks (the process stays "multi-threaded": run last). */
+static void t_sbrk_refused_with_threads(void)
+{
+    ml_pagesrc s;
+    size_t pg = ml_sys_pagesize();
+    void *old;
+    pthread_t t;
+    CHECK(ml_sys_single_threaded());
+    CHECK(ml_src_init_sbrk(&s, 16 * pg) == 0 && ml_src_grow(&s, 2 * pg, &old) == 0);
+    pthread_mutex_lock(&park_mu);
+    int made = pthread_create(&t, NULL, parked, NULL) == 0;
+    int single = ml_sys_single_threaded();
+    int grow = ml_src_grow(&s, pg, &old), shrink = ml_src_shrink(&s, pg);
+    void *brk = ml_sys_break();
+    pthread_mutex_unlock(&park_mu);
+    if (made) pthread_join(t, NULL);
+    CHECK(made && !single);
+    CHECK(grow == EBUSY && shrink == EBUSY && s.committed == 2 * pg && brk == s.top);
+    CHECK(ml_src_destroy(&s) == EBUSY); /* the pages stay taken: the break is not moved */
+}
+
 int main(void)
 {
     tap_init("test_pagesrc");
@@ -86,5 +118,6 @@ int main(void)
     TAP_RUN(t_sbrk_source, "pagesrc: sbrk source grows and gives back the real break");
     TAP_RUN(t_sbrk_refuses_foreign_break, "pagesrc: sbrk source refuses a break it no longer owns");
     TAP_RUN(t_strings, "pagesrc: status strings, invalid arguments");
+    TAP_RUN(t_sbrk_refused_with_threads, "pagesrc: sbrk source neither grows nor shrinks once a second thread exists");
     return tap_done();
 }
