@@ -50,7 +50,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fl_config c = { (fl_policy)(cfg & 3), 64u << 10, (cfg & 32) ? 128u << 10 : 0,
                         (cfg & 16) ? 32u << 10 : 0, (cfg & 8) ? -1 : (int)(cfg >> 6) };
         int err = (cfg & 4) ? ml_src_init_sbrk(&src, 4u << 20) : ml_src_init_mmap(&src, 4u << 20, 0);
-        if (err || fl_init(&a, &src, &c) != ML_OK) fail("freelist init");
+        if (err || fl_init(&a, &src, &c) != ML_OK)
+            fail(ml_sys_single_threaded() ? "freelist init" : "freelist init (the fuzzer made a "
+                 "thread: an sbrk source is refused then; run it with -rss_limit_mb=0)");
         alloc_ops o = fl_ops;
         o.max_size = 1u << 20;
         drive(&o, &a, data, size);
