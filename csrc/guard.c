@@ -141,19 +141,43 @@ static void pin_self(void) {
  * client's stack during signal delivery, and a guarded fault taken some 50 nested pcalls deep
  * killed the process there (natively the kernel grows the stack). 256 KiB, committed only as
  * touched, above a PROT_NONE page that stops an overflow of it. A stack already set (ASan sets
- * its own) is kept. Failure leaves things as they were: the handler runs on the normal stack. */
+ * its own) is kept. Failure leaves things as they were: the handler runs on the normal stack.
+ * Done once per thread, on its first guarded access (a C program may use a state on a thread
+ * that did not load memlab); a thread that exits gives its stack back (g_altkey's destructor). */
+#define ALT_SIZE ((size_t)256 << 10)
+static TLS int g_alt; /* this thread has been seen to */
+static pthread_key_t g_altkey;
+static pthread_once_t g_altonce = PTHREAD_ONCE_INIT;
+static int g_altkey_ok;
+
+static void alt_free(void *p) {
+  stack_t off;
+  memset(&off, 0, sizeof off);
+  off.ss_flags = SS_DISABLE;
+  sigaltstack(&off, NULL);
+  munmap(p, (size_t)sysconf(_SC_PAGESIZE) + ALT_SIZE);
+}
+
+static void altkey_make(void) { g_altkey_ok = pthread_key_create(&g_altkey, alt_free) == 0; }
+
 static void altstack_ensure(void) {
+  g_alt = 1;
   stack_t cur;
   if (sigaltstack(NULL, &cur) != 0 || !(cur.ss_flags & SS_DISABLE)) return;
-  size_t ps = (size_t)sysconf(_SC_PAGESIZE), size = (size_t)256 << 10;
-  unsigned char *p = mmap(NULL, ps + size, PROT_READ | PROT_WRITE,
+  pthread_once(&g_altonce, altkey_make);
+  size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+  unsigned char *p = mmap(NULL, ps + ALT_SIZE, PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return;
   stack_t ss;
   memset(&ss, 0, sizeof ss);
   ss.ss_sp = p + ps;
-  ss.ss_size = size;
-  if (mprotect(p, ps, PROT_NONE) != 0 || sigaltstack(&ss, NULL) != 0) munmap(p, ps + size);
+  ss.ss_size = ALT_SIZE;
+  if (mprotect(p, ps, PROT_NONE) != 0 || sigaltstack(&ss, NULL) != 0) {
+    munmap(p, ps + ALT_SIZE);
+    return;
+  }
+  if (g_altkey_ok) pthread_setspecific(g_altkey, p);
 }
 
 /* A previous disposition that is memlab's own handler (memlab loaded a second time under another
@@ -186,7 +210,7 @@ static int install(void) {
 
 /* Once per process, under a lock: a C program may load memlab in several threads at once (a state
  * each), and two installs would record memlab's handler as the one before it, losing the
- * program's own. Every thread that loads memlab gets an alternate signal stack. */
+ * program's own. The loading thread gets its alternate signal stack now. */
 int guard_install(void) {
   static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
   altstack_ensure();
@@ -220,6 +244,7 @@ int guard_call(GuardFn fn, void *arg, const void *p1, size_t n1, const void *p2,
   set_range(&fr.lo1, &fr.hi1, p1, n1);
   set_range(&fr.lo2, &fr.hi2, p2, n2);
   fr.prev = g_top;
+  if (!g_alt) altstack_ensure();
   QUIET_BEGIN();
   if (sigsetjmp(fr.jb, 0) == 0) {
     g_top = &fr;
