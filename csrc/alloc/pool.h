@@ -58,29 +58,32 @@ typedef struct pool_config {
 } pool_config;
 
 typedef struct ml_pool {
-    ml_pagesrc *src;
-    char *base;
-    char *bump;          /* blocks in [base, bump) have been handed out at least once */
-    char *end;           /* base + capacity * stride */
-    void *head;          /* free list (next pointer in each free block's first 8 bytes) */
-    size_t obj, stride;  /* requested object size; block size (multiple of 16) */
-    size_t count, capacity, max_blocks, peak_blocks;
-    uint64_t recip;      /* ceil(2^64 / stride): offset / stride without a division */
-    uint64_t *used_map;
-    size_t used_map_len;
-    /* the fast paths' state (pool.h's top comment) */
-    size_t handed;       /* bump - base */
-    size_t fast_handed;  /* handed, or 0 under valgrind (every free then takes the slow path) */
-    size_t fast_lim;     /* obj + 1, or 0 under valgrind (every alloc then takes the slow path) */
-    size_t held;         /* live + parked blocks: changes only on the slow paths */
+    /* the fast paths' state (pool.h's top comment) first: offsets below 128 bytes encode in one
+     * byte, which keeps pool_alloc and pool_free short */
     uint64_t mw;         /* allocs << 8 | parked blocks (mag_n): one word, so that each fast path
                           * stores once for both */
+    char *base;
+    uint64_t inv;        /* the inverse of stride's odd part modulo 2^64 (pool.c, block_index) */
+    size_t fast_blocks;  /* handed / stride, or 0 under valgrind (every free then takes the slow path) */
+    uint64_t *used_map;
+    size_t fast_lim;     /* obj + 1, or 0 under valgrind (every alloc then takes the slow path) */
+    unsigned shift;      /* stride's trailing zero bits */
     char *mag[POOL_MAG]; /* the parked blocks, mag[0] the oldest (pointers: alloc returns one as is) */
     uint8_t park[POOL_PARK_SLOTS];  /* at the slot of block index i (i mod POOL_PARK_SLOTS): the
                                      * magazine position of block i if it is parked; any other
                                      * value (stale) is told apart by mag[pos]. Always below
                                      * POOL_MAG, so "pos >= mag_n" also says the magazine is not
                                      * full. */
+    size_t handed;       /* bump - base */
+    size_t held;         /* live + parked blocks: changes only on the slow paths */
+    ml_pagesrc *src;
+    char *bump;          /* blocks in [base, bump) have been handed out at least once */
+    char *end;           /* base + capacity * stride */
+    void *head;          /* free list (next pointer in each free block's first 8 bytes) */
+    size_t obj, stride;  /* requested object size; block size (multiple of 16) */
+    size_t count, capacity, max_blocks, peak_blocks;
+    uint64_t recip;      /* ceil(2^64 / stride): offset / stride without a division */
+    size_t used_map_len;
     ml_stats st;         /* kept current except the derived fields pool_stats fills, and
                           * allocs (mw >> 8), live_blocks (held - mag_n), frees (allocs - live) */
     ml_status err;       /* status of the most recent failed call */
@@ -97,7 +100,7 @@ typedef struct ml_pool {
 static inline int pool_fast_alloc(ml_pool *p, size_t n, void **out)
 {
     uint64_t w = p->mw;
-    uint32_t k = (uint32_t)(w & 0xFF);
+    uint64_t k = w & 0xFF;
     if (__builtin_expect(k != 0 && n < p->fast_lim, 1)) {
         p->mw = w + ((uint64_t)1 << 8) - 1;
         *out = p->mag[k - 1];
@@ -108,23 +111,26 @@ static inline int pool_fast_alloc(ml_pool *p, size_t n, void **out)
 
 static inline int pool_fast_free(ml_pool *p, void *ptr)
 {
-    uint64_t d = (uint64_t)((uintptr_t)ptr - (uintptr_t)p->base);
-    if (__builtin_expect(d < p->fast_handed, 1)) {
-        /* d / stride and "stride divides d" from one multiplication (pool.c, div_stride) */
-        __extension__ unsigned __int128 m = (unsigned __int128)d * p->recip;
-        uint64_t i = (uint64_t)(m >> 64);
-        if (__builtin_expect((uint64_t)m < p->recip && (p->used_map[i >> 6] >> (i & 63) & 1), 1)) {
-            uint64_t w = p->mw;
-            uint32_t k = (uint32_t)(w & 0xFF);
-            uint8_t *slot = &p->park[i & (POOL_PARK_SLOTS - 1)];
-            uint32_t pos = *slot;
-            if (__builtin_expect(pos >= k, 1)) {
-                if (pos != k) *slot = (uint8_t)k;   /* usually already k: spare the store */
-                p->mag[k] = (char *)ptr;
-                p->mw = w + 1;
-                return 1;
-            }
+    /* the block index if ptr is on a handed-out block's boundary, else a number at least
+     * fast_blocks: one multiplication and a rotation check range and boundary (pool.c,
+     * block_index) */
+    uint64_t x = (uint64_t)((uintptr_t)ptr - (uintptr_t)p->base) * p->inv;
+    unsigned t = p->shift;
+    uint64_t i = x >> t | x << (-t & 63);
+    if (__builtin_expect(i < p->fast_blocks && (p->used_map[i >> 6] >> (i & 63) & 1), 1)) {
+        uint64_t w = p->mw;
+        uint8_t *slot = &p->park[i & (POOL_PARK_SLOTS - 1)];
+        uint8_t pos = *slot;
+        /* pos == k usually (then pos is the position); above k it is stale (overwrite it);
+         * below, the slow path */
+        if (__builtin_expect((uint8_t)w != pos, 0)) {
+            if (pos < (uint8_t)w) return 0;
+            *slot = (uint8_t)w;
+            pos = (uint8_t)w;
         }
+        p->mag[pos] = (char *)ptr;
+        p->mw = w + 1;
+        return 1;
     }
     return 0;
 }
