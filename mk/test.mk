@@ -9,7 +9,7 @@ test: setup-test
 LUA_LIBS ?= $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 OOM_ASAN_OPTIONS := detect_leaks=0:allow_user_segv_handler=1:allocator_may_return_null=1
 
-$(BUILD)/oom/oom_lua: spec/c/oom_lua.c spec/c/tap.h mk/test.mk Makefile
+$(BUILD)/oom/oom_lua: spec/c/oom_lua.c spec/c/oom_snippets.h spec/c/tap.h mk/test.mk Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(LUA_INC) -Ispec/c -o $@ $< $(LUA_LIBS)
 
