@@ -40,18 +40,19 @@ static void late_register(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* For every constructor, on the object it just pushed (which holds nothing yet): outside a
- * finalizer nothing; inside one, raises once the state's close-time release has run, else enters
- * the object for it (buffer_open made the table before any object). */
+/* For every constructor, on the object it just pushed (which holds nothing yet): raises once the
+ * state's close-time release has run (asked first, and whatever lua_gc answers: only a finalizer
+ * can run then); inside a finalizer, enters the object for that release (buffer_open made the
+ * table before any object). lua_gc answers -1 inside a finalizer from Lua 5.4.4 on; before it, a
+ * finalizer's objects are not entered, and leak at lua_close as they did before memlab did this. */
 void late_note(lua_State *L) {
-  if (lua_gc(L, LUA_GCISRUNNING) >= 0) return;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &closed_key);
   int closed = lua_toboolean(L, -1);
   lua_pop(L, 1);
   if (closed)
     luaL_error(L, "memlab: this Lua state is closing, and memlab has released what it held: a "
                   "finalizer that runs after that cannot take memory or files through it");
-  late_register(L);
+  if (lua_gc(L, LUA_GCISRUNNING) < 0) late_register(L);
 }
 
 static int is_buffer(lua_State *L, int idx) {
