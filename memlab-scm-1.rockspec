@@ -34,6 +34,7 @@ build = {
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "csrc/alloc" },
+      libraries = { "pthread" }, -- the fault guard's lock and per-thread stacks (glibc < 2.34)
     },
     memlab = "lua/memlab/init.lua",
     ["memlab.draw"] = "lua/memlab/draw.lua",

@@ -20,6 +20,7 @@
  * malloc moves it under a lock memlab cannot take, and sbrk is not thread-safe; reading it stays
  * allowed, and regions freed then stay memlab's (taken back by nobody). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "guard.h"
@@ -45,6 +46,10 @@ static BrkRegion *g_regions;
 static size_t g_nregions, g_capregions;
 static uintptr_t g_kset; /* the kernel's break as memlab last set it */
 static uintptr_t g_pad;  /* g_kset less the break the script saw then */
+/* Held by the two changes to the table that still happen with several threads (a buffer or an
+ * arena over the break, made before the second thread, going away); everything that moves the
+ * break runs only while the process has one thread. No Lua call is made while it is held. */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Tells the Lua states of the process apart: the address of the state's registry. */
 static const void *state_id(lua_State *L) { return lua_topointer(L, LUA_REGISTRYINDEX); }
@@ -97,12 +102,18 @@ static void brk_return_free_top(void) {
 
 /* Something else lowered the break (an sbrk arena at the top destroyed by its page source): the
  * regions without a buffer it uncovered go back too. */
-void brk_settle(void) { brk_return_free_top(); }
+void brk_settle(void) {
+  pthread_mutex_lock(&g_mu);
+  brk_return_free_top();
+  pthread_mutex_unlock(&g_mu);
+}
 
 static int brk_release(Owner *o) {
+  pthread_mutex_lock(&g_mu);
   for (size_t i = 0; i < g_nregions; i++)
     if (g_regions[i].owner == o) g_regions[i].owner = NULL;
   brk_return_free_top();
+  pthread_mutex_unlock(&g_mu);
   return 0;
 }
 
@@ -123,7 +134,11 @@ static int grow_regions(void) {
  * sbrk page source) and could not give back at once, something else sitting above it: kept as a
  * region without a buffer, given back once it is the top. 0, or ENOMEM (then it stays taken). */
 int brk_adopt(uintptr_t start, uintptr_t end) {
-  if (grow_regions() != 0) return ENOMEM;
+  pthread_mutex_lock(&g_mu);
+  if (grow_regions() != 0) {
+    pthread_mutex_unlock(&g_mu);
+    return ENOMEM;
+  }
   size_t i = g_nregions;
   for (; i > 0 && g_regions[i - 1].start >= end; i--) g_regions[i] = g_regions[i - 1];
   g_regions[i].start = start;
@@ -132,6 +147,7 @@ int brk_adopt(uintptr_t start, uintptr_t end) {
   g_regions[i].state = NULL;
   g_nregions++;
   brk_return_free_top();
+  pthread_mutex_unlock(&g_mu);
   return 0;
 }
 

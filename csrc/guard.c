@@ -143,19 +143,35 @@ static void pin_self(void) {
  * touched, above a PROT_NONE page that stops an overflow of it. A stack already set (ASan sets
  * its own) is kept. Failure leaves things as they were: the handler runs on the normal stack.
  * Done once per thread, on its first guarded access (a C program may use a state on a thread
- * that did not load memlab); a thread that exits gives its stack back (g_altkey's destructor). */
+ * that did not load memlab); a thread that exits gives its stack back (g_altkey's destructor).
+ * Under valgrind the stack is registered as one: without that, memcheck took the siglongjmp from
+ * it back to the thread's stack for stack growth and reported every live frame of that thread as
+ * uninitialised (over a thousand errors per caught fault on a thread other than the main one). */
 #define ALT_SIZE ((size_t)256 << 10)
 static TLS int g_alt; /* this thread has been seen to */
+#if MEMLAB_VALGRIND
+static TLS unsigned g_alt_vgid; /* valgrind's id of this thread's stack */
+#endif
 static pthread_key_t g_altkey;
 static pthread_once_t g_altonce = PTHREAD_ONCE_INIT;
 static int g_altkey_ok;
 
+/* At thread exit: the stack at p goes, and is switched off first if it is still the thread's
+ * (someone may have set another since). */
 static void alt_free(void *p) {
-  stack_t off;
-  memset(&off, 0, sizeof off);
-  off.ss_flags = SS_DISABLE;
-  sigaltstack(&off, NULL);
-  munmap(p, (size_t)sysconf(_SC_PAGESIZE) + ALT_SIZE);
+  size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+  stack_t cur;
+  if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == (unsigned char *)p + ps &&
+      !(cur.ss_flags & SS_ONSTACK)) {
+    stack_t off;
+    memset(&off, 0, sizeof off);
+    off.ss_flags = SS_DISABLE;
+    sigaltstack(&off, NULL);
+  }
+#if MEMLAB_VALGRIND
+  VALGRIND_STACK_DEREGISTER(g_alt_vgid);
+#endif
+  munmap(p, ps + ALT_SIZE);
 }
 
 static void altkey_make(void) { g_altkey_ok = pthread_key_create(&g_altkey, alt_free) == 0; }
@@ -177,16 +193,10 @@ static void altstack_ensure(void) {
     munmap(p, ps + ALT_SIZE);
     return;
   }
+#if MEMLAB_VALGRIND
+  g_alt_vgid = VALGRIND_STACK_REGISTER(p + ps, p + ps + ALT_SIZE);
+#endif
   if (g_altkey_ok) pthread_setspecific(g_altkey, p);
-}
-
-/* A previous disposition that is memlab's own handler (memlab loaded a second time under another
- * name) would make chain() call itself: it counts as the default. */
-static void not_self(struct sigaction *prev) {
-  if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction == on_fault) {
-    memset(prev, 0, sizeof *prev);
-    prev->sa_handler = SIG_DFL;
-  }
 }
 
 static int install(void) {
@@ -202,8 +212,6 @@ static int install(void) {
     sigaction(SIGSEGV, &g_prev_segv, NULL);
     return err;
   }
-  not_self(&g_prev_segv);
-  not_self(&g_prev_bus);
   g_installed = 1;
   return 0;
 }

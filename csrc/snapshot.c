@@ -42,16 +42,31 @@ struct Snapshot {
 /* The armed snapshots of the process, and each slot's range [lo, hi). A C program may run Lua
  * states on several threads: a slot is taken by compare-and-swap, and every walk (the fault
  * handler's too) reads a slot's range before it touches the snapshot, so that it never touches
- * another thread's, which may be freed meanwhile (its range never meets this thread's memory). */
+ * another thread's, which may be freed meanwhile (its range never meets this thread's memory).
+ * The range and the pointer are read together under the slot's sequence count (odd while its
+ * owner writes them): a reader that raced a writer skips the slot, which then cannot be one of
+ * its own thread's (only the owner's thread writes a slot, and it is not reading it then). */
 static Snapshot *volatile g_armed[MAX_ARMED];
 static uintptr_t g_lo[MAX_ARMED], g_hi[MAX_ARMED];
+static unsigned g_seq[MAX_ARMED];
+
+/* Slot k's range and pointer, written by its owner (NULL s and an empty range to free it). */
+static void slot_write(int k, Snapshot *s, uintptr_t lo, uintptr_t hi) {
+  __atomic_fetch_add(&g_seq[k], 1, __ATOMIC_SEQ_CST); /* odd */
+  __atomic_store_n(&g_lo[k], lo, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&g_hi[k], hi, __ATOMIC_SEQ_CST);
+  if (!s) __atomic_store_n(&g_armed[k], NULL, __ATOMIC_SEQ_CST);
+  __atomic_fetch_add(&g_seq[k], 1, __ATOMIC_SEQ_CST); /* even */
+}
 
 /* The snapshot in slot k if the slot's range meets [lo, hi), else NULL. */
 static Snapshot *slot_meeting(int k, const void *lo, const void *hi) {
-  uintptr_t a = __atomic_load_n(&g_lo[k], __ATOMIC_ACQUIRE);
-  uintptr_t b = __atomic_load_n(&g_hi[k], __ATOMIC_ACQUIRE);
-  if (!(a < (uintptr_t)hi && (uintptr_t)lo < b)) return NULL;
-  return __atomic_load_n(&g_armed[k], __ATOMIC_ACQUIRE);
+  unsigned seq = __atomic_load_n(&g_seq[k], __ATOMIC_SEQ_CST);
+  uintptr_t a = __atomic_load_n(&g_lo[k], __ATOMIC_SEQ_CST);
+  uintptr_t b = __atomic_load_n(&g_hi[k], __ATOMIC_SEQ_CST);
+  Snapshot *s = __atomic_load_n(&g_armed[k], __ATOMIC_SEQ_CST);
+  if ((seq & 1) || __atomic_load_n(&g_seq[k], __ATOMIC_SEQ_CST) != seq) return NULL;
+  return a < (uintptr_t)hi && (uintptr_t)lo < b ? s : NULL;
 }
 
 /* Whether snapshot s covers any byte of [lo, hi). */
@@ -103,11 +118,7 @@ static void arm(Snapshot *s, size_t i, size_t n, unsigned prot) {
 
 static void unregister(Snapshot *s) {
   for (int k = 0; k < MAX_ARMED; k++)
-    if (__atomic_load_n(&g_armed[k], __ATOMIC_ACQUIRE) == s) {
-      __atomic_store_n(&g_hi[k], 0, __ATOMIC_RELEASE);
-      __atomic_store_n(&g_lo[k], 0, __ATOMIC_RELEASE);
-      __atomic_store_n(&g_armed[k], NULL, __ATOMIC_RELEASE);
-    }
+    if (__atomic_load_n(&g_armed[k], __ATOMIC_ACQUIRE) == s) slot_write(k, NULL, 0, 0);
 }
 
 static int free_slots(void) {
@@ -124,8 +135,7 @@ static int take_slot(Snapshot *s) {
     Snapshot *expected = NULL;
     if (__atomic_compare_exchange_n(&g_armed[k], &expected, s, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE)) {
-      __atomic_store_n(&g_lo[k], (uintptr_t)s->base, __ATOMIC_RELEASE);
-      __atomic_store_n(&g_hi[k], (uintptr_t)s->base + s->npages * s->ps, __ATOMIC_RELEASE);
+      slot_write(k, s, (uintptr_t)s->base, (uintptr_t)s->base + s->npages * s->ps);
       return 1;
     }
   }

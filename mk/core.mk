@@ -5,4 +5,4 @@ CORE_CFLAGS = $(CFLAGS_COMMON) $(LUA_INC) -Icsrc -Icsrc/alloc -fvisibility=hidde
 
 $(BUILD)/memlab/core.so: $(CORE_SRCS) $(ALLOC_SRCS) $(CORE_HDRS) Makefile mk/core.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(CORE_CFLAGS) -shared -o $@ $(CORE_SRCS) $(ALLOC_SRCS) $(EXTRA_LDFLAGS)
+	$(CC) $(CORE_CFLAGS) -shared -pthread -o $@ $(CORE_SRCS) $(ALLOC_SRCS) $(EXTRA_LDFLAGS)

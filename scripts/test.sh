@@ -103,6 +103,9 @@ stage_valgrind() {
     --errors-for-leak-kinds=definite --show-leak-kinds=definite \
     --suppressions="$top/spec/valgrind.supp" "$LUA" "$BUSTED" "$BUSTED_CPATH" -o TAP spec || rc=1
   tagged valgrind make --no-print-directory alloc-valgrind || rc=1
+  make --no-print-directory WERROR=1 build/embed/embed_test >/dev/null || return 1
+  tagged valgrind env MEMLAB_UNDER=valgrind valgrind -q --error-exitcode=99 \
+    --suppressions="$top/spec/valgrind.supp" build/embed/embed_test "$top" "$top/build" || rc=1
   return $rc
 }
 

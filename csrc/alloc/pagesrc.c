@@ -111,7 +111,7 @@ int ml_sys_single_threaded(void)
 #ifdef ML_HAVE_SINGLE_THREADED
     return __libc_single_threaded != 0; /* glibc 2.32: false from the first pthread_create on */
 #else
-    int n = 0;
+    int n = 0; /* (unlike glibc's flag, true again once the other threads have exited) */
     DIR *d = opendir("/proc/self/task");
     if (!d) return 0;
     for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';

@@ -22,7 +22,7 @@
  * the call itself goes too. (5) Through the plain calls, fixed64-pairs ran at 2.8x glibc, the
  * front end the limit (about 45 instructions per pair with the bench's loop, five taken branches
  * of them call and ret): the fast free's check became one 64-bit multiplication and a rotation
- * (block_index) instead of a 128-bit product and two comparisons, its common case (the table
+ * (see the test below) instead of a 128-bit product and two comparisons, its common case (the table
  * entry already equal to mag_n) falls through instead of jumping over the entry's store, it
  * compares that entry to mag_n in one instruction, and the fields both fast paths use come first
  * in ml_pool (one-byte offsets): 3.04-3.08x (medians of four runs, side by side with the old
@@ -59,7 +59,8 @@ static inline uint64_t div_stride(const ml_pool *p, uint64_t d)
     return (uint64_t)(((u128)d * p->recip) >> 64);
 }
 
-/* block_index, the fast free's test (pool.h, pool_fast_free): with stride = o * 2^t, o odd, and
+/* The fast free's test (pool.h, pool_fast_free; the slow paths use div_stride_exact below, which
+ * needs no inverse): with stride = o * 2^t, o odd, and
  * inv = o^-1 mod 2^64, i = rotr(d * inv mod 2^64, t) is d / stride when stride divides d, and
  * above (2^64 - 1) / stride otherwise, for every 64-bit d (Granlund and Montgomery, 1994;
  * Hacker's Delight 10-17): for d = q * stride, d * inv = q * 2^t (no wrap, as q * 2^t <= d),
@@ -156,7 +157,7 @@ ml_status pool_init(ml_pool *p, ml_pagesrc *src, const pool_config *cfg)
         return p->err = unaddressable ? ML_EINVAL : ML_ENOMEM;
     }
     p->recip = UINT64_MAX / p->stride + 1;
-    p->shift = (unsigned)__builtin_ctzll(p->stride);   /* block_index */
+    p->shift = (unsigned)__builtin_ctzll(p->stride);   /* the fast free's test (above) */
     uint64_t o = p->stride >> p->shift, inv = o;        /* o * o = 1 mod 8: 3 bits right */
     for (int j = 0; j < 5; j++) inv *= 2 - o * inv;     /* Newton: 6, 12, 24, 48, 96 bits */
     assert(o * inv == 1);

@@ -58,12 +58,13 @@ typedef struct pool_config {
 } pool_config;
 
 typedef struct ml_pool {
-    /* the fast paths' state (pool.h's top comment) first: offsets below 128 bytes encode in one
-     * byte, which keeps pool_alloc and pool_free short */
+    /* the fast paths' scalar state (pool.h's top comment) first, then mag: their offsets are
+     * below 128 bytes and encode in one byte, which keeps pool_alloc and pool_free short (park,
+     * after mag, is the one the fast free reads at a longer offset) */
     uint64_t mw;         /* allocs << 8 | parked blocks (mag_n): one word, so that each fast path
                           * stores once for both */
     char *base;
-    uint64_t inv;        /* the inverse of stride's odd part modulo 2^64 (pool.c, block_index) */
+    uint64_t inv;        /* the inverse of stride's odd part modulo 2^64 (pool.c: the fast free's test) */
     size_t fast_blocks;  /* handed / stride, or 0 under valgrind (every free then takes the slow path) */
     uint64_t *used_map;
     size_t fast_lim;     /* obj + 1, or 0 under valgrind (every alloc then takes the slow path) */
@@ -112,8 +113,8 @@ static inline int pool_fast_alloc(ml_pool *p, size_t n, void **out)
 static inline int pool_fast_free(ml_pool *p, void *ptr)
 {
     /* the block index if ptr is on a handed-out block's boundary, else a number at least
-     * fast_blocks: one multiplication and a rotation check range and boundary (pool.c,
-     * block_index) */
+     * fast_blocks: one multiplication and a rotation check range and boundary (pool.c: the fast
+     * free's test) */
     uint64_t x = (uint64_t)((uintptr_t)ptr - (uintptr_t)p->base) * p->inv;
     unsigned t = p->shift;
     uint64_t i = x >> t | x << (-t & 63);
