@@ -171,8 +171,10 @@ static void reserve_region(lua_State *L) {
 /* Raises the break the script sees by n bytes (relative) or to n, and pushes a "brk" buffer over
  * the new bytes, under it the previous break when relative: returns 2. Allocates first, then
  * reads the break (a finalizer run by the allocations may have moved it): M.brk's target may then
- * no longer lie above it (nothing taken, nothing pushed: returns 0). Else the error triple (3). */
+ * no longer lie above it (nothing taken, nothing pushed: returns 0). Else the error triple (3),
+ * EBUSY in a process with a second thread (see the top). */
 static int brk_raise(lua_State *L, const char *what, uintptr_t n, int relative) {
+  if (!ml_sys_single_threaded()) return threads_refusal(L, what);
   Owner *o = buf_newroot(L, &brk_kind);
   reserve_region(L); /* after the allocation: a finalizer run by it may take the reserved slot */
   uintptr_t u = user_break(), target = n;
@@ -256,7 +258,6 @@ static int brk_sbrk(lua_State *L) {
     return 1;
   }
   luaL_argcheck(L, (uint64_t)inc <= (uint64_t)PTRDIFF_MAX, 1, "increment out of range");
-  if (!ml_sys_single_threaded()) return threads_refusal(L, "sbrk");
   return brk_raise(L, "sbrk", (uintptr_t)inc, 1);
 }
 
@@ -271,7 +272,6 @@ static int brk_brk(lua_State *L) {
     return 1;
   }
   luaL_argcheck(L, target - cur <= (uintptr_t)PTRDIFF_MAX, 1, "address out of range");
-  if (!ml_sys_single_threaded()) return threads_refusal(L, "brk");
   lua_pushboolean(L, 1);
   int nres = brk_raise(L, "brk", target, 0);
   return nres ? nres : 1; /* true and the buffer, or true alone, or the error triple */

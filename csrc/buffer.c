@@ -40,27 +40,22 @@ static void late_register(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* For every constructor, on the object it just pushed (which holds nothing yet): raises once the
- * state's close-time release has run (asked first, and whatever lua_gc answers: only a finalizer
- * can run then); inside a finalizer, enters the object for that release (buffer_open made the
- * table before any object). lua_gc answers -1 inside a finalizer from Lua 5.4.4 on; before it, a
- * finalizer's objects are not entered, and leak at lua_close as they did before memlab did this. */
+/* For every constructor, on the object it just pushed (which holds nothing yet): with the
+ * collector running (the usual case: one call) nothing; else (inside a finalizer, where lua_gc
+ * answers -1 from Lua 5.4.4 on and 0 before, or the script stopped the collector) raises once the
+ * state's close-time release has run, and inside a finalizer enters the object for that release
+ * (buffer_open made the table before any object; before 5.4.4 a finalizer's objects are not
+ * entered, and leak at lua_close as they did before memlab did this). */
 void late_note(lua_State *L) {
+  int running = lua_gc(L, LUA_GCISRUNNING);
+  if (running > 0) return;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &closed_key);
   int closed = lua_toboolean(L, -1);
   lua_pop(L, 1);
   if (closed)
     luaL_error(L, "memlab: this Lua state is closing, and memlab has released what it held: a "
                   "finalizer that runs after that cannot take memory or files through it");
-  if (lua_gc(L, LUA_GCISRUNNING) < 0) late_register(L);
-}
-
-static int is_buffer(lua_State *L, int idx) {
-  if (!lua_getmetatable(L, idx)) return 0;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
-  int yes = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return yes;
+  if (running < 0) late_register(L);
 }
 
 /* Releases the late objects: root buffers first (a block goes back to its allocator while that
@@ -70,7 +65,7 @@ static void late_release_all(lua_State *L, int buffers) {
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     lua_pop(L, 1);
-    if (is_buffer(L, -1) != buffers) continue;
+    if ((buf_test(L, -1) != NULL) != buffers) continue; /* (no upvalue: the registry path) */
     const Buffer *b = (const Buffer *)lua_touserdata(L, -1);
     if (buffers) {
       if (!b->isview && b->o->state == OWNER_LIVE)

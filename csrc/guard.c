@@ -218,10 +218,9 @@ static int install(void) {
 
 /* Once per process, under a lock: a C program may load memlab in several threads at once (a state
  * each), and two installs would record memlab's handler as the one before it, losing the
- * program's own. The loading thread gets its alternate signal stack now. */
+ * program's own. (Each thread's alternate stack comes with its first guarded access.) */
 int guard_install(void) {
   static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-  altstack_ensure();
   pthread_mutex_lock(&mu);
   int err = g_installed ? 0 : install();
   pthread_mutex_unlock(&mu);

@@ -59,7 +59,8 @@ static void slot_write(int k, Snapshot *s, uintptr_t lo, uintptr_t hi) {
   __atomic_fetch_add(&g_seq[k], 1, __ATOMIC_SEQ_CST); /* even */
 }
 
-/* The snapshot in slot k if the slot's range meets [lo, hi), else NULL. */
+/* The snapshot in slot k if the slot's range (the snapshot's own: set once, when it is armed)
+ * meets [lo, hi), else NULL. */
 static Snapshot *slot_meeting(int k, const void *lo, const void *hi) {
   unsigned seq = __atomic_load_n(&g_seq[k], __ATOMIC_SEQ_CST);
   uintptr_t a = __atomic_load_n(&g_lo[k], __ATOMIC_SEQ_CST);
@@ -67,11 +68,6 @@ static Snapshot *slot_meeting(int k, const void *lo, const void *hi) {
   Snapshot *s = __atomic_load_n(&g_armed[k], __ATOMIC_SEQ_CST);
   if ((seq & 1) || __atomic_load_n(&g_seq[k], __ATOMIC_SEQ_CST) != seq) return NULL;
   return a < (uintptr_t)hi && (uintptr_t)lo < b ? s : NULL;
-}
-
-/* Whether snapshot s covers any byte of [lo, hi). */
-static int covers(const Snapshot *s, const unsigned char *lo, const unsigned char *hi) {
-  return s->base < hi && lo < s->base + s->npages * s->ps;
 }
 
 /* Gives page i its real protection back, then saves its contents. Async-signal-safe. The page
@@ -102,7 +98,7 @@ static int snap_claim(int signo, siginfo_t *si) {
   uintptr_t a = (uintptr_t)si->si_addr;
   for (int k = 0; k < MAX_ARMED; k++) {
     Snapshot *s = slot_meeting(k, (const void *)a, (const void *)(a + 1));
-    if (!s || a < (uintptr_t)s->base || a - (uintptr_t)s->base >= s->npages * s->ps) continue;
+    if (!s) continue;
     size_t i = (a - (uintptr_t)s->base) / s->ps;
     return s->armed[i] ? copy_page(s, i) : 0;
   }
@@ -119,12 +115,6 @@ static void arm(Snapshot *s, size_t i, size_t n, unsigned prot) {
 static void unregister(Snapshot *s) {
   for (int k = 0; k < MAX_ARMED; k++)
     if (__atomic_load_n(&g_armed[k], __ATOMIC_ACQUIRE) == s) slot_write(k, NULL, 0, 0);
-}
-
-static int free_slots(void) {
-  int n = 0;
-  for (int k = 0; k < MAX_ARMED; k++) n += __atomic_load_n(&g_armed[k], __ATOMIC_ACQUIRE) == NULL;
-  return n;
 }
 
 /* Enters s, whose fields are set and no page of which is armed yet, in a free slot: 1, or 0 when
@@ -207,7 +197,7 @@ void snap_before_change(Owner *o, size_t off, size_t len) {
   const unsigned char *lo = o->base + off, *hi = lo + len;
   for (int k = 0; k < MAX_ARMED; k++) {
     Snapshot *s = slot_meeting(k, lo, hi);
-    if (!s || !s->active || !covers(s, lo, hi)) continue;
+    if (!s || !s->active) continue;
     size_t first = lo > s->base ? (size_t)(lo - s->base) / s->ps : 0;
     size_t last = (size_t)((hi < s->base + s->npages * s->ps ? hi : s->base + s->npages * s->ps) -
                            s->base - 1) / s->ps;
@@ -260,7 +250,7 @@ void snap_end_range(const unsigned char *base, size_t len) {
 int snap_armed_in(const unsigned char *base, size_t len) {
   for (int k = 0; k < MAX_ARMED; k++) {
     const Snapshot *s = slot_meeting(k, base, base + len);
-    if (s && covers(s, base, base + len)) return 1;
+    if (s) return 1;
   }
   return 0;
 }
@@ -299,7 +289,7 @@ static void disarm(Snapshot *s) {
 void snap_end_wiped(const unsigned char *base, size_t len) {
   for (int k = 0; k < MAX_ARMED; k++) {
     Snapshot *s = slot_meeting(k, base, base + len);
-    if (s && covers(s, base, base + len)) {
+    if (s) {
       disarm(s);
       s->dead = 1;
       s->why = "its pages were advised MADV_WIPEONFORK: in this child of M.fork they are zeros, "
@@ -357,8 +347,6 @@ static int snap_new(lua_State *L) {
   if (map_has_inner(L, o))
     return luaL_error(L, "snapshot of a mapping with another mapping placed inside it (MAP_FIXED) "
                          "is refused: those pages are not this mapping's to protect and copy");
-  if (!free_slots())
-    return luaL_error(L, "too many active snapshots (at most %d in a process)", MAX_ARMED);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
   s->dead = 0;
@@ -377,7 +365,7 @@ static int snap_new(lua_State *L) {
     return push_syserror(L, "snapshot", err);
   }
   s->copy = (unsigned char *)copy;
-  if (!take_slot(s)) { /* another thread's snapshot took the last one meanwhile */
+  if (!take_slot(s)) {
     snap_release(s);
     return luaL_error(L, "too many active snapshots (at most %d in a process)", MAX_ARMED);
   }
