@@ -49,33 +49,22 @@ static void *fail_null(ml_pool *p, ml_status st)
     return NULL;
 }
 
-__extension__ typedef unsigned __int128 u128;
-
-/* d / stride for d < 2^32, exactly, with one multiplication (Lemire, Kaser and Kurz, "Faster
- * remainder by direct computation", 2019: with c = ceil(2^64 / s), d / s is the high half of
- * c * d, and s divides d iff the low half is below c; exact for 32-bit d and s). */
-static inline uint64_t div_stride(const ml_pool *p, uint64_t d)
-{
-    return (uint64_t)(((u128)d * p->recip) >> 64);
-}
-
-/* The fast free's test (pool.h, pool_fast_free; the slow paths use div_stride_exact below, which
- * needs no inverse): with stride = o * 2^t, o odd, and
- * inv = o^-1 mod 2^64, i = rotr(d * inv mod 2^64, t) is d / stride when stride divides d, and
+/* pool_block_index (pool.h), the offset -> index conversion of every path: with stride = o * 2^t,
+ * o odd, and inv = o^-1 mod 2^64, i = rotr(d * inv mod 2^64, t) is d / stride when stride divides d, and
  * above (2^64 - 1) / stride otherwise, for every 64-bit d (Granlund and Montgomery, 1994;
  * Hacker's Delight 10-17): for d = q * stride, d * inv = q * 2^t (no wrap, as q * 2^t <= d),
  * which rotates to q; d -> i is a bijection of the 64-bit numbers (a multiplication by an odd
  * number, then a rotation), so the other d take the values left, those above (2^64 - 1) /
  * stride. Hence "i < handed / stride" says at once that d is in range and on a block boundary,
- * exactly, for every stride: one 64-bit multiplication and a rotation, where the 128-bit product
- * above needed a wide multiply and two comparisons. */
+ * exactly, for every stride: one 64-bit multiplication and a rotation, where a 128-bit product
+ * by ceil(2^64 / stride) needed a wide multiply and two comparisons. */
 
-/* The same multiplication also tells whether d is a multiple of the stride. */
-static inline uint64_t div_stride_exact(const ml_pool *p, uint64_t d, int *exact)
+/* Whether i, pool_block_index of an offset, is a block's index (the offset a multiple of the
+ * stride): for the others i * stride passes 2^64 - 1 (the test above). */
+static inline int on_boundary(const ml_pool *p, uint64_t i)
 {
-    u128 m = (u128)d * p->recip;
-    *exact = (uint64_t)m < p->recip;
-    return (uint64_t)(m >> 64);
+    uint64_t prod;
+    return !__builtin_mul_overflow(i, p->stride, &prod);
 }
 
 #define MW_ONE ((uint64_t)1 << 8)     /* one allocation, in mw */
@@ -156,8 +145,7 @@ ml_status pool_init(ml_pool *p, ml_pagesrc *src, const pool_config *cfg)
         p->src = NULL;                           /* not initialised: every call fails */
         return p->err = unaddressable ? ML_EINVAL : ML_ENOMEM;
     }
-    p->recip = UINT64_MAX / p->stride + 1;
-    p->shift = (unsigned)__builtin_ctzll(p->stride);   /* the fast free's test (above) */
+    p->shift = (unsigned)__builtin_ctzll(p->stride);   /* pool_block_index */
     uint64_t o = p->stride >> p->shift, inv = o;        /* o * o = 1 mod 8: 3 bits right */
     for (int j = 0; j < 5; j++) inv *= 2 - o * inv;     /* Newton: 6, 12, 24, 48, 96 bits */
     assert(o * inv == 1);
@@ -232,7 +220,7 @@ static __attribute__((noinline)) void *alloc_slow(ml_pool *p, size_t n)
         p->handed += p->stride;
         if (!p->vg) p->fast_blocks++;
     }
-    uint64_t i = div_stride(p, (uint64_t)(b - p->base));
+    uint64_t i = pool_block_index(p, (uint64_t)(b - p->base));
     p->used_map[i >> 6] |= (uint64_t)1 << (i & 63);
     /* The magazine is empty here, so live == held; a fast allocation never makes live exceed
      * held, hence never a new peak. */
@@ -265,7 +253,7 @@ static ml_status classify(const ml_pool *p, const void *ptr)
 {
     uint64_t d = (uint64_t)((uintptr_t)ptr - (uintptr_t)p->base);
     if (d >= p->handed) return ML_EFOREIGN;
-    return div_stride(p, d) * p->stride != d ? ML_EINTERIOR : ML_EDOUBLE;
+    return on_boundary(p, pool_block_index(p, d)) ? ML_EDOUBLE : ML_EINTERIOR;
 }
 
 /* Block i (at b) is parked: its slot names a magazine position that holds it. */
@@ -280,10 +268,9 @@ static inline int marked_block(const ml_pool *p, const void *ptr, uint64_t *idx)
 {
     uint64_t d = (uint64_t)((uintptr_t)ptr - (uintptr_t)p->base);
     if (ML_LIKELY(d < p->handed)) {
-        int exact;
-        uint64_t i = div_stride_exact(p, d, &exact);
+        uint64_t i = pool_block_index(p, d);
         *idx = i;
-        return exact && (p->used_map[i >> 6] >> (i & 63) & 1);
+        return on_boundary(p, i) && (p->used_map[i >> 6] >> (i & 63) & 1);
     }
     return 0;
 }
@@ -302,7 +289,7 @@ static void spill(ml_pool *p)
     uint32_t n = mag_n(p);
     for (uint32_t j = 0; j < n; j++) {
         char *b = p->mag[j];
-        uint64_t i = div_stride(p, (uint64_t)(b - p->base));
+        uint64_t i = pool_block_index(p, (uint64_t)(b - p->base));
         p->used_map[i >> 6] &= ~((uint64_t)1 << (i & 63));
         next_set(p, b, p->head);
         p->head = b;
@@ -321,7 +308,7 @@ static ml_status park_slow(ml_pool *p, void *ptr, uint64_t i)
     if (*slot < mag_n(p)) {
         char *q = p->mag[*slot];
         if (q == ptr) return fail(p, ML_EDOUBLE);
-        if ((div_stride(p, (uint64_t)(q - p->base)) & (POOL_PARK_SLOTS - 1)) == (i & (POOL_PARK_SLOTS - 1)))
+        if ((pool_block_index(p, (uint64_t)(q - p->base)) & (POOL_PARK_SLOTS - 1)) == (i & (POOL_PARK_SLOTS - 1)))
             spill(p);
     }
     if (mag_n(p) == POOL_MAG) spill(p);
@@ -423,7 +410,7 @@ ml_status pool_check(const ml_pool *p, char *why, size_t whylen)
     for (unsigned k = 0; k < POOL_PARK_SLOTS; k++)
         if (p->park[k] >= POOL_MAG) BAD("table slot %u holds position %u", k, p->park[k]);
     for (uint32_t j = 0; j < mag_n(p); j++) {
-        uint64_t d = (uint64_t)((uintptr_t)p->mag[j] - (uintptr_t)p->base), i = div_stride(p, d);
+        uint64_t d = (uint64_t)((uintptr_t)p->mag[j] - (uintptr_t)p->base), i = pool_block_index(p, d);
         if (d >= (uint64_t)(p->bump - p->base) || i * p->stride != d)
             BAD("magazine entry %u (offset %llu) is not a handed-out block", j, (unsigned long long)d);
         if (!(p->used_map[i >> 6] >> (i & 63) & 1) || p->park[i & (POOL_PARK_SLOTS - 1)] != j)
@@ -438,7 +425,7 @@ ml_status pool_check(const ml_pool *p, char *why, size_t whylen)
     if (p->held < mag_n(p)) BAD("held %zu < %u parked", p->held, mag_n(p));
     used -= mag_n(p);
     for (const char *b = p->head; b; b = next_get(p, b)) {
-        uint64_t d = (uint64_t)((uintptr_t)b - (uintptr_t)p->base), i = div_stride(p, d);
+        uint64_t d = (uint64_t)((uintptr_t)b - (uintptr_t)p->base), i = pool_block_index(p, d);
         if (d >= (uint64_t)(p->bump - p->base) || i * p->stride != d)
             BAD("free list node %p is not a handed-out block", (const void *)b);
         if (p->used_map[i >> 6] >> (i & 63) & 1) BAD("free list node %p (block %llu) is marked used",

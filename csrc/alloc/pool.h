@@ -41,7 +41,9 @@
 extern "C" {
 #endif
 
-#define POOL_MAX_ARENA ((size_t)1 << 32)   /* offsets fit 32 bits: division by a multiplication */
+/* The largest slab: set when the index was a 128-bit product exact only for 32-bit offsets;
+ * pool_block_index is exact for any, but the limit (and its ML_EINVAL) is the tested contract. */
+#define POOL_MAX_ARENA ((size_t)1 << 32)
 #define POOL_MAG 64u                        /* parked blocks at most (< 256) */
 #define POOL_PARK_BITS 9u                   /* 512 slots */
 #define POOL_PARK_SLOTS (1u << POOL_PARK_BITS)   /* table of parked offsets */
@@ -64,7 +66,7 @@ typedef struct ml_pool {
     uint64_t mw;         /* allocs << 8 | parked blocks (mag_n): one word, so that each fast path
                           * stores once for both */
     char *base;
-    uint64_t inv;        /* the inverse of stride's odd part modulo 2^64 (pool.c: the fast free's test) */
+    uint64_t inv;        /* the inverse of stride's odd part modulo 2^64 (pool_block_index) */
     size_t fast_blocks;  /* handed / stride, or 0 under valgrind (every free then takes the slow path) */
     uint64_t *used_map;
     size_t fast_lim;     /* obj + 1, or 0 under valgrind (every alloc then takes the slow path) */
@@ -83,7 +85,6 @@ typedef struct ml_pool {
     void *head;          /* free list (next pointer in each free block's first 8 bytes) */
     size_t obj, stride;  /* requested object size; block size (multiple of 16) */
     size_t count, capacity, max_blocks, peak_blocks;
-    uint64_t recip;      /* ceil(2^64 / stride): offset / stride without a division */
     size_t used_map_len;
     ml_stats st;         /* kept current except the derived fields pool_stats fills, and
                           * allocs (mw >> 8), live_blocks (held - mag_n), frees (allocs - live) */
@@ -110,14 +111,21 @@ static inline int pool_fast_alloc(ml_pool *p, size_t n, void **out)
     return 0;
 }
 
+/* d / stride when the stride divides d, else a number above (2^64 - 1) / stride: one
+ * multiplication and a rotation (the proof is in pool.c). Every offset -> index conversion of the
+ * pool goes through it. */
+static inline uint64_t pool_block_index(const ml_pool *p, uint64_t d)
+{
+    uint64_t x = d * p->inv;
+    unsigned t = p->shift;
+    return x >> t | x << (-t & 63);
+}
+
 static inline int pool_fast_free(ml_pool *p, void *ptr)
 {
     /* the block index if ptr is on a handed-out block's boundary, else a number at least
-     * fast_blocks: one multiplication and a rotation check range and boundary (pool.c: the fast
-     * free's test) */
-    uint64_t x = (uint64_t)((uintptr_t)ptr - (uintptr_t)p->base) * p->inv;
-    unsigned t = p->shift;
-    uint64_t i = x >> t | x << (-t & 63);
+     * fast_blocks: range and boundary in one comparison */
+    uint64_t i = pool_block_index(p, (uint64_t)((uintptr_t)ptr - (uintptr_t)p->base));
     if (__builtin_expect(i < p->fast_blocks && (p->used_map[i >> 6] >> (i & 63) & 1), 1)) {
         uint64_t w = p->mw;
         uint8_t *slot = &p->park[i & (POOL_PARK_SLOTS - 1)];
