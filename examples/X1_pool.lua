@@ -79,8 +79,7 @@ local from_malloc = function(n) return M.malloc(n) end -- the same call shape fo
 local pc = run(from_pool)
 local mc = run(from_malloc, nil, chunk)
 local st = pool:stats()
-local ps = M.pagesize()
-local slab = (W * BLOCK + ps - 1) // ps * ps
+local slab = lab.page_up(W * BLOCK)
 print(("%-8s %8s %8s %9s  %s"):format("", "allocs", "frees", "failures", "footprint at peak"))
 print(("%-8s %8d %8d %9d  %d bytes (%d x %d bytes in whole pages, a %d-byte used map)"):format(
       "pool", st.allocs, st.frees, st.failures, st.peak_footprint, W, BLOCK, st.peak_footprint - slab))

@@ -212,7 +212,8 @@ function lab.sysv_key(key, shown_key)
   local M = require "memlab"
   for i = 0, 63 do
     local own = (key & 0xffff) | (((M.getpid() + i) % 0x7fff + 1) << 16)
-    if not M.shmget(own, 0, 0) then
+    local _, _, code = M.shmget(own, 0, 0)
+    if code == M.ENOENT then -- no segment has that key (EACCES: another user's has)
       print(("this run uses key 0x%x instead, a free one of its own"):format(own))
       return own
     end

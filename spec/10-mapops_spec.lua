@@ -4,7 +4,6 @@
 -- M.madvise, M.mlock, M.munlock, which take a buffer or a raw address inside a mapping of ours.
 local M = require "memlab"
 local H = require "helpers"
-local lfs = require "lfs"
 
 local ps, RW = H.ps, H.RW
 local PA = H.PA
@@ -23,18 +22,7 @@ local function names_addr_in(err, lo, len)
 end
 
 local function tmpfile(content)
-  local dir = os.tmpname()
-  assert(os.remove(dir))
-  assert(lfs.mkdir(dir))
-  local path = dir .. "/data"
-  H.finally(finally, function()
-    os.remove(path)
-    os.remove(dir)
-  end)
-  local f = assert(io.open(path, "wb"))
-  f:write(content)
-  f:close()
-  return path
+  return H.tmpdir(finally)("data", content)
 end
 
 local slurp = H.slurp

@@ -309,9 +309,6 @@ function H.have(name)
   return os.execute(("command -v %s >/dev/null 2>&1"):format(name)) == true
 end
 
---- A fresh directory for this test's files, removed (with what it holds) when the test ends:
--- pass the test's `finally` (busted gives it to the test's body only). Returns
--- file(name [, content]) -> path, writing content when given.
 --- H.finally(finally, fn): runs fn when the test ends, as busted's finally(fn) does; but busted
 -- keeps only the last function a test gives finally (a second scratch file, a second segment
 -- would stay behind), so every cleanup goes through here: all run, the last given first, and
@@ -330,6 +327,9 @@ function H.finally(finally, fn)
   end)
 end
 
+--- A fresh directory for this test's files, removed (with what it holds) when the test ends:
+-- pass the test's `finally` (busted gives it to the test's body only). Returns
+-- file(name [, content]) -> path, writing content when given.
 function H.tmpdir(finally)
   local lfs = require "lfs"
   local dir = os.tmpname()

@@ -509,8 +509,9 @@ static int resize_in_place(ml_buddy *b, size_t off, unsigned o, size_t oldn, uns
 
 /* The block at off (order o) at the arena's start, with every buddy up to the arena's order
  * free, grows with the arena: each grow() adds its next buddy, free. Grows the arena to order no
- * for it; 0 if the block is not such a block, or if the page source refuses (the arena then
- * halves back: a failed request leaves it as it was). */
+ * for it: 1; 0 if the block is not such a block; -1 if the page source refuses (the arena then
+ * halves back as shrink() allows; a new block of order no, which needs a larger arena still,
+ * is not tried). */
 static int grow_for(ml_buddy *b, size_t off, unsigned o, unsigned no)
 {
     if (off != 0 || no > b->max_order) return 0;
@@ -519,7 +520,7 @@ static int grow_for(ml_buddy *b, size_t off, unsigned o, unsigned no)
     while (b->cur_order < no) {
         if (grow(b)) {
             shrink(b);
-            return 0;
+            return -1;
         }
     }
     return 1;
@@ -535,7 +536,9 @@ void *bd_realloc(ml_buddy *b, void *p, size_t n)
     if (n > bsize(b->max_order)) return fail_null(b, ML_ENOMEM);
     size_t oldn = bsize(o) - slack_read(b, gidx(b, off), o);
     unsigned no = order_for(b, n);
-    if ((no <= b->cur_order || grow_for(b, off, o, no)) && resize_in_place(b, off, o, oldn, no, n)) {
+    int room = no <= b->cur_order ? 1 : grow_for(b, off, o, no);
+    if (room < 0) return fail_null(b, ML_ENOMEM);
+    if (room && resize_in_place(b, off, o, oldn, no, n)) {
         b->st.reallocs++;
         return p;
     }
