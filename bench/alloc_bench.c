@@ -293,8 +293,12 @@ static void *sym(void *lib, const char *name, const char **missing)
 
 static void load_libs(char **argv)
 {
-    void *m = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL);
-    if (!m) mi_missing = "libmimalloc.so.2 not found (bash scripts/setup.sh bench)";
+    /* mimalloc 2 (Debian 12) or 3 (Debian 13): the same calls, another soname */
+    static const char *const mi_names[] = { "libmimalloc.so.3", "libmimalloc.so.2", "libmimalloc.so" };
+    void *m = NULL;
+    for (size_t i = 0; !m && i < sizeof mi_names / sizeof mi_names[0]; i++)
+        m = dlopen(mi_names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!m) mi_missing = "libmimalloc.so.3 or .so.2 not found (bash scripts/setup.sh bench)";
     *(void **)&mi_malloc_p = sym(m, "mi_malloc", &mi_missing);
     *(void **)&mi_free_p = sym(m, "mi_free", &mi_missing);
     *(void **)&mi_realloc_p = sym(m, "mi_realloc", &mi_missing);

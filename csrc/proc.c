@@ -67,8 +67,11 @@ static void set_span(lua_State *L, const char *k, const uintptr_t span[2]) {
 
 /* M.layout() -> { data=, bss=, text=, stack=, program = { text={from,to}, data=, bss= } }:
  * addresses of a C static, an uninitialised static and a C function (memlab's own, in its shared
- * library), a stack local, and the running program's own text, data and bss segments. */
-static int proc_layout(lua_State *L) {
+ * library), a stack local, and the running program's own text, data and bss segments. Not
+ * instrumented by AddressSanitizer: its runtimes from LLVM 15 on (gcc 13 on) move the locals of
+ * instrumented functions to a "fake stack" in the heap (detect_stack_use_after_return), and the
+ * stack local must be on the thread's stack. */
+__attribute__((no_sanitize("address"))) static int proc_layout(lua_State *L) {
   int local = 0;
   lua_createtable(L, 0, 5);
   push_address(L, &layout_initialised);
