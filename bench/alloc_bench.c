@@ -49,7 +49,9 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
+#endif
 
 #include "buddy.h"
 #include "freelist.h"
@@ -145,6 +147,13 @@ static uint64_t hbucket_mid(unsigned b)
     unsigned e = (b - 64u) / 32u + 6u, s = (b - 64u) % 32u;
     return ((uint64_t)(32u + s) << (e - 5u)) + ((uint64_t)1 << (e - 6u));
 }
+/* The tick counter: x86's TSC (lfence/rdtsc ... rdtscp/lfence, so that the operation neither
+ * starts before the first read nor ends after the second); on arm64 the virtual counter (isb on
+ * each side; its rate is often far below the CPU's, 24 MHz to 1 GHz, and the figures are then as
+ * coarse); elsewhere the monotonic clock. tsc_calibrate converts ticks to ns. */
+#if defined(__x86_64__) || defined(__i386__)
+#define TICKS_NAME "rdtsc"
+static inline uint64_t ticks(void) { return __rdtsc(); }
 static inline uint64_t tsc_begin(void)
 {
     _mm_lfence();
@@ -159,6 +168,27 @@ static inline uint64_t tsc_end(void)
     _mm_lfence();
     return t;
 }
+#elif defined(__aarch64__)
+#define TICKS_NAME "cntvct_el0"
+static inline uint64_t ticks(void)
+{
+    uint64_t v;
+    __asm__ __volatile__("isb\n\tmrs %0, cntvct_el0" : "=r"(v) : : "memory");
+    return v;
+}
+static inline uint64_t tsc_begin(void) { return ticks(); }
+static inline uint64_t tsc_end(void)
+{
+    uint64_t t = ticks();
+    __asm__ __volatile__("isb" : : : "memory");
+    return t;
+}
+#else
+#define TICKS_NAME "clock_gettime"
+static inline uint64_t ticks(void) { return now_ns(); }
+static inline uint64_t tsc_begin(void) { return now_ns(); }
+static inline uint64_t tsc_end(void) { return now_ns(); }
+#endif
 static inline void hist_add(uint64_t c)
 {
     hist[hbucket(c)]++;
@@ -222,9 +252,9 @@ static double hist_quantile(double q, const uint32_t *v, size_t n)
 
 static void tsc_calibrate(void)
 {
-    uint64_t t0 = now_ns(), c0 = __rdtsc();
+    uint64_t t0 = now_ns(), c0 = ticks();
     while (now_ns() - t0 < 50000000u) {}
-    uint64_t t1 = now_ns(), c1 = __rdtsc();
+    uint64_t t1 = now_ns(), c1 = ticks();
     tsc_ns = (double)(t1 - t0) / (double)(c1 - c0);
     tsc_overhead = 0;
     hist_reset();
@@ -1071,7 +1101,7 @@ static void run_workload(int wid, int do_frag)
     }
     printf("  %zu operations per run (alloc, free, realloc each count 1); ns/op and Mops/s: median of %d rounds;\n"
            "  speed vs glibc: time(glibc)/time(allocator) per round, median [min..max]; p99.99 and max: every\n"
-           "  operation timed with rdtsc in %d passes, its minimum over the passes (filters VM interruptions).",
+           "  operation timed with " TICKS_NAME " in %d passes, its minimum over the passes (filters VM interruptions).",
            nops, rounds, lat);
     if (do_frag && fragw)
         printf(" frag: peak footprint / peak live requested bytes in a fresh\n"
@@ -1167,7 +1197,7 @@ int main(int argc, char **argv)
     if (getenv("MEMLAB_BENCH_HEADER") == NULL || strcmp(getenv("MEMLAB_BENCH_HEADER"), "0") != 0)
         printf("command: %s\n", argv[0]);
     printf("method: %d interleaved rounds after 1 warm-up round, per-round ratios as median [min..max]; "
-           "TSC %.3f GHz, timer overhead %.0f ns subtracted%s\n", rounds, 1.0 / tsc_ns,
+           TICKS_NAME " %.3f GHz, timer overhead %.0f ns subtracted%s\n", rounds, 1.0 / tsc_ns,
            (double)tsc_overhead * tsc_ns, quick ? "  (QUICK: a smoke test, not for quoting)" : "");
     printf("VM noise: %.4f%% of empty timings took over 1 us (%.0f per second); single-operation latencies\n"
            "  are therefore per-operation minima over several passes (see the notes under each table).\n",
