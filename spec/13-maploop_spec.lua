@@ -21,17 +21,28 @@ local function settle()
 end
 
 
--- Under AddressSanitizer, malloc is ASan's: its primary allocator maps size-class regions in a
--- fixed 4 TiB range as its quarantine fills. Those are not memlab's mappings. The range moved
--- (0x600000000000 up to LLVM 16's runtime, gcc 12's libasan; 0x500000000000 from LLVM 17's, gcc
--- 14's): it is the 4 TiB-aligned span holding a small malloc'd block.
-local ASAN_SPACE = 0x40000000000
-local asan_space = H.asan and (function()
+-- Under AddressSanitizer, malloc is ASan's: its primary allocator reserves a span of address space
+-- (4 TiB) when it starts and maps size-class regions inside it as its quarantine fills. Those are
+-- not memlab's mappings. The span moved from runtime to runtime (0x600000000000 up to LLVM 16's,
+-- gcc 12's libasan; 0x500000000000 from LLVM 17's, gcc 14's; wherever the kernel puts it in gcc
+-- 16's), so it is found: the run of adjacent anonymous regions holding a small malloc'd block,
+-- taken once before any test (the kernel places nothing new inside a reserved span).
+local asan_lo, asan_hi
+if H.asan then
   local b <close> = M.malloc(64)
-  return b:address() & -ASAN_SPACE
-end)()
+  local a, maps = b:address(), M.maps()
+  for i, r in ipairs(maps) do
+    if r.from <= a and a < r.to then
+      local lo, hi = i, i
+      while lo > 1 and maps[lo - 1].path == "" and maps[lo - 1].to == maps[lo].from do lo = lo - 1 end
+      while hi < #maps and maps[hi + 1].path == "" and maps[hi + 1].from == maps[hi].to do hi = hi + 1 end
+      asan_lo, asan_hi = maps[lo].from, maps[hi].to
+    end
+  end
+  assert(asan_lo and asan_hi - asan_lo >= 1 << 40, "ASan's allocator span not found around a block")
+end
 local function asan_allocator(r)
-  return H.asan and r.from >= asan_space and r.to <= asan_space + ASAN_SPACE
+  return H.asan and r.from >= asan_lo and r.to <= asan_hi
 end
 
 -- The process's resources as the kernel counts them.
