@@ -74,6 +74,15 @@ static struct sigaction g_prev_segv, g_prev_bus;
 static volatile sig_atomic_t g_installed;
 static volatile FaultClaim g_claim;
 
+/* arm64 ignores an address's top byte in loads and stores (top-byte ignore), and Linux reports a
+ * fault's address with that byte cleared: M.peek(math.mininteger, 4) faults at address 0. Declared
+ * ranges and fault addresses are compared without it. */
+#if defined(__aarch64__)
+#define UNTAG(a) ((a) & (((uintptr_t)1 << 56) - 1))
+#else
+#define UNTAG(a) (a)
+#endif
+
 static int in_frame(const GuardFrame *fr, uintptr_t a) {
   return (a >= fr->lo1 && a < fr->hi1) || (a >= fr->lo2 && a < fr->hi2);
 }
@@ -111,7 +120,7 @@ static void on_fault(int signo, siginfo_t *si, void *uctx) {
    * protection fault (a non-canonical address) arrives as SI_KERNEL with no address: inside a
    * guarded access, which only runs memlab's own copy loops, it can only be the access. */
   if (fr && si->si_code > 0 &&
-      (in_frame(fr, (uintptr_t)si->si_addr) || (si->si_code == SI_KERNEL && !si->si_addr))) {
+      (in_frame(fr, UNTAG((uintptr_t)si->si_addr)) || (si->si_code == SI_KERNEL && !si->si_addr))) {
     g_last.signo = signo;
     g_last.code = si->si_code;
     g_last.addr = (uintptr_t)si->si_addr;
@@ -235,7 +244,7 @@ void guard_set_claimer(FaultClaim fn) { __atomic_store_n(&g_claim, fn, __ATOMIC_
  * own. An empty range stays empty: it touches nothing. */
 #define GUARD_GRAIN ((uintptr_t)4096)
 static void set_range(uintptr_t *lo, uintptr_t *hi, const void *p, size_t n) {
-  uintptr_t a = (uintptr_t)p;
+  uintptr_t a = UNTAG((uintptr_t)p);
   if (n == 0) {
     *lo = *hi = a;
     return;
