@@ -8,26 +8,57 @@
 set -eu
 
 goal=${1:-build}
-build_pkgs="gcc make libc6-dev pkg-config lua5.4 liblua5.4-dev luarocks"
-# clang's libFuzzer runtime comes in a package named for clang's major version (14 on Debian 12)
-clang_major=$(apt-cache policy clang 2>/dev/null |
-              sed -n 's/^ *Candidate: \([0-9]*:\)\{0,1\}\([0-9][0-9]*\)\..*/\2/p')
-test_pkgs="lua-busted valgrind libasan8 libubsan1 clang libclang-rt-${clang_major:-14}-dev"
-bench_pkgs="libmimalloc-dev libjemalloc-dev"
+case "$goal" in build|test|bench|all) ;; *) echo "usage: $0 build|test|bench|all" >&2; exit 2 ;; esac
 
-case "$goal" in
-  build) want="$build_pkgs" ;;
-  test)  want="$build_pkgs $test_pkgs" ;;
-  bench) want="$build_pkgs $bench_pkgs" ;;
-  all)   want="$build_pkgs $test_pkgs $bench_pkgs" ;;
-  *) echo "usage: $0 build|test|bench|all" >&2; exit 2 ;;
-esac
+# The packages the goal wants, by the names this system's package lists give (asked again after
+# an apt-get update: a fresh machine may have none). gcc brings its own sanitizer runtimes
+# (libgcc-N-dev depends on the libasan and libubsan of its version: libasan8 on Debian 12 and 13,
+# libasan6 on Ubuntu 22.04). clang's libFuzzer runtime is in a package named for clang's major
+# version: libclang-rt-N-dev (Debian 12: 14, Debian 13: 19, Ubuntu 24.04: 18), or before that
+# package was split off, libclang-common-N-dev (Ubuntu 22.04's clang 14).
+wanted() {
+  local build_pkgs="gcc make libc6-dev pkg-config lua5.4 liblua5.4-dev luarocks"
+  local major rt
+  major=$(apt-cache policy clang 2>/dev/null |
+          sed -n 's/^ *Candidate: \([0-9]*:\)\{0,1\}\([0-9][0-9]*\)\..*/\2/p')
+  major=${major:-14}
+  rt="libclang-rt-$major-dev"
+  if ! apt-cache show "$rt" >/dev/null 2>&1 &&
+     apt-cache show "libclang-common-$major-dev" >/dev/null 2>&1; then
+    rt="libclang-common-$major-dev"
+  fi
+  local test_pkgs="lua-busted valgrind clang $rt"
+  local bench_pkgs="libmimalloc-dev libjemalloc-dev"
+  case "$goal" in
+    build) echo "$build_pkgs" ;;
+    test)  echo "$build_pkgs $test_pkgs" ;;
+    bench) echo "$build_pkgs $bench_pkgs" ;;
+    all)   echo "$build_pkgs $test_pkgs $bench_pkgs" ;;
+  esac
+}
 
-missing=""
-for p in $want; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-[ -z "$missing" ] && exit 0
+missing_of() {
+  local p out=""
+  for p in $1; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || out="$out $p"
+  done
+  echo "$out"
+}
+
+# busted installed is not always busted that runs: Ubuntu 22.04 packages its modules (cliargs,
+# system, say...) for Lua 5.1-5.3 only, and the specs would stop at busted's first require.
+busted_runs() {
+  case "$goal" in test|all) ;; *) return 0 ;; esac
+  lua5.4 -e 'require "busted.core"' >/dev/null 2>&1 && return 0
+  echo "setup: busted is installed but does not run under lua5.4:" >&2
+  lua5.4 -e 'require "busted.core"' 2>&1 | head -1 >&2
+  echo "setup: this system packages busted's modules for older Lua versions only (so does" >&2
+  echo "setup: Ubuntu 22.04): the specs cannot run here; \`make lab\` can." >&2
+  return 1
+}
+
+missing=$(missing_of "$(wanted)")
+if [ -z "$missing" ]; then busted_runs; exit; fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "setup: these packages are missing and this is not a Debian system:$missing" >&2
@@ -50,8 +81,11 @@ log=$(mktemp "${TMPDIR:-/tmp}/memlab-setup.XXXXXX")
 # shellcheck disable=SC2086
 if ! apt_install $missing >"$log" 2>&1; then
   $SUDO apt-get update -q </dev/null >>"$log" 2>&1 || true
+  missing=$(missing_of "$(wanted)")
   # shellcheck disable=SC2086
-  apt_install $missing >>"$log" 2>&1 || { tail -20 "$log" >&2; echo "setup: the whole log: $log" >&2; exit 1; }
+  [ -z "$missing" ] || apt_install $missing >>"$log" 2>&1 ||
+    { tail -20 "$log" >&2; echo "setup: the whole log: $log" >&2; exit 1; }
 fi
 rm -f "$log"
 echo "setup: done"
+busted_runs
