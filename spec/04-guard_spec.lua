@@ -164,10 +164,11 @@ describe("the fault guard", function()
     -- second one also runs a child under valgrind from the native stage.
     local code = [[
       local M = require "memlab"
-      local m = M.map { length = 8192 }
-      m:protect("none", 4096)
+      local ps = M.pagesize()
+      local m = M.map { length = 2 * ps }
+      m:protect("none", ps)
       local function rec(n)
-        if n == 0 then return pcall(function() return m[5000] end) end
+        if n == 0 then return pcall(function() return m[ps + 904] end) end
         return select(2, pcall(rec, n - 1))
       end
       for _, depth in ipairs { 1, 60, 150 } do print(depth, rec(depth)) end

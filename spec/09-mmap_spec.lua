@@ -155,9 +155,10 @@ describe("M.mmap of anonymous memory", function()
       for _, r in ipairs(M.maps()) do if r.path == "[stack]" then st = r end end
       local fds = take_fds()
       local PA = M.MAP_PRIVATE | M.MAP_ANONYMOUS
-      local r, _, code = M.mmap(st.from - 4096, 4096, M.PROT_READ, PA | M.MAP_FIXED_NOREPLACE, -1, 0)
-      local id = M.shmget(M.IPC_PRIVATE, 4096, M.IPC_CREAT | 384)
-      local s, _, scode = M.shmat(id, st.from - 4096)
+      local ps = M.pagesize()
+      local r, _, code = M.mmap(st.from - ps, ps, M.PROT_READ, PA | M.MAP_FIXED_NOREPLACE, -1, 0)
+      local id = M.shmget(M.IPC_PRIVATE, ps, M.IPC_CREAT | 384)
+      local s, _, scode = M.shmat(id, st.from - ps)
       M.shmctl(id, M.IPC_RMID)
       give_fds(fds)
       local function deep(n) if n > 0 then pcall(deep, n - 1) end end
@@ -674,9 +675,10 @@ describe("M.map{}", function()
       refused_why(M.EISDIR, "Is a directory", M.map { file = "/" })
       local file = tmpdir()
       local path = file("five", "hello")
-      refused_why(M.EINVAL, "offset 4096 is not inside the file (5 bytes)",
+      refused_why(M.EINVAL, ("offset %d is not inside the file (5 bytes)"):format(ps),
                   M.map { file = path, offset = ps })
-      refused_why(M.EINVAL, "offset -4096 is not inside the file", M.map { file = path, offset = -ps })
+      refused_why(M.EINVAL, ("offset %d is not inside the file"):format(-ps),
+                  M.map { file = path, offset = -ps })
       local b = assert(M.map { file = path })
       assert.equal("hello", b:read())
       b:free()
@@ -986,7 +988,7 @@ describe("b:unmap() and M.munmap()", function()
   it("M.munmap(addr, length) unmaps a whole mapping of the caller's, killing its buffer", function()
     local b = anon(2)
     local addr = b:address()
-    H.raises("is 4096 bytes into the mapping at", M.munmap, addr + ps, ps)  -- part: refused
+    H.raises(("is %d bytes into the mapping at"):format(ps), M.munmap, addr + ps, ps)  -- part: refused
     H.raises("munmap of part of a mapping is refused", M.munmap, addr, ps)
     H.raises("is in no mapping of yours", M.munmap, 4096 * 3, ps)
     assert.equal(2 * ps, #b) -- the refusals changed nothing
