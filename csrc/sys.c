@@ -1,5 +1,6 @@
 /* sys.c: the kernel call layer (see sys.h). Each function returns 0 or the errno of the call. */
 #include "sys.h"
+#include "pagesrc.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -14,12 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-size_t sys_pagesize(void) { /* cached; relaxed atomics: states may run on several threads */
-  static size_t ps;
-  size_t v = __atomic_load_n(&ps, __ATOMIC_RELAXED);
-  if (!v) __atomic_store_n(&ps, v = (size_t)sysconf(_SC_PAGESIZE), __ATOMIC_RELAXED);
-  return v;
-}
+size_t sys_pagesize(void) { return ml_sys_pagesize(); } /* one answer: the page source's */
 
 int sys_sbrk(intptr_t increment, void **old) {
   void *p = sbrk(increment);

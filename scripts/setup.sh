@@ -16,8 +16,7 @@ case "$goal" in build|test|bench|all) ;; *) echo "usage: $0 build|test|bench|all
 # libasan6 on Ubuntu 22.04). clang's libFuzzer runtime is in a package named for clang's major
 # version: libclang-rt-N-dev (Debian 12: 14, Debian 13: 19, Ubuntu 24.04: 18), or before that
 # package was split off, libclang-common-N-dev (Ubuntu 22.04's clang 14).
-wanted() {
-  local build_pkgs="gcc make libc6-dev pkg-config lua5.4 liblua5.4-dev luarocks"
+clang_runtime() {
   local major rt
   major=$(apt-cache policy clang 2>/dev/null |
           sed -n 's/^ *Candidate: \([0-9]*:\)\{0,1\}\([0-9][0-9]*\)\..*/\2/p')
@@ -27,13 +26,16 @@ wanted() {
      apt-cache show "libclang-common-$major-dev" >/dev/null 2>&1; then
     rt="libclang-common-$major-dev"
   fi
-  local test_pkgs="lua-busted valgrind clang $rt"
+  echo "$rt"
+}
+wanted() {
+  local build_pkgs="gcc make libc6-dev pkg-config lua5.4 liblua5.4-dev luarocks"
   local bench_pkgs="libmimalloc-dev libjemalloc-dev"
   case "$goal" in
     build) echo "$build_pkgs" ;;
-    test)  echo "$build_pkgs $test_pkgs" ;;
+    test)  echo "$build_pkgs lua-busted valgrind clang $(clang_runtime)" ;;
     bench) echo "$build_pkgs $bench_pkgs" ;;
-    all)   echo "$build_pkgs $test_pkgs $bench_pkgs" ;;
+    all)   echo "$build_pkgs lua-busted valgrind clang $(clang_runtime) $bench_pkgs" ;;
   esac
 }
 

@@ -5,7 +5,7 @@
 # reporting counts as one failed test. Exits non-zero when any test failed.
 #   stages: build (gcc and clang, -Werror), specs (busted), ctests (csrc/alloc in C, the
 #           memory-error injection of spec/c/oom_lua.c, the C host of spec/c/embed_test.c), asan (specs + C tests under
-#           AddressSanitizer+UBSan), valgrind (specs + csrc/alloc tests under memcheck),
+#           AddressSanitizer+UBSan), valgrind (specs, csrc/alloc tests, the C host under memcheck),
 #           lab (every experiment, short durations), fuzz (libFuzzer, FUZZ_SECONDS each),
 #           install (luarocks make into a scratch tree, then require from elsewhere)
 #   MEMLAB_STAGES="specs lab" scripts/test.sh   runs only those stages
