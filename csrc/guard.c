@@ -14,6 +14,7 @@
  * ucontext costs one only when a fault actually happens, and the restored mask is the exact one
  * the access ran with. */
 #include "guard.h"
+#include "sys.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -168,7 +169,7 @@ static int g_altkey_ok;
 /* At thread exit: the stack at p goes, and is switched off first if it is still the thread's
  * (someone may have set another since). */
 static void alt_free(void *p) {
-  size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+  size_t ps = sys_pagesize();
   stack_t cur;
   if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == (unsigned char *)p + ps &&
       !(cur.ss_flags & SS_ONSTACK)) {
@@ -190,7 +191,7 @@ static void altstack_ensure(void) {
   stack_t cur;
   if (sigaltstack(NULL, &cur) != 0 || !(cur.ss_flags & SS_DISABLE)) return;
   pthread_once(&g_altonce, altkey_make);
-  size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+  size_t ps = sys_pagesize();
   unsigned char *p = mmap(NULL, ps + ALT_SIZE, PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return;

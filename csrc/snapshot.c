@@ -50,13 +50,15 @@ static Snapshot *volatile g_armed[MAX_ARMED];
 static uintptr_t g_lo[MAX_ARMED], g_hi[MAX_ARMED];
 static unsigned g_seq[MAX_ARMED];
 
-/* Slot k's range and pointer, written by its owner (NULL s and an empty range to free it). */
+/* Slot k's range, written by its owner (NULL s and an empty range to free it). The slot is freed
+ * (its pointer NULL) only after the write section closes: another thread may take it as soon as
+ * it is free, and two writers in one section could leave the count even mid-write. */
 static void slot_write(int k, Snapshot *s, uintptr_t lo, uintptr_t hi) {
   __atomic_fetch_add(&g_seq[k], 1, __ATOMIC_SEQ_CST); /* odd */
   __atomic_store_n(&g_lo[k], lo, __ATOMIC_SEQ_CST);
   __atomic_store_n(&g_hi[k], hi, __ATOMIC_SEQ_CST);
-  if (!s) __atomic_store_n(&g_armed[k], NULL, __ATOMIC_SEQ_CST);
   __atomic_fetch_add(&g_seq[k], 1, __ATOMIC_SEQ_CST); /* even */
+  if (!s) __atomic_store_n(&g_armed[k], NULL, __ATOMIC_SEQ_CST);
 }
 
 /* The snapshot in slot k if the slot's range (the snapshot's own: set once, when it is armed)
