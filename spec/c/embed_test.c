@@ -49,12 +49,23 @@ static const char *g_root, *g_build, *g_only;
 #ifndef UNDER_ASAN
 #define UNDER_ASAN 0
 #endif
-/* Under valgrind (MEMLAB_UNDER=valgrind, as the valgrind stage sets) the mapping counts are not
- * memlab's alone either: valgrind maps as it goes. */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+/* The sanitizers' runtimes map memory of their own as the program runs (shadow, fake stacks,
+ * thread state), and so does valgrind (MEMLAB_UNDER=valgrind, as the valgrind stage sets): under
+ * any of them the mapping counts are not memlab's alone. */
 static int under_tool(void)
 {
     const char *u = getenv("MEMLAB_UNDER");
-    return UNDER_ASAN || (u && strcmp(u, "valgrind") == 0);
+    return UNDER_ASAN || UNDER_TSAN || (u && strcmp(u, "valgrind") == 0);
 }
 
 /* REPORT(s) from Lua appends s and a newline here: what finalizers saw while their state closed. */
