@@ -12,6 +12,8 @@ CC := gcc
 endif
 BUILD    ?= build
 LUA_INC  ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+# (LUA_LIBS: for the C hosts that embed Lua, mk/test.mk and mk/embed.mk)
+LUA_LIBS ?= $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 WARN     := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wconversion \
             -Wpointer-arith -Wcast-qual -Wundef
 OPT      ?= -O2

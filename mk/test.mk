@@ -6,7 +6,6 @@ test: setup-test
 # from the Nth allocation on runs snippets calling every allocating memlab function, for every N,
 # and checks that nothing leaks and the state still works. TAP, one test per snippet. Built and
 # run against $(BUILD) (BUILD=build/asan with the sanitizer flags in EXTRA_CFLAGS: under ASan).
-LUA_LIBS ?= $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 OOM_ASAN_OPTIONS := detect_leaks=0:allow_user_segv_handler=1:allocator_may_return_null=1
 
 $(BUILD)/oom/oom_lua: spec/c/oom_lua.c spec/c/oom_snippets.h spec/c/tap.h mk/test.mk Makefile
