@@ -54,6 +54,54 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 /* Tells the Lua states of the process apart: the address of the state's registry. */
 static const void *state_id(lua_State *L) { return lua_topointer(L, LUA_REGISTRYINDEX); }
 
+/* A region's owner is a buffer in Lua's memory, and Lua may free a buffer without calling its
+ * finalizer: when the call itself runs out of memory, Lua warns ("error in __gc") and frees the
+ * object anyway; a state may also be closed while memory is short, or its registry's address
+ * come back as another state's. So a region's owner is touched only once this state's registry
+ * of its "brk" buffers vouches for it: { [lightuserdata owner] = root buffer }, weak values (a
+ * collected buffer leaves it). */
+static const char brkreg_key = 'B';
+
+/* Enters the root buffer on the top of the stack, of owner o, in the registry (made at the
+ * first). Allocates: done before the break moves. */
+static void brk_register(lua_State *L, Owner *o) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &brkreg_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &brkreg_key);
+  }
+  lua_pushvalue(L, -2);
+  lua_rawsetp(L, -2, o);
+  lua_pop(L, 1);
+}
+
+/* Forgets the owner of every region of this state whose buffer the registry does not hold live
+ * over that region: its memory then goes back like a freed buffer's. Allocates nothing (no
+ * finalizer can run in between) and dereferences no owner before the registry vouched for it. */
+static void forget_lost_owners(lua_State *L) {
+  const void *me = state_id(L);
+  int have = lua_rawgetp(L, LUA_REGISTRYINDEX, &brkreg_key) == LUA_TTABLE;
+  for (size_t i = 0; i < g_nregions; i++) {
+    BrkRegion *r = &g_regions[i];
+    if (!r->owner || r->state != me) continue;
+    const Buffer *b = NULL;
+    if (have) {
+      lua_rawgetp(L, -1, r->owner);
+      b = buf_test(L, -1);
+      lua_pop(L, 1);
+    }
+    if (!b || b->isview || b->o != r->owner || b->o->state != OWNER_LIVE ||
+        (uintptr_t)b->o->base != r->start)
+      r->owner = NULL;
+  }
+  lua_pop(L, 1);
+}
+
 /* The refusal to move the break in a process with a second thread (see the top). */
 static int threads_refusal(lua_State *L, const char *what) {
   return push_syserrorf(L, what, EBUSY, "the process has more than one thread, and glibc's "
@@ -119,6 +167,16 @@ static int brk_release(Owner *o) {
 
 static const MemKind brk_kind = {"brk", "released", brk_release, NULL, MK_GUARDED};
 
+/* At lua_close, once memlab released every live buffer of the state: a region the state still
+ * owns is one whose buffer Lua freed without its finalizer. Its memory goes back as a freed
+ * buffer's would (while it stayed owned, no other state could lower the break through it). */
+void brk_state_closed(lua_State *L) {
+  pthread_mutex_lock(&g_mu);
+  forget_lost_owners(L);
+  brk_return_free_top();
+  pthread_mutex_unlock(&g_mu);
+}
+
 /* Room for one more region in the table: 0, or ENOMEM. */
 static int grow_regions(void) {
   if (g_nregions < g_capregions) return 0;
@@ -176,6 +234,7 @@ static void reserve_region(lua_State *L) {
 static int brk_raise(lua_State *L, const char *what, uintptr_t n, int relative) {
   if (!ml_sys_single_threaded()) return threads_refusal(L, what);
   Owner *o = buf_newroot(L, &brk_kind);
+  brk_register(L, o);
   reserve_region(L); /* after the allocation: a finalizer run by it may take the reserved slot */
   uintptr_t u = user_break(), target = n;
   /* past the top of the address space, once rounded up to a page: no such break */
@@ -201,6 +260,7 @@ static int brk_raise(lua_State *L, const char *what, uintptr_t n, int relative) 
  * refuses with EPERM, since lowering the break under malloc's heap would crash the interpreter. */
 static int brk_lower(lua_State *L, const char *what, uintptr_t target) {
   if (!ml_sys_single_threaded()) return threads_refusal(L, what);
+  forget_lost_owners(L); /* (the owners killed below are then live buffers) */
   uintptr_t floor = user_break();
   size_t i = g_nregions;
   const BrkRegion *other = NULL; /* a live buffer of another Lua state's, where the walk stopped */

@@ -88,6 +88,7 @@ static int late_release(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &closed_key);
   late_release_all(L, 1);
   late_release_all(L, 0);
+  brk_state_closed(L);
   return 0;
 }
 

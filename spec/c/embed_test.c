@@ -91,11 +91,12 @@ static int run(lua_State *L, const char *code, char *err, size_t errlen)
     return 1;
 }
 
-/* A state with the standard libraries and REPORT; prelude (if any) runs before memlab is loaded,
- * then M = require "memlab" from the checkout. NULL (and why in err) on failure. */
-static lua_State *newstate(const char *prelude, char *err, size_t errlen)
+/* L (NULL: a new state) with the standard libraries and REPORT; prelude (if any) runs before
+ * memlab is loaded, then M = require "memlab" from the checkout. NULL (and why in err, L closed)
+ * on failure. */
+static lua_State *loadstate(lua_State *L, const char *prelude, char *err, size_t errlen)
 {
-    lua_State *L = luaL_newstate();
+    if (!L) L = luaL_newstate();
     if (!L) { snprintf(err, errlen, "luaL_newstate failed"); return NULL; }
     luaL_openlibs(L);
     lua_register(L, "REPORT", l_report);
@@ -110,6 +111,11 @@ static lua_State *newstate(const char *prelude, char *err, size_t errlen)
         return NULL;
     }
     return L;
+}
+
+static lua_State *newstate(const char *prelude, char *err, size_t errlen)
+{
+    return loadstate(NULL, prelude, err, errlen);
 }
 
 static int count_dir(const char *path)
@@ -248,6 +254,74 @@ static void brk_after_close(void)
     lua_close(A);
     RUN(B, "local _, b = M.sbrk(4096); b[0] = 1; b:free()\n"
            "assert(M.sbrk(0) < base, 'the break came back below B\\'s base')");
+    lua_close(B);
+}
+
+/* ---- finalizers Lua cannot call ---- */
+
+/* Lua's allocator, refusing every growing allocation while *ud is set. */
+static void *refusing_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    if (*(volatile int *)ud && nsize > (ptr ? osize : 0)) return NULL;
+    return realloc(ptr, nsize);
+}
+
+static char g_warned[512];
+static void keep_warning(void *ud, const char *msg, int tocont)
+{
+    (void)ud;
+    (void)tocont;
+    size_t n = strlen(g_warned);
+    snprintf(g_warned + n, sizeof g_warned - n, "%s", msg);
+}
+
+/* Runs a full collection (the chunk RUN ran last made one "brk" buffer garbage)
+ * while the allocator refuses: the finalizers run on a new coroutine, whose first call needs a
+ * CallInfo it cannot get, so Lua warns "error in __gc" and frees each buffer uncalled. */
+static int collect_uncalled(lua_State *L, int *refuse)
+{
+    g_warned[0] = 0;
+    lua_State *T = lua_newthread(L);
+    *refuse = 1;
+    lua_gc(T, LUA_GCCOLLECT);
+    *refuse = 0;
+    lua_pop(L, 1);
+    return strstr(g_warned, "__gc") != NULL;
+}
+
+/* A buffer over the break that Lua freed without calling its finalizer: the region it leaves is
+ * not the buffer's any more (lowering the break through it wrote into the freed buffer, or
+ * killed a new buffer that Lua had put at the same address), and at lua_close it goes back. */
+static void brk_finalizer_uncalled(void)
+{
+    int refuse = 0;
+    lua_State *A = lua_newstate(refusing_alloc, &refuse);
+    CHECKF(A, "lua_newstate failed");
+    lua_setwarnf(A, keep_warning, NULL);
+    A = loadstate(A, NULL, err_, sizeof err_);
+    CHECKF(A, "state: %.300s", err_);
+    RUN(A, "base = M.sbrk(0); local _, b = M.sbrk(4096); b:fill(1)");
+    CHECKF(collect_uncalled(A, &refuse), "Lua called the finalizer: %.300s", g_warned);
+    /* (Lua frees an object whose finalizer it tried at the next collection) */
+    RUN(A, "collectgarbage() collectgarbage()\n"
+           "local hs = {} for i = 1, 8 do hs[i] = M.malloc(8) end\n"
+           "assert(M.brk(base), 'the break lowers through the buffer Lua freed')\n"
+           "assert(M.sbrk(0) == base)\n"
+           "for i = 1, 8 do assert(hs[i]:valid(), 'a heap buffer died with the break') hs[i]:free() end");
+    /* the same at lua_close: the region goes back, and the next state finds the break at base */
+    RUN(A, "local _, b = M.sbrk(4096); b:fill(2)");
+    CHECKF(collect_uncalled(A, &refuse), "Lua called the finalizer: %.300s", g_warned);
+    lua_getglobal(A, "base");
+    lua_Integer base = lua_tointeger(A, -1);
+    lua_close(A);
+    STATE(B, NULL);
+    lua_pushinteger(B, base);
+    lua_setglobal(B, "base");
+    RUN(B, "assert(M.sbrk(0) == base, ('the break is %x, not %x'):format(M.sbrk(0), base))");
     lua_close(B);
 }
 
@@ -501,6 +575,7 @@ int main(int argc, char **argv)
     TAP_RUN(late_objects_released, "allocators, files, mappings and snapshots made by finalizers at lua_close are released");
     TAP_RUN(brk_other_state_refused, "one state cannot lower the break through another state's M.sbrk memory");
     TAP_RUN(brk_after_close, "a closed state's break memory goes back; another state goes on");
+    TAP_RUN(brk_finalizer_uncalled, "a break buffer Lua freed without its finalizer (out of memory) leaves its region free, and goes back at lua_close");
     TAP_RUN(brk_refused_with_threads, "with a second thread, M.sbrk/M.brk/sbrk arenas refuse to move the break (EBUSY)");
     TAP_RUN(nested_mappings_threads, "threads placing mappings inside mappings keep the nested count exact");
     TAP_RUN(snapshots_threads, "threads arming snapshots at once never lose one");
