@@ -68,6 +68,20 @@ size_t arg_optsize(lua_State *L, int idx, size_t def) {
   return lua_isnoneornil(L, idx) ? def : arg_size(L, idx);
 }
 
+/* A mode, or flags that carry one (shmget's), in [0, hi] ("<what> out of range" if not); def when
+ * absent. A number only: Lua
+ * turns the string "600" into the decimal 600, where a mode means octal (0o1130, and its 0o1000
+ * bit is IPC_CREAT to shmget). */
+lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, const char *what) {
+  if (lua_isnoneornil(L, idx)) return def;
+  if (lua_type(L, idx) == LUA_TSTRING)
+    luaL_argerror(L, idx, "a mode is a number: a string is read as decimal (write "
+                          "M.octal(\"600\"), or 384, or 0x180)");
+  lua_Integer v = luaL_checkinteger(L, idx);
+  if (v < 0 || v > hi) luaL_argerror(L, idx, lua_pushfstring(L, "%s out of range", what));
+  return v;
+}
+
 /* A range (offset, length) within `size` bytes: offset defaults to 0, length to "the rest".
  * Both are checked as integers before any conversion; off + len never wraps. */
 void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len) {

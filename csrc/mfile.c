@@ -73,16 +73,30 @@ static int mfile_memfd_create(lua_State *L) {
   return 1;
 }
 
-/* M.shm_open(name, oflag [, mode]) -> file; name like "/memlab-demo" */
+/* M.shm_open(name, oflag [, mode]) -> file; name like "/memlab-demo". Opened without blocking
+ * and refused unless it is a shared memory object (a regular file): /dev/shm is writable by
+ * every user, and a FIFO put at the name would block a read-only open until a writer came. */
 static int mfile_shm_open(lua_State *L) {
   const char *name = arg_cstring(L, 1);
   lua_Integer oflag = luaL_optinteger(L, 2, O_RDWR | O_CREAT);
-  lua_Integer mode = luaL_optinteger(L, 3, 0600);
   luaL_argcheck(L, oflag >= 0 && oflag <= 0x7fffffff, 2, "flags out of range");
-  luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "mode out of range");
+  lua_Integer mode = arg_mode(L, 3, 0600, 07777, "mode");
   MFile *f = new_file(L, "shm", name);
-  int err = sys_shm_open(name, (int)oflag, (unsigned)mode, &f->fd);
+  int err = sys_shm_open(name, (int)oflag | O_NONBLOCK | O_NOCTTY, (unsigned)mode, &f->fd);
+  if (err == ENXIO) /* (a socket at the name) */
+    return push_syserrorf(L, "shm_open", ENODEV, "%s is a socket, not a shared memory object", name);
   if (err) return push_syserror(L, "shm_open", err);
+  struct stat st;
+  if (fstat(f->fd, &st) != 0) return push_syserror(L, "shm_open", errno); /* __gc closes it */
+  if (!S_ISREG(st.st_mode))
+    return push_syserrorf(L, "shm_open", S_ISDIR(st.st_mode) ? EISDIR : ENODEV,
+                          "%s is a %s, not a shared memory object", name,
+                          S_ISDIR(st.st_mode) ? "directory" : S_ISFIFO(st.st_mode) ? "fifo"
+                                                                                   : "device");
+  if (!(oflag & O_NONBLOCK)) {
+    int fl = fcntl(f->fd, F_GETFL);
+    if (fl >= 0) (void)fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK);
+  }
   return 1;
 }
 

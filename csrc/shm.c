@@ -56,7 +56,7 @@ static int shm_ftok(lua_State *L) {
 static int shm_shmget(lua_State *L) {
   int key = ARG_KEY(L, 1);
   size_t size = arg_size(L, 2);
-  int flags = lua_isnoneornil(L, 3) ? 0 : arg_int(L, 3, 0, INT_MAX);
+  int flags = (int)arg_mode(L, 3, 0, INT_MAX, "flags"); /* (a mode among them) */
   int id;
   int err = sys_shmget(key, size, flags, &id);
   if (err) return push_syserror(L, "shmget", err);

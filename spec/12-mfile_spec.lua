@@ -292,6 +292,27 @@ describe("M.shm_open() and M.shm_unlink()", function()
     f:close()
   end)
 
+  it("what is no shared memory object at the name: nil, msg, errno at once, never waited on", function()
+    -- /dev/shm is every user's: a FIFO put at a name blocked a read-only open until a writer came
+    local name = shm_name()
+    assert.is_true(os.execute("mkfifo /dev/shm" .. name))
+    -- were the open to block, this writer would end it after 3 s (the call then returns a file)
+    os.execute(("timeout 6 sh -c 'sleep 3; [ -p %s ] && : > %s' >/dev/null 2>&1 &")
+               :format("/dev/shm" .. name, "/dev/shm" .. name))
+    H.refused_why(M.ENODEV, name .. " is a fifo, not a shared memory object",
+                  M.shm_open(name, M.O_RDONLY))
+    H.refused_why(M.ENODEV, name .. " is a fifo", M.shm_open(name))
+    local dir = shm_name()
+    assert(lfs.mkdir("/dev/shm" .. dir))
+    H.finally(finally, function() lfs.rmdir("/dev/shm" .. dir) end)
+    H.refused_why(M.EISDIR, dir .. " is a directory", M.shm_open(dir, M.O_RDONLY))
+    -- an object opened so is blocking again, as C's shm_open leaves it
+    local f = assert(M.shm_open(shm_name()))
+    local flags = H.slurp(("/proc/self/fdinfo/%d"):format(f:fileno())):match("flags:%s*(%d+)")
+    assert.equal(0, tonumber(flags, 8) & 0x800) -- O_NONBLOCK
+    f:close()
+  end)
+
   it("creates the object with the mode asked", function()
     local name = shm_name()
     local f = assert(M.shm_open(name, M.O_RDWR | M.O_CREAT | M.O_EXCL, 416)) -- 0640
@@ -362,6 +383,11 @@ describe("M.shm_open() and M.shm_unlink()", function()
       H.raises("mode out of range", M.shm_open, "/memlab-12-x", M.O_RDWR | M.O_CREAT, 0x10000)
       H.raises("mode out of range", M.shm_open, "/memlab-12-x", M.O_RDWR | M.O_CREAT, math.maxinteger)
       H.raises("number has no integer representation", M.shm_open, "/memlab-12-x", M.O_RDWR, 1.5)
+      -- a mode written as a string: Lua would read "0600" as decimal 600 (--x--x--T)
+      H.raises("a mode is a number: a string is read as decimal", M.shm_open, "/memlab-12-x",
+               M.O_RDWR | M.O_CREAT, "0600")
+      H.raises("a mode is a number", M.shm_open, "/memlab-12-x", M.O_RDWR | M.O_CREAT, "384")
+      assert.is_nil(io.open("/dev/shm/memlab-12-x"), "nothing was created")
       H.raises("string expected, got no value", M.shm_unlink)
       H.raises("string expected, got table", M.shm_unlink, {})
       assert.is_nil(lfs.attributes("/dev/shm/memlab-12-x"))

@@ -230,6 +230,8 @@ describe("M.shmget()", function()
       H.raises("out of range", M.shmget, M.IPC_PRIVATE, 64, math.maxinteger)
       H.raises("out of range", M.shmget, M.IPC_PRIVATE, 64, math.mininteger)
       H.raises("number has no integer representation", M.shmget, M.IPC_PRIVATE, 64, 0.5)
+      -- "0600" would be decimal 600 = 0o1130: IPC_CREAT (0o1000) and mode --x-wx---
+      H.raises("a mode is a number: a string is read as decimal", M.shmget, M.IPC_PRIVATE, 64, "0600")
       H.raises("number expected, got table", M.shmget, M.IPC_PRIVATE, 64, {})
     end)
   end)
