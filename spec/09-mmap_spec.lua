@@ -667,6 +667,23 @@ describe("M.map{}", function()
       mf:close()
     end)
 
+    it("an fd that is no file, without a length: the field named, as with one", function()
+      -- (the size was asked of it first: "attempt to call a nil value (method 'size')")
+      local want = "bad argument #1 to 'map' (fd: file descriptor (integer, memlab file or io file) "
+                   .. "expected, got "
+      H.raises(want .. "string)", M.map, { fd = "/dev/shm/x", shared = true })
+      H.raises(want .. "boolean)", M.map, { fd = true })
+      H.raises(want .. "memlab.buffer)", M.map, { fd = M.malloc(8) })
+      H.raises(want .. "string)", M.map, { fd = "/dev/shm/x", length = ps })
+      local mf = M.memfd_create("closed")
+      mf:close()
+      H.raises("bad argument #1 to 'map' (fd: attempt to use a closed file)", M.map, { fd = mf })
+      local empty = M.memfd_create("empty")
+      refused_why(M.EINVAL, "map: Invalid argument (the file is empty: nothing to map)",
+                  M.map { fd = empty })
+      empty:close()
+    end)
+
     it("a closed file, a directory, an offset outside the file", function()
       local f = io.tmpfile()
       f:write("abc")

@@ -423,14 +423,20 @@ function M.map(t)
       size = fd:seek("end")
       fd:seek("set", at)
     elseif type(fd) ~= "number" then
-      size = fd:size()
+      if type(fd) ~= "userdata" or M.type(fd) or not tostring(fd):find("^memlab%.file") then
+        error(("bad argument #1 to 'map' (fd: file descriptor (integer, memlab file or io file) "
+               .. "expected, got %s)"):format(M.type(fd) and "memlab.buffer" or type(fd)), 2)
+      end
+      local ok, got = pcall(fd.size, fd)
+      if not ok then error("bad argument #1 to 'map' (fd: " .. tostring(got):gsub("^[^:]*:%d+: ", "") .. ")", 2) end
+      size = got
     end
     if not size then error("bad argument #1 to 'map' (length needed with an integer fd)", 2) end
     if offset < 0 or offset >= size then
       if opened then opened:close() end
-      return nil, size == 0 and "map: the file is empty: nothing to map"
-        or ("map: offset %d is not inside the file (%d bytes): nothing to map"):format(offset, size),
-        M.EINVAL
+      return nil, size == 0 and "map: Invalid argument (the file is empty: nothing to map)"
+        or ("map: Invalid argument (offset %d is not inside the file (%d bytes): nothing to map)")
+          :format(offset, size), M.EINVAL
     end
     length = size - offset
   end
