@@ -47,6 +47,9 @@ local function region_kind(path, exe)
   if path == "[vvar]" or path == "[vvar_vclock]" then return "vvar" end
   if path == "[vsyscall]" then return "vsyscall" end
   if path:sub(1, 1) ~= "/" then return "other" end
+  -- shared anonymous memory (M.map{shared=true}, MAP_SHARED of /dev/zero): the kernel backs it
+  -- with an unlinked file of its own and writes this name
+  if path == "/dev/zero (deleted)" then return "anon" end
   if path:match("^/memfd:") then return "file" end -- whatever its name ("x.so" included)
   -- a System V segment: the kernel's own unlinked file /SYSV<key, 8 hex digits> (always "deleted";
   -- a regular file of that name somewhere is a file)
