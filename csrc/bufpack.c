@@ -262,13 +262,13 @@ static int bufpack_pack(lua_State *L) {
       putint(tmp, (lua_Unsigned)arg_packint(L, 4, size1, opt1 == K_INT), little, size1, 0);
     else
       putfloat(tmp, luaL_checknumber(L, 4), size1, little);
-    luaL_argcheck(L, size1 <= len - (size_t)off, 2, "packed data does not fit (out of range)");
+    luaL_argcheck(L, size1 <= len - (size_t)off, 3, "packed data does not fit (out of range)");
     mem_check_write(L, bf->o, bf->off + (size_t)off, size1);
     mem_copy(L, bf->o, p + off, NULL, tmp, size1);
     lua_pushinteger(L, off + (lua_Integer)size1);
     return 1;
   }
-  luaL_argcheck(L, pack_end(L, fmt, (size_t)off) <= len, 2,
+  luaL_argcheck(L, pack_end(L, fmt, (size_t)off) <= len, 3,
                 "packed data does not fit (out of range)");
   Fmt h = {L, 2, native_little(), 1};
   luaL_Buffer b;
@@ -331,7 +331,7 @@ static int bufpack_pack(lua_State *L) {
   size_t n = total - (size_t)off;
   luaL_pushresult(&b); /* the packed bytes, now on the stack top */
   p = buf_span(L, 1, &len, &bf); /* building them may have run a finalizer */
-  luaL_argcheck(L, (size_t)off <= len && n <= len - (size_t)off, 2,
+  luaL_argcheck(L, (size_t)off <= len && n <= len - (size_t)off, 3,
                 "packed data does not fit (out of range)");
   mem_check_write(L, bf->o, bf->off + (size_t)off, n);
   mem_copy(L, bf->o, p + off, NULL, lua_tostring(L, -1), n);
@@ -416,7 +416,7 @@ static int bufpack_unpack(lua_State *L) {
   KOpt opt1;
   if (simple_format(fmt, &little, &size1, &opt1)) {
     unsigned char tmp[8];
-    luaL_argcheck(L, size1 <= ld - pos, 2, "data too short (out of range)");
+    luaL_argcheck(L, size1 <= ld - pos, 3, "data too short (out of range)");
     const unsigned char *at = data + pos;
     if (g) {
       mem_copy(L, NULL, tmp, o, at, size1);
@@ -436,7 +436,7 @@ static int bufpack_unpack(lua_State *L) {
     size_t size, ntoalign;
     KOpt opt = getdetails(&h, pos, &fmt, &size, &ntoalign);
     data = buf_span(L, 1, &ld, &bf); /* pushing the last value may have run a finalizer */
-    luaL_argcheck(L, pos <= ld && ntoalign + size <= ld - pos, 2, "data too short (out of range)");
+    luaL_argcheck(L, pos <= ld && ntoalign + size <= ld - pos, 3, "data too short (out of range)");
     pos += ntoalign;
     luaL_checkstack(L, 2, "too many results");
     n++;
@@ -455,14 +455,14 @@ static int bufpack_unpack(lua_State *L) {
       case K_CHAR: pushbytes(L, o, data, pos, size); break;
       case K_STRING: {
         lua_Unsigned sl = (lua_Unsigned)unpackint(L, at, h.little, size, 0);
-        luaL_argcheck(L, sl <= ld - pos - size, 2, "data too short (out of range)");
+        luaL_argcheck(L, sl <= ld - pos - size, 3, "data too short (out of range)");
         pushbytes(L, o, data, pos + size, (size_t)sl);
         pos += (size_t)sl;
         break;
       }
       case K_ZSTR: {
         const unsigned char *z = mem_find(L, o, data + pos, ld - pos, "", 1);
-        luaL_argcheck(L, z != NULL, 2, "unfinished string for format 'z'");
+        luaL_argcheck(L, z != NULL, 3, "unfinished string for format 'z'");
         size_t sl = (size_t)(z - (data + pos));
         pushbytes(L, o, data, pos, sl);
         pos += sl + 1;

@@ -147,12 +147,19 @@ static int proc_peek(lua_State *L) {
   const unsigned char *addr = (const unsigned char *)arg_address(L, 1);
   size_t n = arg_optsize(L, 2, 1);
   luaL_argcheck(L, n <= PEEK_MAX, 2, "length out of range (a peek reads at most 1 GiB)");
-  luaL_argcheck(L, (uintptr_t)addr <= UINTPTR_MAX - n, 2, "range out of range (wraps)");
+  luaL_argcheck(L, (uintptr_t)addr <= UINTPTR_MAX - n, 2,
+                "out of range (the range wraps past the top of the address space)");
   luaL_Buffer lb;
   char *dst = luaL_buffinitsize(L, &lb, n);
   PeekArgs a = {(unsigned char *)dst, addr, n};
   Fault f;
   int sig = n ? guard_call(do_peek, &a, addr, n, NULL, 0, &f) : 0; /* memcheck muted inside */
+  if (sig && f.code == SI_KERNEL && !f.addr) /* x86-64's general protection fault: no address */
+    return luaL_error(L, "memory fault: %s (%s) in the peek of %p, %I bytes: the address is "
+                      "non-canonical (neither in the lower half of the address space, the user's, "
+                      "nor in the kernel's), and for such a fault the kernel gives no address",
+                      guard_signame(f.signo), guard_codename(f.signo, f.code), (const void *)addr,
+                      (lua_Integer)n);
   if (sig)
     return luaL_error(L, "memory fault: %s (%s) at %p (peek of %p, %I bytes)",
                       guard_signame(f.signo), guard_codename(f.signo, f.code), (void *)f.addr,

@@ -183,6 +183,11 @@ describe("b:pack()", function()
                               { "!8 b d", 1, 1, 1 }, { "i4 i4 i4 i4", 0, 1, 2, 3, 4 } }) do
         H.raises("out of range", b.pack, b, table.unpack(case))
       end
+      -- the offset is what is wrong (#2, the buffer being self): the format was blamed (review)
+      H.raises("bad argument #2 to 'pack' (packed data does not fit (out of range))",
+               function() b:pack("i8", 5, 1) end)
+      H.raises("bad argument #2 to 'pack' (packed data does not fit (out of range))",
+               function() b:pack("i4 i4", 5, 1, 2) end)
       assert.equal(("\xAA"):rep(12), b:read())
       b:free()
     end)
@@ -290,6 +295,9 @@ describe("b:unpack()", function()
       b:write(0, "\255\255\255\255\255\255\255\127")
       H.raises("out of range", b.unpack, b, "<s8")                  -- a length near 2^63
       H.raises("out of range", b.unpack, b, "<s4")
+      H.raises("bad argument #2 to 'unpack' (data too short (out of range))", function() b:unpack("i8", 1) end)
+      H.raises("bad argument #2 to 'unpack' (data too short (out of range))",
+               function() b:unpack("i4 i8", 1) end)
       b:free()
     end)
 
