@@ -23,7 +23,11 @@
 -- its children whatever happens. The segment is marked IPC_RMID right after the attach, so it
 -- disappears when the last process detaches or dies, even after a crash.
 --
---   lua5.4 examples/X2_shm_logger.lua [WRITERS [LINES]]    (default 4 writers, 250 lines each)
+-- The reader prints every line it takes to the log, a file (the terminal shows the first and the
+-- last few), and the checks run on the log as read back from the file.
+--
+--   lua5.4 examples/X2_shm_logger.lua [WRITERS [LINES [LOG]]]   (default 4 writers, 250 lines
+--   each; LOG a file to keep the log in, else a temporary file removed at the end)
 local lab = dofile(((arg and arg[0] or ""):match("^(.*/)") or "./") .. "lab.lua")
 local M = require "memlab"
 
@@ -38,6 +42,8 @@ local SEQ, LEN, TEXT = 0, 8, 10                            -- within a slot
 local CAPACITY = SLOT - TEXT
 local LIMIT = lab.quick() and 5 or 10                      -- seconds, for the whole run
 local TOTAL = WRITERS * LINES
+local KEEP = arg[3]
+local LOG = KEEP or os.tmpname()
 
 -- FNV-1a, 32 bits: the line's checksum.
 local function fnv(s)
@@ -127,7 +133,9 @@ local ok, err = pcall(function()
   local t0 = M.clock()
   shm:atomic_store(GO, 1) -- the starting gun: all writers race from here
 
-  -- The reader: tickets in order, each line taken out and its slot handed one lap on.
+  -- The reader: tickets in order, each line taken out, its slot handed one lap on, the line
+  -- printed to the log.
+  local logf = assert(io.open(LOG, "w"))
   local got, bad, switches, last_w = {}, {}, 0, nil
   local shown = TOTAL <= 24 and TOTAL or 8
   for r = 0, TOTAL - 1 do
@@ -140,10 +148,11 @@ local ok, err = pcall(function()
     local line = len <= CAPACITY and shm:read(slot + TEXT, len) or ""
     shm:atomic_store(slot + SEQ, r + N) -- free for ticket r + N
     got[#got + 1] = line
+    logf:write(line, "\n")
     if r < shown or r >= TOTAL - 4 then
       print("  " .. line)
     elseif r == shown then
-      print(("  ... (%d more, not printed: each is checked below, exactly once)"):format(
+      print(("  ... (%d more here: every line is in the log, checked below)"):format(
         TOTAL - shown - 4))
     end
     local w = verify(line)
@@ -153,6 +162,18 @@ local ok, err = pcall(function()
   end
   local elapsed = M.clock() - t0
   shm:atomic_store(ABORT, 1) -- a writer still waiting (if any) gives up now
+  assert(logf:close())
+  -- The log as printed: read back, it must be what the reader took from the ring, line for line.
+  local logged, same = {}, true
+  for line in io.lines(LOG) do
+    logged[#logged + 1] = line
+    if line ~= got[#logged] then same = false end
+  end
+  print(("the log, %s: %d lines%s"):format(LOG, #logged,
+        KEEP and "" or " (a temporary file, removed at the end; a third argument keeps one)"))
+  lab.check(("the log holds every line the reader took, each once and in its order: %d of %d")
+            :format(#logged, #got), same and #logged == #got)
+  got = logged -- the checks below run on the log
 
   -- Every expected (writer, seq) once, each writer's lines in order, every checksum right.
   local count, order_ok, pid_ok = {}, true, true
@@ -233,6 +254,7 @@ if next(pids) then
   end
 end
 shm:free()
+if not KEEP then os.remove(LOG) end
 local _, _, code = M.shmctl(id, M.IPC_STAT)
 print(("after the last detach: IPC_STAT errno %s (%s)"):format(code,
       code == M.EINVAL and "the segment is gone" or "still there?"))
