@@ -219,6 +219,8 @@ static int la_calloc(lua_State *L) {
       luaL_argerror(L, 3, lua_pushfstring(L, "nr * size overflows, out of range (a %s block "
                                              "holds at most %I bytes)", a->ops->name,
                                           (lua_Integer)max));
+    /* the allocator's own calloc refuses it too, and counts the failure (stats().failures) */
+    if (a->ops->calloc(&a->u, nr, size) != NULL) return luaL_error(L, "memlab: calloc overflow");
     return push_statuserror(L, a->ops->name, "out of memory (nr * size overflows)", ENOMEM);
   }
   check_request(L, a, 3, n, 1);

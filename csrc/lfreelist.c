@@ -76,7 +76,7 @@ static int lfl_new(lua_State *L) {
     return luaL_error(L, "bad option 'source' (\"mmap\" or \"sbrk\" expected, got \"%s\")", source);
   int t = lua_getfield(L, 1, "quick");
   if (t == LUA_TBOOLEAN)
-    cfg.quick = lua_toboolean(L, -1) ? 0 : -1;
+    cfg.quick = lua_toboolean(L, -1) ? FL_DEFAULT_QUICK : -1; /* true: on, whatever the fit */
   else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 && lua_tointeger(L, -1) <= 255)
     cfg.quick = lua_tointeger(L, -1) ? (int)lua_tointeger(L, -1) : -1;
   else if (t != LUA_TNIL)

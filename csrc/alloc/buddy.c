@@ -407,7 +407,13 @@ static void merge_insert(ml_buddy *b, size_t off, unsigned o)
     }
     b->meta[gidx(b, off)] = ENTRY_FREE(b, o);
     push(b, o, b->base + off);
-    if (ML_UNLIKELY(o + 1 >= b->cur_order) && b->cur_order > b->init_order) shrink(b);
+    /* shrink() if the arena may halve now: the block reached one of its top two orders, or
+     * what is not free (granted and parked) fell to a quarter: the upper half may have been free
+     * since an earlier free, when more than a quarter was granted (one comparison: the walk
+     * over the parked bytes is shrink()'s) */
+    if (ML_UNLIKELY(b->cur_order > b->init_order) &&
+        (o + 1 >= b->cur_order || bsize(b->cur_order) - b->st.free_bytes <= bsize(b->cur_order - 2)))
+        shrink(b);
 }
 
 /* The used block at off (order o, entry i) stops being live: its requested bytes leave the live

@@ -7,7 +7,9 @@
  *
  * The arena starts at `initial` bytes and doubles (taking the next 2^k bytes from the page
  * source) when no block fits; it halves again when its upper half is one free block and at most
- * a quarter of it is granted. A live block in the upper half pins it (the lecture's point).
+ * a quarter of it is granted (looked at on each free that merges into the top two orders or
+ * leaves at most a quarter not free; blocks parked in the cache count as granted until flushed).
+ * A live block in the upper half pins it (the lecture's point).
  *
  * Blocks have no header: a block's user area is the block, aligned to min(block size, page). What
  * the allocator knows about them sits beside the arena, one 16-bit entry per granule of

@@ -57,7 +57,8 @@ typedef struct ml_stats {
     size_t largest_free;    /* size of the largest free block (0 when none) */
     size_t overhead_bytes;
     size_t internal_frag;   /* granted_bytes - live_bytes */
-    double external_frag;   /* 1 - largest_free / free_bytes; 0 when nothing is free */
+    double external_frag;   /* 1 - largest_free / free_bytes; 0 when nothing is free, and
+                             * always for a pool (any free slot serves any request) */
     uint64_t allocs;        /* successful alloc, calloc, memalign, and realloc(NULL, n) */
     uint64_t frees;         /* successful free */
     uint64_t reallocs;      /* successful realloc of a live block */

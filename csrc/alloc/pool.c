@@ -378,6 +378,7 @@ void pool_stats(const ml_pool *p, ml_stats *out)
     out->overhead_bytes = p->base ? p->src->committed - p->capacity * p->stride + used_bytes(p->capacity) : 0;
     out->source_calls = p->src ? p->src->syscalls : p->st.source_calls;
     ml_stats_finish(out);
+    out->external_frag = 0.0; /* every free slot serves every request: a pool has none */
 }
 
 int pool_walk(const ml_pool *p, ml_walk_fn fn, void *ud)

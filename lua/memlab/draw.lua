@@ -173,8 +173,15 @@ function D.allocator(a, width, max_lines)
   local out = {}
   local function put(fmt, ...) out[#out + 1] = fmt:format(...) end
   put("%s", tostring(a))
-  put("arena 0x%x .. 0x%x (%s of at most %s)%s", base, base + size, human(size), human(max),
-      kind == "freelist" and a:source() == "sbrk" and ("; the break is at 0x%x"):format(base + size) or "")
+  -- an arena over the break ends at the break only while nothing lies above it (another arena,
+  -- an M.sbrk region, malloc's heap)
+  local brk_note = ""
+  if kind == "freelist" and a:source() == "sbrk" then
+    local brk = require("memlab.core").sbrk(0)
+    brk_note = brk == base + size and ("; the break is at 0x%x"):format(brk)
+               or ("; the break is at 0x%x, above the arena"):format(brk)
+  end
+  put("arena 0x%x .. 0x%x (%s of at most %s)%s", base, base + size, human(size), human(max), brk_note)
   local scaled = count_blocks(inside) > (width - 1) // 2
   local line, legend
   if scaled then line, legend = scaled_bar(inside, width) else line = bar(inside, width) end

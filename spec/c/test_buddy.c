@@ -180,6 +180,22 @@ static void t_grow_pin(void)
     teardown();
 }
 
+/* The upper half freed while more than a quarter was granted; a later free in the lower half
+ * brings the granted bytes to a quarter: the arena halves then (it stayed whole: the halving was
+ * looked at only when a free merged into the top two orders; outside review). */
+static void t_halves_after_lower_free(void)
+{
+    CHECK(setup(1u << 20, 16, 4096));
+    char *x = bd_alloc(&B, 4096), *y = bd_alloc(&B, 4096), *z = bd_alloc(&B, 4096);
+    CHECK(x && y && z && arena_size() == 16384);
+    CHECK_STATUS(bd_free(&B, z), ML_OK);             /* upper half free, 8 KiB granted */
+    CHECK(arena_size() == 16384);
+    CHECK_STATUS(bd_free(&B, y), ML_OK);             /* 4 KiB granted: a quarter */
+    CHECK(arena_size() == 8192);
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
 /* A request that growing cannot serve (the whole arena while a block is live, or one the page
  * source refuses) fails without leaving the arena grown: no footprint taken for nothing. */
 static void t_failed_request_keeps_size(void)
@@ -305,6 +321,7 @@ int main(void)
     TAP_RUN(t_misuse, "buddy: foreign, interior, double free detected, check passes");
     TAP_RUN(t_realloc, "buddy: realloc in place (same order, shrink, grow into buddies) and moving");
     TAP_RUN(t_realloc_grows_arena, "buddy: realloc of the arena's first block grows the arena under it, in place");
+    TAP_RUN(t_halves_after_lower_free, "buddy: the arena halves once a free brings the granted bytes to a quarter, its upper half free since");
     TAP_RUN(t_grow_pin, "buddy: arena doubles, a live upper block pins it, then it halves");
     TAP_RUN(t_failed_request_keeps_size, "buddy: a request growing cannot serve leaves the arena as it was");
     TAP_RUN(t_last_granule, "buddy: the last block of a full arena frees and reallocates (slack read past it)");
