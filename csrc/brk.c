@@ -65,16 +65,7 @@ static const char brkreg_key = 'B';
 /* Enters the root buffer on the top of the stack, of owner o, in the registry (made at the
  * first). Allocates: done before the break moves. */
 static void brk_register(lua_State *L, Owner *o) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &brkreg_key) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &brkreg_key);
-  }
+  push_weak_registry(L, &brkreg_key);
   lua_pushvalue(L, -2);
   lua_rawsetp(L, -2, o);
   lua_pop(L, 1);

@@ -68,6 +68,20 @@ size_t arg_optsize(lua_State *L, int idx, size_t def) {
   return lua_isnoneornil(L, idx) ? def : arg_size(L, idx);
 }
 
+/* Pushes registry[key], a table with weak values, made at the first call (brk.c's and mmap.c's
+ * registries of their live buffers: { [lightuserdata owner] = root buffer }). */
+void push_weak_registry(lua_State *L, const void *key) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
 /* A mode, or flags that carry one (shmget's), in [0, hi] ("<what> out of range" if not); def when
  * absent. A number only: Lua
  * turns the string "600" into the decimal 600, where a mode means octal (0o1130, and its 0o1000

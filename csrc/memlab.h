@@ -109,6 +109,7 @@ void site_capture(lua_State *L, Site *s);
 int site_internal(const lua_Debug *ar);
 size_t arg_size(lua_State *L, int idx);
 size_t arg_optsize(lua_State *L, int idx, size_t def);
+void push_weak_registry(lua_State *L, const void *key);
 lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, const char *what);
 void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len);
 int arg_byte(lua_State *L, int idx);

@@ -125,18 +125,7 @@ static void mmap_forget(Owner *o) {
 const MemKind mmap_kind = {"mmap", "unmapped", mmap_release, mmap_forget, MK_GUARDED};
 
 /* Pushes this state's registry of mappings: { [lightuserdata owner] = root buffer }, weak. */
-static void push_registry(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mapreg_key) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &mapreg_key);
-  }
-}
+static void push_registry(lua_State *L) { push_weak_registry(L, &mapreg_key); }
 
 /* Enters the root buffer on the top of the stack, of owner o, in the registry of mappings. Done
  * before the kernel maps anything: the table may grow, and a memory error once the pages were
