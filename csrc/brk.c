@@ -80,15 +80,14 @@ static void forget_lost_owners(lua_State *L) {
   for (size_t i = 0; i < g_nregions; i++) {
     BrkRegion *r = &g_regions[i];
     if (!r->owner || r->state != me) continue;
-    const Buffer *b = NULL;
+    const Buffer *b = NULL; /* (the registry holds only root "brk" buffers, each at its owner) */
     if (have) {
       lua_rawgetp(L, -1, r->owner);
-      b = buf_test(L, -1);
+      b = (const Buffer *)lua_touserdata(L, -1);
       lua_pop(L, 1);
     }
-    if (!b || b->isview || b->o != r->owner || b->o->state != OWNER_LIVE ||
-        (uintptr_t)b->o->base != r->start)
-      r->owner = NULL;
+    /* a new buffer Lua put at a lost one's address has the same key, over another region */
+    if (!b || b->o->state != OWNER_LIVE || (uintptr_t)b->o->base != r->start) r->owner = NULL;
   }
   lua_pop(L, 1);
 }

@@ -83,9 +83,8 @@ void push_weak_registry(lua_State *L, const void *key) {
 }
 
 /* A mode, or flags that carry one (shmget's), in [0, hi] ("<what> out of range" if not); def when
- * absent. A number only: Lua
- * turns the string "600" into the decimal 600, where a mode means octal (0o1130, and its 0o1000
- * bit is IPC_CREAT to shmget). */
+ * absent. A number only: Lua turns the string "600" into the decimal 600, where a mode means
+ * octal (0o1130, and its 0o1000 bit is IPC_CREAT to shmget). */
 lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, const char *what) {
   if (lua_isnoneornil(L, idx)) return def;
   if (lua_type(L, idx) == LUA_TSTRING)

@@ -73,6 +73,19 @@ static int mfile_memfd_create(lua_State *L) {
   return 1;
 }
 
+/* What a descriptor opened for mapping is, when it is none of the things mapped: "directory",
+ * "fifo", "socket", or "device" (char or block: a path may map one, a shm name may not). */
+static const char *file_type(mode_t m) {
+  return S_ISDIR(m) ? "directory" : S_ISFIFO(m) ? "fifo" : S_ISSOCK(m) ? "socket" : "device";
+}
+
+/* The descriptor opened with O_NONBLOCK (so that a FIFO at the name could not block the open)
+ * blocks again, as a plain open leaves it. */
+static void set_blocking(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+}
+
 /* M.shm_open(name, oflag [, mode]) -> file; name like "/memlab-demo". Opened without blocking
  * and refused unless it is a shared memory object (a regular file): /dev/shm is writable by
  * every user, and a FIFO put at the name would block a read-only open until a writer came. */
@@ -83,20 +96,16 @@ static int mfile_shm_open(lua_State *L) {
   lua_Integer mode = arg_mode(L, 3, 0600, 07777, "mode");
   MFile *f = new_file(L, "shm", name);
   int err = sys_shm_open(name, (int)oflag | O_NONBLOCK | O_NOCTTY, (unsigned)mode, &f->fd);
-  if (err == ENXIO) /* (a socket at the name) */
-    return push_syserrorf(L, "shm_open", ENODEV, "%s is a socket, not a shared memory object", name);
+  if (err == ENXIO) /* a socket, or a FIFO opened write-only that no one reads */
+    return push_syserrorf(L, "shm_open", ENODEV, "%s is a socket or a fifo without a reader, not "
+                          "a shared memory object", name);
   if (err) return push_syserror(L, "shm_open", err);
   struct stat st;
   if (fstat(f->fd, &st) != 0) return push_syserror(L, "shm_open", errno); /* __gc closes it */
   if (!S_ISREG(st.st_mode))
     return push_syserrorf(L, "shm_open", S_ISDIR(st.st_mode) ? EISDIR : ENODEV,
-                          "%s is a %s, not a shared memory object", name,
-                          S_ISDIR(st.st_mode) ? "directory" : S_ISFIFO(st.st_mode) ? "fifo"
-                                                                                   : "device");
-  if (!(oflag & O_NONBLOCK)) {
-    int fl = fcntl(f->fd, F_GETFL);
-    if (fl >= 0) (void)fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK);
-  }
+                          "%s is a %s, not a shared memory object", name, file_type(st.st_mode));
+  if (!(oflag & O_NONBLOCK)) set_blocking(f->fd);
   return 1;
 }
 
@@ -204,16 +213,29 @@ static int mfile_openpath(lua_State *L) {
   if (fstat(fd, &st) != 0) return push_syserror(L, path, errno); /* __gc closes fd */
   if (S_ISDIR(st.st_mode)) return push_syserror(L, path, EISDIR);
   if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
-    return push_syserrorf(L, path, ENODEV, "a %s cannot be mapped",
-                          S_ISFIFO(st.st_mode) ? "fifo" : "socket");
-  int fl = fcntl(fd, F_GETFL);
-  if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return push_syserrorf(L, path, ENODEV, "a %s cannot be mapped", file_type(st.st_mode));
+  set_blocking(fd);
+  return 1;
+}
+
+/* core.fdsize(fd) -> bytes | nil, msg, errno: the size of what an fd argument (an integer, a
+ * memlab file, an io file) names, M.map's length when none is given; a wrong fd raises as
+ * M.mmap's does (mfile_arg_fd). */
+static int mfile_fdsize(lua_State *L) {
+  int flush_err;
+  int fd = mfile_arg_fd(L, 1, &flush_err);
+  if (flush_err) return mfile_flush_refusal(L, flush_err, "mapped");
+  off_t size;
+  int regular;
+  int err = sys_fdsize(fd, &size, &regular);
+  if (err) return push_syserror(L, "fstat", err);
+  lua_pushinteger(L, (lua_Integer)size);
   return 1;
 }
 
 static const luaL_Reg mfile_funcs[] = {
   {"memfd_create", mfile_memfd_create}, {"shm_open", mfile_shm_open},
-  {"shm_unlink", mfile_shm_unlink}, {"openpath", mfile_openpath},
+  {"shm_unlink", mfile_shm_unlink}, {"openpath", mfile_openpath}, {"fdsize", mfile_fdsize},
   {"truncate", mfile_truncate_any}, {NULL, NULL}};
 
 static const ConstReg mfile_consts[] = {

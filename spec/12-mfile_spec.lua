@@ -299,6 +299,10 @@ describe("M.shm_open() and M.shm_unlink()", function()
     -- were the open to block, this writer would end it after 3 s (the call then returns a file)
     os.execute(("timeout 6 sh -c 'sleep 3; [ -p %s ] && : > %s' >/dev/null 2>&1 &")
                :format("/dev/shm" .. name, "/dev/shm" .. name))
+    -- write-only (first: the refused opens below stay readers until collected), the open fails
+    -- with ENXIO, no one reading, as for a socket: it was said to be a socket
+    H.refused_why(M.ENODEV, name .. " is a socket or a fifo without a reader",
+                  M.shm_open(name, M.O_WRONLY))
     H.refused_why(M.ENODEV, name .. " is a fifo, not a shared memory object",
                   M.shm_open(name, M.O_RDONLY))
     H.refused_why(M.ENODEV, name .. " is a fifo", M.shm_open(name))

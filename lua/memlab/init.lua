@@ -12,7 +12,8 @@ end
 
 local M = {}
 -- internal: draw.lua adds a:draw through allocator_methods; M.map opens its file with openpath
-local internal = { allocator_methods = true, openpath = true }
+-- and sizes an fd with fdsize
+local internal = { allocator_methods = true, openpath = true, fdsize = true }
 for k, v in pairs(core) do
   if not internal[k] then M[k] = v end
 end
@@ -425,13 +426,13 @@ function M.map(t)
       local at = fd:seek()
       size = fd:seek("end")
       fd:seek("set", at)
-    elseif type(fd) ~= "number" then
-      if type(fd) ~= "userdata" or M.type(fd) or not tostring(fd):find("^memlab%.file") then
-        error(("bad argument #1 to 'map' (fd: file descriptor (integer, memlab file or io file) "
-               .. "expected, got %s)"):format(M.type(fd) and "memlab.buffer" or type(fd)), 2)
+    elseif type(fd) ~= "number" then -- a memlab file, or no file: the core's check says which
+      local ok, got, msg, code = pcall(core.fdsize, fd)
+      if not ok then
+        error(("bad argument #1 to 'map' (fd: %s)"):format(
+              tostring(got):match("^bad argument #1 to '[^']*' %((.*)%)$") or tostring(got)), 2)
       end
-      local ok, got = pcall(fd.size, fd)
-      if not ok then error("bad argument #1 to 'map' (fd: " .. tostring(got):gsub("^[^:]*:%d+: ", "") .. ")", 2) end
+      if not got then return nil, msg, code end
       size = got
     end
     if not size then error("bad argument #1 to 'map' (length needed with an integer fd)", 2) end

@@ -60,14 +60,17 @@ static const char *g_root, *g_build, *g_only;
 #ifndef UNDER_TSAN
 #define UNDER_TSAN 0
 #endif
-/* The sanitizers' runtimes map memory of their own as the program runs (shadow, fake stacks,
- * thread state), and so does valgrind (MEMLAB_UNDER=valgrind, as the valgrind stage sets): under
- * any of them the mapping counts are not memlab's alone. */
-static int under_tool(void)
+/* Under valgrind: MEMLAB_UNDER=valgrind, as the valgrind stage sets. */
+static int under_valgrind(void)
 {
     const char *u = getenv("MEMLAB_UNDER");
-    return UNDER_ASAN || UNDER_TSAN || (u && strcmp(u, "valgrind") == 0);
+    return u && strcmp(u, "valgrind") == 0;
 }
+
+/* The sanitizers' runtimes map memory of their own as the program runs (shadow, fake stacks,
+ * thread state), and so does valgrind: under any of them the mapping counts are not memlab's
+ * alone. */
+static int under_tool(void) { return UNDER_ASAN || UNDER_TSAN || under_valgrind(); }
 
 /* REPORT(s) from Lua appends s and a newline here: what finalizers saw while their state closed. */
 static char g_report[4096];
@@ -571,8 +574,7 @@ int main(int argc, char **argv)
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
     free(malloc(64 * 1024));
     tap_init(__FILE__);
-    const char *u = getenv("MEMLAB_UNDER");
-    if (u && strcmp(u, "valgrind") == 0) /* its real crash is an error to memcheck */
+    if (under_valgrind()) /* its real crash is an error to memcheck */
         tap_skip("threads loading memlab at once keep the host's SIGSEGV handler for real crashes",
                  "under valgrind (the native and ASan runs cover it)");
     else
