@@ -61,6 +61,14 @@ static MFile *new_file(lua_State *L, const char *how, const char *name) {
   return f;
 }
 
+/* A refused open gives its descriptor back at once, before the message is made (making it could
+ * raise, out of memory): left to __gc, a reader lingered on a FIFO at the name until then. */
+static void drop_fd(MFile *f) {
+  int fd = f->fd;
+  f->fd = -1;
+  if (fd >= 0) sys_close(fd);
+}
+
 /* M.memfd_create(name [, flags]) -> file (anonymous, in memory, size 0 until truncated) */
 static int mfile_memfd_create(lua_State *L) {
   const char *name = arg_cstring(L, 1);
@@ -101,10 +109,16 @@ static int mfile_shm_open(lua_State *L) {
                           "a shared memory object", name);
   if (err) return push_syserror(L, "shm_open", err);
   struct stat st;
-  if (fstat(f->fd, &st) != 0) return push_syserror(L, "shm_open", errno); /* __gc closes it */
-  if (!S_ISREG(st.st_mode))
+  if (fstat(f->fd, &st) != 0) {
+    err = errno;
+    drop_fd(f);
+    return push_syserror(L, "shm_open", err);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    drop_fd(f);
     return push_syserrorf(L, "shm_open", S_ISDIR(st.st_mode) ? EISDIR : ENODEV,
                           "%s is a %s, not a shared memory object", name, file_type(st.st_mode));
+  }
   if (!(oflag & O_NONBLOCK)) set_blocking(f->fd);
   return 1;
 }
@@ -210,10 +224,15 @@ static int mfile_openpath(lua_State *L) {
     return push_syserrorf(L, path, ENODEV, "a socket cannot be mapped"); /* open says ENXIO */
   if (fd < 0) return push_syserror(L, path, errno);
   f->fd = fd;
-  if (fstat(fd, &st) != 0) return push_syserror(L, path, errno); /* __gc closes fd */
-  if (S_ISDIR(st.st_mode)) return push_syserror(L, path, EISDIR);
-  if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+  int err = fstat(fd, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
+  if (!err && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+    drop_fd(f);
     return push_syserrorf(L, path, ENODEV, "a %s cannot be mapped", file_type(st.st_mode));
+  }
+  if (err) {
+    drop_fd(f);
+    return push_syserror(L, path, err);
+  }
   set_blocking(fd);
   return 1;
 }

@@ -705,7 +705,13 @@ describe("M.map{}", function()
       local file = tmpdir()
       local fifo = file("fifo")
       assert.is_true(os.execute("mkfifo " .. fifo))
+      -- the refused open closes its descriptor at once, not when the collector comes
+      collectgarbage("stop")
+      H.finally(finally, function() collectgarbage("restart") end)
+      local fds = H.open_fds()
       refused_why(M.ENODEV, "a fifo cannot be mapped", M.map { file = fifo })
+      refused_why(M.EISDIR, "Is a directory", M.map { file = file("") })
+      assert.equal(fds, H.open_fds())
       refused_why(M.ENOENT, "No such file or directory", M.map { file = file("absent") })
       local sock = file("sock")
       if os.execute(("python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(%q)' "

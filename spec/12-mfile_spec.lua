@@ -299,17 +299,25 @@ describe("M.shm_open() and M.shm_unlink()", function()
     -- were the open to block, this writer would end it after 3 s (the call then returns a file)
     os.execute(("timeout 6 sh -c 'sleep 3; [ -p %s ] && : > %s' >/dev/null 2>&1 &")
                :format("/dev/shm" .. name, "/dev/shm" .. name))
-    -- write-only (first: the refused opens below stay readers until collected), the open fails
-    -- with ENXIO, no one reading, as for a socket: it was said to be a socket
-    H.refused_why(M.ENODEV, name .. " is a socket or a fifo without a reader",
-                  M.shm_open(name, M.O_WRONLY))
+    -- write-only, the open fails with ENXIO, no one reading, as for a socket: it was said to be a
+    -- socket
+    local no_reader = name .. " is a socket or a fifo without a reader"
+    H.refused_why(M.ENODEV, no_reader, M.shm_open(name, M.O_WRONLY))
+    -- a refused open closes its descriptor at once (it stayed open until the collector came: a
+    -- reader lingered on the FIFO, and the write-only open below succeeded)
+    collectgarbage("stop")
+    H.finally(finally, function() collectgarbage("restart") end)
+    local fds = open_fds()
     H.refused_why(M.ENODEV, name .. " is a fifo, not a shared memory object",
                   M.shm_open(name, M.O_RDONLY))
     H.refused_why(M.ENODEV, name .. " is a fifo", M.shm_open(name))
+    assert.equal(fds, open_fds())
+    H.refused_why(M.ENODEV, no_reader, M.shm_open(name, M.O_WRONLY))
     local dir = shm_name()
     assert(lfs.mkdir("/dev/shm" .. dir))
     H.finally(finally, function() lfs.rmdir("/dev/shm" .. dir) end)
     H.refused_why(M.EISDIR, dir .. " is a directory", M.shm_open(dir, M.O_RDONLY))
+    assert.equal(fds, open_fds())
     -- an object opened so is blocking again, as C's shm_open leaves it
     local f = assert(M.shm_open(shm_name()))
     local flags = H.slurp(("/proc/self/fdinfo/%d"):format(f:fileno())):match("flags:%s*(%d+)")
