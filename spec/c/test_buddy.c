@@ -1,6 +1,11 @@
 /* test_buddy.c: unit tests of the binary buddy allocator (csrc/alloc/buddy.c). */
 #include "buddy.h"
+#include "mlsan.h"
 #include "testutil.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/resource.h>
 
 static ml_pagesrc src;
 static ml_buddy B;
@@ -220,6 +225,59 @@ static void t_failed_request_keeps_size(void)
     teardown();
 }
 
+/* This process's private writable memory (VmData), in bytes; 0 if unreadable. */
+static size_t vm_data(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmData: %zu kB", &kib) == 1) break;
+    if (f) fclose(f);
+    return kib * 1024;
+}
+
+/* The page source refusing part way through a realloc that grows the arena under the arena's
+ * first block (grow_for): the realloc fails with ENOMEM, the block keeps its place and bytes, the
+ * orders it did grow are given back (the arena is as before), and once the source gives again
+ * the same realloc succeeds in place. The refusal is real: RLIMIT_DATA, which Linux applies to
+ * making reserved pages writable, set 64 KiB above what the process has, for that call only. */
+static void t_realloc_grow_refused(void)
+{
+    CHECK(setup((size_t)1 << 24, 32, 4096));
+    char *a = bd_alloc(&B, 100);
+    CHECK(a != NULL && arena_size() == 4096);
+    fill(a, 100, 5);
+    ml_stats st;
+    bd_stats(&B, &st);
+    uint64_t failures = st.failures, calls = st.source_calls;
+    struct rlimit old;
+    CHECK(getrlimit(RLIMIT_DATA, &old) == 0);
+    size_t data = vm_data();
+    CHECK(data > 0);
+    struct rlimit tight = { (rlim_t)(data + 65536), old.rlim_max };
+    CHECK(setrlimit(RLIMIT_DATA, &tight) == 0);
+    char *q = bd_realloc(&B, a, (size_t)1 << 20);       /* 4 KiB -> 1 MiB: 8 doublings */
+    ml_status err = B.err;
+    int src_err = B.src_err;
+    CHECK(setrlimit(RLIMIT_DATA, &old) == 0);
+    CHECK(q == NULL);
+    CHECK_STATUS(err, ML_ENOMEM);
+    CHECKF(src_err == ENOMEM, "the source's errno %d", src_err);
+    CHECK(filled(a, 100, 5));
+    CHECKF(arena_size() == 4096, "arena %zu after the refusal", arena_size());
+    bd_stats(&B, &st);
+    CHECK(st.failures == failures + 1 && st.source_calls > calls + 1); /* grew some, gave back */
+    CHECK(st.live_blocks == 1 && st.live_bytes == 100);
+    CHECK_ADDS_UP(st);
+    CHECK_INVARIANTS(bd_check, &B);
+    CHECK(bd_realloc(&B, a, (size_t)1 << 20) == a && filled(a, 100, 5));
+    CHECK(arena_size() == (size_t)1 << 20);
+    CHECK_STATUS(bd_free(&B, a), ML_OK);
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
 /* The last block of a full arena at its largest: freeing and reallocating it reads the slack
  * entries past it (slack_read reads three entries unconditionally, and masks them), and every
  * block's requested size comes back exactly. 64 KiB of 16-byte blocks: 4096 entries, 2 pages,
@@ -324,6 +382,11 @@ int main(void)
     TAP_RUN(t_halves_after_lower_free, "buddy: the arena halves once a free brings the granted bytes to a quarter, its upper half free since");
     TAP_RUN(t_grow_pin, "buddy: arena doubles, a live upper block pins it, then it halves");
     TAP_RUN(t_failed_request_keeps_size, "buddy: a request growing cannot serve leaves the arena as it was");
+    if (ml_san_valgrind()) /* valgrind keeps RLIMIT_DATA to itself: the kernel never sees it */
+        tap_skip("buddy: the page source refusing a realloc's growth fails it, the arena as before",
+                 "valgrind does not pass RLIMIT_DATA to the kernel");
+    else
+        TAP_RUN(t_realloc_grow_refused, "buddy: the page source refusing a realloc's growth fails it, the arena as before");
     TAP_RUN(t_last_granule, "buddy: the last block of a full arena frees and reallocates (slack read past it)");
     return tap_done();
 }
