@@ -1056,6 +1056,24 @@ describe("the free list", function()
     a:destroy()
   end)
 
+  it("size bounds the arena, not the allocator: a request past the threshold is served beyond it", function()
+    -- README: M.freelist{size=8192} still serves a block of 1 GiB (its own mapping, untouched)
+    local MiB = 1024 * KiB
+    local a = M.freelist { size = 8192 }
+    local b = assert(a:alloc(1024 * MiB))
+    assert.equal(1024 * MiB, #b)
+    local base, size = a:bounds()
+    assert.is_true(size <= 8192)
+    assert.is_true(b:address() >= base + size or b:address() + #b <= base)
+    local st = a:stats()
+    assert.is_true(st.footprint >= 1024 * MiB, tostring(st.footprint))
+    b:free()
+    -- below the threshold, the arena's size is the limit
+    local nomem = { a:alloc(16 * KiB) }
+    assert.same({ nil, "freelist: out of memory", M.ENOMEM }, { nomem[1], nomem[2]:match("^[^(]*[^ (]"), nomem[3] })
+    a:destroy()
+  end)
+
   it("merges A, C, then B back into one free block (quick=false)", function()
     local a = fl({ fit = "first" })
     local A, B, C = a:alloc(100), a:alloc(200), a:alloc(300)
