@@ -9,6 +9,11 @@
 #ifndef MEMLAB_H
 #define MEMLAB_H
 
+/* /proc, the break, mremap, MAP_FIXED_NOREPLACE, addresses as Lua integers and 64-bit atomics */
+#if !defined(__linux__) || !defined(__LP64__)
+#error "memlab needs Linux on a 64-bit (LP64) target, such as x86-64 or arm64"
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 
