@@ -432,7 +432,10 @@ function M.map(t)
         error(("bad argument #1 to 'map' (fd: %s)"):format(
               tostring(got):match("^bad argument #1 to '[^']*' %((.*)%)$") or tostring(got)), 2)
       end
-      if not got then return nil, msg, code end
+      if not got then
+        if opened then opened:close() end
+        return nil, msg, code
+      end
       size = got
     end
     if not size then error("bad argument #1 to 'map' (length needed with an integer fd)", 2) end
