@@ -355,7 +355,24 @@ typedef struct CShape {
   const char *fname;
   int aligned;                      /* the kernel wants a page-aligned start */
   lua_Integer (*xcheck)(lua_State *, int); /* checks the extra argument, or NULL */
+  const char *xname;                /* the extra argument's name, "flags" */
+  const char *xbad;                 /* xcheck's message for an integer it refuses (%I: it) */
+  int (*xvalid)(lua_Integer);       /* whether xcheck takes an integer, or NULL: no slip check */
 } CShape;
+
+/* (b, off, len) where the range form wants (b, off, len, x) reads as the C shape (b, len, x): an
+ * extra argument no x could be (a length, most likely) raises saying where x goes (mprotect and
+ * msync, whose xcheck raises for it anyway). */
+static void check_range_form_slip(lua_State *L, const CShape *c) {
+  if (!lua_isinteger(L, 3)) return;
+  lua_Integer x = lua_tointeger(L, 3);
+  if (c->xvalid(x)) return;
+  const char *what = lua_pushfstring(L, c->xbad, x);
+  luaL_argerror(L, 3, lua_pushfstring(L, "%s; with a buffer, an offset and a length, the %s %s "
+                                         "fourth: %s(b, off, len, %s)", what, c->xname,
+                                      strcmp(c->xname, "flags") == 0 ? "come" : "comes", c->fname,
+                                      c->xname));
+}
 
 /* Replaces this call's arguments with (b, [x,] off, len), b at bidx and x at xidx, and runs the
  * method on them. */
@@ -408,6 +425,7 @@ static int c_shaped(lua_State *L, const CShape *c) {
                            "it mapped)", c->fname, (void *)addr);
     }
   }
+  if (c->xvalid && isbuf) check_range_form_slip(L, c);
   if (has_x) c->xcheck(L, 3);
   if (c->aligned && addr % ps != 0) /* as the kernel answers it, before any range error */
     return push_syserrorf(L, c->fname, EINVAL, "the address %p is not a multiple of the page "
@@ -424,11 +442,18 @@ static int c_shaped(lua_State *L, const CShape *c) {
   return run_method(L, c, 4, has_x ? 3 : 0, off, len);
 }
 
-static const CShape shape_mprotect = {mapops_protect, "mprotect", 1, check_prot};
-static const CShape shape_msync = {mapops_sync, "msync", 1, check_sync_flags};
-static const CShape shape_madvise = {mapops_advise, "madvise", 1, check_advice};
-static const CShape shape_mlock = {mapops_lock, "mlock", 0, NULL};
-static const CShape shape_munlock = {mapops_unlock, "munlock", 0, NULL};
+static int prot_valid(lua_Integer p) { return (p & ~(lua_Integer)(PROT_READ | PROT_WRITE | PROT_EXEC)) == 0; }
+static int sync_flags_valid(lua_Integer f) { return f >= 0 && f <= 0xff; }
+
+static const CShape shape_mprotect = {mapops_protect, "mprotect", 1, check_prot, "prot",
+                                      "invalid protection bits: %I", prot_valid};
+static const CShape shape_msync = {mapops_sync, "msync", 1, check_sync_flags, "flags",
+                                   "flags out of range: %I", sync_flags_valid};
+/* madvise's slip needs no check: the advice it then sees is one the kernel lacks, returned as
+ * nil, msg, EINVAL like any other (b:advise, API.md) */
+static const CShape shape_madvise = {mapops_advise, "madvise", 1, check_advice, NULL, NULL, NULL};
+static const CShape shape_mlock = {mapops_lock, "mlock", 0, NULL, NULL, NULL, NULL};
+static const CShape shape_munlock = {mapops_unlock, "munlock", 0, NULL, NULL, NULL, NULL};
 static int mapops_mprotect(lua_State *L) { return c_shaped(L, &shape_mprotect); }
 static int mapops_msync(lua_State *L) { return c_shaped(L, &shape_msync); }
 static int mapops_madvise(lua_State *L) { return c_shaped(L, &shape_madvise); }

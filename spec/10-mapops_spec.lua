@@ -824,6 +824,20 @@ describe("the C-shaped forms", function()
     H.raises("bad argument #2 to 'fn' (offset out of range)", M.mprotect, b, -1, ps, RW)
     H.raises("number expected, got nil", M.mprotect, b, 0, nil, RW)
     H.raises("out of range", M.mlock, b, ps, 3 * ps)
+    -- the range form written without its last argument reads as the C shape (b, len, x): when
+    -- the x it then sees (the length) is none, the message says where x goes
+    H.raises("bad argument #3 to 'fn' (flags out of range: " .. ps .. "; with a buffer, an offset "
+             .. "and a length, the flags come fourth: msync(b, off, len, flags))", M.msync, b, 0, ps)
+    H.raises("bad argument #3 to 'fn' (invalid protection bits: " .. ps .. "; with a buffer, an "
+             .. "offset and a length, the prot comes fourth: mprotect(b, off, len, prot))",
+             M.mprotect, b, 0, ps)
+    -- (madvise answers an advice it lacks with nil, msg, EINVAL, as documented)
+    H.refused_why(M.EINVAL, "advice " .. ps .. " is not one memlab passes on", M.madvise(b, 0, ps))
+    -- with an address first, or a valid x, nothing changes
+    local ok, msg = pcall(M.msync, b:address(), ps, 4096)
+    assert.is_false(ok)
+    assert.matches("bad argument #3 to '[%w.]+' %(flags out of range%)$", msg)
+    assert.equal(b, M.msync(b, ps, M.MS_SYNC))
     b:free()
   end)
 
