@@ -490,14 +490,33 @@ static int past_file_end(unsigned char *last) {
   return guard_call(read_byte, last, last, 1, NULL, 0, &f) == SIGBUS;
 }
 
+/* Moves the mapping a remap moved from `base` to p (len bytes) back to base, shrunk to its old
+ * length: 1 if done. The old range is first held by a mapping of memlab's own, made only where
+ * nothing is (MAP_FIXED_NOREPLACE: another thread may have mapped there since), so that moving
+ * onto it replaces nothing of anyone else's. */
+static int move_back(void *base, size_t oldlen, void *p, size_t len) {
+  void *hold, *q;
+  if (sys_mmap(base, oldlen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0,
+               &hold) != 0)
+    return 0;
+  if (hold == base && sys_mremap_to(p, len, oldlen, base, &q) == 0) return 1;
+  sys_munmap(hold, oldlen); /* a kernel before 4.17 takes the flag for a hint: elsewhere */
+  return 0;
+}
+
 /* A remap that grew the mapping at p to newmap bytes past the end of its file: shrinks it back
  * (in place: it cannot fail but for a kernel out of memory) and refuses. Where the remap moved
- * it, the buffer follows to p and its views die, as after any move. */
+ * it, it goes back to its old address, its views alive; only if that cannot be done does the
+ * buffer follow it to p, its views dying as after any move. */
 static int file_end_refusal(lua_State *L, Owner *o, void *p, size_t newmap) {
   MapInfo *mi = MAPINFO(o);
   void *q;
   lua_Integer end = (lua_Integer)((uint64_t)mi->offset + newmap);
-  int err = sys_mremap(p, newmap, mi->maplen, 0, &q);
+  int err = 0;
+  if (p != (void *)o->base && move_back(o->base, mi->maplen, p, newmap))
+    p = o->base; /* back where it was, at its old length */
+  else
+    err = sys_mremap(p, newmap, mi->maplen, 0, &q);
   if (err) { /* keep the grown mapping: its pages past the file raise SIGBUS, as in C */
     protmap_resize(&mi->pm, newmap / sys_pagesize());
     mi->maplen = newmap;
@@ -553,6 +572,9 @@ static int mmap_remap(lua_State *L) {
   err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
   if (err == EAGAIN && newmap > mi->maplen) return lock_error(L, "mremap", err, newmap - mi->maplen);
   if (err == EFAULT) return several_mappings(L);
+  if (err == ENOMEM && !may_move && newmap > mi->maplen)
+    return push_syserrorf(L, "mremap", err, "it cannot grow in place (most often because the pages "
+                          "after it are in use): b:remap(n, true) lets it move");
   if (err) return push_syserror(L, "mremap", err);
   if (mi->regular && newmap > mi->maplen && past_file_end((unsigned char *)p + newmap - 1))
     return file_end_refusal(L, o, p, newmap);

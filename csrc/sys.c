@@ -89,6 +89,13 @@ int sys_mremap(void *old, size_t oldlen, size_t newlen, int flags, void **out) {
   return 0;
 }
 
+int sys_mremap_to(void *old, size_t oldlen, size_t newlen, void *to, void **out) {
+  void *p = mremap(old, oldlen, newlen, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+  if (p == MAP_FAILED) return errno;
+  *out = p;
+  return 0;
+}
+
 int sys_memfd_create(const char *name, unsigned flags, int *fd) {
   int r = memfd_create(name, flags);
   if (r < 0) return errno;

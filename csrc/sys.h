@@ -35,6 +35,8 @@ int sys_mlockall(int flags);
 int sys_munlockall(void);
 int sys_mincore(void *addr, size_t len, unsigned char *vec);
 int sys_mremap(void *old, size_t oldlen, size_t newlen, int flags, void **out);
+/* mremap to the address `to` (MREMAP_MAYMOVE | MREMAP_FIXED: whatever is there is replaced) */
+int sys_mremap_to(void *old, size_t oldlen, size_t newlen, void *to, void **out);
 
 /* Files for mappings. sys_fdsize: the size of a regular file (or shm/memfd object) in *size,
  * *regular = 0 for devices and pipes, whose size means nothing. */

@@ -862,6 +862,42 @@ describe("b:remap()", function()
     mf:close()
   end)
 
+  it("refuses a growth past the file's end that had to move: the mapping goes back, views live", function()
+    -- with may_move and no room after it, mremap moved the mapping before its last page could
+    -- be read: the refusal left it at the new address and killed its views (outside review)
+    local mf = assert(M.memfd_create("memlab-09-moved"))
+    assert(mf:truncate(2 * ps))
+    local b = assert(M.mmap(nil, ps, RW, M.MAP_SHARED, mf, 0))
+    -- the page after it taken, by this or (EEXIST) by another mapping: it cannot grow in place
+    local next_page = M.mmap(b:address() + ps, ps, RW, PA | M.MAP_FIXED_NOREPLACE, -1, 0)
+    local at, v = b:address(), b:slice(0, 4)
+    b:write(0, "kept")
+    local ok, msg, code = b:remap(3 * ps, true)
+    refused_why(M.EINVAL, "past the end of the file", ok, msg, code)
+    assert.is_nil(msg:find("moved", 1, true), msg)
+    assert.equal(at, b:address())
+    assert.equal(ps, #b)
+    assert.is_true(v:valid())
+    assert.equal("kept", v:read(0, 4))
+    assert.equal(ps, M.region(at).to - M.region(at).from) -- nothing left of the grown one
+    -- within the file it moves, as asked
+    assert.equal(b, b:remap(2 * ps, true))
+    assert.is_true(b:address() ~= at)
+    assert.equal("kept", b:read(0, 4))
+    if next_page then next_page:free() end
+    b:free()
+    mf:close()
+  end)
+
+  it("says how to let it move when a mapping cannot grow in place", function()
+    local a = anon(1)
+    local next_page = M.mmap(a:address() + ps, ps, RW, PA | M.MAP_FIXED_NOREPLACE, -1, 0)
+    refused_why(M.ENOMEM, "mremap: Cannot allocate memory (it cannot grow in place (most often "
+                .. "because the pages after it are in use): b:remap(n, true) lets it move)", a:remap(2 * ps))
+    if next_page then next_page:free() end
+    a:free()
+  end)
+
   it("keeps no descriptor per file mapping: 200 held under ulimit -n 64, io opens, remap checks", function()
     local out = H.run_lua([[
       local M = require "memlab"
