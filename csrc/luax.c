@@ -1,6 +1,7 @@
 /* luax.c: the small helpers every binding file uses: argument checks that refuse negative,
  * fractional and oversized values before any cast to size_t, call-site capture, and the
  * `nil, "what: strerror", errno` result of a system call that said no. */
+#include <stdio.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -157,6 +158,12 @@ int push_statuserror(lua_State *L, const char *what, const char *msg, int code) 
 
 void push_address(lua_State *L, const void *p) {
   lua_pushinteger(L, (lua_Integer)(uintptr_t)p);
+}
+
+AddrText addr_text(uintptr_t a) {
+  AddrText t;
+  snprintf(t.s, sizeof t.s, "0x%llx", (unsigned long long)a);
+  return t;
 }
 
 /* An address argument: nil (NULL), an integer, or a live buffer (its start). */

@@ -124,6 +124,12 @@ int push_syserrorf(lua_State *L, const char *what, int err, const char *fmt, ...
 int push_statuserror(lua_State *L, const char *what, const char *msg, int code);
 void push_address(lua_State *L, const void *p);
 const void *arg_address(lua_State *L, int idx);
+/* An address as "0x..." for a message: printf's %p, and so lua_pushfstring's, writes 0 as
+ * "(nil)". Use within the call's full expression: addr_text(p).s */
+typedef struct AddrText {
+  char s[24];
+} AddrText;
+AddrText addr_text(uintptr_t a);
 void set_funcs(lua_State *L, const luaL_Reg *fns);
 int meta_open(lua_State *L, const char *tname);
 void meta_register(lua_State *L, const char *tname);

@@ -354,11 +354,9 @@ static int mmap_mmap(lua_State *L) {
     addr = (uintptr_t)(uint64_t)luaL_checkinteger(L, 1);
   }
   if ((flags & MAP_FIXED_NOREPLACE) && !(flags & MAP_FIXED) && addr < LOW_ADDR_LIMIT) {
-    char at[24]; /* %p would print 0 as "(nil)" */
-    snprintf(at, sizeof at, "0x%zx", (size_t)addr);
     return push_syserrorf(L, "mmap", EINVAL, "MAP_FIXED_NOREPLACE at %s is below %d KiB (memlab "
                           "maps nothing there: it would make C's null pointers, and small offsets "
-                          "from them, valid)", at, (int)(LOW_ADDR_LIMIT >> 10));
+                          "from them, valid)", addr_text(addr).s, (int)(LOW_ADDR_LIMIT >> 10));
   }
   if (addr != 0 && !(flags & MAP_FIXED) && in_stack_room(addr, maplen)) {
     if (flags & MAP_FIXED_NOREPLACE)

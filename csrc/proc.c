@@ -155,15 +155,16 @@ static int proc_peek(lua_State *L) {
   Fault f;
   int sig = n ? guard_call(do_peek, &a, addr, n, NULL, 0, &f) : 0; /* memcheck muted inside */
   if (sig && f.code == SI_KERNEL && !f.addr) /* x86-64's general protection fault: no address */
-    return luaL_error(L, "memory fault: %s (%s) in the peek of %p, %I bytes: the address is "
+    return luaL_error(L, "memory fault: %s (%s) in the peek of %s, %I byte%s: the address is "
                       "non-canonical (neither in the lower half of the address space, the user's, "
                       "nor in the kernel's), and for such a fault the kernel gives no address",
-                      guard_signame(f.signo), guard_codename(f.signo, f.code), (const void *)addr,
-                      (lua_Integer)n);
+                      guard_signame(f.signo), guard_codename(f.signo, f.code),
+                      addr_text((uintptr_t)addr).s, (lua_Integer)n, n == 1 ? "" : "s");
   if (sig)
-    return luaL_error(L, "memory fault: %s (%s) at %p (peek of %p, %I bytes)",
-                      guard_signame(f.signo), guard_codename(f.signo, f.code), (void *)f.addr,
-                      (const void *)addr, (lua_Integer)n);
+    return luaL_error(L, "memory fault: %s (%s) at %s (peek of %s, %I byte%s)",
+                      guard_signame(f.signo), guard_codename(f.signo, f.code),
+                      addr_text(f.addr).s, addr_text((uintptr_t)addr).s, (lua_Integer)n,
+                      n == 1 ? "" : "s");
   luaL_pushresultsize(&lb, n);
   return 1;
 }
