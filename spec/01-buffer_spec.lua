@@ -75,6 +75,24 @@ describe("a heap buffer", function()
     b:free()
   end)
 
+  it("is walked from 0 to #b - 1, not by ipairs; == is identity (README)", function()
+    local b = H.buffer_of("abc")
+    local seen = {}
+    for i = 0, #b - 1 do seen[#seen + 1] = string.char(b[i]) end
+    assert.equal("abc", table.concat(seen))
+    -- ipairs starts at 1 and meets no nil: the index past the end raises
+    local got = {}
+    local ok, err = pcall(function() for i, v in ipairs(b) do got[i] = v end end)
+    assert.is_false(ok)
+    assert.matches("out of range", err)
+    assert.same({ ("b"):byte(), ("c"):byte() }, got)
+    local v = b:slice(0)
+    assert.is_false(v == b)
+    assert.is_true(b == b)
+    assert.equal(b:read(), v:read())
+    b:free()
+  end)
+
   it("returns nil for a key that is no method", function()
     local b = M.malloc(1)
     assert.is_nil(b.nosuchmethod)

@@ -151,7 +151,7 @@ describe("b:protect()", function()
   it("takes protection strings ('r', 'rw', 'none', '', 'r-x') and PROT_* integers", function()
     local b = anon(1)
     for prot, shown in pairs { r = "r--", rw = "rw-", none = "---", [""] = "---", ["r-x"] = "r-x",
-                               ["rw-"] = "rw-" } do
+                               ["rw-"] = "rw-", ["---"] = "---" } do
       b:protect(prot)
       assert.matches("(mmap, " .. shown .. ")", tostring(b), 1, true)
     end
