@@ -61,9 +61,10 @@ static void check_page_aligned(lua_State *L, const Buffer *b, int ioff, size_t o
   size_t ps = sys_pagesize();
   if ((b->off + off) % ps == 0) return;
   if (b->off % ps != 0)
-    luaL_error(L, "%s: this view starts %I bytes into its mapping, not on a page boundary (%s "
+    luaL_error(L, "%s: this view starts %I byte%s into its mapping, not on a page boundary (%s "
                   "works on whole pages of %d bytes: use the mapping, or a view of it that "
-                  "starts on a page)", fname, (lua_Integer)b->off, fname, (int)ps);
+                  "starts on a page)", fname, (lua_Integer)b->off, b->off == 1 ? "" : "s", fname,
+               (int)ps);
   luaL_argerror(L, ioff, lua_pushfstring(L, "offset %I is not page aligned (%s needs a "
                                             "multiple of the page size, %d bytes)",
                                          (lua_Integer)off, fname, (int)ps));

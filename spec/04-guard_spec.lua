@@ -276,7 +276,7 @@ describe("the fault guard", function()
       ok, err = pcall(M.peek, 0x800000000000, 1)
       assert.is_false(ok)
       if err:find("SI_KERNEL", 1, true) then
-        assert.matches("in the peek of 0x800000000000, 1 bytes: the address is non-canonical", err, 1, true)
+        assert.matches("in the peek of 0x800000000000, 1 byte: the address is non-canonical", err, 1, true)
         assert.not_matches("(nil)", err, 1, true)
       end
     end)

@@ -183,7 +183,7 @@ describe("b:protect()", function()
       for _, call in ipairs { { "protect", M.PROT_READ }, { "sync" }, { "resident" } } do
         local ok, err = pcall(v[call[1]], v, call[2])
         assert.is_false(ok)
-        assert.matches(call[1] .. ": this view starts 1 bytes into its mapping, not on a page boundary", err, 1, true)
+        assert.matches(call[1] .. ": this view starts 1 byte into its mapping, not on a page boundary", err, 1, true)
       end
       local w = b:slice(ps)
       H.raises("(offset 1 is not page aligned", w.protect, w, M.PROT_READ, 1, 1) -- the caller's offset
