@@ -58,6 +58,7 @@ static void run(lua_State *L, AtomicArgs *a, const char *fname) {
 }
 
 static int atomic_load(lua_State *L) {
+  buf_check(L, 1); /* the buffer first: a call without it names #1 */
   AtomicArgs a = {A_LOAD, NULL, 0, 0, 0, 0};
   run(L, &a, "atomic_load");
   lua_pushinteger(L, a.out);
@@ -65,12 +66,14 @@ static int atomic_load(lua_State *L) {
 }
 
 static int atomic_store(lua_State *L) {
+  buf_check(L, 1); /* the buffer first: a call without it names #1 */
   AtomicArgs a = {A_STORE, NULL, luaL_checkinteger(L, 3), 0, 0, 0};
   run(L, &a, "atomic_store");
   return 0;
 }
 
 static int atomic_add(lua_State *L) {
+  buf_check(L, 1); /* the buffer first: a call without it names #1 */
   AtomicArgs a = {A_ADD, NULL, luaL_checkinteger(L, 3), 0, 0, 0};
   run(L, &a, "atomic_add");
   lua_pushinteger(L, a.out);
@@ -78,6 +81,7 @@ static int atomic_add(lua_State *L) {
 }
 
 static int atomic_cas(lua_State *L) {
+  buf_check(L, 1); /* the buffer first: a call without it names #1 */
   lua_Integer expected = luaL_checkinteger(L, 3), desired = luaL_checkinteger(L, 4);
   AtomicArgs a = {A_CAS, NULL, expected, desired, 0, 0};
   run(L, &a, "atomic_cas");

@@ -88,6 +88,7 @@ static unsigned char *page_addr(const Range *r) {
 
 /* b:protect(prot [, off, len]) -> b | nil, msg, errno */
 static int mapops_protect(lua_State *L) {
+  buf_check(L, 1); /* the buffer first: a call without it names #1 */
   int prot = arg_prot(L, 2);
   Range r;
   get_range(L, 3, 4, 1, "protect", &r);
@@ -117,6 +118,7 @@ static lua_Integer check_sync_flags(lua_State *L, int idx) {
 }
 
 static int mapops_sync(lua_State *L) {
+  buf_check(L, 1); /* the buffer first: a call without it names #1 */
   lua_Integer flags = check_sync_flags(L, 2);
   Range r;
   get_range(L, 3, 4, 1, "sync", &r);
@@ -177,6 +179,7 @@ static int unknown_advice(lua_State *L, lua_Integer advice) {
 }
 
 static int mapops_advise(lua_State *L) {
+  buf_check(L, 1); /* the buffer first: a call without it names #1 */
   lua_Integer advice = check_advice(L, 2);
   Range r;
   get_range(L, 3, 4, 1, "advise", &r);
@@ -276,6 +279,7 @@ static int mapops_unlock(lua_State *L) {
 #define RESIDENT_MAX_PAGES ((size_t)1 << 22)
 static int mapops_resident(lua_State *L) {
   Range r;
+  buf_check(L, 1); /* before the settop, which would make a missing buffer a nil */
   lua_settop(L, 3); /* the vector below goes above the arguments */
   get_range(L, 2, 3, 1, "resident", &r);
   if (r.npages > RESIDENT_MAX_PAGES) /* a table of 2^33 booleans would end in the OOM killer */
@@ -307,6 +311,7 @@ static int mapops_resident(lua_State *L) {
  * holds= (placed with MAP_FIXED inside another mapping of memlab's; holding such mappings),
  * prot="rw-" (or "mixed") } */
 static int mapops_mapinfo(lua_State *L) {
+  buf_check(L, 1); /* before the table: it would be the "got" of a call without the buffer */
   lua_createtable(L, 0, 10);
   /* Read everything after the allocation (a finalizer it ran may have unmapped b), before the
    * fields are set (each new key may run one again). */

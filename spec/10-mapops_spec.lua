@@ -750,6 +750,17 @@ describe("b:resident()", function()
   end)
 end)
 
+describe("the mapping methods called without their buffer", function()
+  it("name #1, the buffer, before any other argument", function()
+    local b = anon(1)
+    for _, name in ipairs { "protect", "sync", "advise", "lock", "unlock", "resident", "mapinfo" } do
+      H.raises("bad argument #1 to 'fn' (memlab.buffer expected, got no value)", b[name])
+    end
+    H.raises("bad argument #1 to 'fn' (memlab.buffer expected, got string)", b.protect, "r")
+    b:free()
+  end)
+end)
+
 describe("b:mapinfo()", function()
   it("describes an anonymous mapping", function()
     local b = assert(M.mmap(nil, ps + 1, M.PROT_READ, PA, -1, 0))

@@ -410,6 +410,11 @@ describe("atomic operations error on", function()
     H.raises("bad argument #3 to 'atomic_cas' (number has no integer representation)",
              function() return b:atomic_cas(1.5, 0, 1.5) end)
     assert.equal(77, b:atomic_load(0))
+    -- the buffer first: a dot call without it names #1 (it named the value's #2 or #3)
+    for _, name in ipairs { "atomic_load", "atomic_store", "atomic_add", "atomic_cas" } do
+      H.raises("bad argument #1 to 'fn' (memlab.buffer expected, got no value)", b[name])
+      H.raises("bad argument #1 to 'fn' (memlab.buffer expected, got number)", b[name], 0, 1, 2)
+    end
     b:free()
   end)
 
