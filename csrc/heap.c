@@ -62,8 +62,7 @@ static int heap_malloc0(lua_State *L) { return do_calloc(L, 1, arg_size(L, 1), "
 /* The x- forms: the lecture's wrappers raise instead of returning nil. */
 static int raise_if_failed(lua_State *L, int nres) {
   if (!lua_isnil(L, -nres)) return 1;
-  lua_pushvalue(L, -nres + 1);
-  return lua_error(L);
+  return luaL_error(L, "%s", lua_tostring(L, -nres + 1)); /* at the caller's line */
 }
 
 static int heap_xmalloc(lua_State *L) {

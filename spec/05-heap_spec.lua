@@ -328,6 +328,12 @@ describe("M.xmalloc(), M.malloc0(), M.xmalloc0()", function()
     H.raises("Cannot allocate memory", M.xmalloc0, HUGE)
     H.raises("Cannot allocate memory", M.xmalloc, MAXI)
     H.fails(M.ENOMEM, M.malloc0(HUGE))
+    -- at the caller's line, as every raise of memlab's (it had no position)
+    for _, f in ipairs { M.xmalloc, M.xmalloc0 } do
+      local ok, err = pcall(function() local b = f(HUGE); return b end)
+      assert.is_false(ok)
+      assert.matches("^[^:]*_spec%.lua:%d+: x?malloc0?: Cannot allocate memory", err)
+    end
   end)
 
   describe("errors on", function()
