@@ -81,12 +81,20 @@ int alloc_failure(lua_State *L, Allocator *a, const char *what) {
   return 3;
 }
 
+/* Raises "bad argument #1 to 'freelist' (k: why)", as M.map names its fields; why may hold one
+ * %s, the value at the top (a number as written, anything else its type). */
+int alloc_opterror(lua_State *L, const char *k, const char *why) {
+  const char *got = lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1);
+  const char *msg = lua_pushfstring(L, why, got);
+  return luaL_argerror(L, 1, lua_pushfstring(L, "%s: %s", k, msg));
+}
+
 size_t alloc_optsize(lua_State *L, const char *k, size_t def) {
   size_t v = def;
   if (lua_getfield(L, 1, k) != LUA_TNIL) {
     int isnum;
     lua_Integer n = lua_tointegerx(L, -1, &isnum); /* 4096.0 and "4096" too, as C functions */
-    if (!isnum || n < 0) luaL_error(L, "bad option '%s' (a non-negative integer expected)", k);
+    if (!isnum || n < 0) alloc_opterror(L, k, "a non-negative integer expected, got %s");
     v = (size_t)n;
   }
   lua_pop(L, 1);
@@ -97,9 +105,10 @@ size_t alloc_optsize(lua_State *L, const char *k, size_t def) {
  * positive, since 0 is no size of its kind (it would silently mean the default). */
 size_t alloc_optpositive(lua_State *L, const char *k) {
   size_t v = alloc_optsize(L, k, SIZE_MAX); /* no Lua integer is SIZE_MAX: absent */
-  if (v == 0)
-    luaL_error(L, "bad option '%s' (a positive integer expected, got 0; leave it out for the "
-                  "default)", k);
+  if (v == 0) {
+    lua_pushinteger(L, 0);
+    alloc_opterror(L, k, "a positive integer expected, got %s; leave it out for the default");
+  }
   return v == SIZE_MAX ? 0 : v;
 }
 
@@ -109,8 +118,7 @@ size_t alloc_optpositive(lua_State *L, const char *k) {
  * Raises naming the option when it is not a string. */
 const char *alloc_optstring(lua_State *L, const char *k, const char *def, char *buf, size_t n) {
   int t = lua_getfield(L, 1, k);
-  if (t != LUA_TNIL && t != LUA_TSTRING)
-    luaL_error(L, "bad option '%s' (a string expected, got %s)", k, lua_typename(L, t));
+  if (t != LUA_TNIL && t != LUA_TSTRING) alloc_opterror(L, k, "a string expected, got %s");
   if (t == LUA_TSTRING) {
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
@@ -129,10 +137,9 @@ const char *alloc_optstring(lua_State *L, const char *k, const char *def, char *
 /* An optional boolean option of the options table at 1 (def when absent). */
 int alloc_optboolean(lua_State *L, const char *k, int def) {
   int t = lua_getfield(L, 1, k), v = lua_toboolean(L, -1);
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN) alloc_opterror(L, k, "a boolean expected, got %s");
   lua_pop(L, 1);
-  if (t == LUA_TNIL) return def;
-  if (t != LUA_TBOOLEAN) luaL_error(L, "bad option '%s' (a boolean expected, got %s)", k, lua_typename(L, t));
-  return v;
+  return t == LUA_TNIL ? def : v;
 }
 
 void alloc_checkopts(lua_State *L, const char *what, const char *const known[]) {

@@ -68,19 +68,20 @@ static int lfl_new(lua_State *L) {
   char fitbuf[48], sourcebuf[48];
   const char *fit = alloc_optstring(L, "fit", "segregated", fitbuf, sizeof fitbuf);
   if (fl_policy_parse(fit, &cfg.policy) != 0)
-    return luaL_error(L, "bad option 'fit' (\"first\", \"next\", \"best\" or \"segregated\" "
-                         "expected, got \"%s\")", fit);
+    return luaL_argerror(L, 1, lua_pushfstring(L, "fit: \"first\", \"next\", \"best\" or "
+                                                  "\"segregated\" expected, got \"%s\"", fit));
   const char *source = alloc_optstring(L, "source", "mmap", sourcebuf, sizeof sourcebuf);
   int sbrk = strcmp(source, "sbrk") == 0;
   if (!sbrk && strcmp(source, "mmap") != 0)
-    return luaL_error(L, "bad option 'source' (\"mmap\" or \"sbrk\" expected, got \"%s\")", source);
+    return luaL_argerror(L, 1, lua_pushfstring(L, "source: \"mmap\" or \"sbrk\" expected, got "
+                                                  "\"%s\"", source));
   int t = lua_getfield(L, 1, "quick");
   if (t == LUA_TBOOLEAN)
     cfg.quick = lua_toboolean(L, -1) ? FL_DEFAULT_QUICK : -1; /* true: on, whatever the fit */
   else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 && lua_tointeger(L, -1) <= 255)
     cfg.quick = lua_tointeger(L, -1) ? (int)lua_tointeger(L, -1) : -1;
   else if (t != LUA_TNIL)
-    return luaL_error(L, "bad option 'quick' (a boolean or a depth 0..255 expected)");
+    return alloc_opterror(L, "quick", "a boolean or a depth 0..255 expected, got %s");
   lua_pop(L, 1);
   luaL_argcheck(L, size > 0 && (sbrk || size <= FL_MAX_ARENA), 1, "size out of range");
   if (size <= ml_sys_pagesize()) /* fl_init's least arena: two pages (its first block and top) */

@@ -132,10 +132,13 @@ describe("M.freelist{} arguments", function()
 
   it("errors on negative, float and non-number sizes", function()
     for _, k in ipairs({ "size", "step", "trim", "mmap_threshold" }) do
-      H.raises("bad option '" .. k .. "'", M.freelist, { [k] = -1 })
-      H.raises("bad option '" .. k .. "'", M.freelist, { [k] = 1.5 })
-      H.raises("bad option '" .. k .. "'", M.freelist, { [k] = "big" })
-      H.raises("bad option '" .. k .. "'", M.freelist, { [k] = H.MINI })
+      -- as M.map names its fields: bad argument #1 to 'freelist' (field: why)
+      H.raises("bad argument #1 to 'fn' (" .. k .. ": a non-negative integer expected, got -1)",
+               M.freelist, { [k] = -1 })
+      H.raises("(" .. k .. ": a non-negative integer expected, got 1.5)", M.freelist, { [k] = 1.5 })
+      H.raises("(" .. k .. ": a non-negative integer expected, got string)", M.freelist, { [k] = "big" })
+      H.raises("(" .. k .. ": a non-negative integer expected, got " .. H.MINI .. ")", M.freelist,
+               { [k] = H.MINI })
     end
   end)
 
@@ -151,11 +154,13 @@ describe("M.freelist{} arguments", function()
   end)
 
   it("errors on an unknown fit policy or source", function()
-    H.raises("bad option 'fit'", M.freelist, { fit = "worst" })
-    H.raises("bad option 'fit'", M.freelist, { fit = 3 })
-    H.raises("string expected", M.freelist, { fit = {} })
-    H.raises("bad option 'source'", M.freelist, { source = "brk" })
-    H.raises("string expected", M.freelist, { source = true })
+    H.raises("bad argument #1 to 'fn' (fit: \"first\", \"next\", \"best\" or \"segregated\" expected, "
+             .. "got \"worst\")", M.freelist, { fit = "worst" })
+    H.raises("(fit: a string expected, got 3)", M.freelist, { fit = 3 })
+    H.raises("bad argument #1 to 'fn' (fit: a string expected, got table)", M.freelist, { fit = {} })
+    H.raises("bad argument #1 to 'fn' (source: \"mmap\" or \"sbrk\" expected, got \"brk\")",
+             M.freelist, { source = "brk" })
+    H.raises("(source: a string expected, got boolean)", M.freelist, { source = true })
   end)
 
   it("names a bad fit or source that only an __index gives, after the collector ran", function()
@@ -178,17 +183,18 @@ describe("M.freelist{} arguments", function()
       print(a:policy(), a:source())
       a:destroy()
     ]])
-    assert.matches("false\tbad option 'fit' (\"first\", \"next\", \"best\" or \"segregated\" "
+    assert.matches("(fit: \"first\", \"next\", \"best\" or \"segregated\" "
                    .. "expected, got \"" .. ("Z"):rep(44) .. "...\")\n", out, 1, true)
-    assert.matches("false\tbad option 'source' (\"mmap\" or \"sbrk\" expected, got \""
+    assert.matches("(source: \"mmap\" or \"sbrk\" expected, got \""
                    .. ("Z"):rep(44) .. "...\")\n", out, 1, true)
     assert.matches("best\tsbrk\n", out, 1, true)
   end)
 
   it("errors on a quick cache that is neither a boolean nor an integer", function()
-    H.raises("bad option 'quick' (a boolean or a depth 0..255 expected)", M.freelist, { quick = "yes" })
-    H.raises("bad option 'quick'", M.freelist, { quick = 1.5 })
-    H.raises("bad option 'quick'", M.freelist, { quick = 256 })
+    H.raises("bad argument #1 to 'fn' (quick: a boolean or a depth 0..255 expected, got string)",
+             M.freelist, { quick = "yes" })
+    H.raises("(quick: a boolean or a depth 0..255 expected, got 1.5)", M.freelist, { quick = 1.5 })
+    H.raises("(quick: a boolean or a depth 0..255 expected, got 256)", M.freelist, { quick = 256 })
   end)
 
   it("reports its policy and source", function()
@@ -241,9 +247,11 @@ describe("M.buddy{} arguments", function()
 
   it("errors on negative, float and non-number options", function()
     for _, k in ipairs({ "size", "min", "initial" }) do
-      H.raises("bad option '" .. k .. "'", M.buddy, { [k] = -4096 })
-      H.raises("bad option '" .. k .. "'", M.buddy, { [k] = 4096.5 })
-      H.raises("bad option '" .. k .. "'", M.buddy, { [k] = "4096" .. "x" })
+      H.raises("bad argument #1 to 'fn' (" .. k .. ": a non-negative integer expected, got -4096)",
+               M.buddy, { [k] = -4096 })
+      H.raises("(" .. k .. ": a non-negative integer expected, got 4096.5)", M.buddy, { [k] = 4096.5 })
+      H.raises("(" .. k .. ": a non-negative integer expected, got string)", M.buddy,
+               { [k] = "4096" .. "x" })
     end
   end)
 
@@ -279,9 +287,10 @@ describe("allocator size options", function()
       { M.pool, { block = 16, count = 4, grow = true, max = 0 }, "max" },
     }
     for _, z in ipairs(zero) do
-      H.raises("bad option '" .. z[3] .. "' (a positive integer expected, got 0", z[1], z[2])
+      H.raises("bad argument #1 to 'fn' (" .. z[3] .. ": a positive integer expected, got 0; leave it "
+               .. "out for the default)", z[1], z[2])
     end
-    H.raises("bad option 'min' (a non-negative integer expected)", M.buddy, { min = "32 bytes" })
+    H.raises("(min: a non-negative integer expected, got string)", M.buddy, { min = "32 bytes" })
     local c = M.buddy { size = 4096, cache = 0 } -- 0 is a depth: no cache
     c:destroy()
   end)
@@ -302,9 +311,9 @@ describe("M.pool{} arguments", function()
     for _, k in ipairs({ "block", "count", "max" }) do
       local o = { block = 16, count = 4 }
       o[k] = -1
-      H.raises("bad option '" .. k .. "'", M.pool, o)
+      H.raises("bad argument #1 to 'fn' (" .. k .. ": a non-negative integer expected, got -1)", M.pool, o)
       o[k] = 2.5
-      H.raises("bad option '" .. k .. "'", M.pool, o)
+      H.raises("(" .. k .. ": a non-negative integer expected, got 2.5)", M.pool, o)
     end
     H.raises("out of range", M.pool, { block = (1 << 32) + 1, count = 1 })
     H.raises("out of range", M.pool, { block = 1 << 20, count = 1 << 13 })
