@@ -263,15 +263,16 @@ static int brk_lower(lua_State *L, const char *what, uintptr_t target) {
     floor = g_regions[--i].start;
   }
   if (target < floor && other) {
-    return push_syserrorf(L, what, EPERM, "lowering the break to %p would free memory of "
+    return push_syserrorf(L, what, EPERM, "lowering the break to %s would free memory of "
                           "another Lua state in this process (its M.sbrk buffer at %p, %I "
-                          "bytes)", (void *)target, (void *)other->start,
+                          "bytes)", addr_text((uintptr_t)target).s, (void *)other->start,
                           (lua_Integer)(other->end - other->start));
   }
   if (target < floor) {
-    return push_syserrorf(L, what, EPERM, "lowering the break to %p would free memory below "
+    return push_syserrorf(L, what, EPERM, "lowering the break to %s would free memory below "
                           "%p that memlab's sbrk did not take: it is malloc's heap, and the "
-                          "interpreter lives there", (void *)target, (void *)floor);
+                          "interpreter lives there", addr_text((uintptr_t)target).s,
+                          (void *)floor);
   }
   int err = move_break(target);
   if (err) return push_syserror(L, what, err);

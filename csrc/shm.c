@@ -76,8 +76,8 @@ static int shm_shmat(lua_State *L) {
   int flags = lua_isnoneornil(L, 3) ? 0 : arg_int(L, 3, 0, INT_MAX);
   if (flags & SHM_REMAP)
     return luaL_error(L, "shmat: SHM_REMAP is refused: it would silently replace whatever is "
-                         "mapped at %p (attach without it, at an address that is free)",
-                      (void *)addr);
+                         "mapped at %s (attach without it, at an address that is free)",
+                      addr_text(addr).s);
   /* Where the kernel would place it: SHM_RND rounds down to SHMLBA, and an address rounded down
    * to 0 is attached at 0 with MAP_FIXED and no overlap check (replacing whatever is there). The
    * first 64 KiB are refused as M.mmap refuses them: memory there makes null pointers valid. */

@@ -468,6 +468,8 @@ describe("M.sbrk()", function()
     H.fails(M.EPERM, M.sbrk(-65))
     assert.equal(b0 + 64, M.sbrk(0))
     assert.is_true(buf:valid())
+    -- the address 0 written as one (%p wrote "(nil)")
+    H.refused_why(M.EPERM, "lowering the break to 0x0 would free memory below 0x", M.brk(0))
   end)
 
   it("gives the break back when the top buffer is freed", function()
