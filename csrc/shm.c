@@ -23,14 +23,16 @@ static const MemKind shm_kind = {"shm", "detached", shm_release, NULL, MK_GUARDE
 
 /* An int argument (a key, an id, flags) given as a Lua integer in [lo, hi]. A key is the
  * unsigned 32-bit number ftok, IPC_STAT and `ipcs` show (0x80000001), so that it round-trips. */
-static int arg_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi) {
+/* An integer argument in [lo, hi]; out of it, "<what> out of range (lo..hi)". */
+static int arg_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *what) {
   lua_Integer v = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, v >= lo && v <= hi, idx, "out of range");
+  if (v < lo || v > hi)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s out of range (%I..%I)", what, lo, hi));
   return (int)(uint32_t)v;
 }
 
-#define ARG_KEY(L, i) arg_int(L, i, 0, (lua_Integer)UINT32_MAX)
-#define ARG_ID(L, i) arg_int(L, i, 0, INT_MAX)
+#define ARG_KEY(L, i) arg_int(L, i, 0, (lua_Integer)UINT32_MAX, "key")
+#define ARG_ID(L, i) arg_int(L, i, 0, INT_MAX, "shmid")
 
 /* M.ftok(path, id) -> key | nil, msg, errno. id: 1..255, or a one-character string ('A'). */
 static int shm_ftok(lua_State *L) {
@@ -42,7 +44,7 @@ static int shm_ftok(lua_State *L) {
     luaL_argcheck(L, n == 1, 2, "a one-character string or an integer 1..255");
     id = (unsigned char)s[0];
   } else {
-    id = arg_int(L, 2, 1, 255);
+    id = arg_int(L, 2, 1, 255, "id");
   }
   luaL_argcheck(L, id != 0, 2, "the project id must not be 0");
   int key = 0;
@@ -73,7 +75,7 @@ static int shm_shmat(lua_State *L) {
     luaL_argcheck(L, a >= 0, 2, "address out of range");
     addr = (uintptr_t)a;
   }
-  int flags = lua_isnoneornil(L, 3) ? 0 : arg_int(L, 3, 0, INT_MAX);
+  int flags = lua_isnoneornil(L, 3) ? 0 : arg_int(L, 3, 0, INT_MAX, "flags");
   if (flags & SHM_REMAP)
     return luaL_error(L, "shmat: SHM_REMAP is refused: it would silently replace whatever is "
                          "mapped at %s (attach without it, at an address that is free)",
