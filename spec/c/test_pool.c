@@ -96,6 +96,47 @@ static void t_misuse(void)
     teardown();
 }
 
+/* Two parked blocks whose indices share a slot of the park table (i and i + POOL_PARK_SLOTS):
+ * parking the second spills the first to the free list, so a second free of the first is still
+ * seen (without the spill it was parked twice, and later handed out twice). */
+static void t_park_slot_collision(void)
+{
+    enum { N = POOL_PARK_SLOTS + 2 };
+    CHECK(setup(64, N, 0, 0));
+    static char *blk[N];
+    for (size_t i = 0; i < N; i++) CHECK((blk[i] = pool_alloc(&P, 64)) != NULL);
+    char *a = blk[0], *b = NULL;
+    for (size_t i = 1; i < N && !b; i++)
+        if ((size_t)(blk[i] - a) == (size_t)POOL_PARK_SLOTS * P.stride) b = blk[i];
+    CHECK(b != NULL); /* the block POOL_PARK_SLOTS blocks after a: the same slot */
+    CHECK_STATUS(pool_free(&P, a), ML_OK);
+    CHECK_STATUS(pool_free(&P, b), ML_OK);
+    CHECK_STATUS(pool_free(&P, a), ML_EDOUBLE);
+    CHECK_STATUS(pool_free(&P, b), ML_EDOUBLE);
+    CHECK_INVARIANTS(pool_check, &P);
+    char *x = pool_alloc(&P, 64), *y = pool_alloc(&P, 64);
+    CHECK(x && y && x != y && pool_alloc(&P, 64) == NULL); /* the two freed blocks, once each */
+    CHECK((x == a && y == b) || (x == b && y == a));
+    CHECK_INVARIANTS(pool_check, &P);
+    teardown();
+}
+
+/* A request above the block size fails even where the stride (the block rounded up to 16) would
+ * hold it: the block is what the caller asked for. */
+static void t_request_above_block(void)
+{
+    CHECK(setup(20, 4, 0, 0));
+    CHECK(P.stride == 32);
+    CHECK(pool_alloc(&P, 21) == NULL && P.err == ML_EINVAL);
+    CHECK(pool_alloc(&P, 32) == NULL && P.err == ML_EINVAL);
+    char *b = pool_alloc(&P, 20);
+    CHECK(b != NULL);
+    CHECK(pool_realloc(&P, b, 21) == NULL && P.err == ML_EINVAL);
+    CHECK_STATUS(pool_free(&P, b), ML_OK);
+    CHECK_INVARIANTS(pool_check, &P);
+    teardown();
+}
+
 /* A first slab beyond what offsets address (POOL_MAX_ARENA), or whose count * stride overflows,
  * or beyond the source's reserve, is refused at init (a 12.9 GB slab of 2 GiB blocks was ML_OK
  * on a large enough source and then took interior pointers for blocks; an overflowing one was
@@ -146,5 +187,7 @@ int main(void)
     TAP_RUN(t_init_limits, "pool: a first slab past 4 GiB, past the reserve or overflowing is refused at init");
     TAP_RUN(t_dead_instance, "pool: every call on a destroyed instance fails, none crashes");
     TAP_RUN(t_misuse, "pool: foreign, interior, double free, oversize detected, check passes");
+    TAP_RUN(t_park_slot_collision, "pool: a double free is seen when two parked blocks share a park slot");
+    TAP_RUN(t_request_above_block, "pool: a request above the block size fails though the stride would hold it");
     return tap_done();
 }
