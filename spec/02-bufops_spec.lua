@@ -696,3 +696,25 @@ describe("a finalizer that frees the buffer during a method", function()
                                function(s) return s == H.A16K end))
   end)
 end)
+
+describe("a finalizer that shrinks the mapping during a method", function()
+  -- The range still starts inside the shrunk mapping but ends past it: the recheck must compare
+  -- the whole range, not only its start (a mutation review dropped the length test unseen).
+  local function expect_safe(how, code) H.expect_safe(pending, how, code) end
+
+  it("makes b:read() raise, not read past the mapping", function()
+    expect_safe(H.freed_during(function(v) return v:read(0, 16384) end,
+                               function(s) return s == H.A16K end, "shrink"))
+  end)
+
+  it("makes b:hexdump() raise, not read past the mapping", function()
+    local row = "4141 4141 4141 4141 4141 4141 4141 4141  AAAAAAAAAAAAAAAA\n"
+    expect_safe(H.freed_during(function(v) return v:hexdump(0, 16384) end,
+      function(s) return select(2, s:gsub(row, "", 1024)) == 1024 end, "shrink"))
+  end)
+
+  it("makes b:cstring() raise, not read past the mapping", function()
+    expect_safe(H.freed_during(function(v) return v:cstring(0) end,
+                               function(s) return s == H.A16K end, "shrink"))
+  end)
+end)
