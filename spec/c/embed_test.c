@@ -10,6 +10,7 @@
  *     be made (a buffer made then would stay in the process-wide tables, pointing into the freed
  *     state); before it, what they make is released;
  *   - two states and the break: one cannot lower the break through the other's M.sbrk memory;
+ *   - a release the system refuses (this program's munmap fails once): the buffer stays live;
  *   - threads: M.sbrk and M.brk refuse to move the break (glibc's malloc moves it too, under a
  *     lock memlab cannot take), and a freed break buffer does not lower it;
  *   - threads placing mappings inside mappings, and arming snapshots, at the same time;
@@ -23,6 +24,7 @@
 #include "tap.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -259,6 +261,52 @@ static void brk_after_close(void)
     RUN(B, "local _, b = M.sbrk(4096); b[0] = 1; b:free()\n"
            "assert(M.sbrk(0) < base, 'the break came back below B\\'s base')");
     lua_close(B);
+}
+
+/* ---- the system refusing a release ---- */
+
+/* This program's munmap stands in front of libc's (and a sanitizer's): while g_refuse_len is
+ * set, an unmap of exactly that many bytes fails once with ENOMEM, as the kernel answers when
+ * splitting a mapping would pass vm.max_map_count. */
+static size_t g_refuse_len;
+
+int munmap(void *addr, size_t len)
+{
+    static int (*next)(void *, size_t);
+    if (!next) *(void **)&next = dlsym(RTLD_NEXT, "munmap");
+    if (g_refuse_len && len == g_refuse_len) {
+        g_refuse_len = 0;
+        errno = ENOMEM;
+        return -1;
+    }
+    return next(addr, len);
+}
+
+static int l_refuse_munmap(lua_State *L)
+{
+    g_refuse_len = (size_t)luaL_checkinteger(L, 1);
+    return 0;
+}
+
+/* A release the system refuses leaves the buffer live: b:free() returns nil, msg, errno, the
+ * bytes are still there, and a later free gives the memory back. */
+static void release_refused(void)
+{
+    STATE(L, NULL);
+    lua_register(L, "REFUSE_MUNMAP", l_refuse_munmap);
+    RUN(L, "local ps = M.pagesize()\n"
+           "local b = assert(M.map { length = 7 * ps })\n"
+           "b:fill(7)\n"
+           "local v = b:slice(ps, 16)\n"
+           "REFUSE_MUNMAP(7 * ps)\n"
+           "local ok, msg, code = b:free()\n"
+           "assert(ok == nil and code == M.ENOMEM, tostring(msg))\n"
+           "assert(msg == 'mmap: Cannot allocate memory', msg)\n"
+           "assert(b:valid() and v:valid() and b[7 * ps - 1] == 7 and v[0] == 7)\n"
+           "assert(M.region(b:address()), 'the mapping went')\n"
+           "assert(b:free() == true and not b:valid() and not v:valid())");
+    CHECK(g_refuse_len == 0); /* the refusal was used */
+    lua_close(L);
 }
 
 /* ---- finalizers Lua cannot call ---- */
@@ -584,6 +632,7 @@ int main(int argc, char **argv)
     TAP_RUN(late_objects_released, "allocators, files, mappings and snapshots made by finalizers at lua_close are released");
     TAP_RUN(brk_other_state_refused, "one state cannot lower the break through another state's M.sbrk memory");
     TAP_RUN(brk_after_close, "a closed state's break memory goes back; another state goes on");
+    TAP_RUN(release_refused, "a release the system refuses leaves the buffer live (nil, msg, errno), a later free goes through");
     TAP_RUN(brk_finalizer_uncalled, "a break buffer Lua freed without its finalizer (out of memory) leaves its region free, and goes back at lua_close");
     TAP_RUN(brk_refused_with_threads, "with a second thread, M.sbrk/M.brk/sbrk arenas refuse to move the break (EBUSY)");
     TAP_RUN(nested_mappings_threads, "threads placing mappings inside mappings keep the nested count exact");
