@@ -692,10 +692,16 @@ describe("M.map{}", function()
       refused_why(M.EISDIR, "Is a directory", M.map { file = "/" })
       local file = tmpdir()
       local path = file("five", "hello")
+      -- the file opened to size it is closed at once, not when the collector comes
+      collectgarbage("stop")
+      H.finally(finally, function() collectgarbage("restart") end)
+      local fds = H.open_fds()
       refused_why(M.EINVAL, ("offset %d is not inside the file (5 bytes)"):format(ps),
                   M.map { file = path, offset = ps })
       refused_why(M.EINVAL, ("offset %d is not inside the file"):format(-ps),
                   M.map { file = path, offset = -ps })
+      refused_why(M.EINVAL, "the file is empty", M.map { file = file("empty", "") })
+      assert.equal(fds, H.open_fds())
       local b = assert(M.map { file = path })
       assert.equal("hello", b:read())
       b:free()
