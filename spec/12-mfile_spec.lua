@@ -325,6 +325,13 @@ describe("M.shm_open() and M.shm_unlink()", function()
     f:close()
   end)
 
+  it("creates the object readable and writable by its owner alone when no mode is given", function()
+    local name = shm_name()
+    local f = assert(M.shm_open(name)) -- O_RDWR | O_CREAT, mode 0600 (README)
+    assert.equal("rw-------", lfs.attributes("/dev/shm" .. name, "permissions"))
+    f:close()
+  end)
+
   it("creates the object with the mode asked", function()
     local name = shm_name()
     local f = assert(M.shm_open(name, M.O_RDWR | M.O_CREAT | M.O_EXCL, 416)) -- 0640

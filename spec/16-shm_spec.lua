@@ -332,6 +332,22 @@ describe("M.shmat() and M.shmdt()", function()
     b:free()
   end)
 
+  it("with SHM_EXEC is executable too, as its description says", function()
+    local id = segment(4096)
+    local x, msg, code = M.shmat(id, nil, M.SHM_EXEC)
+    M.shmctl(id, M.IPC_RMID)
+    if not x then -- a kernel or policy refusing executable shared memory
+      assert.equal(M.EACCES, code, msg)
+      return
+    end
+    assert.matches("(shm, rwx)", tostring(x), 1, true)
+    assert.equal("rwx", M.region(x:address()).perms:sub(1, 3))
+    local rx = assert(M.shmat(id, nil, M.SHM_EXEC | M.SHM_RDONLY))
+    assert.matches("(shm, r-x)", tostring(rx), 1, true)
+    rx:free()
+    x:free()
+  end)
+
   it("with SHM_RDONLY refuses every write path and leaves the bytes intact, twice", function()
     local id = segment(4096)
     local rw = assert(M.shmat(id))
