@@ -144,6 +144,15 @@ describe("M.report()", function()
     assert.is_true(has_line(text, "  total heap usage: 1 allocs, 0 frees, 1,500 bytes allocated"), text)
   end)
 
+  it("puts every comma in millions, not only the last", function()
+    M.track(true)
+    do local _ = M.malloc(1500000) end
+    local text = M.report()
+    assert.is_true(has_line(text, "   definitely lost: 1,500,000 bytes in 1 blocks"), text)
+    assert.is_true(has_line(text, "1,500,000 bytes in 1 blocks are definitely lost in loss record 1 of 1"),
+                   text)
+  end)
+
   it("groups lost blocks by call stack, smallest first", function()
     M.track(true)
     local site_a, site_b
@@ -262,6 +271,48 @@ describe("M.report()", function()
     v = nil
     _, s = M.report()
     assert.same({ bytes = 32, blocks = 1 }, s.definitely_lost)
+  end)
+end)
+
+describe("M.track_stats() and M.track_records()", function()
+  before_each(reset)
+  after_each(reset)
+
+  it("count a block collected without free as lost, by its bytes", function()
+    M.track(true)
+    local before = M.track_stats()
+    do local _ = M.malloc(100) end
+    collectgarbage()
+    collectgarbage()
+    local after = M.track_stats()
+    assert.equal(100, after.lost_bytes - before.lost_bytes)
+    assert.equal(1, after.lost_blocks - before.lost_blocks)
+    assert.equal(before.live_bytes, after.live_bytes)
+  end)
+
+  it("number the allocations from 1 after a reset with nothing live", function()
+    -- seq is "allocation number, 1-based" (track.c's TrackRec; README only names the records)
+    M.track(true)
+    local a = M.malloc(8)
+    local b = M.malloc(16)
+    local seq = {}
+    for _, r in ipairs((M.track_records())) do seq[r.size] = r.seq end
+    a:free()
+    b:free()
+    assert.same({ [8] = 1, [16] = 2 }, seq)
+  end)
+
+  it("record only the frames there are: an allocation in a coroutine has one", function()
+    -- the stack holds up to three frames; a shorter one has no empty "" entries after it
+    M.track(true)
+    local b, site
+    coroutine.wrap(function() b = M.malloc(8); site = here() end)()
+    local recs = M.track_records()
+    b:free()
+    assert.equal(1, #recs)
+    assert.equal(1, #recs[1].stack, table.concat(recs[1].stack, " | "))
+    assert.equal(site, recs[1].stack[1]:match("^(.-) %(in "))
+    assert.equal(1, #recs[1].frames)
   end)
 end)
 

@@ -85,6 +85,23 @@ describe("M.maps()", function()
     end
   end)
 
+  it("calls a loaded library whose file is deleted a library: its path ends in ' (deleted)'", function()
+    -- a copy of the test module, loaded, then removed: it stays mapped (Lua never unloads it)
+    local file = H.tmpdir(finally)
+    local so = assert(package.searchpath("crashme", package.cpath))
+    local path = file("memlab-07-gone.so", assert(slurp(so)))
+    assert(package.loadlib(path, "*"))
+    assert(os.remove(path))
+    local n = 0
+    for _, r in ipairs(M.maps()) do
+      if r.path == path .. " (deleted)" then
+        assert.equal("library", r.kind)
+        n = n + 1
+      end
+    end
+    assert.is_true(n > 0, "no region of " .. path .. " (deleted)")
+  end)
+
   it("has the [heap], the [stack] and the lua5.4 executable", function()
     if H.glibc_malloc then
       assert.is_not_nil(find_region(function(r) return r.path == "[heap]" end))
@@ -346,6 +363,21 @@ describe("M.rusage()", function()
     assert.is_true(after - before >= 4, "minflt grew by " .. (after - before))
   end)
 
+  it("counts a reaped child's page faults under 'children'", function()
+    local pages = 4096
+    local before = M.rusage("children").minflt
+    local how, code = H.in_child(function()
+      local b = H.anon(pages)
+      b:advise(M.MADV_NOHUGEPAGE) -- a fault per page, not one per 2 MiB
+      b:fill(1)
+      return true
+    end)
+    assert.same({ "exit", 0 }, { how, code })
+    local grew = M.rusage("children").minflt - before
+    assert.is_true(grew >= pages,
+                   ("children's minflt grew by %d, the child touched %d pages"):format(grew, pages))
+  end)
+
   describe("errors on", function()
     it("an unknown who", function()
       H.raises("invalid option 'bogus'", M.rusage, "bogus")
@@ -402,6 +434,14 @@ describe("M.peek()", function()
   it("raises on a non-canonical address instead of crashing", function()
     H.raises("memory fault", M.peek, MINI)
     H.raises("memory fault", M.peek, MAXI)
+  end)
+
+  it("takes a length of exactly 1 GiB: at an unmapped address that faults, not refused", function()
+    local why = H.no_room_for(1 << 30)
+    if why then pending(why) return end
+    H.raises("memory fault", M.peek, 8, 1 << 30)
+    collectgarbage() -- the 1 GiB result buffer it allocated
+    H.raises("length out of range", M.peek, 8, (1 << 30) + 1)
   end)
 
   it("reads a freed block's address as a dangling pointer, without a fault", function()
@@ -670,6 +710,20 @@ describe("M.kill()", function()
     H.fails(M.ESRCH, M.kill(pid, M.SIGTERM))
   end)
 
+  it("sends signal 64, SIGRTMAX on Linux, the highest there is", function()
+    local pid, reaped = sleeper(), false
+    H.finally(finally, function() if not reaped then M.kill(pid, M.SIGKILL); M.waitpid(pid) end end)
+    assert.is_true(M.kill(pid, 0))
+    if H.valgrind then -- valgrind keeps the top real-time signals: its kill(2) says EINVAL
+      H.fails(M.EINVAL, M.kill(pid, 64))
+      return
+    end
+    assert.is_true(M.kill(pid, 64))
+    local how, sig = M.waitpid(pid)
+    reaped = true
+    assert.same({ "signal", 64 }, { how, sig })
+  end)
+
   describe("errors on", function()
     it("pids and signals out of range, and non-integers", function()
       H.raises("pid out of range", M.kill, MAXI, 0)
@@ -683,6 +737,22 @@ describe("M.kill()", function()
       H.raises("number has no integer representation", M.kill, M.getpid(), 1.5)
       H.raises("number expected, got no value", M.kill)
     end)
+  end)
+end)
+
+describe("M.exepath()", function()
+  it("returns the path of the program this process runs", function()
+    local exe = M.exepath()
+    assert.matches("^/", exe)
+    assert.equal(exe, M.exepath(M.getpid()))
+  end)
+
+  it("returns nil, msg, ENOENT for a process that does not exist", function()
+    local pid = assert(M.fork())
+    if pid == 0 then M._exit(0) end
+    M.waitpid(pid) -- reaped: the pid names no process now
+    H.fails(M.ENOENT, M.exepath(pid))
+    H.fails(M.ENOENT, M.exepath(999999999))
   end)
 end)
 

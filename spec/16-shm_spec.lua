@@ -810,6 +810,13 @@ describe("M.octal()", function()
     H.raises("not octal digits: '0x1f'", M.octal, "0x1f")
     H.raises("not octal digits: '-1'", M.octal, "-1")
   end)
+
+  it("refuses more digits than a Lua integer holds instead of wrapping", function()
+    -- not in README: init.lua's check (21 digits at most); tonumber(s, 8) would wrap to -1
+    assert.equal(H.MAXI, M.octal(("7"):rep(21)))
+    H.raises("not octal digits: '" .. ("7"):rep(22) .. "'", M.octal, ("7"):rep(22))
+    H.raises("not octal digits: '0o" .. ("7"):rep(22) .. "'", M.octal, "0o" .. ("7"):rep(22))
+  end)
 end)
 
 describe("the constants", function()
