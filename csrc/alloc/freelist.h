@@ -4,7 +4,7 @@
  * O(1) allocation and free (the idea of TLSF, "two-level segregated fit").
  *
  * The arena is the page source's break [base, top), grown in steps of `grow_step` and trimmed
- * back when its top block is free and larger than `trim_threshold`. Requests of at least
+ * back when its top block is free and at least `trim_threshold` (as glibc). Requests of at least
  * `mmap_threshold` bytes get their own mapping, as glibc does; they are listed so that the walk
  * and the statistics include them. Also as glibc does, a threshold left at its default is
  * dynamic: free() of a large block bigger than the mmap threshold raises it to that block's
@@ -88,7 +88,7 @@ typedef enum fl_policy { FL_SEGREGATED = 0, FL_FIRST, FL_NEXT, FL_BEST } fl_poli
 typedef struct fl_config {
     fl_policy policy;
     size_t grow_step;        /* arena growth step, rounded up to pages (default 128 KiB) */
-    size_t trim_threshold;   /* give back the top when its free block exceeds this (1 MiB,
+    size_t trim_threshold;   /* give back the top when its free block reaches this (1 MiB,
                               * dynamic) */
     size_t mmap_threshold;   /* requests of at least this many bytes are mapped (128 KiB,
                               * dynamic) */

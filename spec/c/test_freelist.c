@@ -281,6 +281,32 @@ static void t_grow_trim(void)
     teardown();
 }
 
+/* Thresholds left at their defaults are dynamic, as glibc's: freeing a mapped block of 4 MiB
+ * raises the mmap threshold past it and the trim threshold to twice its mapping, so a free top
+ * of 3 MiB is kept afterwards (at the default 1 MiB it went back at once). */
+static void t_dynamic_thresholds(void)
+{
+    CHECK(setup(FL_SEGREGATED, 64u << 20, 0, 0));
+    char *big = fl_alloc(&A, (size_t)4 << 20);
+    CHECK(big != NULL);
+    walk_log w;
+    memset(&w, 0, sizeof w);
+    fl_walk(&A, walk_collect, &w);
+    size_t mapped = 0;
+    for (size_t i = 0; i < w.n && i < 4096; i++) mapped += w.r[i].used == 2;
+    CHECK(mapped == 1); /* the 4 MiB block has a mapping of its own */
+    CHECK_STATUS(fl_free(&A, big), ML_OK);
+    void *p[48];
+    for (int i = 0; i < 48; i++) CHECK((p[i] = fl_alloc(&A, 64u << 10)) != NULL); /* 3 MiB */
+    size_t grown = src.committed;
+    CHECK(grown >= (size_t)3 << 20);
+    for (int i = 0; i < 48; i++) CHECK_STATUS(fl_free(&A, p[i]), ML_OK);
+    CHECKF(src.committed == grown, "the free top was trimmed to %zu of %zu bytes", src.committed,
+           grown);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
 static void t_header_and_stats(void)
 {
     CHECK(setup(FL_FIRST, 1u << 20, 0, 0));
@@ -383,6 +409,7 @@ int main(void)
     TAP_RUN(t_large_blocks, "freelist: large blocks in their own mappings, walked and freed");
     TAP_RUN(t_calloc, "freelist: calloc zeroes and catches overflow; bad alignment is EINVAL");
     TAP_RUN(t_grow_trim, "freelist: arena grows by steps and trims its free top");
+    TAP_RUN(t_dynamic_thresholds, "freelist: freeing a large mapped block raises the mmap and trim thresholds, as glibc");
     TAP_RUN(t_header_and_stats, "freelist: header word, bounds, stats add up");
     TAP_RUN(t_sbrk_source, "freelist: over sbrk, the break moves only when nothing fits");
     return tap_done();
