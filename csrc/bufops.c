@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "guard.h"
+#include "mapping.h"
 #include "memlab.h"
 #include "sys.h"
 
@@ -20,8 +21,8 @@ MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const Fault *f, const Owner *
     owner_describe(o, d, sizeof d);
   else
     strcpy(d, "?");
-  luaL_error(L, "memory fault: %s (%s) at %p in " BUFFER_T ": %s", guard_signame(f->signo),
-             guard_codename(f->signo, f->code), (void *)f->addr, d);
+  luaL_error(L, "memory fault: %s (%s) at %s in " BUFFER_T ": %s", guard_signame(f->signo),
+             guard_codename(f->signo, f->code), addr_text(f->addr).s, d);
   for (;;) {}
 }
 
@@ -265,6 +266,7 @@ static int bufops_fill(lua_State *L) {
   int c = arg_byte(L, 2);
   arg_range(L, 3, 4, len, &off, &n);
   mem_check_write(L, b->o, b->off + off, n);
+  if (mem_guarded(b->o)) snap_before_fill(b->o, (size_t)(p + off - b->o->base), n);
   mem_set(L, b->o, p + off, c, n);
   lua_settop(L, 1);
   return 1;
@@ -302,6 +304,7 @@ static int bufops_wipe(lua_State *L) {
   Buffer *b;
   unsigned char *p = buf_span(L, 1, &len, &b);
   mem_check_write(L, b->o, b->off, len);
+  if (mem_guarded(b->o)) snap_before_fill(b->o, (size_t)(p - b->o->base), len);
   MoveArgs a = {p, NULL, len, 0};
   if (len) mem_access(L, b->o, do_wipe, &a, p, len);
   lua_settop(L, 1);
