@@ -281,6 +281,50 @@ static void t_grow_trim(void)
     teardown();
 }
 
+/* A block growing in place into its free neighbour, or carved from a listed free block, leaves
+ * the rest free when the rest can be a block, down to exactly FL_MIN_BLOCK; only a smaller rest
+ * is taken along. */
+static void t_realloc_remainder(void)
+{
+    CHECK(setup(FL_SEGREGATED, 4u << 20, -1, 0));
+    char *a = fl_alloc(&A, 100), *b = fl_alloc(&A, 200), *c = fl_alloc(&A, 100); /* 112, 208 */
+    CHECK(a && b && c && b == a + 112 && c == b + 208);
+    CHECK_STATUS(fl_free(&A, b), ML_OK);
+    size_t n = 112 + 208 - FL_MIN_BLOCK - FL_HDR;            /* a's block + b's less the least */
+    CHECK(fl_realloc(&A, a, n) == a);
+    walk_log w;
+    memset(&w, 0, sizeof w);
+    fl_walk(&A, walk_collect, &w);
+    size_t i = 0;
+    while (i < w.n && w.r[i].addr != a - FL_HDR) i++;
+    CHECK(i + 2 < w.n);
+    CHECKF(w.r[i].size == 112 + 208 - FL_MIN_BLOCK && w.r[i].used, "a's block: %zu", w.r[i].size);
+    CHECKF(w.r[i + 1].size == FL_MIN_BLOCK && !w.r[i + 1].used, "the rest: %zu bytes, %s",
+           w.r[i + 1].size, w.r[i + 1].used ? "used" : "free");
+    CHECK(w.r[i + 2].addr == c - FL_HDR);
+    CHECK(fl_realloc(&A, a, n + 16) == a);                    /* a rest of 16 bytes: taken along */
+    memset(&w, 0, sizeof w);
+    fl_walk(&A, walk_collect, &w);
+    CHECK(w.r[i].size == 112 + 208 && w.r[i + 1].addr == c - FL_HDR);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+    /* the same boundary when an allocation carves a listed free block (208 bytes, 176 taken) */
+    CHECK(setup(FL_SEGREGATED, 4u << 20, -1, 0));
+    a = fl_alloc(&A, 100), b = fl_alloc(&A, 200), c = fl_alloc(&A, 100);
+    CHECK(a && b && c && c == b + 208);
+    CHECK_STATUS(fl_free(&A, b), ML_OK);
+    CHECK(fl_alloc(&A, 208 - FL_MIN_BLOCK - FL_HDR) == b);
+    memset(&w, 0, sizeof w);
+    fl_walk(&A, walk_collect, &w);
+    for (i = 0; i < w.n && w.r[i].addr != b - FL_HDR; i++) {}
+    CHECK(i + 2 < w.n);
+    CHECKF(w.r[i].size == 208 - FL_MIN_BLOCK && w.r[i].used, "the block carved: %zu", w.r[i].size);
+    CHECKF(w.r[i + 1].size == FL_MIN_BLOCK && !w.r[i + 1].used, "the rest: %zu bytes, %s",
+           w.r[i + 1].size, w.r[i + 1].used ? "used" : "free");
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
 /* Thresholds left at their defaults are dynamic, as glibc's: freeing a mapped block of 4 MiB
  * raises the mmap threshold past it and the trim threshold to twice its mapping, so a free top
  * of 3 MiB is kept afterwards (at the default 1 MiB it went back at once). */
@@ -409,6 +453,7 @@ int main(void)
     TAP_RUN(t_large_blocks, "freelist: large blocks in their own mappings, walked and freed");
     TAP_RUN(t_calloc, "freelist: calloc zeroes and catches overflow; bad alignment is EINVAL");
     TAP_RUN(t_grow_trim, "freelist: arena grows by steps and trims its free top");
+    TAP_RUN(t_realloc_remainder, "freelist: realloc into a free neighbour leaves a rest of exactly the least block free");
     TAP_RUN(t_dynamic_thresholds, "freelist: freeing a large mapped block raises the mmap and trim thresholds, as glibc");
     TAP_RUN(t_header_and_stats, "freelist: header word, bounds, stats add up");
     TAP_RUN(t_sbrk_source, "freelist: over sbrk, the break moves only when nothing fits");
