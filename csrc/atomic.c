@@ -38,9 +38,12 @@ static void do_atomic(void *arg) {
   }
 }
 
-/* Checks the buffer and offset (the values at args 3.. were converted by the caller), then runs
- * the operation. */
+/* Checks the buffer, the op's values at args 3.. (v, then w), then the offset, in that order,
+ * and runs the operation. */
 static void run(lua_State *L, AtomicArgs *a, const char *fname) {
+  buf_check(L, 1); /* the buffer first: a call without it names #1 */
+  if (a->op != A_LOAD) a->v = luaL_checkinteger(L, 3);
+  if (a->op == A_CAS) a->w = luaL_checkinteger(L, 4);
   lua_Integer off = luaL_checkinteger(L, 2);
   size_t len;
   Buffer *b;
@@ -58,7 +61,6 @@ static void run(lua_State *L, AtomicArgs *a, const char *fname) {
 }
 
 static int atomic_load(lua_State *L) {
-  buf_check(L, 1); /* the buffer first: a call without it names #1 */
   AtomicArgs a = {A_LOAD, NULL, 0, 0, 0, 0};
   run(L, &a, "atomic_load");
   lua_pushinteger(L, a.out);
@@ -66,24 +68,20 @@ static int atomic_load(lua_State *L) {
 }
 
 static int atomic_store(lua_State *L) {
-  buf_check(L, 1); /* the buffer first: a call without it names #1 */
-  AtomicArgs a = {A_STORE, NULL, luaL_checkinteger(L, 3), 0, 0, 0};
+  AtomicArgs a = {A_STORE, NULL, 0, 0, 0, 0};
   run(L, &a, "atomic_store");
   return 0;
 }
 
 static int atomic_add(lua_State *L) {
-  buf_check(L, 1); /* the buffer first: a call without it names #1 */
-  AtomicArgs a = {A_ADD, NULL, luaL_checkinteger(L, 3), 0, 0, 0};
+  AtomicArgs a = {A_ADD, NULL, 0, 0, 0, 0};
   run(L, &a, "atomic_add");
   lua_pushinteger(L, a.out);
   return 1;
 }
 
 static int atomic_cas(lua_State *L) {
-  buf_check(L, 1); /* the buffer first: a call without it names #1 */
-  lua_Integer expected = luaL_checkinteger(L, 3), desired = luaL_checkinteger(L, 4);
-  AtomicArgs a = {A_CAS, NULL, expected, desired, 0, 0};
+  AtomicArgs a = {A_CAS, NULL, 0, 0, 0, 0};
   run(L, &a, "atomic_cas");
   lua_pushboolean(L, a.ok);
   lua_pushinteger(L, a.out);

@@ -266,7 +266,7 @@ static int bufops_fill(lua_State *L) {
   int c = arg_byte(L, 2);
   arg_range(L, 3, 4, len, &off, &n);
   mem_check_write(L, b->o, b->off + off, n);
-  if (mem_guarded(b->o)) snap_before_fill(b->o, (size_t)(p + off - b->o->base), n);
+  if (mem_guarded(b->o)) snap_before_fill(b->o, b->off + off, n);
   mem_set(L, b->o, p + off, c, n);
   lua_settop(L, 1);
   return 1;
@@ -304,7 +304,7 @@ static int bufops_wipe(lua_State *L) {
   Buffer *b;
   unsigned char *p = buf_span(L, 1, &len, &b);
   mem_check_write(L, b->o, b->off, len);
-  if (mem_guarded(b->o)) snap_before_fill(b->o, (size_t)(p - b->o->base), len);
+  if (mem_guarded(b->o)) snap_before_fill(b->o, b->off, len);
   MoveArgs a = {p, NULL, len, 0};
   if (len) mem_access(L, b->o, do_wipe, &a, p, len);
   lua_settop(L, 1);

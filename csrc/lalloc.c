@@ -220,20 +220,22 @@ static int la_alloc(lua_State *L) {
 static int la_calloc(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
   size_t nr = arg_size(L, 2), size = arg_size(L, 3), n;
-  if (__builtin_mul_overflow(nr, size, &n) || n > (size_t)PTRDIFF_MAX) {
+  int overflow = __builtin_mul_overflow(nr, size, &n) || n > (size_t)PTRDIFF_MAX;
+  if (overflow) {
     size_t max = a->ops->maxreq(&a->u);
     if (max < (size_t)PTRDIFF_MAX)
       luaL_argerror(L, 3, lua_pushfstring(L, "nr * size overflows, out of range (a %s block "
                                              "holds at most %I bytes)", a->ops->name,
                                           (lua_Integer)max));
-    /* the free list takes any size, as C's calloc: its own calloc refuses this one (NULL) and
-     * counts it among the failed calls, as stats().failures says; the message says why */
-    (void)a->ops->calloc(&a->u, nr, size);
-    return push_statuserror(L, a->ops->name, "out of memory (nr * size overflows)", ENOMEM);
+    /* the free list takes any size, as C's calloc: its calloc below refuses this one and counts
+     * it among the failed calls, as stats().failures says; the message says why */
+  } else {
+    check_request(L, a, 3, n, 1);
   }
-  check_request(L, a, 3, n, 1);
   Owner *o = alloc_newblock(L, 1, a);
   void *p = a->ops->calloc(&a->u, nr, size);
+  if (!p && overflow)
+    return push_statuserror(L, a->ops->name, "out of memory (nr * size overflows)", ENOMEM);
   if (!p) return alloc_failure(L, a, a->ops->name);
   owner_open(L, o, p, n);
   return 1;

@@ -65,8 +65,9 @@ Owner *alloc_newblock(lua_State *L, int ai, Allocator *a);
 int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn, int runs);
 /* Pushes nil, "<name>: <status text>", code for the last failed call (code an errno). */
 int alloc_failure(lua_State *L, Allocator *a, const char *what);
-/* The options table at 1: a non-negative integer field (def when absent); unknown fields raise. */
+/* Raises "bad argument #1 to '<constructor>' (k: why)"; why's %s: the value on the top. */
 int alloc_opterror(lua_State *L, const char *k, const char *why);
+/* The options table at 1: a non-negative integer field (def when absent); unknown fields raise. */
 size_t alloc_optsize(lua_State *L, const char *k, size_t def);
 size_t alloc_optpositive(lua_State *L, const char *k); /* 0 when absent; 0 given raises */
 void alloc_checkopts(lua_State *L, const char *what, const char *const known[]);

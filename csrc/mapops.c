@@ -22,6 +22,15 @@
 #define MADV_COLLAPSE 25 /* Linux 6.1 */
 #endif
 
+/* What arg_prot and check_sync_flags take as an integer, and say of one they refuse (the C
+ * shapes' slip check, below, says it too). */
+#define PROT_BAD "invalid protection bits"
+#define SYNC_FLAGS_BAD "flags out of range"
+static int prot_valid(lua_Integer p) {
+  return (p & ~(lua_Integer)(PROT_READ | PROT_WRITE | PROT_EXEC)) == 0;
+}
+static int sync_flags_valid(lua_Integer f) { return f >= 0 && f <= 0xff; }
+
 /* A protection: PROT_* bits, or a string of r, w, x ("rw", "r", "" or "none"). */
 static int arg_prot(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TSTRING) { /* "none", or r, w, x at most once each, and '-' */
@@ -39,8 +48,7 @@ static int arg_prot(lua_State *L, int idx) {
     return prot;
   }
   lua_Integer p = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, (p & ~(lua_Integer)(PROT_READ | PROT_WRITE | PROT_EXEC)) == 0, idx,
-                "invalid protection bits");
+  luaL_argcheck(L, prot_valid(p), idx, PROT_BAD);
   return (int)p;
 }
 
@@ -113,7 +121,7 @@ static int mapops_protect(lua_State *L) {
 /* b:sync([flags [, off, len]]) -> b | nil, msg, errno; flags default MS_SYNC */
 static lua_Integer check_sync_flags(lua_State *L, int idx) {
   lua_Integer flags = luaL_optinteger(L, idx, MS_SYNC);
-  luaL_argcheck(L, flags >= 0 && flags <= 0xff, idx, "flags out of range");
+  luaL_argcheck(L, sync_flags_valid(flags), idx, SYNC_FLAGS_BAD);
   return flags;
 }
 
@@ -362,7 +370,7 @@ typedef struct CShape {
   int aligned;                      /* the kernel wants a page-aligned start */
   lua_Integer (*xcheck)(lua_State *, int); /* checks the extra argument, or NULL */
   const char *xname;                /* the extra argument's name, "flags" */
-  const char *xbad;                 /* xcheck's message for an integer it refuses (%I: it) */
+  const char *xbad;                 /* xcheck's message for an integer it refuses */
   int (*xvalid)(lua_Integer);       /* whether xcheck takes an integer, or NULL: no slip check */
 } CShape;
 
@@ -373,9 +381,8 @@ static void check_range_form_slip(lua_State *L, const CShape *c) {
   if (!lua_isinteger(L, 3)) return;
   lua_Integer x = lua_tointeger(L, 3);
   if (c->xvalid(x)) return;
-  const char *what = lua_pushfstring(L, c->xbad, x);
-  luaL_argerror(L, 3, lua_pushfstring(L, "%s; with a buffer, an offset and a length, the %s %s "
-                                         "fourth: %s(b, off, len, %s)", what, c->xname,
+  luaL_argerror(L, 3, lua_pushfstring(L, "%s: %I; with a buffer, an offset and a length, the %s "
+                                         "%s fourth: %s(b, off, len, %s)", c->xbad, x, c->xname,
                                       strcmp(c->xname, "flags") == 0 ? "come" : "comes", c->fname,
                                       c->xname));
 }
@@ -448,13 +455,10 @@ static int c_shaped(lua_State *L, const CShape *c) {
   return run_method(L, c, 4, has_x ? 3 : 0, off, len);
 }
 
-static int prot_valid(lua_Integer p) { return (p & ~(lua_Integer)(PROT_READ | PROT_WRITE | PROT_EXEC)) == 0; }
-static int sync_flags_valid(lua_Integer f) { return f >= 0 && f <= 0xff; }
-
 static const CShape shape_mprotect = {mapops_protect, "mprotect", 1, check_prot, "prot",
-                                      "invalid protection bits: %I", prot_valid};
+                                      PROT_BAD, prot_valid};
 static const CShape shape_msync = {mapops_sync, "msync", 1, check_sync_flags, "flags",
-                                   "flags out of range: %I", sync_flags_valid};
+                                   SYNC_FLAGS_BAD, sync_flags_valid};
 /* madvise's slip needs no check: the advice it then sees is one the kernel lacks, returned as
  * nil, msg, EINVAL like any other (b:advise, API.md) */
 static const CShape shape_madvise = {mapops_advise, "madvise", 1, check_advice, NULL, NULL, NULL};

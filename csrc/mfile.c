@@ -61,14 +61,6 @@ static MFile *new_file(lua_State *L, const char *how, const char *name) {
   return f;
 }
 
-/* A refused open gives its descriptor back at once, before the message is made (making it could
- * raise, out of memory): left to __gc, a reader lingered on a FIFO at the name until then. */
-static void drop_fd(MFile *f) {
-  int fd = f->fd;
-  f->fd = -1;
-  if (fd >= 0) sys_close(fd);
-}
-
 /* M.memfd_create(name [, flags]) -> file (anonymous, in memory, size 0 until truncated) */
 static int mfile_memfd_create(lua_State *L) {
   const char *name = arg_cstring(L, 1);
@@ -94,6 +86,27 @@ static void set_blocking(int fd) {
   if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 }
 
+/* Whether what f's descriptor (opened with O_NONBLOCK) names may be mapped: 0, or the errno of
+ * the refusal, *by_type set when it is the file's type (EISDIR for a directory, ENODEV for a
+ * FIFO, a socket, or with regular_only anything but a regular file; *st then says what it is)
+ * rather than fstat's own. A refused descriptor is closed at once, before the caller makes its
+ * message (which could raise, out of memory): left to __gc, a reader lingered on a FIFO. */
+static int opened_check(MFile *f, struct stat *st, int regular_only, int *by_type) {
+  int err = fstat(f->fd, st) != 0 ? errno : 0;
+  *by_type = 0;
+  if (!err) {
+    mode_t m = st->st_mode;
+    if (S_ISDIR(m)) err = EISDIR;
+    else if (regular_only ? !S_ISREG(m) : S_ISFIFO(m) || S_ISSOCK(m)) err = ENODEV;
+    *by_type = err != 0;
+  }
+  if (err) {
+    sys_close(f->fd);
+    f->fd = -1;
+  }
+  return err;
+}
+
 /* M.shm_open(name, oflag [, mode]) -> file; name like "/memlab-demo". Opened without blocking
  * and refused unless it is a shared memory object (a regular file): /dev/shm is writable by
  * every user, and a FIFO put at the name would block a read-only open until a writer came. */
@@ -109,16 +122,11 @@ static int mfile_shm_open(lua_State *L) {
                           "a shared memory object", name);
   if (err) return push_syserror(L, "shm_open", err);
   struct stat st;
-  if (fstat(f->fd, &st) != 0) {
-    err = errno;
-    drop_fd(f);
-    return push_syserror(L, "shm_open", err);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    drop_fd(f);
-    return push_syserrorf(L, "shm_open", S_ISDIR(st.st_mode) ? EISDIR : ENODEV,
-                          "%s is a %s, not a shared memory object", name, file_type(st.st_mode));
-  }
+  int by_type;
+  if ((err = opened_check(f, &st, 1, &by_type)) != 0)
+    return by_type ? push_syserrorf(L, "shm_open", err, "%s is a %s, not a shared memory object",
+                                    name, file_type(st.st_mode))
+                   : push_syserror(L, "shm_open", err);
   if (!(oflag & O_NONBLOCK)) set_blocking(f->fd);
   return 1;
 }
@@ -224,15 +232,11 @@ static int mfile_openpath(lua_State *L) {
     return push_syserrorf(L, path, ENODEV, "a socket cannot be mapped"); /* open says ENXIO */
   if (fd < 0) return push_syserror(L, path, errno);
   f->fd = fd;
-  int err = fstat(fd, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
-  if (!err && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
-    drop_fd(f);
-    return push_syserrorf(L, path, ENODEV, "a %s cannot be mapped", file_type(st.st_mode));
-  }
-  if (err) {
-    drop_fd(f);
-    return push_syserror(L, path, err);
-  }
+  int by_type, err = opened_check(f, &st, 0, &by_type);
+  if (err)
+    return by_type && err == ENODEV
+             ? push_syserrorf(L, path, err, "a %s cannot be mapped", file_type(st.st_mode))
+             : push_syserror(L, path, err); /* a directory: "Is a directory" */
   set_blocking(fd);
   return 1;
 }

@@ -21,9 +21,9 @@ static int shm_release(Owner *o) { return sys_shmdt(o->base); }
 
 static const MemKind shm_kind = {"shm", "detached", shm_release, NULL, MK_GUARDED};
 
-/* An int argument (a key, an id, flags) given as a Lua integer in [lo, hi]. A key is the
- * unsigned 32-bit number ftok, IPC_STAT and `ipcs` show (0x80000001), so that it round-trips. */
-/* An integer argument in [lo, hi]; out of it, "<what> out of range (lo..hi)". */
+/* An int argument (a key, an id, flags) given as a Lua integer in [lo, hi]; out of it, "<what>
+ * out of range (lo..hi)". A key is the unsigned 32-bit number ftok, IPC_STAT and `ipcs` show
+ * (0x80000001), so that it round-trips. */
 static int arg_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *what) {
   lua_Integer v = luaL_checkinteger(L, idx);
   if (v < lo || v > hi)

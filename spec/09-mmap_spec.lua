@@ -701,6 +701,8 @@ describe("M.map{}", function()
       refused_why(M.EINVAL, ("offset %d is not inside the file"):format(-ps),
                   M.map { file = path, offset = -ps })
       refused_why(M.EINVAL, "the file is empty", M.map { file = file("empty", "") })
+      -- and when map raises after opening it (a bad field M.mmap refuses)
+      H.raises("bad argument #1 to 'map' (addr: ", M.map, { file = path, addr = {} })
       assert.equal(fds, H.open_fds())
       local b = assert(M.map { file = path })
       assert.equal("hello", b:read())

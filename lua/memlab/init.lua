@@ -416,6 +416,7 @@ function M.map(t)
     if not opened then return nil, msg, code end
     fd = opened
   end
+  local _ <close> = opened -- the file map opened is closed however map returns or raises
   if io.type(fd) == "closed file" then error("bad argument #1 to 'map' (fd is a closed file)", 2) end
   if fd == nil then
     flags = flags | M.MAP_ANONYMOUS
@@ -432,15 +433,11 @@ function M.map(t)
         error(("bad argument #1 to 'map' (fd: %s)"):format(
               tostring(got):match("^bad argument #1 to '[^']*' %((.*)%)$") or tostring(got)), 2)
       end
-      if not got then
-        if opened then opened:close() end
-        return nil, msg, code
-      end
+      if not got then return nil, msg, code end
       size = got
     end
     if not size then error("bad argument #1 to 'map' (length needed with an integer fd)", 2) end
     if offset < 0 or offset >= size then
-      if opened then opened:close() end
       return nil, size == 0 and "map: Invalid argument (the file is empty: nothing to map)"
         or ("map: Invalid argument (offset %d is not inside the file (%d bytes): nothing to map)")
           :format(offset, size), M.EINVAL
@@ -448,7 +445,6 @@ function M.map(t)
     length = size - offset
   end
   local ok, b, msg, code = pcall(M.mmap, t.addr, length, prot, flags, fd or -1, offset)
-  if opened then opened:close() end
   if not ok then -- M.mmap's misuse, said in map's terms: which field, from the caller's line
     local n, what = tostring(b):match("bad argument #(%d) to '[^']*' %((.*)%)$")
     local field = ({ "addr", "length", "prot", "flags", "fd", "offset" })[tonumber(n)]

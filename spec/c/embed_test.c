@@ -272,19 +272,26 @@ static size_t g_refuse_len;
 
 int munmap(void *addr, size_t len)
 {
-    static int (*next)(void *, size_t);
-    if (!next) *(void **)&next = dlsym(RTLD_NEXT, "munmap");
-    if (g_refuse_len && len == g_refuse_len) {
-        g_refuse_len = 0;
+    /* threads unmap too (the thread cases, run alone with a name): the lookup is atomic */
+    static void *next;
+    void *f = __atomic_load_n(&next, __ATOMIC_ACQUIRE);
+    if (!f) {
+        f = dlsym(RTLD_NEXT, "munmap");
+        __atomic_store_n(&next, f, __ATOMIC_RELEASE);
+    }
+    if (len && __atomic_load_n(&g_refuse_len, __ATOMIC_RELAXED) == len &&
+        __atomic_exchange_n(&g_refuse_len, 0, __ATOMIC_RELAXED) == len) {
         errno = ENOMEM;
         return -1;
     }
-    return next(addr, len);
+    int (*real)(void *, size_t);
+    memcpy(&real, &f, sizeof real);
+    return real(addr, len);
 }
 
 static int l_refuse_munmap(lua_State *L)
 {
-    g_refuse_len = (size_t)luaL_checkinteger(L, 1);
+    __atomic_store_n(&g_refuse_len, (size_t)luaL_checkinteger(L, 1), __ATOMIC_RELAXED);
     return 0;
 }
 
