@@ -1,5 +1,6 @@
 # memlab: build, lab, tests, benchmarks.
-#   make          build build/memlab/core.so (the C core) for use from the checkout
+#   make          build build/memlab/core.so (the C core) for use from the checkout (installs
+#                 the compiler and Lua's headers first when lua.h cannot be found)
 #   make lab      install what is missing, build, run every lab experiment (examples/)
 #   make test     install what is missing, build with -Werror, run every test (see .ci/run)
 #   make bench    install what is missing, build with -O2 -DNDEBUG, run the benchmarks
