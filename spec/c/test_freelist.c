@@ -281,6 +281,78 @@ static void t_grow_trim(void)
     teardown();
 }
 
+/* The free block that a free of p would leave on top: p's block and the free block above it
+ * (p is the arena's first block, so nothing below merges). */
+static size_t merged_top(const char *p)
+{
+    walk_log w;
+    memset(&w, 0, sizeof w);
+    fl_walk(&A, walk_collect, &w);
+    size_t i = 0;
+    while (i < w.n && w.r[i].addr != p - FL_HDR) i++;
+    if (i + 1 >= w.n || i != 0 || w.r[i + 1].used) return 0;
+    return w.r[i].size + w.r[i + 1].size;
+}
+
+/* The top is given back when its free block reaches the trim threshold exactly, and kept when it
+ * falls 16 bytes short. The same allocation is made three times: once to learn the size of the
+ * free top its free leaves, then with that size as the threshold, then with 16 bytes more. */
+static void t_trim_boundary(void)
+{
+    size_t s = 0;
+    for (int k = 0; k < 3; k++) {
+        size_t trim = k == 0 ? SIZE_MAX : k == 1 ? s : s + 16;
+        fl_config c = { FL_SEGREGATED, 64u << 10, trim, SIZE_MAX, -1 };
+        CHECK(ml_src_init_mmap(&src, 16u << 20, 0) == 0 && fl_init(&A, &src, &c) == ML_OK);
+        char *p = fl_alloc(&A, 300000);
+        CHECK(p != NULL);
+        size_t top = merged_top(p), before = src.committed;
+        CHECKF(top > (64u << 10) + 4096, "the free top would be %zu bytes", top);
+        if (k == 0) s = top;
+        CHECKF(top == s, "the same allocation left a free top of %zu, not %zu", top, s);
+        CHECK_STATUS(fl_free(&A, p), ML_OK);
+        if (k == 1)
+            CHECKF(src.committed <= (64u << 10) + 4096, "a free top of exactly the threshold (%zu) "
+                   "was not trimmed: %zu of %zu bytes still committed", s, src.committed, before);
+        else
+            CHECKF(src.committed == before, "a free top below the threshold was trimmed: %zu of "
+                   "%zu bytes committed", src.committed, before);
+        CHECK_INVARIANTS(fl_check, &A);
+        teardown();
+    }
+}
+
+/* A request whose block is exactly the free top takes the top as it is: the arena does not grow
+ * (the segregated lists may not find it, since they look in the classes that fit any request). */
+static void t_exact_fit_top(void)
+{
+    for (size_t k = 0; k < 4; k++) {
+        CHECK(setup(policies[k], 16u << 20, -1, 0));
+        for (size_t shift = 0; shift < 2048; shift += 208) {
+            char *f = fl_alloc(&A, shift);   /* moves the top's size through several classes */
+            CHECK(f != NULL);
+            walk_log w;
+            memset(&w, 0, sizeof w);
+            fl_walk(&A, walk_collect, &w);
+            CHECK(w.n > 0 && !w.r[w.n - 1].used);
+            const char *topb = w.r[w.n - 1].addr;
+            size_t ts = w.r[w.n - 1].size, before = src.committed;
+            ml_stats st;
+            fl_stats(&A, &st);
+            size_t calls = st.source_calls;
+            char *p = fl_alloc(&A, ts - FL_HDR);
+            fl_stats(&A, &st);
+            CHECKF(p == topb + FL_HDR && src.committed == before && st.source_calls == calls,
+                   "%s: a request of exactly the free top (%zu bytes) grew the arena from %zu to "
+                   "%zu bytes (%zu source calls, %zu before)", fl_policy_name(policies[k]), ts,
+                   before, src.committed, st.source_calls, calls);
+            CHECK_STATUS(fl_free(&A, p), ML_OK);
+            CHECK_INVARIANTS(fl_check, &A);
+        }
+        teardown();
+    }
+}
+
 /* A block growing in place into its free neighbour, or carved from a listed free block, leaves
  * the rest free when the rest can be a block, down to exactly FL_MIN_BLOCK; only a smaller rest
  * is taken along. */
@@ -453,6 +525,8 @@ int main(void)
     TAP_RUN(t_large_blocks, "freelist: large blocks in their own mappings, walked and freed");
     TAP_RUN(t_calloc, "freelist: calloc zeroes and catches overflow; bad alignment is EINVAL");
     TAP_RUN(t_grow_trim, "freelist: arena grows by steps and trims its free top");
+    TAP_RUN(t_trim_boundary, "freelist: the free top is trimmed at exactly the threshold, kept 16 bytes short of it");
+    TAP_RUN(t_exact_fit_top, "freelist: a request of exactly the free top's size takes it without growing the arena");
     TAP_RUN(t_realloc_remainder, "freelist: realloc into a free neighbour leaves a rest of exactly the least block free");
     TAP_RUN(t_dynamic_thresholds, "freelist: freeing a large mapped block raises the mmap and trim thresholds, as glibc");
     TAP_RUN(t_header_and_stats, "freelist: header word, bounds, stats add up");
