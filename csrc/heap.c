@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "guard.h"
 #include "memlab.h"
@@ -78,7 +79,10 @@ static Owner *check_heapblock(lua_State *L, int idx, const char *fname) {
   size_t len;
   Buffer *b;
   buf_span(L, idx, &len, &b);
-  if (b->isview) luaL_argerror(L, idx, lua_pushfstring(L, "%s of a view", fname));
+  if (b->isview)
+    luaL_argerror(L, idx, lua_pushfstring(L, "cannot %s a view (pass the block it views)",
+                                          strcmp(fname, "usable_size") == 0
+                                              ? "take the usable size of" : fname));
   if (b->o->kind != &heap_kind)
     luaL_argerror(L, idx, lua_pushfstring(L, "not a heap block (kind %s)", b->o->kind->name));
   return b->o;

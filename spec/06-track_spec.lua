@@ -231,6 +231,7 @@ describe("M.report()", function()
   it("refuses to write to what is not an open file", function()
     H.raises("bad argument #1 to 'report' (open file expected, got string)", M.report, "x")
     H.raises("open file expected, got number", M.report, 1)
+    H.raises("open file expected, got memlab.buffer", M.report, M.malloc(1)) -- named as Lua names it
     local f = io.tmpfile()
     f:close()
     H.raises("open file expected, got closed file", M.report, f)

@@ -655,6 +655,7 @@ describe("M.map{}", function()
         H.raises("bad argument #1 to 'map' (" .. k .. ": boolean expected, got string)", M.map,
                  { length = ps, [k] = "no" })
       end
+      H.raises("(shared: boolean expected, got memlab.buffer)", M.map, { length = ps, shared = M.malloc(1) })
       H.raises("offset must be an integer", M.map, { length = ps, offset = {} })
       -- an integral float or numeral string is an integer, as for length and for M.mmap
       local mf = assert(M.memfd_create("memlab-09-offset"))

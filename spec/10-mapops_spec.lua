@@ -883,7 +883,7 @@ describe("the C-shaped forms", function()
   end)
 
   it("name the first argument first: a missing buffer or address", function()
-    H.raises("bad argument #1 to 'fn' (buffer or address expected, got nil)", M.msync)
+    H.raises("bad argument #1 to 'fn' (buffer or address expected, got no value)", M.msync)
     H.raises("bad argument #1 to 'fn' (buffer or address expected, got string)", M.mlock, "x", 1)
     H.raises("bad argument #1 to 'fn' (buffer or address expected, got table)", M.mprotect, {}, 1, RW)
   end)
@@ -1071,7 +1071,7 @@ describe("the C-shaped forms", function()
                               mlock = M.mlock, munlock = M.munlock } do
         -- mlock(addr, len) has no third argument (with one, it is mlock(b, off, len))
         local x = (name ~= "mlock" and name ~= "munlock") and M.PROT_READ or nil
-        H.raises("bad argument #1 to 'fn' (buffer or address expected, got nil)", fn)
+        H.raises("bad argument #1 to 'fn' (buffer or address expected, got no value)", fn)
         H.raises("bad argument #2 to 'fn' (number expected", fn, b)
         H.raises("size out of range", fn, b, -1, x)
         H.raises("size out of range", fn, b, math.mininteger, x)

@@ -27,6 +27,15 @@ core.allocator_methods.draw = require("memlab.draw").allocator
 -- depending on the run's hash order. Now it is always memlab.x.
 package.loaded["memlab.core"] = setmetatable({}, { __index = core, __metatable = "memlab.core" })
 
+-- A value's type as Lua's own argument errors name it: a buffer is "memlab.buffer", an open
+-- file "FILE*" (the __name, or the name a hidden metatable gives), anything else its type.
+local function typename(v)
+  if type(v) ~= "userdata" then return type(v) end
+  local mt = getmetatable(v)
+  if type(mt) == "string" then return mt end
+  return type(mt) == "table" and type(rawget(mt, "__name")) == "string" and mt.__name or "userdata"
+end
+
 -- Reads /proc/<pid>/<what> (pid defaults to self) whole, in one read (see core.readproc);
 -- returns the text or nil, msg, errno.
 local function procfile(pid, what)
@@ -229,7 +238,7 @@ function M.report(file)
     local w = type(file) == "table" and file.write
     if type(w) ~= "function" then
       error(("bad argument #1 to 'report' (open file expected, got %s)"):format(
-        io.type(file) or type(file)), 2)
+        io.type(file) or typename(file)), 2)
     end
   end
   collectgarbage("collect")
@@ -279,7 +288,7 @@ Snapshot.__index = Snapshot
 -- The snapshot method's self and key, checked (level 3: the caller of the method).
 local function check_snapshot(snap, fname, key, keyarg)
   if getmetatable(snap) ~= Snapshot then
-    error(("calling '%s' on bad self (snapshot expected, got %s)"):format(fname, type(snap)), 3)
+    error(("calling '%s' on bad self (snapshot expected, got %s)"):format(fname, typename(snap)), 3)
   end
   if key ~= nil and key ~= "site" and key ~= "stack" then
     error(("bad argument #%d to '%s' (\"site\" or \"stack\" expected, got %s)"):format(
@@ -390,7 +399,7 @@ function M.map(t)
   end
   for _, k in ipairs { "shared", "populate", "lock" } do -- true/false fields: "no" is no false
     if t[k] ~= nil and type(t[k]) ~= "boolean" then
-      error(("bad argument #1 to 'map' (%s: boolean expected, got %s)"):format(k, type(t[k])), 2)
+      error(("bad argument #1 to 'map' (%s: boolean expected, got %s)"):format(k, typename(t[k])), 2)
     end
   end
   local prot = prot_bits(t.prot or "rw")
@@ -458,9 +467,11 @@ end
 --- M.octal("666") -> 438: a permission mode as C writes it. Lua has no octal literals: 0666 in
 -- Lua is the decimal number 666, which as a mode means something else entirely (and, or'ed into
 -- shmget's flags, sets IPC_CREAT). Accepts the digits with or without leading zeros or "0o".
-function M.octal(s)
+function M.octal(...)
+  local s = ...
   if type(s) ~= "string" then
-    error(("bad argument #1 to 'octal' (string expected, got %s)"):format(type(s)), 2)
+    error(("bad argument #1 to 'octal' (string expected, got %s)"):format(
+      select("#", ...) == 0 and "no value" or typename(s)), 2)
   end
   local digits = s:match("^0[oO]([0-7]+)$") or s:match("^([0-7]+)$")
   if not digits or #digits > 21 then
