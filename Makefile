@@ -23,7 +23,7 @@ SETUP    := scripts/setup.sh
 
 .PHONY: all lab lab-quick test bench install clean env setup-build setup-test setup-bench
 # memlab, and the test-only module the specs load, so that `make && busted --lua=lua5.4` runs them all
-all: $(BUILD)/memlab/core.so $(BUILD)/test/crashme.so
+all: $(BUILD)/memlab/core.so $(BUILD)/test/crashme.so $(BUILD)/test/failinj.so
 
 include $(sort $(wildcard mk/*.mk))
 

@@ -326,6 +326,11 @@ static int buf_tostring(lua_State *L) {
   return 1;
 }
 
+/* The call a kind's release names when the kernel refused it ("munmap", "shmdt"): set by the
+ * release, read by buf_free_at for the message. Per thread: C programs run states on several. */
+static _Thread_local const char *g_refused_by;
+void owner_refused_by(const char *call) { g_refused_by = call; }
+
 /* b:free(): the one explicit release, also behind M.free, b:unmap and a:free, of the buffer at
  * idx. A view cannot be freed; a second free raises naming the first. */
 int buf_free_at(lua_State *L, int idx) {
@@ -336,8 +341,9 @@ int buf_free_at(lua_State *L, int idx) {
     return luaL_error(L, "double free (buffer already %s at %s; allocated at %s)", o->why,
                       o->freed_at.where, o->alloc_at.where);
   if (!owner_alive(o)) owner_deaderror(L, o);
+  g_refused_by = NULL;
   int err = owner_release(L, o, o->kind->gone, 1);
-  if (err) return push_syserror(L, o->kind->name, err);
+  if (err) return push_syserror(L, g_refused_by ? g_refused_by : o->kind->name, err);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -158,7 +158,12 @@ void alloc_checkopts(lua_State *L, const char *what, const char *const known[]) 
 
 int alloc_block_release(Owner *o) {
   Allocator *a = (Allocator *)o->ctx;
-  return a->ops->free(&a->u, o->base) == ML_OK ? 0 : EINVAL;
+  ml_status st = a->ops->free(&a->u, o->base);
+  if (st == ML_ESOURCE) { /* a large block's own mapping: the block lives on */
+    owner_refused_by("munmap");
+    return a->src.last_err ? a->src.last_err : ENOMEM;
+  }
+  return st == ML_OK ? 0 : EINVAL;
 }
 
 Owner *alloc_newblock(lua_State *L, int ai, Allocator *a) {
@@ -454,7 +459,9 @@ static int la_bounds(lua_State *L) {
 }
 
 /* Destroys a live allocator: its memory goes back, every block dies. */
-static void destroy(lua_State *L, Allocator *a, int level) {
+/* Destroys a: every block dies. 0, or the errno of the kernel's refusal to take some of the
+ * arena back (it is then left to the process: the allocator is destroyed all the same). */
+static int destroy(lua_State *L, Allocator *a, int level) {
   if (a->arena.state == OWNER_LIVE) a->ops->destroy(&a->u);
   /* idempotent; also a source a failed constructor had set up. Over sbrk with something above
    * (EBUSY), the arena's part of the break stays memlab's, given back once it is the top. An
@@ -466,14 +473,21 @@ static void destroy(lua_State *L, Allocator *a, int level) {
   else if (err == 0)
     brk_settle();
   owner_die(L, &a->arena, "destroyed", level);
+  return err == EBUSY ? 0 : err;
 }
 
+/* a:destroy() -> true, or nil, msg, errno when the kernel kept part of the arena (the allocator
+ * is destroyed all the same, as a file is closed by a refused close) */
 static int la_destroy(lua_State *L) {
   Allocator *a = toalloc(L, 1);
   if (a->arena.state == OWNER_DEAD)
     return luaL_error(L, "allocator already destroyed at %s", a->arena.freed_at.where);
-  destroy(L, a, 1);
-  return 0;
+  int err = destroy(L, a, 1);
+  if (err)
+    return push_syserrorf(L, "destroy", err, "%s kept part of the arena: it stays mapped",
+                          a->src.kind == ML_SRC_SBRK ? "brk" : "munmap");
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int la_gc(lua_State *L) {

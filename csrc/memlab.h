@@ -61,10 +61,14 @@ void protmap_resize(ProtMap *pm, size_t npages);
 typedef struct MemKind {
   const char *name;          /* what b:kind() returns */
   const char *gone;          /* how its memory goes back, for messages: "freed", "unmapped" */
-  int (*release)(Owner *o);  /* NULL: nothing to give back */
+  int (*release)(Owner *o);  /* NULL: nothing to give back; 0 or the errno of a refusal, after
+                                owner_refused_by(the call refused) */
   void (*forget)(Owner *o);  /* NULL: no bookkeeping */
   unsigned flags;            /* MK_* below */
 } MemKind;
+
+/* A release about to return an errno names the call the kernel refused (for b:free's message). */
+void owner_refused_by(const char *call);
 
 #define MK_GUARDED 1u  /* page-backed: accesses run under the fault guard */
 

@@ -88,25 +88,47 @@ unsigned prot_from_sys(int prot) {
          ((prot & PROT_EXEC) ? OWN_PROT_EXEC : 0u);
 }
 
-/* Gives a mapping back. A MAP_FIXED child hands its range back to its parent as fresh anonymous
- * pages with the parent's protection, so no hole opens inside the parent. Every armed snapshot
- * inside the range ends first (a child's too: its memory goes with the parent's). */
-static int mmap_release(Owner *o) {
+/* A MAP_FIXED child hands its range back to its parent as fresh anonymous pages with the
+ * parent's protection. One mmap replaces the whole range (with the protection of the parent's
+ * first page there), so that a refusal changes nothing; the parent's other protections follow by
+ * mprotect, and where the kernel refuses one, the parent's record takes the protection the pages
+ * kept, so that it says what the kernel does. */
+static int hand_back(Owner *o) {
   MapInfo *mi = MAPINFO(o);
-  snap_end_range(o->base, mi->maplen);
-  if (!o->parent) return sys_munmap(o->base, mi->maplen);
-  const Owner *p = o->parent;
-  size_t ps = sys_pagesize(), first = (size_t)(o->base - p->base) / ps;
-  for (size_t i = 0; i < mi->pm.npages;) {
+  Owner *p = o->parent;
+  size_t ps = sys_pagesize(), first = (size_t)(o->base - p->base) / ps, n = mi->pm.npages;
+  unsigned prot0 = protmap_get(p->protmap, first);
+  void *out;
+  int err = sys_mmap(o->base, n * ps, prot_to_sys(prot0), MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                     -1, 0, &out);
+  if (err) return err;
+  for (size_t i = protmap_runend(p->protmap, first) - first; i < n;) {
     unsigned prot = protmap_get(p->protmap, first + i);
     size_t j = protmap_runend(p->protmap, first + i) - first;
-    if (j > mi->pm.npages) j = mi->pm.npages;
-    void *out;
-    int err = sys_mmap(o->base + i * ps, (j - i) * ps, prot_to_sys(prot),
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0, &out);
-    if (err) return err;
+    if (j > n) j = n;
+    if (prot != prot0 && sys_mprotect(o->base + i * ps, (j - i) * ps, prot_to_sys(prot))) {
+      size_t nruns;
+      ProtRun *runs = protmap_prepare(&MAPINFO(p)->pm, first + i, j - i, prot0, &nruns);
+      if (runs) protmap_install(&MAPINFO(p)->pm, runs, nruns);
+    }
     i = j;
   }
+  return 0;
+}
+
+/* Gives a mapping back (a MAP_FIXED child to its parent, see hand_back). The armed snapshots
+ * inside the range (a child's too: its memory goes with the parent's) end once it is gone; if
+ * the kernel refuses, they go on. */
+static int mmap_release(Owner *o) {
+  MapInfo *mi = MAPINFO(o);
+  snap_hold_range(o->base, mi->maplen, 1);
+  int err = o->parent ? hand_back(o) : sys_munmap(o->base, mi->maplen);
+  if (err) {
+    owner_refused_by(o->parent ? "mmap" : "munmap");
+    snap_hold_range(o->base, mi->maplen, 0);
+    return err;
+  }
+  snap_end_range(o->base, mi->maplen);
   return 0;
 }
 
@@ -470,11 +492,16 @@ static int mmap_munmap(lua_State *L) {
   return buf_free_at(L, 1);
 }
 
-/* mremap's EFAULT: the range is more than one kernel mapping (valgrind says EINVAL). */
-static int several_mappings(lua_State *L) {
-  return push_syserrorf(L, "mremap", EFAULT, "the mapping is several kernel mappings (its pages "
-                        "have different protections): mremap moves or grows only one; give its "
-                        "pages one protection first");
+/* mremap's EFAULT: the range is more than one kernel mapping (valgrind says EINVAL). With one
+ * protection all over, what split it is a lock or an advice on part of it. */
+static int several_mappings(lua_State *L, int mixed) {
+  if (mixed)
+    return push_syserrorf(L, "mremap", EFAULT, "the mapping is several kernel mappings (its pages "
+                          "have different protections): mremap moves or grows only one; give its "
+                          "pages one protection first");
+  return push_syserrorf(L, "mremap", EFAULT, "the mapping is several kernel mappings (a lock on "
+                        "part of it, b:lock or M.mlock, or an advice on part of it splits it): "
+                        "mremap moves or grows only one; unlock it, or advise it whole, first");
 }
 
 static void read_byte(void *p) { (void)*(volatile unsigned char *)p; }
@@ -561,7 +588,7 @@ static int mmap_remap(lua_State *L) {
                           "map a new one and copy");
   unsigned uniform;
   if (newmap > mi->maplen && !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform))
-    return several_mappings(L);
+    return several_mappings(L, 1);
   /* the mappings placed inside die with the remap: they go first, so that the range is one
    * kernel mapping (mremap moves or grows only one) and keeps no protection of theirs */
   int err = release_inner(L, o, "killed by remapping its parent");
@@ -569,7 +596,7 @@ static int mmap_remap(lua_State *L) {
   void *p;
   err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
   if (err == EAGAIN && newmap > mi->maplen) return lock_error(L, "mremap", err, newmap - mi->maplen);
-  if (err == EFAULT) return several_mappings(L);
+  if (err == EFAULT) return several_mappings(L, !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform));
   if (err == ENOMEM && !may_move && newmap > mi->maplen)
     return push_syserrorf(L, "mremap", err, "it cannot grow in place (most often because the pages "
                           "after it are in use): b:remap(n, true) lets it move");

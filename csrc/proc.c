@@ -255,7 +255,7 @@ static int proc_exepath(lua_State *L) {
   else
     snprintf(link, sizeof link, "/proc/%lld/exe", (long long)luaL_checkinteger(L, 1));
   ssize_t n = readlink(link, path, sizeof path - 1);
-  if (n < 0) return push_syserror(L, "readlink", errno);
+  if (n < 0) return push_syserror(L, link, errno);
   lua_pushlstring(L, path, (size_t)n);
   return 1;
 }

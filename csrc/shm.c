@@ -17,7 +17,11 @@
 #include "memlab.h"
 #include "sys.h"
 
-static int shm_release(Owner *o) { return sys_shmdt(o->base); }
+static int shm_release(Owner *o) {
+  int err = sys_shmdt(o->base);
+  if (err) owner_refused_by("shmdt");
+  return err;
+}
 
 static const MemKind shm_kind = {"shm", "detached", shm_release, NULL, MK_GUARDED};
 

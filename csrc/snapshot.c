@@ -35,6 +35,7 @@ struct Snapshot {
   uint8_t *armed;         /* 1: write-protected by the snapshot, not yet copied */
   volatile size_t ncopied;
   int active;             /* armed on a live mapping */
+  volatile int held;      /* its mapping is being released: the claimer leaves its pages alone */
   int dead;               /* its mapping went away: the snapshot can no longer be read */
   const char *why;        /* why it ended while its mapping lives on, or NULL */
 };
@@ -77,15 +78,19 @@ static Snapshot *slot_meeting(int k, const void *lo, const void *hi) {
  * truncated: SIGBUS), the guard abandons the copy, and the page stays lost (s:read and s:restore
  * say so rather than make up its contents). */
 #define PAGE_LOST 2
+static void save_page(Snapshot *s, size_t i) {
+  volatile uint8_t *state = s->copied + i; /* stores a fault's longjmp must find in place */
+  *state = PAGE_LOST;
+  memcpy(s->copy + i * s->ps, s->base + i * s->ps, s->ps);
+  *state = 1;
+  s->ncopied++;
+}
+
 static int copy_page(Snapshot *s, size_t i) {
   unsigned char *page = s->base + i * s->ps;
   if (mprotect(page, s->ps, prot_to_sys(protmap_get(s->o->protmap, i))) != 0) return 0;
   s->armed[i] = 0;
-  volatile uint8_t *state = s->copied + i; /* stores a fault's longjmp must find in place */
-  *state = PAGE_LOST;
-  memcpy(s->copy + i * s->ps, page, s->ps);
-  *state = 1;
-  s->ncopied++;
+  save_page(s, i);
   return 1;
 }
 
@@ -102,16 +107,29 @@ static int snap_claim(int signo, siginfo_t *si) {
     Snapshot *s = slot_meeting(k, (const void *)a, (const void *)(a + 1));
     if (!s) continue;
     size_t i = (a - (uintptr_t)s->base) / s->ps;
-    return s->armed[i] ? copy_page(s, i) : 0;
+    return s->armed[i] && !s->held ? copy_page(s, i) : 0;
   }
   return 0;
 }
 
 /* Write-protects pages [i, i+n), whose protection prot (memlab's) has PROT_WRITE, and marks
- * them armed; on failure they stay as they were, unarmed. */
-static void arm(Snapshot *s, size_t i, size_t n, unsigned prot) {
-  if (sys_mprotect(s->base + i * s->ps, n * s->ps, prot_to_sys(prot & ~OWN_PROT_WRITE)) == 0)
-    memset(s->armed + i, 1, n);
+ * them armed: 0, or the errno of a refusal, which leaves them as they were, unarmed. */
+static int arm(Snapshot *s, size_t i, size_t n, unsigned prot) {
+  int err = sys_mprotect(s->base + i * s->ps, n * s->ps, prot_to_sys(prot & ~OWN_PROT_WRITE));
+  if (!err) memset(s->armed + i, 1, n);
+  return err;
+}
+
+static void save_page_fn(void *arg);
+
+/* Saves pages [i, i+n) now, as their first write would: for pages the snapshot must hold but
+ * could not arm (the kernel refused the mprotect), so that no write to them goes unseen. Each is
+ * read under the guard (a truncated file's page raises SIGBUS: it is then lost, as in a fault). */
+static void save_now(Snapshot *s, size_t i, size_t n);
+
+/* Arms pages [i, i+n) or, when the kernel refuses, saves them now. */
+static void arm_or_save(Snapshot *s, size_t i, size_t n, unsigned prot) {
+  if (arm(s, i, n, prot)) save_now(s, i, n);
 }
 
 /* Slots taken: a write that runs memset checks it before looking for armed pages. */
@@ -157,6 +175,20 @@ typedef struct PageArgs {
 static void copy_page_fn(void *arg) {
   PageArgs *a = (PageArgs *)arg;
   copy_page(a->s, a->i);
+}
+
+static void save_page_fn(void *arg) {
+  PageArgs *a = (PageArgs *)arg;
+  save_page(a->s, a->i);
+}
+
+static void save_now(Snapshot *s, size_t i, size_t n) {
+  for (size_t j = i; j < i + n; j++) {
+    if (s->copied[j] || s->armed[j]) continue;
+    PageArgs a = {s, j};
+    Fault f;
+    guard_call(save_page_fn, &a, s->base + j * s->ps, s->ps, NULL, 0, &f);
+  }
 }
 
 /* Outside the handler, a page is copied under the guard: reading it may raise SIGBUS (its file
@@ -263,6 +295,16 @@ void snap_end_range(const unsigned char *base, size_t len) {
   }
 }
 
+/* Before the memory of [base, base+len) is released (on = 1): the armed snapshots in it claim
+ * no fault from then on (the pages may be another mapping's a moment later); after a refused
+ * release (on = 0) they go on as before. */
+void snap_hold_range(const unsigned char *base, size_t len, int on) {
+  for (int k = 0; k < MAX_ARMED; k++) {
+    Snapshot *s = slot_meeting(k, base, base + len);
+    if (s && s->base >= base && (size_t)(s->base - base) < len) s->held = on;
+  }
+}
+
 /* Whether an armed snapshot covers any byte of [base, base+len). */
 int snap_armed_in(const unsigned char *base, size_t len) {
   for (int k = 0; k < MAX_ARMED; k++) {
@@ -279,14 +321,24 @@ void snap_after_protect(Owner *o, size_t first, size_t n) {
   if (!s || !s->active) return;
   for (size_t i = first; i < first + n && i < s->npages; i++) {
     unsigned prot = protmap_get(o->protmap, i);
-    if (!s->copied[i] && !s->armed[i] && (prot & OWN_PROT_WRITE)) arm(s, i, 1, prot);
+    if (!s->copied[i] && !s->armed[i] && (prot & OWN_PROT_WRITE)) arm_or_save(s, i, 1, prot);
+  }
+}
+
+/* Re-arms the pages a refused disarm had already given their protection back (writable, neither
+ * armed nor copied), so that the snapshot is whole again; a page that cannot be armed is saved. */
+static void rearm(Snapshot *s) {
+  for (size_t i = 0; i < s->npages; i++) {
+    unsigned prot = protmap_get(s->o->protmap, i);
+    if (!s->copied[i] && !s->armed[i] && (prot & OWN_PROT_WRITE)) arm_or_save(s, i, 1, prot);
   }
 }
 
 /* Disarms: armed pages get their protection back, one mprotect per run of armed pages of one
- * protection; the copies are kept until free. */
-static void disarm(Snapshot *s) {
-  if (!s->active) return;
+ * protection; the copies are kept until free. 0, or the errno of a refused mprotect: the
+ * snapshot is then armed and whole as before (rearm). */
+static int disarm(Snapshot *s) {
+  if (!s->active) return 0;
   for (size_t i = 0; i < s->npages;) {
     if (!s->armed[i]) {
       i++;
@@ -294,8 +346,38 @@ static void disarm(Snapshot *s) {
     }
     unsigned prot = protmap_get(s->o->protmap, i);
     size_t j = i, end = protmap_runend(s->o->protmap, i);
-    while (j < s->npages && j < end && s->armed[j]) s->armed[j++] = 0;
-    mprotect(s->base + i * s->ps, (j - i) * s->ps, prot_to_sys(prot));
+    while (j < s->npages && j < end && s->armed[j]) j++;
+    int err = sys_mprotect(s->base + i * s->ps, (j - i) * s->ps, prot_to_sys(prot));
+    if (err) {
+      rearm(s);
+      return err;
+    }
+    memset(s->armed + i, 0, j - i);
+    i = j;
+  }
+  unregister(s);
+  s->active = 0;
+  MAPINFO(s->o)->snap = NULL;
+  return 0;
+}
+
+/* Disarms when the snapshot must go whatever the kernel says (the collector, __close, a wipe):
+ * the pages the kernel keeps write-protected are recorded as read-only, so that the mapping's
+ * record (b:mapinfo, fault messages) says what the kernel does, and the snapshot ends. */
+static void disarm_anyway(Snapshot *s) {
+  if (!s->active || !disarm(s)) return;
+  for (size_t i = 0; i < s->npages;) {
+    size_t j = i;
+    while (j < s->npages && s->armed[j] && j < protmap_runend(s->o->protmap, i)) j++;
+    if (j == i) {
+      i++;
+      continue;
+    }
+    size_t nruns;
+    unsigned prot = protmap_get(s->o->protmap, i) & ~OWN_PROT_WRITE;
+    ProtRun *runs = protmap_prepare(&MAPINFO(s->o)->pm, i, j - i, prot, &nruns);
+    if (runs) protmap_install(&MAPINFO(s->o)->pm, runs, nruns);
+    memset(s->armed + i, 0, j - i);
     i = j;
   }
   unregister(s);
@@ -307,7 +389,7 @@ void snap_end_wiped(const unsigned char *base, size_t len) {
   for (int k = 0; k < MAX_ARMED; k++) {
     Snapshot *s = slot_meeting(k, base, base + len);
     if (s) {
-      disarm(s);
+      disarm_anyway(s);
       s->dead = 1;
       s->why = "its pages were advised MADV_WIPEONFORK: in this child of M.fork they are zeros, "
                "not what the snapshot saw";
@@ -316,7 +398,7 @@ void snap_end_wiped(const unsigned char *base, size_t len) {
 }
 
 static void snap_release(Snapshot *s) {
-  disarm(s);
+  disarm_anyway(s);
   if (s->copy) sys_munmap(s->copy, s->npages * s->ps);
   free(s->copied);
   free(s->armed);
@@ -386,14 +468,21 @@ static int snap_new(lua_State *L) {
     snap_release(s);
     return luaL_error(L, "too many active snapshots (at most %d in a process)", MAX_ARMED);
   }
+  s->active = 1;
+  mi->snap = s;
   for (size_t i = 0; i < s->npages;) { /* write-protect the writable runs */
     unsigned prot = protmap_get(o->protmap, i);
     size_t j = protmap_runend(o->protmap, i);
-    if (prot & OWN_PROT_WRITE) arm(s, i, j - i, prot);
+    int aerr = (prot & OWN_PROT_WRITE) ? arm(s, i, j - i, prot) : 0;
+    if (aerr) { /* refused as a whole: the runs armed so far are disarmed */
+      if (disarm(s) == 0) {
+        snap_release(s);
+        return push_syserror(L, "snapshot: mprotect", aerr);
+      }
+      break; /* and if that is refused too, the pages not armed were saved now (rearm) */
+    }
     i = j;
   }
-  s->active = 1;
-  mi->snap = s;
   return 1;
 }
 
@@ -467,12 +556,12 @@ static int snap_restore(lua_State *L) {
       sys_mprotect(page, s->ps, prot_to_sys(prot));
       mem_fault_raise(L, &f, s->o, NULL);
     }
+    /* the page equals its copy now: when it cannot be armed again (or given back a protection
+     * without write), it keeps the copy, and the snapshot stays right */
+    if ((prot & OWN_PROT_WRITE) ? arm(s, i, 1, prot) : sys_mprotect(page, s->ps, prot_to_sys(prot)))
+      continue;
     s->copied[i] = 0;
     s->ncopied--;
-    if (prot & OWN_PROT_WRITE)
-      arm(s, i, 1, prot);
-    else
-      sys_mprotect(page, s->ps, prot_to_sys(prot));
   }
   lua_settop(L, 1);
   return 1;
@@ -481,6 +570,8 @@ static int snap_restore(lua_State *L) {
 static int snap_free(lua_State *L) {
   Snapshot *s = snap_of(L, 1);
   if (!s || !s->copy) return luaL_error(L, "double free of a snapshot");
+  int err = disarm(s); /* refused: the snapshot stays armed and whole */
+  if (err) return push_syserror(L, "mprotect", err);
   snap_release(s);
   lua_pushboolean(L, 1);
   return 1;

@@ -178,6 +178,18 @@ describe("M.mmap of anonymous memory", function()
     b:free()
   end)
 
+  it("a remap refused because a lock on part of it split it says so, not protections", function()
+    if H.under() == "valgrind" then pending("valgrind's mremap answers EINVAL here") return end
+    local b = anon(3)
+    if not b:lock(0, ps) then b:free() pending("no mlock allowance here") return end
+    local r, msg, err = b:remap(16 * ps, true)
+    assert.is_nil(r)
+    assert.equal(M.EFAULT, err)
+    assert.matches("a lock on part of it", msg, 1, true)
+    assert.is_nil(msg:find("different protections", 1, true))
+    b:free()
+  end)
+
   it("takes an address hint without MAP_FIXED", function()
     local b = anon(1)
     local addr = b:address()

@@ -408,6 +408,37 @@ function H.run_lua(code, prefix)
   return out
 end
 
+--- Runs the Lua chunk `code` as H.run_lua does, with spec/c/failinj.c preloaded: memlab's
+-- calls named by `plan` ("fn:nth[:times[:errno]],...", see failinj.c) fail, counted only while
+-- the chunk holds the file whose path its global FAIL_WHILE names (the chunk calls refusing(fn),
+-- which creates it, runs fn and removes it, returning what fn returned). The chunk ends in
+-- `return v1, v2, ...`; returns the values as strings, a list, and the whole output. Nil and why
+-- under valgrind (the child runs natively: the specs run it there once) or without failinj.so.
+function H.refusing_values(plan, code)
+  if H.under() == "valgrind" then return nil, "the child interpreter runs natively: once is enough" end
+  local lib = package.searchpath("failinj", package.cpath)
+  if not lib then return nil, "build/test/failinj.so is not built (make test-helpers)" end
+  local flag = os.tmpname()
+  os.remove(flag)
+  local pre = os.getenv("LD_PRELOAD")
+  local prefix = ("env LD_PRELOAD=%q MEMLAB_FAIL=%q MEMLAB_FAIL_WHILE=%q "):format(
+    lib .. (pre and pre ~= "" and ":" .. pre or ""), plan, flag)
+  if H.under() == "asan" then -- failinj first, so that memlab's calls reach it before ASan's
+    prefix = prefix .. ("ASAN_OPTIONS=%q "):format((os.getenv("ASAN_OPTIONS") or "") ..
+                                                  ":verify_asan_link_order=0")
+  end
+  local chunk = ("local FAIL_WHILE = %q "):format(flag) .. "local function refusing(fn, ...) "
+    .. "io.open(FAIL_WHILE, 'w'):close() local r = table.pack(pcall(fn, ...)) "
+    .. "os.remove(FAIL_WHILE) if not r[1] then error(r[2], 0) end return table.unpack(r, 2, r.n) end "
+    .. ("local v = table.pack((function() %s end)()) "
+    .. "for i = 1, v.n do io.write(tostring(v[i]), \"\\30\") end"):format(code)
+  local out = H.run_lua(chunk, prefix)
+  os.remove(flag)
+  local values = {}
+  for field in out:gmatch("([^\30]*)\30") do values[#values + 1] = field end
+  return values, out
+end
+
 --- H.run_memlocked for a chunk that ends in `return v1, v2, ...`: the values as strings
 -- (tostring), a list, and the whole output for messages; or nil and why, as H.run_memlocked.
 function H.memlocked_values(kib, code)

@@ -310,7 +310,10 @@ static inline void fp_update(ml_freelist *a)
 /* Large blocks (freelist_large.c): a block of n bytes in its own mapping with its user area
  * aligned to align; its free; its resize (in place or by mremap). */
 void *fl_large_alloc(ml_freelist *a, size_t n, size_t align);
-void fl_large_free(ml_freelist *a, fl_large *L);
+/* Unmaps a large block: ML_OK, or ML_ESOURCE when the kernel refuses (the block stays live and
+ * listed), unless `anyway` (destroy, a realloc that moved it): then it is forgotten, its mapping
+ * left to the process. */
+ml_status fl_large_free(ml_freelist *a, fl_large *L, int anyway);
 void *fl_large_realloc(ml_freelist *a, fl_large *L, size_t n);
 
 /* Shared between freelist.c and freelist_check.c: classify a pointer that is not a live block's

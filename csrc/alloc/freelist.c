@@ -289,7 +289,7 @@ ml_status fl_init(ml_freelist *a, ml_pagesrc *src, const fl_config *cfg)
 void fl_destroy(ml_freelist *a)
 {
     if (!a->src) return;
-    while (a->large) fl_large_free(a, a->large);
+    while (a->large) fl_large_free(a, a->large, 1);
     if (a->base) {
         size_t committed = (size_t)(a->top - a->base);
         ml_san_release(a->base, committed);
@@ -360,15 +360,19 @@ static __attribute__((noinline)) ml_status free_slow(ml_freelist *a, void *p)
     if (!p) return ML_OK;
     ml_status st = fl_locate(a, p, &b, &L);
     if (st == ML_OK && L) {
+        fl_large v;
+        large_get(a, L, &v);
+        st = fl_large_free(a, L, 0);
+        if (st != ML_OK) {
+            a->st.failures++;
+            return a->err = st;
+        }
         if (a->dyn_mmap) {                       /* glibc's dynamic thresholds (freelist.h) */
-            fl_large v;
-            large_get(a, L, &v);
             if (v.maplen > a->mmap_min && v.maplen <= FL_DYN_MMAP_MAX) {
                 a->mmap_min = v.maplen;
                 if (a->dyn_trim) a->trim = 2 * v.maplen;
             }
         }
-        fl_large_free(a, L);
         a->st.frees++;
         return ML_OK;
     }
@@ -439,7 +443,7 @@ static __attribute__((noinline)) void *realloc_core(ml_freelist *a, void *p, siz
     if (b) {
         free_block(a, b, hdr_get(a, b));   /* afresh: alloc_core may have released a neighbour */
     } else {
-        fl_large_free(a, L);
+        fl_large_free(a, L, 1);
     }
     return q;
 }

@@ -54,23 +54,28 @@ void *fl_large_alloc(ml_freelist *a, size_t n, size_t align)
     return u;
 }
 
-void fl_large_free(ml_freelist *a, fl_large *L)
+ml_status fl_large_free(ml_freelist *a, fl_large *L, int anyway)
 {
     fl_large v;
     large_get(a, L, &v);
     char *u = (char *)L + FL_LARGE_HDR;
     size_t off = (size_t)(u - v.map);
+    int err = ml_src_unmap(a->src, v.map, v.maplen);  /* first: a refusal changes nothing */
+    if (err) {
+        a->src_err = err;
+        if (!anyway) return ML_ESOURCE;
+        a->src->mapped -= v.maplen;                   /* the process's now, not the arena's */
+    }
     ml_san_take(a->vg, a, u, v.requested);
+    ml_san_release(v.map, v.maplen);
     if (v.prev) large_set_next(a, v.prev, v.next);
     else a->large = v.next;
     if (v.next) large_set_prev(a, v.next, v.prev);
     a->nlarge--;
     a->large_hdr_bytes -= off;
     st_live_sub(a, v.requested);
-    ml_san_release(v.map, v.maplen);
-    int err = ml_src_unmap(a->src, v.map, v.maplen);
-    if (err) a->src_err = err;
     fp_update(a);
+    return ML_OK;
 }
 
 fl_large *fl_large_find(const ml_freelist *a, const void *p)

@@ -35,7 +35,9 @@ typedef enum ml_status {
     ML_EFOREIGN,   /* pointer never given out by this allocator */
     ML_EINTERIOR,  /* pointer inside a block, not at its start */
     ML_EDOUBLE,    /* the block is already free */
-    ML_ECORRUPT    /* an invariant is broken (check() says which) */
+    ML_ECORRUPT,   /* an invariant is broken (check() says which) */
+    ML_ESOURCE     /* the page source refused to take memory back (its last_err says why):
+                      nothing changed, the block is still live */
 } ml_status;
 
 /* A short lowercase text for a status ("double free"); never NULL. */

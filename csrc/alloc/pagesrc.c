@@ -51,10 +51,14 @@ int ml_sys_commit(void *addr, size_t len)
     return mprotect(addr, len, PROT_READ | PROT_WRITE) ? errno : 0;
 }
 
+/* Protection first: a refusal then changes nothing (the pages keep their contents, and the
+ * metadata the caller keeps there, such as a free block's footer, stays valid). A refused drop
+ * after it leaves the pages resident until they are committed again, which is all it costs. */
 int ml_sys_decommit(void *addr, size_t len)
 {
-    if (madvise(addr, len, MADV_DONTNEED)) return errno;
-    return mprotect(addr, len, PROT_NONE) ? errno : 0;
+    if (mprotect(addr, len, PROT_NONE)) return errno;
+    (void)madvise(addr, len, MADV_DONTNEED);
+    return 0;
 }
 
 void ml_zero(int vg, void *p, size_t n)
@@ -312,6 +316,7 @@ const char *ml_strstatus(ml_status s)
     case ML_EINTERIOR: return "pointer inside a block";
     case ML_EDOUBLE: return "double free";
     case ML_ECORRUPT: return "allocator corrupted";
+    case ML_ESOURCE: return "the page source refused to take the memory back";
     }
     return "unknown status";
 }

@@ -82,13 +82,24 @@ local function parse_mapline(line, exe)
   }
 end
 
+-- The path of pid's program, for telling its regions apart: nil when it has none (a kernel
+-- thread, a process gone meanwhile: ENOENT), nil, msg, errno when it cannot be read (the regions
+-- would be mislabelled).
+local function program_path(pid)
+  local exe, msg, code = core.exepath(pid)
+  if exe or code == core.ENOENT then return exe end
+  return nil, msg, code
+end
+
 --- M.maps([pid]) -> the regions of /proc/<pid>/maps, in address order:
 -- { from=, to=, perms="r-xp", offset=, dev="08:01", inode=, path="/usr/bin/lua5.4" | "[heap]" | "",
 --   kind="program"|"library"|"file"|"anon"|"heap"|"stack"|"vdso"|"vvar"|"vsyscall"|"shm"|"other" }
 function M.maps(pid)
   local text, msg, code = procfile(pid, "maps")
   if not text then return nil, msg, code end
-  local regions, exe = {}, core.exepath(pid)
+  local exe, emsg, ecode = program_path(pid)
+  if not exe and emsg then return nil, emsg, ecode end
+  local regions = {}
   for line in text:gmatch("[^\n]+") do regions[#regions + 1] = parse_mapline(line, exe) end
   return regions
 end
@@ -133,7 +144,9 @@ end
 function M.smaps(pid)
   local text, msg, code = procfile(pid, "smaps")
   if not text then return nil, msg, code end
-  local regions, cur, exe = {}, nil, core.exepath(pid)
+  local exe, emsg, ecode = program_path(pid)
+  if not exe and emsg then return nil, emsg, ecode end
+  local regions, cur = {}, nil
   for line in text:gmatch("[^\n]+") do
     local r = parse_mapline(line, exe)
     if r then

@@ -308,7 +308,7 @@ static void release_refused(void)
            "REFUSE_MUNMAP(7 * ps)\n"
            "local ok, msg, code = b:free()\n"
            "assert(ok == nil and code == M.ENOMEM, tostring(msg))\n"
-           "assert(msg == 'mmap: Cannot allocate memory', msg)\n"
+           "assert(msg == 'munmap: Cannot allocate memory', msg)\n"
            "assert(b:valid() and v:valid() and b[7 * ps - 1] == 7 and v[0] == 7)\n"
            "assert(M.region(b:address()), 'the mapping went')\n"
            "assert(b:free() == true and not b:valid() and not v:valid())");

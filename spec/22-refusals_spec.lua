@@ -1,0 +1,272 @@
+-- spec/22-refusals_spec.lua: what memlab does when the kernel refuses one of its own calls in the
+-- middle of an operation (mprotect, mmap, munmap, shmdt, readlink). Each case runs in a child
+-- lua5.4 with spec/c/failinj.c preloaded, which makes the chosen call fail (ENOMEM unless said)
+-- while the chunk runs `refusing(fn)`. The rule everywhere: either the operation is refused as a
+-- whole (nil, msg, errno, everything as it was) or it is done; never a half-done state, a buffer
+-- whose record disagrees with the kernel, or a snapshot that silently misses a write.
+local H = require "helpers"
+
+-- The child's prelude: memlab, a private anonymous mapping of n pages, and the kernel's idea of
+-- a page's protection (from /proc/self/maps).
+local PRE = "local M = require 'memlab' local ps = M.pagesize() "
+  .. "local function anon(n) return assert(M.mmap(nil, n * ps, M.PROT_READ | M.PROT_WRITE, "
+  .. "M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0)) end "
+  .. "local function kperm(b, pg) return M.region(b:address() + pg * ps).perms:sub(1, 3) end "
+  .. "local function rperm(b, pg) return tostring(b:slice(pg * ps, ps)):match(', (...)%)$') end "
+
+-- Runs the chunk with `plan` refused; returns the values (strings), or marks the test pending.
+local function run(plan, code)
+  local v, out = H.refusing_values(plan, PRE .. code)
+  if not v then pending(out) return nil end
+  return v, out
+end
+
+describe("a snapshot when the kernel refuses", function()
+  it("its arming: b:snapshot() returns nil, msg, errno and leaves every page writable", function()
+    local v, out = run("mprotect:1", [[
+      local b = anon(4)
+      b:protect("r", 2 * ps, ps)           -- three runs: rw, r, rw
+      b:write(0, "old")
+      local s, msg, code = refusing(b.snapshot, b) -- the first run's arming is refused
+      local k0, k3 = kperm(b, 0), kperm(b, 3)
+      local again = assert(b:snapshot())
+      b:write(0, "new")
+      return s, msg, code, k0, k3, again:read(0, 3)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("^snapshot: mprotect: ", v[2])
+    assert.equal(tostring(require("memlab").ENOMEM), v[3])
+    assert.same({ "rw-", "rw-", "old" }, { v[4], v[5], v[6] }, out)
+  end)
+
+  it("the arming of a later run: the runs armed before it are disarmed, and nil is returned", function()
+    local v, out = run("mprotect:2", [[
+      local b = anon(4)
+      b:protect("r", 2 * ps, ps)
+      local s, msg, code = refusing(b.snapshot, b)
+      b:write(0, "w0") b:write(3 * ps, "w3")        -- no fault: nothing stays armed
+      return s, msg, kperm(b, 0), kperm(b, 1), kperm(b, 2), kperm(b, 3), b:mapinfo().snapshot]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("mprotect", v[2])
+    assert.same({ "rw-", "rw-", "r--", "rw-", "false" }, { v[3], v[4], v[5], v[6], v[7] }, out)
+  end)
+
+  it("both a later arming and the undoing of an earlier one: the snapshot saves those pages now", function()
+    local v, out = run("mprotect:2:2", [[
+      local b = anon(4)
+      b:protect("r", 2 * ps, ps)
+      b:write(0, "p0") b:write(3 * ps, "p3")
+      local s = refusing(b.snapshot, b)
+      b:write(0, "x0") b:write(3 * ps, "x3")
+      return tostring(s ~= nil), s and s:read(0, 2), s and s:read(3 * ps, 2), b:read(0, 2)]])
+    if not v then return end
+    assert.same({ "true", "p0", "p3", "x0" }, v, out)
+  end)
+
+  it("re-arming a restored page: the snapshot keeps the page's copy, so a later write is not lost", function()
+    local v, out = run("mprotect:2", [[
+      local b = anon(2)
+      b:write(0, "old")
+      local s = assert(b:snapshot())
+      b:write(0, "new")
+      local r = refusing(s.restore, s)    -- 1: make the page writable, 2: re-arm it (refused)
+      local restored = b:read(0, 3)
+      b:write(0, "zzz")
+      return tostring(r == s), restored, s:read(0, 3), #s:diff()]])
+    if not v then return end
+    assert.same({ "true", "old", "old", "1" }, v, out)
+  end)
+
+  it("re-arming a page b:protect made writable again: the page is saved now", function()
+    local v, out = run("mprotect:2", [[
+      local b = anon(2)
+      b:write(0, "old")
+      b:protect("r", 0, ps)
+      local s = assert(b:snapshot())
+      refusing(b.protect, b, "rw", 0, ps)  -- 1: the protect itself, 2: arming the page (refused)
+      b:write(0, "new")
+      return s:read(0, 3), b:read(0, 3), kperm(b, 0)]])
+    if not v then return end
+    assert.same({ "old", "new", "rw-" }, v, out)
+  end)
+
+  it("disarming at s:free(): nil, msg, errno, and the snapshot stays armed and whole", function()
+    local v, out = run("mprotect:1", [[
+      local b = anon(2)
+      b:write(0, "old")
+      local s = assert(b:snapshot())
+      local ok, msg, code = refusing(s.free, s)
+      b:write(0, "new")                   -- still caught by the snapshot
+      local kept = s:read(0, 3)
+      local freed = s:free()
+      b:write(ps, "w")
+      return ok, msg, code, kept, tostring(freed), kperm(b, 0), kperm(b, 1), b:mapinfo().snapshot]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("^mprotect: ", v[2])
+    assert.same({ "old", "true", "rw-", "rw-", "false" }, { v[4], v[5], v[6], v[7], v[8] }, out)
+  end)
+
+  it("disarming when the collector frees it: the mapping's record says what the kernel kept", function()
+    local v, out = run("mprotect:1", [[
+      local b = anon(2)
+      local s = assert(b:snapshot())
+      s = nil
+      refusing(collectgarbage)
+      collectgarbage()
+      local ok, err = pcall(b.write, b, 0, "x")
+      return rperm(b, 0), kperm(b, 0), tostring(ok), tostring(err):match("read%-only memory") or err]])
+    if not v then return end
+    assert.equal(v[2], v[1], out)                       -- the record matches the kernel
+    assert.equal("r--", v[2], out)
+    assert.same({ "false", "read-only memory" }, { v[3], v[4] }, out) -- so memlab refuses the write
+  end)
+
+  it("unmapping its mapping: b:unmap() fails, and the snapshot still works", function()
+    local v, out = run("munmap:1", [[
+      local b = anon(2)
+      b:write(0, "old")
+      local s = assert(b:snapshot())
+      local ok, msg = refusing(b.unmap, b)
+      b:write(0, "new")
+      return ok, msg, s:read(0, 3), b:read(0, 3), tostring(b:unmap())]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("^munmap: ", v[2])
+    assert.same({ "old", "new", "true" }, { v[3], v[4], v[5] }, out)
+  end)
+end)
+
+describe("a mapping placed inside another (MAP_FIXED) when the kernel refuses", function()
+  it("handing its pages back: c:unmap() fails and c keeps its contents", function()
+    local v, out = run("mmap:1", [[
+      local p = anon(4)
+      local c = assert(M.mmap(p:address() + ps, 2 * ps, M.PROT_READ | M.PROT_WRITE,
+                              M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0))
+      c:write(0, "C0") c:write(ps, "C1")
+      local ok, msg = refusing(c.unmap, c)
+      return ok, msg, tostring(c:valid()), c:read(0, 2), c:read(ps, 2)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("^mmap: ", v[2])
+    assert.same({ "true", "C0", "C1" }, { v[3], v[4], v[5] }, out)
+  end)
+
+  it("a later call of the hand-back, over two protections of the parent: done or not at all", function()
+    local v, out = run("mmap:2", [[
+      local p = anon(4)
+      p:protect("r", 2 * ps, ps)
+      local c = assert(M.mmap(p:address() + ps, 2 * ps, M.PROT_READ | M.PROT_WRITE,
+                              M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0))
+      c:write(0, "C0") c:write(ps, "C1")
+      local ok = refusing(c.unmap, c)
+      local rec, pr = {}, {}
+      for pg = 0, 3 do rec[#rec + 1], pr[#pr + 1] = kperm(p, pg), rperm(p, pg) end
+      local valid = c:valid()
+      return tostring(ok), tostring(valid), valid and c:read(0, 2) .. c:read(ps, 2) or "",
+             table.concat(rec, " "), table.concat(pr, " ")]])
+    if not v then return end
+    if v[1] == "nil" then
+      assert.same({ "true", "C0C1" }, { v[2], v[3] }, out) -- refused: c as it was
+    else
+      assert.same({ "true", "false" }, { v[1], v[2] }, out) -- done: c gone, p's record true
+      assert.equal(v[4], v[5], out)
+    end
+  end)
+
+  it("giving a later run of the parent its protection: c is gone and the parent's record matches the kernel", function()
+    local v, out = run("mprotect:1", [[
+      local p = anon(4)
+      p:protect("r", 2 * ps, ps)          -- the parent's pages under c: rw, then r
+      local c = assert(M.mmap(p:address() + ps, 2 * ps, M.PROT_READ | M.PROT_WRITE,
+                              M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0))
+      local ok = refusing(c.unmap, c)
+      local rec, pr = {}, {}
+      for pg = 0, 3 do rec[#rec + 1], pr[#pr + 1] = kperm(p, pg), rperm(p, pg) end
+      return tostring(ok), tostring(c:valid()), table.concat(rec, " "), table.concat(pr, " ")]])
+    if not v then return end
+    assert.same({ "true", "false" }, { v[1], v[2] }, out)
+    assert.equal(v[3], v[4], out)       -- memlab's record of every page is the kernel's
+  end)
+end)
+
+describe("memlab's free list when the kernel refuses", function()
+  it("unmapping a large block: b:free() fails, the block lives on, a:check() holds", function()
+    local v, out = run("munmap:1", [[
+      local a = M.freelist{}
+      local b = assert(a:alloc(4 << 20))
+      b:write(0, "big")
+      local ok, msg, code = refusing(b.free, b)
+      local c1 = a:check()
+      local st = a:stats()
+      local kept = b:read(0, 3)
+      local again = b:free()
+      return ok, msg, tostring(c1), st.live_blocks, kept, tostring(again), tostring(a:check()),
+             a:stats().live_blocks]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("^munmap: ", v[2])
+    assert.same({ "true", "1", "big", "true", "true", "0" }, { v[3], v[4], v[5], v[6], v[7], v[8] }, out)
+  end)
+
+  it("taking back the top of its arena: a:check() holds and the arena works on", function()
+    local v, out = run("mprotect:1", [[
+      local a = M.freelist{ step = 64 << 10, trim = 128 << 10, mmap_threshold = 8 << 20 }
+      local b = assert(a:alloc(1 << 20))
+      refusing(b.free, b)                 -- the free top is trimmed: refused
+      local c1, why = a:check()
+      local c = assert(a:alloc(1 << 20))
+      c:fill(7)
+      c:free()
+      return tostring(c1), tostring(why), tostring(a:check())]])
+    if not v then return end
+    assert.same({ "true", "nil", "true" }, v, out)
+  end)
+end)
+
+describe("a refused release names the call that was refused", function()
+  it("munmap for a mapping", function()
+    local v, out = run("munmap:1", [[
+      local b = anon(1)
+      return refusing(b.free, b)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("^munmap: Cannot allocate memory", v[2])
+  end)
+
+  it("shmdt for a System V attachment", function()
+    local v, out = run("shmdt:1", [[
+      local id = assert(M.shmget(M.IPC_PRIVATE, ps, M.IPC_CREAT | 384))
+      local b = assert(M.shmat(id))
+      M.shmctl(id, M.IPC_RMID)
+      local r = table.pack(refusing(b.free, b))
+      b:free()
+      return table.unpack(r, 1, r.n)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("^shmdt: ", v[2])
+  end)
+
+  it("and a:destroy() says when the kernel kept some of the arena", function()
+    local v, out = run("munmap:1:9", [[
+      local a = M.buddy{ size = 1 << 20 }
+      local r = table.pack(refusing(a.destroy, a))
+      return r[1], r[2], tostring(a:valid())]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("munmap", v[2])
+    assert.equal("false", v[3], out)
+  end)
+end)
+
+describe("M.maps when the program's own path cannot be read", function()
+  it("returns nil, msg, errno instead of calling the program a file", function()
+    local v, out = run("readlink:1:1:EACCES", [[
+      return refusing(M.maps)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("exe", v[2])
+    assert.equal(tostring(require("memlab").EACCES), v[3], out)
+  end)
+end)
