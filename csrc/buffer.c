@@ -262,7 +262,7 @@ void owner_die(lua_State *L, Owner *o, const char *why, int level) {
     site_capture(L, &o->freed_at);
   else
     snprintf(o->freed_at.where, sizeof o->freed_at.where, "(garbage collector)");
-  if (o->kind->forget) o->kind->forget(o);
+  if (o->kind->forget) o->kind->forget(L, o);
 }
 
 /* Kills every view made so far (the memory moved or shrank); the root stays usable. */

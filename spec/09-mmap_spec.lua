@@ -190,6 +190,29 @@ describe("M.mmap of anonymous memory", function()
     b:free()
   end)
 
+  it("forgets a freed mapping at once: the registry of mappings holds the live ones only", function()
+    -- the registry's walks (an address's mapping, the mappings inside one) cost what it holds:
+    -- it used to keep every mapping made since the collector last ran
+    local keep = anon(1)
+    local reg
+    for _, t in pairs(debug.getregistry()) do
+      if type(t) == "table" then
+        for _, v in pairs(t) do if rawequal(v, keep) then reg = t end end
+      end
+    end
+    assert.is_table(reg)
+    collectgarbage("stop")
+    local ok, err = pcall(function()
+      for _ = 1, 200 do anon(1):free() end
+      local n = 0
+      for _ in pairs(reg) do n = n + 1 end
+      assert.equal(1, n)
+    end)
+    collectgarbage("restart")
+    keep:free()
+    assert(ok, err)
+  end)
+
   it("takes an address hint without MAP_FIXED", function()
     local b = anon(1)
     local addr = b:address()
