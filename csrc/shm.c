@@ -65,6 +65,10 @@ static int shm_shmget(lua_State *L) {
   int flags = (int)arg_mode(L, 3, 0, INT_MAX, "flags"); /* (a mode among them) */
   int id;
   int err = sys_shmget(key, size, flags, &id);
+  if (err == ENOSPC) { /* the system's table of segments is full: attachments left to the */
+    lua_gc(L, LUA_GCCOLLECT, 0); /* collector may hold removed ones; collect them, try again */
+    err = sys_shmget(key, size, flags, &id);
+  }
   if (err) return push_syserror(L, "shmget", err);
   lua_pushinteger(L, id);
   return 1;

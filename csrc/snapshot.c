@@ -423,8 +423,18 @@ static Snapshot *check_snap(lua_State *L, int idx) {
   return s;
 }
 
+static int slot_free(void) {
+  for (int k = 0; k < MAX_ARMED; k++)
+    if (!__atomic_load_n(&g_armed[k], __ATOMIC_ACQUIRE)) return 1;
+  return 0;
+}
+
 /* b:snapshot() -> snapshot of a private or anonymous mapping (one at a time per mapping) */
 static int snap_new(lua_State *L) {
+  check_mapping(L, 1, "snapshot", NULL);
+  /* every slot taken: snapshots left to the collector may hold them (a loop that drops them ran
+   * out after about 100); a full collection first, and the checks below see what it did */
+  if (!slot_free()) lua_gc(L, LUA_GCCOLLECT, 0);
   Buffer *b;
   Owner *o = check_mapping(L, 1, "snapshot", &b);
   MapInfo *mi = MAPINFO(o);

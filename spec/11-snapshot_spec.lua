@@ -455,6 +455,17 @@ describe("b:snapshot()", function()
     for _, b in ipairs(maps) do b:free() end
   end)
 
+  it("collects snapshots left to the collector when the 64 slots are taken", function()
+    local maps = {}
+    for i = 1, 200 do
+      maps[i] = anon(1)
+      local _ = maps[i]:snapshot() -- dropped at once: only the collector frees it
+    end
+    local s = assert(maps[1]:snapshot())
+    s:free()
+    for _, b in ipairs(maps) do b:free() end
+  end)
+
   describe("under a fork", function()
     it("the child's writes to an armed page change neither the parent's mapping nor its snapshot", function()
       local b = patterned(4)

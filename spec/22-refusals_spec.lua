@@ -260,6 +260,22 @@ describe("a refused release names the call that was refused", function()
   end)
 end)
 
+describe("M.shmget when the system's table of segments is full (ENOSPC)", function()
+  it("collects the attachments left to the collector, which may hold removed segments, and tries again", function()
+    local v, out = run("shmget:1:1:ENOSPC", [[
+      local id0 = assert(M.shmget(M.IPC_PRIVATE, ps, M.IPC_CREAT | 384))
+      local dropped = assert(M.shmat(id0))
+      M.shmctl(id0, M.IPC_RMID)           -- it goes at its last detach: the collector's
+      local gone = setmetatable({ dropped }, { __mode = "v" })
+      dropped = nil
+      local id, msg = refusing(M.shmget, M.IPC_PRIVATE, ps, M.IPC_CREAT | 384)
+      if id then M.shmctl(id, M.IPC_RMID) end
+      return type(id), tostring(msg), tostring(gone[1] == nil)]])
+    if not v then return end
+    assert.same({ "number", "nil", "true" }, v, out)
+  end)
+end)
+
 describe("M.maps when the program's own path cannot be read", function()
   it("returns nil, msg, errno instead of calling the program a file", function()
     local v, out = run("readlink:1:1:EACCES", [[

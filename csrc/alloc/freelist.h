@@ -162,7 +162,9 @@ void *fl_realloc(ml_freelist *a, void *p, size_t n);
 void *fl_memalign(ml_freelist *a, size_t align, size_t n);
 /* free(NULL) is ML_OK. Foreign, interior and double frees change nothing. A block that had a
  * mapping of its own (a large one) is forgotten with its mapping: freeing it again is
- * ML_EFOREIGN, not ML_EDOUBLE. After fl_destroy, or a failed fl_init, every call fails. */
+ * ML_EFOREIGN, not ML_EDOUBLE; if the kernel refuses to unmap it, ML_ESOURCE (the page source's
+ * last_err says why), and the block stays live. After fl_destroy, or a failed fl_init, every
+ * call fails. */
 ml_status fl_free(ml_freelist *a, void *p);
 ml_status fl_usable_size(const ml_freelist *a, const void *p, size_t *out);
 

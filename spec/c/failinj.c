@@ -42,7 +42,7 @@ static const char *g_while;
 static int errno_of(const char *s) {
   static const struct { const char *name; int e; } names[] = {
     {"ENOMEM", ENOMEM}, {"EACCES", EACCES}, {"EINVAL", EINVAL}, {"EAGAIN", EAGAIN},
-    {"EPERM", EPERM}, {"EFAULT", EFAULT}, {"EIO", EIO}};
+    {"EPERM", EPERM}, {"EFAULT", EFAULT}, {"EIO", EIO}, {"ENOSPC", ENOSPC}};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strcmp(s, names[i].name) == 0) return names[i].e;
   int e = atoi(s);
@@ -136,6 +136,12 @@ void *mremap(void *old, size_t oldlen, size_t newlen, int flags, ...) {
   }
   if (refuse("mremap", __builtin_return_address(0))) return MAP_FAILED;
   return real_mremap(old, oldlen, newlen, flags, to);
+}
+
+int shmget(key_t key, size_t size, int flags) {
+  REAL(shmget);
+  if (refuse("shmget", __builtin_return_address(0))) return -1;
+  return real_shmget(key, size, flags);
 }
 
 int shmdt(const void *addr) {
