@@ -21,6 +21,12 @@ MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const Fault *f, const Owner *
     owner_describe(o, d, sizeof d);
   else
     strcpy(d, "?");
+  int snaperr = f->signo == SIGSEGV && f->code == SEGV_ACCERR ? snap_refused_at(f->addr) : 0;
+  if (snaperr) /* not a hardware fault as such: memlab's own snapshot could not save the page */
+    luaL_error(L, "memory fault: %s (%s) at %s in " BUFFER_T ": %s: the page is armed by a "
+                  "snapshot, which could not save it before the write (mprotect: %s); the write "
+                  "did not happen and may be tried again", guard_signame(f->signo),
+               guard_codename(f->signo, f->code), addr_text(f->addr).s, d, strerror(snaperr));
   luaL_error(L, "memory fault: %s (%s) at %s in " BUFFER_T ": %s", guard_signame(f->signo),
              guard_codename(f->signo, f->code), addr_text(f->addr).s, d);
   for (;;) {}

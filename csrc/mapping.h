@@ -66,6 +66,7 @@ void snap_end_wiped(const unsigned char *base, size_t len);
 void snap_on_release(Owner *o);
 void snap_end_range(const unsigned char *base, size_t len);
 void snap_hold_range(const unsigned char *base, size_t len, int on);
+int snap_refused_at(uintptr_t addr);
 int snap_armed_in(const unsigned char *base, size_t len);
 
 /* The error of a refused lock of len more bytes (mlock, or a mapping locked by MAP_LOCKED or

@@ -36,6 +36,7 @@ struct Snapshot {
   volatile size_t ncopied;
   int active;             /* armed on a live mapping */
   volatile int held;      /* its mapping is being released: the claimer leaves its pages alone */
+  volatile int claim_err; /* errno of the claimer's last refused mprotect (for the message) */
   int dead;               /* its mapping went away: the snapshot can no longer be read */
   const char *why;        /* why it ended while its mapping lives on, or NULL */
 };
@@ -88,7 +89,10 @@ static void save_page(Snapshot *s, size_t i) {
 
 static int copy_page(Snapshot *s, size_t i) {
   unsigned char *page = s->base + i * s->ps;
-  if (mprotect(page, s->ps, prot_to_sys(protmap_get(s->o->protmap, i))) != 0) return 0;
+  if (mprotect(page, s->ps, prot_to_sys(protmap_get(s->o->protmap, i))) != 0) {
+    s->claim_err = errno;
+    return 0;
+  }
   s->armed[i] = 0;
   save_page(s, i);
   return 1;
@@ -303,6 +307,16 @@ void snap_hold_range(const unsigned char *base, size_t len, int on) {
     Snapshot *s = slot_meeting(k, base, base + len);
     if (s && s->base >= base && (size_t)(s->base - base) < len) s->held = on;
   }
+}
+
+/* Why an access fault at addr was not claimed when it lies on a page an armed snapshot of this
+ * thread's could not save (the kernel refused to unprotect it): an errno, or 0. */
+int snap_refused_at(uintptr_t addr) {
+  for (int k = 0; k < MAX_ARMED; k++) {
+    const Snapshot *s = slot_meeting(k, (const void *)addr, (const void *)(addr + 1));
+    if (s && s->active && s->armed[(addr - (uintptr_t)s->base) / s->ps]) return s->claim_err;
+  }
+  return 0;
 }
 
 /* Whether an armed snapshot covers any byte of [base, base+len). */

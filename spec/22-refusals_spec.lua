@@ -91,6 +91,20 @@ describe("a snapshot when the kernel refuses", function()
     assert.same({ "old", "new", "rw-" }, v, out)
   end)
 
+  it("unprotecting a page to save it before a write: the error says so, and the write can be retried", function()
+    local v, out = run("mprotect:1", [[
+      local b = anon(2)
+      b:write(0, "old")
+      local s = assert(b:snapshot())
+      local ok, err = refusing(pcall, b.write, b, 0, "new")
+      b:write(0, "new")                   -- the page is still armed: this write saves it
+      return tostring(ok), err, s:read(0, 3), b:read(0, 3)]])
+    if not v then return end
+    assert.equal("false", v[1], out)
+    assert.matches("armed by a snapshot, which could not save it before the write %(mprotect: ", v[2])
+    assert.same({ "old", "new" }, { v[3], v[4] }, out)
+  end)
+
   it("disarming at s:free(): nil, msg, errno, and the snapshot stays armed and whole", function()
     local v, out = run("mprotect:1", [[
       local b = anon(2)
