@@ -25,7 +25,8 @@ MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const Fault *f, const Owner *
   if (snaperr) /* not a hardware fault as such: memlab's own snapshot could not save the page */
     luaL_error(L, "memory fault: %s (%s) at %s in " BUFFER_T ": %s: the page is armed by a "
                   "snapshot, which could not save it before the write (mprotect: %s); the write "
-                  "did not happen and may be tried again", guard_signame(f->signo),
+                  "stopped there (before it, a write of several pages may have written the "
+                  "pages it could) and may be tried again", guard_signame(f->signo),
                guard_codename(f->signo, f->code), addr_text(f->addr).s, d, strerror(snaperr));
   luaL_error(L, "memory fault: %s (%s) at %s in " BUFFER_T ": %s", guard_signame(f->signo),
              guard_codename(f->signo, f->code), addr_text(f->addr).s, d);
@@ -265,6 +266,14 @@ static int bufops_cstring(lua_State *L) {
 }
 
 /* b:fill(byte, off, len) -> b */
+/* Raises when an armed snapshot could not save the pages a fill or wipe is about to write (the
+ * kernel refused to unprotect one): nothing was written. */
+static void snap_fill_check(lua_State *L, int err) {
+  if (err)
+    luaL_error(L, "an armed snapshot could not save the pages before the write (mprotect: %s): "
+                  "nothing was written, and the write may be tried again", strerror(err));
+}
+
 static int bufops_fill(lua_State *L) {
   size_t len, off, n;
   Buffer *b;
@@ -272,7 +281,7 @@ static int bufops_fill(lua_State *L) {
   int c = arg_byte(L, 2);
   arg_range(L, 3, 4, len, &off, &n);
   mem_check_write(L, b->o, b->off + off, n);
-  if (mem_guarded(b->o)) snap_before_fill(b->o, b->off + off, n);
+  if (mem_guarded(b->o)) snap_fill_check(L, snap_before_fill(b->o, b->off + off, n));
   mem_set(L, b->o, p + off, c, n);
   lua_settop(L, 1);
   return 1;
@@ -310,7 +319,7 @@ static int bufops_wipe(lua_State *L) {
   Buffer *b;
   unsigned char *p = buf_span(L, 1, &len, &b);
   mem_check_write(L, b->o, b->off, len);
-  if (mem_guarded(b->o)) snap_before_fill(b->o, b->off, len);
+  if (mem_guarded(b->o)) snap_fill_check(L, snap_before_fill(b->o, b->off, len));
   MoveArgs a = {p, NULL, len, 0};
   if (len) mem_access(L, b->o, do_wipe, &a, p, len);
   lua_settop(L, 1);

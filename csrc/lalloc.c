@@ -462,7 +462,9 @@ static int la_bounds(lua_State *L) {
 /* Destroys a: every block dies. 0, or the errno of the kernel's refusal to take some of the
  * arena back (it is then left to the process: the allocator is destroyed all the same). */
 static int destroy(lua_State *L, Allocator *a, int level) {
+  a->src.last_err = 0; /* what the destroy's own calls were refused (a large block's munmap) */
   if (a->arena.state == OWNER_LIVE) a->ops->destroy(&a->u);
+  int kept = a->src.last_err;
   /* idempotent; also a source a failed constructor had set up. Over sbrk with something above
    * (EBUSY), the arena's part of the break stays memlab's, given back once it is the top. An
    * arena that was the top lowered the break: what was kept below it may be the top now. */
@@ -473,7 +475,8 @@ static int destroy(lua_State *L, Allocator *a, int level) {
   else if (err == 0)
     brk_settle();
   owner_die(L, &a->arena, "destroyed", level);
-  return err == EBUSY ? 0 : err;
+  if (err && err != EBUSY) return err;
+  return kept == EBUSY ? 0 : kept;
 }
 
 /* a:destroy() -> true, or nil, msg, errno when the kernel kept part of the arena (the allocator

@@ -94,6 +94,12 @@ static unsigned char *page_addr(const Range *r) {
   return r->o->base + r->first * sys_pagesize();
 }
 
+/* A change refused as a whole because an armed snapshot could not save its pages first. */
+static int snap_refusal(lua_State *L, int err, const char *what) {
+  return push_syserrorf(L, "mprotect", err, "an armed snapshot could not save the pages before "
+                        "the %s: nothing was changed", what);
+}
+
 /* b:protect(prot [, off, len]) -> b | nil, msg, errno */
 static int mapops_protect(lua_State *L) {
   buf_check(L, 1); /* the buffer first: a call without it names #1 */
@@ -101,7 +107,8 @@ static int mapops_protect(lua_State *L) {
   Range r;
   get_range(L, 3, 4, 1, "protect", &r);
   if (r.npages == 0) return lua_settop(L, 1), 1;
-  snap_before_change(r.o, r.off, r.len);
+  int serr = snap_before_change(r.o, r.off, r.len);
+  if (serr) return snap_refusal(L, serr, "protect");
   size_t nruns;
   ProtRun *runs = protmap_prepare(r.o->protmap, r.first, r.npages, prot_from_sys(prot), &nruns);
   if (!runs) return push_syserror(L, "mprotect", ENOMEM);
@@ -201,7 +208,8 @@ static int mapops_advise(lua_State *L) {
     size_t ps = sys_pagesize(), start = r.first * ps, n = r.npages * ps;
     if (start + n > r.o->size) n = r.o->size - start; /* the tail past size is not the user's */
     mem_check_write(L, r.o, start, n);
-    snap_before_change(r.o, start, n);
+    int serr = snap_before_change(r.o, start, n);
+    if (serr) return snap_refusal(L, serr, "advise");
   }
   int err = sys_madvise(page_addr(&r), r.npages * sys_pagesize(), (int)advice);
   if (err) return push_syserror(L, "madvise", err);

@@ -55,10 +55,10 @@ int map_has_inner(lua_State *L, const Owner *o);
 
 /* Snapshots (snapshot.c). Before memlab itself changes pages of a mapping other than by a guarded
  * store (madvise DONTNEED/FREE, mprotect, remap, unmap), it lets an armed snapshot copy them. */
-void snap_before_change(Owner *o, size_t off, size_t len);
+int snap_before_change(Owner *o, size_t off, size_t len);
 /* The same before b:fill and b:wipe, whose memset a snapshot's fault would serve too, but not
  * under valgrind (snapshot.c); nothing to do with no snapshot armed. */
-void snap_before_fill(Owner *o, size_t off, size_t len);
+int snap_before_fill(Owner *o, size_t off, size_t len);
 void snap_after_protect(Owner *o, size_t first, size_t npages);
 /* In a child of M.fork: the snapshots of [base, base+len), advised MADV_WIPEONFORK, end (the
  * child's pages there are zeros, not what the snapshot saw written), their pages disarmed. */

@@ -89,20 +89,23 @@ unsigned prot_from_sys(int prot) {
 }
 
 /* A MAP_FIXED child hands its range back to its parent as fresh anonymous pages with the
- * parent's protection. One mmap replaces the whole range (with the protection of the parent's
- * first page there), so that a refusal changes nothing; the parent's other protections follow by
- * mprotect, and where the kernel refuses one, the parent's record takes the protection the pages
- * kept, so that it says what the kernel does. */
+ * parent's protection. One mmap replaces the whole range, so that a refusal changes nothing,
+ * with the protection every page of the parent's there has (one call when they all have the
+ * same); the pages that have more get it by mprotect, and where the kernel refuses that, the
+ * parent's record takes the narrower protection the pages kept: it says what the kernel does,
+ * and a refusal never leaves a page more open than the parent had it. */
 static int hand_back(Owner *o) {
   MapInfo *mi = MAPINFO(o);
   Owner *p = o->parent;
   size_t ps = sys_pagesize(), first = (size_t)(o->base - p->base) / ps, n = mi->pm.npages;
-  unsigned prot0 = protmap_get(p->protmap, first);
+  unsigned prot0 = OWN_PROT_READ | OWN_PROT_WRITE | OWN_PROT_EXEC;
+  for (size_t i = 0; i < n; i = protmap_runend(p->protmap, first + i) - first)
+    prot0 &= protmap_get(p->protmap, first + i);
   void *out;
   int err = sys_mmap(o->base, n * ps, prot_to_sys(prot0), MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
                      -1, 0, &out);
   if (err) return err;
-  for (size_t i = protmap_runend(p->protmap, first) - first; i < n;) {
+  for (size_t i = 0; i < n;) {
     unsigned prot = protmap_get(p->protmap, first + i);
     size_t j = protmap_runend(p->protmap, first + i) - first;
     if (j > n) j = n;
@@ -604,7 +607,9 @@ static int mmap_remap(lua_State *L) {
   /* the mappings placed inside die with the remap: they go first, so that the range is one
    * kernel mapping (mremap moves or grows only one) and keeps no protection of theirs */
   int err = release_inner(L, o, "killed by remapping its parent");
-  if (err) return push_syserror(L, "mremap", err);
+  if (err) /* hand_back's mmap: the mappings inside handed back before it stay so */
+    return push_syserrorf(L, "mmap", err, "handing back a mapping placed inside it, before the "
+                          "remap: nothing was remapped");
   void *p;
   err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
   if (err == EAGAIN && newmap > mi->maplen) return lock_error(L, "mremap", err, newmap - mi->maplen);

@@ -150,9 +150,10 @@ static void unregister(Snapshot *s) {
 /* Before b:fill or b:wipe writes [off, off+len) of o: the armed pages there are saved now, as
  * their first write would save them. The fault would do it, but under valgrind a fault in
  * glibc's vector memset arrives as SI_KERNEL with no address (from 32 bytes on), which names no
- * page; memmove's faults carry theirs. Nothing to do, and no slot read, with no snapshot armed. */
-void snap_before_fill(Owner *o, size_t off, size_t len) {
-  if (__atomic_load_n(&g_slots_taken, __ATOMIC_RELAXED)) snap_before_change(o, off, len);
+ * page; memmove's faults carry theirs. Nothing to do, and no slot read, with no snapshot armed.
+ * 0, or the errno of a refused save (snap_before_change). */
+int snap_before_fill(Owner *o, size_t off, size_t len) {
+  return __atomic_load_n(&g_slots_taken, __ATOMIC_RELAXED) ? snap_before_change(o, off, len) : 0;
 }
 
 /* Enters s, whose fields are set and no page of which is armed yet, in a free slot: 1, or 0 when
@@ -196,11 +197,14 @@ static void save_now(Snapshot *s, size_t i, size_t n) {
 }
 
 /* Outside the handler, a page is copied under the guard: reading it may raise SIGBUS (its file
- * was truncated), and the copy is then abandoned as the claimer's is. */
-static void copy_page_guarded(Snapshot *s, size_t i) {
+ * was truncated), and the copy is then abandoned as the claimer's is. 0, or the errno of a
+ * refused mprotect: the page then stays armed, not copied. */
+static int copy_page_guarded(Snapshot *s, size_t i) {
   PageArgs a = {s, i};
   Fault f;
+  s->claim_err = 0;
   guard_call(copy_page_fn, &a, s->base + i * s->ps, s->ps, NULL, 0, &f);
+  return s->armed[i] ? (s->claim_err ? s->claim_err : EAGAIN) : 0;
 }
 
 /* Saves the armed pages [i, i+n) of s, never touched (they read as zero), as zero without
@@ -239,12 +243,14 @@ static int untouched(PageMap *pm, const Snapshot *s, size_t i, size_t last) {
   return (pm->e[i - pm->from] >> 62) == 0;
 }
 
-/* Copies the armed pages of [off, off+len) of o into every snapshot of them. Pages of a private
+/* Copies the armed pages of [off, off+len) of o into every snapshot of them: 0, or the errno of
+ * the kernel's refusal to unprotect one (the caller then refuses its change as a whole: the
+ * page stays armed, and a protect or advice over it would lose its contents unseen). Pages of a private
  * anonymous mapping never touched are saved as zero without a copy: b:protect or DONTNEED over
  * a large reservation with a snapshot armed copied every page of it (1 GiB of copies per GiB,
  * gigabytes on a MAP_NORESERVE mapping, where the OOM killer would come first). */
-void snap_before_change(Owner *o, size_t off, size_t len) {
-  if (len == 0) return;
+int snap_before_change(Owner *o, size_t off, size_t len) {
+  if (len == 0) return 0;
   /* every armed snapshot of these bytes: the mapping's own, and those of mappings placed inside
    * it with MAP_FIXED, which the change reaches too */
   const unsigned char *lo = o->base + off, *hi = lo + len;
@@ -258,23 +264,26 @@ void snap_before_change(Owner *o, size_t off, size_t len) {
     int anon = mi && (mi->flags & MAP_ANONYMOUS) && (mi->flags & MAP_SHARED_VALIDATE) == MAP_PRIVATE;
     PageMap pm = {anon ? open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1, 0, 0, {0}};
     size_t run = 0, run_at = 0; /* a run of untouched armed pages of one protection */
-    for (size_t i = first; i <= last + 1; i++) {
+    int err = 0;
+    for (size_t i = first; i <= last + 1 && !err; i++) {
       int quiet = i <= last && s->armed[i] && untouched(&pm, s, i, last);
       if (run && (!quiet || protmap_get(s->o->protmap, i) != protmap_get(s->o->protmap, run_at))) {
         if (!save_untouched(s, run_at, run)) /* the ordinary way, then */
-          for (size_t j = run_at; j < run_at + run; j++) copy_page_guarded(s, j);
+          for (size_t j = run_at; j < run_at + run && !err; j++) err = copy_page_guarded(s, j);
         run = 0;
       }
-      if (i > last) break;
+      if (i > last || err) break;
       if (quiet) {
         if (!run) run_at = i;
         run++;
         continue;
       }
-      if (s->armed[i]) copy_page_guarded(s, i);
+      if (s->armed[i]) err = copy_page_guarded(s, i);
     }
     if (pm.fd >= 0) close(pm.fd);
+    if (err) return err; /* the pages saved so far stay saved: the snapshot is whole */
   }
+  return 0;
 }
 
 /* Ends a snapshot whose mapping goes away: it stays readable no more. */
@@ -349,10 +358,12 @@ static void rearm(Snapshot *s) {
 }
 
 /* Disarms: armed pages get their protection back, one mprotect per run of armed pages of one
- * protection; the copies are kept until free. 0, or the errno of a refused mprotect: the
- * snapshot is then armed and whole as before (rearm). */
-static int disarm(Snapshot *s) {
+ * protection; the copies are kept until free. 0, or the errno of a refused mprotect: with
+ * `whole`, the snapshot is then armed and whole as before (rearm); without, the other runs are
+ * disarmed all the same, and the refused ones stay armed (disarm_anyway records them). */
+static int disarm(Snapshot *s, int whole) {
   if (!s->active) return 0;
+  int first_err = 0;
   for (size_t i = 0; i < s->npages;) {
     if (!s->armed[i]) {
       i++;
@@ -362,13 +373,18 @@ static int disarm(Snapshot *s) {
     size_t j = i, end = protmap_runend(s->o->protmap, i);
     while (j < s->npages && j < end && s->armed[j]) j++;
     int err = sys_mprotect(s->base + i * s->ps, (j - i) * s->ps, prot_to_sys(prot));
-    if (err) {
+    if (err && whole) {
       rearm(s);
       return err;
     }
-    memset(s->armed + i, 0, j - i);
+    if (err) {
+      if (!first_err) first_err = err;
+    } else {
+      memset(s->armed + i, 0, j - i);
+    }
     i = j;
   }
+  if (first_err) return first_err;
   unregister(s);
   s->active = 0;
   MAPINFO(s->o)->snap = NULL;
@@ -379,7 +395,7 @@ static int disarm(Snapshot *s) {
  * the pages the kernel keeps write-protected are recorded as read-only, so that the mapping's
  * record (b:mapinfo, fault messages) says what the kernel does, and the snapshot ends. */
 static void disarm_anyway(Snapshot *s) {
-  if (!s->active || !disarm(s)) return;
+  if (!s->active || !disarm(s, 0)) return;
   for (size_t i = 0; i < s->npages;) {
     size_t j = i;
     while (j < s->npages && s->armed[j] && j < protmap_runend(s->o->protmap, i)) j++;
@@ -499,7 +515,7 @@ static int snap_new(lua_State *L) {
     size_t j = protmap_runend(o->protmap, i);
     int aerr = (prot & OWN_PROT_WRITE) ? arm(s, i, j - i, prot) : 0;
     if (aerr) { /* refused as a whole: the runs armed so far are disarmed */
-      if (disarm(s) == 0) {
+      if (disarm(s, 1) == 0) {
         snap_release(s);
         return push_syserror(L, "snapshot: mprotect", aerr);
       }
@@ -568,11 +584,13 @@ static int snap_restore(lua_State *L) {
   if (!s->active) return luaL_error(L, "attempt to restore a freed snapshot");
   for (size_t i = 0; i < s->npages; i++) /* all or nothing: no page is restored if one is lost */
     if (s->copied[i] == PAGE_LOST) return lost_error(L, i, "restore");
+  int kept = 0;          /* the errno of a page left with a wider protection, or 0 */
+  size_t kept_at = 0;
   for (size_t i = 0; i < s->npages; i++) {
     if (!s->copied[i]) continue;
     unsigned char *page = s->base + i * s->ps;
-    unsigned prot = protmap_get(s->o->protmap, i);
-    int err = sys_mprotect(page, s->ps, PROT_READ | PROT_WRITE);
+    unsigned prot = protmap_get(s->o->protmap, i), open = prot | OWN_PROT_READ | OWN_PROT_WRITE;
+    int err = sys_mprotect(page, s->ps, prot_to_sys(open));
     if (err) return push_syserror(L, "mprotect", err);
     Fault f;
     PageArgs a = {s, i};
@@ -581,12 +599,23 @@ static int snap_restore(lua_State *L) {
       mem_fault_raise(L, &f, s->o, NULL);
     }
     /* the page equals its copy now: when it cannot be armed again (or given back a protection
-     * without write), it keeps the copy, and the snapshot stays right */
-    if ((prot & OWN_PROT_WRITE) ? arm(s, i, 1, prot) : sys_mprotect(page, s->ps, prot_to_sys(prot)))
-      continue;
-    s->copied[i] = 0;
-    s->ncopied--;
+     * without write), it keeps the copy, and the snapshot stays right; the mapping's record then
+     * takes the protection the kernel left it, and the call says so at the end */
+    err = (prot & OWN_PROT_WRITE) ? arm(s, i, 1, prot) : sys_mprotect(page, s->ps, prot_to_sys(prot));
+    if (!err) {
+      s->copied[i] = 0;
+      s->ncopied--;
+    } else if (open != prot) {
+      size_t nruns;
+      ProtRun *runs = protmap_prepare(&MAPINFO(s->o)->pm, i, 1, open, &nruns);
+      if (runs) protmap_install(&MAPINFO(s->o)->pm, runs, nruns);
+      if (!kept) kept = err, kept_at = i;
+    }
   }
+  if (kept)
+    return push_syserrorf(L, "mprotect", kept, "restored, but the kernel refused page %I its "
+                          "protection back: it stays readable and writable, as the mapping's "
+                          "record now says", (lua_Integer)kept_at);
   lua_settop(L, 1);
   return 1;
 }
@@ -594,7 +623,7 @@ static int snap_restore(lua_State *L) {
 static int snap_free(lua_State *L) {
   Snapshot *s = snap_of(L, 1);
   if (!s || !s->copy) return luaL_error(L, "double free of a snapshot");
-  int err = disarm(s); /* refused: the snapshot stays armed and whole */
+  int err = disarm(s, 1); /* refused: the snapshot stays armed and whole */
   if (err) return push_syserror(L, "mprotect", err);
   snap_release(s);
   lua_pushboolean(L, 1);

@@ -105,6 +105,79 @@ describe("a snapshot when the kernel refuses", function()
     assert.same({ "old", "new" }, { v[3], v[4] }, out)
   end)
 
+  it("saving a page before b:protect changes it: the protect is refused as a whole", function()
+    local v, out = run("mprotect:1", [[
+      local b = anon(2)
+      b:write(0, "old")
+      local s = assert(b:snapshot())
+      local ok, msg = refusing(b.protect, b, "rwx", 0, ps) -- saving page 0 first is refused
+      b:write(0, "new")                   -- still armed: caught and saved
+      return tostring(ok), msg, s:read(0, 3), rperm(b, 0), s:copied()]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("an armed snapshot could not save the pages before the protect", v[2])
+    assert.same({ "old", "rw-", "1" }, { v[3], v[4], v[5] }, out)
+  end)
+
+  it("saving a page before an advice drops it: the advice is refused, the contents kept", function()
+    local v, out = run("mprotect:1", [[
+      local b = anon(2)
+      b:write(0, "old")
+      local s = assert(b:snapshot())
+      local ok, msg = refusing(b.advise, b, M.MADV_DONTNEED)
+      return tostring(ok), msg, s:read(0, 3), b:read(0, 3)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("before the advise", v[2])
+    assert.same({ "old", "old" }, { v[3], v[4] }, out)
+  end)
+
+  it("saving the pages before b:fill: nothing is written, and the fill can be tried again", function()
+    local v, out = run("mprotect:1", [[
+      local b = anon(2)
+      b:write(0, "old")
+      local s = assert(b:snapshot())
+      local ok, err = refusing(pcall, b.fill, b, 120)
+      local before = b:read(0, 3)
+      b:fill(120)
+      return tostring(ok), err, before, s:read(0, 3), b:read(0, 3)]])
+    if not v then return end
+    assert.equal("false", v[1], out)
+    assert.matches("nothing was written", v[2])
+    assert.same({ "old", "old", "xxx" }, { v[3], v[4], v[5] }, out)
+  end)
+
+  it("giving a restored read-only page its protection back: the record says what the kernel left", function()
+    local v, out = run("mprotect:2", [[
+      local b = anon(2)
+      b:write(0, "old")
+      local s = assert(b:snapshot())
+      b:write(0, "new")
+      b:protect("r", 0, ps)               -- page 0 is copied: no save, its protection r
+      local ok, msg = refusing(s.restore, s) -- 1: open it to write, 2: back to r (refused)
+      return tostring(ok), msg, rperm(b, 0), kperm(b, 0), b:read(0, 3), s:read(0, 3)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("restored, but the kernel refused page 0 its protection back", v[2])
+    assert.equal(v[4], v[3], out)
+    assert.same({ "old", "old" }, { v[5], v[6] }, out)
+  end)
+
+  it("disarming one run when the collector frees it: only that run is recorded read-only", function()
+    local v, out = run("mprotect:2", [[
+      local b = anon(4)
+      b:protect("r", 2 * ps, ps)          -- runs: rw (0-1), r (2), rw (3)
+      local s = assert(b:snapshot())
+      s = nil
+      refusing(collectgarbage)            -- 1: disarm 0-1, 2: disarm 3 (refused)
+      collectgarbage()
+      local r, k = {}, {}
+      for pg = 0, 3 do r[#r + 1], k[#k + 1] = rperm(b, pg), kperm(b, pg) end
+      return table.concat(r, " "), table.concat(k, " ")]])
+    if not v then return end
+    assert.same({ "rw- rw- r-- r--", "rw- rw- r-- r--" }, v, out)
+  end)
+
   it("disarming at s:free(): nil, msg, errno, and the snapshot stays armed and whole", function()
     local v, out = run("mprotect:1", [[
       local b = anon(2)
@@ -167,26 +240,20 @@ describe("a mapping placed inside another (MAP_FIXED) when the kernel refuses", 
     assert.same({ "true", "C0", "C1" }, { v[3], v[4], v[5] }, out)
   end)
 
-  it("a later call of the hand-back, over two protections of the parent: done or not at all", function()
-    local v, out = run("mmap:2", [[
+  it("opening part of the range to the parent's wider protection: never more open than the parent had it", function()
+    local v, out = run("mprotect:1", [[
       local p = anon(4)
-      p:protect("r", 2 * ps, ps)
+      p:protect("none", 2 * ps, ps)       -- the parent: rw at 1, a guard page at 2
       local c = assert(M.mmap(p:address() + ps, 2 * ps, M.PROT_READ | M.PROT_WRITE,
                               M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0))
-      c:write(0, "C0") c:write(ps, "C1")
-      local ok = refusing(c.unmap, c)
+      local ok = refusing(c.unmap, c)     -- mmap: both ---, then page 1 to rw (refused)
       local rec, pr = {}, {}
       for pg = 0, 3 do rec[#rec + 1], pr[#pr + 1] = kperm(p, pg), rperm(p, pg) end
-      local valid = c:valid()
-      return tostring(ok), tostring(valid), valid and c:read(0, 2) .. c:read(ps, 2) or "",
-             table.concat(rec, " "), table.concat(pr, " ")]])
+      return tostring(ok), tostring(c:valid()), table.concat(rec, " "), table.concat(pr, " ")]])
     if not v then return end
-    if v[1] == "nil" then
-      assert.same({ "true", "C0C1" }, { v[2], v[3] }, out) -- refused: c as it was
-    else
-      assert.same({ "true", "false" }, { v[1], v[2] }, out) -- done: c gone, p's record true
-      assert.equal(v[4], v[5], out)
-    end
+    assert.same({ "true", "false" }, { v[1], v[2] }, out)
+    assert.equal(v[3], v[4], out)       -- memlab's record of every page is the kernel's
+    assert.equal("rw- --- --- rw-", v[3], out) -- the guard page was not opened
   end)
 
   it("giving a later run of the parent its protection: c is gone and the parent's record matches the kernel", function()
@@ -260,6 +327,18 @@ describe("a refused release names the call that was refused", function()
     if not v then return end
     assert.equal("nil", v[1], out)
     assert.matches("^shmdt: ", v[2])
+  end)
+
+  it("and a:destroy() says when the kernel kept a large block of a free list", function()
+    local v, out = run("munmap:1", [[
+      local a = M.freelist{}
+      local big = assert(a:alloc(4 << 20))
+      local r = table.pack(refusing(a.destroy, a))
+      return r[1], r[2], tostring(a:valid()), tostring(big:valid())]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("munmap", v[2])
+    assert.same({ "false", "false" }, { v[3], v[4] }, out)
   end)
 
   it("and a:destroy() says when the kernel kept some of the arena", function()

@@ -13,7 +13,10 @@
  * Only calls whose return address lies in memlab's core.so are counted and failed: Lua, busted
  * and glibc go on working. Under AddressSanitizer this library must come first in LD_PRELOAD
  * (ASAN_OPTIONS=verify_asan_link_order=0), so that memlab's call reaches it before ASan's
- * interceptor. Never installed. */
+ * interceptor. Never installed. Its wrappers also run inside memlab's fault handler (the
+ * snapshot's claimer calls mprotect there) and call dladdr and access, which POSIX does not list
+ * as async-signal-safe: fine for a test of one thread, not for anything else. And it fails a call
+ * as a whole, where the kernel may apply an mprotect over several mappings in part. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif

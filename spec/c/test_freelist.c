@@ -2,7 +2,28 @@
 #include "freelist.h"
 #include "testutil.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <sys/mman.h>
+
+/* This program's munmap stands in front of libc's (and a sanitizer's): while g_refuse_munmap is
+ * above 0, that many calls fail with ENOMEM, as the kernel answers when splitting a mapping would
+ * pass vm.max_map_count. */
+static int g_refuse_munmap;
+
+int munmap(void *addr, size_t len)
+{
+    static void *next;
+    if (g_refuse_munmap > 0) {
+        g_refuse_munmap--;
+        errno = ENOMEM;
+        return -1;
+    }
+    if (!next) next = dlsym(RTLD_NEXT, "munmap");
+    int (*real)(void *, size_t);
+    memcpy(&real, &next, sizeof real);
+    return real(addr, len);
+}
 
 static ml_pagesrc src;
 static ml_freelist A;
@@ -353,6 +374,37 @@ static void t_exact_fit_top(void)
     }
 }
 
+/* A large block (its own mapping) whose munmap the kernel refuses stays live: ML_ESOURCE, the
+ * page source says why, nothing changes (stats, contents, check); freed again, it goes. Destroy
+ * forgets one whatever the kernel says (its mapping is the process's then). */
+static void t_large_refused(void)
+{
+    CHECK(setup(FL_SEGREGATED, 16u << 20, 0, 0));
+    size_t n = (size_t)1 << 20;
+    char *p = fl_alloc(&A, n);
+    CHECK(p != NULL);
+    memset(p, 7, n);
+    ml_stats st0, st1;
+    fl_stats(&A, &st0);
+    g_refuse_munmap = 1;
+    CHECK_STATUS(fl_free(&A, p), ML_ESOURCE);
+    CHECK(src.last_err == ENOMEM && A.err == ML_ESOURCE);
+    fl_stats(&A, &st1);
+    CHECK(st1.live_blocks == st0.live_blocks && st1.live_bytes == st0.live_bytes);
+    CHECK(st1.frees == st0.frees && st1.footprint == st0.footprint);
+    CHECK(p[0] == 7 && p[n - 1] == 7);
+    CHECK_INVARIANTS(fl_check, &A);
+    CHECK_STATUS(fl_free(&A, p), ML_OK);
+    fl_stats(&A, &st1);
+    CHECK(st1.live_blocks == st0.live_blocks - 1);
+    CHECK_INVARIANTS(fl_check, &A);
+    CHECK((p = fl_alloc(&A, n)) != NULL);
+    g_refuse_munmap = 1;
+    fl_destroy(&A);                      /* forgets it all the same */
+    CHECK(g_refuse_munmap == 0 && A.src_err == ENOMEM);
+    ml_src_destroy(&src);
+}
+
 /* A block growing in place into its free neighbour, or carved from a listed free block, leaves
  * the rest free when the rest can be a block, down to exactly FL_MIN_BLOCK; only a smaller rest
  * is taken along. */
@@ -525,6 +577,7 @@ int main(void)
     TAP_RUN(t_large_blocks, "freelist: large blocks in their own mappings, walked and freed");
     TAP_RUN(t_calloc, "freelist: calloc zeroes and catches overflow; bad alignment is EINVAL");
     TAP_RUN(t_grow_trim, "freelist: arena grows by steps and trims its free top");
+    TAP_RUN(t_large_refused, "freelist: a large block whose munmap the kernel refuses stays live (ML_ESOURCE), intact");
     TAP_RUN(t_trim_boundary, "freelist: the free top is trimmed at exactly the threshold, kept 16 bytes short of it");
     TAP_RUN(t_exact_fit_top, "freelist: a request of exactly the free top's size takes it without growing the arena");
     TAP_RUN(t_realloc_remainder, "freelist: realloc into a free neighbour leaves a rest of exactly the least block free");
