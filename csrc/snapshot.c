@@ -578,6 +578,13 @@ static void restore_page_fn(void *arg) {
   memcpy(a->s->base + a->i * a->s->ps, a->s->copy + a->i * a->s->ps, a->s->ps);
 }
 
+/* The mapping's record of page i becomes prot: what the kernel left it after a refusal. */
+static void record_prot(Snapshot *s, size_t i, unsigned prot) {
+  size_t nruns;
+  ProtRun *runs = protmap_prepare(&MAPINFO(s->o)->pm, i, 1, prot, &nruns);
+  if (runs) protmap_install(&MAPINFO(s->o)->pm, runs, nruns);
+}
+
 /* s:restore() -> s: the mapping gets the snapshot's contents back and is armed again */
 static int snap_restore(lua_State *L) {
   Snapshot *s = check_snap(L, 1);
@@ -591,11 +598,15 @@ static int snap_restore(lua_State *L) {
     unsigned char *page = s->base + i * s->ps;
     unsigned prot = protmap_get(s->o->protmap, i), open = prot | OWN_PROT_READ | OWN_PROT_WRITE;
     int err = sys_mprotect(page, s->ps, prot_to_sys(open));
-    if (err) return push_syserror(L, "mprotect", err);
+    if (err)
+      return push_syserrorf(L, "mprotect", err, "the restore stopped at page %I: the pages before "
+                            "it are restored and armed again, it and those after it are not",
+                            (lua_Integer)i);
     Fault f;
     PageArgs a = {s, i};
     if (guard_call(restore_page_fn, &a, page, s->ps, NULL, 0, &f)) { /* its file is gone */
-      sys_mprotect(page, s->ps, prot_to_sys(prot));
+      if (open != prot && sys_mprotect(page, s->ps, prot_to_sys(prot)))
+        record_prot(s, i, open);
       mem_fault_raise(L, &f, s->o, NULL);
     }
     /* the page equals its copy now: when it cannot be armed again (or given back a protection
@@ -606,9 +617,7 @@ static int snap_restore(lua_State *L) {
       s->copied[i] = 0;
       s->ncopied--;
     } else if (open != prot) {
-      size_t nruns;
-      ProtRun *runs = protmap_prepare(&MAPINFO(s->o)->pm, i, 1, open, &nruns);
-      if (runs) protmap_install(&MAPINFO(s->o)->pm, runs, nruns);
+      record_prot(s, i, open);
       if (!kept) kept = err, kept_at = i;
     }
   }

@@ -269,6 +269,7 @@ describe("a mapping placed inside another (MAP_FIXED) when the kernel refuses", 
     if not v then return end
     assert.same({ "true", "false" }, { v[1], v[2] }, out)
     assert.equal(v[3], v[4], out)       -- memlab's record of every page is the kernel's
+    assert.equal("rw- r-- r-- rw-", v[3], out) -- page 2 stays r, page 1 narrowed, not opened
   end)
 end)
 
@@ -339,6 +340,29 @@ describe("a refused release names the call that was refused", function()
     assert.equal("nil", v[1], out)
     assert.matches("munmap", v[2])
     assert.same({ "false", "false" }, { v[3], v[4] }, out)
+  end)
+
+  it("and a:destroy() stays quiet when only a decommit was refused (the whole arena went after)", function()
+    local v, out = run("mprotect:1", [[
+      local a = M.freelist{}
+      local b = assert(a:alloc(100))
+      local base = a:bounds()
+      return tostring(refusing(a.destroy, a)), tostring(M.region(base) == nil)]])
+    if not v then return end
+    assert.same({ "true", "true" }, v, out)
+  end)
+
+  it("and a:destroy() over sbrk says when the kernel kept a large block", function()
+    local v, out = run("munmap:1", [[
+      local a = M.freelist{ source = "sbrk", size = 1 << 20 }
+      local big = assert(a:alloc(4 << 20))
+      local addr = big:address()
+      local r = table.pack(refusing(a.destroy, a))
+      return r[1], r[2], tostring(M.region(addr) ~= nil)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("munmap refused: %d+ bytes of it stay mapped", v[2])
+    assert.equal("true", v[3], out)
   end)
 
   it("and a:destroy() says when the kernel kept some of the arena", function()

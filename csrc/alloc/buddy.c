@@ -252,7 +252,7 @@ void bd_destroy(ml_buddy *b)
         if (err) b->src_err = err;
         ml_san_pool_destroy(b->vg, b);
     }
-    if (b->meta) ml_src_unmap(b->src, b->meta, b->meta_len);
+    if (b->meta) ml_src_unmap_anyway(b->src, b->meta, b->meta_len);
     ml_stats st = b->st;
     int src_err = b->src_err;
     ml_stats_retire(&st, b->src->syscalls);

@@ -296,7 +296,7 @@ void fl_destroy(ml_freelist *a)
         int err = ml_src_shrink(a->src, committed);
         if (err) a->src_err = err;
     }
-    if (a->used_map) ml_src_unmap(a->src, a->used_map, a->used_map_len);
+    if (a->used_map) ml_src_unmap_anyway(a->src, a->used_map, a->used_map_len);
     ml_san_pool_destroy(a->vg, a);
     ml_stats st = a->st;
     int src_err = a->src_err;

@@ -60,11 +60,14 @@ ml_status fl_large_free(ml_freelist *a, fl_large *L, int anyway)
     large_get(a, L, &v);
     char *u = (char *)L + FL_LARGE_HDR;
     size_t off = (size_t)(u - v.map);
-    int err = ml_src_unmap(a->src, v.map, v.maplen);  /* first: a refusal changes nothing */
-    if (err) {
-        a->src_err = err;
-        if (!anyway) return ML_ESOURCE;
-        a->src->mapped -= v.maplen;                   /* the process's now, not the arena's */
+    if (anyway) {
+        ml_src_unmap_anyway(a->src, v.map, v.maplen);  /* refused: the process's, not the arena's */
+    } else {
+        int err = ml_src_unmap(a->src, v.map, v.maplen); /* first: a refusal changes nothing */
+        if (err) {
+            a->src_err = err;
+            return ML_ESOURCE;
+        }
     }
     ml_san_take(a->vg, a, u, v.requested);
     ml_san_release(v.map, v.maplen);

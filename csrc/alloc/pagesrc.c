@@ -261,6 +261,16 @@ int ml_src_unmap(ml_pagesrc *s, void *p, size_t len)
     return 0;
 }
 
+void ml_src_unmap_anyway(ml_pagesrc *s, void *p, size_t len)
+{
+    int err = ml_src_unmap(s, p, len);
+    if (err) {
+        s->mapped -= len;
+        s->kept += len;
+        s->kept_err = err;
+    }
+}
+
 int ml_src_remap(ml_pagesrc *s, void *old, size_t oldlen, size_t newlen, void **out)
 {
     if (newlen == 0 || newlen % s->pagesize) return src_fail(s, EINVAL);

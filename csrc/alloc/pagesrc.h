@@ -81,6 +81,8 @@ typedef struct ml_pagesrc {
     size_t resvlen;
     uint64_t syscalls;   /* system calls made (sbrk(0) queries are not counted) */
     int last_err;        /* errno of the last failure, 0 if none */
+    size_t kept;         /* bytes of mappings the kernel refused to unmap, given up (ml_src_keep) */
+    int kept_err;        /* the errno of the last such refusal */
 } ml_pagesrc;
 
 /* Reserve `reserve` bytes (rounded up to pages) of address space; base aligned to align (0 or
@@ -98,6 +100,9 @@ int ml_src_shrink(ml_pagesrc *s, size_t n);
  * the caller (precondition: page multiples). */
 int ml_src_map(ml_pagesrc *s, size_t len, int charged, void **out);
 int ml_src_unmap(ml_pagesrc *s, void *p, size_t len);
+/* Unmaps a standalone mapping its owner gives up on whatever the kernel says (a destroy, a block
+ * already moved): a refusal leaves it to the process, out of `mapped` and counted in `kept`. */
+void ml_src_unmap_anyway(ml_pagesrc *s, void *p, size_t len);
 int ml_src_remap(ml_pagesrc *s, void *old, size_t oldlen, size_t newlen, void **out);
 /* Give everything back to the system. An sbrk source whose break moved cannot shrink and returns
  * EBUSY, leaving its pages under the break. Idempotent. */

@@ -179,7 +179,7 @@ void pool_destroy(ml_pool *p)
         int err = ml_src_shrink(p->src, p->src->committed);
         if (err) p->src_err = err;
     }
-    if (p->used_map) ml_src_unmap(p->src, p->used_map, p->used_map_len);
+    if (p->used_map) ml_src_unmap_anyway(p->src, p->used_map, p->used_map_len);
     ml_san_pool_destroy(p->vg, p);
     ml_stats st = p->st;
     st.allocs = allocs(p);

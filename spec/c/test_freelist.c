@@ -398,10 +398,11 @@ static void t_large_refused(void)
     fl_stats(&A, &st1);
     CHECK(st1.live_blocks == st0.live_blocks - 1);
     CHECK_INVARIANTS(fl_check, &A);
-    CHECK((p = fl_alloc(&A, n)) != NULL);
+    CHECK((p = fl_alloc(&A, 4 * n)) != NULL);  /* above the threshold the free raised to n */
     g_refuse_munmap = 1;
     fl_destroy(&A);                      /* forgets it all the same */
-    CHECK(g_refuse_munmap == 0 && A.src_err == ENOMEM);
+    CHECKF(g_refuse_munmap == 0 && src.kept >= 4 * n && src.kept_err == ENOMEM && src.mapped == 0,
+           "refuse %d kept %zu err %d mapped %zu", g_refuse_munmap, src.kept, src.kept_err, src.mapped);
     ml_src_destroy(&src);
 }
 
