@@ -461,11 +461,19 @@ static int la_bounds(lua_State *L) {
 /* Destroys a live allocator: its memory goes back, every block dies. */
 /* Destroys a: every block dies. 0, or the errno of the kernel's refusal to take some of the
  * arena back (it is then left to the process: the allocator is destroyed all the same). */
-static int destroy(lua_State *L, Allocator *a, int level, size_t *kept) {
-  size_t kept0 = a->src.kept; /* mappings the kernel refused to unmap (a large block's) */
+/* What a destroy left mapped: the arena itself (its errno), and other mappings the kernel refused
+ * to unmap (a large block's, the metadata's: their bytes and errno). */
+typedef struct Kept {
+  int arena_err;
+  size_t bytes;
+  int err;
+} Kept;
+
+static void destroy(lua_State *L, Allocator *a, int level, Kept *k) {
+  size_t kept0 = a->src.kept;
   if (a->arena.state == OWNER_LIVE) a->ops->destroy(&a->u);
-  *kept = a->src.kept - kept0;
-  int kept_err = *kept ? a->src.kept_err : 0;
+  k->bytes = a->src.kept - kept0;
+  k->err = k->bytes ? a->src.kept_err : 0;
   /* idempotent; also a source a failed constructor had set up. Over sbrk with something above
    * (EBUSY), the arena's part of the break stays memlab's, given back once it is the top. An
    * arena that was the top lowered the break: what was kept below it may be the top now. */
@@ -476,8 +484,7 @@ static int destroy(lua_State *L, Allocator *a, int level, size_t *kept) {
   else if (err == 0)
     brk_settle();
   owner_die(L, &a->arena, "destroyed", level);
-  if (err && err != EBUSY) return err;
-  return kept_err;
+  k->arena_err = err == EBUSY ? 0 : err;
 }
 
 /* a:destroy() -> true, or nil, msg, errno when the kernel kept part of the arena (the allocator
@@ -486,29 +493,32 @@ static int la_destroy(lua_State *L) {
   Allocator *a = toalloc(L, 1);
   if (a->arena.state == OWNER_DEAD)
     return luaL_error(L, "allocator already destroyed at %s", a->arena.freed_at.where);
-  size_t kept;
-  int err = destroy(L, a, 1, &kept);
-  if (err && kept)
-    return push_syserrorf(L, "destroy", err, "munmap refused: %I bytes of it stay mapped",
-                          (lua_Integer)kept);
-  if (err)
-    return push_syserrorf(L, "destroy", err, "%s refused: its arena stays",
-                          a->src.kind == ML_SRC_SBRK ? "sbrk" : "munmap");
+  Kept k;
+  destroy(L, a, 1, &k);
+  const char *call = a->src.kind == ML_SRC_SBRK ? "sbrk" : "munmap";
+  if (k.arena_err && k.bytes)
+    return push_syserrorf(L, "destroy", k.arena_err, "%s refused: its arena stays, and %I bytes "
+                          "more stay mapped (munmap refused)", call, (lua_Integer)k.bytes);
+  if (k.arena_err)
+    return push_syserrorf(L, "destroy", k.arena_err, "%s refused: its arena stays", call);
+  if (k.bytes)
+    return push_syserrorf(L, "destroy", k.err, "munmap refused: %I bytes of it stay mapped",
+                          (lua_Integer)k.bytes);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int la_gc(lua_State *L) {
   Allocator *a = totype(L, 1);
-  size_t kept;
-  if (a && a->arena.state != OWNER_DEAD) destroy(L, a, 0, &kept);
+  Kept k;
+  if (a && a->arena.state != OWNER_DEAD) destroy(L, a, 0, &k);
   return 0;
 }
 
 static int la_close(lua_State *L) {
   Allocator *a = totype(L, 1);
-  size_t kept;
-  if (a && a->arena.state != OWNER_DEAD) destroy(L, a, 1, &kept);
+  Kept k;
+  if (a && a->arena.state != OWNER_DEAD) destroy(L, a, 1, &k);
   return 0;
 }
 

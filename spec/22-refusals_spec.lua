@@ -132,6 +132,19 @@ describe("a snapshot when the kernel refuses", function()
     assert.same({ "old", "old" }, { v[3], v[4] }, out)
   end)
 
+  it("saving the pages before b:wipe: nothing is wiped", function()
+    local v, out = run("mprotect:1", [[
+      local b = anon(2)
+      b:write(0, "old")
+      local s = assert(b:snapshot())
+      local ok, err = refusing(pcall, b.wipe, b)
+      return tostring(ok), err, b:read(0, 3), s:read(0, 3)]])
+    if not v then return end
+    assert.equal("false", v[1], out)
+    assert.matches("nothing was written", v[2])
+    assert.same({ "old", "old" }, { v[3], v[4] }, out)
+  end)
+
   it("saving the pages before b:fill: nothing is written, and the fill can be tried again", function()
     local v, out = run("mprotect:1", [[
       local b = anon(2)
@@ -362,6 +375,18 @@ describe("a refused release names the call that was refused", function()
     if not v then return end
     assert.equal("nil", v[1], out)
     assert.matches("munmap refused: %d+ bytes of it stay mapped", v[2])
+    assert.equal("true", v[3], out)
+  end)
+
+  it("and a:destroy() counts both when the kernel kept the metadata and the arena", function()
+    local v, out = run("munmap:1:2", [[
+      local a = M.buddy{ size = 1 << 20 }
+      local base = a:bounds()
+      local r = table.pack(refusing(a.destroy, a))
+      return r[1], r[2], tostring(M.region(base) ~= nil)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("munmap refused: its arena stays, and %d+ bytes more stay mapped", v[2])
     assert.equal("true", v[3], out)
   end)
 
