@@ -227,7 +227,7 @@ describe("M.region()", function()
   end)
 
   it("raises naming argument #2 for a list that is not one of regions", function()
-    H.raises("bad argument #2 to 'region' (a list of regions", M.region, 5, "maps")
+    H.raises("bad argument #2 to 'region' (a list of regions as M.maps gives expected, got string)", M.region, 5, "maps")
     H.raises("bad argument #2 to 'region' (entry 1 is not a region", M.region, 5, { { from = "a", to = {} } })
     H.raises("bad argument #2 to 'region' (entry 2 is not a region", M.region, 5, { { from = 0, to = 10 }, 7, "x" })
     assert.same({ from = 0, to = 10 }, M.region(5, { { from = 0, to = 10 } }))

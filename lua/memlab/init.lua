@@ -117,7 +117,8 @@ function M.region(addr, regions)
     error("bad argument #1 to 'region' (address must be an integer or a buffer)", 2)
   end
   if regions ~= nil and type(regions) ~= "table" then
-    error("bad argument #2 to 'region' (a list of regions as M.maps gives expected)", 2)
+    error(("bad argument #2 to 'region' (a list of regions as M.maps gives expected, got %s)")
+      :format(typename(regions)), 2)
   end
   local list = regions
   if not list then
@@ -405,8 +406,12 @@ local map_fields = { length = true, prot = true, shared = true, file = true, fd 
 -- The friendly form of M.mmap. Anonymous without file/fd. With file=path the file is opened
 -- read-write when prot has "w" and shared is true, read-only otherwise; length defaults to the
 -- rest of the file after offset. Returns a buffer of kind "mmap", or nil, msg, errno.
-function M.map(t)
-  if type(t) ~= "table" then error("bad argument #1 to 'map' (table expected)", 2) end
+function M.map(...)
+  local t = ...
+  if type(t) ~= "table" then
+    error(("bad argument #1 to 'map' (table expected, got %s)"):format(
+      select("#", ...) == 0 and "no value" or typename(t)), 2)
+  end
   for k in pairs(t) do
     if not map_fields[k] then error(("bad argument #1 to 'map' (unknown field '%s')"):format(k), 2) end
   end
