@@ -33,7 +33,7 @@ static int push_block(lua_State *L, Owner *o, void *p, size_t n, const char *wha
 }
 
 static int do_malloc(lua_State *L, size_t n, const char *what) {
-  Owner *o = buf_newroot(L, &heap_kind); /* may raise: before the allocation, so nothing leaks */
+  Owner *o = buf_newroot_charged(L, &heap_kind, n); /* may raise: before the allocation */
   errno = 0;
   void *p = malloc(n);
   return push_block(L, o, p, n, what, errno);
@@ -47,7 +47,7 @@ static int do_calloc(lua_State *L, size_t nr, size_t size, const char *what) {
   size_t n;
   if (__builtin_mul_overflow(nr, size, &n) || n > (size_t)PTRDIFF_MAX)
     return push_syserror(L, what, ENOMEM);
-  Owner *o = buf_newroot(L, &heap_kind);
+  Owner *o = buf_newroot_charged(L, &heap_kind, n);
   errno = 0;
   void *p = calloc(nr, size);
   return push_block(L, o, p, n, what, errno);
@@ -101,7 +101,7 @@ static int heap_realloc(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  Owner *o = buf_newroot(L, &heap_kind);
+  Owner *o = buf_newroot_charged(L, &heap_kind, n);
   if (!owner_alive(old)) owner_deaderror(L, old); /* a finalizer freed it during the call */
   errno = 0;
   void *p = realloc(old->base, n);

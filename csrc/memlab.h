@@ -152,6 +152,8 @@ void set_consts(lua_State *L, const ConstReg *cs);
  * takes the buffer's address (buf_span) after them; where it must allocate between accesses it
  * takes the address again with buf_respan, which also rechecks the range. */
 Owner *buf_newroot(lua_State *L, const MemKind *kind);
+/* buf_newroot for a root about to hold n bytes: charges them to the collector first. */
+Owner *buf_newroot_charged(lua_State *L, const MemKind *kind, size_t n);
 /* Every constructor of an object that will hold memory or a file calls it on the object it just
  * pushed: inside a finalizer the object is entered for release when the state closes, or refused
  * once that release has run (buffer.c). */

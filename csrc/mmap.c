@@ -416,7 +416,8 @@ static int mmap_mmap(lua_State *L) {
                            "whose pages it would replace unseen (free the snapshot first)",
                         (void *)addr);
   }
-  Owner *o = buf_newroot(L, &mmap_kind);
+  /* a mapping placed inside another adds no memory: only the others are charged */
+  Owner *o = parent ? buf_newroot(L, &mmap_kind) : buf_newroot_charged(L, &mmap_kind, maplen);
   map_register(L, o);
   MapInfo *mi = (MapInfo *)calloc(1, sizeof(MapInfo));
   if (!mi) return push_syserror(L, "mmap", ENOMEM);

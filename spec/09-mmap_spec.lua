@@ -190,6 +190,28 @@ describe("M.mmap of anonymous memory", function()
     b:free()
   end)
 
+  it("charges a mapping's bytes to the collector: mappings dropped without free do not pile up", function()
+    if H.under() then pending("the child interpreter runs natively: once is enough") return end
+    -- 300 mappings of 4 MiB, each dropped at once: the collector saw only their userdata and
+    -- let about 400 wait (1.6 GiB); charged with what they hold, a few dozen at most wait
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local waiting = setmetatable({}, { __mode = "k" }) -- the dropped ones not yet collected
+      local most = 0
+      for _ = 1, 300 do
+        local b = M.mmap(nil, 4 << 20, M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0)
+        b[0] = 1
+        waiting[b] = true
+        local n = 0
+        for _ in pairs(waiting) do n = n + 1 end
+        if n > most then most = n end
+      end
+      print("most", most)]])
+    local most = tonumber(out:match("most%s+(%d+)"))
+    assert(most, out)
+    assert.is_true(most <= 64, ("%d dropped mappings of 4 MiB waited at once"):format(most))
+  end)
+
   it("forgets a freed mapping at once: the registry of mappings holds the live ones only", function()
     -- the registry's walks (an address's mapping, the mappings inside one) cost what it holds:
     -- it used to keep every mapping made since the collector last ran
