@@ -134,11 +134,12 @@ Owner *buf_newroot(lua_State *L, const MemKind *kind) {
 
 /* The collector sees a buffer's userdata, not the memory it holds: about 400 buffers dropped
  * without free waited for it at once, whatever their size (4 MiB mappings in a loop peaked at
- * 1.6 GiB). A root about to hold n bytes (a page or more) charges them to the collector's debt
+ * 1.6 GiB). A root about to hold n bytes (64 KiB or more: smaller ones pile up to megabytes at
+ * most, and one-page mappings stay as cheap) charges them to the collector's debt
  * first, as if Lua had allocated them, so that such buffers are collected at the pace of what
  * they hold. Not while the collector is stopped (collectgarbage("stop"), or a finalizer
  * running): a step would run it anyway. This is an allocation point like buf_newroot's own. */
-#define GC_CHARGE_MIN ((size_t)4096)
+#define GC_CHARGE_MIN ((size_t)64 << 10)
 Owner *buf_newroot_charged(lua_State *L, const MemKind *kind, size_t n) {
   if (n >= GC_CHARGE_MIN && lua_gc(L, LUA_GCISRUNNING)) {
     size_t kb = n >> 10;
