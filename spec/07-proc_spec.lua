@@ -138,8 +138,8 @@ describe("M.maps()", function()
       local r = M.mmap(nil, 1 << 30, M.PROT_NONE, M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_NORESERVE,
                        -1, 0)
       flag[0] = (m and r) and 1 or 2
-      M.sleep(30)
-      M._exit(0)
+      M.sleep(600) -- killed when the test ends; reading its smaps under ASan with an eager
+      M._exit(0)   -- collector once took long enough for a 30 s sleep to end (a zombie has no VmSize)
     end
     H.finally(finally, function() M.kill(pid, M.SIGKILL); M.waitpid(pid); flag:free() end)
     for _ = 1, 500 do if flag[0] ~= 0 then break end M.sleep(0.01) end
@@ -618,14 +618,16 @@ describe("M._exit()", function()
     H.finally(finally, function() os.remove(gcpath); os.remove(outpath) end)
     local pid = assert(M.fork())
     if pid == 0 then
-      setmetatable({}, { __gc = function()
+      -- held until _exit: only lua_close would finalize it (an eager collector would finalize
+      -- a dropped one at the next allocation)
+      local held = setmetatable({}, { __gc = function()
         local f = io.open(gcpath, "w")
         f:write("finalizer ran")
         f:close()
       end })
       local out = io.open(outpath, "w")
       out:write("buffered") -- neither flushed nor closed: _exit must flush it
-      M._exit(0)
+      M._exit(0, held)
     end
     assert.same({ "exit", 0, pid }, { M.waitpid(pid) })
     assert.is_nil(slurp(gcpath))
