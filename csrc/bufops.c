@@ -265,7 +265,6 @@ static int bufops_cstring(lua_State *L) {
   return 1;
 }
 
-/* b:fill(byte, off, len) -> b */
 /* Raises when an armed snapshot could not save the pages a fill or wipe is about to write (the
  * kernel refused to unprotect one): nothing was written. */
 static void snap_fill_check(lua_State *L, int err) {
@@ -274,6 +273,7 @@ static void snap_fill_check(lua_State *L, int err) {
                   "nothing was written, and the write may be tried again", strerror(err));
 }
 
+/* b:fill(byte, off, len) -> b */
 static int bufops_fill(lua_State *L) {
   size_t len, off, n;
   Buffer *b;

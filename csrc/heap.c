@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "guard.h"
 #include "memlab.h"
@@ -74,15 +73,14 @@ static int heap_xmalloc0(lua_State *L) {
   return raise_if_failed(L, do_calloc(L, 1, arg_size(L, 1), "xmalloc0"));
 }
 
-/* The live heap root at idx (not a view, not another kind). */
-static Owner *check_heapblock(lua_State *L, int idx, const char *fname) {
+/* The live heap root at idx (not a view, not another kind); verb: what a view cannot have done
+ * to it ("realloc"). */
+static Owner *check_heapblock(lua_State *L, int idx, const char *verb) {
   size_t len;
   Buffer *b;
   buf_span(L, idx, &len, &b);
   if (b->isview)
-    luaL_argerror(L, idx, lua_pushfstring(L, "cannot %s a view (pass the block it views)",
-                                          strcmp(fname, "usable_size") == 0
-                                              ? "take the usable size of" : fname));
+    luaL_argerror(L, idx, lua_pushfstring(L, "cannot %s a view (pass the block it views)", verb));
   if (b->o->kind != &heap_kind)
     luaL_argerror(L, idx, lua_pushfstring(L, "not a heap block (kind %s)", b->o->kind->name));
   return b->o;
@@ -118,7 +116,7 @@ static int heap_free(lua_State *L) {
 }
 
 static int heap_usable_size(lua_State *L) {
-  Owner *o = check_heapblock(L, 1, "usable_size");
+  Owner *o = check_heapblock(L, 1, "take the usable size of");
   lua_pushinteger(L, (lua_Integer)malloc_usable_size(o->base));
   return 1;
 }

@@ -458,9 +458,6 @@ static int la_bounds(lua_State *L) {
   return 3;
 }
 
-/* Destroys a live allocator: its memory goes back, every block dies. */
-/* Destroys a: every block dies. 0, or the errno of the kernel's refusal to take some of the
- * arena back (it is then left to the process: the allocator is destroyed all the same). */
 /* What a destroy left mapped: the arena itself (its errno), and other mappings the kernel refused
  * to unmap (a large block's, the metadata's: their bytes and errno). */
 typedef struct Kept {
@@ -469,6 +466,8 @@ typedef struct Kept {
   int err;
 } Kept;
 
+/* Destroys a: its memory goes back, every block dies, also where the kernel keeps some of it
+ * (then left to the process, and said in *k). */
 static void destroy(lua_State *L, Allocator *a, int level, Kept *k) {
   size_t kept0 = a->src.kept;
   if (a->arena.state == OWNER_LIVE) a->ops->destroy(&a->u);

@@ -52,6 +52,7 @@ int protmap_uniform(const ProtMap *pm, size_t first, size_t n, unsigned *prot);
 ProtRun *protmap_prepare(const ProtMap *pm, size_t first, size_t n, unsigned prot,
                          size_t *nruns);
 void protmap_install(ProtMap *pm, ProtRun *runs, size_t nruns);
+void protmap_set(ProtMap *pm, size_t first, size_t n, unsigned prot);
 void protmap_resize(ProtMap *pm, size_t npages);
 
 /* A kind of memory. release() gives the memory back to where it came from and returns 0 or an

@@ -109,11 +109,8 @@ static int hand_back(Owner *o) {
     unsigned prot = protmap_get(p->protmap, first + i);
     size_t j = protmap_runend(p->protmap, first + i) - first;
     if (j > n) j = n;
-    if (prot != prot0 && sys_mprotect(o->base + i * ps, (j - i) * ps, prot_to_sys(prot))) {
-      size_t nruns;
-      ProtRun *runs = protmap_prepare(&MAPINFO(p)->pm, first + i, j - i, prot0, &nruns);
-      if (runs) protmap_install(&MAPINFO(p)->pm, runs, nruns);
-    }
+    if (prot != prot0 && sys_mprotect(o->base + i * ps, (j - i) * ps, prot_to_sys(prot)))
+      protmap_set(&MAPINFO(p)->pm, first + i, j - i, prot0);
     i = j;
   }
   return 0;
@@ -255,9 +252,8 @@ void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, 
       const unsigned char *lo = addr > c->base ? addr : c->base;
       const unsigned char *hi = addr + len < c->base + mi->maplen ? addr + len : c->base + mi->maplen;
       if (lo < hi) {
-        size_t first = (size_t)(lo - c->base) / ps, n = ((size_t)(hi - lo) + ps - 1) / ps, nruns;
-        ProtRun *runs = protmap_prepare(&mi->pm, first, n, prot_from_sys(prot), &nruns);
-        if (runs) protmap_install(&mi->pm, runs, nruns);
+        size_t first = (size_t)(lo - c->base) / ps, n = ((size_t)(hi - lo) + ps - 1) / ps;
+        protmap_set(&mi->pm, first, n, prot_from_sys(prot));
         if (prot & PROT_WRITE) mi->ever_writable = 1;
         snap_after_protect(c, first, n);
       }
@@ -510,14 +506,14 @@ static int mmap_munmap(lua_State *L) {
 
 /* mremap's EFAULT: the range is more than one kernel mapping (valgrind says EINVAL). With one
  * protection all over, what split it is a lock or an advice on part of it. */
-static int several_mappings(lua_State *L, int mixed) {
-  if (mixed)
-    return push_syserrorf(L, "mremap", EFAULT, "the mapping is several kernel mappings (its pages "
-                          "have different protections): mremap moves or grows only one; give its "
-                          "pages one protection first");
-  return push_syserrorf(L, "mremap", EFAULT, "the mapping is several kernel mappings (a lock on "
-                        "part of it, b:lock or M.mlock, or an advice on part of it splits it): "
-                        "mremap moves or grows only one; unlock it, or advise it whole, first");
+static int several_mappings(lua_State *L, const MapInfo *mi) {
+  unsigned uniform;
+  int mixed = !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform);
+  return push_syserrorf(L, "mremap", EFAULT, "the mapping is several kernel mappings (%s): mremap "
+                        "moves or grows only one; %s first", mixed
+                        ? "its pages have different protections" : "a lock on part of it, b:lock "
+                          "or M.mlock, or an advice on part of it splits it", mixed
+                        ? "give its pages one protection" : "unlock it, or advise it whole,");
 }
 
 static void read_byte(void *p) { (void)*(volatile unsigned char *)p; }
@@ -604,7 +600,7 @@ static int mmap_remap(lua_State *L) {
                           "map a new one and copy");
   unsigned uniform;
   if (newmap > mi->maplen && !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform))
-    return several_mappings(L, 1);
+    return several_mappings(L, mi);
   /* the mappings placed inside die with the remap: they go first, so that the range is one
    * kernel mapping (mremap moves or grows only one) and keeps no protection of theirs */
   int err = release_inner(L, o, "killed by remapping its parent");
@@ -614,7 +610,7 @@ static int mmap_remap(lua_State *L) {
   void *p;
   err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
   if (err == EAGAIN && newmap > mi->maplen) return lock_error(L, "mremap", err, newmap - mi->maplen);
-  if (err == EFAULT) return several_mappings(L, !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform));
+  if (err == EFAULT) return several_mappings(L, mi);
   if (err == ENOMEM && !may_move && newmap > mi->maplen)
     return push_syserrorf(L, "mremap", err, "it cannot grow in place (most often because the pages "
                           "after it are in use): b:remap(n, true) lets it move");

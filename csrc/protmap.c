@@ -93,6 +93,14 @@ void protmap_install(ProtMap *pm, ProtRun *runs, size_t nruns) {
   pm->nruns = nruns;
 }
 
+/* Sets pages [first, first+n) to prot where no system call stands between: prepare and install
+ * at once. Out of memory the map is left as it was (the caller has nothing better to offer). */
+void protmap_set(ProtMap *pm, size_t first, size_t n, unsigned prot) {
+  size_t nruns;
+  ProtRun *runs = protmap_prepare(pm, first, n, prot, &nruns);
+  if (runs) protmap_install(pm, runs, nruns);
+}
+
 /* Grows (new pages take the last page's protection, as mremap gives them) or shrinks. */
 void protmap_resize(ProtMap *pm, size_t npages) {
   while (pm->nruns > 1 && pm->runs[pm->nruns - 1].first >= npages) pm->nruns--;

@@ -136,7 +136,8 @@ static void arm_or_save(Snapshot *s, size_t i, size_t n, unsigned prot) {
   if (arm(s, i, n, prot)) save_now(s, i, n);
 }
 
-/* Slots taken: a write that runs memset checks it before looking for armed pages. */
+/* Slots taken: a write that runs memset checks it before looking for armed pages, and b:snapshot
+ * before it collects to free one. */
 static unsigned g_slots_taken;
 
 static void unregister(Snapshot *s) {
@@ -337,24 +338,19 @@ int snap_armed_in(const unsigned char *base, size_t len) {
   return 0;
 }
 
-/* After b:protect changed pages [first, first+n): a page not yet copied that is now writable is
- * armed (write-protected), so its first write is still caught. */
-void snap_after_protect(Owner *o, size_t first, size_t n) {
-  Snapshot *s = MAPINFO(o)->snap;
-  if (!s || !s->active) return;
+/* Arms the writable pages of [first, first+n) neither armed nor copied (a page that cannot be
+ * armed is saved), so that their first write is caught: after b:protect made them writable, and
+ * after a refused disarm had given some their protection back (the snapshot is whole again). */
+static void rearm(Snapshot *s, size_t first, size_t n) {
   for (size_t i = first; i < first + n && i < s->npages; i++) {
-    unsigned prot = protmap_get(o->protmap, i);
+    unsigned prot = protmap_get(s->o->protmap, i);
     if (!s->copied[i] && !s->armed[i] && (prot & OWN_PROT_WRITE)) arm_or_save(s, i, 1, prot);
   }
 }
 
-/* Re-arms the pages a refused disarm had already given their protection back (writable, neither
- * armed nor copied), so that the snapshot is whole again; a page that cannot be armed is saved. */
-static void rearm(Snapshot *s) {
-  for (size_t i = 0; i < s->npages; i++) {
-    unsigned prot = protmap_get(s->o->protmap, i);
-    if (!s->copied[i] && !s->armed[i] && (prot & OWN_PROT_WRITE)) arm_or_save(s, i, 1, prot);
-  }
+void snap_after_protect(Owner *o, size_t first, size_t n) {
+  Snapshot *s = MAPINFO(o)->snap;
+  if (s && s->active) rearm(s, first, n);
 }
 
 /* Disarms: armed pages get their protection back, one mprotect per run of armed pages of one
@@ -374,7 +370,7 @@ static int disarm(Snapshot *s, int whole) {
     while (j < s->npages && j < end && s->armed[j]) j++;
     int err = sys_mprotect(s->base + i * s->ps, (j - i) * s->ps, prot_to_sys(prot));
     if (err && whole) {
-      rearm(s);
+      rearm(s, 0, s->npages);
       return err;
     }
     if (err) {
@@ -403,10 +399,7 @@ static void disarm_anyway(Snapshot *s) {
       i++;
       continue;
     }
-    size_t nruns;
-    unsigned prot = protmap_get(s->o->protmap, i) & ~OWN_PROT_WRITE;
-    ProtRun *runs = protmap_prepare(&MAPINFO(s->o)->pm, i, j - i, prot, &nruns);
-    if (runs) protmap_install(&MAPINFO(s->o)->pm, runs, nruns);
+    protmap_set(&MAPINFO(s->o)->pm, i, j - i, protmap_get(s->o->protmap, i) & ~OWN_PROT_WRITE);
     memset(s->armed + i, 0, j - i);
     i = j;
   }
@@ -453,18 +446,12 @@ static Snapshot *check_snap(lua_State *L, int idx) {
   return s;
 }
 
-static int slot_free(void) {
-  for (int k = 0; k < MAX_ARMED; k++)
-    if (!__atomic_load_n(&g_armed[k], __ATOMIC_ACQUIRE)) return 1;
-  return 0;
-}
-
 /* b:snapshot() -> snapshot of a private or anonymous mapping (one at a time per mapping) */
 static int snap_new(lua_State *L) {
   check_mapping(L, 1, "snapshot", NULL);
   /* every slot taken: snapshots left to the collector may hold them (a loop that drops them ran
    * out after about 100); a full collection first, and the checks below see what it did */
-  if (!slot_free()) lua_gc(L, LUA_GCCOLLECT, 0);
+  if (__atomic_load_n(&g_slots_taken, __ATOMIC_RELAXED) >= MAX_ARMED) lua_gc(L, LUA_GCCOLLECT, 0);
   Buffer *b;
   Owner *o = check_mapping(L, 1, "snapshot", &b);
   MapInfo *mi = MAPINFO(o);
@@ -578,13 +565,6 @@ static void restore_page_fn(void *arg) {
   memcpy(a->s->base + a->i * a->s->ps, a->s->copy + a->i * a->s->ps, a->s->ps);
 }
 
-/* The mapping's record of page i becomes prot: what the kernel left it after a refusal. */
-static void record_prot(Snapshot *s, size_t i, unsigned prot) {
-  size_t nruns;
-  ProtRun *runs = protmap_prepare(&MAPINFO(s->o)->pm, i, 1, prot, &nruns);
-  if (runs) protmap_install(&MAPINFO(s->o)->pm, runs, nruns);
-}
-
 /* s:restore() -> s: the mapping gets the snapshot's contents back and is armed again */
 static int snap_restore(lua_State *L) {
   Snapshot *s = check_snap(L, 1);
@@ -606,7 +586,7 @@ static int snap_restore(lua_State *L) {
     PageArgs a = {s, i};
     if (guard_call(restore_page_fn, &a, page, s->ps, NULL, 0, &f)) { /* its file is gone */
       if (open != prot && sys_mprotect(page, s->ps, prot_to_sys(prot)))
-        record_prot(s, i, open);
+        protmap_set(&MAPINFO(s->o)->pm, i, 1, open); /* what the kernel left */
       mem_fault_raise(L, &f, s->o, NULL);
     }
     /* the page equals its copy now: when it cannot be armed again (or given back a protection
@@ -617,7 +597,7 @@ static int snap_restore(lua_State *L) {
       s->copied[i] = 0;
       s->ncopied--;
     } else if (open != prot) {
-      record_prot(s, i, open);
+      protmap_set(&MAPINFO(s->o)->pm, i, 1, open); /* what the kernel left */
       if (!kept) kept = err, kept_at = i;
     }
   }

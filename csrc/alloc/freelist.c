@@ -360,18 +360,21 @@ static __attribute__((noinline)) ml_status free_slow(ml_freelist *a, void *p)
     if (!p) return ML_OK;
     ml_status st = fl_locate(a, p, &b, &L);
     if (st == ML_OK && L) {
-        fl_large v;
-        large_get(a, L, &v);
+        size_t maplen = 0;                       /* its header goes with it: read it first */
+        if (a->dyn_mmap) {
+            fl_large v;
+            large_get(a, L, &v);
+            maplen = v.maplen;
+        }
         st = fl_large_free(a, L, 0);
         if (st != ML_OK) {
             a->st.failures++;
             return a->err = st;
         }
-        if (a->dyn_mmap) {                       /* glibc's dynamic thresholds (freelist.h) */
-            if (v.maplen > a->mmap_min && v.maplen <= FL_DYN_MMAP_MAX) {
-                a->mmap_min = v.maplen;
-                if (a->dyn_trim) a->trim = 2 * v.maplen;
-            }
+        /* glibc's dynamic thresholds (freelist.h); maplen is 0 when they are fixed */
+        if (maplen > a->mmap_min && maplen <= FL_DYN_MMAP_MAX) {
+            a->mmap_min = maplen;
+            if (a->dyn_trim) a->trim = 2 * maplen;
         }
         a->st.frees++;
         return ML_OK;

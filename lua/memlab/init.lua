@@ -36,6 +36,14 @@ local function typename(v)
   return type(mt) == "table" and type(rawget(mt, "__name")) == "string" and mt.__name or "userdata"
 end
 
+-- Raises "bad argument #1 to 'fname' (want expected, got ...)" unless the first of the
+-- arguments ... has type want; "no value" when there is none, as luaL_typeerror says.
+local function check_first(fname, want, ...)
+  if type((...)) == want then return (...) end
+  error(("bad argument #1 to '%s' (%s expected, got %s)"):format(fname, want,
+    select("#", ...) == 0 and "no value" or typename((...))), 3)
+end
+
 -- Reads /proc/<pid>/<what> (pid defaults to self) whole, in one read (see core.readproc);
 -- returns the text or nil, msg, errno.
 local function procfile(pid, what)
@@ -407,11 +415,7 @@ local map_fields = { length = true, prot = true, shared = true, file = true, fd 
 -- read-write when prot has "w" and shared is true, read-only otherwise; length defaults to the
 -- rest of the file after offset. Returns a buffer of kind "mmap", or nil, msg, errno.
 function M.map(...)
-  local t = ...
-  if type(t) ~= "table" then
-    error(("bad argument #1 to 'map' (table expected, got %s)"):format(
-      select("#", ...) == 0 and "no value" or typename(t)), 2)
-  end
+  local t = check_first("map", "table", ...)
   for k in pairs(t) do
     if not map_fields[k] then error(("bad argument #1 to 'map' (unknown field '%s')"):format(k), 2) end
   end
@@ -486,11 +490,7 @@ end
 -- Lua is the decimal number 666, which as a mode means something else entirely (and, or'ed into
 -- shmget's flags, sets IPC_CREAT). Accepts the digits with or without leading zeros or "0o".
 function M.octal(...)
-  local s = ...
-  if type(s) ~= "string" then
-    error(("bad argument #1 to 'octal' (string expected, got %s)"):format(
-      select("#", ...) == 0 and "no value" or typename(s)), 2)
-  end
+  local s = check_first("octal", "string", ...)
   local digits = s:match("^0[oO]([0-7]+)$") or s:match("^([0-7]+)$")
   if not digits or #digits > 21 then
     error(("bad argument #1 to 'octal' (not octal digits: '%s')"):format(s), 2)
