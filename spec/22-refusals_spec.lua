@@ -6,13 +6,15 @@
 -- whose record disagrees with the kernel, or a snapshot that silently misses a write.
 local H = require "helpers"
 
--- The child's prelude: memlab, a private anonymous mapping of n pages, and the kernel's idea of
--- a page's protection (from /proc/self/maps).
+-- The child's prelude: memlab, a private anonymous mapping of n pages, the kernel's idea of a
+-- page's protection (from /proc/self/maps) and memlab's, and a two-page mapping holding "old"
+-- with a snapshot armed.
 local PRE = "local M = require 'memlab' local ps = M.pagesize() "
   .. "local function anon(n) return assert(M.mmap(nil, n * ps, M.PROT_READ | M.PROT_WRITE, "
   .. "M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0)) end "
   .. "local function kperm(b, pg) return M.region(b:address() + pg * ps).perms:sub(1, 3) end "
   .. "local function rperm(b, pg) return tostring(b:slice(pg * ps, ps)):match(', (...)%)$') end "
+  .. "local function armed() local b = anon(2) b:write(0, 'old') return b, assert(b:snapshot()) end "
 
 -- Runs the chunk with `plan` refused; returns the values (strings), or marks the test pending.
 local function run(plan, code)
@@ -66,9 +68,7 @@ describe("a snapshot when the kernel refuses", function()
 
   it("re-arming a restored page: the snapshot keeps the page's copy, so a later write is not lost", function()
     local v, out = run("mprotect:2", [[
-      local b = anon(2)
-      b:write(0, "old")
-      local s = assert(b:snapshot())
+      local b, s = armed()
       b:write(0, "new")
       local r = refusing(s.restore, s)    -- 1: make the page writable, 2: re-arm it (refused)
       local restored = b:read(0, 3)
@@ -93,9 +93,7 @@ describe("a snapshot when the kernel refuses", function()
 
   it("unprotecting a page to save it before a write: the error says so, and the write can be retried", function()
     local v, out = run("mprotect:1", [[
-      local b = anon(2)
-      b:write(0, "old")
-      local s = assert(b:snapshot())
+      local b, s = armed()
       local ok, err = refusing(pcall, b.write, b, 0, "new")
       b:write(0, "new")                   -- the page is still armed: this write saves it
       return tostring(ok), err, s:read(0, 3), b:read(0, 3)]])
@@ -107,9 +105,7 @@ describe("a snapshot when the kernel refuses", function()
 
   it("saving a page before b:protect changes it: the protect is refused as a whole", function()
     local v, out = run("mprotect:1", [[
-      local b = anon(2)
-      b:write(0, "old")
-      local s = assert(b:snapshot())
+      local b, s = armed()
       local ok, msg = refusing(b.protect, b, "rwx", 0, ps) -- saving page 0 first is refused
       b:write(0, "new")                   -- still armed: caught and saved
       return tostring(ok), msg, s:read(0, 3), rperm(b, 0), s:copied()]])
@@ -121,9 +117,7 @@ describe("a snapshot when the kernel refuses", function()
 
   it("saving a page before an advice drops it: the advice is refused, the contents kept", function()
     local v, out = run("mprotect:1", [[
-      local b = anon(2)
-      b:write(0, "old")
-      local s = assert(b:snapshot())
+      local b, s = armed()
       local ok, msg = refusing(b.advise, b, M.MADV_DONTNEED)
       return tostring(ok), msg, s:read(0, 3), b:read(0, 3)]])
     if not v then return end
@@ -134,9 +128,7 @@ describe("a snapshot when the kernel refuses", function()
 
   it("saving the pages before b:wipe: nothing is wiped", function()
     local v, out = run("mprotect:1", [[
-      local b = anon(2)
-      b:write(0, "old")
-      local s = assert(b:snapshot())
+      local b, s = armed()
       local ok, err = refusing(pcall, b.wipe, b)
       return tostring(ok), err, b:read(0, 3), s:read(0, 3)]])
     if not v then return end
@@ -147,9 +139,7 @@ describe("a snapshot when the kernel refuses", function()
 
   it("saving the pages before b:fill: nothing is written, and the fill can be tried again", function()
     local v, out = run("mprotect:1", [[
-      local b = anon(2)
-      b:write(0, "old")
-      local s = assert(b:snapshot())
+      local b, s = armed()
       local ok, err = refusing(pcall, b.fill, b, 120)
       local before = b:read(0, 3)
       b:fill(120)
@@ -162,9 +152,7 @@ describe("a snapshot when the kernel refuses", function()
 
   it("giving a restored read-only page its protection back: the record says what the kernel left", function()
     local v, out = run("mprotect:2", [[
-      local b = anon(2)
-      b:write(0, "old")
-      local s = assert(b:snapshot())
+      local b, s = armed()
       b:write(0, "new")
       b:protect("r", 0, ps)               -- page 0 is copied: no save, its protection r
       local ok, msg = refusing(s.restore, s) -- 1: open it to write, 2: back to r (refused)
@@ -193,9 +181,7 @@ describe("a snapshot when the kernel refuses", function()
 
   it("disarming at s:free(): nil, msg, errno, and the snapshot stays armed and whole", function()
     local v, out = run("mprotect:1", [[
-      local b = anon(2)
-      b:write(0, "old")
-      local s = assert(b:snapshot())
+      local b, s = armed()
       local ok, msg, code = refusing(s.free, s)
       b:write(0, "new")                   -- still caught by the snapshot
       local kept = s:read(0, 3)
@@ -225,9 +211,7 @@ describe("a snapshot when the kernel refuses", function()
 
   it("unmapping its mapping: b:unmap() fails, and the snapshot still works", function()
     local v, out = run("munmap:1", [[
-      local b = anon(2)
-      b:write(0, "old")
-      local s = assert(b:snapshot())
+      local b, s = armed()
       local ok, msg = refusing(b.unmap, b)
       b:write(0, "new")
       return ok, msg, s:read(0, 3), b:read(0, 3), tostring(b:unmap())]])
