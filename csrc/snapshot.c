@@ -565,34 +565,61 @@ static void restore_page_fn(void *arg) {
   memcpy(a->s->base + a->i * a->s->ps, a->s->copy + a->i * a->s->ps, a->s->ps);
 }
 
-/* s:restore() -> s: the mapping gets the snapshot's contents back and is armed again */
+/* The copied pages of [from, to) that restore_open opened wider than their protection get it back;
+ * where the kernel refuses, the mapping's record takes what the kernel left (read and write added). */
+static void restore_close(Snapshot *s, size_t from, size_t to) {
+  for (size_t j = from; j < to; j++) {
+    if (!s->copied[j]) continue;
+    unsigned prot = protmap_get(s->o->protmap, j), open = prot | OWN_PROT_READ | OWN_PROT_WRITE;
+    if (open != prot && sys_mprotect(s->base + j * s->ps, s->ps, prot_to_sys(prot)))
+      protmap_set(&MAPINFO(s->o)->pm, j, 1, open);
+  }
+}
+
+/* Opens every copied page to read and write, for the copy back. Returns 0, or the kernel's refusal
+ * with *at the page refused and every page opened before it closed again. */
+static int restore_open(Snapshot *s, size_t *at) {
+  for (size_t i = 0; i < s->npages; i++) {
+    if (!s->copied[i]) continue;
+    unsigned prot = protmap_get(s->o->protmap, i), open = prot | OWN_PROT_READ | OWN_PROT_WRITE;
+    int err = sys_mprotect(s->base + i * s->ps, s->ps, prot_to_sys(open));
+    if (err) {
+      restore_close(s, 0, i);
+      *at = i;
+      return err;
+    }
+  }
+  return 0;
+}
+
+/* s:restore() -> s: the mapping gets the snapshot's contents back and is armed again. All or
+ * nothing: a lost page, or a page the kernel will not open to write, restores none. */
 static int snap_restore(lua_State *L) {
   Snapshot *s = check_snap(L, 1);
   if (!s->active) return luaL_error(L, "attempt to restore a freed snapshot");
-  for (size_t i = 0; i < s->npages; i++) /* all or nothing: no page is restored if one is lost */
+  for (size_t i = 0; i < s->npages; i++)
     if (s->copied[i] == PAGE_LOST) return lost_error(L, i, "restore");
+  size_t at;
+  int err = restore_open(s, &at);
+  if (err)
+    return push_syserrorf(L, "mprotect", err, "nothing was restored: page %I could not be opened "
+                          "to write", (lua_Integer)at);
   int kept = 0;          /* the errno of a page left with a wider protection, or 0 */
   size_t kept_at = 0;
   for (size_t i = 0; i < s->npages; i++) {
     if (!s->copied[i]) continue;
-    unsigned char *page = s->base + i * s->ps;
     unsigned prot = protmap_get(s->o->protmap, i), open = prot | OWN_PROT_READ | OWN_PROT_WRITE;
-    int err = sys_mprotect(page, s->ps, prot_to_sys(open));
-    if (err)
-      return push_syserrorf(L, "mprotect", err, "the restore stopped at page %I: the pages before "
-                            "it are restored and armed again, it and those after it are not",
-                            (lua_Integer)i);
     Fault f;
     PageArgs a = {s, i};
-    if (guard_call(restore_page_fn, &a, page, s->ps, NULL, 0, &f)) { /* its file is gone */
-      if (open != prot && sys_mprotect(page, s->ps, prot_to_sys(prot)))
-        protmap_set(&MAPINFO(s->o)->pm, i, 1, open); /* what the kernel left */
+    if (guard_call(restore_page_fn, &a, s->base + i * s->ps, s->ps, NULL, 0, &f)) {
+      restore_close(s, i, s->npages); /* its file is gone: the pages not restored close again */
       mem_fault_raise(L, &f, s->o, NULL);
     }
     /* the page equals its copy now: when it cannot be armed again (or given back a protection
      * without write), it keeps the copy, and the snapshot stays right; the mapping's record then
      * takes the protection the kernel left it, and the call says so at the end */
-    err = (prot & OWN_PROT_WRITE) ? arm(s, i, 1, prot) : sys_mprotect(page, s->ps, prot_to_sys(prot));
+    err = (prot & OWN_PROT_WRITE) ? arm(s, i, 1, prot)
+                                  : sys_mprotect(s->base + i * s->ps, s->ps, prot_to_sys(prot));
     if (!err) {
       s->copied[i] = 0;
       s->ncopied--;

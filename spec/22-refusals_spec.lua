@@ -164,6 +164,40 @@ describe("a snapshot when the kernel refuses", function()
     assert.same({ "old", "old" }, { v[5], v[6] }, out)
   end)
 
+  it("opening a later page to restore it: nothing is restored, and the restore can be tried again", function()
+    local v, out = run("mprotect:2", [[
+      local b, s = armed()
+      b:write(0, "new") b:write(ps, "NEW")
+      b:protect("r", 0, ps)               -- page 0 copied, read-only: the restore opens it first
+      local ok, msg, code = refusing(s.restore, s) -- 1: open page 0, 2: open page 1 (refused)
+      local got = { tostring(ok), msg, tostring(code), b:read(0, 3), b:read(ps, 3), kperm(b, 0),
+                    rperm(b, 0), s:copied() }
+      assert(s:restore())
+      got[#got + 1] = b:read(0, 3) .. b:read(ps, 3)
+      return table.unpack(got)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("nothing was restored: page 1 could not be opened to write", v[2])
+    assert.equal(tostring(require("memlab").ENOMEM), v[3])
+    assert.same({ "new", "NEW", "r--", "r--", "2", "old" .. "\0\0\0" }, { v[4], v[5], v[6], v[7],
+      v[8], v[9] }, out)
+  end)
+
+  it("opening a later page and closing an opened one again: the record says what the kernel left", function()
+    local v, out = run("mprotect:2:2", [[
+      local b, s = armed()
+      b:write(0, "new") b:write(ps, "NEW")
+      b:protect("r", 0, ps)
+      local ok, msg = refusing(s.restore, s) -- 2: open page 1, 3: close page 0 again (both refused)
+      return tostring(ok), msg, b:read(0, 3), kperm(b, 0), rperm(b, 0)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("nothing was restored", v[2])
+    assert.equal("new", v[3], out)
+    assert.equal(v[4], v[5], out)           -- memlab's record and the kernel agree
+    assert.equal("rw-", v[4], out)
+  end)
+
   it("disarming one run when the collector frees it: only that run is recorded read-only", function()
     local v, out = run("mprotect:2", [[
       local b = anon(4)
