@@ -100,6 +100,22 @@ static int snap_refusal(lua_State *L, int err, const char *what) {
                         "the %s: nothing was changed", what);
 }
 
+/* A refused mprotect of pages [first, first+n) may have changed part of them: the kernel changes
+ * the mappings of a range one by one and stops at one it cannot split (vm.max_map_count reached).
+ * Each run of the record gets its protection back; a run the kernel will not give it back to may
+ * hold either, so its record takes what both allow (a write there is refused, never a fault). */
+static void protect_undo(Owner *o, size_t first, size_t n, unsigned prot) {
+  size_t ps = sys_pagesize(), end = first + n;
+  for (size_t i = first; i < end;) {
+    unsigned old = protmap_get(o->protmap, i);
+    size_t j = protmap_runend(o->protmap, i);
+    if (j > end) j = end;
+    if (old != prot && sys_mprotect(o->base + i * ps, (j - i) * ps, prot_to_sys(old)))
+      protmap_set(&MAPINFO(o)->pm, i, j - i, old & prot);
+    i = j;
+  }
+}
+
 /* b:protect(prot [, off, len]) -> b | nil, msg, errno */
 static int mapops_protect(lua_State *L) {
   buf_check(L, 1); /* the buffer first: a call without it names #1 */
@@ -115,6 +131,7 @@ static int mapops_protect(lua_State *L) {
   int err = sys_mprotect(page_addr(&r), r.npages * sys_pagesize(), prot);
   if (err) {
     free(runs);
+    protect_undo(r.o, r.first, r.npages, prot_from_sys(prot));
     return push_syserror(L, "mprotect", err);
   }
   protmap_install(r.o->protmap, runs, nruns);

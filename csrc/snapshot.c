@@ -117,10 +117,17 @@ static int snap_claim(int signo, siginfo_t *si) {
 }
 
 /* Write-protects pages [i, i+n), whose protection prot (memlab's) has PROT_WRITE, and marks
- * them armed: 0, or the errno of a refusal, which leaves them as they were, unarmed. */
+ * them armed: 0, or the errno of a refusal, which leaves them as they were, unarmed. The kernel
+ * may have write-protected the first mappings of the range before it refused a later one: they
+ * get prot back, or if that is refused too the record says read-only (a write is refused then,
+ * where it would fault on a page no snapshot claims). */
 static int arm(Snapshot *s, size_t i, size_t n, unsigned prot) {
-  int err = sys_mprotect(s->base + i * s->ps, n * s->ps, prot_to_sys(prot & ~OWN_PROT_WRITE));
-  if (!err) memset(s->armed + i, 1, n);
+  unsigned char *p = s->base + i * s->ps;
+  int err = sys_mprotect(p, n * s->ps, prot_to_sys(prot & ~OWN_PROT_WRITE));
+  if (!err)
+    memset(s->armed + i, 1, n);
+  else if (n > 1 && sys_mprotect(p, n * s->ps, prot_to_sys(prot)))
+    protmap_set(&MAPINFO(s->o)->pm, i, n, prot & ~OWN_PROT_WRITE);
   return err;
 }
 

@@ -66,6 +66,29 @@ describe("a snapshot when the kernel refuses", function()
     assert.same({ "true", "p0", "p3", "x0" }, v, out)
   end)
 
+  it("its arming applied in part: the pages the kernel changed are opened again", function()
+    local v, out = run("mprotect_part:1", [[
+      local b = anon(2)
+      local s, msg = refusing(b.snapshot, b)  -- page 0 write-protected, then refused
+      local wrote = pcall(b.write, b, 0, "ok")
+      return tostring(s), msg, kperm(b, 0), rperm(b, 0), tostring(wrote), b:read(0, 2)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("^snapshot: mprotect: ", v[2])
+    assert.same({ "rw-", "rw-", "true", "ok" }, { v[3], v[4], v[5], v[6] }, out)
+  end)
+
+  it("its arming applied in part, and the opening refused: the record says read-only", function()
+    local v, out = run("mprotect_part:1,mprotect:1", [[
+      local b = anon(2)
+      local s = refusing(b.snapshot, b)
+      local ok, err = pcall(b.write, b, 0, "no")
+      return tostring(s), kperm(b, 0), rperm(b, 0), rperm(b, 1), tostring(ok), err]])
+    if not v then return end
+    assert.same({ "nil", "r--", "r--", "r--", "false" }, { v[1], v[2], v[3], v[4], v[5] }, out)
+    assert.matches("write to read%-only memory", v[6])
+  end)
+
   it("re-arming a restored page: the snapshot keeps the page's copy, so a later write is not lost", function()
     local v, out = run("mprotect:2", [[
       local b, s = armed()
@@ -253,6 +276,33 @@ describe("a snapshot when the kernel refuses", function()
     assert.equal("nil", v[1], out)
     assert.matches("^munmap: ", v[2])
     assert.same({ "old", "new", "true" }, { v[3], v[4], v[5] }, out)
+  end)
+end)
+
+describe("b:protect when the kernel applies it in part", function()
+  -- mprotect_part: failinj changes the range's first page, then refuses (as the kernel does when
+  -- it cannot split a later mapping of the range at vm.max_map_count)
+  it("gives back what the kernel changed: refused as a whole", function()
+    local v, out = run("mprotect_part:1", [[
+      local b = anon(2)
+      local ok, msg, code = refusing(b.protect, b, "r", 0, 2 * ps)
+      b:write(0, "ok")
+      return tostring(ok), msg, code, kperm(b, 0), rperm(b, 0), kperm(b, 1), b:read(0, 2)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("^mprotect: ", v[2])
+    assert.equal(tostring(require("memlab").ENOMEM), v[3])
+    assert.same({ "rw-", "rw-", "rw-", "ok" }, { v[4], v[5], v[6], v[7] }, out)
+  end)
+
+  it("and cannot give it back: the record takes what both protections allow", function()
+    local v, out = run("mprotect_part:1,mprotect:1", [[
+      local b = anon(2)
+      local ok = refusing(b.protect, b, "r", 0, 2 * ps)
+      local wrote = pcall(b.write, b, ps, "no")  -- the kernel would allow it: refused all the same
+      return tostring(ok), kperm(b, 0), rperm(b, 0), rperm(b, 1), tostring(wrote), b:read(0, 2)]])
+    if not v then return end
+    assert.same({ "nil", "r--", "r--", "r--", "false", "\0\0" }, v, out)
   end)
 end)
 

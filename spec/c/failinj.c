@@ -10,13 +10,16 @@
  *                                             tests, so that its own set-up is not counted)
  *   MEMLAB_FAIL_LOG=1                          print each counted call to stderr
  *
+ * The name "mprotect_part" counts mprotect's calls too, but a call it fails is first applied to
+ * the range's first page, as the kernel does when it changes the first of several mappings and
+ * then cannot split a later one (vm.max_map_count).
+ *
  * Only calls whose return address lies in memlab's core.so are counted and failed: Lua, busted
  * and glibc go on working. Under AddressSanitizer this library must come first in LD_PRELOAD
  * (ASAN_OPTIONS=verify_asan_link_order=0), so that memlab's call reaches it before ASan's
  * interceptor. Never installed. Its wrappers also run inside memlab's fault handler (the
  * snapshot's claimer calls mprotect there) and call dladdr and access, which POSIX does not list
- * as async-signal-safe: fine for a test of one thread, not for anything else. And it fails a call
- * as a whole, where the kernel may apply an mprotect over several mappings in part. */
+ * as async-signal-safe: fine for a test of one thread, not for anything else. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -118,7 +121,15 @@ int munmap(void *addr, size_t len) {
 
 int mprotect(void *addr, size_t len, int prot) {
   REAL(mprotect);
-  if (refuse("mprotect", __builtin_return_address(0))) return -1;
+  const void *ra = __builtin_return_address(0);
+  if (refuse("mprotect_part", ra)) {
+    int e = errno;
+    long ps = sysconf(_SC_PAGESIZE);
+    if (len > (size_t)ps) real_mprotect(addr, (size_t)ps, prot);
+    errno = e;
+    return -1;
+  }
+  if (refuse("mprotect", ra)) return -1;
   return real_mprotect(addr, len, prot);
 }
 
