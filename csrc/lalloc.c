@@ -247,7 +247,8 @@ static int la_calloc(lua_State *L) {
 }
 
 /* a:realloc(b, n) -> new block (b is dead from then on) | nil, msg, errno (b stays valid).
- * a:realloc(nil, n) is a:alloc(n); a:realloc(b, 0) frees b and returns nil, as M.realloc does. */
+ * a:realloc(nil, n) is a:alloc(n); a:realloc(b, 0) frees b and returns nil, as M.realloc does
+ * (or nil, msg, errno when the kernel refuses the free, as b:free() would: b stays valid). */
 static int la_realloc(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
   if (lua_isnoneornil(L, 2)) {
@@ -258,7 +259,8 @@ static int la_realloc(lua_State *L) {
   size_t n = arg_size(L, 3);
   if (n == 0) { /* as M.realloc(b, 0) and the lecture's realloc: frees b, returns nil */
     lua_settop(L, 2);
-    buf_free_at(L, 2);
+    int r = buf_free_at(L, 2);
+    if (lua_isnil(L, -r)) return r; /* refused: nil, msg, errno */
     lua_pushnil(L);
     return 1;
   }

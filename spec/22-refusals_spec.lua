@@ -373,6 +373,22 @@ describe("memlab's free list when the kernel refuses", function()
     assert.same({ "true", "1", "big", "true", "true", "0" }, { v[3], v[4], v[5], v[6], v[7], v[8] }, out)
   end)
 
+  it("a:realloc(b, 0) of a large block: nil, msg, errno as b:free() says, and b lives on", function()
+    local v, out = run("munmap:1", [[
+      local a = M.freelist{}
+      local b = assert(a:alloc(4 << 20))
+      b:write(0, "big")
+      local r = table.pack(refusing(a.realloc, a, b, 0))
+      return r.n, r[1], r[2], r[3], tostring(b:valid()), b:read(0, 3), tostring(a:realloc(b, 0)),
+             tostring(b:valid())]])
+    if not v then return end
+    assert.equal("3", v[1], out)
+    assert.equal("nil", v[2], out)
+    assert.matches("^munmap: ", v[3])
+    assert.equal(tostring(require("memlab").ENOMEM), v[4])
+    assert.same({ "true", "big", "nil", "false" }, { v[5], v[6], v[7], v[8] }, out)
+  end)
+
   it("taking back the top of its arena: a:check() holds and the arena works on", function()
     local v, out = run("mprotect:1", [[
       local a = M.freelist{ step = 64 << 10, trim = 128 << 10, mmap_threshold = 8 << 20 }
