@@ -156,9 +156,16 @@ void alloc_checkopts(lua_State *L, const char *what, const char *const known[]) 
   }
 }
 
+/* A block of n bytes asked for was handed out (asked_add) or given back (a->asked -= n). */
+static void asked_add(Allocator *a, size_t n) {
+  a->asked += n;
+  if (a->asked > a->asked_peak) a->asked_peak = a->asked;
+}
+
 int alloc_block_release(Owner *o) {
   Allocator *a = (Allocator *)o->ctx;
   ml_status st = a->ops->free(&a->u, o->base);
+  if (st == ML_OK) a->asked -= o->size;
   if (st == ML_ESOURCE) { /* a large block's own mapping: the block lives on */
     owner_refused_by("munmap");
     return a->src.last_err ? a->src.last_err : ENOMEM;
@@ -215,6 +222,7 @@ static int la_alloc(lua_State *L) {
   void *p = a->ops->alloc(&a->u, n);
   if (!p) return alloc_failure(L, a, a->ops->name);
   mem_defined(p, n); /* a script may read the garbage a fresh block holds */
+  asked_add(a, n);
   owner_open(L, o, p, n);
   return 1;
 }
@@ -242,6 +250,7 @@ static int la_calloc(lua_State *L) {
   if (!p && overflow)
     return push_statuserror(L, a->ops->name, "out of memory (nr * size overflows)", ENOMEM);
   if (!p) return alloc_failure(L, a, a->ops->name);
+  asked_add(a, n);
   owner_open(L, o, p, n);
   return 1;
 }
@@ -269,6 +278,8 @@ static int la_realloc(lua_State *L) {
   Owner *old = check_block(L, 2, a); /* again: the new userdata may have run a finalizer */
   void *p = a->ops->realloc(&a->u, old->base, n);
   if (!p) return alloc_failure(L, a, a->ops->name);
+  a->asked -= old->size;
+  asked_add(a, n);
   owner_die(L, old, "realloc'd", 1);
   mem_defined(p, n);
   owner_open(L, o, p, n);
@@ -300,6 +311,12 @@ static int la_stats(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
   ml_stats st;
   a->ops->stats(&a->u, &st);
+  if (a->ops->sizes_unknown) {
+    st.live_bytes = a->asked;
+    st.peak_live_bytes = a->asked_peak;
+    ml_stats_finish(&st);
+    st.external_frag = 0.0; /* as pool_stats says: a pool has none */
+  }
   lua_createtable(L, 0, 20);
   SETI("live_bytes", st.live_bytes);
   SETI("live_blocks", st.live_blocks);
@@ -473,6 +490,7 @@ typedef struct Kept {
 static void destroy(lua_State *L, Allocator *a, int level, Kept *k) {
   size_t kept0 = a->src.kept;
   if (a->arena.state == OWNER_LIVE) a->ops->destroy(&a->u);
+  a->asked = 0;
   k->bytes = a->src.kept - kept0;
   k->err = k->bytes ? a->src.kept_err : 0;
   /* idempotent; also a source a failed constructor had set up. Over sbrk with something above

@@ -35,6 +35,8 @@ typedef struct AllocOps {
   ml_status (*lasterr)(const void *inst, int *src_err);
   const char *(*describe)(const void *inst); /* policy or shape, for tostring */
   size_t (*maxreq)(const void *inst);        /* the largest request it can ever serve */
+  int sizes_unknown; /* its stats count a block's slot, not the size asked (the pool): a:stats()
+                        takes live and peak bytes from the blocks' own sizes (Allocator.asked) */
 } AllocOps;
 
 /* One allocator, a full userdata. Invariants: arena.state is LIVE from a successful init until
@@ -45,6 +47,7 @@ typedef struct Allocator {
   Owner arena;
   const AllocOps *ops;
   ml_pagesrc src;
+  size_t asked, asked_peak; /* the sizes of the live blocks, as a:alloc asked them, and the peak */
   union {
     ml_freelist fl;
     ml_buddy bd;

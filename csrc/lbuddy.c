@@ -43,7 +43,7 @@ static const MemKind bd_arenakind = {"buddy allocator", "destroyed", NULL, NULL,
 
 static const AllocOps bd_ops = {
   "buddy", &bd_blockkind, &bd_arenakind, b_alloc, b_calloc, b_realloc, b_free, b_usable,
-  b_stats, b_walk, b_check, b_destroy, b_bounds, b_lasterr, b_describe, b_maxreq};
+  b_stats, b_walk, b_check, b_destroy, b_bounds, b_lasterr, b_describe, b_maxreq, 0};
 
 /* M.buddy{ size=1 MiB (the most the arena grows to; a power of two), min=32 (smallest block; a
  * power of two >= 16), initial=64 KiB (first arena size), cache=0 (freed blocks parked per order

@@ -47,7 +47,7 @@ static const MemKind fl_arenakind = {"freelist allocator", "destroyed", NULL, NU
 
 static const AllocOps fl_ops = {
   "freelist", &fl_blockkind, &fl_arenakind, f_alloc, f_calloc, f_realloc, f_free, f_usable,
-  f_stats, f_walk, f_check, f_destroy, f_bounds, f_lasterr, f_describe, f_maxreq};
+  f_stats, f_walk, f_check, f_destroy, f_bounds, f_lasterr, f_describe, f_maxreq, 0};
 
 /* M.freelist{ size=64 MiB, source="mmap"|"sbrk", fit="segregated"|"first"|"next"|"best",
  *             quick=true|false|depth, step=, trim=, mmap_threshold= } -> allocator */

@@ -41,7 +41,7 @@ static const MemKind pool_arenakind = {"pool allocator", "destroyed", NULL, NULL
 
 static const AllocOps pool_ops = {
   "pool", &pool_blockkind, &pool_arenakind, p_alloc, p_calloc, p_realloc, p_free, p_usable,
-  p_stats, p_walk, p_check, p_destroy, p_bounds, p_lasterr, p_describe, p_maxreq};
+  p_stats, p_walk, p_check, p_destroy, p_bounds, p_lasterr, p_describe, p_maxreq, 1};
 
 /* M.pool{ block=, count=, grow=false, max= } -> allocator of count blocks of block bytes each
  * (with grow, more slabs of count blocks are added when it is full, up to max blocks) */
