@@ -28,18 +28,19 @@ size_t ml_sys_pagesize(void)
 }
 
 /* Over-reserve by align and unmap the slack on both sides, so base is aligned. */
-int ml_sys_reserve(size_t len, size_t align, void **out)
+int ml_sys_reserve(size_t len, size_t align, void **out, uint64_t *calls)
 {
     size_t page = ml_sys_pagesize();
     size_t extra = align > page ? align : 0;
     if (len == 0 || len % page || (align & (align - 1)) || len + extra < len) return EINVAL;
     char *p = mmap(NULL, len + extra, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    ++*calls;
     if (p == MAP_FAILED) return errno;
     if (extra) {
         uintptr_t a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
         size_t head = (size_t)(a - (uintptr_t)p), tail = extra - head;
-        if (head) munmap(p, head);
-        if (tail) munmap((char *)a + len, tail);
+        if (head) munmap(p, head), ++*calls;
+        if (tail) munmap((char *)a + len, tail), ++*calls;
         p = (char *)a;
     }
     *out = p;
@@ -61,12 +62,12 @@ int ml_sys_decommit(void *addr, size_t len)
     return 0;
 }
 
-void ml_zero(int vg, void *p, size_t n)
+void ml_zero(int vg, void *p, size_t n, uint64_t *calls)
 {
     if (n >= ML_ZERO_DROP && !vg) {
         size_t page = ml_sys_pagesize();
         uintptr_t a = (uintptr_t)p, lo = ml_align_up(a, page), hi = (a + n) & ~(uintptr_t)(page - 1);
-        if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0) {
+        if (hi > lo && (++*calls, madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0)) {
             memset(p, 0, lo - a);
             memset((void *)hi, 0, a + n - hi);
             return;
@@ -145,8 +146,7 @@ int ml_src_init_mmap(ml_pagesrc *s, size_t reserve, size_t align)
     if (reserve == 0 || reserve > SIZE_MAX / 2 || (align & (align - 1))) return src_fail(s, EINVAL);
     size_t len = ml_align_up(reserve, s->pagesize);
     void *p = NULL;
-    int err = ml_sys_reserve(len, align, &p);
-    s->syscalls++;
+    int err = ml_sys_reserve(len, align, &p, &s->syscalls);
     if (err) return src_fail(s, err);
     s->base = s->top = s->resv = p;
     s->resvlen = s->reserved = len;

@@ -26,8 +26,9 @@ extern "C" {
 
 size_t ml_sys_pagesize(void);
 /* Reserve len bytes of address space, PROT_NONE, aligned to align. len > 0, page multiple;
- * align a power of two (values up to a page mean page alignment). */
-int ml_sys_reserve(size_t len, size_t align, void **out);
+ * align a power of two (values up to a page mean page alignment). Adds the system calls it
+ * made (an mmap, and an munmap per side of slack) to *calls. */
+int ml_sys_reserve(size_t len, size_t align, void **out, uint64_t *calls);
 /* Make [addr, addr+len) readable and writable. addr page aligned, len > 0 page multiple, range
  * inside a reservation. */
 int ml_sys_commit(void *addr, size_t len);
@@ -50,7 +51,7 @@ int ml_sys_remap(void *old, size_t oldlen, size_t newlen, void **out);
  * memory resident. `vg` (running under valgrind, which would not see the dropped pages as
  * defined) and a refused drop (locked pages) write everything. */
 #define ML_ZERO_DROP ((size_t)1 << 20)
-void ml_zero(int vg, void *p, size_t n);
+void ml_zero(int vg, void *p, size_t n, uint64_t *calls); /* *calls += the madvise, if made */
 /* sbrk(incr): *old receives the break before the change. */
 int ml_sys_sbrk(intptr_t incr, void **old);
 /* The current break (sbrk(0); glibc answers it without a system call). */
