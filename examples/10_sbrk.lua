@@ -56,10 +56,15 @@ lab.check("\"Hello from heap!\" written into the new space and read back",
 -- What C does not show: the new bytes, and where they sit in the address space.
 io.write(buffer:hexdump(0, 32))
 local r = M.region(buffer)
-print(("the bytes lie in %s %s-%s; the kernel rounds the mapping up to a page (%d bytes),"):format(
-  r.path, lab.hex(r.from), lab.hex(r.to), M.pagesize()))
-print(("so the break itself may sit %d bytes below the end of [heap]"):format(r.to - new_brk))
+print(("the bytes lie in %s %s-%s; the kernel's break is its end: memlab moved it to the"):format(
+  r.path, lab.hex(r.from), lab.hex(r.to)))
+print("page boundary at or above the break it reports (glibc's malloc aborts on an unaligned one),")
+print(("so strace shows brk(%s), and the break M.sbrk(0) reports sits %d bytes below it"):format(
+  lab.hex(r.to), r.to - new_brk))
 lab.check("the sbrk'd bytes are part of [heap]", r.path == "[heap]" and r.to >= new_brk)
+lab.check("the kernel's break (the end of [heap]) is the page boundary at or above memlab's",
+          r.to % M.pagesize() == 0 and r.to >= new_brk and r.to - new_brk < M.pagesize(),
+          ("%s, %s"):format(lab.hex(r.to), lab.hex(new_brk)))
 
 -- Give the 1024 bytes back: the break returns to where it was, and the buffer dies with them.
 local top, why = M.sbrk(-1024)
