@@ -131,7 +131,8 @@ static int mapops_protect(lua_State *L) {
   int err = sys_mprotect(page_addr(&r), r.npages * sys_pagesize(), prot);
   if (err) {
     free(runs);
-    protect_undo(r.o, r.first, r.npages, prot_from_sys(prot));
+    if (!map_has_inner(L, r.o)) /* their pages follow their own records: not undone (README) */
+      protect_undo(r.o, r.first, r.npages, prot_from_sys(prot));
     return push_syserror(L, "mprotect", err);
   }
   protmap_install(r.o->protmap, runs, nruns);
