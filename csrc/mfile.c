@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "mapping.h"
@@ -38,7 +39,11 @@ int mfile_arg_fd(lua_State *L, int idx, int *flush_err) {
   luaL_Stream *s = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE);
   if (s) {
     if (!s->closef) luaL_error(L, "attempt to use a closed file");
-    if (fflush(s->f) != 0) *flush_err = errno; /* the caller answers mfile_flush_refusal */
+    SysXfsz hold; /* the writes may grow the file past RLIMIT_FSIZE */
+    sys_xfsz_hold(&hold);
+    int r = fflush(s->f), e = errno;
+    sys_xfsz_release(&hold);
+    if (r != 0) *flush_err = e; /* the caller answers mfile_flush_refusal */
     return fileno(s->f);
   }
   return luaL_typeerror(L, idx, "file descriptor (integer, memlab file or io file)");
@@ -138,6 +143,17 @@ static int mfile_shm_unlink(lua_State *L) {
   return 1;
 }
 
+/* A truncate refused with EFBIG: past RLIMIT_FSIZE (the SIGXFSZ it raised was held, see
+ * sys_xfsz_hold), or past what the file system holds. */
+static int truncate_refusal(lua_State *L, const char *what, int err, size_t n) {
+  struct rlimit rl;
+  if (err == EFBIG && getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      (uint64_t)n > (uint64_t)rl.rlim_cur)
+    return push_syserrorf(L, what, err, "past RLIMIT_FSIZE, %I bytes: M.getrlimit(\"fsize\")",
+                          (lua_Integer)rl.rlim_cur);
+  return push_syserror(L, what, err);
+}
+
 /* M.truncate(file, size) -> true | nil, msg, errno: truncate(2) of a path, ftruncate(2) of a
  * descriptor (an integer, a memlab file, an io file: its buffered writes flushed first). Lua's
  * io cannot shrink a file; a program editing a mapped file needs to. */
@@ -150,13 +166,16 @@ static int mfile_truncate_any(lua_State *L) {
   size_t n = arg_size(L, 2); /* at most PTRDIFF_MAX: an off_t */
   if (!bypath && fd < 0) return luaL_argerror(L, 1, "a file expected, got -1");
   if (flush_err) return mfile_flush_refusal(L, flush_err, "truncated");
+  SysXfsz hold;
+  sys_xfsz_hold(&hold);
   int err = bypath ? sys_truncate(path, (off_t)n) : sys_ftruncate(fd, (off_t)n);
+  sys_xfsz_release(&hold);
   off_t fsize;
   int regular = 0;
   if (err == EINVAL && !bypath && sys_fd_readonly(fd) && sys_fdsize(fd, &fsize, &regular) == 0 &&
       regular)
     return push_syserrorf(L, "ftruncate", err, "the file is open for reading only");
-  if (err) return push_syserror(L, bypath ? "truncate" : "ftruncate", err);
+  if (err) return truncate_refusal(L, bypath ? "truncate" : "ftruncate", err, n);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -164,8 +183,11 @@ static int mfile_truncate_any(lua_State *L) {
 static int mfile_truncate(lua_State *L) {
   MFile *f = check_open(L, 1);
   size_t n = arg_size(L, 2);
+  SysXfsz hold;
+  sys_xfsz_hold(&hold);
   int err = sys_ftruncate(f->fd, (off_t)n);
-  if (err) return push_syserror(L, "ftruncate", err);
+  sys_xfsz_release(&hold);
+  if (err) return truncate_refusal(L, "ftruncate", err, n);
   lua_settop(L, 1);
   return 1;
 }

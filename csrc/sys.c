@@ -114,6 +114,25 @@ int sys_shm_unlink(const char *name) { return shm_unlink(name) == 0 ? 0 : errno;
 int sys_ftruncate(int fd, off_t len) { return ftruncate(fd, len) == 0 ? 0 : errno; }
 int sys_truncate(const char *path, off_t len) { return truncate(path, len) == 0 ? 0 : errno; }
 
+void sys_xfsz_hold(SysXfsz *h) {
+  sigset_t s, p;
+  sigemptyset(&s);
+  sigaddset(&s, SIGXFSZ);
+  pthread_sigmask(SIG_BLOCK, &s, &h->old);
+  h->pending = sigpending(&p) == 0 && sigismember(&p, SIGXFSZ);
+}
+
+void sys_xfsz_release(SysXfsz *h) {
+  sigset_t s, p;
+  sigemptyset(&s);
+  sigaddset(&s, SIGXFSZ);
+  if (!h->pending && sigpending(&p) == 0 && sigismember(&p, SIGXFSZ)) {
+    struct timespec now = {0, 0};
+    (void)sigtimedwait(&s, NULL, &now); /* ours: taken back, as the call returned EFBIG */
+  }
+  pthread_sigmask(SIG_SETMASK, &h->old, NULL);
+}
+
 int sys_fd_readonly(int fd) {
   int fl = fcntl(fd, F_GETFL);
   return fl >= 0 && (fl & O_ACCMODE) == O_RDONLY;

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
 
 size_t sys_pagesize(void);
@@ -45,6 +46,15 @@ int sys_shm_open(const char *name, int oflag, unsigned mode, int *fd);
 int sys_shm_unlink(const char *name);
 int sys_ftruncate(int fd, off_t len);
 int sys_truncate(const char *path, off_t len);
+/* A thread growing a file past RLIMIT_FSIZE gets SIGXFSZ, whose default action ends the process,
+ * and the call fails with EFBIG. Between hold and release SIGXFSZ is blocked, and release takes
+ * back the one the calls raised (not one that was pending before the hold). */
+typedef struct SysXfsz {
+  sigset_t old;
+  int pending;
+} SysXfsz;
+void sys_xfsz_hold(SysXfsz *h);
+void sys_xfsz_release(SysXfsz *h);
 int sys_fd_readonly(int fd); /* open for reading only */
 int sys_fdsize(int fd, off_t *size, int *regular);
 int sys_close(int fd);

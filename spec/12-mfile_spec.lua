@@ -177,6 +177,26 @@ describe("a memlab file", function()
 end)
 
 describe("M.truncate()", function()
+  it("past RLIMIT_FSIZE: nil, msg, EFBIG naming the limit, and the process lives (no SIGXFSZ)", function()
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local f = assert(M.memfd_create("big"))
+      local r = { f:truncate(4 << 20) }
+      local path = os.tmpname()
+      local r2 = { M.truncate(path, 4 << 20) }
+      local io_f = assert(io.open(path, "w"))
+      io_f:write(("x"):rep(1 << 20)) io_f:write("tail") -- the limit reached, 4 bytes buffered
+      local r3 = { M.truncate(io_f, 10) }               -- flushing them first is refused
+      os.remove(path)
+      io.write(table.concat({ tostring(r[1]), r[2], r[3], tostring(r2[1]), r2[2], tostring(r3[1]),
+                              r3[2], tostring(f:truncate(100) == f), "alive" }, "|"))]],
+      "prlimit --fsize=1048576 ")
+    assert.equal("nil|ftruncate: File too large (past RLIMIT_FSIZE, 1048576 bytes: "
+      .. 'M.getrlimit("fsize"))|' .. M.EFBIG .. "|nil|truncate: File too large (past RLIMIT_FSIZE, "
+      .. '1048576 bytes: M.getrlimit("fsize"))|nil|fflush: File too large (the io file\'s buffered '
+      .. "writes could not be written; nothing truncated)|true|alive", out)
+  end)
+
   it("shrinks and grows a file by path, io file, memlab file or descriptor; a mapping sees it", function()
     local ps = M.pagesize()
     local path = os.tmpname()
