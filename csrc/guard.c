@@ -88,19 +88,34 @@ static int in_frame(const GuardFrame *fr, uintptr_t a) {
   return (a >= fr->lo1 && a < fr->hi1) || (a >= fr->lo2 && a < fr->hi2);
 }
 
-/* Hands a fault memlab does not claim to the disposition that was there before memlab. */
+/* Hands a fault memlab does not claim to the disposition that was there before memlab, as the
+ * kernel would have: its handler runs with its sa_mask (and the signal, unless SA_NODEFER)
+ * blocked, and SA_RESETHAND makes it a one-shot (a crash reporter that returns: the fault comes
+ * back and takes the default action, where it used to run the reporter for ever). A signal sent
+ * by kill() that was ignored stays ignored. */
 static void chain(int signo, siginfo_t *si, void *uctx) {
-  const struct sigaction *p = signo == SIGBUS ? &g_prev_bus : &g_prev_segv;
-  if (p->sa_flags & SA_SIGINFO) {
-    if (p->sa_sigaction) p->sa_sigaction(signo, si, uctx);
+  struct sigaction *p = signo == SIGBUS ? &g_prev_bus : &g_prev_segv;
+  struct sigaction h = *p;
+  int user = h.sa_handler != SIG_DFL && h.sa_handler != SIG_IGN;
+  if (user) {
+    if ((unsigned)h.sa_flags & (unsigned)SA_RESETHAND) { /* from now on, the default action */
+      p->sa_flags &= ~SA_SIGINFO;
+      p->sa_handler = SIG_DFL;
+    }
+    sigset_t block = h.sa_mask, old;
+    if (!(h.sa_flags & SA_NODEFER)) sigaddset(&block, signo);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    if (h.sa_flags & SA_SIGINFO)
+      h.sa_sigaction(signo, si, uctx);
+    else
+      h.sa_handler(signo);
+    sigprocmask(SIG_SETMASK, &old, NULL);
     return;
   }
-  if (p->sa_handler != SIG_DFL && p->sa_handler != SIG_IGN) {
-    p->sa_handler(signo);
-    return;
-  }
-  /* Default action: re-arm it. A hardware fault re-executes and kills with the true signal; a
-   * signal sent by kill() is re-raised (it stays pending until this handler returns). */
+  if (h.sa_handler == SIG_IGN && si->si_code <= 0) return; /* kill -SEGV, ignored as before */
+  /* Default action (and a fault the program ignored, which the kernel does not let it ignore):
+   * re-arm it. A hardware fault re-executes and kills with the true signal; a signal sent by
+   * kill() is re-raised (it stays pending until this handler returns). */
   struct sigaction dfl;
   memset(&dfl, 0, sizeof dfl);
   dfl.sa_handler = SIG_DFL;

@@ -311,6 +311,41 @@ describe("the fault guard", function()
       end
     end)
 
+    -- A disposition the program set before memlab loaded, in a fresh interpreter (memlab takes
+    -- the one it finds when it loads); timeout ends a run that would loop for ever.
+    local function before_memlab(how, tail, secs)
+      return H.run_lua(([[
+        local crashme = require "crashme"
+        assert(crashme.on_segv(%q))
+        local M = require "memlab"
+        local b = assert(M.map{ length = M.pagesize() })
+        b:protect("")
+        io.stderr:write(tostring(pcall(b.read, b, 0, 1)), "\n") -- the guard still catches its own
+        %s]]):format(how, tail), ("timeout %d "):format(secs or 20))
+    end
+
+    it("hands a one-shot handler (SA_RESETHAND) one fault, then the default action", function()
+      if under == "asan" then return pending("AddressSanitizer's handler comes first") end
+      local out = before_memlab("oneshot", [[crashme.read(0) io.stderr:write("survived\n")]])
+      local _, n = out:gsub("reporter\n", "")
+      assert.equal(1, n, out:sub(1, 200))          -- it used to run the reporter for ever
+      assert.matches("^false\n", out)
+      assert.not_matches("survived", out)
+    end)
+
+    it("hands a fault to the program's handler each time it comes back (no SA_RESETHAND)", function()
+      if under == "asan" then return pending("AddressSanitizer's handler comes first") end
+      local out = before_memlab("reporter", [[crashme.read(0)]], 1)
+      local _, n = out:gsub("reporter\n", "")
+      assert.is_true(n > 1, out:sub(1, 200))       -- it returns, the fault comes back: timeout ends it
+    end)
+
+    it("leaves a SIGSEGV sent by kill() ignored when the program ignored it", function()
+      local out = before_memlab("ignore", [[M.kill(M.getpid(), M.SIGSEGV) M.sleep(0.1)
+        io.stderr:write("alive\n")]])
+      assert.equal("false\nalive\n", out)
+    end)
+
     it("leaves a SIGSEGV sent by kill() to its default action", function()
       local how, code = in_child(function() M.kill(M.getpid(), M.SIGSEGV); M.sleep(5) end)
       if under == "asan" then
