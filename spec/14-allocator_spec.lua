@@ -1040,6 +1040,24 @@ describe("the free list", function()
     a:destroy()
   end)
 
+  it("serves again a large request it served before, when the arena is too small for it (outside review)", function()
+    -- freeing a 1 MiB block raises the dynamic threshold past 1 MiB (glibc's rule); the next
+    -- 1 MiB request then went to the 1 MiB arena and failed, with nothing live
+    local a = M.freelist{ size = 1024 * KiB }
+    assert(a:alloc(1024 * KiB)):free()
+    local b = a:alloc(1024 * KiB)
+    assert.is_not_nil(b)
+    local kinds = {}
+    for _, blk in ipairs(blocks_of(a)) do kinds[blk.state] = (kinds[blk.state] or 0) + 1 end
+    assert.equal(1, kinds.mapped)                      -- mapped on its own, as the first one
+    b:free()
+    consistent(a)
+    local small = M.freelist{ size = 8 * KiB }         -- below the default threshold: the bound holds
+    assert.is_nil(small:alloc(64 * KiB))
+    a:destroy()
+    small:destroy()
+  end)
+
   it("a large block lives in its own mapping, with a 48-byte header", function()
     local a = fl({ mmap_threshold = 16 * KiB })
     local b = a:alloc(20 * KiB)

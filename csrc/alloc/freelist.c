@@ -306,18 +306,28 @@ void fl_destroy(ml_freelist *a)
     a->src_err = src_err;
 }
 
+/* Whether a request the arena cannot serve is mapped on its own: one the default threshold maps,
+ * which the dynamic threshold has risen past (as glibc's sysmalloc falls back to mmap when the
+ * heap cannot grow). After a 1 MiB block was freed, a second 1 MiB request to an arena bounded at
+ * 1 MiB went to the arena and failed, for good. */
+static int map_instead(const ml_freelist *a, size_t n)
+{
+    return a->dyn_mmap && n >= FL_DEFAULT_MMAP;
+}
+
 static void *alloc_core(ml_freelist *a, size_t n)
 {
     if (ML_UNLIKELY(!a->used_map)) return fail_null(a, ML_EINVAL); /* not initialised, destroyed */
     if (n >= a->mmap_min) return fl_large_alloc(a, n, ML_ALIGN);
-    if (n > a->reserve) return fail_null(a, ML_ENOMEM);
+    if (n > a->reserve) return map_instead(a, n) ? fl_large_alloc(a, n, ML_ALIGN) : fail_null(a, ML_ENOMEM);
     size_t bs = req_block(n);
     if (bs <= FL_QUICK_MAX_BLOCK) {
         void *u = quick_take(a, bs, n);
         if (u) return u;
     }
     fl_block *b = find_block(a, bs);
-    return b ? carve(a, (char *)b, bs, n) : NULL;
+    if (b) return carve(a, (char *)b, bs, n);
+    return map_instead(a, n) ? fl_large_alloc(a, n, ML_ALIGN) : NULL; /* (find_block said why) */
 }
 
 static __attribute__((noinline)) void *alloc_slow(ml_freelist *a, size_t n)
@@ -428,8 +438,7 @@ static __attribute__((noinline)) void *realloc_core(ml_freelist *a, void *p, siz
         large_get(a, L, &v);
         oldn = v.requested;
     }
-    if (b && n < a->mmap_min) {
-        if (n > a->reserve) return fail_null(a, ML_ENOMEM);
+    if (b && n < a->mmap_min && n <= a->reserve) { /* (more than the arena: alloc_core decides) */
         size_t s = h_size(h), bs = req_block(n);
         if (bs <= s) return resize_in_place(a, b, h, bs, n, 0);
         char *nx = b + s, *last = a->top - FL_HDR;
