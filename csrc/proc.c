@@ -180,6 +180,34 @@ static int proc_fork(lua_State *L) {
 
 /* M.waitpid(pid [, "nohang"]) -> "exit", code | "signal", signo | "running" (nohang), and the
  * pid waited for; nil, msg, errno on failure (ECHILD: no such child). */
+/* Whether a signal handler asked Lua to stop: lua.c's Ctrl-C handler sets a hook on the main
+ * thread (the next Lua instruction then raises "interrupted!"). M.sleep and M.waitpid go on after
+ * other signals, and return EINTR after that one, so Ctrl-C ends them (waitpid reaping nothing). */
+typedef struct HookWatch {
+  lua_State *L[2];
+  lua_Hook hook[2];
+  int mask[2];
+} HookWatch;
+
+static void hook_watch(lua_State *L, HookWatch *w) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  w->L[0] = L;
+  w->L[1] = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  for (int i = 0; i < 2; i++) {
+    w->hook[i] = w->L[i] ? lua_gethook(w->L[i]) : NULL;
+    w->mask[i] = w->L[i] ? lua_gethookmask(w->L[i]) : 0;
+  }
+}
+
+static int hook_changed(void *ud) {
+  const HookWatch *w = (const HookWatch *)ud;
+  for (int i = 0; i < 2; i++)
+    if (w->L[i] && (lua_gethook(w->L[i]) != w->hook[i] || lua_gethookmask(w->L[i]) != w->mask[i]))
+      return 1;
+  return 0;
+}
+
 static int proc_waitpid(lua_State *L) {
   lua_Integer pid = luaL_optinteger(L, 1, -1);
   luaL_argcheck(L, pid >= -2147483647 && pid <= 2147483647, 1, "pid out of range");
@@ -187,7 +215,9 @@ static int proc_waitpid(lua_State *L) {
   int nohang = luaL_checkoption(L, 2, "hang", opts);
   pid_t got;
   int status = 0;
-  int err = sys_waitpid((pid_t)pid, nohang ? WNOHANG : 0, &got, &status);
+  HookWatch w;
+  hook_watch(L, &w);
+  int err = sys_waitpid((pid_t)pid, nohang ? WNOHANG : 0, &got, &status, hook_changed, &w);
   if (err) return push_syserror(L, "waitpid", err);
   if (got == 0) {
     lua_pushliteral(L, "running");
@@ -225,7 +255,9 @@ static int proc_getpid(lua_State *L) {
 static int proc_sleep(lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
   luaL_argcheck(L, s >= 0 && s < 1e9, 1, "seconds out of range");
-  int err = sys_sleep((double)s);
+  HookWatch w;
+  hook_watch(L, &w);
+  int err = sys_sleep((double)s, hook_changed, &w);
   if (err) return push_syserror(L, "sleep", err);
   lua_pushboolean(L, 1);
   return 1;

@@ -35,11 +35,11 @@ int sys_fork(pid_t *pid) {
   return 0;
 }
 
-int sys_waitpid(pid_t pid, int options, pid_t *got, int *status) {
+int sys_waitpid(pid_t pid, int options, pid_t *got, int *status, SysStop stop, void *ud) {
   pid_t r;
   do {
     r = waitpid(pid, status, options);
-  } while (r < 0 && errno == EINTR);
+  } while (r < 0 && errno == EINTR && !stop(ud));
   if (r < 0) return errno;
   *got = r;
   return 0;
@@ -47,15 +47,20 @@ int sys_waitpid(pid_t pid, int options, pid_t *got, int *status) {
 
 int sys_kill(pid_t pid, int sig) { return kill(pid, sig) == 0 ? 0 : errno; }
 
-int sys_sleep(double seconds) {
-  struct timespec ts, rem;
-  ts.tv_sec = (time_t)seconds;
-  ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
-  if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
-  while (nanosleep(&ts, &rem) != 0) {
-    if (errno != EINTR) return errno;
-    ts = rem;
-  }
+/* Against a deadline: nanosleep's remaining time, resumed after each signal, loses a little
+ * every time (rounded up to the timer's step), and under a signal every 50 us never ran out. */
+int sys_sleep(double seconds, SysStop stop, void *ud) {
+  struct timespec end;
+  if (clock_gettime(CLOCK_MONOTONIC, &end) != 0) return errno;
+  time_t whole = (time_t)seconds;
+  long ns = (long)((seconds - (double)whole) * 1e9);
+  if (ns >= 1000000000L) ns = 999999999L;
+  end.tv_sec += whole;
+  end.tv_nsec += ns;
+  if (end.tv_nsec >= 1000000000L) end.tv_sec++, end.tv_nsec -= 1000000000L;
+  int err;
+  while ((err = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &end, NULL)) != 0)
+    if (err != EINTR || stop(ud)) return err;
   return 0;
 }
 

@@ -16,11 +16,13 @@ int sys_sbrk(intptr_t increment, void **old);
 void *sys_curbrk(void);
 
 /* Processes. sys_fork: *pid is 0 in the child. sys_waitpid: *status as waitpid(2) fills it;
- * options 0 or WNOHANG; retries on EINTR. sys_sleep: whole nanosleep, resumed on EINTR. */
+ * options 0 or WNOHANG. sys_sleep: until a deadline on CLOCK_MONOTONIC, however many signals
+ * interrupt it. Both go on after a signal handler ran unless stop(ud) says to stop (EINTR). */
+typedef int (*SysStop)(void *ud);
 int sys_fork(pid_t *pid);
-int sys_waitpid(pid_t pid, int options, pid_t *got, int *status);
+int sys_waitpid(pid_t pid, int options, pid_t *got, int *status, SysStop stop, void *ud);
 int sys_kill(pid_t pid, int sig);
-int sys_sleep(double seconds);
+int sys_sleep(double seconds, SysStop stop, void *ud);
 
 /* Mappings. Preconditions: lengths > 0; addr (and off for mmap) page aligned where the kernel
  * requires it (munmap, mprotect, msync, madvise, mincore, mremap); the caller checked that the

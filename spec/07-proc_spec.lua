@@ -683,6 +683,45 @@ describe("M.sleep()", function()
     assert.is_true(cpu < 0.04, "used " .. cpu .. " s of CPU")
   end)
 
+  it("sleeps to its deadline however often a signal handler interrupts it (outside review)", function()
+    -- SIGALRM every 50 us to a handler without SA_RESTART: resuming with nanosleep's remaining
+    -- time never ran out (timeout ends such a run)
+    local out = H.run_lua([[
+      local M = require "memlab"
+      assert(require("crashme").ticker(50))
+      local t0 = M.clock()
+      local ok = M.sleep(0.3)
+      local secs = M.clock() - t0
+      require("crashme").ticker(0)
+      io.write(tostring(ok), " ", ("%.3f"):format(secs))]], "timeout 20 ")
+    local ok, secs = out:match("^(%S+) ([%d.]+)$")
+    assert.equal("true", ok, out)
+    assert.is_true(tonumber(secs) >= 0.3 and tonumber(secs) < 1.5, out)
+  end)
+
+  it("ends at Ctrl-C in the standalone interpreter, as M.waitpid does, reaping nothing", function()
+    -- lua.c's SIGINT handler sets a hook that raises "interrupted!" at the next instruction; the
+    -- calls used to resume until they were done (waitpid had reaped the child by then). One
+    -- Ctrl-C per interpreter: lua.c lets a second one kill it.
+    local function ctrl_c_during(call)
+      return H.run_lua(([[
+        local M = require "memlab"
+        local me, t0 = M.getpid(), M.clock()
+        local child = M.fork()
+        if child == 0 then M.sleep(1) M._exit(7) end
+        local k = M.fork()
+        if k == 0 then M.sleep(0.2) M.kill(me, M.SIGINT) M._exit(0) end
+        local ok, err = pcall(function() return %s end)
+        M.waitpid(k)
+        local how, code = M.waitpid(child)
+        io.write(table.concat({ tostring(ok), err, how, code,
+                                M.clock() - t0 < 10 and "quick" or "slow" }, "|"))]]):format(call),
+        "timeout 60 ")
+    end
+    assert.matches("^false|[^|]*interrupted!|exit|7|quick$", ctrl_c_during("M.sleep(30)"))
+    assert.matches("^false|[^|]*interrupted!|exit|7|quick$", ctrl_c_during("M.waitpid(child)"))
+  end)
+
   it("returns at once for 0", function()
     assert.is_true(M.sleep(0))
     assert.is_true(M.sleep(0.0))

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "lauxlib.h"
@@ -46,9 +47,29 @@ static int on_segv(lua_State *L) {
   return 1;
 }
 
+static void tick(int signo) { (void)signo; }
+
+/* crashme.ticker(usec): SIGALRM every usec microseconds to a handler that does nothing,
+ * installed without SA_RESTART: each one interrupts a sleeping system call. ticker(0) stops it
+ * and ignores SIGALRM (call it before the script ends: lua_close unloads this library, and a
+ * tick after that would jump into unmapped code). */
+static int ticker(lua_State *L) {
+  lua_Integer us = luaL_checkinteger(L, 1);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = us > 0 ? tick : SIG_IGN;
+  struct itimerval it;
+  memset(&it, 0, sizeof it);
+  it.it_interval.tv_usec = it.it_value.tv_usec = (suseconds_t)(us % 1000000);
+  it.it_interval.tv_sec = it.it_value.tv_sec = (time_t)(us / 1000000);
+  lua_pushboolean(L, sigaction(SIGALRM, &sa, NULL) == 0 && setitimer(ITIMER_REAL, &it, NULL) == 0);
+  return 1;
+}
+
 int luaopen_crashme(lua_State *L) {
   static const luaL_Reg fns[] = {{"read", null_read}, {"write", null_write}, {"on_segv", on_segv},
-                                 {NULL, NULL}};
+                                 {"ticker", ticker}, {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;
 }
