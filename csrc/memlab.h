@@ -56,7 +56,8 @@ void protmap_set(ProtMap *pm, size_t first, size_t n, unsigned prot);
 void protmap_resize(ProtMap *pm, size_t npages);
 
 /* A kind of memory. release() gives the memory back to where it came from and returns 0 or an
- * errno; it is called at most once per Owner, on a live Owner whose base/size/ctx it may use, and
+ * errno; it succeeds at most once per Owner and is called only on a live Owner whose base/size/ctx
+ * it may use (a refused release leaves the Owner live, and b:free or __gc may call it again), and
  * not at all when the Owner's parent died first (the memory went with the parent). forget() frees
  * the kind's own bookkeeping (ctx); it is called exactly once, when the Owner dies by any path. */
 typedef struct MemKind {
@@ -82,9 +83,10 @@ enum { OWNER_NEW = 0, OWNER_LIVE, OWNER_DEAD };
 
 /* The record of one piece of memory.
  * Invariants: state moves NEW -> LIVE -> DEAD and never back. While LIVE, [base, base+size) is
- * memory this Owner may read (subject to prot) and release() has not run. gen only grows; a view
- * made at generation g is dead once gen != g (the memory moved or shrank under it). A non-NULL
- * parent (an allocator's arena) must be LIVE for this Owner to be usable. */
+ * memory this Owner may read (subject to prot) and release() has not succeeded (it may have been
+ * refused, and is then retried by the next b:free or __gc). gen only grows; a view made at
+ * generation g is dead once gen != g (the memory moved or shrank under it). A non-NULL parent (an
+ * allocator's arena) must be LIVE for this Owner to be usable. */
 struct Owner {
   unsigned char *base;
   size_t size;
