@@ -216,7 +216,9 @@ static int mapops_advise(lua_State *L) {
   Range r;
   get_range(L, 3, 4, 1, "advise", &r);
   if (!known_advice(advice)) return unknown_advice(L, advice);
-  if (r.npages == 0) { /* nothing to advise, but the kernel still refuses an unknown advice */
+  if (r.npages == 0) { /* nothing to advise, but the kernel still refuses an advice it lacks
+                          (one newer than it, MADV_COLLAPSE before 6.1, or one of a feature built
+                          out, MADV_HUGEPAGE without THP, MADV_MERGEABLE without KSM) */
     int err = sys_madvise(page_addr(&r), 0, (int)advice);
     if (err) return push_syserror(L, "madvise", err);
     return lua_settop(L, 1), 1;
