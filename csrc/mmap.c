@@ -71,7 +71,7 @@ static const char mapreg_key = 'M';
 
 /* How many mappings placed inside another (MAP_FIXED) have not been forgotten yet, in this
  * process. While there are none, the walks that look for inner mappings (b:protect, b:remap,
- * b:unmap, b:snapshot) are skipped: each visits every mapping the state ever registered, and a
+ * b:snapshot, b:mapinfo) are skipped: each visits every mapping the state ever registered, and a
  * script holding 10^4 mappings paid about 0.3 ms per b:protect for them. Atomic: a C program may
  * run Lua states on several threads, and a count that drifted to 0 would let a child outlive its
  * parent's move. */
