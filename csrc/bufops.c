@@ -1,9 +1,13 @@
 /* bufops.c: reading and writing a buffer's bytes: indexing, read/write/find/fill/copy/hexdump/
- * wipe, and the three memory primitives every access goes through (mem_copy, mem_set,
- * mem_check_write). A primitive on page-backed memory runs under the fault guard and turns a
- * fault into a Lua error naming the signal, its code, the address and the buffer; on heap memory
- * it is a plain memmove/memset. Writes are refused before any byte moves when memlab knows the
- * range is read-only, so a refused write never leaves a half-written range. */
+ * wipe, and the memory primitives every access goes through: mem_copy, mem_set, mem_find and the
+ * general mem_access, and the checks before them, mem_check_write and mem_check_read. A primitive
+ * on page-backed memory runs under the fault guard and turns a fault into a Lua error naming the
+ * signal, its code, the address and the buffer (mem_fault_raise); on heap memory it is a plain
+ * memmove/memset/memmem. Writes are refused before any byte moves when memlab knows the range is
+ * read-only (b:copy's source: inaccessible), so such a refusal leaves nothing half-written. A
+ * fault memlab could not foresee (SIGBUS past a file's end), or a snapshot that could not save a
+ * page before the write (mem_fault_raise), stops the access where it struck: a write of several
+ * pages may then have written the pages before it. */
 #include <string.h>
 
 #include "guard.h"
