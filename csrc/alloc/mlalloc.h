@@ -1,8 +1,8 @@
 /* mlalloc.h: what memlab's three allocators (free list, buddy, pool) have in common: the status
  * codes every operation reports, the statistics each of them fills, and the block walker.
  *
- * The allocators are C11 (with GCC's or Clang's builtins and, in pool.h, unsigned __int128: a
- * 64-bit target; the headers also compile as C++11) and instance-based: an instance is a complete struct the caller
+ * The allocators are C11 (with GCC's or Clang's builtins, for a 64-bit target; the headers also
+ * compile as C++11) and instance-based: an instance is a complete struct the caller
  * places where it likes (a Lua userdata), memory comes only from the page source (pagesrc.h)
  * handed to init, and nothing is global. Failure is a NULL result and/or an ml_status; nothing
  * aborts, exits or prints. An instance must not be moved in memory while it is initialised
