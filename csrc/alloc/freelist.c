@@ -210,8 +210,9 @@ static inline void *quick_take(ml_freelist *a, size_t bs, size_t n)
     return u;
 }
 
-/* Merge every parked block back (before the arena would grow): at most 33 x the depth small
- * blocks, and FL_QUICK_BIG_BUDGET bytes of larger ones. Returns how many there were. */
+/* Merge every parked block back (before the arena would grow): at most 32 x the depth small
+ * blocks (the classes 32, 48, ... 528 = FL_QUICK_SMALL_BLOCK), and FL_QUICK_BIG_BUDGET bytes of
+ * larger ones. Returns how many there were. */
 static size_t quick_flush(ml_freelist *a)
 {
     size_t n = 0;
