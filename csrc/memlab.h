@@ -236,7 +236,7 @@ const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char 
 /* Whether accesses to o's memory run under the fault guard (NULL: not a buffer's memory). */
 static inline int mem_guarded(const Owner *o) { return o && (o->kind->flags & MK_GUARDED); }
 
-/* ---- heap.c, brk.c, track.c, proc.c: module functions ---- */
+/* ---- heap.c, brk.c, track.c, proc.c, shm.c, atomic.c: module functions ---- */
 int heap_open(lua_State *L);
 int brk_open(lua_State *L);
 /* brk.c: keeps [start, end) of the break as memlab's until it can go back (the top). */

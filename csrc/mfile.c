@@ -1,5 +1,7 @@
 /* mfile.c: files made for mapping: M.memfd_create and M.shm_open return a memlab.file (an fd with
- * :truncate, :size, :fileno, :close), usable as the fd of M.mmap and M.map. Also the conversion of
+ * :truncate, :size, :fileno, :close), usable as the fd of M.mmap and M.map; M.shm_unlink;
+ * M.truncate of a path or a descriptor; and for M.map, core.openpath (a path opened for mapping,
+ * refused unless it names a file or a device) and core.fdsize. Also the conversion of
  * any fd argument: an integer, a memlab.file, or an open Lua file (io.open), flushed first so the
  * bytes it wrote are in the file before memlab checks its size. */
 #include <errno.h>

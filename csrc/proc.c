@@ -1,7 +1,9 @@
 /* proc.c: the process as the lecture looks at it: the layout addresses (a C static, an
- * uninitialised static, a C function, a stack local), getrusage, the guarded M.peek, and the
- * calls of the lecture's multi-process programs (fork, waitpid, _exit, getpid, sleep, kill).
- * Parsing /proc (maps, smaps, status) is Lua's job, in init.lua. */
+ * uninitialised static, a C function, a stack local), getrusage, getrlimit, the guarded M.peek,
+ * the calls of the lecture's multi-process programs (fork, waitpid, _exit, getpid, sleep, kill),
+ * and small helpers: M.clock (monotonic seconds), M.pagesize, M.strerror, M.exepath (the program
+ * a process runs) and core.readproc (a /proc file read whole, untorn). Parsing /proc (maps,
+ * smaps, status) is Lua's job, in init.lua. */
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>

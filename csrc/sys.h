@@ -5,7 +5,7 @@
  *   which cannot fail), sys_fd_readonly 1 or 0 (0 also when fcntl refuses).
  * - Some calls are made where they are used, each translated at once: proc.c (M.clock's
  *   clock_gettime, M.rusage, M._exit, M.getpid, M.exepath's readlink, core.readproc's open,
- *   fstat and read, M.getrlimit); mfile.c (M.openpath's open and stat, the fstat and fcntl of
+ *   fstat and read, M.getrlimit); mfile.c (core.openpath's open and stat, the fstat and fcntl of
  *   its checks); mapops.c (/proc/self/status and getrlimit, for an mlock's error message);
  *   mmap.c (/proc/self/maps and getrlimit, for the stack's room); snapshot.c (mprotect in the
  *   fault claimer, which runs in a signal handler; /proc/self/pagemap); guard.c (the signal
