@@ -52,9 +52,8 @@ static int arg_prot(lua_State *L, int idx) {
   return (int)p;
 }
 
-/* The range args (ioff, ilen) of the mapping buffer at 1, rounded out to whole pages for the
- * kernel. Raises on a dead or non-mapping buffer, out-of-range or (when `aligned`, as the kernel
- * requires) a start that is not page aligned in the owner's memory. */
+/* A range of a mapping's pages, as get_range makes it: [off, off+len) lies in o's memory, and
+ * [first, first+npages) are the whole pages that cover it (npages 0 when len is 0). */
 typedef struct Range {
   Owner *o;
   size_t off, len;      /* the range as the caller gave it, off relative to the owner */
@@ -78,6 +77,9 @@ static void check_page_aligned(lua_State *L, const Buffer *b, int ioff, size_t o
                                          (lua_Integer)off, fname, (int)ps));
 }
 
+/* The range args (ioff, ilen) of the mapping buffer at 1, rounded out to whole pages for the
+ * kernel. Raises on a dead or non-mapping buffer, out-of-range or (when `aligned`, as the kernel
+ * requires) a start that is not page aligned in the owner's memory. */
 static void get_range(lua_State *L, int ioff, int ilen, int aligned, const char *fname, Range *r) {
   Buffer *b;
   r->o = check_mapping(L, 1, fname, &b);
@@ -142,13 +144,14 @@ static int mapops_protect(lua_State *L) {
   return 1;
 }
 
-/* b:sync([flags [, off, len]]) -> b | nil, msg, errno; flags default MS_SYNC */
+/* The msync flags at idx (MS_SYNC when absent); raises when out of range (msync judges the rest). */
 static lua_Integer check_sync_flags(lua_State *L, int idx) {
   lua_Integer flags = luaL_optinteger(L, idx, MS_SYNC);
   luaL_argcheck(L, sync_flags_valid(flags), idx, SYNC_FLAGS_BAD);
   return flags;
 }
 
+/* b:sync([flags [, off, len]]) -> b | nil, msg, errno; flags default MS_SYNC */
 static int mapops_sync(lua_State *L) {
   buf_check(L, 1); /* the buffer first: a call without it names #1 */
   lua_Integer flags = check_sync_flags(L, 2);
@@ -186,7 +189,7 @@ static int known_advice(lua_Integer advice) {
   }
 }
 
-/* b:advise(advice [, off, len]) -> b | nil, msg, errno */
+/* The advice at idx: raises when it is out of range or one memlab refuses outright (below). */
 static lua_Integer check_advice(lua_State *L, int idx) {
   lua_Integer advice = luaL_checkinteger(L, idx);
   luaL_argcheck(L, advice >= 0 && advice <= 0xffff, idx, "advice out of range");
@@ -210,6 +213,7 @@ static int unknown_advice(lua_State *L, lua_Integer advice) {
                         "kernel: M.MADV_* name those it does", (int)advice);
 }
 
+/* b:advise(advice [, off, len]) -> b | nil, msg, errno */
 static int mapops_advise(lua_State *L) {
   buf_check(L, 1); /* the buffer first: a call without it names #1 */
   lua_Integer advice = check_advice(L, 2);

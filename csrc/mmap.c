@@ -452,10 +452,8 @@ static int mmap_mmap(lua_State *L) {
   return 1;
 }
 
-/* b:unmap() = b:free() for a mapping (a second unmap raises "double free" naming the first).
- * M.munmap(b [, length]) in C's shape: length, when given, must cover the whole mapping; memlab
- * refuses to unmap part of one (it would leave a hole inside the buffer that another mapping
- * could later fill, and the rest of the buffer would then reach into it). */
+/* The buffer at idx, which must be a mapping's own buffer, not a view of it: raises otherwise
+ * (fname names the call). It may be dead: freeing a dead one raises "double free" there. */
 static Buffer *check_mapping_root(lua_State *L, int idx, const char *fname) {
   Buffer *b = buf_check(L, idx);
   need_mapping(L, idx, b, fname);
@@ -463,6 +461,7 @@ static Buffer *check_mapping_root(lua_State *L, int idx, const char *fname) {
   return b;
 }
 
+/* b:unmap() = b:free() for a mapping (a second unmap raises "double free" naming the first). */
 static int mmap_unmap(lua_State *L) {
   check_mapping_root(L, 1, "unmap");
   return buf_free_at(L, 1);
@@ -471,6 +470,10 @@ static int mmap_unmap(lua_State *L) {
 #define MUNMAP_PART \
   "munmap of part of a mapping is refused (it would leave a hole another mapping could fill)"
 
+/* M.munmap(b [, length]) in C's shape (also M.munmap(addr, length) and M.munmap(b, off, len)):
+ * length, when given, must cover the whole mapping; memlab refuses to unmap part of one (it would
+ * leave a hole inside the buffer that another mapping could later fill, and the rest of the
+ * buffer would then reach into it). */
 static int mmap_munmap(lua_State *L) {
   if (lua_type(L, 1) == LUA_TNUMBER) { /* munmap(addr, length): a whole mapping of the caller's */
     uintptr_t addr = (uintptr_t)luaL_checkinteger(L, 1);
