@@ -6,6 +6,7 @@
  * it made read-only is refused before any byte moves. MADV_DONTNEED, MADV_FREE and MADV_REMOVE
  * count as writes: they zero private pages. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +317,7 @@ static int mapops_unlock(lua_State *L) {
 
 /* b:resident([off, len]) -> { true|false per page }, number resident | nil, msg, errno */
 #define RESIDENT_MAX_PAGES ((size_t)1 << 22)
+_Static_assert(RESIDENT_MAX_PAGES <= INT_MAX, "b:resident's page count fits lua_createtable's int");
 static int mapops_resident(lua_State *L) {
   Range r;
   buf_check(L, 1); /* before the settop, which would make a missing buffer a nil */
@@ -335,7 +337,7 @@ static int mapops_resident(lua_State *L) {
   }
   int err = r.npages ? sys_mincore(page_addr(&r), r.npages * sys_pagesize(), vec) : 0;
   if (err) return push_syserror(L, "mincore", err);
-  lua_createtable(L, (int)(r.npages > 0x7fffffff ? 0 : r.npages), 0);
+  lua_createtable(L, (int)r.npages, 0); /* at most RESIDENT_MAX_PAGES (the checks above) */
   lua_Integer n = 0;
   for (size_t i = 0; i < r.npages; i++) {
     lua_pushboolean(L, vec[i] & 1);

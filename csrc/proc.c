@@ -201,7 +201,8 @@ static int proc_waitpid(lua_State *L) {
   } else if (WIFSIGNALED(status)) {
     lua_pushliteral(L, "signal");
     lua_pushinteger(L, WTERMSIG(status));
-  } else {
+  } else { /* no WUNTRACED is passed, but a stop of a child the process ptraces is reported
+              * anyway (a C program embedding Lua may trace): kept rather than call it a signal */
     lua_pushliteral(L, "stopped");
     lua_pushinteger(L, WSTOPSIG(status));
   }
