@@ -229,10 +229,11 @@ static int mfile_openpath(lua_State *L) {
   int writable = lua_toboolean(L, 2);
   MFile *f = new_file(L, "file", path);
   int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  int open_err = fd < 0 ? errno : 0; /* before stat, which may set errno */
   struct stat st;
-  if (fd < 0 && errno == ENXIO && stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+  if (open_err == ENXIO && stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
     return push_syserrorf(L, path, ENODEV, "a socket cannot be mapped"); /* open says ENXIO */
-  if (fd < 0) return push_syserror(L, path, errno);
+  if (fd < 0) return push_syserror(L, path, open_err);
   f->fd = fd;
   int by_type, err = opened_check(f, &st, 0, &by_type);
   if (err)
