@@ -87,7 +87,7 @@ void mem_access(lua_State *L, const Owner *o, void (*fn)(void *), void *arg, con
   if (guard_call(fn, arg, p, n, NULL, 0, &f)) mem_fault_raise(L, &f, o, NULL);
 }
 
-void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n) {
+static void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n) {
   if (n == 0) return;
   MoveArgs a = {dst, NULL, n, c};
   mem_access(L, o, do_set, &a, dst, n);
@@ -123,7 +123,7 @@ void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len) {
  * (PROT_NONE: any read faults). Only that: a write-only or execute-only page may still be
  * readable, depending on the CPU. For b:copy, so that a copy from such a source raises before
  * it has written part of the destination. */
-void mem_check_read(lua_State *L, const Owner *o, size_t off, size_t len) {
+static void mem_check_read(lua_State *L, const Owner *o, size_t off, size_t len) {
   check_access(L, o, off, len, OWN_PROT_READ | OWN_PROT_WRITE | OWN_PROT_EXEC,
                "read of inaccessible memory", "PROT_NONE", "read");
 }
@@ -173,11 +173,11 @@ int bufops_newindex(lua_State *L) {
 static int bufops_read(lua_State *L) {
   size_t len, off, n;
   Buffer *b;
-  unsigned char *p = buf_span(L, 1, &len, &b);
+  buf_span(L, 1, &len, &b);
   arg_range(L, 2, 3, len, &off, &n);
   luaL_Buffer lb;
   char *dst = luaL_buffinitsize(L, &lb, n);
-  p = buf_respan(L, 1, off, n);
+  unsigned char *p = buf_respan(L, 1, off, n);
   mem_copy(L, NULL, dst, b->o, p, n);
   luaL_pushresultsize(&lb, n);
   return 1;

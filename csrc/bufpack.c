@@ -64,7 +64,7 @@ static size_t getnumlimit(Fmt *h, const char **fmt, size_t df) {
 
 /* Reads one option letter (and its size digits) from *fmt. */
 static KOpt getoption(Fmt *h, const char **fmt, size_t *size) {
-  int opt = *((*fmt)++);
+  int opt = (unsigned char)*((*fmt)++); /* a byte >= 0x80 is an option too, an invalid one */
   *size = 0;
   switch (opt) {
     case 'b': *size = 1; return K_INT;

@@ -8,8 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lua.h"
-
 typedef struct Fault {
   int signo;        /* SIGSEGV or SIGBUS */
   int code;         /* si_code: SEGV_MAPERR, SEGV_ACCERR, BUS_ADRERR, ... */

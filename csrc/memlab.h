@@ -220,14 +220,12 @@ int bufops_index(lua_State *L);
 int bufops_newindex(lua_State *L);
 extern const luaL_Reg bufpack_methods[];
 void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len);
-void mem_check_read(lua_State *L, const Owner *o, size_t off, size_t len);
 /* Raises the error for a fault caught in an access to o1's or o2's memory (either may be NULL). */
 struct Fault;
 MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const struct Fault *f, const Owner *o1,
                                      const Owner *o2);
 void mem_copy(lua_State *L, const Owner *dsto, void *dst, const Owner *srco, const void *src,
               size_t n);
-void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n);
 void mem_access(lua_State *L, const Owner *o, void (*fn)(void *), void *arg, const void *p,
                 size_t n);
 const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char *hay,

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>  /* snprintf, in ML_WHY */
 #include <string.h>
 
 #if defined(__SANITIZE_ADDRESS__)
