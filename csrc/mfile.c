@@ -6,6 +6,8 @@
  * bytes it wrote are in the file before memlab checks its size. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -33,7 +35,7 @@ int mfile_arg_fd(lua_State *L, int idx, int *flush_err) {
   if (lua_isnoneornil(L, idx)) return -1;
   if (lua_type(L, idx) == LUA_TNUMBER) {
     lua_Integer fd = luaL_checkinteger(L, idx);
-    luaL_argcheck(L, fd >= -1 && fd <= 0x7fffffff, idx, "file descriptor out of range");
+    luaL_argcheck(L, fd >= -1 && fd <= INT_MAX, idx, "file descriptor out of range");
     return (int)fd;
   }
   if (luaL_testudata(L, idx, FILE_T)) return check_open(L, idx)->fd;
@@ -68,7 +70,7 @@ static int mfile_memfd_create(lua_State *L) {
   const char *name = arg_cstring(L, 1);
   lua_Integer flags = luaL_optinteger(L, 2, MFD_CLOEXEC);
   /* unsigned int: MFD_HUGETLB takes a page size in bits 26..31 (MFD_HUGE_2MB = 21 << 26) */
-  luaL_argcheck(L, flags >= 0 && flags <= 0xffffffff, 2, "flags out of range");
+  luaL_argcheck(L, flags >= 0 && flags <= UINT32_MAX, 2, "flags out of range");
   MFile *f = new_file(L, "memfd", name);
   int err = sys_memfd_create(name, (unsigned)flags, &f->fd);
   if (err) return push_syserror(L, "memfd_create", err);
@@ -115,7 +117,7 @@ static int opened_check(MFile *f, struct stat *st, int regular_only, int *by_typ
 static int mfile_shm_open(lua_State *L) {
   const char *name = arg_cstring(L, 1);
   lua_Integer oflag = luaL_optinteger(L, 2, O_RDWR | O_CREAT);
-  luaL_argcheck(L, oflag >= 0 && oflag <= 0x7fffffff, 2, "flags out of range");
+  luaL_argcheck(L, oflag >= 0 && oflag <= INT_MAX, 2, "flags out of range");
   lua_Integer mode = arg_mode(L, 3, 0600, 07777, "mode");
   MFile *f = new_file(L, "shm", name);
   int err = sys_shm_open(name, (int)oflag | O_NONBLOCK | O_NOCTTY, (unsigned)mode, &f->fd);

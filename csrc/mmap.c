@@ -8,6 +8,7 @@
  * owns, since MAP_FIXED silently replaces whatever was there (malloc's heap, Lua's own memory).
  * Each state keeps a weak registry of its live mappings, to find the owner of a raw address. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -347,7 +348,7 @@ static int mmap_mmap(lua_State *L) {
   lua_Integer offset = luaL_optinteger(L, 6, 0);
   if (flush_err) return mfile_flush_refusal(L, flush_err, "mapped");
   size_t ps = sys_pagesize();
-  luaL_argcheck(L, flags >= 0 && flags <= 0x7fffffff, 4, "flags out of range");
+  luaL_argcheck(L, flags >= 0 && flags <= INT_MAX, 4, "flags out of range");
   if (prot & ~(lua_Integer)KNOWN_PROT)
     return map_refuse(L, EINVAL, "unknown protection bits");
   int type = (int)flags & MAP_SHARED_VALIDATE;

@@ -184,7 +184,7 @@ static int proc_fork(lua_State *L) {
  * pid waited for; nil, msg, errno on failure (ECHILD: no such child). */
 static int proc_waitpid(lua_State *L) {
   lua_Integer pid = luaL_optinteger(L, 1, -1);
-  luaL_argcheck(L, pid >= -2147483647 && pid <= 2147483647, 1, "pid out of range");
+  luaL_argcheck(L, pid >= -INT_MAX && pid <= INT_MAX, 1, "pid out of range");
   static const char *const opts[] = {"hang", "nohang", NULL};
   int nohang = luaL_checkoption(L, 2, "hang", opts);
   pid_t got;
@@ -237,8 +237,8 @@ static int proc_sleep(lua_State *L) {
 static int proc_kill(lua_State *L) {
   lua_Integer pid = luaL_checkinteger(L, 1);
   lua_Integer sig = luaL_optinteger(L, 2, SIGTERM);
-  luaL_argcheck(L, pid >= -2147483647 && pid <= 2147483647, 1, "pid out of range");
-  luaL_argcheck(L, sig >= 0 && sig < 65, 2, "signal out of range");
+  luaL_argcheck(L, pid >= -INT_MAX && pid <= INT_MAX, 1, "pid out of range");
+  luaL_argcheck(L, sig >= 0 && sig < _NSIG, 2, "signal out of range");
   int err = sys_kill((pid_t)pid, (int)sig);
   if (err) return push_syserror(L, "kill", err);
   lua_pushboolean(L, 1);
@@ -252,7 +252,7 @@ static int proc_pagesize(lua_State *L) {
 
 /* M.exepath([pid]) -> the path of the program the process runs (readlink of /proc/<pid>/exe) */
 static int proc_exepath(lua_State *L) {
-  char link[64], path[4096];
+  char link[64], path[PATH_MAX];
   if (lua_isnoneornil(L, 1))
     snprintf(link, sizeof link, "/proc/self/exe");
   else

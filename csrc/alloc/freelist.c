@@ -264,7 +264,8 @@ ml_status fl_init(ml_freelist *a, ml_pagesrc *src, const fl_config *cfg)
     a->mmap_min = c.mmap_threshold ? c.mmap_threshold : FL_DEFAULT_MMAP;
     /* glibc turns its dynamic thresholds off as soon as one of them is set explicitly */
     a->dyn_mmap = a->dyn_trim = !c.mmap_threshold && !c.trim_threshold;
-    a->quick_depth = c.quick < 0 ? 0u : c.quick > 255 ? 255u : c.quick > 0 ? (unsigned)c.quick
+    a->quick_depth = c.quick < 0 ? 0u : c.quick > FL_QUICK_DEPTH_MAX ? (unsigned)FL_QUICK_DEPTH_MAX
+                   : c.quick > 0 ? (unsigned)c.quick
                    : c.policy == FL_SEGREGATED ? (unsigned)FL_DEFAULT_QUICK : 0u;
     a->vg = ml_san_valgrind();
     a->strict = ml_san_strict(a->vg);
