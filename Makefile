@@ -2,6 +2,7 @@
 #   make          build build/memlab/core.so (the C core) for use from the checkout (installs
 #                 the compiler and Lua's headers first when lua.h cannot be found)
 #   make lab      install what is missing, build, run every lab experiment (examples/)
+#   make lab-quick  the same with short durations (MEMLAB_LAB_QUICK=1, as the tests run it)
 #   make test     install what is missing, build with -Werror, run every test (see .ci/run)
 #   make bench    install what is missing, build with -O2 -DNDEBUG, run the benchmarks
 #   make install  luarocks --lua-version=5.4 make (installs memlab for `require "memlab"`)
@@ -41,6 +42,10 @@ env:
 lab: setup-build
 	@$(MAKE) --no-print-directory all
 	@$(LUA_ENV) $(LUA) examples/run.lua
+
+lab-quick: setup-build
+	@$(MAKE) --no-print-directory all
+	@$(LUA_ENV) MEMLAB_LAB_QUICK=1 $(LUA) examples/run.lua
 
 install: setup-build
 	luarocks --lua-version=5.4 make

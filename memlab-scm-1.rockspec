@@ -20,24 +20,22 @@ dependencies = {
   "lua >= 5.4, < 5.5",
 }
 build = {
-  type = "builtin",
-  modules = {
-    ["memlab.core"] = {
-      sources = {
-        "csrc/atomic.c", "csrc/brk.c", "csrc/buffer.c", "csrc/bufops.c", "csrc/bufpack.c",
-        "csrc/core.c", "csrc/guard.c", "csrc/heap.c", "csrc/lalloc.c", "csrc/lbuddy.c",
-        "csrc/lfreelist.c", "csrc/lpool.c", "csrc/luax.c", "csrc/mapops.c", "csrc/mfile.c",
-        "csrc/mmap.c", "csrc/proc.c", "csrc/protmap.c", "csrc/shm.c", "csrc/snapshot.c",
-        "csrc/sys.c", "csrc/track.c", "csrc/alloc/buddy.c", "csrc/alloc/freelist.c",
-        "csrc/alloc/freelist_check.c", "csrc/alloc/freelist_fit.c", "csrc/alloc/freelist_large.c",
-        "csrc/alloc/pagesrc.c", "csrc/alloc/pool.c",
-      },
-      defines = { "_GNU_SOURCE" },
-      incdirs = { "csrc", "csrc/alloc" },
-      libraries = { "pthread" }, -- the fault guard's lock and per-thread stacks (glibc < 2.34)
-    },
-    memlab = "lua/memlab/init.lua",
-    ["memlab.draw"] = "lua/memlab/draw.lua",
+  -- The Makefile's own compile (mk/core.mk): every C file of csrc/ and csrc/alloc/, -std=c11 and
+  -- -fvisibility=hidden, so that core.so exports luaopen_memlab_core alone (luarocks's builtin
+  -- backend has no way to pass a compiler flag). luarocks's CC, CFLAGS and Lua headers are passed
+  -- on; -B: built afresh, whatever an earlier build left in build/rock/.
+  type = "make",
+  build_target = "-B build/rock/memlab/core.so",
+  build_variables = {
+    BUILD = "build/rock",
+    CC = "$(CC)",
+    LUA_INC = "-I$(LUA_INCDIR)",
+    EXTRA_CFLAGS = "$(CFLAGS)",
+  },
+  install_pass = false,
+  install = {
+    lib = { ["memlab.core"] = "build/rock/memlab/core.so" },
+    lua = { memlab = "lua/memlab/init.lua", ["memlab.draw"] = "lua/memlab/draw.lua" },
   },
 }
 test_dependencies = {

@@ -60,27 +60,27 @@ static void run(lua_State *L, AtomicArgs *a, const char *fname) {
   mem_access(L, b->o, do_atomic, a, p, 8);
 }
 
-static int atomic_load(lua_State *L) {
+static int atomic_atomic_load(lua_State *L) {
   AtomicArgs a = {A_LOAD, NULL, 0, 0, 0, 0};
   run(L, &a, "atomic_load");
   lua_pushinteger(L, a.out);
   return 1;
 }
 
-static int atomic_store(lua_State *L) {
+static int atomic_atomic_store(lua_State *L) {
   AtomicArgs a = {A_STORE, NULL, 0, 0, 0, 0};
   run(L, &a, "atomic_store");
   return 0;
 }
 
-static int atomic_add(lua_State *L) {
+static int atomic_atomic_add(lua_State *L) {
   AtomicArgs a = {A_ADD, NULL, 0, 0, 0, 0};
   run(L, &a, "atomic_add");
   lua_pushinteger(L, a.out);
   return 1;
 }
 
-static int atomic_cas(lua_State *L) {
+static int atomic_atomic_cas(lua_State *L) {
   AtomicArgs a = {A_CAS, NULL, 0, 0, 0, 0};
   run(L, &a, "atomic_cas");
   lua_pushboolean(L, a.ok);
@@ -88,9 +88,11 @@ static int atomic_cas(lua_State *L) {
   return 2;
 }
 
+/* C names <file prefix>_<Lua name>, as shm.c's shm_shmget: a bare atomic_load, atomic_store
+ * or atomic_add is <stdatomic.h>'s, and including it would not build. */
 static const luaL_Reg atomic_methods[] = {
-  {"atomic_load", atomic_load}, {"atomic_store", atomic_store}, {"atomic_add", atomic_add},
-  {"atomic_cas", atomic_cas}, {NULL, NULL}};
+  {"atomic_load", atomic_atomic_load}, {"atomic_store", atomic_atomic_store},
+  {"atomic_add", atomic_atomic_add}, {"atomic_cas", atomic_atomic_cas}, {NULL, NULL}};
 
 int atomic_open(lua_State *L) {
   buf_setmethods(L, atomic_methods);

@@ -141,7 +141,7 @@ Owner *buf_newroot(lua_State *L, const MemKind *kind) {
  * running): a step would run it anyway. This is an allocation point like buf_newroot's own. */
 #define GC_CHARGE_MIN ((size_t)64 << 10)
 Owner *buf_newroot_charged(lua_State *L, const MemKind *kind, size_t n) {
-  if (n >= GC_CHARGE_MIN && lua_gc(L, LUA_GCISRUNNING)) {
+  if (n >= GC_CHARGE_MIN && lua_gc(L, LUA_GCISRUNNING) > 0) { /* -1 in a finalizer (late_note) */
     size_t kb = n >> 10;
     lua_gc(L, LUA_GCSTEP, kb > INT_MAX ? INT_MAX : (int)kb);
   }

@@ -1,9 +1,13 @@
 /* bufops.c: reading and writing a buffer's bytes: indexing, read/write/find/fill/copy/hexdump/
- * wipe, and the three memory primitives every access goes through (mem_copy, mem_set,
- * mem_check_write). A primitive on page-backed memory runs under the fault guard and turns a
- * fault into a Lua error naming the signal, its code, the address and the buffer; on heap memory
- * it is a plain memmove/memset. Writes are refused before any byte moves when memlab knows the
- * range is read-only, so a refused write never leaves a half-written range. */
+ * wipe, and the memory primitives every access goes through: mem_copy, mem_set, mem_find and the
+ * general mem_access, and the checks before them, mem_check_write and mem_check_read. A primitive
+ * on page-backed memory runs under the fault guard and turns a fault into a Lua error naming the
+ * signal, its code, the address and the buffer (mem_fault_raise); on heap memory it is a plain
+ * memmove/memset/memmem. Writes are refused before any byte moves when memlab knows the range is
+ * read-only (b:copy's source: inaccessible), so such a refusal leaves nothing half-written. A
+ * fault memlab could not foresee (SIGBUS past a file's end), or a snapshot that could not save a
+ * page before the write (mem_fault_raise), stops the access where it struck: a write of several
+ * pages may then have written the pages before it. */
 #include <string.h>
 
 #include "guard.h"
@@ -83,7 +87,7 @@ void mem_access(lua_State *L, const Owner *o, void (*fn)(void *), void *arg, con
   if (guard_call(fn, arg, p, n, NULL, 0, &f)) mem_fault_raise(L, &f, o, NULL);
 }
 
-void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n) {
+static void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n) {
   if (n == 0) return;
   MoveArgs a = {dst, NULL, n, c};
   mem_access(L, o, do_set, &a, dst, n);
@@ -119,7 +123,7 @@ void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len) {
  * (PROT_NONE: any read faults). Only that: a write-only or execute-only page may still be
  * readable, depending on the CPU. For b:copy, so that a copy from such a source raises before
  * it has written part of the destination. */
-void mem_check_read(lua_State *L, const Owner *o, size_t off, size_t len) {
+static void mem_check_read(lua_State *L, const Owner *o, size_t off, size_t len) {
   check_access(L, o, off, len, OWN_PROT_READ | OWN_PROT_WRITE | OWN_PROT_EXEC,
                "read of inaccessible memory", "PROT_NONE", "read");
 }
@@ -169,11 +173,11 @@ int bufops_newindex(lua_State *L) {
 static int bufops_read(lua_State *L) {
   size_t len, off, n;
   Buffer *b;
-  unsigned char *p = buf_span(L, 1, &len, &b);
+  buf_span(L, 1, &len, &b);
   arg_range(L, 2, 3, len, &off, &n);
   luaL_Buffer lb;
   char *dst = luaL_buffinitsize(L, &lb, n);
-  p = buf_respan(L, 1, off, n);
+  unsigned char *p = buf_respan(L, 1, off, n);
   mem_copy(L, NULL, dst, b->o, p, n);
   luaL_pushresultsize(&lb, n);
   return 1;

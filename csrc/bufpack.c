@@ -64,7 +64,7 @@ static size_t getnumlimit(Fmt *h, const char **fmt, size_t df) {
 
 /* Reads one option letter (and its size digits) from *fmt. */
 static KOpt getoption(Fmt *h, const char **fmt, size_t *size) {
-  int opt = *((*fmt)++);
+  int opt = (unsigned char)*((*fmt)++); /* a byte >= 0x80 is an option too, an invalid one */
   *size = 0;
   switch (opt) {
     case 'b': *size = 1; return K_INT;
@@ -211,7 +211,9 @@ static lua_Number getfloat(const unsigned char *src, size_t size, int little) {
 
 /* The offset just past what fmt packs from `off` with the values from arg 4 on, computed without
  * building anything, so that a record that cannot fit is refused before a byte is made.
- * Saturates at SIZE_MAX. Raises for bad options and for string values of the wrong type. */
+ * Saturates at SIZE_MAX. Raises for bad options and for strings string.pack would refuse (too
+ * long for their size, zeros in a z); at a value that is not a string for s or z it stops and
+ * returns the offset counted so far, for the building pass to raise string.pack's error. */
 static size_t pack_end(lua_State *L, const char *fmt, size_t off) {
   Fmt h = {L, 2, native_little(), 1};
   size_t total = off;

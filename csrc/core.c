@@ -26,7 +26,8 @@ static const OpenFn parts[] = {
   buffer_open, heap_open, brk_open, track_open, proc_open, mmap_open, mapops_open, snapshot_open,
   mfile_open, sysvshm_open, atomic_open, lalloc_open, lfreelist_open, lbuddy_open, lpool_open, NULL};
 
-/* The one symbol the module exports (the Makefile builds with -fvisibility=hidden). */
+/* The one symbol the module exports (the Makefile builds with -fvisibility=hidden, for
+ * luarocks too: the rockspec builds through it). */
 __attribute__((visibility("default"))) int luaopen_memlab_core(lua_State *L);
 
 __attribute__((visibility("default"))) int luaopen_memlab_core(lua_State *L) {

@@ -8,8 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lua.h"
-
 typedef struct Fault {
   int signo;        /* SIGSEGV or SIGBUS */
   int code;         /* si_code: SEGV_MAPERR, SEGV_ACCERR, BUS_ADRERR, ... */
@@ -29,10 +27,13 @@ int guard_install(void);
 /* Sets the claimer consulted first on every fault (NULL to remove). */
 void guard_set_claimer(FaultClaim fn);
 
-/* Runs fn(arg). If it faults at an address inside [p1, p1+n1) or [p2, p2+n2) (a range of
- * length 0 claims nothing; address 0 is a valid range start), fn is abandoned
- * (siglongjmp) and the fault is returned in *f with the signal number as the result; otherwise
- * returns 0. fn must not call Lua or allocate: an abandoned fn leaves no trace. Nests. */
+/* Runs fn(arg). If it faults at an address inside [p1, p1+n1) or [p2, p2+n2), each widened to
+ * the 4 KiB blocks that hold it (glibc's vector loops load aligned blocks that may start before
+ * the range; a range of length 0 claims nothing; address 0 is a valid range start), or with an
+ * SI_KERNEL fault that carries no address (a general protection fault, a non-canonical address),
+ * fn is abandoned (siglongjmp) and the fault is returned in *f with the signal number as the
+ * result; otherwise returns 0. Only faults the kernel raised count, not signals sent by kill().
+ * fn must not call Lua or allocate: an abandoned fn leaves no trace. Nests. */
 int guard_call(GuardFn fn, void *arg, const void *p1, size_t n1, const void *p2, size_t n2,
                Fault *f);
 

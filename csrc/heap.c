@@ -3,6 +3,7 @@
  * malloc_usable_size). A "heap" buffer is a malloc'd block, given back with free(). The program
  * break (sbrk, brk) is in brk.c. */
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdlib.h>
 
@@ -124,8 +125,8 @@ static int heap_usable_size(lua_State *L) {
 static int heap_mallopt(lua_State *L) {
   lua_Integer param = luaL_checkinteger(L, 1);
   lua_Integer v = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, param >= -2147483647 - 1 && param <= 2147483647, 1, "parameter out of range");
-  luaL_argcheck(L, v >= -2147483647 - 1 && v <= 2147483647, 2, "value out of range");
+  luaL_argcheck(L, param >= INT_MIN && param <= INT_MAX, 1, "parameter out of range");
+  luaL_argcheck(L, v >= INT_MIN && v <= INT_MAX, 2, "value out of range");
   switch (param) { /* glibc answers 1 (success) for a parameter it does not know: say no */
     case M_MMAP_THRESHOLD: case M_TOP_PAD: case M_MMAP_MAX: case M_ARENA_MAX: case M_ARENA_TEST:
       /* sizes and counts glibc keeps unsigned: -4096 would become a pad near SIZE_MAX, and

@@ -580,9 +580,9 @@ static const luaL_Reg la_methods[] = {
 static const luaL_Reg la_meta[] = {
   {"__gc", la_gc}, {"__close", la_close}, {"__tostring", la_tostring}, {NULL, NULL}};
 
-/* Registers the memlab.allocator metatable once; its methods table is `allocator_methods` in
- * the module, where the Lua side (a:draw) adds its own; the binding files add theirs with
- * alloc_setmethods (the metatable as upvalue 1). */
+/* Adds fns to the allocator methods table (the metatable's __index), each with two upvalues:
+ * 1 the buffer metatable, 2 the allocator metatable. lalloc_open adds the common methods with it,
+ * each binding file its allocator's own. */
 void alloc_setmethods(lua_State *L, const luaL_Reg *fns) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &allocator_key);
   lua_getfield(L, -1, "__index");
@@ -592,8 +592,9 @@ void alloc_setmethods(lua_State *L, const luaL_Reg *fns) {
   lua_pop(L, 2);
 }
 
-/* The metatable is registered whole (meta_open): registry[&allocator_key] first, where
- * alloc_setmethods finds it, the name last. */
+/* Registers the memlab.allocator metatable once, whole (meta_open): registry[&allocator_key]
+ * first, where alloc_setmethods finds it, the name last. Its methods table is `allocator_methods`
+ * in the module, where the Lua side (a:draw) adds its own. */
 int lalloc_open(lua_State *L) {
   if (meta_open(L, ALLOCATOR_T)) {
     lua_pushvalue(L, -1);

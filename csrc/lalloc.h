@@ -70,9 +70,10 @@ int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn, int runs);
 int alloc_failure(lua_State *L, Allocator *a, const char *what);
 /* Raises "bad argument #1 to '<constructor>' (k: why)"; why's %s: the value on the top. */
 int alloc_opterror(lua_State *L, const char *k, const char *why);
-/* The options table at 1: a non-negative integer field (def when absent); unknown fields raise. */
+/* The options table at 1: a non-negative integer field (def when absent; anything else raises). */
 size_t alloc_optsize(lua_State *L, const char *k, size_t def);
 size_t alloc_optpositive(lua_State *L, const char *k); /* 0 when absent; 0 given raises */
+/* The options table at 1 is a table whose keys are all in known (NULL-ended); others raise. */
 void alloc_checkopts(lua_State *L, const char *what, const char *const known[]);
 const char *alloc_optstring(lua_State *L, const char *k, const char *def, char *buf, size_t n);
 int alloc_optboolean(lua_State *L, const char *k, int def);

@@ -62,16 +62,20 @@ static int lbd_new(lua_State *L) {
   cfg.initial = alloc_optpositive(L, "initial");
   size_t cache = alloc_optsize(L, "cache", 0);
   luaL_argcheck(L, cache <= BD_CACHE_DEPTH_MAX, 1, "cache depth out of range");
-  luaL_argcheck(L, ml_is_pow2(size) && size >= ml_sys_pagesize() && size <= ((size_t)1 << 45), 1,
-                "size must be a power of two from a page (4 KiB) up to 2^45 (out of range: the "
-                "arena is reserved aligned to its size, and 2^46 would take the whole address "
-                "space)");
-  luaL_argcheck(L, !cfg.min_block || (ml_is_pow2(cfg.min_block) && cfg.min_block >= 16 &&
+  size_t ps = ml_sys_pagesize();
+  luaL_argcheck(L, ml_is_pow2(size) && size >= ps && size <= ((size_t)1 << 45), 1,
+                lua_pushfstring(L, "size must be a power of two from a page (%d KiB) up to 2^45 "
+                                   "(out of range: the arena is reserved aligned to its size, "
+                                   "and 2^46 would take the whole address space)",
+                                (int)(ps >> 10)));
+  luaL_argcheck(L, !cfg.min_block || (ml_is_pow2(cfg.min_block) &&
+                                      cfg.min_block >= ((size_t)1 << BD_MIN_ORDER) &&
                                       cfg.min_block <= size), 1,
-                "min must be a power of two between 16 and size (out of range)");
+                lua_pushfstring(L, "min must be a power of two between %d and size (out of range)",
+                                1 << BD_MIN_ORDER));
   luaL_argcheck(L, !cfg.initial || (ml_is_pow2(cfg.initial) && cfg.initial <= size), 1,
                 "initial must be a power of two up to size (out of range)");
-  if (!cfg.initial && size < ((size_t)64 << 10)) cfg.initial = size;
+  if (!cfg.initial && size < BD_DEFAULT_INITIAL) cfg.initial = size;
   Allocator *a = alloc_new(L, &bd_ops);
   int err = ml_src_init_mmap(&a->src, size, size);
   if (err) return push_syserror(L, "buddy", err);

@@ -78,7 +78,8 @@ static int lfl_new(lua_State *L) {
   int t = lua_getfield(L, 1, "quick");
   if (t == LUA_TBOOLEAN)
     cfg.quick = lua_toboolean(L, -1) ? FL_DEFAULT_QUICK : -1; /* true: on, whatever the fit */
-  else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 && lua_tointeger(L, -1) <= 255)
+  else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 &&
+           lua_tointeger(L, -1) <= FL_QUICK_DEPTH_MAX)
     cfg.quick = lua_tointeger(L, -1) ? (int)lua_tointeger(L, -1) : -1;
   else if (t != LUA_TNIL)
     return alloc_opterror(L, "quick", "a boolean or a depth 0..255 expected, got %s");

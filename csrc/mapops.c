@@ -6,6 +6,7 @@
  * it made read-only is refused before any byte moves. MADV_DONTNEED, MADV_FREE and MADV_REMOVE
  * count as writes: they zero private pages. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,9 +53,8 @@ static int arg_prot(lua_State *L, int idx) {
   return (int)p;
 }
 
-/* The range args (ioff, ilen) of the mapping buffer at 1, rounded out to whole pages for the
- * kernel. Raises on a dead or non-mapping buffer, out-of-range or (when `aligned`, as the kernel
- * requires) a start that is not page aligned in the owner's memory. */
+/* A range of a mapping's pages, as get_range makes it: [off, off+len) lies in o's memory, and
+ * [first, first+npages) are the whole pages that cover it (npages 0 when len is 0). */
 typedef struct Range {
   Owner *o;
   size_t off, len;      /* the range as the caller gave it, off relative to the owner */
@@ -78,6 +78,9 @@ static void check_page_aligned(lua_State *L, const Buffer *b, int ioff, size_t o
                                          (lua_Integer)off, fname, (int)ps));
 }
 
+/* The range args (ioff, ilen) of the mapping buffer at 1, rounded out to whole pages for the
+ * kernel. Raises on a dead or non-mapping buffer, out-of-range or (when `aligned`, as the kernel
+ * requires) a start that is not page aligned in the owner's memory. */
 static void get_range(lua_State *L, int ioff, int ilen, int aligned, const char *fname, Range *r) {
   Buffer *b;
   r->o = check_mapping(L, 1, fname, &b);
@@ -143,13 +146,14 @@ static int mapops_protect(lua_State *L) {
   return 1;
 }
 
-/* b:sync([flags [, off, len]]) -> b | nil, msg, errno; flags default MS_SYNC */
+/* The msync flags at idx (MS_SYNC when absent); raises when out of range (msync judges the rest). */
 static lua_Integer check_sync_flags(lua_State *L, int idx) {
   lua_Integer flags = luaL_optinteger(L, idx, MS_SYNC);
   luaL_argcheck(L, sync_flags_valid(flags), idx, SYNC_FLAGS_BAD);
   return flags;
 }
 
+/* b:sync([flags [, off, len]]) -> b | nil, msg, errno; flags default MS_SYNC */
 static int mapops_sync(lua_State *L) {
   buf_check(L, 1); /* the buffer first: a call without it names #1 */
   lua_Integer flags = check_sync_flags(L, 2);
@@ -187,7 +191,7 @@ static int known_advice(lua_Integer advice) {
   }
 }
 
-/* b:advise(advice [, off, len]) -> b | nil, msg, errno */
+/* The advice at idx: raises when it is out of range or one memlab refuses outright (below). */
 static lua_Integer check_advice(lua_State *L, int idx) {
   lua_Integer advice = luaL_checkinteger(L, idx);
   luaL_argcheck(L, advice >= 0 && advice <= 0xffff, idx, "advice out of range");
@@ -211,13 +215,16 @@ static int unknown_advice(lua_State *L, lua_Integer advice) {
                         "kernel: M.MADV_* name those it does", (int)advice);
 }
 
+/* b:advise(advice [, off, len]) -> b | nil, msg, errno */
 static int mapops_advise(lua_State *L) {
   buf_check(L, 1); /* the buffer first: a call without it names #1 */
   lua_Integer advice = check_advice(L, 2);
   Range r;
   get_range(L, 3, 4, 1, "advise", &r);
   if (!known_advice(advice)) return unknown_advice(L, advice);
-  if (r.npages == 0) { /* nothing to advise, but the kernel still refuses an unknown advice */
+  if (r.npages == 0) { /* nothing to advise, but the kernel still refuses an advice it lacks
+                          (one newer than it, MADV_COLLAPSE before 6.1, or one of a feature built
+                          out, MADV_HUGEPAGE without THP, MADV_MERGEABLE without KSM) */
     int err = sys_madvise(page_addr(&r), 0, (int)advice);
     if (err) return push_syserror(L, "madvise", err);
     return lua_settop(L, 1), 1;
@@ -311,6 +318,7 @@ static int mapops_unlock(lua_State *L) {
 
 /* b:resident([off, len]) -> { true|false per page }, number resident | nil, msg, errno */
 #define RESIDENT_MAX_PAGES ((size_t)1 << 22)
+_Static_assert(RESIDENT_MAX_PAGES <= INT_MAX, "b:resident's page count fits lua_createtable's int");
 static int mapops_resident(lua_State *L) {
   Range r;
   buf_check(L, 1); /* before the settop, which would make a missing buffer a nil */
@@ -330,7 +338,7 @@ static int mapops_resident(lua_State *L) {
   }
   int err = r.npages ? sys_mincore(page_addr(&r), r.npages * sys_pagesize(), vec) : 0;
   if (err) return push_syserror(L, "mincore", err);
-  lua_createtable(L, (int)(r.npages > 0x7fffffff ? 0 : r.npages), 0);
+  lua_createtable(L, (int)r.npages, 0); /* at most RESIDENT_MAX_PAGES (the checks above) */
   lua_Integer n = 0;
   for (size_t i = 0; i < r.npages; i++) {
     lua_pushboolean(L, vec[i] & 1);

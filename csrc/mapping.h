@@ -54,7 +54,9 @@ void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, 
 int map_has_inner(lua_State *L, const Owner *o);
 
 /* Snapshots (snapshot.c). Before memlab itself changes pages of a mapping other than by a guarded
- * store (madvise DONTNEED/FREE, mprotect, remap, unmap), it lets an armed snapshot copy them. */
+ * store (b:protect, b:advise with an advice that drops pages; b:fill and b:wipe through
+ * snap_before_fill), it lets an armed snapshot copy them. b:remap is refused while a snapshot is
+ * armed; b:unmap ends the snapshot. */
 int snap_before_change(Owner *o, size_t off, size_t len);
 /* The same before b:fill and b:wipe, whose memset a snapshot's fault would serve too, but not
  * under valgrind (snapshot.c); nothing to do with no snapshot armed. */

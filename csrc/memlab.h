@@ -56,7 +56,8 @@ void protmap_set(ProtMap *pm, size_t first, size_t n, unsigned prot);
 void protmap_resize(ProtMap *pm, size_t npages);
 
 /* A kind of memory. release() gives the memory back to where it came from and returns 0 or an
- * errno; it is called at most once per Owner, on a live Owner whose base/size/ctx it may use, and
+ * errno; it succeeds at most once per Owner and is called only on a live Owner whose base/size/ctx
+ * it may use (a refused release leaves the Owner live, and b:free or __gc may call it again), and
  * not at all when the Owner's parent died first (the memory went with the parent). forget() frees
  * the kind's own bookkeeping (ctx); it is called exactly once, when the Owner dies by any path. */
 typedef struct MemKind {
@@ -82,9 +83,10 @@ enum { OWNER_NEW = 0, OWNER_LIVE, OWNER_DEAD };
 
 /* The record of one piece of memory.
  * Invariants: state moves NEW -> LIVE -> DEAD and never back. While LIVE, [base, base+size) is
- * memory this Owner may read (subject to prot) and release() has not run. gen only grows; a view
- * made at generation g is dead once gen != g (the memory moved or shrank under it). A non-NULL
- * parent (an allocator's arena) must be LIVE for this Owner to be usable. */
+ * memory this Owner may read (subject to prot) and release() has not succeeded (it may have been
+ * refused, and is then retried by the next b:free or __gc). gen only grows; a view made at
+ * generation g is dead once gen != g (the memory moved or shrank under it). A non-NULL parent (an
+ * allocator's arena) must be LIVE for this Owner to be usable. */
 struct Owner {
   unsigned char *base;
   size_t size;
@@ -218,14 +220,12 @@ int bufops_index(lua_State *L);
 int bufops_newindex(lua_State *L);
 extern const luaL_Reg bufpack_methods[];
 void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len);
-void mem_check_read(lua_State *L, const Owner *o, size_t off, size_t len);
 /* Raises the error for a fault caught in an access to o1's or o2's memory (either may be NULL). */
 struct Fault;
 MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const struct Fault *f, const Owner *o1,
                                      const Owner *o2);
 void mem_copy(lua_State *L, const Owner *dsto, void *dst, const Owner *srco, const void *src,
               size_t n);
-void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n);
 void mem_access(lua_State *L, const Owner *o, void (*fn)(void *), void *arg, const void *p,
                 size_t n);
 const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char *hay,
@@ -234,7 +234,7 @@ const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char 
 /* Whether accesses to o's memory run under the fault guard (NULL: not a buffer's memory). */
 static inline int mem_guarded(const Owner *o) { return o && (o->kind->flags & MK_GUARDED); }
 
-/* ---- heap.c, brk.c, track.c, proc.c: module functions ---- */
+/* ---- heap.c, brk.c, track.c, proc.c, shm.c, atomic.c: module functions ---- */
 int heap_open(lua_State *L);
 int brk_open(lua_State *L);
 /* brk.c: keeps [start, end) of the break as memlab's until it can go back (the top). */

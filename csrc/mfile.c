@@ -1,9 +1,13 @@
 /* mfile.c: files made for mapping: M.memfd_create and M.shm_open return a memlab.file (an fd with
- * :truncate, :size, :fileno, :close), usable as the fd of M.mmap and M.map. Also the conversion of
+ * :truncate, :size, :fileno, :close), usable as the fd of M.mmap and M.map; M.shm_unlink;
+ * M.truncate of a path or a descriptor; and for M.map, core.openpath (a path opened for mapping,
+ * refused unless it names a file or a device) and core.fdsize. Also the conversion of
  * any fd argument: an integer, a memlab.file, or an open Lua file (io.open), flushed first so the
  * bytes it wrote are in the file before memlab checks its size. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -32,7 +36,7 @@ int mfile_arg_fd(lua_State *L, int idx, int *flush_err) {
   if (lua_isnoneornil(L, idx)) return -1;
   if (lua_type(L, idx) == LUA_TNUMBER) {
     lua_Integer fd = luaL_checkinteger(L, idx);
-    luaL_argcheck(L, fd >= -1 && fd <= 0x7fffffff, idx, "file descriptor out of range");
+    luaL_argcheck(L, fd >= -1 && fd <= INT_MAX, idx, "file descriptor out of range");
     return (int)fd;
   }
   if (luaL_testudata(L, idx, FILE_T)) return check_open(L, idx)->fd;
@@ -71,7 +75,7 @@ static int mfile_memfd_create(lua_State *L) {
   const char *name = arg_cstring(L, 1);
   lua_Integer flags = luaL_optinteger(L, 2, MFD_CLOEXEC);
   /* unsigned int: MFD_HUGETLB takes a page size in bits 26..31 (MFD_HUGE_2MB = 21 << 26) */
-  luaL_argcheck(L, flags >= 0 && flags <= 0xffffffff, 2, "flags out of range");
+  luaL_argcheck(L, flags >= 0 && flags <= UINT32_MAX, 2, "flags out of range");
   MFile *f = new_file(L, "memfd", name);
   int err = sys_memfd_create(name, (unsigned)flags, &f->fd);
   if (err) return push_syserror(L, "memfd_create", err);
@@ -118,7 +122,7 @@ static int opened_check(MFile *f, struct stat *st, int regular_only, int *by_typ
 static int mfile_shm_open(lua_State *L) {
   const char *name = arg_cstring(L, 1);
   lua_Integer oflag = luaL_optinteger(L, 2, O_RDWR | O_CREAT);
-  luaL_argcheck(L, oflag >= 0 && oflag <= 0x7fffffff, 2, "flags out of range");
+  luaL_argcheck(L, oflag >= 0 && oflag <= INT_MAX, 2, "flags out of range");
   lua_Integer mode = arg_mode(L, 3, 0600, 07777, "mode");
   MFile *f = new_file(L, "shm", name);
   int err = sys_shm_open(name, (int)oflag | O_NONBLOCK | O_NOCTTY, (unsigned)mode, &f->fd);
@@ -249,10 +253,11 @@ static int mfile_openpath(lua_State *L) {
   int writable = lua_toboolean(L, 2);
   MFile *f = new_file(L, "file", path);
   int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  int open_err = fd < 0 ? errno : 0; /* before stat, which may set errno */
   struct stat st;
-  if (fd < 0 && errno == ENXIO && stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+  if (open_err == ENXIO && stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
     return push_syserrorf(L, path, ENODEV, "a socket cannot be mapped"); /* open says ENXIO */
-  if (fd < 0) return push_syserror(L, path, errno);
+  if (fd < 0) return push_syserror(L, path, open_err);
   f->fd = fd;
   int by_type, err = opened_check(f, &st, 0, &by_type);
   if (err)

@@ -8,6 +8,7 @@
  * owns, since MAP_FIXED silently replaces whatever was there (malloc's heap, Lua's own memory).
  * Each state keeps a weak registry of its live mappings, to find the owner of a raw address. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -71,7 +72,7 @@ static const char mapreg_key = 'M';
 
 /* How many mappings placed inside another (MAP_FIXED) have not been forgotten yet, in this
  * process. While there are none, the walks that look for inner mappings (b:protect, b:remap,
- * b:unmap, b:snapshot) are skipped: each visits every mapping the state ever registered, and a
+ * b:snapshot, b:mapinfo) are skipped: each visits every mapping the state ever registered, and a
  * script holding 10^4 mappings paid about 0.3 ms per b:protect for them. Atomic: a C program may
  * run Lua states on several threads, and a count that drifted to 0 would let a child outlive its
  * parent's move. */
@@ -347,7 +348,7 @@ static int mmap_mmap(lua_State *L) {
   lua_Integer offset = luaL_optinteger(L, 6, 0);
   if (flush_err) return mfile_flush_refusal(L, flush_err, "mapped");
   size_t ps = sys_pagesize();
-  luaL_argcheck(L, flags >= 0 && flags <= 0x7fffffff, 4, "flags out of range");
+  luaL_argcheck(L, flags >= 0 && flags <= INT_MAX, 4, "flags out of range");
   if (prot & ~(lua_Integer)KNOWN_PROT)
     return map_refuse(L, EINVAL, "unknown protection bits");
   int type = (int)flags & MAP_SHARED_VALIDATE;
@@ -452,10 +453,8 @@ static int mmap_mmap(lua_State *L) {
   return 1;
 }
 
-/* b:unmap() = b:free() for a mapping (a second unmap raises "double free" naming the first).
- * M.munmap(b [, length]) in C's shape: length, when given, must cover the whole mapping; memlab
- * refuses to unmap part of one (it would leave a hole inside the buffer that another mapping
- * could later fill, and the rest of the buffer would then reach into it). */
+/* The buffer at idx, which must be a mapping's own buffer, not a view of it: raises otherwise
+ * (fname names the call). It may be dead: freeing a dead one raises "double free" there. */
 static Buffer *check_mapping_root(lua_State *L, int idx, const char *fname) {
   Buffer *b = buf_check(L, idx);
   need_mapping(L, idx, b, fname);
@@ -463,6 +462,7 @@ static Buffer *check_mapping_root(lua_State *L, int idx, const char *fname) {
   return b;
 }
 
+/* b:unmap() = b:free() for a mapping (a second unmap raises "double free" naming the first). */
 static int mmap_unmap(lua_State *L) {
   check_mapping_root(L, 1, "unmap");
   return buf_free_at(L, 1);
@@ -471,6 +471,10 @@ static int mmap_unmap(lua_State *L) {
 #define MUNMAP_PART \
   "munmap of part of a mapping is refused (it would leave a hole another mapping could fill)"
 
+/* M.munmap(b [, length]) in C's shape (also M.munmap(addr, length) and M.munmap(b, off, len)):
+ * length, when given, must cover the whole mapping; memlab refuses to unmap part of one (it would
+ * leave a hole inside the buffer that another mapping could later fill, and the rest of the
+ * buffer would then reach into it). */
 static int mmap_munmap(lua_State *L) {
   if (lua_type(L, 1) == LUA_TNUMBER) { /* munmap(addr, length): a whole mapping of the caller's */
     uintptr_t addr = (uintptr_t)luaL_checkinteger(L, 1);

@@ -1,7 +1,9 @@
 /* proc.c: the process as the lecture looks at it: the layout addresses (a C static, an
- * uninitialised static, a C function, a stack local), getrusage, the guarded M.peek, and the
- * calls of the lecture's multi-process programs (fork, waitpid, _exit, getpid, sleep, kill).
- * Parsing /proc (maps, smaps, status) is Lua's job, in init.lua. */
+ * uninitialised static, a C function, a stack local), getrusage, getrlimit, the guarded M.peek,
+ * the calls of the lecture's multi-process programs (fork, waitpid, _exit, getpid, sleep, kill),
+ * and small helpers: M.clock (monotonic seconds), M.pagesize, M.strerror, M.exepath (the program
+ * a process runs) and core.readproc (a /proc file read whole, untorn). Parsing /proc (maps,
+ * smaps, status) is Lua's job, in init.lua. */
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
@@ -210,7 +212,7 @@ static int hook_changed(void *ud) {
 
 static int proc_waitpid(lua_State *L) {
   lua_Integer pid = luaL_optinteger(L, 1, -1);
-  luaL_argcheck(L, pid >= -2147483647 && pid <= 2147483647, 1, "pid out of range");
+  luaL_argcheck(L, pid >= -INT_MAX && pid <= INT_MAX, 1, "pid out of range");
   static const char *const opts[] = {"hang", "nohang", NULL};
   int nohang = luaL_checkoption(L, 2, "hang", opts);
   pid_t got;
@@ -229,7 +231,8 @@ static int proc_waitpid(lua_State *L) {
   } else if (WIFSIGNALED(status)) {
     lua_pushliteral(L, "signal");
     lua_pushinteger(L, WTERMSIG(status));
-  } else {
+  } else { /* no WUNTRACED is passed, but a stop of a child the process ptraces is reported
+              * anyway (a C program embedding Lua may trace): kept rather than call it a signal */
     lua_pushliteral(L, "stopped");
     lua_pushinteger(L, WSTOPSIG(status));
   }
@@ -266,8 +269,8 @@ static int proc_sleep(lua_State *L) {
 static int proc_kill(lua_State *L) {
   lua_Integer pid = luaL_checkinteger(L, 1);
   lua_Integer sig = luaL_optinteger(L, 2, SIGTERM);
-  luaL_argcheck(L, pid >= -2147483647 && pid <= 2147483647, 1, "pid out of range");
-  luaL_argcheck(L, sig >= 0 && sig < 65, 2, "signal out of range");
+  luaL_argcheck(L, pid >= -INT_MAX && pid <= INT_MAX, 1, "pid out of range");
+  luaL_argcheck(L, sig >= 0 && sig < _NSIG, 2, "signal out of range");
   int err = sys_kill((pid_t)pid, (int)sig);
   if (err) return push_syserror(L, "kill", err);
   lua_pushboolean(L, 1);
@@ -281,7 +284,7 @@ static int proc_pagesize(lua_State *L) {
 
 /* M.exepath([pid]) -> the path of the program the process runs (readlink of /proc/<pid>/exe) */
 static int proc_exepath(lua_State *L) {
-  char link[64], path[4096];
+  char link[64], path[PATH_MAX];
   if (lua_isnoneornil(L, 1))
     snprintf(link, sizeof link, "/proc/self/exe");
   else

@@ -1,4 +1,5 @@
-/* sys.c: the kernel call layer (see sys.h). Each function returns 0 or the errno of the call. */
+/* sys.c: the kernel call layer (see sys.h). Each function returns 0 or the errno of the call,
+ * but for sys_pagesize, sys_curbrk and sys_fd_readonly; sys.h lists the calls made elsewhere. */
 #include "sys.h"
 #include "pagesrc.h"
 

@@ -1,6 +1,16 @@
 /* sys.h: the kernel calls memlab makes, each behind a function that returns 0 or an errno and
  * states its preconditions. The Lua bindings check arguments and translate; they never read
- * errno after a Lua call. */
+ * errno after a Lua call. Exceptions:
+ * - Three return something else: sys_pagesize the page size, sys_curbrk the break (sbrk(0),
+ *   which cannot fail), sys_fd_readonly 1 or 0 (0 also when fcntl refuses).
+ * - Some calls are made where they are used, each translated at once: proc.c (M.clock's
+ *   clock_gettime, M.rusage, M._exit, M.getpid, M.exepath's readlink, core.readproc's open,
+ *   fstat and read, M.getrlimit); mfile.c (core.openpath's open and stat, the fstat and fcntl of
+ *   its checks); mapops.c (/proc/self/status and getrlimit, for an mlock's error message);
+ *   mmap.c (/proc/self/maps and getrlimit, for the stack's room); snapshot.c (mprotect in the
+ *   fault claimer, which runs in a signal handler; /proc/self/pagemap); guard.c (the signal
+ *   handlers and their alternate stacks). The allocators' page source, csrc/alloc/pagesrc.c,
+ *   makes its own (csrc/alloc does not depend on the Lua side). */
 #ifndef MEMLAB_SYS_H
 #define MEMLAB_SYS_H
 

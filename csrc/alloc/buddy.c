@@ -61,7 +61,7 @@ static void slack_clear(ml_buddy *b, size_t i, unsigned o)
     for (size_t k = 1; k <= extra_entries(b, o); k++) b->meta[i + k] = 0;
 }
 
-/* Bytes in parked blocks, and granted bytes (arena - listed free - parked: the blocks tile it). */
+/* Bytes in parked blocks (the cache's, every order). */
 static size_t parked_bytes(const ml_buddy *b)
 {
     size_t n = 0;
@@ -69,6 +69,7 @@ static size_t parked_bytes(const ml_buddy *b)
     return n;
 }
 
+/* How many blocks are parked. */
 static size_t parked_count(const ml_buddy *b)
 {
     size_t n = 0;
@@ -76,6 +77,7 @@ static size_t parked_count(const ml_buddy *b)
     return n;
 }
 
+/* Granted bytes: the arena - listed free - parked (the blocks tile it). */
 static size_t granted(const ml_buddy *b)
 {
     return bsize(b->cur_order) - b->st.free_bytes - parked_bytes(b);

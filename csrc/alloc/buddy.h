@@ -58,7 +58,6 @@ extern "C" {
 
 #define BD_CACHE_MAX_ORDER 16u     /* blocks up to 64 KiB may be parked */
 #define BD_CACHE_DEPTH_MAX 32u
-#define BD_HAVE_CACHE 1            /* bd_set_cache and bd_flush exist */
 
 typedef struct bd_config {
     size_t min_block;   /* power of two >= 16 (default 32) */

@@ -268,7 +268,7 @@ static inline void large_put(const ml_freelist *a, fl_large *L, const fl_large *
     ml_san_poison(a->vg, L, sizeof *L);
 }
 
-/* Counters shared by the allocation paths. */
+/* An allocation path's failure: records st as the instance's last error (a->err), returns NULL. */
 static inline void *fail_null(ml_freelist *a, ml_status st)
 {
     a->err = st;

@@ -210,8 +210,9 @@ static inline void *quick_take(ml_freelist *a, size_t bs, size_t n)
     return u;
 }
 
-/* Merge every parked block back (before the arena would grow): at most 33 x the depth small
- * blocks, and FL_QUICK_BIG_BUDGET bytes of larger ones. Returns how many there were. */
+/* Merge every parked block back (before the arena would grow): at most 32 x the depth small
+ * blocks (the classes 32, 48, ... 528 = FL_QUICK_SMALL_BLOCK), and FL_QUICK_BIG_BUDGET bytes of
+ * larger ones. Returns how many there were. */
 static size_t quick_flush(ml_freelist *a)
 {
     size_t n = 0;
@@ -263,7 +264,8 @@ ml_status fl_init(ml_freelist *a, ml_pagesrc *src, const fl_config *cfg)
     a->mmap_min = c.mmap_threshold ? c.mmap_threshold : FL_DEFAULT_MMAP;
     /* glibc turns its dynamic thresholds off as soon as one of them is set explicitly */
     a->dyn_mmap = a->dyn_trim = !c.mmap_threshold && !c.trim_threshold;
-    a->quick_depth = c.quick < 0 ? 0u : c.quick > 255 ? 255u : c.quick > 0 ? (unsigned)c.quick
+    a->quick_depth = c.quick < 0 ? 0u : c.quick > FL_QUICK_DEPTH_MAX ? (unsigned)FL_QUICK_DEPTH_MAX
+                   : c.quick > 0 ? (unsigned)c.quick
                    : c.policy == FL_SEGREGATED ? (unsigned)FL_DEFAULT_QUICK : 0u;
     a->vg = ml_san_valgrind();
     a->strict = ml_san_strict(a->vg);

@@ -71,6 +71,7 @@ extern "C" {
 #define FL_QUICK_SMALL_BLOCK ((size_t)528)       /* classes up to here: only the depth limits them */
 #define FL_QUICK_BIG_BUDGET ((size_t)128 << 10)  /* bytes parked in the classes above, at most */
 #define FL_DEFAULT_QUICK 16
+#define FL_QUICK_DEPTH_MAX 255 /* quick cache depth per size, at most (quick_n is a uint8_t) */
 
 #define FL_DEFAULT_STEP ((size_t)128 << 10)
 #define FL_DEFAULT_TRIM ((size_t)1 << 20)
@@ -92,7 +93,7 @@ typedef struct fl_config {
                               * dynamic) */
     size_t mmap_threshold;   /* requests of at least this many bytes are mapped (128 KiB,
                               * dynamic) */
-    int quick;               /* quick cache depth per size, at most 255; < 0 disables it */
+    int quick;               /* quick cache depth per size, at most FL_QUICK_DEPTH_MAX; < 0 disables it */
 } fl_config;
 
 /* A free block as the allocator sees it: the links exist only while the block is free. */
@@ -114,6 +115,7 @@ typedef struct fl_large {
 ML_STATIC_ASSERT(sizeof(fl_block) + 8 <= FL_MIN_BLOCK, "a free block must hold links and footer");
 ML_STATIC_ASSERT(sizeof(fl_large) == FL_LARGE_HDR, "fl_large must end where the user area starts");
 ML_STATIC_ASSERT(FL_LARGE_HDR % 16 == 0, "large user areas must stay 16-aligned");
+ML_STATIC_ASSERT(FL_QUICK_DEPTH_MAX <= UINT8_MAX, "a quick cache's count fits quick_n");
 
 typedef struct ml_freelist {
     ml_pagesrc *src;

@@ -199,8 +199,8 @@ static ml_status check_lists(const ml_freelist *a, size_t *nodes, size_t *bytes,
     return ML_OK;
 }
 
-/* The quick cache: each list holds parked blocks (FL_USED, no used-map bit) of its exact size,
- * as many as its count, and together the blocks the arena walk found parked. */
+/* The quick cache: each list holds parked blocks (FL_USED and FL_PARKED, their used-map bit kept)
+ * of its exact size, as many as its count, and together the blocks the arena walk found parked. */
 static ml_status check_quick(const ml_freelist *a, size_t parked, size_t parkedb, char *why,
                              size_t whylen)
 {

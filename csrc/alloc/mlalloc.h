@@ -1,8 +1,8 @@
 /* mlalloc.h: what memlab's three allocators (free list, buddy, pool) have in common: the status
  * codes every operation reports, the statistics each of them fills, and the block walker.
  *
- * The allocators are C11 (with GCC's or Clang's builtins and, in pool.h, unsigned __int128: a
- * 64-bit target; the headers also compile as C++11) and instance-based: an instance is a complete struct the caller
+ * The allocators are C11 (with GCC's or Clang's builtins, for a 64-bit target; the headers also
+ * compile as C++11) and instance-based: an instance is a complete struct the caller
  * places where it likes (a Lua userdata), memory comes only from the page source (pagesrc.h)
  * handed to init, and nothing is global. Failure is a NULL result and/or an ml_status; nothing
  * aborts, exits or prints. An instance must not be moved in memory while it is initialised
@@ -85,9 +85,8 @@ void ml_stats_finish(ml_stats *s);
 void ml_stats_retire(ml_stats *s, uint64_t source_calls);
 
 /* Bits and alignment, for the allocators and for callers checking their arguments. x must be
- * non-zero for the log2 helpers; a must be a power of two. */
+ * non-zero for ml_log2_floor; a must be a power of two. */
 static inline unsigned ml_log2_floor(size_t x) { return 63u - (unsigned)__builtin_clzl(x); }
-static inline unsigned ml_log2_ceil(size_t x) { return x <= 1 ? 0u : 64u - (unsigned)__builtin_clzl(x - 1); }
 static inline int ml_is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 static inline size_t ml_align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
 

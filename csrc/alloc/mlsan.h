@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>  /* snprintf, in ML_WHY */
 #include <string.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -189,7 +190,8 @@ static inline ML_NO_ASAN void ml_san_copy(int vg, void *dst, const void *src, si
     (void)vg;
 }
 
-/* Append a formatted reason to a check() message buffer (first failure wins). */
+/* Write a formatted reason into a check() message buffer, over what it held (the checks return
+ * at their first failure, so that one is what the caller reads). */
 #define ML_WHY(why, whylen, ...) \
     do { if ((why) && (whylen)) snprintf((why), (whylen), __VA_ARGS__); } while (0)
 

@@ -1,5 +1,6 @@
 /* pagesrc.c: the page sources (an mmap arena and the real program break) and the kernel calls
- * behind them. See pagesrc.h for the model. */
+ * behind them. See pagesrc.h for the model. Also what the three allocators share from mlalloc.h:
+ * ml_strstatus (a status's text) and ml_stats_finish/ml_stats_retire (derived and final figures). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* Linux's MAP_ANONYMOUS, MAP_NORESERVE, mremap, madvise and sbrk under -std=c11 */
 #endif

@@ -410,10 +410,11 @@ end
 local map_fields = { length = true, prot = true, shared = true, file = true, fd = true,
                      offset = true, populate = true, lock = true, addr = true }
 
---- M.map{ length=, prot="rw", shared=false, file=path | fd=, offset=0, populate=, lock= }
+--- M.map{ length=, prot="rw", shared=false, file=path | fd=, offset=0, populate=, lock=, addr= }
 -- The friendly form of M.mmap. Anonymous without file/fd. With file=path the file is opened
 -- read-write when prot has "w" and shared is true, read-only otherwise; length defaults to the
--- rest of the file after offset. Returns a buffer of kind "mmap", or nil, msg, errno.
+-- rest of the file after offset. addr= is M.mmap's first argument, a hint (M.map never passes
+-- MAP_FIXED). Returns a buffer of kind "mmap", or nil, msg, errno.
 function M.map(...)
   local t = check_first("map", "table", ...)
   for k in pairs(t) do
