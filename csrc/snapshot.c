@@ -271,6 +271,9 @@ int snap_before_change(Owner *o, size_t off, size_t len) {
     const MapInfo *mi = MAPINFO(s->o);
     int anon = mi && (mi->flags & MAP_ANONYMOUS) && (mi->flags & MAP_SHARED_VALIDATE) == MAP_PRIVATE;
     PageMap pm = {anon ? open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1, 0, 0, {0}};
+    /* no descriptor left: refused, not every armed page copied (gigabytes of a reservation);
+     * without /proc, the ordinary way */
+    if (anon && pm.fd < 0 && (errno == EMFILE || errno == ENFILE)) return errno;
     size_t run = 0, run_at = 0; /* a run of untouched armed pages of one protection */
     int err = 0;
     for (size_t i = first; i <= last + 1 && !err; i++) {

@@ -674,6 +674,28 @@ describe("a snapshot over a large reservation", function()
   end
 end)
 
+describe("a snapshot over a large reservation with no descriptor left", function()
+  it("refuses the protect (EMFILE) instead of copying every page (outside review)", function()
+    -- without /proc/self/pagemap open, untouched pages cannot be told apart: every armed page was
+    -- copied (512 MiB of copies for a 512 MiB reservation), silently
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local ps, n = M.pagesize(), 256 << 20
+      local b = assert(M.mmap(nil, n, M.PROT_READ | M.PROT_WRITE,
+                              M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_NORESERVE, -1, 0))
+      b[0], b[n - 1] = 7, 11
+      local s = assert(b:snapshot())
+      local fds = take_fds()
+      local ok, msg, code = b:protect("r")
+      give_fds(fds)
+      local after = b:protect("r")
+      io.write(table.concat({ tostring(ok), msg, code, tostring(after == b),
+                              tostring(s:read(0, 1):byte()) }, "|"))]])
+    assert.matches("^nil|mprotect: Too many open files %(an armed snapshot could not save the pages "
+      .. "before the protect: nothing was changed%)|" .. M.EMFILE .. "|true|7$", out)
+  end)
+end)
+
 describe("a snapshot of a mapping placed inside another", function()
   local ps = M.pagesize()
   it("keeps its pages when the outer mapping drops or unprotects them", function()
