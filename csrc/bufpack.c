@@ -435,12 +435,16 @@ static int bufpack_unpack(lua_State *L) {
   Fmt h = {L, 2, native_little(), 1};
   int n = 0;
   while (*fmt != '\0') {
+    /* room for this value and the next offset, and for an error raised below: luaL_argerror
+     * looks the function's name up in package.loaded when the call did not name it
+     * (pcall(b.unpack, ...)), pushing up to 8 values; with 2, a Lua built with LUA_USE_APICHECK
+     * aborted after about 18 values (string.unpack has the same fault) */
+    luaL_checkstack(L, 2 + 8, "too many results");
     size_t size, ntoalign;
     KOpt opt = getdetails(&h, pos, &fmt, &size, &ntoalign);
     data = buf_span(L, 1, &ld, &bf); /* pushing the last value may have run a finalizer */
     luaL_argcheck(L, pos <= ld && ntoalign + size <= ld - pos, 3, "data too short (out of range)");
     pos += ntoalign;
-    luaL_checkstack(L, 2, "too many results");
     n++;
     unsigned char tmp[MAXINTSIZE];
     const unsigned char *at = data + pos;

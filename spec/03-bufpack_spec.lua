@@ -257,6 +257,22 @@ describe("b:unpack()", function()
   end)
 
   describe("errors on", function()
+    it("data too short after many values, called without a name (pcall(b.unpack, ...))", function()
+      -- the error looks the function's name up in package.loaded, pushing values of its own: with
+      -- room for two per value, a Lua built with LUA_USE_APICHECK aborted (the apicheck stage)
+      local b = M.malloc(200)
+      local ok, err = pcall(b.unpack, b, "<" .. ("i8"):rep(40))
+      assert.is_false(ok)
+      assert.matches("data too short", err, 1, true)
+      b:fill(255)
+      for _, tail in ipairs { "s1", "z" } do
+        ok, err = pcall(b.unpack, b, "<" .. ("i1"):rep(199) .. tail)
+        assert.is_false(ok)
+        assert.matches(tail == "z" and "unfinished string" or "data too short", err, 1, true)
+      end
+      b:free()
+    end)
+
     it("what string.unpack errors on, with string.unpack's message", function()
       local ff = ("\255"):rep(16)
       -- a negative 64-bit value whose 9th byte is no sign extension
