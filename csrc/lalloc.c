@@ -15,6 +15,7 @@
 
 #include "guard.h"
 #include "lalloc.h"
+#include "mapping.h"
 
 static const char allocator_key = 'A';
 
@@ -72,13 +73,22 @@ int alloc_failure(lua_State *L, Allocator *a, const char *what) {
   ml_status st = a->ops->lasterr(&a->u, &src_err);
   int code = st == ML_ENOMEM ? ENOMEM : EINVAL;
   lua_pushnil(L);
-  if (src_err)
+  if (src_err == EAGAIN) /* an mmap's EAGAIN: a locked mapping over RLIMIT_MEMLOCK */
+    lua_pushfstring(L, "%s: %s (the page source said: %s; under M.mlockall(M.MCL_FUTURE) every "
+                    "new mapping is locked, and RLIMIT_MEMLOCK bounds them: see `ulimit -l`)",
+                    what, ml_strstatus(st), strerror(src_err));
+  else if (src_err)
     lua_pushfstring(L, "%s: %s (the page source said: %s)", what, ml_strstatus(st),
                     strerror(src_err));
   else
     lua_pushfstring(L, "%s: %s", what, ml_strstatus(st));
   lua_pushinteger(L, code);
   return 3;
+}
+
+int alloc_srcerror(lua_State *L, const char *what, int err) {
+  if (err == EAGAIN) return lock_error(L, what, err, SIZE_MAX / 2); /* locked: the limit */
+  return push_syserror(L, what, err);
 }
 
 /* Raises "bad argument #1 to 'freelist' (k: why)", as M.map names its fields; why may hold one

@@ -498,6 +498,7 @@ static int snap_new(lua_State *L) {
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &copy);
   if (err) {
     snap_release(s);
+    if (err == EAGAIN) return lock_error(L, "snapshot", err, SIZE_MAX / 2); /* MCL_FUTURE */
     return push_syserror(L, "snapshot", err);
   }
   s->copy = (unsigned char *)copy;

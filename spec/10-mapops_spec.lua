@@ -581,6 +581,27 @@ describe("b:lock() and b:unlock()", function()
     assert.equal(tostring(M.EAGAIN), err2, out)
   end)
 
+  it("under MCL_FUTURE, a snapshot and the allocators refused for RLIMIT_MEMLOCK name it (outside review)", function()
+    if skip_locking_under_asan() then return end
+    local v, out = H.memlocked_values(64, [[
+      local M = require "memlab"
+      local ps = M.pagesize()
+      local b = assert(M.map { length = 64 * ps })
+      assert(M.mlockall(M.MCL_FUTURE))
+      local s, smsg, serr = b:snapshot()
+      local a, amsg, aerr = M.buddy { size = 1 << 20 }
+      local p, pmsg = M.pool { block = 64, count = 4096 }
+      M.munlockall()
+      return s, smsg, serr, a, amsg, aerr, p, pmsg
+    ]])
+    if not v then pending(out) return end
+    assert.same({ "nil", tostring(M.EAGAIN), "nil", tostring(M.EAGAIN), "nil" },
+                { v[1], v[3], v[4], v[6], v[7] }, out)
+    for _, msg in ipairs { v[2], v[5], v[8] } do
+      assert.matches("RLIMIT_MEMLOCK", msg, 1, true) -- they said "Resource temporarily unavailable"
+    end
+  end)
+
   it("with CAP_IPC_LOCK, which lifts RLIMIT_MEMLOCK, a refused lock does not blame the limit", function()
     -- (outside review: a full tmpfs refused the lock, and the message named the limit)
     if skip_locking_under_asan() then return end
