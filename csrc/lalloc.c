@@ -487,22 +487,13 @@ static int la_bounds(lua_State *L) {
   return 3;
 }
 
-/* What a destroy left mapped: the arena itself (its errno), and other mappings the kernel refused
- * to unmap (a large block's, the metadata's: their bytes and errno). */
-typedef struct Kept {
-  int arena_err;
-  size_t bytes;
-  int err;
-} Kept;
-
 /* Destroys a: its memory goes back, every block dies, also where the kernel keeps some of it
- * (then left to the process, and said in *k). */
-static void destroy(lua_State *L, Allocator *a, int level, Kept *k) {
-  size_t kept0 = a->src.kept;
+ * (then left to the process). 0, or the errno of the kernel's refusal to take the arena back;
+ * other mappings it refused to unmap (a large block's, the metadata's) are counted in the page
+ * source's kept and kept_err. */
+static int destroy(lua_State *L, Allocator *a, int level) {
   if (a->arena.state == OWNER_LIVE) a->ops->destroy(&a->u);
   a->asked = 0;
-  k->bytes = a->src.kept - kept0;
-  k->err = k->bytes ? a->src.kept_err : 0;
   /* idempotent; also a source a failed constructor had set up. Over sbrk with something above
    * (EBUSY), the arena's part of the break stays memlab's, given back once it is the top. An
    * arena that was the top lowered the break: what was kept below it may be the top now. */
@@ -513,7 +504,7 @@ static void destroy(lua_State *L, Allocator *a, int level, Kept *k) {
   else if (err == 0)
     brk_settle();
   owner_die(L, &a->arena, "destroyed", level);
-  k->arena_err = err == EBUSY ? 0 : err;
+  return err == EBUSY ? 0 : err;
 }
 
 /* a:destroy() -> true, or nil, msg, errno when the kernel kept part of the arena (the allocator
@@ -522,32 +513,30 @@ static int la_destroy(lua_State *L) {
   Allocator *a = toalloc(L, 1);
   if (a->arena.state == OWNER_DEAD)
     return luaL_error(L, "allocator already destroyed at %s", a->arena.freed_at.where);
-  Kept k;
-  destroy(L, a, 1, &k);
+  size_t kept0 = a->src.kept;
+  int err = destroy(L, a, 1);
+  lua_Integer kept = (lua_Integer)(a->src.kept - kept0);
   const char *call = a->src.kind == ML_SRC_SBRK ? "sbrk" : "munmap";
-  if (k.arena_err && k.bytes)
-    return push_syserrorf(L, "destroy", k.arena_err, "%s refused: its arena stays, and %I bytes "
-                          "more stay mapped (munmap refused)", call, (lua_Integer)k.bytes);
-  if (k.arena_err)
-    return push_syserrorf(L, "destroy", k.arena_err, "%s refused: its arena stays", call);
-  if (k.bytes)
-    return push_syserrorf(L, "destroy", k.err, "munmap refused: %I bytes of it stay mapped",
-                          (lua_Integer)k.bytes);
+  if (err && kept)
+    return push_syserrorf(L, "destroy", err, "%s refused: its arena stays, and %I bytes more stay "
+                          "mapped (munmap refused)", call, kept);
+  if (err) return push_syserrorf(L, "destroy", err, "%s refused: its arena stays", call);
+  if (kept)
+    return push_syserrorf(L, "destroy", a->src.kept_err, "munmap refused: %I bytes of it stay "
+                          "mapped", kept);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int la_gc(lua_State *L) {
   Allocator *a = totype(L, 1);
-  Kept k;
-  if (a && a->arena.state != OWNER_DEAD) destroy(L, a, 0, &k);
+  if (a && a->arena.state != OWNER_DEAD) destroy(L, a, 0);
   return 0;
 }
 
 static int la_close(lua_State *L) {
   Allocator *a = totype(L, 1);
-  Kept k;
-  if (a && a->arena.state != OWNER_DEAD) destroy(L, a, 1, &k);
+  if (a && a->arena.state != OWNER_DEAD) destroy(L, a, 1);
   return 0;
 }
 

@@ -103,11 +103,9 @@ static int snap_refusal(lua_State *L, int err, const char *what) {
                         "the %s: nothing was changed", what);
 }
 
-/* A refused mprotect of pages [first, first+n) may have changed part of them: the kernel changes
- * the mappings of a range one by one and stops at one it cannot split (vm.max_map_count reached).
- * Each run of the record gets its protection back; a run the kernel will not give it back to may
- * hold either, so its record takes what both allow (a write there is refused, never a fault). */
-static void protect_undo(Owner *o, size_t first, size_t n, unsigned prot) {
+/* Undoes what a refused mprotect may have changed (mapping.h). */
+void map_protect_undo(Owner *o, size_t first, size_t n, unsigned prot) {
+  if (n < 2) return; /* one page is changed whole or not at all */
   size_t ps = sys_pagesize(), end = first + n;
   for (size_t i = first; i < end;) {
     unsigned old = protmap_get(o->protmap, i);
@@ -135,7 +133,7 @@ static int mapops_protect(lua_State *L) {
   if (err) {
     free(runs);
     if (!map_has_inner(L, r.o)) /* their pages follow their own records: not undone (README) */
-      protect_undo(r.o, r.first, r.npages, prot_from_sys(prot));
+      map_protect_undo(r.o, r.first, r.npages, prot_from_sys(prot));
     return push_syserror(L, "mprotect", err);
   }
   protmap_install(r.o->protmap, runs, nruns);

@@ -52,6 +52,13 @@ int in_stack_room(uintptr_t addr, size_t len);
 void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, size_t len,
                        int prot);
 int map_has_inner(lua_State *L, const Owner *o);
+/* After a refused mprotect of o's pages [first, first+n) to prot (memlab's): the kernel changes
+ * the mappings of a range one by one and stops at one it cannot split (vm.max_map_count reached),
+ * so part of the range may have changed. Each run of o's record gets its protection back; a run
+ * the kernel will not give it back to may hold either, so its record takes what both allow (a
+ * write there is refused, never a fault). Not for a mapping with others placed inside it (their
+ * pages follow their own records). mapops.c. */
+void map_protect_undo(Owner *o, size_t first, size_t n, unsigned prot);
 
 /* Snapshots (snapshot.c). Before memlab itself changes pages of a mapping other than by a guarded
  * store (b:protect, b:advise with an advice that drops pages; b:fill and b:wipe through

@@ -43,11 +43,7 @@ int mfile_arg_fd(lua_State *L, int idx, int *flush_err) {
   luaL_Stream *s = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE);
   if (s) {
     if (!s->closef) luaL_error(L, "attempt to use a closed file");
-    SysXfsz hold; /* the writes may grow the file past RLIMIT_FSIZE */
-    sys_xfsz_hold(&hold);
-    int r = fflush(s->f), e = errno;
-    sys_xfsz_release(&hold);
-    if (r != 0) *flush_err = e; /* the caller answers mfile_flush_refusal */
+    *flush_err = sys_fflush(s->f); /* the caller answers mfile_flush_refusal */
     return fileno(s->f);
   }
   return luaL_typeerror(L, idx, "file descriptor (integer, memlab file or io file)");
@@ -148,7 +144,7 @@ static int mfile_shm_unlink(lua_State *L) {
 }
 
 /* A truncate refused with EFBIG: past RLIMIT_FSIZE (the SIGXFSZ it raised was held, see
- * sys_xfsz_hold), or past what the file system holds. */
+ * sys_ftruncate in sys.h), or past what the file system holds. */
 static int truncate_refusal(lua_State *L, const char *what, int err, size_t n) {
   struct rlimit rl;
   if (err == EFBIG && getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
@@ -170,10 +166,7 @@ static int mfile_truncate_any(lua_State *L) {
   size_t n = arg_size(L, 2); /* at most PTRDIFF_MAX: an off_t */
   if (!bypath && fd < 0) return luaL_argerror(L, 1, "a file expected, got -1");
   if (flush_err) return mfile_flush_refusal(L, flush_err, "truncated");
-  SysXfsz hold;
-  sys_xfsz_hold(&hold);
   int err = bypath ? sys_truncate(path, (off_t)n) : sys_ftruncate(fd, (off_t)n);
-  sys_xfsz_release(&hold);
   off_t fsize;
   int regular = 0;
   if (err == EINVAL && !bypath && sys_fd_readonly(fd) && sys_fdsize(fd, &fsize, &regular) == 0 &&
@@ -187,10 +180,7 @@ static int mfile_truncate_any(lua_State *L) {
 static int mfile_truncate(lua_State *L) {
   MFile *f = check_open(L, 1);
   size_t n = arg_size(L, 2);
-  SysXfsz hold;
-  sys_xfsz_hold(&hold);
   int err = sys_ftruncate(f->fd, (off_t)n);
-  sys_xfsz_release(&hold);
   if (err) return truncate_refusal(L, "ftruncate", err, n);
   lua_settop(L, 1);
   return 1;

@@ -180,8 +180,6 @@ static int proc_fork(lua_State *L) {
   return 1;
 }
 
-/* M.waitpid(pid [, "nohang"]) -> "exit", code | "signal", signo | "running" (nohang), and the
- * pid waited for; nil, msg, errno on failure (ECHILD: no such child). */
 /* Whether a signal handler asked Lua to stop: lua.c's Ctrl-C handler sets a hook on the main
  * thread (the next Lua instruction then raises "interrupted!"). M.sleep and M.waitpid go on after
  * other signals, and return EINTR after that one, so Ctrl-C ends them (waitpid reaping nothing). */
@@ -210,6 +208,8 @@ static int hook_changed(void *ud) {
   return 0;
 }
 
+/* M.waitpid(pid [, "nohang"]) -> "exit", code | "signal", signo | "running" (nohang), and the
+ * pid waited for; nil, msg, errno on failure (ECHILD: no such child). */
 static int proc_waitpid(lua_State *L) {
   lua_Integer pid = luaL_optinteger(L, 1, -1);
   luaL_argcheck(L, pid >= -INT_MAX && pid <= INT_MAX, 1, "pid out of range");

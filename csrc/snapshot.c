@@ -117,17 +117,15 @@ static int snap_claim(int signo, siginfo_t *si) {
 }
 
 /* Write-protects pages [i, i+n), whose protection prot (memlab's) has PROT_WRITE, and marks
- * them armed: 0, or the errno of a refusal, which leaves them as they were, unarmed. The kernel
- * may have write-protected the first mappings of the range before it refused a later one: they
- * get prot back, or if that is refused too the record says read-only (a write is refused then,
- * where it would fault on a page no snapshot claims). */
+ * them armed: 0, or the errno of a refusal, which leaves them as they were, unarmed (what the
+ * kernel changed before it refused is undone as a refused b:protect's is). */
 static int arm(Snapshot *s, size_t i, size_t n, unsigned prot) {
-  unsigned char *p = s->base + i * s->ps;
-  int err = sys_mprotect(p, n * s->ps, prot_to_sys(prot & ~OWN_PROT_WRITE));
+  unsigned ro = prot & ~OWN_PROT_WRITE;
+  int err = sys_mprotect(s->base + i * s->ps, n * s->ps, prot_to_sys(ro));
   if (!err)
     memset(s->armed + i, 1, n);
-  else if (n > 1 && sys_mprotect(p, n * s->ps, prot_to_sys(prot)))
-    protmap_set(&MAPINFO(s->o)->pm, i, n, prot & ~OWN_PROT_WRITE);
+  else
+    map_protect_undo(s->o, i, n, ro);
   return err;
 }
 
@@ -576,12 +574,15 @@ static void restore_page_fn(void *arg) {
   memcpy(a->s->base + a->i * a->s->ps, a->s->copy + a->i * a->s->ps, a->s->ps);
 }
 
+/* The protection a copied page is given for the copy back: its own, readable and writable. */
+static unsigned opened(unsigned prot) { return prot | OWN_PROT_READ | OWN_PROT_WRITE; }
+
 /* The copied pages of [from, to) that restore_open opened wider than their protection get it back;
  * where the kernel refuses, the mapping's record takes what the kernel left (read and write added). */
 static void restore_close(Snapshot *s, size_t from, size_t to) {
   for (size_t j = from; j < to; j++) {
     if (!s->copied[j]) continue;
-    unsigned prot = protmap_get(s->o->protmap, j), open = prot | OWN_PROT_READ | OWN_PROT_WRITE;
+    unsigned prot = protmap_get(s->o->protmap, j), open = opened(prot);
     if (open != prot && sys_mprotect(s->base + j * s->ps, s->ps, prot_to_sys(prot)))
       protmap_set(&MAPINFO(s->o)->pm, j, 1, open);
   }
@@ -592,7 +593,7 @@ static void restore_close(Snapshot *s, size_t from, size_t to) {
 static int restore_open(Snapshot *s, size_t *at) {
   for (size_t i = 0; i < s->npages; i++) {
     if (!s->copied[i]) continue;
-    unsigned prot = protmap_get(s->o->protmap, i), open = prot | OWN_PROT_READ | OWN_PROT_WRITE;
+    unsigned prot = protmap_get(s->o->protmap, i), open = opened(prot);
     int err = sys_mprotect(s->base + i * s->ps, s->ps, prot_to_sys(open));
     if (err) {
       restore_close(s, 0, i);
@@ -619,7 +620,7 @@ static int snap_restore(lua_State *L) {
   size_t kept_at = 0;
   for (size_t i = 0; i < s->npages; i++) {
     if (!s->copied[i]) continue;
-    unsigned prot = protmap_get(s->o->protmap, i), open = prot | OWN_PROT_READ | OWN_PROT_WRITE;
+    unsigned prot = protmap_get(s->o->protmap, i), open = opened(prot);
     Fault f;
     PageArgs a = {s, i};
     if (guard_call(restore_page_fn, &a, s->base + i * s->ps, s->ps, NULL, 0, &f)) {

@@ -117,10 +117,15 @@ int sys_shm_open(const char *name, int oflag, unsigned mode, int *fd) {
 }
 
 int sys_shm_unlink(const char *name) { return shm_unlink(name) == 0 ? 0 : errno; }
-int sys_ftruncate(int fd, off_t len) { return ftruncate(fd, len) == 0 ? 0 : errno; }
-int sys_truncate(const char *path, off_t len) { return truncate(path, len) == 0 ? 0 : errno; }
+/* A thread growing a file past RLIMIT_FSIZE gets SIGXFSZ, whose default action ends the process,
+ * and the call fails with EFBIG. Between hold and release SIGXFSZ is blocked, and release takes
+ * back the one the call raised (not one that was pending before the hold). */
+typedef struct XfszHold {
+  sigset_t old;
+  int pending;
+} XfszHold;
 
-void sys_xfsz_hold(SysXfsz *h) {
+static void xfsz_hold(XfszHold *h) {
   sigset_t s, p;
   sigemptyset(&s);
   sigaddset(&s, SIGXFSZ);
@@ -128,7 +133,7 @@ void sys_xfsz_hold(SysXfsz *h) {
   h->pending = sigpending(&p) == 0 && sigismember(&p, SIGXFSZ);
 }
 
-void sys_xfsz_release(SysXfsz *h) {
+static void xfsz_release(XfszHold *h) {
   sigset_t s, p;
   sigemptyset(&s);
   sigaddset(&s, SIGXFSZ);
@@ -137,6 +142,30 @@ void sys_xfsz_release(SysXfsz *h) {
     (void)sigtimedwait(&s, NULL, &now); /* ours: taken back, as the call returned EFBIG */
   }
   pthread_sigmask(SIG_SETMASK, &h->old, NULL);
+}
+
+int sys_ftruncate(int fd, off_t len) {
+  XfszHold h;
+  xfsz_hold(&h);
+  int err = ftruncate(fd, len) == 0 ? 0 : errno;
+  xfsz_release(&h);
+  return err;
+}
+
+int sys_truncate(const char *path, off_t len) {
+  XfszHold h;
+  xfsz_hold(&h);
+  int err = truncate(path, len) == 0 ? 0 : errno;
+  xfsz_release(&h);
+  return err;
+}
+
+int sys_fflush(FILE *f) {
+  XfszHold h;
+  xfsz_hold(&h);
+  int err = fflush(f) == 0 ? 0 : errno;
+  xfsz_release(&h);
+  return err;
 }
 
 int sys_fd_readonly(int fd) {

@@ -16,7 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <signal.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 size_t sys_pagesize(void);
@@ -56,17 +56,11 @@ int sys_mremap_to(void *old, size_t oldlen, size_t newlen, void *to, void **out)
 int sys_memfd_create(const char *name, unsigned flags, int *fd);
 int sys_shm_open(const char *name, int oflag, unsigned mode, int *fd);
 int sys_shm_unlink(const char *name);
+/* The calls that may grow a file: past RLIMIT_FSIZE they return EFBIG, the SIGXFSZ the kernel
+ * sends with it (whose default action ends the process) held back and taken back. */
 int sys_ftruncate(int fd, off_t len);
 int sys_truncate(const char *path, off_t len);
-/* A thread growing a file past RLIMIT_FSIZE gets SIGXFSZ, whose default action ends the process,
- * and the call fails with EFBIG. Between hold and release SIGXFSZ is blocked, and release takes
- * back the one the calls raised (not one that was pending before the hold). */
-typedef struct SysXfsz {
-  sigset_t old;
-  int pending;
-} SysXfsz;
-void sys_xfsz_hold(SysXfsz *h);
-void sys_xfsz_release(SysXfsz *h);
+int sys_fflush(FILE *f); /* an io file's buffered writes */
 int sys_fd_readonly(int fd); /* open for reading only */
 int sys_fdsize(int fd, off_t *size, int *regular);
 int sys_close(int fd);

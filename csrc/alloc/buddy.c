@@ -357,7 +357,7 @@ void *bd_calloc(ml_buddy *b, size_t nr, size_t size)
     size_t n;
     if (__builtin_mul_overflow(nr, size, &n)) return fail_null(b, ML_ENOMEM);
     void *p = bd_alloc(b, n);
-    if (p) ml_zero(b->vg, p, n, b->src ? &b->src->syscalls : &b->st.source_calls);
+    if (p) ml_zero(b->vg, p, n, &b->src->syscalls);
     return p;
 }
 

@@ -361,7 +361,7 @@ void *fl_calloc(ml_freelist *a, size_t nr, size_t size)
         return fail_null(a, ML_ENOMEM);
     }
     void *p = fl_alloc(a, n);
-    if (p) ml_zero(a->vg, p, n, a->src ? &a->src->syscalls : &a->st.source_calls);
+    if (p) ml_zero(a->vg, p, n, &a->src->syscalls);
     return p;
 }
 

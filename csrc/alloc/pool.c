@@ -244,7 +244,7 @@ void *pool_calloc(ml_pool *p, size_t nr, size_t size)
     size_t n;
     if (__builtin_mul_overflow(nr, size, &n)) return fail_null(p, ML_ENOMEM);
     void *b = pool_alloc(p, n);
-    if (b) ml_zero(p->vg, b, n, p->src ? &p->src->syscalls : &p->st.source_calls);
+    if (b) ml_zero(p->vg, b, n, &p->src->syscalls);
     return b;
 }
 
