@@ -25,6 +25,7 @@
 
 #include "guard.h"
 #include "memlab.h"
+#include "nomem.h"
 #include "pagesrc.h"
 #include "sys.h"
 
@@ -229,13 +230,13 @@ static int brk_raise(lua_State *L, const char *what, uintptr_t n, int relative) 
   uintptr_t u = user_break(), target = n;
   /* past the top of the address space, once rounded up to a page: no such break */
   if ((relative && __builtin_add_overflow(u, n, &target)) || target > UINTPTR_MAX - BRK_ALIGN)
-    return push_syserror(L, what, ENOMEM);
+    return push_syserrorf(L, what, ENOMEM, "past the top of the address space");
   if (target <= u) {
     lua_pop(L, 1);
     return 0;
   }
   int err = move_break(target);
-  if (err) return push_syserror(L, what, err);
+  if (err) return nomem_break_error(L, what, err, (uintptr_t)sys_curbrk(), align_brk(target));
   if (relative) {
     push_address(L, (void *)u);
     lua_insert(L, -2);

@@ -9,6 +9,7 @@
 
 #include "guard.h"
 #include "memlab.h"
+#include "nomem.h"
 #include "sys.h"
 
 static int heap_release(Owner *o) {
@@ -24,7 +25,7 @@ static const MemKind heap_kind = {"heap", "freed", heap_release, NULL, 0};
 static int push_block(lua_State *L, Owner *o, void *p, size_t n, const char *what, int err) {
   if (!p) {
     lua_pop(L, 1);
-    return push_syserror(L, what, err ? err : ENOMEM);
+    return nomem_error(L, what, err ? err : ENOMEM, n, NOMEM_DATA | NOMEM_COMMIT | NOMEM_MAPS);
   }
   mem_defined(p, n); /* a script may read the garbage a fresh block holds */
   owner_open(L, o, p, n);
@@ -46,7 +47,8 @@ static int heap_malloc(lua_State *L) { return do_malloc(L, arg_size(L, 1), "mall
 static int do_calloc(lua_State *L, size_t nr, size_t size, const char *what) {
   size_t n;
   if (__builtin_mul_overflow(nr, size, &n) || n > (size_t)PTRDIFF_MAX)
-    return push_syserror(L, what, ENOMEM);
+    return push_syserrorf(L, what, ENOMEM, "%I * %I bytes is more than PTRDIFF_MAX: no object "
+                          "can be that large", (lua_Integer)nr, (lua_Integer)size);
   Owner *o = buf_newroot_charged(L, &heap_kind, n);
   errno = 0;
   void *p = calloc(nr, size);

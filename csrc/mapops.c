@@ -249,50 +249,6 @@ static int mapops_advise(lua_State *L) {
   return 1;
 }
 
-#define CAP_IPC_LOCK_BIT 14 /* (linux/capability.h) */
-
-/* Bytes this process has locked (VmLck), or SIZE_MAX when /proc/self/status cannot be read (no
- * file descriptor left, say); *cap: whether CAP_IPC_LOCK is in effect (CapEff), which lifts
- * RLIMIT_MEMLOCK (0 when unknown). */
-static size_t locked_now(int *cap) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[128];
-  unsigned long kb = 0;
-  unsigned long long eff = 0;
-  *cap = 0;
-  if (!f) return SIZE_MAX;
-  while (fgets(line, sizeof line, f)) {
-    if (sscanf(line, "VmLck: %lu kB", &kb) == 1) continue;
-    if (sscanf(line, "CapEff: %llx", &eff) == 1) *cap = (int)(eff >> CAP_IPC_LOCK_BIT & 1);
-  }
-  fclose(f);
-  return (size_t)kb * 1024;
-}
-
-/* The error of a refused mlock of len bytes, naming RLIMIT_MEMLOCK when the limit is the
- * likely reason (what is locked already plus len exceeds it, and no CAP_IPC_LOCK lifts it), else
- * saying what else it can be. */
-int lock_error(lua_State *L, const char *what, int err, size_t len) {
-  struct rlimit rl;
-  int cap = 0;
-  if ((err == ENOMEM || err == EPERM || err == EAGAIN) && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
-      rl.rlim_cur != RLIM_INFINITY) {
-    size_t now = locked_now(&cap); /* SIZE_MAX, unknown: the limit is the likely reason still */
-    if (!cap && (now == SIZE_MAX || now + len > rl.rlim_cur))
-      return push_syserrorf(L, what, err, "RLIMIT_MEMLOCK allows %I bytes locked per process "
-                            "without CAP_IPC_LOCK; see `ulimit -l`%s", (lua_Integer)rl.rlim_cur,
-                            now == SIZE_MAX && err == ENOMEM
-                              ? " (or part of the range could not be brought in: "
-                                "/proc/self/status, which would tell, could not be read)"
-                              : "");
-  }
-  if (err == ENOMEM)
-    return push_syserrorf(L, what, err, "part of the range could not be brought in and locked: "
-                          "past the end of its file, not mapped, or no memory for it (a full "
-                          "tmpfs, say)");
-  return push_syserror(L, what, err);
-}
-
 /* b:lock([off, len]) / b:unlock([off, len]) -> b | nil, msg, errno */
 static int mapops_lock(lua_State *L) {
   Range r;

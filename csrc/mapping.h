@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "memlab.h"
+#include "nomem.h"
 
 typedef struct Snapshot Snapshot;
 
@@ -77,10 +78,6 @@ void snap_end_range(const unsigned char *base, size_t len);
 void snap_hold_range(const unsigned char *base, size_t len, int on);
 int snap_refused_at(uintptr_t addr);
 int snap_armed_in(const unsigned char *base, size_t len);
-
-/* The error of a refused lock of len more bytes (mlock, or a mapping locked by MAP_LOCKED or
- * mlockall(MCL_FUTURE)), naming RLIMIT_MEMLOCK when the limit is the likely reason. */
-int lock_error(lua_State *L, const char *what, int err, size_t len);
 
 /* In a child of M.fork: kills every mapping with pages advised MADV_DONTFORK (the child has no
  * memory there, and a new allocation could take the range), with everything it is inside. */

@@ -337,6 +337,16 @@ static int map_refuse(lua_State *L, int err, const char *why) {
 
 #define KNOWN_PROT (PROT_READ | PROT_WRITE | PROT_EXEC)
 
+/* What a new mapping's bytes count against, for a refusal's message (nomem.h): a private
+ * writable one RLIMIT_DATA and the overcommit policy, a shared anonymous one the policy. */
+static unsigned map_counts(int writable, int flags, int shared_anon) {
+  unsigned c = NOMEM_MAPS;
+  int priv = (flags & MAP_SHARED_VALIDATE) == MAP_PRIVATE;
+  if (priv && writable) c |= NOMEM_DATA;
+  if ((priv && writable) || shared_anon) c |= flags & MAP_NORESERVE ? NOMEM_STRICT : NOMEM_COMMIT;
+  return c;
+}
+
 /* M.mmap(addr, length, prot, flags, fd, offset) -> buffer of kind "mmap" | nil, msg, errno
  * addr: nil, an address hint, or (with MAP_FIXED) a place inside a mapping this state owns;
  * fd: -1/nil, an integer, a memlab file (memfd_create, shm_open) or an open Lua file. */
@@ -434,7 +444,7 @@ static int mmap_mmap(lua_State *L) {
   /* over the limit: EAGAIN (MAP_LOCKED, MCL_FUTURE); EPERM when the limit is 0 (MAP_LOCKED) */
   if (err == EAGAIN || (err == EPERM && (flags & MAP_LOCKED)))
     return lock_error(L, "mmap", err, maplen);
-  if (err) return push_syserror(L, "mmap", err);
+  if (err) return nomem_error(L, "mmap", err, maplen, map_counts((prot & PROT_WRITE) != 0, (int)flags, (flags & MAP_SHARED) && anonymous));
   mi->maplen = maplen;
   /* a shared mapping of no file or of a device (/dev/zero) has a memory object of this size */
   if ((flags & MAP_SHARED) && (anonymous || !regular)) mi->shared_anon = maplen;
@@ -618,6 +628,9 @@ static int mmap_remap(lua_State *L) {
   if (err == ENOMEM && !may_move && newmap > mi->maplen)
     return push_syserrorf(L, "mremap", err, "it cannot grow in place (most often because the pages "
                           "after it are in use): b:remap(n, true) lets it move");
+  if (err == ENOMEM && newmap > mi->maplen)
+    return nomem_error(L, "mremap", err, newmap - mi->maplen,
+                       map_counts(mi->ever_writable, mi->flags, mi->shared_anon != 0));
   if (err) return push_syserror(L, "mremap", err);
   if (mi->regular && newmap > mi->maplen && past_file_end((unsigned char *)p + newmap - 1))
     return file_end_refusal(L, o, p, newmap);

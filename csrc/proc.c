@@ -208,6 +208,18 @@ static int hook_changed(void *ud) {
   return 0;
 }
 
+/* waitpid's error; ECHILD with SIGCHLD ignored says why: the kernel then reaps every child
+ * itself, keeping no status to wait for. */
+static int waitpid_error(lua_State *L, int err) {
+  struct sigaction sa;
+  if (err == ECHILD && sigaction(SIGCHLD, NULL, &sa) == 0 &&
+      (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT)))
+    return push_syserrorf(L, "waitpid", err, "SIGCHLD is ignored%s in this process: the kernel "
+                          "reaps its children itself and keeps no status to wait for",
+                          sa.sa_handler == SIG_IGN ? "" : " (SA_NOCLDWAIT)");
+  return push_syserror(L, "waitpid", err);
+}
+
 /* M.waitpid(pid [, "nohang"]) -> "exit", code | "signal", signo | "running" (nohang), and the
  * pid waited for; nil, msg, errno on failure (ECHILD: no such child). */
 static int proc_waitpid(lua_State *L) {
@@ -220,7 +232,7 @@ static int proc_waitpid(lua_State *L) {
   HookWatch w;
   hook_watch(L, &w);
   int err = sys_waitpid((pid_t)pid, nohang ? WNOHANG : 0, &got, &status, hook_changed, &w);
-  if (err) return push_syserror(L, "waitpid", err);
+  if (err) return waitpid_error(L, err);
   if (got == 0) {
     lua_pushliteral(L, "running");
     return 1;

@@ -78,7 +78,7 @@ describe("M.malloc()", function()
     H.fails(M.ENOMEM, M.malloc(MAXI))
     local ok, msg = M.malloc(HUGE)
     assert.is_nil(ok)
-    assert.equal("malloc: Cannot allocate memory", msg)
+    assert.matches("^malloc: Cannot allocate memory %(more than the %d+ bytes of address space a process has%)$", msg)
   end)
 
   describe("errors on", function()
@@ -141,18 +141,20 @@ describe("M.calloc()", function()
     for _, c in ipairs(cases) do
       local ok, msg, code = M.calloc(c[1], c[2])
       H.fails(M.ENOMEM, ok, msg, code)
-      assert.equal("calloc: Cannot allocate memory", msg)
+      assert.matches("^calloc: Cannot allocate memory %(%d+ %* %d+ bytes is more than PTRDIFF_MAX", msg)
     end
-    -- nothing allocated: glibc's count of bytes in use does not move over many refusals
+    -- nothing allocated: glibc's count of bytes in use does not move over many refusals, once
+    -- the collector has taken their messages
     if H.glibc_malloc then
       collectgarbage()
-      collectgarbage("stop")
+      collectgarbage()
       local before = M.mallinfo().uordblks
       for _ = 1, 200 do
         for _, c in ipairs(cases) do M.calloc(c[1], c[2]) end
       end
+      collectgarbage()
+      collectgarbage()
       local grown = M.mallinfo().uordblks - before
-      collectgarbage("restart")
       assert.is_true(grown < 200 * 16, "calloc overflow allocated " .. grown .. " bytes")
     end
   end)

@@ -94,6 +94,13 @@ static const Snippet snippets[] = {
      "assert(M.sbrk(-8192))\n"
      "assert(M.sbrk(-8192) == nil)\n", NULL, 0},
 
+    {"refusals that name their limit (nomem.c)", NULL,
+     "assert(M.mmap(nil, 1 << 50, RW, ANON) == nil)\n"   /* the address space */
+     "assert(M.mmap(nil, 1 << 45, RW, ANON) == nil)\n"   /* above RAM and swap */
+     "assert(M.sbrk(1 << 46) == nil)\n"                  /* a mapping in the way */
+     "local pid = assert(M.fork()) if pid == 0 then M._exit(0) end\n"
+     "M.waitpid(pid) assert(M.waitpid(pid) == nil)\n", NULL, 0},
+
     {"read, write, find, fill, copy, cstring, hexdump, slice, tostring, wipe", NULL,
      "local b = assert(M.malloc0(64))\n"
      "b:write(0, 'hello\\0world')\n"

@@ -1,0 +1,232 @@
+/* nomem.c: naming the limit behind a refused request for memory (see nomem.h). Runs on the error
+ * path only: it reads /proc and may make a one-page probe mapping. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include "nomem.h"
+#include "sys.h"
+
+#define CAP_IPC_LOCK_BIT 14 /* (linux/capability.h) */
+#define UNKNOWN SIZE_MAX
+
+/* The bytes of address space below the line mmap places mappings under (47 bits on x86-64 and
+ * 48 on arm64, with 4-level page tables or without a hint above the line). */
+#if SIZE_MAX <= 0xffffffffu
+#define USER_SPACE SIZE_MAX /* (no such check) */
+#elif defined(__aarch64__)
+#define USER_SPACE ((size_t)1 << 48)
+#else
+#define USER_SPACE ((size_t)1 << 47)
+#endif
+
+/* What /proc/self/status says of the process, in bytes; UNKNOWN when it cannot be read (no
+ * file descriptor left, say). cap: whether CAP_IPC_LOCK is in effect, which lifts
+ * RLIMIT_MEMLOCK (0 when unknown). */
+typedef struct Status {
+  size_t vmsize, vmdata, vmlck;
+  int cap;
+} Status;
+
+static Status read_status(void) {
+  Status s = {UNKNOWN, UNKNOWN, UNKNOWN, 0};
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[128];
+  unsigned long kb;
+  unsigned long long eff;
+  if (!f) return s;
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "VmSize: %lu kB", &kb) == 1) s.vmsize = (size_t)kb * 1024;
+    else if (sscanf(line, "VmData: %lu kB", &kb) == 1) s.vmdata = (size_t)kb * 1024;
+    else if (sscanf(line, "VmLck: %lu kB", &kb) == 1) s.vmlck = (size_t)kb * 1024;
+    else if (sscanf(line, "CapEff: %llx", &eff) == 1) s.cap = (int)(eff >> CAP_IPC_LOCK_BIT & 1);
+  }
+  fclose(f);
+  return s;
+}
+
+/* The first integer in the file at path, or -1. */
+static long long read_number(const char *path) {
+  FILE *f = fopen(path, "r");
+  long long v = -1;
+  if (!f) return -1;
+  if (fscanf(f, "%lld", &v) != 1) v = -1;
+  fclose(f);
+  return v;
+}
+
+/* The "key: N kB" line of /proc/meminfo, in bytes, or UNKNOWN. */
+static size_t meminfo(const char *key) {
+  FILE *f = fopen("/proc/meminfo", "r");
+  char line[128];
+  size_t klen = strlen(key), v = UNKNOWN;
+  unsigned long long kb;
+  if (!f) return UNKNOWN;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, key, klen) == 0 && line[klen] == ':' &&
+        sscanf(line + klen + 1, "%llu", &kb) == 1) {
+      v = (size_t)kb * 1024;
+      break;
+    }
+  fclose(f);
+  return v;
+}
+
+/* How many mappings the process has (the lines of /proc/self/maps but [vsyscall], which is no
+ * mapping of the process's own), or -1. */
+static long long count_mappings(void) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[512];
+  long long n = 0;
+  if (!f) return -1;
+  while (fgets(line, sizeof line, f))
+    if (strchr(line, '\n') || feof(f)) n += strstr(line, "[vsyscall]") == NULL;
+  fclose(f);
+  return n;
+}
+
+/* The soft limit of resource r, or UNKNOWN when it is infinite or unknown. */
+static size_t soft_limit(int r) {
+  struct rlimit rl;
+  if (getrlimit(r, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return UNKNOWN;
+  return (size_t)rl.rlim_cur;
+}
+
+/* Whether a request of len more bytes passes limit, given used (UNKNOWN: cannot tell). */
+static int passes(size_t used, size_t len, size_t limit) {
+  return limit != UNKNOWN && used != UNKNOWN && (used > limit || len > limit - used);
+}
+
+/* Whether every new mapping is locked (M.mlockall(M.MCL_FUTURE)): a fresh private page is then
+ * brought in at once, where it is otherwise not resident until touched. 1 locked, 0 not,
+ * -1 locked and over RLIMIT_MEMLOCK already (the probe itself was refused with EAGAIN). Under
+ * MCL_ONFAULT the page is not brought in: 0. */
+static int future_locked(void) {
+  size_t ps = sys_pagesize();
+  void *p;
+  unsigned char in = 0;
+  int err = sys_mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &p);
+  if (err) return err == EAGAIN ? -1 : 0;
+  if (mincore(p, ps, &in) != 0) in = 0;
+  sys_munmap(p, ps);
+  return in & 1;
+}
+
+int lock_error(lua_State *L, const char *what, int err, size_t len) {
+  size_t limit = soft_limit(RLIMIT_MEMLOCK);
+  if ((err == ENOMEM || err == EPERM || err == EAGAIN) && limit != UNKNOWN) {
+    Status st = read_status(); /* unknown: the limit is the likely reason still */
+    if (!st.cap && (st.vmlck == UNKNOWN || passes(st.vmlck, len, limit)))
+      return push_syserrorf(L, what, err, "RLIMIT_MEMLOCK allows %I bytes locked per process "
+                            "without CAP_IPC_LOCK; see `ulimit -l`%s", (lua_Integer)limit,
+                            st.vmlck == UNKNOWN && err == ENOMEM
+                              ? " (or part of the range could not be brought in: "
+                                "/proc/self/status, which would tell, could not be read)"
+                              : "");
+  }
+  if (err == ENOMEM)
+    return push_syserrorf(L, what, err, "part of the range could not be brought in and locked: "
+                          "past the end of its file, not mapped, or no memory for it (a full "
+                          "tmpfs, say)");
+  return push_syserror(L, what, err);
+}
+
+/* The overcommit policy's refusal of len more committed bytes, or NULL (pushed when not). */
+static const char *commit_why(lua_State *L, size_t len, unsigned counts) {
+  long long mode = read_number("/proc/sys/vm/overcommit_memory");
+  if (mode == 2) {
+    size_t limit = meminfo("CommitLimit"), used = meminfo("Committed_AS");
+    if (passes(used, len, limit))
+      return lua_pushfstring(L, "vm.overcommit_memory is 2, strict: the kernel commits at most "
+                             "CommitLimit, %I bytes, and %I are committed; see /proc/meminfo",
+                             (lua_Integer)limit, (lua_Integer)used);
+  } else if (mode == 0 && (counts & NOMEM_COMMIT)) {
+    size_t ram = meminfo("MemTotal"), swap = meminfo("SwapTotal");
+    if (ram != UNKNOWN && swap != UNKNOWN && len > ram + swap)
+      return lua_pushfstring(L, "more than RAM and swap together, %I bytes: the kernel's "
+                             "heuristic overcommit (vm.overcommit_memory 0) refuses a request "
+                             "that large", (lua_Integer)(ram + swap));
+  }
+  return NULL;
+}
+
+/* Why a request of len more bytes was refused, pushed, or NULL (nothing pushed). */
+static const char *nomem_why(lua_State *L, size_t len, unsigned counts) {
+  Status st = read_status();
+  int future = future_locked();
+  size_t lock = soft_limit(RLIMIT_MEMLOCK), as = soft_limit(RLIMIT_AS);
+  size_t data = soft_limit(RLIMIT_DATA);
+  if (len > (size_t)PTRDIFF_MAX)
+    return lua_pushfstring(L, "more than PTRDIFF_MAX bytes: no object can be that large");
+  if (len > USER_SPACE)
+    return lua_pushfstring(L, "more than the %I bytes of address space a process has",
+                           (lua_Integer)USER_SPACE);
+  if (future && !st.cap && lock != UNKNOWN && (future < 0 || passes(st.vmlck, len, lock)))
+    return lua_pushfstring(L, "under M.mlockall(M.MCL_FUTURE) every new mapping is locked, and "
+                           "RLIMIT_MEMLOCK allows %I bytes locked per process without "
+                           "CAP_IPC_LOCK; see `ulimit -l`", (lua_Integer)lock);
+  if (passes(st.vmsize, len, as))
+    return lua_pushfstring(L, "RLIMIT_AS allows %I bytes of address space, and %I are in use; "
+                           "see `ulimit -v`", (lua_Integer)as, (lua_Integer)st.vmsize);
+  if ((counts & NOMEM_DATA) && passes(st.vmdata, len, data))
+    return lua_pushfstring(L, "RLIMIT_DATA allows %I bytes of data, and %I are in use; the heap, "
+                           "the break and private writable mappings count; see `ulimit -d`",
+                           (lua_Integer)data, (lua_Integer)st.vmdata);
+  const char *why = (counts & (NOMEM_COMMIT | NOMEM_STRICT)) ? commit_why(L, len, counts) : NULL;
+  if (why) return why;
+  if (counts & NOMEM_MAPS) {
+    long long max = read_number("/proc/sys/vm/max_map_count"), n = count_mappings();
+    if (max > 0 && n >= max) /* the kernel maps while it counts no more than max */
+      return lua_pushfstring(L, "the process has %I mappings, the most vm.max_map_count, %I, "
+                             "allows",
+                             (lua_Integer)n, (lua_Integer)max);
+  }
+  if (future && !st.cap && lock != UNKNOWN && st.vmlck != UNKNOWN)
+    return lua_pushfstring(L, "under M.mlockall(M.MCL_FUTURE) every new mapping is locked: "
+                           "%I bytes are, of the %I RLIMIT_MEMLOCK allows; see `ulimit -l`",
+                           (lua_Integer)st.vmlck, (lua_Integer)lock);
+  return NULL;
+}
+
+int nomem_error(lua_State *L, const char *what, int err, size_t len, unsigned counts) {
+  if (err != ENOMEM && err != EAGAIN) return push_syserror(L, what, err);
+  const char *why = nomem_why(L, len, counts);
+  if (!why) return push_syserror(L, what, err);
+  push_syserrorf(L, what, err, "%s", why);
+  lua_remove(L, -4); /* why */
+  return 3;
+}
+
+/* The first mapping starting in [from, to), pushed as "0x...-0x... (path)", or NULL. (The file
+ * is closed before anything is pushed: a push may raise a memory error.) */
+static const char *mapping_in(lua_State *L, uintptr_t from, uintptr_t to) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[512], path[256] = "";
+  unsigned long lo = 0, hi = 0;
+  int found = 0;
+  if (!f) return NULL;
+  while (!found && fgets(line, sizeof line, f)) {
+    path[0] = '\0';
+    found = sscanf(line, "%lx-%lx %*s %*s %*s %*s %255[^\n]", &lo, &hi, path) >= 2 &&
+            lo >= from && lo < to;
+  }
+  fclose(f);
+  if (!found) return NULL;
+  return lua_pushfstring(L, "%s-%s (%s)", addr_text(lo).s, addr_text(hi).s,
+                         path[0] ? path : "anonymous");
+}
+
+int nomem_break_error(lua_State *L, const char *what, int err, uintptr_t brk, uintptr_t target) {
+  size_t ps = sys_pagesize();
+  uintptr_t from = (brk + ps - 1) & ~(uintptr_t)(ps - 1);
+  const char *in_way = err == ENOMEM && target - brk <= USER_SPACE && target <= UINTPTR_MAX - ps
+                         ? mapping_in(L, from, target + ps) : NULL;
+  if (!in_way) return nomem_error(L, what, err, target - brk, NOMEM_DATA | NOMEM_COMMIT);
+  push_syserrorf(L, what, err, "the mapping at %s lies in the way: the break grows only into "
+                 "free address space", in_way);
+  lua_remove(L, -4);
+  return 3;
+}

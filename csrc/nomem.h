@@ -1,0 +1,35 @@
+/* nomem.h: why the system refused memory. ENOMEM says only "Cannot allocate memory", and glibc's
+ * malloc says nothing else whatever refused it; these name the limit that likely did, read from
+ * getrlimit, /proc/self/status, /proc/meminfo and /proc/sys/vm, and say how to see it. */
+#ifndef MEMLAB_NOMEM_H
+#define MEMLAB_NOMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memlab.h"
+
+/* What a refused request of len more bytes counts against, besides the address space (always):
+ * NOMEM_DATA, RLIMIT_DATA (the heap, the break, private writable mappings); NOMEM_COMMIT, the
+ * kernel's overcommit policy (private writable and shared anonymous memory); NOMEM_STRICT, only
+ * its strict mode (the same with MAP_NORESERVE); NOMEM_MAPS, vm.max_map_count (a call that
+ * makes a new kernel mapping). */
+enum { NOMEM_DATA = 1, NOMEM_COMMIT = 2, NOMEM_STRICT = 4, NOMEM_MAPS = 8 };
+
+/* The error triple of a request for len more bytes refused with err: for ENOMEM (and EAGAIN from
+ * a locked mapping), "what: strerror (why)", naming the limit it would pass: RLIMIT_MEMLOCK
+ * under M.mlockall(M.MCL_FUTURE) (found by a PROT_NONE probe mapping of len bytes, which the
+ * kernel locks too and refuses with EAGAIN), RLIMIT_AS, RLIMIT_DATA, strict overcommit, a request
+ * above RAM and swap together under the heuristic one, vm.max_map_count; the bare triple when
+ * none of them explains it. */
+int nomem_error(lua_State *L, const char *what, int err, size_t len, unsigned counts);
+
+/* The same for moving the program break from brk up to target, refused with err: it names first
+ * a mapping lying in the way (the break grows only into free address space), then the limits. */
+int nomem_break_error(lua_State *L, const char *what, int err, uintptr_t brk, uintptr_t target);
+
+/* The error of a refused lock of len more bytes (mlock, or a mapping locked by MAP_LOCKED or
+ * mlockall(MCL_FUTURE)), naming RLIMIT_MEMLOCK when the limit is the likely reason. */
+int lock_error(lua_State *L, const char *what, int err, size_t len);
+
+#endif

@@ -1,0 +1,167 @@
+-- spec/23-nomem_spec.lua: a request refused for want of memory says which limit refused it.
+-- ENOMEM alone says "Cannot allocate memory", and glibc's malloc says nothing more whatever
+-- refused it; memlab names the limit the request would pass (csrc/nomem.c): the address space,
+-- RLIMIT_AS, RLIMIT_DATA, RLIMIT_MEMLOCK under M.mlockall(M.MCL_FUTURE), the overcommit policy,
+-- vm.max_map_count, a mapping in the break's way. Most cases run in a child lua5.4 under a
+-- `ulimit`; with SIGCHLD ignored, M.waitpid's ECHILD says why too.
+local H = require "helpers"
+local M = require "memlab"
+
+local RW, PRIVATE = M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS
+local MiB = 1 << 20
+
+-- The child's results: each call's message (or "ok") on a line of its own.
+local CALLS = [[
+  local M = require "memlab"
+  local RW = M.PROT_READ | M.PROT_WRITE
+  local function say(name, b, msg) print(name, b and "ok" or msg) end
+  local n = @N@
+  say("malloc", M.malloc(n))
+  say("calloc", M.calloc(1, n))
+  local old, brk = M.sbrk(n)
+  say("sbrk", old and brk, brk)
+  say("mmap", M.mmap(nil, n, RW, M.MAP_PRIVATE | M.MAP_ANONYMOUS))
+  say("shared", M.mmap(nil, n, RW, M.MAP_SHARED | M.MAP_ANONYMOUS))
+  say("readonly", M.mmap(nil, n, M.PROT_READ, M.MAP_PRIVATE | M.MAP_ANONYMOUS))
+]]
+
+local function results(out)
+  local r = {}
+  for name, what in out:gmatch("(%w+)\t([^\n]*)") do r[name] = what end
+  return r
+end
+
+local function natively()
+  if H.under() then pending("the child interpreter runs natively: once is enough") return false end
+  return true
+end
+
+describe("a request refused for want of memory", function()
+  it("names the address space when no process could hold it", function()
+    local b, msg, err = M.mmap(nil, 1 << 50, RW, PRIVATE)
+    H.fails(M.ENOMEM, b, msg, err)
+    assert.matches("^mmap: Cannot allocate memory %(more than the %d+ bytes of address space a process has%)$", msg)
+    if not H.asan then -- (ASan aborts on a huge malloc instead of returning NULL)
+      local _, mmsg = M.malloc(1 << 62)
+      assert.matches("^malloc: Cannot allocate memory %(more than the %d+ bytes of address space", mmsg)
+    end
+  end)
+
+  it("says a calloc's nr * size is past PTRDIFF_MAX", function()
+    local b, msg, err = M.calloc(1 << 40, 1 << 40)
+    H.fails(M.ENOMEM, b, msg, err)
+    assert.equal("calloc: Cannot allocate memory (1099511627776 * 1099511627776 bytes is more than "
+                 .. "PTRDIFF_MAX: no object can be that large)", msg)
+  end)
+
+  it("names RLIMIT_DATA for the heap, the break and private writable mappings, not shared or read-only ones", function()
+    if not natively() then return end
+    local out = H.run_lua(CALLS:gsub("@N@", tostring(256 * MiB)), "ulimit -d 65536; ")
+    local r = results(out)
+    for _, name in ipairs { "malloc", "calloc", "sbrk", "mmap" } do
+      assert.matches("^" .. name .. ": Cannot allocate memory %(RLIMIT_DATA allows 67108864 bytes of data, "
+                     .. "and %d+ are in use; the heap, the break and private writable mappings count; "
+                     .. "see `ulimit %-d`%)$", r[name] or out)
+    end
+    assert.equal("ok", r.shared, out)
+    assert.equal("ok", r.readonly, out)
+  end)
+
+  it("names RLIMIT_AS for every kind", function()
+    if not natively() then return end
+    local out = H.run_lua(CALLS:gsub("@N@", tostring(1024 * MiB)), "ulimit -v 400000; ")
+    local r = results(out)
+    for _, name in ipairs { "malloc", "calloc", "sbrk", "mmap", "shared", "readonly" } do
+      assert.matches("^%a+: Cannot allocate memory %(RLIMIT_AS allows 409600000 bytes of address "
+                     .. "space, and %d+ are in use; see `ulimit %-v`%)$", r[name] or out)
+    end
+  end)
+
+  it("names RLIMIT_MEMLOCK under M.mlockall(M.MCL_FUTURE) for malloc and sbrk (outside review)", function()
+    if not natively() then return end
+    local v, out = H.memlocked_values(64, [[
+      local M = require "memlab"
+      local small = M.malloc(64)             -- from the heap malloc has: nothing new to lock
+      assert(M.mlockall(M.MCL_FUTURE))
+      local b, msg, err = M.malloc(1 << 20)  -- a new mapping, locked: past the 64 KiB
+      local _, s, smsg, serr = true, M.sbrk(1 << 20)
+      M.munlockall()
+      return small ~= nil, b, msg, err, s, smsg, serr
+    ]])
+    if not v then pending(out) return end
+    assert.same({ "true", "nil", tostring(M.ENOMEM), "nil", tostring(M.ENOMEM) },
+                { v[1], v[2], v[4], v[5], v[7] }, out)
+    for _, msg in ipairs { v[3], v[6] } do
+      assert.matches("under M.mlockall(M.MCL_FUTURE) every new mapping is locked, and RLIMIT_MEMLOCK "
+                     .. "allows 65536 bytes locked per process without CAP_IPC_LOCK; see `ulimit -l`",
+                     msg, 1, true) -- both said only "Cannot allocate memory"
+    end
+  end)
+
+  it("names the heuristic overcommit for a request above RAM and swap together", function()
+    local mode = H.slurp("/proc/sys/vm/overcommit_memory")
+    if not mode or not mode:match("^0") then pending("vm.overcommit_memory is not 0") return end
+    local mem = H.slurp("/proc/meminfo")
+    local ram = tonumber(mem:match("MemTotal:%s*(%d+)")) * 1024
+    local swap = tonumber(mem:match("SwapTotal:%s*(%d+)")) * 1024
+    local n = 1 << 45 -- 32 TiB
+    if ram + swap >= n then pending("this machine has 32 TiB of RAM and swap") return end
+    local as = M.getrlimit("as")
+    if as and as < n then pending("RLIMIT_AS is set: it refuses first") return end
+    local b, msg, err = M.mmap(nil, n, RW, PRIVATE)
+    H.fails(M.ENOMEM, b, msg, err)
+    assert.equal(("mmap: Cannot allocate memory (more than RAM and swap together, %d bytes: the "
+                  .. "kernel's heuristic overcommit (vm.overcommit_memory 0) refuses a request "
+                  .. "that large)"):format(ram + swap), msg)
+    -- with MAP_NORESERVE the heuristic does not count it: the kernel maps it
+    local nr = assert(M.mmap(nil, n, RW, PRIVATE | M.MAP_NORESERVE))
+    nr:free()
+  end)
+
+  it("names vm.max_map_count when the process has as many mappings as it allows", function()
+    if not natively() then return end
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local ps, keep, n = M.pagesize(), {}, 0
+      while true do -- alternate protections, so that no two neighbours merge
+        local prot = n % 2 == 0 and (M.PROT_READ | M.PROT_WRITE) or M.PROT_READ
+        local b, msg = M.mmap(nil, ps, prot, M.MAP_PRIVATE | M.MAP_ANONYMOUS)
+        if not b then print("refused", msg) break end
+        n = n + 1
+        keep[n] = b
+      end
+    ]])
+    local max = tonumber(H.slurp("/proc/sys/vm/max_map_count"))
+    assert.matches("refused\tmmap: Cannot allocate memory %(the process has %d+ mappings, the most "
+                   .. "vm%.max_map_count, " .. max .. ", allows%)", out)
+  end)
+
+  it("names a mapping lying in the break's way", function()
+    if not natively() then return end
+    local out = H.run_lua([[
+      local M = require "memlab"
+      print("sbrk", select(2, M.sbrk(1 << 46))) -- 64 TiB: libraries and the stack lie above
+    ]])
+    assert.matches("sbrk\tsbrk: Cannot allocate memory %(the mapping at 0x%x+%-0x%x+ %([^)]+%) lies in "
+                   .. "the way: the break grows only into free address space%)", out)
+  end)
+end)
+
+describe("M.waitpid() with SIGCHLD ignored", function()
+  it("says why there is no child to wait for (outside review)", function()
+    if not natively() then return end
+    local probe = H.run_lua("print('ran')", "env --ignore-signal=CHLD ")
+    if not probe:match("^ran") then pending("env has no --ignore-signal: " .. probe) return end
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local pid = M.fork()
+      if pid == 0 then M._exit(3) end
+      print("waitpid", M.waitpid(pid))
+    ]], "env --ignore-signal=CHLD ")
+    assert.matches("waitpid\tnil\twaitpid: No child processes (SIGCHLD is ignored in this process: "
+                   .. "the kernel reaps its children itself and keeps no status to wait for)\t"
+                   .. M.ECHILD, out, 1, true)
+    local _, msg = M.waitpid(-1) -- here SIGCHLD is not ignored: the bare message
+    assert.equal("waitpid: No child processes", msg)
+  end)
+end)
