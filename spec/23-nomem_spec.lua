@@ -23,6 +23,9 @@ local CALLS = [[
   say("mmap", M.mmap(nil, n, RW, M.MAP_PRIVATE | M.MAP_ANONYMOUS))
   say("shared", M.mmap(nil, n, RW, M.MAP_SHARED | M.MAP_ANONYMOUS))
   say("readonly", M.mmap(nil, n, M.PROT_READ, M.MAP_PRIVATE | M.MAP_ANONYMOUS))
+  local small = assert(M.mmap(nil, 4096, RW, M.MAP_PRIVATE | M.MAP_ANONYMOUS))
+  small[0] = 1
+  say("remap", small:remap(n, true))
 ]]
 
 local function results(out)
@@ -58,8 +61,9 @@ describe("a request refused for want of memory", function()
     if not natively() then return end
     local out = H.run_lua(CALLS:gsub("@N@", tostring(256 * MiB)), "ulimit -d 65536; ")
     local r = results(out)
-    for _, name in ipairs { "malloc", "calloc", "sbrk", "mmap" } do
-      assert.matches("^" .. name .. ": Cannot allocate memory %(RLIMIT_DATA allows 67108864 bytes of data, "
+    for _, name in ipairs { "malloc", "calloc", "sbrk", "mmap", "remap" } do
+      local what = name == "remap" and "mremap" or name
+      assert.matches("^" .. what .. ": Cannot allocate memory %(RLIMIT_DATA allows 67108864 bytes of data, "
                      .. "and %d+ are in use; the heap, the break and private writable mappings count; "
                      .. "see `ulimit %-d`%)$", r[name] or out)
     end
@@ -71,7 +75,7 @@ describe("a request refused for want of memory", function()
     if not natively() then return end
     local out = H.run_lua(CALLS:gsub("@N@", tostring(1024 * MiB)), "ulimit -v 400000; ")
     local r = results(out)
-    for _, name in ipairs { "malloc", "calloc", "sbrk", "mmap", "shared", "readonly" } do
+    for _, name in ipairs { "malloc", "calloc", "sbrk", "mmap", "shared", "readonly", "remap" } do
       assert.matches("^%a+: Cannot allocate memory %(RLIMIT_AS allows 409600000 bytes of address "
                      .. "space, and %d+ are in use; see `ulimit %-v`%)$", r[name] or out)
     end
