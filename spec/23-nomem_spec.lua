@@ -122,6 +122,24 @@ describe("a request refused for want of memory", function()
     nr:free()
   end)
 
+  it("names strict overcommit's CommitLimit (the policy's files faked in a mount namespace)", function()
+    if not natively() then return end
+    -- the kernel refuses 32 TiB for its own reason (above RAM and swap); the message reads the
+    -- policy when it failed, which here says strict, with 1 MiB committed of 2 MiB
+    local dir = H.tmpdir(finally)
+    local mode, mem = dir("overcommit_memory", "2\n"),
+      dir("meminfo", "MemTotal: 1000 kB\nCommitLimit: 2048 kB\nCommitted_AS: 1024 kB\n")
+    local out = H.run_lua([[
+      local M = require "memlab"
+      print("mmap", M.mmap(nil, 1 << 45, M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS))
+    ]], ("unshare -m sh -c 'mount --bind %s /proc/sys/vm/overcommit_memory && mount --bind %s "
+         .. "/proc/meminfo && exec \"$0\" \"$@\"' "):format(mode, mem))
+    if not out:match("^mmap\t") then pending("no mount namespace here (needs root): " .. out) return end
+    assert.matches("mmap\tnil\tmmap: Cannot allocate memory (vm.overcommit_memory is 2, strict: the "
+                   .. "kernel commits at most CommitLimit, 2097152 bytes, and 1048576 are committed; "
+                   .. "see /proc/meminfo)\t" .. M.ENOMEM, out, 1, true)
+  end)
+
   it("names vm.max_map_count when the process has as many mappings as it allows", function()
     if not natively() then return end
     local out = H.run_lua([[
