@@ -39,15 +39,22 @@ local function natively()
   return true
 end
 
+-- valgrind's own address-space manager refuses a huge mapping itself, with EINVAL
+local function kernel_maps()
+  if H.under() == "valgrind" then pending("valgrind refuses huge mappings itself (EINVAL)") return false end
+  return true
+end
+
 describe("a request refused for want of memory", function()
   it("names the address space when no process could hold it", function()
-    local b, msg, err = M.mmap(nil, 1 << 50, RW, PRIVATE)
-    H.fails(M.ENOMEM, b, msg, err)
-    assert.matches("^mmap: Cannot allocate memory %(more than the %d+ bytes of address space a process has%)$", msg)
     if not H.asan then -- (ASan aborts on a huge malloc instead of returning NULL)
       local _, mmsg = M.malloc(1 << 62)
       assert.matches("^malloc: Cannot allocate memory %(more than the %d+ bytes of address space", mmsg)
     end
+    if not kernel_maps() then return end
+    local b, msg, err = M.mmap(nil, 1 << 50, RW, PRIVATE)
+    H.fails(M.ENOMEM, b, msg, err)
+    assert.matches("^mmap: Cannot allocate memory %(more than the %d+ bytes of address space a process has%)$", msg)
   end)
 
   it("says a calloc's nr * size is past PTRDIFF_MAX", function()
@@ -105,6 +112,7 @@ describe("a request refused for want of memory", function()
   it("names the heuristic overcommit for a request above RAM and swap together", function()
     local mode = H.slurp("/proc/sys/vm/overcommit_memory")
     if not mode or not mode:match("^0") then pending("vm.overcommit_memory is not 0") return end
+    if not kernel_maps() then return end
     local mem = H.slurp("/proc/meminfo")
     local ram = tonumber(mem:match("MemTotal:%s*(%d+)")) * 1024
     local swap = tonumber(mem:match("SwapTotal:%s*(%d+)")) * 1024
