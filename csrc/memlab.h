@@ -163,6 +163,8 @@ Owner *buf_newroot_charged(lua_State *L, const MemKind *kind, size_t n);
 void late_note(lua_State *L);
 void owner_open(lua_State *L, Owner *o, void *base, size_t size);
 Buffer *buf_check(lua_State *L, int idx);
+/* Raises "cannot <act> (<redo> it views)" at idx when b is a view where a root is needed. */
+void buf_need_root(lua_State *L, int idx, const Buffer *b, const char *act, const char *redo);
 /* The length of b's window (a root spans its whole Owner). */
 static inline size_t buf_len(const Buffer *b) { return b->isview ? b->len : b->o->size; }
 /* Upvalue convention, which buf_test relies on for its fast path: upvalue 1 of every C function
