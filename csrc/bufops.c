@@ -187,14 +187,14 @@ static int bufops_read(lua_State *L) {
 static int bufops_write(lua_State *L) {
   size_t len, slen;
   Buffer *b = buf_check(L, 1);
-  lua_Integer off = luaL_checkinteger(L, 2);
+  lua_Integer ioff = luaL_checkinteger(L, 2);
   const char *s = luaL_checklstring(L, 3, &slen); /* may convert a number: allocates */
   unsigned char *p = buf_window(L, b, &len);        /* so the address is taken after it */
-  luaL_argcheck(L, off >= 0 && (uint64_t)off <= (uint64_t)len, 2, "offset out of range");
-  luaL_argcheck(L, slen <= len - (size_t)off, 3, "string does not fit (out of range)");
-  mem_check_write(L, b->o, b->off + (size_t)off, slen);
+  size_t off = arg_offset(L, 2, ioff, len);
+  luaL_argcheck(L, slen <= len - off, 3, "string does not fit (out of range)");
+  mem_check_write(L, b->o, b->off + off, slen);
   mem_copy(L, b->o, p + off, NULL, s, slen);
-  lua_pushinteger(L, off + (lua_Integer)slen);
+  lua_pushinteger(L, (lua_Integer)(off + slen));
   return 1;
 }
 
@@ -297,8 +297,7 @@ static int bufops_copy(lua_State *L) {
   size_t len, srclen, soff, n;
   Buffer *b;
   unsigned char *p = buf_span(L, 1, &len, &b);
-  lua_Integer doff = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, doff >= 0 && (uint64_t)doff <= (uint64_t)len, 2, "offset out of range");
+  size_t doff = arg_offset(L, 2, luaL_checkinteger(L, 2), len);
   const unsigned char *src;
   const Owner *srco = NULL;
   if (lua_type(L, 3) == LUA_TSTRING) {
@@ -309,8 +308,8 @@ static int bufops_copy(lua_State *L) {
     srco = sb->o;
   }
   arg_range(L, 4, 5, srclen, &soff, &n);
-  luaL_argcheck(L, n <= len - (size_t)doff, 5, "copy does not fit (out of range)");
-  mem_check_write(L, b->o, b->off + (size_t)doff, n);
+  luaL_argcheck(L, n <= len - doff, 5, "copy does not fit (out of range)");
+  mem_check_write(L, b->o, b->off + doff, n);
   if (srco) mem_check_read(L, srco, (size_t)(src + soff - srco->base), n);
   mem_copy(L, b->o, p + doff, srco, src + soff, n);
   lua_settop(L, 1);

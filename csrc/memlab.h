@@ -123,6 +123,7 @@ size_t arg_size(lua_State *L, int idx);
 size_t arg_optsize(lua_State *L, int idx, size_t def);
 void push_weak_registry(lua_State *L, const void *key);
 lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, const char *what);
+size_t arg_offset(lua_State *L, int idx, lua_Integer o, size_t size);
 void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len);
 int arg_byte(lua_State *L, int idx);
 const char *arg_cstring(lua_State *L, int idx);
