@@ -1,13 +1,14 @@
 /* bufops.c: reading and writing a buffer's bytes: indexing, read/write/find/fill/copy/hexdump/
- * wipe, and the memory primitives every access goes through: mem_copy, mem_set, mem_find and the
- * general mem_access, and the checks before them, mem_check_write and mem_check_read. A primitive
- * on page-backed memory runs under the fault guard and turns a fault into a Lua error naming the
- * signal, its code, the address and the buffer (mem_fault_raise); on heap memory it is a plain
- * memmove/memset/memmem. Writes are refused before any byte moves when memlab knows the range is
- * read-only (b:copy's source: inaccessible), so such a refusal leaves nothing half-written. A
- * fault memlab could not foresee (SIGBUS past a file's end), or a snapshot that could not save a
- * page before the write (mem_fault_raise), stops the access where it struck: a write of several
- * pages may then have written the pages before it. */
+ * wipe, and the memory primitives every access goes through: mem_copy, mem_find and the general
+ * mem_access (b:fill's memset, b:wipe's explicit_bzero), and the checks before them,
+ * mem_check_write and mem_check_read. A primitive on page-backed memory runs under the fault
+ * guard and turns a fault into a Lua error naming the signal, its code, the address and the
+ * buffer (mem_fault_raise); on heap memory it is a plain memmove/memset/memmem. Writes are
+ * refused before any byte moves when memlab knows the range is read-only (b:copy's source:
+ * inaccessible), so such a refusal leaves nothing half-written. A fault memlab could not foresee
+ * (SIGBUS past a file's end), or a snapshot that could not save a page before the write
+ * (mem_fault_raise), stops the access where it struck: a write of several pages may then have
+ * written the pages before it. */
 #include <string.h>
 
 #include "guard.h"
@@ -85,12 +86,6 @@ void mem_access(lua_State *L, const Owner *o, void (*fn)(void *), void *arg, con
   }
   Fault f;
   if (guard_call(fn, arg, p, n, NULL, 0, &f)) mem_fault_raise(L, &f, o, NULL);
-}
-
-static void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n) {
-  if (n == 0) return;
-  MoveArgs a = {dst, NULL, n, c};
-  mem_access(L, o, do_set, &a, dst, n);
 }
 
 /* Refuses an access to [off, off+len) of o when memlab knows part of it lacks every bit of
@@ -277,6 +272,19 @@ static void snap_fill_check(lua_State *L, int err) {
                   "nothing was written, and the write may be tried again", strerror(err));
 }
 
+/* The write of b:fill and b:wipe: fn (do_set, do_wipe) sets [off, off+n) of the buffer b at 1,
+ * whose window starts at p, to c; refused whole when memlab knows part of it is read-only or an
+ * armed snapshot cannot save its pages first. Returns b. */
+static int set_range(lua_State *L, Buffer *b, unsigned char *p, size_t off, size_t n, int c,
+                     void (*fn)(void *)) {
+  mem_check_write(L, b->o, b->off + off, n);
+  if (mem_guarded(b->o)) snap_fill_check(L, snap_before_fill(b->o, b->off + off, n));
+  MoveArgs a = {p + off, NULL, n, c};
+  if (n) mem_access(L, b->o, fn, &a, p + off, n);
+  lua_settop(L, 1);
+  return 1;
+}
+
 /* b:fill(byte, off, len) -> b */
 static int bufops_fill(lua_State *L) {
   size_t len, off, n;
@@ -284,11 +292,7 @@ static int bufops_fill(lua_State *L) {
   unsigned char *p = buf_span(L, 1, &len, &b);
   int c = arg_byte(L, 2);
   arg_range(L, 3, 4, len, &off, &n);
-  mem_check_write(L, b->o, b->off + off, n);
-  if (mem_guarded(b->o)) snap_fill_check(L, snap_before_fill(b->o, b->off + off, n));
-  mem_set(L, b->o, p + off, c, n);
-  lua_settop(L, 1);
-  return 1;
+  return set_range(L, b, p, off, n, c, do_set);
 }
 
 /* b:copy(dst_off, src, src_off, len) -> b. src is a buffer (b itself allowed: memmove) or a
@@ -321,12 +325,7 @@ static int bufops_wipe(lua_State *L) {
   size_t len;
   Buffer *b;
   unsigned char *p = buf_span(L, 1, &len, &b);
-  mem_check_write(L, b->o, b->off, len);
-  if (mem_guarded(b->o)) snap_fill_check(L, snap_before_fill(b->o, b->off, len));
-  MoveArgs a = {p, NULL, len, 0};
-  if (len) mem_access(L, b->o, do_wipe, &a, p, len);
-  lua_settop(L, 1);
-  return 1;
+  return set_range(L, b, p, 0, len, 0, do_wipe);
 }
 
 /* b:hexdump(off, len) -> string in xxd's layout, the first column the byte's address:
