@@ -164,17 +164,23 @@ int bufops_newindex(lua_State *L) {
   return 0;
 }
 
+/* Pushes the n bytes at offset off of the window of the buffer at 1, whose Owner is o, as a
+ * string, copied under the guard. The string's allocation may run a finalizer that frees, unmaps
+ * or remaps the buffer: the address is taken after it, by buf_respan, which rechecks the range. */
+void mem_pushbytes(lua_State *L, const Owner *o, size_t off, size_t n) {
+  luaL_Buffer lb;
+  char *dst = luaL_buffinitsize(L, &lb, n);
+  mem_copy(L, NULL, dst, o, buf_respan(L, 1, off, n), n);
+  luaL_pushresultsize(&lb, n);
+}
+
 /* b:read(off, len) -> string */
 static int bufops_read(lua_State *L) {
   size_t len, off, n;
   Buffer *b;
   buf_span(L, 1, &len, &b);
   arg_range(L, 2, 3, len, &off, &n);
-  luaL_Buffer lb;
-  char *dst = luaL_buffinitsize(L, &lb, n);
-  unsigned char *p = buf_respan(L, 1, off, n);
-  mem_copy(L, NULL, dst, b->o, p, n);
-  luaL_pushresultsize(&lb, n);
+  mem_pushbytes(L, b->o, off, n);
   return 1;
 }
 
@@ -257,10 +263,7 @@ static int bufops_cstring(lua_State *L) {
   size_t off;
   Buffer *b;
   size_t n = cstrlen(L, &off, &b);
-  luaL_Buffer lb;
-  char *dst = luaL_buffinitsize(L, &lb, n);
-  mem_copy(L, NULL, dst, b->o, buf_respan(L, 1, off, n), n);
-  luaL_pushresultsize(&lb, n);
+  mem_pushbytes(L, b->o, off, n);
   return 1;
 }
 

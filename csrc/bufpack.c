@@ -386,19 +386,14 @@ static lua_Integer native_int(lua_State *L, const unsigned char *s, size_t size,
 }
 
 /* Pushes the n bytes at offset off of the buffer at 1, whose window starts at data, as a string
- * (guarded when page-backed). A guarded copy goes through a buffer whose allocation may run a
- * finalizer that unmaps or remaps the buffer, so the address is taken again after it
- * (lua_pushlstring copies before it collects). */
+ * (guarded when page-backed: mem_pushbytes). Heap memory is copied at once: lua_pushlstring
+ * copies before it collects. */
 static void pushbytes(lua_State *L, const Owner *o, const unsigned char *data, size_t off,
                       size_t n) {
-  if (!mem_guarded(o)) {
+  if (mem_guarded(o))
+    mem_pushbytes(L, o, off, n);
+  else
     lua_pushlstring(L, (const char *)data + off, n);
-    return;
-  }
-  luaL_Buffer lb;
-  char *d = luaL_buffinitsize(L, &lb, n);
-  mem_copy(L, NULL, d, o, buf_respan(L, 1, off, n), n);
-  luaL_pushresultsize(&lb, n);
 }
 
 /* b:unpack(fmt, off) -> v1, v2, ..., offset after the last byte read */

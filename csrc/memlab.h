@@ -231,6 +231,8 @@ void mem_copy(lua_State *L, const Owner *dsto, void *dst, const Owner *srco, con
               size_t n);
 void mem_access(lua_State *L, const Owner *o, void (*fn)(void *), void *arg, const void *p,
                 size_t n);
+/* Pushes n bytes at offset off of the buffer at 1 (Owner o) as a string, guarded (bufops.c). */
+void mem_pushbytes(lua_State *L, const Owner *o, size_t off, size_t n);
 const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char *hay,
                               size_t haylen, const char *needle, size_t nlen);
 
