@@ -180,6 +180,12 @@ Buffer *buf_check(lua_State *L, int idx) {
   return b;
 }
 
+/* Raises at idx when b is a view where a root is needed. Every such refusal reads the same
+ * (README): "cannot <act> (<redo> it views)", as act "free a view", redo "free the buffer". */
+void buf_need_root(lua_State *L, int idx, const Buffer *b, const char *act, const char *redo) {
+  if (b->isview) luaL_argerror(L, idx, lua_pushfstring(L, "cannot %s (%s it views)", act, redo));
+}
+
 /* The first ancestor (parent, its parent ...) that is not LIVE: the memory went with it. NULL
  * when every ancestor lives (a MAP_FIXED mapping may sit inside another placed the same way). */
 static const Owner *dead_ancestor(const Owner *o) {
@@ -352,7 +358,7 @@ void owner_refused_by(const char *call) { g_refused_by = call; }
 int buf_free_at(lua_State *L, int idx) {
   Buffer *b = buf_check(L, idx);
   Owner *o = b->o;
-  luaL_argcheck(L, !b->isview, idx, "cannot free a view (free the buffer it views)");
+  buf_need_root(L, idx, b, "free a view", "free the buffer");
   if (o->state == OWNER_DEAD)
     return luaL_error(L, "double free (buffer already %s at %s; allocated at %s)", o->why,
                       o->freed_at.where, o->alloc_at.where);

@@ -1,13 +1,14 @@
 /* bufops.c: reading and writing a buffer's bytes: indexing, read/write/find/fill/copy/hexdump/
- * wipe, and the memory primitives every access goes through: mem_copy, mem_set, mem_find and the
- * general mem_access, and the checks before them, mem_check_write and mem_check_read. A primitive
- * on page-backed memory runs under the fault guard and turns a fault into a Lua error naming the
- * signal, its code, the address and the buffer (mem_fault_raise); on heap memory it is a plain
- * memmove/memset/memmem. Writes are refused before any byte moves when memlab knows the range is
- * read-only (b:copy's source: inaccessible), so such a refusal leaves nothing half-written. A
- * fault memlab could not foresee (SIGBUS past a file's end), or a snapshot that could not save a
- * page before the write (mem_fault_raise), stops the access where it struck: a write of several
- * pages may then have written the pages before it. */
+ * wipe, and the memory primitives every access goes through: mem_copy, mem_find and the general
+ * mem_access (b:fill's memset, b:wipe's explicit_bzero), and the checks before them,
+ * mem_check_write and mem_check_read. A primitive on page-backed memory runs under the fault
+ * guard and turns a fault into a Lua error naming the signal, its code, the address and the
+ * buffer (mem_fault_raise); on heap memory it is a plain memmove/memset/memmem. Writes are
+ * refused before any byte moves when memlab knows the range is read-only (b:copy's source:
+ * inaccessible), so such a refusal leaves nothing half-written. A fault memlab could not foresee
+ * (SIGBUS past a file's end), or a snapshot that could not save a page before the write
+ * (mem_fault_raise), stops the access where it struck: a write of several pages may then have
+ * written the pages before it. */
 #include <string.h>
 
 #include "guard.h"
@@ -87,12 +88,6 @@ void mem_access(lua_State *L, const Owner *o, void (*fn)(void *), void *arg, con
   if (guard_call(fn, arg, p, n, NULL, 0, &f)) mem_fault_raise(L, &f, o, NULL);
 }
 
-static void mem_set(lua_State *L, const Owner *o, void *dst, int c, size_t n) {
-  if (n == 0) return;
-  MoveArgs a = {dst, NULL, n, c};
-  mem_access(L, o, do_set, &a, dst, n);
-}
-
 /* Refuses an access to [off, off+len) of o when memlab knows part of it lacks every bit of
  * `bits` (its own protection records): one "<what> at <addr> (<where> is <state>; the <verb>
  * would raise SIGSEGV/SEGV_ACCERR)" error, naming the first byte concerned. */
@@ -169,17 +164,23 @@ int bufops_newindex(lua_State *L) {
   return 0;
 }
 
+/* Pushes the n bytes at offset off of the window of the buffer at 1, whose Owner is o, as a
+ * string, copied under the guard. The string's allocation may run a finalizer that frees, unmaps
+ * or remaps the buffer: the address is taken after it, by buf_respan, which rechecks the range. */
+void mem_pushbytes(lua_State *L, const Owner *o, size_t off, size_t n) {
+  luaL_Buffer lb;
+  char *dst = luaL_buffinitsize(L, &lb, n);
+  mem_copy(L, NULL, dst, o, buf_respan(L, 1, off, n), n);
+  luaL_pushresultsize(&lb, n);
+}
+
 /* b:read(off, len) -> string */
 static int bufops_read(lua_State *L) {
   size_t len, off, n;
   Buffer *b;
   buf_span(L, 1, &len, &b);
   arg_range(L, 2, 3, len, &off, &n);
-  luaL_Buffer lb;
-  char *dst = luaL_buffinitsize(L, &lb, n);
-  unsigned char *p = buf_respan(L, 1, off, n);
-  mem_copy(L, NULL, dst, b->o, p, n);
-  luaL_pushresultsize(&lb, n);
+  mem_pushbytes(L, b->o, off, n);
   return 1;
 }
 
@@ -187,14 +188,14 @@ static int bufops_read(lua_State *L) {
 static int bufops_write(lua_State *L) {
   size_t len, slen;
   Buffer *b = buf_check(L, 1);
-  lua_Integer off = luaL_checkinteger(L, 2);
+  lua_Integer ioff = luaL_checkinteger(L, 2);
   const char *s = luaL_checklstring(L, 3, &slen); /* may convert a number: allocates */
   unsigned char *p = buf_window(L, b, &len);        /* so the address is taken after it */
-  luaL_argcheck(L, off >= 0 && (uint64_t)off <= (uint64_t)len, 2, "offset out of range");
-  luaL_argcheck(L, slen <= len - (size_t)off, 3, "string does not fit (out of range)");
-  mem_check_write(L, b->o, b->off + (size_t)off, slen);
+  size_t off = arg_offset(L, 2, ioff, len);
+  luaL_argcheck(L, slen <= len - off, 3, "string does not fit (out of range)");
+  mem_check_write(L, b->o, b->off + off, slen);
   mem_copy(L, b->o, p + off, NULL, s, slen);
-  lua_pushinteger(L, off + (lua_Integer)slen);
+  lua_pushinteger(L, (lua_Integer)(off + slen));
   return 1;
 }
 
@@ -262,10 +263,7 @@ static int bufops_cstring(lua_State *L) {
   size_t off;
   Buffer *b;
   size_t n = cstrlen(L, &off, &b);
-  luaL_Buffer lb;
-  char *dst = luaL_buffinitsize(L, &lb, n);
-  mem_copy(L, NULL, dst, b->o, buf_respan(L, 1, off, n), n);
-  luaL_pushresultsize(&lb, n);
+  mem_pushbytes(L, b->o, off, n);
   return 1;
 }
 
@@ -277,6 +275,19 @@ static void snap_fill_check(lua_State *L, int err) {
                   "nothing was written, and the write may be tried again", strerror(err));
 }
 
+/* The write of b:fill and b:wipe: fn (do_set, do_wipe) sets [off, off+n) of the buffer b at 1,
+ * whose window starts at p, to c; refused whole when memlab knows part of it is read-only or an
+ * armed snapshot cannot save its pages first. Returns b. */
+static int set_range(lua_State *L, Buffer *b, unsigned char *p, size_t off, size_t n, int c,
+                     void (*fn)(void *)) {
+  mem_check_write(L, b->o, b->off + off, n);
+  if (mem_guarded(b->o)) snap_fill_check(L, snap_before_fill(b->o, b->off + off, n));
+  MoveArgs a = {p + off, NULL, n, c};
+  if (n) mem_access(L, b->o, fn, &a, p + off, n);
+  lua_settop(L, 1);
+  return 1;
+}
+
 /* b:fill(byte, off, len) -> b */
 static int bufops_fill(lua_State *L) {
   size_t len, off, n;
@@ -284,11 +295,7 @@ static int bufops_fill(lua_State *L) {
   unsigned char *p = buf_span(L, 1, &len, &b);
   int c = arg_byte(L, 2);
   arg_range(L, 3, 4, len, &off, &n);
-  mem_check_write(L, b->o, b->off + off, n);
-  if (mem_guarded(b->o)) snap_fill_check(L, snap_before_fill(b->o, b->off + off, n));
-  mem_set(L, b->o, p + off, c, n);
-  lua_settop(L, 1);
-  return 1;
+  return set_range(L, b, p, off, n, c, do_set);
 }
 
 /* b:copy(dst_off, src, src_off, len) -> b. src is a buffer (b itself allowed: memmove) or a
@@ -297,8 +304,7 @@ static int bufops_copy(lua_State *L) {
   size_t len, srclen, soff, n;
   Buffer *b;
   unsigned char *p = buf_span(L, 1, &len, &b);
-  lua_Integer doff = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, doff >= 0 && (uint64_t)doff <= (uint64_t)len, 2, "offset out of range");
+  size_t doff = arg_offset(L, 2, luaL_checkinteger(L, 2), len);
   const unsigned char *src;
   const Owner *srco = NULL;
   if (lua_type(L, 3) == LUA_TSTRING) {
@@ -309,8 +315,8 @@ static int bufops_copy(lua_State *L) {
     srco = sb->o;
   }
   arg_range(L, 4, 5, srclen, &soff, &n);
-  luaL_argcheck(L, n <= len - (size_t)doff, 5, "copy does not fit (out of range)");
-  mem_check_write(L, b->o, b->off + (size_t)doff, n);
+  luaL_argcheck(L, n <= len - doff, 5, "copy does not fit (out of range)");
+  mem_check_write(L, b->o, b->off + doff, n);
   if (srco) mem_check_read(L, srco, (size_t)(src + soff - srco->base), n);
   mem_copy(L, b->o, p + doff, srco, src + soff, n);
   lua_settop(L, 1);
@@ -322,12 +328,7 @@ static int bufops_wipe(lua_State *L) {
   size_t len;
   Buffer *b;
   unsigned char *p = buf_span(L, 1, &len, &b);
-  mem_check_write(L, b->o, b->off, len);
-  if (mem_guarded(b->o)) snap_fill_check(L, snap_before_fill(b->o, b->off, len));
-  MoveArgs a = {p, NULL, len, 0};
-  if (len) mem_access(L, b->o, do_wipe, &a, p, len);
-  lua_settop(L, 1);
-  return 1;
+  return set_range(L, b, p, 0, len, 0, do_wipe);
 }
 
 /* b:hexdump(off, len) -> string in xxd's layout, the first column the byte's address:

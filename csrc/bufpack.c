@@ -252,8 +252,7 @@ static int bufpack_pack(lua_State *L) {
   Buffer *bf;
   unsigned char *p = buf_span(L, 1, &len, &bf);
   const char *fmt = luaL_checkstring(L, 2);
-  lua_Integer off = luaL_checkinteger(L, 3);
-  luaL_argcheck(L, off >= 0 && (uint64_t)off <= (uint64_t)len, 3, "offset out of range");
+  size_t off = arg_offset(L, 3, luaL_checkinteger(L, 3), len);
   lua_pushnil(L); /* as string.pack: marks the end of the values, so a first missing one is nil */
   int little;
   size_t size1;
@@ -264,19 +263,19 @@ static int bufpack_pack(lua_State *L) {
       putint(tmp, (lua_Unsigned)arg_packint(L, 4, size1, opt1 == K_INT), little, size1, 0);
     else
       putfloat(tmp, luaL_checknumber(L, 4), size1, little);
-    luaL_argcheck(L, size1 <= len - (size_t)off, 3, "packed data does not fit (out of range)");
-    mem_check_write(L, bf->o, bf->off + (size_t)off, size1);
+    luaL_argcheck(L, size1 <= len - off, 3, "packed data does not fit (out of range)");
+    mem_check_write(L, bf->o, bf->off + off, size1);
     mem_copy(L, bf->o, p + off, NULL, tmp, size1);
-    lua_pushinteger(L, off + (lua_Integer)size1);
+    lua_pushinteger(L, (lua_Integer)(off + size1));
     return 1;
   }
-  luaL_argcheck(L, pack_end(L, fmt, (size_t)off) <= len, 3,
+  luaL_argcheck(L, pack_end(L, fmt, off) <= len, 3,
                 "packed data does not fit (out of range)");
   Fmt h = {L, 2, native_little(), 1};
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   int arg = 3;
-  size_t total = (size_t)off;
+  size_t total = off;
   while (*fmt != '\0') {
     size_t size, ntoalign;
     KOpt opt = getdetails(&h, total, &fmt, &size, &ntoalign);
@@ -330,12 +329,12 @@ static int bufpack_pack(lua_State *L) {
       case K_NOP: arg--; break;
     }
   }
-  size_t n = total - (size_t)off;
+  size_t n = total - off;
   luaL_pushresult(&b); /* the packed bytes, now on the stack top */
   p = buf_span(L, 1, &len, &bf); /* building them may have run a finalizer */
-  luaL_argcheck(L, (size_t)off <= len && n <= len - (size_t)off, 3,
+  luaL_argcheck(L, off <= len && n <= len - off, 3,
                 "packed data does not fit (out of range)");
-  mem_check_write(L, bf->o, bf->off + (size_t)off, n);
+  mem_check_write(L, bf->o, bf->off + off, n);
   mem_copy(L, bf->o, p + off, NULL, lua_tostring(L, -1), n);
   lua_pushinteger(L, (lua_Integer)total);
   return 1;
@@ -387,19 +386,14 @@ static lua_Integer native_int(lua_State *L, const unsigned char *s, size_t size,
 }
 
 /* Pushes the n bytes at offset off of the buffer at 1, whose window starts at data, as a string
- * (guarded when page-backed). A guarded copy goes through a buffer whose allocation may run a
- * finalizer that unmaps or remaps the buffer, so the address is taken again after it
- * (lua_pushlstring copies before it collects). */
+ * (guarded when page-backed: mem_pushbytes). Heap memory is copied at once: lua_pushlstring
+ * copies before it collects. */
 static void pushbytes(lua_State *L, const Owner *o, const unsigned char *data, size_t off,
                       size_t n) {
-  if (!mem_guarded(o)) {
+  if (mem_guarded(o))
+    mem_pushbytes(L, o, off, n);
+  else
     lua_pushlstring(L, (const char *)data + off, n);
-    return;
-  }
-  luaL_Buffer lb;
-  char *d = luaL_buffinitsize(L, &lb, n);
-  mem_copy(L, NULL, d, o, buf_respan(L, 1, off, n), n);
-  luaL_pushresultsize(&lb, n);
 }
 
 /* b:unpack(fmt, off) -> v1, v2, ..., offset after the last byte read */
@@ -410,9 +404,7 @@ static int bufpack_unpack(lua_State *L) {
   const Owner *o = bf->o;
   int g = mem_guarded(o);
   const char *fmt = luaL_checkstring(L, 2);
-  lua_Integer ipos = luaL_optinteger(L, 3, 0);
-  luaL_argcheck(L, ipos >= 0 && (uint64_t)ipos <= (uint64_t)ld, 3, "offset out of range");
-  size_t pos = (size_t)ipos;
+  size_t pos = arg_offset(L, 3, luaL_optinteger(L, 3, 0), ld);
   int little;
   size_t size1;
   KOpt opt1;

@@ -205,7 +205,7 @@ static Owner *check_block(lua_State *L, int idx, Allocator *a) {
   size_t len;
   Buffer *b;
   buf_span(L, idx, &len, &b);
-  luaL_argcheck(L, !b->isview, idx, "cannot use a view as a block (pass the block it views)");
+  buf_need_root(L, idx, b, "use a view as a block", "pass the block");
   check_mine(L, idx, b, a);
   return b->o;
 }

@@ -123,6 +123,7 @@ size_t arg_size(lua_State *L, int idx);
 size_t arg_optsize(lua_State *L, int idx, size_t def);
 void push_weak_registry(lua_State *L, const void *key);
 lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, const char *what);
+size_t arg_offset(lua_State *L, int idx, lua_Integer o, size_t size);
 void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len);
 int arg_byte(lua_State *L, int idx);
 const char *arg_cstring(lua_State *L, int idx);
@@ -163,6 +164,8 @@ Owner *buf_newroot_charged(lua_State *L, const MemKind *kind, size_t n);
 void late_note(lua_State *L);
 void owner_open(lua_State *L, Owner *o, void *base, size_t size);
 Buffer *buf_check(lua_State *L, int idx);
+/* Raises "cannot <act> (<redo> it views)" at idx when b is a view where a root is needed. */
+void buf_need_root(lua_State *L, int idx, const Buffer *b, const char *act, const char *redo);
 /* The length of b's window (a root spans its whole Owner). */
 static inline size_t buf_len(const Buffer *b) { return b->isview ? b->len : b->o->size; }
 /* Upvalue convention, which buf_test relies on for its fast path: upvalue 1 of every C function
@@ -228,6 +231,8 @@ void mem_copy(lua_State *L, const Owner *dsto, void *dst, const Owner *srco, con
               size_t n);
 void mem_access(lua_State *L, const Owner *o, void (*fn)(void *), void *arg, const void *p,
                 size_t n);
+/* Pushes n bytes at offset off of the buffer at 1 (Owner o) as a string, guarded (bufops.c). */
+void mem_pushbytes(lua_State *L, const Owner *o, size_t off, size_t n);
 const unsigned char *mem_find(lua_State *L, const Owner *o, const unsigned char *hay,
                               size_t haylen, const char *needle, size_t nlen);
 

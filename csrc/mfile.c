@@ -186,15 +186,17 @@ static int mfile_truncate(lua_State *L) {
   return 1;
 }
 
-static int mfile_size(lua_State *L) {
-  MFile *f = check_open(L, 1);
+/* Pushes the size of what fd names (fstat's), or nil, "fstat: ...", errno: f:size, core.fdsize. */
+static int push_fdsize(lua_State *L, int fd) {
   off_t size;
   int regular;
-  int err = sys_fdsize(f->fd, &size, &regular);
+  int err = sys_fdsize(fd, &size, &regular);
   if (err) return push_syserror(L, "fstat", err);
   lua_pushinteger(L, (lua_Integer)size);
   return 1;
 }
+
+static int mfile_size(lua_State *L) { return push_fdsize(L, check_open(L, 1)->fd); }
 
 static int mfile_fileno(lua_State *L) {
   lua_pushinteger(L, check_open(L, 1)->fd);
@@ -265,12 +267,7 @@ static int mfile_fdsize(lua_State *L) {
   int flush_err;
   int fd = mfile_arg_fd(L, 1, &flush_err);
   if (flush_err) return mfile_flush_refusal(L, flush_err, "mapped");
-  off_t size;
-  int regular;
-  int err = sys_fdsize(fd, &size, &regular);
-  if (err) return push_syserror(L, "fstat", err);
-  lua_pushinteger(L, (lua_Integer)size);
-  return 1;
+  return push_fdsize(L, fd);
 }
 
 static const luaL_Reg mfile_funcs[] = {

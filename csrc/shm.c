@@ -127,7 +127,7 @@ static int shm_shmdt(lua_State *L) {
   if (b->o->kind != &shm_kind)
     return luaL_argerror(L, 1, lua_pushfstring(L, "shmdt needs a shared memory attachment "
                                                   "(this buffer is %s memory)", b->o->kind->name));
-  luaL_argcheck(L, !b->isview, 1, "cannot detach a view (detach the attachment it views)");
+  buf_need_root(L, 1, b, "detach a view", "detach the attachment");
   return buf_free_at(L, 1);
 }
 
