@@ -82,8 +82,7 @@ static Owner *check_heapblock(lua_State *L, int idx, const char *verb) {
   size_t len;
   Buffer *b;
   buf_span(L, idx, &len, &b);
-  if (b->isview)
-    luaL_argerror(L, idx, lua_pushfstring(L, "cannot %s a view (pass the block it views)", verb));
+  if (b->isview) buf_need_root(L, idx, b, lua_pushfstring(L, "%s a view", verb), "pass the block");
   if (b->o->kind != &heap_kind)
     luaL_argerror(L, idx, lua_pushfstring(L, "not a heap block (kind %s)", b->o->kind->name));
   return b->o;

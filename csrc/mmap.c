@@ -468,7 +468,7 @@ static int mmap_mmap(lua_State *L) {
 static Buffer *check_mapping_root(lua_State *L, int idx, const char *fname) {
   Buffer *b = buf_check(L, idx);
   need_mapping(L, idx, b, fname);
-  luaL_argcheck(L, !b->isview, idx, "cannot unmap a view (unmap the mapping it views)");
+  buf_need_root(L, idx, b, "unmap a view", "unmap the mapping");
   return b;
 }
 
@@ -590,7 +590,7 @@ static int file_end_refusal(lua_State *L, Owner *o, void *p, size_t newmap) {
 static int mmap_remap(lua_State *L) {
   Buffer *b;
   Owner *o = check_mapping(L, 1, "remap", &b);
-  luaL_argcheck(L, !b->isview, 1, "cannot remap a view (remap the mapping it views)");
+  buf_need_root(L, 1, b, "remap a view", "remap the mapping");
   size_t newlen = arg_size(L, 2);
   int may_move = lua_toboolean(L, 3);
   MapInfo *mi = MAPINFO(o);

@@ -463,7 +463,7 @@ static int snap_new(lua_State *L) {
   Buffer *b;
   Owner *o = check_mapping(L, 1, "snapshot", &b);
   MapInfo *mi = MAPINFO(o);
-  luaL_argcheck(L, !b->isview, 1, "cannot snapshot a view (snapshot the mapping it views)");
+  buf_need_root(L, 1, b, "snapshot a view", "snapshot the mapping");
   if ((mi->flags & MAP_SHARED_VALIDATE) != MAP_PRIVATE && !(mi->flags & MAP_ANONYMOUS))
     return luaL_error(L, "snapshot needs a private or anonymous mapping (this one is a shared "
                          "file mapping: another process could change it unseen)");
