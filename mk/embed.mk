@@ -8,5 +8,5 @@ $(BUILD)/embed/embed_test: spec/c/embed_test.c spec/c/tap.h mk/embed.mk Makefile
 embed-test: $(BUILD)/memlab/core.so $(BUILD)/embed/embed_test
 	@ASAN_OPTIONS=detect_leaks=0:allow_user_segv_handler=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $(BUILD)/embed/embed_test "$(CURDIR)" "$(CURDIR)/$(BUILD)"
+	  $(BUILD)/embed/embed_test "$(CURDIR)" "$(abspath $(BUILD))"
 .PHONY: embed-test

@@ -14,5 +14,5 @@ $(BUILD)/oom/oom_lua: spec/c/oom_lua.c spec/c/oom_snippets.h spec/c/tap.h mk/tes
 
 oom-test: $(BUILD)/memlab/core.so $(BUILD)/oom/oom_lua
 	@ASAN_OPTIONS=$(OOM_ASAN_OPTIONS) UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $(BUILD)/oom/oom_lua "$(CURDIR)" "$(CURDIR)/$(BUILD)"
+	  $(BUILD)/oom/oom_lua "$(CURDIR)" "$(abspath $(BUILD))"
 .PHONY: oom-test
