@@ -96,14 +96,6 @@ lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, con
   return v;
 }
 
-/* The offset o, read from argument idx, as a position in `size` bytes: 0 to size (just past the
- * end included), or raises "offset out of range". The caller reads o (luaL_checkinteger or
- * luaL_optinteger) when its other arguments allow: the order of their errors stays its own. */
-size_t arg_offset(lua_State *L, int idx, lua_Integer o, size_t size) {
-  luaL_argcheck(L, o >= 0 && (uint64_t)o <= (uint64_t)size, idx, "offset out of range");
-  return (size_t)o;
-}
-
 /* A range (offset, length) within `size` bytes: offset defaults to 0, length to "the rest".
  * Both are checked as integers before any conversion; off + len never wraps. */
 void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len) {
