@@ -49,7 +49,7 @@ M.free(buffer)
 local huge = 1 << 62
 local big, msg, code = M.malloc(huge)
 if not big then
-  print(msg)                      -- what perror("malloc") prints
+  print(msg)                      -- perror("malloc")'s words, then memlab's why in parentheses
 end
 print(("M.malloc(%d) -> %s, %q, %s"):format(huge, tostring(big), tostring(msg), tostring(code)))
 lab.check("an impossible size gives nil", big == nil)
