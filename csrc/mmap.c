@@ -182,6 +182,8 @@ static int map_holds(const Owner *o, uintptr_t addr, size_t len) {
   return addr >= (uintptr_t)o->base && len <= maplen && addr - (uintptr_t)o->base <= maplen - len;
 }
 
+static int depth_in(const Owner *o, const Owner *anc);
+
 /* Finds the live mapping holding [addr, addr+len) and pushes its root buffer; NULL (nothing
  * pushed) when no mapping of this state holds the whole range. Of mappings placed inside one
  * another (MAP_FIXED), the innermost: the one whose pages these are. */
@@ -201,7 +203,8 @@ Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
       continue;
     }
     if (o->kind == &mmap_kind && map_holds(o, addr, len) &&
-        (!best || MAPINFO(o)->maplen < MAPINFO(best)->maplen)) {
+        (!best || MAPINFO(o)->maplen < MAPINFO(best)->maplen ||
+         (MAPINFO(o)->maplen == MAPINFO(best)->maplen && depth_in(o, best)))) {
       best = o;
       lua_copy(L, -1, res);
     }
@@ -315,6 +318,27 @@ void mmap_after_fork(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* Whether a live mapping placed inside another (MAP_FIXED) meets [addr, addr+len) without being
+ * `parent` or one of its ancestors: a new MAP_FIXED mapping there would take over part of that
+ * mapping's pages, which it goes on treating as its own (its unmap would hand them back, under
+ * the new mapping's feet and past its armed snapshot). */
+static int meets_inner(lua_State *L, const Owner *parent, uintptr_t addr, size_t len) {
+  if (!NESTED()) return 0;
+  int found = 0;
+  push_registry(L);
+  lua_pushnil(L);
+  while (!found && lua_next(L, -2)) {
+    const Owner *c = (const Owner *)lua_touserdata(L, -2);
+    if (c->kind == &mmap_kind && c->parent && owner_alive(c) && c != parent && !depth_in(parent, c)) {
+      uintptr_t lo = (uintptr_t)c->base, hi = lo + MAPINFO(c)->maplen;
+      found = lo < addr + len && addr < hi;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, found ? 2 : 1);
+  return found;
+}
+
 /* Raises unless the buffer b at idx (live or not) is a mapping's. */
 static void need_mapping(lua_State *L, int idx, const Buffer *b, const char *fname) {
   if (b->o->kind != &mmap_kind)
@@ -418,6 +442,10 @@ static int mmap_mmap(lua_State *L) {
                            "that is not a mapping of yours (place it inside a buffer from "
                            "M.mmap)", (void *)addr);
     parent_idx = lua_gettop(L);
+    if (meets_inner(L, parent, addr, maplen))
+      return luaL_error(L, "mmap: MAP_FIXED at %p is refused: it would take over part of another "
+                           "mapping placed inside with MAP_FIXED (unmap that one first, or place "
+                           "the new one inside it)", (void *)addr);
     if (snap_armed_in((const unsigned char *)addr, maplen))
       return luaL_error(L, "mmap: MAP_FIXED at %p is refused: that range has a snapshot armed, "
                            "whose pages it would replace unseen (free the snapshot first)",

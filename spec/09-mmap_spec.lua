@@ -1245,6 +1245,51 @@ describe("MAP_FIXED", function()
     assert.equal("freed buffer", M.type(parent))
   end)
 
+  it("of the same size as the mapping it sits in: by address, the inner one always (outside review)", function()
+    -- two mappings over one range: the one placed inside is the innermost, whatever order the
+    -- registry walks them in (it once chose by size alone, and a tie went either way)
+    local inner_died = 0
+    for i = 1, 40 do
+      local keep = {}
+      for j = 1, i % 7 do keep[j] = anon(1) end -- vary the registry's contents
+      local outer = anon(1)
+      local inner = assert(M.mmap(outer:address(), ps, RW, PA | M.MAP_FIXED, -1, 0))
+      assert(M.munmap(outer:address(), ps))
+      assert.is_true(outer:valid())
+      if not inner:valid() then inner_died = inner_died + 1 end
+      -- and a third placed there sits inside the inner one
+      outer:free()
+      for _, k in ipairs(keep) do k:free() end
+    end
+    assert.equal(40, inner_died)
+    local outer = anon(1)
+    local inner = assert(M.mmap(outer:address(), ps, RW, PA | M.MAP_FIXED, -1, 0))
+    local third = assert(M.mmap(outer:address(), ps, RW, PA | M.MAP_FIXED, -1, 0))
+    assert.is_true(inner:mapinfo().holds)
+    inner:free()
+    assert.equal("freed buffer", M.type(third))
+    outer:free()
+  end)
+
+  it("over part of a mapping placed inside the same one raises (outside review)", function()
+    -- the new mapping would take pages the other goes on calling its own: unmapping that one
+    -- handed them back under the new one's feet, past its armed snapshot
+    local parent = anon(4)
+    local c2 = assert(M.mmap(parent:address() + ps, 2 * ps, RW, PA | M.MAP_FIXED, -1, 0))
+    for _, place in ipairs { { 0, 2 }, { 2, 2 }, { 0, 4 }, { 1, 3 } } do
+      H.raises("would take over part of another mapping placed inside with MAP_FIXED", M.mmap,
+               parent:address() + place[1] * ps, place[2] * ps, RW, PA | M.MAP_FIXED, -1, 0)
+    end
+    -- inside it, or beside it, is fine
+    local inside = assert(M.mmap(c2:address(), ps, RW, PA | M.MAP_FIXED, -1, 0))
+    local beside = assert(M.mmap(parent:address(), ps, RW, PA | M.MAP_FIXED, -1, 0))
+    beside:write(0, "A")
+    c2:free()
+    assert.equal("freed buffer", M.type(inside))
+    assert.equal("A", beside:read(0, 1))
+    parent:free()
+  end)
+
   it("inside a mapping replaces that range with the new mapping", function()
     local parent = anon(4)
     parent:fill(0x41)
