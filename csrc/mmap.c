@@ -103,18 +103,35 @@ static int hand_back(Owner *o) {
   for (size_t i = 0; i < n; i = protmap_runend(p->protmap, first + i) - first)
     prot0 &= protmap_get(p->protmap, first + i);
   void *out;
-  int err = sys_mmap(o->base, n * ps, prot_to_sys(prot0), MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                     -1, 0, &out);
+  int err = mi->aside /* a shared parent's own pages, moved back (PROT_NONE while aside) */
+              ? sys_mremap_to(mi->aside, n * ps, n * ps, o->base, &out)
+              : sys_mmap(o->base, n * ps, prot_to_sys(prot0),
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0, &out);
   if (err) return err;
+  unsigned have = mi->aside ? 0 : prot0;
+  mi->aside = NULL;
   for (size_t i = 0; i < n;) {
     unsigned prot = protmap_get(p->protmap, first + i);
     size_t j = protmap_runend(p->protmap, first + i) - first;
     if (j > n) j = n;
-    if (prot != prot0 && sys_mprotect(o->base + i * ps, (j - i) * ps, prot_to_sys(prot)))
-      protmap_set(&MAPINFO(p)->pm, first + i, j - i, prot0);
+    if (prot != have && sys_mprotect(o->base + i * ps, (j - i) * ps, prot_to_sys(prot)))
+      protmap_set(&MAPINFO(p)->pm, first + i, j - i, have);
     i = j;
   }
   return 0;
+}
+
+/* Before a mapping is placed (MAP_FIXED) at [addr, addr+len) of a shared mapping: a second
+ * mapping of the same pages (mremap with an old size of 0 makes one of a shared mapping's
+ * pages), made inaccessible, in *aside. The new mapping's unmap moves it back, so that the range
+ * shares again what other processes and the file kept seeing (zero pages would cut it off for
+ * good). 0 or an errno (a device mapping cannot be duplicated, say). */
+static int keep_aside(void *addr, size_t len, void **aside) {
+  int err = sys_mremap(addr, 0, len, MREMAP_MAYMOVE, aside);
+  if (err) return err;
+  err = sys_mprotect(*aside, len, PROT_NONE);
+  if (err) sys_munmap(*aside, len);
+  return err;
 }
 
 /* Gives a mapping back (a MAP_FIXED child to its parent, see hand_back). The armed snapshots
@@ -148,6 +165,7 @@ static void mmap_forget(lua_State *L, Owner *o) {
   lua_pop(L, 1);
   MapInfo *mi = MAPINFO(o);
   if (mi) {
+    if (mi->aside) sys_munmap(mi->aside, mi->maplen); /* its parent died first: not moved back */
     if (o->parent) __atomic_fetch_sub(&g_nested, 1, __ATOMIC_RELAXED); /* once: ctx goes next */
     snap_on_release(o);
     protmap_free(&mi->pm);
@@ -466,14 +484,20 @@ static int mmap_mmap(lua_State *L) {
     return luaL_error(L, "mmap: MAP_FIXED at %p is refused: that range has a snapshot armed, "
                          "whose pages it would replace unseen (free the snapshot first)",
                       (void *)addr);
-  void *p;
-  int err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
-                     (off_t)offset, &p);
+  void *p, *aside = NULL;
+  int err = parent && (MAPINFO(parent)->flags & MAP_SHARED) ? keep_aside((void *)addr, maplen, &aside) : 0;
+  if (err)
+    return push_syserrorf(L, "mremap", err, "MAP_FIXED inside a shared mapping: its pages there "
+                          "could not be kept aside, for the new mapping's unmap to give them back; "
+                          "nothing was mapped");
+  err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd, (off_t)offset, &p);
+  if (err && aside) sys_munmap(aside, maplen);
   /* over the limit: EAGAIN (MAP_LOCKED, MCL_FUTURE); EPERM when the limit is 0 (MAP_LOCKED) */
   if (err == EAGAIN || (err == EPERM && (flags & MAP_LOCKED)))
     return lock_error(L, "mmap", err, maplen);
   if (err) return nomem_error(L, "mmap", err, maplen, map_counts((prot & PROT_WRITE) != 0, (int)flags, (flags & MAP_SHARED) && anonymous));
   mi->maplen = maplen;
+  mi->aside = aside;
   /* a shared mapping of no file or of a device (/dev/zero) has a memory object of this size */
   if ((flags & MAP_SHARED) && (anonymous || !regular)) mi->shared_anon = maplen;
   mi->flags = (int)flags;

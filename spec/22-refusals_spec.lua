@@ -354,6 +354,40 @@ describe("a mapping placed inside another (MAP_FIXED) when the kernel refuses", 
   end)
 end)
 
+describe("a mapping placed inside a shared one (MAP_FIXED) when the kernel refuses", function()
+  local SHARED = "local p = assert(M.mmap(nil, 4 * ps, M.PROT_READ | M.PROT_WRITE, "
+    .. "M.MAP_SHARED | M.MAP_ANONYMOUS, -1, 0)) p:fill(0x53) "
+  it("to keep the shared pages aside: nothing is placed, the parent's pages untouched", function()
+    local v, out = run("mremap:1", SHARED .. [[
+      local n0 = #M.maps()
+      local c, msg, code = refusing(M.mmap, p:address() + ps, ps, M.PROT_READ | M.PROT_WRITE,
+                                    M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0)
+      return c, msg, code, p:read(ps, 1), tostring(#M.maps() == n0)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("^mremap: Cannot allocate memory %(MAP_FIXED inside a shared mapping: its pages "
+                   .. "there could not be kept aside", v[2])
+    assert.equal(tostring(require("memlab").ENOMEM), v[3], out)
+    assert.equal("S", v[4], out)
+    assert.equal("true", v[5], out) -- no mapping left behind
+  end)
+
+  it("to move them back: c:unmap() fails, c keeps its contents, and a second try gives them back", function()
+    local v, out = run("mremap:1", SHARED .. [[
+      local c = assert(M.mmap(p:address() + ps, ps, M.PROT_READ | M.PROT_WRITE,
+                              M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0))
+      c:write(0, "C")
+      local ok, msg = refusing(c.unmap, c)
+      local alive, inside = tostring(c:valid()), c:read(0, 1)
+      assert(c:unmap())
+      return ok, msg, alive, inside, p:read(ps, 1), kperm(p, 1)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("^mmap: Cannot allocate memory", v[2])
+    assert.same({ "true", "C", "S", "rw-" }, { v[3], v[4], v[5], v[6] }, out)
+  end)
+end)
+
 describe("memlab's free list when the kernel refuses", function()
   it("unmapping a large block: b:free() fails, the block lives on, a:check() holds", function()
     local v, out = run("munmap:1", [[
