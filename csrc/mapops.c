@@ -7,11 +7,9 @@
  * count as writes: they zero private pages. */
 #include <errno.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 
 #include "mapping.h"
 #include "sys.h"

@@ -118,7 +118,7 @@ static int future_locked(void) {
   unsigned char in = 0;
   int err = sys_mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &p);
   if (err) return err == EAGAIN ? -1 : 0;
-  if (mincore(p, ps, &in) != 0) in = 0;
+  if (sys_mincore(p, ps, &in) != 0) in = 0;
   sys_munmap(p, ps);
   return in & 1;
 }

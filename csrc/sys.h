@@ -6,7 +6,8 @@
  * - Some calls are made where they are used, each translated at once: proc.c (M.clock's
  *   clock_gettime, M.rusage, M._exit, M.getpid, M.exepath's readlink, core.readproc's open,
  *   fstat and read, M.getrlimit); mfile.c (core.openpath's open and stat, the fstat and fcntl of
- *   its checks); mapops.c (/proc/self/status and getrlimit, for an mlock's error message);
+ *   its checks); nomem.c (getrlimit and /proc/self/status, /proc/meminfo, /proc/sys/vm and
+ *   /proc/self/maps, for the message of a refusal for want of memory);
  *   mmap.c (/proc/self/maps and getrlimit, for the stack's room); snapshot.c (mprotect in the
  *   fault claimer, which runs in a signal handler; /proc/self/pagemap); guard.c (the signal
  *   handlers and their alternate stacks). The allocators' page source, csrc/alloc/pagesrc.c,
