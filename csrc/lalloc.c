@@ -68,12 +68,21 @@ void alloc_opened(lua_State *L, Allocator *a) {
   owner_open(L, &a->arena, (void *)(uintptr_t)base, size);
 }
 
+/* What a page source's refused request counts against (nomem.h): its pages are private and
+ * writable, committed, and a large block is a mapping of its own. */
+#define SRC_COUNTS (NOMEM_DATA | NOMEM_COMMIT | NOMEM_MAPS)
+
 int alloc_failure(lua_State *L, Allocator *a, const char *what) {
   int src_err = 0;
   ml_status st = a->ops->lasterr(&a->u, &src_err);
   int code = st == ML_ENOMEM ? ENOMEM : EINVAL;
-  lua_pushnil(L);
-  if (src_err == EAGAIN) /* an mmap's EAGAIN: a locked mapping over RLIMIT_MEMLOCK */
+  size_t len = a->src.last_len;
+  const char *why = (src_err == ENOMEM || src_err == EAGAIN) && len ? nomem_why(L, len, SRC_COUNTS)
+                                                                   : NULL;
+  if (why)
+    lua_pushfstring(L, "%s: %s (the page source said: %s; %s)", what, ml_strstatus(st),
+                    strerror(src_err), why);
+  else if (src_err == EAGAIN) /* an mmap's EAGAIN: a locked mapping over RLIMIT_MEMLOCK */
     lua_pushfstring(L, "%s: %s (the page source said: %s; under M.mlockall(M.MCL_FUTURE) every "
                     "new mapping is locked, and RLIMIT_MEMLOCK bounds them: see `ulimit -l`)",
                     what, ml_strstatus(st), strerror(src_err));
@@ -82,13 +91,17 @@ int alloc_failure(lua_State *L, Allocator *a, const char *what) {
                     strerror(src_err));
   else
     lua_pushfstring(L, "%s: %s", what, ml_strstatus(st));
+  if (why) lua_remove(L, -2);
+  lua_pushnil(L);
+  lua_insert(L, -2);
   lua_pushinteger(L, code);
   return 3;
 }
 
-int alloc_srcerror(lua_State *L, const char *what, int err) {
+int alloc_srcerror(lua_State *L, Allocator *a, const char *what, int err) {
   if (err == EAGAIN) return lock_error(L, what, err, SIZE_MAX / 2); /* locked: the limit */
-  return push_syserror(L, what, err);
+  /* the reservation: address space only (PROT_NONE, nothing committed) */
+  return nomem_error(L, what, err, a->src.last_len, NOMEM_MAPS);
 }
 
 /* Raises "bad argument #1 to 'freelist' (k: why)", as M.map names its fields; why may hold one

@@ -66,11 +66,13 @@ Allocator *alloc_check(lua_State *L, int idx, const AllocOps *only);
 Owner *alloc_newblock(lua_State *L, int ai, Allocator *a);
 /* Pushes { {offset, size, state, addr} ... } of the live allocator at 1, walked by walkfn. */
 int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn, int runs);
-/* Pushes nil, "<name>: <status text>", code for the last failed call (code an errno). */
+/* Pushes nil, "<name>: <status text>", code for the last failed call (code an errno); when the
+ * page source was refused, what it said and, for want of memory, the limit (nomem.h). */
 int alloc_failure(lua_State *L, Allocator *a, const char *what);
 /* Pushes nil, "<what>: <strerror>", err for a page source that could not be set up, naming
- * RLIMIT_MEMLOCK for an mmap's EAGAIN (every new mapping locked under M.mlockall(MCL_FUTURE)). */
-int alloc_srcerror(lua_State *L, const char *what, int err);
+ * RLIMIT_MEMLOCK for an mmap's EAGAIN (every new mapping locked under M.mlockall(MCL_FUTURE))
+ * and the limit a refused reservation would pass. */
+int alloc_srcerror(lua_State *L, Allocator *a, const char *what, int err);
 /* Raises "bad argument #1 to '<constructor>' (k: why)"; why's %s: the value on the top. */
 int alloc_opterror(lua_State *L, const char *k, const char *why);
 /* The options table at 1: a non-negative integer field (def when absent; anything else raises). */

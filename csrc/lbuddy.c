@@ -78,7 +78,7 @@ static int lbd_new(lua_State *L) {
   if (!cfg.initial && size < BD_DEFAULT_INITIAL) cfg.initial = size;
   Allocator *a = alloc_new(L, &bd_ops);
   int err = ml_src_init_mmap(&a->src, size, size);
-  if (err) return alloc_srcerror(L, "buddy", err);
+  if (err) return alloc_srcerror(L, a, "buddy", err);
   if (bd_init(&a->u.bd, &a->src, &cfg) != ML_OK) return alloc_failure(L, a, "buddy");
   bd_set_cache(&a->u.bd, (int)cache);
   alloc_opened(L, a);

@@ -93,7 +93,7 @@ static int lfl_new(lua_State *L) {
                           "thread: glibc's malloc moves the break too, under a lock of its own");
   Allocator *a = alloc_new(L, &fl_ops);
   int err = sbrk ? ml_src_init_sbrk(&a->src, size) : ml_src_init_mmap(&a->src, size, 0);
-  if (err) return alloc_srcerror(L, "freelist", err);
+  if (err) return alloc_srcerror(L, a, "freelist", err);
   if (fl_init(&a->u.fl, &a->src, &cfg) != ML_OK) return alloc_failure(L, a, "freelist");
   alloc_opened(L, a);
   return 1;

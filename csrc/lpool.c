@@ -68,7 +68,7 @@ static int lpool_new(lua_State *L) {
     reserve = cfg.max_blocks * stride;
   Allocator *a = alloc_new(L, &pool_ops);
   int err = ml_src_init_mmap(&a->src, reserve, 0);
-  if (err) return alloc_srcerror(L, "pool", err);
+  if (err) return alloc_srcerror(L, a, "pool", err);
   if (pool_init(&a->u.pool, &a->src, &cfg) != ML_OK) return alloc_failure(L, a, "pool");
   alloc_opened(L, a);
   return 1;

@@ -161,8 +161,7 @@ static const char *commit_why(lua_State *L, size_t len, unsigned counts) {
   return NULL;
 }
 
-/* Why a request of len more bytes was refused, pushed, or NULL (nothing pushed). */
-static const char *nomem_why(lua_State *L, size_t len, unsigned counts) {
+const char *nomem_why(lua_State *L, size_t len, unsigned counts) {
   Status st = read_status();
   int future = future_locked();
   size_t lock = soft_limit(RLIMIT_MEMLOCK), as = soft_limit(RLIMIT_AS);

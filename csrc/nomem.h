@@ -24,6 +24,10 @@ enum { NOMEM_DATA = 1, NOMEM_COMMIT = 2, NOMEM_STRICT = 4, NOMEM_MAPS = 8 };
  * none of them explains it. */
 int nomem_error(lua_State *L, const char *what, int err, size_t len, unsigned counts);
 
+/* Why a request of len more bytes was refused, as nomem_error says it, pushed; NULL (nothing
+ * pushed) when no limit explains it. */
+const char *nomem_why(lua_State *L, size_t len, unsigned counts);
+
 /* The same for moving the program break from brk up to target, refused with err: it names first
  * a mapping lying in the way (the break grows only into free address space), then the limits. */
 int nomem_break_error(lua_State *L, const char *what, int err, uintptr_t brk, uintptr_t target);

@@ -88,6 +88,29 @@ describe("a request refused for want of memory", function()
     end
   end)
 
+  it("names the limit for memlab's allocators too: a reservation, a block of its own", function()
+    if not natively() then return end
+    local out = H.run_lua([[
+      local M = require "memlab"
+      print("reserve", select(2, M.freelist { size = 1 << 30 }))
+      local a = assert(M.freelist {})
+      print("block", select(2, a:alloc(512 << 20)))   -- mapped on its own
+      print("buddy", select(2, M.buddy { size = 1 << 28 })) -- reserved twice over, to align it
+    ]], "ulimit -v 400000; ")
+    local r = results(out)
+    assert.matches("^freelist: Cannot allocate memory %(RLIMIT_AS allows 409600000 bytes", r.reserve or out)
+    assert.matches("^freelist: out of memory %(the page source said: Cannot allocate memory; RLIMIT_AS "
+                   .. "allows 409600000 bytes", r.block or out)
+    assert.matches("^buddy: Cannot allocate memory %(RLIMIT_AS allows 409600000 bytes", r.buddy or out)
+    local dout = H.run_lua([[
+      local M = require "memlab"
+      local a = assert(M.freelist {})
+      print("block", select(2, a:alloc(128 << 20)))
+    ]], "ulimit -d 65536; ")
+    assert.matches("^freelist: out of memory %(the page source said: Cannot allocate memory; RLIMIT_DATA "
+                   .. "allows 67108864 bytes of data", results(dout).block or dout)
+  end)
+
   it("names RLIMIT_MEMLOCK under M.mlockall(M.MCL_FUTURE) for malloc and sbrk (outside review)", function()
     if not natively() then return end
     local v, out = H.memlocked_values(64, [[

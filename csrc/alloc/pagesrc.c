@@ -138,6 +138,15 @@ static void src_zero(ml_pagesrc *s, ml_srckind kind)
 static int src_fail(ml_pagesrc *s, int err)
 {
     s->last_err = err;
+    s->last_len = 0;
+    return err;
+}
+
+/* A failure of the kernel's to give len more bytes. */
+static int src_refused(ml_pagesrc *s, int err, size_t len)
+{
+    src_fail(s, err);
+    s->last_len = len;
     return err;
 }
 
@@ -148,7 +157,8 @@ int ml_src_init_mmap(ml_pagesrc *s, size_t reserve, size_t align)
     size_t len = ml_align_up(reserve, s->pagesize);
     void *p = NULL;
     int err = ml_sys_reserve(len, align, &p, &s->syscalls);
-    if (err) return src_fail(s, err);
+    /* (what the kernel was asked: the alignment's slack too, ml_sys_reserve) */
+    if (err) return src_refused(s, err, align > s->pagesize ? len + align : len);
     s->base = s->top = s->resv = p;
     s->resvlen = s->reserved = len;
     return 0;
@@ -206,7 +216,7 @@ int ml_src_grow(ml_pagesrc *s, size_t n, void **old)
     } else {
         err = EINVAL;
     }
-    if (err) return src_fail(s, err);
+    if (err) return src_refused(s, err, err == EINVAL || err == EBUSY ? 0 : n);
     *old = s->top;
     s->top += n;
     s->committed += n;
@@ -248,7 +258,7 @@ int ml_src_map(ml_pagesrc *s, size_t len, int charged, void **out)
     if (len == 0 || len % s->pagesize) return src_fail(s, EINVAL);
     int err = ml_sys_map(len, charged, out);
     s->syscalls++;
-    if (err) return src_fail(s, err);
+    if (err) return src_refused(s, err, len);
     s->mapped += len;
     return 0;
 }
@@ -277,7 +287,7 @@ int ml_src_remap(ml_pagesrc *s, void *old, size_t oldlen, size_t newlen, void **
     if (newlen == 0 || newlen % s->pagesize) return src_fail(s, EINVAL);
     int err = ml_sys_remap(old, oldlen, newlen, out);
     s->syscalls++;
-    if (err) return src_fail(s, err);
+    if (err) return src_refused(s, err, newlen > oldlen ? newlen - oldlen : 0);
     s->mapped = s->mapped - oldlen + newlen;
     return 0;
 }

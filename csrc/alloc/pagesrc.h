@@ -82,6 +82,8 @@ typedef struct ml_pagesrc {
     size_t resvlen;
     uint64_t syscalls;   /* system calls made (sbrk(0) queries are not counted) */
     int last_err;        /* errno of the last failure, 0 if none */
+    size_t last_len;     /* bytes the kernel was asked for in that failure (a reservation, a
+                          * growth, a mapping), 0 when it was none of these: for its message */
     size_t kept;         /* bytes of mappings the kernel refused to unmap, given up
                           * (ml_src_unmap_anyway) */
     int kept_err;        /* the errno of the last such refusal */
