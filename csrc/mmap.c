@@ -125,7 +125,7 @@ static int hand_back(Owner *o) {
  * mapping of the same pages (mremap with an old size of 0 makes one of a shared mapping's
  * pages), made inaccessible, in *aside. The new mapping's unmap moves it back, so that the range
  * shares again what other processes and the file kept seeing (zero pages would cut it off for
- * good). 0 or an errno (a device mapping cannot be duplicated, say). */
+ * good). 0 or an errno (a device mapping cannot be duplicated, nor any under valgrind). */
 static int keep_aside(void *addr, size_t len, void **aside) {
   int err = sys_mremap(addr, 0, len, MREMAP_MAYMOVE, aside);
   if (err) return err;
@@ -485,12 +485,12 @@ static int mmap_mmap(lua_State *L) {
                          "whose pages it would replace unseen (free the snapshot first)",
                       (void *)addr);
   void *p, *aside = NULL;
-  int err = parent && (MAPINFO(parent)->flags & MAP_SHARED) ? keep_aside((void *)addr, maplen, &aside) : 0;
-  if (err)
-    return push_syserrorf(L, "mremap", err, "MAP_FIXED inside a shared mapping: its pages there "
-                          "could not be kept aside, for the new mapping's unmap to give them back; "
-                          "nothing was mapped");
-  err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd, (off_t)offset, &p);
+  /* where they cannot be kept aside (a device's mapping; valgrind, whose mremap makes no second
+   * mapping), the range comes back as private zero pages */
+  if (parent && (MAPINFO(parent)->flags & MAP_SHARED) && keep_aside((void *)addr, maplen, &aside))
+    aside = NULL;
+  int err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
+                     (off_t)offset, &p);
   if (err && aside) sys_munmap(aside, maplen);
   /* over the limit: EAGAIN (MAP_LOCKED, MCL_FUTURE); EPERM when the limit is 0 (MAP_LOCKED) */
   if (err == EAGAIN || (err == EPERM && (flags & MAP_LOCKED)))

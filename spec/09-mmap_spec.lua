@@ -1291,6 +1291,9 @@ describe("MAP_FIXED", function()
   end)
 
   it("inside a shared mapping gives the shared pages back when unmapped, not private zeros (outside review)", function()
+    if H.under() == "valgrind" then -- its mremap makes no second mapping: zero pages come back
+      pending("valgrind's mremap cannot duplicate a shared mapping (old size 0)") return
+    end
     -- anonymous: the pages come back with what they held, and shared with other processes again
     local S = assert(M.mmap(nil, 3 * ps, RW, M.MAP_SHARED | M.MAP_ANONYMOUS, -1, 0))
     S:fill(0x53) -- "S"
@@ -1304,7 +1307,9 @@ describe("MAP_FIXED", function()
     if pid == 0 then S:write(ps, "child") M._exit(0) end
     assert.same({ "exit", 0, pid }, { M.waitpid(pid) })
     assert.equal("child", S:read(ps, 5)) -- a private page there would not see it
-    assert.equal(before, #assert(M.maps())) -- one kernel mapping again, nothing kept aside
+    if not H.under() then -- (ASan maps memory of its own meanwhile)
+      assert.equal(before, #assert(M.maps())) -- one kernel mapping again, nothing kept aside
+    end
     -- a file: writes through the mapping reach the file again, and a page made read-only keeps it
     local f = assert(M.memfd_create("memlab-09-aside"))
     assert(f:truncate(3 * ps))
@@ -1327,6 +1332,7 @@ describe("MAP_FIXED", function()
   end)
 
   it("inside a shared mapping that is unmapped first keeps nothing aside once collected", function()
+    if H.under() then pending("ASan and valgrind make mappings of their own meanwhile") return end
     local before = #assert(M.maps())
     local S = assert(M.mmap(nil, 2 * ps, RW, M.MAP_SHARED | M.MAP_ANONYMOUS, -1, 0))
     local C = assert(M.mmap(S:address(), ps, RW, PA | M.MAP_FIXED, -1, 0))
