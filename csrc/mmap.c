@@ -232,21 +232,30 @@ Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
   return best;
 }
 
-/* Whether a live mapping was placed inside o with MAP_FIXED (o is its parent's parent ...). */
-int map_has_inner(lua_State *L, const Owner *o) {
+/* Whether a live mapping placed inside another (MAP_FIXED) satisfies pred(c, ud): a walk of the
+ * registry that allocates nothing. */
+static int any_inner(lua_State *L, int (*pred)(const Owner *c, const void *ud), const void *ud) {
   if (!NESTED()) return 0;
   int found = 0;
   push_registry(L);
   lua_pushnil(L);
   while (!found && lua_next(L, -2)) {
     const Owner *c = (const Owner *)lua_touserdata(L, -2);
-    if (owner_alive(c))
-      for (const Owner *p = c->parent; p && !found; p = p->parent) found = p == o;
+    found = c->kind == &mmap_kind && c->parent && owner_alive(c) && pred(c, ud);
     lua_pop(L, 1);
   }
   lua_pop(L, found ? 2 : 1);
   return found;
 }
+
+static int placed_in(const Owner *c, const void *o) {
+  for (const Owner *p = c->parent; p; p = p->parent)
+    if (p == o) return 1;
+  return 0;
+}
+
+/* Whether a live mapping was placed inside o with MAP_FIXED (o is its parent's parent ...). */
+int map_has_inner(lua_State *L, const Owner *o) { return any_inner(L, placed_in, o); }
 
 /* How deep o lies inside anc (1: placed in it directly), or 0 when anc is none of its parents. */
 static int depth_in(const Owner *o, const Owner *anc) {
@@ -340,21 +349,21 @@ void mmap_after_fork(lua_State *L) {
  * `parent` or one of its ancestors: a new MAP_FIXED mapping there would take over part of that
  * mapping's pages, which it goes on treating as its own (its unmap would hand them back, under
  * the new mapping's feet and past its armed snapshot). */
+typedef struct Placing {
+  const Owner *parent;
+  uintptr_t addr;
+  size_t len;
+} Placing;
+
+static int meets(const Owner *c, const void *ud) {
+  const Placing *pl = (const Placing *)ud;
+  uintptr_t lo = (uintptr_t)c->base, hi = lo + MAPINFO(c)->maplen;
+  return c != pl->parent && !depth_in(pl->parent, c) && lo < pl->addr + pl->len && pl->addr < hi;
+}
+
 static int meets_inner(lua_State *L, const Owner *parent, uintptr_t addr, size_t len) {
-  if (!NESTED()) return 0;
-  int found = 0;
-  push_registry(L);
-  lua_pushnil(L);
-  while (!found && lua_next(L, -2)) {
-    const Owner *c = (const Owner *)lua_touserdata(L, -2);
-    if (c->kind == &mmap_kind && c->parent && owner_alive(c) && c != parent && !depth_in(parent, c)) {
-      uintptr_t lo = (uintptr_t)c->base, hi = lo + MAPINFO(c)->maplen;
-      found = lo < addr + len && addr < hi;
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, found ? 2 : 1);
-  return found;
+  Placing pl = {parent, addr, len};
+  return any_inner(L, meets, &pl);
 }
 
 /* Raises unless the buffer b at idx (live or not) is a mapping's. */
