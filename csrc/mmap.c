@@ -130,6 +130,9 @@ static int keep_aside(void *addr, size_t len, void **aside) {
   int err = sys_mremap(addr, 0, len, MREMAP_MAYMOVE, aside);
   if (err) return err;
   err = sys_mprotect(*aside, len, PROT_NONE);
+  /* the duplicate copies the parent's MADV_DONTFORK: a child of M.fork would lack it, and the
+   * forget's munmap there would hit whatever the child had mapped at that address since */
+  if (!err) err = sys_madvise(*aside, len, MADV_DOFORK);
   if (err) sys_munmap(*aside, len);
   return err;
 }
@@ -494,12 +497,21 @@ static int mmap_mmap(lua_State *L) {
                          "whose pages it would replace unseen (free the snapshot first)",
                       (void *)addr);
   void *p, *aside = NULL;
-  /* where they cannot be kept aside (a device's mapping; valgrind, whose mremap makes no second
-   * mapping), the range comes back as private zero pages */
-  if (parent && (MAPINFO(parent)->flags & MAP_SHARED) && keep_aside((void *)addr, maplen, &aside))
-    aside = NULL;
-  int err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
-                     (off_t)offset, &p);
+  /* where they cannot be kept aside for want of memory, nothing is placed; where they cannot be
+   * at all (a device's mapping; valgrind, whose mremap makes no second mapping), the range comes
+   * back as private zero pages */
+  int err = parent && (MAPINFO(parent)->flags & MAP_SHARED) ? keep_aside((void *)addr, maplen, &aside)
+                                                           : 0;
+  if (err == EAGAIN) return lock_error(L, "mmap", err, maplen); /* a locked parent's copy */
+  if (err == ENOMEM) {
+    const char *why = nomem_why(L, maplen, NOMEM_MAPS); /* (left below the results) */
+    return push_syserrorf(L, "mmap", err, "MAP_FIXED inside a shared mapping: its pages there "
+                          "could not be kept aside, for the new mapping's unmap to give them "
+                          "back%s%s; nothing was mapped", why ? ": " : "", why ? why : "");
+  }
+  if (err) aside = NULL;
+  err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
+                 (off_t)offset, &p);
   if (err && aside) sys_munmap(aside, maplen);
   /* over the limit: EAGAIN (MAP_LOCKED, MCL_FUTURE); EPERM when the limit is 0 (MAP_LOCKED) */
   if (err == EAGAIN || (err == EPERM && (flags & MAP_LOCKED)))

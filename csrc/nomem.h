@@ -18,8 +18,8 @@ enum { NOMEM_DATA = 1, NOMEM_COMMIT = 2, NOMEM_STRICT = 4, NOMEM_MAPS = 8 };
 
 /* The error triple of a request for len more bytes refused with err: for ENOMEM (and EAGAIN from
  * a locked mapping), "what: strerror (why)", naming the limit it would pass: RLIMIT_MEMLOCK
- * under M.mlockall(M.MCL_FUTURE) (found by a PROT_NONE probe mapping of len bytes, which the
- * kernel locks too and refuses with EAGAIN), RLIMIT_AS, RLIMIT_DATA, strict overcommit, a request
+ * under M.mlockall(M.MCL_FUTURE) (found by a one-page probe mapping: the kernel brings it in at
+ * once when new mappings are locked, or refuses it with EAGAIN past the limit), RLIMIT_AS, RLIMIT_DATA, strict overcommit, a request
  * above RAM and swap together under the heuristic one, vm.max_map_count; the bare triple when
  * none of them explains it. */
 int nomem_error(lua_State *L, const char *what, int err, size_t len, unsigned counts);

@@ -208,12 +208,25 @@ static int hook_changed(void *ud) {
   return 0;
 }
 
+/* Whether pid may have been a child of this process: it is gone (reaped), or its parent is us. */
+static int maybe_child(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 1;
+  char line[512];
+  int ppid = -1;
+  const char *end = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL; /* the name may hold ')' */
+  fclose(f);
+  return !end || sscanf(end + 1, " %*c %d", &ppid) != 1 || ppid == (int)getpid();
+}
+
 /* waitpid's error; ECHILD with SIGCHLD ignored says why: the kernel then reaps every child
- * itself, keeping no status to wait for. */
-static int waitpid_error(lua_State *L, int err) {
+ * itself, keeping no status to wait for (for a pid, only when it may have been a child). */
+static int waitpid_error(lua_State *L, pid_t pid, int err) {
   struct sigaction sa;
   if (err == ECHILD && sigaction(SIGCHLD, NULL, &sa) == 0 &&
-      (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT)))
+      (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT)) && (pid <= 0 || maybe_child(pid)))
     return push_syserrorf(L, "waitpid", err, "SIGCHLD is ignored%s in this process: the kernel "
                           "reaps its children itself and keeps no status to wait for",
                           sa.sa_handler == SIG_IGN ? "" : " (SA_NOCLDWAIT)");
@@ -232,7 +245,7 @@ static int proc_waitpid(lua_State *L) {
   HookWatch w;
   hook_watch(L, &w);
   int err = sys_waitpid((pid_t)pid, nohang ? WNOHANG : 0, &got, &status, hook_changed, &w);
-  if (err) return waitpid_error(L, err);
+  if (err) return waitpid_error(L, (pid_t)pid, err);
   if (got == 0) {
     lua_pushliteral(L, "running");
     return 1;
