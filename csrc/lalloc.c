@@ -15,7 +15,7 @@
 
 #include "guard.h"
 #include "lalloc.h"
-#include "mapping.h"
+#include "nomem.h"
 
 static const char allocator_key = 'A';
 
@@ -76,16 +76,11 @@ int alloc_failure(lua_State *L, Allocator *a, const char *what) {
   int src_err = 0;
   ml_status st = a->ops->lasterr(&a->u, &src_err);
   int code = st == ML_ENOMEM ? ENOMEM : EINVAL;
-  size_t len = a->src.last_len;
-  const char *why = (src_err == ENOMEM || src_err == EAGAIN) && len ? nomem_why(L, len, SRC_COUNTS)
-                                                                   : NULL;
+  size_t len = a->src.last_len; /* 0: the refusal was the allocator's own, not the kernel's */
+  const char *why = src_err && len ? nomem_why(L, src_err, len, SRC_COUNTS) : NULL;
   if (why)
     lua_pushfstring(L, "%s: %s (the page source said: %s; %s)", what, ml_strstatus(st),
                     strerror(src_err), why);
-  else if (src_err == EAGAIN) /* an mmap's EAGAIN: a locked mapping over RLIMIT_MEMLOCK */
-    lua_pushfstring(L, "%s: %s (the page source said: %s; under M.mlockall(M.MCL_FUTURE) every "
-                    "new mapping is locked, and RLIMIT_MEMLOCK bounds them: see `ulimit -l`)",
-                    what, ml_strstatus(st), strerror(src_err));
   else if (src_err)
     lua_pushfstring(L, "%s: %s (the page source said: %s)", what, ml_strstatus(st),
                     strerror(src_err));
@@ -98,9 +93,8 @@ int alloc_failure(lua_State *L, Allocator *a, const char *what) {
   return 3;
 }
 
+/* (the reservation is address space only: PROT_NONE, nothing committed) */
 int alloc_srcerror(lua_State *L, Allocator *a, const char *what, int err) {
-  if (err == EAGAIN) return lock_error(L, what, err, SIZE_MAX / 2); /* locked: the limit */
-  /* the reservation: address space only (PROT_NONE, nothing committed) */
   return nomem_error(L, what, err, a->src.last_len, NOMEM_MAPS);
 }
 

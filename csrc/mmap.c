@@ -502,9 +502,8 @@ static int mmap_mmap(lua_State *L) {
    * back as private zero pages */
   int err = parent && (MAPINFO(parent)->flags & MAP_SHARED) ? keep_aside((void *)addr, maplen, &aside)
                                                            : 0;
-  if (err == EAGAIN) return lock_error(L, "mmap", err, maplen); /* a locked parent's copy */
-  if (err == ENOMEM) {
-    const char *why = nomem_why(L, maplen, NOMEM_MAPS); /* (left below the results) */
+  if (err == ENOMEM || err == EAGAIN) { /* (EAGAIN: a locked parent's copy) */
+    const char *why = nomem_why(L, err, maplen, NOMEM_MAPS); /* (left below the results) */
     return push_syserrorf(L, "mmap", err, "MAP_FIXED inside a shared mapping: its pages there "
                           "could not be kept aside, for the new mapping's unmap to give them "
                           "back%s%s; nothing was mapped", why ? ": " : "", why ? why : "");
@@ -513,9 +512,9 @@ static int mmap_mmap(lua_State *L) {
   err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
                  (off_t)offset, &p);
   if (err && aside) sys_munmap(aside, maplen);
-  /* over the limit: EAGAIN (MAP_LOCKED, MCL_FUTURE); EPERM when the limit is 0 (MAP_LOCKED) */
-  if (err == EAGAIN || (err == EPERM && (flags & MAP_LOCKED)))
-    return lock_error(L, "mmap", err, maplen);
+  /* over RLIMIT_MEMLOCK: EAGAIN (MAP_LOCKED, MCL_FUTURE: nomem_error says so too); EPERM when
+   * the limit is 0 (MAP_LOCKED) */
+  if (err == EPERM && (flags & MAP_LOCKED)) return lock_error(L, "mmap", err, maplen);
   if (err) return nomem_error(L, "mmap", err, maplen, map_counts((prot & PROT_WRITE) != 0, (int)flags, (flags & MAP_SHARED) && anonymous));
   mi->maplen = maplen;
   mi->aside = aside;
@@ -696,12 +695,11 @@ static int mmap_remap(lua_State *L) {
                           "remap: nothing was remapped");
   void *p;
   err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
-  if (err == EAGAIN && newmap > mi->maplen) return lock_error(L, "mremap", err, newmap - mi->maplen);
   if (err == EFAULT) return several_mappings(L, mi);
   if (err == ENOMEM && !may_move && newmap > mi->maplen)
     return push_syserrorf(L, "mremap", err, "it cannot grow in place (most often because the pages "
                           "after it are in use): b:remap(n, true) lets it move");
-  if (err == ENOMEM && newmap > mi->maplen)
+  if ((err == ENOMEM || err == EAGAIN) && newmap > mi->maplen) /* EAGAIN: locked, past the limit */
     return nomem_error(L, "mremap", err, newmap - mi->maplen,
                        map_counts(mi->ever_writable, mi->flags, mi->shared_anon != 0));
   if (err) return push_syserror(L, "mremap", err);

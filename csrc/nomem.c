@@ -123,18 +123,26 @@ static int future_locked(void) {
   return in & 1;
 }
 
-int lock_error(lua_State *L, const char *what, int err, size_t len) {
+#define LOCK_LIMIT "RLIMIT_MEMLOCK allows %I bytes locked per process without CAP_IPC_LOCK; see `ulimit -l`"
+
+/* RLIMIT_MEMLOCK as the reason a lock of len more bytes was refused with err (ENOMEM, EPERM or
+ * EAGAIN), pushed: what is locked already plus len passes it, and no CAP_IPC_LOCK lifts it (or
+ * /proc/self/status cannot tell: the limit is the likely reason still). NULL when it is not. */
+static const char *lock_why(lua_State *L, int err, size_t len) {
   size_t limit = soft_limit(RLIMIT_MEMLOCK);
-  if ((err == ENOMEM || err == EPERM || err == EAGAIN) && limit != UNKNOWN) {
-    Status st = read_status(); /* unknown: the limit is the likely reason still */
-    if (!st.cap && (st.vmlck == UNKNOWN || passes(st.vmlck, len, limit)))
-      return push_syserrorf(L, what, err, "RLIMIT_MEMLOCK allows %I bytes locked per process "
-                            "without CAP_IPC_LOCK; see `ulimit -l`%s", (lua_Integer)limit,
-                            st.vmlck == UNKNOWN && err == ENOMEM
-                              ? " (or part of the range could not be brought in: "
-                                "/proc/self/status, which would tell, could not be read)"
-                              : "");
-  }
+  if ((err != ENOMEM && err != EPERM && err != EAGAIN) || limit == UNKNOWN) return NULL;
+  Status st = read_status();
+  if (st.cap || (st.vmlck != UNKNOWN && !passes(st.vmlck, len, limit))) return NULL;
+  return lua_pushfstring(L, LOCK_LIMIT "%s", (lua_Integer)limit,
+                         st.vmlck == UNKNOWN && err == ENOMEM
+                           ? " (or part of the range could not be brought in: "
+                             "/proc/self/status, which would tell, could not be read)"
+                           : "");
+}
+
+int lock_error(lua_State *L, const char *what, int err, size_t len) {
+  const char *why = lock_why(L, err, len);
+  if (why) return push_syserrorf(L, what, err, "%s", why);
   if (err == ENOMEM)
     return push_syserrorf(L, what, err, "part of the range could not be brought in and locked: "
                           "past the end of its file, not mapped, or no memory for it (a full "
@@ -161,20 +169,21 @@ static const char *commit_why(lua_State *L, size_t len, unsigned counts) {
   return NULL;
 }
 
-const char *nomem_why(lua_State *L, size_t len, unsigned counts) {
-  Status st = read_status();
-  int future = future_locked();
-  size_t lock = soft_limit(RLIMIT_MEMLOCK), as = soft_limit(RLIMIT_AS);
-  size_t data = soft_limit(RLIMIT_DATA);
+/* Which limit a request of len more bytes refused with ENOMEM would pass, pushed, or NULL. */
+static const char *limit_why(lua_State *L, size_t len, unsigned counts) {
   if (len > (size_t)PTRDIFF_MAX)
     return lua_pushfstring(L, "more than PTRDIFF_MAX bytes: no object can be that large");
   if (len > USER_SPACE)
     return lua_pushfstring(L, "more than the %I bytes of address space a process has",
                            (lua_Integer)USER_SPACE);
-  if (future && !st.cap && lock != UNKNOWN && (future < 0 || passes(st.vmlck, len, lock)))
+  Status st = read_status();
+  int future = future_locked();
+  size_t lock = soft_limit(RLIMIT_MEMLOCK), as = soft_limit(RLIMIT_AS);
+  size_t data = soft_limit(RLIMIT_DATA);
+  int locked = future && !st.cap && lock != UNKNOWN; /* RLIMIT_MEMLOCK bounds every new mapping */
+  if (locked && (future < 0 || passes(st.vmlck, len, lock)))
     return lua_pushfstring(L, "under M.mlockall(M.MCL_FUTURE) every new mapping is locked, and "
-                           "RLIMIT_MEMLOCK allows %I bytes locked per process without "
-                           "CAP_IPC_LOCK; see `ulimit -l`", (lua_Integer)lock);
+                           LOCK_LIMIT, (lua_Integer)lock);
   if (passes(st.vmsize, len, as))
     return lua_pushfstring(L, "RLIMIT_AS allows %I bytes of address space, and %I are in use; "
                            "see `ulimit -v`", (lua_Integer)as, (lua_Integer)st.vmsize);
@@ -188,23 +197,30 @@ const char *nomem_why(lua_State *L, size_t len, unsigned counts) {
     long long max = read_number("/proc/sys/vm/max_map_count"), n = count_mappings();
     if (max > 0 && n >= max) /* the kernel maps while it counts no more than max */
       return lua_pushfstring(L, "the process has %I mappings, the most vm.max_map_count, %I, "
-                             "allows",
-                             (lua_Integer)n, (lua_Integer)max);
+                             "allows", (lua_Integer)n, (lua_Integer)max);
   }
-  if (future && !st.cap && lock != UNKNOWN && st.vmlck != UNKNOWN)
+  if (locked && st.vmlck != UNKNOWN)
     return lua_pushfstring(L, "under M.mlockall(M.MCL_FUTURE) every new mapping is locked: "
                            "%I bytes are, of the %I RLIMIT_MEMLOCK allows; see `ulimit -l`",
                            (lua_Integer)st.vmlck, (lua_Integer)lock);
   return NULL;
 }
 
-int nomem_error(lua_State *L, const char *what, int err, size_t len, unsigned counts) {
-  if (err != ENOMEM && err != EAGAIN) return push_syserror(L, what, err);
-  const char *why = nomem_why(L, len, counts);
-  if (!why) return push_syserror(L, what, err);
+const char *nomem_why(lua_State *L, int err, size_t len, unsigned counts) {
+  if (err == EAGAIN) return lock_why(L, err, len); /* a mapping locked past RLIMIT_MEMLOCK */
+  return err == ENOMEM ? limit_why(L, len, counts) : NULL;
+}
+
+/* nil, "what: strerror (why)", err, with why (on the stack top) taken off the stack. */
+static int push_because(lua_State *L, const char *what, int err, const char *why) {
   push_syserrorf(L, what, err, "%s", why);
-  lua_remove(L, -4); /* why */
+  lua_remove(L, -4);
   return 3;
+}
+
+int nomem_error(lua_State *L, const char *what, int err, size_t len, unsigned counts) {
+  const char *why = nomem_why(L, err, len, counts);
+  return why ? push_because(L, what, err, why) : push_syserror(L, what, err);
 }
 
 /* The first mapping starting in [from, to), pushed as "0x...-0x... (path)", or NULL. (The file
@@ -232,8 +248,7 @@ int nomem_break_error(lua_State *L, const char *what, int err, uintptr_t brk, ui
   const char *in_way = err == ENOMEM && target - brk <= USER_SPACE && target <= UINTPTR_MAX - ps
                          ? mapping_in(L, from, target + ps) : NULL;
   if (!in_way) return nomem_error(L, what, err, target - brk, NOMEM_DATA | NOMEM_COMMIT);
-  push_syserrorf(L, what, err, "the mapping at %s lies in the way: the break grows only into "
-                 "free address space", in_way);
-  lua_remove(L, -4);
-  return 3;
+  return push_because(L, what, err, lua_pushfstring(L, "the mapping at %s lies in the way: the "
+                                                    "break grows only into free address space",
+                                                    in_way));
 }

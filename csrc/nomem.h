@@ -16,17 +16,18 @@
  * makes a new kernel mapping). */
 enum { NOMEM_DATA = 1, NOMEM_COMMIT = 2, NOMEM_STRICT = 4, NOMEM_MAPS = 8 };
 
-/* The error triple of a request for len more bytes refused with err: for ENOMEM (and EAGAIN from
- * a locked mapping), "what: strerror (why)", naming the limit it would pass: RLIMIT_MEMLOCK
- * under M.mlockall(M.MCL_FUTURE) (found by a one-page probe mapping: the kernel brings it in at
- * once when new mappings are locked, or refuses it with EAGAIN past the limit), RLIMIT_AS, RLIMIT_DATA, strict overcommit, a request
- * above RAM and swap together under the heuristic one, vm.max_map_count; the bare triple when
- * none of them explains it. */
+/* The error triple of a request for len more bytes refused with err: "what: strerror (why)",
+ * why as nomem_why says it; the bare triple when it has nothing to say. */
 int nomem_error(lua_State *L, const char *what, int err, size_t len, unsigned counts);
 
-/* Why a request of len more bytes was refused, as nomem_error says it, pushed; NULL (nothing
- * pushed) when no limit explains it. */
-const char *nomem_why(lua_State *L, size_t len, unsigned counts);
+/* Why a request of len more bytes was refused with err, pushed; NULL (nothing pushed) when no
+ * limit explains it. EAGAIN (from a mapping call: a locked mapping): RLIMIT_MEMLOCK, as
+ * lock_error says it. ENOMEM: the limit it would pass: the address space, RLIMIT_MEMLOCK under
+ * M.mlockall(M.MCL_FUTURE) (found by a one-page probe mapping: the kernel brings it in at once
+ * when new mappings are locked, or refuses it with EAGAIN past the limit), RLIMIT_AS,
+ * RLIMIT_DATA, strict overcommit, a request above RAM and swap together under the heuristic one,
+ * vm.max_map_count. */
+const char *nomem_why(lua_State *L, int err, size_t len, unsigned counts);
 
 /* The same for moving the program break from brk up to target, refused with err: it names first
  * a mapping lying in the way (the break grows only into free address space), then the limits. */

@@ -495,9 +495,9 @@ static int snap_new(lua_State *L) {
             : sys_mmap(NULL, s->npages * s->ps, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &copy);
   if (err) {
+    size_t len = s->npages * s->ps; /* the copy: private, writable, MAP_NORESERVE */
     snap_release(s);
-    if (err == EAGAIN) return lock_error(L, "snapshot", err, SIZE_MAX / 2); /* MCL_FUTURE */
-    return push_syserror(L, "snapshot", err);
+    return nomem_error(L, "snapshot", err, len, NOMEM_DATA | NOMEM_STRICT | NOMEM_MAPS);
   }
   s->copy = (unsigned char *)copy;
   if (!take_slot(s)) {
