@@ -43,11 +43,10 @@ env:
 
 lab: setup-build
 	@$(MAKE) --no-print-directory all
-	@$(LUA_ENV) $(LUA) examples/run.lua
+	@$(LUA_ENV) $(LUA) examples/run.lua $(LAB_ARGS)
 
-lab-quick: setup-build
-	@$(MAKE) --no-print-directory all
-	@$(LUA_ENV) MEMLAB_LAB_QUICK=1 $(LUA) examples/run.lua
+lab-quick: LAB_ARGS = --quick
+lab-quick: lab
 
 install: setup-build
 	luarocks --lua-version=5.4 make

@@ -36,9 +36,9 @@ BUSTED=$(command -v busted || echo /usr/bin/busted)
 stages=${MEMLAB_STAGES:-"build specs ctests asan tsan valgrind lab fuzz install apicheck"}
 export FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 
-lua_env() { # $1: build dir holding memlab/core.so
-  export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;$top/spec/?.lua;;"
-  export LUA_CPATH="$top/$1/?.so;$top/build/test/?.so;;"
+lua_env() { # $1: build dir holding memlab/core.so; LUA_SYS_PATH/CPATH: more to look in (apicheck)
+  export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;$top/spec/?.lua;;${LUA_SYS_PATH:-}"
+  export LUA_CPATH="$top/$1/?.so;$top/build/test/?.so;;${LUA_SYS_CPATH:-}"
   # busted puts .busted's cpath (build/) in front of LUA_CPATH: name the build explicitly
   BUSTED_CPATH="--cpath=$top/$1/?.so;$top/build/test/?.so"
 }
@@ -145,7 +145,7 @@ stage_valgrind() {
 stage_lab() {
   make --no-print-directory WERROR=1 all >/dev/null || return 1
   lua_env build
-  MEMLAB_LAB_QUICK=1 "$LUA" examples/run.lua --tap
+  "$LUA" examples/run.lua --tap --quick
 }
 
 stage_fuzz() { make --no-print-directory alloc-fuzz FUZZ_SECONDS="$FUZZ_SECONDS"; }
@@ -163,15 +163,13 @@ stage_apicheck() {
     return 0
   fi
   [ "$rc" -eq 0 ] || return 1
-  lua_env build
   local ma chk="$top/build/apicheck/bin"
   ma=$(gcc -print-multiarch)
-  export LUA_PATH="$LUA_PATH;/usr/share/lua/5.4/?.lua;/usr/share/lua/5.4/?/init.lua"
-  export LUA_CPATH="$LUA_CPATH;/usr/lib/$ma/lua/5.4/?.so"
+  local LUA_SYS_PATH=";/usr/share/lua/5.4/?.lua;/usr/share/lua/5.4/?/init.lua" \
+    LUA_SYS_CPATH=";/usr/lib/$ma/lua/5.4/?.so" # (busted's own modules, for the stages below)
   rc=0
-  tagged apicheck env PATH="$chk:$PATH" "$chk/lua5.4" "$BUSTED" "$BUSTED_CPATH" -o TAP spec || rc=1
-  tagged apicheck env PATH="$chk:$PATH" MEMLAB_LAB_QUICK=1 "$chk/lua5.4" examples/run.lua --tap ||
-    rc=1
+  LUA="$chk/lua5.4" PATH="$chk:$PATH" tagged apicheck stage_specs || rc=1
+  LUA="$chk/lua5.4" PATH="$chk:$PATH" tagged apicheck stage_lab || rc=1
   return $rc
 }
 

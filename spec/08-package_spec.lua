@@ -26,14 +26,6 @@ local function load_rockspec()
   return env
 end
 
-local function set_of(list)
-  local s = {}
-  for _, v in ipairs(list) do s[v] = true end
-  return s
-end
-
-local sorted_keys = H.sorted_keys
-
 describe("the rockspec", function()
   it("builds memlab.core by the Makefile: every C file of csrc/ and csrc/alloc/, symbols hidden", function()
     local spec = load_rockspec()

@@ -677,7 +677,7 @@ end)
 describe("a snapshot over a large reservation with no descriptor left", function()
   it("refuses the protect (EMFILE) instead of copying every page (outside review)", function()
     -- without /proc/self/pagemap open, untouched pages cannot be told apart: every armed page was
-    -- copied (512 MiB of copies for a 512 MiB reservation), silently
+    -- copied (as many bytes of copies as the reservation has, 256 MiB here), silently
     local out = H.run_lua([[
       local M = require "memlab"
       local ps, n = M.pagesize(), 256 << 20

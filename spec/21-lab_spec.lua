@@ -27,7 +27,7 @@ describe("the lab under the legacy layout (ulimit -s unlimited)", function()
   end
 
   it("01 draws the mappings below the program and passes every check", function()
-    if H.under() then pending("the child interpreter runs natively: once is enough") return end
+    if not H.natively(pending) then return end
     if not legacy_possible() then pending("this kernel kept the default layout") return end
     local out, code = lab("01_address_space.lua", "ulimit -s unlimited")
     assert.equal(0, code, out)
@@ -40,7 +40,7 @@ describe("the lab under the legacy layout (ulimit -s unlimited)", function()
   end)
 
   it("01 under the default layout draws the mappings between heap and stack", function()
-    if H.under() then pending("the child interpreter runs natively: once is enough") return end
+    if not H.natively(pending) then return end
     local out, code = lab("01_address_space.lua", "ulimit -s 8192")
     assert.equal(0, code, out)
     assert.matches("LAB 01 (%d+)/%1\n", out)
@@ -50,7 +50,7 @@ describe("the lab under the legacy layout (ulimit -s unlimited)", function()
   end)
 
   it("12 finds the large blocks far below the break, and says why", function()
-    if H.under() then pending("the child interpreter runs natively: once is enough") return end
+    if not H.natively(pending) then return end
     if not legacy_possible() then pending("this kernel kept the default layout") return end
     local out, code = lab("12_mmap_threshold.lua", "ulimit -s unlimited")
     assert.equal(0, code, out)
@@ -62,7 +62,7 @@ end)
 
 describe("lab.remove_leftover (examples/lab.lua)", function()
   it("leaves alone a segment another user's running process holds, and says so", function()
-    if H.under() then pending("the child interpreter runs natively: once is enough") return end
+    if not H.natively(pending) then return end
     if not H.has_cap("setuid") then
       pending("needs root (CAP_SETUID) to run the helper as another user")
       return
@@ -87,7 +87,7 @@ end)
 
 describe("examples/lab.lua's paths", function()
   it("find the checkout's memlab from elsewhere, with a LUA_CPATH that finds none or names a build", function()
-    if H.under() then pending("the child interpreter runs natively: once is enough") return end
+    if not H.natively(pending) then return end
     local root = assert(io.popen("pwd")):read("l")
     local function run(env)
       local p = assert(io.popen(("cd / && env -u LUA_PATH -u LUA_PATH_5_4 %s lua5.4 %s/examples/04_calloc.lua 2>&1")
@@ -105,7 +105,7 @@ end)
 
 describe("lab.sysv_key (examples/lab.lua)", function()
   it("gives the lecture's key when free, a free key of its own while a running process holds it", function()
-    if H.under() then pending("the child interpreter runs natively: once is enough") return end
+    if not H.natively(pending) then return end
     local key = 0x6d6b0000 + M.getpid() % 0x10000
     local function run()
       local out = H.run_lua(("local lab = dofile('examples/lab.lua') print('->', lab.sysv_key(%d))")

@@ -8,13 +8,15 @@ local H = require "helpers"
 
 -- The child's prelude: memlab, a private anonymous mapping of n pages, the kernel's idea of a
 -- page's protection (from /proc/self/maps) and memlab's, and a two-page mapping holding "old"
--- with a snapshot armed.
+-- with a snapshot armed; shared(n), a shared anonymous one.
 local PRE = "local M = require 'memlab' local ps = M.pagesize() "
   .. "local function anon(n) return assert(M.mmap(nil, n * ps, M.PROT_READ | M.PROT_WRITE, "
   .. "M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0)) end "
   .. "local function kperm(b, pg) return M.region(b:address() + pg * ps).perms:sub(1, 3) end "
   .. "local function rperm(b, pg) return tostring(b:slice(pg * ps, ps)):match(', (...)%)$') end "
   .. "local function armed() local b = anon(2) b:write(0, 'old') return b, assert(b:snapshot()) end "
+  .. "local function shared(n) return assert(M.mmap(nil, n * ps, M.PROT_READ | M.PROT_WRITE, "
+  .. "M.MAP_SHARED | M.MAP_ANONYMOUS, -1, 0)) end "
 
 -- Runs the chunk with `plan` refused; returns the values (strings), or marks the test pending.
 local function run(plan, code)
@@ -355,8 +357,7 @@ describe("a mapping placed inside another (MAP_FIXED) when the kernel refuses", 
 end)
 
 describe("a mapping placed inside a shared one (MAP_FIXED) when the kernel refuses", function()
-  local SHARED = "local p = assert(M.mmap(nil, 4 * ps, M.PROT_READ | M.PROT_WRITE, "
-    .. "M.MAP_SHARED | M.MAP_ANONYMOUS, -1, 0)) p:fill(0x53) "
+  local SHARED = "local p = shared(4) p:fill(0x53) " -- "S" in every byte
   it("to keep the shared pages aside for want of memory: nothing is placed, nothing left behind", function()
     local v, out = run("mremap:1", SHARED .. [[
       local n0 = #M.maps()

@@ -9,6 +9,13 @@ local H = {}
 --- "asan", "valgrind" or nil: set by scripts/test.sh for the sanitizer stages.
 function H.under() return os.getenv("MEMLAB_UNDER") end
 
+--- For a test that runs a child interpreter, which runs natively whatever this run is under:
+-- under ASan or valgrind marks the test pending (pending: busted's) and returns false.
+function H.natively(pending)
+  if H.under() then pending("the child interpreter runs natively: once is enough") return false end
+  return true
+end
+
 H.asan = H.under() == "asan"
 H.valgrind = H.under() == "valgrind"
 -- glibc's malloc is the process's malloc (neither replaced by ASan nor by valgrind).
