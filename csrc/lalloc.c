@@ -73,8 +73,8 @@ void alloc_opened(lua_State *L, Allocator *a) {
 #define SRC_COUNTS (NOMEM_DATA | NOMEM_COMMIT | NOMEM_MAPS)
 
 int alloc_failure(lua_State *L, Allocator *a, const char *what) {
-  int src_err = 0;
-  ml_status st = a->ops->lasterr(&a->u, &src_err);
+  int src_err = a->src.last_err; /* the page source's refusal during this call, if any */
+  ml_status st = a->ops->lasterr(&a->u);
   int code = st == ML_ENOMEM ? ENOMEM : EINVAL;
   size_t len = a->src.last_len; /* 0: the refusal was the allocator's own, not the kernel's */
   const char *why = src_err && len ? nomem_why(L, src_err, len, SRC_COUNTS) : NULL;
@@ -236,6 +236,7 @@ static int la_alloc(lua_State *L) {
   size_t n = arg_size(L, 2);
   check_request(L, a, 2, n, 0);
   Owner *o = alloc_newblock(L, 1, a);
+  alloc_src_forget(a);
   void *p = a->ops->alloc(&a->u, n);
   if (!p) return alloc_failure(L, a, a->ops->name);
   mem_defined(p, n); /* a script may read the garbage a fresh block holds */
@@ -263,6 +264,7 @@ static int la_calloc(lua_State *L) {
     check_request(L, a, 3, n, 1);
   }
   Owner *o = alloc_newblock(L, 1, a);
+  alloc_src_forget(a);
   void *p = a->ops->calloc(&a->u, nr, size);
   if (!p && overflow)
     return push_statuserror(L, a->ops->name, "out of memory (nr * size overflows)", ENOMEM);
@@ -293,6 +295,7 @@ static int la_realloc(lua_State *L) {
   check_request(L, a, 3, n, 0);
   Owner *o = alloc_newblock(L, 1, a);
   Owner *old = check_block(L, 2, a); /* again: the new userdata may have run a finalizer */
+  alloc_src_forget(a);
   void *p = a->ops->realloc(&a->u, old->base, n);
   if (!p) return alloc_failure(L, a, a->ops->name);
   a->asked -= old->size;

@@ -31,8 +31,8 @@ typedef struct AllocOps {
   void (*destroy)(void *inst);
   /* The arena's first byte, its current size and the most it may grow to. */
   void (*bounds)(const void *inst, const void **base, size_t *size, size_t *max);
-  /* The status of the last failed call, and the errno of a page source refusal (or 0). */
-  ml_status (*lasterr)(const void *inst, int *src_err);
+  /* The status of the last failed call. */
+  ml_status (*lasterr)(const void *inst);
   const char *(*describe)(const void *inst); /* policy or shape, for tostring */
   size_t (*maxreq)(const void *inst);        /* the largest request it can ever serve */
   int sizes_unknown; /* its stats count a block's slot, not the size asked (the pool): a:stats()
@@ -66,8 +66,17 @@ Allocator *alloc_check(lua_State *L, int idx, const AllocOps *only);
 Owner *alloc_newblock(lua_State *L, int ai, Allocator *a);
 /* Pushes { {offset, size, state, addr} ... } of the live allocator at 1, walked by walkfn. */
 int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn, int runs);
+/* Forgets the page source's last refusal: called before each call whose failure alloc_failure
+ * explains, so that it blames the page source only for a refusal of that call (the allocators'
+ * own src_err keeps the most recent refusal, however old: a later failure of the allocator's
+ * own making, such as a full buddy arena, used to quote it). */
+static inline void alloc_src_forget(Allocator *a) {
+  a->src.last_err = 0;
+  a->src.last_len = 0;
+}
 /* Pushes nil, "<name>: <status text>", code for the last failed call (code an errno); when the
- * page source was refused, what it said and, for want of memory, the limit (nomem.h). */
+ * page source was refused during it (alloc_src_forget before it), what the source said and, for
+ * want of memory, the limit (nomem.h). */
 int alloc_failure(lua_State *L, Allocator *a, const char *what);
 /* Pushes nil, "<what>: <strerror>", err for a page source that could not be set up, naming
  * RLIMIT_MEMLOCK for an mmap's EAGAIN (every new mapping locked under M.mlockall(MCL_FUTURE))

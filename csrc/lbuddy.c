@@ -22,8 +22,7 @@ static void b_destroy(void *a) { bd_destroy((ml_buddy *)a); }
 static void b_bounds(const void *a, const void **base, size_t *size, size_t *max) {
   bd_bounds((const ml_buddy *)a, base, size, max);
 }
-static ml_status b_lasterr(const void *a, int *src_err) {
-  *src_err = ((const ml_buddy *)a)->src_err;
+static ml_status b_lasterr(const void *a) {
   return ((const ml_buddy *)a)->err;
 }
 static const char *b_describe(const void *a) {

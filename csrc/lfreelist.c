@@ -6,6 +6,11 @@
 #include "guard.h"
 #include "lalloc.h"
 
+/* FL_QUICK_DEPTH_MAX as a string literal, for the quick option's message */
+#define STRING_(n) #n
+#define STRING(n) STRING_(n)
+#define QUICK_MAX STRING(FL_QUICK_DEPTH_MAX)
+
 static void *f_alloc(void *a, size_t n) { return fl_alloc((ml_freelist *)a, n); }
 static void *f_calloc(void *a, size_t nr, size_t n) { return fl_calloc((ml_freelist *)a, nr, n); }
 static void *f_realloc(void *a, void *p, size_t n) { return fl_realloc((ml_freelist *)a, p, n); }
@@ -29,8 +34,7 @@ static void f_bounds(const void *a, const void **base, size_t *size, size_t *max
   fl_bounds((const ml_freelist *)a, base, &top, max);
   *size = (size_t)((const char *)top - (const char *)*base);
 }
-static ml_status f_lasterr(const void *a, int *src_err) {
-  *src_err = ((const ml_freelist *)a)->src_err;
+static ml_status f_lasterr(const void *a) {
   return ((const ml_freelist *)a)->err;
 }
 static const char *f_describe(const void *a) {
@@ -82,7 +86,7 @@ static int lfl_new(lua_State *L) {
            lua_tointeger(L, -1) <= FL_QUICK_DEPTH_MAX)
     cfg.quick = lua_tointeger(L, -1) ? (int)lua_tointeger(L, -1) : -1;
   else if (t != LUA_TNIL)
-    return alloc_opterror(L, "quick", "a boolean or a depth 0..255 expected, got %s");
+    return alloc_opterror(L, "quick", "a boolean or a depth 0.." QUICK_MAX " expected, got %s");
   lua_pop(L, 1);
   luaL_argcheck(L, size > 0 && (sbrk || size <= FL_MAX_ARENA), 1, "size out of range");
   if (size <= ml_sys_pagesize()) /* fl_init's least arena: two pages (its first block and top) */
@@ -130,6 +134,7 @@ static int lfl_memalign(lua_State *L) {
   luaL_argcheck(L, al > 0 && ml_is_pow2((size_t)al), 2, "alignment must be a power of two");
   size_t align = (size_t)al, n = arg_size(L, 3);
   Owner *o = alloc_newblock(L, 1, a);
+  alloc_src_forget(a);
   void *p = fl_memalign(&a->u.fl, align, n);
   if (!p) return alloc_failure(L, a, "freelist");
   mem_defined(p, n);

@@ -24,8 +24,7 @@ static void p_bounds(const void *a, const void **base, size_t *size, size_t *max
   *size = (size_t)(p->end - p->base);
   *max = p->max_blocks * p->stride;
 }
-static ml_status p_lasterr(const void *a, int *src_err) {
-  *src_err = ((const ml_pool *)a)->src_err;
+static ml_status p_lasterr(const void *a) {
   return ((const ml_pool *)a)->err;
 }
 static const char *p_describe(const void *a) {

@@ -106,6 +106,35 @@ describe("a request refused for want of memory", function()
                    .. "allows 67108864 bytes of data", results(dout).block or dout)
   end)
 
+  it("names the limit when a buddy's growth was refused and rolled back, and only for that call", function()
+    -- the arena doubles step by step and gives back what it grew when a step is refused: the
+    -- message measures the whole growth the request needed from the arena as it is left
+    if not H.natively(pending) then return end
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local a = assert(M.buddy { size = 1 << 28 })
+      local before = a:stats().footprint
+      print("alloc", select(2, a:alloc(128 << 20)))
+      local b = assert(a:alloc(4096))
+      print("realloc", select(2, a:realloc(b, 128 << 20)))
+      print("kept", a:stats().footprint == before and "same" or "grown", a:check())
+      print("own", select(2, a:alloc(1 << 28))) -- the whole arena, with a block in use
+      local f = assert(M.freelist {})
+      print("fl", select(2, f:alloc(128 << 20)))
+      print("flown", select(2, f:alloc(1 << 62)))
+    ]], "ulimit -d 65536; ")
+    local r = results(out)
+    for _, name in ipairs { "alloc", "realloc" } do
+      assert.matches("^buddy: out of memory %(the page source said: Cannot allocate memory; RLIMIT_DATA "
+                     .. "allows 67108864 bytes of data, and %d+ are in use", r[name] or out)
+    end
+    assert.equal("same\ttrue", r.kept, out)
+    -- a later refusal of the allocator's own making quotes no earlier refusal of the kernel's
+    assert.matches("^freelist: out of memory %(the page source said: Cannot allocate memory; RLIMIT_DATA", r.fl or out)
+    assert.equal("buddy: out of memory\t12", r.own, out)
+    assert.equal("freelist: out of memory\t12", r.flown, out)
+  end)
+
   it("names RLIMIT_MEMLOCK under M.mlockall(M.MCL_FUTURE) for malloc and sbrk (outside review)", function()
     if not H.natively(pending) then return end
     local v, out = H.memlocked_values(64, [[

@@ -191,6 +191,15 @@ static void shrink(ml_buddy *b)
     }
 }
 
+/* After a refused grow() from order c, rolled back by shrink(): the page source's last_len (the
+ * step the kernel refused, from order c to c + 1) becomes the whole growth the request needed
+ * from the arena as shrink() left it, so that a message weighing it against a limit (lalloc.c)
+ * weighs what the request needed, not a step whose predecessors were given back. */
+static void refused_from(ml_buddy *b, unsigned c)
+{
+    if (b->src->last_len) b->src->last_len = bsize(c + 1) - bsize(b->cur_order);
+}
+
 ml_status bd_init(ml_buddy *b, ml_pagesrc *src, const bd_config *cfg)
 {
     memset(b, 0, sizeof *b);
@@ -312,8 +321,10 @@ static void *alloc_core(ml_buddy *b, size_t n)
         return NULL;
     }
     while (!mask) {
-        if (b->cur_order == b->max_order || grow(b)) {
+        unsigned c = b->cur_order;
+        if (c == b->max_order || grow(b)) {
             shrink(b);                           /* give back what the attempt took */
+            if (c < b->max_order) refused_from(b, c);
             b->err = ML_ENOMEM;
             return NULL;
         }
@@ -526,8 +537,10 @@ static int grow_for(ml_buddy *b, size_t off, unsigned o, unsigned no)
     for (unsigned k = o; k < b->cur_order; k++)
         if (b->meta[gidx(b, bsize(k))] != ENTRY_FREE(b, k)) return 0;
     while (b->cur_order < no) {
+        unsigned c = b->cur_order;
         if (grow(b)) {
             shrink(b);
+            refused_from(b, c);
             return -1;
         }
     }
