@@ -108,19 +108,26 @@ static int passes(size_t used, size_t len, size_t limit) {
   return limit != UNKNOWN && used != UNKNOWN && (used > limit || len > limit - used);
 }
 
-/* Whether every new mapping is locked (M.mlockall(M.MCL_FUTURE)): a fresh private page is then
- * brought in at once, where it is otherwise not resident until touched. 1 locked, 0 not,
- * -1 locked and over RLIMIT_MEMLOCK already (the probe itself was refused with EAGAIN). Under
- * MCL_ONFAULT the page is not brought in: 0. */
-static int future_locked(void) {
+/* Whether every new mapping is locked (M.mlockall(M.MCL_FUTURE)), told by a one-page probe
+ * mapping: the kernel counts a locked mapping in VmLck when it maps it, with MCL_ONFAULT too
+ * (which brings no page in before it is touched); when /proc/self/status cannot be read
+ * (vmlck, read before, UNKNOWN), by the page being brought in at once, which MCL_ONFAULT
+ * escapes. 1 locked, 0 not, -1 locked and over RLIMIT_MEMLOCK already (the probe itself was
+ * refused with EAGAIN). */
+static int future_locked(size_t vmlck) {
   size_t ps = sys_pagesize();
   void *p;
   unsigned char in = 0;
   int err = sys_mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &p);
   if (err) return err == EAGAIN ? -1 : 0;
-  if (sys_mincore(p, ps, &in) != 0) in = 0;
+  size_t after = vmlck == UNKNOWN ? UNKNOWN : read_status().vmlck;
+  int locked;
+  if (after != UNKNOWN)
+    locked = after > vmlck;
+  else
+    locked = sys_mincore(p, ps, &in) == 0 && (in & 1);
   sys_munmap(p, ps);
-  return in & 1;
+  return locked;
 }
 
 #define LOCK_LIMIT "RLIMIT_MEMLOCK allows %I bytes locked per process without CAP_IPC_LOCK; see `ulimit -l`"
@@ -177,7 +184,7 @@ static const char *limit_why(lua_State *L, size_t len, unsigned counts) {
     return lua_pushfstring(L, "more than the %I bytes of address space a process has",
                            (lua_Integer)USER_SPACE);
   Status st = read_status();
-  int future = future_locked();
+  int future = future_locked(st.vmlck);
   size_t lock = soft_limit(RLIMIT_MEMLOCK), as = soft_limit(RLIMIT_AS);
   size_t data = soft_limit(RLIMIT_DATA);
   int locked = future && !st.cap && lock != UNKNOWN; /* RLIMIT_MEMLOCK bounds every new mapping */
