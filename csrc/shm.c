@@ -6,7 +6,7 @@
  *
  * What memlab refuses before the kernel sees it: SHM_REMAP (it would silently replace whatever is
  * mapped at the address, Lua's own memory included), and shmctl commands it does not know the
- * shape of (IPC_INFO, SHM_INFO, SHM_STAT write structures other than shmid_ds). */
+ * shape of (each command's structure is filled here, never by the script). */
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
@@ -136,6 +136,16 @@ static void setint(lua_State *L, const char *k, lua_Integer v) {
   lua_setfield(L, -2, k);
 }
 
+/* An unsigned long of the kernel's: an integer, or a float past math.maxinteger (the default
+ * shmmax and shmall are 2^64 - 2^24 - 1, "no limit"), never a negative number. */
+static void setulong(lua_State *L, const char *k, unsigned long v) {
+  if (v <= (unsigned long)LUA_MAXINTEGER)
+    lua_pushinteger(L, (lua_Integer)v);
+  else
+    lua_pushnumber(L, (lua_Number)v);
+  lua_setfield(L, -2, k);
+}
+
 static void push_shmid_ds(lua_State *L, const struct shmid_ds *ds) {
   lua_createtable(L, 0, 16);
   setint(L, "key", (lua_Integer)(uint32_t)ds->shm_perm.__key);
@@ -201,8 +211,65 @@ static int shmctl_set(lua_State *L, int id) {
   return 1;
 }
 
+/* SHM_STAT, SHM_STAT_ANY: index is a position in the kernel's table of segments, as `ipcs` walks
+ * it; pushes the shmid_ds table, with the id at that position in it too (t.id), and that id, as C's
+ * shmctl returns it. */
+static int shmctl_stat(lua_State *L, int index, int cmd) {
+  struct shmid_ds ds;
+  int id;
+  memset(&ds, 0, sizeof ds); /* valgrind 3.19 does not know SHM_STAT_ANY fills it */
+  int err = sys_shmctl_n(index, cmd, &ds, &id);
+  if (err == EINVAL)
+    return push_syserrorf(L, "shmctl", err, "no segment at index %d: %s takes a position in the "
+                          "kernel's table, 0 to IPC_INFO's max_index, not a shmid", index,
+                          cmd == SHM_STAT ? "SHM_STAT" : "SHM_STAT_ANY (Linux 4.17 and later)");
+  if (err == EACCES)
+    return push_syserrorf(L, "shmctl", err, "the segment at index %d does not let you read it; "
+                          "SHM_STAT_ANY does not ask", index);
+  if (err) return push_syserror(L, "shmctl", err);
+  push_shmid_ds(L, &ds);
+  setint(L, "id", id);
+  lua_pushinteger(L, id);
+  return 2;
+}
+
+/* IPC_INFO (the system's limits, struct shminfo) and SHM_INFO (what the segments use, struct
+ * shm_info): a table, with max_index, the highest index in use (0 when none), which C's shmctl
+ * returns and which is pushed after it. */
+static int shmctl_info(lua_State *L, int id, int cmd) {
+  int top;
+  if (cmd == IPC_INFO) {
+    struct shminfo si;
+    memset(&si, 0, sizeof si);
+    int err = sys_shmctl_n(id, IPC_INFO, &si, &top);
+    if (err) return push_syserror(L, "shmctl", err);
+    lua_createtable(L, 0, 6);
+    setulong(L, "shmmax", si.shmmax); /* bytes, per segment */
+    setulong(L, "shmmin", si.shmmin);
+    setulong(L, "shmmni", si.shmmni); /* segments, system-wide */
+    setulong(L, "shmseg", si.shmseg); /* attachments per process (unused by Linux) */
+    setulong(L, "shmall", si.shmall); /* pages, system-wide */
+  } else {
+    struct shm_info in;
+    memset(&in, 0, sizeof in);
+    int err = sys_shmctl_n(id, SHM_INFO, &in, &top);
+    if (err) return push_syserror(L, "shmctl", err);
+    lua_createtable(L, 0, 7);
+    setint(L, "used_ids", (lua_Integer)in.used_ids);
+    setulong(L, "tot", in.shm_tot); /* pages, as the kernel counts them */
+    setulong(L, "rss", in.shm_rss);
+    setulong(L, "swp", in.shm_swp);
+    setulong(L, "swap_attempts", in.swap_attempts);
+    setulong(L, "swap_successes", in.swap_successes);
+  }
+  setint(L, "max_index", top);
+  lua_pushinteger(L, top);
+  return 2;
+}
+
 /* M.shmctl(id, cmd [, t]) -> IPC_STAT: a table; IPC_SET, IPC_RMID, SHM_LOCK, SHM_UNLOCK: true;
- * or nil, msg, errno. */
+ * SHM_STAT, SHM_STAT_ANY (id an index), IPC_INFO, SHM_INFO: a table and C's result; or nil, msg,
+ * errno. */
 static int shm_shmctl(lua_State *L) {
   int id = ARG_ID(L, 1);
   lua_Integer cmd = luaL_checkinteger(L, 2);
@@ -214,9 +281,11 @@ static int shm_shmctl(lua_State *L) {
     push_shmid_ds(L, &ds);
     return 1;
   }
+  if (cmd == SHM_STAT || cmd == SHM_STAT_ANY) return shmctl_stat(L, id, (int)cmd);
+  if (cmd == IPC_INFO || cmd == SHM_INFO) return shmctl_info(L, id, (int)cmd);
   if (cmd != IPC_RMID && cmd != SHM_LOCK && cmd != SHM_UNLOCK)
-    return luaL_argerror(L, 2, "unsupported command (IPC_STAT, IPC_SET, IPC_RMID, SHM_LOCK or "
-                               "SHM_UNLOCK)");
+    return luaL_argerror(L, 2, "unsupported command (IPC_STAT, IPC_SET, IPC_RMID, SHM_LOCK, "
+                               "SHM_UNLOCK, SHM_STAT, SHM_STAT_ANY, IPC_INFO or SHM_INFO)");
   int err = sys_shmctl(id, (int)cmd, NULL);
   const char *why = NULL;
   if (err == EPERM && cmd == SHM_LOCK)
@@ -241,6 +310,7 @@ static const ConstReg shm_consts[] = {
   MLCONST(IPC_STAT), MLCONST(IPC_SET), MLCONST(IPC_RMID), MLCONST(SHM_RDONLY), MLCONST(SHM_RND),
   MLCONST(SHM_EXEC), MLCONST(SHM_REMAP), MLCONST(SHM_LOCK), MLCONST(SHM_UNLOCK),
   MLCONST(SHM_HUGETLB), MLCONST(SHM_NORESERVE), MLCONST(SHM_DEST), MLCONST(SHM_LOCKED),
+  MLCONST(SHM_STAT), MLCONST(SHM_STAT_ANY), MLCONST(IPC_INFO), MLCONST(SHM_INFO),
   {NULL, 0}};
 
 int sysvshm_open(lua_State *L) {

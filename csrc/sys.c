@@ -207,6 +207,10 @@ int sys_shmat(int id, const void *addr, int flags, void **out) {
 
 int sys_shmdt(const void *addr) { return shmdt(addr) == 0 ? 0 : errno; }
 int sys_shmctl(int id, int cmd, struct shmid_ds *ds) { return shmctl(id, cmd, ds) < 0 ? errno : 0; }
+int sys_shmctl_n(int id, int cmd, void *buf, int *out) {
+  *out = shmctl(id, cmd, (struct shmid_ds *)buf);
+  return *out < 0 ? errno : 0;
+}
 
 /* IPC_STAT of segment id without the read permission IPC_STAT needs (SHM_STAT_ANY, Linux 4.17,
  * looks segments up by index: the one whose id comes back is id's). For IPC_SET, which only the

@@ -74,6 +74,9 @@ int sys_shmget(int key, size_t size, int flags, int *id);
 int sys_shmat(int id, const void *addr, int flags, void **out);
 int sys_shmdt(const void *addr);
 int sys_shmctl(int id, int cmd, struct shmid_ds *ds);
+/* shmctl for the commands whose result is a number (SHM_STAT: an id; IPC_INFO, SHM_INFO: the
+ * highest index in use) and whose buf may be another structure: the number in *out. */
+int sys_shmctl_n(int id, int cmd, void *buf, int *out);
 int sys_shmstat_any(int id, struct shmid_ds *ds);
 
 #endif

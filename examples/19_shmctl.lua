@@ -6,6 +6,9 @@
 --   IPC_SET    write some of its values (the permissions, the owner) back to the kernel
 --   IPC_RMID   remove the segment; "the segment is deleted only if its reference count is zero"
 --   SHM_LOCK / SHM_UNLOCK   lock its pages in memory (no paging out) / unlock them
+--   SHM_STAT   "returns the identifier of the shared memory segment whose index was given in
+--              shmid": the kernel's table walked by position, as `ipcs` does (with IPC_INFO,
+--              the limits, and SHM_INFO, what all segments use)
 --   shmdt: "decrements shm_nattach by 1; if the segment is marked for deletion and this value
 --   is 0, then the segment is deleted"
 --
@@ -84,6 +87,38 @@ local ok, err = pcall(function()
             k.cpid == st0.cpid and k.nattch == st0.nattch,
             k and ("key %d, %d bytes, perms %s, nattch %d"):format(k.key, k.size, oct(k.perms),
             k.nattch))
+
+  -- SHM_STAT takes an index of the kernel's table, not an id, and returns the id there: walk
+  -- the table from 0 to the highest index in use (IPC_INFO returns it), as `ipcs -m` does.
+  local limits, top = assert(M.shmctl(0, M.IPC_INFO))
+  local index
+  for i = 0, top do
+    local _, found = M.shmctl(i, M.SHM_STAT) -- others' segments may refuse (EACCES)
+    if found == id then index = i end
+  end
+  local shmmax = math.type(limits.shmmax) == "integer" and limits.shmmax .. " bytes"
+                 or "no limit (past 2^63)" -- the default, 2^64 - 2^24 - 1, comes as a float
+  print(("IPC_INFO: at most %d segments (shmmni), shmmax %s; highest index in "
+         .. "use %d; SHM_STAT(%s) = %s"):format(limits.shmmni, shmmax, top, tostring(index), id))
+  local shmmni = tonumber((io.open("/proc/sys/kernel/shmmni"):read("a")))
+  lab.check("SHM_STAT walked by index finds our segment's id; IPC_INFO's shmmni is the kernel's",
+            index ~= nil and limits.shmmni == shmmni,
+            ("index %s, shmmni %d vs /proc/sys/kernel/shmmni %s"):format(tostring(index),
+            limits.shmmni, tostring(shmmni)))
+  local function listed() -- segments in /proc/sysvipc/shm (its first line is a header)
+    local n = -1
+    for _ in io.lines("/proc/sysvipc/shm") do n = n + 1 end
+    return n
+  end
+  local before = listed()
+  local use = assert(M.shmctl(0, M.SHM_INFO))
+  local after = listed()
+  print(("SHM_INFO: segments in use on the system: %d, their pages: %d, resident: %d")
+        :format(use.used_ids, use.tot, use.rss))
+  lab.check("SHM_INFO counts the segments /proc/sysvipc/shm lists, ours among them",
+            use.used_ids >= 1 and use.used_ids >= math.min(before, after) and
+            use.used_ids <= math.max(before, after),
+            ("used_ids %d, listed %d then %d"):format(use.used_ids, before, after))
 
   -- Attach twice: read-write, and read-only (SHM_RDONLY). Both are the same memory.
   local shm = assert(M.shmat(id, nil, 0))

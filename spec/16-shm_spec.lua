@@ -1,6 +1,6 @@
 -- spec/16-shm_spec.lua: System V shared memory: M.ftok, M.shmget, M.shmat (an attachment is a
 -- buffer of kind "shm", as long as the segment), M.shmdt, M.shmctl (IPC_STAT, IPC_SET, IPC_RMID,
--- SHM_LOCK / SHM_UNLOCK), M.octal and the IPC_* / SHM_* constants.
+-- SHM_LOCK / SHM_UNLOCK, SHM_STAT / SHM_STAT_ANY, IPC_INFO, SHM_INFO), M.octal and the IPC_* / SHM_* constants.
 -- Segments are system-wide and outlive the process, and other processes may use the same IPC
 -- namespace: every segment a test creates is marked for removal (IPC_RMID) in `finally`, keyed
 -- segments use keys probed to be free, and the last test checks that no segment this process
@@ -725,6 +725,61 @@ describe("M.shmctl()", function()
     assert.equal("false", locked)
   end)
 
+  it("SHM_STAT and SHM_STAT_ANY take an index of the kernel's table, as ipcs walks it, and return the id there", function()
+    local id = segment(8192, O640)
+    local top = select(2, assert(M.shmctl(0, M.IPC_INFO)))
+    local found, seen
+    for i = 0, top do
+      local t, got = M.shmctl(i, M.SHM_STAT) -- others' segments may refuse (EACCES) or be gone
+      if t and got == id then found, seen = i, t end
+    end
+    assert.is_not_nil(found, "no index holds the new segment")
+    local want = stat(id)
+    want.id = id
+    assert.same(want, seen)
+    local t, got = assert(M.shmctl(found, M.SHM_STAT_ANY))
+    assert.equal(id, got)
+    assert.equal(id, t.id)
+    assert.equal(8192, t.segsz)
+    assert.equal(O640, t.mode)
+    -- an index no segment holds: EINVAL, and why (an index, not a shmid)
+    local none, msg, code = M.shmctl(top + 1, M.SHM_STAT)
+    fails(M.EINVAL, none, msg, code)
+    assert.matches("no segment at index " .. (top + 1) .. ": SHM_STAT takes a position in the kernel's "
+                   .. "table, 0 to IPC_INFO's max_index, not a shmid", msg, 1, true)
+  end)
+
+  it("IPC_INFO gives the system's limits as /proc/sys/kernel shows them; SHM_INFO what the segments use", function()
+    local id = segment(3 * 4096)
+    local info, top = assert(M.shmctl(0, M.IPC_INFO))
+    assert.equal(top, info.max_index)
+    for _, k in ipairs { "shmmax", "shmall", "shmmni" } do
+      -- the default shmmax and shmall, 2^64 - 2^24 - 1, are past math.maxinteger: a float then
+      local v = tonumber((H.slurp("/proc/sys/kernel/" .. k):match("%d+")))
+      assert.equal(v, info[k], k)
+      assert.is_true(info[k] > 0)
+      assert.equal(math.type(v), math.type(info[k]), k)
+    end
+    assert.equal(1, info.shmmin)
+    -- SHM_INFO: ids in use as /proc/sysvipc/shm lists them (read before and after: other
+    -- processes may make or remove segments meanwhile)
+    local function listed()
+      local n = 0
+      for line in H.slurp("/proc/sysvipc/shm"):gmatch("[^\n]+") do
+        if line:match("^%s*%d") then n = n + 1 end
+      end
+      return n
+    end
+    local before = listed()
+    local use, utop = assert(M.shmctl(id, M.SHM_INFO))
+    local after = listed()
+    assert.equal(utop, use.max_index)
+    assert.is_true(use.used_ids >= math.min(before, after) and use.used_ids <= math.max(before, after),
+                   ("used_ids %d, listed %d and %d"):format(use.used_ids, before, after))
+    assert.is_true(utop >= 0 and use.tot >= 3 and use.rss >= 0 and use.swp >= 0)
+    for _, k in ipairs { "swap_attempts", "swap_successes" } do assert.equal("integer", math.type(use[k]), k) end
+  end)
+
   it("returns nil, msg, EINVAL for an id that is no segment, for every command", function()
     local id = segment(4096)
     M.shmctl(id, M.IPC_RMID)
@@ -751,10 +806,9 @@ describe("M.shmctl()", function()
       H.raises("number expected, got no value", M.shmctl, id)
       H.raises("number expected, got string", M.shmctl, id, "IPC_STAT")
       H.raises("number has no integer representation", M.shmctl, id, 2.5)
-      -- IPC_INFO, SHM_STAT, SHM_INFO fill structures other than shmid_ds
-      for _, cmd in ipairs { 3, 13, 14, -1, 99, math.maxinteger, math.mininteger } do
-        H.raises("unsupported command (IPC_STAT, IPC_SET, IPC_RMID, SHM_LOCK or SHM_UNLOCK)",
-                 M.shmctl, id, cmd)
+      for _, cmd in ipairs { 4, 10, 16, -1, 99, math.maxinteger, math.mininteger } do
+        H.raises("unsupported command (IPC_STAT, IPC_SET, IPC_RMID, SHM_LOCK, SHM_UNLOCK, SHM_STAT, "
+                 .. "SHM_STAT_ANY, IPC_INFO or SHM_INFO)", M.shmctl, id, cmd)
       end
       assert.is_false(stat(id).dest)
     end)
@@ -837,6 +891,10 @@ describe("the constants", function()
     assert.equal(12, M.SHM_UNLOCK)
     assert.equal(M.octal("1000"), M.SHM_DEST)
     assert.equal(M.octal("2000"), M.SHM_LOCKED)
+    assert.equal(3, M.IPC_INFO)
+    assert.equal(13, M.SHM_STAT)
+    assert.equal(14, M.SHM_INFO)
+    assert.equal(15, M.SHM_STAT_ANY)
   end)
 end)
 
