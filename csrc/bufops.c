@@ -123,6 +123,14 @@ static void mem_check_read(lua_State *L, const Owner *o, size_t off, size_t len)
                "read of inaccessible memory", "PROT_NONE", "read");
 }
 
+/* b[i] outside the window: raised at the line that indexed (luaL_error, not an argument error
+ * naming the metamethod 'index'), with the indices the buffer has. */
+static int index_error(lua_State *L, lua_Integer i, size_t len) {
+  if (len == 0) return luaL_error(L, "index out of range (b[%I]; the buffer has 0 bytes)", i);
+  return luaL_error(L, "index out of range (b[%I]; the buffer has %I bytes, b[0] to b[%I]: "
+                    "0-based, as in C)", i, (lua_Integer)len, (lua_Integer)len - 1);
+}
+
 /* b[i]: a byte, or a method when the key is a string. Upvalues: the metatable, the methods. */
 int bufops_index(lua_State *L) {
   if (lua_type(L, 2) != LUA_TNUMBER) { /* a method name (strings first: never a number here) */
@@ -136,7 +144,7 @@ int bufops_index(lua_State *L) {
   size_t len;
   Buffer *b;
   unsigned char *p = buf_span_self(L, &len, &b); /* a metamethod: the VM passes a buffer */
-  if (i < 0 || (uint64_t)i >= (uint64_t)len) return luaL_argerror(L, 2, "index out of range");
+  if (i < 0 || (uint64_t)i >= (uint64_t)len) return index_error(L, i, len);
   unsigned char v;
   if (mem_guarded(b->o))
     mem_copy(L, NULL, &v, b->o, p + i, 1);
@@ -154,7 +162,7 @@ int bufops_newindex(lua_State *L) {
   /* a number only: b["3"] reads the method named "3" (nil), so b["3"] = v must not write byte 3 */
   if (lua_type(L, 2) != LUA_TNUMBER) luaL_typeerror(L, 2, "integer index");
   lua_Integer i = luaL_checkinteger(L, 2);
-  if (i < 0 || (uint64_t)i >= (uint64_t)len) return luaL_argerror(L, 2, "index out of range");
+  if (i < 0 || (uint64_t)i >= (uint64_t)len) return index_error(L, i, len);
   unsigned char v = (unsigned char)arg_byte(L, 3);
   mem_check_write(L, b->o, b->off + (size_t)i, 1);
   if (mem_guarded(b->o))
@@ -192,7 +200,7 @@ static int bufops_write(lua_State *L) {
   const char *s = luaL_checklstring(L, 3, &slen); /* may convert a number: allocates */
   unsigned char *p = buf_window(L, b, &len);        /* so the address is taken after it */
   size_t off = arg_offset(L, 2, ioff, len);
-  luaL_argcheck(L, slen <= len - off, 3, "string does not fit (out of range)");
+  if (slen > len - off) arg_fit_error(L, 3, "string does not fit", slen, off, len);
   mem_check_write(L, b->o, b->off + off, slen);
   mem_copy(L, b->o, p + off, NULL, s, slen);
   lua_pushinteger(L, (lua_Integer)(off + slen));
@@ -243,7 +251,10 @@ static size_t cstrlen(lua_State *L, size_t *off, Buffer **pb) {
   size_t len;
   unsigned char *p = buf_span(L, 1, &len, pb);
   lua_Integer o = luaL_optinteger(L, 2, 0);
-  luaL_argcheck(L, o >= 0 && (uint64_t)o < (uint64_t)len, 2, "offset out of range");
+  if (o < 0 || (uint64_t)o >= (uint64_t)len) /* a string needs a byte at o: past the end is out */
+    luaL_argerror(L, 2, lua_pushfstring(L, "offset out of range (%I; the buffer has %I bytes, a "
+                                           "string starts at 0 to %I)", o, (lua_Integer)len,
+                                        (lua_Integer)len - 1));
   *off = (size_t)o;
   const unsigned char *s = p + *off, *z = mem_find(L, (*pb)->o, s, len - *off, "", 1);
   luaL_argcheck(L, z != NULL, 2, "no NUL terminator before the end of the buffer");
@@ -315,7 +326,7 @@ static int bufops_copy(lua_State *L) {
     srco = sb->o;
   }
   arg_range(L, 4, 5, srclen, &soff, &n);
-  luaL_argcheck(L, n <= len - doff, 5, "copy does not fit (out of range)");
+  if (n > len - doff) arg_fit_error(L, 5, "copy does not fit", n, doff, len);
   mem_check_write(L, b->o, b->off + doff, n);
   if (srco) mem_check_read(L, srco, (size_t)(src + soff - srco->base), n);
   mem_copy(L, b->o, p + doff, srco, src + soff, n);

@@ -96,6 +96,17 @@ lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, con
   return v;
 }
 
+int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size) {
+  return luaL_argerror(L, idx, lua_pushfstring(L, "offset out of range (%I; the buffer has %I "
+                                                  "bytes)", o, (lua_Integer)size));
+}
+
+int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off, size_t size) {
+  return luaL_argerror(L, idx, lua_pushfstring(L, "%s (out of range: %I bytes at offset %I; the "
+                                                  "buffer has %I)", what, (lua_Integer)n,
+                                               (lua_Integer)off, (lua_Integer)size));
+}
+
 /* A range (offset, length) within `size` bytes: offset defaults to 0, length to "the rest".
  * Both are checked as integers before any conversion; off + len never wraps. */
 void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len) {
@@ -104,8 +115,10 @@ void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_
     *len = size - *off;
   } else {
     lua_Integer n = luaL_checkinteger(L, ilen);
-    luaL_argcheck(L, n >= 0 && (uint64_t)n <= (uint64_t)(size - *off), ilen,
-                  "length out of range");
+    if (n < 0 || (uint64_t)n > (uint64_t)(size - *off))
+      luaL_argerror(L, ilen, lua_pushfstring(L, "length out of range (%I bytes from offset %I; the "
+                                                "buffer has %I)", n, (lua_Integer)*off,
+                                             (lua_Integer)size));
     *len = (size_t)n;
   }
 }

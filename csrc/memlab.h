@@ -123,12 +123,17 @@ size_t arg_size(lua_State *L, int idx);
 size_t arg_optsize(lua_State *L, int idx, size_t def);
 void push_weak_registry(lua_State *L, const void *key);
 lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, const char *what);
+/* Raises "offset out of range (o; the buffer has size bytes)" at argument idx. */
+int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size);
+/* Raises "<what> (out of range: n bytes at offset off; the buffer has size)" at argument idx:
+ * a write, a copy, packed data or an unpack that does not fit. */
+int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off, size_t size);
 /* The offset o, read from argument idx, as a position in `size` bytes: 0 to size (just past the
  * end included), or raises "offset out of range". The caller reads o (luaL_checkinteger or
  * luaL_optinteger) when its other arguments allow: the order of their errors stays its own.
  * Inline: b:unpack's hot path runs it (issue 2 measures that call against string.unpack). */
 static inline size_t arg_offset(lua_State *L, int idx, lua_Integer o, size_t size) {
-  luaL_argcheck(L, o >= 0 && (uint64_t)o <= (uint64_t)size, idx, "offset out of range");
+  if (__builtin_expect(o < 0 || (uint64_t)o > (uint64_t)size, 0)) arg_offset_error(L, idx, o, size);
   return (size_t)o;
 }
 void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len);

@@ -59,6 +59,26 @@ describe("b[i]", function()
     H.raises("index out of range", function() v[3] = 1 end)
   end)
 
+  it("says which index, and which the buffer has, at the line that indexed (novice review)", function()
+    local v = b:slice(4, 3)
+    local line = debug.getinfo(1, "l").currentline
+    local ok, err = pcall(function() return v[3] end)
+    assert.is_false(ok)
+    assert.equal(("spec/02-bufops_spec.lua:%d: index out of range (b[3]; the buffer has 3 bytes, "
+                  .. "b[0] to b[2]: 0-based, as in C)"):format(line + 1), err)
+    H.raises("index out of range (b[-1]; the buffer has 3 bytes", function() v[-1] = 1 end)
+    H.raises("index out of range (b[0]; the buffer has 0 bytes)", function() return b:slice(0, 0)[0] end)
+    H.raises("bad argument #2 to 'write' (string does not fit (out of range: 4 bytes at offset 1; the "
+             .. "buffer has 3))", function() v:write(1, "abcd") end)
+    H.raises("bad argument #2 to 'read' (length out of range (5 bytes from offset 0; the buffer has 3))",
+             function() v:read(0, 5) end)
+    H.raises("bad argument #1 to 'read' (offset out of range (4; the buffer has 3 bytes))",
+             function() v:read(4) end)
+    H.raises("bad argument #4 to 'copy' (copy does not fit (out of range: 3 bytes at offset 1; the "
+             .. "buffer has 3))", function() v:copy(1, "xyz") end)
+    assert.equal("0123456789ab", b:read())
+  end)
+
   describe("errors on", function()
     it("reading an index below 0 or past the end", function()
       for _, i in ipairs({ N, -1, H.MAXI, H.MINI }) do

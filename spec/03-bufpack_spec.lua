@@ -184,10 +184,11 @@ describe("b:pack()", function()
         H.raises("out of range", b.pack, b, table.unpack(case))
       end
       -- the offset is what is wrong (#2, the buffer being self): the format was blamed (review)
-      H.raises("bad argument #2 to 'pack' (packed data does not fit (out of range))",
-               function() b:pack("i8", 5, 1) end)
-      H.raises("bad argument #2 to 'pack' (packed data does not fit (out of range))",
-               function() b:pack("i4 i4", 5, 1, 2) end)
+      -- (with the numbers: the bytes needed, where, and how many the buffer has: novice review)
+      H.raises("bad argument #2 to 'pack' (packed data does not fit (out of range: 8 bytes at offset 5; "
+               .. "the buffer has 12))", function() b:pack("i8", 5, 1) end)
+      H.raises("bad argument #2 to 'pack' (packed data does not fit (out of range: 8 bytes at offset 5; "
+               .. "the buffer has 12))", function() b:pack("i4 i4", 5, 1, 2) end)
       assert.equal(("\xAA"):rep(12), b:read())
       b:free()
     end)
@@ -321,9 +322,10 @@ describe("b:unpack()", function()
       b:write(0, "\255\255\255\255\255\255\255\127")
       H.raises("out of range", b.unpack, b, "<s8")                  -- a length near 2^63
       H.raises("out of range", b.unpack, b, "<s4")
-      H.raises("bad argument #2 to 'unpack' (data too short (out of range))", function() b:unpack("i8", 1) end)
-      H.raises("bad argument #2 to 'unpack' (data too short (out of range))",
-               function() b:unpack("i4 i8", 1) end)
+      H.raises("bad argument #2 to 'unpack' (data too short (out of range: 8 bytes at offset 1; the "
+               .. "buffer has 8))", function() b:unpack("i8", 1) end)
+      H.raises("bad argument #2 to 'unpack' (data too short (out of range: 8 bytes at offset 5; the "
+               .. "buffer has 8))", function() b:unpack("i4 i8", 1) end)
       b:free()
     end)
 

@@ -884,8 +884,9 @@ describe("the C-shaped forms", function()
     assert.equal(b, M.mlock(b, 0, ps)) -- one page: within any RLIMIT_MEMLOCK
     assert.equal(b, M.munlock(b, 0, ps))
     -- the range is the method's: out of range raises, naming the caller's arguments
-    H.raises("bad argument #3 to 'fn' (length out of range)", M.mprotect, b, 0, 4 * ps, RW)
-    H.raises("bad argument #2 to 'fn' (offset out of range)", M.mprotect, b, -1, ps, RW)
+    H.raises("bad argument #3 to 'fn' (length out of range (" .. 4 * ps .. " bytes from offset 0; the buffer has "
+             .. 3 * ps .. "))", M.mprotect, b, 0, 4 * ps, RW)
+    H.raises("bad argument #2 to 'fn' (offset out of range (-1; the buffer has " .. 3 * ps .. " bytes))", M.mprotect, b, -1, ps, RW)
     H.raises("number expected, got nil", M.mprotect, b, 0, nil, RW)
     H.raises("out of range", M.mlock, b, ps, 3 * ps)
     -- the range form written without its last argument reads as the C shape (b, len, x): when
