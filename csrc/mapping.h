@@ -18,7 +18,8 @@ typedef struct Snapshot Snapshot;
  * (its parent) gives its range back to the parent when released, instead of leaving a hole
  * another mapping could fall into. */
 typedef struct MapInfo {
-  size_t maplen;
+  size_t maplen;      /* its length in the kernel: whole pages, or whole huge pages */
+  size_t huge;        /* the huge page size of a hugetlb mapping (sys_huge_granule), else 0 */
   int flags;          /* the MAP_* flags it was created with */
   off_t offset;       /* file offset (0 for anonymous) */
   int regular;        /* a mapping of a regular file (remap probes its new end page) */
@@ -52,6 +53,9 @@ Owner *check_mapping(lua_State *L, int idx, const char *fname, Buffer **pb);
 Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len);
 /* Whether [addr, addr+len) reaches into the room the main stack grows into (mmap.c). */
 int in_stack_room(uintptr_t addr, size_t len);
+/* The length of the kernel's mapping that starts at addr, from /proc/self/maps (what a segment
+ * of huge pages really takes), or 0 when it cannot be read or none starts there. */
+size_t map_extent(uintptr_t addr);
 /* After an mprotect of o's [addr, addr+len): the records of mappings placed inside follow. */
 void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, size_t len,
                        int prot);

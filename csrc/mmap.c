@@ -57,6 +57,19 @@ static uintptr_t stack_top(void) {
   return top;
 }
 
+size_t map_extent(uintptr_t addr) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[512];
+  unsigned long from, to;
+  size_t len = 0;
+  if (!f) return 0;
+  while (!len && fgets(line, sizeof line, f))
+    if (sscanf(line, "%lx-%lx", &from, &to) == 2 && (uintptr_t)from == addr && to > from)
+      len = (size_t)(to - from);
+  fclose(f);
+  return len;
+}
+
 int in_stack_room(uintptr_t addr, size_t len) {
   uintptr_t hi = stack_top();
   if (len == 0 || hi == 0) return 0;
@@ -89,36 +102,60 @@ unsigned prot_from_sys(int prot) {
          ((prot & PROT_EXEC) ? OWN_PROT_EXEC : 0u);
 }
 
-/* A MAP_FIXED child hands its range back to its parent as fresh anonymous pages with the
- * parent's protection. One mmap replaces the whole range, so that a refusal changes nothing,
- * with the protection every page of the parent's there has (one call when they all have the
- * same); the pages that have more get it by mprotect, and where the kernel refuses that, the
- * parent's record takes the narrower protection the pages kept: it says what the kernel does,
- * and a refusal never leaves a page more open than the parent had it. */
-static int hand_back(Owner *o) {
-  MapInfo *mi = MAPINFO(o);
-  Owner *p = o->parent;
-  size_t ps = sys_pagesize(), first = (size_t)(o->base - p->base) / ps, n = mi->pm.npages;
+/* Gives the n pages at base back to the mapping p they sit in: its own pages kept aside
+ * (*aside, a shared parent's, PROT_NONE while aside) moved back, or fresh anonymous pages with p's
+ * protection. One mmap replaces the whole range, so that a refusal changes nothing, with the
+ * protection every page of p's there has (one call when they all have the same); the pages that
+ * have more get it by mprotect, and where the kernel refuses that, p's record takes the narrower
+ * protection the pages kept: it says what the kernel does, and a refusal never leaves a page
+ * more open than p had it. Into a hole (hole: the range is unmapped) the range is first taken
+ * with MAP_FIXED_NOREPLACE and PROT_NONE, which no commit check refuses and which replaces
+ * nothing another thread may have mapped there since. */
+static int give_back(Owner *p, unsigned char *base, size_t n, void **aside, int hole) {
+  size_t ps = sys_pagesize(), first = (size_t)(base - p->base) / ps;
   unsigned prot0 = OWN_PROT_READ | OWN_PROT_WRITE | OWN_PROT_EXEC;
   for (size_t i = 0; i < n; i = protmap_runend(p->protmap, first + i) - first)
     prot0 &= protmap_get(p->protmap, first + i);
   void *out;
-  int err = mi->aside /* a shared parent's own pages, moved back (PROT_NONE while aside) */
-              ? sys_mremap_to(mi->aside, n * ps, n * ps, o->base, &out)
-              : sys_mmap(o->base, n * ps, prot_to_sys(prot0),
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0, &out);
+  int err = 0;
+  /* a MAP_NORESERVE parent's pages stay uncharged to the overcommit policy */
+  int fresh = MAP_PRIVATE | MAP_ANONYMOUS | (MAPINFO(p)->flags & MAP_NORESERVE);
+  if (hole) {
+    err = sys_mmap(base, n * ps, PROT_NONE, fresh | MAP_FIXED_NOREPLACE, -1, 0, &out);
+    if (!err && out != base) { /* a kernel before 4.17 takes it for a hint */
+      sys_munmap(out, n * ps);
+      err = EEXIST;
+    }
+    if (err) return err;
+    prot0 = 0;
+  }
+  int moved = 0;
+  if (*aside) {
+    err = sys_mremap_to(*aside, n * ps, n * ps, base, &out);
+    moved = !err;
+    if (err && hole) err = 0; /* the hole's PROT_NONE zero pages stand in (the caller unmaps
+                               * what stays aside) */
+  } else if (!hole) {
+    err = sys_mmap(base, n * ps, prot_to_sys(prot0), fresh | MAP_FIXED, -1, 0, &out);
+  }
   if (err) return err;
-  unsigned have = mi->aside ? 0 : prot0;
-  mi->aside = NULL;
+  unsigned have = moved ? 0 : prot0;
+  if (moved) *aside = NULL;
   for (size_t i = 0; i < n;) {
     unsigned prot = protmap_get(p->protmap, first + i);
     size_t j = protmap_runend(p->protmap, first + i) - first;
     if (j > n) j = n;
-    if (prot != have && sys_mprotect(o->base + i * ps, (j - i) * ps, prot_to_sys(prot)))
+    if (prot != have && sys_mprotect(base + i * ps, (j - i) * ps, prot_to_sys(prot)))
       protmap_set(&MAPINFO(p)->pm, first + i, j - i, have);
     i = j;
   }
   return 0;
+}
+
+/* A MAP_FIXED child hands its range back to its parent (give_back). */
+static int hand_back(Owner *o) {
+  MapInfo *mi = MAPINFO(o);
+  return give_back(o->parent, o->base, mi->pm.npages, &mi->aside, 0);
 }
 
 /* Before a mapping is placed (MAP_FIXED) at [addr, addr+len) of a shared mapping: a second
@@ -401,6 +438,25 @@ static unsigned map_counts(int writable, int flags, int shared_anon) {
   return c;
 }
 
+/* After the kernel refused a MAP_FIXED mapping at [addr, addr+len) inside parent. Since Linux
+ * 6.12 a refusal that comes once the old pages were taken out (the commit check of shared
+ * anonymous memory, a hugetlb reservation, a file's own mmap handler) leaves the range unmapped
+ * (mmap(2) allows it): the parent would go on calling it its own, and whatever is mapped there
+ * next (glibc's next large block) would be written through it. msync tells a hole (ENOMEM); it
+ * is filled again as a child's unmap would give it back (give_back: the pages kept aside, or
+ * fresh ones with the parent's protection; the bytes the kernel dropped are gone). If even that
+ * is refused, the parent and every mapping inside it die, their pages left as they are (an
+ * unmap could hit what fills the hole). */
+static void mend_refused(lua_State *L, Owner *parent, unsigned char *addr, size_t len, void **aside) {
+  if (sys_msync(addr, len, MS_ASYNC) != ENOMEM) return;
+  if (give_back(parent, addr, len / sys_pagesize(), aside, 1) == 0) return;
+  Owner *root = parent;
+  while (root->parent) root = root->parent;
+  snap_end_range(root->base, MAPINFO(root)->maplen);
+  owner_die(L, root, "lost: the kernel refused a MAP_FIXED mapping inside it after taking its "
+                     "pages there out, and they could not be put back", 1);
+}
+
 /* M.mmap(addr, length, prot, flags, fd, offset) -> buffer of kind "mmap" | nil, msg, errno
  * addr: nil, an address hint, or (with MAP_FIXED) a place inside a mapping this state owns;
  * fd: -1/nil, an integer, a memlab file (memfd_create, shm_open) or an open Lua file. */
@@ -429,8 +485,12 @@ static int mmap_mmap(lua_State *L) {
   if (length == 0)
     return map_refuse(L, EINVAL, regular && fsize == 0 ? "the file is empty"
                                                        : "length must be greater than 0");
-  if (length > (size_t)PTRDIFF_MAX - ps) return map_refuse(L, ENOMEM, "length too large");
-  size_t maplen = (length + ps - 1) / ps * ps;
+  /* huge pages: the kernel rounds the length up to whole ones (MAP_FIXED there would replace
+   * more than memlab checked, and unmapping fewer bytes fails); the address must be one's
+   * multiple */
+  size_t huge = sys_huge_granule((int)flags, fd), gran = huge ? huge : ps;
+  if (length > (size_t)PTRDIFF_MAX - gran) return map_refuse(L, ENOMEM, "length too large");
+  size_t maplen = (length + gran - 1) / gran * gran;
   if (!anonymous) {
     if ((uint64_t)offset > (uint64_t)INT64_MAX - length)
       return map_refuse(L, EOVERFLOW, "offset + length overflows");
@@ -456,7 +516,8 @@ static int mmap_mmap(lua_State *L) {
                           "maps nothing there: it would make C's null pointers, and small offsets "
                           "from them, valid)", addr_text(addr).s, (int)(LOW_ADDR_LIMIT >> 10));
   }
-  if (addr != 0 && !(flags & MAP_FIXED) && in_stack_room(addr, maplen)) {
+  uintptr_t at = huge && addr % huge ? (addr | (huge - 1)) + 1 : addr; /* the kernel aligns up */
+  if (addr != 0 && !(flags & MAP_FIXED) && (in_stack_room(addr, maplen) || in_stack_room(at, maplen))) {
     if (flags & MAP_FIXED_NOREPLACE)
       return push_syserrorf(L, "mmap", EINVAL, "MAP_FIXED_NOREPLACE at %p is in the room the main "
                             "stack grows into (RLIMIT_STACK and its guard gap below [stack]): a "
@@ -465,6 +526,10 @@ static int mmap_mmap(lua_State *L) {
     addr = 0; /* a hint there, which the kernel could honour: placed elsewhere */
   }
   if (flags & MAP_FIXED) {
+    if (huge)
+      return luaL_error(L, "mmap: MAP_FIXED with huge pages is refused: the kernel takes whole huge "
+                           "pages (%I bytes) out first, and a refusal of their reservation leaves "
+                           "the range unmapped (map it without MAP_FIXED)", (lua_Integer)huge);
     if (addr % ps != 0) return map_refuse(L, EINVAL, "MAP_FIXED address is not page aligned");
     parent = map_find_push(L, addr, maplen);
     if (!parent)
@@ -511,12 +576,14 @@ static int mmap_mmap(lua_State *L) {
   if (err) aside = NULL;
   err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
                  (off_t)offset, &p);
+  if (err && parent) mend_refused(L, parent, (unsigned char *)addr, maplen, &aside);
   if (err && aside) sys_munmap(aside, maplen);
   /* over RLIMIT_MEMLOCK: EAGAIN (MAP_LOCKED, MCL_FUTURE: nomem_error says so too); EPERM when
    * the limit is 0 (MAP_LOCKED) */
   if (err == EPERM && (flags & MAP_LOCKED)) return lock_error(L, "mmap", err, maplen);
   if (err) return nomem_error(L, "mmap", err, maplen, map_counts((prot & PROT_WRITE) != 0, (int)flags, (flags & MAP_SHARED) && anonymous));
   mi->maplen = maplen;
+  mi->huge = huge;
   mi->aside = aside;
   /* a shared mapping of no file or of a device (/dev/zero) has a memory object of this size */
   if ((flags & MAP_SHARED) && (anonymous || !regular)) mi->shared_anon = maplen;
@@ -671,6 +738,9 @@ static int mmap_remap(lua_State *L) {
     return luaL_error(L, "remap: this mapping was placed inside another with MAP_FIXED; moving "
                          "or resizing it would leave a hole in that mapping");
   if (mi->snap) return luaL_error(L, "remap: the mapping has an active snapshot (free it first)");
+  if (mi->huge)
+    return push_syserrorf(L, "mremap", EINVAL, "a mapping of huge pages (%I bytes each) is not "
+                          "remapped by memlab: map a new one", (lua_Integer)mi->huge);
   if (newlen == 0) return push_syserror(L, "mremap", EINVAL);
   if (newlen > (size_t)PTRDIFF_MAX - ps) return push_syserror(L, "mremap", ENOMEM);
   size_t newmap = (newlen + ps - 1) / ps * ps;

@@ -115,6 +115,16 @@ static int shm_shmat(lua_State *L) {
     sys_shmdt(p);
     return push_syserror(L, "shmat (IPC_STAT of the segment)", err);
   }
+  /* a segment of huge pages (SHM_HUGETLB) takes whole ones: more than shm_segsz, which the check
+   * above measured; where the kernel put it says how much */
+  size_t extent = addr != 0 ? map_extent((uintptr_t)p) : 0;
+  if (extent > ds.shm_segsz && in_stack_room((uintptr_t)p, extent)) {
+    sys_shmdt(p);
+    return push_syserrorf(L, "shmat", EINVAL, "the segment, of huge pages (%I bytes mapped), would "
+                          "reach into the room the main stack grows into (below [stack]) from %p: "
+                          "a segment there would end the interpreter at its next deep call",
+                          (lua_Integer)extent, (void *)addr);
+  }
   o->prot = (uint8_t)(OWN_PROT_READ | ((flags & SHM_RDONLY) ? 0u : OWN_PROT_WRITE) |
                       ((flags & SHM_EXEC) ? OWN_PROT_EXEC : 0u));
   owner_open(L, o, p, ds.shm_segsz);

@@ -464,6 +464,9 @@ static int snap_new(lua_State *L) {
   Owner *o = check_mapping(L, 1, "snapshot", &b);
   MapInfo *mi = MAPINFO(o);
   buf_need_root(L, 1, b, "snapshot a view", "snapshot the mapping");
+  if (mi->huge) /* its pages are write-protected and copied 4 KiB at a time: not huge ones */
+    return luaL_error(L, "snapshot needs a mapping of ordinary pages (this one is of huge pages, "
+                         "%I bytes each)", (lua_Integer)mi->huge);
   if ((mi->flags & MAP_SHARED_VALIDATE) != MAP_PRIVATE && !(mi->flags & MAP_ANONYMOUS))
     return luaL_error(L, "snapshot needs a private or anonymous mapping (this one is a shared "
                          "file mapping: another process could change it unseen)");

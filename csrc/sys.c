@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -166,6 +167,32 @@ int sys_fflush(FILE *f) {
   int err = fflush(f) == 0 ? 0 : errno;
   xfsz_release(&h);
   return err;
+}
+
+#define HUGETLBFS_MAGIC_ 0x958458f6 /* <linux/magic.h>'s HUGETLBFS_MAGIC */
+#define HUGE_SHIFT_ 26               /* MAP_HUGE_SHIFT, MAP_HUGE_MASK (<linux/mman.h>) */
+#define HUGE_MASK_ 0x3f
+#define HUGE_DEFAULT_ ((size_t)2 << 20)
+
+size_t sys_huge_granule(int flags, int fd) {
+  if (!(flags & MAP_ANONYMOUS)) {
+    struct statfs fs;
+    if (fd < 0 || fstatfs(fd, &fs) != 0 || (unsigned long)fs.f_type != HUGETLBFS_MAGIC_) return 0;
+    return fs.f_bsize > 0 ? (size_t)fs.f_bsize : HUGE_DEFAULT_;
+  }
+  if (!(flags & MAP_HUGETLB)) return 0;
+  unsigned shift = (unsigned)flags >> HUGE_SHIFT_ & HUGE_MASK_;
+  if (shift) return shift < 8 * sizeof(size_t) ? (size_t)1 << shift : HUGE_DEFAULT_;
+  size_t size = HUGE_DEFAULT_;
+  FILE *f = fopen("/proc/meminfo", "r");
+  char line[128];
+  unsigned long kb;
+  if (f) {
+    while (fgets(line, sizeof line, f))
+      if (sscanf(line, "Hugepagesize: %lu kB", &kb) == 1 && kb) size = (size_t)kb * 1024;
+    fclose(f);
+  }
+  return size;
 }
 
 int sys_fd_readonly(int fd) {

@@ -64,6 +64,11 @@ int sys_truncate(const char *path, off_t len);
 int sys_fflush(FILE *f); /* an io file's buffered writes */
 int sys_fd_readonly(int fd); /* open for reading only */
 int sys_fdsize(int fd, off_t *size, int *regular);
+/* The huge page size a mapping with these flags (of file fd unless MAP_ANONYMOUS) is made of, or
+ * 0 for ordinary pages: MAP_HUGETLB with its MAP_HUGE_* size (or the system's default, from
+ * /proc/meminfo's Hugepagesize), or a file on hugetlbfs (memfd_create's MFD_HUGETLB). The kernel
+ * rounds such a mapping's length up to it, and its address must be a multiple of it. */
+size_t sys_huge_granule(int flags, int fd);
 int sys_close(int fd);
 
 /* System V shared memory. sys_shmat: addr NULL lets the kernel choose; the caller refuses

@@ -1534,6 +1534,55 @@ describe("MAP_FIXED", function()
     b:free()
   end)
 
+  it("with huge pages is refused: the kernel would take out whole huge pages around the range (red-team review)", function()
+    local b, msg = M.mmap(nil, ps, RW, PA | M.MAP_HUGETLB | M.MAP_NORESERVE, -1, 0)
+    if not b then pending("no huge pages here: " .. tostring(msg)) return end
+    local huge = b:mapinfo().mapped
+    local p = anon(2 * huge // ps)
+    local inside = (p:address() + huge - 1) // huge * huge -- a huge page's boundary inside p
+    for _, target in ipairs { inside, b:address() } do
+      H.raises("MAP_FIXED with huge pages is refused: the kernel takes whole huge pages (" .. huge .. " bytes)",
+               M.mmap, target, ps, RW, PA | M.MAP_HUGETLB | M.MAP_NORESERVE | M.MAP_FIXED, -1, 0)
+    end
+    p:free()
+    b:free()
+  end)
+
+  it("refused by the kernel after it took the old pages out leaves no hole in the parent (outside review)", function()
+    -- Since Linux 6.12 a MAP_FIXED refused late (here: shared anonymous memory larger than RAM
+    -- and swap together, refused by the overcommit check once the old range was unmapped) leaves
+    -- the range unmapped. The parent still called it its own: glibc's next large block landed
+    -- there, under the parent's writes (free(): invalid pointer). The hole is filled again with
+    -- the parent's protection (its bytes there are gone, as the kernel left them).
+    if not H.natively(pending) then return end
+    local mode = (H.slurp("/proc/sys/vm/overcommit_memory") or ""):match("%d")
+    if mode == "1" then pending("vm.overcommit_memory 1 accepts any size") return end
+    local mem = H.slurp("/proc/meminfo")
+    local total = (tonumber(mem:match("MemTotal:%s*(%d+)")) + tonumber(mem:match("SwapTotal:%s*(%d+)"))) * 1024
+    local n = (total // (1 << 30) + 2) << 30
+    local out = H.run_lua(([[
+      local M = require "memlab"
+      local n, RW = @N@, M.PROT_READ | M.PROT_WRITE
+      local P = assert(M.mmap(nil, n, RW, M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_NORESERVE, -1, 0))
+      P[4096] = 7
+      local c, msg = M.mmap(P, n, RW, M.MAP_SHARED | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0)
+      print("child", c and "placed" or msg)
+      local lo, hi, covered = P:address(), P:address() + n, 0
+      for _, m in ipairs(M.maps()) do
+        local a, b = math.max(m.from, lo), math.min(m.to, hi)
+        if a < b then covered = covered + (b - a) end
+      end
+      print("covered", covered == n and "whole" or covered)
+      print("reads", P[4096], P[n - 1], P:mapinfo().prot)
+      P[4096] = 8
+      print("free", P:free())
+    ]]):gsub("@N@", tostring(n)), nil)
+    if out:find("child\tplaced", 1, true) then pending("the kernel placed it: " .. out) return end
+    assert.matches("child\tmmap: Cannot allocate memory", out, 1, true)
+    assert.matches("covered\twhole\n", out, 1, true)
+    assert.matches("reads\t%d+\t0\trw%-\nfree\ttrue\n", out)
+  end)
+
   it("is refused when a finalizer shrinks the mapping it goes into during the call", function()
     -- M.mmap found the parent, then made its buffer (a finalizer may run there), then checked the
     -- parent again: a parent shrunk below the new mapping's length passed that check (an
@@ -1571,6 +1620,77 @@ describe("MAP_FIXED", function()
     assert.matches("the mapping MAP_FIXED was to go into was unmapped, moved or shrunk during the "
                    .. "call (by a finalizer)", out, 1, true)
     assert.matches("\t90\t90\nhit\n", out) -- the finalizer's mapping kept its bytes (0x5a)
+  end)
+end)
+
+describe("a mapping of huge pages (MAP_HUGETLB, a hugetlbfs file)", function()
+  -- The kernel rounds its length up to whole huge pages. memlab measured it in 4 KiB pages: its
+  -- unmap gave back 4 KiB (EINVAL: never freed), a hint just below the stack's room let the
+  -- kernel place 2 MiB inside it (red-team review).
+  local function huge_map(length, flags)
+    local b, msg = M.mmap(nil, length, RW, PA | M.MAP_HUGETLB | M.MAP_NORESERVE | (flags or 0), -1, 0)
+    if not b then pending("no huge pages here: " .. tostring(msg)) end
+    return b
+  end
+
+  it("takes whole huge pages, and gives them all back", function()
+    local b = huge_map(ps)
+    if not b then return end
+    local info, r = b:mapinfo(), M.region(b:address())
+    assert.equal(ps, #b)
+    assert.equal(ps, info.length)
+    assert.is_true(info.mapped >= 2 << 20 and info.mapped % (2 << 20) == 0, info.mapped)
+    assert.equal(info.mapped, r.to - r.from)
+    assert.equal(0, b:address() % info.mapped)
+    local addr = b:address()
+    assert.is_true(b:free())
+    assert.is_nil(M.region(addr))
+  end)
+
+  it("of the size MAP_HUGE_1GB asks for", function()
+    local b = huge_map(ps, 30 << 26) -- MAP_HUGE_1GB: log2 of the size at MAP_HUGE_SHIFT
+    if not b then return end
+    assert.equal(1 << 30, b:mapinfo().mapped)
+    assert.is_true(b:free())
+  end)
+
+  it("is not remapped nor snapshotted: both work a 4 KiB page at a time", function()
+    local b = huge_map(ps)
+    if not b then return end
+    refused(M.EINVAL, "a mapping of huge pages", b:remap(2 * ps, true))
+    H.raises("snapshot needs a mapping of ordinary pages", b.snapshot, b)
+    assert.equal(ps, #b)
+    b:free()
+  end)
+
+  it("asked for just below the room the stack grows into is placed elsewhere", function()
+    local top
+    for _, r in ipairs(M.maps()) do if r.path == "[stack]" then top = r.to end end
+    local lim = M.getrlimit("stack")
+    if not top or type(lim) ~= "number" or lim > 1 << 32 then pending("no [stack] or no finite RLIMIT_STACK") return end
+    local lo = top - lim - (1 << 20) -- the room: RLIMIT_STACK and the guard gap below [stack]
+    local b = huge_map(ps)
+    if not b then return end
+    b:free()
+    local c = assert(M.mmap(lo - ps, ps, RW, PA | M.MAP_HUGETLB | M.MAP_NORESERVE, -1, 0))
+    assert.is_true(c:address() + c:mapinfo().mapped <= lo or c:address() >= top,
+                   ("%x in the room [%x, %x)"):format(c:address(), lo, top))
+    c:free()
+  end)
+
+  it("of a hugetlbfs file (memfd_create with MFD_HUGETLB) likewise", function()
+    local f = M.memfd_create("memlab-huge", M.MFD_HUGETLB)
+    if not f then pending("no hugetlbfs memfd here") return end
+    local ok = f:truncate(2 << 20)
+    if not ok then f:close() pending("no huge pages here to size it") return end
+    local b, msg = M.mmap(nil, ps, RW, M.MAP_SHARED | M.MAP_NORESERVE, f, 0)
+    if not b then f:close() pending("no huge pages here: " .. tostring(msg)) return end
+    assert.equal(2 << 20, b:mapinfo().mapped)
+    H.raises("MAP_FIXED with huge pages is refused", M.mmap, b, ps, RW, M.MAP_SHARED | M.MAP_FIXED, f, 0)
+    local addr = b:address()
+    assert.is_true(b:free())
+    assert.is_nil(M.region(addr))
+    f:close()
   end)
 end)
 

@@ -430,6 +430,29 @@ describe("M.shmat() and M.shmdt()", function()
     assert.equal(0, stat(id).nattch)
   end)
 
+  it("returns nil, msg, EINVAL for a segment of huge pages whose whole huge pages reach into that room (red-team review)", function()
+    -- shm_segsz is what was asked; SHM_HUGETLB maps whole huge pages, which the check measured
+    -- as segsz bytes
+    local id = M.shmget(M.IPC_PRIVATE, H.ps, M.IPC_CREAT | M.SHM_HUGETLB | M.SHM_NORESERVE | O600)
+    if not id then pending("no huge pages here") return end
+    remove_later(id)
+    local plain = assert(M.shmat(id))
+    local huge = M.region(plain:address()).to - plain:address()
+    plain:free()
+    if huge <= H.ps then pending("the segment is of ordinary pages here (valgrind ignores SHM_HUGETLB)") return end
+    local top = H.stack_region().to
+    local lim = M.getrlimit("stack")
+    if type(lim) ~= "number" or lim > 1 << 32 then pending("no finite RLIMIT_STACK") return end
+    local lo = top - lim - (1 << 20) -- the room: RLIMIT_STACK and the guard gap below [stack]
+    local at = (lo - H.ps) // huge * huge -- below the room; its huge page reaches into it
+    local ok, msg, code = M.shmat(id, at)
+    if ok then ok:free() end
+    fails(M.EINVAL, ok, msg, code)
+    assert.matches("the segment, of huge pages (" .. huge .. " bytes mapped), would reach into the room "
+                   .. "the main stack grows into", msg, 1, true)
+    assert.equal(0, stat(id).nattch)
+  end)
+
   it("refuses SHM_REMAP before the kernel sees it, attaching nothing", function()
     local id = segment(4096)
     local b = assert(M.shmat(id))

@@ -401,6 +401,60 @@ describe("a mapping placed inside a shared one (MAP_FIXED) when the kernel refus
   end)
 end)
 
+describe("a mapping placed inside another (MAP_FIXED) refused after the kernel took the old pages out", function()
+  -- failinj's mmap_hole unmaps the range, then refuses, as Linux 6.12 and later leave it when a
+  -- late check refuses (spec/09 provokes the kernel's own with shared memory beyond RAM and
+  -- swap). The parent went on calling the hole its own (red-team review).
+  it("in a private parent: the hole is filled with fresh pages of the parent's protection", function()
+    local v, out = run("mmap_hole:1", [[
+      local p = anon(4)
+      p:fill(0x50)
+      p:protect("r", 2 * ps, ps)
+      local c, msg, code = refusing(M.mmap, p:address() + ps, 2 * ps, M.PROT_READ | M.PROT_WRITE,
+                                    M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0)
+      local ks = kperm(p, 0) .. " " .. kperm(p, 1) .. " " .. kperm(p, 2) .. " " .. kperm(p, 3)
+      local bytes = p:read(0, 1) .. p:read(ps, 1):byte() .. p:read(2 * ps, 1):byte() .. p:read(3 * ps, 1)
+      p:write(ps, "w")
+      return c, msg, code, ks, bytes, tostring(p:free())]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.matches("^mmap: Cannot allocate memory", v[2])
+    assert.same({ "rw- rw- r-- rw-", "P00P", "true" }, { v[4], v[5], v[6] }, out)
+  end)
+
+  it("in a shared parent: its own pages kept aside are moved back into the hole", function()
+    local v, out = run("mmap_hole:1", [[
+      local p = shared(4)
+      p:fill(0x53)
+      local c, msg = refusing(M.mmap, p:address() + ps, ps, M.PROT_READ | M.PROT_WRITE,
+                              M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0)
+      local pid = M.fork()
+      if pid == 0 then p:write(ps, "K") M._exit(0) end
+      M.waitpid(pid)
+      return c, msg, p:read(ps, 1), kperm(p, 1), tostring(p:free())]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    -- "K": still the shared pages (a child's write is seen), not private zero pages
+    assert.same({ "K", "rw-", "true" }, { v[3], v[4], v[5] }, out)
+  end)
+
+  it("and the hole cannot be filled either: the parent dies, its range never touched again", function()
+    local v, out = run("mmap_hole:1,mmap:1", [[
+      local p = anon(4)
+      local inner = assert(M.mmap(p:address() + 3 * ps, ps, M.PROT_READ | M.PROT_WRITE,
+                                  M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0))
+      local c, msg = refusing(M.mmap, p:address() + ps, ps, M.PROT_READ | M.PROT_WRITE,
+                              M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0)
+      local ok, err = pcall(function() return p[0] end)
+      return c, msg, tostring(p:valid()), tostring(inner:valid()), err]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.same({ "false", "false" }, { v[3], v[4] }, out)
+    assert.matches("lost: the kernel refused a MAP_FIXED mapping inside it after taking its pages "
+                   .. "there out, and they could not be put back", v[5], 1, true)
+  end)
+end)
+
 describe("memlab's free list when the kernel refuses", function()
   it("unmapping a large block: b:free() fails, the block lives on, a:check() holds", function()
     local v, out = run("munmap:1", [[

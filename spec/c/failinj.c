@@ -12,7 +12,9 @@
  *
  * The name "mprotect_part" counts mprotect's calls too, but a call it fails is first applied to
  * the range's first page, as the kernel does when it changes the first of several mappings and
- * then cannot split a later one (vm.max_map_count).
+ * then cannot split a later one (vm.max_map_count). The name "mmap_hole" counts mmap's calls,
+ * and a MAP_FIXED call it fails first unmaps its range, as Linux (6.12 on) leaves it when it
+ * refuses a mapping once the old pages are out (a commit check, a hugetlb reservation).
  *
  * Only calls whose return address lies in memlab's core.so are counted and failed: Lua, busted
  * and glibc go on working. Under AddressSanitizer this library must come first in LD_PRELOAD
@@ -109,7 +111,14 @@ static int refuse(const char *fn, const void *ra) {
 
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   REAL(mmap);
-  if (refuse("mmap", __builtin_return_address(0))) return MAP_FAILED;
+  const void *ra = __builtin_return_address(0);
+  if (refuse("mmap_hole", ra)) {
+    int e = errno;
+    if (flags & MAP_FIXED) munmap(addr, len); /* (from here: not counted as memlab's) */
+    errno = e;
+    return MAP_FAILED;
+  }
+  if (refuse("mmap", ra)) return MAP_FAILED;
   return real_mmap(addr, len, prot, flags, fd, off);
 }
 
