@@ -86,6 +86,30 @@ void push_weak_registry(lua_State *L, const void *key) {
 /* A mode, or flags that carry one (shmget's), in [0, hi] ("<what> out of range" if not); def when
  * absent. A number only: Lua turns the string "600" into the decimal 600, where a mode means
  * octal (0o1130, and its 0o1000 bit is IPC_CREAT to shmget). */
+/* Whether v, printed in decimal, looks like a mode written as C writes it (0666, 0600, 0755):
+ * three digits 0-7, 513 to 777. Lua has no octal literals, so 0666 is the decimal 666, which
+ * as a mode is 0o1232: IPC_CREAT (0o1000) or the sticky bit, and -w--wx-w-. A mode meant so
+ * (IPC_CREAT with -w--wx-w-) cannot be told apart: it is made with mode 0, then IPC_SET. */
+static int decimal_mode(lua_Integer v) {
+  if (v <= 512 || v > 777) return 0;
+  for (lua_Integer d = v; d; d /= 10)
+    if (d % 10 > 7) return 0;
+  return 1;
+}
+
+int arg_mode_check_octal(lua_State *L, int idx, lua_Integer v, const char *what, const char *bit) {
+  if (!decimal_mode(v)) return 0;
+  static const char rwx[] = "rwxrwxrwx";
+  char perm[10], oct[16];
+  for (int b = 0; b < 9; b++) perm[b] = (v >> (8 - b) & 1) ? rwx[b] : '-';
+  perm[9] = '\0';
+  snprintf(oct, sizeof oct, "0%o", (unsigned)v);
+  return luaL_argerror(L, idx, lua_pushfstring(L, "%s %I: a mode written as in C, 0%I? Lua has no "
+                                                  "octal literals: 0%I is the decimal %I, %s in "
+                                                  "octal, %s and %s; write M.octal(\"%I\")",
+                                               what, v, v, v, v, oct, bit, perm, v));
+}
+
 lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, const char *what) {
   if (lua_isnoneornil(L, idx)) return def;
   if (lua_type(L, idx) == LUA_TSTRING)

@@ -120,6 +120,7 @@ static int mfile_shm_open(lua_State *L) {
   lua_Integer oflag = luaL_optinteger(L, 2, O_RDWR | O_CREAT);
   luaL_argcheck(L, oflag >= 0 && oflag <= INT_MAX, 2, "flags out of range");
   lua_Integer mode = arg_mode(L, 3, 0600, 07777, "mode");
+  arg_mode_check_octal(L, 3, mode, "mode", "the sticky bit");
   MFile *f = new_file(L, "shm", name);
   int err = sys_shm_open(name, (int)oflag | O_NONBLOCK | O_NOCTTY, (unsigned)mode, &f->fd);
   if (err == ENXIO) /* a socket, or a FIFO opened write-only that no one reads */

@@ -63,6 +63,7 @@ static int shm_shmget(lua_State *L) {
   int key = ARG_KEY(L, 1);
   size_t size = arg_size(L, 2);
   int flags = (int)arg_mode(L, 3, 0, INT_MAX, "flags"); /* (a mode among them) */
+  arg_mode_check_octal(L, 3, flags & 01777, "flags", "IPC_CREAT"); /* IPC_CREAT | 0666: 666 (IPC_EXCL aside) */
   int id;
   int err = sys_shmget(key, size, flags, &id);
   if (err == ENOSPC) { /* the system's table of segments is full: attachments left to the */
@@ -185,6 +186,7 @@ static int opt_field(lua_State *L, int t, const char *name, lua_Integer hi, lua_
   if (ty != LUA_TNIL) {
     int isint = 0;
     lua_Integer x = ty == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
+    if (isint && strcmp(name, "mode") == 0) arg_mode_check_octal(L, 3, x, "field 'mode'", "a bit no mode has");
     if (!isint || x < 0 || x > hi)
       luaL_argerror(L, 3, lua_pushfstring(L, "field '%s' must be an integer 0..%I", name, hi));
     *v = x;

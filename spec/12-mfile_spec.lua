@@ -436,6 +436,13 @@ describe("M.shm_open() and M.shm_unlink()", function()
       H.raises("a mode is a number: a string is read as decimal", M.shm_open, "/memlab-12-x",
                M.O_RDWR | M.O_CREAT, "0600")
       H.raises("a mode is a number", M.shm_open, "/memlab-12-x", M.O_RDWR | M.O_CREAT, "384")
+      -- 0666 written as in C: the decimal 666, the sticky bit and -w--wx-w- (novice review)
+      H.raises("bad argument #3 to 'fn' (mode 666: a mode written as in C, 0666? Lua has no octal "
+               .. "literals: 0666 is the decimal 666, 01232 in octal, the sticky bit and -w--wx-w-; "
+               .. "write M.octal(\"666\"))", M.shm_open, "/memlab-12-x", M.O_RDWR | M.O_CREAT, 666)
+      for _, m in ipairs { 600, 644, 755, 777 } do
+        H.raises("a mode written as in C, 0" .. m, M.shm_open, "/memlab-12-x", M.O_RDWR | M.O_CREAT, m)
+      end
       assert.is_nil(io.open("/dev/shm/memlab-12-x"), "nothing was created")
       H.raises("string expected, got no value", M.shm_unlink)
       H.raises("string expected, got table", M.shm_unlink, {})

@@ -233,6 +233,17 @@ describe("M.shmget()", function()
       -- "0600" would be decimal 600 = 0o1130: IPC_CREAT (0o1000) and mode --x-wx---
       H.raises("a mode is a number: a string is read as decimal", M.shmget, M.IPC_PRIVATE, 64, "0600")
       H.raises("number expected, got table", M.shmget, M.IPC_PRIVATE, 64, {})
+      -- the lecture's IPC_CREAT | 0666, written as in C: 666, which holds IPC_CREAT and -w--wx-w-,
+      -- made a segment its owner could not attach (novice review); IPC_EXCL beside it too
+      H.raises("bad argument #3 to 'fn' (flags 666: a mode written as in C, 0666? Lua has no octal "
+               .. "literals: 0666 is the decimal 666, 01232 in octal, IPC_CREAT and -w--wx-w-; "
+               .. "write M.octal(\"666\"))", M.shmget, M.IPC_PRIVATE, 64, M.IPC_CREAT | 666)
+      H.raises("0600? Lua has no octal literals", M.shmget, M.IPC_PRIVATE, 64, M.IPC_CREAT | M.IPC_EXCL | 600)
+      H.raises("0666? Lua has no octal literals", M.shmget, 0x4d4c0666, 0, 666) -- a lookup, as C writes it
+      -- what no octal mode reads as stays accepted: IPC_CREAT alone, 0600 and 0777 as numbers
+      for _, flags in ipairs { M.IPC_CREAT, M.IPC_CREAT | O600, M.IPC_CREAT | M.octal("777") } do
+        assert.is_number(segment(64, flags & 511))
+      end
     end)
   end)
 end)
@@ -851,6 +862,7 @@ describe("M.shmctl()", function()
       H.raises("field 'mode' must be an integer 0..511", M.shmctl, id, M.IPC_SET, { mode = true })
       -- a numeric string is refused: "600" would be read as decimal, where a mode means octal
       H.raises("field 'mode' must be an integer 0..511", M.shmctl, id, M.IPC_SET, { mode = "384" })
+      H.raises("field 'mode' 640: a mode written as in C, 0640?", M.shmctl, id, M.IPC_SET, { mode = 640 })
       H.raises("field 'uid' must be an integer 0..4294967294",
                M.shmctl, id, M.IPC_SET, { uid = -1 })
       H.raises("field 'uid' must be an integer 0..4294967294",
