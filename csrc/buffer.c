@@ -176,7 +176,7 @@ void buf_setmethods(lua_State *L, const luaL_Reg *fns) {
 
 Buffer *buf_check(lua_State *L, int idx) {
   Buffer *b = buf_test(L, idx);
-  if (!b) luaL_typeerror(L, idx, BUFFER_T);
+  if (!b) arg_typeerror(L, idx, BUFFER_T);
   return b;
 }
 

@@ -86,6 +86,15 @@ void push_weak_registry(lua_State *L, const void *key) {
 /* A mode, or flags that carry one (shmget's), in [0, hi] ("<what> out of range" if not); def when
  * absent. A number only: Lua turns the string "600" into the decimal 600, where a mode means
  * octal (0o1130, and its 0o1000 bit is IPC_CREAT to shmget). */
+int arg_typeerror(lua_State *L, int idx, const char *want) {
+  if (lua_isnil(L, idx))
+    return luaL_argerror(L, idx, lua_pushfstring(L, "%s expected, got nil (did the call that made it "
+                                                    "fail? memlab returns nil, message, errno where "
+                                                    "C returns NULL or -1: local x, err = ...; if "
+                                                    "not x then ... end)", want));
+  return luaL_typeerror(L, idx, want);
+}
+
 /* Whether v, printed in decimal, looks like a mode written as C writes it (0666, 0600, 0755):
  * three digits 0-7, 513 to 777. Lua has no octal literals, so 0666 is the decimal 666, which
  * as a mode is 0o1232: IPC_CREAT (0o1000) or the sticky bit, and -w--wx-w-. A mode meant so

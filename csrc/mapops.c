@@ -403,7 +403,7 @@ static int c_shaped(lua_State *L, const CShape *c) {
     return run_method(L, c, 1, has_x ? 4 : 0, off, len);
   }
   int isbuf = buf_test(L, 1) != NULL; /* before the settop: a missing argument is "no value" */
-  if (!isbuf && lua_type(L, 1) != LUA_TNUMBER) luaL_typeerror(L, 1, "buffer or address");
+  if (!isbuf && lua_type(L, 1) != LUA_TNUMBER) arg_typeerror(L, 1, "buffer or address");
   lua_settop(L, 3);
   size_t len = arg_size(L, 2), blen = 0, ps = sys_pagesize();
   if (has_x) luaL_checkany(L, 3);

@@ -123,6 +123,9 @@ size_t arg_size(lua_State *L, int idx);
 size_t arg_optsize(lua_State *L, int idx, size_t def);
 void push_weak_registry(lua_State *L, const void *key);
 lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, const char *what);
+/* luaL_typeerror, but a nil (not a missing value) gets a hint: it is most often what a failed
+ * call returned, C's NULL or -1 checks ported as they read letting it through (novice review). */
+int arg_typeerror(lua_State *L, int idx, const char *want);
 /* Raises at argument idx when v (named what) looks like a mode written in C's octal, as 0666
  * reads in Lua (666: 513 to 777, digits 0-7); returns 0 otherwise. bit: what 01000 means there. */
 int arg_mode_check_octal(lua_State *L, int idx, lua_Integer v, const char *what, const char *bit);

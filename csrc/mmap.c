@@ -638,7 +638,7 @@ static int mmap_munmap(lua_State *L) {
     lua_replace(L, 1);
     lua_settop(L, 2);
   } else if (!buf_test(L, 1)) {
-    return luaL_typeerror(L, 1, "buffer or address");
+    return arg_typeerror(L, 1, "buffer or address");
   }
   Buffer *b = check_mapping_root(L, 1, "munmap");
   if (!lua_isnoneornil(L, 2) && b->o->state == OWNER_LIVE) {

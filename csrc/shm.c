@@ -36,7 +36,7 @@ static int arg_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const 
 }
 
 #define ARG_KEY(L, i) arg_int(L, i, 0, (lua_Integer)UINT32_MAX, "key")
-#define ARG_ID(L, i) arg_int(L, i, 0, INT_MAX, "shmid")
+#define ARG_ID(L, i) (lua_isnil(L, i) ? arg_typeerror(L, i, "shmid") : arg_int(L, i, 0, INT_MAX, "shmid"))
 
 /* M.ftok(path, id) -> key | nil, msg, errno. id: 1..255, or a one-character string ('A'). */
 static int shm_ftok(lua_State *L) {

@@ -291,6 +291,21 @@ describe("M.realloc()", function()
       assert.is_true(b:valid())
       b:free()
     end)
+
+    it("a nil where a buffer or an id goes: what a failed call returned, C's -1 check ported (novice review)", function()
+      local HINT = "expected, got nil (did the call that made it fail? memlab returns nil, message, "
+                   .. "errno where C returns NULL or -1: local x, err = ...; if not x then ... end)"
+      local failed = M.mmap(nil, 0, H.RW, H.PA) -- length 0: nil, msg, EINVAL
+      assert.is_nil(failed)
+      H.raises("bad argument #1 to 'fn' (memlab.buffer " .. HINT .. ")", M.usable_size, failed)
+      assert.equal("buffer", M.type(M.realloc(failed, 8))) -- realloc(NULL, n) is malloc(n), as in C
+      H.raises("(memlab.buffer " .. HINT .. ")", M.shmdt, failed)
+      H.raises("(buffer or address " .. HINT .. ")", M.munmap, failed)
+      H.raises("(buffer or address " .. HINT .. ")", M.mprotect, failed, 4096, H.RW)
+      H.raises("(shmid " .. HINT .. ")", M.shmat, nil)
+      H.raises("(shmid " .. HINT .. ")", M.shmctl, nil, M.IPC_STAT)
+      H.raises("number expected, got no value", M.shmat) -- a missing argument gets no hint
+    end)
   end)
 end)
 
