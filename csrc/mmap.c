@@ -8,6 +8,7 @@
  * owns, since MAP_FIXED silently replaces whatever was there (malloc's heap, Lua's own memory).
  * Each state keeps a weak registry of its live mappings, to find the owner of a raw address. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -462,6 +463,13 @@ static void mend_refused(lua_State *L, Owner *parent, unsigned char *addr, size_
  * fd: -1/nil, an integer, a memlab file (memfd_create, shm_open) or an open Lua file. */
 static int mmap_mmap(lua_State *L) {
   size_t length = arg_size(L, 2);
+  if (lua_type(L, 3) == LUA_TSTRING)
+    luaL_argerror(L, 3, "PROT_* bits expected, got string (M.mmap takes C's numbers: "
+                        "M.PROT_READ | M.PROT_WRITE; a string such as \"rw\" is for M.map and "
+                        "b:protect)");
+  if (lua_type(L, 4) == LUA_TSTRING)
+    luaL_argerror(L, 4, "MAP_* bits expected, got string (M.mmap takes C's numbers: "
+                        "M.MAP_PRIVATE | M.MAP_ANONYMOUS; M.map takes shared = true)");
   lua_Integer prot = luaL_checkinteger(L, 3), flags = luaL_checkinteger(L, 4);
   int flush_err;
   int fd = mfile_arg_fd(L, 5, &flush_err);
@@ -469,8 +477,13 @@ static int mmap_mmap(lua_State *L) {
   if (flush_err) return mfile_flush_refusal(L, flush_err, "mapped");
   size_t ps = sys_pagesize();
   luaL_argcheck(L, flags >= 0 && flags <= INT_MAX, 4, "flags out of range");
-  if (prot & ~(lua_Integer)KNOWN_PROT)
+  if (prot & ~(lua_Integer)KNOWN_PROT) {
+    if ((prot & MAP_SHARED_VALIDATE) && flags && !(flags & ~(lua_Integer)KNOWN_PROT))
+      return push_syserrorf(L, "mmap", EINVAL, "unknown protection bits: prot %I has MAP_* bits "
+                            "and flags %I only PROT_* ones; are they swapped? M.mmap(addr, length, "
+                            "prot, flags, fd, offset)", prot, flags);
     return map_refuse(L, EINVAL, "unknown protection bits");
+  }
   int type = (int)flags & MAP_SHARED_VALIDATE;
   if (type == 0) return map_refuse(L, EINVAL, "flags need MAP_SHARED or MAP_PRIVATE");
   if (offset < 0) return map_refuse(L, EINVAL, "negative offset");
@@ -581,6 +594,16 @@ static int mmap_mmap(lua_State *L) {
   /* over RLIMIT_MEMLOCK: EAGAIN (MAP_LOCKED, MCL_FUTURE: nomem_error says so too); EPERM when
    * the limit is 0 (MAP_LOCKED) */
   if (err == EPERM && (flags & MAP_LOCKED)) return lock_error(L, "mmap", err, maplen);
+  if (err == EACCES && !anonymous) { /* the file's open mode: the tutorial opens it O_RDWR */
+    int acc = sys_fd_accmode(fd);
+    if (acc == O_WRONLY)
+      return map_refuse(L, err, "a mapping needs its file open for reading: io.open(path, \"r\") "
+                                "or \"r+\"");
+    if (acc == O_RDONLY && (flags & MAP_SHARED) && (prot & PROT_WRITE))
+      return map_refuse(L, err, "a shared writable mapping needs its file open for writing too: "
+                                "io.open(path, \"r+\"), or map it MAP_PRIVATE (its writes then "
+                                "stay in memory)");
+  }
   if (err) return nomem_error(L, "mmap", err, maplen, map_counts((prot & PROT_WRITE) != 0, (int)flags, (flags & MAP_SHARED) && anonymous));
   mi->maplen = maplen;
   mi->huge = huge;

@@ -9,6 +9,7 @@
  * shape of (each command's structure is filled here, never by the script). */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
@@ -53,9 +54,69 @@ static int shm_ftok(lua_State *L) {
   luaL_argcheck(L, id != 0, 2, "the project id must not be 0");
   int key = 0;
   int err = sys_ftok(path, id, &key);
+  if (err == ENOENT || err == ENOTDIR)
+    return push_syserrorf(L, "ftok", err, "ftok makes the key from a file that exists: %s", path);
   if (err) return push_syserror(L, "ftok", err);
   lua_pushinteger(L, (lua_Integer)(uint32_t)key);
   return 1;
+}
+
+/* "rw-------" for mode's permission bits, in out[10]. */
+static const char *perm_text(unsigned mode, char out[10]) {
+  static const char rwx[] = "rwxrwxrwx";
+  for (int b = 0; b < 9; b++) out[b] = (mode >> (8 - b) & 1) ? rwx[b] : '-';
+  out[9] = '\0';
+  return out;
+}
+
+/* Why shmget refused (err), pushed, or NULL: what the lecture's client and server get wrong. */
+static const char *shmget_why(lua_State *L, int key, size_t size, int flags, int err) {
+  char k[16];
+  snprintf(k, sizeof k, "0x%08x", (unsigned)key); /* as ipcs shows it */
+  if (err == ENOENT)
+    return lua_pushfstring(L, "no segment has key %s, and IPC_CREAT was not given: make it "
+                              "first (the server), or add M.IPC_CREAT", k);
+  if (err == EEXIST)
+    return lua_pushfstring(L, "a segment has key %s already, and IPC_EXCL asks for a new one",
+                           k);
+  int id;
+  struct shmid_ds ds;
+  if (key == IPC_PRIVATE || sys_shmget(key, 0, 0, &id) != 0) {
+    if (err == EINVAL && size == 0) return "a new segment needs a size of 1 byte or more";
+    return NULL;
+  }
+  int stat_err = sys_shmctl(id, IPC_STAT, &ds);
+  if (stat_err == EACCES) stat_err = sys_shmstat_any(id, &ds);
+  if (stat_err) return NULL;
+  char perm[10], perm2[10];
+  if (err == EINVAL && size > ds.shm_segsz)
+    return lua_pushfstring(L, "the segment with key %s has %I bytes: ask for at most that, or 0 "
+                              "for its size", k, (lua_Integer)ds.shm_segsz);
+  if (err == EACCES)
+    return lua_pushfstring(L, "the segment with key %s has mode %s and belongs to uid %d: the "
+                              "flags' mode bits, %s, ask for access it does not give you",
+                           k, perm_text(ds.shm_perm.mode & 0777, perm),
+                           (int)ds.shm_perm.uid, perm_text((unsigned)flags & 0777, perm2));
+  return NULL;
+}
+
+/* nil, "what: strerror (why)", err for a refusal of a call on segment id: an id no segment has
+ * (EINVAL, EIDRM) says so; EACCES says what the mode gives, against need (what the call asks:
+ * "read", "read and write"; a client attaching what the server made), when need is not NULL. */
+static int shm_refusal(lua_State *L, const char *what, int id, int err, const char *need) {
+  struct shmid_ds ds;
+  int stat_err = sys_shmctl(id, IPC_STAT, &ds);
+  if ((err == EINVAL || err == EIDRM) && (stat_err == EINVAL || stat_err == EIDRM))
+    return push_syserrorf(L, what, err, "no segment has id %d: it was removed (IPC_RMID) and its "
+                          "last attachment is gone, or it never existed; M.shmget gives the id",
+                          id);
+  if (need && err == EACCES && (stat_err == 0 || sys_shmstat_any(id, &ds) == 0)) {
+    char perm[10];
+    return push_syserrorf(L, what, err, "the segment has mode %s and belongs to uid %d: it does "
+                          "not let you %s", perm_text(ds.shm_perm.mode & 0777, perm),
+                          (int)ds.shm_perm.uid, need);
+  }
+  return push_syserror(L, what, err);
 }
 
 /* M.shmget(key, size [, flags]) -> id | nil, msg, errno */
@@ -70,6 +131,8 @@ static int shm_shmget(lua_State *L) {
     lua_gc(L, LUA_GCCOLLECT, 0); /* collector may hold removed ones; collect them, try again */
     err = sys_shmget(key, size, flags, &id);
   }
+  const char *why = err ? shmget_why(L, key, size, flags, err) : NULL;
+  if (why) return push_syserrorf(L, "shmget", err, "%s", why);
   if (err) return push_syserror(L, "shmget", err);
   lua_pushinteger(L, id);
   return 1;
@@ -109,7 +172,12 @@ static int shm_shmat(lua_State *L) {
   Owner *o = buf_newroot(L, &shm_kind); /* before the attach: nothing to undo if this fails */
   void *p;
   int err = sys_shmat(id, (const void *)addr, flags, &p);
-  if (err) return push_syserror(L, "shmat", err);
+  if (err == EINVAL && addr % (uintptr_t)SHMLBA && !(flags & SHM_RND))
+    return push_syserrorf(L, "shmat", err, "the address %p is not a multiple of SHMLBA, %d bytes: "
+                          "M.SHM_RND rounds it down", (void *)addr, (int)SHMLBA);
+  if (err)
+    return shm_refusal(L, "shmat", id, err, flags & SHM_RDONLY ? "read it" : "read and write it "
+                       "(M.SHM_RDONLY asks to read only)");
   struct shmid_ds ds;
   err = sys_shmctl(id, IPC_STAT, &ds);
   if (err) {
@@ -213,12 +281,12 @@ static int shmctl_set(lua_State *L, int id) {
   struct shmid_ds ds;
   int err = sys_shmctl(id, IPC_STAT, &ds); /* IPC_SET takes the whole struct: keep the rest */
   if (err == EACCES) err = sys_shmstat_any(id, &ds); /* e.g. the owner's own segment of mode 0 */
-  if (err) return push_syserror(L, "shmctl", err);
+  if (err) return shm_refusal(L, "shmctl", id, err, NULL);
   if (has_mode) ds.shm_perm.mode = (__typeof__(ds.shm_perm.mode))mode;
   if (has_uid) ds.shm_perm.uid = (__typeof__(ds.shm_perm.uid))uid;
   if (has_gid) ds.shm_perm.gid = (__typeof__(ds.shm_perm.gid))gid;
   err = sys_shmctl(id, IPC_SET, &ds);
-  if (err) return push_syserror(L, "shmctl", err);
+  if (err) return shm_refusal(L, "shmctl", id, err, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -289,7 +357,7 @@ static int shm_shmctl(lua_State *L) {
   if (cmd == IPC_STAT) {
     struct shmid_ds ds;
     int err = sys_shmctl(id, IPC_STAT, &ds);
-    if (err) return push_syserror(L, "shmctl", err);
+    if (err) return shm_refusal(L, "shmctl", id, err, "read it (IPC_STAT needs to)");
     push_shmid_ds(L, &ds);
     return 1;
   }
@@ -308,7 +376,7 @@ static int shm_shmctl(lua_State *L) {
     why = "the segment does not fit in what RLIMIT_MEMLOCK still allows: "
           "see M.getrlimit(\"memlock\")";
   if (why) return push_syserrorf(L, "shmctl", err, "%s", why);
-  if (err) return push_syserror(L, "shmctl", err);
+  if (err) return shm_refusal(L, "shmctl", id, err, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }

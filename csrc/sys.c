@@ -195,6 +195,11 @@ size_t sys_huge_granule(int flags, int fd) {
   return size;
 }
 
+int sys_fd_accmode(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  return fl < 0 ? -1 : fl & O_ACCMODE;
+}
+
 int sys_fd_readonly(int fd) {
   int fl = fcntl(fd, F_GETFL);
   return fl >= 0 && (fl & O_ACCMODE) == O_RDONLY;

@@ -63,6 +63,7 @@ int sys_ftruncate(int fd, off_t len);
 int sys_truncate(const char *path, off_t len);
 int sys_fflush(FILE *f); /* an io file's buffered writes */
 int sys_fd_readonly(int fd); /* open for reading only */
+int sys_fd_accmode(int fd);  /* O_RDONLY, O_WRONLY or O_RDWR, or -1 */
 int sys_fdsize(int fd, off_t *size, int *regular);
 /* The huge page size a mapping with these flags (of file fd unless MAP_ANONYMOUS) is made of, or
  * 0 for ordinary pages: MAP_HUGETLB with its MAP_HUGE_* size (or the system's default, from

@@ -1754,6 +1754,31 @@ describe("M.mmap arguments", function()
     H.raises("flags out of range", mm, nil, ps, RW, -1, -1, 0)
     H.raises("flags out of range", mm, nil, ps, RW, math.maxinteger, -1, 0)
     H.raises("flags out of range", mm, nil, ps, RW, math.mininteger, -1, 0)
+    -- M.map's and b:protect's strings, given to C's shape (novice review)
+    H.raises("bad argument #3 to 'mmap' (PROT_* bits expected, got string (M.mmap takes C's numbers: "
+             .. "M.PROT_READ | M.PROT_WRITE; a string such as \"rw\" is for M.map and b:protect))",
+             mm, nil, ps, "rw", PA, -1, 0)
+    H.raises("(MAP_* bits expected, got string", mm, nil, ps, RW, "private", -1, 0)
+  end)
+
+  it("says why for prot and flags swapped, and a file not open as the mapping needs (novice review)", function()
+    refused(M.EINVAL, "unknown protection bits: prot " .. PA .. " has MAP_* bits and flags " .. RW
+            .. " only PROT_* ones; are they swapped? M.mmap(addr, length, prot, flags, fd, offset)",
+            M.mmap(nil, ps, PA, RW, -1, 0))
+    local path = os.tmpname()
+    H.finally(finally, function() os.remove(path) end)
+    local w = assert(io.open(path, "w"))
+    w:write(("x"):rep(100))
+    w:flush()
+    refused(M.EACCES, "a mapping needs its file open for reading", M.mmap(nil, 100, M.PROT_READ, M.MAP_SHARED, w, 0))
+    w:close()
+    local r = assert(io.open(path, "r"))
+    refused(M.EACCES, "a shared writable mapping needs its file open for writing too: io.open(path, \"r+\"), "
+            .. "or map it MAP_PRIVATE (its writes then stay in memory)",
+            M.mmap(nil, 100, RW, M.MAP_SHARED, r, 0))
+    local priv = assert(M.mmap(nil, 100, RW, M.MAP_PRIVATE, r, 0)) -- private: allowed, as in C
+    priv:free()
+    r:close()
   end)
 
   it("errors on a wrongly typed, float or out-of-range fd", function()

@@ -881,6 +881,71 @@ describe("M.shmctl()", function()
   end)
 end)
 
+describe("a System V refusal says why, in the lecture's words (novice review)", function()
+  it("shmget: no segment at the key, one too small, one there already, a size of 0", function()
+    local key = fresh_key()
+    local hex = ("0x%08x"):format(key)
+    local _, msg = M.shmget(key, 64, O600)
+    assert.equal("shmget: No such file or directory (no segment has key " .. hex .. ", and IPC_CREAT was "
+                 .. "not given: make it first (the server), or add M.IPC_CREAT)", msg)
+    local id = assert(M.shmget(key, 100, M.IPC_CREAT | O600))
+    remove_later(id)
+    _, msg = M.shmget(key, 256)
+    assert.equal("shmget: Invalid argument (the segment with key " .. hex .. " has 100 bytes: ask for at "
+                 .. "most that, or 0 for its size)", msg)
+    _, msg = M.shmget(key, 64, M.IPC_CREAT | M.IPC_EXCL | O600)
+    assert.equal("shmget: File exists (a segment has key " .. hex .. " already, and IPC_EXCL asks for a "
+                 .. "new one)", msg)
+    _, msg = M.shmget(M.IPC_PRIVATE, 0, M.IPC_CREAT | O600)
+    assert.equal("shmget: Invalid argument (a new segment needs a size of 1 byte or more)", msg)
+  end)
+
+  it("shmat and shmctl: an id no segment has, an address off SHMLBA; ftok: a file that is not there", function()
+    local id = segment(64)
+    M.shmctl(id, M.IPC_RMID)
+    local gone = "Invalid argument (no segment has id " .. id .. ": it was removed (IPC_RMID) and its last "
+                 .. "attachment is gone, or it never existed; M.shmget gives the id)"
+    assert.equal("shmat: " .. gone, select(2, M.shmat(id)))
+    assert.equal("shmctl: " .. gone, select(2, M.shmctl(id, M.IPC_STAT)))
+    assert.equal("shmctl: " .. gone, select(2, M.shmctl(id, M.IPC_RMID)))
+    assert.equal("shmctl: " .. gone, select(2, M.shmctl(id, M.IPC_SET, { mode = O600 })))
+    local id2 = segment(64)
+    local b = assert(M.shmat(id2))
+    local at = b:address() + 100
+    b:free()
+    local _, msg = M.shmat(id2, at)
+    assert.equal(("shmat: Invalid argument (the address 0x%x is not a multiple of SHMLBA, %d bytes: "
+                  .. "M.SHM_RND rounds it down)"):format(at, H.ps), msg)
+    _, msg = M.ftok("/nonexistent/memlab", 1)
+    assert.equal("ftok: No such file or directory (ftok makes the key from a file that exists: "
+                 .. "/nonexistent/memlab)", msg)
+  end)
+
+  it("EACCES: the mode and the owner, and what the call asked for", function()
+    if not H.have("setpriv") or ids() ~= 0 then pending("needs root and setpriv to be another user") return end
+    local id = segment(64, M.octal("644"))
+    local out = H.run_lua(([[
+      local M = require "memlab"
+      print(select(2, M.shmat(@ID@)))
+      print(M.shmat(@ID@, nil, M.SHM_RDONLY) ~= nil)
+    ]]):gsub("@ID@", tostring(id)), "setpriv --reuid=65534 --regid=65534 --clear-groups ")
+    assert.matches("shmat: Permission denied (the segment has mode rw-r--r-- and belongs to uid 0: it does "
+                   .. "not let you read and write it (M.SHM_RDONLY asks to read only))\t13\ntrue\n", out, 1, true)
+  end)
+
+  it("shmget's EACCES: the mode against the flags' mode bits", function()
+    if not H.have("setpriv") or ids() ~= 0 then pending("needs root and setpriv to be another user") return end
+    local key = fresh_key()
+    local id = assert(M.shmget(key, 64, M.IPC_CREAT | M.octal("600")))
+    remove_later(id)
+    local out = H.run_lua(("print(select(2, require('memlab').shmget(%d, 0, require('memlab').octal('666'))))")
+                          :format(key), "setpriv --reuid=65534 --regid=65534 --clear-groups ")
+    assert.matches(("shmget: Permission denied (the segment with key 0x%08x has mode rw------- and belongs "
+                    .. "to uid 0: the flags' mode bits, rw-rw-rw-, ask for access it does not give you)"):format(key),
+                   out, 1, true)
+  end)
+end)
+
 describe("M.octal()", function()
   it("reads a mode as C writes it, with or without leading zeros or 0o", function()
     assert.equal(384, M.octal("600"))
