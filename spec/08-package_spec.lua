@@ -73,7 +73,7 @@ describe('require "memlab"', function()
     -- Conventions
     "peek", "sbrk", "mmap",
     -- The buffer
-    "type",
+    "type", "hex",
     -- The C heap
     "malloc", "calloc", "realloc", "free", "xmalloc", "malloc0", "xmalloc0", "brk", "mallopt",
     "mallinfo", "malloc_trim", "usable_size", "track", "report", "snapshot",

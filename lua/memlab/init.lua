@@ -499,4 +499,17 @@ function M.octal(...)
   return math.tointeger(tonumber(digits, 8))
 end
 
+--- M.hex(addr or buffer) -> "0x55bc77257ec0": an address as C's printf("%p") prints it, or a
+-- buffer's (live or not). string.format("%p", b) prints the address of the Lua userdata, not of
+-- the memory it holds, and print(M.sbrk(0)) prints decimal (novice review).
+function M.hex(...)
+  local x = ...
+  if M.type(x) then x = x:address() end
+  if math.type(x) ~= "integer" then
+    error(("bad argument #1 to 'hex' (address or buffer expected, got %s)"):format(
+      select("#", ...) == 0 and "no value" or math.type(x) == "float" and "float" or typename(x)), 2)
+  end
+  return ("0x%x"):format(x)
+end
+
 return M
