@@ -165,7 +165,7 @@ int arg_byte(lua_State *L, int idx) {
     return (unsigned char)s[0];
   }
   lua_Integer v = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, v >= 0 && v <= 255, idx, "byte value out of range");
+  luaL_argcheck(L, v >= 0 && v <= 255, idx, "byte value out of range (0..255; C's (char)-1 is 255)");
   return (int)v;
 }
 

@@ -491,7 +491,7 @@ static int mmap_mmap(lua_State *L) {
   int anonymous = (flags & MAP_ANONYMOUS) != 0, regular = 0;
   off_t fsize = 0;
   if (!anonymous) {
-    if (fd < 0) return map_refuse(L, EBADF, "a file mapping needs a file descriptor");
+    if (fd < 0) return map_refuse(L, EBADF, "a file mapping needs a file descriptor (or MAP_ANONYMOUS for memory of no file)");
     int err = sys_fdsize(fd, &fsize, &regular);
     if (err) return map_refuse(L, err, "the file descriptor cannot be examined");
   }

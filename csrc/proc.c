@@ -163,10 +163,10 @@ static int proc_peek(lua_State *L) {
                       guard_signame(f.signo), guard_codename(f.signo, f.code),
                       addr_text((uintptr_t)addr).s, (lua_Integer)n, n == 1 ? "" : "s");
   if (sig)
-    return luaL_error(L, "memory fault: %s (%s) at %s (peek of %s, %I byte%s)",
+    return luaL_error(L, "memory fault: %s (%s) at %s (peek of %s, %I byte%s%s)",
                       guard_signame(f.signo), guard_codename(f.signo, f.code),
                       addr_text(f.addr).s, addr_text((uintptr_t)addr).s, (lua_Integer)n,
-                      n == 1 ? "" : "s");
+                      n == 1 ? "" : "s", (uintptr_t)addr < 4096 ? ": a NULL pointer, or a small offset from one" : "");
   luaL_pushresultsize(&lb, n);
   return 1;
 }

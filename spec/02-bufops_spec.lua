@@ -108,6 +108,13 @@ describe("b[i]", function()
       for _, v in ipairs({ 256, -1, H.MAXI, H.MINI }) do
         H.raises("byte value out of range", function() b[0] = v end)
       end
+      -- at the assigning line, with the index and the value (novice review)
+      local line = debug.getinfo(1, "l").currentline
+      local ok, err = pcall(function() b[2] = -1 end)
+      assert.is_false(ok)
+      assert.equal(("spec/02-bufops_spec.lua:%d: byte value out of range (b[2] = -1; 0..255: C's "
+                    .. "(char)-1 is 255)"):format(line + 1), err)
+      H.raises("byte value out of range (0..255; C's (char)-1 is 255)", b.fill, b, -1)
       H.raises("expected a byte", function() b[0] = "ab" end)
       H.raises("expected a byte", function() b[0] = "" end)
       H.raises("number has no integer representation", function() b[0] = 1.5 end)

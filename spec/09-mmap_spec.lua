@@ -670,7 +670,12 @@ describe("M.map{}", function()
 
     it("unknown fields", function()
       H.raises("unknown field 'lenght'", M.map, { lenght = ps })
-      H.raises("unknown field 'flags'", M.map, { length = ps, flags = M.MAP_SHARED })
+      H.raises("unknown field 'flags' (M.map takes shared = true or false; M.mmap takes MAP_* flags)",
+               M.map, { length = ps, flags = M.MAP_SHARED })
+      -- the names other calls use, pointed at M.map's (novice review)
+      H.raises("bad argument #1 to 'map' (unknown field 'size' (did you mean length=?))", M.map, { size = ps })
+      H.raises("unknown field 'path' (did you mean file=?)", M.map, { length = ps, path = "/x" })
+      H.raises("unknown field 'lenght')", M.map, { lenght = ps }) -- no guess at a misspelling
     end)
 
     it("bad prot strings and types", function()

@@ -409,6 +409,11 @@ end
 
 local map_fields = { length = true, prot = true, shared = true, file = true, fd = true,
                      offset = true, populate = true, lock = true, addr = true }
+-- The fields of M.mmap's and of other libraries' calls that people write instead (novice review).
+local map_hints = { size = "did you mean length=?", len = "did you mean length=?",
+                    flags = "M.map takes shared = true or false; M.mmap takes MAP_* flags",
+                    path = "did you mean file=?", protection = "did you mean prot=?",
+                    address = "did you mean addr=?" }
 
 --- M.map{ length=, prot="rw", shared=false, file=path | fd=, offset=0, populate=, lock=, addr= }
 -- The friendly form of M.mmap. Anonymous without file/fd. With file=path the file is opened
@@ -418,7 +423,10 @@ local map_fields = { length = true, prot = true, shared = true, file = true, fd 
 function M.map(...)
   local t = check_first("map", "table", ...)
   for k in pairs(t) do
-    if not map_fields[k] then error(("bad argument #1 to 'map' (unknown field '%s')"):format(k), 2) end
+    if not map_fields[k] then
+      local hint = map_hints[k] and (" (%s)"):format(map_hints[k]) or ""
+      error(("bad argument #1 to 'map' (unknown field '%s'%s)"):format(tostring(k), hint), 2)
+    end
   end
   for _, k in ipairs { "shared", "populate", "lock" } do -- true/false fields: "no" is no false
     if t[k] ~= nil and type(t[k]) ~= "boolean" then
