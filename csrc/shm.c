@@ -233,6 +233,9 @@ static void push_shmid_ds(lua_State *L, const struct shmid_ds *ds) {
   setint(L, "cpid", (lua_Integer)ds->shm_cpid);
   setint(L, "lpid", (lua_Integer)ds->shm_lpid);
   setint(L, "mode", (lua_Integer)(ds->shm_perm.mode & 0777));
+  char perm[10]; /* the mode as ls and ipcs show it: Lua prints 0600 as 384 */
+  lua_pushstring(L, perm_text(ds->shm_perm.mode & 0777, perm));
+  lua_setfield(L, -2, "perms");
   setint(L, "uid", (lua_Integer)ds->shm_perm.uid);
   setint(L, "gid", (lua_Integer)ds->shm_perm.gid);
   setint(L, "cuid", (lua_Integer)ds->shm_perm.cuid);
