@@ -233,14 +233,18 @@ static int mapops_advise(lua_State *L) {
     if (serr) return snap_refusal(L, serr, "advise");
   }
   int err = sys_madvise(page_addr(&r), r.npages * sys_pagesize(), (int)advice);
-  if (err) return push_syserror(L, "madvise", err);
   MapInfo *mi = MAPINFO(r.o);
+  /* A refusal may come after the kernel advised the first of several of its mappings (a split
+   * refused at vm.max_map_count, WIPEONFORK meeting a shared mapping placed inside): the flags
+   * that make a child of M.fork forget pages are set whatever the answer, or that child would
+   * call a hole live and write through it into what glibc maps there (red-team review). */
   if (advice == MADV_DONTFORK) /* a child of M.fork must not see these pages (mmap_after_fork) */
     mi->dontfork = 1;
-  else if (advice == MADV_DOFORK && r.first == 0 && r.npages * sys_pagesize() >= mi->maplen)
-    mi->dontfork = 0;
   else if (advice == MADV_WIPEONFORK) /* a child's snapshot of these pages ends (mmap_after_fork) */
     mi->wipeonfork = 1;
+  if (err) return push_syserror(L, "madvise", err);
+  if (advice == MADV_DOFORK && r.first == 0 && r.npages * sys_pagesize() >= mi->maplen)
+    mi->dontfork = 0;
   else if (advice == MADV_KEEPONFORK && r.first == 0 && r.npages * sys_pagesize() >= mi->maplen)
     mi->wipeonfork = 0;
   lua_settop(L, 1);

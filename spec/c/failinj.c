@@ -15,6 +15,9 @@
  * then cannot split a later one (vm.max_map_count). The name "mmap_hole" counts mmap's calls,
  * and a MAP_FIXED call it fails first unmaps its range, as Linux (6.12 on) leaves it when it
  * refuses a mapping once the old pages are out (a commit check, a hugetlb reservation).
+ * "madvise_part" counts madvise's calls, and a call it fails is first applied to the range's
+ * first page, as the kernel leaves an advice it cannot finish (a split refused at
+ * vm.max_map_count).
  *
  * Only calls whose return address lies in memlab's core.so are counted and failed: Lua, busted
  * and glibc go on working. Under AddressSanitizer this library must come first in LD_PRELOAD
@@ -144,7 +147,15 @@ int mprotect(void *addr, size_t len, int prot) {
 
 int madvise(void *addr, size_t len, int advice) {
   REAL(madvise);
-  if (refuse("madvise", __builtin_return_address(0))) return -1;
+  const void *ra = __builtin_return_address(0);
+  if (refuse("madvise_part", ra)) {
+    int e = errno;
+    long ps = sysconf(_SC_PAGESIZE);
+    if (len > (size_t)ps) real_madvise(addr, (size_t)ps, advice);
+    errno = e;
+    return -1;
+  }
+  if (refuse("madvise", ra)) return -1;
   return real_madvise(addr, len, advice);
 }
 
