@@ -127,6 +127,7 @@ static void mem_check_read(lua_State *L, const Owner *o, size_t off, size_t len)
  * naming the metamethod 'index'), with the indices the buffer has. */
 static int index_error(lua_State *L, lua_Integer i, size_t len) {
   if (len == 0) return luaL_error(L, "index out of range (b[%I]; the buffer has 0 bytes)", i);
+  if (len == 1) return luaL_error(L, "index out of range (b[%I]; the buffer has 1 byte, b[0] only)", i);
   return luaL_error(L, "index out of range (b[%I]; the buffer has %I bytes, b[0] to b[%I]: "
                     "0-based, as in C)", i, (lua_Integer)len, (lua_Integer)len - 1);
 }

@@ -131,7 +131,8 @@ lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, con
 
 int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size) {
   return luaL_argerror(L, idx, lua_pushfstring(L, "offset out of range (%I; the buffer has %I "
-                                                  "bytes)", o, (lua_Integer)size));
+                                                  "byte%s)", o, (lua_Integer)size,
+                                               size == 1 ? "" : "s"));
 }
 
 int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off, size_t size) {

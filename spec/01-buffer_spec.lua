@@ -198,6 +198,9 @@ describe("M.hex()", function()
     H.raises("bad argument #1 to 'hex' (address or buffer expected, got string)", M.hex, "0x10")
     H.raises("(address or buffer expected, got float)", M.hex, 1.5)
     H.raises("(address or buffer expected, got no value)", M.hex)
+    -- what a failed M.malloc returned, passed on as C's %p would take it
+    H.raises("(address or buffer expected, got nil (did the call that made it fail?", M.hex, nil)
+    H.raises("(address must be an integer or a buffer (did the call that made it fail?", M.region, nil)
   end)
 end)
 

@@ -68,6 +68,8 @@ describe("b[i]", function()
                   .. "b[0] to b[2]: 0-based, as in C)"):format(line + 1), err)
     H.raises("index out of range (b[-1]; the buffer has 3 bytes", function() v[-1] = 1 end)
     H.raises("index out of range (b[0]; the buffer has 0 bytes)", function() return b:slice(0, 0)[0] end)
+    H.raises("index out of range (b[1]; the buffer has 1 byte, b[0] only)", function() return b:slice(0, 1)[1] end)
+    H.raises("(offset out of range (2; the buffer has 1 byte))", function() return b:slice(0, 1):read(2) end)
     H.raises("bad argument #2 to 'write' (string does not fit (out of range: 4 bytes at offset 1; the "
              .. "buffer has 3))", function() v:write(1, "abcd") end)
     H.raises("bad argument #2 to 'read' (length out of range (5 bytes from offset 0; the buffer has 3))",

@@ -38,6 +38,10 @@ end
 
 -- Raises "bad argument #1 to 'fname' (want expected, got ...)" unless the first of the
 -- arguments ... has type want; "no value" when there is none, as luaL_typeerror says.
+-- What a nil argument most often is: what a failed call returned (csrc/luax.c, arg_typeerror).
+local NIL_HINT = " (did the call that made it fail? memlab returns nil, message, errno where C "
+                 .. "returns NULL or -1: local x, err = ...; if not x then ... end)"
+
 local function check_first(fname, want, ...)
   if type((...)) == want then return (...) end
   error(("bad argument #1 to '%s' (%s expected, got %s)"):format(fname, want,
@@ -119,10 +123,13 @@ end
 
 --- M.region(addr [, regions]) -> the region of M.maps() holding addr, or nil (nil, msg, errno
 -- when /proc/self/maps cannot be read)
-function M.region(addr, regions)
+function M.region(...)
+  local addr, regions = ...
+  local given = select("#", ...) > 0
   if M.type(addr) then addr = addr:address() end
   if math.type(addr) ~= "integer" then
-    error("bad argument #1 to 'region' (address must be an integer or a buffer)", 2)
+    error("bad argument #1 to 'region' (address must be an integer or a buffer"
+          .. (addr == nil and given and NIL_HINT or "") .. ")", 2)
   end
   if regions ~= nil and type(regions) ~= "table" then
     error(("bad argument #2 to 'region' (a list of regions as M.maps gives expected, got %s)")
@@ -514,8 +521,9 @@ function M.hex(...)
   local x = ...
   if M.type(x) then x = x:address() end
   if math.type(x) ~= "integer" then
-    error(("bad argument #1 to 'hex' (address or buffer expected, got %s)"):format(
-      select("#", ...) == 0 and "no value" or math.type(x) == "float" and "float" or typename(x)), 2)
+    error(("bad argument #1 to 'hex' (address or buffer expected, got %s%s)"):format(
+      select("#", ...) == 0 and "no value" or math.type(x) == "float" and "float" or typename(x),
+      select("#", ...) > 0 and x == nil and NIL_HINT or ""), 2)
   end
   return ("0x%x"):format(x)
 end
