@@ -178,6 +178,28 @@ describe("M.maps()", function()
   end)
 end)
 
+describe("a region's tostring", function()
+  it("is its /proc/self/maps line, the padding squeezed, with its kind (novice review)", function()
+    local lines = {}
+    for line in io.lines("/proc/self/maps") do
+      lines[line:match("^(%x+)%-")] = line:gsub("%s+", " "):gsub(" $", "")
+    end
+    local n = 0
+    for _, r in ipairs(M.maps()) do
+      local want = lines[("%x"):format(r.from)] -- the same region, if it is still there
+      if want then
+        assert.equal(want .. " (" .. r.kind .. ")",
+                     (tostring(r):gsub("%s+", " ")))
+        n = n + 1
+      end
+    end
+    assert.is_true(n > 5, n)
+    local b = assert(M.map { length = H.ps })
+    assert.matches("^%x+%-%x+ rw%-p 00000000 00:00 0 %(anon%)$", tostring(M.region(b)))
+    b:free()
+  end)
+end)
+
 describe("M.region()", function()
   it("returns nil, msg, errno when /proc/self/maps cannot be read (no descriptor left)", function()
     -- it indexed the nil that M.maps() returned ("attempt to index a nil value")

@@ -81,17 +81,27 @@ local function region_kind(path, exe)
   return "file"
 end
 
+-- A region prints as its /proc/<pid>/maps line, with its kind (print(M.region(b)) printed
+-- "table: 0x...": novice review).
+local region_mt = {
+  __tostring = function(r)
+    return ("%x-%x %s %08x %s %d %s"):format(r.from, r.to, r.perms, r.offset, r.dev, r.inode,
+                                             r.path ~= "" and r.path .. " (" .. r.kind .. ")"
+                                             or "(" .. r.kind .. ")")
+  end,
+}
+
 local function parse_mapline(line, exe)
   local from, to, perms, offset, dev, inode, path =
     line:match("^(%x+)%-(%x+)%s+(%S+)%s+(%x+)%s+(%S+)%s+(%d+)%s*(.*)$")
   -- the path is the rest of the line after the padding: its own trailing spaces are kept (the
   -- kernel writes a newline in a name as \012, and adds " (deleted)" to a file gone)
   if not from then return nil end
-  return {
+  return setmetatable({
     from = math.tointeger(tonumber(from, 16)), to = math.tointeger(tonumber(to, 16)),
     perms = perms, offset = math.tointeger(tonumber(offset, 16)), dev = dev,
     inode = math.tointeger(tonumber(inode)), path = path, kind = region_kind(path, exe),
-  }
+  }, region_mt)
 end
 
 -- The path of pid's program, for telling its regions apart: nil when it has none (a kernel
