@@ -186,14 +186,16 @@ describe("a region's tostring", function()
     end
     local n = 0
     for _, r in ipairs(M.maps()) do
-      local want = lines[("%x"):format(r.from)] -- the same region, if it is still there
+      -- the same region, if still there; files' regions only (anonymous ones grow between the two
+      -- reads, under valgrind)
+      local want = r.inode ~= 0 and lines[("%x"):format(r.from)]
       if want then
         assert.equal(want .. " (" .. r.kind .. ")",
                      (tostring(r):gsub("%s+", " ")))
         n = n + 1
       end
     end
-    assert.is_true(n > 5, n)
+    assert.is_true(n >= 3, n) -- (the program alone has three or more)
     local b = assert(M.map { length = H.ps })
     assert.matches("^%x+%-%x+ rw%-p 00000000 00:00 0 %(anon%)$", tostring(M.region(b)))
     b:free()
