@@ -164,12 +164,15 @@ int bufops_newindex(lua_State *L) {
   if (lua_type(L, 2) != LUA_TNUMBER) luaL_typeerror(L, 2, "integer index");
   lua_Integer i = luaL_checkinteger(L, 2);
   if (i < 0 || (uint64_t)i >= (uint64_t)len) return index_error(L, i, len);
-  if (lua_isinteger(L, 3)) { /* at the line that assigned, not as the metamethod's argument */
+  unsigned char v;
+  if (lua_isinteger(L, 3)) { /* out of range: at the line that assigned, not as an argument */
     lua_Integer x = lua_tointeger(L, 3);
     if (x < 0 || x > 255)
       return luaL_error(L, "byte value out of range (b[%I] = %I; 0..255: C's (char)-1 is 255)", i, x);
+    v = (unsigned char)x;
+  } else {
+    v = (unsigned char)arg_byte(L, 3); /* a one-character string, or the error for the rest */
   }
-  unsigned char v = (unsigned char)arg_byte(L, 3);
   mem_check_write(L, b->o, b->off + (size_t)i, 1);
   if (mem_guarded(b->o))
     mem_copy(L, b->o, p + i, NULL, &v, 1);

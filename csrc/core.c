@@ -38,5 +38,7 @@ __attribute__((visibility("default"))) int luaopen_memlab_core(lua_State *L) {
   for (const OpenFn *p = parts; *p; p++) (*p)(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "_VERSION");
+  lua_pushliteral(L, NIL_HINT); /* for init.lua's own argument errors */
+  lua_setfield(L, -2, "nil_hint");
   return 1;
 }

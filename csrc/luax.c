@@ -83,15 +83,9 @@ void push_weak_registry(lua_State *L, const void *key) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
-/* A mode, or flags that carry one (shmget's), in [0, hi] ("<what> out of range" if not); def when
- * absent. A number only: Lua turns the string "600" into the decimal 600, where a mode means
- * octal (0o1130, and its 0o1000 bit is IPC_CREAT to shmget). */
 int arg_typeerror(lua_State *L, int idx, const char *want) {
   if (lua_isnil(L, idx))
-    return luaL_argerror(L, idx, lua_pushfstring(L, "%s expected, got nil (did the call that made it "
-                                                    "fail? memlab returns nil, message, errno where "
-                                                    "C returns NULL or -1: local x, err = ...; if "
-                                                    "not x then ... end)", want));
+    return luaL_argerror(L, idx, lua_pushfstring(L, "%s expected, got nil (" NIL_HINT ")", want));
   return luaL_typeerror(L, idx, want);
 }
 
@@ -106,12 +100,17 @@ static int decimal_mode(lua_Integer v) {
   return 1;
 }
 
+const char *mode_text(unsigned mode, char out[10]) {
+  static const char rwx[] = "rwxrwxrwx";
+  for (int b = 0; b < 9; b++) out[b] = (mode >> (8 - b) & 1) ? rwx[b] : '-';
+  out[9] = '\0';
+  return out;
+}
+
 int arg_mode_check_octal(lua_State *L, int idx, lua_Integer v, const char *what, const char *bit) {
   if (!decimal_mode(v)) return 0;
-  static const char rwx[] = "rwxrwxrwx";
   char perm[10], oct[16];
-  for (int b = 0; b < 9; b++) perm[b] = (v >> (8 - b) & 1) ? rwx[b] : '-';
-  perm[9] = '\0';
+  mode_text((unsigned)v, perm);
   snprintf(oct, sizeof oct, "0%o", (unsigned)v);
   return luaL_argerror(L, idx, lua_pushfstring(L, "%s %I: a mode written as in C, 0%I? Lua has no "
                                                   "octal literals: 0%I is the decimal %I, %s in "
@@ -119,6 +118,9 @@ int arg_mode_check_octal(lua_State *L, int idx, lua_Integer v, const char *what,
                                                what, v, v, v, v, oct, bit, perm, v));
 }
 
+/* A mode, or flags that carry one (shmget's), in [0, hi] ("<what> out of range" if not); def when
+ * absent. A number only: Lua turns the string "600" into the decimal 600, where a mode means
+ * octal (0o1130, and its 0o1000 bit is IPC_CREAT to shmget). */
 lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, const char *what) {
   if (lua_isnoneornil(L, idx)) return def;
   if (lua_type(L, idx) == LUA_TSTRING)

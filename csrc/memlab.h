@@ -124,11 +124,16 @@ size_t arg_optsize(lua_State *L, int idx, size_t def);
 void push_weak_registry(lua_State *L, const void *key);
 lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, const char *what);
 /* luaL_typeerror, but a nil (not a missing value) gets a hint: it is most often what a failed
- * call returned, C's NULL or -1 checks ported as they read letting it through (novice review). */
+ * call returned, C's NULL or -1 checks ported as they read letting it through (novice review).
+ * The functions written in Lua add the same hint (core.nil_hint). */
+#define NIL_HINT "did the call that made it fail? memlab returns nil, message, errno where C " \
+                 "returns NULL or -1: local x, err = ...; if not x then ... end"
 int arg_typeerror(lua_State *L, int idx, const char *want);
 /* Raises at argument idx when v (named what) looks like a mode written in C's octal, as 0666
  * reads in Lua (666: 513 to 777, digits 0-7); returns 0 otherwise. bit: what 01000 means there. */
 int arg_mode_check_octal(lua_State *L, int idx, lua_Integer v, const char *what, const char *bit);
+/* "rw-------" for mode's nine permission bits, in out (10 bytes); returns out. */
+const char *mode_text(unsigned mode, char out[10]);
 /* Raises "offset out of range (o; the buffer has size bytes)" at argument idx. */
 int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size);
 /* Raises "<what> (out of range: n bytes at offset off; the buffer has size)" at argument idx:

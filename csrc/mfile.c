@@ -170,7 +170,7 @@ static int mfile_truncate_any(lua_State *L) {
   int err = bypath ? sys_truncate(path, (off_t)n) : sys_ftruncate(fd, (off_t)n);
   off_t fsize;
   int regular = 0;
-  if (err == EINVAL && !bypath && sys_fd_readonly(fd) && sys_fdsize(fd, &fsize, &regular) == 0 &&
+  if (err == EINVAL && !bypath && sys_fd_accmode(fd) == O_RDONLY && sys_fdsize(fd, &fsize, &regular) == 0 &&
       regular)
     return push_syserrorf(L, "ftruncate", err, "the file is open for reading only");
   if (err) return truncate_refusal(L, bypath ? "truncate" : "ftruncate", err, n);

@@ -30,6 +30,34 @@
 #define STACK_GUARD_GAP ((uintptr_t)1 << 20)
 #define STACK_ROOM_MAX ((uintptr_t)1 << 32) /* RLIMIT_STACK unlimited: keep 4 GiB free */
 
+/* The first region of /proc/self/maps for which match(from, line, ud) holds: 1 and its range in
+ * *from, *to; 0 when none does, or the file cannot be read. */
+static int maps_find(int (*match)(uintptr_t from, const char *line, const void *ud),
+                     const void *ud, uintptr_t *from, uintptr_t *to) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[512];
+  unsigned long lo, hi;
+  int found = 0;
+  if (!f) return 0;
+  while (!found && fgets(line, sizeof line, f))
+    if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && match((uintptr_t)lo, line, ud)) {
+      *from = (uintptr_t)lo, *to = (uintptr_t)hi;
+      found = 1;
+    }
+  fclose(f);
+  return found;
+}
+
+static int is_stack(uintptr_t from, const char *line, const void *ud) {
+  (void)from, (void)ud;
+  return strstr(line, "[stack]") != NULL;
+}
+
+static int starts_at(uintptr_t from, const char *line, const void *addr) {
+  (void)line;
+  return from == *(const uintptr_t *)addr;
+}
+
 /* The top of the main thread's stack (the end of [stack]; it never moves, and a child of fork
  * has the same), read once: from /proc/self/maps, first asked when the module opens. When that
  * cannot be read (no file descriptor left, say), from the program's name, which the kernel
@@ -38,18 +66,10 @@
 static uintptr_t stack_top(void) {
   static uintptr_t cached; /* relaxed atomics: states may run on several threads */
   uintptr_t top = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-  if (!top) {
-    FILE *f = fopen("/proc/self/maps", "r");
-    char line[512];
-    unsigned long from, to;
-    if (f) {
-      while (fgets(line, sizeof line, f))
-        if (strstr(line, "[stack]") && sscanf(line, "%lx-%lx", &from, &to) == 2)
-          top = (uintptr_t)to;
-      fclose(f);
-    }
+  uintptr_t from;
+  if (!top && !maps_find(is_stack, NULL, &from, &top)) {
     const char *fn = (const char *)getauxval(AT_EXECFN);
-    if (!top && fn) {
+    if (fn) {
       uintptr_t ps = (uintptr_t)sys_pagesize(), end = (uintptr_t)fn + strlen(fn) + 1;
       return (end + ps - 1) / ps * ps; /* not kept: /proc is asked again next time */
     }
@@ -59,16 +79,8 @@ static uintptr_t stack_top(void) {
 }
 
 size_t map_extent(uintptr_t addr) {
-  FILE *f = fopen("/proc/self/maps", "r");
-  char line[512];
-  unsigned long from, to;
-  size_t len = 0;
-  if (!f) return 0;
-  while (!len && fgets(line, sizeof line, f))
-    if (sscanf(line, "%lx-%lx", &from, &to) == 2 && (uintptr_t)from == addr && to > from)
-      len = (size_t)(to - from);
-  fclose(f);
-  return len;
+  uintptr_t from, to;
+  return maps_find(starts_at, &addr, &from, &to) ? (size_t)(to - from) : 0;
 }
 
 int in_stack_room(uintptr_t addr, size_t len) {
@@ -530,7 +542,7 @@ static int mmap_mmap(lua_State *L) {
                           "from them, valid)", addr_text(addr).s, (int)(LOW_ADDR_LIMIT >> 10));
   }
   uintptr_t at = huge && addr % huge ? (addr | (huge - 1)) + 1 : addr; /* the kernel aligns up */
-  if (addr != 0 && !(flags & MAP_FIXED) && (in_stack_room(addr, maplen) || in_stack_room(at, maplen))) {
+  if (addr != 0 && !(flags & MAP_FIXED) && in_stack_room(at, maplen)) {
     if (flags & MAP_FIXED_NOREPLACE)
       return push_syserrorf(L, "mmap", EINVAL, "MAP_FIXED_NOREPLACE at %p is in the room the main "
                             "stack grows into (RLIMIT_STACK and its guard gap below [stack]): a "

@@ -58,23 +58,6 @@ static long long read_number(const char *path) {
   return v;
 }
 
-/* The "key: N kB" line of /proc/meminfo, in bytes, or UNKNOWN. */
-static size_t meminfo(const char *key) {
-  FILE *f = fopen("/proc/meminfo", "r");
-  char line[128];
-  size_t klen = strlen(key), v = UNKNOWN;
-  unsigned long long kb;
-  if (!f) return UNKNOWN;
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, key, klen) == 0 && line[klen] == ':' &&
-        sscanf(line + klen + 1, "%llu", &kb) == 1) {
-      v = (size_t)kb * 1024;
-      break;
-    }
-  fclose(f);
-  return v;
-}
-
 /* How many mappings the process has (the lines of /proc/self/maps but [vsyscall], which is no
  * mapping of the process's own), or -1. */
 static long long count_mappings(void) {
@@ -161,13 +144,13 @@ int lock_error(lua_State *L, const char *what, int err, size_t len) {
 static const char *commit_why(lua_State *L, size_t len, unsigned counts) {
   long long mode = read_number("/proc/sys/vm/overcommit_memory");
   if (mode == 2) {
-    size_t limit = meminfo("CommitLimit"), used = meminfo("Committed_AS");
+    size_t limit = sys_meminfo("CommitLimit"), used = sys_meminfo("Committed_AS");
     if (passes(used, len, limit))
       return lua_pushfstring(L, "vm.overcommit_memory is 2, strict: the kernel commits at most "
                              "CommitLimit, %I bytes, and %I are committed; see /proc/meminfo",
                              (lua_Integer)limit, (lua_Integer)used);
   } else if (mode == 0 && (counts & NOMEM_COMMIT)) {
-    size_t ram = meminfo("MemTotal"), swap = meminfo("SwapTotal");
+    size_t ram = sys_meminfo("MemTotal"), swap = sys_meminfo("SwapTotal");
     if (ram != UNKNOWN && swap != UNKNOWN && len > ram + swap)
       return lua_pushfstring(L, "more than RAM and swap together, %I bytes: the kernel's "
                              "heuristic overcommit (vm.overcommit_memory 0) refuses a request "

@@ -61,14 +61,6 @@ static int shm_ftok(lua_State *L) {
   return 1;
 }
 
-/* "rw-------" for mode's permission bits, in out[10]. */
-static const char *perm_text(unsigned mode, char out[10]) {
-  static const char rwx[] = "rwxrwxrwx";
-  for (int b = 0; b < 9; b++) out[b] = (mode >> (8 - b) & 1) ? rwx[b] : '-';
-  out[9] = '\0';
-  return out;
-}
-
 /* Why shmget refused (err), pushed, or NULL: what the lecture's client and server get wrong. */
 static const char *shmget_why(lua_State *L, int key, size_t size, int flags, int err) {
   char k[16];
@@ -95,8 +87,8 @@ static const char *shmget_why(lua_State *L, int key, size_t size, int flags, int
   if (err == EACCES)
     return lua_pushfstring(L, "the segment with key %s has mode %s and belongs to uid %d: the "
                               "flags' mode bits, %s, ask for access it does not give you",
-                           k, perm_text(ds.shm_perm.mode & 0777, perm),
-                           (int)ds.shm_perm.uid, perm_text((unsigned)flags & 0777, perm2));
+                           k, mode_text(ds.shm_perm.mode & 0777, perm),
+                           (int)ds.shm_perm.uid, mode_text((unsigned)flags & 0777, perm2));
   return NULL;
 }
 
@@ -113,7 +105,7 @@ static int shm_refusal(lua_State *L, const char *what, int id, int err, const ch
   if (need && err == EACCES && (stat_err == 0 || sys_shmstat_any(id, &ds) == 0)) {
     char perm[10];
     return push_syserrorf(L, what, err, "the segment has mode %s and belongs to uid %d: it does "
-                          "not let you %s", perm_text(ds.shm_perm.mode & 0777, perm),
+                          "not let you %s", mode_text(ds.shm_perm.mode & 0777, perm),
                           (int)ds.shm_perm.uid, need);
   }
   return push_syserror(L, what, err);
@@ -234,7 +226,7 @@ static void push_shmid_ds(lua_State *L, const struct shmid_ds *ds) {
   setint(L, "lpid", (lua_Integer)ds->shm_lpid);
   setint(L, "mode", (lua_Integer)(ds->shm_perm.mode & 0777));
   char perm[10]; /* the mode as ls and ipcs show it: Lua prints 0600 as 384 */
-  lua_pushstring(L, perm_text(ds->shm_perm.mode & 0777, perm));
+  lua_pushstring(L, mode_text(ds->shm_perm.mode & 0777, perm));
   lua_setfield(L, -2, "perms");
   setint(L, "uid", (lua_Integer)ds->shm_perm.uid);
   setint(L, "gid", (lua_Integer)ds->shm_perm.gid);
@@ -257,7 +249,6 @@ static int opt_field(lua_State *L, int t, const char *name, lua_Integer hi, lua_
   if (ty != LUA_TNIL) {
     int isint = 0;
     lua_Integer x = ty == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
-    if (isint && strcmp(name, "mode") == 0) arg_mode_check_octal(L, 3, x, "field 'mode'", "a bit no mode has");
     if (!isint || x < 0 || x > hi)
       luaL_argerror(L, 3, lua_pushfstring(L, "field '%s' must be an integer 0..%I", name, hi));
     *v = x;
@@ -278,6 +269,9 @@ static int shmctl_set(lua_State *L, int id) {
   }
   /* the values are checked before the segment is looked at: misuse raises whatever its state */
   lua_Integer mode = 0, uid = 0, gid = 0;
+  if (lua_getfield(L, 3, "mode") == LUA_TNUMBER && lua_isinteger(L, -1)) /* 0640 as Lua reads it */
+    arg_mode_check_octal(L, 3, lua_tointeger(L, -1), "field 'mode'", "a bit no mode has");
+  lua_pop(L, 1);
   int has_mode = opt_field(L, 3, "mode", 0777, &mode);
   int has_uid = opt_field(L, 3, "uid", (lua_Integer)UINT32_MAX - 1, &uid);
   int has_gid = opt_field(L, 3, "gid", (lua_Integer)UINT32_MAX - 1, &gid);

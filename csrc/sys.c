@@ -1,5 +1,5 @@
 /* sys.c: the kernel call layer (see sys.h). Each function returns 0 or the errno of the call,
- * but for sys_pagesize, sys_curbrk and sys_fd_readonly; sys.h lists the calls made elsewhere. */
+ * but for those sys.h lists as returning something else; sys.h lists the calls made elsewhere. */
 #include "sys.h"
 #include "pagesrc.h"
 
@@ -174,6 +174,22 @@ int sys_fflush(FILE *f) {
 #define HUGE_MASK_ 0x3f
 #define HUGE_DEFAULT_ ((size_t)2 << 20)
 
+size_t sys_meminfo(const char *key) {
+  FILE *f = fopen("/proc/meminfo", "r");
+  char line[128];
+  size_t klen = strlen(key), v = SIZE_MAX;
+  unsigned long long kb;
+  if (!f) return SIZE_MAX;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, key, klen) == 0 && line[klen] == ':' &&
+        sscanf(line + klen + 1, "%llu", &kb) == 1) {
+      v = (size_t)kb * 1024;
+      break;
+    }
+  fclose(f);
+  return v;
+}
+
 size_t sys_huge_granule(int flags, int fd) {
   if (!(flags & MAP_ANONYMOUS)) {
     struct statfs fs;
@@ -183,16 +199,8 @@ size_t sys_huge_granule(int flags, int fd) {
   if (!(flags & MAP_HUGETLB)) return 0;
   unsigned shift = (unsigned)flags >> HUGE_SHIFT_ & HUGE_MASK_;
   if (shift) return shift < 8 * sizeof(size_t) ? (size_t)1 << shift : HUGE_DEFAULT_;
-  size_t size = HUGE_DEFAULT_;
-  FILE *f = fopen("/proc/meminfo", "r");
-  char line[128];
-  unsigned long kb;
-  if (f) {
-    while (fgets(line, sizeof line, f))
-      if (sscanf(line, "Hugepagesize: %lu kB", &kb) == 1 && kb) size = (size_t)kb * 1024;
-    fclose(f);
-  }
-  return size;
+  size_t size = sys_meminfo("Hugepagesize");
+  return size == SIZE_MAX || size == 0 ? HUGE_DEFAULT_ : size;
 }
 
 int sys_fd_accmode(int fd) {
@@ -200,10 +208,6 @@ int sys_fd_accmode(int fd) {
   return fl < 0 ? -1 : fl & O_ACCMODE;
 }
 
-int sys_fd_readonly(int fd) {
-  int fl = fcntl(fd, F_GETFL);
-  return fl >= 0 && (fl & O_ACCMODE) == O_RDONLY;
-}
 
 int sys_fdsize(int fd, off_t *size, int *regular) {
   struct stat st;
@@ -238,10 +242,13 @@ int sys_shmat(int id, const void *addr, int flags, void **out) {
 }
 
 int sys_shmdt(const void *addr) { return shmdt(addr) == 0 ? 0 : errno; }
-int sys_shmctl(int id, int cmd, struct shmid_ds *ds) { return shmctl(id, cmd, ds) < 0 ? errno : 0; }
 int sys_shmctl_n(int id, int cmd, void *buf, int *out) {
   *out = shmctl(id, cmd, (struct shmid_ds *)buf);
   return *out < 0 ? errno : 0;
+}
+int sys_shmctl(int id, int cmd, struct shmid_ds *ds) {
+  int ignored;
+  return sys_shmctl_n(id, cmd, ds, &ignored);
 }
 
 /* IPC_STAT of segment id without the read permission IPC_STAT needs (SHM_STAT_ANY, Linux 4.17,

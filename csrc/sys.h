@@ -1,13 +1,13 @@
 /* sys.h: the kernel calls memlab makes, each behind a function that returns 0 or an errno and
  * states its preconditions. The Lua bindings check arguments and translate; they never read
  * errno after a Lua call. Exceptions:
- * - Three return something else: sys_pagesize the page size, sys_curbrk the break (sbrk(0),
- *   which cannot fail), sys_fd_readonly 1 or 0 (0 also when fcntl refuses).
+ * - Some return something else: sys_pagesize the page size, sys_curbrk the break (sbrk(0),
+ *   which cannot fail), sys_fd_accmode the open mode (-1 when fcntl refuses), sys_meminfo and
+ *   sys_huge_granule sizes read from /proc/meminfo and the file system.
  * - Some calls are made where they are used, each translated at once: proc.c (M.clock's
  *   clock_gettime, M.rusage, M._exit, M.getpid, M.exepath's readlink, core.readproc's open,
  *   fstat and read, M.getrlimit); mfile.c (core.openpath's open and stat, the fstat and fcntl of
- *   its checks); nomem.c (getrlimit and /proc/self/status, /proc/meminfo, /proc/sys/vm and
- *   /proc/self/maps, for the message of a refusal for want of memory);
+ *   its checks); nomem.c (getrlimit and /proc/self/status, /proc/sys/vm and /proc/self/maps, for the message of a refusal for want of memory);
  *   mmap.c (/proc/self/maps and getrlimit, for the stack's room); snapshot.c (mprotect in the
  *   fault claimer, which runs in a signal handler; /proc/self/pagemap); guard.c (the signal
  *   handlers and their alternate stacks). The allocators' page source, csrc/alloc/pagesrc.c,
@@ -62,14 +62,15 @@ int sys_shm_unlink(const char *name);
 int sys_ftruncate(int fd, off_t len);
 int sys_truncate(const char *path, off_t len);
 int sys_fflush(FILE *f); /* an io file's buffered writes */
-int sys_fd_readonly(int fd); /* open for reading only */
-int sys_fd_accmode(int fd);  /* O_RDONLY, O_WRONLY or O_RDWR, or -1 */
+int sys_fd_accmode(int fd); /* O_RDONLY, O_WRONLY or O_RDWR, or -1 */
 int sys_fdsize(int fd, off_t *size, int *regular);
 /* The huge page size a mapping with these flags (of file fd unless MAP_ANONYMOUS) is made of, or
  * 0 for ordinary pages: MAP_HUGETLB with its MAP_HUGE_* size (or the system's default, from
  * /proc/meminfo's Hugepagesize), or a file on hugetlbfs (memfd_create's MFD_HUGETLB). The kernel
  * rounds such a mapping's length up to it, and its address must be a multiple of it. */
 size_t sys_huge_granule(int flags, int fd);
+/* The "key: N kB" line of /proc/meminfo, in bytes, or SIZE_MAX when it cannot be read. */
+size_t sys_meminfo(const char *key);
 int sys_close(int fd);
 
 /* System V shared memory. sys_shmat: addr NULL lets the kernel choose; the caller refuses

@@ -12,8 +12,8 @@ end
 
 local M = {}
 -- internal: draw.lua adds a:draw through allocator_methods; M.map opens its file with openpath
--- and sizes an fd with fdsize
-local internal = { allocator_methods = true, openpath = true, fdsize = true }
+-- and sizes an fd with fdsize; nil_hint is the C functions' word on a nil argument
+local internal = { allocator_methods = true, openpath = true, fdsize = true, nil_hint = true }
 for k, v in pairs(core) do
   if not internal[k] then M[k] = v end
 end
@@ -36,12 +36,11 @@ local function typename(v)
   return type(mt) == "table" and type(rawget(mt, "__name")) == "string" and mt.__name or "userdata"
 end
 
+-- What a nil argument most often is: what a failed call returned (csrc/luax.c, arg_typeerror).
+local NIL_HINT = " (" .. core.nil_hint .. ")"
+
 -- Raises "bad argument #1 to 'fname' (want expected, got ...)" unless the first of the
 -- arguments ... has type want; "no value" when there is none, as luaL_typeerror says.
--- What a nil argument most often is: what a failed call returned (csrc/luax.c, arg_typeerror).
-local NIL_HINT = " (did the call that made it fail? memlab returns nil, message, errno where C "
-                 .. "returns NULL or -1: local x, err = ...; if not x then ... end)"
-
 local function check_first(fname, want, ...)
   if type((...)) == want then return (...) end
   error(("bad argument #1 to '%s' (%s expected, got %s)"):format(fname, want,

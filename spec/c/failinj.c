@@ -131,16 +131,20 @@ int munmap(void *addr, size_t len) {
   return real_munmap(addr, len);
 }
 
+/* A refusal the kernel applied in part: real(addr, len, arg) on the range's first page only (when
+ * there are more), then -1 with the refusal's errno. */
+static int first_page_then_fail(int (*real)(void *, size_t, int), void *addr, size_t len, int arg) {
+  int e = errno;
+  long ps = sysconf(_SC_PAGESIZE);
+  if (len > (size_t)ps) real(addr, (size_t)ps, arg);
+  errno = e;
+  return -1;
+}
+
 int mprotect(void *addr, size_t len, int prot) {
   REAL(mprotect);
   const void *ra = __builtin_return_address(0);
-  if (refuse("mprotect_part", ra)) {
-    int e = errno;
-    long ps = sysconf(_SC_PAGESIZE);
-    if (len > (size_t)ps) real_mprotect(addr, (size_t)ps, prot);
-    errno = e;
-    return -1;
-  }
+  if (refuse("mprotect_part", ra)) return first_page_then_fail(real_mprotect, addr, len, prot);
   if (refuse("mprotect", ra)) return -1;
   return real_mprotect(addr, len, prot);
 }
@@ -148,13 +152,7 @@ int mprotect(void *addr, size_t len, int prot) {
 int madvise(void *addr, size_t len, int advice) {
   REAL(madvise);
   const void *ra = __builtin_return_address(0);
-  if (refuse("madvise_part", ra)) {
-    int e = errno;
-    long ps = sysconf(_SC_PAGESIZE);
-    if (len > (size_t)ps) real_madvise(addr, (size_t)ps, advice);
-    errno = e;
-    return -1;
-  }
+  if (refuse("madvise_part", ra)) return first_page_then_fail(real_madvise, addr, len, advice);
   if (refuse("madvise", ra)) return -1;
   return real_madvise(addr, len, advice);
 }
