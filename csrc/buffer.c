@@ -311,12 +311,13 @@ void owner_protstr(const Owner *o, size_t off, size_t len, char out[6]) {
   out[3] = '\0';
 }
 
-/* "0x7f3a... 4096 bytes (mmap, rw-)" for a live owner's window. */
+/* "0x7f3a... 4096 bytes (mmap, rw-, private)" for a live owner's window. */
 static void describe(const Owner *o, size_t off, size_t len, int isview, char *out, size_t n) {
   char prot[6];
   owner_protstr(o, off, len, prot);
-  snprintf(out, n, "%p %zu bytes (%s%s, %s)", (void *)(o->base + off), len,
-           isview ? "view of " : "", o->kind->name, prot);
+  const char *trait = o->kind->trait ? o->kind->trait(o) : NULL;
+  snprintf(out, n, "%p %zu bytes (%s%s, %s%s%s)", (void *)(o->base + off), len,
+           isview ? "view of " : "", o->kind->name, prot, trait ? ", " : "", trait ? trait : "");
 }
 
 void owner_describe(const Owner *o, char *out, size_t outlen) {

@@ -67,6 +67,9 @@ typedef struct MemKind {
                                 owner_refused_by(the call refused) */
   void (*forget)(lua_State *L, Owner *o); /* NULL: no bookkeeping */
   unsigned flags;            /* MK_* below */
+  /* NULL, or a word tostring(b) and fault messages add after the protection ("private" or
+   * "shared" for a mapping), for a live owner */
+  const char *(*trait)(const Owner *o);
 } MemKind;
 
 /* A release about to return an errno names the call the kernel refused (for b:free's message). */

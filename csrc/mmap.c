@@ -228,7 +228,15 @@ static void mmap_forget(lua_State *L, Owner *o) {
   o->protmap = NULL;
 }
 
-const MemKind mmap_kind = {"mmap", "unmapped", mmap_release, mmap_forget, MK_GUARDED};
+/* What tostring(b) says after the protection: whether the pages are the process's own or shared
+ * (with other processes, and with the file under them). */
+static const char *mmap_trait(const Owner *o) {
+  const MapInfo *mi = MAPINFO(o);
+  if (!mi) return NULL;
+  return (mi->flags & MAP_SHARED) ? "shared" : "private";
+}
+
+const MemKind mmap_kind = {"mmap", "unmapped", mmap_release, mmap_forget, MK_GUARDED, mmap_trait};
 
 /* Pushes this state's registry of mappings: { [lightuserdata owner] = root buffer }, weak. */
 static void push_registry(lua_State *L) { push_weak_registry(L, &mapreg_key); }

@@ -331,7 +331,7 @@ describe("b:snapshot()", function()
     -- the mapping is plain again: writes need no copy and work
     b:write(0, "free")
     assert.equal("free", b:read(0, 4))
-    assert.matches("(mmap, rw-)", tostring(b), 1, true)
+    assert.matches("(mmap, rw-, private)", tostring(b), 1, true)
     b:free()
   end)
 
