@@ -60,6 +60,15 @@ size_t map_extent(uintptr_t addr);
 void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, size_t len,
                        int prot);
 int map_has_inner(lua_State *L, const Owner *o);
+/* Releases every mapping placed inside o, deepest first: each hands its pages back to the one it
+ * sits in (as b:unmap does), so o's range is one kernel mapping again with o's protection, and
+ * no dead inner mapping leaves its own protection or armed snapshot behind. 0 or an errno. */
+int map_release_inner(lua_State *L, Owner *o, const char *why);
+/* What a new mapping's bytes count against, for a refusal's message (nomem.h): a private
+ * writable one RLIMIT_DATA and the overcommit policy, a shared anonymous one the policy. */
+unsigned map_counts(int writable, int flags, int shared_anon);
+/* b:remap(new_length [, may_move]) -> b (remap.c). */
+int mmap_remap(lua_State *L);
 /* After a refused mprotect of o's pages [first, first+n) to prot (memlab's): the kernel changes
  * the mappings of a range one by one and stops at one it cannot split (vm.max_map_count reached),
  * so part of the range may have changed. Each run of o's record gets its protection back; a run

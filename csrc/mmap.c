@@ -355,10 +355,7 @@ void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, 
   lua_pop(L, 1);
 }
 
-/* Releases every mapping placed inside o, deepest first: each hands its pages back to the one it
- * sits in (as b:unmap does), so o's range is one kernel mapping again with o's protection, and
- * no dead inner mapping leaves its own protection or armed snapshot behind. 0 or an errno. */
-static int release_inner(lua_State *L, Owner *o, const char *why) {
+int map_release_inner(lua_State *L, Owner *o, const char *why) {
   while (NESTED()) {
     Owner *deepest = NULL;
     int best = 0;
@@ -449,9 +446,7 @@ static int map_refuse(lua_State *L, int err, const char *why) {
 
 #define KNOWN_PROT (PROT_READ | PROT_WRITE | PROT_EXEC)
 
-/* What a new mapping's bytes count against, for a refusal's message (nomem.h): a private
- * writable one RLIMIT_DATA and the overcommit policy, a shared anonymous one the policy. */
-static unsigned map_counts(int writable, int flags, int shared_anon) {
+unsigned map_counts(int writable, int flags, int shared_anon) {
   unsigned c = NOMEM_MAPS;
   int priv = (flags & MAP_SHARED_VALIDATE) == MAP_PRIVATE;
   if (priv && writable) c |= NOMEM_DATA;
@@ -478,11 +473,21 @@ static void mend_refused(lua_State *L, Owner *parent, unsigned char *addr, size_
                      "pages there out, and they could not be put back", 1);
 }
 
-/* M.mmap(addr, length, prot, flags, fd, offset) -> buffer of kind "mmap" | nil, msg, errno
- * addr: nil, an address hint, or (with MAP_FIXED) a place inside a mapping this state owns;
- * fd: -1/nil, an integer, a memlab file (memfd_create, shm_open) or an open Lua file. */
-static int mmap_mmap(lua_State *L) {
-  size_t length = arg_size(L, 2);
+/* One M.mmap call's request, checked: the arguments as the kernel takes them, where the mapping
+ * goes, and the mapping it goes inside (MAP_FIXED), whose buffer is at parent_idx. */
+typedef struct MapReq {
+  size_t length, maplen, huge; /* maplen: length in whole pages, or whole huge pages */
+  lua_Integer prot, flags, offset;
+  int fd, anonymous, regular;
+  uintptr_t addr;
+  Owner *parent;
+  int parent_idx;
+} MapReq;
+
+/* Reads and checks M.mmap's arguments 2 to 6 into r: 0, or the count of the refusal's results
+ * pushed (what the kernel would refuse, with its errno; a file mapping past the file's end). */
+static int map_request(lua_State *L, MapReq *r) {
+  r->length = arg_size(L, 2);
   if (lua_type(L, 3) == LUA_TSTRING)
     luaL_argerror(L, 3, "PROT_* bits expected, got string (M.mmap takes C's numbers: "
                         "M.PROT_READ | M.PROT_WRITE; a string such as \"rw\" is for M.map and "
@@ -490,10 +495,10 @@ static int mmap_mmap(lua_State *L) {
   if (lua_type(L, 4) == LUA_TSTRING)
     luaL_argerror(L, 4, "MAP_* bits expected, got string (M.mmap takes C's numbers: "
                         "M.MAP_PRIVATE | M.MAP_ANONYMOUS; M.map takes shared = true)");
-  lua_Integer prot = luaL_checkinteger(L, 3), flags = luaL_checkinteger(L, 4);
+  lua_Integer prot = r->prot = luaL_checkinteger(L, 3), flags = r->flags = luaL_checkinteger(L, 4);
   int flush_err;
-  int fd = mfile_arg_fd(L, 5, &flush_err);
-  lua_Integer offset = luaL_optinteger(L, 6, 0);
+  r->fd = mfile_arg_fd(L, 5, &flush_err);
+  lua_Integer offset = r->offset = luaL_optinteger(L, 6, 0);
   if (flush_err) return mfile_flush_refusal(L, flush_err, "mapped");
   size_t ps = sys_pagesize();
   luaL_argcheck(L, flags >= 0 && flags <= INT_MAX, 4, "flags out of range");
@@ -508,36 +513,47 @@ static int mmap_mmap(lua_State *L) {
   if (type == 0) return map_refuse(L, EINVAL, "flags need MAP_SHARED or MAP_PRIVATE");
   if (offset < 0) return map_refuse(L, EINVAL, "negative offset");
   if ((uint64_t)offset % ps != 0) return map_refuse(L, EINVAL, "offset is not a multiple of the page size");
-  int anonymous = (flags & MAP_ANONYMOUS) != 0, regular = 0;
+  r->anonymous = (flags & MAP_ANONYMOUS) != 0;
+  r->regular = 0;
   off_t fsize = 0;
-  if (!anonymous) {
-    if (fd < 0) return map_refuse(L, EBADF, "a file mapping needs a file descriptor (or MAP_ANONYMOUS for memory of no file)");
-    int err = sys_fdsize(fd, &fsize, &regular);
+  if (!r->anonymous) {
+    if (r->fd < 0) return map_refuse(L, EBADF, "a file mapping needs a file descriptor (or MAP_ANONYMOUS for memory of no file)");
+    int err = sys_fdsize(r->fd, &fsize, &r->regular);
     if (err) return map_refuse(L, err, "the file descriptor cannot be examined");
   }
+  size_t length = r->length;
   if (length == 0)
-    return map_refuse(L, EINVAL, regular && fsize == 0 ? "the file is empty"
-                                                       : "length must be greater than 0");
+    return map_refuse(L, EINVAL, r->regular && fsize == 0 ? "the file is empty"
+                                                          : "length must be greater than 0");
   /* huge pages: the kernel rounds the length up to whole ones (MAP_FIXED there would replace
    * more than memlab checked, and unmapping fewer bytes fails); the address must be one's
    * multiple */
-  size_t huge = sys_huge_granule((int)flags, fd), gran = huge ? huge : ps;
+  size_t huge = r->huge = sys_huge_granule((int)flags, r->fd), gran = huge ? huge : ps;
   if (length > (size_t)PTRDIFF_MAX - gran) return map_refuse(L, ENOMEM, "length too large");
-  size_t maplen = (length + gran - 1) / gran * gran;
-  if (!anonymous) {
+  r->maplen = (length + gran - 1) / gran * gran;
+  if (!r->anonymous) {
     if ((uint64_t)offset > (uint64_t)INT64_MAX - length)
       return map_refuse(L, EOVERFLOW, "offset + length overflows");
-    if (regular && (uint64_t)offset + length > (uint64_t)fsize)
+    if (r->regular && (uint64_t)offset + length > (uint64_t)fsize)
       return push_syserrorf(L, "mmap", EINVAL, "mapping past the end of the file: the file has "
                             "%I bytes, the mapping would end at byte %I, and access there raises "
                             "SIGBUS; %s", (lua_Integer)fsize,
                             (lua_Integer)((uint64_t)offset + length),
                             fsize == 0 ? "the file is empty" : "truncate it to size first");
   }
-  /* Where: a hint, or with MAP_FIXED a range inside a mapping of this state. */
-  Owner *parent = NULL;
+  return 0;
+}
+
+/* Where the mapping goes, from argument 1: a hint (dropped when the main stack would grow into
+ * the mapping), or with MAP_FIXED a range inside a mapping of this state (r->parent, its buffer
+ * pushed). 0, or the count of the refusal's results pushed; raises where MAP_FIXED would replace
+ * what memlab cannot give back. */
+static int map_place(lua_State *L, MapReq *r) {
+  size_t huge = r->huge, maplen = r->maplen;
+  lua_Integer flags = r->flags;
   uintptr_t addr = 0;
-  int parent_idx = 0;
+  r->parent = NULL;
+  r->parent_idx = 0;
   if (buf_test(L, 1)) {
     size_t blen;
     addr = (uintptr_t)buf_span(L, 1, &blen, NULL);
@@ -558,27 +574,43 @@ static int mmap_mmap(lua_State *L) {
                             (void *)addr);
     addr = 0; /* a hint there, which the kernel could honour: placed elsewhere */
   }
-  if (flags & MAP_FIXED) {
-    if (huge)
-      return luaL_error(L, "mmap: MAP_FIXED with huge pages is refused: the kernel takes whole huge "
-                           "pages (%I bytes) out first, and a refusal of their reservation leaves "
-                           "the range unmapped (map it without MAP_FIXED)", (lua_Integer)huge);
-    if (addr % ps != 0) return map_refuse(L, EINVAL, "MAP_FIXED address is not page aligned");
-    parent = map_find_push(L, addr, maplen);
-    if (!parent)
-      return luaL_error(L, "mmap: MAP_FIXED at %p is refused: it would silently replace memory "
-                           "that is not a mapping of yours (place it inside a buffer from "
-                           "M.mmap)", (void *)addr);
-    parent_idx = lua_gettop(L);
-    if (meets_inner(L, parent, addr, maplen))
-      return luaL_error(L, "mmap: MAP_FIXED at %p is refused: it would take over part of another "
-                           "mapping placed inside with MAP_FIXED (unmap that one first, or place "
-                           "the new one inside it)", (void *)addr);
-    if (snap_armed_in((const unsigned char *)addr, maplen))
-      return luaL_error(L, "mmap: MAP_FIXED at %p is refused: that range has a snapshot armed, "
-                           "whose pages it would replace unseen (free the snapshot first)",
-                        (void *)addr);
-  }
+  r->addr = addr;
+  if (!(flags & MAP_FIXED)) return 0;
+  if (huge)
+    return luaL_error(L, "mmap: MAP_FIXED with huge pages is refused: the kernel takes whole huge "
+                         "pages (%I bytes) out first, and a refusal of their reservation leaves "
+                         "the range unmapped (map it without MAP_FIXED)", (lua_Integer)huge);
+  if (addr % sys_pagesize() != 0) return map_refuse(L, EINVAL, "MAP_FIXED address is not page aligned");
+  Owner *parent = r->parent = map_find_push(L, addr, maplen);
+  if (!parent)
+    return luaL_error(L, "mmap: MAP_FIXED at %p is refused: it would silently replace memory "
+                         "that is not a mapping of yours (place it inside a buffer from "
+                         "M.mmap)", (void *)addr);
+  r->parent_idx = lua_gettop(L);
+  if (meets_inner(L, parent, addr, maplen))
+    return luaL_error(L, "mmap: MAP_FIXED at %p is refused: it would take over part of another "
+                         "mapping placed inside with MAP_FIXED (unmap that one first, or place "
+                         "the new one inside it)", (void *)addr);
+  if (snap_armed_in((const unsigned char *)addr, maplen))
+    return luaL_error(L, "mmap: MAP_FIXED at %p is refused: that range has a snapshot armed, "
+                         "whose pages it would replace unseen (free the snapshot first)",
+                      (void *)addr);
+  return 0;
+}
+
+/* M.mmap(addr, length, prot, flags, fd, offset) -> buffer of kind "mmap" | nil, msg, errno
+ * addr: nil, an address hint, or (with MAP_FIXED) a place inside a mapping this state owns;
+ * fd: -1/nil, an integer, a memlab file (memfd_create, shm_open) or an open Lua file. */
+static int mmap_mmap(lua_State *L) {
+  MapReq r;
+  int nres = map_request(L, &r);
+  if (nres == 0) nres = map_place(L, &r);
+  if (nres) return nres;
+  size_t ps = sys_pagesize(), maplen = r.maplen;
+  lua_Integer prot = r.prot, flags = r.flags;
+  uintptr_t addr = r.addr;
+  Owner *parent = r.parent;
+  int anonymous = r.anonymous, fd = r.fd;
   /* a mapping placed inside another adds no memory: only the others are charged */
   Owner *o = parent ? buf_newroot(L, &mmap_kind) : buf_newroot_charged(L, &mmap_kind, maplen);
   map_register(L, o);
@@ -608,7 +640,7 @@ static int mmap_mmap(lua_State *L) {
   }
   if (err) aside = NULL;
   err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
-                 (off_t)offset, &p);
+                 (off_t)r.offset, &p);
   if (err && parent) mend_refused(L, parent, (unsigned char *)addr, maplen, &aside);
   if (err && aside) sys_munmap(aside, maplen);
   /* over RLIMIT_MEMLOCK: EAGAIN (MAP_LOCKED, MCL_FUTURE: nomem_error says so too); EPERM when
@@ -626,20 +658,20 @@ static int mmap_mmap(lua_State *L) {
   }
   if (err) return nomem_error(L, "mmap", err, maplen, map_counts((prot & PROT_WRITE) != 0, (int)flags, (flags & MAP_SHARED) && anonymous));
   mi->maplen = maplen;
-  mi->huge = huge;
+  mi->huge = r.huge;
   mi->aside = aside;
   /* a shared mapping of no file or of a device (/dev/zero) has a memory object of this size */
-  if ((flags & MAP_SHARED) && (anonymous || !regular)) mi->shared_anon = maplen;
+  if ((flags & MAP_SHARED) && (anonymous || !r.regular)) mi->shared_anon = maplen;
   mi->flags = (int)flags;
-  mi->offset = (off_t)offset;
-  mi->regular = regular; /* no descriptor is kept, as in C: remap probes the file's end */
+  mi->offset = (off_t)r.offset;
+  mi->regular = r.regular; /* no descriptor is kept, as in C: remap probes the file's end */
   o->protmap = &mi->pm;
   mi->ever_writable = (prot & PROT_WRITE) != 0;
-  owner_open(L, o, p, length);
+  owner_open(L, o, p, r.length);
   if (parent) {
     o->parent = parent;
     __atomic_fetch_add(&g_nested, 1, __ATOMIC_RELAXED);
-    lua_pushvalue(L, parent_idx);
+    lua_pushvalue(L, r.parent_idx);
     lua_setiuservalue(L, -2, 1); /* the child anchors its parent */
   }
   return 1;
@@ -698,133 +730,6 @@ static int mmap_munmap(lua_State *L) {
                            "b:remap", (lua_Integer)b->o->size);
   }
   return buf_free_at(L, 1);
-}
-
-/* mremap's EFAULT: the range is more than one kernel mapping (valgrind says EINVAL). With one
- * protection all over, what split it is a lock or an advice on part of it. */
-static int several_mappings(lua_State *L, const MapInfo *mi) {
-  unsigned uniform;
-  int mixed = !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform);
-  return push_syserrorf(L, "mremap", EFAULT, "the mapping is several kernel mappings (%s): mremap "
-                        "moves or grows only one; %s first", mixed
-                        ? "its pages have different protections" : "a lock on part of it, b:lock "
-                          "or M.mlock, or an advice on part of it splits it", mixed
-                        ? "give its pages one protection" : "unlock it, or advise it whole,");
-}
-
-static void read_byte(void *p) { (void)*(volatile unsigned char *)p; }
-
-/* Whether the page holding byte *last of a file mapping lies past the end of the file: a read of
- * it under the guard raises SIGBUS. memlab keeps no descriptor of a mapped file (C's mmap needs
- * none after the call, and one per mapping would run out), so this is how remap learns where the
- * file ends. A page that cannot be read (PROT_NONE) proves nothing: 0. */
-static int past_file_end(unsigned char *last) {
-  Fault f;
-  return guard_call(read_byte, last, last, 1, NULL, 0, &f) == SIGBUS;
-}
-
-/* Moves the mapping a remap moved from `base` to p (len bytes) back to base, shrunk to its old
- * length: 1 if done. The old range is first held by a mapping of memlab's own, made only where
- * nothing is (MAP_FIXED_NOREPLACE: another thread may have mapped there since), so that moving
- * onto it replaces nothing of anyone else's. */
-static int move_back(void *base, size_t oldlen, void *p, size_t len) {
-  void *hold, *q;
-  if (sys_mmap(base, oldlen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0,
-               &hold) != 0)
-    return 0;
-  if (hold == base && sys_mremap_to(p, len, oldlen, base, &q) == 0) return 1;
-  sys_munmap(hold, oldlen); /* a kernel before 4.17 takes the flag for a hint: elsewhere */
-  return 0;
-}
-
-/* A remap that grew the mapping at p to newmap bytes past the end of its file: shrinks it back
- * (in place: it cannot fail but for a kernel out of memory) and refuses. Where the remap moved
- * it, it goes back to its old address, its views alive; only if that cannot be done does the
- * buffer follow it to p, its views dying as after any move. */
-static int file_end_refusal(lua_State *L, Owner *o, void *p, size_t newmap) {
-  MapInfo *mi = MAPINFO(o);
-  void *q;
-  lua_Integer end = (lua_Integer)((uint64_t)mi->offset + newmap);
-  int err = 0;
-  if (p != (void *)o->base && move_back(o->base, mi->maplen, p, newmap))
-    p = o->base; /* back where it was, at its old length */
-  else
-    err = sys_mremap(p, newmap, mi->maplen, 0, &q);
-  if (err) { /* keep the grown mapping: its pages past the file raise SIGBUS, as in C */
-    protmap_resize(&mi->pm, newmap / sys_pagesize());
-    mi->maplen = newmap;
-  }
-  int moved = p != (void *)o->base;
-  if (moved || err) {
-    o->base = (unsigned char *)p;
-    owner_kill_views(L, o, "remapped");
-  }
-  if (err) return push_syserror(L, "mremap", err);
-  return push_syserrorf(L, "mremap", EINVAL, "growing past the end of the file: the mapping would "
-                        "end at byte %I of the file, on a page past its end (reading it raised "
-                        "SIGBUS); truncate the file to size first%s", end,
-                        moved ? " (the mapping had moved: it stays at its new address, with its "
-                                "old length, and its views died)" : "");
-}
-
-/* b:remap(new_length [, may_move]) -> b: mremap. Views of the old range die; the buffer itself
- * follows its memory. A file mapping may not grow past the end of its file. */
-static int mmap_remap(lua_State *L) {
-  Buffer *b;
-  Owner *o = check_mapping(L, 1, "remap", &b);
-  buf_need_root(L, 1, b, "remap a view", "remap the mapping");
-  size_t newlen = arg_size(L, 2);
-  int may_move = lua_toboolean(L, 3);
-  MapInfo *mi = MAPINFO(o);
-  size_t ps = sys_pagesize();
-  if (o->parent)
-    return luaL_error(L, "remap: this mapping was placed inside another with MAP_FIXED; moving "
-                         "or resizing it would leave a hole in that mapping");
-  if (mi->snap) return luaL_error(L, "remap: the mapping has an active snapshot (free it first)");
-  if (mi->huge)
-    return push_syserrorf(L, "mremap", EINVAL, "a mapping of huge pages (%I bytes each) is not "
-                          "remapped by memlab: map a new one", (lua_Integer)mi->huge);
-  if (newlen == 0) return push_syserror(L, "mremap", EINVAL);
-  if (newlen > (size_t)PTRDIFF_MAX - ps) return push_syserror(L, "mremap", ENOMEM);
-  size_t newmap = (newlen + ps - 1) / ps * ps;
-  if (mi->shared_anon && newmap > mi->shared_anon)
-    return push_syserrorf(L, "mremap", EINVAL, "growing a shared anonymous (or device) mapping "
-                          "past its %I bytes: its memory object keeps that size, and the pages "
-                          "past it would raise SIGBUS (map a memfd and truncate it instead)",
-                          (lua_Integer)mi->shared_anon);
-  /* mremap grows in place whenever it can, even with MREMAP_MAYMOVE */
-  if (newmap > mi->maplen && in_stack_room((uintptr_t)o->base + mi->maplen, newmap - mi->maplen))
-    return push_syserrorf(L, "mremap", ENOMEM, "growing this mapping in place would reach into the "
-                          "room the main stack grows into (below [stack]), and stop its growth; "
-                          "map a new one and copy");
-  unsigned uniform;
-  if (newmap > mi->maplen && !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform))
-    return several_mappings(L, mi);
-  /* the mappings placed inside die with the remap: they go first, so that the range is one
-   * kernel mapping (mremap moves or grows only one) and keeps no protection of theirs */
-  int err = release_inner(L, o, "killed by remapping its parent");
-  if (err) /* hand_back's mmap: the mappings inside handed back before it stay so */
-    return push_syserrorf(L, "mmap", err, "handing back a mapping placed inside it, before the "
-                          "remap: nothing was remapped");
-  void *p;
-  err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
-  if (err == EFAULT) return several_mappings(L, mi);
-  if (err == ENOMEM && !may_move && newmap > mi->maplen)
-    return push_syserrorf(L, "mremap", err, "it cannot grow in place (most often because the pages "
-                          "after it are in use): b:remap(n, true) lets it move");
-  if ((err == ENOMEM || err == EAGAIN) && newmap > mi->maplen) /* EAGAIN: locked, past the limit */
-    return nomem_error(L, "mremap", err, newmap - mi->maplen,
-                       map_counts(mi->ever_writable, mi->flags, mi->shared_anon != 0));
-  if (err) return push_syserror(L, "mremap", err);
-  if (mi->regular && newmap > mi->maplen && past_file_end((unsigned char *)p + newmap - 1))
-    return file_end_refusal(L, o, p, newmap);
-  protmap_resize(&mi->pm, newmap / ps);
-  mi->maplen = newmap;
-  o->base = (unsigned char *)p;
-  o->size = newlen;
-  owner_kill_views(L, o, "remapped");
-  lua_settop(L, 1);
-  return 1;
 }
 
 static const luaL_Reg mmap_methods[] = {{"unmap", mmap_unmap}, {"remap", mmap_remap},

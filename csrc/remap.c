@@ -1,0 +1,139 @@
+/* remap.c: b:remap (mremap) of a mapping: grown or shrunk in place, or moved with may_move. Its
+ * views die; the buffer follows its memory. What memlab refuses first: a mapping placed inside
+ * another (it would leave a hole there), one with a snapshot armed, one of huge pages, a shared
+ * anonymous one grown past its memory object, growth into the main stack's room, and a file
+ * mapping grown past the end of its file (undone after the fact: memlab keeps no descriptor). */
+#include <errno.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include "guard.h"
+#include "mapping.h"
+#include "sys.h"
+
+/* mremap's EFAULT: the range is more than one kernel mapping (valgrind says EINVAL). With one
+ * protection all over, what split it is a lock or an advice on part of it. */
+static int several_mappings(lua_State *L, const MapInfo *mi) {
+  unsigned uniform;
+  int mixed = !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform);
+  return push_syserrorf(L, "mremap", EFAULT, "the mapping is several kernel mappings (%s): mremap "
+                        "moves or grows only one; %s first", mixed
+                        ? "its pages have different protections" : "a lock on part of it, b:lock "
+                          "or M.mlock, or an advice on part of it splits it", mixed
+                        ? "give its pages one protection" : "unlock it, or advise it whole,");
+}
+
+static void read_byte(void *p) { (void)*(volatile unsigned char *)p; }
+
+/* Whether the page holding byte *last of a file mapping lies past the end of the file: a read of
+ * it under the guard raises SIGBUS. memlab keeps no descriptor of a mapped file (C's mmap needs
+ * none after the call, and one per mapping would run out), so this is how remap learns where the
+ * file ends. A page that cannot be read (PROT_NONE) proves nothing: 0. */
+static int past_file_end(unsigned char *last) {
+  Fault f;
+  return guard_call(read_byte, last, last, 1, NULL, 0, &f) == SIGBUS;
+}
+
+/* Moves the mapping a remap moved from `base` to p (len bytes) back to base, shrunk to its old
+ * length: 1 if done. The old range is first held by a mapping of memlab's own, made only where
+ * nothing is (MAP_FIXED_NOREPLACE: another thread may have mapped there since), so that moving
+ * onto it replaces nothing of anyone else's. */
+static int move_back(void *base, size_t oldlen, void *p, size_t len) {
+  void *hold, *q;
+  if (sys_mmap(base, oldlen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0,
+               &hold) != 0)
+    return 0;
+  if (hold == base && sys_mremap_to(p, len, oldlen, base, &q) == 0) return 1;
+  sys_munmap(hold, oldlen); /* a kernel before 4.17 takes the flag for a hint: elsewhere */
+  return 0;
+}
+
+/* A remap that grew the mapping at p to newmap bytes past the end of its file: shrinks it back
+ * (in place: it cannot fail but for a kernel out of memory) and refuses. Where the remap moved
+ * it, it goes back to its old address, its views alive; only if that cannot be done does the
+ * buffer follow it to p, its views dying as after any move. */
+static int file_end_refusal(lua_State *L, Owner *o, void *p, size_t newmap) {
+  MapInfo *mi = MAPINFO(o);
+  void *q;
+  lua_Integer end = (lua_Integer)((uint64_t)mi->offset + newmap);
+  int err = 0;
+  if (p != (void *)o->base && move_back(o->base, mi->maplen, p, newmap))
+    p = o->base; /* back where it was, at its old length */
+  else
+    err = sys_mremap(p, newmap, mi->maplen, 0, &q);
+  if (err) { /* keep the grown mapping: its pages past the file raise SIGBUS, as in C */
+    protmap_resize(&mi->pm, newmap / sys_pagesize());
+    mi->maplen = newmap;
+  }
+  int moved = p != (void *)o->base;
+  if (moved || err) {
+    o->base = (unsigned char *)p;
+    owner_kill_views(L, o, "remapped");
+  }
+  if (err) return push_syserror(L, "mremap", err);
+  return push_syserrorf(L, "mremap", EINVAL, "growing past the end of the file: the mapping would "
+                        "end at byte %I of the file, on a page past its end (reading it raised "
+                        "SIGBUS); truncate the file to size first%s", end,
+                        moved ? " (the mapping had moved: it stays at its new address, with its "
+                                "old length, and its views died)" : "");
+}
+
+/* b:remap(new_length [, may_move]) -> b: mremap. Views of the old range die; the buffer itself
+ * follows its memory. A file mapping may not grow past the end of its file. */
+int mmap_remap(lua_State *L) {
+  Buffer *b;
+  Owner *o = check_mapping(L, 1, "remap", &b);
+  buf_need_root(L, 1, b, "remap a view", "remap the mapping");
+  size_t newlen = arg_size(L, 2);
+  int may_move = lua_toboolean(L, 3);
+  MapInfo *mi = MAPINFO(o);
+  size_t ps = sys_pagesize();
+  if (o->parent)
+    return luaL_error(L, "remap: this mapping was placed inside another with MAP_FIXED; moving "
+                         "or resizing it would leave a hole in that mapping");
+  if (mi->snap) return luaL_error(L, "remap: the mapping has an active snapshot (free it first)");
+  if (mi->huge)
+    return push_syserrorf(L, "mremap", EINVAL, "a mapping of huge pages (%I bytes each) is not "
+                          "remapped by memlab: map a new one", (lua_Integer)mi->huge);
+  if (newlen == 0) return push_syserror(L, "mremap", EINVAL);
+  if (newlen > (size_t)PTRDIFF_MAX - ps) return push_syserror(L, "mremap", ENOMEM);
+  size_t newmap = (newlen + ps - 1) / ps * ps;
+  if (mi->shared_anon && newmap > mi->shared_anon)
+    return push_syserrorf(L, "mremap", EINVAL, "growing a shared anonymous (or device) mapping "
+                          "past its %I bytes: its memory object keeps that size, and the pages "
+                          "past it would raise SIGBUS (map a memfd and truncate it instead)",
+                          (lua_Integer)mi->shared_anon);
+  /* mremap grows in place whenever it can, even with MREMAP_MAYMOVE */
+  if (newmap > mi->maplen && in_stack_room((uintptr_t)o->base + mi->maplen, newmap - mi->maplen))
+    return push_syserrorf(L, "mremap", ENOMEM, "growing this mapping in place would reach into the "
+                          "room the main stack grows into (below [stack]), and stop its growth; "
+                          "map a new one and copy");
+  unsigned uniform;
+  if (newmap > mi->maplen && !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform))
+    return several_mappings(L, mi);
+  /* the mappings placed inside die with the remap: they go first, so that the range is one
+   * kernel mapping (mremap moves or grows only one) and keeps no protection of theirs */
+  int err = map_release_inner(L, o, "killed by remapping its parent");
+  if (err) /* hand_back's mmap: the mappings inside handed back before it stay so */
+    return push_syserrorf(L, "mmap", err, "handing back a mapping placed inside it, before the "
+                          "remap: nothing was remapped");
+  void *p;
+  err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
+  if (err == EFAULT) return several_mappings(L, mi);
+  if (err == ENOMEM && !may_move && newmap > mi->maplen)
+    return push_syserrorf(L, "mremap", err, "it cannot grow in place (most often because the pages "
+                          "after it are in use): b:remap(n, true) lets it move");
+  if ((err == ENOMEM || err == EAGAIN) && newmap > mi->maplen) /* EAGAIN: locked, past the limit */
+    return nomem_error(L, "mremap", err, newmap - mi->maplen,
+                       map_counts(mi->ever_writable, mi->flags, mi->shared_anon != 0));
+  if (err) return push_syserror(L, "mremap", err);
+  if (mi->regular && newmap > mi->maplen && past_file_end((unsigned char *)p + newmap - 1))
+    return file_end_refusal(L, o, p, newmap);
+  protmap_resize(&mi->pm, newmap / ps);
+  mi->maplen = newmap;
+  o->base = (unsigned char *)p;
+  o->size = newlen;
+  owner_kill_views(L, o, "remapped");
+  lua_settop(L, 1);
+  return 1;
+}
