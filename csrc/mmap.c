@@ -30,30 +30,12 @@
 #define STACK_GUARD_GAP ((uintptr_t)1 << 20)
 #define STACK_ROOM_MAX ((uintptr_t)1 << 32) /* RLIMIT_STACK unlimited: keep 4 GiB free */
 
-/* The first region of /proc/self/maps for which match(from, line, ud) holds: 1 and its range in
- * *from, *to; 0 when none does, or the file cannot be read. */
-static int maps_find(int (*match)(uintptr_t from, const char *line, const void *ud),
-                     const void *ud, uintptr_t *from, uintptr_t *to) {
-  FILE *f = fopen("/proc/self/maps", "r");
-  char line[512];
-  unsigned long lo, hi;
-  int found = 0;
-  if (!f) return 0;
-  while (!found && fgets(line, sizeof line, f))
-    if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && match((uintptr_t)lo, line, ud)) {
-      *from = (uintptr_t)lo, *to = (uintptr_t)hi;
-      found = 1;
-    }
-  fclose(f);
-  return found;
-}
-
-static int is_stack(uintptr_t from, const char *line, const void *ud) {
+static int is_stack(uintptr_t from, const char *line, void *ud) {
   (void)from, (void)ud;
   return strstr(line, "[stack]") != NULL;
 }
 
-static int starts_at(uintptr_t from, const char *line, const void *addr) {
+static int starts_at(uintptr_t from, const char *line, void *addr) {
   (void)line;
   return from == *(const uintptr_t *)addr;
 }
@@ -67,7 +49,7 @@ static uintptr_t stack_top(void) {
   static uintptr_t cached; /* relaxed atomics: states may run on several threads */
   uintptr_t top = __atomic_load_n(&cached, __ATOMIC_RELAXED);
   uintptr_t from;
-  if (!top && !maps_find(is_stack, NULL, &from, &top)) {
+  if (!top && !sys_maps_find(is_stack, NULL, &from, &top)) {
     const char *fn = (const char *)getauxval(AT_EXECFN);
     if (fn) {
       uintptr_t ps = (uintptr_t)sys_pagesize(), end = (uintptr_t)fn + strlen(fn) + 1;
@@ -80,7 +62,7 @@ static uintptr_t stack_top(void) {
 
 size_t map_extent(uintptr_t addr) {
   uintptr_t from, to;
-  return maps_find(starts_at, &addr, &from, &to) ? (size_t)(to - from) : 0;
+  return sys_maps_find(starts_at, &addr, &from, &to) ? (size_t)(to - from) : 0;
 }
 
 int in_stack_room(uintptr_t addr, size_t len) {

@@ -58,17 +58,19 @@ static long long read_number(const char *path) {
   return v;
 }
 
-/* How many mappings the process has (the lines of /proc/self/maps but [vsyscall], which is no
- * mapping of the process's own), or -1. */
+/* Counts into *(long long *)n the mappings of the process but [vsyscall] (no mapping of the
+ * process's own); never matches. */
+static int count_one(uintptr_t from, const char *line, void *n) {
+  (void)from;
+  *(long long *)n += strstr(line, "[vsyscall]") == NULL;
+  return 0;
+}
+
+/* How many mappings the process has, or -1. */
 static long long count_mappings(void) {
-  FILE *f = fopen("/proc/self/maps", "r");
-  char line[512];
   long long n = 0;
-  if (!f) return -1;
-  while (fgets(line, sizeof line, f))
-    if (strchr(line, '\n') || feof(f)) n += strstr(line, "[vsyscall]") == NULL;
-  fclose(f);
-  return n;
+  sys_maps_find(count_one, &n, NULL, NULL);
+  return n > 0 ? n : -1; /* (none read: /proc/self/maps could not be) */
 }
 
 /* getrlimit's resource type: glibc's enum under _GNU_SOURCE (an int converted to it is a
@@ -213,23 +215,27 @@ int nomem_error(lua_State *L, const char *what, int err, size_t len, unsigned co
   return why ? push_because(L, what, err, why) : push_syserror(L, what, err);
 }
 
+/* sys_maps_find's search for the first mapping starting in [from, to), and its path. */
+typedef struct Within {
+  uintptr_t from, to;
+  char path[256];
+} Within;
+
+static int starts_within(uintptr_t from, const char *line, void *ud) {
+  Within *w = (Within *)ud;
+  if (from < w->from || from >= w->to) return 0;
+  if (sscanf(line, "%*x-%*x %*s %*s %*s %*s %255[^\n]", w->path) != 1) w->path[0] = '\0';
+  return 1;
+}
+
 /* The first mapping starting in [from, to), pushed as "0x...-0x... (path)", or NULL. (The file
  * is closed before anything is pushed: a push may raise a memory error.) */
 static const char *mapping_in(lua_State *L, uintptr_t from, uintptr_t to) {
-  FILE *f = fopen("/proc/self/maps", "r");
-  char line[512], path[256] = "";
-  unsigned long lo = 0, hi = 0;
-  int found = 0;
-  if (!f) return NULL;
-  while (!found && fgets(line, sizeof line, f)) {
-    path[0] = '\0';
-    found = sscanf(line, "%lx-%lx %*s %*s %*s %*s %255[^\n]", &lo, &hi, path) >= 2 &&
-            lo >= from && lo < to;
-  }
-  fclose(f);
-  if (!found) return NULL;
+  Within w = {from, to, ""};
+  uintptr_t lo, hi;
+  if (!sys_maps_find(starts_within, &w, &lo, &hi)) return NULL;
   return lua_pushfstring(L, "%s-%s (%s)", addr_text(lo).s, addr_text(hi).s,
-                         path[0] ? path : "anonymous");
+                         w.path[0] ? w.path : "anonymous");
 }
 
 int nomem_break_error(lua_State *L, const char *what, int err, uintptr_t brk, uintptr_t target) {

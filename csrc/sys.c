@@ -190,6 +190,25 @@ size_t sys_meminfo(const char *key) {
   return v;
 }
 
+int sys_maps_find(int (*match)(uintptr_t from, const char *line, void *ud), void *ud,
+                  uintptr_t *from, uintptr_t *to) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[512];
+  unsigned long lo, hi;
+  int found = 0, start = 1; /* whether line begins a line of the file (not a long one's rest) */
+  if (!f) return 0;
+  while (!found && fgets(line, sizeof line, f)) {
+    if (start && sscanf(line, "%lx-%lx", &lo, &hi) == 2 && match((uintptr_t)lo, line, ud)) {
+      if (from) *from = (uintptr_t)lo;
+      if (to) *to = (uintptr_t)hi;
+      found = 1;
+    }
+    start = strchr(line, '\n') != NULL;
+  }
+  fclose(f);
+  return found;
+}
+
 size_t sys_huge_granule(int flags, int fd) {
   if (!(flags & MAP_ANONYMOUS)) {
     struct statfs fs;

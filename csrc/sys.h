@@ -69,6 +69,11 @@ int sys_fdsize(int fd, off_t *size, int *regular);
  * /proc/meminfo's Hugepagesize), or a file on hugetlbfs (memfd_create's MFD_HUGETLB). The kernel
  * rounds such a mapping's length up to it, and its address must be a multiple of it. */
 size_t sys_huge_granule(int flags, int fd);
+/* The first region of /proc/self/maps for which match(from, line, ud) holds (line: the start of
+ * its line, at most 511 bytes of it): 1, and its range in *from, *to (either may be NULL); 0 when
+ * none does, or the file cannot be read. */
+int sys_maps_find(int (*match)(uintptr_t from, const char *line, void *ud), void *ud,
+                  uintptr_t *from, uintptr_t *to);
 /* The "key: N kB" line of /proc/meminfo, in bytes, or SIZE_MAX when it cannot be read. */
 size_t sys_meminfo(const char *key);
 int sys_close(int fd);

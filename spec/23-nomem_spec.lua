@@ -221,10 +221,17 @@ describe("a request refused for want of memory", function()
     if not H.natively(pending) then return end
     local out = H.run_lua([[
       local M = require "memlab"
-      print("sbrk", select(2, M.sbrk(1 << 46))) -- 64 TiB: libraries and the stack lie above
+      local msg = select(2, M.sbrk(1 << 46)) -- 64 TiB: libraries and the stack lie above
+      print("sbrk", msg)
+      -- the range and path named are the process's own maps line for that mapping
+      local lo, hi, path = msg:match("at (0x%x+)%-(0x%x+) %((.-)%) lies")
+      local r = lo and M.region(tonumber(lo))
+      print("named", r and r.from == tonumber(lo) and r.to == tonumber(hi)
+                     and (r.path ~= "" and r.path or "anonymous") == path)
     ]])
     assert.matches("sbrk\tsbrk: Cannot allocate memory %(the mapping at 0x%x+%-0x%x+ %([^)]+%) lies in "
                    .. "the way: the break grows only into free address space%)", out)
+    assert.matches("named\ttrue", out, 1, true)
   end)
 end)
 
