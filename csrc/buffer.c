@@ -316,7 +316,7 @@ static void describe(const Owner *o, size_t off, size_t len, int isview, char *o
   char prot[6];
   owner_protstr(o, off, len, prot);
   const char *trait = o->kind->trait ? o->kind->trait(o) : NULL;
-  snprintf(out, n, "%p %zu bytes (%s%s, %s%s%s)", (void *)(o->base + off), len,
+  snprintf(out, n, "%p %zu %s (%s%s, %s%s%s)", (void *)(o->base + off), len, BYTES(len),
            isview ? "view of " : "", o->kind->name, prot, trait ? ", " : "", trait ? trait : "");
 }
 

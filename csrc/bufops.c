@@ -261,8 +261,8 @@ static size_t cstrlen(lua_State *L, size_t *off, Buffer **pb) {
   unsigned char *p = buf_span(L, 1, &len, pb);
   lua_Integer o = luaL_optinteger(L, 2, 0);
   if (o < 0 || (uint64_t)o >= (uint64_t)len) /* a string needs a byte at o: past the end is out */
-    luaL_argerror(L, 2, lua_pushfstring(L, "offset out of range (%I; the buffer has %I bytes, a "
-                                           "string starts at 0 to %I)", o, (lua_Integer)len,
+    luaL_argerror(L, 2, lua_pushfstring(L, "offset out of range (%I; the buffer has %I %s, a "
+                                           "string starts at 0 to %I)", o, (lua_Integer)len, BYTES(len),
                                         (lua_Integer)len - 1));
   *off = (size_t)o;
   const unsigned char *s = p + *off, *z = mem_find(L, (*pb)->o, s, len - *off, "", 1);

@@ -138,8 +138,8 @@ int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size) {
 }
 
 int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off, size_t size) {
-  return luaL_argerror(L, idx, lua_pushfstring(L, "%s (out of range: %I bytes at offset %I; the "
-                                                  "buffer has %I)", what, (lua_Integer)n,
+  return luaL_argerror(L, idx, lua_pushfstring(L, "%s (out of range: %I %s at offset %I; the "
+                                                  "buffer has %I)", what, (lua_Integer)n, BYTES(n),
                                                (lua_Integer)off, (lua_Integer)size));
 }
 
@@ -152,8 +152,8 @@ void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_
   } else {
     lua_Integer n = luaL_checkinteger(L, ilen);
     if (n < 0 || (uint64_t)n > (uint64_t)(size - *off))
-      luaL_argerror(L, ilen, lua_pushfstring(L, "length out of range (%I bytes from offset %I; the "
-                                                "buffer has %I)", n, (lua_Integer)*off,
+      luaL_argerror(L, ilen, lua_pushfstring(L, "length out of range (%I %s from offset %I; the "
+                                                "buffer has %I)", n, BYTES(n), (lua_Integer)*off,
                                              (lua_Integer)size));
     *len = (size_t)n;
   }

@@ -163,14 +163,32 @@ static int mapops_sync(lua_State *L) {
 }
 
 /* Whether the advice can lose bytes written to the mapping, so that it counts as a write: it
- * discards anonymous pages (they read back zero) and private copies of written file pages;
- * MADV_REMOVE punches a hole in a shared file. A shared file mapping's DONTNEED, or one of a
- * private file mapping never writable, only drops what the file still holds. */
+ * discards private anonymous pages (they read back zero) and private copies of written file
+ * pages; MADV_REMOVE punches a hole in a shared file or memory object. A shared mapping's
+ * DONTNEED (of a file, or anonymous: its pages stay in the memory object behind it), or one of a
+ * private file mapping never writable, only drops what is still held elsewhere. */
 static int loses_data(const MapInfo *mi, int advice) {
   if (advice == MADV_REMOVE) return 1;
   if (advice != MADV_DONTNEED && advice != MADV_FREE && advice != MADV_DONTNEED_LOCKED) return 0;
-  if (mi->flags & MAP_ANONYMOUS) return 1;
-  return (mi->flags & MAP_SHARED_VALIDATE) == MAP_PRIVATE && mi->ever_writable;
+  if ((mi->flags & MAP_SHARED_VALIDATE) != MAP_PRIVATE) return 0;
+  return (mi->flags & MAP_ANONYMOUS) || mi->ever_writable;
+}
+
+/* Refuses an advice that loses data (loses_data) over [off, off+len) of o when part of it is
+ * read-only: memlab counts it as a write there. C's madvise does it; the message says so. */
+static void check_lossy_advice(lua_State *L, const Owner *o, size_t off, size_t len, int advice) {
+  size_t ps = sys_pagesize(), first = off / ps, bad;
+  if (len == 0 || protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, OWN_PROT_WRITE,
+                              &bad))
+    return;
+  const char *name = advice == MADV_REMOVE        ? "MADV_REMOVE"
+                     : advice == MADV_FREE        ? "MADV_FREE"
+                     : advice == MADV_DONTNEED    ? "MADV_DONTNEED"
+                                                  : "MADV_DONTNEED_LOCKED";
+  luaL_error(L, "madvise: %s at %s is refused: it would discard bytes of read-only memory (page %d "
+             "of the mapping is not writable), which memlab counts as a write to read-only memory "
+             "(C's madvise would do it: make the pages writable first)", name,
+             addr_text((uintptr_t)(o->base + bad * ps)).s, (int)bad);
 }
 
 /* The advice memlab passes on: each one's effect on the mapping is known (a new one, such as
@@ -228,7 +246,7 @@ static int mapops_advise(lua_State *L) {
   if (loses_data(MAPINFO(r.o), (int)advice)) {
     size_t ps = sys_pagesize(), start = r.first * ps, n = r.npages * ps;
     if (start + n > r.o->size) n = r.o->size - start; /* the tail past size is not the user's */
-    mem_check_write(L, r.o, start, n);
+    check_lossy_advice(L, r.o, start, n, (int)advice);
     int serr = snap_before_change(r.o, start, n);
     if (serr) return snap_refusal(L, serr, "advise");
   }
@@ -257,6 +275,16 @@ static int mapops_lock(lua_State *L) {
   get_range(L, 2, 3, 0, "lock", &r);
   if (r.npages == 0) return lua_settop(L, 1), 1;
   int err = sys_mlock(page_addr(&r), r.npages * sys_pagesize());
+  if (err == ENOMEM) { /* the kernel locks PROT_NONE pages but cannot bring them in: ENOMEM */
+    const ProtMap *pm = r.o->protmap;
+    for (size_t p = r.first; p < r.first + r.npages; p = protmap_runend(pm, p))
+      if (protmap_get(pm, p) == 0)
+        return push_syserrorf(L, "mlock", err, "page %I of the mapping is PROT_NONE: the kernel "
+                              "locks such pages (VmLck counts them) but cannot bring them in, and "
+                              "answers ENOMEM (the pages before it were brought in; those after it are "
+                              "locked, and come in when touched)",
+                              (lua_Integer)p);
+  }
   if (err) return lock_error(L, "mlock", err, r.npages * sys_pagesize());
   lua_settop(L, 1);
   return 1;
@@ -424,8 +452,8 @@ static int c_shaped(lua_State *L, const CShape *c) {
       start = (uintptr_t)o->base;
       blen = o->size;
     } else if ((past = map_find_push(L, addr, 1)) == NULL) {
-      return luaL_error(L, "%s: %p is not inside a mapping of yours (memlab only changes memory "
-                           "it mapped)", c->fname, (void *)addr);
+      return luaL_error(L, "%s: %s is not inside a mapping of yours (memlab only changes memory "
+                           "it mapped)", c->fname, addr_text(addr).s);
     }
   }
   if (c->xvalid && isbuf) check_range_form_slip(L, c);
@@ -434,14 +462,16 @@ static int c_shaped(lua_State *L, const CShape *c) {
     return push_syserrorf(L, c->fname, EINVAL, "the address %p is not a multiple of the page "
                           "size, %d", (void *)addr, (int)ps);
   if (past)
-    return luaL_error(L, "%s: %p + %I bytes runs past the end of the mapping it starts in "
-                         "(%p, %I bytes): out of range", c->fname, (void *)addr, (lua_Integer)len,
-                      (void *)past->base, (lua_Integer)past->size);
+    return luaL_error(L, "%s: %p + %I %s runs past the end of the mapping it starts in "
+                         "(%p, %I %s): out of range", c->fname, (void *)addr, (lua_Integer)len,
+                      BYTES(len), (void *)past->base, (lua_Integer)past->size, BYTES(past->size));
   size_t off = (size_t)(addr - start);
   if (off <= blen && len > blen - off && len - (blen - off) < ps) len = blen - off;
   if (off > blen || len > blen - off)
-    return luaL_error(L, "%s: the range runs past the end of the mapping (out of range)",
-                      c->fname);
+    return luaL_error(L, "%s: %I %s from offset %I run%s past the end of the mapping, %I %s: "
+                      "out of range", c->fname, (lua_Integer)len, len == 1 ? "byte" : "bytes",
+                      (lua_Integer)off, len == 1 ? "s" : "", (lua_Integer)blen,
+                      blen == 1 ? "byte" : "bytes");
   return run_method(L, c, 4, has_x ? 3 : 0, off, len);
 }
 
@@ -463,8 +493,15 @@ static int mapops_munlock(lua_State *L) { return c_shaped(L, &shape_munlock); }
 /* M.mlockall(flags) / M.munlockall() -> true | nil, msg, errno */
 static int mapops_mlockall(lua_State *L) {
   lua_Integer flags = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, flags > 0 && flags <= (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT), 1,
-                "flags must combine MCL_CURRENT, MCL_FUTURE and MCL_ONFAULT");
+  luaL_argcheck(L, flags >= 0 && flags <= INT_MAX, 1, "flags out of range");
+  /* what the kernel refuses with EINVAL is answered so, as in C, saying why */
+  if (flags & ~(lua_Integer)(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT))
+    return push_syserrorf(L, "mlockall", EINVAL, "flags %I has bits other than MCL_CURRENT, "
+                          "MCL_FUTURE and MCL_ONFAULT", flags);
+  if (!(flags & (MCL_CURRENT | MCL_FUTURE)))
+    return push_syserrorf(L, "mlockall", EINVAL, "%s", flags ? "MCL_ONFAULT needs MCL_CURRENT or "
+                          "MCL_FUTURE with it" : "flags 0 locks nothing: MCL_CURRENT, MCL_FUTURE or "
+                          "both");
   int err = sys_mlockall((int)flags);
   if (err) return lock_error(L, "mlockall", err, SIZE_MAX / 2); /* all of it: the limit */
   lua_pushboolean(L, 1);

@@ -164,6 +164,8 @@ typedef struct AddrText {
   char s[24];
 } AddrText;
 AddrText addr_text(uintptr_t a);
+/* "byte" or "bytes" for a count n, as in "%I %s", n, BYTES(n) */
+#define BYTES(n) ((n) == 1 ? "byte" : "bytes")
 void set_funcs(lua_State *L, const luaL_Reg *fns);
 int meta_open(lua_State *L, const char *tname);
 void meta_register(lua_State *L, const char *tname);

@@ -493,9 +493,13 @@ static int map_request(lua_State *L, MapReq *r) {
   }
   int type = (int)flags & MAP_SHARED_VALIDATE;
   if (type == 0) return map_refuse(L, EINVAL, "flags need MAP_SHARED or MAP_PRIVATE");
-  if (offset < 0) return map_refuse(L, EINVAL, "negative offset");
   if ((uint64_t)offset % ps != 0) return map_refuse(L, EINVAL, "offset is not a multiple of the page size");
   r->anonymous = (flags & MAP_ANONYMOUS) != 0;
+  /* as the kernel: an anonymous mapping ignores its offset; a file's cannot start before byte 0 */
+  if (offset < 0) {
+    if (!r->anonymous) return map_refuse(L, EOVERFLOW, "negative offset");
+    r->offset = offset = 0;
+  }
   r->regular = 0;
   off_t fsize = 0;
   if (!r->anonymous) {
@@ -518,8 +522,8 @@ static int map_request(lua_State *L, MapReq *r) {
       return map_refuse(L, EOVERFLOW, "offset + length overflows");
     if (r->regular && (uint64_t)offset + length > (uint64_t)fsize)
       return push_syserrorf(L, "mmap", EINVAL, "mapping past the end of the file: the file has "
-                            "%I bytes, the mapping would end at byte %I, and access there raises "
-                            "SIGBUS; %s", (lua_Integer)fsize,
+                            "%I %s, the mapping would end at byte %I, and access there raises "
+                            "SIGBUS; %s", (lua_Integer)fsize, BYTES(fsize),
                             (lua_Integer)((uint64_t)offset + length),
                             fsize == 0 ? "the file is empty" : "truncate it to size first");
   }
@@ -550,10 +554,10 @@ static int map_place(lua_State *L, MapReq *r) {
   uintptr_t at = huge && addr % huge ? (addr | (huge - 1)) + 1 : addr; /* the kernel aligns up */
   if (addr != 0 && !(flags & MAP_FIXED) && in_stack_room(at, maplen)) {
     if (flags & MAP_FIXED_NOREPLACE)
-      return push_syserrorf(L, "mmap", EINVAL, "MAP_FIXED_NOREPLACE at %p is in the room the main "
+      return push_syserrorf(L, "mmap", EINVAL, "MAP_FIXED_NOREPLACE at %s is in the room the main "
                             "stack grows into (RLIMIT_STACK and its guard gap below [stack]): a "
                             "mapping there would end the interpreter at its next deep call",
-                            (void *)addr);
+                            addr_text(addr).s);
     addr = 0; /* a hint there, which the kernel could honour: placed elsewhere */
   }
   r->addr = addr;
@@ -565,18 +569,18 @@ static int map_place(lua_State *L, MapReq *r) {
   if (addr % sys_pagesize() != 0) return map_refuse(L, EINVAL, "MAP_FIXED address is not page aligned");
   Owner *parent = r->parent = map_find_push(L, addr, maplen);
   if (!parent)
-    return luaL_error(L, "mmap: MAP_FIXED at %p is refused: it would silently replace memory "
+    return luaL_error(L, "mmap: MAP_FIXED at %s is refused: it would silently replace memory "
                          "that is not a mapping of yours (place it inside a buffer from "
-                         "M.mmap)", (void *)addr);
+                         "M.mmap)", addr_text(addr).s);
   r->parent_idx = lua_gettop(L);
   if (meets_inner(L, parent, addr, maplen))
-    return luaL_error(L, "mmap: MAP_FIXED at %p is refused: it would take over part of another "
+    return luaL_error(L, "mmap: MAP_FIXED at %s is refused: it would take over part of another "
                          "mapping placed inside with MAP_FIXED (unmap that one first, or place "
-                         "the new one inside it)", (void *)addr);
+                         "the new one inside it)", addr_text(addr).s);
   if (snap_armed_in((const unsigned char *)addr, maplen))
-    return luaL_error(L, "mmap: MAP_FIXED at %p is refused: that range has a snapshot armed, "
+    return luaL_error(L, "mmap: MAP_FIXED at %s is refused: that range has a snapshot armed, "
                          "whose pages it would replace unseen (free the snapshot first)",
-                      (void *)addr);
+                      addr_text(addr).s);
   return 0;
 }
 
@@ -605,9 +609,9 @@ static int mmap_mmap(lua_State *L) {
     return luaL_error(L, "mmap: the mapping MAP_FIXED was to go into was unmapped, moved or "
                          "shrunk during the call (by a finalizer)");
   if (parent && snap_armed_in((const unsigned char *)addr, maplen)) /* a finalizer armed one */
-    return luaL_error(L, "mmap: MAP_FIXED at %p is refused: that range has a snapshot armed, "
+    return luaL_error(L, "mmap: MAP_FIXED at %s is refused: that range has a snapshot armed, "
                          "whose pages it would replace unseen (free the snapshot first)",
-                      (void *)addr);
+                      addr_text(addr).s);
   void *p, *aside = NULL;
   /* where they cannot be kept aside for want of memory, nothing is placed; where they cannot be
    * at all (a device's mapping; valgrind, whose mremap makes no second mapping), the range comes
@@ -687,8 +691,8 @@ static int mmap_munmap(lua_State *L) {
     arg_size(L, 2); /* a bad length raises as such, before the address is looked up */
     Owner *o = map_find_push(L, addr, 1); /* its buffer, or nothing */
     if (!o)
-      return luaL_error(L, "munmap: %p is in no mapping of yours (memlab unmaps what it mapped, "
-                           "whole)", (void *)addr);
+      return luaL_error(L, "munmap: %s is in no mapping of yours (memlab unmaps what it mapped, "
+                           "whole)", addr_text(addr).s);
     if ((uintptr_t)o->base != addr)
       return luaL_error(L, MUNMAP_PART ": %p is %I bytes into the mapping at %p", (void *)addr,
                         (lua_Integer)(addr - (uintptr_t)o->base), (void *)o->base);
@@ -702,14 +706,25 @@ static int mmap_munmap(lua_State *L) {
     size_t off = 0, len;
     if (lua_isnoneornil(L, 3)) { /* munmap(b, length), as C's munmap(addr, length) */
       len = arg_size(L, 2);
+      if (len == 0) /* C's munmap answers a length of 0 with EINVAL */
+        return push_syserrorf(L, "munmap", EINVAL, "a length of 0 unmaps nothing");
+      /* the kernel unmaps whole pages: a length that ends in the mapping's last page is all of it */
+      size_t ps = sys_pagesize();
+      if (len > b->o->size && len <= SIZE_MAX - ps && (len + ps - 1) / ps * ps == MAPINFO(b->o)->maplen)
+        len = b->o->size;
+      if (len > MAPINFO(b->o)->maplen)
+        return luaL_error(L, "munmap of %I bytes is refused: the mapping has %I (%I %s mapped), and "
+                             "the rest would unmap memory that is not this buffer's",
+                          (lua_Integer)len, (lua_Integer)b->o->size,
+                          (lua_Integer)MAPINFO(b->o)->maplen, BYTES(MAPINFO(b->o)->maplen));
     } else {                     /* munmap(b, off, len), as the buffer methods' ranges */
       arg_range(L, 2, 3, b->o->size, &off, &len);
       luaL_argcheck(L, off % sys_pagesize() == 0, 2,
                     "offset is not page aligned (munmap needs a multiple of the page size)");
     }
     if (off != 0 || (len != b->o->size && len != MAPINFO(b->o)->maplen))
-      return luaL_error(L, MUNMAP_PART "; unmap the whole buffer, %I bytes, or shrink it with "
-                           "b:remap", (lua_Integer)b->o->size);
+      return luaL_error(L, MUNMAP_PART "; unmap the whole buffer, %I %s, or shrink it with "
+                           "b:remap", (lua_Integer)b->o->size, BYTES(b->o->size));
   }
   return buf_free_at(L, 1);
 }

@@ -78,6 +78,25 @@ static int file_end_refusal(lua_State *L, Owner *o, void *p, size_t newmap) {
                                 "old length, and its views died)" : "");
 }
 
+/* may_move as a boolean, or as C's flags: 0 or MREMAP_MAYMOVE (a port passes 0 for "stay") */
+static int remap_may_move(lua_State *L, int idx) {
+  switch (lua_type(L, idx)) {
+    case LUA_TNONE:
+    case LUA_TNIL:
+    case LUA_TBOOLEAN:
+      return lua_toboolean(L, idx);
+    case LUA_TNUMBER: {
+      lua_Integer f = luaL_checkinteger(L, idx);
+      luaL_argcheck(L, f == 0 || f == MREMAP_MAYMOVE, idx,
+                    "flags must be 0 or M.MREMAP_MAYMOVE (memlab does not take MREMAP_FIXED or "
+                    "MREMAP_DONTUNMAP)");
+      return f != 0;
+    }
+    default:
+      return arg_typeerror(L, idx, "boolean or MREMAP_* flags");
+  }
+}
+
 /* b:remap(new_length [, may_move]) -> b: mremap. Views of the old range die; the buffer itself
  * follows its memory. A file mapping may not grow past the end of its file. */
 int mmap_remap(lua_State *L) {
@@ -85,7 +104,7 @@ int mmap_remap(lua_State *L) {
   Owner *o = check_mapping(L, 1, "remap", &b);
   buf_need_root(L, 1, b, "remap a view", "remap the mapping");
   size_t newlen = arg_size(L, 2);
-  int may_move = lua_toboolean(L, 3);
+  int may_move = remap_may_move(L, 3);
   MapInfo *mi = MAPINFO(o);
   size_t ps = sys_pagesize();
   if (o->parent)
@@ -95,7 +114,9 @@ int mmap_remap(lua_State *L) {
   if (mi->huge)
     return push_syserrorf(L, "mremap", EINVAL, "a mapping of huge pages (%I bytes each) is not "
                           "remapped by memlab: map a new one", (lua_Integer)mi->huge);
-  if (newlen == 0) return push_syserror(L, "mremap", EINVAL);
+  if (newlen == 0)
+    return push_syserrorf(L, "mremap", EINVAL, "the new length must be greater than 0; b:unmap() "
+                          "gives the mapping back");
   if (newlen > (size_t)PTRDIFF_MAX - ps) return push_syserror(L, "mremap", ENOMEM);
   size_t newmap = (newlen + ps - 1) / ps * ps;
   if (mi->shared_anon && newmap > mi->shared_anon)

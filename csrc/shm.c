@@ -82,8 +82,8 @@ static const char *shmget_why(lua_State *L, int key, size_t size, int flags, int
   if (stat_err) return NULL;
   char perm[10], perm2[10];
   if (err == EINVAL && size > ds.shm_segsz)
-    return lua_pushfstring(L, "the segment with key %s has %I bytes: ask for at most that, or 0 "
-                              "for its size", k, (lua_Integer)ds.shm_segsz);
+    return lua_pushfstring(L, "the segment with key %s has %I %s: ask for at most that, or 0 "
+                              "for its size", k, (lua_Integer)ds.shm_segsz, BYTES(ds.shm_segsz));
   if (err == EACCES)
     return lua_pushfstring(L, "the segment with key %s has mode %s and belongs to uid %d: the "
                               "flags' mode bits, %s, ask for access it does not give you",

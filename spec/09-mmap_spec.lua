@@ -465,12 +465,25 @@ describe("M.mmap of a file", function()
       f:close()
     end)
 
-    it("a negative offset (EINVAL)", function()
+    it("a negative offset into a file (EOVERFLOW, as the kernel says; an unaligned one EINVAL)", function()
       local f = assert(M.memfd_create("memlab-09-neg"))
       assert(f:truncate(ps))
-      refused(M.EINVAL, nil, M.mmap(nil, ps, RW, M.MAP_SHARED, f, -ps))
-      refused(M.EINVAL, nil, M.mmap(nil, ps, RW, M.MAP_SHARED, f, math.mininteger))
+      refused(M.EOVERFLOW, "negative offset", M.mmap(nil, ps, RW, M.MAP_SHARED, f, -ps))
+      refused(M.EOVERFLOW, "negative offset", M.mmap(nil, ps, RW, M.MAP_SHARED, f, math.mininteger))
+      refused(M.EINVAL, "multiple of the page size", M.mmap(nil, ps, RW, M.MAP_SHARED, f, -1))
       f:close()
+    end)
+
+    it("nothing for a negative offset of an anonymous mapping, which the kernel ignores", function()
+      for _, flags in ipairs { PA, M.MAP_SHARED | M.MAP_ANONYMOUS } do
+        local b = assert(M.mmap(nil, ps, RW, flags, -1, -ps))
+        assert.equal(ps, #b)
+        assert.equal(0, b[ps - 1])
+        b[0] = 7
+        assert.equal(7, b[0])
+        b:unmap()
+      end
+      refused(M.EINVAL, "multiple of the page size", M.mmap(nil, ps, RW, PA, -1, -1))
     end)
   end)
 
@@ -498,7 +511,8 @@ describe("a read-only mapping", function()
         local ok, err = pcall(fn)
         assert.is_false(ok, name)
         assert.matches("write to read-only memory", err, 1, true)
-        assert.matches("SIGSEGV/SEGV_ACCERR", err, 1, true)
+        -- an advice is no store: it names itself, not the fault a store would take
+        assert.matches(name:match("^advise") and "madvise: MADV_" or "SIGSEGV/SEGV_ACCERR", err, 1, true)
         local at = named_addr(err)
         assert.is_true(at ~= nil and at >= b:address() and at < b:address() + ps,
                        name .. ": " .. err)
@@ -1121,6 +1135,53 @@ describe("b:unmap() and M.munmap()", function()
     assert.equal("freed buffer", M.type(b))
   end)
 
+  it("M.munmap(b, length) takes a length ending in the mapping's last page, as C unmaps whole pages", function()
+    local b = assert(M.mmap(nil, ps + 904, RW, PA, -1, 0)) -- two pages, the second partly the buffer's
+    local addr = b:address()
+    H.raises("munmap of part of a mapping is refused", M.munmap, b, ps) -- one page of two
+    assert.is_true(M.munmap(b, ps + 1000))                             -- past #b, inside page two
+    assert.equal("freed buffer", M.type(b))
+    assert.equal(0, regions_at(addr))
+    b = assert(M.mmap(nil, ps + 904, RW, PA, -1, 0))
+    local ok, msg = pcall(M.munmap, b, 2 * ps + 1)                     -- into a third page
+    assert.is_false(ok)
+    assert.matches(("munmap of %d bytes is refused: the mapping has %d (%d bytes mapped)")
+                     :format(2 * ps + 1, ps + 904, 2 * ps), msg, 1, true)
+    assert.equal(ps + 904, #b)
+    b:unmap()
+  end)
+
+  it("M.munmap(b, 0) and M.munmap(addr, 0) answer nil, msg, EINVAL, as C's munmap does", function()
+    local b = anon(1)
+    refused(M.EINVAL, "a length of 0 unmaps nothing", M.munmap(b, 0))
+    refused(M.EINVAL, "a length of 0 unmaps nothing", M.munmap(b:address(), 0))
+    assert.is_true(b:valid())
+    b:unmap()
+  end)
+
+  it("names address 0 as 0x0 in munmap's and MAP_FIXED's refusals, not (nil)", function()
+    H.raises("munmap: 0x0 is in no mapping of yours", M.munmap, 0, ps)
+    H.raises("mmap: MAP_FIXED at 0x0 is refused", M.mmap, 0, ps, RW, PA | M.MAP_FIXED, -1, 0)
+  end)
+
+  it("b:remap takes C's flags for may_move: 0 stays, M.MREMAP_MAYMOVE moves, others raise", function()
+    local a = anon(1)
+    -- the page after it taken (by this, or by whatever the kernel already put there)
+    local blocker = M.mmap(a:address() + ps, ps, RW, PA | M.MAP_FIXED_NOREPLACE, -1, 0)
+    refused(M.ENOMEM, "b:remap(n, true) lets it move", a:remap(4 * ps, 0))
+    assert.equal(ps, #a)
+    a[0] = 9
+    assert.equal(a, a:remap(4 * ps, M.MREMAP_MAYMOVE))
+    assert.equal(4 * ps, #a)
+    assert.equal(9, a[0])
+    H.raises("flags must be 0 or M.MREMAP_MAYMOVE", a.remap, a, ps, 3)
+    H.raises("boolean or MREMAP_* flags expected, got string", a.remap, a, ps, "yes")
+    refused(M.EINVAL, "the new length must be greater than 0", a:remap(0))
+    assert.equal(4 * ps, #a)
+    a:unmap()
+    if blocker then blocker:unmap() end
+  end)
+
   it("M.munmap(addr, length) unmaps a whole mapping of the caller's, killing its buffer", function()
     local b = anon(2)
     local addr = b:address()
@@ -1246,7 +1307,7 @@ describe("MAP_FIXED", function()
     assert.is_true(child:mapinfo().inside)
     assert.is_false(child:mapinfo().holds)
     assert.is_true(parent:mapinfo().holds)
-    H.raises("munmap of part of a mapping is refused", M.munmap, parent:address(), 4 * ps)
+    H.raises(("munmap of %d bytes is refused: the mapping has %d"):format(4 * ps, 2 * ps), M.munmap, parent:address(), 4 * ps)
     assert.is_true(M.munmap(parent:address(), 2 * ps))                  -- the child, innermost
     assert.equal("freed buffer", M.type(child))
     assert.is_false(parent:mapinfo().holds)

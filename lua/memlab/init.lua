@@ -495,8 +495,8 @@ function M.map(...)
     if not size then error("bad argument #1 to 'map' (length needed with an integer fd)", 2) end
     if offset < 0 or offset >= size then
       return nil, size == 0 and "map: Invalid argument (the file is empty: nothing to map)"
-        or ("map: Invalid argument (offset %d is not inside the file (%d bytes): nothing to map)")
-          :format(offset, size), M.EINVAL
+        or ("map: Invalid argument (offset %d is not inside the file (%d byte%s): nothing to map)")
+          :format(offset, size, size == 1 and "" or "s"), M.EINVAL
     end
     length = size - offset
   end
