@@ -127,6 +127,16 @@ describe("tostring(b)", function()
     b:free()
   end)
 
+  it("says '1 byte' for one byte, and so do the range errors", function()
+    local b = M.malloc(1)
+    assert.equal(("memlab.buffer: 0x%x 1 byte (heap, rw-)"):format(b:address()), tostring(b))
+    assert.matches("length out of range (1 byte from offset 1; the buffer has 1)",
+                   select(2, pcall(b.read, b, 1, 1)), 1, true)
+    assert.matches("offset out of range (1; the buffer has 1 byte,",
+                   select(2, pcall(b.cstring, b, 1)), 1, true)
+    b:free()
+  end)
+
   it("says 'view of' for a view, with the view's address and size", function()
     local b = M.malloc(N)
     local v = b:slice(3, 5)
