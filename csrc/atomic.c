@@ -49,8 +49,8 @@ static void run(lua_State *L, AtomicArgs *a, const char *fname) {
   Buffer *b;
   unsigned char *base = buf_span(L, 1, &len, &b);
   if (off < 0 || len < 8 || (uint64_t)off > (uint64_t)len - 8)
-    luaL_argerror(L, 2, lua_pushfstring(L, "offset out of range (%s accesses 8 bytes; the buffer "
-                                           "has %I)", fname, (lua_Integer)len));
+    luaL_argerror(L, 2, lua_pushfstring(L, "offset out of range (%I; %s accesses 8 bytes, and "
+                                           "the buffer has %I)", off, fname, (lua_Integer)len));
   unsigned char *p = base + off;
   if ((uintptr_t)p % 8 != 0)
     luaL_argerror(L, 2, lua_pushfstring(L, "misaligned: %s needs an address that is a multiple "

@@ -102,7 +102,8 @@ static void check_access(lua_State *L, const Owner *o, size_t off, size_t len, u
     size_t ps = sys_pagesize(), first = off / ps, bad;
     if (protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, bits, &bad)) return;
     if (bad * ps > off) at = bad * ps;
-    where = lua_pushfstring(L, "page %d of the buffer", (int)bad);
+    /* counted from the mapping's start, where a view's own page 0 may lie later */
+    where = lua_pushfstring(L, "page %d of the mapping", (int)bad);
   }
   luaL_error(L, "%s at %p (%s is %s; the %s would raise SIGSEGV/SEGV_ACCERR)", what,
              (void *)(o->base + at), where, state, verb);
@@ -133,6 +134,14 @@ static int index_error(lua_State *L, lua_Integer i, size_t len) {
 }
 
 /* b[i]: a byte, or a method when the key is a string. Upvalues: the metatable, the methods. */
+/* b[k] with k not an integer: raised at the line that indexed, naming the key (an indexing is
+ * no call, so no "bad argument") */
+static int key_error(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER)
+    return luaL_error(L, "buffer index must be an integer (b[%f])", lua_tonumber(L, idx));
+  return luaL_error(L, "buffer index must be an integer, got %s", luaL_typename(L, idx));
+}
+
 int bufops_index(lua_State *L) {
   if (lua_type(L, 2) != LUA_TNUMBER) { /* a method name (strings first: never a number here) */
     lua_pushvalue(L, 2);
@@ -141,7 +150,7 @@ int bufops_index(lua_State *L) {
   }
   int isnum;
   lua_Integer i = lua_tointegerx(L, 2, &isnum);
-  if (!isnum) return luaL_argerror(L, 2, "index must be an integer");
+  if (!isnum) return key_error(L, 2);
   size_t len;
   Buffer *b;
   unsigned char *p = buf_span_self(L, &len, &b); /* a metamethod: the VM passes a buffer */
@@ -161,17 +170,27 @@ int bufops_newindex(lua_State *L) {
   Buffer *b;
   unsigned char *p = buf_span_self(L, &len, &b); /* a metamethod: the VM passes a buffer */
   /* a number only: b["3"] reads the method named "3" (nil), so b["3"] = v must not write byte 3 */
-  if (lua_type(L, 2) != LUA_TNUMBER) luaL_typeerror(L, 2, "integer index");
-  lua_Integer i = luaL_checkinteger(L, 2);
+  int isnum;
+  lua_Integer i = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isnum) : (isnum = 0);
+  if (!isnum) return key_error(L, 2);
   if (i < 0 || (uint64_t)i >= (uint64_t)len) return index_error(L, i, len);
   unsigned char v;
-  if (lua_isinteger(L, 3)) { /* out of range: at the line that assigned, not as an argument */
-    lua_Integer x = lua_tointeger(L, 3);
+  int isint = 0;
+  lua_Integer x = lua_type(L, 3) == LUA_TNUMBER ? lua_tointegerx(L, 3, &isint) : 0;
+  if (isint) { /* out of range: at the line that assigned, not as an argument (an index is no call) */
     if (x < 0 || x > 255)
       return luaL_error(L, "byte value out of range (b[%I] = %I; 0..255: C's (char)-1 is 255)", i, x);
     v = (unsigned char)x;
+  } else if (lua_type(L, 3) == LUA_TSTRING && lua_rawlen(L, 3) == 1) { /* 'h' as in C */
+    v = (unsigned char)lua_tostring(L, 3)[0];
+  } else if (lua_type(L, 3) == LUA_TSTRING) {
+    return luaL_error(L, "byte value must be 0..255 or a one-character string (b[%I] = a string "
+                      "of %I characters)", i, (lua_Integer)lua_rawlen(L, 3));
+  } else if (lua_type(L, 3) == LUA_TNUMBER) {
+    return luaL_error(L, "byte value must be an integer 0..255 (b[%I] = %f)", i, lua_tonumber(L, 3));
   } else {
-    v = (unsigned char)arg_byte(L, 3); /* a one-character string, or the error for the rest */
+    return luaL_error(L, "byte value must be 0..255 or a one-character string (b[%I] = %s%s)", i,
+                      lua_isnil(L, 3) ? "" : "a ", luaL_typename(L, 3));
   }
   mem_check_write(L, b->o, b->off + (size_t)i, 1);
   if (mem_guarded(b->o))

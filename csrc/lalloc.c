@@ -208,7 +208,7 @@ static void check_mine(lua_State *L, int idx, const Buffer *b, const Allocator *
 }
 
 /* The live block of allocator a at idx (a root, not a view). */
-static Owner *check_block(lua_State *L, int idx, Allocator *a) {
+Owner *alloc_check_block(lua_State *L, int idx, Allocator *a) {
   size_t len;
   Buffer *b;
   buf_span(L, idx, &len, &b);
@@ -283,7 +283,7 @@ static int la_realloc(lua_State *L) {
     lua_remove(L, 2);
     return la_alloc(L);
   }
-  check_block(L, 2, a);
+  alloc_check_block(L, 2, a);
   size_t n = arg_size(L, 3);
   if (n == 0) { /* as M.realloc(b, 0) and the lecture's realloc: frees b, returns nil */
     lua_settop(L, 2);
@@ -294,7 +294,7 @@ static int la_realloc(lua_State *L) {
   }
   check_request(L, a, 3, n, 0);
   Owner *o = alloc_newblock(L, 1, a);
-  Owner *old = check_block(L, 2, a); /* again: the new userdata may have run a finalizer */
+  Owner *old = alloc_check_block(L, 2, a); /* again: the new userdata may have run a finalizer */
   alloc_src_forget(a);
   void *p = a->ops->realloc(&a->u, old->base, n);
   if (!p) return alloc_failure(L, a, a->ops->name);
@@ -316,7 +316,7 @@ static int la_free(lua_State *L) {
 /* a:usable(b) -> the bytes the block really has (>= its size) */
 static int la_usable(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
-  Owner *o = check_block(L, 2, a);
+  Owner *o = alloc_check_block(L, 2, a);
   size_t n;
   ml_status st = a->ops->usable(&a->u, o->base, &n);
   if (st != ML_OK) return luaL_error(L, "usable: %s", ml_strstatus(st));

@@ -64,6 +64,8 @@ Allocator *alloc_check(lua_State *L, int idx, const AllocOps *only);
 /* Pushes a NEW block buffer of allocator a (at index ai), anchored to it; raises if creating it
  * ran a finalizer that destroyed a. The caller allocates, then owner_open()s it. */
 Owner *alloc_newblock(lua_State *L, int ai, Allocator *a);
+/* The live block of allocator a at idx (a root, not a view); raises, saying which, otherwise. */
+Owner *alloc_check_block(lua_State *L, int idx, Allocator *a);
 /* Pushes { {offset, size, state, addr} ... } of the live allocator at 1, walked by walkfn. */
 int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn, int runs);
 /* Forgets the page source's last refusal: called before each call whose failure alloc_failure

@@ -106,12 +106,10 @@ static int lfl_new(lua_State *L) {
 /* a:header(b) -> the header's bytes, its address, its length: what sits just before the block */
 static int lfl_header(lua_State *L) {
   Allocator *a = alloc_check(L, 1, &fl_ops);
-  Buffer *b = buf_check(L, 2);
-  if (!owner_alive(b->o) || b->o->parent != &a->arena || b->isview)
-    return luaL_argerror(L, 2, "a live block of this allocator expected");
+  Owner *o = alloc_check_block(L, 2, a); /* a freed one raises naming its free, as any use does */
   const void *hdr;
   size_t len;
-  ml_status st = fl_header(&a->u.fl, b->o->base, &hdr, &len);
+  ml_status st = fl_header(&a->u.fl, o->base, &hdr, &len);
   if (st != ML_OK) return luaL_error(L, "header: %s", ml_strstatus(st));
   char out[64];
   size_t n = fl_peek(&a->u.fl, hdr, out, len < sizeof out ? len : sizeof out);

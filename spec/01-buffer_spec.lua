@@ -210,7 +210,7 @@ describe("M.hex()", function()
     H.raises("(address or buffer expected, got no value)", M.hex)
     -- what a failed M.malloc returned, passed on as C's %p would take it
     H.raises("(address or buffer expected, got nil (did the call that made it fail?", M.hex, nil)
-    H.raises("(address must be an integer or a buffer (did the call that made it fail?", M.region, nil)
+    H.raises("(address must be an integer or a buffer, got nil (did the call that made it fail?", M.region, nil)
   end)
 end)
 

@@ -88,7 +88,11 @@ describe("b[i]", function()
       end
     end)
 
-    it("reading a non-integer index", function()
+    it("reading a non-integer index, raised at the indexing line, naming the index", function()
+      local line = debug.getinfo(1, "l").currentline
+      local ok, err = pcall(function() return b[1.5] end)
+      assert.is_false(ok)
+      assert.equal(("spec/02-bufops_spec.lua:%d: buffer index must be an integer (b[1.5])"):format(line + 1), err)
       H.raises("index must be an integer", function() return b[1.5] end)
       H.raises("index must be an integer", function() return b[2 ^ 63] end)
       H.raises("index must be an integer", function() return b[0 / 0] end)
@@ -98,11 +102,12 @@ describe("b[i]", function()
       for _, i in ipairs({ N, -1, H.MAXI, H.MINI }) do
         H.raises("index out of range", function() b[i] = 1 end)
       end
-      H.raises("number has no integer representation", function() b[1.5] = 1 end)
-      H.raises("integer index expected, got string", function() b.x = 1 end)
+      H.raises("buffer index must be an integer (b[1.5])", function() b[1.5] = 1 end)
+      H.raises("buffer index must be an integer, got string", function() b.x = 1 end)
       -- b["3"] reads the method named "3" (nil), so storing there must not write byte 3
       assert.is_nil(b["3"])
-      H.raises("integer index expected, got string", function() b["3"] = 65 end)
+      H.raises("buffer index must be an integer, got string", function() b["3"] = 65 end)
+      H.raises("buffer index must be an integer, got boolean", function() b[true] = 65 end)
       assert.equal(DATA, b:read())
     end)
 
@@ -117,11 +122,12 @@ describe("b[i]", function()
       assert.equal(("spec/02-bufops_spec.lua:%d: byte value out of range (b[2] = -1; 0..255: C's "
                     .. "(char)-1 is 255)"):format(line + 1), err)
       H.raises("byte value out of range (0..255; C's (char)-1 is 255)", b.fill, b, -1)
-      H.raises("expected a byte", function() b[0] = "ab" end)
-      H.raises("expected a byte", function() b[0] = "" end)
-      H.raises("number has no integer representation", function() b[0] = 1.5 end)
-      H.raises("number expected, got nil", function() b[0] = nil end)
-      H.raises("number expected, got table", function() b[0] = {} end)
+      H.raises("byte value must be 0..255 or a one-character string (b[0] = a string of 2 characters)",
+               function() b[0] = "ab" end)
+      H.raises("(b[0] = a string of 0 characters)", function() b[0] = "" end)
+      H.raises("byte value must be an integer 0..255 (b[0] = 1.5)", function() b[0] = 1.5 end)
+      H.raises("byte value must be 0..255 or a one-character string (b[0] = nil)", function() b[0] = nil end)
+      H.raises("(b[3] = a table)", function() b[3] = {} end)
       assert.equal(DATA, b:read())
     end)
   end)

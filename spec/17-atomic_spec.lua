@@ -200,7 +200,7 @@ describe("atomic range checks", function()
     assert.same({ true, 4 }, { b:atomic_cas(56, 4, 5) })
     for _, off in ipairs { 57, 64, 72, -1, -8, MAXI, MINI, MAXI - 7 } do
       for name, fn in pairs(ops(b, off)) do
-        H.raises(("offset out of range (%s accesses 8 bytes; the buffer has 64)"):format(name), fn)
+        H.raises(("offset out of range (%d; %s accesses 8 bytes, and the buffer has 64)"):format(off, name), fn)
       end
     end
     assert.equal(5, b:atomic_load(56))
@@ -215,7 +215,7 @@ describe("atomic range checks", function()
     v:atomic_store(7, 9) -- len - 8: the buffer's bytes 8..15
     assert.equal(9, b:atomic_load(8))
     for name, fn in pairs(ops(v, 8)) do -- len - 7: out of range, and misaligned too
-      H.raises(("offset out of range (%s accesses 8 bytes; the buffer has 15)"):format(name), fn)
+      H.raises(("offset out of range (8; %s accesses 8 bytes, and the buffer has 15)"):format(name), fn)
     end
     b:free()
   end)
@@ -224,7 +224,7 @@ describe("atomic range checks", function()
     local b = M.malloc(16)
     for _, t in ipairs { { M.malloc(7), 7 }, { b:slice(0, 0), 0 }, { b:slice(8, 7), 7 } } do
       for name, fn in pairs(ops(t[1], 0)) do
-        local want = "offset out of range (%s accesses 8 bytes; the buffer has %d)"
+        local want = "offset out of range (0; %s accesses 8 bytes, and the buffer has %d)"
         H.raises(want:format(name, t[2]), fn)
       end
     end

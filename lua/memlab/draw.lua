@@ -142,13 +142,13 @@ function D.allocator(a, width, max_lines)
     if not tostring(kind):find("memlab.allocator expected", 1, true) then
       error(kind, 0) -- not about a: "C stack overflow", "not enough memory" ...
     end
-    local got = type(a) == "userdata" and (getmetatable(a) or "userdata") or type(a)
-    error(("bad argument #1 to 'draw' (memlab.allocator expected, got %s)"):format(got), 2)
+    error(("bad argument #1 to 'draw' (memlab.allocator expected, got %s)"):format(D.typename(a)), 2)
   end
   local ok, base, size, max = pcall(methods.bounds, a) -- destroyed: its error, at the caller's line
   if not ok then error((tostring(base):gsub("^[^\n]-:%d+: ", "")), 2) end
   if width ~= nil and math.type(width) ~= "integer" then
-    error("bad argument #1 to 'draw' (width must be an integer)", 2)
+    error(("bad argument #1 to 'draw' (width must be an integer, got %s)")
+      :format(math.type(width) or D.typename(width)), 2)
   end
   if width ~= nil and (width < D.MIN_WIDTH or width > D.MAX_WIDTH) then
     error(("bad argument #1 to 'draw' (width out of range: %d to %d columns)"):format(

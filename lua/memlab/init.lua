@@ -19,7 +19,8 @@ for k, v in pairs(core) do
 end
 
 -- a:draw() for memlab's allocators (M.freelist, M.buddy, M.pool)
-core.allocator_methods.draw = require("memlab.draw").allocator
+local draw = require("memlab.draw")
+core.allocator_methods.draw = draw.allocator
 
 -- memlab.core stays reachable through require, as a proxy that holds nothing itself: Lua names
 -- a function in an error message (bad argument #1 to '...') by searching the loaded modules,
@@ -35,6 +36,8 @@ local function typename(v)
   if type(mt) == "string" then return mt end
   return type(mt) == "table" and type(rawget(mt, "__name")) == "string" and mt.__name or "userdata"
 end
+
+draw.typename = typename -- its argument errors name what they got as these do
 
 -- What a nil argument most often is: what a failed call returned (csrc/luax.c, arg_typeerror).
 local NIL_HINT = " (" .. core.nil_hint .. ")"
@@ -137,8 +140,8 @@ function M.region(...)
   local given = select("#", ...) > 0
   if M.type(addr) then addr = addr:address() end
   if math.type(addr) ~= "integer" then
-    error("bad argument #1 to 'region' (address must be an integer or a buffer"
-          .. (addr == nil and given and NIL_HINT or "") .. ")", 2)
+    error("bad argument #1 to 'region' (address must be an integer or a buffer, got "
+          .. (given and (math.type(addr) or typename(addr)) or "no value") .. (addr == nil and given and NIL_HINT or "") .. ")", 2)
   end
   if regions ~= nil and type(regions) ~= "table" then
     error(("bad argument #2 to 'region' (a list of regions as M.maps gives expected, got %s)")
@@ -414,7 +417,10 @@ local function prot_bits(prot)
   if math.type(prot) == "integer" then return prot end
   if prot == "none" then return M.PROT_NONE end
   if type(prot) ~= "string" or prot:find("[^rwx-]") or #prot > 3 or prot:find("([rwx]).*%1") then
-    error(("bad argument #1 to 'map' (prot: invalid protection '%s')"):format(tostring(prot)), 3)
+    error(type(prot) == "string"
+      and ("bad argument #1 to 'map' (prot: invalid protection '%s')"):format(prot)
+      or ("bad argument #1 to 'map' (prot: a string such as \"rw\" or PROT_* bits expected, got %s)")
+        :format(math.type(prot) or typename(prot)), 3)
   end
   local bits = M.PROT_NONE
   if prot:find("r", 1, true) then bits = bits | M.PROT_READ end
