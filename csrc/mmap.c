@@ -632,6 +632,8 @@ static int mmap_mmap(lua_State *L) {
   /* over RLIMIT_MEMLOCK: EAGAIN (MAP_LOCKED, MCL_FUTURE: nomem_error says so too); EPERM when
    * the limit is 0 (MAP_LOCKED) */
   if (err == EPERM && (flags & MAP_LOCKED)) return lock_error(L, "mmap", err, maplen);
+  const char *why = err == ENOMEM && r.huge ? huge_why(L, maplen, r.huge) : NULL;
+  if (why) return push_syserrorf(L, "mmap", err, "%s", why);
   if (err == EACCES && !anonymous) { /* the file's open mode: the tutorial opens it O_RDWR */
     int acc = sys_fd_accmode(fd);
     if (acc == O_WRONLY)
@@ -741,7 +743,9 @@ static const ConstReg mmap_consts[] = {
   MLCONST(MAP_ANONYMOUS), MLCONST(MAP_ANON), MLCONST(MAP_FIXED), MLCONST(MAP_FIXED_NOREPLACE),
   MLCONST(MAP_POPULATE), MLCONST(MAP_LOCKED), MLCONST(MAP_NORESERVE), MLCONST(MAP_GROWSDOWN),
   MLCONST(MAP_HUGETLB), MLCONST(MAP_STACK), MLCONST(MAP_NONBLOCK), MLCONST(MREMAP_MAYMOVE),
-  {NULL, 0}};
+  /* the huge page size in the bits above MAP_HUGE_SHIFT, as <linux/mman.h> spells them */
+  {"MAP_HUGE_SHIFT", 26}, {"MAP_HUGE_MASK", 0x3f}, {"MAP_HUGE_2MB", (lua_Integer)21 << 26},
+  {"MAP_HUGE_1GB", (lua_Integer)30 << 26}, {NULL, 0}};
 
 int mmap_open(lua_State *L) {
   (void)stack_top(); /* now, while a file descriptor is surely free */

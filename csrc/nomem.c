@@ -58,6 +58,20 @@ static long long read_number(const char *path) {
   return v;
 }
 
+const char *huge_why(lua_State *L, size_t len, size_t huge) {
+  char path[96];
+  snprintf(path, sizeof path, "/sys/kernel/mm/hugepages/hugepages-%llukB/free_hugepages",
+           (unsigned long long)(huge >> 10));
+  long long nfree = read_number(path);
+  size_t need = (len + huge - 1) / huge;
+  if (nfree < 0 || (unsigned long long)nfree >= need) return NULL;
+  return lua_pushfstring(L, "%I huge %s of %I KiB free, and %I needed: the kernel hands out only "
+                         "those reserved beforehand, in /sys/kernel/mm/hugepages/hugepages-%IkB/"
+                         "nr_hugepages (for the default size also vm.nr_hugepages)",
+                         (lua_Integer)nfree, nfree == 1 ? "page" : "pages",
+                         (lua_Integer)(huge >> 10), (lua_Integer)need, (lua_Integer)(huge >> 10));
+}
+
 /* Counts into *(long long *)n the mappings of the process but [vsyscall] (no mapping of the
  * process's own); never matches. */
 static int count_one(uintptr_t from, const char *line, void *n) {

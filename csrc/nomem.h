@@ -33,6 +33,10 @@ const char *nomem_why(lua_State *L, int err, size_t len, unsigned counts);
  * a mapping lying in the way (the break grows only into free address space), then the limits. */
 int nomem_break_error(lua_State *L, const char *what, int err, uintptr_t brk, uintptr_t target);
 
+/* Why a mapping of len bytes in huge pages of `huge` bytes was refused with ENOMEM, pushed: too
+ * few of them reserved (the kernel's hugetlb pool); NULL (nothing pushed) when not that. */
+const char *huge_why(lua_State *L, size_t len, size_t huge);
+
 /* The error of a refused lock of len more bytes (mlock, or a mapping locked by MAP_LOCKED or
  * mlockall(MCL_FUTURE)), naming RLIMIT_MEMLOCK when the limit is the likely reason. */
 int lock_error(lua_State *L, const char *what, int err, size_t len);

@@ -388,10 +388,15 @@ static const ConstReg shm_consts[] = {
   MLCONST(SHM_EXEC), MLCONST(SHM_REMAP), MLCONST(SHM_LOCK), MLCONST(SHM_UNLOCK),
   MLCONST(SHM_HUGETLB), MLCONST(SHM_NORESERVE), MLCONST(SHM_DEST), MLCONST(SHM_LOCKED),
   MLCONST(SHM_STAT), MLCONST(SHM_STAT_ANY), MLCONST(IPC_INFO), MLCONST(SHM_INFO),
-  {NULL, 0}};
+  MLCONST(SHM_R), MLCONST(SHM_W),
+  /* the huge page size in the bits above SHM_HUGE_SHIFT, as <linux/shm.h> spells them */
+  {"SHM_HUGE_SHIFT", 26}, {"SHM_HUGE_2MB", (lua_Integer)21 << 26},
+  {"SHM_HUGE_1GB", (lua_Integer)30 << 26}, {NULL, 0}};
 
 int sysvshm_open(lua_State *L) {
   set_funcs(L, shm_funcs);
   set_consts(L, shm_consts);
+  lua_pushinteger(L, (lua_Integer)SHMLBA); /* a call in glibc (the page size), not a constant */
+  lua_setfield(L, -2, "SHMLBA");
   return 0;
 }

@@ -1715,6 +1715,32 @@ describe("a mapping of huge pages (MAP_HUGETLB, a hugetlbfs file)", function()
     return b
   end
 
+  it("has C's MAP_HUGE_* and SHM_HUGE_* size bits, and maps with them", function()
+    assert.equal(26, M.MAP_HUGE_SHIFT)
+    assert.equal(21 << M.MAP_HUGE_SHIFT, M.MAP_HUGE_2MB)
+    assert.equal(30 << M.MAP_HUGE_SHIFT, M.MAP_HUGE_1GB)
+    assert.equal(M.MAP_HUGE_2MB, M.SHM_HUGE_2MB)
+    assert.equal(M.pagesize(), M.SHMLBA)
+    local b = huge_map(ps, M.MAP_HUGE_2MB)
+    if not b then return end
+    assert.equal(2 << 20, b:mapinfo().mapped)
+    b:free()
+  end)
+
+  it("refused for want of reserved huge pages, says how many are free and where they are reserved", function()
+    local f = io.open("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+    if not f then pending("this kernel has no 2 MiB huge pages") return end
+    local nfree = assert(math.tointeger(f:read("n")))
+    f:close()
+    local want = nfree + 1 -- one more than there is
+    local b, msg, code = M.mmap(nil, want * (2 << 20), RW, PA | M.MAP_HUGETLB | M.MAP_HUGE_2MB, -1, 0)
+    if b then b:free() pending("the pool grew meanwhile (overcommitted huge pages)") return end
+    assert.equal(M.ENOMEM, code, msg)
+    assert.matches(("(%d huge page%s of 2048 KiB free, and %d needed"):format(nfree, nfree == 1 and "" or "s", want),
+                   msg, 1, true)
+    assert.matches("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", msg, 1, true)
+  end)
+
   it("takes whole huge pages, and gives them all back", function()
     local b = huge_map(ps)
     if not b then return end
