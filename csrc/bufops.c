@@ -354,7 +354,9 @@ static int bufops_copy(lua_State *L) {
     srco = sb->o;
   }
   arg_range(L, 4, 5, srclen, &soff, &n);
-  if (n > len - doff) arg_fit_error(L, 5, "copy does not fit", n, doff, len);
+  /* the length is to blame when given; otherwise the source, whose rest it is */
+  if (n > len - doff)
+    arg_fit_error(L, lua_isnoneornil(L, 5) ? 3 : 5, "copy does not fit", n, doff, len);
   mem_check_write(L, b->o, b->off + doff, n);
   if (srco) mem_check_read(L, srco, (size_t)(src + soff - srco->base), n);
   mem_copy(L, b->o, p + doff, srco, src + soff, n);

@@ -76,8 +76,11 @@ describe("b[i]", function()
              function() v:read(0, 5) end)
     H.raises("bad argument #1 to 'read' (offset out of range (4; the buffer has 3 bytes))",
              function() v:read(4) end)
-    H.raises("bad argument #4 to 'copy' (copy does not fit (out of range: 3 bytes at offset 1; the "
+    -- the source is to blame when no length was given (its rest is the length), the length when it was
+    H.raises("bad argument #2 to 'copy' (copy does not fit (out of range: 3 bytes at offset 1; the "
              .. "buffer has 3))", function() v:copy(1, "xyz") end)
+    H.raises("bad argument #4 to 'copy' (copy does not fit (out of range: 3 bytes at offset 1; the "
+             .. "buffer has 3))", function() v:copy(1, "xyz", 0, 3) end)
     assert.equal("0123456789ab", b:read())
   end)
 
