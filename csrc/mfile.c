@@ -173,7 +173,9 @@ static int mfile_truncate_any(lua_State *L) {
   if (err == EINVAL && !bypath && sys_fd_accmode(fd) == O_RDONLY && sys_fdsize(fd, &fsize, &regular) == 0 &&
       regular)
     return push_syserrorf(L, "ftruncate", err, "the file is open for reading only");
-  if (err) return truncate_refusal(L, bypath ? "truncate" : "ftruncate", err, n);
+  /* a path names itself, as io.open's "path: strerror" does */
+  if (err) return truncate_refusal(L, bypath ? lua_pushfstring(L, "truncate: %s", path) : "ftruncate",
+                                   err, n);
   lua_pushboolean(L, 1);
   return 1;
 }

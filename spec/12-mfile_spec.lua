@@ -188,13 +188,22 @@ describe("M.truncate()", function()
       io_f:write(("x"):rep(1 << 20)) io_f:write("tail") -- the limit reached, 4 bytes buffered
       local r3 = { M.truncate(io_f, 10) }               -- flushing them first is refused
       os.remove(path)
+      r2[2] = r2[2]:gsub(path:gsub("%p", "%%%0"), "PATH", 1) -- the path, named in the message
       io.write(table.concat({ tostring(r[1]), r[2], r[3], tostring(r2[1]), r2[2], tostring(r3[1]),
                               r3[2], tostring(f:truncate(100) == f), "alive" }, "|"))]],
       "prlimit --fsize=1048576 ")
     assert.equal("nil|ftruncate: File too large (past RLIMIT_FSIZE, 1048576 bytes: "
-      .. 'M.getrlimit("fsize"))|' .. M.EFBIG .. "|nil|truncate: File too large (past RLIMIT_FSIZE, "
+      .. 'M.getrlimit("fsize"))|' .. M.EFBIG .. "|nil|truncate: PATH: File too large (past RLIMIT_FSIZE, "
       .. '1048576 bytes: M.getrlimit("fsize"))|nil|fflush: File too large (the io file\'s buffered '
       .. "writes could not be written; nothing truncated)|true|alive", out)
+  end)
+
+  it("names the path it could not truncate, as io.open names the file it could not open", function()
+    local path = os.tmpname() .. "-missing/x"
+    local ok, msg, code = M.truncate(path, 10)
+    assert.is_nil(ok)
+    assert.equal(M.ENOENT, code)
+    assert.equal(select(2, io.open(path)):gsub("^.-: ", "truncate: " .. path .. ": ", 1), msg)
   end)
 
   it("shrinks and grows a file by path, io file, memlab file or descriptor; a mapping sees it", function()

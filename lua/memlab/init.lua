@@ -390,7 +390,7 @@ end
 function Snapshot:compare_to(old, key)
   check_snapshot(self, "compare_to", key, 2)
   if getmetatable(old) ~= Snapshot then
-    error("bad argument #1 to 'compare_to' (snapshot expected)", 2)
+    error(("bad argument #1 to 'compare_to' (snapshot expected, got %s)"):format(typename(old)), 2)
   end
   local new_t, old_t, list = bysite(self, key), bysite(old, key), {}
   for k, e in pairs(new_t) do
