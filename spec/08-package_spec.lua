@@ -166,3 +166,47 @@ describe('require "memlab"', function()
     assert.same({ ["memlab.memfd_create"] = true, ["memlab.malloc"] = true }, names)
   end)
 end)
+
+describe("the constants", function()
+  -- Each M.NAME that is an integer is C's NAME: a C program compiled here prints what the system
+  -- headers say, and every one must agree (an outside review checked this once by hand).
+  it("have the values C's headers give them", function()
+    if H.under() then pending("checked once, in the plain run") return end
+    local names = {}
+    for k, v in pairs(M) do
+      if math.type(v) == "integer" and k:match("^[A-Z][A-Z0-9_]*$") then names[#names + 1] = k end
+    end
+    table.sort(names)
+    local src = { "#define _GNU_SOURCE", "#include <stdio.h>" }
+    for _, h in ipairs { "errno.h", "fcntl.h", "malloc.h", "signal.h", "sys/mman.h", "linux/mman.h",
+                         "linux/memfd.h", "sys/ipc.h", "sys/shm.h", "sys/resource.h", "sys/wait.h",
+                         "unistd.h" } do
+      src[#src + 1] = "#include <" .. h .. ">"
+    end
+    src[#src + 1] = "int main(void) {"
+    for _, k in ipairs(names) do
+      src[#src + 1] = ('#ifdef %s\n  printf("%s %%lld\\n", (long long)(%s));\n#else\n  printf("%s ?\\n");\n#endif')
+        :format(k, k, k, k)
+    end
+    src[#src + 1] = "  return 0;\n}"
+    local dir = H.tmpdir(finally)
+    local c, exe = dir("consts.c", table.concat(src, "\n")), dir("consts")
+    local cc = os.getenv("CC") or "cc"
+    assert.is_true(os.execute(("%s -o %q %q 2>&1"):format(cc, exe, c)))
+    local seen, missing = 0, {}
+    for _, line in ipairs(lines_of(("%q"):format(exe))) do
+      local k, v = line:match("^(%S+) (%S+)$")
+      if v == "?" then
+        missing[#missing + 1] = k
+      else
+        assert.equal(M[k], math.tointeger(v), k)
+        seen = seen + 1
+      end
+    end
+    -- <linux/shm.h> cannot be included with <sys/shm.h>: its three are checked against the MAP_ ones
+    assert.same({ "SHM_HUGE_1GB", "SHM_HUGE_2MB", "SHM_HUGE_SHIFT" }, missing)
+    assert.equal(M.MAP_HUGE_1GB, M.SHM_HUGE_1GB)
+    assert.equal(M.MAP_HUGE_SHIFT, M.SHM_HUGE_SHIFT)
+    assert.equal(#names - 3, seen)
+  end)
+end)
