@@ -140,12 +140,12 @@ static int heap_mallopt(lua_State *L) {
     case M_PERTURB: case M_MXFAST: case M_CHECK_ACTION:
       break;
     default:
-      return push_statuserror(L, "mallopt", "refused (unknown parameter: use the M.M_* constants)",
-                              EINVAL);
+      return push_syserrorf(L, "mallopt", EINVAL, "unknown parameter %I: use the M.M_* constants",
+                            param);
   }
-  if (mallopt((int)param, (int)v) != 1)
-    return push_statuserror(L, "mallopt", "refused (unknown parameter or invalid value)",
-                            EINVAL);
+  if (mallopt((int)param, (int)v) != 1) /* glibc's 0 sets no errno */
+    return push_syserrorf(L, "mallopt", EINVAL, "glibc refused the value %I for this parameter "
+                          "(M_MXFAST, say, takes at most 80 * sizeof(size_t) / 4)", v);
   lua_pushboolean(L, 1);
   return 1;
 }
