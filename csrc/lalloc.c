@@ -167,9 +167,18 @@ void alloc_checkopts(lua_State *L, const char *what, const char *const known[]) 
     int ok = 0;
     if (lua_type(L, -1) == LUA_TSTRING)
       for (const char *const *k = known; *k && !ok; k++) ok = strcmp(*k, lua_tostring(L, -1)) == 0;
-    if (!ok)
-      luaL_error(L, "bad argument #1 to '%s' (unknown option '%s')", what,
-                 luaL_tolstring(L, -1, NULL));
+    if (!ok) { /* name the ones it takes, as M.map names its fields */
+      const char *bad = luaL_tolstring(L, -1, NULL);
+      luaL_Buffer lb;
+      luaL_buffinit(L, &lb);
+      for (const char *const *k = known; *k; k++) {
+        if (k != known) luaL_addstring(&lb, k[1] ? ", " : " and ");
+        luaL_addstring(&lb, *k);
+      }
+      luaL_pushresult(&lb);
+      luaL_error(L, "bad argument #1 to '%s' (unknown option '%s'; it takes %s)", what, bad,
+                 lua_tostring(L, -1));
+    }
   }
 }
 

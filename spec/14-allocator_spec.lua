@@ -125,8 +125,9 @@ describe("M.freelist{} arguments", function()
     H.raises("table expected, got number", M.freelist, 64)
   end)
 
-  it("errors on an unknown option, naming it", function()
-    H.raises("unknown option 'sise'", M.freelist, { sise = 4096 })
+  it("errors on an unknown option, naming it and the ones it takes", function()
+    H.raises("unknown option 'sise'; it takes size, source, fit, quick, step, trim and mmap_threshold)",
+             M.freelist, { sise = 4096 })
     H.raises("unknown option '1'", M.freelist, { 4096 })
   end)
 
@@ -226,7 +227,7 @@ describe("M.buddy{} arguments", function()
 
   it("errors on a non-table and unknown options", function()
     H.raises("table expected", M.buddy, "1M")
-    H.raises("unknown option 'max'", M.buddy, { max = 4096 })
+    H.raises("unknown option 'max'; it takes size, min, initial and cache)", M.buddy, { max = 4096 })
   end)
 
   it("errors on sizes that are not powers of two", function()
@@ -307,7 +308,7 @@ describe("M.pool{} arguments", function()
   end)
 
   it("errors on unknown options, negative, float and huge values", function()
-    H.raises("unknown option 'size'", M.pool, { block = 16, count = 4, size = 64 })
+    H.raises("unknown option 'size'; it takes block, count, grow and max)", M.pool, { block = 16, count = 4, size = 64 })
     for _, k in ipairs({ "block", "count", "max" }) do
       local o = { block = 16, count = 4 }
       o[k] = -1
