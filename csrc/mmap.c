@@ -721,8 +721,10 @@ static int mmap_munmap(lua_State *L) {
                           (lua_Integer)MAPINFO(b->o)->maplen, BYTES(MAPINFO(b->o)->maplen));
     } else {                     /* munmap(b, off, len), as the buffer methods' ranges */
       arg_range(L, 2, 3, b->o->size, &off, &len);
-      luaL_argcheck(L, off % sys_pagesize() == 0, 2,
-                    "offset is not page aligned (munmap needs a multiple of the page size)");
+      if (off % sys_pagesize() != 0) /* worded as the other calls on a mapping word it */
+        luaL_argerror(L, 2, lua_pushfstring(L, "offset %I is not page aligned (munmap needs a "
+                                               "multiple of the page size, %d bytes)",
+                                            (lua_Integer)off, (int)sys_pagesize()));
     }
     if (off != 0 || (len != b->o->size && len != MAPINFO(b->o)->maplen))
       return luaL_error(L, MUNMAP_PART "; unmap the whole buffer, %I %s, or shrink it with "
