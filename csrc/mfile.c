@@ -145,8 +145,17 @@ static int mfile_shm_unlink(lua_State *L) {
 }
 
 /* A truncate refused with EFBIG: past RLIMIT_FSIZE (the SIGXFSZ it raised was held, see
- * sys_ftruncate in sys.h), or past what the file system holds. */
-static int truncate_refusal(lua_State *L, const char *what, int err, size_t n) {
+ * sys_ftruncate in sys.h), or past what the file system holds; with EPERM, a memfd's seal (fd is
+ * -1 for a path). */
+static int truncate_refusal(lua_State *L, const char *what, int err, size_t n, int fd) {
+  int seals = err == EPERM && fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
+  if (seals > 0 && (seals & (F_SEAL_SHRINK | F_SEAL_GROW)))
+    return push_syserrorf(L, what, err, "the file is sealed against %s: %s",
+                          (seals & F_SEAL_SHRINK) && (seals & F_SEAL_GROW) ? "any change of size"
+                          : (seals & F_SEAL_SHRINK) ? "shrinking" : "growing",
+                          (seals & F_SEAL_SHRINK) && (seals & F_SEAL_GROW)
+                            ? "F_SEAL_SHRINK and F_SEAL_GROW"
+                            : (seals & F_SEAL_SHRINK) ? "F_SEAL_SHRINK" : "F_SEAL_GROW");
   struct rlimit rl;
   if (err == EFBIG && getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
       (uint64_t)n > (uint64_t)rl.rlim_cur)
@@ -175,7 +184,7 @@ static int mfile_truncate_any(lua_State *L) {
     return push_syserrorf(L, "ftruncate", err, "the file is open for reading only");
   /* a path names itself, as io.open's "path: strerror" does */
   if (err) return truncate_refusal(L, bypath ? lua_pushfstring(L, "truncate: %s", path) : "ftruncate",
-                                   err, n);
+                                   err, n, fd);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -184,7 +193,7 @@ static int mfile_truncate(lua_State *L) {
   MFile *f = check_open(L, 1);
   size_t n = arg_size(L, 2);
   int err = sys_ftruncate(f->fd, (off_t)n);
-  if (err) return truncate_refusal(L, "ftruncate", err, n);
+  if (err) return truncate_refusal(L, "ftruncate", err, n, f->fd);
   lua_settop(L, 1);
   return 1;
 }
@@ -232,9 +241,38 @@ static int mfile_tostring(lua_State *L) {
   return 1;
 }
 
+/* f:seal(seals) -> f | nil, msg, errno: fcntl(F_ADD_SEALS), for a memfd made with
+ * MFD_ALLOW_SEALING. The kernel enforces them: a file sealed against shrinking (F_SEAL_SHRINK)
+ * can no longer cut a mapping of it short (the SIGBUS of a truncated file). */
+static int mfile_seal(lua_State *L) {
+  MFile *f = check_open(L, 1);
+  lua_Integer seals = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, seals >= 0 && seals <= INT_MAX, 2, "seals out of range");
+  if (fcntl(f->fd, F_ADD_SEALS, (int)seals) == 0) return lua_settop(L, 1), 1;
+  int err = errno;
+  if (err == EPERM)
+    return push_syserrorf(L, "seal", err, "the file takes no more seals: it carries F_SEAL_SEAL "
+                          "(as a memfd made without M.MFD_ALLOW_SEALING, or a shm_open file, does)");
+  if (err == EBUSY)
+    return push_syserrorf(L, "seal", err, "F_SEAL_WRITE while a shared writable mapping of the "
+                          "file exists: unmap it, or map it read-only, first");
+  if (err == EINVAL)
+    return push_syserrorf(L, "seal", err, "seals are F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, "
+                          "F_SEAL_WRITE and F_SEAL_FUTURE_WRITE, on a memfd");
+  return push_syserror(L, "seal", err);
+}
+
+/* f:seals() -> the F_SEAL_* bits the file carries | nil, msg, errno: fcntl(F_GET_SEALS) */
+static int mfile_seals(lua_State *L) {
+  int seals = fcntl(check_open(L, 1)->fd, F_GET_SEALS);
+  if (seals < 0) return push_syserror(L, "seals", errno);
+  lua_pushinteger(L, seals);
+  return 1;
+}
+
 static const luaL_Reg mfile_methods[] = {
   {"truncate", mfile_truncate}, {"size", mfile_size}, {"fileno", mfile_fileno},
-  {"close", mfile_close}, {NULL, NULL}};
+  {"close", mfile_close}, {"seal", mfile_seal}, {"seals", mfile_seals}, {NULL, NULL}};
 
 static const luaL_Reg mfile_meta[] = {
   {"__gc", mfile_gc}, {"__close", mfile_gc}, {"__tostring", mfile_tostring}, {NULL, NULL}};
@@ -282,7 +320,8 @@ static const ConstReg mfile_consts[] = {
   MLCONST(O_RDONLY), MLCONST(O_WRONLY), MLCONST(O_RDWR), MLCONST(O_CREAT), MLCONST(O_EXCL),
   MLCONST(O_TRUNC), MLCONST(MFD_CLOEXEC), MLCONST(MFD_ALLOW_SEALING), MLCONST(MFD_HUGETLB),
   {"MFD_HUGE_2MB", 21 << 26}, {"MFD_HUGE_1GB", 30 << 26}, /* linux/memfd.h: log2(size) << 26 */
-  {NULL, 0}};
+  MLCONST(F_SEAL_SEAL), MLCONST(F_SEAL_SHRINK), MLCONST(F_SEAL_GROW), MLCONST(F_SEAL_WRITE),
+  MLCONST(F_SEAL_FUTURE_WRITE), {NULL, 0}};
 
 int mfile_open(lua_State *L) {
   if (meta_open(L, FILE_T)) { /* registered whole: see meta_open */
