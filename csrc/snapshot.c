@@ -480,9 +480,9 @@ static int snap_new(lua_State *L) {
   *ps = s;
   o = check_mapping(L, 1, "snapshot", NULL); /* the allocation may have run a finalizer */
   mi = MAPINFO(o);
-  if (mi->snap) return luaL_error(L, "the mapping already has a snapshot (free it first)");
+  if (mi->snap) return luaL_error(L, "snapshot: the mapping already has a snapshot (free it first)");
   if (map_has_inner(L, o))
-    return luaL_error(L, "snapshot of a mapping with another mapping placed inside it (MAP_FIXED) "
+    return luaL_error(L, "snapshot: a mapping with another mapping placed inside it (MAP_FIXED) "
                          "is refused: those pages are not this mapping's to protect and copy");
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);

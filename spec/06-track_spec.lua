@@ -421,7 +421,7 @@ describe("M.snapshot()", function()
 
   describe("errors on", function()
     it("tracking off", function()
-      H.raises("tracking is off", M.snapshot)
+      H.raises("snapshot: tracking is off (call M.track(true), or set MEMLAB_TRACK=1)", M.snapshot)
     end)
 
     it("comparing with what is not a snapshot", function()

@@ -341,7 +341,7 @@ end
 -- snap.blocks = { {addr=, size=, site="file.lua:12 (in f)", stack={...}, frames={...}, seq=} ... }
 function M.snapshot()
   if not core.track() then
-    error("memlab.snapshot: tracking is off (call memlab.track(true) or set MEMLAB_TRACK=1)", 2)
+    error("snapshot: tracking is off (call M.track(true), or set MEMLAB_TRACK=1)", 2)
   end
   local blocks = {}
   for _, r in ipairs((M.track_records())) do
