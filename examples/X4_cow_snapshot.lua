@@ -68,7 +68,7 @@ local function lua_snapshot(buf)
     while true do
       local ok, err = pcall(buf.write, buf, off, str)
       if ok then return end
-      local page = assert(tonumber(tostring(err):match("page (%d+) of the buffer")), err)
+      local page = assert(tonumber(tostring(err):match("page (%d+) of the mapping")), err)
       saved[page] = buf:read(page * ps, ps)           -- copy the page aside
       assert(buf:protect(M.PROT_READ | M.PROT_WRITE, page * ps, ps)) -- unprotect; retry
     end
