@@ -184,9 +184,20 @@ stage_install() {
         LUA_CPATH="$tree/lib/lua/5.4/?.so;;" \
         "$LUA" -e 'local M = require "memlab"; local b = M.malloc(4); b:write(0, "ok!!")
                    io.write(b:read(0, 2), M.type(b))' 2>&1)
+  # a site names the script's line, not the installed memlab.lua's (M.map calls M.mmap)
+  local site
+  site=$(cd / && LUA_PATH="$tree/share/lua/5.4/?.lua;$tree/share/lua/5.4/?/init.lua;;" \
+        LUA_CPATH="$tree/lib/lua/5.4/?.so;;" \
+        "$LUA" -e 'local M = require "memlab"
+                   local m = M.map{ length = 4096 }; m:free()
+                   local _, e = pcall(m.read, m); io.write(e:match("allocated at (.-:%d+)"))' 2>&1)
   rm -rf "$tree"
+  local rc=0
   if [ "$out" = "okbuffer" ]; then echo "ok 2 - the installed memlab is required from /"
-  else echo "not ok 2 - the installed memlab is required from / # got: $out"; return 1; fi
+  else echo "not ok 2 - the installed memlab is required from / # got: $out"; rc=1; fi
+  if [ "$site" = "(command line):2" ]; then echo "ok 3 - the installed memlab names the script's line as a block's site"
+  else echo "not ok 3 - the installed memlab names the script's line as a block's site # got: $site"; rc=1; fi
+  return $rc
 }
 
 for s in $stages; do
