@@ -100,10 +100,17 @@ static void check_access(lua_State *L, const Owner *o, size_t off, size_t len, u
     if (o->prot & bits) return;
   } else {
     size_t ps = sys_pagesize(), first = off / ps, bad;
-    if (protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, bits, &bad)) return;
-    if (bad * ps > off) at = bad * ps;
-    /* counted from the mapping's start, where a view's own page 0 may lie later */
-    where = lua_pushfstring(L, "page %d of the mapping", (int)bad);
+    uintptr_t inner;
+    if (protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, bits, &bad)) {
+      if (!map_inner_denies(L, o, off, len, bits, &inner)) return;
+      at = inner - (uintptr_t)o->base;
+      where = lua_pushfstring(L, "page %d of the mapping, which a mapping placed inside it "
+                                 "(MAP_FIXED) holds,", (int)(at / ps));
+    } else {
+      if (bad * ps > off) at = bad * ps;
+      /* counted from the mapping's start, where a view's own page 0 may lie later */
+      where = lua_pushfstring(L, "page %d of the mapping", (int)bad);
+    }
   }
   luaL_error(L, "%s at %p (%s is %s; the %s would raise SIGSEGV/SEGV_ACCERR)", what,
              (void *)(o->base + at), where, state, verb);

@@ -310,6 +310,40 @@ static int depth_in(const Owner *o, const Owner *anc) {
   return 0;
 }
 
+int map_inner_denies(lua_State *L, const Owner *o, size_t off, size_t len, unsigned bits,
+                     uintptr_t *at) {
+  if (!NESTED() || len == 0) return 0;
+  size_t ps = sys_pagesize();
+  uintptr_t lo = (uintptr_t)o->base + off, hi = lo + len, first_bad = UINTPTR_MAX;
+  push_registry(L);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    const Owner *c = (const Owner *)lua_touserdata(L, -2);
+    lua_pop(L, 1);
+    if (c->kind != &mmap_kind || !owner_alive(c) || !depth_in(c, o)) continue;
+    uintptr_t clo = (uintptr_t)c->base, chi = clo + MAPINFO(c)->maplen;
+    uintptr_t a = lo > clo ? lo : clo, b = hi < chi ? hi : chi;
+    if (a >= b) continue;
+    size_t page = (a - clo) / ps, end = (b - 1 - clo) / ps + 1, bad;
+    /* each page the record of c denies counts where c is the innermost mapping there (a mapping
+     * placed inside c decides its own pages, and is visited in its turn) */
+    while (page < end && !protmap_all(&MAPINFO(c)->pm, page, end - page, bits, &bad)) {
+      uintptr_t p = clo + bad * ps > a ? clo + bad * ps : a;
+      Owner *in = map_find_push(L, p, 1);
+      if (in) lua_pop(L, 1);
+      if (in == c) {
+        if (p < first_bad) first_bad = p;
+        break;
+      }
+      page = bad + 1;
+    }
+  }
+  lua_pop(L, 1);
+  if (first_bad == UINTPTR_MAX) return 0;
+  *at = first_bad;
+  return 1;
+}
+
 /* After o's pages [addr, addr+len) were given protection prot: the mappings placed inside o
  * that lie in the range had their pages changed too (one mprotect covers them), so their records
  * follow, and a snapshot of theirs arms the pages that became writable. */

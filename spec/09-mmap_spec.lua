@@ -1311,6 +1311,34 @@ describe("MAP_FIXED", function()
     b:free()
   end)
 
+  it("a write through the parent onto a read-only mapping placed inside is refused before any byte moves (new user)", function()
+    local P = anon(4)
+    local C = assert(M.mmap(P:address() + ps, ps, M.PROT_READ, PA | M.MAP_FIXED, -1, 0))
+    local ok, err = pcall(P.fill, P, 7)
+    assert.is_false(ok)
+    assert.matches(("write to read-only memory at 0x%x (page 1 of the mapping, which a mapping placed "
+                    .. "inside it (MAP_FIXED) holds, is not writable"):format(P:address() + ps), err, 1, true)
+    assert.equal(0, P[0]) -- nothing written: not page 0 before the fault at page 1
+    assert.equal(P, P:fill(7, 2 * ps))   -- the pages past it are the parent's own
+    -- a writable mapping placed inside the read-only one decides its own page
+    local D = assert(M.mmap(C:address(), ps, RW, PA | M.MAP_FIXED, -1, 0))
+    assert.equal(P, P:fill(8))
+    assert.equal(8, P[ps])
+    D:unmap()                            -- its page is C's again: read-only, and zero
+    H.raises("which a mapping placed inside it (MAP_FIXED) holds, is not writable", P.fill, P, 9)
+    assert.equal(8, P[0])
+    C:protect("rw")                      -- the record follows C's protection
+    assert.equal(P, P:fill(9))
+    C:protect("none")                    -- and a copy from it is refused before it writes
+    local dst = M.malloc(2 * ps)
+    dst:fill(1)
+    H.raises("read of inaccessible memory", dst.copy, dst, 0, P, 0, 2 * ps)
+    assert.equal(1, dst[0])
+    dst:free()
+    C:unmap()
+    P:free()
+  end)
+
   it("shows in b:mapinfo() (inside, holds), and M.munmap by address takes the innermost", function()
     local parent = anon(4)
     assert.is_false(parent:mapinfo().inside)
