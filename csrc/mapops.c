@@ -174,21 +174,41 @@ static int loses_data(const MapInfo *mi, int advice) {
   return (mi->flags & MAP_ANONYMOUS) || mi->ever_writable;
 }
 
-/* Refuses an advice that loses data (loses_data) over [off, off+len) of o when part of it is
- * read-only: memlab counts it as a write there. C's madvise does it; the message says so. */
-static void check_lossy_advice(lua_State *L, const Owner *o, size_t off, size_t len, int advice) {
+/* Whether the advice could lose data somewhere (loses_data of some mapping). */
+static int lossy_kind(int advice) {
+  return advice == MADV_DONTNEED || advice == MADV_FREE || advice == MADV_DONTNEED_LOCKED ||
+         advice == MADV_REMOVE;
+}
+
+/* For map_inner_denies: a mapping placed inside whose pages the advice at ud would lose. */
+static int inner_loses(const Owner *c, const void *advice) {
+  return loses_data(MAPINFO(c), *(const int *)advice);
+}
+
+/* Refuses an advice that loses data over [off, off+len) of o when part of it is read-only:
+ * memlab counts it as a write there. C's madvise does it; the message says so. The outer
+ * mapping's own record counts when it loses data itself (outer); the mappings placed inside the
+ * range (MAP_FIXED) each by their own kind and record, as the advice reaches them too. */
+static void check_lossy_advice(lua_State *L, const Owner *o, size_t off, size_t len, int advice,
+                               int outer) {
   size_t ps = sys_pagesize(), first = off / ps, bad;
-  if (len == 0 || protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, OWN_PROT_WRITE,
-                              &bad))
-    return;
+  uintptr_t inner;
+  const char *held = "";
+  if (len == 0) return;
+  if (!outer || protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, OWN_PROT_WRITE,
+                            &bad)) {
+    if (!map_inner_denies(L, o, off, len, OWN_PROT_WRITE, inner_loses, &advice, &inner)) return;
+    bad = (size_t)(inner - (uintptr_t)o->base) / ps;
+    held = ", which a mapping placed inside it (MAP_FIXED) holds,";
+  }
   const char *name = advice == MADV_REMOVE        ? "MADV_REMOVE"
                      : advice == MADV_FREE        ? "MADV_FREE"
                      : advice == MADV_DONTNEED    ? "MADV_DONTNEED"
                                                   : "MADV_DONTNEED_LOCKED";
   luaL_error(L, "madvise: %s at %s is refused: it would discard bytes of read-only memory (page %d "
-             "of the mapping is not writable), which memlab counts as a write to read-only memory "
-             "(C's madvise would do it: make the pages writable first)", name,
-             addr_text((uintptr_t)(o->base + bad * ps)).s, (int)bad);
+             "of the mapping%s is not writable), which memlab counts as a write to read-only "
+             "memory (C's madvise would do it: make the pages writable first)", name,
+             addr_text((uintptr_t)(o->base + bad * ps)).s, (int)bad, held);
 }
 
 /* The advice memlab passes on: each one's effect on the mapping is known (a new one, such as
@@ -243,10 +263,13 @@ static int mapops_advise(lua_State *L) {
     if (err) return push_syserror(L, "madvise", err);
     return lua_settop(L, 1), 1;
   }
-  if (loses_data(MAPINFO(r.o), (int)advice)) {
+  /* the mapping's own pages, and those of mappings placed inside the range, which the advice
+   * reaches too: a shared outer mapping loses nothing, a private one placed inside it does */
+  int outer = loses_data(MAPINFO(r.o), (int)advice);
+  if (outer || (lossy_kind((int)advice) && map_has_inner(L, r.o))) {
     size_t ps = sys_pagesize(), start = r.first * ps, n = r.npages * ps;
     if (start + n > r.o->size) n = r.o->size - start; /* the tail past size is not the user's */
-    check_lossy_advice(L, r.o, start, n, (int)advice);
+    check_lossy_advice(L, r.o, start, n, (int)advice, outer);
     int serr = snap_before_change(r.o, start, n);
     if (serr) return snap_refusal(L, serr, "advise");
   }

@@ -60,11 +60,12 @@ size_t map_extent(uintptr_t addr);
 void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, size_t len,
                        int prot);
 int map_has_inner(lua_State *L, const Owner *o);
-/* Whether a mapping placed inside o (MAP_FIXED) lacks every bit of `bits` (OWN_PROT_*) somewhere
- * in o's [off, off+len), where it is the innermost mapping: the first such address in *at. Its
- * pages are not o's record's, and a write through o would fault part-way. */
+/* Whether a mapping placed inside o (MAP_FIXED), of those pred(c, ud) takes (all when pred is
+ * NULL), lacks every bit of `bits` (OWN_PROT_*) somewhere in o's [off, off+len), where it is the
+ * innermost mapping: the first such address in *at. Its pages are not o's record's, and a write
+ * through o would fault part-way. */
 int map_inner_denies(lua_State *L, const Owner *o, size_t off, size_t len, unsigned bits,
-                     uintptr_t *at);
+                     int (*pred)(const Owner *c, const void *ud), const void *ud, uintptr_t *at);
 /* Releases every mapping placed inside o, deepest first: each hands its pages back to the one it
  * sits in (as b:unmap does), so o's range is one kernel mapping again with o's protection, and
  * no dead inner mapping leaves its own protection or armed snapshot behind. 0 or an errno. */

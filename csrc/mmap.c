@@ -311,7 +311,7 @@ static int depth_in(const Owner *o, const Owner *anc) {
 }
 
 int map_inner_denies(lua_State *L, const Owner *o, size_t off, size_t len, unsigned bits,
-                     uintptr_t *at) {
+                     int (*pred)(const Owner *c, const void *ud), const void *ud, uintptr_t *at) {
   if (!NESTED() || len == 0) return 0;
   size_t ps = sys_pagesize();
   uintptr_t lo = (uintptr_t)o->base + off, hi = lo + len, first_bad = UINTPTR_MAX;
@@ -320,7 +320,8 @@ int map_inner_denies(lua_State *L, const Owner *o, size_t off, size_t len, unsig
   while (lua_next(L, -2)) {
     const Owner *c = (const Owner *)lua_touserdata(L, -2);
     lua_pop(L, 1);
-    if (c->kind != &mmap_kind || !owner_alive(c) || !depth_in(c, o)) continue;
+    if (c->kind != &mmap_kind || !owner_alive(c) || !depth_in(c, o) || (pred && !pred(c, ud)))
+      continue;
     uintptr_t clo = (uintptr_t)c->base, chi = clo + MAPINFO(c)->maplen;
     uintptr_t a = lo > clo ? lo : clo, b = hi < chi ? hi : chi;
     if (a >= b) continue;

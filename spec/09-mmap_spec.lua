@@ -1339,6 +1339,33 @@ describe("MAP_FIXED", function()
     P:free()
   end)
 
+  it("a discarding advice through the parent counts for the private mappings placed inside it (red-team review)", function()
+    -- a shared parent loses nothing to DONTNEED, a private anonymous child placed inside it does:
+    -- refused on the child's read-only pages, and the child's armed snapshot saves them first
+    for _, flags in ipairs { M.MAP_SHARED | M.MAP_ANONYMOUS, PA } do
+      local outer = anon(4, RW, flags)
+      local inner = assert(M.mmap(outer:address() + ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+      inner:write(0, "before")
+      inner:protect("r")
+      local s = inner:snapshot()
+      local ok, err = pcall(outer.advise, outer, M.MADV_DONTNEED)
+      assert.is_false(ok)
+      assert.matches(("madvise: MADV_DONTNEED at 0x%x is refused: it would discard bytes of read-only "
+                      .. "memory (page 1 of the mapping, which a mapping placed inside it (MAP_FIXED) "
+                      .. "holds, is not writable)"):format(outer:address() + ps), err, 1, true)
+      H.raises("is refused", M.madvise, outer, 0, 4 * ps, M.MADV_DONTNEED_LOCKED)
+      assert.equal("before", inner:read(0, 6))
+      inner:protect("rw")
+      assert.equal(outer, outer:advise(M.MADV_DONTNEED))
+      assert.equal(("\0"):rep(6), inner:read(0, 6)) -- dropped, as the kernel does
+      assert.equal("before", s:read(0, 6))         -- but the snapshot saved it first
+      assert.equal(1, s:copied())
+      s:free()
+      inner:unmap()
+      outer:free()
+    end
+  end)
+
   it("shows in b:mapinfo() (inside, holds), and M.munmap by address takes the innermost", function()
     local parent = anon(4)
     assert.is_false(parent:mapinfo().inside)
