@@ -216,7 +216,8 @@ AddrText addr_text(uintptr_t a) {
 
 /* An address argument: nil (NULL), an integer, or a live buffer (its start). */
 const void *arg_address(lua_State *L, int idx) {
-  if (lua_isnoneornil(L, idx)) return NULL;
+  /* nil is most often a failed call's result, not C's NULL (which is 0 here): said so */
+  if (lua_isnoneornil(L, idx)) arg_typeerror(L, idx, "address or buffer");
   if (buf_test(L, idx)) {
     size_t len;
     return buf_span(L, idx, &len, NULL);

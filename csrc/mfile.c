@@ -254,8 +254,10 @@ static int mfile_seal(lua_State *L) {
     return push_syserrorf(L, "seal", err, "the file takes no more seals: it carries F_SEAL_SEAL "
                           "(as a memfd made without M.MFD_ALLOW_SEALING, or a shm_open file, does)");
   if (err == EBUSY)
-    return push_syserrorf(L, "seal", err, "F_SEAL_WRITE while a shared writable mapping of the "
-                          "file exists: unmap it, or map it read-only, first");
+    return push_syserrorf(L, "seal", err, "F_SEAL_WRITE while a shared mapping of the file that "
+                          "could be made writable exists (MAP_SHARED of a descriptor open for "
+                          "writing, even one mapped read-only): unmap it first; MAP_PRIVATE "
+                          "mappings do not count");
   if (err == EINVAL)
     return push_syserrorf(L, "seal", err, "seals are F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, "
                           "F_SEAL_WRITE and F_SEAL_FUTURE_WRITE, on a memfd");

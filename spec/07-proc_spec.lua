@@ -441,7 +441,8 @@ describe("M.peek()", function()
       assert.matches((" at 0x%x %%(peek of 0x%x, 1 byte%s%%)$"):format(addr, addr, null), err)
     end
     H.raises("(peek of 0x8, 2 bytes: a NULL pointer, or a small offset from one)", M.peek, 8, 2)
-    H.raises("memory fault", M.peek, nil)
+    H.raises("memory fault", M.peek, 0)
+    H.raises("address or buffer expected, got nil (did the call that made it fail?", M.peek, nil)
     -- the interpreter lives on
     local b = H.buffer_of("alive")
     assert.equal("alive", M.peek(b, 5))
