@@ -159,7 +159,7 @@ int alloc_optboolean(lua_State *L, const char *k, int def) {
   return t == LUA_TNIL ? def : v;
 }
 
-void alloc_checkopts(lua_State *L, const char *what, const char *const known[]) {
+void alloc_checkopts(lua_State *L, const char *const known[]) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_pushnil(L);
   while (lua_next(L, 1)) {
@@ -176,8 +176,8 @@ void alloc_checkopts(lua_State *L, const char *what, const char *const known[]) 
         luaL_addstring(&lb, *k);
       }
       luaL_pushresult(&lb);
-      luaL_error(L, "bad argument #1 to '%s' (unknown option '%s'; it takes %s)", what, bad,
-                 lua_tostring(L, -1));
+      luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'; it takes %s", bad,
+                                          lua_tostring(L, -1)));
     }
   }
 }
@@ -583,9 +583,9 @@ static int la_tostring(lua_State *L) {
   const void *base;
   size_t size, max;
   a->ops->bounds(&a->u, &base, &size, &max);
-  lua_pushfstring(L, ALLOCATOR_T ": %s (%s, %s source) at %p, %I bytes, %I blocks live",
+  lua_pushfstring(L, ALLOCATOR_T ": %s (%s, %s source) at %p, %I bytes, %I block%s live",
                   a->ops->name, a->ops->describe(&a->u), ml_src_kindname(&a->src), base,
-                  (lua_Integer)size, (lua_Integer)st.live_blocks);
+                  (lua_Integer)size, (lua_Integer)st.live_blocks, st.live_blocks == 1 ? "" : "s");
   return 1;
 }
 

@@ -90,7 +90,7 @@ int alloc_opterror(lua_State *L, const char *k, const char *why);
 size_t alloc_optsize(lua_State *L, const char *k, size_t def);
 size_t alloc_optpositive(lua_State *L, const char *k); /* 0 when absent; 0 given raises */
 /* The options table at 1 is a table whose keys are all in known (NULL-ended); others raise. */
-void alloc_checkopts(lua_State *L, const char *what, const char *const known[]);
+void alloc_checkopts(lua_State *L, const char *const known[]);
 const char *alloc_optstring(lua_State *L, const char *k, const char *def, char *buf, size_t n);
 int alloc_optboolean(lua_State *L, const char *k, int def);
 /* Block release, shared by the three block kinds. */

@@ -53,7 +53,7 @@ static int lbd_new(lua_State *L) {
     lua_settop(L, 0);
     lua_newtable(L);
   }
-  alloc_checkopts(L, "buddy", known);
+  alloc_checkopts(L, known);
   size_t size = alloc_optsize(L, "size", (size_t)1 << 20);
   bd_config cfg;
   memset(&cfg, 0, sizeof cfg);

@@ -62,7 +62,7 @@ static int lfl_new(lua_State *L) {
     lua_settop(L, 0);
     lua_newtable(L);
   }
-  alloc_checkopts(L, "freelist", known);
+  alloc_checkopts(L, known);
   size_t size = alloc_optsize(L, "size", (size_t)64 << 20);
   fl_config cfg;
   memset(&cfg, 0, sizeof cfg);

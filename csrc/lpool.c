@@ -46,9 +46,17 @@ static const AllocOps pool_ops = {
  * (with grow, more slabs of count blocks are added when it is full, up to max blocks) */
 static int lpool_new(lua_State *L) {
   static const char *const known[] = {"block", "count", "grow", "max", NULL};
-  alloc_checkopts(L, "pool", known);
+  alloc_checkopts(L, known);
   pool_config cfg;
   memset(&cfg, 0, sizeof cfg);
+  /* a pool has no default block size or count: a missing one says so (not "out of range") */
+  for (const char *const *k = (const char *const[]){"block", "count", NULL}; *k; k++) {
+    int absent = lua_getfield(L, 1, *k) == LUA_TNIL;
+    lua_pop(L, 1);
+    if (absent)
+      luaL_argerror(L, 1, lua_pushfstring(L, "%s needed (a pool holds count blocks of block "
+                                             "bytes), got no value", *k));
+  }
   cfg.block = alloc_optsize(L, "block", 0);
   cfg.count = alloc_optsize(L, "count", 0);
   cfg.max_blocks = alloc_optpositive(L, "max");

@@ -149,8 +149,10 @@ static int proc_peek(lua_State *L) {
   const unsigned char *addr = (const unsigned char *)arg_address(L, 1);
   size_t n = arg_optsize(L, 2, 1);
   luaL_argcheck(L, n <= PEEK_MAX, 2, "length out of range (a peek reads at most 1 GiB)");
-  luaL_argcheck(L, (uintptr_t)addr <= UINTPTR_MAX - n, 2,
-                "out of range (the range wraps past the top of the address space)");
+  if ((uintptr_t)addr > UINTPTR_MAX - n) /* the address is the odd one: -1 is no address */
+    luaL_argerror(L, 1, lua_pushfstring(L, "address out of range (%s + %I %s wraps past the top "
+                                           "of the address space)", addr_text((uintptr_t)addr).s,
+                                        (lua_Integer)n, BYTES(n)));
   luaL_Buffer lb;
   char *dst = luaL_buffinitsize(L, &lb, n);
   PeekArgs a = {(unsigned char *)dst, addr, n};

@@ -685,7 +685,8 @@ static int snap_tostring(lua_State *L) {
   else if (s->dead)
     lua_pushliteral(L, SNAP_T " (its mapping is gone)");
   else
-    lua_pushfstring(L, SNAP_T ": %I pages, %I copied", (lua_Integer)s->npages, (lua_Integer)s->ncopied);
+    lua_pushfstring(L, SNAP_T ": %I page%s, %I copied", (lua_Integer)s->npages,
+                    s->npages == 1 ? "" : "s", (lua_Integer)s->ncopied);
   return 1;
 }
 

@@ -102,9 +102,9 @@ local function summary(a, blocks)
   for _, b in ipairs(blocks) do
     if b.state == "free" then free = free + b.count else used = used + b.count end
   end
-  return ("%d blocks: %d used (%s requested, %s granted), %d free (%s, largest %s); " ..
+  return ("%d block%s: %d used (%s requested, %s granted), %d free (%s, largest %s); " ..
           "footprint %s, internal fragmentation %s, external %.0f%%")
-    :format(used + free, used, human(st.live_bytes), human(st.granted_bytes), free,
+    :format(used + free, used + free == 1 and "" or "s", used, human(st.live_bytes), human(st.granted_bytes), free,
             human(st.free_bytes), human(st.largest_free), human(st.footprint),
             human(st.internal_frag), st.external_frag * 100)
 end
