@@ -13,15 +13,6 @@
 #define CAP_IPC_LOCK_BIT 14 /* (linux/capability.h) */
 #define UNKNOWN SIZE_MAX
 
-/* The bytes of address space below the line mmap places mappings under (47 bits on x86-64 and
- * 48 on arm64, with 4-level page tables or without a hint above the line). */
-#if SIZE_MAX <= 0xffffffffu
-#define USER_SPACE SIZE_MAX /* (no such check) */
-#elif defined(__aarch64__)
-#define USER_SPACE ((size_t)1 << 48)
-#else
-#define USER_SPACE ((size_t)1 << 47)
-#endif
 
 /* What /proc/self/status says of the process, in bytes; UNKNOWN when it cannot be read (no
  * file descriptor left, say). cap: whether CAP_IPC_LOCK is in effect, which lifts

@@ -20,6 +20,16 @@ enum { NOMEM_DATA = 1, NOMEM_COMMIT = 2, NOMEM_STRICT = 4, NOMEM_MAPS = 8 };
  * why as nomem_why says it; the bare triple when it has nothing to say. */
 int nomem_error(lua_State *L, const char *what, int err, size_t len, unsigned counts);
 
+/* The bytes of address space below the line mmap places mappings under (47 bits on x86-64 and
+ * 48 on arm64, with 4-level page tables or without a hint above the line). */
+#if SIZE_MAX <= 0xffffffffu
+#define USER_SPACE SIZE_MAX /* (no such check) */
+#elif defined(__aarch64__)
+#define USER_SPACE ((size_t)1 << 48)
+#else
+#define USER_SPACE ((size_t)1 << 47)
+#endif
+
 /* Why a request of len more bytes was refused with err, pushed; NULL (nothing pushed) when no
  * limit explains it. EAGAIN (from a mapping call: a locked mapping): RLIMIT_MEMLOCK, as
  * lock_error says it. ENOMEM: the limit it would pass: the address space, RLIMIT_MEMLOCK under

@@ -124,6 +124,10 @@ int mmap_remap(lua_State *L) {
                           "past its %I bytes: its memory object keeps that size, and the pages "
                           "past it would raise SIGBUS (map a memfd and truncate it instead)",
                           (lua_Integer)mi->shared_anon);
+  /* more than the address space holds: said so, not as a growth into the stack's room */
+  if (newmap > mi->maplen && newmap - mi->maplen > USER_SPACE)
+    return nomem_error(L, "mremap", ENOMEM, newmap - mi->maplen,
+                       map_counts(mi->ever_writable, mi->flags, mi->shared_anon != 0));
   /* mremap grows in place whenever it can, even with MREMAP_MAYMOVE */
   if (newmap > mi->maplen && in_stack_room((uintptr_t)o->base + mi->maplen, newmap - mi->maplen))
     return push_syserrorf(L, "mremap", ENOMEM, "growing this mapping in place would reach into the "

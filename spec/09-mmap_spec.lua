@@ -1189,6 +1189,8 @@ describe("b:unmap() and M.munmap()", function()
     H.raises("flags must be 0 or M.MREMAP_MAYMOVE", a.remap, a, ps, 3)
     H.raises("boolean or MREMAP_* flags expected, got string", a.remap, a, ps, "yes")
     refused(M.EINVAL, "the new length must be greater than 0", a:remap(0))
+    -- more than the address space: said so, not as a growth into the stack's room (red-team review)
+    refused(M.ENOMEM, "bytes of address space a process has", a:remap(1 << 62, true))
     assert.equal(4 * ps, #a)
     a:unmap()
     if blocker then blocker:unmap() end
