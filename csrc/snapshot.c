@@ -39,7 +39,13 @@ struct Snapshot {
   volatile int claim_err; /* errno of the claimer's last refused mprotect (for the message) */
   int dead;               /* its mapping went away: the snapshot can no longer be read */
   const char *why;        /* why it ended while its mapping lives on, or NULL */
+  Site freed_at;          /* where s:free() or __close released it ("" until then) */
 };
+
+/* " (freed at x.lua:12)" for a message about a freed snapshot, or "" when no Lua line freed it */
+static const char *freed_note(lua_State *L, const Snapshot *s) {
+  return s && s->freed_at.where[0] ? lua_pushfstring(L, " (freed at %s)", s->freed_at.where) : "";
+}
 
 /* The armed snapshots of the process, and each slot's range [lo, hi). A C program may run Lua
  * states on several threads: a slot is taken by compare-and-swap, and every walk (the fault
@@ -447,7 +453,7 @@ static Snapshot *snap_of(lua_State *L, int idx) {
 
 static Snapshot *check_snap(lua_State *L, int idx) {
   Snapshot *s = snap_of(L, idx);
-  if (!s || !s->copy) luaL_error(L, "attempt to use a freed snapshot");
+  if (!s || !s->copy) luaL_error(L, "attempt to use a freed snapshot%s", freed_note(L, s));
   if (s->why) luaL_error(L, "attempt to use a snapshot that ended: %s", s->why);
   if (s->dead || !owner_alive(s->o))
     luaL_error(L, "attempt to use a snapshot of a mapping that is gone");
@@ -653,10 +659,11 @@ static int snap_restore(lua_State *L) {
 
 static int snap_free(lua_State *L) {
   Snapshot *s = snap_of(L, 1);
-  if (!s || !s->copy) return luaL_error(L, "double free of a snapshot");
+  if (!s || !s->copy) return luaL_error(L, "double free of a snapshot%s", freed_note(L, s));
   int err = disarm(s, 1); /* refused: the snapshot stays armed and whole */
   if (err) return push_syserror(L, "mprotect", err);
   snap_release(s);
+  site_capture(L, &s->freed_at);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -674,14 +681,18 @@ static int snap_gc(lua_State *L) {
 /* __close: release once, keep the struct (the handle may still be used, and raise). */
 static int snap_close(lua_State *L) {
   Snapshot *s = snap_of(L, 1);
-  if (s && s->copy) snap_release(s);
+  if (s && s->copy) {
+    snap_release(s);
+    site_capture(L, &s->freed_at);
+  }
   return 0;
 }
 
 static int snap_tostring(lua_State *L) {
   Snapshot *s = snap_of(L, 1);
   if (!s || !s->copy)
-    lua_pushliteral(L, SNAP_T " (freed)");
+    lua_pushfstring(L, SNAP_T " (freed%s%s)", s && s->freed_at.where[0] ? " at " : "",
+                    s ? s->freed_at.where : "");
   else if (s->dead)
     lua_pushliteral(L, SNAP_T " (its mapping is gone)");
   else
