@@ -62,7 +62,8 @@ const char *arg_cstring(lua_State *L, int idx) {
 /* A size: an integer in [0, PTRDIFF_MAX]. Anything larger cannot be an object size in C. */
 size_t arg_size(lua_State *L, int idx) {
   lua_Integer n = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, n >= 0 && (uint64_t)n <= (uint64_t)PTRDIFF_MAX, idx, "size out of range");
+  if (n < 0 || (uint64_t)n > (uint64_t)PTRDIFF_MAX) /* the value, as the range errors say theirs */
+    luaL_argerror(L, idx, lua_pushfstring(L, "size out of range (%I; a size is 0 or more)", n));
   return (size_t)n;
 }
 

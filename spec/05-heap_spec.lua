@@ -244,7 +244,7 @@ describe("M.realloc()", function()
   it("with nil names the size as argument #2, also when both are missing", function()
     H.raises("bad argument #2 to 'fn' (number expected, got no value)", M.realloc)
     H.raises("bad argument #2 to 'fn' (number expected, got no value)", M.realloc, nil)
-    H.raises("bad argument #2 to 'fn' (size out of range)", M.realloc, nil, -1)
+    H.raises("bad argument #2 to 'fn' (size out of range (-1; a size is 0 or more))", M.realloc, nil, -1)
   end)
 
   it("frees the block for size 0 and returns nil", function()

@@ -744,7 +744,7 @@ describe("M.map{}", function()
     it("M.mmap's misuse, said in map's terms: the field, from the caller's line", function()
       local ok, err = pcall(M.map, { length = -1 })
       assert.is_false(ok)
-      assert.equal("bad argument #1 to 'map' (length: size out of range)", err)
+      assert.equal("bad argument #1 to 'map' (length: size out of range (-1; a size is 0 or more))", err)
       local line = debug.getinfo(1, "l").currentline + 1
       ok, err = pcall(function() local b = M.map { length = ps, addr = "here" }; return b end)
       assert.equal(("spec/09-mmap_spec.lua:%d: bad argument #1 to 'map' (addr: number expected, got string)"):format(line),
