@@ -292,12 +292,30 @@ static int mapops_advise(lua_State *L) {
   return 1;
 }
 
-/* b:lock([off, len]) / b:unlock([off, len]) -> b | nil, msg, errno */
-static int mapops_lock(lua_State *L) {
+/* mlock2's flags at idx (absent: 0, plain mlock): a C int, or raises */
+static lua_Integer check_lock_flags(lua_State *L, int idx) {
+  lua_Integer flags = luaL_optinteger(L, idx, 0);
+  luaL_argcheck(L, flags >= 0 && flags <= INT_MAX, idx, "flags out of range");
+  return flags;
+}
+
+/* M.mlock2's flags, which C's mlock2 needs too */
+static lua_Integer check_lock2_flags(lua_State *L, int idx) {
+  luaL_checkinteger(L, idx);
+  return check_lock_flags(L, idx);
+}
+
+/* Locks the range at (ioff, ilen) of the mapping at 1 with mlock, or mlock2 and its flags
+ * (MLOCK_ONFAULT: the pages are locked as they are touched, not brought in now). */
+static int lock_range(lua_State *L, int ioff, int ilen, lua_Integer flags) {
+  const char *fname = flags ? "mlock2" : "mlock";
   Range r;
-  get_range(L, 2, 3, 0, "lock", &r);
+  get_range(L, ioff, ilen, 0, "lock", &r);
+  if (flags & ~(lua_Integer)MLOCK_ONFAULT) /* what the kernel answers, saying why */
+    return push_syserrorf(L, fname, EINVAL, "flags %I has bits other than MLOCK_ONFAULT", flags);
   if (r.npages == 0) return lua_settop(L, 1), 1;
-  int err = sys_mlock(page_addr(&r), r.npages * sys_pagesize());
+  int err = flags ? sys_mlock2(page_addr(&r), r.npages * sys_pagesize(), (unsigned)flags)
+                  : sys_mlock(page_addr(&r), r.npages * sys_pagesize());
   if (err == ENOMEM) { /* the kernel locks PROT_NONE pages but cannot bring them in: ENOMEM */
     const ProtMap *pm = r.o->protmap;
     for (size_t p = r.first; p < r.first + r.npages; p = protmap_runend(pm, p))
@@ -308,10 +326,16 @@ static int mapops_lock(lua_State *L) {
                               "locked, and come in when touched)",
                               (lua_Integer)p);
   }
-  if (err) return lock_error(L, "mlock", err, r.npages * sys_pagesize());
+  if (err) return lock_error(L, fname, err, r.npages * sys_pagesize());
   lua_settop(L, 1);
   return 1;
 }
+
+/* b:lock([off, len [, flags]]) -> b | nil, msg, errno: mlock, or mlock2 with flags */
+static int mapops_lock(lua_State *L) { return lock_range(L, 2, 3, check_lock_flags(L, 4)); }
+
+/* (b, flags, off, len), as the C-shaped M.mlock2 hands it over (c_shaped) */
+static int mapops_lock2(lua_State *L) { return lock_range(L, 3, 4, lua_tointeger(L, 2)); }
 
 static int mapops_unlock(lua_State *L) {
   Range r;
@@ -459,9 +483,14 @@ static int c_shaped(lua_State *L, const CShape *c) {
   }
   int isbuf = buf_test(L, 1) != NULL; /* before the settop: a missing argument is "no value" */
   if (!isbuf && lua_type(L, 1) != LUA_TNUMBER) arg_typeerror(L, 1, "buffer or address");
+  /* the last argument of C's call is missing: said so, after the length (msync's flags alone
+   * default, to MS_SYNC) */
+  int xmissing = has_x && lua_isnone(L, 3) && c->xcheck != check_sync_flags;
   lua_settop(L, 3);
   size_t len = arg_size(L, 2), blen = 0, ps = sys_pagesize();
-  if (has_x) luaL_checkany(L, 3);
+  if (xmissing)
+    luaL_argerror(L, 3, lua_pushfstring(L, "%s expected, got no value",
+                                        c->xname ? c->xname : "advice"));
   uintptr_t start = 0, addr;
   const Owner *past = NULL; /* the mapping addr lies in, when the range runs past its end */
   if (isbuf) {
@@ -507,11 +536,14 @@ static const CShape shape_msync = {mapops_sync, "msync", 1, check_sync_flags, "f
 static const CShape shape_madvise = {mapops_advise, "madvise", 1, check_advice, NULL, NULL, NULL};
 static const CShape shape_mlock = {mapops_lock, "mlock", 0, NULL, NULL, NULL, NULL};
 static const CShape shape_munlock = {mapops_unlock, "munlock", 0, NULL, NULL, NULL, NULL};
+static const CShape shape_mlock2 = {mapops_lock2, "mlock2", 0, check_lock2_flags, "flags",
+                                    "flags out of range", NULL};
 static int mapops_mprotect(lua_State *L) { return c_shaped(L, &shape_mprotect); }
 static int mapops_msync(lua_State *L) { return c_shaped(L, &shape_msync); }
 static int mapops_madvise(lua_State *L) { return c_shaped(L, &shape_madvise); }
 static int mapops_mlock(lua_State *L) { return c_shaped(L, &shape_mlock); }
 static int mapops_munlock(lua_State *L) { return c_shaped(L, &shape_munlock); }
+static int mapops_mlock2(lua_State *L) { return c_shaped(L, &shape_mlock2); }
 
 /* M.mlockall(flags) / M.munlockall() -> true | nil, msg, errno */
 static int mapops_mlockall(lua_State *L) {
@@ -545,7 +577,8 @@ static const luaL_Reg mapops_methods[] = {
 
 static const luaL_Reg mapops_funcs[] = {
   {"mprotect", mapops_mprotect}, {"msync", mapops_msync}, {"madvise", mapops_madvise},
-  {"mlock", mapops_mlock}, {"munlock", mapops_munlock}, {"mlockall", mapops_mlockall},
+  {"mlock", mapops_mlock}, {"munlock", mapops_munlock}, {"mlock2", mapops_mlock2},
+  {"mlockall", mapops_mlockall},
   {"munlockall", mapops_munlockall}, {NULL, NULL}};
 
 static const ConstReg mapops_consts[] = {
@@ -557,7 +590,8 @@ static const ConstReg mapops_consts[] = {
   MLCONST(MADV_WIPEONFORK), MLCONST(MADV_KEEPONFORK), MLCONST(MADV_COLD), MLCONST(MADV_PAGEOUT),
   MLCONST(MADV_POPULATE_READ), MLCONST(MADV_POPULATE_WRITE), MLCONST(MADV_DONTNEED_LOCKED),
   MLCONST(MADV_COLLAPSE),
-  MLCONST(MCL_CURRENT), MLCONST(MCL_FUTURE), MLCONST(MCL_ONFAULT), {NULL, 0}};
+  MLCONST(MCL_CURRENT), MLCONST(MCL_FUTURE), MLCONST(MCL_ONFAULT), MLCONST(MLOCK_ONFAULT),
+  {NULL, 0}};
 
 int mapops_open(lua_State *L) {
   set_funcs(L, mapops_funcs);

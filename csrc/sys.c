@@ -82,6 +82,9 @@ int sys_madvise(void *addr, size_t len, int advice) {
   return madvise(addr, len, advice) == 0 ? 0 : errno;
 }
 int sys_mlock(const void *addr, size_t len) { return mlock(addr, len) == 0 ? 0 : errno; }
+int sys_mlock2(const void *addr, size_t len, unsigned flags) {
+  return mlock2(addr, len, flags) == 0 ? 0 : errno;
+}
 int sys_munlock(const void *addr, size_t len) { return munlock(addr, len) == 0 ? 0 : errno; }
 int sys_mlockall(int flags) { return mlockall(flags) == 0 ? 0 : errno; }
 int sys_munlockall(void) { return munlockall() == 0 ? 0 : errno; }

@@ -44,6 +44,7 @@ int sys_mprotect(void *addr, size_t len, int prot);
 int sys_msync(void *addr, size_t len, int flags);
 int sys_madvise(void *addr, size_t len, int advice);
 int sys_mlock(const void *addr, size_t len);
+int sys_mlock2(const void *addr, size_t len, unsigned flags);
 int sys_munlock(const void *addr, size_t len);
 int sys_mlockall(int flags);
 int sys_munlockall(void);

@@ -551,6 +551,45 @@ describe("b:lock() and b:unlock()", function()
     b:free()
   end)
 
+  it("MLOCK_ONFAULT (b:lock's flags, M.mlock2) locks pages as they are touched, not at once", function()
+    if skip_locking_under_asan() then return end
+    local function resident(b)
+      local t = {}
+      for i, r in ipairs(b:resident()) do t[i] = r and 1 or 0 end
+      return table.concat(t)
+    end
+    local b = anon(4)
+    assert.equal(b, b:lock(0, 4 * ps, M.MLOCK_ONFAULT))
+    assert.equal(4 * ps, vmlck())      -- locked: VmLck counts the range
+    assert.equal("0000", resident(b))  -- but nothing brought in
+    b[0] = 1
+    b[2 * ps] = 1
+    assert.equal("1010", resident(b))  -- each page as it is touched
+    b:unlock()
+    assert.equal(0, vmlck())
+    -- the C shape, by buffer and by address; flags 0 is mlock
+    assert.equal(b, M.mlock2(b, 2 * ps, M.MLOCK_ONFAULT))
+    assert.equal(2 * ps, vmlck())
+    assert.equal(b, M.mlock2(b:address() + 3 * ps, ps, 0))
+    assert.equal(3 * ps, vmlck())
+    assert.equal("1011", resident(b))  -- flags 0 brought its page in
+    assert.equal(b, M.mlock2(b, ps, 3 * ps, M.MLOCK_ONFAULT)) -- (b, off, len, flags)
+    assert.equal(4 * ps, vmlck())
+    b:unlock()
+    -- flags the kernel refuses are answered, as C's mlock2 is; no C int raises
+    local ok, msg, code = M.mlock2(b, ps, 8)
+    assert.is_nil(ok)
+    assert.equal(M.EINVAL, code)
+    assert.matches("mlock2: Invalid argument (flags 8 has bits other than MLOCK_ONFAULT)", msg, 1, true)
+    ok, msg, code = b:lock(0, ps, 8)
+    assert.equal(M.EINVAL, code)
+    H.raises("flags out of range", M.mlock2, b, ps, -1)
+    H.raises("flags out of range", b.lock, b, 0, ps, math.maxinteger)
+    H.raises("number expected, got string", b.lock, b, 0, ps, "onfault")
+    assert.equal(0, vmlck())
+    b:free()
+  end)
+
   it("unlocking what is not locked is fine", function()
     local b = anon(1)
     assert.equal(b, b:unlock())
@@ -1158,7 +1197,11 @@ describe("the C-shaped forms", function()
         H.raises("not inside a mapping of yours", fn, math.mininteger, 1, x)
         assert.is_true(b:valid(), name)
       end
-      H.raises("number expected", M.mprotect, b, ps)
+      -- C's last argument missing says so, as every missing argument does
+      H.raises("bad argument #3 to 'fn' (prot expected, got no value)", M.mprotect, b, ps)
+      H.raises("bad argument #3 to 'fn' (advice expected, got no value)", M.madvise, b, ps)
+      H.raises("bad argument #3 to 'fn' (flags expected, got no value)", M.mlock2, b, ps)
+      assert.equal(b, M.msync(b, ps)) -- msync's flags default, to MS_SYNC
       H.raises("invalid protection bits", M.mprotect, b, ps, -1)
       H.raises("flags out of range", M.msync, b, ps, -1)
       H.raises("advice out of range", M.madvise, b, ps, -1)
