@@ -47,6 +47,20 @@ unsigned prot_from_sys(int prot);
 /* The live mapping root (not a view) at idx, or raises naming fname. */
 Owner *check_mapping(lua_State *L, int idx, const char *fname, Buffer **pb);
 
+/* The registry of a state's live mappings (mapreg.c). map_register enters the root buffer on
+ * the top of the stack, of owner o (before the kernel maps anything: the walks skip an owner
+ * that is not live yet); map_unregister takes a dead one out at once. map_nested_add counts the
+ * mappings placed inside another (+1 when one is placed, -1 when it is forgotten): while there
+ * are none, the walks over inner mappings are skipped. map_holds: whether mapping o holds all of
+ * [addr, addr+len) as its length now is. map_meets_inner: whether a mapping placed inside
+ * another meets [addr, addr+len) without being parent or one of its ancestors (a new MAP_FIXED
+ * mapping there would take over part of its pages). */
+void map_register(lua_State *L, Owner *o);
+void map_unregister(lua_State *L, const Owner *o);
+void map_nested_add(int delta);
+int map_holds(const Owner *o, uintptr_t addr, size_t len);
+int map_meets_inner(lua_State *L, const Owner *parent, uintptr_t addr, size_t len);
+
 /* Owner of the live mapping holding [addr, addr+len) in this Lua state, or NULL; pushes the
  * mapping's root buffer when it finds one, nothing otherwise. Of mappings placed inside one
  * another with MAP_FIXED, the innermost. map_has_inner: whether one is placed inside o. */

@@ -6,7 +6,8 @@
  * nor MAP_PRIVATE); a file mapping reaching past the end of the file (it would raise SIGBUS on the
  * first access instead of failing now); and MAP_FIXED anywhere but inside a mapping this Lua state
  * owns, since MAP_FIXED silently replaces whatever was there (malloc's heap, Lua's own memory).
- * Each state keeps a weak registry of its live mappings, to find the owner of a raw address. */
+ * Each state keeps a weak registry of its live mappings, to find the owner of a raw address
+ * (mapreg.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -75,17 +76,6 @@ int in_stack_room(uintptr_t addr, size_t len) {
   uintptr_t room = grow + STACK_GUARD_GAP, lo = hi > room ? hi - room : 0;
   return addr < hi && (addr >= lo || len > lo - addr);
 }
-
-static const char mapreg_key = 'M';
-
-/* How many mappings placed inside another (MAP_FIXED) have not been forgotten yet, in this
- * process. While there are none, the walks that look for inner mappings (b:protect, b:remap,
- * b:snapshot, b:mapinfo) are skipped: each visits every mapping the state ever registered, and a
- * script holding 10^4 mappings paid about 0.3 ms per b:protect for them. Atomic: a C program may
- * run Lua states on several threads, and a count that drifted to 0 would let a child outlive its
- * parent's move. */
-static size_t g_nested;
-#define NESTED() __atomic_load_n(&g_nested, __ATOMIC_RELAXED)
 
 int prot_to_sys(unsigned own) {
   return ((own & OWN_PROT_READ) ? PROT_READ : 0) | ((own & OWN_PROT_WRITE) ? PROT_WRITE : 0) |
@@ -185,23 +175,13 @@ static int mmap_release(Owner *o) {
   return 0;
 }
 
-/* Forgets a dead mapping: its registry entry goes at once (setting an existing key to nil
- * allocates nothing), so that the registry holds the live mappings, not every mapping made since
- * the collector last ran: the walks over it (an address's mapping, the mappings inside one) and
- * the table itself grew with them, 1.1 ms per M.mprotect(addr) after 6 million map + free. */
+/* Forgets a dead mapping: its registry entry goes at once (map_unregister), its record after. */
 static void mmap_forget(lua_State *L, Owner *o) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mapreg_key) == LUA_TTABLE) {
-    if (lua_rawgetp(L, -1, o) != LUA_TNIL) {
-      lua_pushnil(L);
-      lua_rawsetp(L, -3, o);
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
+  map_unregister(L, o);
   MapInfo *mi = MAPINFO(o);
   if (mi) {
     if (mi->aside) sys_munmap(mi->aside, mi->maplen); /* its parent died first: not moved back */
-    if (o->parent) __atomic_fetch_sub(&g_nested, 1, __ATOMIC_RELAXED); /* once: ctx goes next */
+    if (o->parent) map_nested_add(-1); /* once: ctx goes next */
     snap_on_release(o);
     protmap_free(&mi->pm);
   }
@@ -219,227 +199,6 @@ static const char *mmap_trait(const Owner *o) {
 }
 
 const MemKind mmap_kind = {"mmap", "unmapped", mmap_release, mmap_forget, MK_GUARDED, mmap_trait};
-
-/* Pushes this state's registry of mappings: { [lightuserdata owner] = root buffer }, weak. */
-static void push_registry(lua_State *L) { push_weak_registry(L, &mapreg_key); }
-
-/* Enters the root buffer on the top of the stack, of owner o, in the registry of mappings. Done
- * before the kernel maps anything: the table may grow, and a memory error once the pages were
- * mapped left a mapping no walk finds (placed inside another, it was missed by its parent's
- * remap, and given back later, MAP_FIXED, where the parent no longer was). The walks skip an
- * owner that is not live yet. */
-static void map_register(lua_State *L, Owner *o) {
-  push_registry(L);
-  lua_pushlightuserdata(L, o);
-  lua_pushvalue(L, -3);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
-}
-
-/* Whether mapping o holds all of [addr, addr+len), as its length now is (a finalizer may have
- * shrunk it: len is compared first, so the subtraction cannot wrap). */
-static int map_holds(const Owner *o, uintptr_t addr, size_t len) {
-  size_t maplen = MAPINFO(o)->maplen;
-  return addr >= (uintptr_t)o->base && len <= maplen && addr - (uintptr_t)o->base <= maplen - len;
-}
-
-static int depth_in(const Owner *o, const Owner *anc);
-
-/* Finds the live mapping holding [addr, addr+len) and pushes its root buffer; NULL (nothing
- * pushed) when no mapping of this state holds the whole range. Of mappings placed inside one
- * another (MAP_FIXED), the innermost: the one whose pages these are. */
-Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
-  lua_pushnil(L); /* the result's slot */
-  int res = lua_gettop(L);
-  push_registry(L);
-  Owner *best = NULL;
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    Owner *o = (Owner *)lua_touserdata(L, -2);
-    if (!owner_alive(o)) { /* gone: forget it (clearing a field during traversal is allowed) */
-      lua_pop(L, 1);
-      lua_pushvalue(L, -1);
-      lua_pushnil(L);
-      lua_rawset(L, -4);
-      continue;
-    }
-    if (o->kind == &mmap_kind && map_holds(o, addr, len) &&
-        (!best || MAPINFO(o)->maplen < MAPINFO(best)->maplen ||
-         (MAPINFO(o)->maplen == MAPINFO(best)->maplen && depth_in(o, best)))) {
-      best = o;
-      lua_copy(L, -1, res);
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, best ? 1 : 2); /* the registry; and the empty slot when nothing was found */
-  return best;
-}
-
-/* Whether a live mapping placed inside another (MAP_FIXED) satisfies pred(c, ud): a walk of the
- * registry that allocates nothing. */
-static int any_inner(lua_State *L, int (*pred)(const Owner *c, const void *ud), const void *ud) {
-  if (!NESTED()) return 0;
-  int found = 0;
-  push_registry(L);
-  lua_pushnil(L);
-  while (!found && lua_next(L, -2)) {
-    const Owner *c = (const Owner *)lua_touserdata(L, -2);
-    found = c->kind == &mmap_kind && c->parent && owner_alive(c) && pred(c, ud);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, found ? 2 : 1);
-  return found;
-}
-
-static int placed_in(const Owner *c, const void *o) {
-  for (const Owner *p = c->parent; p; p = p->parent)
-    if (p == o) return 1;
-  return 0;
-}
-
-/* Whether a live mapping was placed inside o with MAP_FIXED (o is its parent's parent ...). */
-int map_has_inner(lua_State *L, const Owner *o) { return any_inner(L, placed_in, o); }
-
-/* How deep o lies inside anc (1: placed in it directly), or 0 when anc is none of its parents. */
-static int depth_in(const Owner *o, const Owner *anc) {
-  int d = 0;
-  for (const Owner *p = o->parent; p; p = p->parent) {
-    d++;
-    if (p == anc) return d;
-  }
-  return 0;
-}
-
-int map_inner_denies(lua_State *L, const Owner *o, size_t off, size_t len, unsigned bits,
-                     int (*pred)(const Owner *c, const void *ud), const void *ud, uintptr_t *at) {
-  if (!NESTED() || len == 0) return 0;
-  size_t ps = sys_pagesize();
-  uintptr_t lo = (uintptr_t)o->base + off, hi = lo + len, first_bad = UINTPTR_MAX;
-  push_registry(L);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    const Owner *c = (const Owner *)lua_touserdata(L, -2);
-    lua_pop(L, 1);
-    if (c->kind != &mmap_kind || !owner_alive(c) || !depth_in(c, o) || (pred && !pred(c, ud)))
-      continue;
-    uintptr_t clo = (uintptr_t)c->base, chi = clo + MAPINFO(c)->maplen;
-    uintptr_t a = lo > clo ? lo : clo, b = hi < chi ? hi : chi;
-    if (a >= b) continue;
-    size_t page = (a - clo) / ps, end = (b - 1 - clo) / ps + 1, bad;
-    /* each page the record of c denies counts where c is the innermost mapping there (a mapping
-     * placed inside c decides its own pages, and is visited in its turn) */
-    while (page < end && !protmap_all(&MAPINFO(c)->pm, page, end - page, bits, &bad)) {
-      uintptr_t p = clo + bad * ps > a ? clo + bad * ps : a;
-      Owner *in = map_find_push(L, p, 1);
-      if (in) lua_pop(L, 1);
-      if (in == c) {
-        if (p < first_bad) first_bad = p;
-        break;
-      }
-      page = bad + 1;
-    }
-  }
-  lua_pop(L, 1);
-  if (first_bad == UINTPTR_MAX) return 0;
-  *at = first_bad;
-  return 1;
-}
-
-/* After o's pages [addr, addr+len) were given protection prot: the mappings placed inside o
- * that lie in the range had their pages changed too (one mprotect covers them), so their records
- * follow, and a snapshot of theirs arms the pages that became writable. */
-void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, size_t len,
-                       int prot) {
-  if (!NESTED()) return;
-  size_t ps = sys_pagesize();
-  push_registry(L);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    Owner *c = (Owner *)lua_touserdata(L, -2);
-    if (c->kind == &mmap_kind && owner_alive(c) && depth_in(c, o)) {
-      MapInfo *mi = MAPINFO(c);
-      const unsigned char *lo = addr > c->base ? addr : c->base;
-      const unsigned char *hi = addr + len < c->base + mi->maplen ? addr + len : c->base + mi->maplen;
-      if (lo < hi) {
-        size_t first = (size_t)(lo - c->base) / ps, n = ((size_t)(hi - lo) + ps - 1) / ps;
-        protmap_set(&mi->pm, first, n, prot_from_sys(prot));
-        if (prot & PROT_WRITE) mi->ever_writable = 1;
-        snap_after_protect(c, first, n);
-      }
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-}
-
-int map_release_inner(lua_State *L, Owner *o, const char *why) {
-  while (NESTED()) {
-    Owner *deepest = NULL;
-    int best = 0;
-    push_registry(L);
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      Owner *c = (Owner *)lua_touserdata(L, -2);
-      int d = c->kind == &mmap_kind && owner_alive(c) ? depth_in(c, o) : 0;
-      if (d > best) deepest = c, best = d;
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    if (!deepest) return 0;
-    int err = owner_release(L, deepest, why, 1);
-    if (err) return err;
-  }
-  return 0;
-}
-
-/* Allocates nothing: a memory error in the child would send it back into the parent's code, as if
- * the fork had failed (no registry yet: no mapping either). */
-void mmap_after_fork(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mapreg_key) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    Owner *o = (Owner *)lua_touserdata(L, -2);
-    const MapInfo *mi = o->kind == &mmap_kind && o->state == OWNER_LIVE ? MAPINFO(o) : NULL;
-    if (mi && mi->wipeonfork) snap_end_wiped(o->base, mi->maplen);
-    if (mi && mi->dontfork) {
-      /* the outermost: an inner MAP_FIXED mapping leaves a hole in its parents too, and every
-       * mapping inside a dead one is dead (owner_alive) */
-      Owner *root = o;
-      while (root->parent) root = root->parent;
-      if (root->state == OWNER_LIVE) {
-        snap_end_range(root->base, MAPINFO(root)->maplen); /* the inner mappings' ones too */
-        owner_die(L, root, "gone in this child (its pages were advised MADV_DONTFORK): the child "
-                           "was made by M.fork", 1);
-      }
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-}
-
-/* Whether a live mapping placed inside another (MAP_FIXED) meets [addr, addr+len) without being
- * `parent` or one of its ancestors: a new MAP_FIXED mapping there would take over part of that
- * mapping's pages, which it goes on treating as its own (its unmap would hand them back, under
- * the new mapping's feet and past its armed snapshot). */
-typedef struct Placing {
-  const Owner *parent;
-  uintptr_t addr;
-  size_t len;
-} Placing;
-
-static int meets(const Owner *c, const void *ud) {
-  const Placing *pl = (const Placing *)ud;
-  uintptr_t lo = (uintptr_t)c->base, hi = lo + MAPINFO(c)->maplen;
-  return c != pl->parent && !depth_in(pl->parent, c) && lo < pl->addr + pl->len && pl->addr < hi;
-}
-
-static int meets_inner(lua_State *L, const Owner *parent, uintptr_t addr, size_t len) {
-  Placing pl = {parent, addr, len};
-  return any_inner(L, meets, &pl);
-}
 
 /* Raises unless the buffer b at idx (live or not) is a mapping's. */
 static void need_mapping(lua_State *L, int idx, const Buffer *b, const char *fname) {
@@ -608,7 +367,7 @@ static int map_place(lua_State *L, MapReq *r) {
                          "that is not a mapping of yours (place it inside a buffer from "
                          "M.mmap)", addr_text(addr).s);
   r->parent_idx = lua_gettop(L);
-  if (meets_inner(L, parent, addr, maplen))
+  if (map_meets_inner(L, parent, addr, maplen))
     return luaL_error(L, "mmap: MAP_FIXED at %s is refused: it would take over part of another "
                          "mapping placed inside with MAP_FIXED (unmap that one first, or place "
                          "the new one inside it)", addr_text(addr).s);
@@ -693,7 +452,7 @@ static int mmap_mmap(lua_State *L) {
   owner_open(L, o, p, r.length);
   if (parent) {
     o->parent = parent;
-    __atomic_fetch_add(&g_nested, 1, __ATOMIC_RELAXED);
+    map_nested_add(1);
     lua_pushvalue(L, r.parent_idx);
     lua_setiuservalue(L, -2, 1); /* the child anchors its parent */
   }

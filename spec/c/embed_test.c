@@ -471,7 +471,7 @@ static int run_threads(int n, const char *code, char *err, size_t errlen)
     return rc;
 }
 
-/* mmap.c counts the mappings placed inside others (a walk is skipped while there are none): two
+/* mapreg.c counts the mappings placed inside others (a walk is skipped while there are none): two
  * threads placing and releasing them must leave the count exact, or a later child outlives its
  * parent's move and writes into whatever is mapped there next. */
 static void nested_mappings_threads(void)
