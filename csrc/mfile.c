@@ -126,8 +126,17 @@ static int mfile_shm_open(lua_State *L) {
   if (err == ENXIO) /* a socket, or a FIFO opened write-only that no one reads */
     return push_syserrorf(L, "shm_open", ENODEV, "%s is a socket or a fifo without a reader, not "
                           "a shared memory object", name);
-  if (err) return push_syserror(L, "shm_open", err);
   struct stat st;
+  if (err == EINVAL) { /* glibc answers a directory so (its open said EISDIR): said why */
+    const char *path = lua_pushfstring(L, "/dev/shm/%s", name[0] == '/' ? name + 1 : name);
+    if (strchr(name + (name[0] == '/'), '/') != NULL)
+      return push_syserrorf(L, "shm_open", err, "a name has no slash but a leading one: %s",
+                            name);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+      return push_syserrorf(L, "shm_open", err, "%s is a directory, not a shared memory object",
+                            name);
+  }
+  if (err) return push_syserror(L, "shm_open", err);
   int by_type;
   if ((err = opened_check(f, &st, 1, &by_type)) != 0)
     return by_type ? push_syserrorf(L, "shm_open", err, "%s is a %s, not a shared memory object",
