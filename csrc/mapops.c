@@ -155,6 +155,12 @@ static int mapops_sync(lua_State *L) {
   lua_Integer flags = check_sync_flags(L, 2);
   Range r;
   get_range(L, 3, 4, 1, "sync", &r);
+  /* what the kernel answers EINVAL, said why */
+  if (flags & ~(lua_Integer)(MS_SYNC | MS_ASYNC | MS_INVALIDATE))
+    return push_syserrorf(L, "msync", EINVAL, "flags %I has bits other than MS_SYNC, MS_ASYNC and "
+                          "MS_INVALIDATE", flags);
+  if ((flags & MS_SYNC) && (flags & MS_ASYNC))
+    return push_syserrorf(L, "msync", EINVAL, "MS_SYNC and MS_ASYNC together: one or the other");
   if (r.npages == 0) return lua_settop(L, 1), 1;
   int err = sys_msync(page_addr(&r), r.npages * sys_pagesize(), (int)flags);
   if (err) return push_syserror(L, "msync", err);
@@ -283,6 +289,18 @@ static int mapops_advise(lua_State *L) {
     mi->dontfork = 1;
   else if (advice == MADV_WIPEONFORK) /* a child's snapshot of these pages ends (mmap_after_fork) */
     mi->wipeonfork = 1;
+  if (err == EINVAL) { /* the common reasons, said */
+    int priv = (mi->flags & MAP_SHARED_VALIDATE) == MAP_PRIVATE;
+    if (advice == MADV_FREE && !(priv && (mi->flags & MAP_ANONYMOUS)))
+      return push_syserrorf(L, "madvise", err, "MADV_FREE works on private anonymous mappings "
+                            "only; MADV_DONTNEED drops the pages of others");
+    if (advice == MADV_REMOVE && priv)
+      return push_syserrorf(L, "madvise", err, "MADV_REMOVE needs a shared mapping, of shared "
+                            "anonymous memory or of a file system that can punch holes");
+    if (advice == MADV_DONTNEED || advice == MADV_FREE)
+      return push_syserrorf(L, "madvise", err, "the range holds locked pages (b:lock) or pages "
+                            "of huge or special mappings; MADV_DONTNEED_LOCKED drops locked ones");
+  }
   if (err) return push_syserror(L, "madvise", err);
   if (advice == MADV_DOFORK && r.first == 0 && r.npages * sys_pagesize() >= mi->maplen)
     mi->dontfork = 0;
@@ -486,6 +504,7 @@ static int c_shaped(lua_State *L, const CShape *c) {
   /* the last argument of C's call is missing: said so, after the length (msync's flags alone
    * default, to MS_SYNC) */
   int xmissing = has_x && lua_isnone(L, 3) && c->xcheck != check_sync_flags;
+  if (lua_isnone(L, 2)) luaL_checkinteger(L, 2); /* the length: "got no value", not nil */
   lua_settop(L, 3);
   size_t len = arg_size(L, 2), blen = 0, ps = sys_pagesize();
   if (xmissing)
