@@ -102,7 +102,7 @@ static void check_access(lua_State *L, const Owner *o, size_t off, size_t len, u
     size_t ps = sys_pagesize(), first = off / ps, bad;
     uintptr_t inner;
     if (protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, bits, &bad)) {
-      if (!map_inner_denies(L, o, off, len, bits, NULL, NULL, &inner)) return;
+      if (!map_any_nested() || !map_inner_denies(L, o, off, len, bits, NULL, NULL, &inner)) return;
       at = inner - (uintptr_t)o->base;
       where = lua_pushfstring(L, "page %d of the mapping, which a mapping placed inside it "
                                  "(MAP_FIXED) holds,", (int)(at / ps));

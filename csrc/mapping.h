@@ -58,6 +58,12 @@ Owner *check_mapping(lua_State *L, int idx, const char *fname, Buffer **pb);
 void map_register(lua_State *L, Owner *o);
 void map_unregister(lua_State *L, const Owner *o);
 void map_nested_add(int delta);
+/* Whether any mapping placed inside another lives in the process: one relaxed load, so that the
+ * accesses that would walk for them (a write's check_access) skip the call while there are none. */
+extern size_t g_map_nested;
+static inline int map_any_nested(void) {
+  return __atomic_load_n(&g_map_nested, __ATOMIC_RELAXED) != 0;
+}
 int map_holds(const Owner *o, uintptr_t addr, size_t len);
 int map_meets_inner(lua_State *L, const Owner *parent, uintptr_t addr, size_t len);
 

@@ -16,14 +16,14 @@ static const char mapreg_key = 'M';
  * script holding 10^4 mappings paid about 0.3 ms per b:protect for them. Atomic: a C program may
  * run Lua states on several threads, and a count that drifted to 0 would let a child outlive its
  * parent's move. */
-static size_t g_nested;
-#define NESTED() __atomic_load_n(&g_nested, __ATOMIC_RELAXED)
+size_t g_map_nested;
+#define NESTED() map_any_nested()
 
 void map_nested_add(int delta) {
   if (delta > 0)
-    __atomic_fetch_add(&g_nested, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&g_map_nested, 1, __ATOMIC_RELAXED);
   else
-    __atomic_fetch_sub(&g_nested, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&g_map_nested, 1, __ATOMIC_RELAXED);
 }
 
 /* Takes a dead mapping's entry out of the registry at once (setting an existing key to nil
