@@ -100,17 +100,20 @@ static void check_access(lua_State *L, const Owner *o, size_t off, size_t len, u
     if (o->prot & bits) return;
   } else {
     size_t ps = sys_pagesize(), first = off / ps, bad;
-    uintptr_t inner;
-    if (protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, bits, &bad)) {
-      if (!map_any_nested() || !map_inner_denies(L, o, off, len, bits, NULL, NULL, &inner)) return;
-      at = inner - (uintptr_t)o->base;
-      where = lua_pushfstring(L, "page %d of the mapping, which a mapping placed inside it "
-                                 "(MAP_FIXED) holds,", (int)(at / ps));
+    const Owner *who = o;
+    if (MAPINFO(o)->nkids) { /* pages held by mappings placed inside it follow their records */
+      uintptr_t lo = (uintptr_t)o->base + off;
+      uintptr_t a = map_first_denied(o, lo, lo + len, bits, NULL, NULL, &who);
+      if (!a) return;
+      at = a - (uintptr_t)o->base;
+      bad = at / ps;
     } else {
+      if (protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, bits, &bad)) return;
       if (bad * ps > off) at = bad * ps;
-      /* counted from the mapping's start, where a view's own page 0 may lie later */
-      where = lua_pushfstring(L, "page %d of the mapping", (int)bad);
     }
+    /* counted from the mapping's start, where a view's own page 0 may lie later */
+    where = lua_pushfstring(L, "page %d of the mapping%s", (int)bad,
+                            who == o ? "" : ", which a mapping placed inside it (MAP_FIXED) holds,");
   }
   luaL_error(L, "%s at %p (%s is %s; the %s would raise SIGSEGV/SEGV_ACCERR)", what,
              (void *)(o->base + at), where, state, verb);

@@ -186,7 +186,7 @@ static int lossy_kind(int advice) {
          advice == MADV_REMOVE;
 }
 
-/* For map_inner_denies: a mapping placed inside whose pages the advice at ud would lose. */
+/* For map_first_denied: a mapping whose pages the advice at ud would lose. */
 static int inner_loses(const Owner *c, const void *advice) {
   return loses_data(MAPINFO(c), *(const int *)advice);
 }
@@ -198,14 +198,18 @@ static int inner_loses(const Owner *c, const void *advice) {
 static void check_lossy_advice(lua_State *L, const Owner *o, size_t off, size_t len, int advice,
                                int outer) {
   size_t ps = sys_pagesize(), first = off / ps, bad;
-  uintptr_t inner;
   const char *held = "";
   if (len == 0) return;
-  if (!outer || protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, OWN_PROT_WRITE,
-                            &bad)) {
-    if (!map_inner_denies(L, o, off, len, OWN_PROT_WRITE, inner_loses, &advice, &inner)) return;
-    bad = (size_t)(inner - (uintptr_t)o->base) / ps;
-    held = ", which a mapping placed inside it (MAP_FIXED) holds,";
+  if (MAPINFO(o)->nkids) { /* each page by the innermost mapping there, if it loses data */
+    const Owner *who;
+    uintptr_t lo = (uintptr_t)o->base + off;
+    uintptr_t a = map_first_denied(o, lo, lo + len, OWN_PROT_WRITE, inner_loses, &advice, &who);
+    if (!a) return;
+    bad = (size_t)(a - (uintptr_t)o->base) / ps;
+    if (who != o) held = ", which a mapping placed inside it (MAP_FIXED) holds,";
+  } else if (!outer || protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1,
+                                   OWN_PROT_WRITE, &bad)) {
+    return;
   }
   const char *name = advice == MADV_REMOVE        ? "MADV_REMOVE"
                      : advice == MADV_FREE        ? "MADV_FREE"
@@ -255,6 +259,30 @@ static int unknown_advice(lua_State *L, lua_Integer advice) {
                         "kernel: M.MADV_* name those it does", (int)advice);
 }
 
+/* For map_find_in: a mapping the advice at ud does not apply to (the kernel's EINVAL there). */
+static int advice_refused_by(const Owner *m, const void *advice) {
+  int a = *(const int *)advice, f = MAPINFO(m)->flags;
+  int priv = (f & MAP_SHARED_VALIDATE) == MAP_PRIVATE;
+  return a == MADV_REMOVE ? priv : a == MADV_FREE ? !(priv && (f & MAP_ANONYMOUS)) : 0;
+}
+
+/* After MADV_DOFORK or MADV_KEEPONFORK over [lo, hi): the mappings it covers whole, o and those
+ * placed inside it, are copied into children of M.fork again (mmap_after_fork). */
+static void fork_flags_cleared(Owner *o, uintptr_t lo, uintptr_t hi, int advice) {
+  MapInfo *mi = MAPINFO(o);
+  if (lo <= (uintptr_t)o->base && (uintptr_t)o->base + mi->maplen <= hi) {
+    if (advice == MADV_DOFORK)
+      mi->dontfork = 0;
+    else
+      mi->wipeonfork = 0;
+  }
+  for (size_t i = 0; i < mi->nkids; i++) {
+    Owner *k = mi->kids[i];
+    if ((uintptr_t)k->base < hi && lo < (uintptr_t)k->base + MAPINFO(k)->maplen)
+      fork_flags_cleared(k, lo, hi, advice);
+  }
+}
+
 /* b:advise(advice [, off, len]) -> b | nil, msg, errno */
 static int mapops_advise(lua_State *L) {
   buf_check(L, 1); /* the buffer first: a call without it names #1 */
@@ -269,10 +297,25 @@ static int mapops_advise(lua_State *L) {
     if (err) return push_syserror(L, "madvise", err);
     return lua_settop(L, 1), 1;
   }
+  /* the kernel advises a range one of its mappings after another: over mappings placed inside
+   * (MAP_FIXED) of a kind it refuses the advice for, it would have advised those before (a hole
+   * punched by MADV_REMOVE) when it refused: refused whole, first */
+  uintptr_t lo = (uintptr_t)page_addr(&r), hi = lo + r.npages * sys_pagesize();
+  int adv = (int)advice;
+  const Owner *unfit = MAPINFO(r.o)->nkids && (adv == MADV_REMOVE || adv == MADV_FREE)
+                         ? map_find_in(r.o, lo, hi, advice_refused_by, &adv) : NULL;
+  if (unfit)
+    return push_syserrorf(L, "madvise", EINVAL, "%s does not apply to %s, as %s is; over "
+                          "mappings placed inside one another (MAP_FIXED) the kernel would advise "
+                          "the pages before it and then refuse: nothing was advised",
+                          adv == MADV_REMOVE ? "MADV_REMOVE" : "MADV_FREE",
+                          adv == MADV_REMOVE ? "a private mapping"
+                                             : "a mapping that is not private and anonymous",
+                          unfit == r.o ? "this one" : "one placed inside this one");
   /* the mapping's own pages, and those of mappings placed inside the range, which the advice
    * reaches too: a shared outer mapping loses nothing, a private one placed inside it does */
   int outer = loses_data(MAPINFO(r.o), (int)advice);
-  if (outer || (lossy_kind((int)advice) && map_has_inner(L, r.o))) {
+  if (outer || (lossy_kind((int)advice) && MAPINFO(r.o)->nkids)) {
     size_t ps = sys_pagesize(), start = r.first * ps, n = r.npages * ps;
     if (start + n > r.o->size) n = r.o->size - start; /* the tail past size is not the user's */
     check_lossy_advice(L, r.o, start, n, (int)advice, outer);
@@ -302,10 +345,7 @@ static int mapops_advise(lua_State *L) {
                             "of huge or special mappings; MADV_DONTNEED_LOCKED drops locked ones");
   }
   if (err) return push_syserror(L, "madvise", err);
-  if (advice == MADV_DOFORK && r.first == 0 && r.npages * sys_pagesize() >= mi->maplen)
-    mi->dontfork = 0;
-  else if (advice == MADV_KEEPONFORK && r.first == 0 && r.npages * sys_pagesize() >= mi->maplen)
-    mi->wipeonfork = 0;
+  if (advice == MADV_DOFORK || advice == MADV_KEEPONFORK) fork_flags_cleared(r.o, lo, hi, adv);
   lua_settop(L, 1);
   return 1;
 }

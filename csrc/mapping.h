@@ -34,6 +34,9 @@ typedef struct MapInfo {
                        * NULL otherwise, and once moved back */
   Snapshot *snap;
   ProtMap pm;
+  Owner **kids;       /* the live mappings placed directly inside this one (MAP_FIXED), sorted by
+                       * address: they never overlap (memlab refuses one over part of another) */
+  size_t nkids, capkids;
 } MapInfo;
 
 #define MAPINFO(o) ((MapInfo *)(o)->ctx)
@@ -80,12 +83,26 @@ size_t map_extent(uintptr_t addr);
 void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, size_t len,
                        int prot);
 int map_has_inner(lua_State *L, const Owner *o);
-/* Whether a mapping placed inside o (MAP_FIXED), of those pred(c, ud) takes (all when pred is
- * NULL), lacks every bit of `bits` (OWN_PROT_*) somewhere in o's [off, off+len), where it is the
- * innermost mapping: the first such address in *at. Its pages are not o's record's, and a write
- * through o would fault part-way. */
-int map_inner_denies(lua_State *L, const Owner *o, size_t off, size_t len, unsigned bits,
-                     int (*pred)(const Owner *c, const void *ud), const void *ud, uintptr_t *at);
+/* The mappings placed directly inside p (MapInfo.kids). map_kids_reserve makes room for one more
+ * (0 or ENOMEM: done before the kernel maps it, so that adopting cannot fail), map_adopt enters
+ * c, map_disown takes a forgotten c out of its parent's list (when the parent's record is still
+ * there), map_kids_free frees the list. */
+int map_kids_reserve(Owner *p);
+void map_adopt(Owner *p, Owner *c);
+void map_disown(Owner *c);
+void map_kids_free(MapInfo *mi);
+/* The first address of [lo, hi) (inside mapping o) whose page, by the record of the innermost
+ * mapping there (o, or one placed inside it at any depth), lacks every bit of `bits`
+ * (OWN_PROT_*); 0 when none does. Only the mappings pred(m, ud) takes count (all when pred is
+ * NULL); *who names the one that refuses. Walks o's own pages and, through the sorted lists,
+ * only the mappings inside it that meet the range. */
+uintptr_t map_first_denied(const Owner *o, uintptr_t lo, uintptr_t hi, unsigned bits,
+                           int (*pred)(const Owner *m, const void *ud), const void *ud,
+                           const Owner **who);
+/* The first mapping, o or one placed inside it at any depth, meeting [lo, hi) that pred takes, or
+ * NULL. */
+const Owner *map_find_in(const Owner *o, uintptr_t lo, uintptr_t hi,
+                         int (*pred)(const Owner *m, const void *ud), const void *ud);
 /* Releases every mapping placed inside o, deepest first: each hands its pages back to the one it
  * sits in (as b:unmap does), so o's range is one kernel mapping again with o's protection, and
  * no dead inner mapping leaves its own protection or armed snapshot behind. 0 or an errno. */

@@ -2,7 +2,10 @@
  * and the walks over it: the mapping that holds an address (the innermost, of mappings placed
  * inside one another with MAP_FIXED), and the mappings placed inside a mapping, whose records a
  * change to the outer one (an mprotect, a remap, an advice, a fork) must follow. */
+#include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "mapping.h"
@@ -131,39 +134,98 @@ static int depth_in(const Owner *o, const Owner *anc) {
   return 0;
 }
 
-int map_inner_denies(lua_State *L, const Owner *o, size_t off, size_t len, unsigned bits,
-                     int (*pred)(const Owner *c, const void *ud), const void *ud, uintptr_t *at) {
-  if (!NESTED() || len == 0) return 0;
-  size_t ps = sys_pagesize();
-  uintptr_t lo = (uintptr_t)o->base + off, hi = lo + len, first_bad = UINTPTR_MAX;
-  push_registry(L);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    const Owner *c = (const Owner *)lua_touserdata(L, -2);
-    lua_pop(L, 1);
-    if (c->kind != &mmap_kind || !owner_alive(c) || !depth_in(c, o) || (pred && !pred(c, ud)))
-      continue;
-    uintptr_t clo = (uintptr_t)c->base, chi = clo + MAPINFO(c)->maplen;
-    uintptr_t a = lo > clo ? lo : clo, b = hi < chi ? hi : chi;
-    if (a >= b) continue;
-    size_t page = (a - clo) / ps, end = (b - 1 - clo) / ps + 1, bad;
-    /* each page the record of c denies counts where c is the innermost mapping there (a mapping
-     * placed inside c decides its own pages, and is visited in its turn) */
-    while (page < end && !protmap_all(&MAPINFO(c)->pm, page, end - page, bits, &bad)) {
-      uintptr_t p = clo + bad * ps > a ? clo + bad * ps : a;
-      Owner *in = map_find_push(L, p, 1);
-      if (in) lua_pop(L, 1);
-      if (in == c) {
-        if (p < first_bad) first_bad = p;
-        break;
-      }
-      page = bad + 1;
-    }
+int map_kids_reserve(Owner *p) {
+  MapInfo *mi = MAPINFO(p);
+  if (mi->nkids < mi->capkids) return 0;
+  size_t cap = mi->capkids ? 2 * mi->capkids : 4;
+  Owner **k = (Owner **)realloc(mi->kids, cap * sizeof *k);
+  if (!k) return ENOMEM;
+  mi->kids = k;
+  mi->capkids = cap;
+  return 0;
+}
+
+/* The index of the first of o's kids whose end lies past addr (kids are sorted and disjoint). */
+static size_t kid_at(const MapInfo *mi, uintptr_t addr) {
+  size_t lo = 0, hi = mi->nkids;
+  while (lo < hi) {
+    size_t m = lo + (hi - lo) / 2;
+    const Owner *k = mi->kids[m];
+    if ((uintptr_t)k->base + MAPINFO(k)->maplen <= addr)
+      lo = m + 1;
+    else
+      hi = m;
   }
-  lua_pop(L, 1);
-  if (first_bad == UINTPTR_MAX) return 0;
-  *at = first_bad;
-  return 1;
+  return lo;
+}
+
+void map_adopt(Owner *p, Owner *c) {
+  MapInfo *mi = MAPINFO(p);
+  size_t i = kid_at(mi, (uintptr_t)c->base);
+  memmove(mi->kids + i + 1, mi->kids + i, (mi->nkids - i) * sizeof *mi->kids);
+  mi->kids[i] = c;
+  mi->nkids++;
+}
+
+void map_disown(Owner *c) {
+  MapInfo *mi = c->parent ? MAPINFO(c->parent) : NULL;
+  if (!mi) return;
+  for (size_t i = 0; i < mi->nkids; i++)
+    if (mi->kids[i] == c) {
+      memmove(mi->kids + i, mi->kids + i + 1, (mi->nkids - i - 1) * sizeof *mi->kids);
+      mi->nkids--;
+      return;
+    }
+}
+
+void map_kids_free(MapInfo *mi) {
+  free(mi->kids);
+  mi->kids = NULL;
+  mi->nkids = mi->capkids = 0;
+}
+
+/* The first address of o's own pages in [lo, hi) (no kid there) whose record lacks `bits`, or
+ * 0. */
+static uintptr_t own_denied(const Owner *o, uintptr_t lo, uintptr_t hi, unsigned bits) {
+  size_t ps = sys_pagesize(), bad;
+  uintptr_t base = (uintptr_t)o->base;
+  size_t first = (lo - base) / ps, last = (hi - 1 - base) / ps;
+  if (protmap_all(&MAPINFO(o)->pm, first, last - first + 1, bits, &bad)) return 0;
+  return base + bad * ps > lo ? base + bad * ps : lo;
+}
+
+uintptr_t map_first_denied(const Owner *o, uintptr_t lo, uintptr_t hi, unsigned bits,
+                           int (*pred)(const Owner *m, const void *ud), const void *ud,
+                           const Owner **who) {
+  const MapInfo *mi = MAPINFO(o);
+  int counts = !pred || pred(o, ud);
+  uintptr_t pos = lo, at;
+  for (size_t i = kid_at(mi, lo); pos < hi; i++) {
+    const Owner *k = i < mi->nkids ? mi->kids[i] : NULL;
+    uintptr_t klo = k && (uintptr_t)k->base < hi ? (uintptr_t)k->base : hi;
+    if (klo < pos) klo = pos;
+    if (klo > pos && counts && (at = own_denied(o, pos, klo, bits)) != 0) { /* o's own pages */
+      *who = o;
+      return at;
+    }
+    if (klo >= hi) break;
+    uintptr_t khi = (uintptr_t)k->base + MAPINFO(k)->maplen;
+    if (khi > hi) khi = hi;
+    if ((at = map_first_denied(k, klo, khi, bits, pred, ud, who)) != 0) return at;
+    pos = khi;
+  }
+  return 0;
+}
+
+const Owner *map_find_in(const Owner *o, uintptr_t lo, uintptr_t hi,
+                         int (*pred)(const Owner *m, const void *ud), const void *ud) {
+  if (pred(o, ud)) return o;
+  const MapInfo *mi = MAPINFO(o);
+  for (size_t i = kid_at(mi, lo); i < mi->nkids && (uintptr_t)mi->kids[i]->base < hi; i++) {
+    const Owner *k = mi->kids[i], *f = map_find_in(k, lo, hi, pred, ud);
+    if (f) return f;
+  }
+  return NULL;
 }
 
 /* After o's pages [addr, addr+len) were given protection prot: the mappings placed inside o

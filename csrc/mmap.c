@@ -181,9 +181,13 @@ static void mmap_forget(lua_State *L, Owner *o) {
   MapInfo *mi = MAPINFO(o);
   if (mi) {
     if (mi->aside) sys_munmap(mi->aside, mi->maplen); /* its parent died first: not moved back */
-    if (o->parent) map_nested_add(-1); /* once: ctx goes next */
+    if (o->parent) { /* once: ctx goes next */
+      map_disown(o);
+      map_nested_add(-1);
+    }
     snap_on_release(o);
     protmap_free(&mi->pm);
+    map_kids_free(mi);
   }
   free(o->ctx);
   o->ctx = NULL;
@@ -406,6 +410,8 @@ static int mmap_mmap(lua_State *L) {
     return luaL_error(L, "mmap: MAP_FIXED at %s is refused: that range has a snapshot armed, "
                          "whose pages it would replace unseen (free the snapshot first)",
                       addr_text(addr).s);
+  if (parent && map_kids_reserve(parent)) /* before the kernel maps it: adopting cannot fail */
+    return push_syserror(L, "mmap", ENOMEM);
   void *p, *aside = NULL;
   /* where they cannot be kept aside for want of memory, nothing is placed; where they cannot be
    * at all (a device's mapping; valgrind, whose mremap makes no second mapping), the range comes
@@ -452,6 +458,7 @@ static int mmap_mmap(lua_State *L) {
   owner_open(L, o, p, r.length);
   if (parent) {
     o->parent = parent;
+    map_adopt(parent, o);
     map_nested_add(1);
     lua_pushvalue(L, r.parent_idx);
     lua_setiuservalue(L, -2, 1); /* the child anchors its parent */

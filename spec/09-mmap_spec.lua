@@ -1368,6 +1368,64 @@ describe("MAP_FIXED", function()
     end
   end)
 
+  it("a write through a read-only parent onto a writable mapping placed inside it goes through, as the kernel lets it (nested-mappings review)", function()
+    local P = anon(4, M.PROT_READ)
+    local W = assert(M.mmap(P:address() + ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+    P[ps] = 9                                   -- the page is W's: writable
+    assert.equal(9, W[0])
+    assert.equal(ps + 4, P:write(ps + 1, "abc")) -- (the next offset)
+    assert.equal("abc", W:read(1, 3))
+    P:slice(ps, ps)[10] = 3                     -- through a view too
+    assert.equal(3, W[10])
+    local ok, err = pcall(P.write, P, ps - 1, "ab") -- starts on P's own read-only page
+    assert.is_false(ok)
+    assert.matches(("write to read-only memory at 0x%x (page 0 of the mapping is not writable")
+                     :format(P:address() + ps - 1), err, 1, true)
+    assert.equal(9, W[0])
+    -- nested: a writable grandchild inside a read-only child inside a writable parent
+    local Q = anon(4)
+    local C = assert(M.mmap(Q:address() + ps, 2 * ps, M.PROT_READ, PA | M.MAP_FIXED, -1, 0))
+    local G = assert(M.mmap(C:address() + ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+    assert.equal(Q, Q:fill(5, 2 * ps, ps))      -- G's page, through Q
+    assert.equal(ps + 1, C:write(ps, "g"))      -- G's page, through C
+    assert.equal("g", G:read(0, 1))
+    H.raises("page 1 of the mapping, which a mapping placed inside it (MAP_FIXED) holds, is not writable",
+             Q.fill, Q, 6)                      -- C's own page refuses, before any byte moves
+    assert.equal(0, Q[0])
+    G:unmap(); C:unmap(); Q:free(); W:unmap(); P:free()
+  end)
+
+  it("an advice the kernel would refuse for a mapping placed inside is refused whole, before it punches a hole (nested-mappings review)", function()
+    local f = assert(M.memfd_create("memlab-09-remove"))
+    assert(f:truncate(4 * ps))
+    local S = assert(M.mmap(nil, 4 * ps, RW, M.MAP_SHARED, f, 0))
+    S:fill(0x46)
+    local C = assert(M.mmap(S:address() + ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+    local ok, msg, code = S:advise(M.MADV_REMOVE)
+    assert.is_nil(ok)
+    assert.equal(M.EINVAL, code)
+    assert.matches("MADV_REMOVE does not apply to a private mapping, as one placed inside this one is", msg, 1, true)
+    assert.matches("nothing was advised", msg, 1, true)
+    assert.equal(0x46, S[0])                    -- no hole punched before the refusal
+    C:unmap()
+    assert.equal(S, S:advise(M.MADV_REMOVE, 0, ps)) -- alone, it works: the file's page is gone
+    assert.equal(0, S[0])
+    S:free()
+    f:close()
+  end)
+
+  it("MADV_DOFORK over a mapping gives the mappings placed inside it back to children of M.fork (nested-mappings review)", function()
+    local O = anon(2)
+    local A = assert(M.mmap(O:address() + ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+    A[0] = 7
+    assert(A:advise(M.MADV_DONTFORK))
+    assert(O:advise(M.MADV_DOFORK))             -- every page is copied into children again
+    local how, code = H.in_child(function() return A:valid() and A[0] == 7 and O:valid() end)
+    assert.same({ "exit", 0 }, { how, code })
+    A:unmap()
+    O:free()
+  end)
+
   it("shows in b:mapinfo() (inside, holds), and M.munmap by address takes the innermost", function()
     local parent = anon(4)
     assert.is_false(parent:mapinfo().inside)
