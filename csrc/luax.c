@@ -9,9 +9,11 @@
 
 /* Whether a frame runs memlab's own Lua code (init.lua, draw.lua): a site names the user's line,
  * not the line of M.map that called M.mmap for it. The checkout has lua/memlab/init.lua; the
- * rockspec installs it as share/lua/5.4/memlab.lua. */
+ * rockspec installs it as share/lua/5.4/memlab.lua (a script of the user's named memlab.lua
+ * elsewhere keeps its lines). */
 int site_internal(const lua_Debug *ar) {
-  static const char *const own[] = {"memlab/init.lua", "memlab/draw.lua", "memlab.lua", NULL};
+  static const char *const own[] = {"memlab/init.lua", "memlab/draw.lua", "lua/5.4/memlab.lua",
+                                    NULL};
   size_t n = strlen(ar->source);
   for (const char *const *o = own; *o; o++) {
     size_t k = strlen(*o);

@@ -175,17 +175,18 @@ static int lock_range(lua_State *L, int ioff, int ilen, lua_Integer flags) {
   if (r.npages == 0) return lua_settop(L, 1), 1;
   int err = flags ? sys_mlock2(page_addr(&r), r.npages * sys_pagesize(), (unsigned)flags)
                   : sys_mlock(page_addr(&r), r.npages * sys_pagesize());
-  if (err == ENOMEM) { /* the kernel locks PROT_NONE pages but cannot bring them in: ENOMEM */
+  const char *other = NULL; /* the reason when RLIMIT_MEMLOCK is not it (lock_error_or) */
+  if (err == ENOMEM && !flags) { /* mlock locks PROT_NONE pages but cannot bring them in */
     const ProtMap *pm = r.o->protmap;
-    for (size_t p = r.first; p < r.first + r.npages; p = protmap_runend(pm, p))
+    for (size_t p = r.first; p < r.first + r.npages && !other; p = protmap_runend(pm, p))
       if (protmap_get(pm, p) == 0)
-        return push_syserrorf(L, "mlock", err, "page %I of the mapping is PROT_NONE: the kernel "
-                              "locks such pages (VmLck counts them) but cannot bring them in, and "
-                              "answers ENOMEM (the pages before it were brought in; those after it are "
-                              "locked, and come in when touched)",
-                              (lua_Integer)p);
+        other = lua_pushfstring(L, "page %I of the mapping is PROT_NONE: the kernel locks such "
+                                   "pages (VmLck counts them) but cannot bring them in, and "
+                                   "answers ENOMEM (the pages before it were brought in; those "
+                                   "after it are locked, and come in when touched)",
+                                (lua_Integer)p);
   }
-  if (err) return lock_error(L, fname, err, r.npages * sys_pagesize());
+  if (err) return lock_error_or(L, fname, err, r.npages * sys_pagesize(), other);
   lua_settop(L, 1);
   return 1;
 }

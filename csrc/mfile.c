@@ -129,6 +129,8 @@ static int mfile_shm_open(lua_State *L) {
   struct stat st;
   if (err == EINVAL) { /* glibc answers a directory so (its open said EISDIR): said why */
     const char *path = lua_pushfstring(L, "/dev/shm/%s", name[0] == '/' ? name + 1 : name);
+    if (name[name[0] == '/'] == '\0')
+      return push_syserrorf(L, "shm_open", err, "the name is empty");
     if (strchr(name + (name[0] == '/'), '/') != NULL)
       return push_syserrorf(L, "shm_open", err, "a name has no slash but a leading one: %s",
                             name);

@@ -406,6 +406,9 @@ static int mmap_mmap(lua_State *L) {
   if (parent && !(owner_alive(parent) && map_holds(parent, addr, maplen)))
     return luaL_error(L, "mmap: the mapping MAP_FIXED was to go into was unmapped, moved or "
                          "shrunk during the call (by a finalizer)");
+  if (parent && map_meets_inner(L, parent, addr, maplen)) /* a finalizer placed one there */
+    return luaL_error(L, "mmap: MAP_FIXED at %s is refused: a finalizer placed another mapping "
+                         "in that range during the call", addr_text(addr).s);
   if (parent && snap_armed_in((const unsigned char *)addr, maplen)) /* a finalizer armed one */
     return luaL_error(L, "mmap: MAP_FIXED at %s is refused: that range has a snapshot armed, "
                          "whose pages it would replace unseen (free the snapshot first)",
@@ -513,7 +516,7 @@ static int mmap_munmap(lua_State *L) {
         return push_syserrorf(L, "munmap", EINVAL, "a length of 0 unmaps nothing");
       /* the kernel unmaps whole pages: a length that ends in the mapping's last page is all of it */
       size_t ps = sys_pagesize();
-      if (len > b->o->size && len <= SIZE_MAX - ps && (len + ps - 1) / ps * ps == MAPINFO(b->o)->maplen)
+      if (len <= SIZE_MAX - ps && (len + ps - 1) / ps * ps == MAPINFO(b->o)->maplen)
         len = b->o->size;
       if (len > MAPINFO(b->o)->maplen)
         return luaL_error(L, "munmap of %I bytes is refused: the mapping has %I (%I %s mapped), and "

@@ -54,6 +54,10 @@ const char *huge_why(lua_State *L, size_t len, size_t huge) {
   snprintf(path, sizeof path, "/sys/kernel/mm/hugepages/hugepages-%llukB/free_hugepages",
            (unsigned long long)(huge >> 10));
   long long nfree = read_number(path);
+  snprintf(path, sizeof path, "/sys/kernel/mm/hugepages/hugepages-%llukB/resv_hugepages",
+           (unsigned long long)(huge >> 10));
+  long long resv = read_number(path); /* free, but promised to mappings made before */
+  if (nfree >= 0 && resv > 0) nfree = resv < nfree ? nfree - resv : 0;
   size_t need = (len + huge - 1) / huge;
   if (nfree < 0 || (unsigned long long)nfree >= need) return NULL;
   return lua_pushfstring(L, "%I huge %s of %I KiB free, and %I needed: the kernel hands out only "
@@ -138,8 +142,13 @@ static const char *lock_why(lua_State *L, int err, size_t len) {
 }
 
 int lock_error(lua_State *L, const char *what, int err, size_t len) {
+  return lock_error_or(L, what, err, len, NULL);
+}
+
+int lock_error_or(lua_State *L, const char *what, int err, size_t len, const char *other) {
   const char *why = lock_why(L, err, len);
   if (why) return push_syserrorf(L, what, err, "%s", why);
+  if (other) return push_syserrorf(L, what, err, "%s", other);
   if (err == ENOMEM)
     return push_syserrorf(L, what, err, "part of the range could not be brought in and locked: "
                           "past the end of its file, not mapped, or no memory for it (a full "

@@ -50,5 +50,7 @@ const char *huge_why(lua_State *L, size_t len, size_t huge);
 /* The error of a refused lock of len more bytes (mlock, or a mapping locked by MAP_LOCKED or
  * mlockall(MCL_FUTURE)), naming RLIMIT_MEMLOCK when the limit is the likely reason. */
 int lock_error(lua_State *L, const char *what, int err, size_t len);
+/* lock_error, with `other` as the reason (pushed by the caller) when no limit explains it. */
+int lock_error_or(lua_State *L, const char *what, int err, size_t len, const char *other);
 
 #endif

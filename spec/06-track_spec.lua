@@ -473,3 +473,21 @@ describe("a finalizer that allocates tracked blocks while the records are listed
     assert.same({ "exit", 0 }, { how, code })
   end)
 end)
+
+describe("a script of the user's named memlab.lua", function()
+  it("keeps its own lines in the sites memlab names (diff review: only the installed module is memlab's own)", function()
+    local dir = H.tmpdir(finally)
+    local path = dir("memlab.lua", ([[
+      package.path, package.cpath = %q, %q
+      local M = require "memlab"
+      local b = M.malloc(4)
+      b:free()
+      io.write((select(2, pcall(b.read, b))))
+    ]]):format(package.path, package.cpath))
+    local p = assert(io.popen(("lua5.4 %q 2>&1"):format(path)))
+    local out = p:read("a")
+    p:close()
+    assert.matches("freed at " .. path .. ":4", out, 1, true)
+    assert.matches("allocated at " .. path .. ":3", out, 1, true)
+  end)
+end)

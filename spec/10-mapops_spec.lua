@@ -637,6 +637,17 @@ describe("b:lock() and b:unlock()", function()
     assert.is_true(err == tostring(M.ENOMEM) or err == tostring(M.EPERM) or err == tostring(M.EAGAIN), out)
     assert.equal("true", one, out) -- a page is within the limit
     assert.equal(tostring(ps), locked, out)
+    -- a PROT_NONE page in the range is not blamed when the limit is the reason (diff review)
+    v, out = H.memlocked_values(64, [[
+      local M = require "memlab"
+      local ps = M.pagesize()
+      local b = assert(M.map { length = 64 * ps })
+      b:protect("none", 63 * ps, ps)
+      return select(2, b:lock())
+    ]])
+    if not v then pending(out) return end
+    assert.matches("RLIMIT_MEMLOCK", v[1], 1, true)
+    assert.not_matches("PROT_NONE", v[1], 1, true)
   end)
 
   it("refused for RLIMIT_MEMLOCK names the limit with no file descriptor left", function()

@@ -379,6 +379,8 @@ describe("M.shm_open() and M.shm_unlink()", function()
     assert.is_nil(lfs.attributes("/dev/shm" .. name))
     refused(M.EINVAL, M.shm_open(name .. "/x"))
     H.refused_why(M.EINVAL, "a name has no slash but a leading one: " .. name .. "/x", M.shm_open(name .. "/x"))
+    H.refused_why(M.EINVAL, "the name is empty", M.shm_open(""))   -- not "/dev/shm/ is a directory"
+    H.refused_why(M.EINVAL, "the name is empty", M.shm_open("/"))
   end)
 
   it("shm_unlink removes the name; a second unlink returns nil, msg, ENOENT", function()
