@@ -175,13 +175,12 @@ int mapops_advise(lua_State *L) {
   else if (advice == MADV_WIPEONFORK) /* a child's snapshot of these pages ends (mmap_after_fork) */
     mi->wipeonfork = 1;
   if (err == EINVAL) { /* the common reasons, said */
-    int priv = (mi->flags & MAP_SHARED_VALIDATE) == MAP_PRIVATE;
-    if (advice == MADV_FREE && !(priv && (mi->flags & MAP_ANONYMOUS)))
-      return push_syserrorf(L, "madvise", err, "MADV_FREE works on private anonymous mappings "
-                            "only; MADV_DONTNEED drops the pages of others");
-    if (advice == MADV_REMOVE && priv)
-      return push_syserrorf(L, "madvise", err, "MADV_REMOVE needs a shared mapping, of shared "
-                            "anonymous memory or of a file system that can punch holes");
+    if (advice_refused_by(r.o, &adv))
+      return push_syserrorf(L, "madvise", err, "%s", adv == MADV_FREE
+                            ? "MADV_FREE works on private anonymous mappings only; MADV_DONTNEED "
+                              "drops the pages of others"
+                            : "MADV_REMOVE needs a shared mapping, of shared anonymous memory or "
+                              "of a file system that can punch holes");
     if (advice == MADV_DONTNEED || advice == MADV_FREE)
       return push_syserrorf(L, "madvise", err, "the range holds locked pages (b:lock) or pages "
                             "of huge or special mappings; MADV_DONTNEED_LOCKED drops locked ones");

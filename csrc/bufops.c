@@ -143,7 +143,6 @@ static int index_error(lua_State *L, lua_Integer i, size_t len) {
                     "0-based, as in C)", i, (lua_Integer)len, (lua_Integer)len - 1);
 }
 
-/* b[i]: a byte, or a method when the key is a string. Upvalues: the metatable, the methods. */
 /* b[k] with k not an integer: raised at the line that indexed, naming the key (an indexing is
  * no call, so no "bad argument") */
 static int key_error(lua_State *L, int idx) {
@@ -152,6 +151,7 @@ static int key_error(lua_State *L, int idx) {
   return luaL_error(L, "buffer index must be an integer, got %s", luaL_typename(L, idx));
 }
 
+/* b[i]: a byte, or a method when the key is a string. Upvalues: the metatable, the methods. */
 int bufops_index(lua_State *L) {
   if (lua_type(L, 2) != LUA_TNUMBER) { /* a method name (strings first: never a number here) */
     lua_pushvalue(L, 2);

@@ -42,6 +42,16 @@ static const AllocOps pool_ops = {
   "pool", &pool_blockkind, &pool_arenakind, p_alloc, p_calloc, p_realloc, p_free, p_usable,
   p_stats, p_walk, p_check, p_destroy, p_bounds, p_lasterr, p_describe, p_maxreq, 1};
 
+/* A size option the pool has no default for: a missing one says so (not "out of range"). */
+static size_t pool_needsize(lua_State *L, const char *k) {
+  int absent = lua_getfield(L, 1, k) == LUA_TNIL;
+  lua_pop(L, 1);
+  if (absent)
+    luaL_argerror(L, 1, lua_pushfstring(L, "%s needed (a pool holds count blocks of block "
+                                           "bytes), got no value", k));
+  return alloc_optsize(L, k, 0);
+}
+
 /* M.pool{ block=, count=, grow=false, max= } -> allocator of count blocks of block bytes each
  * (with grow, more slabs of count blocks are added when it is full, up to max blocks) */
 static int lpool_new(lua_State *L) {
@@ -49,16 +59,8 @@ static int lpool_new(lua_State *L) {
   alloc_checkopts(L, known);
   pool_config cfg;
   memset(&cfg, 0, sizeof cfg);
-  /* a pool has no default block size or count: a missing one says so (not "out of range") */
-  for (const char *const *k = (const char *const[]){"block", "count", NULL}; *k; k++) {
-    int absent = lua_getfield(L, 1, *k) == LUA_TNIL;
-    lua_pop(L, 1);
-    if (absent)
-      luaL_argerror(L, 1, lua_pushfstring(L, "%s needed (a pool holds count blocks of block "
-                                             "bytes), got no value", *k));
-  }
-  cfg.block = alloc_optsize(L, "block", 0);
-  cfg.count = alloc_optsize(L, "count", 0);
+  cfg.block = pool_needsize(L, "block");
+  cfg.count = pool_needsize(L, "count");
   cfg.max_blocks = alloc_optpositive(L, "max");
   cfg.grow = alloc_optboolean(L, "grow", 0);
   luaL_argcheck(L, cfg.block > 0 && cfg.block <= POOL_MAX_ARENA, 1,

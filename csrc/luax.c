@@ -217,7 +217,7 @@ AddrText addr_text(uintptr_t a) {
   return t;
 }
 
-/* An address argument: nil (NULL), an integer, or a live buffer (its start). */
+/* An address argument: an integer (0 is NULL) or a live buffer (its start); nil raises. */
 const void *arg_address(lua_State *L, int idx) {
   /* nil is most often a failed call's result, not C's NULL (which is 0 here): said so */
   if (lua_isnoneornil(L, idx)) arg_typeerror(L, idx, "address or buffer");

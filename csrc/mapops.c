@@ -113,14 +113,14 @@ static int mapops_protect(lua_State *L) {
   int err = sys_mprotect(page_addr(&r), r.npages * sys_pagesize(), prot);
   if (err) {
     free(runs);
-    if (!map_has_inner(L, r.o)) /* their pages follow their own records: not undone (README) */
+    if (!map_has_inner(r.o)) /* their pages follow their own records: not undone (README) */
       map_protect_undo(r.o, r.first, r.npages, prot_from_sys(prot));
     return push_syserror(L, "mprotect", err);
   }
   protmap_install(r.o->protmap, runs, nruns);
   if (prot & PROT_WRITE) MAPINFO(r.o)->ever_writable = 1;
   snap_after_protect(r.o, r.first, r.npages);
-  map_protect_inner(L, r.o, page_addr(&r), r.npages * sys_pagesize(), prot);
+  map_protect_inner(r.o, page_addr(&r), r.npages * sys_pagesize(), prot);
   lua_settop(L, 1);
   return 1;
 }
@@ -253,7 +253,7 @@ static int mapops_mapinfo(lua_State *L) {
   lua_Integer length = (lua_Integer)o->size, mapped = (lua_Integer)mi->maplen,
               pages = (lua_Integer)mi->pm.npages, offset = (lua_Integer)mi->offset;
   int shared = (mi->flags & MAP_SHARED) != 0, anon = (mi->flags & MAP_ANONYMOUS) != 0,
-      snap = mi->snap != NULL, inside = o->parent != NULL, holds = map_has_inner(L, o);
+      snap = mi->snap != NULL, inside = o->parent != NULL, holds = map_has_inner(o);
   char prot[6];
   owner_protstr(o, 0, o->size, prot);
   lua_pushinteger(L, length);
@@ -382,9 +382,8 @@ static int c_shaped(lua_State *L, const CShape *c) {
   if (off <= blen && len > blen - off && len - (blen - off) < ps) len = blen - off;
   if (off > blen || len > blen - off)
     return luaL_error(L, "%s: %I %s from offset %I run%s past the end of the mapping, %I %s: "
-                      "out of range", c->fname, (lua_Integer)len, len == 1 ? "byte" : "bytes",
-                      (lua_Integer)off, len == 1 ? "s" : "", (lua_Integer)blen,
-                      blen == 1 ? "byte" : "bytes");
+                      "out of range", c->fname, (lua_Integer)len, BYTES(len), (lua_Integer)off,
+                      len == 1 ? "s" : "", (lua_Integer)blen, BYTES(blen));
   return run_method(L, c, 4, has_x ? 3 : 0, off, len);
 }
 

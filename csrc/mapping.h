@@ -52,23 +52,14 @@ Owner *check_mapping(lua_State *L, int idx, const char *fname, Buffer **pb);
 
 /* The registry of a state's live mappings (mapreg.c). map_register enters the root buffer on
  * the top of the stack, of owner o (before the kernel maps anything: the walks skip an owner
- * that is not live yet); map_unregister takes a dead one out at once. map_nested_add counts the
- * mappings placed inside another (+1 when one is placed, -1 when it is forgotten): while there
- * are none, the walks over inner mappings are skipped. map_holds: whether mapping o holds all of
- * [addr, addr+len) as its length now is. map_meets_inner: whether a mapping placed inside
- * another meets [addr, addr+len) without being parent or one of its ancestors (a new MAP_FIXED
- * mapping there would take over part of its pages). */
+ * that is not live yet); map_unregister takes a dead one out at once. map_holds: whether mapping
+ * o holds all of [addr, addr+len) as its length now is. map_meets_inner: whether a mapping
+ * placed inside parent meets [addr, addr+len), which parent holds as the innermost mapping (a
+ * new MAP_FIXED mapping there would take over part of its pages). */
 void map_register(lua_State *L, Owner *o);
 void map_unregister(lua_State *L, const Owner *o);
-void map_nested_add(int delta);
-/* Whether any mapping placed inside another lives in the process: one relaxed load, so that the
- * accesses that would walk for them (a write's check_access) skip the call while there are none. */
-extern size_t g_map_nested;
-static inline int map_any_nested(void) {
-  return __atomic_load_n(&g_map_nested, __ATOMIC_RELAXED) != 0;
-}
 int map_holds(const Owner *o, uintptr_t addr, size_t len);
-int map_meets_inner(lua_State *L, const Owner *parent, uintptr_t addr, size_t len);
+int map_meets_inner(const Owner *parent, uintptr_t addr, size_t len);
 
 /* Owner of the live mapping holding [addr, addr+len) in this Lua state, or NULL; pushes the
  * mapping's root buffer when it finds one, nothing otherwise. Of mappings placed inside one
@@ -80,9 +71,8 @@ int in_stack_room(uintptr_t addr, size_t len);
  * of huge pages really takes), or 0 when it cannot be read or none starts there. */
 size_t map_extent(uintptr_t addr);
 /* After an mprotect of o's [addr, addr+len): the records of mappings placed inside follow. */
-void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, size_t len,
-                       int prot);
-int map_has_inner(lua_State *L, const Owner *o);
+void map_protect_inner(const Owner *o, const unsigned char *addr, size_t len, int prot);
+int map_has_inner(const Owner *o);
 /* The mappings placed directly inside p (MapInfo.kids). map_kids_reserve makes room for one more
  * (0 or ENOMEM: done before the kernel maps it, so that adopting cannot fail), map_adopt enters
  * c, map_disown takes a forgotten c out of its parent's list (when the parent's record is still

@@ -1,7 +1,8 @@
 /* mapreg.c: each Lua state's registry of its live mappings ({ [owner] = root buffer }, weak),
- * and the walks over it: the mapping that holds an address (the innermost, of mappings placed
- * inside one another with MAP_FIXED), and the mappings placed inside a mapping, whose records a
- * change to the outer one (an mprotect, a remap, an advice, a fork) must follow. */
+ * walked to find the mapping that holds an address (the innermost, of mappings placed inside
+ * one another with MAP_FIXED) and after a fork; and each mapping's sorted list of the mappings
+ * placed directly inside it (MapInfo.kids), walked for those whose records a change to the outer
+ * one (a write, an mprotect, a remap, an advice) must follow. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,22 +13,6 @@
 #include "sys.h"
 
 static const char mapreg_key = 'M';
-
-/* How many mappings placed inside another (MAP_FIXED) have not been forgotten yet, in this
- * process. While there are none, the walks that look for inner mappings (b:protect, b:remap,
- * b:snapshot, b:mapinfo) are skipped: each visits every mapping the state ever registered, and a
- * script holding 10^4 mappings paid about 0.3 ms per b:protect for them. Atomic: a C program may
- * run Lua states on several threads, and a count that drifted to 0 would let a child outlive its
- * parent's move. */
-size_t g_map_nested;
-#define NESTED() map_any_nested()
-
-void map_nested_add(int delta) {
-  if (delta > 0)
-    __atomic_fetch_add(&g_map_nested, 1, __ATOMIC_RELAXED);
-  else
-    __atomic_fetch_sub(&g_map_nested, 1, __ATOMIC_RELAXED);
-}
 
 /* Takes a dead mapping's entry out of the registry at once (setting an existing key to nil
  * allocates nothing), so that the registry holds the live mappings, not every mapping made since
@@ -67,7 +52,15 @@ int map_holds(const Owner *o, uintptr_t addr, size_t len) {
   return addr >= (uintptr_t)o->base && len <= maplen && addr - (uintptr_t)o->base <= maplen - len;
 }
 
-static int depth_in(const Owner *o, const Owner *anc);
+/* How deep o lies inside anc (1: placed in it directly), or 0 when anc is none of its parents. */
+static int depth_in(const Owner *o, const Owner *anc) {
+  int d = 0;
+  for (const Owner *p = o->parent; p; p = p->parent) {
+    d++;
+    if (p == anc) return d;
+  }
+  return 0;
+}
 
 /* Finds the live mapping holding [addr, addr+len) and pushes its root buffer; NULL (nothing
  * pushed) when no mapping of this state holds the whole range. Of mappings placed inside one
@@ -97,41 +90,6 @@ Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
   }
   lua_pop(L, best ? 1 : 2); /* the registry; and the empty slot when nothing was found */
   return best;
-}
-
-/* Whether a live mapping placed inside another (MAP_FIXED) satisfies pred(c, ud): a walk of the
- * registry that allocates nothing. */
-static int any_inner(lua_State *L, int (*pred)(const Owner *c, const void *ud), const void *ud) {
-  if (!NESTED()) return 0;
-  int found = 0;
-  push_registry(L);
-  lua_pushnil(L);
-  while (!found && lua_next(L, -2)) {
-    const Owner *c = (const Owner *)lua_touserdata(L, -2);
-    found = c->kind == &mmap_kind && c->parent && owner_alive(c) && pred(c, ud);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, found ? 2 : 1);
-  return found;
-}
-
-static int placed_in(const Owner *c, const void *o) {
-  for (const Owner *p = c->parent; p; p = p->parent)
-    if (p == o) return 1;
-  return 0;
-}
-
-/* Whether a live mapping was placed inside o with MAP_FIXED (o is its parent's parent ...). */
-int map_has_inner(lua_State *L, const Owner *o) { return any_inner(L, placed_in, o); }
-
-/* How deep o lies inside anc (1: placed in it directly), or 0 when anc is none of its parents. */
-static int depth_in(const Owner *o, const Owner *anc) {
-  int d = 0;
-  for (const Owner *p = o->parent; p; p = p->parent) {
-    d++;
-    if (p == anc) return d;
-  }
-  return 0;
 }
 
 int map_kids_reserve(Owner *p) {
@@ -170,12 +128,11 @@ void map_adopt(Owner *p, Owner *c) {
 void map_disown(Owner *c) {
   MapInfo *mi = c->parent ? MAPINFO(c->parent) : NULL;
   if (!mi) return;
-  for (size_t i = 0; i < mi->nkids; i++)
-    if (mi->kids[i] == c) {
-      memmove(mi->kids + i, mi->kids + i + 1, (mi->nkids - i - 1) * sizeof *mi->kids);
-      mi->nkids--;
-      return;
-    }
+  size_t i = kid_at(mi, (uintptr_t)c->base); /* c's place: the lists are sorted */
+  if (i < mi->nkids && mi->kids[i] == c) {
+    memmove(mi->kids + i, mi->kids + i + 1, (mi->nkids - i - 1) * sizeof *mi->kids);
+    mi->nkids--;
+  }
 }
 
 void map_kids_free(MapInfo *mi) {
@@ -228,48 +185,36 @@ const Owner *map_find_in(const Owner *o, uintptr_t lo, uintptr_t hi,
   return NULL;
 }
 
+int map_has_inner(const Owner *o) { return MAPINFO(o)->nkids != 0; }
+
 /* After o's pages [addr, addr+len) were given protection prot: the mappings placed inside o
  * that lie in the range had their pages changed too (one mprotect covers them), so their records
  * follow, and a snapshot of theirs arms the pages that became writable. */
-void map_protect_inner(lua_State *L, const Owner *o, const unsigned char *addr, size_t len,
-                       int prot) {
-  if (!NESTED()) return;
+void map_protect_inner(const Owner *o, const unsigned char *addr, size_t len, int prot) {
+  const MapInfo *mi = MAPINFO(o);
   size_t ps = sys_pagesize();
-  push_registry(L);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    Owner *c = (Owner *)lua_touserdata(L, -2);
-    if (c->kind == &mmap_kind && owner_alive(c) && depth_in(c, o)) {
-      MapInfo *mi = MAPINFO(c);
-      const unsigned char *lo = addr > c->base ? addr : c->base;
-      const unsigned char *hi = addr + len < c->base + mi->maplen ? addr + len : c->base + mi->maplen;
-      if (lo < hi) {
-        size_t first = (size_t)(lo - c->base) / ps, n = ((size_t)(hi - lo) + ps - 1) / ps;
-        protmap_set(&mi->pm, first, n, prot_from_sys(prot));
-        if (prot & PROT_WRITE) mi->ever_writable = 1;
-        snap_after_protect(c, first, n);
-      }
-    }
-    lua_pop(L, 1);
+  for (size_t i = kid_at(mi, (uintptr_t)addr); i < mi->nkids && mi->kids[i]->base < addr + len;
+       i++) {
+    Owner *k = mi->kids[i];
+    MapInfo *ki = MAPINFO(k);
+    const unsigned char *lo = addr > k->base ? addr : k->base;
+    const unsigned char *hi = addr + len < k->base + ki->maplen ? addr + len : k->base + ki->maplen;
+    size_t first = (size_t)(lo - k->base) / ps, n = ((size_t)(hi - lo) + ps - 1) / ps;
+    protmap_set(&ki->pm, first, n, prot_from_sys(prot));
+    if (prot & PROT_WRITE) ki->ever_writable = 1;
+    snap_after_protect(k, first, n);
+    map_protect_inner(k, lo, (size_t)(hi - lo), prot);
   }
-  lua_pop(L, 1);
 }
 
+/* Deepest first: a mapping's own inner ones go before it (each one's forget takes it out of its
+ * parent's list; a release allocates nothing, so no finalizer changes the lists meanwhile). */
 int map_release_inner(lua_State *L, Owner *o, const char *why) {
-  while (NESTED()) {
-    Owner *deepest = NULL;
-    int best = 0;
-    push_registry(L);
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      Owner *c = (Owner *)lua_touserdata(L, -2);
-      int d = c->kind == &mmap_kind && owner_alive(c) ? depth_in(c, o) : 0;
-      if (d > best) deepest = c, best = d;
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    if (!deepest) return 0;
-    int err = owner_release(L, deepest, why, 1);
+  MapInfo *mi = MAPINFO(o);
+  while (mi->nkids) {
+    Owner *k = mi->kids[mi->nkids - 1];
+    int err = map_release_inner(L, k, why);
+    if (!err) err = owner_release(L, k, why, 1);
     if (err) return err;
   }
   return 0;
@@ -303,23 +248,10 @@ void mmap_after_fork(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* Whether a live mapping placed inside another (MAP_FIXED) meets [addr, addr+len) without being
- * `parent` or one of its ancestors: a new MAP_FIXED mapping there would take over part of that
- * mapping's pages, which it goes on treating as its own (its unmap would hand them back, under
- * the new mapping's feet and past its armed snapshot). */
-typedef struct Placing {
-  const Owner *parent;
-  uintptr_t addr;
-  size_t len;
-} Placing;
-
-static int meets(const Owner *c, const void *ud) {
-  const Placing *pl = (const Placing *)ud;
-  uintptr_t lo = (uintptr_t)c->base, hi = lo + MAPINFO(c)->maplen;
-  return c != pl->parent && !depth_in(pl->parent, c) && lo < pl->addr + pl->len && pl->addr < hi;
-}
-
-int map_meets_inner(lua_State *L, const Owner *parent, uintptr_t addr, size_t len) {
-  Placing pl = {parent, addr, len};
-  return any_inner(L, meets, &pl);
+/* A mapping placed inside parent that meets [addr, addr+len), which parent holds as the innermost
+ * mapping there: one only part of it lies in (one holding all of it would be the innermost). */
+int map_meets_inner(const Owner *parent, uintptr_t addr, size_t len) {
+  const MapInfo *mi = MAPINFO(parent);
+  size_t i = kid_at(mi, addr);
+  return i < mi->nkids && (uintptr_t)mi->kids[i]->base < addr + len;
 }

@@ -160,13 +160,12 @@ static int mfile_shm_unlink(lua_State *L) {
  * -1 for a path). */
 static int truncate_refusal(lua_State *L, const char *what, int err, size_t n, int fd) {
   int seals = err == EPERM && fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
-  if (seals > 0 && (seals & (F_SEAL_SHRINK | F_SEAL_GROW)))
-    return push_syserrorf(L, what, err, "the file is sealed against %s: %s",
-                          (seals & F_SEAL_SHRINK) && (seals & F_SEAL_GROW) ? "any change of size"
-                          : (seals & F_SEAL_SHRINK) ? "shrinking" : "growing",
-                          (seals & F_SEAL_SHRINK) && (seals & F_SEAL_GROW)
-                            ? "F_SEAL_SHRINK and F_SEAL_GROW"
-                            : (seals & F_SEAL_SHRINK) ? "F_SEAL_SHRINK" : "F_SEAL_GROW");
+  int shrink = seals > 0 && (seals & F_SEAL_SHRINK), grow = seals > 0 && (seals & F_SEAL_GROW);
+  if (shrink || grow)
+    return push_syserrorf(L, what, err, "the file is sealed against %s",
+                          shrink && grow ? "any change of size: F_SEAL_SHRINK and F_SEAL_GROW"
+                          : shrink       ? "shrinking: F_SEAL_SHRINK"
+                                         : "growing: F_SEAL_GROW");
   struct rlimit rl;
   if (err == EFBIG && getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
       (uint64_t)n > (uint64_t)rl.rlim_cur)

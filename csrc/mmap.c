@@ -181,10 +181,7 @@ static void mmap_forget(lua_State *L, Owner *o) {
   MapInfo *mi = MAPINFO(o);
   if (mi) {
     if (mi->aside) sys_munmap(mi->aside, mi->maplen); /* its parent died first: not moved back */
-    if (o->parent) { /* once: ctx goes next */
-      map_disown(o);
-      map_nested_add(-1);
-    }
+    map_disown(o); /* once: ctx goes next */
     snap_on_release(o);
     protmap_free(&mi->pm);
     map_kids_free(mi);
@@ -371,7 +368,7 @@ static int map_place(lua_State *L, MapReq *r) {
                          "that is not a mapping of yours (place it inside a buffer from "
                          "M.mmap)", addr_text(addr).s);
   r->parent_idx = lua_gettop(L);
-  if (map_meets_inner(L, parent, addr, maplen))
+  if (map_meets_inner(parent, addr, maplen))
     return luaL_error(L, "mmap: MAP_FIXED at %s is refused: it would take over part of another "
                          "mapping placed inside with MAP_FIXED (unmap that one first, or place "
                          "the new one inside it)", addr_text(addr).s);
@@ -406,7 +403,7 @@ static int mmap_mmap(lua_State *L) {
   if (parent && !(owner_alive(parent) && map_holds(parent, addr, maplen)))
     return luaL_error(L, "mmap: the mapping MAP_FIXED was to go into was unmapped, moved or "
                          "shrunk during the call (by a finalizer)");
-  if (parent && map_meets_inner(L, parent, addr, maplen)) /* a finalizer placed one there */
+  if (parent && map_meets_inner(parent, addr, maplen)) /* a finalizer placed one there */
     return luaL_error(L, "mmap: MAP_FIXED at %s is refused: a finalizer placed another mapping "
                          "in that range during the call", addr_text(addr).s);
   if (parent && snap_armed_in((const unsigned char *)addr, maplen)) /* a finalizer armed one */
@@ -462,7 +459,6 @@ static int mmap_mmap(lua_State *L) {
   if (parent) {
     o->parent = parent;
     map_adopt(parent, o);
-    map_nested_add(1);
     lua_pushvalue(L, r.parent_idx);
     lua_setiuservalue(L, -2, 1); /* the child anchors its parent */
   }

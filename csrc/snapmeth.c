@@ -59,7 +59,7 @@ static int snap_new(lua_State *L) {
   o = check_mapping(L, 1, "snapshot", NULL); /* the allocation may have run a finalizer */
   mi = MAPINFO(o);
   if (mi->snap) return luaL_error(L, "snapshot: the mapping already has a snapshot (free it first)");
-  if (map_has_inner(L, o))
+  if (map_has_inner(o))
     return luaL_error(L, "snapshot: a mapping with another mapping placed inside it (MAP_FIXED) "
                          "is refused: those pages are not this mapping's to protect and copy");
   lua_pushvalue(L, 1);

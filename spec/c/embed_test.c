@@ -471,9 +471,9 @@ static int run_threads(int n, const char *code, char *err, size_t errlen)
     return rc;
 }
 
-/* mapreg.c counts the mappings placed inside others (a walk is skipped while there are none): two
- * threads placing and releasing them must leave the count exact, or a later child outlives its
- * parent's move and writes into whatever is mapped there next. */
+/* Two threads placing mappings inside mappings of their own and releasing them (each mapping's
+ * list of inner ones, mapreg.c, once a process-wide count) must leave no child outliving its
+ * parent's move, writing into whatever is mapped there next. */
 static void nested_mappings_threads(void)
 {
     char err[360] = "";
