@@ -278,7 +278,7 @@ static int map_request(lua_State *L, MapReq *r) {
   lua_Integer offset = r->offset = luaL_optinteger(L, 6, 0);
   if (flush_err) return mfile_flush_refusal(L, flush_err, "mapped");
   size_t ps = sys_pagesize();
-  luaL_argcheck(L, flags >= 0 && flags <= INT_MAX, 4, "flags out of range");
+  if (flags < 0 || flags > INT_MAX) arg_range_error(L, 4, "flags", flags, "M.MAP_* flags, or'ed");
   if (prot & ~(lua_Integer)KNOWN_PROT) {
     if ((prot & MAP_SHARED_VALIDATE) && flags && !(flags & ~(lua_Integer)KNOWN_PROT))
       return push_syserrorf(L, "mmap", EINVAL, "unknown protection bits: prot %I has MAP_* bits "
@@ -288,6 +288,12 @@ static int map_request(lua_State *L, MapReq *r) {
   }
   int type = (int)flags & MAP_SHARED_VALIDATE;
   if (type == 0) return map_refuse(L, EINVAL, "flags need MAP_SHARED or MAP_PRIVATE");
+  /* (a read below one, even M.peek's, made the kernel grow it: b:unmap() then left the grown
+   * pages mapped for good, one leaked mapping per buffer: red-team review) */
+  if (flags & MAP_GROWSDOWN)
+    return luaL_error(L, "mmap: MAP_GROWSDOWN is refused: the kernel grows such a mapping down "
+                         "when an access lands below it, into pages its buffer does not cover "
+                         "and could never unmap (map the whole size you need)");
   if ((uint64_t)offset % ps != 0) return map_refuse(L, EINVAL, "offset is not a multiple of the page size");
   r->anonymous = (flags & MAP_ANONYMOUS) != 0;
   /* as the kernel: an anonymous mapping ignores its offset; a file's cannot start before byte 0 */

@@ -371,6 +371,18 @@ describe("M.mmap of a file", function()
   end)
 
   describe("refuses at map time", function()
+    it("MAP_GROWSDOWN, raising: the kernel grows it below its buffer, pages b:unmap() would leave mapped (red-team review)", function()
+      for _, flags in ipairs({ PA | M.MAP_GROWSDOWN, M.MAP_SHARED | M.MAP_ANONYMOUS | M.MAP_GROWSDOWN }) do
+        H.raises("mmap: MAP_GROWSDOWN is refused: the kernel grows such a mapping down when an access "
+                 .. "lands below it", M.mmap, nil, ps, RW, flags, -1, 0)
+      end
+      local outer = anon(2)
+      H.raises("MAP_GROWSDOWN is refused", M.mmap, outer:address() + ps, ps, RW,
+               PA | M.MAP_FIXED | M.MAP_GROWSDOWN, -1, 0)
+      assert.is_false(outer:mapinfo().holds)
+      outer:free()
+    end)
+
     it("an empty file, saying it is empty", function()
       local file = tmpdir()
       local path = file("empty", "")
@@ -1514,6 +1526,40 @@ describe("MAP_FIXED", function()
     inner:free()
     assert.equal("freed buffer", M.type(third))
     outer:free()
+  end)
+
+  it("in a chain, each placed inside the last: by address, the deepest holding the range (map_find_push descends the lists)", function()
+    local outer = anon(4)
+    local base = outer:address()
+    -- a chain of 60 one-page mappings over page 2, then siblings beside it at page 1 and 3
+    local chain = {}
+    for i = 1, 60 do chain[i] = assert(M.mmap(base + 2 * ps, ps, RW, PA | M.MAP_FIXED, -1, 0)) end
+    local left = assert(M.mmap(base + ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+    local right = assert(M.mmap(base + 3 * ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+    assert.is_true(chain[1]:mapinfo().inside)
+    assert.is_true(chain[59]:mapinfo().holds)
+    assert.is_false(chain[60]:mapinfo().holds)
+    -- a range over two pages is held by outer alone, and meets the chain: refused
+    assert.has_error(function() M.mmap(base + ps, 2 * ps, RW, PA | M.MAP_FIXED, -1, 0) end,
+      "mmap: MAP_FIXED at " .. string.format("0x%x", base + ps) ..
+      " is refused: it would take over part of another mapping placed inside with MAP_FIXED " ..
+      "(unmap that one first, or place the new one inside it)")
+    -- by address, the deepest goes first, one at a time
+    for i = 60, 1, -1 do
+      assert(M.munmap(base + 2 * ps, ps))
+      assert.equal("freed buffer", M.type(chain[i]))
+      if i > 1 then assert.is_true(chain[i - 1]:valid()) end
+    end
+    assert.is_true(left:valid() and right:valid())
+    assert(M.munmap(base + 3 * ps, ps))
+    assert.equal("freed buffer", M.type(right))
+    assert.is_true(left:valid())
+    -- with the chain gone, the page is outer's again: unmapping it by address is refused (part)
+    local ok, msg = pcall(M.munmap, base + 2 * ps, ps)
+    assert.is_false(ok)
+    assert.truthy(msg:find("part", 1, true), msg)
+    outer:free()
+    assert.equal("freed buffer", M.type(left))
   end)
 
   it("over part of a mapping placed inside the same one raises (outside review)", function()
