@@ -80,7 +80,7 @@ static int known_advice(lua_Integer advice) {
 /* The advice at idx: raises when it is out of range or one memlab refuses outright (below). */
 lua_Integer check_advice(lua_State *L, int idx) {
   lua_Integer advice = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, advice >= 0 && advice <= 0xffff, idx, "advice out of range");
+  if (advice < 0 || advice > 0xffff) arg_range_error(L, idx, "advice", advice, "an M.MADV_* constant");
   /* MADV_HWPOISON (100) and MADV_SOFT_OFFLINE (101), for root: they take physical pages out of
    * service for the whole machine, which no memlab script has reason to do */
   luaL_argcheck(L, advice != 100 && advice != 101, idx,

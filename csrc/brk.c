@@ -299,7 +299,8 @@ static int brk_sbrk(lua_State *L) {
   lua_Integer inc = luaL_checkinteger(L, 1);
   uintptr_t old = user_break();
   if (inc < 0) {
-    luaL_argcheck(L, inc > INTPTR_MIN && (uintptr_t)(-inc) <= old, 1, "increment out of range");
+    if (!(inc > INTPTR_MIN && (uintptr_t)(-inc) <= old))
+      arg_range_error(L, 1, "increment", inc, "it would take the break below address 0");
     int nres = brk_lower(L, "sbrk", old - (uintptr_t)(-inc));
     if (nres) return nres;
     push_address(L, (void *)old);
@@ -309,7 +310,7 @@ static int brk_sbrk(lua_State *L) {
     push_address(L, (void *)old);
     return 1;
   }
-  luaL_argcheck(L, (uint64_t)inc <= (uint64_t)PTRDIFF_MAX, 1, "increment out of range");
+  if ((uint64_t)inc > (uint64_t)PTRDIFF_MAX) arg_range_error(L, 1, "increment", inc, "at most PTRDIFF_MAX");
   return brk_raise(L, "sbrk", (uintptr_t)inc, 1);
 }
 

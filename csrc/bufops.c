@@ -153,11 +153,12 @@ static int key_error(lua_State *L, int idx) {
 
 /* b[i]: a byte, or a method when the key is a string. Upvalues: the metatable, the methods. */
 int bufops_index(lua_State *L) {
-  if (lua_type(L, 2) != LUA_TNUMBER) { /* a method name (strings first: never a number here) */
+  if (lua_type(L, 2) == LUA_TSTRING) { /* a method name (strings first: the common case) */
     lua_pushvalue(L, 2);
     lua_rawget(L, lua_upvalueindex(2));
     return 1;
   }
+  if (lua_type(L, 2) != LUA_TNUMBER) return key_error(L, 2); /* b[nil], b[true]: not a silent nil */
   int isnum;
   lua_Integer i = lua_tointegerx(L, 2, &isnum);
   if (!isnum) return key_error(L, 2);

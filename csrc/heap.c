@@ -126,16 +126,16 @@ static int heap_usable_size(lua_State *L) {
 static int heap_mallopt(lua_State *L) {
   lua_Integer param = luaL_checkinteger(L, 1);
   lua_Integer v = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, param >= INT_MIN && param <= INT_MAX, 1, "parameter out of range");
-  luaL_argcheck(L, v >= INT_MIN && v <= INT_MAX, 2, "value out of range");
+  if (param < INT_MIN || param > INT_MAX) arg_range_error(L, 1, "parameter", param, "an M.M_* constant");
+  if (v < INT_MIN || v > INT_MAX) arg_range_error(L, 2, "value", v, "a C int");
   switch (param) { /* glibc answers 1 (success) for a parameter it does not know: say no */
     case M_MMAP_THRESHOLD: case M_TOP_PAD: case M_MMAP_MAX: case M_ARENA_MAX: case M_ARENA_TEST:
       /* sizes and counts glibc keeps unsigned: -4096 would become a pad near SIZE_MAX, and
        * every later growth of the heap (the interpreter's own included) would fail */
-      luaL_argcheck(L, v >= 0, 2, "value out of range (a size or a count: 0 or more)");
+      if (v < 0) arg_range_error(L, 2, "value", v, "a size or a count: 0 or more");
       break;
     case M_TRIM_THRESHOLD: /* -1: never trim (mallopt(3)) */
-      luaL_argcheck(L, v >= -1, 2, "value out of range (0 or more, or -1: never trim)");
+      if (v < -1) arg_range_error(L, 2, "value", v, "0 or more, or -1: never trim");
       break;
     case M_PERTURB: case M_MXFAST: case M_CHECK_ACTION:
       break;

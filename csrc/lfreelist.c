@@ -88,7 +88,9 @@ static int lfl_new(lua_State *L) {
   else if (t != LUA_TNIL)
     return alloc_opterror(L, "quick", "a boolean or a depth 0.." QUICK_MAX " expected, got %s");
   lua_pop(L, 1);
-  luaL_argcheck(L, size > 0 && (sbrk || size <= FL_MAX_ARENA), 1, "size out of range");
+  if (!(size > 0 && (sbrk || size <= FL_MAX_ARENA)))
+    luaL_argerror(L, 1, lua_pushfstring(L, "size out of range (%I; at most %d GiB)", (lua_Integer)size,
+                                        (int)(FL_MAX_ARENA >> 30)));
   if (size <= ml_sys_pagesize()) /* fl_init's least arena: two pages (its first block and top) */
     luaL_argerror(L, 1, lua_pushfstring(L, "size out of range (more than a page, %d bytes, "
                                            "needed)", (int)ml_sys_pagesize()));

@@ -131,8 +131,18 @@ lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, con
     luaL_argerror(L, idx, "a mode is a number: a string is read as decimal (write "
                           "M.octal(\"600\"), or 384, or 0x180)");
   lua_Integer v = luaL_checkinteger(L, idx);
-  if (v < 0 || v > hi) luaL_argerror(L, idx, lua_pushfstring(L, "%s out of range", what));
+  if (v < 0 || v > hi) {
+    char top[24];
+    snprintf(top, sizeof top, "0 to 0o%llo", (unsigned long long)hi); /* (no %o in pushfstring) */
+    arg_range_error(L, idx, what, v, hi <= 07777 ? top : "0 or more: flags and a mode, or'ed");
+  }
   return v;
+}
+
+/* What a range refused would have been with its offset one less: a 1-based offset, the
+ * learner's habit from Lua's strings. The hint then closes the message. */
+static const char *one_based_hint(size_t off, size_t n, size_t size) {
+  return off >= 1 && n <= size && off - 1 <= size - n ? ": offsets count from 0, as in C" : "";
 }
 
 int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size) {
@@ -143,8 +153,9 @@ int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size) {
 
 int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off, size_t size) {
   return luaL_argerror(L, idx, lua_pushfstring(L, "%s (out of range: %I %s at offset %I; the "
-                                                  "buffer has %I)", what, (lua_Integer)n, BYTES(n),
-                                               (lua_Integer)off, (lua_Integer)size));
+                                                  "buffer has %I%s)", what, (lua_Integer)n, BYTES(n),
+                                               (lua_Integer)off, (lua_Integer)size,
+                                               one_based_hint(off, n, size)));
 }
 
 /* A range (offset, length) within `size` bytes: offset defaults to 0, length to "the rest".
@@ -157,10 +168,15 @@ void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_
     lua_Integer n = luaL_checkinteger(L, ilen);
     if (n < 0 || (uint64_t)n > (uint64_t)(size - *off))
       luaL_argerror(L, ilen, lua_pushfstring(L, "length out of range (%I %s from offset %I; the "
-                                                "buffer has %I)", n, BYTES(n), (lua_Integer)*off,
-                                             (lua_Integer)size));
+                                                "buffer has %I%s)", n, BYTES(n), (lua_Integer)*off,
+                                             (lua_Integer)size,
+                                             n < 0 ? "" : one_based_hint(*off, (size_t)n, size)));
     *len = (size_t)n;
   }
+}
+
+int arg_range_error(lua_State *L, int idx, const char *what, lua_Integer v, const char *range) {
+  return luaL_argerror(L, idx, lua_pushfstring(L, "%s out of range (%I; %s)", what, v, range));
 }
 
 /* A byte value: an integer 0..255 or a one-character string ('h' reads as in C). */
@@ -172,7 +188,7 @@ int arg_byte(lua_State *L, int idx) {
     return (unsigned char)s[0];
   }
   lua_Integer v = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, v >= 0 && v <= 255, idx, "byte value out of range (0..255; C's (char)-1 is 255)");
+  if (v < 0 || v > 255) arg_range_error(L, idx, "byte value", v, "0..255: C's (char)-1 is 255");
   return (int)v;
 }
 

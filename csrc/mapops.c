@@ -40,7 +40,9 @@ static int arg_prot(lua_State *L, int idx) {
     return prot;
   }
   lua_Integer p = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, prot_valid(p), idx, PROT_BAD);
+  if (!prot_valid(p))
+    luaL_argerror(L, idx, lua_pushfstring(L, PROT_BAD " (%I; PROT_READ, PROT_WRITE and PROT_EXEC, "
+                                             "or'ed, or a string as \"rw\")", p));
   return (int)p;
 }
 
@@ -128,7 +130,9 @@ static int mapops_protect(lua_State *L) {
 /* The msync flags at idx (MS_SYNC when absent); raises when out of range (msync judges the rest). */
 static lua_Integer check_sync_flags(lua_State *L, int idx) {
   lua_Integer flags = luaL_optinteger(L, idx, MS_SYNC);
-  luaL_argcheck(L, sync_flags_valid(flags), idx, SYNC_FLAGS_BAD);
+  if (!sync_flags_valid(flags))
+    luaL_argerror(L, idx, lua_pushfstring(L, SYNC_FLAGS_BAD " (%I; MS_SYNC or MS_ASYNC, and "
+                                             "MS_INVALIDATE)", flags));
   return flags;
 }
 
@@ -154,7 +158,7 @@ static int mapops_sync(lua_State *L) {
 /* mlock2's flags at idx (absent: 0, plain mlock): a C int, or raises */
 static lua_Integer check_lock_flags(lua_State *L, int idx) {
   lua_Integer flags = luaL_optinteger(L, idx, 0);
-  luaL_argcheck(L, flags >= 0 && flags <= INT_MAX, idx, "flags out of range");
+  if (flags < 0 || flags > INT_MAX) arg_range_error(L, idx, "flags", flags, "0 or M.MLOCK_ONFAULT");
   return flags;
 }
 
@@ -408,7 +412,8 @@ static int mapops_mlock2(lua_State *L) { return c_shaped(L, &shape_mlock2); }
 /* M.mlockall(flags) / M.munlockall() -> true | nil, msg, errno */
 static int mapops_mlockall(lua_State *L) {
   lua_Integer flags = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, flags >= 0 && flags <= INT_MAX, 1, "flags out of range");
+  if (flags < 0 || flags > INT_MAX)
+    arg_range_error(L, 1, "flags", flags, "M.MCL_CURRENT, M.MCL_FUTURE and M.MCL_ONFAULT, or'ed");
   /* what the kernel refuses with EINVAL is answered so, as in C, saying why */
   if (flags & ~(lua_Integer)(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT))
     return push_syserrorf(L, "mlockall", EINVAL, "flags %I has bits other than MCL_CURRENT, "

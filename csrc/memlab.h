@@ -132,6 +132,9 @@ lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, con
 #define NIL_HINT "did the call that made it fail? memlab returns nil, message, errno where C " \
                  "returns NULL or -1: local x, err = ...; if not x then ... end"
 int arg_typeerror(lua_State *L, int idx, const char *want);
+/* Raises "bad argument #idx to 'f' (<what> out of range (<v>; <range>))": the value refused, and
+ * what is taken. */
+int arg_range_error(lua_State *L, int idx, const char *what, lua_Integer v, const char *range);
 /* Raises at argument idx when v (named what) looks like a mode written in C's octal, as 0666
  * reads in Lua (666: 513 to 777, digits 0-7); returns 0 otherwise. bit: what 01000 means there. */
 int arg_mode_check_octal(lua_State *L, int idx, lua_Integer v, const char *what, const char *bit);

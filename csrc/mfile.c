@@ -71,7 +71,7 @@ static int mfile_memfd_create(lua_State *L) {
   const char *name = arg_cstring(L, 1);
   lua_Integer flags = luaL_optinteger(L, 2, MFD_CLOEXEC);
   /* unsigned int: MFD_HUGETLB takes a page size in bits 26..31 (MFD_HUGE_2MB = 21 << 26) */
-  luaL_argcheck(L, flags >= 0 && flags <= UINT32_MAX, 2, "flags out of range");
+  if (flags < 0 || flags > UINT32_MAX) arg_range_error(L, 2, "flags", flags, "M.MFD_* flags, or'ed");
   MFile *f = new_file(L, "memfd", name);
   int err = sys_memfd_create(name, (unsigned)flags, &f->fd);
   if (err) return push_syserror(L, "memfd_create", err);
@@ -118,7 +118,7 @@ static int opened_check(MFile *f, struct stat *st, int regular_only, int *by_typ
 static int mfile_shm_open(lua_State *L) {
   const char *name = arg_cstring(L, 1);
   lua_Integer oflag = luaL_optinteger(L, 2, O_RDWR | O_CREAT);
-  luaL_argcheck(L, oflag >= 0 && oflag <= INT_MAX, 2, "flags out of range");
+  if (oflag < 0 || oflag > INT_MAX) arg_range_error(L, 2, "flags", oflag, "M.O_* flags, or'ed");
   lua_Integer mode = arg_mode(L, 3, 0600, 07777, "mode");
   arg_mode_check_octal(L, 3, mode, "mode", "the sticky bit");
   MFile *f = new_file(L, "shm", name);

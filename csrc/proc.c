@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -148,7 +149,8 @@ __attribute__((no_sanitize("address", "undefined"), noinline)) static void do_pe
 static int proc_peek(lua_State *L) {
   const unsigned char *addr = (const unsigned char *)arg_address(L, 1);
   size_t n = arg_optsize(L, 2, 1);
-  luaL_argcheck(L, n <= PEEK_MAX, 2, "length out of range (a peek reads at most 1 GiB)");
+  if (n > PEEK_MAX)
+    arg_range_error(L, 2, "length", (lua_Integer)n, "a peek reads at most 1 GiB: M.peek(addr, len)");
   if ((uintptr_t)addr > UINTPTR_MAX - n) /* the address is the odd one: -1 is no address */
     luaL_argerror(L, 1, lua_pushfstring(L, "address out of range (%s + %I %s wraps past the top "
                                            "of the address space)", addr_text((uintptr_t)addr).s,
@@ -238,8 +240,10 @@ static int waitpid_error(lua_State *L, pid_t pid, int err) {
 /* M.waitpid(pid [, "nohang"]) -> "exit", code | "signal", signo | "running" (nohang), and the
  * pid waited for; nil, msg, errno on failure (ECHILD: no such child). */
 static int proc_waitpid(lua_State *L) {
+  /* none: any child, as C's wait(); a nil given is most likely a failed call's (M.fork's) */
+  if (lua_isnil(L, 1)) arg_typeerror(L, 1, "pid (-1: any child)");
   lua_Integer pid = luaL_optinteger(L, 1, -1);
-  luaL_argcheck(L, pid >= -INT_MAX && pid <= INT_MAX, 1, "pid out of range");
+  if (pid < -INT_MAX || pid > INT_MAX) arg_range_error(L, 1, "pid", pid, "a C pid_t");
   static const char *const opts[] = {"hang", "nohang", NULL};
   int nohang = luaL_checkoption(L, 2, "hang", opts);
   pid_t got;
@@ -284,7 +288,8 @@ static int proc_getpid(lua_State *L) {
 
 static int proc_sleep(lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
-  luaL_argcheck(L, s >= 0 && s < 1e9, 1, "seconds out of range");
+  if (!(s >= 0 && s < 1e9))
+    luaL_argerror(L, 1, lua_pushfstring(L, "seconds out of range (%f; 0 or more, below 1e9)", s));
   HookWatch w;
   hook_watch(L, &w);
   int err = sys_sleep((double)s, hook_changed, &w);
@@ -370,24 +375,44 @@ static int proc_readproc(lua_State *L) {
   }
 }
 
+/* getrlimit's resource type: glibc's enum under _GNU_SOURCE, int elsewhere (as in nomem.c). */
+#ifdef __GLIBC__
+typedef __rlimit_resource_t Resource;
+#else
+typedef int Resource;
+#endif
+
+/* The resources by their names in getrlimit(2), without the RLIMIT_ prefix, in lower case. */
+static const struct { const char *name; Resource r; } rlimits[] = {
+    {"as", RLIMIT_AS},           {"core", RLIMIT_CORE},         {"cpu", RLIMIT_CPU},
+    {"data", RLIMIT_DATA},       {"fsize", RLIMIT_FSIZE},       {"locks", RLIMIT_LOCKS},
+    {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
+    {"nofile", RLIMIT_NOFILE},   {"nproc", RLIMIT_NPROC},       {"rss", RLIMIT_RSS},
+    {"rtprio", RLIMIT_RTPRIO},   {"rttime", RLIMIT_RTTIME},     {"sigpending", RLIMIT_SIGPENDING},
+    {"stack", RLIMIT_STACK}};
+#define NRLIMITS (sizeof rlimits / sizeof rlimits[0])
+
 /* M.getrlimit(resource) -> soft, hard (math.huge when unlimited) | nil, msg, errno.
- * resource: "memlock", "as", "data", "stack", "rss", "nofile", "nproc", "core", "fsize" */
+ * resource: a name of getrlimit(2)'s, as "as" or "RLIMIT_AS" (either case). */
 static int proc_getrlimit(lua_State *L) {
-  static const char *const names[] = {"memlock", "as", "data", "stack", "rss", "nofile",
-                                      "nproc", "core", "fsize", NULL};
-  struct rlimit rl;
-  int r;
-  switch (luaL_checkoption(L, 1, NULL, names)) { /* the constants are an enum in glibc */
-    case 0: r = getrlimit(RLIMIT_MEMLOCK, &rl); break;
-    case 1: r = getrlimit(RLIMIT_AS, &rl); break;
-    case 2: r = getrlimit(RLIMIT_DATA, &rl); break;
-    case 3: r = getrlimit(RLIMIT_STACK, &rl); break;
-    case 4: r = getrlimit(RLIMIT_RSS, &rl); break;
-    case 5: r = getrlimit(RLIMIT_NOFILE, &rl); break;
-    case 6: r = getrlimit(RLIMIT_NPROC, &rl); break;
-    case 7: r = getrlimit(RLIMIT_CORE, &rl); break;
-    default: r = getrlimit(RLIMIT_FSIZE, &rl); break;
+  const char *name = luaL_checkstring(L, 1), *n = name;
+  if (strncasecmp(n, "RLIMIT_", 7) == 0) n += 7;
+  size_t k = 0;
+  while (k < NRLIMITS && strcasecmp(n, rlimits[k].name) != 0) k++;
+  if (k == NRLIMITS) {
+    luaL_Buffer lb;
+    luaL_buffinit(L, &lb);
+    for (size_t i = 0; i < NRLIMITS; i++) {
+      luaL_addstring(&lb, i == 0 ? "" : i + 1 == NRLIMITS ? " or " : ", ");
+      luaL_addstring(&lb, rlimits[i].name);
+    }
+    luaL_pushresult(&lb);
+    return luaL_argerror(L, 1, lua_pushfstring(L, "unknown resource '%s' (%s, as getrlimit(2) "
+                                                  "names them, with or without RLIMIT_)", name,
+                                               lua_tostring(L, -1)));
   }
+  struct rlimit rl;
+  int r = getrlimit(rlimits[k].r, &rl);
   if (r != 0) return push_syserror(L, "getrlimit", errno);
   rlim_t v[2] = {rl.rlim_cur, rl.rlim_max};
   for (int i = 0; i < 2; i++) {

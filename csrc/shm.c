@@ -136,10 +136,13 @@ static int shm_shmat(lua_State *L) {
   uintptr_t addr = 0;
   if (!lua_isnoneornil(L, 2)) {
     lua_Integer a = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, a >= 0, 2, "address out of range");
+    if (a < 0) arg_range_error(L, 2, "address", a, "0 or more; nil lets the kernel choose");
     addr = (uintptr_t)a;
   }
   int flags = lua_isnoneornil(L, 3) ? 0 : arg_int(L, 3, 0, INT_MAX, "flags");
+  if ((flags & SHM_REMAP) && addr == 0) /* as shmat(2) answers it */
+    return push_syserrorf(L, "shmat", EINVAL, "SHM_REMAP needs an address: with none there is "
+                          "nothing to replace, as shmat(2) says");
   if (flags & SHM_REMAP)
     return luaL_error(L, "shmat: SHM_REMAP is refused: it would silently replace whatever is "
                          "mapped at %s (attach without it, at an address that is free)",

@@ -93,10 +93,15 @@ describe("a heap buffer", function()
     b:free()
   end)
 
-  it("returns nil for a key that is no method", function()
+  it("returns nil for a string key that is no method, and raises for a key that is neither a string nor a number (new user)", function()
     local b = M.malloc(1)
     assert.is_nil(b.nosuchmethod)
-    assert.is_nil(b[true])
+    assert.is_nil(b["0"])
+    -- b[i] with i unset read nil, silently: the mistake surfaced far away
+    for _, k in ipairs({ true, false, {}, print }) do
+      H.raises("buffer index must be an integer, got " .. type(k), function() return b[k] end)
+    end
+    H.raises("buffer index must be an integer, got nil", function() return b[nil] end)
     b:free()
   end)
 
@@ -130,7 +135,7 @@ describe("tostring(b)", function()
   it("says '1 byte' for one byte, and so do the range errors", function()
     local b = M.malloc(1)
     assert.equal(("memlab.buffer: 0x%x 1 byte (heap, rw-)"):format(b:address()), tostring(b))
-    assert.matches("length out of range (1 byte from offset 1; the buffer has 1)",
+    assert.matches("length out of range (1 byte from offset 1; the buffer has 1: offsets count from 0",
                    select(2, pcall(b.read, b, 1, 1)), 1, true)
     assert.matches("offset out of range (1; the buffer has 1 byte,",
                    select(2, pcall(b.cstring, b, 1)), 1, true)

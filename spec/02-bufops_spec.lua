@@ -78,9 +78,9 @@ describe("b[i]", function()
              function() v:read(4) end)
     -- the source is to blame when no length was given (its rest is the length), the length when it was
     H.raises("bad argument #2 to 'copy' (copy does not fit (out of range: 3 bytes at offset 1; the "
-             .. "buffer has 3))", function() v:copy(1, "xyz") end)
+             .. "buffer has 3: offsets count from 0, as in C))", function() v:copy(1, "xyz") end)
     H.raises("bad argument #4 to 'copy' (copy does not fit (out of range: 3 bytes at offset 1; the "
-             .. "buffer has 3))", function() v:copy(1, "xyz", 0, 3) end)
+             .. "buffer has 3: offsets count from 0, as in C))", function() v:copy(1, "xyz", 0, 3) end)
     assert.equal("0123456789ab", b:read())
   end)
 
@@ -124,7 +124,8 @@ describe("b[i]", function()
       assert.is_false(ok)
       assert.equal(("spec/02-bufops_spec.lua:%d: byte value out of range (b[2] = -1; 0..255: C's "
                     .. "(char)-1 is 255)"):format(line + 1), err)
-      H.raises("byte value out of range (0..255; C's (char)-1 is 255)", b.fill, b, -1)
+      H.raises("byte value out of range (-1; 0..255: C's (char)-1 is 255)", b.fill, b, -1)
+      H.raises("byte value out of range (300; 0..255", b.fill, b, 300) -- the value (new user)
       H.raises("byte value must be 0..255 or a one-character string (b[0] = a string of 2 characters)",
                function() b[0] = "ab" end)
       H.raises("(b[0] = a string of 0 characters)", function() b[0] = "" end)

@@ -185,10 +185,13 @@ describe("b:pack()", function()
       end
       -- the offset is what is wrong (#2, the buffer being self): the format was blamed (review)
       -- (with the numbers: the bytes needed, where, and how many the buffer has: novice review)
+      -- (and, as it would fit one byte earlier, that offsets count from 0: new user)
       H.raises("bad argument #2 to 'pack' (packed data does not fit (out of range: 8 bytes at offset 5; "
-               .. "the buffer has 12))", function() b:pack("i8", 5, 1) end)
+               .. "the buffer has 12: offsets count from 0, as in C))", function() b:pack("i8", 5, 1) end)
       H.raises("bad argument #2 to 'pack' (packed data does not fit (out of range: 8 bytes at offset 5; "
-               .. "the buffer has 12))", function() b:pack("i4 i4", 5, 1, 2) end)
+               .. "the buffer has 12: offsets count from 0, as in C))", function() b:pack("i4 i4", 5, 1, 2) end)
+      H.raises("bad argument #2 to 'pack' (packed data does not fit (out of range: 8 bytes at offset 6; "
+               .. "the buffer has 12))", function() b:pack("i8", 6, 1) end)
       assert.equal(("\xAA"):rep(12), b:read())
       b:free()
     end)
@@ -323,7 +326,7 @@ describe("b:unpack()", function()
       H.raises("out of range", b.unpack, b, "<s8")                  -- a length near 2^63
       H.raises("out of range", b.unpack, b, "<s4")
       H.raises("bad argument #2 to 'unpack' (data too short (out of range: 8 bytes at offset 1; the "
-               .. "buffer has 8))", function() b:unpack("i8", 1) end)
+               .. "buffer has 8: offsets count from 0, as in C))", function() b:unpack("i8", 1) end)
       H.raises("bad argument #2 to 'unpack' (data too short (out of range: 8 bytes at offset 5; the "
                .. "buffer has 8))", function() b:unpack("i4 i8", 1) end)
       b:free()

@@ -379,10 +379,10 @@ describe("the C heap functions", function()
 
   it("mallopt refuses a negative size or count (glibc would keep it as a huge unsigned one)", function()
     for _, param in ipairs { M.M_TOP_PAD, M.M_MMAP_THRESHOLD, M.M_MMAP_MAX, M.M_ARENA_MAX, M.M_ARENA_TEST } do
-      H.raises("value out of range (a size or a count: 0 or more)", M.mallopt, param, -4096)
+      H.raises("value out of range (-4096; a size or a count: 0 or more)", M.mallopt, param, -4096)
       H.raises("value out of range", M.mallopt, param, -1)
     end
-    H.raises("value out of range (0 or more, or -1: never trim)", M.mallopt, M.M_TRIM_THRESHOLD, -2)
+    H.raises("value out of range (-2; 0 or more, or -1: never trim)", M.mallopt, M.M_TRIM_THRESHOLD, -2)
   end)
 end)
 

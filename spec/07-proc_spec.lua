@@ -487,7 +487,8 @@ describe("M.peek()", function()
 
     it("a length over 1 GiB, before any memory is asked for", function()
       local b = M.malloc(8)
-      H.raises("bad argument #2 to 'fn' (length out of range (a peek reads at most 1 GiB))", M.peek, b, MAXI)
+      H.raises("bad argument #2 to 'fn' (length out of range (" .. MAXI .. "; a peek reads at most 1 GiB: "
+               .. "M.peek(addr, len)))", M.peek, b, MAXI)
       H.raises("length out of range", M.peek, 4096, (1 << 30) + 1)
       b:free()
     end)

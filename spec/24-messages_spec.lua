@@ -1,0 +1,104 @@
+-- spec/24-messages_spec.lua: what a learner's mistakes are told (the new-user round of
+-- 2026-11-23): a value out of range is named in the message, the resource names getrlimit(2)
+-- has are all taken, and a nil pid is not taken for "any child".
+local M = require "memlab"
+local H = require "helpers"
+
+local ps = H.ps
+
+describe("an argument out of range", function()
+  it("is named with the value refused and what is taken", function()
+    local b = M.malloc(4)
+    H.raises("bad argument #1 to 'fill' (byte value out of range (300; 0..255: C's (char)-1 is 255))",
+             function() b:fill(300) end)
+    b:free()
+    local m = M.map { length = ps }
+    H.raises("bad argument #1 to 'protect' (invalid protection bits (256; PROT_READ, PROT_WRITE and "
+             .. "PROT_EXEC, or'ed, or a string as \"rw\"))", function() m:protect(0x100) end)
+    H.raises("bad argument #1 to 'advise' (advice out of range (-1; an M.MADV_* constant))",
+             function() m:advise(-1) end)
+    H.raises("(flags out of range (256; MS_SYNC or MS_ASYNC, and MS_INVALIDATE))", m.sync, m, 256)
+    m:free()
+    H.raises("(flags out of range (-1; M.MCL_CURRENT, M.MCL_FUTURE and M.MCL_ONFAULT, or'ed))",
+             M.mlockall, -1)
+    H.raises("(seconds out of range (-1.0; 0 or more, below 1e9))", M.sleep, -1)
+    H.raises("nan; 0 or more, below 1e9))", M.sleep, 0 / 0) -- (printf may write -nan)
+    H.raises("(increment out of range (" .. math.mininteger .. "; it would take the break below "
+             .. "address 0))", M.sbrk, math.mininteger)
+    H.raises("(size out of range (" .. (1 << 40) .. "; at most 512 GiB))", M.freelist, { size = 1 << 40 })
+    H.raises("(cache depth out of range (99; at most 32))", M.buddy, { size = 1 << 16, cache = 99 })
+    H.raises("(flags out of range (-1; M.O_* flags, or'ed))", M.shm_open, "memlab-spec-24", -1)
+    H.raises("(mode out of range (" .. (1 << 20) .. "; 0 to 0o7777))", M.shm_open, "memlab-spec-24",
+             M.O_RDWR, 1 << 20)
+    H.raises("(flags out of range (-1; 0 or more: flags and a mode, or'ed))", M.shmget,
+             M.IPC_PRIVATE, ps, -1)
+    H.raises("(flags out of range (-1; M.MFD_* flags, or'ed))", M.memfd_create, "x", -1)
+    H.raises("(flags out of range (-1; M.MAP_* flags, or'ed))", M.mmap, nil, ps, M.PROT_READ, -1)
+    H.raises("(address out of range (-1; 0 or more; nil lets the kernel choose))", M.shmat, 0, -1)
+    H.raises("(value out of range (" .. (1 << 40) .. "; a C int))", M.mallopt, M.M_TOP_PAD, 1 << 40)
+    H.raises("(parameter out of range (" .. (1 << 40) .. "; an M.M_* constant))", M.mallopt, 1 << 40, 0)
+    H.raises("(pid out of range (" .. (1 << 40) .. "; a C pid_t))", M.waitpid, 1 << 40)
+  end)
+
+  it("with the arguments of M.peek swapped says which is which", function()
+    local b = M.malloc(8)
+    local ok, msg = pcall(M.peek, 8, b:address())
+    assert.is_false(ok)
+    assert.truthy(msg:find("length out of range (" .. b:address() .. "; a peek reads at most 1 GiB: "
+                           .. "M.peek(addr, len))", 1, true), msg)
+    b:free()
+  end)
+end)
+
+describe("a range given 1-based", function()
+  it("says offsets count from 0 when one byte earlier it would fit, and only then", function()
+    local b = M.malloc(4)
+    H.raises("(length out of range (4 bytes from offset 1; the buffer has 4: offsets count from 0, "
+             .. "as in C))", b.read, b, 1, 4)
+    H.raises("(length out of range (4 bytes from offset 2; the buffer has 4))", b.read, b, 2, 4)
+    H.raises("(length out of range (5 bytes from offset 0; the buffer has 4))", b.read, b, 0, 5)
+    H.raises("the buffer has 4: offsets count from 0, as in C))", b.write, b, 1, "abcd")
+    H.raises("the buffer has 4: offsets count from 0, as in C))", b.unpack, b, "<i4", 1)
+    H.raises("the buffer has 4: offsets count from 0, as in C))", b.pack, b, "<i4", 1, 7)
+    H.raises("(offset out of range (5; the buffer has 4 bytes))", b.read, b, 5)
+    b:free()
+  end)
+end)
+
+describe("M.getrlimit()", function()
+  it("takes every resource of getrlimit(2), by its name with or without RLIMIT_, in either case", function()
+    local n = 0
+    for _, r in ipairs({ "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+                         "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack" }) do
+      local soft, hard = M.getrlimit(r)
+      assert.is_number(soft, r)
+      assert.is_true(soft <= hard, r)
+      assert.same({ soft, hard }, { M.getrlimit("RLIMIT_" .. r:upper()) })
+      assert.same({ soft, hard }, { M.getrlimit(r:upper()) })
+      n = n + 1
+    end
+    assert.equal(16, n)
+    -- the open-files limit as the kernel has it (each line: name, soft, hard, units)
+    local limits = assert(io.open("/proc/self/limits")):read("a")
+    local soft = limits:match("Max open files%s+(%d+)")
+    assert.equal(tonumber(soft), (M.getrlimit("RLIMIT_NOFILE")))
+  end)
+
+  it("lists the names it takes when given another", function()
+    H.raises("bad argument #1 to 'fn' (unknown resource 'RLIMIT_BOGUS' (as, core, cpu, data, fsize, "
+             .. "locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending or "
+             .. "stack, as getrlimit(2) names them, with or without RLIMIT_))", M.getrlimit, "RLIMIT_BOGUS")
+    H.raises("string expected, got no value", M.getrlimit)
+  end)
+end)
+
+describe("M.waitpid()", function()
+  it("raises for a nil pid (a failed M.fork's), where no argument waits for any child", function()
+    H.raises("bad argument #1 to 'fn' (pid (-1: any child) expected, got nil (did the call that made "
+             .. "it fail?", M.waitpid, nil)
+    H.raises("pid (-1: any child) expected, got nil", M.waitpid, nil, "nohang")
+    local pid = assert(M.fork())
+    if pid == 0 then M._exit(7) end
+    assert.same({ "exit", 7, pid }, { M.waitpid() })
+  end)
+end)
