@@ -176,7 +176,10 @@ void buf_setmethods(lua_State *L, const luaL_Reg *fns) {
 
 Buffer *buf_check(lua_State *L, int idx) {
   Buffer *b = buf_test(L, idx);
-  if (!b) arg_typeerror(L, idx, BUFFER_T);
+  if (!b) {
+    if (idx == 1) arg_self_slip(L, &buffer_key, "methods", BUFFER_T); /* b.write(0, "x")? */
+    arg_typeerror(L, idx, BUFFER_T);
+  }
   return b;
 }
 

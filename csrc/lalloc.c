@@ -29,7 +29,10 @@ static Allocator *totype(lua_State *L, int idx) {
 /* The allocator at idx, in any state; raises on anything else. */
 static Allocator *toalloc(lua_State *L, int idx) {
   Allocator *a = totype(L, idx);
-  if (!a) luaL_typeerror(L, idx, ALLOCATOR_T);
+  if (!a) {
+    if (idx == 1) arg_self_slip(L, &allocator_key, "__index", ALLOCATOR_T); /* a.alloc(10)? */
+    luaL_typeerror(L, idx, ALLOCATOR_T);
+  }
   return a;
 }
 

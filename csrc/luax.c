@@ -175,6 +175,23 @@ void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_
   }
 }
 
+void arg_self_slip(lua_State *L, const void *key, const char *field, const char *want) {
+  int t = lua_type(L, 1), top = lua_gettop(L); /* (before anything is pushed: 1 may be none) */
+  lua_Debug ar;
+  if ((t != LUA_TNUMBER && t != LUA_TSTRING && t != LUA_TNONE) || !lua_getstack(L, 0, &ar) ||
+      !lua_getinfo(L, "nf", &ar)) /* "f" pushes the running function */
+    return;
+  if (ar.name && ar.namewhat && strcmp(ar.namewhat, "method") != 0) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    if (lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, field) == LUA_TTABLE &&
+        lua_getfield(L, -1, ar.name) != LUA_TNIL && lua_rawequal(L, -1, -4))
+      luaL_argerror(L, 1, lua_pushfstring(L, "%s expected, got %s (called with '.' instead of "
+                                             "':'? x:%s(...) passes x as the first argument)",
+                                          want, lua_typename(L, t), ar.name));
+  }
+  lua_settop(L, top);
+}
+
 int arg_range_error(lua_State *L, int idx, const char *what, lua_Integer v, const char *range) {
   return luaL_argerror(L, idx, lua_pushfstring(L, "%s out of range (%I; %s)", what, v, range));
 }

@@ -135,6 +135,11 @@ int arg_typeerror(lua_State *L, int idx, const char *want);
 /* Raises "bad argument #idx to 'f' (<what> out of range (<v>; <range>))": the value refused, and
  * what is taken. */
 int arg_range_error(lua_State *L, int idx, const char *what, lua_Integer v, const char *range);
+/* For a method's self (argument 1) that is no `want`: when the running function is the method
+ * the call named, found in the methods table (field `field` of the metatable at registry[key]),
+ * and the call was not written with ':' (b.write(0, "x") passes 0 as self), raises the type
+ * error with that hint. Returns, the stack as it was, when the hint does not apply. */
+void arg_self_slip(lua_State *L, const void *key, const char *field, const char *want);
 /* Raises at argument idx when v (named what) looks like a mode written in C's octal, as 0666
  * reads in Lua (666: 513 to 777, digits 0-7); returns 0 otherwise. bit: what 01000 means there. */
 int arg_mode_check_octal(lua_State *L, int idx, lua_Integer v, const char *what, const char *bit);

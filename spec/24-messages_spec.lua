@@ -102,3 +102,29 @@ describe("M.waitpid()", function()
     assert.same({ "exit", 7, pid }, { M.waitpid() })
   end)
 end)
+
+describe("a method called with '.' instead of ':'", function()
+  it("says so, for a buffer's and an allocator's methods", function()
+    local b = M.malloc(4)
+    local a = M.freelist {}
+    local function msg(f)
+      local ok, err = pcall(f)
+      assert.is_false(ok)
+      return err
+    end
+    local hint = "(called with '.' instead of ':'? x:%s(...) passes x as the first argument))"
+    assert.truthy(msg(function() b.write(0, "x") end):find("bad argument #1 to 'write' (memlab.buffer "
+      .. "expected, got number " .. hint:format("write"), 1, true))
+    assert.truthy(msg(function() b.unpack("<i4", 0) end):find("got string " .. hint:format("unpack"), 1, true))
+    assert.truthy(msg(function() b.free() end):find("got no value " .. hint:format("free"), 1, true))
+    assert.truthy(msg(function() a.alloc(10) end):find("bad argument #1 to 'alloc' (memlab.allocator "
+      .. "expected, got number " .. hint:format("alloc"), 1, true))
+    -- and not where the call was written right, or the function is no method
+    assert.falsy(msg(function() M.free(5) end):find("instead of ':'", 1, true))
+    assert.falsy(msg(function() b.hexdump(a) end):find("instead of ':'", 1, true))
+    assert.truthy(msg(function() b.read(nil) end):find("did the call that made it fail?", 1, true))
+    assert.falsy(msg(function() return ("x"):rep(2), b.fill(nil) end):find("instead of ':'", 1, true))
+    a:destroy()
+    b:free()
+  end)
+end)
