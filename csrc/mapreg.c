@@ -54,15 +54,56 @@ int map_holds(const Owner *o, uintptr_t addr, size_t len) {
 
 static size_t kid_at(const MapInfo *mi, uintptr_t addr);
 
-/* Finds the live mapping holding [addr, addr+len) and pushes its root buffer; NULL (nothing
- * pushed) when no mapping of this state holds the whole range. Of mappings placed inside one
- * another (MAP_FIXED), the innermost: the one whose pages these are. The registry is scanned for
- * the outermost mappings only (the kernel keeps them apart: at most one holds addr), and the
- * innermost is reached down their kids lists: an inner one is skipped before owner_alive walks
- * its parents, which made a chain of n mappings placed one inside the next cost n^3 to build
- * (2000 of them took 7 s). */
-Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
+static const char maplast_key = 'L';
+
+/* The outermost mapping the last scan found holding its range, if it holds [addr, addr+len) now:
+ * kept as a weak reference to its root buffer (registry[&maplast_key][1]), so that a script
+ * placing or protecting page after page of one mapping by address finds it without a scan (30 000
+ * mappings placed inside one took 25 s, each lookup scanning all of them). Outermost mappings
+ * never overlap, so the one that holds the range is the only one. */
+static Owner *last_outer(lua_State *L, uintptr_t addr, size_t len) {
+  Owner *o = NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &maplast_key); /* (made by mapreg_open: nothing allocates) */
+  if (lua_type(L, -1) == LUA_TTABLE && lua_rawgeti(L, -1, 1) == LUA_TUSERDATA) {
+    Owner *c = ((const Buffer *)lua_touserdata(L, -1))->o; /* a root's Owner lives in it */
+    if (c->kind == &mmap_kind && !c->parent && c->state == OWNER_LIVE && map_holds(c, addr, len))
+      o = c;
+  }
+  lua_pop(L, 2);
+  return o;
+}
+
+/* Remembers the root buffer on the top of the stack (left there) for last_outer. Into the slot
+ * mapreg_open made: no allocation, so no finalizer can run between a lookup and its use. */
+static void set_last_outer(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &maplast_key) == LUA_TTABLE) {
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 1);
+  }
+  lua_pop(L, 1);
+}
+
+void mapreg_open(lua_State *L) {
   push_registry(L);
+  lua_pop(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &maplast_key) == LUA_TNIL) {
+    lua_createtable(L, 1, 0); /* its one slot, there from the start */
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, -2, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &maplast_key);
+  }
+  lua_pop(L, 1);
+}
+
+/* The outermost live mapping holding [addr, addr+len), scanning the registry on the top of the
+ * stack (left as it was), or NULL. The mappings placed inside others are skipped before
+ * owner_alive walks their parents, which made a chain of n mappings placed one inside the next
+ * cost n^3 to build (2000 of them took 7 s); dead entries met are taken out. */
+static Owner *scan_outer(lua_State *L, uintptr_t addr, size_t len) {
   Owner *best = NULL;
   lua_pushnil(L);
   while (lua_next(L, -2)) {
@@ -77,6 +118,20 @@ Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
       continue;
     }
     if (!best && o->kind == &mmap_kind && map_holds(o, addr, len)) best = o;
+  }
+  return best;
+}
+
+/* Finds the live mapping holding [addr, addr+len) and pushes its root buffer; NULL (nothing
+ * pushed) when no mapping of this state holds the whole range. Of mappings placed inside one
+ * another (MAP_FIXED), the innermost: the one whose pages these are, reached from the outermost
+ * (the kernel keeps those apart: at most one holds addr) down the sorted kids lists. */
+Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
+  Owner *best = last_outer(L, addr, len);
+  push_registry(L);
+  if (!best && (best = scan_outer(L, addr, len)) != NULL) {
+    if (lua_rawgetp(L, -1, best) != LUA_TNIL) set_last_outer(L); /* for the next lookup */
+    lua_pop(L, 1);
   }
   for (const MapInfo *mi; best && (mi = MAPINFO(best))->nkids != 0;) {
     size_t i = kid_at(mi, addr);

@@ -557,6 +557,7 @@ static const ConstReg mmap_consts[] = {
 
 int mmap_open(lua_State *L) {
   (void)stack_top(); /* now, while a file descriptor is surely free */
+  mapreg_open(L);
   set_funcs(L, mmap_funcs);
   set_consts(L, mmap_consts);
   buf_setmethods(L, mmap_methods);

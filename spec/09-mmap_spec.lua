@@ -1562,6 +1562,42 @@ describe("MAP_FIXED", function()
     assert.equal("freed buffer", M.type(left))
   end)
 
+  it("by address, finds each mapping again after the one found last is freed, moved or shrunk (the lookup remembers the last one)", function()
+    local a, b = anon(4), anon(4)
+    local abase, bbase = a:address(), b:address()
+    -- alternate: each lookup's answer is the mapping holding the address, not the last found
+    for i = 1, 6 do
+      local m, base = i % 2 == 1 and a or b, i % 2 == 1 and abase or bbase
+      local inner = assert(M.mmap(base + (i % 4) * ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+      assert.is_true(inner:mapinfo().inside)
+      assert.is_true(m:mapinfo().holds)
+      inner:free()
+    end
+    assert(M.mprotect(abase, ps, M.PROT_READ)) -- a is the last found
+    a:free()
+    -- the freed one is not found, whatever is mapped there now
+    assert.has_error(function() M.mprotect(abase, ps, M.PROT_READ) end)
+    local c = anon(1)
+    local ok = pcall(M.mmap, abase, ps, RW, PA | M.MAP_FIXED, -1, 0)
+    if c:address() ~= abase then assert.is_false(ok) end
+    c:free()
+    -- moved: the old range is no longer its own
+    assert(M.mprotect(bbase, ps, RW)) -- b is the last found
+    local moved = b:remap(64 * ps, true)
+    if moved and b:address() ~= bbase then
+      assert.has_error(function() M.mmap(bbase, ps, RW, PA | M.MAP_FIXED, -1, 0) end)
+      local inner = assert(M.mmap(b:address() + 63 * ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+      inner:free()
+    end
+    -- shrunk: the range past its new end is not held
+    assert(M.mprotect(b:address(), ps, RW))
+    assert(b:remap(2 * ps, false))
+    assert.has_error(function() M.mmap(b:address() + 2 * ps, ps, RW, PA | M.MAP_FIXED, -1, 0) end)
+    local inner = assert(M.mmap(b:address() + ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+    inner:free()
+    b:free()
+  end)
+
   it("over part of a mapping placed inside the same one raises (outside review)", function()
     -- the new mapping would take pages the other goes on calling its own: unmapping that one
     -- handed them back under the new one's feet, past its armed snapshot
