@@ -239,7 +239,7 @@ static int bufops_write(lua_State *L) {
   const char *s = luaL_checklstring(L, 3, &slen); /* may convert a number: allocates */
   unsigned char *p = buf_window(L, b, &len);        /* so the address is taken after it */
   size_t off = arg_offset(L, 2, ioff, len);
-  if (slen > len - off) arg_fit_error(L, 3, "string does not fit", slen, off, len);
+  if (slen > len - off) arg_fit_error(L, 3, "string does not fit", slen, off, len, 2);
   mem_check_write(L, b->o, b->off + off, slen);
   mem_copy(L, b->o, p + off, NULL, s, slen);
   lua_pushinteger(L, (lua_Integer)(off + slen));
@@ -367,7 +367,7 @@ static int bufops_copy(lua_State *L) {
   arg_range(L, 4, 5, srclen, &soff, &n);
   /* the length is to blame when given; otherwise the source, whose rest it is */
   if (n > len - doff)
-    arg_fit_error(L, lua_isnoneornil(L, 5) ? 3 : 5, "copy does not fit", n, doff, len);
+    arg_fit_error(L, lua_isnoneornil(L, 5) ? 3 : 5, "copy does not fit", n, doff, len, 2);
   mem_check_write(L, b->o, b->off + doff, n);
   if (srco) mem_check_read(L, srco, (size_t)(src + soff - srco->base), n);
   mem_copy(L, b->o, p + doff, srco, src + soff, n);

@@ -263,14 +263,14 @@ static int bufpack_pack(lua_State *L) {
       putint(tmp, (lua_Unsigned)arg_packint(L, 4, size1, opt1 == K_INT), little, size1, 0);
     else
       putfloat(tmp, luaL_checknumber(L, 4), size1, little);
-    if (size1 > len - off) arg_fit_error(L, 3, "packed data does not fit", size1, off, len);
+    if (size1 > len - off) arg_fit_error(L, 3, "packed data does not fit", size1, off, len, 3);
     mem_check_write(L, bf->o, bf->off + off, size1);
     mem_copy(L, bf->o, p + off, NULL, tmp, size1);
     lua_pushinteger(L, (lua_Integer)(off + size1));
     return 1;
   }
   size_t end = pack_end(L, fmt, off);
-  if (end > len) arg_fit_error(L, 3, "packed data does not fit", end - off, off, len);
+  if (end > len) arg_fit_error(L, 3, "packed data does not fit", end - off, off, len, 3);
   Fmt h = {L, 2, native_little(), 1};
   luaL_Buffer b;
   luaL_buffinit(L, &b);
@@ -332,7 +332,7 @@ static int bufpack_pack(lua_State *L) {
   size_t n = total - off;
   luaL_pushresult(&b); /* the packed bytes, now on the stack top */
   p = buf_span(L, 1, &len, &bf); /* building them may have run a finalizer */
-  if (off > len || n > len - off) arg_fit_error(L, 3, "packed data does not fit", n, off, len);
+  if (off > len || n > len - off) arg_fit_error(L, 3, "packed data does not fit", n, off, len, 3);
   mem_check_write(L, bf->o, bf->off + off, n);
   mem_copy(L, bf->o, p + off, NULL, lua_tostring(L, -1), n);
   lua_pushinteger(L, (lua_Integer)total);
@@ -409,7 +409,7 @@ static int bufpack_unpack(lua_State *L) {
   KOpt opt1;
   if (simple_format(fmt, &little, &size1, &opt1)) {
     unsigned char tmp[8];
-    if (size1 > ld - pos) arg_fit_error(L, 3, "data too short", size1, pos, ld);
+    if (size1 > ld - pos) arg_fit_error(L, 3, "data too short", size1, pos, ld, 3);
     const unsigned char *at = data + pos;
     if (g) {
       mem_copy(L, NULL, tmp, o, at, size1);
@@ -435,7 +435,7 @@ static int bufpack_unpack(lua_State *L) {
     KOpt opt = getdetails(&h, pos, &fmt, &size, &ntoalign);
     data = buf_span(L, 1, &ld, &bf); /* pushing the last value may have run a finalizer */
     if (pos > ld || ntoalign + size > ld - pos)
-      arg_fit_error(L, 3, "data too short", ntoalign + size, pos, ld);
+      arg_fit_error(L, 3, "data too short", ntoalign + size, pos, ld, n == 0 ? 3 : 0);
     pos += ntoalign;
     n++;
     unsigned char tmp[MAXINTSIZE];
@@ -453,7 +453,7 @@ static int bufpack_unpack(lua_State *L) {
       case K_CHAR: pushbytes(L, o, data, pos, size); break;
       case K_STRING: {
         lua_Unsigned sl = (lua_Unsigned)unpackint(L, at, h.little, size, 0);
-        if (sl > ld - pos - size) arg_fit_error(L, 3, "data too short", (size_t)sl, pos + size, ld);
+        if (sl > ld - pos - size) arg_fit_error(L, 3, "data too short", (size_t)sl, pos + size, ld, 0);
         pushbytes(L, o, data, pos + size, (size_t)sl);
         pos += (size_t)sl;
         break;

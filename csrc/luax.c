@@ -134,7 +134,7 @@ lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, con
   if (v < 0 || v > hi) {
     char top[24];
     snprintf(top, sizeof top, "0 to 0o%llo", (unsigned long long)hi); /* (no %o in pushfstring) */
-    arg_range_error(L, idx, what, v, hi <= 07777 ? top : "0 or more: flags and a mode, or'ed");
+    arg_range_error(L, idx, what, v, hi <= 07777 ? top : "a C int of flags and a mode, or'ed, 0 or more");
   }
   return v;
 }
@@ -151,11 +151,12 @@ int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size) {
                                                size == 1 ? "" : "s"));
 }
 
-int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off, size_t size) {
+int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off, size_t size, int ioff) {
+  int given = ioff > 0 && !lua_isnoneornil(L, ioff);
   return luaL_argerror(L, idx, lua_pushfstring(L, "%s (out of range: %I %s at offset %I; the "
                                                   "buffer has %I%s)", what, (lua_Integer)n, BYTES(n),
                                                (lua_Integer)off, (lua_Integer)size,
-                                               one_based_hint(off, n, size)));
+                                               given ? one_based_hint(off, n, size) : ""));
 }
 
 /* A range (offset, length) within `size` bytes: offset defaults to 0, length to "the rest".
@@ -181,7 +182,8 @@ void arg_self_slip(lua_State *L, const void *key, const char *field, const char 
   if ((t != LUA_TNUMBER && t != LUA_TSTRING && t != LUA_TNONE) || !lua_getstack(L, 0, &ar) ||
       !lua_getinfo(L, "nf", &ar)) /* "f" pushes the running function */
     return;
-  if (ar.name && ar.namewhat && strcmp(ar.namewhat, "method") != 0) {
+  /* "field": b.write(...); not a local, global or upvalue holding the method (no '.' written) */
+  if (ar.name && ar.namewhat && strcmp(ar.namewhat, "field") == 0) {
     lua_rawgetp(L, LUA_REGISTRYINDEX, key);
     if (lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, field) == LUA_TTABLE &&
         lua_getfield(L, -1, ar.name) != LUA_TNIL && lua_rawequal(L, -1, -4))

@@ -57,6 +57,9 @@ Owner *check_mapping(lua_State *L, int idx, const char *fname, Buffer **pb);
  * placed inside parent meets [addr, addr+len), which parent holds as the innermost mapping (a
  * new MAP_FIXED mapping there would take over part of its pages). */
 void map_register(lua_State *L, Owner *o);
+/* How many mappings may lie inside one another (MAP_FIXED, each in the last): the walks over them
+ * recurse once per level, about 160 bytes of C stack each. */
+#define MAP_NEST_MAX 100
 void mapreg_open(lua_State *L); /* the registry, and the slot of the last outermost mapping found */
 void map_unregister(lua_State *L, const Owner *o);
 int map_holds(const Owner *o, uintptr_t addr, size_t len);

@@ -138,9 +138,12 @@ Owner *map_find_push(lua_State *L, uintptr_t addr, size_t len) {
     if (i == mi->nkids || !map_holds(mi->kids[i], addr, len)) break;
     best = mi->kids[i];
   }
-  if (best && lua_rawgetp(L, -1, best) == LUA_TNIL) { /* (a listed kid is registered: never) */
+  /* an inner mapping whose buffer the collector is about to finalize is still listed, but has lost
+   * its registry entry (weak values are cleared before finalizers run): until its __gc unmaps it,
+   * the deepest of its parents that has one answers, as when no inner mapping was there */
+  while (best && lua_rawgetp(L, -1, best) == LUA_TNIL) {
     lua_pop(L, 1);
-    best = NULL;
+    best = best->parent && best->parent->kind == &mmap_kind ? best->parent : NULL;
   }
   if (best)
     lua_remove(L, -2); /* the registry, under the buffer */

@@ -137,7 +137,7 @@ int arg_typeerror(lua_State *L, int idx, const char *want);
 int arg_range_error(lua_State *L, int idx, const char *what, lua_Integer v, const char *range);
 /* For a method's self (argument 1) that is no `want`: when the running function is the method
  * the call named, found in the methods table (field `field` of the metatable at registry[key]),
- * and the call was not written with ':' (b.write(0, "x") passes 0 as self), raises the type
+ * and the call was written with '.' (b.write(0, "x") passes 0 as self), raises the type
  * error with that hint. Returns, the stack as it was, when the hint does not apply. */
 void arg_self_slip(lua_State *L, const void *key, const char *field, const char *want);
 /* Raises at argument idx when v (named what) looks like a mode written in C's octal, as 0666
@@ -149,7 +149,10 @@ const char *mode_text(unsigned mode, char out[10]);
 int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size);
 /* Raises "<what> (out of range: n bytes at offset off; the buffer has size)" at argument idx:
  * a write, a copy, packed data or an unpack that does not fit. */
-int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off, size_t size);
+/* n bytes at off do not fit in size: raises at idx. ioff: the index of the offset argument when
+ * off is the offset the caller gave there (then a range that would fit one byte earlier adds that
+ * offsets count from 0), else 0 (a position the call reached by itself). */
+int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off, size_t size, int ioff);
 /* The offset o, read from argument idx, as a position in `size` bytes: 0 to size (just past the
  * end included), or raises "offset out of range". The caller reads o (luaL_checkinteger or
  * luaL_optinteger) when its other arguments allow: the order of their errors stays its own.

@@ -374,6 +374,13 @@ static int map_place(lua_State *L, MapReq *r) {
                          "that is not a mapping of yours (place it inside a buffer from "
                          "M.mmap)", addr_text(addr).s);
   r->parent_idx = lua_gettop(L);
+  int depth = 1; /* the new mapping's, 1 inside an outermost one */
+  for (const Owner *p = parent; p->parent && p->parent->kind == &mmap_kind; p = p->parent) depth++;
+  if (depth > MAP_NEST_MAX)
+    return luaL_error(L, "mmap: MAP_FIXED at %s is refused: it would be nested %d deep, and memlab "
+                         "allows %d levels of mappings placed inside mappings (a deeper chain could "
+                         "exhaust the C stack of its walks: place it in an outer one)",
+                      addr_text(addr).s, depth, MAP_NEST_MAX);
   if (map_meets_inner(parent, addr, maplen))
     return luaL_error(L, "mmap: MAP_FIXED at %s is refused: it would take over part of another "
                          "mapping placed inside with MAP_FIXED (unmap that one first, or place "

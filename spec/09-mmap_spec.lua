@@ -1562,6 +1562,37 @@ describe("MAP_FIXED", function()
     assert.equal("freed buffer", M.type(left))
   end)
 
+  it("nests at most MAP_NEST_MAX (100) deep: the walks over nested mappings recurse once per level (diff review: a chain 52 000 deep overflowed the C stack)", function()
+    local outer = anon(1)
+    local chain = {}
+    for i = 1, 100 do chain[i] = assert(M.mmap(outer:address(), ps, RW, PA | M.MAP_FIXED, -1, 0)) end
+    H.raises("is refused: it would be nested 101 deep, and memlab allows 100 levels of mappings "
+             .. "placed inside mappings", M.mmap, outer:address(), ps, RW, PA | M.MAP_FIXED, -1, 0)
+    outer[0] = 5 -- the walks still work at the limit
+    assert.equal(5, chain[100][0])
+    assert.equal(outer, outer:protect("r"))
+    chain[100]:free()
+    local last = assert(M.mmap(outer:address(), ps, RW, PA | M.MAP_FIXED, -1, 0)) -- room again
+    assert.is_true(chain[99]:mapinfo().holds)
+    last:free()
+    outer:free()
+    assert.equal("freed buffer", M.type(chain[1]))
+  end)
+
+  it("by address, while an inner mapping waits for its finalizer, finds its parent (diff review: 'not a mapping of yours')", function()
+    -- the collector clears the registry's weak entry of a dropped buffer before its __gc runs
+    local P = anon(16)
+    local base = P:address()
+    do local _ = assert(M.mmap(base + 4 * ps, 2 * ps, M.PROT_READ, PA | M.MAP_FIXED, -1, 0)) end
+    local got
+    setmetatable({}, { __gc = function() got = table.pack(pcall(M.mprotect, base + 4 * ps, ps, M.PROT_READ)) end })
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(got[1], tostring(got[2]))
+    assert.equal(P, got[2])
+    P:free()
+  end)
+
   it("by address, finds each mapping again after the one found last is freed, moved or shrunk (the lookup remembers the last one)", function()
     local a, b = anon(4), anon(4)
     local abase, bbase = a:address(), b:address()

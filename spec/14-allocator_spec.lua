@@ -146,8 +146,8 @@ describe("M.freelist{} arguments", function()
   it("errors on a zero or huge arena", function()
     H.raises("size out of range", M.freelist, { size = 0 })
     for _, n in ipairs { 1, 4096 } do -- its least arena is two pages: more than a page raises no more
-      H.raises("size out of range (more than a page", M.freelist, { size = n })
-      H.raises("size out of range (more than a page", M.freelist, { size = n, source = "sbrk" })
+      H.raises("size out of range (" .. n .. "; more than a page", M.freelist, { size = n })
+      H.raises("size out of range (" .. n .. "; more than a page", M.freelist, { size = n, source = "sbrk" })
     end
     M.freelist({ size = 4097 }):destroy()
     H.raises("size out of range", M.freelist, { size = 1 << 60 })

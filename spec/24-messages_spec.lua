@@ -21,7 +21,8 @@ describe("an argument out of range", function()
     m:free()
     H.raises("(flags out of range (-1; M.MCL_CURRENT, M.MCL_FUTURE and M.MCL_ONFAULT, or'ed))",
              M.mlockall, -1)
-    H.raises("(seconds out of range (-1.0; 0 or more, below 1e9))", M.sleep, -1)
+    H.raises("(seconds out of range (-1; 0 or more, below 1e9))", M.sleep, -1)
+    H.raises("(seconds out of range (-0.5; 0 or more, below 1e9))", M.sleep, -0.5)
     H.raises("nan; 0 or more, below 1e9))", M.sleep, 0 / 0) -- (printf may write -nan)
     H.raises("(increment out of range (" .. math.mininteger .. "; it would take the break below "
              .. "address 0))", M.sbrk, math.mininteger)
@@ -30,8 +31,12 @@ describe("an argument out of range", function()
     H.raises("(flags out of range (-1; M.O_* flags, or'ed))", M.shm_open, "memlab-spec-24", -1)
     H.raises("(mode out of range (" .. (1 << 20) .. "; 0 to 0o7777))", M.shm_open, "memlab-spec-24",
              M.O_RDWR, 1 << 20)
-    H.raises("(flags out of range (-1; 0 or more: flags and a mode, or'ed))", M.shmget,
+    H.raises("(flags out of range (-1; a C int of flags and a mode, or'ed, 0 or more))", M.shmget,
              M.IPC_PRIVATE, ps, -1)
+    H.raises("(flags out of range (" .. (1 << 32) .. "; a C int of flags and a mode, or'ed, 0 or more))",
+             M.shmget, M.IPC_PRIVATE, ps, 1 << 32)
+    -- too small is said as such, not as "at most 512 GiB" (diff review)
+    H.raises("(size out of range (0; more than a page, " .. ps .. " bytes, needed))", M.freelist, { size = 0 })
     H.raises("(flags out of range (-1; M.MFD_* flags, or'ed))", M.memfd_create, "x", -1)
     H.raises("(flags out of range (-1; M.MAP_* flags, or'ed))", M.mmap, nil, ps, M.PROT_READ, -1)
     H.raises("(address out of range (-1; 0 or more; nil lets the kernel choose))", M.shmat, 0, -1)
@@ -62,6 +67,21 @@ describe("a range given 1-based", function()
     H.raises("the buffer has 4: offsets count from 0, as in C))", b.pack, b, "<i4", 1, 7)
     H.raises("(offset out of range (5; the buffer has 4 bytes))", b.read, b, 5)
     b:free()
+    -- not where the offset is the call's own, a later field's or a string's (diff review)
+    local c = M.malloc(7)
+    c:fill(0)
+    local function no_hint(...)
+      local ok, msg = pcall(c.unpack, c, ...)
+      assert.is_false(ok)
+      assert.truthy(msg:find("data too short", 1, true), msg)
+      assert.falsy(msg:find("count from 0", 1, true), msg)
+    end
+    no_hint("i4i4")    -- the second field at 4: no offset was given
+    no_hint("i4i4", 0)
+    c[1] = 6
+    no_hint("s1", 1)   -- 6 bytes announced at 2
+    H.raises("4 bytes at offset 4; the buffer has 7: offsets count from 0, as in C", c.unpack, c, "i4", 4)
+    c:free()
   end)
 end)
 
@@ -123,6 +143,12 @@ describe("a method called with '.' instead of ':'", function()
       .. "expected, got number " .. hint:format("alloc"), 1, true))
     -- and not where the call was written right, or the function is no method
     assert.falsy(msg(function() M.free(5) end):find("instead of ':'", 1, true))
+    -- no '.' written: a local, a global or an upvalue holding the method (diff review)
+    local write = b.write
+    assert.falsy(msg(function() write(0, "x") end):find("instead of ':'", 1, true))
+    memlab_spec_24_write = b.write
+    assert.falsy(msg(function() memlab_spec_24_write(0, "x") end):find("instead of ':'", 1, true))
+    memlab_spec_24_write = nil
     assert.falsy(msg(function() b.hexdump(a) end):find("instead of ':'", 1, true))
     assert.truthy(msg(function() b.read(nil) end):find("did the call that made it fail?", 1, true))
     assert.falsy(msg(function() return ("x"):rep(2), b.fill(nil) end):find("instead of ':'", 1, true))
