@@ -203,11 +203,16 @@ int bufops_newindex(lua_State *L) {
     return luaL_error(L, "byte value must be 0..255 or a one-character string (b[%I] = %s%s)", i,
                       lua_isnil(L, 3) ? "" : "a ", luaL_typename(L, 3));
   }
-  mem_check_write(L, b->o, b->off + (size_t)i, 1);
-  if (mem_guarded(b->o))
+  /* page-backed: the MMU decides, as for C's *p = v (a one-byte store is never half done, so
+   * nothing needs refusing first): a read-only page raises SIGSEGV/SEGV_ACCERR, which the guard
+   * turns into a Lua error (lab 17 shows the tutorial's fault so). Multi-byte writes are refused
+   * before any byte moves instead (mem_check_write). */
+  if (mem_guarded(b->o)) {
     mem_copy(L, b->o, p + i, NULL, &v, 1);
-  else
+  } else {
+    mem_check_write(L, b->o, b->off + (size_t)i, 1);
     p[i] = v;
+  }
   return 0;
 }
 

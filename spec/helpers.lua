@@ -105,6 +105,14 @@ function H.anon(pages, prot, flags)
 end
 
 --- The address a fault or refusal message names (" at 0x..."), as an integer, or nil.
+-- What a write to a read-only page raises, by the writers' names of the specs: a one-byte store
+-- (b[i] = v, "index" or "newindex") reaches the MMU as C's *p = v does, and the guard turns its
+-- SIGSEGV into the error; every other write is refused before any byte moves.
+function H.readonly_error(name)
+  if name == "index" or name == "newindex" then return "memory fault: SIGSEGV (SEGV_ACCERR) at " end
+  return "write to read-only memory"
+end
+
 function H.named_addr(err)
   local a = err:match(" at (0x%x+)")
   return a and math.tointeger(tonumber(a:sub(3), 16))
