@@ -58,7 +58,8 @@ io.write(buffer:hexdump(0, 32))
 local r = M.region(buffer)
 print(("the bytes lie in %s %s-%s; the kernel's break is its end: memlab moved it to the"):format(
   r.path, lab.hex(r.from), lab.hex(r.to)))
-print("page boundary at or above the break it reports (glibc's malloc aborts on an unaligned one),")
+print("page boundary at or above the break it reports (glibc's malloc, which shares the break, can")
+print("abort on an unaligned one once a brk of its own has failed: see csrc/brk.c),")
 print(("so strace shows brk(%s), and the break M.sbrk(0) reports sits %d bytes below it"):format(
   lab.hex(r.to), r.to - new_brk))
 lab.check("the sbrk'd bytes are part of [heap]", r.path == "[heap]" and r.to >= new_brk)

@@ -20,8 +20,7 @@ local M = require "memlab"
 lab.title("16", "file mapping: MAP_SHARED reaches the file")
 
 -- A temporary directory, on a disk if there is one (/var/tmp; /tmp may be tmpfs, memory only).
-local dir = assert(io.popen("mktemp -d -p /var/tmp memlab16.XXXXXX 2>/dev/null || mktemp -d"))
-  :read("l")
+local dir = lab.tempdir("/var/tmp") -- (removed when the script ends, also on an error)
 -- its filesystem: findmnt names ext4 as such (stat -f says "ext2/ext3": the three share a magic)
 local fstype = assert(io.popen(("findmnt -n -o FSTYPE -T %s 2>/dev/null || stat -f -c %%T %s")
   :format(lab.shquote(dir), lab.shquote(dir)))):read("l")

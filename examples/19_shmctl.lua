@@ -159,8 +159,12 @@ local ok, err = pcall(function()
     local limit = M.getrlimit("memlock")
     print(("shmctl(id, SHM_LOCK): locked (%s); /proc/sysvipc/shm perms %s (SHM_LOCKED 02000); "
            .. "SHM_UNLOCK: %s"):format(st2.uid == 0 and "root: CAP_IPC_LOCK" or
-           ("the owner, within RLIMIT_MEMLOCK %s"):format(limit), oct(kperms),
+           ("the owner, within RLIMIT_MEMLOCK, %s bytes"):format(limit), oct(kperms),
            unlocked and "unlocked" or "still locked"))
+    if st2.uid ~= 0 then
+      print("(the lecture's \"superuser only\" predates Linux 2.6.10: since then the owner may lock "
+            .. "its segment within RLIMIT_MEMLOCK without privilege)")
+    end
     lab.check("SHM_LOCK locked the segment (IPC_STAT locked, SHM_LOCKED bit) and SHM_UNLOCK "
               .. "unlocked it", locked and kperms & M.SHM_LOCKED ~= 0 and unlocked)
   else

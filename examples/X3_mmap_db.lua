@@ -149,7 +149,7 @@ end
 
 lab.title("X3", "mapped key-value store: put/get/del, reopen")
 
-local dir = assert(io.popen("mktemp -d")):read("l")
+local dir = lab.tempdir() -- (removed when the script ends, also on an error)
 local path = dir .. "/kv.db"
 local db = DB.open(path, 32)
 print(("created %s: %d slots, mapped at %s"):format(path, db:header(), lab.hex(db.m:address())))
