@@ -33,11 +33,12 @@ local function seconds(text)
 end
 
 -- Runs body(); when it ends or is interrupted (Ctrl-C raises "interrupted!" in lua5.4), runs
--- the cleanup. Returns whether body ended normally or by Ctrl-C.
+-- the cleanup. Returns whether body ended normally or by Ctrl-C, and whether by Ctrl-C.
 local function until_stopped(body, cleanup)
   local ok, err = pcall(body)
   cleanup(ok, err)
-  return ok or tostring(err):match("interrupted!$") ~= nil
+  local interrupted = not ok and tostring(err):match("interrupted!$") ~= nil
+  return ok or interrupted, interrupted
 end
 
 -- The up-time server. say(text) prints one line of its own (flushed: the lab run kills it).
@@ -90,10 +91,10 @@ end
 -- The up-time client: prints the timer every second for `reads` reads (nil: forever).
 -- Returns the texts it read.
 local function client(reads, first_wait)
-  local shmid, err = M.shmget(KEY, 0, M.octal("666")) -- acquires id of segment with key 0x666
-  if not shmid then
-    print(err .. (" (no segment at key 0x%x: start the server first, lua5.4 %s server)")
-          :format(KEY, arg[0]))
+  local shmid, err, code = M.shmget(KEY, 0, M.octal("666")) -- acquires id of segment with key 0x666
+  if not shmid then -- (a client must not create it: only the errno's words, and what to do)
+    print(code == M.ENOENT and ("shmget: %s (no segment at key 0x%x: start the server first, "
+          .. "lua5.4 %s server)"):format(M.strerror(code), KEY, arg[0]) or err)
     return nil
   end
   local shm, err2 = M.shmat(shmid, nil, 0) -- attaches to segment
@@ -110,7 +111,7 @@ local function client(reads, first_wait)
   end
   if first_wait then first_wait(shm) end
   local seen = {}
-  until_stopped(function()
+  local _, interrupted = until_stopped(function()
     while not reads or #seen < reads do -- loop forever
       local text = shm:cstring(0) -- print value in shared memory buffer
       seen[#seen + 1] = text
@@ -121,7 +122,7 @@ local function client(reads, first_wait)
   end, function()
     shm:free() -- shmdt: the server does not notice
   end)
-  return seen, shmid
+  return seen, shmid, interrupted
 end
 
 if mode == "server" then
@@ -178,7 +179,7 @@ local ok, err = pcall(function()
   -- The client. Before its first read it waits for the server's next tick (the segment is zero
   -- until the server's first write), then half a second more, so that it reads between ticks.
   local st, region
-  local seen, shmid = client(READS, function(shm)
+  local seen, shmid, interrupted = client(READS, function(shm)
     local first, limit = shm:cstring(0), M.clock() + 5
     while shm:cstring(0) == first and M.clock() < limit do M.sleep(0.01) end
     M.sleep(0.5)
@@ -190,6 +191,8 @@ local ok, err = pcall(function()
     io.write(shm:hexdump(0, 16))
   end)
   assert(seen, "the client could not attach")
+  -- Ctrl-C reached the server too (one process group), which removed the segment: stop here
+  if interrupted then error("interrupted! (Ctrl-C: the server stopped too)", 0) end
 
   local secs, well_formed, steady = {}, true, true
   for i, text in ipairs(seen) do
@@ -221,7 +224,8 @@ local ok, err = pcall(function()
   -- ^C, wait, and start the client again: the timer went on without it.
   print(("^C  (the client detached; %d s later it runs again)"):format(PAUSE))
   M.sleep(PAUSE)
-  local again = client(lab.quick() and 1 or 2)
+  local again, _, interrupted2 = client(lab.quick() and 1 or 2)
+  if interrupted2 then error("interrupted! (Ctrl-C: the server stopped too)", 0) end
   local later = again and seconds(again[1] or "")
   lab.check("restarted, the client sees the time independent of it (later, not from zero)",
             later and well_formed and later >= secs[#secs] + PAUSE and
