@@ -180,8 +180,8 @@ static const char *limit_why(lua_State *L, size_t len, unsigned counts) {
   if (len > (size_t)PTRDIFF_MAX)
     return lua_pushfstring(L, "more than PTRDIFF_MAX bytes: no object can be that large");
   if (len > USER_SPACE)
-    return lua_pushfstring(L, "more than the %I bytes of address space a process has",
-                           (lua_Integer)USER_SPACE);
+    return lua_pushfstring(L, "more than the %I bytes of address space a process has, %d TiB",
+                           (lua_Integer)USER_SPACE, (int)(USER_SPACE >> 40));
   Status st = read_status();
   int future = future_locked(st.vmlck);
   size_t lock = soft_limit(RLIMIT_MEMLOCK), as = soft_limit(RLIMIT_AS);

@@ -62,6 +62,8 @@ local now = M.peek(before, 12)
 local shown = now:gsub("[^%g ]", ".")
 local hexbytes = now:gsub(".", function(c) return ("%02x "):format(c:byte()) end)
 print(("the 12 bytes at that address now: %q  (%s)"):format(shown, hexbytes))
+print("(glibc 2.32 and later store that link scrambled, \"safe-linking\": XORed with the block's")
+print(" own address shifted right by 12, so it reads as no address)")
 local was, changed = "abracadabra\0", {}
 for i = 1, #was do
   if now:byte(i) ~= was:byte(i) then changed[#changed + 1] = i - 1 end

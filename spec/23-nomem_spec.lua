@@ -49,7 +49,7 @@ describe("a request refused for want of memory", function()
     if not kernel_maps() then return end
     local b, msg, err = M.mmap(nil, 1 << 50, RW, PRIVATE)
     H.fails(M.ENOMEM, b, msg, err)
-    assert.matches("^mmap: Cannot allocate memory %(more than the %d+ bytes of address space a process has%)$", msg)
+    assert.matches("^mmap: Cannot allocate memory %(more than the %d+ bytes of address space a process has, %d+ TiB%)$", msg)
   end)
 
   it("says a calloc's nr * size is past PTRDIFF_MAX", function()
