@@ -61,7 +61,7 @@ local kok, kerr = pcall(M.peek, kernel, 1)
 local W = 62
 local function row(text, addr)      -- pads by characters, not bytes: "▼" is three bytes
   print(("│ %s%s │ %s"):format(text, (" "):rep(W - 2 - utf8.len(text)),
-                                addr and ("%012x"):format(addr) or ""))
+                                addr and ("0x%012x"):format(addr) or ""))
 end
 local function rule(ch)
   print(ch .. ("─"):rep(W) .. (ch == "┌" and "┐" or ch == "└" and "┘" or "┤"))
@@ -210,10 +210,10 @@ end
 local pt, pd, pb = where["program text"].r, where["program data"].r, where["program bss"].r
 lab.check("the program's text segment lies in its own r-x region",
           pt and pt.kind == "program" and pt.perms == "r-xp" and prog.text.to <= pt.to,
-          ("%x-%x in %s"):format(prog.text.from, prog.text.to, pt and pt.perms or "?"))
+          ("0x%x-0x%x in %s"):format(prog.text.from, prog.text.to, pt and pt.perms or "?"))
 lab.check("the program's data segment ends in its own writable region",
           pd and pd.kind == "program" and pd.perms:match("^rw") ~= nil,
-          ("%x-%x, %s"):format(prog.data.from, prog.data.to, pd and pd.perms or "?"))
+          ("0x%x-0x%x, %s"):format(prog.data.from, prog.data.to, pd and pd.perms or "?"))
 lab.check("the bss (the zero-filled tail of the data segment) lies in writable memory (the "
           .. "file's last page or anonymous)",
           pb and pb.perms:match("^rw") ~= nil and
@@ -222,6 +222,17 @@ lab.check("low to high: text < data < bss < heap", prog.text.to <= prog.data.fro
           prog.data.to <= prog.bss.from and prog.bss.to <= heap.from)
 lab.check("kernel space is not accessible: reading it faults (caught)",
           not kok and kerr:find("SIGSEGV", 1, true) ~= nil, kerr)
+-- Why the program is not at the tutorial's 0x400000: Debian builds it position-independent
+-- (PIE), and the kernel loads it, like everything else, at a random place (ASLR).
+local rf = io.open("/proc/sys/kernel/randomize_va_space")
+local aslr = rf and rf:read("l") or "?"
+if rf then rf:close() end
+print(("the program starts at %s, not at a fixed 0x400000 as in the tutorial's picture: it is "
+       .. "position-independent (PIE), loaded where the kernel chooses; %s"):format(
+       lab.hex(exe_first.from), aslr == "0"
+       and "with ASLR off here (/proc/sys/kernel/randomize_va_space = 0) the addresses repeat"
+       or ("ASLR is on (/proc/sys/kernel/randomize_va_space = %s): run the lab twice and every "
+           .. "address moves"):format(aslr)))
 
 mapping:free()
 heap_block:free()
