@@ -376,10 +376,14 @@ int buf_free_at(lua_State *L, int idx) {
 
 static int buf_free(lua_State *L) { return buf_free_at(L, 1); }
 
-/* __gc and __close: release a live root once; views and dead handles are left alone. */
+/* __gc and __close: release a live root once; views and dead handles are left alone. A release
+ * the kernel refuses in __gc leaves its memory where it is (nothing can retry it), but the Owner
+ * dies all the same: it goes with the userdata, and a record still pointing at it (a parent
+ * mapping's list of those placed inside it) would be read after it was freed. */
 static int buf_gc(lua_State *L) {
   Buffer *b = buf_check(L, 1);
-  if (!b->isview) owner_release(L, b->o, "collected", 0);
+  if (!b->isview && owner_release(L, b->o, "collected", 0) != 0 && b->o->state != OWNER_DEAD)
+    owner_die(L, b->o, "collected (the kernel refused its release: its memory stays)", 0);
   return 0;
 }
 

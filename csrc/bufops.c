@@ -119,6 +119,24 @@ static void check_access(lua_State *L, const Owner *o, size_t off, size_t len, u
              (void *)(o->base + at), where, state, verb);
 }
 
+/* Whether memlab's records say byte off of o is not writable (check_access's test, for one byte,
+ * without raising). */
+static int write_denied(const Owner *o, size_t off) {
+  if (!o->protmap) return !(o->prot & OWN_PROT_WRITE);
+  if (MAPINFO(o)->nkids) {
+    const Owner *who;
+    uintptr_t lo = (uintptr_t)o->base + off;
+    return map_first_denied(o, lo, lo + 1, OWN_PROT_WRITE, NULL, NULL, &who) != 0;
+  }
+  size_t bad;
+  return !protmap_all(o->protmap, off / sys_pagesize(), 1, OWN_PROT_WRITE, &bad);
+}
+
+/* A write access to the byte at arg that changes nothing: an atomic add of 0. */
+static void probe_store(void *arg) {
+  (void)__atomic_fetch_add((unsigned char *)arg, (unsigned char)0, __ATOMIC_RELAXED);
+}
+
 /* Refuses a write to [off, off+len) of o when memlab knows part of it is not writable. */
 void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len) {
   check_access(L, o, off, len, OWN_PROT_WRITE, "write to read-only memory", "not writable",
@@ -203,11 +221,17 @@ int bufops_newindex(lua_State *L) {
     return luaL_error(L, "byte value must be 0..255 or a one-character string (b[%I] = %s%s)", i,
                       lua_isnil(L, 3) ? "" : "a ", luaL_typename(L, 3));
   }
-  /* page-backed: the MMU decides, as for C's *p = v (a one-byte store is never half done, so
-   * nothing needs refusing first): a read-only page raises SIGSEGV/SEGV_ACCERR, which the guard
-   * turns into a Lua error (lab 17 shows the tutorial's fault so). Multi-byte writes are refused
-   * before any byte moves instead (mem_check_write). */
+  /* page-backed, on a page memlab's record makes read-only: the MMU decides first, as for C's
+   * *p = v (a one-byte store is never half done): the store is tried as a write access that
+   * changes nothing (probe_store), and the kernel's SIGSEGV/SEGV_ACCERR is caught by the guard
+   * and raised (lab 17 shows the tutorial's fault so). Where the kernel would allow it (a refused
+   * mprotect left the page writable, tighter records than the kernel's), the record's refusal
+   * stands. Multi-byte writes are refused by the record before any byte moves. */
   if (mem_guarded(b->o)) {
+    if (write_denied(b->o, b->off + (size_t)i)) {
+      mem_access(L, b->o, probe_store, p + i, p + i, 1);
+      mem_check_write(L, b->o, b->off + (size_t)i, 1);
+    }
     mem_copy(L, b->o, p + i, NULL, &v, 1);
   } else {
     mem_check_write(L, b->o, b->off + (size_t)i, 1);

@@ -503,8 +503,11 @@ static int mmap_unmap(lua_State *L) {
 static int mmap_munmap(lua_State *L) {
   if (lua_type(L, 1) == LUA_TNUMBER) { /* munmap(addr, length): a whole mapping of the caller's */
     uintptr_t addr = (uintptr_t)luaL_checkinteger(L, 1);
-    arg_size(L, 2); /* a bad length raises as such, before the address is looked up */
-    Owner *o = map_find_push(L, addr, 1); /* its buffer, or nothing */
+    size_t want = arg_size(L, 2); /* a bad length raises as such, before the address is looked up */
+    /* the innermost mapping holding the whole range (an outer one whose first page holds an inner
+     * one is the outer's, given its length), else the one at addr, for the refusal to name */
+    Owner *o = want ? map_find_push(L, addr, want) : NULL;
+    if (!o) o = map_find_push(L, addr, 1); /* its buffer, or nothing */
     if (!o)
       return luaL_error(L, "munmap: %s is in no mapping of yours (memlab unmaps what it mapped, "
                            "whole)", addr_text(addr).s);

@@ -131,6 +131,30 @@ describe("b:protect()", function()
     b:free()
   end)
 
+  it("refused part way over mappings placed inside: a one-byte store on a page the record keeps read-only is still refused (adversarial review)", function()
+    -- the kernel applied the mprotect to the pages before the file's, which refuses PROT_WRITE
+    -- (opened read-only, shared), so those pages are writable in the kernel while memlab's records
+    -- still say read-only: b[i] = v tries the MMU first, and the record's refusal must stand
+    local path = tmpfile(("F"):rep(ps))
+    local rf = assert(io.open(path, "r"))
+    local outer = assert(M.mmap(nil, 3 * ps, M.PROT_READ, PA, -1, 0))
+    local inner = assert(M.mmap(outer:address() + ps, ps, M.PROT_READ, PA | M.MAP_FIXED, -1, 0))
+    local file = assert(M.mmap(outer:address() + 2 * ps, ps, M.PROT_READ, M.MAP_SHARED | M.MAP_FIXED, rf, 0))
+    rf:close()
+    local s = assert(inner:snapshot())
+    H.refused_why(M.EACCES, "", M.mprotect(outer, 3 * ps, RW))
+    assert.equal("rw-p", M.region(outer:address()).perms) -- the kernel's, changed before the refusal
+    H.raises("write to read-only memory", function() inner[0] = 66 end)
+    H.raises("write to read-only memory", function() outer[0] = 65 end)
+    assert.equal(0, inner[0])
+    assert.equal(0, outer[0])
+    assert.equal(0, s:copied())
+    H.raises("memory fault: SIGSEGV (SEGV_ACCERR)", function() file[0] = 1 end) -- kernel and record agree
+    s:free()
+    outer:free()
+    assert.equal("freed buffer", M.type(file))
+  end)
+
   it("rounds the length up to whole pages, as mprotect does", function()
     local b = anon(2)
     b:protect(M.PROT_READ, 0, 1)

@@ -597,6 +597,25 @@ describe("a refused release names the call that was refused", function()
   end)
 end)
 
+describe("a release the kernel refuses in __gc (adversarial review)", function()
+  it("kills the buffer all the same: a mapping placed inside another leaves its parent's list (it was read after it was freed)", function()
+    local v, out = run("mremap:1", [[
+      local P = shared(2)
+      local K = assert(M.mmap(P:address() + ps, ps, M.PROT_READ,
+                              M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0))
+      local kaddr = K:address()
+      local held = P:mapinfo().holds
+      K = nil
+      refusing(collectgarbage) -- K's __gc: giving the parent's pages back (mremap) is refused
+      collectgarbage()         -- its userdata, and the Owner in it, freed
+      local ok = pcall(M.mprotect, kaddr, ps, M.PROT_READ | M.PROT_WRITE)
+      local p_ok = pcall(P.protect, P, "r")
+      return tostring(held), tostring(P:mapinfo().holds), tostring(p_ok)]])
+    if not v then return end
+    assert.same({ "true", "false", "true" }, v, out)
+  end)
+end)
+
 describe("M.shmget when the system's table of segments is full (ENOSPC)", function()
   it("collects the attachments left to the collector, which may hold removed segments, and tries again", function()
     local v, out = run("shmget:1:1:ENOSPC", [[
