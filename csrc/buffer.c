@@ -382,7 +382,7 @@ static int buf_free(lua_State *L) { return buf_free_at(L, 1); }
  * mapping's list of those placed inside it) would be read after it was freed. */
 static int buf_gc(lua_State *L) {
   Buffer *b = buf_check(L, 1);
-  if (!b->isview && owner_release(L, b->o, "collected", 0) != 0 && b->o->state != OWNER_DEAD)
+  if (!b->isview && owner_release(L, b->o, "collected", 0) != 0) /* (refused: still live) */
     owner_die(L, b->o, "collected (the kernel refused its release: its memory stays)", 0);
   return 0;
 }

@@ -88,48 +88,43 @@ void mem_access(lua_State *L, const Owner *o, void (*fn)(void *), void *arg, con
   if (guard_call(fn, arg, p, n, NULL, 0, &f)) mem_fault_raise(L, &f, o, NULL);
 }
 
+/* Whether memlab's records say part of [off, off+len) of o lacks every bit of `bits`; then the
+ * first byte concerned in *at, its page in *bad (counted from the mapping's start, where a view's
+ * own page 0 may lie later) and the mapping whose record refuses in *who (o, or one placed
+ * inside it with MAP_FIXED). */
+static int access_denied(const Owner *o, size_t off, size_t len, unsigned bits, size_t *at,
+                         size_t *bad, const Owner **who) {
+  *at = off;
+  *who = o;
+  if (len == 0) return 0;
+  if (!o->protmap) return !(o->prot & bits);
+  size_t ps = sys_pagesize(), first = off / ps;
+  if (MAPINFO(o)->nkids) { /* pages held by mappings placed inside it follow their records */
+    uintptr_t lo = (uintptr_t)o->base + off;
+    uintptr_t a = map_first_denied(o, lo, lo + len, bits, NULL, NULL, who);
+    if (!a) return 0;
+    *at = a - (uintptr_t)o->base;
+    *bad = *at / ps;
+    return 1;
+  }
+  if (protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, bits, bad)) return 0;
+  if (*bad * ps > off) *at = *bad * ps;
+  return 1;
+}
+
 /* Refuses an access to [off, off+len) of o when memlab knows part of it lacks every bit of
  * `bits` (its own protection records): one "<what> at <addr> (<where> is <state>; the <verb>
  * would raise SIGSEGV/SEGV_ACCERR)" error, naming the first byte concerned. */
 static void check_access(lua_State *L, const Owner *o, size_t off, size_t len, unsigned bits,
                          const char *what, const char *state, const char *verb) {
-  if (len == 0) return;
-  size_t at = off;
-  const char *where = "the buffer";
-  if (!o->protmap) {
-    if (o->prot & bits) return;
-  } else {
-    size_t ps = sys_pagesize(), first = off / ps, bad;
-    const Owner *who = o;
-    if (MAPINFO(o)->nkids) { /* pages held by mappings placed inside it follow their records */
-      uintptr_t lo = (uintptr_t)o->base + off;
-      uintptr_t a = map_first_denied(o, lo, lo + len, bits, NULL, NULL, &who);
-      if (!a) return;
-      at = a - (uintptr_t)o->base;
-      bad = at / ps;
-    } else {
-      if (protmap_all(o->protmap, first, (off + len - 1) / ps - first + 1, bits, &bad)) return;
-      if (bad * ps > off) at = bad * ps;
-    }
-    /* counted from the mapping's start, where a view's own page 0 may lie later */
-    where = lua_pushfstring(L, "page %d of the mapping%s", (int)bad,
-                            who == o ? "" : ", which a mapping placed inside it (MAP_FIXED) holds,");
-  }
+  size_t at, bad;
+  const Owner *who;
+  if (!access_denied(o, off, len, bits, &at, &bad, &who)) return;
+  const char *where = !o->protmap ? "the buffer"
+                    : lua_pushfstring(L, "page %d of the mapping%s", (int)bad, who == o ? "" :
+                                      ", which a mapping placed inside it (MAP_FIXED) holds,");
   luaL_error(L, "%s at %p (%s is %s; the %s would raise SIGSEGV/SEGV_ACCERR)", what,
              (void *)(o->base + at), where, state, verb);
-}
-
-/* Whether memlab's records say byte off of o is not writable (check_access's test, for one byte,
- * without raising). */
-static int write_denied(const Owner *o, size_t off) {
-  if (!o->protmap) return !(o->prot & OWN_PROT_WRITE);
-  if (MAPINFO(o)->nkids) {
-    const Owner *who;
-    uintptr_t lo = (uintptr_t)o->base + off;
-    return map_first_denied(o, lo, lo + 1, OWN_PROT_WRITE, NULL, NULL, &who) != 0;
-  }
-  size_t bad;
-  return !protmap_all(o->protmap, off / sys_pagesize(), 1, OWN_PROT_WRITE, &bad);
 }
 
 /* A write access to the byte at arg that changes nothing: an atomic add of 0. */
@@ -171,12 +166,13 @@ static int key_error(lua_State *L, int idx) {
 
 /* b[i]: a byte, or a method when the key is a string. Upvalues: the metatable, the methods. */
 int bufops_index(lua_State *L) {
-  if (lua_type(L, 2) == LUA_TSTRING) { /* a method name (strings first: the common case) */
+  int t = lua_type(L, 2);
+  if (t == LUA_TSTRING) { /* a method name (strings first: the common case) */
     lua_pushvalue(L, 2);
     lua_rawget(L, lua_upvalueindex(2));
     return 1;
   }
-  if (lua_type(L, 2) != LUA_TNUMBER) return key_error(L, 2); /* b[nil], b[true]: not a silent nil */
+  if (t != LUA_TNUMBER) return key_error(L, 2); /* b[nil], b[true]: not a silent nil */
   int isnum;
   lua_Integer i = lua_tointegerx(L, 2, &isnum);
   if (!isnum) return key_error(L, 2);
@@ -228,7 +224,9 @@ int bufops_newindex(lua_State *L) {
    * mprotect left the page writable, tighter records than the kernel's), the record's refusal
    * stands. Multi-byte writes are refused by the record before any byte moves. */
   if (mem_guarded(b->o)) {
-    if (write_denied(b->o, b->off + (size_t)i)) {
+    size_t at, bad;
+    const Owner *who;
+    if (access_denied(b->o, b->off + (size_t)i, 1, OWN_PROT_WRITE, &at, &bad, &who)) {
       mem_access(L, b->o, probe_store, p + i, p + i, 1);
       mem_check_write(L, b->o, b->off + (size_t)i, 1);
     }

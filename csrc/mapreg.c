@@ -85,18 +85,10 @@ static void set_last_outer(lua_State *L) {
 
 void mapreg_open(lua_State *L) {
   push_registry(L);
-  lua_pop(L, 1);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &maplast_key) == LUA_TNIL) {
-    lua_createtable(L, 1, 0); /* its one slot, there from the start */
-    lua_pushboolean(L, 0);
-    lua_rawseti(L, -2, 1);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &maplast_key);
-  }
-  lua_pop(L, 1);
+  push_weak_registry(L, &maplast_key);
+  lua_pushboolean(L, 0); /* its one slot, there from the start */
+  lua_rawseti(L, -2, 1);
+  lua_pop(L, 2);
 }
 
 /* The outermost live mapping holding [addr, addr+len), scanning the registry on the top of the

@@ -148,10 +148,9 @@ const char *mode_text(unsigned mode, char out[10]);
 /* Raises "offset out of range (o; the buffer has size bytes)" at argument idx. */
 int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size);
 /* Raises "<what> (out of range: n bytes at offset off; the buffer has size)" at argument idx:
- * a write, a copy, packed data or an unpack that does not fit. */
-/* n bytes at off do not fit in size: raises at idx. ioff: the index of the offset argument when
- * off is the offset the caller gave there (then a range that would fit one byte earlier adds that
- * offsets count from 0), else 0 (a position the call reached by itself). */
+ * a write, a copy, packed data or an unpack that does not fit. ioff: the index of the offset
+ * argument when off is the offset the caller gave there (then a range that would fit one byte
+ * earlier adds that offsets count from 0), else 0 (a position the call reached by itself). */
 int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off, size_t size, int ioff);
 /* The offset o, read from argument idx, as a position in `size` bytes: 0 to size (just past the
  * end included), or raises "offset out of range". The caller reads o (luaL_checkinteger or

@@ -82,16 +82,8 @@ static long long count_mappings(void) {
   return n > 0 ? n : -1; /* (none read: /proc/self/maps could not be) */
 }
 
-/* getrlimit's resource type: glibc's enum under _GNU_SOURCE (an int converted to it is a
- * sign-conversion warning), int elsewhere. */
-#ifdef __GLIBC__
-typedef __rlimit_resource_t Resource;
-#else
-typedef int Resource;
-#endif
-
 /* The soft limit of resource r, or UNKNOWN when it is infinite or unknown. */
-static size_t soft_limit(Resource r) {
+static size_t soft_limit(SysResource r) {
   struct rlimit rl;
   if (getrlimit(r, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return UNKNOWN;
   return (size_t)rl.rlim_cur;

@@ -376,15 +376,8 @@ static int proc_readproc(lua_State *L) {
   }
 }
 
-/* getrlimit's resource type: glibc's enum under _GNU_SOURCE, int elsewhere (as in nomem.c). */
-#ifdef __GLIBC__
-typedef __rlimit_resource_t Resource;
-#else
-typedef int Resource;
-#endif
-
 /* The resources by their names in getrlimit(2), without the RLIMIT_ prefix, in lower case. */
-static const struct { const char *name; Resource r; } rlimits[] = {
+static const struct { const char *name; SysResource r; } rlimits[] = {
     {"as", RLIMIT_AS},           {"core", RLIMIT_CORE},         {"cpu", RLIMIT_CPU},
     {"data", RLIMIT_DATA},       {"fsize", RLIMIT_FSIZE},       {"locks", RLIMIT_LOCKS},
     {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},

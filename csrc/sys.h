@@ -18,9 +18,18 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 size_t sys_pagesize(void);
+
+/* getrlimit's resource type (proc.c's M.getrlimit, nomem.c's limits): glibc's enum under
+ * _GNU_SOURCE (an int converted to it is a sign-conversion warning), int elsewhere. */
+#ifdef __GLIBC__
+typedef __rlimit_resource_t SysResource;
+#else
+typedef int SysResource;
+#endif
 
 /* The program break. sys_sbrk: *old receives the break before the change. */
 int sys_sbrk(intptr_t increment, void **old);

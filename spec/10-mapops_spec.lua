@@ -1340,10 +1340,7 @@ describe("a file truncated under a shared mapping", function()
   end)
 
   it("turns every access into an error naming SIGBUS and BUS_ADRERR, twice, the interpreter alive", function()
-    local f = assert(M.memfd_create("memlab-10-bus"))
-    assert(f:truncate(2 * ps))
-    local b = assert(M.mmap(nil, 2 * ps, RW, M.MAP_SHARED, f, 0))
-    b:fill(7)
+    local f, b = H.memfd_shared("memlab-10-bus", 2, 7)
     assert(f:truncate(ps)) -- the second page is gone
     for _ = 1, 2 do
       for name, fn in pairs(readers(b, ps + 8)) do

@@ -113,6 +113,16 @@ function H.readonly_error(name)
   return "write to read-only memory"
 end
 
+-- A memfd of n pages (name: /proc/self/maps shows it), mapped shared whole and filled with byte:
+-- the file and its mapping.
+function H.memfd_shared(name, n, byte)
+  local f = assert(M.memfd_create(name))
+  assert(f:truncate(n * H.ps))
+  local b = assert(M.mmap(nil, n * H.ps, H.RW, M.MAP_SHARED, f, 0))
+  if byte then b:fill(byte) end
+  return f, b
+end
+
 function H.named_addr(err)
   local a = err:match(" at (0x%x+)")
   return a and math.tointeger(tonumber(a:sub(3), 16))
