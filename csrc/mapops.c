@@ -86,9 +86,12 @@ int snap_refusal(lua_State *L, int err, const char *what) {
                         "the %s: nothing was changed", what);
 }
 
-/* Undoes what a refused mprotect may have changed (mapping.h). */
-void map_protect_undo(Owner *o, size_t first, size_t n, unsigned prot) {
-  if (n < 2) return; /* one page is changed whole or not at all */
+/* One mapping's own run of the undo: each run of its record gets its protection back, or,
+ * where the kernel refuses, a record of what both allow. No page here is armed by a snapshot:
+ * b:protect has every armed snapshot of the range save its pages first, and a snapshot arms
+ * only pages not yet armed, of a mapping with none placed inside it. */
+static void undo_run(Owner *o, size_t first, size_t n, void *ud) {
+  unsigned prot = *(const unsigned *)ud;
   size_t ps = sys_pagesize(), end = first + n;
   for (size_t i = first; i < end;) {
     unsigned old = protmap_get(o->protmap, i);
@@ -98,6 +101,12 @@ void map_protect_undo(Owner *o, size_t first, size_t n, unsigned prot) {
       protmap_set(&MAPINFO(o)->pm, i, j - i, old & prot);
     i = j;
   }
+}
+
+/* Undoes what a refused mprotect may have changed (mapping.h). */
+void map_protect_undo(Owner *o, size_t first, size_t n, unsigned prot) {
+  if (n < 2) return; /* one page is changed whole or not at all */
+  map_each_own_run(o, first, n, undo_run, &prot);
 }
 
 /* b:protect(prot [, off, len]) -> b | nil, msg, errno */
@@ -115,8 +124,7 @@ static int mapops_protect(lua_State *L) {
   int err = sys_mprotect(page_addr(&r), r.npages * sys_pagesize(), prot);
   if (err) {
     free(runs);
-    if (!map_has_inner(r.o)) /* their pages follow their own records: not undone (README) */
-      map_protect_undo(r.o, r.first, r.npages, prot_from_sys(prot));
+    map_protect_undo(r.o, r.first, r.npages, prot_from_sys(prot));
     return push_syserror(L, "mprotect", err);
   }
   protmap_install(r.o->protmap, runs, nruns);

@@ -77,6 +77,11 @@ size_t map_extent(uintptr_t addr);
 /* After an mprotect of o's [addr, addr+len): the records of mappings placed inside follow. */
 void map_protect_inner(const Owner *o, const unsigned char *addr, size_t len, int prot);
 int map_has_inner(const Owner *o);
+/* Calls fn for each run of o's pages [first, first+n) that one mapping's own record covers: the
+ * innermost mapping holding those pages (o, or one placed inside it), with the run's first page
+ * and length counted in that mapping's pages. mapreg.c. */
+void map_each_own_run(Owner *o, size_t first, size_t n,
+                      void (*fn)(Owner *m, size_t first, size_t n, void *ud), void *ud);
 /* The mappings placed directly inside p (MapInfo.kids). map_kids_reserve makes room for one more
  * (0 or ENOMEM: done before the kernel maps it, so that adopting cannot fail), map_adopt enters
  * c, map_disown takes a forgotten c out of its parent's list (when the parent's record is still
@@ -110,8 +115,8 @@ int mmap_remap(lua_State *L);
  * the mappings of a range one by one and stops at one it cannot split (vm.max_map_count reached),
  * so part of the range may have changed. Each run of o's record gets its protection back; a run
  * the kernel will not give it back to may hold either, so its record takes what both allow (a
- * write there is refused, never a fault). Not for a mapping with others placed inside it (their
- * pages follow their own records). mapops.c. */
+ * write there is refused, never a fault). Pages of a mapping placed inside o follow that
+ * mapping's own record (map_each_own_run). mapops.c. */
 void map_protect_undo(Owner *o, size_t first, size_t n, unsigned prot);
 
 /* Snapshots (snapshot.c). Before memlab itself changes pages of a mapping other than by a guarded

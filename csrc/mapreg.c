@@ -239,6 +239,27 @@ const Owner *map_find_in(const Owner *o, uintptr_t lo, uintptr_t hi,
 
 int map_has_inner(const Owner *o) { return MAPINFO(o)->nkids != 0; }
 
+/* (mapping.h) Pages [first, first+n) of o, split into runs each of which belongs to one
+ * mapping's own record: o's where nothing is placed inside it, the innermost mapping's elsewhere
+ * (the lists are sorted and do not overlap; nesting is at most MAP_NEST_MAX deep). */
+void map_each_own_run(Owner *o, size_t first, size_t n,
+                      void (*fn)(Owner *m, size_t first, size_t n, void *ud), void *ud) {
+  const MapInfo *mi = MAPINFO(o);
+  size_t ps = sys_pagesize(), i = first, end = first + n;
+  uintptr_t base = (uintptr_t)o->base, hi = base + end * ps;
+  for (size_t k = kid_at(mi, base + first * ps); i < end; k++) {
+    Owner *kid = k < mi->nkids && (uintptr_t)mi->kids[k]->base < hi ? mi->kids[k] : NULL;
+    uintptr_t kb = kid ? (uintptr_t)kid->base : hi;
+    size_t kfirst = kb <= base + i * ps ? i : (kb - base) / ps;
+    if (kfirst > i) fn(o, i, kfirst - i, ud);
+    if (!kid) break;
+    uintptr_t ke = kb + (MAPINFO(kid)->maplen + ps - 1) / ps * ps;
+    uintptr_t a = base + kfirst * ps, z = hi < ke ? hi : ke;
+    map_each_own_run(kid, (a - kb) / ps, (z - a) / ps, fn, ud);
+    i = (z - base) / ps;
+  }
+}
+
 /* After o's pages [addr, addr+len) were given protection prot: the mappings placed inside o
  * that lie in the range had their pages changed too (one mprotect covers them), so their records
  * follow, and a snapshot of theirs arms the pages that became writable. */

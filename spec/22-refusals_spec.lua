@@ -309,6 +309,28 @@ describe("b:protect when the kernel applies it in part", function()
 end)
 
 describe("a mapping placed inside another (MAP_FIXED) when the kernel refuses", function()
+  -- INNER: a two-page mapping with a read-only one placed over its first page
+  local INNER = "local p = anon(2) local c = assert(M.mmap(p:address(), ps, M.PROT_READ, "
+    .. "M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED, -1, 0)) "
+
+  it("the parent's b:protect applied in part: each page gets back what its own record had", function()
+    local v, out = run("mprotect_part:1", INNER .. [[
+      local ok = refusing(p.protect, p, "rw")  -- page 0 (c's) made rw, then refused
+      return tostring(ok), kperm(p, 0), rperm(c, 0), kperm(p, 1), tostring(pcall(function() c[0] = 1 end))]])
+    if not v then return end
+    assert.same({ "nil", "r--", "r--", "rw-", "false" }, v, out)
+  end)
+
+  it("and cannot give it back: the inner record takes what both allow, and a one-byte store is refused", function()
+    local v, out = run("mprotect_part:1,mprotect:1", INNER .. [[
+      local ok = refusing(p.protect, p, "rw")
+      local stored, err = pcall(function() c[0] = 1 end) -- the kernel would let it through
+      return tostring(ok), kperm(p, 0), rperm(c, 0), tostring(stored), err, c[0] ]])
+    if not v then return end
+    assert.same({ "nil", "rw-", "r--", "false" }, { v[1], v[2], v[3], v[4] }, out)
+    assert.matches("write to read-only memory", v[5], 1, true)
+    assert.equal("0", v[6], out)
+  end)
   it("handing its pages back: c:unmap() fails and c keeps its contents", function()
     local v, out = run("mmap:1", [[
       local p = anon(4)
