@@ -28,6 +28,13 @@ static int lossy_kind(int advice) {
          advice == MADV_REMOVE;
 }
 
+static const char *lossy_name(int advice) {
+  return advice == MADV_REMOVE     ? "MADV_REMOVE"
+         : advice == MADV_FREE     ? "MADV_FREE"
+         : advice == MADV_DONTNEED ? "MADV_DONTNEED"
+                                   : "MADV_DONTNEED_LOCKED";
+}
+
 /* For map_first_denied: a mapping whose pages the advice at ud would lose. */
 static int inner_loses(const Owner *c, const void *advice) {
   return loses_data(MAPINFO(c), *(const int *)advice);
@@ -53,10 +60,7 @@ static void check_lossy_advice(lua_State *L, const Owner *o, size_t off, size_t 
                                    OWN_PROT_WRITE, &bad)) {
     return;
   }
-  const char *name = advice == MADV_REMOVE        ? "MADV_REMOVE"
-                     : advice == MADV_FREE        ? "MADV_FREE"
-                     : advice == MADV_DONTNEED    ? "MADV_DONTNEED"
-                                                  : "MADV_DONTNEED_LOCKED";
+  const char *name = lossy_name(advice);
   luaL_error(L, "madvise: %s at %s is refused: it would discard bytes of read-only memory (page %d "
              "of the mapping%s is not writable), which memlab counts as a write to read-only "
              "memory (C's madvise would do it: make the pages writable first)", name,
@@ -154,6 +158,14 @@ int mapops_advise(lua_State *L) {
                           adv == MADV_REMOVE ? "a private mapping"
                                              : "a mapping that is not private and anonymous",
                           unfit == r.o ? "this one" : "one placed inside this one");
+  /* the kernel refuses these advices at a locked mapping, after advising those before it in the
+   * range (a lock on part of a mapping splits it): refused whole, first */
+  uintptr_t locked;
+  if ((adv == MADV_DONTNEED || adv == MADV_FREE || adv == MADV_REMOVE) &&
+      sys_range_locked(lo, hi, &locked))
+    return push_syserrorf(L, "madvise", EINVAL, "%s over locked pages is refused: %s is locked "
+                          "(b:lock, M.mlock or M.mlockall); nothing was advised: unlock them "
+                          "first, or use MADV_DONTNEED_LOCKED", lossy_name(adv), addr_text(locked).s);
   /* the mapping's own pages, and those of mappings placed inside the range, which the advice
    * reaches too: a shared outer mapping loses nothing, a private one placed inside it does */
   int outer = loses_data(MAPINFO(r.o), (int)advice);

@@ -81,12 +81,72 @@ int sys_msync(void *addr, size_t len, int flags) { return msync(addr, len, flags
 int sys_madvise(void *addr, size_t len, int advice) {
   return madvise(addr, len, advice) == 0 ? 0 : errno;
 }
-int sys_mlock(const void *addr, size_t len) { return mlock(addr, len) == 0 ? 0 : errno; }
+/* Whether memlab has asked for a lock (mlock, mlock2, mlockall) in this process: only then may
+ * a range hold locked pages that sys_range_locked must look for. */
+static int g_locks_asked;
+static void note_lock(void) { __atomic_store_n(&g_locks_asked, 1, __ATOMIC_RELAXED); }
+
+int sys_mlock(const void *addr, size_t len) {
+  note_lock();
+  return mlock(addr, len) == 0 ? 0 : errno;
+}
 int sys_mlock2(const void *addr, size_t len, unsigned flags) {
+  note_lock();
   return mlock2(addr, len, flags) == 0 ? 0 : errno;
 }
 int sys_munlock(const void *addr, size_t len) { return munlock(addr, len) == 0 ? 0 : errno; }
-int sys_mlockall(int flags) { return mlockall(flags) == 0 ? 0 : errno; }
+int sys_mlockall(int flags) {
+  note_lock();
+  return mlockall(flags) == 0 ? 0 : errno;
+}
+
+/* Whether the two-letter flag (VmFlags' "lo") is in the flags line s. */
+static int has_vmflag(const char *s, const char *flag) {
+  for (const char *p = s; (p = strstr(p, flag)) != NULL; p += 2)
+    if (p[-1] == ' ' && (p[2] == ' ' || p[2] == '\n' || p[2] == '\0')) return 1;
+  return 0;
+}
+
+/* Whether /proc/self/status says no page of the process is locked (VmLck: 0 kB): a cheap read,
+ * where smaps walks the page tables of every mapping it lists. */
+static int none_locked(void) {
+  FILE *f = fopen("/proc/self/status", "re");
+  if (!f) return 0;
+  char line[128];
+  long kb = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmLck: %ld", &kb) == 1) break;
+  fclose(f);
+  return kb == 0;
+}
+
+/* (sys.h) /proc/self/smaps lists the kernel's mappings in address order, each a header line
+ * ("start-end perms ...", lower-case hex first) and fields (capitalised names), VmFlags last. */
+int sys_range_locked(uintptr_t lo, uintptr_t hi, uintptr_t *at) {
+  if (!__atomic_load_n(&g_locks_asked, __ATOMIC_RELAXED) || none_locked()) return 0;
+  FILE *f = fopen("/proc/self/smaps", "re");
+  if (!f) return 0;
+  char line[256];
+  int bol = 1, in = 0, found = 0;
+  uintptr_t from = 0;
+  while (!found && fgets(line, sizeof line, f)) {
+    int start = bol; /* a path longer than the buffer comes in pieces: only a line's start counts */
+    bol = strchr(line, '\n') != NULL;
+    if (!start) continue;
+    unsigned long a, b;
+    if (((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')) &&
+        sscanf(line, "%lx-%lx", &a, &b) == 2) {
+      if (a >= hi) break;
+      in = lo < b;
+      from = a > lo ? a : lo;
+    } else if (in && strncmp(line, "VmFlags:", 8) == 0 && has_vmflag(line + 8, "lo")) {
+      found = 1;
+      *at = from;
+    }
+  }
+  fclose(f);
+  return found;
+}
 int sys_munlockall(void) { return munlockall() == 0 ? 0 : errno; }
 int sys_mincore(void *addr, size_t len, unsigned char *vec) {
   return mincore(addr, len, vec) == 0 ? 0 : errno;

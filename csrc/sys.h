@@ -56,6 +56,11 @@ int sys_mlock(const void *addr, size_t len);
 int sys_mlock2(const void *addr, size_t len, unsigned flags);
 int sys_munlock(const void *addr, size_t len);
 int sys_mlockall(int flags);
+/* Whether [lo, hi) meets a locked kernel mapping (VM_LOCKED, VmFlags "lo" in /proc/self/smaps),
+ * the first locked address then in *at. 0 also when memlab never asked for a lock in this
+ * process (no read then), when /proc/self/status says nothing is locked (smaps not read), or
+ * when /proc cannot be read. */
+int sys_range_locked(uintptr_t lo, uintptr_t hi, uintptr_t *at);
 int sys_munlockall(void);
 int sys_mincore(void *addr, size_t len, unsigned char *vec);
 int sys_mremap(void *old, size_t oldlen, size_t newlen, int flags, void **out);
