@@ -8,12 +8,9 @@
 --   Address : 0x7f882981f010, Break : 0x561a835f9000      MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)
 --
 -- glibc serves a request at or above M_MMAP_THRESHOLD (128 KiB by default) with a mapping of its
--- own, far above the break (far below it in the legacy layout the kernel uses when the stack size
--- is unlimited: see 01); mallopt(M_MMAP_THRESHOLD, n) moves that boundary.
---
--- Reading /proc/self/maps takes memory from malloc too (memlab reads the file into a 64 KiB
--- buffer), which can move the break: the two loops below do only what the lecture's do, and the
--- maps are read before and after them.
+-- own, far above the break (below it in the legacy layout: see 01); mallopt moves that boundary.
+-- Reading /proc/self/maps takes memory from malloc too, which can move the break: the two loops
+-- do only what the lecture's do, and the maps are read before and after them.
 local lab = dofile(((arg and arg[0] or ""):match("^(.*/)") or "./") .. "lab.lua")
 local M = require "memlab"
 
@@ -24,10 +21,6 @@ local block_size_heap = 64 * 1024
 local block_size_amm = block_size_heap * 1024
 local block_list = {}
 
-local function where(b)
-  local r = M.region(b)
-  return r, r and (r.path == "" and "anonymous mapping" or r.path) or "unmapped"
-end
 -- [heap] in /proc/self/maps runs from the heap's start to the break: its start, read once here.
 local heap = M.region(M.sbrk(0) - 1)
 local heap_from = heap and heap.path == "[heap]" and heap.from or M.sbrk(0)
@@ -44,22 +37,22 @@ for j = 1, blocks do
     ("[heap], %d KiB below the break"):format((brk - addr) // 1024) or "not in [heap]"))
   if in_heap and brk - addr <= 256 * 1024 then small_ok = small_ok + 1 end
 end
-lab.check("the 64 KiB blocks lie in [heap], each within 256 KiB below the break", small_ok == blocks,
-          ("%d of %d"):format(small_ok, blocks))
+lab.check("the 64 KiB blocks lie in [heap], each within 256 KiB below the break",
+          small_ok == blocks, ("%d of %d"):format(small_ok, blocks))
 
 print(("Allocation size: %d"):format(block_size_amm))
 local unmoved, addrs, moves = 0, {}, {}
 for j = 1, blocks do
-  local brk0 = M.sbrk(0)
+  local brk0 = M.sbrk(0) -- not brk when the interpreter's own allocations (printing) moved it
   M.free(block_list[j])
-  local brk1 = M.sbrk(0)
+  local brk1 = M.sbrk(0) -- not brk0 when the free gave the heap's free top back
   block_list[j] = M.malloc(block_size_amm)
   addrs[j] = block_list[j]:address()
-  if brk0 ~= brk then -- the interpreter's own allocations since the last line (printing it)
+  if brk0 ~= brk then
     moves[#moves + 1] = ("before block %d it moved %+d KiB, not for a block"):format(j,
       (brk0 - brk) // 1024)
   end
-  if brk1 ~= brk0 then -- the lecture's last line: the top of the heap given back
+  if brk1 ~= brk0 then
     moves[#moves + 1] = ("free(64 KiB block %d) moved it %+d KiB, giving the free top of the heap "
       .. "back, as in the lecture's last line"):format(j, (brk1 - brk0) // 1024)
   end
@@ -71,30 +64,27 @@ lab.check("the break did not move for them", unmoved == blocks,
           ("%d of %d mallocs left the break where it was%s"):format(unmoved, blocks,
           #moves > 0 and " (" .. table.concat(moves, "; ") .. ")" or ""))
 
--- Where each one is, read now: /proc/self/maps for the region, and glibc's header, the 8 bytes
--- before the block, for the block's own mapping: its size, with bit 2 set for "mmapped" (the
+-- Where each one is, read now: its region in /proc/self/maps, and glibc's header, the 8 bytes
+-- before the block: the size of the block's own mapping, with bit 2 set for "mmapped" (the
 -- mapping starts 16 bytes before the block, on a page boundary).
 local maps = M.maps()
 local far, own, sides, sizes = 0, 0, {}, {}
-for j = 1, blocks do
-  local addr, r = addrs[j], M.region(addrs[j], maps)
+for j, addr in ipairs(addrs) do
+  local r = M.region(addr, maps) or { path = "unmapped", from = 0, to = 0 }
   local word = string.unpack("<I8", M.peek(addr - 8, 8))
-  local len, from, above = word & ~7, addr - 16, addr > brk
+  local len, from, above, anon = word & ~7, addr - 16, addr > brk, r.path == ""
   local mapped = word & 2 ~= 0 and from % M.pagesize() == 0 and len >= block_size_amm + 16
   print(("block %d at %s, %.1f TiB %s the break: %s"):format(j, lab.hex(addr),
     math.abs(addr - brk) / 2^40, above and "above" or "below", mapped and
     ("its own mapping %s-%s, %d bytes (glibc's header: mmapped)"):format(lab.hex(from),
       lab.hex(from + len), len) or "no header of a mapped chunk before it (not glibc's malloc?)"))
-  if r then
-    print(("    /proc/self/maps: %s %s-%s, %d bytes%s"):format(r.path == "" and "anonymous" or
-      r.path, lab.hex(r.from), lab.hex(r.to), r.to - r.from, mapped and r.to - r.from > len and
-      ": the kernel merged it with its neighbours' mappings into one region" or ""))
+  print(("    /proc/self/maps: %s %s-%s, %d bytes%s"):format(anon and "anonymous" or r.path,
+    lab.hex(r.from), lab.hex(r.to), r.to - r.from, mapped and r.to - r.from > len and
+    ": the kernel merged it with its neighbours' mappings into one region" or ""))
+  if anon and math.abs(addr - brk) > 1 << 30 then
+    far, sides[above and "above" or "below"] = far + 1, true
   end
-  if r and r.path == "" and math.abs(addr - brk) > 1 << 30 then
-    far = far + 1
-    sides[above and "above" or "below"] = true
-  end
-  if mapped and r and r.path == "" and r.from <= from and from + len <= r.to then
+  if mapped and anon and r.from <= from and from + len <= r.to then
     own, sizes[#sizes + 1] = own + 1, len
   end
 end
@@ -102,8 +92,7 @@ if own > 0 then
   print(("(strace shows each as mmap(NULL, %d, ...): 64 MiB + one page for the header)")
     :format(sizes[1]))
 end
--- above the break, as in the lecture; below it only in the legacy layout (ulimit -s unlimited)
-local legacy = sides.below and not sides.above
+local legacy = sides.below and not sides.above -- below the break only in the legacy layout
 lab.check(("the 64 MiB blocks lie far %s the break, in anonymous memory"):format(
             legacy and "below" or "above"), far == blocks, ("%d of %d%s"):format(far, blocks,
             legacy and " (the legacy layout: the stack size is unlimited)" or ""))
@@ -112,46 +101,47 @@ lab.check("each one is a new mapping of its own (not [heap])", own == blocks,
             table.concat(sizes, ", ")) or ""))
 for j = 1, blocks do M.free(block_list[j]) end
 
--- mallopt may be refused (another malloc than glibc's, such as AddressSanitizer's, ignores it):
--- then the experiments that need it fail with the reason.
-local function threshold(n, shown, note)
-  print(("M.mallopt(M.M_MMAP_THRESHOLD, %s)%s"):format(shown, note or ""))
+-- M.mallopt(M.M_MMAP_THRESHOLD, n): nil, or why it was refused (another malloc than glibc's,
+-- AddressSanitizer's say, refuses it: then the experiment's check fails saying so).
+local function threshold(n, shown)
+  print(("M.mallopt(M.M_MMAP_THRESHOLD, %s)%s"):format(shown,
+    n == 128 * 1024 and " (the default)" or ""))
   local ok, msg = M.mallopt(M.M_MMAP_THRESHOLD, n)
   if not ok then print("  refused: " .. tostring(msg)) end
-  return ok, ("M.mallopt(M.M_MMAP_THRESHOLD, %s) refused: %s"):format(shown, msg)
+  return not ok and ("M.mallopt(M.M_MMAP_THRESHOLD, %s) refused: %s"):format(shown, msg) or nil
+end
+local function where(b) -- the region holding a block, and its name
+  local r = M.region(b)
+  return r, r and (r.path == "" and "anonymous mapping" or r.path) or "unmapped"
 end
 
--- Moving the boundary down: M_MMAP_THRESHOLD = 32 KiB. malloc still uses free space it already
--- has in the heap first; once that is used up, 64 KiB blocks come from mappings, not from brk.
+-- The boundary down, at 32 KiB: malloc still uses the free space it has in the heap first; once
+-- that is used up, 64 KiB blocks come from mappings, and the break grows for none of them.
 print()
-local ok, why = threshold(32 * 1024, "32 * 1024")
-if not ok then
-  lab.check("with the threshold at 32 KiB a 64 KiB block comes from a mapping", false, why)
-else
-  local extra, grew, first_mapped = {}, 0, nil
-  for k = 1, 64 do
-    local brk0 = M.sbrk(0)
-    extra[k] = M.malloc(block_size_heap)
-    local a = extra[k]:address()
-    if a < heap_from or a >= M.sbrk(0) then first_mapped = k break end -- not in [heap]
-    if a + block_size_heap > brk0 then grew = grew + 1 end -- in memory the break grew for
-  end
-  local r, name = nil, "no block"
-  if first_mapped then
-    r, name = where(extra[first_mapped])
-    print(("blocks 1-%d of 64 KiB came from free space already in the heap; block %d: %s, %s")
-      :format(first_mapped - 1, first_mapped, lab.hex(extra[first_mapped]:address()), name))
-  end
-  lab.check("with the threshold at 32 KiB a 64 KiB block comes from a mapping",
-            r ~= nil and r.path == "", first_mapped and
-            ("block %d, at %s"):format(first_mapped, lab.hex(extra[first_mapped]:address())))
-  lab.check("... and the break did not grow for any of them", grew == 0,
-            ("%d of %d blocks needed the break moved"):format(grew, #extra))
-  for _, b in ipairs(extra) do b:free() end
+local refused = threshold(32 * 1024, "32 * 1024")
+local extra, grew, k = {}, 0, nil -- k: the first block not in [heap]
+for i = 1, refused and 0 or 64 do
+  local brk0 = M.sbrk(0)
+  extra[i] = M.malloc(block_size_heap)
+  local a = extra[i]:address()
+  if a < heap_from or a >= M.sbrk(0) then k = i break end
+  if a + block_size_heap > brk0 then grew = grew + 1 end -- in memory the break grew for
 end
+local r, name
+if k then
+  r, name = where(extra[k])
+  print(("blocks 1-%d of 64 KiB came from free space already in the heap; block %d: %s, %s")
+    :format(k - 1, k, lab.hex(extra[k]:address()), name))
+end
+lab.check("with the threshold at 32 KiB a 64 KiB block comes from a mapping",
+          not refused and r ~= nil and r.path == "",
+          refused or k and ("block %d, at %s"):format(k, lab.hex(extra[k]:address())))
+lab.check("... and the break did not grow for any of them", not refused and grew == 0,
+          refused or ("%d of %d blocks needed the break moved"):format(grew, #extra))
+for _, b in ipairs(extra) do b:free() end
 
--- Moving it up: M_MMAP_THRESHOLD = 32 MiB (glibc's maximum). A 1 MiB block, mapped by default,
--- now comes from the heap, and the break grows to make room for it.
+-- The boundary up, at 32 MiB (glibc's maximum): a 1 MiB block, mapped by default, now comes from
+-- the heap, and the break grows to make room for it.
 local function one_mib()
   local before = M.sbrk(0)
   local b = M.malloc(1 << 20)
@@ -163,19 +153,14 @@ local function one_mib()
   return r and r.path == "[heap]", moved
 end
 print()
-local ok_default, why_default = threshold(128 * 1024, "128 * 1024", " (the default)")
+refused = threshold(128 * 1024, "128 * 1024")
 local default_in_heap = one_mib()
-ok, why = threshold(32 * 1024 * 1024, "32 * 1024 * 1024")
-if not (ok and ok_default) then
-  lab.check("with the threshold at 32 MiB a 1 MiB block comes from the heap instead", false,
-            ok_default and why or why_default)
-else
-  local high_in_heap, moved = one_mib()
-  lab.check("with the threshold at 32 MiB a 1 MiB block comes from the heap instead",
-            not default_in_heap and high_in_heap and moved >= 1 << 20,
-            ("default: %s; 32 MiB: %s, break +%d KiB"):format(default_in_heap and "heap" or
-              "mapping", high_in_heap and "heap" or "mapping", moved // 1024))
-end
+refused = refused or threshold(32 * 1024 * 1024, "32 * 1024 * 1024")
+local high_in_heap, moved = one_mib()
+lab.check("with the threshold at 32 MiB a 1 MiB block comes from the heap instead",
+          not refused and not default_in_heap and high_in_heap and moved >= 1 << 20,
+          refused or ("default: %s; 32 MiB: %s, break +%d KiB"):format(default_in_heap and "heap"
+            or "mapping", high_in_heap and "heap" or "mapping", moved // 1024))
 M.mallopt(M.M_MMAP_THRESHOLD, 128 * 1024)          -- back to glibc's default
 
 lab.done()

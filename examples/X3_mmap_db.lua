@@ -1,10 +1,10 @@
 -- X3 · A memory-mapped file database (tutorial 004, Practice Exercise 3: "Build a memory-mapped
 --      file database")
 --
--- A small key-value store that lives in a file mapped MAP_SHARED: the hash table IS the file.
--- put, get and delete read and write the mapping directly (b:pack / b:unpack); msync (b:sync)
--- makes it durable; when the table gets full the file is grown (ftruncate) and the mapping with
--- it (mremap, b:remap). Any other process that maps the file sees the same pages.
+-- A key-value store in a file mapped MAP_SHARED: the hash table IS the file. put, get and delete
+-- read and write the mapping (b:pack / b:unpack); msync (b:sync) makes it durable; a full table
+-- grows the file (ftruncate) and the mapping (mremap, b:remap). Other processes mapping the file
+-- see the same pages.
 --
 -- The file: a 64-byte header, then `capacity` slots of 64 bytes (open addressing, linear probing):
 --   header  "<c4 I4 I4 I4"        magic "MLKV", capacity, count (live keys), used (live + deleted)
@@ -19,30 +19,16 @@ local MAGIC, HEADER, HEADER_SIZE = "MLKV", "<c4 I4 I4 I4", 64
 local SLOT, SLOT_SIZE = "<B B B x c28 c32", 64
 local FREE, USED, DELETED = 0, 1, 2
 
-local function fnv1a(s)                                  -- the hash: 32-bit FNV-1a
-  local h = 2166136261
-  for i = 1, #s do h = ((h ~ s:byte(i)) * 16777619) & 0xffffffff end
-  return h
-end
-
 local DB = {}
 DB.__index = DB
-
-local function set_file_size(f, size)                   -- ftruncate(fd, size), in plain Lua
-  f:seek("set", size - 1)
-  f:write("\0")
-  f:flush()
-end
 
 --- DB.open(path [, capacity]) -> db: maps the file, creating an empty table first if needed
 function DB.open(path, capacity)
   local f = io.open(path, "r+b")
-  if not f then
+  if not f then -- a new file: the header, then `capacity` free slots (zero bytes)
     f = assert(io.open(path, "w+b"))
-    set_file_size(f, HEADER_SIZE + (capacity or 8) * SLOT_SIZE)
-    local m = assert(M.map{ fd = f, prot = "rw", shared = true })
-    m:pack(HEADER, 0, MAGIC, capacity or 8, 0, 0)
-    m:unmap()
+    f:write(string.pack(HEADER, MAGIC, capacity or 8, 0, 0))
+    assert(M.truncate(f, HEADER_SIZE + (capacity or 8) * SLOT_SIZE)) -- ftruncate(fd, size)
   end
   local m = assert(M.map{ fd = f, prot = "rw", shared = true }) -- length: the whole file
   assert(m:unpack("c4", 0) == MAGIC, path .. " is not a key-value file")
@@ -62,7 +48,7 @@ end
 -- The slot holding key (or nil), and the slot where it would be inserted.
 function DB:find(key)
   local cap = self:header()
-  local i, insert_at = fnv1a(key) % cap, nil
+  local i, insert_at = lab.fnv1a(key) % cap, nil -- the hash: 32-bit FNV-1a
   for _ = 1, cap do
     local st, k = self:slot(i)
     if st == FREE then return nil, insert_at or i end
@@ -73,7 +59,7 @@ function DB:find(key)
   return nil, insert_at
 end
 
-function DB:get(key)
+function DB:get(key)                                     -- the value of key, or nil
   local i = self:find(key)
   return i and select(3, self:slot(i)) or nil
 end
@@ -103,24 +89,6 @@ function DB:delete(key)
   return true
 end
 
--- Grows the file and the mapping, then re-inserts every live key (the slots depend on capacity).
-function DB:grow(newcap)
-  local cap = self:header()
-  local live = {}
-  for i = 0, cap - 1 do
-    local st, k, v = self:slot(i)
-    if st == USED then live[#live + 1] = { k, v } end
-  end
-  local size, from = HEADER_SIZE + newcap * SLOT_SIZE, self.m:address()
-  set_file_size(self.f, size)                    -- ftruncate(fd, size)
-  assert(self.m:remap(size, true))               -- mremap(addr, old, size, MREMAP_MAYMOVE)
-  self.m:fill(0, HEADER_SIZE)                    -- every slot free again
-  self:set_header(newcap, 0, 0)
-  for _, kv in ipairs(live) do self:put(kv[1], kv[2]) end
-  self.grown[#self.grown + 1] = ("%d -> %d slots, file %d bytes, mapping %s -> %s"):format(cap,
-    newcap, size, lab.hex(from), lab.hex(self.m:address()))
-end
-
 function DB:pairs()                               -- every live key and value, sorted by key
   local t = {}
   for i = 0, self:header() - 1 do
@@ -130,15 +98,31 @@ function DB:pairs()                               -- every live key and value, s
   table.sort(t, function(a, b) return a[1] < b[1] end)
   return t
 end
+function DB:list()                                -- the "key=value" lines of `list`
+  local t = {}
+  for _, kv in ipairs(self:pairs()) do t[#t + 1] = kv[1] .. "=" .. kv[2] .. "\n" end
+  return table.concat(t)
+end
 
+-- Grows the file and the mapping, then re-inserts every live key (the slots depend on capacity).
+function DB:grow(newcap)
+  local cap, live = self:header(), self:pairs()
+  local size, from = HEADER_SIZE + newcap * SLOT_SIZE, self.m:address()
+  assert(M.truncate(self.f, size))               -- ftruncate(fd, size)
+  assert(self.m:remap(size, true))               -- mremap(addr, old, size, MREMAP_MAYMOVE)
+  self.m:fill(0, HEADER_SIZE)                    -- every slot free again
+  self:set_header(newcap, 0, 0)
+  for _, kv in ipairs(live) do self:put(kv[1], kv[2]) end
+  self.grown[#self.grown + 1] = ("%d -> %d slots, file %d bytes, mapping %s -> %s"):format(cap,
+    newcap, size, lab.hex(from), lab.hex(self.m:address()))
+end
 function DB:sync() return self.m:sync(M.MS_SYNC) end -- msync(addr, len, MS_SYNC)
 function DB:close() self:sync(); self.m:unmap(); self.f:close() end
 
 -- The command line: another process using the same file.
 if arg[1] then
   local db, cmd = DB.open(arg[1]), arg[2] or "list"
-  if cmd == "list" then
-    for _, kv in ipairs(db:pairs()) do print(kv[1] .. "=" .. kv[2]) end
+  if cmd == "list" then io.write(db:list())
   elseif cmd == "get" then print(db:get(arg[3]) or "(none)")
   elseif cmd == "put" then db:put(arg[3], arg[4])
   elseif cmd == "del" then print(db:delete(arg[3]))
@@ -149,8 +133,7 @@ end
 
 lab.title("X3", "mapped key-value store: put/get/del, reopen")
 
-local dir = lab.tempdir() -- (removed when the script ends, also on an error)
-local path = dir .. "/kv.db"
+local path = lab.tempdir() .. "/kv.db" -- (the directory is removed when the script ends)
 local db = DB.open(path, 32)
 print(("created %s: %d slots, mapped at %s"):format(path, db:header(), lab.hex(db.m:address())))
 
@@ -158,13 +141,11 @@ local data = { apple = "red", banana = "yellow", cherry = "dark red", grape = "p
   kiwi = "green", lemon = "yellow", lime = "green", mango = "orange", orange = "orange",
   plum = "violet", quince = "golden", raspberry = "pink", strawberry = "red" }
 for i = 1, 100 do data[("user:%03d"):format(i)] = ("uid %d, shell /bin/sh"):format(1000 + i) end
-local keys = {}
+local keys, right = {}, 0
 for k in pairs(data) do keys[#keys + 1] = k end
-table.sort(keys)
+table.sort(keys) -- (the same order every run)
 for _, k in ipairs(keys) do db:put(k, data[k]) end
 for _, g in ipairs(db.grown) do print("grew: " .. g) end
-
-local right = 0
 for _, k in ipairs(keys) do if db:get(k) == data[k] then right = right + 1 end end
 local cap, count = db:header()
 lab.check(("put %d keys, get returns each value"):format(#keys), right == #keys and count == #keys,
@@ -189,36 +170,24 @@ io.write(db.m:hexdump(0, 16), "...\n", db.m:hexdump(at, SLOT_SIZE))
 
 -- Durable: msync, then a second process (a fresh interpreter) opens the file and lists it.
 assert(db:sync())
-local function child(...)
-  local args = { ... }
-  for i, a in ipairs(args) do args[i] = ("%q"):format(a) end
-  return lab.run_lua(("arg = { [0] = %q, %s }; dofile(arg[0])"):format(arg[0],
-                     table.concat(args, ", ")))
-end
-local listing = child(path, "list")
-local expect = {}
-for _, kv in ipairs(db:pairs()) do expect[#expect + 1] = kv[1] .. "=" .. kv[2] end
-expect = table.concat(expect, "\n") .. "\n"
+local listing = lab.run_script(arg[0], path, "list")
 print(("a second process lists the file: %s..."):format(listing:sub(1, 60):gsub("\n", "; ")))
-lab.check("a second process reopens the file and finds the same data", listing == expect,
+lab.check("a second process reopens the file and finds the same data", listing == db:list(),
           ("%d keys"):format(select(2, listing:gsub("\n", ""))))
 
-local _, how, code = child(path, "put", "pear", "green")
+local _, how, code = lab.run_script(arg[0], path, "put", "pear", "green")
 lab.check("its put is seen at once through this process's mapping (the same pages)",
           how == "exit" and code == 0 and db:get("pear") == "green", db:get("pear"))
 
--- Close and reread the raw file: the header and a record are there on disk.
+-- Close and reread the raw file: the header is there on disk; reopened, so is every key.
+local before = db:list()
 db:close()
-local raw = assert(io.open(path, "rb")):read("a")
-local magic, rcap, rcount = string.unpack(HEADER, raw)
+local magic, rcap, rcount = string.unpack(HEADER, assert(lab.read_file(path)))
 lab.check("after close, the file holds the table: magic, capacity, count",
           magic == MAGIC and rcap == 256 and rcount == #keys + 1,
           ("%s, %d slots, %d keys"):format(magic, rcap, rcount))
 local again = DB.open(path)
-lab.check("reopened, every key reads back", again:get("pear") == "green" and
-          again:get("cherry") == "dark red" and again:get("banana") == nil)
+lab.check("reopened, every key reads back", again:list() == before and again:get("pear") == "green"
+          and again:get("cherry") == "dark red" and again:get("banana") == nil)
 again:close()
-
-os.remove(path)
-os.remove(dir)
-lab.done()
+lab.done() -- (the temporary directory goes with the interpreter)

@@ -11,7 +11,9 @@
 -- running script holding text), lab.script() (its file name), lab.run_lua(code) (a child
 -- interpreter that finds the same memlab), lab.remove_leftover(key) (a System V segment a crashed
 -- run left at a fixed key), lab.dirty(n, byte) and lab.over_dirty(alloc, n, byte) (a heap chunk
--- filled with old bytes, and an allocation over it).
+-- filled with old bytes, and an allocation over it); for scripts with child processes
+-- lab.fork(fn), lab.wait_until(ready, deadline), lab.stop(pid), lab.interrupted(err),
+-- lab.run_script(path, ...); and lab.read_file(path), lab.fnv1a(s), lab.box(width).
 local lab = {}
 
 -- Where this file lives: "<dir>/lab.lua" (the source name is "@<path>").
@@ -262,6 +264,92 @@ function lab.run_lua(code, prefix)
   -- /bin/sh reports a child killed by signal N as exit status 128 + N
   if how == "exit" and status > 128 and status < 160 then how, status = "signal", status - 128 end
   return out, how, status
+end
+
+--- lab.run_script(path, ...) -> output, how, code: the Lua script at path run with the given
+-- arguments (arg[0] = path, arg[1] = ...) in a child interpreter, as lab.run_lua runs code.
+function lab.run_script(path, ...)
+  local args = { [0] = path, ... }
+  local list = {}
+  for i = 0, #args do list[#list + 1] = ("[%d] = %q"):format(i, tostring(args[i])) end
+  return lab.run_lua(("arg = { %s }; dofile(arg[0])"):format(table.concat(list, ", ")))
+end
+
+--- lab.fork(fn, ...) -> pid: fn(...) run in a child process (M.fork), which then leaves with
+-- M._exit: fn's integer result as its exit status (0 when fn returns none), or 1 when fn raises
+-- (the error written to stderr). The child never returns into the script.
+function lab.fork(fn, ...)
+  local M = require "memlab"
+  local pid = assert(M.fork())
+  if pid ~= 0 then return pid end
+  local ok, code = pcall(fn, ...)
+  if not ok then io.stderr:write(("child %d: %s\n"):format(M.getpid(), tostring(code))) end
+  M._exit(not ok and 1 or math.tointeger(code) or 0) -- no Lua cleanup of the parent's objects
+end
+
+--- lab.wait_until(ready, deadline [, stop]) -> true, waited (whether ready() was false at first)
+-- once ready() is true; false at the deadline (an M.clock() time) or when stop() is true. It
+-- polls with M.sleep, backing off from 20 µs to 5 ms: nothing waits for ever.
+function lab.wait_until(ready, deadline, stop)
+  local M = require "memlab"
+  local delay, waited = 0.00002, false
+  while not ready() do
+    waited = true
+    if M.clock() > deadline or (stop and stop()) then return false end
+    M.sleep(delay)
+    delay = math.min(delay * 2, 0.005)
+  end
+  return true, waited
+end
+
+--- lab.stop(pid [, sig [, grace]]) -> how, code (as M.waitpid): sends sig (none when nil) to a
+-- child, waits up to grace seconds (2) for it to end, then kills it (SIGKILL); reaped either way.
+function lab.stop(pid, sig, grace)
+  local M = require "memlab"
+  if sig then M.kill(pid, sig) end
+  local how, code
+  lab.wait_until(function()
+    how, code = M.waitpid(pid, "nohang")
+    return how ~= "running"
+  end, M.clock() + (grace or 2))
+  if how ~= "running" then return how, code end
+  M.kill(pid, M.SIGKILL)
+  return M.waitpid(pid)
+end
+
+--- lab.interrupted(err) -> true when err is the standalone interpreter's Ctrl-C ("interrupted!")
+function lab.interrupted(err)
+  return tostring(err):match("interrupted!$") ~= nil
+end
+
+--- lab.read_file(path) -> the file's contents, or nil, msg
+function lab.read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- lab.fnv1a(s) -> the 32-bit FNV-1a hash of the string s
+function lab.fnv1a(s)
+  local h = 2166136261
+  for i = 1, #s do h = ((h ~ s:byte(i)) * 16777619) & 0xffffffff end
+  return h
+end
+
+--- lab.box(width) -> row, rule: printers for a diagram drawn as a column of boxes,
+-- row(text [, addr]) prints "│ text ... │ 0x..." (text padded by characters, not bytes: "▼" is
+-- three), rule(corner) a horizontal line: "┌" (top), "├" (between boxes) or "└" (bottom).
+function lab.box(width)
+  local function row(text, addr)
+    print(("│ %s%s │ %s"):format(text, (" "):rep(width - 2 - utf8.len(text)),
+                                  addr and ("0x%012x"):format(addr) or ""))
+  end
+  local function rule(corner)
+    print(corner .. ("─"):rep(width) .. (({ ["┌"] = "┐", ["└"] = "┘" })[corner] or "┤"))
+  end
+  return row, rule
 end
 
 return lab
