@@ -99,6 +99,7 @@ int sys_mlockall(int flags) {
   note_lock();
   return mlockall(flags) == 0 ? 0 : errno;
 }
+int sys_munlockall(void) { return munlockall() == 0 ? 0 : errno; }
 
 /* Whether the two-letter flag (VmFlags' "lo") is in the flags line s. */
 static int has_vmflag(const char *s, const char *flag) {
@@ -147,7 +148,6 @@ int sys_range_locked(uintptr_t lo, uintptr_t hi, uintptr_t *at) {
   fclose(f);
   return found;
 }
-int sys_munlockall(void) { return munlockall() == 0 ? 0 : errno; }
 int sys_mincore(void *addr, size_t len, unsigned char *vec) {
   return mincore(addr, len, vec) == 0 ? 0 : errno;
 }
