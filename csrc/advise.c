@@ -112,6 +112,23 @@ static int advice_refused_by(const Owner *m, const void *advice) {
   return a == MADV_REMOVE ? priv : a == MADV_FREE ? !(priv && (f & MAP_ANONYMOUS)) : 0;
 }
 
+/* For map_find_in: a mapping some page of which may be locked. */
+static int lock_asked(const Owner *m, const void *ud) {
+  (void)ud;
+  return MAPINFO(m)->lock_asked || (MAPINFO(m)->flags & MAP_LOCKED);
+}
+
+/* Whether a page of [lo, hi) of o may be locked, so that /proc/self/smaps must be read: after
+ * M.mlockall, or when o, a mapping it lies in, or one placed inside it in the range was locked
+ * (b:lock, M.mlock, MAP_LOCKED). A script with thousands of mappings, one of them locked,
+ * advises the others without reading smaps (135 ms each with 30 000 below). */
+static int may_be_locked(const Owner *o, uintptr_t lo, uintptr_t hi) {
+  if (sys_lockall_asked()) return 1;
+  for (const Owner *p = o->parent; p && p->kind == &mmap_kind; p = p->parent)
+    if (lock_asked(p, NULL)) return 1;
+  return map_find_in(o, lo, hi, lock_asked, NULL) != NULL;
+}
+
 /* After MADV_DOFORK or MADV_KEEPONFORK over [lo, hi): the mappings it covers whole, o and those
  * placed inside it, are copied into children of M.fork again (mmap_after_fork). */
 static void fork_flags_cleared(Owner *o, uintptr_t lo, uintptr_t hi, int advice) {
@@ -159,13 +176,16 @@ int mapops_advise(lua_State *L) {
                                              : "a mapping that is not private and anonymous",
                           unfit == r.o ? "this one" : "one placed inside this one");
   /* the kernel refuses these advices at a locked mapping, after advising those before it in the
-   * range (a lock on part of a mapping splits it): refused whole, first */
+   * range (a lock on part of a mapping splits it): refused whole, first; not where the advice
+   * does not apply to this kind of mapping (the kernel refuses that at once, said below) */
   uintptr_t locked;
   if ((adv == MADV_DONTNEED || adv == MADV_FREE || adv == MADV_REMOVE) &&
+      !advice_refused_by(r.o, &adv) && may_be_locked(r.o, lo, hi) &&
       sys_range_locked(lo, hi, &locked))
     return push_syserrorf(L, "madvise", EINVAL, "%s over locked pages is refused: %s is locked "
-                          "(b:lock, M.mlock or M.mlockall); nothing was advised: unlock them "
-                          "first, or use MADV_DONTNEED_LOCKED", lossy_name(adv), addr_text(locked).s);
+                          "(b:lock, M.mlock, M.mlockall or MAP_LOCKED); nothing was advised: "
+                          "unlock them first, or use MADV_DONTNEED_LOCKED", lossy_name(adv),
+                          addr_text(locked).s);
   /* the mapping's own pages, and those of mappings placed inside the range, which the advice
    * reaches too: a shared outer mapping loses nothing, a private one placed inside it does */
   int outer = loses_data(MAPINFO(r.o), (int)advice);

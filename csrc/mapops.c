@@ -185,6 +185,7 @@ static int lock_range(lua_State *L, int ioff, int ilen, lua_Integer flags) {
   if (flags & ~(lua_Integer)MLOCK_ONFAULT) /* what the kernel answers, saying why */
     return push_syserrorf(L, fname, EINVAL, "flags %I has bits other than MLOCK_ONFAULT", flags);
   if (r.npages == 0) return lua_settop(L, 1), 1;
+  MAPINFO(r.o)->lock_asked = 1; /* b:advise looks for locked pages (a refusal may lock part) */
   int err = flags ? sys_mlock2(page_addr(&r), r.npages * sys_pagesize(), (unsigned)flags)
                   : sys_mlock(page_addr(&r), r.npages * sys_pagesize());
   const char *other = NULL; /* the reason when RLIMIT_MEMLOCK is not it (lock_error_or) */

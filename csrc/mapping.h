@@ -29,6 +29,8 @@ typedef struct MapInfo {
   int ever_writable;  /* some page was writable once: a private page may hold written data */
   int dontfork;       /* some page was advised MADV_DONTFORK (and not all given MADV_DOFORK) */
   int wipeonfork;     /* some page was advised MADV_WIPEONFORK (and not all MADV_KEEPONFORK) */
+  int lock_asked;     /* b:lock or M.mlock was called on it: some page may be locked (MAP_LOCKED
+                       * in flags says so too) */
   void *aside;        /* placed (MAP_FIXED) inside a shared mapping: that mapping's pages under
                        * this one, kept mapped elsewhere (PROT_NONE) for hand_back to move back;
                        * NULL otherwise, and once moved back */

@@ -81,22 +81,17 @@ int sys_msync(void *addr, size_t len, int flags) { return msync(addr, len, flags
 int sys_madvise(void *addr, size_t len, int advice) {
   return madvise(addr, len, advice) == 0 ? 0 : errno;
 }
-/* Whether memlab has asked for a lock (mlock, mlock2, mlockall) in this process: only then may
- * a range hold locked pages that sys_range_locked must look for. */
-static int g_locks_asked;
-static void note_lock(void) { __atomic_store_n(&g_locks_asked, 1, __ATOMIC_RELAXED); }
-
-int sys_mlock(const void *addr, size_t len) {
-  note_lock();
-  return mlock(addr, len) == 0 ? 0 : errno;
-}
+int sys_mlock(const void *addr, size_t len) { return mlock(addr, len) == 0 ? 0 : errno; }
 int sys_mlock2(const void *addr, size_t len, unsigned flags) {
-  note_lock();
   return mlock2(addr, len, flags) == 0 ? 0 : errno;
 }
 int sys_munlock(const void *addr, size_t len) { return munlock(addr, len) == 0 ? 0 : errno; }
+/* Whether memlab has called mlockall in this process: every mapping may be locked since. */
+static int g_lockall_asked;
+int sys_lockall_asked(void) { return __atomic_load_n(&g_lockall_asked, __ATOMIC_RELAXED); }
+
 int sys_mlockall(int flags) {
-  note_lock();
+  __atomic_store_n(&g_lockall_asked, 1, __ATOMIC_RELAXED);
   return mlockall(flags) == 0 ? 0 : errno;
 }
 int sys_munlockall(void) { return munlockall() == 0 ? 0 : errno; }
@@ -124,7 +119,7 @@ static int none_locked(void) {
 /* (sys.h) /proc/self/smaps lists the kernel's mappings in address order, each a header line
  * ("start-end perms ...", lower-case hex first) and fields (capitalised names), VmFlags last. */
 int sys_range_locked(uintptr_t lo, uintptr_t hi, uintptr_t *at) {
-  if (!__atomic_load_n(&g_locks_asked, __ATOMIC_RELAXED) || none_locked()) return 0;
+  if (none_locked()) return 0;
   FILE *f = fopen("/proc/self/smaps", "re");
   if (!f) return 0;
   char line[256];

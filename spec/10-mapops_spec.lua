@@ -518,6 +518,29 @@ describe("b:advise()", function()
     b:free()
   end)
 
+  it("looks for pages locked by MAP_LOCKED too, and names the advice's own refusal first (red-team review)", function()
+    -- an inner mapping made with MAP_LOCKED: no b:lock was called in this mapping's range
+    local b = anon(3)
+    b:fill(0x41)
+    local c, msg = M.mmap(b:address() + ps, ps, RW, PA | M.MAP_FIXED | M.MAP_LOCKED, -1, 0)
+    if not c then return pending("MAP_LOCKED refused here: " .. tostring(msg)) end
+    local ok, code
+    ok, msg, code = b:advise(M.MADV_DONTNEED)
+    assert.is_nil(ok)
+    assert.equal(M.EINVAL, code)
+    assert.matches("MADV_DONTNEED over locked pages is refused: " .. hex(c:address()) .. " is locked", msg, 1, true)
+    assert.equal(0x41, b[0]) -- the page before the locked one was not discarded
+    b:free()
+    assert.equal("freed buffer", M.type(c))
+    -- MADV_REMOVE on a locked private mapping: the kernel's reason, not the lock
+    local l = assert(M.mmap(nil, 2 * ps, RW, PA | M.MAP_LOCKED, -1, 0))
+    ok, msg, code = l:advise(M.MADV_REMOVE)
+    assert.is_nil(ok)
+    assert.equal(M.EINVAL, code)
+    assert.matches("MADV_REMOVE needs a shared mapping", msg, 1, true)
+    l:free()
+  end)
+
   it("returns nil, msg, EINVAL for advice the kernel does not know", function()
     local b = anon(1)
     refused(M.EINVAL, b:advise(12345))
