@@ -86,19 +86,27 @@ int snap_refusal(lua_State *L, int err, const char *what) {
                         "the %s: nothing was changed", what);
 }
 
-/* One mapping's own run of the undo: each run of its record gets its protection back, or,
- * where the kernel refuses, a record of what both allow. No page here is armed by a snapshot:
- * b:protect has every armed snapshot of the range save its pages first, and a snapshot arms
- * only pages not yet armed, of a mapping with none placed inside it. */
+/* What the kernel had at page i of o before the refused mprotect: o's record, less PROT_WRITE
+ * where o's snapshot has the page armed (a b:protect that opens nothing leaves armed pages so). */
+static unsigned kernel_had(const Owner *o, size_t i) {
+  unsigned rec = protmap_get(o->protmap, i);
+  return snap_armed_at(o, i) ? rec & ~OWN_PROT_WRITE : rec;
+}
+
+/* One mapping's own run of the undo: each run of pages with one record and one armed state gets
+ * what the kernel had there back, or, where the kernel refuses, a record of what both allow. */
 static void undo_run(Owner *o, size_t first, size_t n, void *ud) {
   unsigned prot = *(const unsigned *)ud;
   size_t ps = sys_pagesize(), end = first + n;
   for (size_t i = first; i < end;) {
-    unsigned old = protmap_get(o->protmap, i);
+    unsigned rec = protmap_get(o->protmap, i), had = kernel_had(o, i);
     size_t j = protmap_runend(o->protmap, i);
     if (j > end) j = end;
-    if (old != prot && sys_mprotect(o->base + i * ps, (j - i) * ps, prot_to_sys(old)))
-      protmap_set(&MAPINFO(o)->pm, i, j - i, old & prot);
+    if (MAPINFO(o)->snap) /* the armed state is per page (as is the snapshot's memory) */
+      for (size_t k = i + 1; k < j; k++)
+        if (kernel_had(o, k) != had) j = k;
+    if (had != prot && sys_mprotect(o->base + i * ps, (j - i) * ps, prot_to_sys(had)))
+      protmap_set(&MAPINFO(o)->pm, i, j - i, rec & prot);
     i = j;
   }
 }
@@ -116,8 +124,11 @@ static int mapops_protect(lua_State *L) {
   Range r;
   get_range(L, 3, 4, 1, "protect", &r);
   if (r.npages == 0) return lua_settop(L, 1), 1;
-  int serr = snap_before_change(r.o, r.off, r.len);
-  if (serr) return snap_refusal(L, serr, "protect");
+  int opens = (prot & PROT_WRITE) != 0;
+  if (opens) { /* armed pages would become writable, their first write unseen: saved first */
+    int serr = snap_before_change(r.o, r.off, r.len);
+    if (serr) return snap_refusal(L, serr, "protect");
+  }
   size_t nruns;
   ProtRun *runs = protmap_prepare(r.o->protmap, r.first, r.npages, prot_from_sys(prot), &nruns);
   if (!runs) return push_syserror(L, "mprotect", ENOMEM);
@@ -128,7 +139,10 @@ static int mapops_protect(lua_State *L) {
     return push_syserror(L, "mprotect", err);
   }
   protmap_install(r.o->protmap, runs, nruns);
-  if (prot & PROT_WRITE) MAPINFO(r.o)->ever_writable = 1;
+  if (opens)
+    MAPINFO(r.o)->ever_writable = 1;
+  else /* no write reaches the armed pages now: nothing was saved, they are armed when opened */
+    map_each_own_run(r.o, r.first, r.npages, snap_unarm, NULL);
   snap_after_protect(r.o, r.first, r.npages);
   map_protect_inner(r.o, page_addr(&r), r.npages * sys_pagesize(), prot);
   lua_settop(L, 1);

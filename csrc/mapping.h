@@ -130,6 +130,13 @@ int snap_before_change(Owner *o, size_t off, size_t len);
  * under valgrind (snapshot.c); nothing to do with no snapshot armed. */
 int snap_before_fill(Owner *o, size_t off, size_t len);
 void snap_after_protect(Owner *o, size_t first, size_t npages);
+/* Whether o's own armed snapshot holds page i write-protected (the kernel has the record's
+ * protection there without PROT_WRITE). */
+int snap_armed_at(const Owner *o, size_t i);
+/* After b:protect made pages [first, first+n) of o unwritable: its snapshot's armed pages there
+ * need no arming (no write can reach them) and are armed again when opened (snap_after_protect);
+ * the shape of map_each_own_run's fn. */
+void snap_unarm(Owner *o, size_t first, size_t n, void *ud);
 /* In a child of M.fork: the snapshots of [base, base+len), advised MADV_WIPEONFORK, end (the
  * child's pages there are zeros, not what the snapshot saw written), their pages disarmed. */
 void snap_end_wiped(const unsigned char *base, size_t len);

@@ -340,6 +340,18 @@ void snap_after_protect(Owner *o, size_t first, size_t n) {
   if (s && s->active) rearm(s, first, n);
 }
 
+int snap_armed_at(const Owner *o, size_t i) {
+  const Snapshot *s = MAPINFO(o)->snap;
+  return s && s->active && i < s->npages && s->armed[i];
+}
+
+void snap_unarm(Owner *o, size_t first, size_t n, void *ud) {
+  (void)ud;
+  Snapshot *s = MAPINFO(o)->snap;
+  if (!s || !s->active) return;
+  for (size_t i = first; i < first + n && i < s->npages; i++) s->armed[i] = 0;
+}
+
 /* Disarms: armed pages get their protection back, one mprotect per run of armed pages of one
  * protection; the copies are kept until free. 0, or the errno of a refused mprotect: with
  * `whole`, the snapshot is then armed and whole as before (rearm); without, the other runs are

@@ -193,14 +193,15 @@ describe("b:snapshot()", function()
     b:free()
   end)
 
-  it("copies an armed page first when b:protect changes it; the snapshot keeps the old bytes", function()
+  it("copies an armed page first when b:protect opens it; the snapshot keeps the old bytes", function()
     local b = patterned(3)
     local before = b:read()
     local s = b:snapshot()
-    b:protect(M.PROT_READ, ps, ps)
-    assert.equal(1, s:copied())
+    b:protect(M.PROT_READ, ps, ps) -- opens nothing: no write can reach the page, nothing copied
+    assert.equal(0, s:copied())
     H.raises("write to read-only memory", b.write, b, ps, "x")
-    b:protect(RW, ps, ps)
+    b:protect(RW, ps, ps)          -- armed again: its first write is seen
+    assert.equal(0, s:copied())
     b:write(ps, "new bytes")
     assert.equal(1, s:copied())
     same_bytes(before, s:read())
@@ -686,9 +687,9 @@ describe("a snapshot over a large reservation with no descriptor left", function
       b[0], b[n - 1] = 7, 11
       local s = assert(b:snapshot())
       local fds = take_fds()
-      local ok, msg, code = b:protect("r")
+      local ok, msg, code = b:protect("rw") -- its armed pages would become writable
       give_fds(fds)
-      local after = b:protect("r")
+      local after = b:protect("rw")
       io.write(table.concat({ tostring(ok), msg, code, tostring(after == b),
                               tostring(s:read(0, 1):byte()) }, "|"))]])
     assert.matches("^nil|mprotect: Too many open files %(an armed snapshot could not save the pages "

@@ -297,6 +297,17 @@ describe("b:protect when the kernel applies it in part", function()
     assert.same({ "rw-", "rw-", "rw-", "ok" }, { v[4], v[5], v[6], v[7] }, out)
   end)
 
+  it("over armed pages, opening nothing: the pages stay armed, the snapshot sees the next write", function()
+    local v, out = run("mprotect_part:1", [[
+      local b, s = armed()                   -- both pages armed: the kernel has them read-only
+      local ok = refusing(b.protect, b, "r", 0, 2 * ps)
+      local k0, k1, c0 = kperm(b, 0), kperm(b, 1), s:copied()
+      b:write(0, "new") b:write(ps, "p1")
+      return tostring(ok), k0, k1, tostring(c0), s:read(0, 3), b:read(0, 3), tostring(s:copied())]])
+    if not v then return end
+    assert.same({ "nil", "r--", "r--", "0", "old", "new", "2" }, v, out)
+  end)
+
   it("and cannot give it back: the record takes what both protections allow", function()
     local v, out = run("mprotect_part:1,mprotect:1", [[
       local b = anon(2)
