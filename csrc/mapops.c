@@ -124,8 +124,10 @@ static int mapops_protect(lua_State *L) {
   Range r;
   get_range(L, 3, 4, 1, "protect", &r);
   if (r.npages == 0) return lua_settop(L, 1), 1;
-  int opens = (prot & PROT_WRITE) != 0;
-  if (opens) { /* armed pages would become writable, their first write unseen: saved first */
+  /* armed pages made writable would take their first write unseen, and made unreadable could
+   * not be read by s:read: saved first; made read-only (r, rx) they need nothing */
+  int keeps = (prot & PROT_READ) && !(prot & PROT_WRITE);
+  if (!keeps) {
     int serr = snap_before_change(r.o, r.off, r.len);
     if (serr) return snap_refusal(L, serr, "protect");
   }
@@ -139,9 +141,8 @@ static int mapops_protect(lua_State *L) {
     return push_syserror(L, "mprotect", err);
   }
   protmap_install(r.o->protmap, runs, nruns);
-  if (opens)
-    MAPINFO(r.o)->ever_writable = 1;
-  else /* no write reaches the armed pages now: nothing was saved, they are armed when opened */
+  if (prot & PROT_WRITE) MAPINFO(r.o)->ever_writable = 1;
+  if (keeps) /* no write reaches the armed pages now: nothing was saved, they are armed when opened */
     map_each_own_run(r.o, r.first, r.npages, snap_unarm, NULL);
   snap_after_protect(r.o, r.first, r.npages);
   map_protect_inner(r.o, page_addr(&r), r.npages * sys_pagesize(), prot);

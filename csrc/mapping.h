@@ -133,7 +133,7 @@ void snap_after_protect(Owner *o, size_t first, size_t npages);
 /* Whether o's own armed snapshot holds page i write-protected (the kernel has the record's
  * protection there without PROT_WRITE). */
 int snap_armed_at(const Owner *o, size_t i);
-/* After b:protect made pages [first, first+n) of o unwritable: its snapshot's armed pages there
+/* After b:protect made pages [first, first+n) of o read-only: its snapshot's armed pages there
  * need no arming (no write can reach them) and are armed again when opened (snap_after_protect);
  * the shape of map_each_own_run's fn. */
 void snap_unarm(Owner *o, size_t first, size_t n, void *ud);

@@ -212,6 +212,23 @@ describe("b:snapshot()", function()
     b:free()
   end)
 
+  it("copies an armed page first when b:protect takes reading away, so that s:read still gives it (red-team review)", function()
+    for _, prot in ipairs({ "none", M.PROT_EXEC }) do
+      local b = patterned(2)
+      local before = b:read()
+      local s = b:snapshot()
+      b:protect(prot, ps, ps)
+      assert.equal(1, s:copied())
+      same_bytes(before, s:read())
+      b:protect(RW, ps, ps)
+      b:write(ps, "new")
+      same_bytes(before, s:read())
+      assert.same({ 1 }, s:diff())
+      s:free()
+      b:free()
+    end
+  end)
+
   it("copies an armed page first when b:advise(MADV_DONTNEED) zeroes it", function()
     local b = patterned(3)
     local before = b:read()

@@ -308,6 +308,17 @@ describe("b:protect when the kernel applies it in part", function()
     assert.same({ "nil", "r--", "r--", "0", "old", "new", "2" }, v, out)
   end)
 
+  it("over armed pages, taking reading away, with the undo refused too: no page of the snapshot is lost (red-team review)", function()
+    local v, out = run("mprotect_part:1,mprotect:1", [[
+      local b, s = armed()
+      refusing(b.protect, b, "none", 0, 2 * ps)
+      assert(b:protect("rw"))
+      b:write(0, "new")
+      return s:read(0, 3), b:read(0, 3), tostring(s:copied())]])
+    if not v then return end
+    assert.same({ "old", "new" }, { v[1], v[2] }, out)
+  end)
+
   it("and cannot give it back: the record takes what both protections allow", function()
     local v, out = run("mprotect_part:1,mprotect:1", [[
       local b = anon(2)
