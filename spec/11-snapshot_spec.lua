@@ -193,7 +193,7 @@ describe("b:snapshot()", function()
     b:free()
   end)
 
-  it("copies an armed page first when b:protect opens it; the snapshot keeps the old bytes", function()
+  it("leaves an armed page made read-only uncopied and arms it again when opened; the snapshot keeps the old bytes", function()
     local b = patterned(3)
     local before = b:read()
     local s = b:snapshot()
