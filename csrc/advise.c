@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "mapops.h"
+#include "nomem.h"
 #include "sys.h"
 
 /* Whether the advice can lose bytes written to the mapping, so that it counts as a write: it
@@ -121,7 +122,8 @@ static int lock_asked(const Owner *m, const void *ud) {
 /* Whether a page of [lo, hi) of o may be locked, so that /proc/self/smaps must be read: after
  * M.mlockall, or when o, a mapping it lies in, or one placed inside it in the range was locked
  * (b:lock, M.mlock, MAP_LOCKED). A script with thousands of mappings, one of them locked,
- * advises the others without reading smaps (135 ms each with 30 000 below). */
+ * advises the others without reading smaps (135 ms each with 30 000 below); the caller then asks
+ * /proc/self/status whether anything is locked at all, a cheaper read. */
 static int may_be_locked(const Owner *o, uintptr_t lo, uintptr_t hi) {
   if (sys_lockall_asked()) return 1;
   for (const Owner *p = o->parent; p && p->kind == &mmap_kind; p = p->parent)
@@ -179,9 +181,8 @@ int mapops_advise(lua_State *L) {
    * range (a lock on part of a mapping splits it): refused whole, first; not where the advice
    * does not apply to this kind of mapping (the kernel refuses that at once, said below) */
   uintptr_t locked;
-  if ((adv == MADV_DONTNEED || adv == MADV_FREE || adv == MADV_REMOVE) &&
-      !advice_refused_by(r.o, &adv) && may_be_locked(r.o, lo, hi) &&
-      sys_range_locked(lo, hi, &locked))
+  if (lossy_kind(adv) && adv != MADV_DONTNEED_LOCKED && !advice_refused_by(r.o, &adv) &&
+      may_be_locked(r.o, lo, hi) && !nomem_none_locked() && sys_range_locked(lo, hi, &locked))
     return push_syserrorf(L, "madvise", EINVAL, "%s over locked pages is refused: %s is locked "
                           "(b:lock, M.mlock, M.mlockall or MAP_LOCKED); nothing was advised: "
                           "unlock them first, or use MADV_DONTNEED_LOCKED", lossy_name(adv),

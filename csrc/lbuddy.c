@@ -61,8 +61,8 @@ static int lbd_new(lua_State *L) {
   cfg.initial = alloc_optpositive(L, "initial");
   size_t cache = alloc_optsize(L, "cache", 0);
   if (cache > BD_CACHE_DEPTH_MAX)
-    luaL_argerror(L, 1, lua_pushfstring(L, "cache depth out of range (%I; at most %d)",
-                                        (lua_Integer)cache, (int)BD_CACHE_DEPTH_MAX));
+    arg_range_error(L, 1, "cache depth", (lua_Integer)cache,
+                    lua_pushfstring(L, "at most %d", (int)BD_CACHE_DEPTH_MAX));
   size_t ps = ml_sys_pagesize();
   luaL_argcheck(L, ml_is_pow2(size) && size >= ps && size <= ((size_t)1 << 45), 1,
                 lua_pushfstring(L, "size must be a power of two from a page (%d KiB) up to 2^45 "

@@ -89,11 +89,11 @@ static int lfl_new(lua_State *L) {
     return alloc_opterror(L, "quick", "a boolean or a depth 0.." QUICK_MAX " expected, got %s");
   lua_pop(L, 1);
   if (!sbrk && size > FL_MAX_ARENA)
-    luaL_argerror(L, 1, lua_pushfstring(L, "size out of range (%I; at most %d GiB)", (lua_Integer)size,
-                                        (int)(FL_MAX_ARENA >> 30)));
+    arg_range_error(L, 1, "size", (lua_Integer)size,
+                    lua_pushfstring(L, "at most %d GiB", (int)(FL_MAX_ARENA >> 30)));
   if (size <= ml_sys_pagesize()) /* fl_init's least arena: two pages (its first block and top) */
-    luaL_argerror(L, 1, lua_pushfstring(L, "size out of range (%I; more than a page, %d bytes, "
-                                           "needed)", (lua_Integer)size, (int)ml_sys_pagesize()));
+    arg_range_error(L, 1, "size", (lua_Integer)size,
+                    lua_pushfstring(L, "more than a page, %d bytes, needed", (int)ml_sys_pagesize()));
   if (sbrk && !ml_sys_single_threaded()) /* see pagesrc.h: it could never grow */
     return push_syserrorf(L, "freelist", EBUSY, "an arena over the break needs a process with one "
                           "thread: glibc's malloc moves the break too, under a lock of its own");

@@ -39,6 +39,8 @@ static Status read_status(void) {
   return s;
 }
 
+int nomem_none_locked(void) { return read_status().vmlck == 0; }
+
 /* The first integer in the file at path, or -1. */
 static long long read_number(const char *path) {
   FILE *f = fopen(path, "r");

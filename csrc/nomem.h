@@ -39,6 +39,10 @@ int nomem_error(lua_State *L, const char *what, int err, size_t len, unsigned co
  * vm.max_map_count. */
 const char *nomem_why(lua_State *L, int err, size_t len, unsigned counts);
 
+/* Whether /proc/self/status says no page of the process is locked (VmLck: 0 kB); 0 when it
+ * cannot tell. */
+int nomem_none_locked(void);
+
 /* The same for moving the program break from brk up to target, refused with err: it names first
  * a mapping lying in the way (the break grows only into free address space), then the limits. */
 int nomem_break_error(lua_State *L, const char *what, int err, uintptr_t brk, uintptr_t target);

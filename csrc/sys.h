@@ -57,10 +57,9 @@ int sys_mlock2(const void *addr, size_t len, unsigned flags);
 int sys_munlock(const void *addr, size_t len);
 int sys_mlockall(int flags);
 /* Whether [lo, hi) meets a locked kernel mapping (VM_LOCKED, VmFlags "lo" in /proc/self/smaps),
- * the first locked address then in *at. 0 also when /proc/self/status says nothing is locked
- * (smaps not read) or /proc cannot be read. Reading smaps walks the page tables of every mapping
- * below hi: for callers that know a lock may be there. sys_lockall_asked: whether memlab has
- * called mlockall in this process. */
+ * the first locked address then in *at; 0 also when /proc cannot be read. Reading smaps walks the
+ * page tables of every mapping below hi: for callers that know a lock may be there.
+ * sys_lockall_asked: whether memlab has called mlockall in this process. */
 int sys_range_locked(uintptr_t lo, uintptr_t hi, uintptr_t *at);
 int sys_lockall_asked(void);
 int sys_munlockall(void);
