@@ -124,9 +124,12 @@ static int mapops_protect(lua_State *L) {
   Range r;
   get_range(L, 3, 4, 1, "protect", &r);
   if (r.npages == 0) return lua_settop(L, 1), 1;
-  /* armed pages made writable would take their first write unseen, and made unreadable could
-   * not be read by s:read: saved first; made read-only (r, rx) they need nothing */
-  int keeps = (prot & PROT_READ) && !(prot & PROT_WRITE);
+  /* armed pages made unreadable (none, x, and w or wx, which an armed page keeps without write)
+   * are saved first, so that s:read reads them even where /proc/self/mem does not; readable ones
+   * keep their contents in place: nothing is copied, their armed marks are dropped after the
+   * change, and snap_after_protect arms those it leaves writable again (s:copied() counts the
+   * pages written, not those protected) */
+  int keeps = (prot & PROT_READ) != 0;
   if (!keeps) {
     int serr = snap_before_change(r.o, r.off, r.len);
     if (serr) return snap_refusal(L, serr, "protect");
@@ -142,7 +145,7 @@ static int mapops_protect(lua_State *L) {
   }
   protmap_install(r.o->protmap, runs, nruns);
   if (prot & PROT_WRITE) MAPINFO(r.o)->ever_writable = 1;
-  if (keeps) /* no write reaches the armed pages now: nothing was saved, they are armed when opened */
+  if (keeps) /* the kernel gave the armed pages prot: armed again below where it has write */
     map_each_own_run(r.o, r.first, r.npages, snap_unarm, NULL);
   snap_after_protect(r.o, r.first, r.npages);
   map_protect_inner(r.o, page_addr(&r), r.npages * sys_pagesize(), prot);

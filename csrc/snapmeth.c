@@ -103,6 +103,32 @@ static int snap_new(lua_State *L) {
   return 1;
 }
 
+typedef struct LiveArgs {
+  void *dst;
+  const void *src;
+  size_t n;
+} LiveArgs;
+
+static void live_copy_fn(void *arg) {
+  LiveArgs *a = (LiveArgs *)arg;
+  memcpy(a->dst, a->src, a->n);
+}
+
+/* Copies the live bytes [at, at+n) of s's mapping, all in page i, into dst. A page its record
+ * keeps unreadable (PROT_NONE, write-only, execute-only; armed, it lacks write too) is read
+ * through /proc/self/mem: under the guard it would fault, or, armed, be copied by the claimer as
+ * if written. A readable one is copied under the guard, and if that faults all the same (a host
+ * program changed its protection) /proc/self/mem is tried too. Raises the fault when neither
+ * way reads it (a file cut short under it; a kernel that refuses /proc/self/mem). */
+static void live_read(lua_State *L, Snapshot *s, size_t i, void *dst, size_t at, size_t n) {
+  const unsigned char *src = s->base + at;
+  if (!(protmap_get(s->o->protmap, i) & OWN_PROT_READ) && sys_read_self(src, n, dst) == 0) return;
+  LiveArgs a = {dst, src, n};
+  Fault f;
+  if (guard_call(live_copy_fn, &a, src, n, NULL, 0, &f) && sys_read_self(src, n, dst) != 0)
+    mem_fault_raise(L, &f, s->o, NULL);
+}
+
 /* s:read([off, len]) -> the contents as of the snapshot */
 static int snap_read(lua_State *L) {
   Snapshot *s = check_snap(L, 1);
@@ -119,7 +145,7 @@ static int snap_read(lua_State *L) {
     if (s->copied[i])
       memcpy(dst + done, s->copy + at, k);
     else
-      mem_copy(L, NULL, dst + done, s->o, s->base + at, k);
+      live_read(L, s, i, dst + done, at, k);
     done += k;
   }
   luaL_pushresultsize(&lb, n);
@@ -141,7 +167,7 @@ static int snap_diff(lua_State *L) {
     s = check_snap(L, 1); /* the allocations (tmp, the table growing) may have run a finalizer */
     if (!s->copied[i]) continue;
     int lost = s->copied[i] == PAGE_LOST; /* its old contents are unknown: it counts as changed */
-    if (!lost) mem_copy(L, NULL, tmp, s->o, s->base + i * s->ps, s->ps);
+    if (!lost) live_read(L, s, i, tmp, i * s->ps, s->ps);
     if (lost || memcmp(tmp, s->copy + i * s->ps, s->ps) != 0) {
       lua_pushinteger(L, (lua_Integer)i);
       lua_rawseti(L, -2, ++k);

@@ -329,9 +329,20 @@ int snap_armed_in(const unsigned char *base, size_t len) {
  * armed is saved), so that their first write is caught: after b:protect made them writable, and
  * after a refused disarm had given some their protection back (the snapshot is whole again). */
 static void rearm(Snapshot *s, size_t first, size_t n) {
-  for (size_t i = first; i < first + n && i < s->npages; i++) {
+  size_t end = first + n < s->npages ? first + n : s->npages;
+  for (size_t i = first; i < end;) {
     unsigned prot = protmap_get(s->o->protmap, i);
-    if (!s->copied[i] && !s->armed[i] && (prot & OWN_PROT_WRITE)) arm_or_save(s, i, 1, prot);
+    size_t j = i;
+    if (prot & OWN_PROT_WRITE) { /* a run of one protection, none of it armed or copied: one call */
+      size_t stop = protmap_runend(s->o->protmap, i);
+      if (stop > end) stop = end;
+      while (j < stop && !s->copied[j] && !s->armed[j]) j++;
+    }
+    if (j > i)
+      arm_or_save(s, i, j - i, prot);
+    else
+      j = i + 1;
+    i = j;
   }
 }
 

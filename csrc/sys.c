@@ -129,6 +129,26 @@ int sys_range_locked(uintptr_t lo, uintptr_t hi, uintptr_t *at) {
   fclose(f);
   return found;
 }
+/* (sys.h) The kernel serves /proc/self/mem through get_user_pages with FOLL_FORCE, which reads a
+ * page whatever its protection (a kernel built or booted with proc_mem.force_override=never
+ * refuses: EIO). A short read is a page it could not supply (past a file's end, unmapped). */
+int sys_read_self(const void *addr, size_t n, void *dst) {
+  int fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int err = 0;
+  for (size_t done = 0; done < n && !err;) {
+    ssize_t r = pread(fd, (char *)dst + done, n - done, (off_t)((uintptr_t)addr + done));
+    if (r > 0)
+      done += (size_t)r;
+    else if (r == 0)
+      err = EIO;
+    else if (errno != EINTR)
+      err = errno;
+  }
+  close(fd);
+  return err;
+}
+
 int sys_mincore(void *addr, size_t len, unsigned char *vec) {
   return mincore(addr, len, vec) == 0 ? 0 : errno;
 }

@@ -63,6 +63,11 @@ int sys_mlockall(int flags);
 int sys_range_locked(uintptr_t lo, uintptr_t hi, uintptr_t *at);
 int sys_lockall_asked(void);
 int sys_munlockall(void);
+/* Copies [addr, addr+n) of this process's memory into dst through /proc/self/mem, which reads
+ * pages the process cannot (PROT_NONE, write-only, execute-only): 0, or an errno (EIO for a page
+ * the kernel could not or would not supply). Opens and closes a descriptor per call. */
+int sys_read_self(const void *addr, size_t n, void *dst);
+
 int sys_mincore(void *addr, size_t len, unsigned char *vec);
 int sys_mremap(void *old, size_t oldlen, size_t newlen, int flags, void **out);
 /* mremap to the address `to` (MREMAP_MAYMOVE | MREMAP_FIXED: whatever is there is replaced) */

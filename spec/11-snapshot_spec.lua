@@ -1,8 +1,10 @@
 -- spec/11-snapshot_spec.lua: copy-on-write snapshots of a mapping (b:snapshot()): arming write-
 -- protects the writable pages, the first write to a page copies it, so s:read() keeps the
 -- contents as of the snapshot; s:copied(), s:diff(), s:restore(), s:free(); what memlab itself
--- changes (protect, advise DONTNEED) is copied first; remap is refused while armed; the snapshot
--- outlives neither its mapping nor a fork's writes.
+-- changes (a protect that takes reading away, advise DONTNEED) is copied first, a protect that
+-- keeps the pages readable copies nothing; pages the script cannot read are read through
+-- /proc/self/mem; remap is refused while armed; the snapshot outlives neither its mapping nor a
+-- fork's writes.
 local M = require "memlab"
 local H = require "helpers"
 
@@ -227,6 +229,61 @@ describe("b:snapshot()", function()
       s:free()
       b:free()
     end
+  end)
+
+  it("copies nothing when b:protect keeps armed pages writable: they stay armed, and the first write is caught", function()
+    local b = patterned(4)
+    local before = b:read()
+    local s = b:snapshot()
+    b:protect("rwx")
+    b:protect(RW, ps, 2 * ps)
+    assert.equal(0, s:copied())        -- every page was copied before
+    b:write(2 * ps, "new")
+    assert.equal(1, s:copied())
+    assert.same({ 2 }, s:diff())
+    same_bytes(before, s:read())
+    s:restore()
+    same_bytes(before, b:read())
+    s:free()
+    b:free()
+  end)
+
+  it("reads pages the process cannot read through /proc/self/mem: s:read of a page PROT_NONE when taken, s:diff of a page made PROT_NONE", function()
+    local b = patterned(3)
+    local before = b:read()
+    b:protect("none", ps, ps)          -- unreadable when the snapshot is taken: never armed nor copied
+    local s = b:snapshot()
+    same_bytes(before, s:read())       -- raised SEGV_ACCERR: the live page was read under the guard
+    assert.equal(0, s:copied())
+    b:write(0, "changed")
+    b:protect("none", 0, ps)           -- page 0, copied by the write, is now unreadable
+    assert.same({ 0 }, s:diff())       -- raised too
+    b:protect("none", 2 * ps, ps)      -- copied first, unchanged: not a difference
+    assert.same({ 0 }, s:diff())
+    same_bytes(before, s:read())
+    b:protect(RW)
+    b:write(ps, "also")
+    assert.same({ 0, 1 }, s:diff())
+    s:restore()
+    same_bytes(before, b:read())
+    s:free()
+    b:free()
+  end)
+
+  it("copies nothing when s:read reads an armed write-only page (red-team review: it counted as copied)", function()
+    local b = patterned(2)
+    local before = b:read()
+    b:protect("w", ps, ps)
+    local s = b:snapshot()
+    same_bytes(before, s:read())
+    assert.equal(0, s:copied())
+    b:protect(RW)
+    b:write(ps, "x")
+    assert.equal(1, s:copied())
+    same_bytes(before, s:read())
+    assert.same({ 1 }, s:diff())
+    s:free()
+    b:free()
   end)
 
   it("copies an armed page first when b:advise(MADV_DONTNEED) zeroes it", function()
@@ -505,10 +562,13 @@ describe("b:snapshot()", function()
   end)
 
   describe("faults", function()
-    it("a snapshot read of a PROT_NONE page is a memory fault naming SIGSEGV and SEGV_ACCERR, twice", function()
-      local b = anon(2)
+    it("a snapshot read of a PROT_NONE page /proc/self/mem cannot read either (its file cut short) is a memory fault naming SIGSEGV and SEGV_ACCERR, twice", function()
+      local f = assert(M.memfd_create("memlab-11-none"))
+      assert(f:truncate(2 * ps))
+      local b = assert(M.mmap(nil, 2 * ps, RW, M.MAP_PRIVATE, f, 0))
       b:protect(M.PROT_NONE, ps, ps)
       local s = b:snapshot()
+      assert(f:truncate(ps))
       for _ = 1, 2 do
         local ok, err = pcall(s.read, s, ps, 4)
         assert.is_false(ok)
@@ -521,6 +581,7 @@ describe("b:snapshot()", function()
       assert.equal(("\0"):rep(ps), s:read(0, ps))
       s:free()
       b:free()
+      f:close()
     end)
 
     it("a snapshot read of a truncated private file mapping is a memory fault naming SIGBUS, twice", function()
@@ -647,15 +708,16 @@ describe("b:snapshot()", function()
 end)
 
 describe("a snapshot over a large reservation", function()
-  -- b:protect and a data-losing b:advise copy the armed pages first; that copied every page of
-  -- the range, touched or not (1 GiB of copies for 1 GiB; on a bigger MAP_NORESERVE mapping the
-  -- OOM killer). Pages never touched read as zero: they are saved as zero without a copy.
+  -- A b:protect that takes reading away and a data-losing b:advise copy the armed pages first;
+  -- that copied every page of the range, touched or not (1 GiB of copies for 1 GiB; on a bigger
+  -- MAP_NORESERVE mapping the OOM killer). Pages never touched read as zero: they are saved as
+  -- zero without a copy. A protect that keeps them readable saves nothing at all.
   local function reservation(n)
     return assert(M.mmap(nil, n, M.PROT_READ | M.PROT_WRITE,
                          M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_NORESERVE, -1, 0))
   end
 
-  for _, how in ipairs { "protect", "DONTNEED" } do
+  for _, how in ipairs { "protect none", "protect rw", "DONTNEED" } do
     it("saves what it must and copies no untouched page (" .. how .. ")", function()
       -- (128 MiB under valgrind, where 1 GiB took 24 s: copying every page would still be four
       -- times the margin below)
@@ -665,9 +727,13 @@ describe("a snapshot over a large reservation", function()
       local s = b:snapshot()
       collectgarbage()
       local before = M.status().RssAnon
-      if how == "protect" then
-        assert(b:protect("r"))
+      if how == "protect none" then
+        assert(b:protect("none"))
         assert(b:protect("rw"))
+      elseif how == "protect rw" then
+        assert(b:protect("rwx"))
+        assert(b:protect("rw"))
+        assert.equal(0, s:copied())
       else
         assert(b:advise(M.MADV_DONTNEED))
       end
@@ -680,7 +746,8 @@ describe("a snapshot over a large reservation", function()
       assert.equal(11, s:read(n - 1, 1):byte())
       assert.equal(("\0"):rep(64), s:read(100 * ps, 64))
       local last = n // ps - 1
-      assert.same(how == "protect" and { 100 } or { 0, 5, 100, last }, s:diff())
+      assert.same(how == "DONTNEED" and { 0, 5, 100, last } or { 100 }, s:diff())
+      if how == "protect rw" then assert.equal(1, s:copied()) end
       assert(s:restore())
       assert.equal(7, b[0])
       assert.equal(9, b[5 * ps])
@@ -704,13 +771,15 @@ describe("a snapshot over a large reservation with no descriptor left", function
       b[0], b[n - 1] = 7, 11
       local s = assert(b:snapshot())
       local fds = take_fds()
-      local ok, msg, code = b:protect("rw") -- its armed pages would become writable
+      local ok, msg, code = b:protect("none") -- its armed pages would become unreadable
+      local rw = b:protect("rw")  -- they stay readable: armed again, nothing to save
       give_fds(fds)
-      local after = b:protect("rw")
-      io.write(table.concat({ tostring(ok), msg, code, tostring(after == b),
-                              tostring(s:read(0, 1):byte()) }, "|"))]])
+      local after = b:protect("none")
+      assert(b:protect("rw"))
+      io.write(table.concat({ tostring(ok), msg, code, tostring(rw == b), tostring(after == b),
+                              tostring(s:read(0, 1):byte()), s:copied() }, "|"))]])
     assert.matches("^nil|mprotect: Too many open files %(an armed snapshot could not save the pages "
-      .. "before the protect: nothing was changed%)|" .. M.EMFILE .. "|true|7$", out)
+      .. "before the protect: nothing was changed%)|" .. M.EMFILE .. "|true|true|7|%d+$", out)
   end)
 end)
 

@@ -116,6 +116,17 @@ describe("a snapshot when the kernel refuses", function()
     assert.same({ "old", "new", "rw-" }, v, out)
   end)
 
+  it("arming again an armed page b:protect kept writable: the page is saved now", function()
+    local v, out = run("mprotect:2", [[
+      local b, s = armed()
+      refusing(b.protect, b, "rwx", 0, ps) -- 1: the protect, 2: arming page 0 again (refused)
+      local saved = s:copied()
+      b:write(0, "new")
+      return s:read(0, 3), b:read(0, 3), kperm(b, 0), saved, s:copied()]])
+    if not v then return end
+    assert.same({ "old", "new", "rwx", "1", "1" }, v, out)
+  end)
+
   it("unprotecting a page to save it before a write: the error says so, and the write can be retried", function()
     local v, out = run("mprotect:1", [[
       local b, s = armed()
@@ -131,7 +142,7 @@ describe("a snapshot when the kernel refuses", function()
   it("saving a page before b:protect changes it: the protect is refused as a whole", function()
     local v, out = run("mprotect:1", [[
       local b, s = armed()
-      local ok, msg = refusing(b.protect, b, "rwx", 0, ps) -- saving page 0 first is refused
+      local ok, msg = refusing(b.protect, b, "x", 0, ps) -- unreadable: saving page 0 first is refused
       b:write(0, "new")                   -- still armed: caught and saved
       return tostring(ok), msg, s:read(0, 3), rperm(b, 0), s:copied()]])
     if not v then return end
