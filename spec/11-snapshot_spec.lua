@@ -33,6 +33,14 @@ end
 
 local sorted_keys = H.sorted_keys
 
+-- The end of a test: s:restore() gives b its bytes as of the snapshot back, then both are freed.
+local function restore_and_free(b, s, before)
+  s:restore()
+  same_bytes(before, b:read(), "after s:restore()")
+  s:free()
+  b:free()
+end
+
 describe("b:snapshot()", function()
   it("keeps the contents as of the snapshot through 10^3 random writes (fixed seed)", function()
     local pages = 64
@@ -208,10 +216,7 @@ describe("b:snapshot()", function()
     assert.equal(1, s:copied())
     same_bytes(before, s:read())
     assert.same({ 1 }, s:diff())
-    s:restore()
-    same_bytes(before, b:read())
-    s:free()
-    b:free()
+    restore_and_free(b, s, before)
   end)
 
   it("copies an armed page first when b:protect takes reading away, so that s:read still gives it (red-team review)", function()
@@ -242,10 +247,7 @@ describe("b:snapshot()", function()
     assert.equal(1, s:copied())
     assert.same({ 2 }, s:diff())
     same_bytes(before, s:read())
-    s:restore()
-    same_bytes(before, b:read())
-    s:free()
-    b:free()
+    restore_and_free(b, s, before)
   end)
 
   it("reads pages the process cannot read through /proc/self/mem: s:read of a page PROT_NONE when taken, s:diff of a page made PROT_NONE", function()
@@ -264,10 +266,7 @@ describe("b:snapshot()", function()
     b:protect(RW)
     b:write(ps, "also")
     assert.same({ 0, 1 }, s:diff())
-    s:restore()
-    same_bytes(before, b:read())
-    s:free()
-    b:free()
+    restore_and_free(b, s, before)
   end)
 
   it("copies nothing when s:read reads an armed write-only page (red-team review: it counted as copied)", function()
@@ -298,10 +297,7 @@ describe("b:snapshot()", function()
     M.madvise(b, #b, M.MADV_DONTNEED)
     assert.equal(3, s:copied())
     same_bytes(before, s:read())
-    s:restore()
-    same_bytes(before, b:read())
-    s:free()
-    b:free()
+    restore_and_free(b, s, before)
   end)
 
   it("refuses b:remap while armed, and allows it once freed", function()
