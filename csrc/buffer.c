@@ -387,9 +387,14 @@ static int buf_gc(lua_State *L) {
   return 0;
 }
 
+/* Lua passes __close the error object when an error leaves the scope; by then the scope's frames
+ * are gone, and the first Lua line left is the one that caught it (a pcall's): said so, rather
+ * than let that line pass for where the buffer was closed. */
 static int buf_close(lua_State *L) {
   Buffer *b = buf_check(L, 1);
-  if (!b->isview) owner_release(L, b->o, "closed", 1);
+  int by_error = !lua_isnoneornil(L, 2);
+  if (!b->isview)
+    owner_release(L, b->o, by_error ? "closed as an error left its scope, the error caught" : "closed", 1);
   return 0;
 }
 

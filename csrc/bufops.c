@@ -317,10 +317,14 @@ static size_t cstrlen(lua_State *L, size_t *off, Buffer **pb) {
   size_t len;
   unsigned char *p = buf_span(L, 1, &len, pb);
   lua_Integer o = luaL_optinteger(L, 2, 0);
-  if (o < 0 || (uint64_t)o >= (uint64_t)len) /* a string needs a byte at o: past the end is out */
+  if (o < 0 || (uint64_t)o >= (uint64_t)len) { /* a string needs a byte at o: past the end is out */
+    if (len == 0)
+      luaL_argerror(L, 2, lua_pushfstring(L, "offset out of range (%I; the buffer has 0 bytes: no "
+                                             "string fits, not even its NUL)", o));
     luaL_argerror(L, 2, lua_pushfstring(L, "offset out of range (%I; the buffer has %I %s, a "
                                            "string starts at 0 to %I)", o, (lua_Integer)len, BYTES(len),
                                         (lua_Integer)len - 1));
+  }
   *off = (size_t)o;
   const unsigned char *s = p + *off, *z = mem_find(L, (*pb)->o, s, len - *off, "", 1);
   luaL_argcheck(L, z != NULL, 2, "no NUL terminator before the end of the buffer");
@@ -384,14 +388,16 @@ static int bufops_copy(lua_State *L) {
   size_t doff = arg_offset(L, 2, luaL_checkinteger(L, 2), len);
   const unsigned char *src;
   const Owner *srco = NULL;
-  if (lua_type(L, 3) == LUA_TSTRING) {
+  int str = lua_type(L, 3) == LUA_TSTRING;
+  if (str) {
     src = (const unsigned char *)lua_tolstring(L, 3, &srclen);
   } else {
     Buffer *sb;
+    if (!buf_test(L, 3)) arg_typeerror(L, 3, BUFFER_T " or string");
     src = buf_span(L, 3, &srclen, &sb);
     srco = sb->o;
   }
-  arg_range(L, 4, 5, srclen, &soff, &n);
+  arg_range_of(L, 4, 5, srclen, str ? "string" : "buffer", &soff, &n);
   /* the length is to blame when given; otherwise the source, whose rest it is */
   if (n > len - doff)
     arg_fit_error(L, lua_isnoneornil(L, 5) ? 3 : 5, "copy does not fit", n, doff, len, 2);

@@ -159,21 +159,31 @@ int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off,
                                                given ? one_based_hint(off, n, size) : ""));
 }
 
-/* A range (offset, length) within `size` bytes: offset defaults to 0, length to "the rest".
- * Both are checked as integers before any conversion; off + len never wraps. */
-void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len) {
-  *off = arg_offset(L, ioff, luaL_optinteger(L, ioff, 0), size);
+/* A range (offset, length) within `size` bytes of a buffer, or of what `of` names (a string):
+ * offset defaults to 0, length to "the rest". Both are checked as integers before any
+ * conversion; off + len never wraps. */
+void arg_range_of(lua_State *L, int ioff, int ilen, size_t size, const char *of, size_t *off,
+                  size_t *len) {
+  lua_Integer o = luaL_optinteger(L, ioff, 0);
+  if (o < 0 || (uint64_t)o > (uint64_t)size)
+    luaL_argerror(L, ioff, lua_pushfstring(L, "offset out of range (%I; the %s has %I %s)", o, of,
+                                           (lua_Integer)size, BYTES(size)));
+  *off = (size_t)o;
   if (lua_isnoneornil(L, ilen)) {
     *len = size - *off;
   } else {
     lua_Integer n = luaL_checkinteger(L, ilen);
     if (n < 0 || (uint64_t)n > (uint64_t)(size - *off))
       luaL_argerror(L, ilen, lua_pushfstring(L, "length out of range (%I %s from offset %I; the "
-                                                "buffer has %I%s)", n, BYTES(n), (lua_Integer)*off,
+                                                "%s has %I%s)", n, BYTES(n), (lua_Integer)*off, of,
                                              (lua_Integer)size,
                                              n < 0 ? "" : one_based_hint(*off, (size_t)n, size)));
     *len = (size_t)n;
   }
+}
+
+void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len) {
+  arg_range_of(L, ioff, ilen, size, "buffer", off, len);
 }
 
 void arg_self_slip(lua_State *L, const void *key, const char *field, const char *want) {

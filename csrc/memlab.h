@@ -161,6 +161,8 @@ static inline size_t arg_offset(lua_State *L, int idx, lua_Integer o, size_t siz
   return (size_t)o;
 }
 void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len);
+void arg_range_of(lua_State *L, int ioff, int ilen, size_t size, const char *of, size_t *off,
+                  size_t *len);
 int arg_byte(lua_State *L, int idx);
 const char *arg_cstring(lua_State *L, int idx);
 int push_syserror(lua_State *L, const char *what, int err);

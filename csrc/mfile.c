@@ -39,10 +39,16 @@ int mfile_arg_fd(lua_State *L, int idx, int *flush_err) {
     luaL_argcheck(L, fd >= -1 && fd <= INT_MAX, idx, "file descriptor out of range");
     return (int)fd;
   }
-  if (luaL_testudata(L, idx, FILE_T)) return check_open(L, idx)->fd;
+  /* a closed file passed as a descriptor is a bad argument (io's methods on one raise "attempt
+   * to use a closed file": those are check_open's) */
+  const MFile *mf = (const MFile *)luaL_testudata(L, idx, FILE_T);
+  if (mf) {
+    if (mf->fd < 0) luaL_argerror(L, idx, "closed file");
+    return mf->fd;
+  }
   luaL_Stream *s = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE);
   if (s) {
-    if (!s->closef) luaL_error(L, "attempt to use a closed file");
+    if (!s->closef) luaL_argerror(L, idx, "closed file");
     *flush_err = sys_fflush(s->f); /* the caller answers mfile_flush_refusal */
     return fileno(s->f);
   }

@@ -538,6 +538,11 @@ describe("__close", function()
     assert.is_false(ok)
     assert.matches("boom", err)
     assert.is_false(ref:valid())
+    -- the scope's frames are gone when Lua closes it: the line left is the pcall's, and the
+    -- handle says it is where the error was caught (new-user review: it passed for the close)
+    local line = debug.getinfo(1, "l").currentline - 10
+    assert.matches("(closed as an error left its scope, the error caught at " ..
+                   "spec/01-buffer_spec.lua:" .. line .. ")", tostring(ref), 1, true)
     H.raises("double free", ref.free, ref)
     ref = nil
     local _, s = M.report()

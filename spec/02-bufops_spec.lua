@@ -517,9 +517,16 @@ describe("b:copy()", function()
 
     it("missing or wrongly typed arguments", function()
       H.raises("number expected, got no value", b.copy, b)
-      H.raises("memlab.buffer expected, got no value", b.copy, b, 0)
-      H.raises("memlab.buffer expected, got number", b.copy, b, 0, 5)
-      H.raises("memlab.buffer expected, got table", b.copy, b, 0, {})
+      -- the source may be a string too: the message says so (new-user review)
+      H.raises("memlab.buffer or string expected, got no value", b.copy, b, 0)
+      H.raises("memlab.buffer or string expected, got number", b.copy, b, 0, 5)
+      H.raises("memlab.buffer or string expected, got table", b.copy, b, 0, {})
+      H.raises("memlab.buffer or string expected, got FILE*", b.copy, b, 0, io.stdout)
+      -- a string's range names the string
+      H.raises("#5 to 'fn' (length out of range (5 bytes from offset 1; the string has 3))",
+               b.copy, b, 0, "abc", 1, 5)
+      H.raises("#4 to 'fn' (offset out of range (4; the string has 3 bytes))",
+               b.copy, b, 0, "abc", 4)
       H.raises("number has no integer representation", b.copy, b, 0, src, 1.5)
       H.raises("number has no integer representation", b.copy, b, 0, src, 0, 1.5)
       assert.equal(DATA, b:read())
@@ -678,6 +685,12 @@ describe("b:strlen() and b:cstring()", function()
       end
       H.raises("number has no integer representation", b.cstring, b, 1.5)
       H.raises("number expected, got string", b.strlen, b, "x")
+      -- an empty buffer holds no string (new-user review: it said "starts at 0 to -1")
+      local z = M.malloc(0)
+      for _, f in ipairs({ z.cstring, z.strlen }) do
+        H.raises("offset out of range (0; the buffer has 0 bytes: no string fits, not even its NUL)", f, z, 0)
+      end
+      z:free()
     end)
 
     it("a freed buffer", function()

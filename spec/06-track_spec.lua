@@ -229,15 +229,30 @@ describe("M.report()", function()
   end)
 
   it("refuses to write to what is not an open file", function()
-    H.raises("bad argument #1 to 'report' (open file expected, got string)", M.report, "x")
-    H.raises("open file expected, got number", M.report, 1)
-    H.raises("open file expected, got memlab.buffer", M.report, M.malloc(1)) -- named as Lua names it
+    local want = "open file or table with a write method expected, got "
+    H.raises("bad argument #1 to 'report' (" .. want .. "string)", M.report, "x")
+    H.raises(want .. "number", M.report, 1)
+    H.raises(want .. "memlab.buffer", M.report, M.malloc(1)) -- named as Lua names it
+    H.raises(want .. "table", M.report, {})
     local f = io.tmpfile()
     f:close()
-    H.raises("open file expected, got closed file", M.report, f)
+    H.raises(want .. "closed file", M.report, f)
     local got = {}
     M.report({ write = function(_, text) got[#got + 1] = text end }) -- anything with :write
     assert.truthy(got[1]:find("HEAP SUMMARY", 1, true))
+  end)
+
+  it("returns nil, msg, errno when the write is refused, as io's write does (new-user review: it was dropped)", function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "r")) -- open for reading: its write is refused (EBADF)
+    local text, msg, code = M.report(f)
+    f:close()
+    os.remove(path)
+    assert.is_nil(text)
+    assert.matches("^report: ", msg)
+    assert.equal(M.EBADF, code)
+    local t2, m2, c2 = M.report({ write = function() return nil, "disk full", 28 end })
+    assert.same({ nil, "report: disk full", 28 }, { t2, m2, c2 })
   end)
 
   it("says when tracking is off", function()

@@ -271,14 +271,14 @@ end
 --- M.report([file]) -> text, summary. The tracked heap in valgrind's words: HEAP SUMMARY, one
 -- loss record per allocating call stack, LEAK SUMMARY. A full collection runs first, so a buffer
 -- no longer referenced is finalized and counted as definitely lost. With a file (io.stdout), the
--- text is also written there. summary = { definitely_lost = {bytes=, blocks=},
+-- text is also written there; a refused write returns nil, "report: msg", errno. summary = { definitely_lost = {bytes=, blocks=},
 -- still_reachable = {...}, in_use = {...}, allocs=, frees=, bytes=,
 -- loss_records = { {bytes=, blocks=, func=, stack={...}, frames={...}} ... } (as printed) }
 function M.report(file)
   if file ~= nil and io.type(file) ~= "file" then
     local w = type(file) == "table" and file.write
     if type(w) ~= "function" then
-      error(("bad argument #1 to 'report' (open file expected, got %s)"):format(
+      error(("bad argument #1 to 'report' (open file or table with a write method expected, got %s)"):format(
         io.type(file) or typename(file)), 2)
     end
   end
@@ -318,7 +318,11 @@ function M.report(file)
       commas(s.still_reachable.blocks))
   put("        suppressed: 0 bytes in 0 blocks")
   local text = table.concat(out, "\n") .. "\n"
-  if file then file:write(text) end
+  if file then
+    -- refused as io's write refuses (nil, msg, errno); a table's write that returns nothing wrote
+    local ok, msg, code = file:write(text)
+    if ok == nil and msg ~= nil then return nil, ("report: %s"):format(msg), code end
+  end
   return text, s
 end
 
@@ -479,7 +483,7 @@ function M.map(...)
     fd = opened
   end
   local _ <close> = opened -- the file map opened is closed however map returns or raises
-  if io.type(fd) == "closed file" then error("bad argument #1 to 'map' (fd is a closed file)", 2) end
+  if io.type(fd) == "closed file" then error("bad argument #1 to 'map' (fd: closed file)", 2) end
   if fd == nil then
     flags = flags | M.MAP_ANONYMOUS
     if length == nil then error("bad argument #1 to 'map' (length needed for anonymous memory)", 2) end
