@@ -86,11 +86,11 @@ int snap_refusal(lua_State *L, int err, const char *what) {
                         "the %s: nothing was changed", what);
 }
 
-/* What the kernel had at page i of o before the refused mprotect: o's record, less PROT_WRITE
- * where o's snapshot has the page armed (a b:protect that opens nothing leaves armed pages so). */
+/* What the kernel had at page i of o before the refused mprotect: o's record, or its armed
+ * protection (snap_armed_prot) where o's snapshot has the page armed. */
 static unsigned kernel_had(const Owner *o, size_t i) {
   unsigned rec = protmap_get(o->protmap, i);
-  return snap_armed_at(o, i) ? rec & ~OWN_PROT_WRITE : rec;
+  return snap_armed_at(o, i) ? snap_armed_prot(rec) : rec;
 }
 
 /* One mapping's own run of the undo: each run of pages with one record and one armed state gets
@@ -105,8 +105,10 @@ static void undo_run(Owner *o, size_t first, size_t n, void *ud) {
     if (MAPINFO(o)->snap) /* the armed state is per page (as is the snapshot's memory) */
       for (size_t k = i + 1; k < j; k++)
         if (kernel_had(o, k) != had) j = k;
-    if (had != prot && sys_mprotect(o->base + i * ps, (j - i) * ps, prot_to_sys(had)))
+    if (had != prot && sys_mprotect(o->base + i * ps, (j - i) * ps, prot_to_sys(had))) {
+      snap_save_unknown(o, i, j - i, NULL);
       protmap_set(&MAPINFO(o)->pm, i, j - i, rec & prot);
+    }
     i = j;
   }
 }

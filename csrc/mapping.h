@@ -126,12 +126,23 @@ void map_protect_undo(Owner *o, size_t first, size_t n, unsigned prot);
  * snap_before_fill), it lets an armed snapshot copy them. b:remap is refused while a snapshot is
  * armed; b:unmap ends the snapshot. */
 int snap_before_change(Owner *o, size_t off, size_t len);
+/* The protection the kernel gives a page armed by a snapshot, whose record rec has PROT_WRITE:
+ * without write, with read (a write-only page is readable on every CPU Linux runs on: PROT_WRITE
+ * maps it readable too; armed PROT_NONE, a read faulted and the claimer took it for a write). */
+static inline unsigned snap_armed_prot(unsigned rec) {
+  return (rec & ~OWN_PROT_WRITE) | OWN_PROT_READ;
+}
+/* After an mprotect over pages [first, first+n) of o was refused and its undo refused too, the
+ * kernel's protection of each is the old or the new one, unknown: o's snapshot saves its armed
+ * pages there now (a write may go through unseen, or a fault come that no claim should take)
+ * and unarms them. */
+void snap_save_unknown(Owner *o, size_t first, size_t n, void *ud);
 /* The same before b:fill and b:wipe, whose memset a snapshot's fault would serve too, but not
  * under valgrind (snapshot.c); nothing to do with no snapshot armed. */
 int snap_before_fill(Owner *o, size_t off, size_t len);
 void snap_after_protect(Owner *o, size_t first, size_t npages);
 /* Whether o's own armed snapshot holds page i write-protected (the kernel has the record's
- * protection there without PROT_WRITE). */
+ * protection there as snap_armed_prot gives it). */
 int snap_armed_at(const Owner *o, size_t i);
 /* After b:protect made pages [first, first+n) of o read-only: its snapshot's armed pages there
  * need no arming (no write can reach them) and are armed again when opened (snap_after_protect);

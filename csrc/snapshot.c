@@ -73,7 +73,12 @@ static void save_page(Snapshot *s, size_t i) {
 
 static int copy_page(Snapshot *s, size_t i) {
   unsigned char *page = s->base + i * s->ps;
-  if (mprotect(page, s->ps, prot_to_sys(protmap_get(s->o->protmap, i))) != 0) {
+  unsigned prot = protmap_get(s->o->protmap, i);
+  /* armed pages are writable in their record (snap_save_unknown unarms any that a refusal left
+   * otherwise): a fault on one that is not is the kernel's own, for the guard to report (opened
+   * to the record's PROT_NONE, the copy below would fault inside this handler) */
+  if (!(prot & OWN_PROT_WRITE)) return 0;
+  if (mprotect(page, s->ps, prot_to_sys(prot)) != 0) {
     s->claim_err = errno;
     return 0;
   }
@@ -104,7 +109,7 @@ int snap_claim(int signo, siginfo_t *si) {
  * them armed: 0, or the errno of a refusal, which leaves them as they were, unarmed (what the
  * kernel changed before it refused is undone as a refused b:protect's is). */
 int snap_arm(Snapshot *s, size_t i, size_t n, unsigned prot) {
-  unsigned ro = prot & ~OWN_PROT_WRITE;
+  unsigned ro = snap_armed_prot(prot);
   int err = sys_mprotect(s->base + i * s->ps, n * s->ps, prot_to_sys(ro));
   if (!err)
     memset(s->armed + i, 1, n);
@@ -356,6 +361,33 @@ int snap_armed_at(const Owner *o, size_t i) {
   return s && s->active && i < s->npages && s->armed[i];
 }
 
+static void save_unknown_fn(void *arg) {
+  PageArgs *a = (PageArgs *)arg;
+  memcpy(a->s->copy + a->i * a->s->ps, a->s->base + a->i * a->s->ps, a->s->ps);
+}
+
+/* (mapping.h) Each armed page is read through /proc/self/mem, whatever the kernel left it, or
+ * else under the guard; a page neither way reads is lost (s:read and s:restore say so). */
+void snap_save_unknown(Owner *o, size_t first, size_t n, void *ud) {
+  (void)ud;
+  Snapshot *s = MAPINFO(o)->snap;
+  if (!s || !s->active) return;
+  for (size_t i = first; i < first + n && i < s->npages; i++) {
+    if (!s->armed[i]) continue;
+    s->armed[i] = 0;
+    unsigned char *dst = s->copy + i * s->ps;
+    PageArgs a = {s, i};
+    Fault f;
+    if (sys_read_self(s->base + i * s->ps, s->ps, dst) == 0 ||
+        !guard_call(save_unknown_fn, &a, s->base + i * s->ps, s->ps, NULL, 0, &f)) {
+      s->copied[i] = 1;
+      s->ncopied++;
+    } else {
+      s->copied[i] = PAGE_LOST;
+    }
+  }
+}
+
 void snap_unarm(Owner *o, size_t first, size_t n, void *ud) {
   (void)ud;
   Snapshot *s = MAPINFO(o)->snap;
@@ -380,6 +412,11 @@ int snap_disarm(Snapshot *s, int whole) {
     while (j < s->npages && j < end && s->armed[j]) j++;
     int err = sys_mprotect(s->base + i * s->ps, (j - i) * s->ps, prot_to_sys(prot));
     if (err && whole) {
+      /* the kernel may have opened part of the refused run before it refused: armed again, or
+       * saved now where that is refused too; then the runs disarmed before it */
+      if (j - i > 1 &&
+          sys_mprotect(s->base + i * s->ps, (j - i) * s->ps, prot_to_sys(snap_armed_prot(prot))))
+        snap_save_unknown(s->o, i, j - i, NULL);
       rearm(s, 0, s->npages);
       return err;
     }
@@ -409,7 +446,7 @@ static void disarm_anyway(Snapshot *s) {
       i++;
       continue;
     }
-    protmap_set(&MAPINFO(s->o)->pm, i, j - i, protmap_get(s->o->protmap, i) & ~OWN_PROT_WRITE);
+    protmap_set(&MAPINFO(s->o)->pm, i, j - i, snap_armed_prot(protmap_get(s->o->protmap, i)));
     memset(s->armed + i, 0, j - i);
     i = j;
   }

@@ -127,6 +127,40 @@ describe("a snapshot when the kernel refuses", function()
     assert.same({ "old", "new", "rwx", "1", "1" }, v, out)
   end)
 
+  it("a b:protect that keeps armed pages writable, applied in part, whose undo is refused too: they are saved now, no write goes unseen (red-team review)", function()
+    local v, out = run("mprotect_part:1,mprotect:1", [[
+      local b, s = armed()
+      local ok = refusing(b.protect, b, "rw") -- page 0 opened, then refused; its undo refused
+      b:write(0, "new")                       -- went through unseen: s:read gave "new"
+      return tostring(ok), s:read(0, 3), b:read(0, 3), table.concat(s:diff(), ",")]])
+    if not v then return end
+    assert.same({ "nil", "old", "new", "0" }, v, out)
+  end)
+
+  it("s:free() applied in part: the snapshot stays armed and whole (red-team review)", function()
+    local v, out = run("mprotect_part:1", [[
+      local b, s = armed()
+      local ok = refusing(s.free, s)          -- page 0 opened, then refused
+      b:write(0, "new")                       -- went through unseen: s:read gave "new"
+      return tostring(ok), s:read(0, 3), table.concat(s:diff(), ","), tostring(b:mapinfo().snapshot)]])
+    if not v then return end
+    assert.same({ "nil", "old", "0", "true" }, v, out)
+  end)
+
+  it("a read-only b:protect over an armed write-only page, refused with its undo: a store is caught, never a crash (red-team review)", function()
+    local v, out = run("mprotect:1:2", [[
+      local b = anon(2)
+      b:write(0, "old")
+      b:protect("w", 0, ps)
+      local s = assert(b:snapshot())
+      local ok = refusing(b.protect, b, "r")
+      local wrote, err = pcall(function() b[0] = 66 end) -- the interpreter died (SIGSEGV in the claimer)
+      return tostring(ok), tostring(wrote), s:read(0, 3), tostring(err)]])
+    if not v then return end
+    assert.same({ "nil", "old" }, { v[1], v[3] }, out)
+    assert.is_true(v[2] == "true" or v[4]:find("SIGSEGV", 1, true) ~= nil, out)
+  end)
+
   it("unprotecting a page to save it before a write: the error says so, and the write can be retried", function()
     local v, out = run("mprotect:1", [[
       local b, s = armed()
