@@ -156,7 +156,7 @@ static int brk_release(Owner *o) {
   return 0;
 }
 
-static const MemKind brk_kind = {"brk", "released", brk_release, NULL, MK_GUARDED, NULL};
+static const MemKind brk_kind = {"brk", "released", brk_release, NULL, MK_GUARDED, NULL, NULL};
 
 /* At lua_close, once memlab released every live buffer of the state: a region the state still
  * owns is one whose buffer Lua freed without its finalizer. Its memory goes back as a freed

@@ -302,7 +302,8 @@ void owner_protstr(const Owner *o, size_t off, size_t len, char out[6]) {
   unsigned p = o->prot, mixed = 0;
   if (o->protmap && o->size) {
     size_t ps = sys_pagesize(), first = off / ps, last = (off + (len ? len - 1 : 0)) / ps;
-    mixed = !protmap_uniform(o->protmap, first, last - first + 1, &p);
+    mixed = o->kind->uniform ? !o->kind->uniform(o, first, last - first + 1, &p)
+                             : !protmap_uniform(o->protmap, first, last - first + 1, &p);
   }
   if (mixed) {
     strcpy(out, "mixed");

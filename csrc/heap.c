@@ -17,7 +17,7 @@ static int heap_release(Owner *o) {
   return 0;
 }
 
-static const MemKind heap_kind = {"heap", "freed", heap_release, NULL, 0, NULL};
+static const MemKind heap_kind = {"heap", "freed", heap_release, NULL, 0, NULL, NULL};
 
 /* ---- the C heap ---- */
 

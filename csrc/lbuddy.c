@@ -37,8 +37,8 @@ static size_t b_maxreq(const void *a) {
   return max;
 }
 
-static const MemKind bd_blockkind = {"buddy", "freed", alloc_block_release, NULL, 0, NULL};
-static const MemKind bd_arenakind = {"buddy allocator", "destroyed", NULL, NULL, 0, NULL};
+static const MemKind bd_blockkind = {"buddy", "freed", alloc_block_release, NULL, 0, NULL, NULL};
+static const MemKind bd_arenakind = {"buddy allocator", "destroyed", NULL, NULL, 0, NULL, NULL};
 
 static const AllocOps bd_ops = {
   "buddy", &bd_blockkind, &bd_arenakind, b_alloc, b_calloc, b_realloc, b_free, b_usable,

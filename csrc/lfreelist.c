@@ -46,8 +46,8 @@ static size_t f_maxreq(const void *a) {
   return (size_t)PTRDIFF_MAX;
 }
 
-static const MemKind fl_blockkind = {"freelist", "freed", alloc_block_release, NULL, 0, NULL};
-static const MemKind fl_arenakind = {"freelist allocator", "destroyed", NULL, NULL, 0, NULL};
+static const MemKind fl_blockkind = {"freelist", "freed", alloc_block_release, NULL, 0, NULL, NULL};
+static const MemKind fl_arenakind = {"freelist allocator", "destroyed", NULL, NULL, 0, NULL, NULL};
 
 static const AllocOps fl_ops = {
   "freelist", &fl_blockkind, &fl_arenakind, f_alloc, f_calloc, f_realloc, f_free, f_usable,

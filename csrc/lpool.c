@@ -35,8 +35,8 @@ static size_t p_maxreq(const void *a) {
   return ((const ml_pool *)a)->obj;
 }
 
-static const MemKind pool_blockkind = {"pool", "freed", alloc_block_release, NULL, 0, NULL};
-static const MemKind pool_arenakind = {"pool allocator", "destroyed", NULL, NULL, 0, NULL};
+static const MemKind pool_blockkind = {"pool", "freed", alloc_block_release, NULL, 0, NULL, NULL};
+static const MemKind pool_arenakind = {"pool allocator", "destroyed", NULL, NULL, 0, NULL, NULL};
 
 static const AllocOps pool_ops = {
   "pool", &pool_blockkind, &pool_arenakind, p_alloc, p_calloc, p_realloc, p_free, p_usable,

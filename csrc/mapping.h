@@ -79,6 +79,10 @@ size_t map_extent(uintptr_t addr);
 /* After an mprotect of o's [addr, addr+len): the records of mappings placed inside follow. */
 void map_protect_inner(const Owner *o, const unsigned char *addr, size_t len, int prot);
 int map_has_inner(const Owner *o);
+/* Whether pages [first, first+n) of o share one protection, each page's taken from the record
+ * of the innermost mapping holding it (o's own, or one placed inside it): 1 and it in *p. The
+ * `uniform` of mmap_kind (tostring, b:mapinfo().prot, fault messages). */
+int map_uniform_prot(const Owner *o, size_t first, size_t n, unsigned *p);
 /* Calls fn for each run of o's pages [first, first+n) that one mapping's own record covers: the
  * innermost mapping holding those pages (o, or one placed inside it), with the run's first page
  * and length counted in that mapping's pages. mapreg.c. */

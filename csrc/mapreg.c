@@ -239,6 +239,45 @@ const Owner *map_find_in(const Owner *o, uintptr_t lo, uintptr_t hi,
 
 int map_has_inner(const Owner *o) { return MAPINFO(o)->nkids != 0; }
 
+typedef struct ProtAcc {
+  unsigned p;
+  int seen, mixed;
+} ProtAcc;
+
+/* Adds o's own pages of [lo, hi) to a, then those of the mappings inside o in that range (the
+ * walk of map_first_denied, reading only). */
+static void prot_acc(const Owner *o, uintptr_t lo, uintptr_t hi, ProtAcc *a) {
+  const MapInfo *mi = MAPINFO(o);
+  size_t ps = sys_pagesize();
+  uintptr_t base = (uintptr_t)o->base, pos = lo;
+  for (size_t i = kid_at(mi, lo); pos < hi && !a->mixed; i++) {
+    const Owner *k = i < mi->nkids ? mi->kids[i] : NULL;
+    uintptr_t klo = k && (uintptr_t)k->base < hi ? (uintptr_t)k->base : hi;
+    if (klo < pos) klo = pos;
+    if (klo > pos) {
+      size_t first = (pos - base) / ps, last = (klo - 1 - base) / ps;
+      unsigned q;
+      if (!protmap_uniform(&mi->pm, first, last - first + 1, &q) || (a->seen && q != a->p))
+        a->mixed = 1;
+      a->p = q;
+      a->seen = 1;
+    }
+    if (klo >= hi) break;
+    uintptr_t khi = (uintptr_t)k->base + MAPINFO(k)->maplen;
+    prot_acc(k, klo, khi < hi ? khi : hi, a);
+    pos = khi;
+  }
+}
+
+int map_uniform_prot(const Owner *o, size_t first, size_t n, unsigned *p) {
+  if (!map_has_inner(o)) return protmap_uniform(&MAPINFO(o)->pm, first, n, p);
+  size_t ps = sys_pagesize();
+  ProtAcc a = {0, 0, 0};
+  prot_acc(o, (uintptr_t)o->base + first * ps, (uintptr_t)o->base + (first + n) * ps, &a);
+  *p = a.p;
+  return !a.mixed;
+}
+
 /* (mapping.h) Pages [first, first+n) of o, split into runs each of which belongs to one
  * mapping's own record: o's where nothing is placed inside it, the innermost mapping's elsewhere
  * (the lists are sorted and do not overlap; nesting is at most MAP_NEST_MAX deep). */

@@ -70,6 +70,10 @@ typedef struct MemKind {
   /* NULL, or a word tostring(b) and fault messages add after the protection ("private" or
    * "shared" for a mapping), for a live owner */
   const char *(*trait)(const Owner *o);
+  /* NULL, or whether pages [first, first+n) of a live owner share one protection (then in *p)
+   * where its protmap alone does not say (a mapping with others placed inside it, whose pages
+   * are theirs) */
+  int (*uniform)(const Owner *o, size_t first, size_t n, unsigned *p);
 } MemKind;
 
 /* A release about to return an errno names the call the kernel refused (for b:free's message). */

@@ -199,7 +199,8 @@ static const char *mmap_trait(const Owner *o) {
   return (mi->flags & MAP_SHARED) ? "shared" : "private";
 }
 
-const MemKind mmap_kind = {"mmap", "unmapped", mmap_release, mmap_forget, MK_GUARDED, mmap_trait};
+const MemKind mmap_kind = {"mmap",     "unmapped", mmap_release,    mmap_forget,
+                           MK_GUARDED, mmap_trait, map_uniform_prot};
 
 /* Raises unless the buffer b at idx (live or not) is a mapping's. */
 static void need_mapping(lua_State *L, int idx, const Buffer *b, const char *fname) {

@@ -24,7 +24,7 @@ static int shm_release(Owner *o) {
   return err;
 }
 
-static const MemKind shm_kind = {"shm", "detached", shm_release, NULL, MK_GUARDED, NULL};
+static const MemKind shm_kind = {"shm", "detached", shm_release, NULL, MK_GUARDED, NULL, NULL};
 
 /* An int argument (a key, an id, flags) given as a Lua integer in [lo, hi]; out of it, "<what>
  * out of range (lo..hi)". A key is the unsigned 32-bit number ftok, IPC_STAT and `ipcs` show

@@ -375,6 +375,9 @@ void snap_save_unknown(Owner *o, size_t first, size_t n, void *ud) {
   for (size_t i = first; i < first + n && i < s->npages; i++) {
     if (!s->armed[i]) continue;
     s->armed[i] = 0;
+    /* the kernel left the page armed (without write) or opened it: a write is refused by the
+     * record, never a fault nobody claims */
+    protmap_set(&MAPINFO(o)->pm, i, 1, protmap_get(o->protmap, i) & ~OWN_PROT_WRITE);
     unsigned char *dst = s->copy + i * s->ps;
     PageArgs a = {s, i};
     Fault f;

@@ -1053,6 +1053,23 @@ describe("b:mapinfo()", function()
     assert.equal("r--", b:mapinfo().prot)
     b:free()
   end)
+
+  it("over mappings placed inside, says what each page's own mapping records (red-team review: the outer's own record)", function()
+    local outer = anon(4)
+    local inner = assert(M.mmap(outer:address() + ps, 2 * ps, RW, PA | M.MAP_FIXED, -1, 0))
+    assert.equal("rw-", outer:mapinfo().prot)
+    inner:protect("none")
+    assert.equal("---p", M.region(outer:address() + ps).perms)
+    assert.equal("mixed", outer:mapinfo().prot)
+    assert.matches("(mmap, mixed, private)", tostring(outer), 1, true)
+    assert.matches("(view of mmap, ---, private)", tostring(outer:slice(ps, 2 * ps)), 1, true)
+    assert.matches("(view of mmap, rw-, private)", tostring(outer:slice(3 * ps, ps)), 1, true)
+    assert.matches("(view of mmap, mixed, private)", tostring(outer:slice(0, 2 * ps)), 1, true)
+    inner:protect(RW)
+    assert.equal("rw-", outer:mapinfo().prot)
+    outer:free()
+  end)
+
   it("reads the mapping after its allocations: a finalizer that unmaps it meanwhile is seen", function()
     -- H.freed_during with a mapping: b:mapinfo()'s first allocation runs finalizers that unmap
     -- b and map another in its place. It must raise, or report the mapping as it was, never read

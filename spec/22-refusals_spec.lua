@@ -131,10 +131,14 @@ describe("a snapshot when the kernel refuses", function()
     local v, out = run("mprotect_part:1,mprotect:1", [[
       local b, s = armed()
       local ok = refusing(b.protect, b, "rw") -- page 0 opened, then refused; its undo refused
+      local rec = rperm(b, 0)                 -- what both allow: no write
+      local early = pcall(b.write, b, 0, "new")
+      assert(b:protect("rw"))
       b:write(0, "new")                       -- went through unseen: s:read gave "new"
-      return tostring(ok), s:read(0, 3), b:read(0, 3), table.concat(s:diff(), ",")]])
+      return tostring(ok), rec, tostring(early), s:read(0, 3), b:read(0, 3),
+             table.concat(s:diff(), ",")]])
     if not v then return end
-    assert.same({ "nil", "old", "new", "0" }, v, out)
+    assert.same({ "nil", "r--", "false", "old", "new", "0" }, v, out)
   end)
 
   it("s:free() applied in part: the snapshot stays armed and whole (red-team review)", function()
