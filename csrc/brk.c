@@ -147,10 +147,27 @@ void brk_settle(void) {
   pthread_mutex_unlock(&g_mu);
 }
 
+/* Forgets o as its region's buffer. The table is sorted by start, and a region with a buffer
+ * starts where the buffer does (push_brkbuffer, the one place that sets an owner), so a binary
+ * search finds it: the walk over the table it replaced made freeing n buffers cost n^2 (80 000
+ * took 3 to 9 s). */
+static void forget_owner(const Owner *o) {
+  uintptr_t at = (uintptr_t)o->base;
+  size_t lo = 0, hi = g_nregions;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (g_regions[mid].start < at)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  for (size_t i = lo; i < g_nregions && g_regions[i].start == at; i++) /* (an adopted empty one) */
+    if (g_regions[i].owner == o) g_regions[i].owner = NULL;
+}
+
 static int brk_release(Owner *o) {
   pthread_mutex_lock(&g_mu);
-  for (size_t i = 0; i < g_nregions; i++)
-    if (g_regions[i].owner == o) g_regions[i].owner = NULL;
+  forget_owner(o);
   brk_return_free_top();
   pthread_mutex_unlock(&g_mu);
   return 0;

@@ -507,6 +507,35 @@ describe("M.sbrk()", function()
     assert.equal(b0, M.sbrk(0))
   end)
 
+  it("frees many regions in any order, each once, and gives the break back with the last (in a child process)", function()
+    -- brk_release finds a buffer's region by binary search (it walked the table: n frees cost
+    -- n^2); in a child whose malloc keeps its arena (no trim), grown first, so that nothing of
+    -- malloc's lands above memlab's regions while they are taken
+    local how, code = H.in_child(function()
+      M.mallopt(M.M_TRIM_THRESHOLD, -1)
+      local n, bufs, order = H.scale(3000, 300), {}, {}
+      for i = 1, n do bufs[i], order[i] = false, i end
+      do local grow = ("x"):rep(8 << 20) end
+      collectgarbage()
+      local start = M.sbrk(0)
+      for i = 1, n do bufs[i] = select(2, M.sbrk(1 + (i * 7919) % 5000)) end
+      math.randomseed(20261124)
+      for i = n, 2, -1 do
+        local j = math.random(i)
+        order[i], order[j] = order[j], order[i]
+      end
+      for k, i in ipairs(order) do
+        assert(bufs[i]:valid(), "freed before its turn: " .. i)
+        assert(bufs[i]:free())
+        assert(not bufs[i]:valid())
+        -- the break stays until the top region (the last taken) and those under it are gone
+        if k < n then assert(M.sbrk(0) > start) end
+      end
+      return M.sbrk(0) == start
+    end)
+    assert.same({ "exit", 0 }, { how, code })
+  end)
+
   it("gives the break back when the garbage collector releases the buffer", function()
     do M.sbrk(64) end
     assert.equal(b0 + 64, M.sbrk(0))
