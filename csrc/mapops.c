@@ -96,7 +96,7 @@ static unsigned kernel_had(const Owner *o, size_t i) {
 /* One mapping's own run of the undo: each run of pages with one record and one armed state gets
  * what the kernel had there back, or, where the kernel refuses, a record of what both allow (and
  * its snapshot saves the armed pages: the kernel may have opened them). */
-static void undo_run(Owner *o, size_t first, size_t n, void *ud) {
+static void undo_run(const Owner *o, size_t first, size_t n, void *ud) {
   unsigned prot = *(const unsigned *)ud;
   size_t ps = sys_pagesize(), end = first + n;
   for (size_t i = first; i < end;) {
@@ -107,7 +107,7 @@ static void undo_run(Owner *o, size_t first, size_t n, void *ud) {
       for (size_t k = i + 1; k < j; k++)
         if (kernel_had(o, k) != had) j = k;
     if (had != prot && sys_mprotect(o->base + i * ps, (j - i) * ps, prot_to_sys(had))) {
-      snap_save_unknown(o, i, j - i, NULL);
+      snap_save_unknown(o, i, j - i);
       protmap_set(&MAPINFO(o)->pm, i, j - i, had & prot);
     }
     i = j;

@@ -86,8 +86,8 @@ int map_uniform_prot(const Owner *o, size_t first, size_t n, unsigned *p);
 /* Calls fn for each run of o's pages [first, first+n) that one mapping's own record covers: the
  * innermost mapping holding those pages (o, or one placed inside it), with the run's first page
  * and length counted in that mapping's pages. mapreg.c. */
-void map_each_own_run(Owner *o, size_t first, size_t n,
-                      void (*fn)(Owner *m, size_t first, size_t n, void *ud), void *ud);
+void map_each_own_run(const Owner *o, size_t first, size_t n,
+                      void (*fn)(const Owner *m, size_t first, size_t n, void *ud), void *ud);
 /* The mappings placed directly inside p (MapInfo.kids). map_kids_reserve makes room for one more
  * (0 or ENOMEM: done before the kernel maps it, so that adopting cannot fail), map_adopt enters
  * c, map_disown takes a forgotten c out of its parent's list (when the parent's record is still
@@ -140,7 +140,7 @@ static inline unsigned snap_armed_prot(unsigned rec) {
  * kernel's protection of each is the old or the new one, unknown: o's snapshot saves its armed
  * pages there now (a write may go through unseen, or a fault come that no claim should take)
  * and unarms them. */
-void snap_save_unknown(Owner *o, size_t first, size_t n, void *ud);
+void snap_save_unknown(const Owner *o, size_t first, size_t n);
 /* The same before b:fill and b:wipe, whose memset a snapshot's fault would serve too, but not
  * under valgrind (snapshot.c); nothing to do with no snapshot armed. */
 int snap_before_fill(Owner *o, size_t off, size_t len);
@@ -151,7 +151,7 @@ int snap_armed_at(const Owner *o, size_t i);
 /* After b:protect made pages [first, first+n) of o read-only: its snapshot's armed pages there
  * need no arming (no write can reach them) and are armed again when opened (snap_after_protect);
  * the shape of map_each_own_run's fn. */
-void snap_unarm(Owner *o, size_t first, size_t n, void *ud);
+void snap_unarm(const Owner *o, size_t first, size_t n, void *ud);
 /* In a child of M.fork: the snapshots of [base, base+len), advised MADV_WIPEONFORK, end (the
  * child's pages there are zeros, not what the snapshot saw written), their pages disarmed. */
 void snap_end_wiped(const unsigned char *base, size_t len);

@@ -244,36 +244,19 @@ typedef struct ProtAcc {
   int seen, mixed;
 } ProtAcc;
 
-/* Adds o's own pages of [lo, hi) to a, then those of the mappings inside o in that range (the
- * walk of map_first_denied, reading only). */
-static void prot_acc(const Owner *o, uintptr_t lo, uintptr_t hi, ProtAcc *a) {
-  const MapInfo *mi = MAPINFO(o);
-  size_t ps = sys_pagesize();
-  uintptr_t base = (uintptr_t)o->base, pos = lo;
-  for (size_t i = kid_at(mi, lo); pos < hi && !a->mixed; i++) {
-    const Owner *k = i < mi->nkids ? mi->kids[i] : NULL;
-    uintptr_t klo = k && (uintptr_t)k->base < hi ? (uintptr_t)k->base : hi;
-    if (klo < pos) klo = pos;
-    if (klo > pos) {
-      size_t first = (pos - base) / ps, last = (klo - 1 - base) / ps;
-      unsigned q;
-      if (!protmap_uniform(&mi->pm, first, last - first + 1, &q) || (a->seen && q != a->p))
-        a->mixed = 1;
-      a->p = q;
-      a->seen = 1;
-    }
-    if (klo >= hi) break;
-    uintptr_t khi = (uintptr_t)k->base + MAPINFO(k)->maplen;
-    prot_acc(k, klo, khi < hi ? khi : hi, a);
-    pos = khi;
-  }
+/* map_each_own_run's fn for map_uniform_prot: one mapping's own run joins the protection seen. */
+static void prot_acc(const Owner *m, size_t first, size_t n, void *ud) {
+  ProtAcc *a = (ProtAcc *)ud;
+  unsigned q;
+  if (a->mixed) return;
+  if (!protmap_uniform(&MAPINFO(m)->pm, first, n, &q) || (a->seen && q != a->p)) a->mixed = 1;
+  a->p = q;
+  a->seen = 1;
 }
 
 int map_uniform_prot(const Owner *o, size_t first, size_t n, unsigned *p) {
-  if (!map_has_inner(o)) return protmap_uniform(&MAPINFO(o)->pm, first, n, p);
-  size_t ps = sys_pagesize();
   ProtAcc a = {0, 0, 0};
-  prot_acc(o, (uintptr_t)o->base + first * ps, (uintptr_t)o->base + (first + n) * ps, &a);
+  map_each_own_run(o, first, n, prot_acc, &a);
   *p = a.p;
   return !a.mixed;
 }
@@ -281,13 +264,13 @@ int map_uniform_prot(const Owner *o, size_t first, size_t n, unsigned *p) {
 /* (mapping.h) Pages [first, first+n) of o, split into runs each of which belongs to one
  * mapping's own record: o's where nothing is placed inside it, the innermost mapping's elsewhere
  * (the lists are sorted and do not overlap; nesting is at most MAP_NEST_MAX deep). */
-void map_each_own_run(Owner *o, size_t first, size_t n,
-                      void (*fn)(Owner *m, size_t first, size_t n, void *ud), void *ud) {
+void map_each_own_run(const Owner *o, size_t first, size_t n,
+                      void (*fn)(const Owner *m, size_t first, size_t n, void *ud), void *ud) {
   const MapInfo *mi = MAPINFO(o);
   size_t ps = sys_pagesize(), i = first, end = first + n;
   uintptr_t base = (uintptr_t)o->base, hi = base + end * ps;
   for (size_t k = kid_at(mi, base + first * ps); i < end; k++) {
-    Owner *kid = k < mi->nkids && (uintptr_t)mi->kids[k]->base < hi ? mi->kids[k] : NULL;
+    const Owner *kid = k < mi->nkids && (uintptr_t)mi->kids[k]->base < hi ? mi->kids[k] : NULL;
     uintptr_t kb = kid ? (uintptr_t)kid->base : hi;
     size_t kfirst = kb <= base + i * ps ? i : (kb - base) / ps;
     if (kfirst > i) fn(o, i, kfirst - i, ud);

@@ -103,30 +103,12 @@ static int snap_new(lua_State *L) {
   return 1;
 }
 
-typedef struct LiveArgs {
-  void *dst;
-  const void *src;
-  size_t n;
-} LiveArgs;
-
-static void live_copy_fn(void *arg) {
-  LiveArgs *a = (LiveArgs *)arg;
-  memcpy(a->dst, a->src, a->n);
-}
-
-/* Copies the live bytes [at, at+n) of s's mapping, all in page i, into dst. A page its record
- * keeps unreadable (PROT_NONE, write-only, execute-only; armed, it lacks write too) is read
- * through /proc/self/mem: under the guard it would fault, or, armed, be copied by the claimer as
- * if written. A readable one is copied under the guard, and if that faults all the same (a host
- * program changed its protection) /proc/self/mem is tried too. Raises the fault when neither
- * way reads it (a file cut short under it; a kernel that refuses /proc/self/mem). */
-static void live_read(lua_State *L, Snapshot *s, size_t i, void *dst, size_t at, size_t n) {
-  const unsigned char *src = s->base + at;
-  if (!(protmap_get(s->o->protmap, i) & OWN_PROT_READ) && sys_read_self(src, n, dst) == 0) return;
-  LiveArgs a = {dst, src, n};
+/* The live bytes [at, at+n) of s's mapping, all in page i, into dst (snap_read_live); raises the
+ * fault when they cannot be read (a file cut short under them; a kernel that refuses
+ * /proc/self/mem). */
+static void live_read(lua_State *L, const Snapshot *s, size_t i, void *dst, size_t at, size_t n) {
   Fault f;
-  if (guard_call(live_copy_fn, &a, src, n, NULL, 0, &f) && sys_read_self(src, n, dst) != 0)
-    mem_fault_raise(L, &f, s->o, NULL);
+  if (snap_read_live(s, i, dst, at, n, &f)) mem_fault_raise(L, &f, s->o, NULL);
 }
 
 /* s:read([off, len]) -> the contents as of the snapshot */

@@ -361,15 +361,32 @@ int snap_armed_at(const Owner *o, size_t i) {
   return s && s->active && i < s->npages && s->armed[i];
 }
 
-static void save_unknown_fn(void *arg) {
-  PageArgs *a = (PageArgs *)arg;
-  memcpy(a->s->copy + a->i * a->s->ps, a->s->base + a->i * a->s->ps, a->s->ps);
+typedef struct LiveArgs {
+  void *dst;
+  const void *src;
+  size_t n;
+} LiveArgs;
+
+static void live_copy_fn(void *arg) {
+  LiveArgs *a = (LiveArgs *)arg;
+  memcpy(a->dst, a->src, a->n);
 }
 
-/* (mapping.h) Each armed page is read through /proc/self/mem, whatever the kernel left it, or
- * else under the guard; a page neither way reads is lost (s:read and s:restore say so). */
-void snap_save_unknown(Owner *o, size_t first, size_t n, void *ud) {
-  (void)ud;
+/* (snapshot.h) A page the record keeps unreadable (PROT_NONE, execute-only) goes through
+ * /proc/self/mem first: under the guard it would fault. A readable one is copied under the
+ * guard, and /proc/self/mem is tried when that faults all the same (a host program, or a refused
+ * undo, left the kernel narrower than the record). */
+int snap_read_live(const Snapshot *s, size_t i, void *dst, size_t at, size_t n, Fault *f) {
+  const unsigned char *src = s->base + at;
+  if (!(protmap_get(s->o->protmap, i) & OWN_PROT_READ) && sys_read_self(src, n, dst) == 0) return 0;
+  LiveArgs a = {dst, src, n};
+  int sig = guard_call(live_copy_fn, &a, src, n, NULL, 0, f);
+  return sig && sys_read_self(src, n, dst) != 0 ? sig : 0;
+}
+
+/* (mapping.h) Each armed page is read as it is now (snap_read_live), whatever the kernel left
+ * it; a page that cannot be read is lost (s:read and s:restore say so). */
+void snap_save_unknown(const Owner *o, size_t first, size_t n) {
   Snapshot *s = MAPINFO(o)->snap;
   if (!s || !s->active) return;
   for (size_t i = first; i < first + n && i < s->npages; i++) {
@@ -378,11 +395,8 @@ void snap_save_unknown(Owner *o, size_t first, size_t n, void *ud) {
     /* the kernel left the page armed (without write) or opened it: a write is refused by the
      * record, never a fault nobody claims */
     protmap_set(&MAPINFO(o)->pm, i, 1, protmap_get(o->protmap, i) & ~OWN_PROT_WRITE);
-    unsigned char *dst = s->copy + i * s->ps;
-    PageArgs a = {s, i};
     Fault f;
-    if (sys_read_self(s->base + i * s->ps, s->ps, dst) == 0 ||
-        !guard_call(save_unknown_fn, &a, s->base + i * s->ps, s->ps, NULL, 0, &f)) {
+    if (snap_read_live(s, i, s->copy + i * s->ps, i * s->ps, s->ps, &f) == 0) {
       s->copied[i] = 1;
       s->ncopied++;
     } else {
@@ -391,7 +405,7 @@ void snap_save_unknown(Owner *o, size_t first, size_t n, void *ud) {
   }
 }
 
-void snap_unarm(Owner *o, size_t first, size_t n, void *ud) {
+void snap_unarm(const Owner *o, size_t first, size_t n, void *ud) {
   (void)ud;
   Snapshot *s = MAPINFO(o)->snap;
   if (!s || !s->active) return;
@@ -419,7 +433,7 @@ int snap_disarm(Snapshot *s, int whole) {
        * saved now where that is refused too; then the runs disarmed before it */
       if (j - i > 1 &&
           sys_mprotect(s->base + i * s->ps, (j - i) * s->ps, prot_to_sys(snap_armed_prot(prot))))
-        snap_save_unknown(s->o, i, j - i, NULL);
+        snap_save_unknown(s->o, i, j - i);
       rearm(s, 0, s->npages);
       return err;
     }
