@@ -137,16 +137,14 @@ static int mapops_protect(lua_State *L) {
     int serr = snap_before_change(r.o, r.off, r.len);
     if (serr) return snap_refusal(L, serr, "protect");
   }
-  size_t nruns;
-  ProtRun *runs = protmap_prepare(r.o->protmap, r.first, r.npages, prot_from_sys(prot), &nruns);
-  if (!runs) return push_syserror(L, "mprotect", ENOMEM);
+  /* room in the record first: once the kernel changed the pages, nothing may fail */
+  if (protmap_reserve(r.o->protmap)) return push_syserror(L, "mprotect", ENOMEM);
   int err = sys_mprotect(page_addr(&r), r.npages * sys_pagesize(), prot);
   if (err) {
-    free(runs);
     map_protect_undo(r.o, r.first, r.npages, prot_from_sys(prot));
     return push_syserror(L, "mprotect", err);
   }
-  protmap_install(r.o->protmap, runs, nruns);
+  protmap_apply(r.o->protmap, r.first, r.npages, prot_from_sys(prot));
   if (prot & PROT_WRITE) MAPINFO(r.o)->ever_writable = 1;
   if (keeps) /* the kernel gave the armed pages prot: armed again below where it has write */
     map_each_own_run(r.o, r.first, r.npages, snap_unarm, NULL);

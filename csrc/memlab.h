@@ -39,7 +39,7 @@ typedef struct ProtRun {
 } ProtRun;
 
 typedef struct ProtMap {
-  size_t npages, nruns;
+  size_t npages, nruns, cap; /* cap: runs' room */
   ProtRun *runs;
 } ProtMap;
 
@@ -49,9 +49,8 @@ unsigned protmap_get(const ProtMap *pm, size_t page);
 size_t protmap_runend(const ProtMap *pm, size_t page);
 int protmap_all(const ProtMap *pm, size_t first, size_t n, unsigned bit, size_t *bad);
 int protmap_uniform(const ProtMap *pm, size_t first, size_t n, unsigned *prot);
-ProtRun *protmap_prepare(const ProtMap *pm, size_t first, size_t n, unsigned prot,
-                         size_t *nruns);
-void protmap_install(ProtMap *pm, ProtRun *runs, size_t nruns);
+int protmap_reserve(ProtMap *pm);
+void protmap_apply(ProtMap *pm, size_t first, size_t n, unsigned prot);
 void protmap_set(ProtMap *pm, size_t first, size_t n, unsigned prot);
 void protmap_resize(ProtMap *pm, size_t npages);
 

@@ -180,6 +180,47 @@ describe("b:protect()", function()
     b:free()
   end)
 
+  -- memlab's record of each page's protection (runs of pages, edited in place) against a model:
+  -- after every one of a few hundred protects of random ranges, each page's view says the model's
+  -- protection, a random range says it or "mixed", and at the end the kernel's maps agree
+  it("keeps each page's protection through random protects (a model, and the kernel)", function()
+    local n, model, names = 40, {}, { "r", "rw", "none", "rw", "r" }
+    local want = { r = "r--", rw = "rw-", none = "---" }
+    local b = anon(n)
+    for i = 0, n - 1 do model[i] = "rw-" end
+    math.randomseed(20261124)
+    for step = 1, 250 do
+      local first = math.random(0, n - 1)
+      local len = step % 5 == 0 and math.random(1, n - first) or math.random(1, math.min(3, n - first))
+      local prot = names[math.random(#names)]
+      b:protect(prot, first * ps, len * ps)
+      for i = first, first + len - 1 do model[i] = want[prot] end
+      for i = 0, n - 1 do
+        local got = tostring(b:slice(i * ps, ps)):match("mmap, (%S+),")
+        if got ~= model[i] then
+          error(("step %d (%s of pages %d..%d): page %d says %s, the model %s")
+                :format(step, prot, first, first + len - 1, i, got, model[i]))
+        end
+      end
+      local lo = math.random(0, n - 1)
+      local hi = math.random(lo, n - 1)
+      local uniform = model[lo]
+      for i = lo + 1, hi do if model[i] ~= uniform then uniform = "mixed" end end
+      assert.equal(uniform, tostring(b:slice(lo * ps, (hi - lo + 1) * ps)):match("mmap, (%S+),"))
+    end
+    local base, seen = b:address(), 0
+    for _, m in ipairs(M.maps()) do
+      if m.from >= base and m.to <= base + n * ps then
+        for a = m.from, m.to - 1, ps do
+          assert.equal(model[(a - base) // ps], m.perms:sub(1, 3))
+          seen = seen + 1
+        end
+      end
+    end
+    assert.equal(n, seen)
+    b:free()
+  end)
+
   it("takes protection strings ('r', 'rw', 'none', '', 'r-x') and PROT_* integers", function()
     local b = anon(1)
     for prot, shown in pairs { r = "r--", rw = "rw-", none = "---", [""] = "---", ["r-x"] = "r-x",
