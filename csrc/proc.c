@@ -315,13 +315,46 @@ static int proc_pagesize(lua_State *L) {
   return 1;
 }
 
+/* Writes the /proc directory of process pid into dir: /proc/self for this process, whose number
+ * /proc may know by another one, /proc/<pid> for another. Returns 0, or pushes nil, msg, ENOENT
+ * and returns 3 when /proc is another pid namespace's (a process that unshared its pid namespace
+ * without mounting a /proc of its own): there <pid> is some other process, or none (an outside
+ * review read kthreadd's empty maps as its own). */
+static int proc_dir(lua_State *L, lua_Integer pid, char *dir, size_t n) {
+  if (pid == (lua_Integer)getpid()) {
+    snprintf(dir, n, "/proc/self");
+    return 0;
+  }
+  snprintf(dir, n, "/proc/%lld", (long long)pid);
+  char self[32];
+  ssize_t k = readlink("/proc/self", self, sizeof self - 1);
+  if (k <= 0) return 0; /* no /proc: reading dir will say so */
+  self[k] = '\0';
+  if (strtoll(self, NULL, 10) == (long long)getpid()) return 0;
+  return push_syserrorf(L, dir, ENOENT, "/proc shows another pid namespace (this process is %s "
+                        "there, %d here): mount a /proc of this namespace to see other processes",
+                        self, (int)getpid());
+}
+
+/* core.procdir(pid) -> "/proc/self" | "/proc/<pid>" | nil, msg, ENOENT (see proc_dir) */
+static int proc_procdir(lua_State *L) {
+  char dir[64];
+  int r = proc_dir(L, luaL_checkinteger(L, 1), dir, sizeof dir);
+  if (r) return r;
+  lua_pushstring(L, dir);
+  return 1;
+}
+
 /* M.exepath([pid]) -> the path of the program the process runs (readlink of /proc/<pid>/exe) */
 static int proc_exepath(lua_State *L) {
   char link[64], path[PATH_MAX];
   if (lua_isnoneornil(L, 1))
-    snprintf(link, sizeof link, "/proc/self/exe");
-  else
-    snprintf(link, sizeof link, "/proc/%lld/exe", (long long)luaL_checkinteger(L, 1));
+    snprintf(link, sizeof link, "/proc/self");
+  else {
+    int r = proc_dir(L, luaL_checkinteger(L, 1), link, sizeof link - 4);
+    if (r) return r;
+  }
+  strcat(link, "/exe");
   ssize_t n = readlink(link, path, sizeof path - 1);
   if (n < 0) return push_syserror(L, link, errno);
   lua_pushlstring(L, path, (size_t)n);
@@ -429,7 +462,7 @@ static const luaL_Reg proc_funcs[] = {
   {"layout", proc_layout}, {"rusage", proc_rusage}, {"peek", proc_peek}, {"fork", proc_fork},
   {"waitpid", proc_waitpid}, {"_exit", proc_exit}, {"getpid", proc_getpid},
   {"sleep", proc_sleep}, {"kill", proc_kill}, {"pagesize", proc_pagesize},
-  {"strerror", proc_strerror}, {"clock", proc_clock}, {"exepath", proc_exepath},
+  {"strerror", proc_strerror}, {"clock", proc_clock}, {"exepath", proc_exepath}, {"procdir", proc_procdir},
   {"readproc", proc_readproc}, {"getrlimit", proc_getrlimit}, {NULL, NULL}};
 
 static const ConstReg proc_consts[] = {

@@ -825,6 +825,31 @@ describe("M.exepath()", function()
   end)
 end)
 
+describe("a pid namespace without a /proc of its own (outside review)", function()
+  -- unshare -p -f: the child is pid 1 in a new pid namespace and /proc is still the host's,
+  -- where 1 is init: M.maps(M.getpid()) read init's regions (or a kernel thread's, none)
+  it("reads /proc/self for the process's own pid, and refuses another pid, saying why", function()
+    if not H.have("unshare") then return pending("needs unshare (util-linux)") end
+    local out = H.run_lua([[local M = require "memlab"
+      local me = M.getpid()
+      local own = assert(M.maps(me))
+      local program = 0
+      for _, r in ipairs(own) do
+        if r.kind == "program" and r.path == M.exepath() then program = program + 1 end
+      end
+      local st = assert(M.status(me))
+      local _, msg, code = M.maps(me + 1)
+      local _, emsg, ecode = M.exepath(me + 1)
+      io.write(table.concat({ me, program > 0 and "program" or "none", M.exepath(me),
+                              st.VmRSS and "status" or "no status", code, msg, ecode, emsg },
+                            "|"))]], "unshare -p -f ")
+    if out:match("^unshare: ") then return pending("unshare -p -f refused here: " .. out) end
+    local me = tonumber(out:match("^(%d+)|")) or 0
+    assert.matches("^%d+|program|/[^|]*lua[^|]*|status|2|/proc/" .. me + 1 ..
+                   ": .*another pid namespace .*|2|/proc/" .. me + 1 .. ": .*another pid", out)
+  end)
+end)
+
 describe("the process functions", function()
   it("ignore extra arguments", function()
     assert.equal(M.getpid(), M.getpid("extra"))

@@ -12,8 +12,10 @@ end
 
 local M = {}
 -- internal: draw.lua adds a:draw through allocator_methods; M.map opens its file with openpath
--- and sizes an fd with fdsize; nil_hint is the C functions' word on a nil argument
-local internal = { allocator_methods = true, openpath = true, fdsize = true, nil_hint = true }
+-- and sizes an fd with fdsize; nil_hint is the C functions' word on a nil argument; procdir is
+-- the /proc directory of a pid, for procfile below
+local internal = { allocator_methods = true, openpath = true, fdsize = true, nil_hint = true,
+                   procdir = true }
 for k, v in pairs(core) do
   if not internal[k] then M[k] = v end
 end
@@ -57,7 +59,10 @@ local function procfile(pid, what)
     pid = math.tointeger(pid)
     if not pid then error(("bad argument #1 to '%s' (pid must be an integer)"):format(what), 3) end
   end
-  return core.readproc(("/proc/%s/%s"):format(pid or "self", what))
+  local dir, msg, code = "/proc/self", nil, nil
+  if pid then dir, msg, code = core.procdir(pid) end
+  if not dir then return nil, msg, code end
+  return core.readproc(dir .. "/" .. what)
 end
 
 -- What a region is, from its path: "program", "library", "file", "anon", "heap", "stack",
