@@ -61,6 +61,34 @@ static int shm_ftok(lua_State *L) {
   return 1;
 }
 
+/* Why shmget refused to make a new segment of size bytes (err), pushed, or NULL: the system's
+ * limits (the kernel.shm* sysctls, as IPC_INFO gives them, against what SHM_INFO says the
+ * segments use), which a container or a small machine may set low (an outside review). */
+static const char *new_segment_why(lua_State *L, size_t size, int err) {
+  struct shminfo si;
+  struct shm_info in;
+  int top;
+  memset(&si, 0, sizeof si);
+  memset(&in, 0, sizeof in);
+  if (sys_shmctl_n(0, IPC_INFO, &si, &top) != 0) return NULL;
+  if (err == EINVAL && size > si.shmmax)
+    return lua_pushfstring(L, "a segment may have at most %I bytes here (kernel.shmmax): ask "
+                              "for less, or raise it (sysctl -w kernel.shmmax=...)",
+                           (lua_Integer)si.shmmax);
+  if (err != ENOSPC || sys_shmctl_n(0, SHM_INFO, &in, &top) != 0) return NULL;
+  if ((unsigned long)in.used_ids >= si.shmmni)
+    return lua_pushfstring(L, "kernel.shmmni allows %d segments, and the system has %d: remove "
+                              "one (M.shmctl(id, M.IPC_RMID); `ipcs -m` lists them), or raise it "
+                              "(sysctl -w kernel.shmmni=...)", (int)si.shmmni, in.used_ids);
+  size_t ps = sys_pagesize(), pages = size / ps + (size % ps != 0);
+  if (in.shm_tot + pages > si.shmall || in.shm_tot + pages < in.shm_tot)
+    return lua_pushfstring(L, "the segments hold %I pages and this one needs %I more, past the "
+                              "%I pages kernel.shmall allows: remove some (M.shmctl(id, "
+                              "M.IPC_RMID)), or raise it (sysctl -w kernel.shmall=...)",
+                           (lua_Integer)in.shm_tot, (lua_Integer)pages, (lua_Integer)si.shmall);
+  return NULL;
+}
+
 /* Why shmget refused (err), pushed, or NULL: what the lecture's client and server get wrong. */
 static const char *shmget_why(lua_State *L, int key, size_t size, int flags, int err) {
   char k[16];
@@ -75,7 +103,7 @@ static const char *shmget_why(lua_State *L, int key, size_t size, int flags, int
   struct shmid_ds ds;
   if (key == IPC_PRIVATE || sys_shmget(key, 0, 0, &id) != 0) {
     if (err == EINVAL && size == 0) return "a new segment needs a size of 1 byte or more";
-    return NULL;
+    return new_segment_why(L, size, err);
   }
   int stat_err = sys_shmctl(id, IPC_STAT, &ds);
   if (stat_err == EACCES) stat_err = sys_shmstat_any(id, &ds);

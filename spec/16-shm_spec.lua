@@ -935,6 +935,34 @@ describe("a System V refusal says why, in the lecture's words (novice review)", 
                    .. "not let you read and write it (M.SHM_RDONLY asks to read only))\t13\ntrue\n", out, 1, true)
   end)
 
+  it("shmget: the system's limits, kernel.shmmax, shmall and shmmni, named (outside review)", function()
+    if not H.have("unshare") or ids() ~= 0 then return pending("needs root and unshare") end
+    -- in a new IPC namespace of its own, whose limits the child sets
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local function set(name, v) local f = assert(io.open("/proc/sys/kernel/" .. name, "w"))
+        f:write(v) f:close() end
+      local function try(size) return (select(2, M.shmget(M.IPC_PRIVATE, size, M.IPC_CREAT | 384))) end
+      set("shmmax", "8192") print(try(3 * 4096))
+      set("shmmax", "1000000") set("shmall", "2") print(try(3 * 4096))
+      set("shmall", "1000") set("shmmni", "1")
+      local id = assert(M.shmget(M.IPC_PRIVATE, 64, M.IPC_CREAT | 384))
+      print(try(64))
+      M.shmctl(id, M.IPC_RMID)
+      print(M.shmget(M.IPC_PRIVATE, 64, M.IPC_CREAT | 384) ~= nil)
+    ]], "unshare -i ")
+    if out:match("^unshare: ") then return pending("unshare -i refused here: " .. out) end
+    assert.equal(table.concat({
+      "shmget: Invalid argument (a segment may have at most 8192 bytes here (kernel.shmmax): ask for "
+        .. "less, or raise it (sysctl -w kernel.shmmax=...))",
+      "shmget: No space left on device (the segments hold 0 pages and this one needs "
+        .. math.ceil(3 * 4096 / H.ps) .. " more, past the 2 pages kernel.shmall allows: remove some "
+        .. "(M.shmctl(id, M.IPC_RMID)), or raise it (sysctl -w kernel.shmall=...))",
+      "shmget: No space left on device (kernel.shmmni allows 1 segments, and the system has 1: remove one "
+        .. "(M.shmctl(id, M.IPC_RMID); `ipcs -m` lists them), or raise it (sysctl -w kernel.shmmni=...))",
+      "true", "" }, "\n"), out)
+  end)
+
   it("shmget's EACCES: the mode against the flags' mode bits", function()
     if not H.have("setpriv") or ids() ~= 0 then pending("needs root and setpriv to be another user") return end
     local key = fresh_key()
