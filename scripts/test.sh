@@ -43,6 +43,32 @@ lua_env() { # $1: build dir holding memlab/core.so; LUA_SYS_PATH/CPATH: more to 
   BUSTED_CPATH="--cpath=$top/$1/?.so;$top/build/test/?.so"
 }
 
+# busted_specs [PREFIX...]: busted -o TAP over every spec file, run as PREFIX... $LUA busted, in
+# MEMLAB_JOBS (default: the cores, at most 2) processes at once, each taking every other file:
+# the specs under valgrind and ASan take minutes, and one interpreter uses one core. Each file
+# passes alone (that is how they are split); each half's output is shown when it ends. Fails when
+# any half fails.
+busted_specs() {
+  local jobs=${MEMLAB_JOBS:-$(nproc 2>/dev/null || echo 1)}
+  [ "$jobs" -gt 2 ] && jobs=2
+  local files=(spec/*_spec.lua) # (relative, as busted names them when given the directory)
+  if [ "$jobs" -lt 2 ]; then "$@" "$LUA" "$BUSTED" "$BUSTED_CPATH" -o TAP spec; return; fi
+  local i h out pids=() rc=0
+  out=$(mktemp -d)
+  for h in 0 1; do
+    local part=()
+    for i in "${!files[@]}"; do [ $((i % 2)) -eq "$h" ] && part+=("${files[i]}"); done
+    "$@" "$LUA" "$BUSTED" "$BUSTED_CPATH" -o TAP "${part[@]}" > "$out/$h" 2>&1 &
+    pids+=($!)
+  done
+  for h in 0 1; do
+    wait "${pids[h]}" || rc=1
+    cat "$out/$h"
+  done
+  rm -rf "$out"
+  return $rc
+}
+
 # run_stage NAME COMMAND...: runs COMMAND, keeps the TAP lines it prints, shows everything.
 run_stage() {
   local name=$1; shift
@@ -74,7 +100,7 @@ stage_build() {
 stage_specs() {
   make --no-print-directory WERROR=1 all test-helpers >/dev/null || return 1
   lua_env build
-  "$LUA" "$BUSTED" "$BUSTED_CPATH" -o TAP spec
+  busted_specs
 }
 
 stage_ctests() {
@@ -100,10 +126,9 @@ stage_asan() {
   make --no-print-directory test-helpers >/dev/null || return 1
   lua_env build/asan
   local rc=0
-  tagged asan env LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
+  tagged asan busted_specs env LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
     ASAN_OPTIONS="detect_leaks=0:allow_user_segv_handler=1:allocator_may_return_null=1" \
-    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" MEMLAB_UNDER=asan \
-    "$LUA" "$BUSTED" "$BUSTED_CPATH" -o TAP spec || rc=1
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" MEMLAB_UNDER=asan || rc=1
   tagged asan make --no-print-directory alloc-asan || rc=1
   tagged asan make --no-print-directory BUILD=build/asan OPT=-O1 EXTRA_CFLAGS="$ASAN_FLAGS" \
     WERROR=1 oom-test || rc=1
@@ -132,9 +157,9 @@ stage_valgrind() {
   make --no-print-directory WERROR=1 all test-helpers >/dev/null || return 1
   lua_env build
   local rc=0
-  tagged valgrind env MEMLAB_UNDER=valgrind valgrind -q --error-exitcode=99 --leak-check=full \
-    --errors-for-leak-kinds=definite --show-leak-kinds=definite \
-    --suppressions="$top/spec/valgrind.supp" "$LUA" "$BUSTED" "$BUSTED_CPATH" -o TAP spec || rc=1
+  tagged valgrind busted_specs env MEMLAB_UNDER=valgrind valgrind -q --error-exitcode=99 \
+    --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+    --suppressions="$top/spec/valgrind.supp" || rc=1
   tagged valgrind make --no-print-directory alloc-valgrind || rc=1
   make --no-print-directory WERROR=1 build/embed/embed_test >/dev/null || return 1
   tagged valgrind env MEMLAB_UNDER=valgrind valgrind -q --error-exitcode=99 \
