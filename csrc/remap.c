@@ -25,13 +25,19 @@ static int several_mappings(lua_State *L, const MapInfo *mi) {
 
 static void read_byte(void *p) { (void)*(volatile unsigned char *)p; }
 
-/* Whether the page holding byte *last of a file mapping lies past the end of the file: a read of
- * it under the guard raises SIGBUS. memlab keeps no descriptor of a mapped file (C's mmap needs
- * none after the call, and one per mapping would run out), so this is how remap learns where the
- * file ends. A page that cannot be read (PROT_NONE) proves nothing: 0. */
-static int past_file_end(unsigned char *last) {
+/* Whether the page holding byte *last of a file mapping, at byte `at` of the file, lies past the
+ * end of the file: a read of it under the guard raises SIGBUS. memlab keeps no descriptor of a
+ * mapped file (C's mmap needs none after the call, and one per mapping would run out), so this is
+ * how remap learns where the file ends. A page that cannot be read (PROT_NONE) proves nothing: 0.
+ * A file system that cannot supply the page (a full tmpfs, an I/O error) raises SIGBUS too: where
+ * the file's size can be read (root, through /proc/self/map_files) and it reaches the page, the
+ * growth stands, as C's mremap lets it (an outside review saw a 2 MiB file on a full tmpfs
+ * refused its second MiB). */
+static int past_file_end(unsigned char *last, uint64_t at) {
   Fault f;
-  return guard_call(read_byte, last, last, 1, NULL, 0, &f) == SIGBUS;
+  if (guard_call(read_byte, last, last, 1, NULL, 0, &f) != SIGBUS) return 0;
+  long long size = sys_mapped_file_size(last);
+  return size < 0 || (uint64_t)size <= at - at % sys_pagesize(); /* no byte of the page in it */
 }
 
 /* Moves the mapping a remap moved from `base` to p (len bytes) back to base, shrunk to its old
@@ -73,7 +79,8 @@ static int file_end_refusal(lua_State *L, Owner *o, void *p, size_t newmap) {
   if (err) return push_syserror(L, "mremap", err);
   return push_syserrorf(L, "mremap", EINVAL, "growing past the end of the file: the mapping would "
                         "end at byte %I of the file, on a page past its end (reading it raised "
-                        "SIGBUS); truncate the file to size first%s", end,
+                        "SIGBUS, as a file system that cannot supply the page, a full tmpfs say, "
+                        "makes it do too); truncate the file to size first%s", end,
                         moved ? " (the mapping had moved: it stays at its new address, with its "
                                 "old length, and its views died)" : "");
 }
@@ -152,7 +159,8 @@ int mmap_remap(lua_State *L) {
     return nomem_error(L, "mremap", err, newmap - mi->maplen,
                        map_counts(mi->ever_writable, mi->flags, mi->shared_anon != 0));
   if (err) return push_syserror(L, "mremap", err);
-  if (mi->regular && newmap > mi->maplen && past_file_end((unsigned char *)p + newmap - 1))
+  if (mi->regular && newmap > mi->maplen &&
+      past_file_end((unsigned char *)p + newmap - 1, (uint64_t)mi->offset + newmap - 1))
     return file_end_refusal(L, o, p, newmap);
   protmap_resize(&mi->pm, newmap / ps);
   mi->maplen = newmap;

@@ -348,3 +348,21 @@ int sys_shmstat_any(int id, struct shmid_ds *ds) {
     if (shmctl(i, SHM_STAT_ANY, ds) == id) return 0;
   return EACCES;
 }
+
+/* sys_maps_find's search for the kernel mapping holding the address *ud. */
+static int holds_addr(uintptr_t from, const char *line, void *ud) {
+  unsigned long lo, hi;
+  uintptr_t a = *(const uintptr_t *)ud;
+  return sscanf(line, "%lx-%lx", &lo, &hi) == 2 && a >= from && a < (uintptr_t)hi;
+}
+
+long long sys_mapped_file_size(const void *addr) {
+  uintptr_t a = (uintptr_t)addr, from, to;
+  char path[96];
+  struct stat st;
+  if (!sys_maps_find(holds_addr, &a, &from, &to)) return -1;
+  snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)from,
+           (unsigned long)to);
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+  return (long long)st.st_size;
+}

@@ -95,6 +95,9 @@ size_t sys_huge_granule(int flags, int fd);
  * none does, or the file cannot be read. */
 int sys_maps_find(int (*match)(uintptr_t from, const char *line, void *ud), void *ud,
                   uintptr_t *from, uintptr_t *to);
+/* The size of the file mapped at addr now, from a stat of its /proc/self/map_files entry (which
+ * needs CAP_SYS_ADMIN: root), or -1 when it cannot be learned. */
+long long sys_mapped_file_size(const void *addr);
 /* The "key: N kB" line of /proc/meminfo, in bytes, or SIZE_MAX when it cannot be read. */
 size_t sys_meminfo(const char *key);
 int sys_close(int fd);

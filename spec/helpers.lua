@@ -384,7 +384,7 @@ function H.tmpdir(finally)
   end
 end
 
-local CAP_BITS = { setuid = 7, ipc_lock = 14, ipc_owner = 15 }
+local CAP_BITS = { setuid = 7, ipc_lock = 14, ipc_owner = 15, sys_admin = 21 }
 
 --- Whether this process has the capability `name` ("setuid", "ipc_lock", "ipc_owner") in effect.
 function H.has_cap(name)
