@@ -16,6 +16,20 @@
 #include "memlab.h"
 #include "sys.h"
 
+/* Why a mapping raised SIGBUS, as a tail for the fault's message ("" for other faults): its
+ * backing could not supply the page (an outside review met a full tmpfs's SIGBUS with nothing to
+ * say where it came from). */
+static const char *sigbus_why(const Fault *f, const Owner *o) {
+  if (f->signo != SIGBUS || !o || o->kind != &mmap_kind) return "";
+  const MapInfo *mi = MAPINFO(o);
+  if (mi->huge) return ": no huge page was there to back it (HugePages_Free in /proc/meminfo)";
+  if (mi->regular)
+    return ": the page lies past the end of the file, or its file system could not supply it "
+           "(full, a tmpfs say, or an I/O error)";
+  if (mi->shared_anon) return ": the page lies past the end of its shared memory object";
+  return "";
+}
+
 /* Raises the error for a fault caught in an access to o1's or o2's memory (either may be NULL). */
 MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const Fault *f, const Owner *o1,
                                      const Owner *o2) {
@@ -33,8 +47,8 @@ MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const Fault *f, const Owner *
                   "stopped there (before it, a write of several pages may have written the "
                   "pages it could) and may be tried again", guard_signame(f->signo),
                guard_codename(f->signo, f->code), addr_text(f->addr).s, d, strerror(snaperr));
-  luaL_error(L, "memory fault: %s (%s) at %s in " BUFFER_T ": %s", guard_signame(f->signo),
-             guard_codename(f->signo, f->code), addr_text(f->addr).s, d);
+  luaL_error(L, "memory fault: %s (%s) at %s in " BUFFER_T ": %s%s", guard_signame(f->signo),
+             guard_codename(f->signo, f->code), addr_text(f->addr).s, d, sigbus_why(f, o));
   for (;;) {}
 }
 
