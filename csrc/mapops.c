@@ -142,7 +142,7 @@ static int mapops_protect(lua_State *L) {
   int err = sys_mprotect(page_addr(&r), r.npages * sys_pagesize(), prot);
   if (err) {
     map_protect_undo(r.o, r.first, r.npages, prot_from_sys(prot));
-    return push_syserror(L, "mprotect", err);
+    return nomem_error(L, "mprotect", err, 0, NOMEM_SPLIT); /* (max_map_count: ENOMEM) */
   }
   protmap_apply(r.o->protmap, r.first, r.npages, prot_from_sys(prot));
   if (prot & PROT_WRITE) MAPINFO(r.o)->ever_writable = 1;

@@ -193,8 +193,12 @@ static const char *limit_why(lua_State *L, size_t len, unsigned counts) {
                            (lua_Integer)data, (lua_Integer)st.vmdata);
   const char *why = (counts & (NOMEM_COMMIT | NOMEM_STRICT)) ? commit_why(L, len, counts) : NULL;
   if (why) return why;
-  if (counts & NOMEM_MAPS) {
+  if (counts & (NOMEM_MAPS | NOMEM_SPLIT)) {
     long long max = read_number("/proc/sys/vm/max_map_count"), n = count_mappings();
+    if ((counts & NOMEM_SPLIT) && max > 0 && n + 1 >= max) /* a split in three adds two */
+      return lua_pushfstring(L, "the process has %I mappings, and changing part of one splits "
+                             "it in up to three, past the %I vm.max_map_count allows",
+                             (lua_Integer)n, (lua_Integer)max);
     if (max > 0 && n >= max) /* the kernel maps while it counts no more than max */
       return lua_pushfstring(L, "the process has %I mappings, the most vm.max_map_count, %I, "
                              "allows", (lua_Integer)n, (lua_Integer)max);

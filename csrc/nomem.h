@@ -13,8 +13,9 @@
  * NOMEM_DATA, RLIMIT_DATA (the heap, the break, private writable mappings); NOMEM_COMMIT, the
  * kernel's overcommit policy (private writable and shared anonymous memory); NOMEM_STRICT, only
  * its strict mode (the same with MAP_NORESERVE); NOMEM_MAPS, vm.max_map_count (a call that
- * makes a new kernel mapping). */
-enum { NOMEM_DATA = 1, NOMEM_COMMIT = 2, NOMEM_STRICT = 4, NOMEM_MAPS = 8 };
+ * makes a new kernel mapping); NOMEM_SPLIT, the same for a call that may split one kernel
+ * mapping in three (mprotect of part of it). */
+enum { NOMEM_DATA = 1, NOMEM_COMMIT = 2, NOMEM_STRICT = 4, NOMEM_MAPS = 8, NOMEM_SPLIT = 16 };
 
 /* The error triple of a request for len more bytes refused with err: "what: strerror (why)",
  * why as nomem_why says it; the bare triple when it has nothing to say. */

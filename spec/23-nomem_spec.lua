@@ -217,6 +217,23 @@ describe("a request refused for want of memory", function()
                    .. "vm%.max_map_count, " .. max .. ", allows%)", out)
   end)
 
+  it("names vm.max_map_count when a protect of part of a mapping would split it past it (outside review)", function()
+    if not H.natively(pending) then return end
+    local max = tonumber(H.slurp("/proc/sys/vm/max_map_count"))
+    if max > 300000 then return pending("vm.max_map_count is " .. max .. ": too many splits to make") end
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local ps, max = M.pagesize(), ]] .. max .. [[
+      local b = assert(M.map { length = 2 * (max + 8) * ps })
+      for i = 1, max + 8 do -- every other page read-only: two more kernel mappings each time
+        local ok, msg = b:protect("r", 2 * i * ps, ps)
+        if not ok then print("refused", msg) break end
+      end
+    ]])
+    assert.matches("refused\tmprotect: Cannot allocate memory %(the process has %d+ mappings, and changing "
+                   .. "part of one splits it in up to three, past the " .. max .. " vm%.max_map_count allows%)", out)
+  end)
+
   it("names a mapping lying in the break's way", function()
     if not H.natively(pending) then return end
     local out = H.run_lua([[
