@@ -118,6 +118,21 @@ static int opened_check(MFile *f, struct stat *st, int regular_only, int *by_typ
   return err;
 }
 
+/* shm_open's refusal of name (err): nil, "shm_open: strerror (/dev/shm/name...)", err: the path
+ * where glibc looks for it, and for ENOENT whether the object or /dev/shm itself is missing (an
+ * outside review met bare "No such file or directory" with O_CREAT, /dev/shm unmounted). */
+static int shm_open_refusal(lua_State *L, const char *name, lua_Integer oflag, int err) {
+  const char *path = lua_pushfstring(L, "/dev/shm/%s", name[0] == '/' ? name + 1 : name);
+  struct stat st;
+  if (err == ENOENT && stat("/dev/shm", &st) != 0)
+    return push_syserrorf(L, "shm_open", err, "%s: there is no /dev/shm, where shm_open keeps "
+                          "its objects (a tmpfs mounted there)", path);
+  if (err == ENOENT && !(oflag & O_CREAT))
+    return push_syserrorf(L, "shm_open", err, "%s: no such object, and M.O_CREAT was not given",
+                          path);
+  return push_syserrorf(L, "shm_open", err, "%s", path);
+}
+
 /* M.shm_open(name, oflag [, mode]) -> file; name like "/memlab-demo". Opened without blocking
  * and refused unless it is a shared memory object (a regular file): /dev/shm is writable by
  * every user, and a FIFO put at the name would block a read-only open until a writer came. */
@@ -144,7 +159,7 @@ static int mfile_shm_open(lua_State *L) {
       return push_syserrorf(L, "shm_open", err, "%s is a directory, not a shared memory object",
                             name);
   }
-  if (err) return push_syserror(L, "shm_open", err);
+  if (err) return shm_open_refusal(L, name, oflag, err);
   int by_type;
   if ((err = opened_check(f, &st, 1, &by_type)) != 0)
     return by_type ? push_syserrorf(L, "shm_open", err, "%s is a %s, not a shared memory object",

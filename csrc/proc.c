@@ -175,10 +175,22 @@ static int proc_peek(lua_State *L) {
   return 1;
 }
 
+/* fork's EAGAIN, said why: a limit on processes (an outside review met it bare under ulimit -u). */
+static int fork_refusal(lua_State *L, int err) {
+  struct rlimit rl;
+  if (err != EAGAIN) return push_syserror(L, "fork", err);
+  if (getrlimit(RLIMIT_NPROC, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    return push_syserrorf(L, "fork", err, "RLIMIT_NPROC allows this user %I processes (see "
+                          "`ulimit -u`), the likely limit; or the system's: kernel.threads-max, "
+                          "kernel.pid_max, a cgroup's pids.max", (lua_Integer)rl.rlim_cur);
+  return push_syserrorf(L, "fork", err, "a limit on processes: kernel.threads-max, "
+                        "kernel.pid_max, or a cgroup's pids.max");
+}
+
 static int proc_fork(lua_State *L) {
   pid_t pid;
   int err = sys_fork(&pid);
-  if (err) return push_syserror(L, "fork", err);
+  if (err) return fork_refusal(L, err);
   if (pid == 0) mmap_after_fork(L);
   lua_pushinteger(L, pid);
   return 1;
