@@ -93,7 +93,24 @@ static size_t soft_limit(SysResource r) {
 
 /* Whether a request of len more bytes passes limit, given used (UNKNOWN: cannot tell). */
 static int passes(size_t used, size_t len, size_t limit) {
-  return limit != UNKNOWN && used != UNKNOWN && (used > limit || len > limit - used);
+  if (limit == UNKNOWN) return 0;
+  if (used == UNKNOWN) return len > limit; /* (no /proc: a request past the limit alone) */
+  return used > limit || len > limit - used;
+}
+
+/* ", and N are in use" for a figure of /proc/self/status, or what stands for it when it could
+ * not be read (an outside review ran without /proc and got bare refusals). */
+typedef struct InUse {
+  char s[128];
+} InUse;
+static InUse in_use(size_t used) {
+  InUse u;
+  if (used == UNKNOWN)
+    snprintf(u.s, sizeof u.s, ", fewer than asked for (/proc/self/status, which says how many "
+             "are in use, could not be read)");
+  else
+    snprintf(u.s, sizeof u.s, ", and %zu are in use", used);
+  return u;
 }
 
 /* Whether every new mapping is locked (M.mlockall(M.MCL_FUTURE)), told by a one-page probe
@@ -185,12 +202,12 @@ static const char *limit_why(lua_State *L, size_t len, unsigned counts) {
     return lua_pushfstring(L, "under M.mlockall(M.MCL_FUTURE) every new mapping is locked, and "
                            LOCK_LIMIT, (lua_Integer)lock);
   if (passes(st.vmsize, len, as))
-    return lua_pushfstring(L, "RLIMIT_AS allows %I bytes of address space, and %I are in use; "
-                           "see `ulimit -v`", (lua_Integer)as, (lua_Integer)st.vmsize);
+    return lua_pushfstring(L, "RLIMIT_AS allows %I bytes of address space%s; see `ulimit -v`",
+                           (lua_Integer)as, in_use(st.vmsize).s);
   if ((counts & NOMEM_DATA) && passes(st.vmdata, len, data))
-    return lua_pushfstring(L, "RLIMIT_DATA allows %I bytes of data, and %I are in use; the heap, "
-                           "the break and private writable mappings count; see `ulimit -d`",
-                           (lua_Integer)data, (lua_Integer)st.vmdata);
+    return lua_pushfstring(L, "RLIMIT_DATA allows %I bytes of data%s; the heap, the break and "
+                           "private writable mappings count; see `ulimit -d`",
+                           (lua_Integer)data, in_use(st.vmdata).s);
   const char *why = (counts & (NOMEM_COMMIT | NOMEM_STRICT)) ? commit_why(L, len, counts) : NULL;
   if (why) return why;
   if (counts & (NOMEM_MAPS | NOMEM_SPLIT)) {
