@@ -103,12 +103,22 @@ static int snap_new(lua_State *L) {
   return 1;
 }
 
-/* The live bytes [at, at+n) of s's mapping, all in page i, into dst (snap_read_live); raises the
- * fault when they cannot be read (a file cut short under them; a kernel that refuses
- * /proc/self/mem). */
+/* The live bytes [at, at+n) of s's mapping, all in page i, into dst (snap_read_live); raises
+ * when they cannot be read: the fault (a file cut short under them: /proc/self/mem's EIO), or for
+ * a page its record keeps unreadable, /proc/self/mem's refusal (no /proc, no descriptor left, a kernel that
+ * refuses it: an outside review got a bare SEGV_ACCERR, which blamed the buffer). */
 static void live_read(lua_State *L, const Snapshot *s, size_t i, void *dst, size_t at, size_t n) {
   Fault f;
-  if (snap_read_live(s, i, dst, at, n, &f)) mem_fault_raise(L, &f, s->o, NULL);
+  int mem_err = 0;
+  if (!snap_read_live(s, i, dst, at, n, &f, &mem_err)) return;
+  if (f.signo == SIGSEGV && f.code == SEGV_ACCERR && mem_err && mem_err != EIO &&
+      !(protmap_get(s->o->protmap, i) & OWN_PROT_READ)) /* (EIO: no page to read there) */
+    luaL_error(L, "snapshot: page %I (%s) is unreadable now (%s), and /proc/self/mem, through "
+                  "which memlab reads such pages, could not be read: %s",
+               (lua_Integer)i, addr_text((uintptr_t)(s->base + i * s->ps)).s,
+               protmap_get(s->o->protmap, i) ? "execute- or write-only" : "PROT_NONE",
+               strerror(mem_err));
+  mem_fault_raise(L, &f, s->o, NULL);
 }
 
 /* s:read([off, len]) -> the contents as of the snapshot */

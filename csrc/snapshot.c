@@ -376,12 +376,15 @@ static void live_copy_fn(void *arg) {
  * /proc/self/mem first: under the guard it would fault. A readable one is copied under the
  * guard, and /proc/self/mem is tried when that faults all the same (a host program, or a refused
  * undo, left the kernel narrower than the record). */
-int snap_read_live(const Snapshot *s, size_t i, void *dst, size_t at, size_t n, Fault *f) {
+int snap_read_live(const Snapshot *s, size_t i, void *dst, size_t at, size_t n, Fault *f,
+                   int *mem_err) {
   const unsigned char *src = s->base + at;
-  if (!(protmap_get(s->o->protmap, i) & OWN_PROT_READ) && sys_read_self(src, n, dst) == 0) return 0;
+  if (!(protmap_get(s->o->protmap, i) & OWN_PROT_READ) &&
+      (*mem_err = sys_read_self(src, n, dst)) == 0)
+    return 0;
   LiveArgs a = {dst, src, n};
   int sig = guard_call(live_copy_fn, &a, src, n, NULL, 0, f);
-  return sig && sys_read_self(src, n, dst) != 0 ? sig : 0;
+  return sig && (*mem_err = sys_read_self(src, n, dst)) != 0 ? sig : 0;
 }
 
 /* (mapping.h) Each armed page is read as it is now (snap_read_live), whatever the kernel left
@@ -396,7 +399,8 @@ void snap_save_unknown(const Owner *o, size_t first, size_t n) {
      * record, never a fault nobody claims */
     protmap_set(&MAPINFO(o)->pm, i, 1, protmap_get(o->protmap, i) & ~OWN_PROT_WRITE);
     Fault f;
-    if (snap_read_live(s, i, s->copy + i * s->ps, i * s->ps, s->ps, &f) == 0) {
+    int mem_err;
+    if (snap_read_live(s, i, s->copy + i * s->ps, i * s->ps, s->ps, &f, &mem_err) == 0) {
       s->copied[i] = 1;
       s->ncopied++;
     } else {

@@ -53,8 +53,10 @@ int snap_take_slot(Snapshot *s);
 int snap_slots_full(void);
 /* Copies the live bytes [at, at+n) of s's mapping, all in page i, into dst whatever the page's
  * protection (through /proc/self/mem where the guard would fault): 0, or the signal of the fault
- * (in *f) when neither way reads them. Allocates nothing, calls no Lua. */
-int snap_read_live(const Snapshot *s, size_t i, void *dst, size_t at, size_t n, Fault *f);
+ * (in *f) when neither way reads them, /proc/self/mem's errno in *mem_err. Allocates nothing,
+ * calls no Lua. */
+int snap_read_live(const Snapshot *s, size_t i, void *dst, size_t at, size_t n, Fault *f,
+                   int *mem_err);
 /* Raises for page i, whose old contents were lost, naming what (read, restore) needed it. */
 int snap_lost_error(lua_State *L, size_t i, const char *what);
 /* The fault handler's claimer (guard_set_claimer): 1 when it copied the armed page the access

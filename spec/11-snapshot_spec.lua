@@ -269,6 +269,25 @@ describe("b:snapshot()", function()
     restore_and_free(b, s, before)
   end)
 
+  it("says why when /proc/self/mem cannot read an unreadable page either: no descriptor left (outside review)", function()
+    if not H.natively(pending) then return end
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local ps = M.pagesize()
+      local b = M.map { length = 2 * ps }
+      b:fill(66)
+      b:protect("none", ps, ps)
+      local s = b:snapshot()
+      local fds = take_fds()
+      local ok, err = pcall(s.read, s, ps, 4)
+      give_fds(fds)
+      print(ok, err)
+      print(s:read(ps, 4))
+    ]])
+    assert.matches("^false\t[^\n]*snapshot: page 1 %(0x%x+%) is unreadable now %(PROT_NONE%), and /proc/self/mem, "
+                   .. "through which memlab reads such pages, could not be read: Too many open files\nBBBB\n$", out)
+  end)
+
   it("copies nothing when s:read reads an armed write-only page (red-team review: it counted as copied)", function()
     local b = patterned(2)
     local before = b:read()
