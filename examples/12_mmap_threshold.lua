@@ -13,6 +13,8 @@
 -- do only what the lecture's do, and the maps are read before and after them.
 local lab = dofile(((arg and arg[0] or ""):match("^(.*/)") or "./") .. "lab.lua")
 local M = require "memlab"
+-- malloc, or the C program's perror("malloc") and exit(1) when it returns NULL
+local function malloc(n) local b, err = M.malloc(n) if not b then print(err) os.exit(1) end return b end
 
 lab.title("12", "mmap threshold: heap vs own mapping")
 
@@ -28,7 +30,7 @@ local heap_from = heap and heap.path == "[heap]" and heap.from or M.sbrk(0)
 print(("Allocation size: %d"):format(block_size_heap))
 local small_ok, brk = 0, nil
 for j = 1, blocks do
-  block_list[j] = M.malloc(block_size_heap)
+  block_list[j] = malloc(block_size_heap)
   brk = M.sbrk(0)
   local addr = block_list[j]:address()
   -- at the heap's top: within the block, malloc's top pad (128 KiB by default) and a block more
@@ -46,7 +48,7 @@ for j = 1, blocks do
   local brk0 = M.sbrk(0) -- not brk when the interpreter's own allocations (printing) moved it
   M.free(block_list[j])
   local brk1 = M.sbrk(0) -- not brk0 when the free gave the heap's free top back
-  block_list[j] = M.malloc(block_size_amm)
+  block_list[j] = malloc(block_size_amm)
   addrs[j] = block_list[j]:address()
   if brk0 ~= brk then
     moves[#moves + 1] = ("before block %d it moved %+d KiB, not for a block"):format(j,
@@ -122,7 +124,7 @@ local refused = threshold(32 * 1024, "32 * 1024")
 local extra, grew, k = {}, 0, nil -- k: the first block not in [heap]
 for i = 1, refused and 0 or 64 do
   local brk0 = M.sbrk(0)
-  extra[i] = M.malloc(block_size_heap)
+  extra[i] = malloc(block_size_heap)
   local a = extra[i]:address()
   if a < heap_from or a >= M.sbrk(0) then k = i break end
   if a + block_size_heap > brk0 then grew = grew + 1 end -- in memory the break grew for
@@ -144,7 +146,7 @@ for _, b in ipairs(extra) do b:free() end
 -- the heap, and the break grows to make room for it.
 local function one_mib()
   local before = M.sbrk(0)
-  local b = M.malloc(1 << 20)
+  local b = malloc(1 << 20)
   local moved = M.sbrk(0) - before -- before where(): reading the maps may move the break
   local r, name = where(b)
   print(("malloc(1 MiB): %s in %s, the break moved %+d KiB"):format(lab.hex(b:address()), name,

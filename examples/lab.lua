@@ -46,6 +46,11 @@ local id, passed, total = "??", 0, 0
 function lab.title(the_id, text)
   id = tostring(the_id)
   print(("=== lab %s: %s ==="):format(id, text))
+  local f, err = io.open("/proc/self/maps", "r") -- what most experiments look at
+  if f then f:close() else
+    print(("  ! /proc/self/maps cannot be read (%s): what this experiment reads of /proc "
+           .. "(M.maps, M.region, M.smaps, M.status) is missing, and it may fail for that"):format(err))
+  end
 end
 
 --- lab.check(name, ok, detail): records and prints one check, computed from the run.

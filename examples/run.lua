@@ -66,7 +66,11 @@ do
         title = name:gsub("^[^_]*_", ""):gsub("%.lua$", ""):gsub("_", " ") }
     end
   end
-  ls:close()
+  local listed, _, status = ls:close()
+  if not listed then -- (a shell with too few descriptors to redirect: ulimit -n 10)
+    usage(("could not list %s: ls exited %s (too few descriptors? `ulimit -n` tells)")
+          :format(dir, tostring(status)))
+  end
   local function key(s)
     local x, n = s.id:match("^(X?)(%d+)$")
     return (x == "X" and 1000 or 0) + tonumber(n)
@@ -120,6 +124,13 @@ local function run(s)
   end
   print()
   return r
+end
+
+-- Most experiments read the process through /proc (M.maps, M.region, M.smaps, M.status).
+local proc_f, proc_err = io.open("/proc/self/maps", "r")
+if proc_f then proc_f:close() else
+  print(("! /proc/self/maps cannot be read (%s): the experiments that read /proc will fail; "
+         .. "mount /proc\n"):format(proc_err))
 end
 
 local results, t0 = {}, now()

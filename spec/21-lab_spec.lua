@@ -128,3 +128,30 @@ describe("lab.sysv_key (examples/lab.lua)", function()
     assert.is_false(st.dest, "the held segment was not removed")
   end)
 end)
+
+describe("the lab in a poor environment (outside review)", function()
+  it("says at the top, and in each header, that /proc is missing; an experiment that needs none runs", function()
+    if not H.natively(pending) then return end
+    if not H.have("unshare") or not H.has_cap("sys_admin") then
+      return pending("needs root: a mount namespace without /proc")
+    end
+    local p = assert(io.popen("unshare -m --propagation private sh -c 'umount -l /proc && "
+                              .. "exec lua5.4 examples/run.lua --quick --only 08,15' 2>&1; echo \"exit $?\""))
+    local out = p:read("a")
+    p:close()
+    if out:match("^unshare: ") or out:match("umount: ") then return pending("no mount namespace: " .. out) end
+    assert.matches("^! /proc/self/maps cannot be read %(/proc/self/maps: No such file or directory%): the "
+                   .. "experiments that read /proc will fail; mount /proc\n", out)
+    assert.matches("\n      ! /proc/self/maps cannot be read (/proc/self/maps: No such file or directory): what "
+                   .. "this experiment reads of /proc", out, 1, true)
+    assert.matches("1 of 2 experiments reproduced", out, 1, true) -- 08 needs no /proc, 15 does
+    assert.matches("\n15 [^\n]* no ", out)
+  end)
+
+  it("12 stops with malloc's message when a block is refused, as the C program's perror", function()
+    if not H.natively(pending) then return end
+    local out, code = lab("12_mmap_threshold.lua", "ulimit -v 200000")
+    assert.equal(1, code, out)
+    assert.matches("\nmalloc: Cannot allocate memory %(RLIMIT_AS allows 204800000 bytes", out)
+  end)
+end)
