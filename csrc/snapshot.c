@@ -252,7 +252,7 @@ int snap_before_change(Owner *o, size_t off, size_t len) {
                            s->base - 1) / s->ps;
     const MapInfo *mi = MAPINFO(s->o);
     int anon = mi && (mi->flags & MAP_ANONYMOUS) && (mi->flags & MAP_SHARED_VALIDATE) == MAP_PRIVATE;
-    PageMap pm = {anon ? open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1, 0, 0, {0}};
+    PageMap pm = {anon ? sys_open_proc("/proc/self/pagemap") : -1, 0, 0, {0}};
     /* no descriptor left: refused, not every armed page copied (gigabytes of a reservation);
      * without /proc, the ordinary way */
     if (anon && pm.fd < 0 && (errno == EMFILE || errno == ENFILE)) return errno;

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PROC_SUPER_MAGIC_ 0x9fa0UL /* (linux/magic.h) the file system /proc is */
+
 size_t sys_pagesize(void) { return ml_sys_pagesize(); } /* one answer: the page source's */
 
 int sys_sbrk(intptr_t increment, void **old) {
@@ -132,8 +134,18 @@ int sys_range_locked(uintptr_t lo, uintptr_t hi, uintptr_t *at) {
 /* (sys.h) The kernel serves /proc/self/mem through get_user_pages with FOLL_FORCE, which reads a
  * page whatever its protection (a kernel built or booted with proc_mem.force_override=never
  * refuses: EIO). A short read is a page it could not supply (past a file's end, unmapped). */
+int sys_open_proc(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct statfs fs;
+  if (fd < 0) return -1;
+  if (fstatfs(fd, &fs) == 0 && (unsigned long)fs.f_type == PROC_SUPER_MAGIC_) return fd;
+  close(fd);
+  errno = ENODEV;
+  return -1;
+}
+
 int sys_read_self(const void *addr, size_t n, void *dst) {
-  int fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+  int fd = sys_open_proc("/proc/self/mem");
   if (fd < 0) return errno;
   int err = 0;
   for (size_t done = 0; done < n && !err;) {

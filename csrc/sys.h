@@ -67,6 +67,10 @@ int sys_munlockall(void);
  * pages the process cannot (PROT_NONE, write-only, execute-only): 0, or an errno (EIO for a page
  * the kernel could not or would not supply). Opens and closes a descriptor per call. */
 int sys_read_self(const void *addr, size_t n, void *dst);
+/* Opens a file of /proc read-only: its descriptor, or -1 with errno set, ENODEV when the file is
+ * not on the proc file system (bind-mounted over: an outside review put /dev/zero over
+ * /proc/self/pagemap, whose zeros then said every page was untouched). */
+int sys_open_proc(const char *path);
 
 int sys_mincore(void *addr, size_t len, unsigned char *vec);
 int sys_mremap(void *old, size_t oldlen, size_t newlen, int flags, void **out);

@@ -288,6 +288,34 @@ describe("b:snapshot()", function()
                    .. "through which memlab reads such pages, could not be read: Too many open files\nBBBB\n$", out)
   end)
 
+  it("trusts /proc/self/pagemap and /proc/self/mem only on the proc file system (outside review)", function()
+    -- /dev/zero bound over pagemap said every page was untouched, and a protect saved them as
+    -- zeros; over mem, its zeros were read as the pages' contents
+    if not H.natively(pending) then return end
+    if not H.have("unshare") or not H.has_cap("sys_admin") then
+      return pending("needs root: a mount namespace to bind over /proc/self files")
+    end
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local ps = M.pagesize()
+      local b = M.map { length = 4 * ps }
+      b:fill(0x41)
+      local s = b:snapshot()
+      b:protect("none")
+      print(s:read(0, 4), s:read(3 * ps, 4), s:copied())
+      b:protect("none", 0, 0)
+      local c = M.map { length = ps }
+      c:fill(0x42)
+      c:protect("none")
+      local t = c:snapshot()
+      print(pcall(t.read, t, 0, 4))
+    ]], "unshare -m --propagation private sh -c 'mount --bind /dev/zero /proc/$$/pagemap && "
+        .. "mount --bind /dev/zero /proc/$$/mem && exec \"$0\" \"$@\"' ")
+    if out:match("^unshare: ") or out:match("mount: ") then return pending("no mount namespace: " .. out) end
+    assert.matches("^AAAA\tAAAA\t4\nfalse\t[^\n]*is unreadable now %(PROT_NONE%), and /proc/self/mem, through "
+                   .. "which memlab reads such pages, could not be read: No such device\n$", out)
+  end)
+
   it("copies nothing when s:read reads an armed write-only page (red-team review: it counted as copied)", function()
     local b = patterned(2)
     local before = b:read()
