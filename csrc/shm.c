@@ -198,10 +198,12 @@ static int shm_shmat(lua_State *L) {
   if (err == EINVAL && addr % (uintptr_t)SHMLBA && !(flags & SHM_RND))
     return push_syserrorf(L, "shmat", err, "the address %p is not a multiple of SHMLBA, %d bytes: "
                           "M.SHM_RND rounds it down", (void *)addr, (int)SHMLBA);
+  struct shmid_ds ds;
+  if (err == ENOMEM && sys_shmctl(id, IPC_STAT, &ds) == 0) /* the limit it passed, named */
+    return nomem_error(L, "shmat", err, ds.shm_segsz, NOMEM_MAPS);
   if (err)
     return shm_refusal(L, "shmat", id, err, flags & SHM_RDONLY ? "read it" : "read and write it "
                        "(M.SHM_RDONLY asks to read only)");
-  struct shmid_ds ds;
   err = sys_shmctl(id, IPC_STAT, &ds);
   if (err) {
     sys_shmdt(p);

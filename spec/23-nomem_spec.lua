@@ -26,6 +26,8 @@ local CALLS = [[
   local small = assert(M.mmap(nil, 4096, RW, M.MAP_PRIVATE | M.MAP_ANONYMOUS))
   small[0] = 1
   say("remap", small:remap(n, true))
+  local id = M.shmget(M.IPC_PRIVATE, n, M.IPC_CREAT | 384) -- (shared: not counted as data)
+  if id then say("shmat", M.shmat(id)) M.shmctl(id, M.IPC_RMID) else print("shmat", "no segment") end
 ]]
 
 local function results(out)
@@ -71,13 +73,14 @@ describe("a request refused for want of memory", function()
     end
     assert.equal("ok", r.shared, out)
     assert.equal("ok", r.readonly, out)
+    assert.equal("ok", r.shmat, out)
   end)
 
   it("names RLIMIT_AS for every kind", function()
     if not H.natively(pending) then return end
     local out = H.run_lua(CALLS:gsub("@N@", tostring(1024 * MiB)), "ulimit -v 400000; ")
     local r = results(out)
-    for _, name in ipairs { "malloc", "calloc", "sbrk", "mmap", "shared", "readonly", "remap" } do
+    for _, name in ipairs { "malloc", "calloc", "sbrk", "mmap", "shared", "readonly", "remap", "shmat" } do
       assert.matches("^%a+: Cannot allocate memory %(RLIMIT_AS allows 409600000 bytes of address "
                      .. "space, and %d+ are in use; see `ulimit %-v`%)$", r[name] or out)
     end
