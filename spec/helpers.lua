@@ -433,6 +433,20 @@ function H.run_lua(code, prefix)
   return out
 end
 
+--- Runs the Lua chunk `code` as H.run_lua does, in a mount namespace of its own, after the shell
+-- commands `setup` ran there (mounts the host never sees; "$$" is the child's pid, which exec
+-- keeps). Returns the output, or nil and why when there can be no such namespace (not root, no
+-- unshare) or the set-up failed.
+function H.run_in_mount_ns(code, setup)
+  if not H.have("unshare") or not H.has_cap("sys_admin") then
+    return nil, "needs root (CAP_SYS_ADMIN) and unshare: a mount namespace of its own"
+  end
+  local out = H.run_lua(code, ("unshare -m --propagation private sh -c '%s && exec \"$0\" \"$@\"' ")
+                              :format(setup))
+  if out:match("^unshare: ") or out:match("^u?mount: ") then return nil, "the set-up failed: " .. out end
+  return out
+end
+
 --- Runs the Lua chunk `code` as H.run_lua does, with spec/c/failinj.c preloaded: memlab's
 -- calls named by `plan` ("fn:nth[:times[:errno]],...", see failinj.c) fail, counted only while
 -- the chunk holds the file whose path its global FAIL_WHILE names (the chunk calls refusing(fn),
