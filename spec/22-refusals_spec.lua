@@ -150,6 +150,19 @@ describe("a snapshot when the kernel refuses", function()
     assert.same({ "nil", "old", "0", "true" }, v, out)
   end)
 
+  it("s:free() refused in part and its re-arming refused too: the saved pages' record says what the kernel has (mutation review)", function()
+    -- (snap_save_unknown not taking write from the record: page 1 read rw- over the kernel's r--)
+    local v, out = run("mprotect_part:1,mprotect:1", [[
+      local b, s = armed()
+      local ok = refusing(s.free, s)          -- page 0 opened, then refused; the re-arming refused
+      return tostring(ok), M.region(b:address() + ps).perms:sub(1, 3),
+             tostring(b:slice(ps, ps)):match("mmap, (%S+),"), s:read(0, 3)]])
+    if not v then return end
+    assert.equal("nil", v[1], out)
+    assert.equal(v[2], v[3], out)
+    assert.equal("old", v[4], out)
+  end)
+
   it("a read-only b:protect over an armed write-only page, refused with its undo: a store is caught, never a crash (red-team review)", function()
     local v, out = run("mprotect:1:2", [[
       local b, s = armed("w")
