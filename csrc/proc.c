@@ -474,8 +474,9 @@ static const luaL_Reg proc_funcs[] = {
   {"layout", proc_layout}, {"rusage", proc_rusage}, {"peek", proc_peek}, {"fork", proc_fork},
   {"waitpid", proc_waitpid}, {"_exit", proc_exit}, {"getpid", proc_getpid},
   {"sleep", proc_sleep}, {"kill", proc_kill}, {"pagesize", proc_pagesize},
-  {"strerror", proc_strerror}, {"clock", proc_clock}, {"exepath", proc_exepath}, {"procdir", proc_procdir},
-  {"readproc", proc_readproc}, {"getrlimit", proc_getrlimit}, {NULL, NULL}};
+  {"strerror", proc_strerror}, {"clock", proc_clock}, {"exepath", proc_exepath},
+  {"procdir", proc_procdir}, {"readproc", proc_readproc}, {"getrlimit", proc_getrlimit},
+  {NULL, NULL}};
 
 static const ConstReg proc_consts[] = {
   MLCONST(ENOMEM), MLCONST(EINVAL), MLCONST(EPERM), MLCONST(EACCES), MLCONST(EEXIST),
