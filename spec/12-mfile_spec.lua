@@ -286,6 +286,29 @@ describe("names with a zero byte inside", function()
   end)
 end)
 
+describe("files dropped without close (soak review)", function()
+  it("are collected when the descriptors run out: memfd_create and shm_open try again", function()
+    -- each holds a descriptor until the collector runs: under `ulimit -n 1024` half of 50 000
+    -- memfd_create calls were refused with EMFILE
+    if not H.natively(pending) then return end
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local failed, name = 0, "/memlab-12-drop-" .. M.getpid()
+      for _ = 1, 300 do
+        if not M.memfd_create("memlab-12-drop") then failed = failed + 1 end
+        local f = M.shm_open(name)
+        if f then M.shm_unlink(name) else failed = failed + 1 end
+      end
+      collectgarbage()
+      local fds = take_fds() -- held, not garbage: still refused
+      local ok, msg, code = M.memfd_create("memlab-12-held")
+      give_fds(fds)
+      print(failed, ok, code)
+    ]], "ulimit -n 32; ")
+    assert.equal("0\tnil\t" .. M.EMFILE .. "\n", out)
+  end)
+end)
+
 describe("M.shm_open() and M.shm_unlink()", function()
   it("create a named object that two mappings in two buffers share", function()
     local name = shm_name()
