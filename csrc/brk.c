@@ -149,12 +149,9 @@ void brk_settle(void) {
   pthread_mutex_unlock(&g_mu);
 }
 
-/* Forgets o as its region's buffer. The table is sorted by start, and a region with a buffer
- * starts where the buffer does (push_brkbuffer, the one place that sets an owner), so a binary
- * search finds it: the walk over the table it replaced made freeing n buffers cost n^2 (80 000
- * took 3 to 9 s). */
-static uintptr_t forget_owner(const Owner *o) {
-  uintptr_t at = (uintptr_t)o->base;
+/* The index of the first region starting at or above `at`: a binary search (the table is sorted
+ * by start). */
+static size_t first_region_at(uintptr_t at) {
   size_t lo = 0, hi = g_nregions;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -163,6 +160,15 @@ static uintptr_t forget_owner(const Owner *o) {
     else
       hi = mid;
   }
+  return lo;
+}
+
+/* Forgets o as its region's buffer; returns where it starts. A region with a buffer starts where
+ * the buffer does (push_brkbuffer, the one place that sets an owner), so a binary search finds
+ * it: the walk over the table it replaced made freeing n buffers cost n^2 (80 000 took 3 to 9 s). */
+static uintptr_t forget_owner(const Owner *o) {
+  uintptr_t at = (uintptr_t)o->base;
+  size_t lo = first_region_at(at);
   for (size_t i = lo; i < g_nregions && g_regions[i].start == at; i++) /* (an adopted empty one) */
     if (g_regions[i].owner == o) g_regions[i].owner = NULL;
   return at;
@@ -173,14 +179,7 @@ static uintptr_t forget_owner(const Owner *o) {
  * makes whole with a neighbour just as free, go back to the kernel (MADV_DONTNEED: the range
  * stays the break's, reading zero): a soak test's 100 000 stranded regions kept 441 MB resident. */
 static void drop_stranded(uintptr_t at) {
-  size_t lo = 0, hi = g_nregions;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (g_regions[mid].start < at)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
+  size_t lo = first_region_at(at);
   if (lo == g_nregions || g_regions[lo].start != at || g_regions[lo].owner) return;
   const BrkRegion *r = &g_regions[lo];
   uintptr_t from = r->start, to = r->end;
