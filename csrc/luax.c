@@ -145,10 +145,9 @@ static const char *one_based_hint(size_t off, size_t n, size_t size) {
   return off >= 1 && n <= size && off - 1 <= size - n ? ": offsets count from 0, as in C" : "";
 }
 
-int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size) {
-  return luaL_argerror(L, idx, lua_pushfstring(L, "offset out of range (%I; the buffer has %I "
-                                                  "byte%s)", o, (lua_Integer)size,
-                                               size == 1 ? "" : "s"));
+int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size, const char *of) {
+  return luaL_argerror(L, idx, lua_pushfstring(L, "offset out of range (%I; the %s has %I %s)", o,
+                                               of, (lua_Integer)size, BYTES(size)));
 }
 
 int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off, size_t size, int ioff) {
@@ -165,9 +164,7 @@ int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off,
 void arg_range_of(lua_State *L, int ioff, int ilen, size_t size, const char *of, size_t *off,
                   size_t *len) {
   lua_Integer o = luaL_optinteger(L, ioff, 0);
-  if (o < 0 || (uint64_t)o > (uint64_t)size)
-    luaL_argerror(L, ioff, lua_pushfstring(L, "offset out of range (%I; the %s has %I %s)", o, of,
-                                           (lua_Integer)size, BYTES(size)));
+  if (o < 0 || (uint64_t)o > (uint64_t)size) arg_offset_error(L, ioff, o, size, of);
   *off = (size_t)o;
   if (lua_isnoneornil(L, ilen)) {
     *len = size - *off;

@@ -148,8 +148,9 @@ void arg_self_slip(lua_State *L, const void *key, const char *field, const char 
 int arg_mode_check_octal(lua_State *L, int idx, lua_Integer v, const char *what, const char *bit);
 /* "rw-------" for mode's nine permission bits, in out (10 bytes); returns out. */
 const char *mode_text(unsigned mode, char out[10]);
-/* Raises "offset out of range (o; the buffer has size bytes)" at argument idx. */
-int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size);
+/* Raises "offset out of range (o; the <of> has size bytes)" at argument idx; of: "buffer", or
+ * "string" for a string source. */
+int arg_offset_error(lua_State *L, int idx, lua_Integer o, size_t size, const char *of);
 /* Raises "<what> (out of range: n bytes at offset off; the buffer has size)" at argument idx:
  * a write, a copy, packed data or an unpack that does not fit. ioff: the index of the offset
  * argument when off is the offset the caller gave there (then a range that would fit one byte
@@ -160,7 +161,7 @@ int arg_fit_error(lua_State *L, int idx, const char *what, size_t n, size_t off,
  * luaL_optinteger) when its other arguments allow: the order of their errors stays its own.
  * Inline: b:unpack's hot path runs it (issue 2 measures that call against string.unpack). */
 static inline size_t arg_offset(lua_State *L, int idx, lua_Integer o, size_t size) {
-  if (__builtin_expect(o < 0 || (uint64_t)o > (uint64_t)size, 0)) arg_offset_error(L, idx, o, size);
+  if (__builtin_expect(o < 0 || (uint64_t)o > (uint64_t)size, 0)) arg_offset_error(L, idx, o, size, "buffer");
   return (size_t)o;
 }
 void arg_range(lua_State *L, int ioff, int ilen, size_t size, size_t *off, size_t *len);

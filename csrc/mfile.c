@@ -129,11 +129,17 @@ static int opened_check(MFile *f, struct stat *st, int regular_only, int *by_typ
   return err;
 }
 
+/* Pushes the path glibc's shm_open gives name: /dev/shm/<name>, without its leading slash. */
+static const char *push_shm_path(lua_State *L, const char *name) {
+  return lua_pushfstring(L, "/dev/shm/%s", name[0] == '/' ? name + 1 : name);
+}
+
 /* shm_open's refusal of name (err): nil, "shm_open: strerror (/dev/shm/name...)", err: the path
  * where glibc looks for it, and for ENOENT whether the object or /dev/shm itself is missing (an
  * outside review met bare "No such file or directory" with O_CREAT, /dev/shm unmounted). */
+
 static int shm_open_refusal(lua_State *L, const char *name, lua_Integer oflag, int err) {
-  const char *path = lua_pushfstring(L, "/dev/shm/%s", name[0] == '/' ? name + 1 : name);
+  const char *path = push_shm_path(L, name);
   struct stat st;
   if (err == ENOENT && stat("/dev/shm", &st) != 0)
     return push_syserrorf(L, "shm_open", err, "%s: there is no /dev/shm, where shm_open keeps "
@@ -162,7 +168,7 @@ static int mfile_shm_open(lua_State *L) {
                           "a shared memory object", name);
   struct stat st;
   if (err == EINVAL) { /* glibc answers a directory so (its open said EISDIR): said why */
-    const char *path = lua_pushfstring(L, "/dev/shm/%s", name[0] == '/' ? name + 1 : name);
+    const char *path = push_shm_path(L, name);
     if (name[name[0] == '/'] == '\0')
       return push_syserrorf(L, "shm_open", err, "the name is empty");
     if (strchr(name + (name[0] == '/'), '/') != NULL)

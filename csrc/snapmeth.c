@@ -104,9 +104,10 @@ static int snap_new(lua_State *L) {
 }
 
 /* The live bytes [at, at+n) of s's mapping, all in page i, into dst (snap_read_live); raises
- * when they cannot be read: the fault (a file cut short under them: /proc/self/mem's EIO), or for
- * a page its record keeps unreadable, /proc/self/mem's refusal (no /proc, no descriptor left, a kernel that
- * refuses it: an outside review got a bare SEGV_ACCERR, which blamed the buffer). */
+ * when they cannot be read: the fault (a file cut short under them: /proc/self/mem's EIO), or
+ * for a page its record keeps unreadable, /proc/self/mem's refusal (no /proc, no descriptor
+ * left, a kernel that refuses it: an outside review got a bare SEGV_ACCERR, which blamed the
+ * buffer). */
 static void live_read(lua_State *L, const Snapshot *s, size_t i, void *dst, size_t at, size_t n) {
   Fault f;
   int mem_err = 0;

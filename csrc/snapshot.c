@@ -379,12 +379,12 @@ static void live_copy_fn(void *arg) {
 int snap_read_live(const Snapshot *s, size_t i, void *dst, size_t at, size_t n, Fault *f,
                    int *mem_err) {
   const unsigned char *src = s->base + at;
-  if (!(protmap_get(s->o->protmap, i) & OWN_PROT_READ) &&
-      (*mem_err = sys_read_self(src, n, dst)) == 0)
-    return 0;
+  int unreadable = !(protmap_get(s->o->protmap, i) & OWN_PROT_READ);
+  if (unreadable && (*mem_err = sys_read_self(src, n, dst)) == 0) return 0;
   LiveArgs a = {dst, src, n};
   int sig = guard_call(live_copy_fn, &a, src, n, NULL, 0, f);
-  return sig && (*mem_err = sys_read_self(src, n, dst)) != 0 ? sig : 0;
+  if (!sig || unreadable) return sig; /* (/proc/self/mem was tried first, and refused) */
+  return (*mem_err = sys_read_self(src, n, dst)) != 0 ? sig : 0;
 }
 
 /* (mapping.h) Each armed page is read as it is now (snap_read_live), whatever the kernel left

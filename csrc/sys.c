@@ -131,9 +131,8 @@ int sys_range_locked(uintptr_t lo, uintptr_t hi, uintptr_t *at) {
   fclose(f);
   return found;
 }
-/* (sys.h) The kernel serves /proc/self/mem through get_user_pages with FOLL_FORCE, which reads a
- * page whatever its protection (a kernel built or booted with proc_mem.force_override=never
- * refuses: EIO). A short read is a page it could not supply (past a file's end, unmapped). */
+
+/* (sys.h) fstatfs tells the proc file system from a file bound over one of its entries. */
 int sys_open_proc(const char *path) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   struct statfs fs;
@@ -144,6 +143,9 @@ int sys_open_proc(const char *path) {
   return -1;
 }
 
+/* (sys.h) The kernel serves /proc/self/mem through get_user_pages with FOLL_FORCE, which reads a
+ * page whatever its protection (a kernel built or booted with proc_mem.force_override=never
+ * refuses: EIO). A short read is a page it could not supply (past a file's end, unmapped). */
 int sys_read_self(const void *addr, size_t n, void *dst) {
   int fd = sys_open_proc("/proc/self/mem");
   if (fd < 0) return errno;

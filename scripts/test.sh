@@ -44,15 +44,16 @@ lua_env() { # $1: build dir holding memlab/core.so; LUA_SYS_PATH/CPATH: more to 
 }
 
 # busted_specs [PREFIX...]: busted -o TAP over every spec file, run as PREFIX... $LUA busted, in
-# MEMLAB_JOBS (default: the cores, at most 2) processes at once, each taking every other file:
-# the specs under valgrind and ASan take minutes, and one interpreter uses one core. Each file
-# passes alone (that is how they are split); each half's output is shown when it ends. Fails when
-# any half fails.
+# two processes at once, each taking every other file, on a machine of two cores or more
+# (MEMLAB_JOBS=1: one process): the specs under valgrind and ASan take minutes, and one
+# interpreter uses one core. Each file passes alone (that is how they are split); each half's
+# output is shown when it ends. Fails when any half fails.
 busted_specs() {
-  local jobs=${MEMLAB_JOBS:-$(nproc 2>/dev/null || echo 1)}
-  [ "$jobs" -gt 2 ] && jobs=2
   local files=(spec/*_spec.lua) # (relative, as busted names them when given the directory)
-  if [ "$jobs" -lt 2 ]; then "$@" "$LUA" "$BUSTED" "$BUSTED_CPATH" -o TAP spec; return; fi
+  if [ "${MEMLAB_JOBS:-$(nproc 2>/dev/null || echo 1)}" -lt 2 ]; then
+    "$@" "$LUA" "$BUSTED" "$BUSTED_CPATH" -o TAP spec
+    return
+  fi
   local i h out pids=() rc=0
   out=$(mktemp -d)
   for h in 0 1; do

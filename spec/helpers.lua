@@ -386,7 +386,8 @@ end
 
 local CAP_BITS = { setuid = 7, ipc_lock = 14, ipc_owner = 15, sys_admin = 21 }
 
---- Whether this process has the capability `name` ("setuid", "ipc_lock", "ipc_owner") in effect.
+--- Whether this process has the capability `name` ("setuid", "ipc_lock", "ipc_owner",
+-- "sys_admin") in effect.
 function H.has_cap(name)
   local caps = H.slurp("/proc/self/status"):match("CapEff:%s*(%x+)")
   return caps ~= nil and (tonumber(caps, 16) >> CAP_BITS[name]) & 1 == 1

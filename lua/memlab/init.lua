@@ -276,15 +276,16 @@ end
 --- M.report([file]) -> text, summary. The tracked heap in valgrind's words: HEAP SUMMARY, one
 -- loss record per allocating call stack, LEAK SUMMARY. A full collection runs first, so a buffer
 -- no longer referenced is finalized and counted as definitely lost. With a file (io.stdout), the
--- text is also written there; a refused write returns nil, "report: msg", errno. summary = { definitely_lost = {bytes=, blocks=},
--- still_reachable = {...}, in_use = {...}, allocs=, frees=, bytes=,
+-- text is also written there; a refused write returns nil, "report: msg", errno.
+-- summary = { definitely_lost = {bytes=, blocks=}, still_reachable = {...}, in_use = {...},
+-- allocs=, frees=, bytes=,
 -- loss_records = { {bytes=, blocks=, func=, stack={...}, frames={...}} ... } (as printed) }
 function M.report(file)
   if file ~= nil and io.type(file) ~= "file" then
     local w = type(file) == "table" and file.write
     if type(w) ~= "function" then
-      error(("bad argument #1 to 'report' (open file or table with a write method expected, got %s)"):format(
-        io.type(file) or typename(file)), 2)
+      error(("bad argument #1 to 'report' (open file or table with a write method expected, "
+             .. "got %s)"):format(io.type(file) or typename(file)), 2)
     end
   end
   collectgarbage("collect")
