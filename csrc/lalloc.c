@@ -399,6 +399,20 @@ static int la_blocks(lua_State *L) { return push_walk_iter(L, 0); }
  * block (the walk in C still visits every block): a:draw pictures a pool of 2^22 slots with it. */
 static int la_runs(lua_State *L) { return push_walk_iter(L, 1); }
 
+/* a:flush() -> a: merges every block the cache parked (the free list's quick cache, the buddy's
+ * per-order cache), as if each had been freed without it; a free top the merging leaves past
+ * the trim threshold goes back to the page source. A pool's blocks never merge: it raises. */
+static int la_flush(lua_State *L) {
+  Allocator *a = alloc_check(L, 1, NULL);
+  if (!a->ops->flush)
+    return luaL_argerror(L, 1, lua_pushfstring(L, "a freelist or buddy allocator expected, got a "
+                                                  "%s allocator (its blocks never merge)",
+                                               a->ops->name));
+  a->ops->flush(&a->u);
+  lua_settop(L, 1);
+  return 1;
+}
+
 /* a:check() -> true | false, what is broken */
 static int la_check(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
@@ -511,7 +525,7 @@ static int la_tostring(lua_State *L) {
 static const luaL_Reg la_methods[] = {
   {"alloc", la_alloc}, {"calloc", la_calloc}, {"realloc", la_realloc}, {"free", la_free},
   {"usable", la_usable}, {"stats", la_stats}, {"blocks", la_blocks}, {"runs", la_runs},
-  {"check", la_check}, {"bounds", la_bounds}, {"destroy", la_destroy}, {"kind", la_kind}, {"valid", la_valid},
+  {"check", la_check}, {"flush", la_flush}, {"bounds", la_bounds}, {"destroy", la_destroy}, {"kind", la_kind}, {"valid", la_valid},
   {NULL, NULL}};
 
 static const luaL_Reg la_meta[] = {

@@ -35,6 +35,7 @@ typedef struct AllocOps {
   ml_status (*lasterr)(const void *inst);
   const char *(*describe)(const void *inst); /* policy or shape, for tostring */
   size_t (*maxreq)(const void *inst);        /* the largest request it can ever serve */
+  size_t (*flush)(void *inst); /* merges the blocks its cache parked (NULL: a pool's never merge) */
   int sizes_unknown; /* its stats count a block's slot, not the size asked (the pool): a:stats()
                         takes live and peak bytes from the blocks' own sizes (Allocator.asked) */
 } AllocOps;

@@ -37,12 +37,14 @@ static size_t b_maxreq(const void *a) {
   return max;
 }
 
+static size_t b_flush(void *a) { return bd_flush((ml_buddy *)a); }
+
 static const MemKind bd_blockkind = {"buddy", "freed", alloc_block_release, NULL, 0, NULL, NULL};
 static const MemKind bd_arenakind = {"buddy allocator", "destroyed", NULL, NULL, 0, NULL, NULL};
 
 static const AllocOps bd_ops = {
   "buddy", &bd_blockkind, &bd_arenakind, b_alloc, b_calloc, b_realloc, b_free, b_usable,
-  b_stats, b_walk, b_check, b_destroy, b_bounds, b_lasterr, b_describe, b_maxreq, 0};
+  b_stats, b_walk, b_check, b_destroy, b_bounds, b_lasterr, b_describe, b_maxreq, b_flush, 0};
 
 /* M.buddy{ size=1 MiB (the most the arena grows to; a power of two), min=32 (smallest block; a
  * power of two >= 16), initial=64 KiB (first arena size), cache=0 (freed blocks parked per order
@@ -86,18 +88,7 @@ static int lbd_new(lua_State *L) {
   return 1;
 }
 
-/* a:flush() -> a: merges every block the cache parked, as if each had been freed uncached */
-static int lbd_flush(lua_State *L) {
-  Allocator *a = alloc_check(L, 1, &bd_ops);
-  bd_flush(&a->u.bd);
-  lua_settop(L, 1);
-  return 1;
-}
-
-static const luaL_Reg lbd_methods[] = {{"flush", lbd_flush}, {NULL, NULL}};
-
 int lbuddy_open(lua_State *L) {
-  alloc_setmethods(L, lbd_methods);
   lua_pushcfunction(L, lbd_new);
   lua_setfield(L, -2, "buddy");
   return 0;

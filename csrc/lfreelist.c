@@ -46,12 +46,14 @@ static size_t f_maxreq(const void *a) {
   return (size_t)PTRDIFF_MAX;
 }
 
+static size_t f_flush(void *a) { return fl_flush((ml_freelist *)a); }
+
 static const MemKind fl_blockkind = {"freelist", "freed", alloc_block_release, NULL, 0, NULL, NULL};
 static const MemKind fl_arenakind = {"freelist allocator", "destroyed", NULL, NULL, 0, NULL, NULL};
 
 static const AllocOps fl_ops = {
   "freelist", &fl_blockkind, &fl_arenakind, f_alloc, f_calloc, f_realloc, f_free, f_usable,
-  f_stats, f_walk, f_check, f_destroy, f_bounds, f_lasterr, f_describe, f_maxreq, 0};
+  f_stats, f_walk, f_check, f_destroy, f_bounds, f_lasterr, f_describe, f_maxreq, f_flush, 0};
 
 /* M.freelist{ size=64 MiB, source="mmap"|"sbrk", fit="segregated"|"first"|"next"|"best",
  *             quick=true|false|depth, step=, trim=, mmap_threshold= } -> allocator */

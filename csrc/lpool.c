@@ -40,7 +40,7 @@ static const MemKind pool_arenakind = {"pool allocator", "destroyed", NULL, NULL
 
 static const AllocOps pool_ops = {
   "pool", &pool_blockkind, &pool_arenakind, p_alloc, p_calloc, p_realloc, p_free, p_usable,
-  p_stats, p_walk, p_check, p_destroy, p_bounds, p_lasterr, p_describe, p_maxreq, 1};
+  p_stats, p_walk, p_check, p_destroy, p_bounds, p_lasterr, p_describe, p_maxreq, NULL, 1};
 
 /* A size option the pool has no default for: a missing one says so (not "out of range"). */
 static size_t pool_needsize(lua_State *L, const char *k) {

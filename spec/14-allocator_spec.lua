@@ -1264,6 +1264,74 @@ describe("the free list", function()
     a:destroy()
   end)
 
+  it("a:flush() merges every parked block: one free block, and the top past the trim threshold goes back", function()
+    nogc()
+    local a = M.freelist{ size = 16 * 1024 * KiB, quick = 8, trim = 128 * KiB }
+    local first = a:stats().footprint
+    local r = H.xorshift(11)
+    for round = 1, 2 do
+      local bs = {}
+      for i = 1, 4000 do bs[i] = a:alloc(r.range(16, 616)) end
+      for i = #bs, 2, -1 do -- freed in a random order: many blocks park beside used ones
+        local j = r.range(1, i)
+        bs[i], bs[j] = bs[j], bs[i]
+      end
+      for i = 1, #bs do bs[i]:free() end
+      local before = consistent(a)
+      assert.is_true(before.free_blocks > 100, before.free_blocks)
+      assert.is_true(before.footprint > first + 256 * KiB, before.footprint)
+      assert.is_true(rawequal(a, a:flush()))
+      local after = consistent(a)
+      assert.equal(1, after.free_blocks)
+      assert.equal(0, after.live_blocks)
+      assert.is_true(after.footprint < first + 128 * KiB, after.footprint) -- below the threshold
+      assert.equal(after.footprint - after.overhead_bytes, after.largest_free)
+      assert.is_true(rawequal(a, a:flush())) -- nothing parked: nothing changes
+      assert.same(after, a:stats())
+    end
+    a:destroy()
+  end)
+
+  it("a:flush() leaves live blocks as they are, merging the parked ones around them", function()
+    nogc()
+    local a = M.freelist{ size = 1024 * KiB, quick = 4 }
+    local keep, gone = {}, {}
+    for i = 1, 12 do
+      local b = a:alloc(40)
+      b:fill(i)
+      if i % 3 == 0 then keep[#keep + 1] = b else gone[#gone + 1] = b end
+    end
+    for _, b in ipairs(gone) do b:free() end
+    -- a parked block is listed "free", unmerged: more free blocks than holes
+    assert.is_true(consistent(a).free_blocks > #keep + 1, "nothing parked")
+    a:flush()
+    local st = consistent(a)
+    assert.equal(#keep, st.live_blocks)
+    assert.equal(#keep + 1, st.free_blocks) -- the holes of two between the kept ones, and the top
+    for k, b in ipairs(keep) do assert.equal(string.rep(string.char(3 * k), 40), b:read()) end
+    a:destroy()
+  end)
+
+  it("a:flush() on a buddy merges its per-order cache back into one block; a pool has none", function()
+    nogc()
+    local a = M.buddy{ size = 1024 * KiB, min = 32, initial = 4096, cache = 4 }
+    local bs = {}
+    for i = 1, 8 do bs[i] = a:alloc(32) end
+    for i = 1, 8 do bs[i]:free() end
+    assert.is_true(consistent(a).free_blocks > 4) -- four parked, unmerged
+    assert.is_true(rawequal(a, a:flush()))
+    local st = consistent(a)
+    assert.equal(1, st.free_blocks)
+    assert.equal(4096, select(2, a:bounds()))
+    a:destroy()
+    local p = M.pool{ block = 32, count = 4 }
+    H.raises("bad argument #1 to 'fn' (a freelist or buddy allocator expected, got a pool "
+             .. "allocator (its blocks never merge))", p.flush, p)
+    H.raises("bad argument #1 to 'fn' (memlab.allocator expected, got number)", a.flush, 1)
+    H.raises("attempt to use a destroyed allocator (destroyed at ", a.flush, a)
+    p:destroy()
+  end)
+
   describe("over sbrk", function()
     it("moves the real break only when the free list has no fit", function()
       M.free(M.malloc(100 * KiB)) -- room for glibc's malloc, so that it does not move the break

@@ -167,10 +167,9 @@ local function chaos(seed, nops, log)
     local fl, bd = M.freelist{ size = 64 * 1024 }, M.buddy{ size = 64 * 1024 }
     for _, k in ipairs({ "alloc", "calloc", "realloc", "free", "usable", "stats", "blocks",
                          "check", "draw", "bounds", "kind", "valid", "destroy", "header",
-                         "freelist", "memalign", "policy", "source" }) do
+                         "freelist", "memalign", "policy", "source", "flush" }) do
       ALLOC[k] = assert(fl[k], k)
     end
-    ALLOC.flush = assert(bd.flush)
     fl:destroy()
     bd:destroy()
     local m = H.anon(1)

@@ -295,7 +295,7 @@ static inline void *take_parked(ml_buddy *b, unsigned o, size_t n)
     return p;
 }
 
-static void flush(ml_buddy *b);
+static size_t flush(ml_buddy *b);
 
 static void *alloc_core(ml_buddy *b, size_t n)
 {
@@ -462,19 +462,22 @@ static inline void release(ml_buddy *b, size_t off, unsigned o)
     free_core(b, off, o);
 }
 
-/* Merge every parked block back, oldest first. */
-static void flush(ml_buddy *b)
+/* Merge every parked block back, oldest first. Returns how many there were. */
+static size_t flush(ml_buddy *b)
 {
+    size_t total = 0;
     for (unsigned o = 0; o <= BD_CACHE_MAX_ORDER; o++) {
         unsigned n = b->cache_n[o];
         b->cache_n[o] = 0;              /* before merging: shrink() reads the parked bytes */
         for (unsigned j = 0; j < n; j++) merge_insert(b, (size_t)(b->cache[o][j] - b->base), o);
+        total += n;
     }
+    return total;
 }
 
-void bd_flush(ml_buddy *b)
+size_t bd_flush(ml_buddy *b)
 {
-    if (b->base) flush(b);
+    return b->base ? flush(b) : 0;
 }
 
 void bd_set_cache(ml_buddy *b, int depth)

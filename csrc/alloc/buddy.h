@@ -110,8 +110,9 @@ int bd_walk(const ml_buddy *b, ml_walk_fn fn, void *ud);
 ml_status bd_check(const ml_buddy *b, char *why, size_t whylen);
 /* The arena's base, current size and largest size. */
 void bd_bounds(const ml_buddy *b, const void **base, size_t *size, size_t *max);
-/* Merge every parked block back (as if each had been freed without a cache). */
-void bd_flush(ml_buddy *b);
+/* Merge every parked block back (as if each had been freed without a cache). Returns how many
+ * blocks were parked; 0 after bd_destroy. */
+size_t bd_flush(ml_buddy *b);
 /* Set the cache depth: parked blocks per order, at most BD_CACHE_DEPTH_MAX; 0 or less turns the
  * cache off (the state after bd_init). Lowering it flushes the cache first. */
 void bd_set_cache(ml_buddy *b, int depth);

@@ -231,6 +231,11 @@ static size_t quick_flush(ml_freelist *a)
     return n;
 }
 
+size_t fl_flush(ml_freelist *a)
+{
+    return a->used_map ? quick_flush(a) : 0;
+}
+
 /* A listed free block of at least bs bytes: from the lists, else after flushing the quick cache,
  * else from the grown arena; NULL (ML_ENOMEM) when the reserve is exhausted. */
 static fl_block *find_block(ml_freelist *a, size_t bs)

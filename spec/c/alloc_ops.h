@@ -1,5 +1,5 @@
 /* alloc_ops.h: the operation language shared by the stress test and the fuzz target. One 64-bit
- * word is one operation (alloc, calloc, realloc, free, memalign) on one of a fixed set of slots,
+ * word is one operation (alloc, calloc, realloc, free, memalign, flush) on one of a fixed set of slots,
  * checked against a shadow model: every live block carries a byte pattern (its canary) checked at
  * realloc and free, misuse (an interior pointer, a double free) must be refused, the statistics must count what the shadow holds, and the allocator's own
  * check() runs as often as the driver asks. The three allocators are driven through one table. */
@@ -24,6 +24,7 @@ typedef struct alloc_ops {
     ml_status (*check)(const void *a, char *why, size_t whylen);
     void (*stats)(const void *a, ml_stats *st);
     ml_status (*err)(const void *a);
+    size_t (*flush)(void *a);                             /* NULL: nothing parks (the pool) */
     size_t max_size;        /* largest request the driver makes (0: no limit but the size mix) */
     size_t fixed;           /* pool: every block accounts for this many bytes */
 } alloc_ops;
@@ -41,13 +42,15 @@ OPS_WRAP(fl, ml_freelist)
 OPS_WRAP(bd, ml_buddy)
 OPS_WRAP(pool, ml_pool)
 static void *fl_w_memalign(void *a, size_t al, size_t n) { return fl_memalign((ml_freelist *)a, al, n); }
+static size_t fl_w_flush(void *a) { return fl_flush((ml_freelist *)a); }
+static size_t bd_w_flush(void *a) { return bd_flush((ml_buddy *)a); }
 
 static const alloc_ops fl_ops = { "freelist", fl_w_alloc, fl_w_calloc, fl_w_realloc, fl_w_memalign,
-                                  fl_w_free, fl_w_check, fl_w_stats, fl_w_err, 0, 0 };
+                                  fl_w_free, fl_w_check, fl_w_stats, fl_w_err, fl_w_flush, 0, 0 };
 static const alloc_ops bd_ops = { "buddy", bd_w_alloc, bd_w_calloc, bd_w_realloc, NULL,
-                                  bd_w_free, bd_w_check, bd_w_stats, bd_w_err, 0, 0 };
+                                  bd_w_free, bd_w_check, bd_w_stats, bd_w_err, bd_w_flush, 0, 0 };
 static const alloc_ops pool_ops = { "pool", pool_w_alloc, pool_w_calloc, pool_w_realloc, NULL,
-                                    pool_w_free, pool_w_check, pool_w_stats, pool_w_err, 0, 0 };
+                                    pool_w_free, pool_w_check, pool_w_stats, pool_w_err, NULL, 0, 0 };
 
 #define ENGINE_SLOTS 1024
 
@@ -140,6 +143,8 @@ static inline int engine_step(engine *e, uint64_t r)
         e->live--;
         e->live_bytes -= acc ? acc : e->s[k].n;
         e->s[k].p = NULL;
+    } else if (p && op == 6 && (tag & 7) == 0 && e->o.flush) { /* merge what the cache parked */
+        e->o.flush(e->a);
     } else if (!p) {
         size_t align = 16;
         if (acc && n > acc) n = n % (acc + 1);

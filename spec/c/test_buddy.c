@@ -345,6 +345,54 @@ static void t_realloc_grows_arena(void)
     teardown();
 }
 
+static int count_parked(void *ud, const void *addr, size_t size, int used)
+{
+    (void)addr;
+    (void)size;
+    if (used == 3) ++*(size_t *)ud;
+    return 0;
+}
+
+static size_t parked_now(void)
+{
+    size_t n = 0;
+    bd_walk(&B, count_parked, &n);
+    return n;
+}
+
+/* The per-order cache parks freed blocks unmerged (at most its depth per order); bd_flush merges
+ * them back into one free block and answers how many there were (then 0, and 0 once destroyed);
+ * lowering the depth flushes too. */
+static void t_cache_flush(void)
+{
+    CHECK(setup(1u << 20, 32, 4096));
+    bd_set_cache(&B, 4);
+    char *p[8];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 8; i++) CHECK((p[i] = bd_alloc(&B, 32)) != NULL);
+        for (int i = 0; i < 8; i++) CHECK_STATUS(bd_free(&B, p[i]), ML_OK);
+        ml_stats st;
+        bd_stats(&B, &st);
+        CHECKF(parked_now() == 4 && st.free_blocks > 4, "%zu parked, %zu free blocks", parked_now(),
+               st.free_blocks);
+        CHECK_INVARIANTS(bd_check, &B);
+        if (round == 0) {
+            size_t n = bd_flush(&B);
+            CHECKF(n == 4, "bd_flush says %zu were parked", n);
+        } else {
+            bd_set_cache(&B, 2);                           /* lower: flushes */
+        }
+        bd_stats(&B, &st);
+        CHECKF(parked_now() == 0 && st.free_blocks == 1 && st.live_blocks == 0,
+               "%zu parked, %zu free blocks after the flush", parked_now(), st.free_blocks);
+        CHECK(arena_size() == 4096);
+        CHECK_INVARIANTS(bd_check, &B);
+        CHECK(bd_flush(&B) == 0);
+    }
+    teardown();
+    CHECK(bd_flush(&B) == 0);
+}
+
 /* Every call on a destroyed instance, or one whose init failed, fails instead of reading its
  * zeroed state (UBSan: bd_alloc(0) after destroy indexed the cache at order 64). */
 static void t_dead_instance(void)
@@ -380,6 +428,7 @@ int main(void)
     TAP_RUN(t_realloc, "buddy: realloc in place (same order, shrink, grow into buddies) and moving");
     TAP_RUN(t_realloc_grows_arena, "buddy: realloc of the arena's first block grows the arena under it, in place");
     TAP_RUN(t_halves_after_lower_free, "buddy: the arena halves once a free brings the granted bytes to a quarter, its upper half free since");
+    TAP_RUN(t_cache_flush, "buddy: the cache parks freed blocks; bd_flush and a lower depth merge them back");
     TAP_RUN(t_grow_pin, "buddy: arena doubles, a live upper block pins it, then it halves");
     TAP_RUN(t_failed_request_keeps_size, "buddy: a request growing cannot serve leaves the arena as it was");
     if (ml_san_valgrind()) /* valgrind keeps RLIMIT_DATA to itself: the kernel never sees it */

@@ -538,6 +538,48 @@ static void t_realloc_huge(void)
     }
 }
 
+static int count_parked(void *ud, const void *addr, size_t size, int used)
+{
+    (void)addr;
+    (void)size;
+    if (used == 3) ++*(size_t *)ud;
+    return 0;
+}
+
+/* fl_flush merges every block the quick cache parked: after a churn that freed everything, the
+ * parked blocks keep the free space in pieces and the arena at its peak; the flush leaves one
+ * free block, and what the top grew past the trim threshold goes back. It answers how many blocks were
+ * parked: the walk's count, then 0 (nothing left), and 0 on a destroyed instance. */
+static void t_quick_flush(void)
+{
+    enum { N = 4000 };
+    static void *p[N];
+    fl_config c = { FL_SEGREGATED, 64u << 10, 128u << 10, SIZE_MAX, 8 };
+    CHECK(ml_src_init_mmap(&src, 16u << 20, 0) == 0 && fl_init(&A, &src, &c) == ML_OK);
+    size_t first = src.committed;
+    for (int i = 0; i < N; i++) CHECK((p[i] = fl_alloc(&A, 16 + (size_t)i * 37 % 500)) != NULL);
+    for (int i = 1; i < N; i += 2) CHECK_STATUS(fl_free(&A, p[i]), ML_OK); /* below: used */
+    for (int i = 0; i < N; i += 2) CHECK_STATUS(fl_free(&A, p[i]), ML_OK);
+    size_t parked = 0, peak = src.committed;
+    fl_walk(&A, count_parked, &parked);
+    ml_stats st;
+    fl_stats(&A, &st);
+    CHECKF(parked > 100 && st.free_blocks > parked, "%zu parked, %zu free", parked, st.free_blocks);
+    CHECKF(peak > first + (256u << 10), "the parked blocks left %zu bytes committed", peak);
+    CHECK_INVARIANTS(fl_check, &A);
+    size_t flushed = fl_flush(&A);
+    CHECKF(flushed == parked, "fl_flush says %zu parked, the walk found %zu", flushed, parked);
+    fl_stats(&A, &st);
+    CHECKF(st.free_blocks == 1 && st.live_blocks == 0, "%zu free blocks after the flush", st.free_blocks);
+    CHECKF(src.committed < first + (128u << 10), "%zu of %zu bytes still committed (%zu at first, "
+           "the trim threshold 128 KiB)", src.committed, peak, first);
+    CHECK_ADDS_UP(st);
+    CHECK_INVARIANTS(fl_check, &A);
+    CHECK(fl_flush(&A) == 0);
+    teardown();
+    CHECK(fl_flush(&A) == 0);
+}
+
 /* Every call on an instance that failed to initialise or was destroyed fails (NULL, a status)
  * instead of following its zeroed pointers. */
 static void t_dead_instance(void)
@@ -577,6 +619,7 @@ int main(void)
     TAP_RUN(t_dead_instance, "freelist: every call on a destroyed or uninitialised instance fails, none crashes");
     TAP_RUN(t_large_blocks, "freelist: large blocks in their own mappings, walked and freed");
     TAP_RUN(t_calloc, "freelist: calloc zeroes and catches overflow; bad alignment is EINVAL");
+    TAP_RUN(t_quick_flush, "freelist: fl_flush merges every parked block, and the top goes back");
     TAP_RUN(t_grow_trim, "freelist: arena grows by steps and trims its free top");
     TAP_RUN(t_large_refused, "freelist: a large block whose munmap the kernel refuses stays live (ML_ESOURCE), intact");
     TAP_RUN(t_trim_boundary, "freelist: the free top is trimmed at exactly the threshold, kept 16 bytes short of it");
