@@ -176,12 +176,15 @@ static const char *commit_why(lua_State *L, size_t len, unsigned counts) {
       return lua_pushfstring(L, "vm.overcommit_memory is 2, strict: the kernel commits at most "
                              "CommitLimit, %I bytes, and %I are committed; see /proc/meminfo",
                              (lua_Integer)limit, (lua_Integer)used);
-  } else if (mode == 0 && (counts & NOMEM_COMMIT)) {
-    size_t ram = sys_meminfo("MemTotal"), swap = sys_meminfo("SwapTotal");
-    if (ram != UNKNOWN && swap != UNKNOWN && len > ram + swap)
+  } else if ((mode == 0 || mode < 0) && (counts & NOMEM_COMMIT)) {
+    /* mode < 0: the policy could not be read (no /proc, no descriptor left); 0 is the default */
+    size_t total = sys_ram_and_swap();
+    if (total != UNKNOWN && len > total)
       return lua_pushfstring(L, "more than RAM and swap together, %I bytes: the kernel's "
-                             "heuristic overcommit (vm.overcommit_memory 0) refuses a request "
-                             "that large", (lua_Integer)(ram + swap));
+                             "heuristic overcommit (vm.overcommit_memory 0%s) refuses a request "
+                             "that large", (lua_Integer)total,
+                             mode < 0 ? ", the default: /proc/sys/vm/overcommit_memory could "
+                                        "not be read" : "");
   }
   return NULL;
 }

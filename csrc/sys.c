@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -266,6 +267,15 @@ size_t sys_meminfo(const char *key) {
     }
   fclose(f);
   return v;
+}
+
+size_t sys_ram_and_swap(void) {
+  size_t ram = sys_meminfo("MemTotal"), swap = sys_meminfo("SwapTotal");
+  if (ram != SIZE_MAX && swap != SIZE_MAX) return ram + swap;
+  struct sysinfo si;
+  if (sysinfo(&si) != 0) return SIZE_MAX;
+  unsigned long long unit = si.mem_unit ? si.mem_unit : 1;
+  return (size_t)(((unsigned long long)si.totalram + si.totalswap) * unit);
 }
 
 int sys_maps_find(int (*match)(uintptr_t from, const char *line, void *ud), void *ud,

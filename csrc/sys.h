@@ -2,8 +2,9 @@
  * states its preconditions. The Lua bindings check arguments and translate; they never read
  * errno after a Lua call. Exceptions:
  * - Some return something else: sys_pagesize the page size, sys_curbrk the break (sbrk(0),
- *   which cannot fail), sys_fd_accmode the open mode (-1 when fcntl refuses), sys_meminfo and
- *   sys_huge_granule sizes read from /proc/meminfo and the file system.
+ *   which cannot fail), sys_fd_accmode the open mode (-1 when fcntl refuses), sys_meminfo,
+ *   sys_ram_and_swap and sys_huge_granule sizes read from /proc/meminfo, sysinfo(2) and the file
+ *   system.
  * - Some calls are made where they are used, each translated at once: proc.c (M.clock's
  *   clock_gettime, M.rusage, M._exit, M.getpid, M.exepath's readlink, core.readproc's open,
  *   fstat and read, M.getrlimit); mfile.c (core.openpath's open and stat, the fstat and fcntl of
@@ -104,6 +105,9 @@ int sys_maps_find(int (*match)(uintptr_t from, const char *line, void *ud), void
 long long sys_mapped_file_size(const void *addr);
 /* The "key: N kB" line of /proc/meminfo, in bytes, or SIZE_MAX when it cannot be read. */
 size_t sys_meminfo(const char *key);
+/* RAM and swap together (MemTotal + SwapTotal), from /proc/meminfo, else from sysinfo(2), which
+ * needs no descriptor and no /proc; SIZE_MAX when neither answers. */
+size_t sys_ram_and_swap(void);
 int sys_close(int fd);
 
 /* System V shared memory. sys_shmat: addr NULL lets the kernel choose; the caller refuses

@@ -200,6 +200,43 @@ describe("a request refused for want of memory", function()
     nr:free()
   end)
 
+  it("names RAM and swap with no descriptor left and without /proc, from sysinfo (degraded-environment review)", function()
+    -- it said only "Cannot allocate memory": the policy and /proc/meminfo could not be read
+    local mode = H.slurp("/proc/sys/vm/overcommit_memory")
+    if not mode or not mode:match("^0") then pending("vm.overcommit_memory is not 0") return end
+    if not H.natively(pending) then return end
+    local mem = H.slurp("/proc/meminfo")
+    local total = (tonumber(mem:match("MemTotal:%s*(%d+)")) + tonumber(mem:match("SwapTotal:%s*(%d+)"))) * 1024
+    if total >= 1 << 45 then pending("this machine has 32 TiB of RAM and swap") return end
+    local as = M.getrlimit("as")
+    if as and as < 1 << 45 then pending("RLIMIT_AS is set: it refuses first") return end
+    local code = [[
+      local M = require "memlab"
+      local keep = {}
+      if FILL then
+        while true do -- every descriptor taken
+          local f = io.open("/dev/null")
+          if not f then break end
+          keep[#keep + 1] = f
+        end
+      end
+      print("malloc", select(2, M.malloc(1 << 45)))
+      print("mmap", select(2, M.mmap(nil, 1 << 45, M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS)))
+    ]]
+    local why = ("Cannot allocate memory (more than RAM and swap together, %d bytes: the kernel's "
+                 .. "heuristic overcommit (vm.overcommit_memory 0, the default: "
+                 .. "/proc/sys/vm/overcommit_memory could not be read) refuses a request that large)\t%d")
+                :format(total, M.ENOMEM)
+    local r = results(H.run_lua("FILL = true " .. code, "ulimit -n 64; "))
+    assert.equal("malloc: " .. why, r.malloc)
+    assert.equal("mmap: " .. why, r.mmap)
+    local out, skip = H.run_in_mount_ns(code, "umount -l /proc")
+    if not out then return pending(skip) end
+    r = results(out)
+    assert.equal("malloc: " .. why, r.malloc, out)
+    assert.equal("mmap: " .. why, r.mmap, out)
+  end)
+
   it("names strict overcommit's CommitLimit (the policy's files faked in a mount namespace)", function()
     if not H.natively(pending) then return end
     -- the kernel refuses 32 TiB for its own reason (above RAM and swap); the message reads the
