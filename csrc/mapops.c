@@ -82,6 +82,10 @@ unsigned char *page_addr(const Range *r) {
 }
 
 int snap_refusal(lua_State *L, int err, const char *what) {
+  if (err == EMFILE || err == ENFILE) /* the open of /proc/self/pagemap (snap_before_change) */
+    return push_syserrorf(L, "/proc/self/pagemap", err, "an armed snapshot reads it to save the "
+                          "pages before the %s without copying the untouched ones: nothing was "
+                          "changed; close a file, or free the snapshot", what);
   return push_syserrorf(L, "mprotect", err, "an armed snapshot could not save the pages before "
                         "the %s: nothing was changed", what);
 }

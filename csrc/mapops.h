@@ -28,7 +28,9 @@ typedef struct Range {
 void get_range(lua_State *L, int ioff, int ilen, int aligned, const char *fname, Range *r);
 /* The address of the range's first whole page. */
 unsigned char *page_addr(const Range *r);
-/* A change refused as a whole because an armed snapshot could not save its pages first. */
+/* A change refused as a whole because an armed snapshot could not save its pages first: the
+ * kernel refused to unprotect one ("mprotect: ..."), or no descriptor was left to open
+ * /proc/self/pagemap with ("/proc/self/pagemap: ..."). */
 int snap_refusal(lua_State *L, int err, const char *what);
 
 /* b:advise(advice [, off, len]) -> b | nil, msg, errno (advise.c), and the advice argument's
