@@ -268,6 +268,12 @@ function lab.run_lua(code, prefix)
   local _, how, status = f:close()
   -- /bin/sh reports a child killed by signal N as exit status 128 + N
   if how == "exit" and status > 128 and status < 160 then how, status = "signal", status - 128 end
+  if out == "" and not (how == "exit" and status == 0) then -- it never said a word: did it start?
+    local M = require "memlab"
+    local nofile = M.getrlimit("nofile")
+    out = ("(the child printed nothing and ended with %s %d: it may not have started%s)\n"):format(
+      how, status, nofile and nofile < 64 and (", with at most %d open files (ulimit -n)"):format(nofile) or "")
+  end
   return out, how, status
 end
 

@@ -148,6 +148,34 @@ describe("the lab in a poor environment (outside review)", function()
     assert.matches("\n15 [^\n]* no ", out)
   end)
 
+  it("with 5 descriptors: a child that could not start says so (03), and 24 leaves no /dev/shm object", function()
+    if not H.natively(pending) then return end
+    local function five(name) -- (in a subshell: `ulimit -n 5 && lua5.4` failed under busted)
+      local p = assert(io.popen(("(ulimit -n 5; lua5.4 examples/%s) 2>&1"):format(name)))
+      local out = p:read("a")
+      p:close()
+      return out
+    end
+    local out = five("03_wrappers.lua")
+    if not out:match("LAB 03") then return pending("lua5.4 does not start with 5 descriptors: " .. out) end
+    -- it said "it ended with exit 2, saying:" and nothing more
+    assert.matches("it ended with exit %d+, saying:\n    | %(the child printed nothing and ended with exit "
+                   .. "%d+: it may not have started, with at most 5 open files %(ulimit %-n%)%)\n", out)
+    local function lab24_objects()
+      local found, p = {}, assert(io.popen("ls -1 /dev/shm"))
+      for e in p:lines() do if e:match("^memlab%-lab24%-") then found[e] = true end end
+      p:close()
+      return found
+    end
+    local before = lab24_objects()
+    out = five("24_pitfalls.lua")
+    assert.matches("/dev/shm/memlab-*: ls could not be started: ls -1 /dev/shm 2>/dev/null: Too many "
+                   .. "open files", out, 1, true)
+    for e in pairs(lab24_objects()) do -- it stopped at the listing and left its object behind
+      assert.is_true(before[e], "left behind: /dev/shm/" .. e .. "\n" .. out)
+    end
+  end)
+
   it("12 stops with malloc's message when a block is refused, as the C program's perror", function()
     if not H.natively(pending) then return end
     local out, code = lab("12_mmap_threshold.lua", "ulimit -v 200000")
