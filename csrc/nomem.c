@@ -275,8 +275,17 @@ int nomem_break_error(lua_State *L, const char *what, int err, uintptr_t brk, ui
   uintptr_t from = (brk + ps - 1) & ~(uintptr_t)(ps - 1);
   const char *in_way = err == ENOMEM && target - brk <= USER_SPACE && target <= UINTPTR_MAX - ps
                          ? mapping_in(L, from, target + ps) : NULL;
-  if (!in_way) return nomem_error(L, what, err, target - brk, NOMEM_DATA | NOMEM_COMMIT);
-  return push_because(L, what, err, lua_pushfstring(L, "the mapping at %s lies in the way: the "
-                                                    "break grows only into free address space",
-                                                    in_way));
+  if (in_way)
+    return push_because(L, what, err, lua_pushfstring(L, "the mapping at %s lies in the way: the "
+                                                      "break grows only into free address space",
+                                                      in_way));
+  /* /proc/self/maps unreadable (or silent): probe the range for the lowest mapped page */
+  uintptr_t at, to = target < USER_SPACE - ps ? (target + ps - 1) & ~(uintptr_t)(ps - 1)
+                                               : USER_SPACE - ps; /* the probes stay below the top */
+  if (err == ENOMEM && target - brk <= USER_SPACE && sys_first_mapped(from, to, &at))
+    return push_because(L, what, err, lua_pushfstring(L, "a mapping at %s lies in the way (what it "
+                                                      "is, /proc/self/maps would say: it could not "
+                                                      "be read): the break grows only into free "
+                                                      "address space", addr_text(at).s));
+  return nomem_error(L, what, err, target - brk, NOMEM_DATA | NOMEM_COMMIT);
 }

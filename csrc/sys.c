@@ -297,6 +297,32 @@ int sys_maps_find(int (*match)(uintptr_t from, const char *line, void *ud), void
   return found;
 }
 
+/* Whether [lo, lo+len) is free address space: 1 when a PROT_NONE MAP_FIXED_NOREPLACE mapping of
+ * it is made there (and unmapped at once), 0 when the kernel refuses it with EEXIST (something is
+ * mapped there), -1 when the probe cannot tell (a kernel before 4.17 placing it elsewhere, a
+ * refusal for another reason: RLIMIT_AS, vm.max_map_count). */
+static int range_free(uintptr_t lo, size_t len) {
+  void *p = mmap((void *)lo, len, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  if (p == MAP_FAILED) return errno == EEXIST ? 0 : -1;
+  munmap(p, len);
+  return p == (void *)lo ? 1 : -1;
+}
+
+int sys_first_mapped(uintptr_t lo, uintptr_t hi, uintptr_t *at) {
+  size_t ps = sys_pagesize();
+  if (hi <= lo || range_free(lo, hi - lo) != 0) return 0;
+  while (hi - lo > ps) { /* a page of [lo, hi) is mapped, none below lo: halve the range */
+    uintptr_t mid = lo + (hi - lo) / ps / 2 * ps;
+    int r = range_free(lo, mid - lo);
+    if (r < 0) return 0;
+    if (r) lo = mid;
+    else hi = mid;
+  }
+  *at = lo;
+  return 1;
+}
+
 size_t sys_huge_granule(int flags, int fd) {
   if (!(flags & MAP_ANONYMOUS)) {
     struct statfs fs;

@@ -309,6 +309,34 @@ describe("a request refused for want of memory", function()
   end)
 end)
 
+describe("the break's refusal without /proc (degraded-environment review)", function()
+  it("names the address of a mapping lying in the break's way, found by probing", function()
+    -- it named no mapping (RLIMIT_DATA or nothing): only /proc/self/maps was asked
+    if not H.natively(pending) then return end
+    local out, why = H.run_in_mount_ns([[
+      local M = require "memlab"
+      local ps = M.pagesize()
+      local top = (M.sbrk(0) + ps - 1) // ps * ps
+      local at = top + 16 * ps -- 16 free pages above the break, then a mapping of our own
+      local m = assert(M.mmap(at, ps, M.PROT_READ, M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED_NOREPLACE))
+      print("sbrk", select(2, M.sbrk(32 * ps)))
+      print("at", ("0x%x"):format(at))
+      print("brk", select(2, M.brk(top + 64 * ps)))
+      print("within", M.sbrk(8 * ps) ~= nil) -- below the mapping: the break grows
+      print("far", select(2, M.sbrk(1 << 46))) -- past the address space's top: the stack, libraries
+    ]], "umount -l /proc")
+    if not out then return pending(why) end
+    local r = results(out)
+    local said = "Cannot allocate memory (a mapping at " .. r.at .. " lies in the way (what it is, "
+                 .. "/proc/self/maps would say: it could not be read): the break grows only into "
+                 .. "free address space)\t" .. M.ENOMEM
+    assert.equal("sbrk: " .. said, r.sbrk, out)
+    assert.equal("brk: " .. said, r.brk, out)
+    assert.equal("true", r.within, out)
+    assert.matches("^sbrk: Cannot allocate memory %(a mapping at 0x%x+ lies in the way", r.far, out)
+  end)
+end)
+
 describe("M.waitpid() with SIGCHLD ignored", function()
   it("says why there is no child to wait for (outside review)", function()
     if not H.natively(pending) then return end
