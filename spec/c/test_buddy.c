@@ -345,18 +345,10 @@ static void t_realloc_grows_arena(void)
     teardown();
 }
 
-static int count_parked(void *ud, const void *addr, size_t size, int used)
-{
-    (void)addr;
-    (void)size;
-    if (used == 3) ++*(size_t *)ud;
-    return 0;
-}
-
 static size_t parked_now(void)
 {
     size_t n = 0;
-    bd_walk(&B, count_parked, &n);
+    bd_walk(&B, walk_count_parked, &n);
     return n;
 }
 

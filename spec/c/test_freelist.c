@@ -538,14 +538,6 @@ static void t_realloc_huge(void)
     }
 }
 
-static int count_parked(void *ud, const void *addr, size_t size, int used)
-{
-    (void)addr;
-    (void)size;
-    if (used == 3) ++*(size_t *)ud;
-    return 0;
-}
-
 /* fl_flush merges every block the quick cache parked: after a churn that freed everything, the
  * parked blocks keep the free space in pieces and the arena at its peak; the flush leaves one
  * free block, and what the top grew past the trim threshold goes back. It answers how many blocks were
@@ -561,7 +553,7 @@ static void t_quick_flush(void)
     for (int i = 1; i < N; i += 2) CHECK_STATUS(fl_free(&A, p[i]), ML_OK); /* below: used */
     for (int i = 0; i < N; i += 2) CHECK_STATUS(fl_free(&A, p[i]), ML_OK);
     size_t parked = 0, peak = src.committed;
-    fl_walk(&A, count_parked, &parked);
+    fl_walk(&A, walk_count_parked, &parked);
     ml_stats st;
     fl_stats(&A, &st);
     CHECKF(parked > 100 && st.free_blocks > parked, "%zu parked, %zu free", parked, st.free_blocks);

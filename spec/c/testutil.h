@@ -36,6 +36,15 @@ static inline int walk_collect(void *ud, const void *addr, size_t size, int used
     return 0;
 }
 
+/* A walk callback counting the blocks parked in a cache (used == 3) into *(size_t *)ud. */
+static inline int walk_count_parked(void *ud, const void *addr, size_t size, int used)
+{
+    (void)addr;
+    (void)size;
+    if (used == 3) ++*(size_t *)ud;
+    return 0;
+}
+
 /* Run an allocator's check and fail the case with its message. */
 #define CHECK_INVARIANTS(checkfn, a) \
     do { char why_[256] = ""; ml_status st_ = checkfn(a, why_, sizeof why_); \
