@@ -173,6 +173,10 @@ int mfile_open(lua_State *L);
 /* The file descriptor argument at idx: -1 for nil, an integer, a memlab file or an io file (its
  * buffered writes flushed first: *flush_err is that flush's errno, else 0). */
 int mfile_arg_fd(lua_State *L, int idx, int *flush_err);
+/* Raises unless the memlab or io file at idx still has descriptor fd (what mfile_arg_fd gave
+ * before an allocation, whose finalizers may have closed it and opened another file under the
+ * same number); an integer argument is taken as the script gave it. */
+void mfile_arg_fd_again(lua_State *L, int idx, int fd);
 /* nil, "fflush: ... (the io file's buffered writes could not be written; nothing <undone>)", err */
 int mfile_flush_refusal(lua_State *L, int err, const char *undone);
 

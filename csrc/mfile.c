@@ -55,6 +55,15 @@ int mfile_arg_fd(lua_State *L, int idx, int *flush_err) {
   return luaL_typeerror(L, idx, "file descriptor (integer, memlab file or io file)");
 }
 
+void mfile_arg_fd_again(lua_State *L, int idx, int fd) {
+  const MFile *mf = (const MFile *)luaL_testudata(L, idx, FILE_T);
+  const luaL_Stream *s = mf ? NULL : (const luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE);
+  int now = mf ? mf->fd : s ? (s->closef ? fileno(s->f) : -1) : fd; /* an integer is the script's */
+  if (now != fd)
+    luaL_argerror(L, idx, "closed file (closed during the call, by a finalizer: its descriptor "
+                          "may name another file by now)");
+}
+
 int mfile_flush_refusal(lua_State *L, int err, const char *undone) {
   return push_syserrorf(L, "fflush", err, "the io file's buffered writes could not be written; "
                         "nothing %s", undone);

@@ -408,6 +408,7 @@ static int mmap_mmap(lua_State *L) {
   int anonymous = r.anonymous, fd = r.fd;
   /* a mapping placed inside another adds no memory: only the others are charged */
   Owner *o = parent ? buf_newroot(L, &mmap_kind) : buf_newroot_charged(L, &mmap_kind, maplen);
+  if (!anonymous) mfile_arg_fd_again(L, 5, fd); /* a finalizer may have closed it */
   map_register(L, o);
   MapInfo *mi = (MapInfo *)calloc(1, sizeof(MapInfo));
   if (!mi) return push_syserror(L, "mmap", ENOMEM);
