@@ -32,6 +32,23 @@ static const char buffer_key = 'B';
  * armed snapshots) that other states go on using. */
 static const char late_key = 'L', sentinel_key = 'S', closed_key = 'C';
 
+#define CHARGE_FLOOR ((size_t)64 << 20)
+
+/* registry[&charge_key]: what the roots charged to the collector (buf_newroot_charged) hold. */
+static const char charge_key = 'G';
+typedef struct Charge {
+  size_t live; /* the bytes of the charged roots opened and not dead: reachable, or garbage */
+  size_t mark; /* past it, a full collection (see buf_newroot_charged) */
+} Charge;
+
+/* The state's Charge (made by late_open: looking it up allocates nothing), or NULL. */
+static Charge *charge_of(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &charge_key);
+  Charge *c = (Charge *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return c;
+}
+
 static void late_register(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key);
   lua_pushvalue(L, -2);
@@ -100,7 +117,14 @@ static void late_open(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &closed_key);
   int have_table = lua_rawgetp(L, LUA_REGISTRYINDEX, &late_key) == LUA_TTABLE;
   int have_sentinel = lua_rawgetp(L, LUA_REGISTRYINDEX, &sentinel_key) != LUA_TNIL;
-  lua_pop(L, 2);
+  int have_charge = lua_rawgetp(L, LUA_REGISTRYINDEX, &charge_key) != LUA_TNIL;
+  lua_pop(L, 3);
+  if (!have_charge) {
+    Charge *c = (Charge *)lua_newuserdatauv(L, sizeof(Charge), 0);
+    c->live = 0;
+    c->mark = CHARGE_FLOOR;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &charge_key);
+  }
   if (!have_table) {
     lua_newtable(L);
     lua_newtable(L);
@@ -137,21 +161,55 @@ Owner *buf_newroot(lua_State *L, const MemKind *kind) {
  * 1.6 GiB). A root about to hold n bytes (64 KiB or more: smaller ones pile up to megabytes at
  * most, and one-page mappings stay as cheap) charges them to the collector's debt
  * first, as if Lua had allocated them, so that such buffers are collected at the pace of what
- * they hold. Not while the collector is stopped (collectgarbage("stop"), or a finalizer
- * running): a step would run it anyway. This is an allocation point like buf_newroot's own. */
+ * they hold; no more than the charged roots alive hold, all a collection could give back of
+ * theirs (a refused request of 32 TiB ran a whole cycle each time, with nothing to collect).
+ * In generational mode a step is a young collection: a buffer that lived through two of them is
+ * old, and old garbage goes only at a major collection, which Lua starts when its own heap
+ * grows, never for what buffers hold (4 MiB mappings each dropped two iterations later piled up
+ * to 1.7 GiB). So once the charged roots alive (reachable, or garbage waiting) grow past the
+ * mark, a full collection runs, and the mark is set to what survived it plus as much again (at
+ * least CHARGE_FLOOR, at least Lua's heap: a full collection costs what the heap holds), as
+ * Lua's own pause lets its heap double.
+ * Not while the collector is stopped (collectgarbage("stop"), or a finalizer running): a step
+ * would run it anyway. This is an allocation point like buf_newroot's own. */
 #define GC_CHARGE_MIN ((size_t)64 << 10)
 Owner *buf_newroot_charged(lua_State *L, const MemKind *kind, size_t n) {
+  size_t charged = 0;
   if (n >= GC_CHARGE_MIN && lua_gc(L, LUA_GCISRUNNING) > 0) { /* -1 in a finalizer (late_note) */
-    size_t kb = n >> 10;
-    lua_gc(L, LUA_GCSTEP, kb > INT_MAX ? INT_MAX : (int)kb);
+    Charge *c = charge_of(L);
+    size_t most = c ? c->live : n, kb = (n < most ? n : most) >> 10;
+    if (kb) lua_gc(L, LUA_GCSTEP, kb > INT_MAX ? INT_MAX : (int)kb);
+    if (c && c->live > c->mark) {
+      lua_gc(L, LUA_GCCOLLECT);
+      size_t heap = (size_t)lua_gc(L, LUA_GCCOUNT) << 10;
+      size_t more = c->live > heap ? c->live : heap;
+      c->mark = c->live + (more > CHARGE_FLOOR ? more : CHARGE_FLOOR);
+    }
+    charged = n;
   }
-  return buf_newroot(L, kind);
+  Owner *o = buf_newroot(L, kind);
+  o->charged = charged;
+  return o;
+}
+
+/* A charged root's bytes count as live from its opening to its death. */
+static void charge_add(lua_State *L, Owner *o) {
+  Charge *c = charge_of(L);
+  if (c) c->live += o->charged;
+  else o->charged = 0;
+}
+
+static void charge_sub(lua_State *L, Owner *o) {
+  Charge *c = charge_of(L);
+  if (c) c->live = c->live > o->charged ? c->live - o->charged : 0;
+  o->charged = 0;
 }
 
 /* Marks an Owner live over [base, base+size) and records where it was allocated. */
 void owner_open(lua_State *L, Owner *o, void *base, size_t size) {
   o->base = (unsigned char *)base;
   o->size = size;
+  if (o->charged && o->state != OWNER_LIVE) charge_add(L, o);
   o->state = OWNER_LIVE;
   site_capture(L, &o->alloc_at);
 }
@@ -281,6 +339,7 @@ int owner_release(lua_State *L, Owner *o, const char *why, int level) {
  * records where it died and lets the kind forget its bookkeeping. */
 void owner_die(lua_State *L, Owner *o, const char *why, int level) {
   if (o->track) track_free(L, o, level == 0);
+  if (o->charged && o->state == OWNER_LIVE) charge_sub(L, o);
   o->state = OWNER_DEAD;
   o->why = why;
   if (level > 0)

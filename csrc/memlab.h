@@ -101,6 +101,7 @@ struct Owner {
   Owner *parent;         /* arena this memory lives in, anchored by the root's user value */
   ProtMap *protmap;      /* per-page protection (mappings), or NULL: `prot` covers all */
   const char *why;       /* how it died: "freed", "realloc'd", "unmapped", "destroyed", ... */
+  size_t charged;        /* bytes charged to the collector for it (buf_newroot_charged), or 0 */
   uint32_t gen;
   uint32_t track;        /* tracking record index + 1, or 0 when untracked */
   uint8_t state;

@@ -216,6 +216,52 @@ describe("M.mmap of anonymous memory", function()
     assert.is_true(most <= 64, ("%d dropped mappings of 4 MiB waited at once"):format(most))
   end)
 
+  it("charges in generational mode too: buffers that live a little while do not pile up (GC-modes review)", function()
+    if not H.natively(pending) then return end
+    -- a step is a young collection there: each mapping, dropped two iterations after it was
+    -- made, grew old first, and waited for a major collection (1688 MiB of 4 MiB mappings; heap
+    -- buffers of 1 MiB: 383 MiB); now a full collection runs once the charged buffers alive
+    -- grow past what survived the last one plus as much again (at least 64 MiB)
+    local out = H.run_lua([[
+      local M = require "memlab"
+      for _, mode in ipairs { "incremental", "generational" } do
+        collectgarbage(mode)
+        collectgarbage()
+        local base = M.status().VmSize -- (1 MiB blocks are mappings of malloc's own: counted too)
+        local keep, most = {}, 0
+        for i = 1, 600 do
+          local b = i % 2 == 0 and M.map { length = 4 << 20 } or M.malloc(1 << 20)
+          b[0] = 1
+          keep[i % 2 + 1] = b
+          most = math.max(most, M.status().VmSize - base)
+        end
+        print(mode, most >> 20)
+      end]])
+    for _, mode in ipairs { "incremental", "generational" } do
+      local mib = tonumber(out:match(mode .. "%s+(%d+)"))
+      assert(mib, out)
+      assert.is_true(mib <= 128, ("%s: the address space grew by %d MiB"):format(mode, mib))
+    end
+  end)
+
+  it("charges no more than the charged buffers alive hold: a refused request runs no cycle (GC-modes review)", function()
+    if not H.natively(pending) then return end
+    -- each refused M.malloc(2^45) or M.map of 64 TiB charged its whole size, and ran a whole
+    -- collection cycle: 17 ms each beside 80 MB of Lua tables, where nothing could be freed
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local t = {} for i = 1, 200000 do t[i] = { i } end
+      collectgarbage()
+      local collected = false
+      setmetatable({}, { __gc = function() collected = true end }) -- garbage from now on
+      for _ = 1, 20 do
+        assert(not M.malloc(1 << 45))
+        assert(not M.map { length = 1 << 46 })
+      end
+      print("collected", collected, #t)]])
+    assert.matches("collected\tfalse\t200000", out, 1, true)
+  end)
+
   it("forgets a freed mapping at once: the registry of mappings holds the live ones only", function()
     -- the registry's walks (an address's mapping, the mappings inside one) cost what it holds:
     -- it used to keep every mapping made since the collector last ran
