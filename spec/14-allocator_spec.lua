@@ -1371,6 +1371,29 @@ describe("the free list", function()
       assert.equal(b0, M.sbrk(0)) -- destroy gives the break back
     end)
 
+    it("a:flush() gives back a free top whose trim was refused while a region lay above it (GC-modes review)", function()
+      -- the trim was tried only when a block merged into the top: with nothing parked beside
+      -- it, a flush after the region went left the 40 KiB top where it was
+      M.free(M.malloc(100 * KiB)) -- room for glibc's malloc, so that it does not move the break
+      local ps = M.pagesize()
+      local a = M.freelist{ source = "sbrk", size = 64 * ps, trim = ps, step = ps, quick = true }
+      H.finally(finally, function() if a:valid() then a:destroy() end end)
+      local first = a:stats().footprint
+      local b = assert(a:alloc(40000))
+      local grown = a:stats().footprint
+      local _, region = M.sbrk(ps) -- above the arena: the break is not the arena's any more
+      b:free()
+      assert.equal(grown, a:stats().footprint) -- the trim was refused
+      region:free()
+      assert.is_true(rawequal(a, a:flush()))
+      local now = a:stats().footprint -- a step (a page) kept above the free block, as any trim does
+      assert.is_true(now <= first + 2 * ps and now < grown - 8 * ps, ("%d of %d bytes"):format(now, grown))
+      local base, size = a:bounds()
+      assert.equal(base + size, M.sbrk(0)) -- given back to the break
+      consistent(a)
+      a:destroy()
+    end)
+
     it("destroyed under a region of memlab's own sbrk, gives its arena back with that region", function()
       M.free(M.malloc(100 * KiB)) -- room for glibc's malloc, so that it does not move the break
       local b0 = M.sbrk(0)
@@ -1920,6 +1943,29 @@ describe("a finalizer that destroys the allocator during a method", function()
                                 function(s) return type(s) == "string" end))
     end)
   end
+  it("makes a:draw() raise at the caller's line, not at draw.lua's (GC-modes review)", function()
+    if not H.natively(pending) then return end
+    local out = H.run_lua([[
+      local M = require "memlab"
+      for round = 1, 20 do
+        local a = M.freelist { size = 1 << 20 }
+        local keep = {}
+        for i = 1, 200 do keep[i] = a:alloc(i) end
+        collectgarbage("incremental", 1, 1000) -- the collector at every allocation
+        setmetatable({}, { __gc = function() a:destroy() end })
+        local ok, e = pcall(function()
+          local s = a:draw() -- line 10
+          return s
+        end)
+        collectgarbage("incremental", 200, 100)
+        if not ok then print("raised", e) return end
+      end
+      print("raised", "never")]])
+    local e = out:match("raised\t([^\n]*)")
+    assert(e, out)
+    if e == "never" then return pending("the finalizer never ran within a:draw()") end
+    assert.matches("^[^\n]-:10: attempt to use a destroyed allocator %(destroyed at [^\n]-:8%)$", e)
+  end)
   it("makes a:memalign() raise (freelist)", function()
     expect_safe(killed_during(MAKE.freelist, "allocator", function(a) return a:memalign(64, 8) end, any))
   end)

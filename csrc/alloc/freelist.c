@@ -233,7 +233,16 @@ static size_t quick_flush(ml_freelist *a)
 
 size_t fl_flush(ml_freelist *a)
 {
-    return a->used_map ? quick_flush(a) : 0;
+    if (!a->used_map) return 0;
+    size_t n = quick_flush(a);
+    /* a free top past the threshold whose trim was refused (the break was not the arena's: an
+     * sbrk region above it) is tried again: a merge into it is what tried it before */
+    char *end = a->top - FL_HDR;
+    if (!(hdr_get(a, end) & FL_PREV_USED)) {
+        size_t s = ftr_below(a, end);
+        if (s >= a->trim) trim_top(a, end - s, s);
+    }
+    return n;
 }
 
 /* A listed free block of at least bs bytes: from the lists, else after flushing the quick cache,

@@ -162,8 +162,9 @@ void *fl_calloc(ml_freelist *a, size_t nr, size_t size);
 void *fl_realloc(ml_freelist *a, void *p, size_t n);
 /* align: a power of two (EINVAL otherwise); at most 16 is the same as fl_alloc. */
 void *fl_memalign(ml_freelist *a, size_t align, size_t n);
-/* Merge every block parked in the quick cache back, as if each had been freed without the cache
- * (a free top that grows past the trim threshold goes back to the page source). Returns how many
+/* Merge every block parked in the quick cache back, as if each had been freed without the cache,
+ * and give the page source back what a free top holds past the trim threshold (also a top whose
+ * trim the source refused before: an sbrk arena with something above it then). Returns how many
  * blocks were parked; 0 after fl_destroy. */
 size_t fl_flush(ml_freelist *a);
 /* free(NULL) is ML_OK. Foreign, interior and double frees change nothing. A block that had a

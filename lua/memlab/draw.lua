@@ -157,8 +157,17 @@ function D.allocator(a, width, max_lines)
   if max_lines ~= nil and (math.type(max_lines) ~= "integer" or max_lines < 1) then
     error("bad argument #2 to 'draw' (max_lines must be a positive integer)", 2)
   end
-  width = width or 72
-  max_lines = max_lines or 40
+  -- a finalizer that destroys the allocator while it is drawn makes one of its methods raise:
+  -- at the caller's line, as the checks above, not at this file's
+  local done, picture = pcall(D.render, a, kind, base, size, max, width or 72, max_lines or 40)
+  if done then return picture end
+  local why = type(picture) == "string" and picture:match("^[^\n]-memlab/draw%.lua:%d+: (.*)$")
+  if why then error(why, 2) end
+  error(picture, 0) -- not one of ours with a position: "not enough memory", an error object
+end
+
+-- The picture of allocator a, of the kind `kind` and bounds base, size, max (D.allocator's).
+function D.render(a, kind, base, size, max, width, max_lines)
   local blocks
   if kind == "pool" then -- runs when the slots are too many to draw one by one
     local st = a:stats()
