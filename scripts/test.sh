@@ -22,9 +22,9 @@ results=build/results
 counts() {
   local pass=0 fail=0 skip=0
   if ls "$results"/*.tap >/dev/null 2>&1; then
-    pass=$(cat "$results"/*.tap | grep -c '^ok' || true)
-    skip=$(cat "$results"/*.tap | grep -c '^ok.*# SKIP' || true)
-    fail=$(cat "$results"/*.tap | grep -c '^not ok' || true)
+    pass=$(cat "$results"/*.tap | grep -ac '^ok' || true)
+    skip=$(cat "$results"/*.tap | grep -ac '^ok.*# SKIP' || true)
+    fail=$(cat "$results"/*.tap | grep -ac '^not ok' || true)
   fi
   echo "$((pass - skip)) $fail $skip"
 }
@@ -78,12 +78,12 @@ run_stage() {
   local start=$SECONDS
   ( "$@" ) 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
-  grep -E '^(not )?ok [0-9]+' "$log" > "$tap" || true
-  if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$tap"; then
+  grep -aE '^(not )?ok [0-9]+' "$log" > "$tap" || true
+  if [ "$rc" -ne 0 ] && ! grep -aq '^not ok' "$tap"; then
     echo "not ok 0 - stage $name exited with status $rc without a failing test" >> "$tap"
   fi
   if [ ! -s "$tap" ]; then echo "not ok 0 - stage $name reported no tests" >> "$tap"; fi
-  echo "=== stage $name: $(grep -c '^ok' "$tap") ok, $(grep -c '^not ok' "$tap") not ok" \
+  echo "=== stage $name: $(grep -ac '^ok' "$tap") ok, $(grep -ac '^not ok' "$tap") not ok" \
        "($((SECONDS - start)) s)"
 }
 
@@ -174,7 +174,13 @@ stage_lab() {
   "$LUA" examples/run.lua --tap --quick
 }
 
-stage_fuzz() { make --no-print-directory alloc-fuzz FUZZ_SECONDS="$FUZZ_SECONDS"; }
+# libFuzzer on each allocator in C, then on the Lua API (spec/c/fuzz_lua.c), FUZZ_SECONDS each.
+stage_fuzz() {
+  local rc=0
+  make --no-print-directory alloc-fuzz FUZZ_SECONDS="$FUZZ_SECONDS" || rc=1
+  make --no-print-directory lua-fuzz FUZZ_SECONDS="$FUZZ_SECONDS" || rc=1
+  return $rc
+}
 
 # The specs and the lab under Lua built from Debian's source with its C API checks on
 # (scripts/apicheck-lua.sh): a misuse of the API in memlab (an index out of the stack, a push
@@ -233,5 +239,5 @@ done
 
 read -r pass fail skip < <(counts)
 echo "=== tests: $pass passed, $fail failed, $skip skipped"
-grep -h '^not ok' "$results"/*.tap | sed 's/^/FAILED: /'
+grep -ah '^not ok' "$results"/*.tap | sed 's/^/FAILED: /'
 [ "$fail" -eq 0 ]
