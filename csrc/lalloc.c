@@ -525,8 +525,8 @@ static int la_tostring(lua_State *L) {
 static const luaL_Reg la_methods[] = {
   {"alloc", la_alloc}, {"calloc", la_calloc}, {"realloc", la_realloc}, {"free", la_free},
   {"usable", la_usable}, {"stats", la_stats}, {"blocks", la_blocks}, {"runs", la_runs},
-  {"check", la_check}, {"flush", la_flush}, {"bounds", la_bounds}, {"destroy", la_destroy}, {"kind", la_kind}, {"valid", la_valid},
-  {NULL, NULL}};
+  {"check", la_check}, {"flush", la_flush}, {"bounds", la_bounds}, {"destroy", la_destroy},
+  {"kind", la_kind}, {"valid", la_valid}, {NULL, NULL}};
 
 static const luaL_Reg la_meta[] = {
   {"__gc", la_gc}, {"__close", la_close}, {"__tostring", la_tostring}, {NULL, NULL}};

@@ -146,7 +146,6 @@ static const char *push_shm_path(lua_State *L, const char *name) {
 /* shm_open's refusal of name (err): nil, "shm_open: strerror (/dev/shm/name...)", err: the path
  * where glibc looks for it, and for ENOENT whether the object or /dev/shm itself is missing (an
  * outside review met bare "No such file or directory" with O_CREAT, /dev/shm unmounted). */
-
 static int shm_open_refusal(lua_State *L, const char *name, lua_Integer oflag, int err) {
   const char *path = push_shm_path(L, name);
   struct stat st;

@@ -176,7 +176,7 @@ static const char *commit_why(lua_State *L, size_t len, unsigned counts) {
       return lua_pushfstring(L, "vm.overcommit_memory is 2, strict: the kernel commits at most "
                              "CommitLimit, %I bytes, and %I are committed; see /proc/meminfo",
                              (lua_Integer)limit, (lua_Integer)used);
-  } else if ((mode == 0 || mode < 0) && (counts & NOMEM_COMMIT)) {
+  } else if (mode <= 0 && (counts & NOMEM_COMMIT)) {
     /* mode < 0: the policy could not be read (no /proc, no descriptor left); 0 is the default */
     size_t total = sys_ram_and_swap();
     if (total != UNKNOWN && len > total)
@@ -272,17 +272,19 @@ static const char *mapping_in(lua_State *L, uintptr_t from, uintptr_t to) {
 
 int nomem_break_error(lua_State *L, const char *what, int err, uintptr_t brk, uintptr_t target) {
   size_t ps = sys_pagesize();
+  if (err != ENOMEM || target - brk > USER_SPACE)
+    return nomem_error(L, what, err, target - brk, NOMEM_DATA | NOMEM_COMMIT);
   uintptr_t from = (brk + ps - 1) & ~(uintptr_t)(ps - 1);
-  const char *in_way = err == ENOMEM && target - brk <= USER_SPACE && target <= UINTPTR_MAX - ps
-                         ? mapping_in(L, from, target + ps) : NULL;
+  const char *in_way = target <= UINTPTR_MAX - ps ? mapping_in(L, from, target + ps) : NULL;
   if (in_way)
     return push_because(L, what, err, lua_pushfstring(L, "the mapping at %s lies in the way: the "
                                                       "break grows only into free address space",
                                                       in_way));
-  /* /proc/self/maps unreadable (or silent): probe the range for the lowest mapped page */
+  /* /proc/self/maps unreadable (or silent): probe the range for the lowest mapped page, below
+   * the address space's top */
   uintptr_t at, to = target < USER_SPACE - ps ? (target + ps - 1) & ~(uintptr_t)(ps - 1)
-                                               : USER_SPACE - ps; /* the probes stay below the top */
-  if (err == ENOMEM && target - brk <= USER_SPACE && sys_first_mapped(from, to, &at))
+                                               : USER_SPACE - ps;
+  if (sys_first_mapped(from, to, &at))
     return push_because(L, what, err, lua_pushfstring(L, "a mapping at %s lies in the way (what it "
                                                       "is, /proc/self/maps would say: it could not "
                                                       "be read): the break grows only into free "

@@ -8,9 +8,11 @@
 local H = require "helpers"
 local M = require "memlab"
 
--- Runs examples/<name> in a child lua5.4 after `shell`; returns its output and exit status.
+-- Runs examples/<name> in a child lua5.4 after `shell`, in a subshell whose errors go to the
+-- output too (`ulimit -n 5 && lua5.4 ...` failed under busted, whose stderr the child lacked);
+-- returns its output and exit status.
 local function lab(name, shell)
-  local p = assert(io.popen(("%s && lua5.4 examples/%s 2>&1; echo \"exit $?\""):format(shell, name)))
+  local p = assert(io.popen(("(%s && exec lua5.4 examples/%s) 2>&1; echo \"exit $?\""):format(shell, name)))
   local out = p:read("a")
   p:close()
   return out, tonumber(out:match("exit (%d+)\n$"))
@@ -150,13 +152,7 @@ describe("the lab in a poor environment (outside review)", function()
 
   it("with 5 descriptors: a child that could not start says so (03), and 24 leaves no /dev/shm object", function()
     if not H.natively(pending) then return end
-    local function five(name) -- (in a subshell: `ulimit -n 5 && lua5.4` failed under busted)
-      local p = assert(io.popen(("(ulimit -n 5; lua5.4 examples/%s) 2>&1"):format(name)))
-      local out = p:read("a")
-      p:close()
-      return out
-    end
-    local out = five("03_wrappers.lua")
+    local out = lab("03_wrappers.lua", "ulimit -n 5")
     if not out:match("LAB 03") then return pending("lua5.4 does not start with 5 descriptors: " .. out) end
     -- it said "it ended with exit 2, saying:" and nothing more
     assert.matches("it ended with exit %d+, saying:\n    | %(the child printed nothing and ended with exit "
@@ -168,7 +164,7 @@ describe("the lab in a poor environment (outside review)", function()
       return found
     end
     local before = lab24_objects()
-    out = five("24_pitfalls.lua")
+    out = lab("24_pitfalls.lua", "ulimit -n 5")
     assert.matches("/dev/shm/memlab-*: ls could not be started: ls -1 /dev/shm 2>/dev/null: Too many "
                    .. "open files", out, 1, true)
     for e in pairs(lab24_objects()) do -- it stopped at the listing and left its object behind
