@@ -34,10 +34,10 @@ static const char late_key = 'L', sentinel_key = 'S', closed_key = 'C';
 
 #define CHARGE_FLOOR ((size_t)64 << 20)
 
-/* registry[&charge_key]: what the roots charged to the collector (buf_newroot_charged) hold. */
+/* registry[&charge_key]: what the objects charged to the collector (charge_step) hold. */
 static const char charge_key = 'G';
 typedef struct Charge {
-  size_t live; /* the bytes of the charged roots opened and not dead: reachable, or garbage */
+  size_t live; /* the bytes the charged objects alive hold: reachable, or garbage */
   size_t mark; /* past it, a full collection (see buf_newroot_charged) */
 } Charge;
 
@@ -158,58 +158,61 @@ Owner *buf_newroot(lua_State *L, const MemKind *kind) {
 
 /* The collector sees a buffer's userdata, not the memory it holds: about 400 buffers dropped
  * without free waited for it at once, whatever their size (4 MiB mappings in a loop peaked at
- * 1.6 GiB). A root about to hold n bytes (64 KiB or more: smaller ones pile up to megabytes at
- * most, and one-page mappings stay as cheap) charges them to the collector's debt
- * first, as if Lua had allocated them, so that such buffers are collected at the pace of what
- * they hold; no more than the charged roots alive hold, all a collection could give back of
- * theirs (a refused request of 32 TiB ran a whole cycle each time, with nothing to collect).
+ * 1.6 GiB). So whatever is about to hold n bytes that only its collection gives back (64 KiB or
+ * more: smaller ones pile up to megabytes at most, and one-page mappings stay as cheap) charges
+ * them to the collector's debt first (charge_step), as if Lua had allocated them, so that such
+ * objects are collected at the pace of what they hold: a root buffer, a mapping's growth by
+ * b:remap, a System V attachment, a memfd's or shm object's size. No more than the charged
+ * objects alive hold, all a collection could give back of theirs (a refused request of 32 TiB
+ * ran a whole cycle each time, with nothing to collect). Once made, the object holds its bytes
+ * in the count of what is alive (charge_set) until it dies.
  * In generational mode a step is a young collection: a buffer that lived through two of them is
  * old, and old garbage goes only at a major collection, which Lua starts when its own heap
  * grows, never for what buffers hold (4 MiB mappings each dropped two iterations later piled up
- * to 1.7 GiB). So once the charged roots alive (reachable, or garbage waiting) grow past the
+ * to 1.7 GiB). So once the charged objects alive (reachable, or garbage waiting) grow past the
  * mark, a full collection runs, and the mark is set to what survived it plus as much again (at
  * least CHARGE_FLOOR, at least Lua's heap: a full collection costs what the heap holds), as
  * Lua's own pause lets its heap double.
  * Not while the collector is stopped (collectgarbage("stop"), or a finalizer running): a step
  * would run it anyway. This is an allocation point like buf_newroot's own. */
 #define GC_CHARGE_MIN ((size_t)64 << 10)
-Owner *buf_newroot_charged(lua_State *L, const MemKind *kind, size_t n) {
-  size_t charged = 0;
-  if (n >= GC_CHARGE_MIN && lua_gc(L, LUA_GCISRUNNING) > 0) { /* -1 in a finalizer (late_note) */
-    Charge *c = charge_of(L);
-    size_t most = c ? c->live : n, kb = (n < most ? n : most) >> 10;
-    if (kb) lua_gc(L, LUA_GCSTEP, kb > INT_MAX ? INT_MAX : (int)kb);
-    if (c && c->live > c->mark) {
-      lua_gc(L, LUA_GCCOLLECT);
-      size_t heap = (size_t)lua_gc(L, LUA_GCCOUNT) << 10;
-      size_t more = c->live > heap ? c->live : heap;
-      c->mark = c->live + (more > CHARGE_FLOOR ? more : CHARGE_FLOOR);
-    }
-    charged = n;
+size_t charge_step(lua_State *L, size_t n) {
+  if (n < GC_CHARGE_MIN || lua_gc(L, LUA_GCISRUNNING) <= 0) return 0; /* -1 in a finalizer */
+  Charge *c = charge_of(L);
+  size_t most = c ? c->live : n, kb = (n < most ? n : most) >> 10;
+  if (kb) lua_gc(L, LUA_GCSTEP, kb > INT_MAX ? INT_MAX : (int)kb);
+  if (c && c->live > c->mark) {
+    lua_gc(L, LUA_GCCOLLECT);
+    size_t heap = (size_t)lua_gc(L, LUA_GCCOUNT) << 10;
+    size_t more = c->live > heap ? c->live : heap;
+    c->mark = c->live + (more > CHARGE_FLOOR ? more : CHARGE_FLOOR);
   }
+  return n;
+}
+
+void charge_set(lua_State *L, size_t *held, size_t n) {
+  Charge *c = charge_of(L);
+  if (!c) n = 0;
+  else c->live = (c->live > *held ? c->live - *held : 0) + n;
+  *held = n;
+}
+
+Owner *buf_newroot_charged(lua_State *L, const MemKind *kind, size_t n) {
+  size_t charged = charge_step(L, n);
   Owner *o = buf_newroot(L, kind);
-  o->charged = charged;
+  o->charged = charged; /* held from owner_open on */
   return o;
-}
-
-/* A charged root's bytes count as live from its opening to its death. */
-static void charge_add(lua_State *L, Owner *o) {
-  Charge *c = charge_of(L);
-  if (c) c->live += o->charged;
-  else o->charged = 0;
-}
-
-static void charge_sub(lua_State *L, Owner *o) {
-  Charge *c = charge_of(L);
-  if (c) c->live = c->live > o->charged ? c->live - o->charged : 0;
-  o->charged = 0;
 }
 
 /* Marks an Owner live over [base, base+size) and records where it was allocated. */
 void owner_open(lua_State *L, Owner *o, void *base, size_t size) {
   o->base = (unsigned char *)base;
   o->size = size;
-  if (o->charged && o->state != OWNER_LIVE) charge_add(L, o);
+  if (o->charged && o->state != OWNER_LIVE) { /* a charged root's bytes count from here */
+    size_t n = o->charged;
+    o->charged = 0;
+    charge_set(L, &o->charged, n);
+  }
   o->state = OWNER_LIVE;
   site_capture(L, &o->alloc_at);
 }
@@ -339,7 +342,7 @@ int owner_release(lua_State *L, Owner *o, const char *why, int level) {
  * records where it died and lets the kind forget its bookkeeping. */
 void owner_die(lua_State *L, Owner *o, const char *why, int level) {
   if (o->track) track_free(L, o, level == 0);
-  if (o->charged && o->state == OWNER_LIVE) charge_sub(L, o);
+  if (o->charged && o->state == OWNER_LIVE) charge_set(L, &o->charged, 0);
   o->state = OWNER_DEAD;
   o->why = why;
   if (level > 0)

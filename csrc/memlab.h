@@ -201,7 +201,13 @@ void set_consts(lua_State *L, const ConstReg *cs);
  * takes the buffer's address (buf_span) after them; where it must allocate between accesses it
  * takes the address again with buf_respan, which also rechecks the range. */
 Owner *buf_newroot(lua_State *L, const MemKind *kind);
-/* buf_newroot for a root about to hold n bytes: charges them to the collector first. */
+/* The collector's charge for memory that only a collection gives back (buffer.c). charge_step,
+ * before an object takes n more bytes, may run a collection step (finalizers: an allocation
+ * point) and returns n when they are to be held, else 0; charge_set makes what *held records
+ * (0 for nothing) n bytes, counted as alive until it is set to 0 again. */
+size_t charge_step(lua_State *L, size_t n);
+void charge_set(lua_State *L, size_t *held, size_t n);
+/* buf_newroot for a root about to hold n bytes: charge_step first, held from owner_open on. */
 Owner *buf_newroot_charged(lua_State *L, const MemKind *kind, size_t n);
 /* Every constructor of an object that will hold memory or a file calls it on the object it just
  * pushed: inside a finalizer the object is entered for release when the state closes, or refused

@@ -21,6 +21,7 @@
 
 typedef struct MFile {
   int fd;          /* -1 once closed */
+  size_t charged;  /* bytes charged to the collector for it (charge_set), or 0 */
   const char *how; /* "memfd" or "shm" */
   char name[64];
 } MFile;
@@ -74,6 +75,7 @@ int mfile_flush_refusal(lua_State *L, int err, const char *undone) {
 static MFile *new_file(lua_State *L, const char *how, const char *name) {
   MFile *f = (MFile *)lua_newuserdatauv(L, sizeof(MFile), 0);
   f->fd = -1;
+  f->charged = 0;
   f->how = how;
   snprintf(f->name, sizeof f->name, "%s", name);
   luaL_setmetatable(L, FILE_T);
@@ -222,6 +224,18 @@ static int truncate_refusal(lua_State *L, const char *what, int err, size_t n, i
   return push_syserror(L, what, err);
 }
 
+/* ftruncate of the memlab file at idx to n bytes: 0 or errno. Its pages are memory (tmpfs) that
+ * a memfd dropped without close holds until collected (200 of 4 MiB waited at once): a growth
+ * is charged to the collector, before the call, since the step may run finalizers. */
+static int file_resize(lua_State *L, int idx, size_t n) {
+  MFile *f = check_open(L, idx);
+  size_t grown = charge_step(L, n > f->charged ? n - f->charged : 0);
+  f = check_open(L, idx); /* a finalizer may have closed it */
+  int err = sys_ftruncate(f->fd, (off_t)n);
+  if (!err && (f->charged || grown)) charge_set(L, &f->charged, n);
+  return err;
+}
+
 /* M.truncate(file, size) -> true | nil, msg, errno: truncate(2) of a path, ftruncate(2) of a
  * descriptor (an integer, a memlab file, an io file: its buffered writes flushed first). Lua's
  * io cannot shrink a file; a program editing a mapped file needs to. */
@@ -234,7 +248,9 @@ static int mfile_truncate_any(lua_State *L) {
   size_t n = arg_size(L, 2); /* at most PTRDIFF_MAX: an off_t */
   if (!bypath && fd < 0) return luaL_argerror(L, 1, "a file expected, got -1");
   if (flush_err) return mfile_flush_refusal(L, flush_err, "truncated");
-  int err = bypath ? sys_truncate(path, (off_t)n) : sys_ftruncate(fd, (off_t)n);
+  int err = bypath                         ? sys_truncate(path, (off_t)n)
+            : luaL_testudata(L, 1, FILE_T) ? file_resize(L, 1, n)
+                                           : sys_ftruncate(fd, (off_t)n);
   off_t fsize;
   int regular = 0;
   if (err == EINVAL && !bypath && sys_fd_accmode(fd) == O_RDONLY && sys_fdsize(fd, &fsize, &regular) == 0 &&
@@ -248,10 +264,10 @@ static int mfile_truncate_any(lua_State *L) {
 }
 
 static int mfile_truncate(lua_State *L) {
-  MFile *f = check_open(L, 1);
+  check_open(L, 1);
   size_t n = arg_size(L, 2);
-  int err = sys_ftruncate(f->fd, (off_t)n);
-  if (err) return truncate_refusal(L, "ftruncate", err, n, f->fd);
+  int err = file_resize(L, 1, n);
+  if (err) return truncate_refusal(L, "ftruncate", err, n, check_open(L, 1)->fd);
   lua_settop(L, 1);
   return 1;
 }
@@ -277,6 +293,7 @@ static int mfile_close(lua_State *L) {
   MFile *f = check_open(L, 1);
   int fd = f->fd;
   f->fd = -1;
+  charge_set(L, &f->charged, 0);
   int err = sys_close(fd);
   if (err) return push_syserror(L, "close", err);
   lua_pushboolean(L, 1);
@@ -287,6 +304,7 @@ static int mfile_gc(lua_State *L) {
   MFile *f = (MFile *)luaL_checkudata(L, 1, FILE_T);
   if (f->fd >= 0) sys_close(f->fd);
   f->fd = -1;
+  charge_set(L, &f->charged, 0);
   return 0;
 }
 

@@ -112,6 +112,11 @@ int mmap_remap(lua_State *L) {
   buf_need_root(L, 1, b, "remap a view", "remap the mapping");
   size_t newlen = arg_size(L, 2);
   int may_move = remap_may_move(L, 3);
+  /* a growth is charged to the collector as a new mapping is (a small mapping grown to 4 MiB,
+   * dropped, piled up: 300 of them waited at once); before anything is read off the mapping,
+   * since the step may run finalizers, which may unmap or remap it */
+  size_t grown = charge_step(L, newlen > o->size ? newlen - o->size : 0);
+  if (!owner_alive(o)) owner_deaderror(L, o);
   MapInfo *mi = MAPINFO(o);
   size_t ps = sys_pagesize();
   if (o->parent)
@@ -166,6 +171,7 @@ int mmap_remap(lua_State *L) {
   mi->maplen = newmap;
   o->base = (unsigned char *)p;
   o->size = newlen;
+  if (o->charged || grown) charge_set(L, &o->charged, newmap);
   owner_kill_views(L, o, "remapped");
   lua_settop(L, 1);
   return 1;
