@@ -5,6 +5,10 @@
 #                         with the date, nproc, the CPU model and the command
 #   make bench-quick      the same as a smoke test: 3 rounds, short timings, smaller sizes
 #   make bench BENCH=buffer        only bench/buffer_bench.* (several: BENCH="buffer alloc")
+#   make bench-smoke      every benchmark in quick mode, as TAP, installing nothing (the tests'
+#                         bench stage): each must run to its end and exit 0; its figures are not
+#                         checked (speed is never a test; alloc_bench leaves out an allocator it
+#                         cannot load), the output goes to build/bench/smoke.log
 # A benchmark plugs in by its file name alone:
 #   bench/NAME_bench.lua  runs with lua5.4, `require "lib"` (bench/lib.lua), `require "memlab"`
 #                         (this checkout) and `require "memlab_cbench"` (bench/cbench.c)
@@ -32,7 +36,7 @@ BENCH_CPROGS = $(patsubst bench/%.c,$(BENCH_DIR)/%, \
 BENCH_ENV    = LUA_PATH="$(CURDIR)/bench/?.lua;$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
                LUA_CPATH="$(CURDIR)/$(BENCH_DIR)/?.so;;"
 
-.PHONY: bench-quick bench-build
+.PHONY: bench-quick bench-build bench-smoke
 
 # memlab.core is built by core.mk's own rule, in a sub-make that points BUILD at build/bench.
 bench-build:
@@ -72,3 +76,15 @@ bench: setup-bench
 bench-quick: setup-bench
 	@$(MAKE) --no-print-directory bench-build
 	$(call bench_run,1)
+
+bench-smoke:
+	@$(MAKE) --no-print-directory bench-build >/dev/null
+	@n=0; st=0; log=$(BENCH_DIR)/smoke.log; : >$$log; \
+	for f in $(BENCH_LUAS) $(BENCH_CPROGS); do \
+	  n=$$((n + 1)); case $$f in *.lua) cmd="$(LUA) $$f" ;; *) cmd="$$f" ;; esac; \
+	  echo "################################ $$f" >>$$log; \
+	  $(BENCH_ENV) MEMLAB_BENCH_QUICK=1 $$cmd >>$$log 2>&1; rc=$$?; \
+	  if [ $$rc -eq 0 ]; then echo "ok $$n - $$f runs to its end (quick)"; \
+	  else st=1; echo "not ok $$n - $$f exits with $$rc (see $$log)"; fi; \
+	done; \
+	echo "1..$$n"; exit $$st

@@ -7,7 +7,8 @@
 #           memory-error injection of spec/c/oom_lua.c, the C host of spec/c/embed_test.c), asan (specs + C tests under
 #           AddressSanitizer+UBSan), tsan (the C host's threads under ThreadSanitizer, clang),
 #           valgrind (specs, csrc/alloc tests, the C host under memcheck),
-#           lab (every experiment, short durations), fuzz (libFuzzer, FUZZ_SECONDS each),
+#           lab (every experiment, short durations), bench (every benchmark once, quick: it runs
+#           to its end; no figure is checked), fuzz (libFuzzer, FUZZ_SECONDS each),
 #           install (luarocks make into a scratch tree, then require from elsewhere),
 #           apicheck (specs + lab under a Lua built with its C API checks, scripts/apicheck-lua.sh)
 #   MEMLAB_STAGES="specs lab" scripts/test.sh   runs only those stages
@@ -33,7 +34,7 @@ if [ "${1:-}" = --counts ]; then counts; exit 0; fi
 rm -rf "$results"; mkdir -p "$results"
 LUA=${LUA:-lua5.4}
 BUSTED=$(command -v busted || echo /usr/bin/busted)
-stages=${MEMLAB_STAGES:-"build specs ctests asan tsan valgrind lab fuzz install apicheck"}
+stages=${MEMLAB_STAGES:-"build specs ctests asan tsan valgrind lab bench fuzz install apicheck"}
 export FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 
 lua_env() { # $1: build dir holding memlab/core.so; LUA_SYS_PATH/CPATH: more to look in (apicheck)
@@ -172,6 +173,10 @@ stage_lab() {
   make --no-print-directory WERROR=1 all >/dev/null || return 1
   lua_env build
   "$LUA" examples/run.lua --tap --quick
+}
+
+stage_bench() {
+  make --no-print-directory WERROR=1 bench-smoke
 }
 
 # libFuzzer on each allocator in C, then on the Lua API (spec/c/fuzz_lua.c), FUZZ_SECONDS each.
