@@ -25,7 +25,7 @@ BENCH_LDLIBS_alloc := -ldl
 
 BENCH_DIR   := $(BUILD)/bench
 BENCH_OPT   := -O2 -DNDEBUG
-BENCH_CFLAGS = -std=c11 -D_GNU_SOURCE -g $(BENCH_OPT) $(WARN) $(LUA_INC) -Icsrc -Icsrc/alloc \
+BENCH_CFLAGS = -std=c11 -D_GNU_SOURCE -g $(BENCH_OPT) $(WARN) $(if $(WERROR),-Werror) $(LUA_INC) -Icsrc -Icsrc/alloc \
                $(EXTRA_CFLAGS)
 BENCH_PICK   = $(or $(BENCH),%)
 BENCH_LUAS   = $(filter $(foreach b,$(BENCH_PICK),bench/$(b)_bench.lua), \
