@@ -309,33 +309,6 @@ describe("files dropped without close (soak review)", function()
   end)
 end)
 
-describe("a memfd dropped without close", function()
-  it("is charged to the collector with its size: truncated ones do not pile up", function()
-    if not H.natively(pending) then return end
-    -- its pages are memory until the descriptor closes, and only the collector closed it: 200
-    -- memfds of 4 MiB waited at once (800 MB of tmpfs); their descriptors tell how many wait
-    local out = H.run_lua([[
-      local M = require "memlab"
-      for _, mode in ipairs { "incremental", "generational" } do
-        collectgarbage(mode)
-        collectgarbage()
-        local first, most = nil, 0
-        for i = 1, 200 do
-          local f = assert(M.memfd_create("memlab-12-dropped"))
-          first = first or f:fileno()
-          if i % 2 == 0 then assert(f:truncate(4 << 20)) else assert(M.truncate(f, 4 << 20)) end
-          most = math.max(most, f:fileno() - first)
-        end
-        print(mode, most)
-      end]])
-    for _, mode in ipairs { "incremental", "generational" } do
-      local most = tonumber(out:match(mode .. "%s+(%d+)"))
-      assert(most, out)
-      assert.is_true(most <= 40, ("%s: %d dropped memfds of 4 MiB open at once"):format(mode, most))
-    end
-  end)
-end)
-
 describe("a file closed by a finalizer during M.mmap (GC-modes review)", function()
   it("is refused, not mapped through the descriptor number another file took meanwhile", function()
     if not H.natively(pending) then return end

@@ -561,35 +561,6 @@ describe("M.shmat() and M.shmdt()", function()
     M.shmdt(b)
   end)
 
-  it("charges an attachment to the collector with the segment's size: dropped ones do not pile up", function()
-    if not H.natively(pending) then return end
-    -- attachments of removed segments, dropped: each held its segment's memory until collected,
-    -- and 160 of 4 MiB waited at once (640 MiB; generational mode, each kept two iterations:
-    -- 800 MiB); the segments go with the child whatever happens
-    local out = H.run_lua([[
-      local M = require "memlab"
-      for _, mode in ipairs { "incremental", "generational" } do
-        collectgarbage(mode)
-        collectgarbage()
-        local base = M.status().VmSize
-        local keep, most = {}, 0
-        for i = 1, 200 do
-          local id = assert(M.shmget(M.IPC_PRIVATE, 4 << 20, M.IPC_CREAT | M.octal("600")))
-          local b = assert(M.shmat(id))
-          assert(M.shmctl(id, M.IPC_RMID))
-          b[0] = 1
-          keep[i % 2 + 1] = b
-          if i % 10 == 0 then most = math.max(most, M.status().VmSize - base) end
-        end
-        print(mode, most >> 20)
-      end]])
-    for _, mode in ipairs { "incremental", "generational" } do
-      local mib = tonumber(out:match(mode .. "%s+(%d+)"))
-      assert(mib, out)
-      assert.is_true(mib <= 160, ("%s: the address space grew by %d MiB"):format(mode, mib))
-    end
-  end)
-
   describe("errors on", function()
     it("a bad id: missing, negative, float, above INT_MAX, wrongly typed", function()
       H.raises("number expected, got no value", M.shmat)

@@ -1,0 +1,159 @@
+-- spec/25-charge_spec.lua: the collector's charge. The collector sees a memlab object's userdata,
+-- not the memory it holds, so memlab charges those bytes to it (buffer.c: charge_step before an
+-- object takes them, charge_set while it holds them): a root buffer or mapping of 64 KiB or more,
+-- a mapping's growth by b:remap, a System V attachment, a memfd grown by truncate. Each test drops
+-- such objects in a loop in a child interpreter (a clean collector) and measures how many wait,
+-- in both of the collector's modes. A finalizer run by a charge in the middle of a call is
+-- 12-mfile_spec.lua's (the file passed to M.map closed meanwhile).
+local H = require "helpers"
+
+describe("the collector's charge", function()
+  it("charges a mapping's bytes to the collector: mappings dropped without free do not pile up", function()
+    if not H.natively(pending) then return end
+    -- 300 mappings of 4 MiB, each dropped at once: the collector saw only their userdata and
+    -- let about 400 wait (1.6 GiB); charged with what they hold, a few dozen at most wait
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local waiting = setmetatable({}, { __mode = "k" }) -- the dropped ones not yet collected
+      local most = 0
+      for _ = 1, 300 do
+        local b = M.mmap(nil, 4 << 20, M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0)
+        b[0] = 1
+        waiting[b] = true
+        local n = 0
+        for _ in pairs(waiting) do n = n + 1 end
+        if n > most then most = n end
+      end
+      print("most", most)]])
+    local most = tonumber(out:match("most%s+(%d+)"))
+    assert(most, out)
+    assert.is_true(most <= 64, ("%d dropped mappings of 4 MiB waited at once"):format(most))
+  end)
+
+  it("charges in generational mode too: buffers that live a little while do not pile up (GC-modes review)", function()
+    if not H.natively(pending) then return end
+    -- a step is a young collection there: each mapping, dropped two iterations after it was
+    -- made, grew old first, and waited for a major collection (1688 MiB of 4 MiB mappings; heap
+    -- buffers of 1 MiB: 383 MiB); now a full collection runs once the charged buffers alive
+    -- grow past what survived the last one plus as much again (at least 64 MiB)
+    local out = H.run_lua([[
+      local M = require "memlab"
+      for _, mode in ipairs { "incremental", "generational" } do
+        collectgarbage(mode)
+        collectgarbage()
+        local base = M.status().VmSize -- (1 MiB blocks are mappings of malloc's own: counted too)
+        local keep, most = {}, 0
+        for i = 1, 600 do
+          local b = i % 2 == 0 and M.map { length = 4 << 20 } or M.malloc(1 << 20)
+          b[0] = 1
+          keep[i % 2 + 1] = b
+          most = math.max(most, M.status().VmSize - base)
+        end
+        print(mode, most >> 20)
+      end]])
+    for _, mode in ipairs { "incremental", "generational" } do
+      local mib = tonumber(out:match(mode .. "%s+(%d+)"))
+      assert(mib, out)
+      assert.is_true(mib <= 128, ("%s: the address space grew by %d MiB"):format(mode, mib))
+    end
+  end)
+
+  it("charges a remap's growth to the collector: small mappings grown and dropped do not pile up", function()
+    if not H.natively(pending) then return end
+    -- a mapping was charged with the length it was made with: one of a page grown to 4 MiB by
+    -- b:remap and dropped waited for the collector as a page (688 MiB of them; generational
+    -- mode, each kept two iterations: 1000 MiB)
+    local out = H.run_lua([[
+      local M = require "memlab"
+      for _, mode in ipairs { "incremental", "generational" } do
+        collectgarbage(mode)
+        collectgarbage()
+        local base = M.status().VmSize
+        local keep, most = {}, 0
+        for i = 1, 300 do
+          local b = M.map { length = 4096 }
+          assert(b:remap(4 << 20, true))
+          b[(4 << 20) - 1] = 1
+          keep[i % 2 + 1] = b
+          if i % 10 == 0 then most = math.max(most, M.status().VmSize - base) end
+        end
+        print(mode, most >> 20)
+      end]])
+    for _, mode in ipairs { "incremental", "generational" } do
+      local mib = tonumber(out:match(mode .. "%s+(%d+)"))
+      assert(mib, out)
+      assert.is_true(mib <= 160, ("%s: the address space grew by %d MiB"):format(mode, mib))
+    end
+  end)
+
+  it("charges no more than the charged buffers alive hold: a refused request runs no cycle (GC-modes review)", function()
+    if not H.natively(pending) then return end
+    -- each refused M.malloc(2^45) or M.map of 64 TiB charged its whole size, and ran a whole
+    -- collection cycle: 17 ms each beside 80 MB of Lua tables, where nothing could be freed
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local t = {} for i = 1, 200000 do t[i] = { i } end
+      collectgarbage()
+      local collected = false
+      setmetatable({}, { __gc = function() collected = true end }) -- garbage from now on
+      for _ = 1, 20 do
+        assert(not M.malloc(1 << 45))
+        assert(not M.map { length = 1 << 46 })
+      end
+      print("collected", collected, #t)]])
+    assert.matches("collected\tfalse\t200000", out, 1, true)
+  end)
+
+  it("charges a memfd grown by truncate with its size: memfds dropped without close do not pile up", function()
+    if not H.natively(pending) then return end
+    -- its pages are memory until the descriptor closes, and only the collector closed it: 200
+    -- memfds of 4 MiB waited at once (800 MB of tmpfs); their descriptors tell how many wait
+    local out = H.run_lua([[
+      local M = require "memlab"
+      for _, mode in ipairs { "incremental", "generational" } do
+        collectgarbage(mode)
+        collectgarbage()
+        local first, most = nil, 0
+        for i = 1, 200 do
+          local f = assert(M.memfd_create("memlab-12-dropped"))
+          first = first or f:fileno()
+          if i % 2 == 0 then assert(f:truncate(4 << 20)) else assert(M.truncate(f, 4 << 20)) end
+          most = math.max(most, f:fileno() - first)
+        end
+        print(mode, most)
+      end]])
+    for _, mode in ipairs { "incremental", "generational" } do
+      local most = tonumber(out:match(mode .. "%s+(%d+)"))
+      assert(most, out)
+      assert.is_true(most <= 40, ("%s: %d dropped memfds of 4 MiB open at once"):format(mode, most))
+    end
+  end)
+  it("charges an attachment to the collector with the segment's size: dropped ones do not pile up", function()
+    if not H.natively(pending) then return end
+    -- attachments of removed segments, dropped: each held its segment's memory until collected,
+    -- and 160 of 4 MiB waited at once (640 MiB; generational mode, each kept two iterations:
+    -- 800 MiB); the segments go with the child whatever happens
+    local out = H.run_lua([[
+      local M = require "memlab"
+      for _, mode in ipairs { "incremental", "generational" } do
+        collectgarbage(mode)
+        collectgarbage()
+        local base = M.status().VmSize
+        local keep, most = {}, 0
+        for i = 1, 200 do
+          local id = assert(M.shmget(M.IPC_PRIVATE, 4 << 20, M.IPC_CREAT | M.octal("600")))
+          local b = assert(M.shmat(id))
+          assert(M.shmctl(id, M.IPC_RMID))
+          b[0] = 1
+          keep[i % 2 + 1] = b
+          if i % 10 == 0 then most = math.max(most, M.status().VmSize - base) end
+        end
+        print(mode, most >> 20)
+      end]])
+    for _, mode in ipairs { "incremental", "generational" } do
+      local mib = tonumber(out:match(mode .. "%s+(%d+)"))
+      assert(mib, out)
+      assert.is_true(mib <= 160, ("%s: the address space grew by %d MiB"):format(mode, mib))
+    end
+  end)
+end)
