@@ -118,8 +118,8 @@ int alloc_block_release(Owner *o) {
   return st == ML_OK ? 0 : EINVAL;
 }
 
-Owner *alloc_newblock(lua_State *L, int ai, Allocator *a) {
-  Owner *o = buf_newroot(L, a->ops->blockkind);
+Owner *alloc_newblock(lua_State *L, int ai, Allocator *a, size_t n) {
+  Owner *o = buf_newroot_charged(L, a->ops->blockkind, n);
   o->ctx = a;
   o->parent = &a->arena;
   lua_pushvalue(L, ai);
@@ -163,7 +163,7 @@ static int la_alloc(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
   size_t n = arg_size(L, 2);
   check_request(L, a, 2, n, 0);
-  Owner *o = alloc_newblock(L, 1, a);
+  Owner *o = alloc_newblock(L, 1, a, n);
   alloc_src_forget(a);
   void *p = a->ops->alloc(&a->u, n);
   if (!p) return alloc_failure(L, a, a->ops->name);
@@ -191,7 +191,7 @@ static int la_calloc(lua_State *L) {
   } else {
     check_request(L, a, 3, n, 1);
   }
-  Owner *o = alloc_newblock(L, 1, a);
+  Owner *o = alloc_newblock(L, 1, a, overflow ? 0 : n);
   alloc_src_forget(a);
   void *p = a->ops->calloc(&a->u, nr, size);
   if (!p && overflow)
@@ -221,7 +221,7 @@ static int la_realloc(lua_State *L) {
     return 1;
   }
   check_request(L, a, 3, n, 0);
-  Owner *o = alloc_newblock(L, 1, a);
+  Owner *o = alloc_newblock(L, 1, a, n);
   Owner *old = alloc_check_block(L, 2, a); /* again: the new userdata may have run a finalizer */
   alloc_src_forget(a);
   void *p = a->ops->realloc(&a->u, old->base, n);

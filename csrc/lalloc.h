@@ -62,9 +62,11 @@ Allocator *alloc_new(lua_State *L, const AllocOps *ops);
 void alloc_opened(lua_State *L, Allocator *a);
 /* The live allocator at idx (raises on a destroyed one), optionally of one algorithm. */
 Allocator *alloc_check(lua_State *L, int idx, const AllocOps *only);
-/* Pushes a NEW block buffer of allocator a (at index ai), anchored to it; raises if creating it
- * ran a finalizer that destroyed a. The caller allocates, then owner_open()s it. */
-Owner *alloc_newblock(lua_State *L, int ai, Allocator *a);
+/* Pushes a NEW block buffer of allocator a (at index ai), anchored to it, for a block of n bytes
+ * (charged to the collector as a root's: a block dropped without free holds them until collected;
+ * one outliving its allocator's destroy stays counted until then too); raises if creating it ran
+ * a finalizer that destroyed a. The caller allocates, then owner_open()s it. */
+Owner *alloc_newblock(lua_State *L, int ai, Allocator *a, size_t n);
 /* The live block of allocator a at idx (a root, not a view); raises, saying which, otherwise. */
 Owner *alloc_check_block(lua_State *L, int idx, Allocator *a);
 /* Pushes { {offset, size, state, addr} ... } of the live allocator at 1, walked by walkfn. */

@@ -135,7 +135,7 @@ static int lfl_memalign(lua_State *L) {
   lua_Integer al = luaL_checkinteger(L, 2);
   luaL_argcheck(L, al > 0 && ml_is_pow2((size_t)al), 2, "alignment must be a power of two");
   size_t align = (size_t)al, n = arg_size(L, 3);
-  Owner *o = alloc_newblock(L, 1, a);
+  Owner *o = alloc_newblock(L, 1, a, n);
   alloc_src_forget(a);
   void *p = fl_memalign(&a->u.fl, align, n);
   if (!p) return alloc_failure(L, a, "freelist");

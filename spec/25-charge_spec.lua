@@ -1,9 +1,9 @@
 -- spec/25-charge_spec.lua: the collector's charge. The collector sees a memlab object's userdata,
 -- not the memory it holds, so memlab charges those bytes to it (buffer.c: charge_step before an
 -- object takes them, charge_set while it holds them): a root buffer or mapping of 64 KiB or more,
--- a mapping's growth by b:remap, a System V attachment, a memfd grown by truncate. Each test drops
--- such objects in a loop in a child interpreter (a clean collector) and measures how many wait,
--- in both of the collector's modes. A finalizer run by a charge in the middle of a call is
+-- an allocator's block as large, a mapping's growth by b:remap, a System V attachment, a memfd
+-- grown by truncate. Each test drops such objects in a loop in a child interpreter (a clean
+-- collector) and measures how many wait, in both of the collector's modes. A finalizer run by a charge in the middle of a call is
 -- 12-mfile_spec.lua's (the file passed to M.map closed meanwhile).
 local H = require "helpers"
 
@@ -154,6 +154,34 @@ describe("the collector's charge", function()
       local mib = tonumber(out:match(mode .. "%s+(%d+)"))
       assert(mib, out)
       assert.is_true(mib <= 160, ("%s: the address space grew by %d MiB"):format(mode, mib))
+    end
+  end)
+
+  it("charges an allocator's block as a root: large blocks dropped without free do not pile up", function()
+    if not H.natively(pending) then return end
+    -- a block of 4 MiB dropped went back to its allocator only when collected, and nothing told
+    -- the collector: all 200 waited at once (the allocator's peak of live bytes, 800 MiB)
+    local out = H.run_lua([[
+      local M = require "memlab"
+      for _, mode in ipairs { "incremental", "generational" } do
+        collectgarbage(mode)
+        for _, kind in ipairs { "freelist", "buddy" } do
+          local a = kind == "freelist" and M.freelist {} or M.buddy { size = 1 << 30 }
+          collectgarbage()
+          for _ = 1, 200 do
+            local b = assert(a:alloc(4 << 20))
+            b[0] = 1
+          end
+          print(mode, kind, a:stats().peak_live_bytes >> 20)
+          a:destroy()
+        end
+      end]])
+    for _, mode in ipairs { "incremental", "generational" } do
+      for _, kind in ipairs { "freelist", "buddy" } do
+        local mib = tonumber(out:match(mode .. "%s+" .. kind .. "%s+(%d+)"))
+        assert(mib, out)
+        assert.is_true(mib <= 160, ("%s, %s: %d MiB of dropped blocks waited"):format(mode, kind, mib))
+      end
     end
   end)
 end)
