@@ -4,11 +4,11 @@
  * and registered as package.preload["memlab.core"], its Lua part (lua/memlab/init.lua, draw.lua)
  * read from the checkout (MEMLAB_ROOT, set by the build, or the environment), compiled once and
  * put in package.preload as "memlab" and "memlab.draw" (package.path also names the checkout,
- * package.cpath nothing: no other memlab can be loaded). The two halves of the Lua driver,
- * spec/c/fuzz_lua_driver.lua (split at its "--[[ENGINE]]" line), then run: the
- * PRELUDE (the pool v[1..16], seeded with a heap buffer, a mapping, a view, the three allocators
- * and two blocks, and R, which checks one call's result) and the ENGINE, which decodes the input
- * bytes into at most 200 calls:
+ * package.cpath nothing: no other memlab can be loaded). The two halves of the Lua driver, in
+ * spec/c/fuzz_lua/, then run: the PRELUDE (prelude.lua: the pool v[1..16], seeded with a heap
+ * buffer, a mapping, a view, the three allocators and two blocks, and R, which checks one call's
+ * result) and the ENGINE (args.lua, the argument generators, and calls.lua, the operations),
+ * which decodes the input bytes into at most 200 calls:
  *   one byte picks the operation (a 256-entry table, each operation's share its weight), the
  *   next ones its `self` (from the ring of its family: every buffer, allocator, snapshot, memfd
  *   file and block iterator a call returns is also kept in a small ring, RB, RA, RS, RF, RI, and
@@ -52,9 +52,9 @@
  *   MEMLAB_FUZZ_TRACE=path  writes each input's calls as a Lua script (the prelude, then one line
  *                           per call, flushed before the call runs): running the target on a crash
  *                           input leaves a reproducer for lua5.4 (eval "$(make -s env)").
- *   MEMLAB_FUZZ_DRIVER=path runs another Lua driver (prelude, a line "--[[ENGINE]]", engine)
- *                           than spec/c/fuzz_lua_driver.lua. The driver is read at start-up:
- *                           a change to it needs no rebuild.
+ *   MEMLAB_FUZZ_DRIVER=dir  runs another Lua driver (dir/prelude.lua, args.lua, calls.lua)
+ *                           than spec/c/fuzz_lua/'s. The driver is read at start-up: a change
+ *                           to it needs no rebuild.
  *   MEMLAB_FUZZ_STATS=path  appends each call's outcome (ok, refused, raised and the message),
  *                           to see what the inputs reach.
  *   MEMLAB_ROOT=dir         the checkout whose lua/ is loaded. */
@@ -92,22 +92,32 @@ static int l_fail(lua_State *L)
     return 0;
 }
 
-/* The driver (spec/c/fuzz_lua_driver.lua, or MEMLAB_FUZZ_DRIVER): the prelude and the engine
- * from one file, split at "--[[ENGINE]]" */
-static void load_driver(const char *path)
+/* Appends the file dir/name to the text at *at (of room bytes), NUL-terminated; returns its end. */
+static char *read_part(const char *dir, const char *name, char *at, size_t room)
 {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "rb");
     if (!f) die("the Lua driver cannot be read", path);
-    static char text[1 << 20];
-    size_t n = fread(text, 1, sizeof text - 1, f);
+    size_t n = fread(at, 1, room - 1, f);
+    int whole = feof(f);
     fclose(f);
-    text[n] = 0;
-    static const char line[] = "\n--[[ENGINE]]\n";
-    char *mark = strstr(text, line);
-    if (!mark) die("the Lua driver has no --[[ENGINE]] line", path);
-    mark[1] = 0;
-    g_prelude = text;
-    g_engine = mark + sizeof line - 1;
+    if (!whole) die("the Lua driver's file is too long", path);
+    at[n] = 0;
+    return at + n;
+}
+
+/* The driver (spec/c/fuzz_lua/, or the directory MEMLAB_FUZZ_DRIVER names): the prelude from
+ * prelude.lua, the engine from args.lua and calls.lua, one chunk (calls.lua uses args.lua's
+ * locals). */
+static void load_driver(const char *dir)
+{
+    static char pre[1 << 18], eng[1 << 20];
+    read_part(dir, "prelude.lua", pre, sizeof pre);
+    char *end = read_part(dir, "args.lua", eng, sizeof eng);
+    read_part(dir, "calls.lua", end, sizeof eng - (size_t)(end - eng));
+    g_prelude = pre;
+    g_engine = eng;
 }
 
 /* Parsing the Lua code anew for every input took half of each run: each chunk is compiled once
@@ -165,7 +175,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (e && *e) g_trace = e;
     char path[4096];
     e = getenv("MEMLAB_FUZZ_DRIVER");
-    snprintf(path, sizeof path, "%s/spec/c/fuzz_lua_driver.lua", g_root);
+    snprintf(path, sizeof path, "%s/spec/c/fuzz_lua", g_root);
     load_driver(e && *e ? e : path);
     snprintf(path, sizeof path, "%s/lua/memlab/init.lua", g_root);
     compile(&g_init, "memlab", path, NULL);
