@@ -203,10 +203,13 @@ describe("the constants", function()
         seen = seen + 1
       end
     end
-    -- <linux/shm.h> cannot be included with <sys/shm.h>: its three are checked against the MAP_ ones
-    assert.same({ "SHM_HUGE_1GB", "SHM_HUGE_2MB", "SHM_HUGE_SHIFT" }, missing)
+    -- <linux/shm.h> cannot be included with <sys/shm.h>, whose glibc defines its three only in
+    -- newer versions (Debian 13's 2.41 does): where missing, they are checked against the MAP_ ones
+    local shm_huge = { SHM_HUGE_1GB = true, SHM_HUGE_2MB = true, SHM_HUGE_SHIFT = true }
+    for _, k in ipairs(missing) do assert.is_true(shm_huge[k] or false, k .. " missing from C's headers") end
     assert.equal(M.MAP_HUGE_1GB, M.SHM_HUGE_1GB)
+    assert.equal(M.MAP_HUGE_2MB, M.SHM_HUGE_2MB)
     assert.equal(M.MAP_HUGE_SHIFT, M.SHM_HUGE_SHIFT)
-    assert.equal(#names - 3, seen)
+    assert.equal(#names - #missing, seen)
   end)
 end)

@@ -422,6 +422,23 @@ local CHILD_PRELUDE = "local function take_fds() local fds = {} while true do "
   .. "local f = io.open('/dev/null') if not f then return fds end fds[#fds + 1] = f end end "
   .. "local function give_fds(fds) for _, f in ipairs(fds) do f:close() end end "
 
+--- The prefix that runs H.run_lua's child as user nobody (uid 65534), or nil and why: it needs
+-- root and setpriv, and a checkout nobody can read (one cloned under /root, whose mode is 0700 on
+-- Debian, is not: the child could not load memlab).
+function H.as_nobody()
+  if not H.have("setpriv") or not H.has_cap("setuid") then
+    return nil, "needs root (CAP_SETUID) and setpriv, to be another user"
+  end
+  local prefix = "setpriv --reuid=65534 --regid=65534 --clear-groups "
+  local so = package.searchpath("memlab.core", package.cpath)
+  local init = package.searchpath("memlab", package.path)
+  if not (so and init and os.execute(("%stest -r %q -a -r %q"):format(prefix, so, init))) then
+    return nil, ("user nobody cannot read this checkout's memlab (%s): clone it where other users "
+                 .. "can read, not under /root"):format(so or "memlab.core not found")
+  end
+  return prefix
+end
+
 --- Runs the Lua chunk `code` in a fresh lua5.4 (not a fork of this process: its heap and
 -- collector start small) that finds the same memlab, after the shell commands `prefix` (or
 -- none). Returns the child's output, stdout and stderr.
