@@ -38,8 +38,15 @@ static const char late_key = 'L', sentinel_key = 'S', closed_key = 'C';
 static const char charge_key = 'G';
 typedef struct Charge {
   size_t live; /* the bytes the charged objects alive hold: reachable, or garbage */
-  size_t mark; /* past it, a full collection (see buf_newroot_charged) */
+  size_t mark; /* past it, a full collection (see charge_step) */
+  size_t base; /* Lua's heap after the last full collection, at least CHARGE_FLOOR */
+  size_t most; /* RAM and swap: what one object can hold at most (a sparse file is charged so) */
 } Charge;
+
+static size_t add_sat(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+
+/* What is alive plus as much again, at least base: the mark, as Lua's pause lets its heap double. */
+static size_t charge_mark(const Charge *c) { return add_sat(c->live, c->live > c->base ? c->live : c->base); }
 
 /* The state's Charge (made by late_open: looking it up allocates nothing), or NULL. */
 static Charge *charge_of(lua_State *L) {
@@ -122,7 +129,8 @@ static void late_open(lua_State *L) {
   if (!have_charge) {
     Charge *c = (Charge *)lua_newuserdatauv(L, sizeof(Charge), 0);
     c->live = 0;
-    c->mark = CHARGE_FLOOR;
+    c->base = c->mark = CHARGE_FLOOR;
+    c->most = sys_ram_and_swap();
     lua_rawsetp(L, LUA_REGISTRYINDEX, &charge_key);
   }
   if (!have_table) {
@@ -184,16 +192,24 @@ size_t charge_step(lua_State *L, size_t n) {
   if (c && c->live > c->mark) {
     lua_gc(L, LUA_GCCOLLECT);
     size_t heap = (size_t)lua_gc(L, LUA_GCCOUNT) << 10;
-    size_t more = c->live > heap ? c->live : heap;
-    c->mark = c->live + (more > CHARGE_FLOOR ? more : CHARGE_FLOOR);
+    c->base = heap > CHARGE_FLOOR ? heap : CHARGE_FLOOR;
+    c->mark = charge_mark(c);
   }
   return n;
 }
 
+/* Held bytes are capped at RAM and swap, and sums saturate. When what is alive shrinks, the mark
+ * comes down with it: an object of 2^63 bytes (a sparse file) once set it past any count, and the
+ * full collections stopped for good. */
 void charge_set(lua_State *L, size_t *held, size_t n) {
   Charge *c = charge_of(L);
-  if (!c) n = 0;
-  else c->live = (c->live > *held ? c->live - *held : 0) + n;
+  if (!c) {
+    *held = 0;
+    return;
+  }
+  if (n > c->most) n = c->most;
+  c->live = add_sat(c->live > *held ? c->live - *held : 0, n);
+  if (n < *held && charge_mark(c) < c->mark) c->mark = charge_mark(c);
   *held = n;
 }
 

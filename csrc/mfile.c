@@ -230,7 +230,8 @@ static int truncate_refusal(lua_State *L, const char *what, int err, size_t n, i
 static int file_resize(lua_State *L, int idx, size_t n) {
   MFile *f = check_open(L, idx);
   size_t grown = charge_step(L, n > f->charged ? n - f->charged : 0);
-  f = check_open(L, idx); /* a finalizer may have closed it */
+  if (f->fd < 0) /* (the userdata stays: it is at idx) */
+    luaL_argerror(L, idx, "closed file (closed during the call, by a finalizer)");
   int err = sys_ftruncate(f->fd, (off_t)n);
   if (!err && (f->charged || grown)) charge_set(L, &f->charged, n);
   return err;

@@ -200,6 +200,14 @@ static int shm_shmat(lua_State *L) {
   if (err == EINVAL && addr % (uintptr_t)SHMLBA && !(flags & SHM_RND))
     return push_syserrorf(L, "shmat", err, "the address %p is not a multiple of SHMLBA, %d bytes: "
                           "M.SHM_RND rounds it down", (void *)addr, (int)SHMLBA);
+  uintptr_t used;
+  size_t ps = sys_pagesize(), span = stat_err ? 0 : (st.shm_segsz + ps - 1) / ps * ps;
+  if (err == EINVAL && addr != 0 && span && at % ps == 0 && at <= UINTPTR_MAX - span &&
+      sys_first_mapped(at, at + span, &used))
+    return push_syserrorf(L, "shmat", err, "the segment's %I bytes from %p would cover memory "
+                          "already mapped, from %p (shmat replaces nothing without SHM_REMAP, "
+                          "which memlab refuses): attach at a free address, or let the kernel "
+                          "choose (nil)", (lua_Integer)st.shm_segsz, (void *)at, (void *)used);
   struct shmid_ds ds;
   if (err == ENOMEM && sys_shmctl(id, IPC_STAT, &ds) == 0) /* the limit it passed, named */
     return nomem_error(L, "shmat", err, ds.shm_segsz, NOMEM_MAPS);
@@ -211,15 +219,22 @@ static int shm_shmat(lua_State *L) {
     sys_shmdt(p);
     return push_syserror(L, "shmat (IPC_STAT of the segment)", err);
   }
-  /* a segment of huge pages (SHM_HUGETLB) takes whole ones: more than shm_segsz, which the check
-   * above measured; where the kernel put it says how much */
+  /* the check above again, on the segment attached: the charge may have run a finalizer that put
+   * a larger one under the same id (and a segment of huge pages, SHM_HUGETLB, takes whole ones:
+   * more than shm_segsz; where the kernel put it says how much) */
   size_t extent = addr != 0 ? map_extent((uintptr_t)p) : 0;
-  if (extent > ds.shm_segsz && in_stack_room((uintptr_t)p, extent)) {
+  if (extent < ds.shm_segsz) extent = ds.shm_segsz;
+  if (addr != 0 && in_stack_room((uintptr_t)p, extent)) {
     sys_shmdt(p);
-    return push_syserrorf(L, "shmat", EINVAL, "the segment, of huge pages (%I bytes mapped), would "
-                          "reach into the room the main stack grows into (below [stack]) from %p: "
-                          "a segment there would end the interpreter at its next deep call",
-                          (lua_Integer)extent, (void *)addr);
+    const char *what = extent > ds.shm_segsz
+                           ? lua_pushfstring(L, "the segment, of huge pages (%I bytes mapped),",
+                                             (lua_Integer)extent)
+                           : lua_pushfstring(L, "the segment attached (%I bytes, larger than when "
+                                                "it was checked: replaced meanwhile)",
+                                             (lua_Integer)extent);
+    return push_syserrorf(L, "shmat", EINVAL, "%s would reach into the room the main stack grows "
+                          "into (below [stack]) from %p: a segment there would end the "
+                          "interpreter at its next deep call", what, (void *)addr);
   }
   o->prot = (uint8_t)(OWN_PROT_READ | ((flags & SHM_RDONLY) ? 0u : OWN_PROT_WRITE) |
                       ((flags & SHM_EXEC) ? OWN_PROT_EXEC : 0u));

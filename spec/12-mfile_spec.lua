@@ -310,6 +310,33 @@ describe("files dropped without close (soak review)", function()
 end)
 
 describe("a file closed by a finalizer during M.mmap (GC-modes review)", function()
+  it("or during f:truncate and M.truncate(f, n) is said to be so (red team)", function()
+    if not H.natively(pending) then return end
+    -- a growth is charged to the collector before the ftruncate: a finalizer it runs may close
+    -- the file, which the call then named as if the script had ("attempt to use a closed file")
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local hold = M.malloc(256 << 20) -- charged and alive: the growth's charge steps the collector
+      for _, how in ipairs { "method", "function" } do
+        local f = assert(M.memfd_create("memlab-12-closed"))
+        collectgarbage()
+        local ran = false
+        for _ = 1, 50 do setmetatable({}, { __gc = function() ran = true f:close() end }) end
+        local ok, err = pcall(function()
+          if how == "method" then return f:truncate(64 << 20) end
+          return M.truncate(f, 64 << 20)
+        end)
+        print(how, ran, ok, err)
+      end]])
+    if out:match("\tfalse\t") and not out:match("\ttrue\tfalse\t") then
+      return pending("the finalizer did not run within the call: " .. out)
+    end
+    assert.matches("method\ttrue\tfalse\t[^\n]*calling 'truncate' on bad self %(closed file %(closed during "
+                   .. "the call, by a finalizer%)%)\n", out)
+    assert.matches("function\ttrue\tfalse\t[^\n]*bad argument #1 to 'truncate' %(closed file %(closed "
+                   .. "during the call, by a finalizer%)%)\n", out)
+  end)
+
   it("is refused, not mapped through the descriptor number another file took meanwhile", function()
     if not H.natively(pending) then return end
     -- the map's charge to the collector ran the finalizer, which closed f1 and made f2 under its

@@ -561,6 +561,62 @@ describe("M.shmat() and M.shmdt()", function()
     M.shmdt(b)
   end)
 
+  it("checks the segment attached against the stack's room, not only the one asked for (red team)", function()
+    if not H.natively(pending) then return end
+    if not H.have("unshare") or ids() ~= 0 then pending("needs root and unshare -i") return end
+    -- the collector's charge ran a finalizer that removed the segment and made a larger one
+    -- under the same id (shm_next_id, in an IPC namespace of its own): the attachment reached
+    -- into the room below [stack], and the next deep call ended the interpreter
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local hold = M.malloc(256 << 20) -- charged and alive: the attach's charge steps the collector
+      local lo, hi
+      for l in io.lines("/proc/self/maps") do
+        local a, b = l:match("^(%x+)-(%x+).*%[stack%]")
+        if a then lo, hi = tonumber(a, 16), tonumber(b, 16) end
+      end
+      local OLD = 1 << 20
+      local addr = hi - (8 << 20) - (1 << 20) - OLD -- ends where the stack's room starts
+      local id = assert(M.shmget(M.IPC_PRIVATE, OLD, M.IPC_CREAT | 384))
+      collectgarbage()
+      local swapped = false
+      setmetatable({}, { __gc = function()
+        M.shmctl(id, M.IPC_RMID)
+        local f = assert(io.open("/proc/sys/kernel/shm_next_id", "w"))
+        f:write(id)
+        f:close()
+        swapped = M.shmget(M.IPC_PRIVATE, lo - 4096 - addr, M.IPC_CREAT | 384) == id
+      end })
+      local b, msg, code = M.shmat(id, addr)
+      print(swapped, b, msg, code)
+      M.shmctl(id, M.IPC_RMID)
+      local function deep(n) if n == 0 then return "" end return (("x"):gsub("x", function() return deep(n - 1) end)) end
+      print(pcall(deep, 180))]], "unshare -i ")
+    if out:match("^unshare: ") then return pending("unshare -i refused here: " .. out) end
+    if not out:match("^true\t") then return pending("the finalizer did not run within the call: " .. out) end
+    assert.matches("^true\tnil\tshmat: Invalid argument %(the segment attached %(%d+ bytes, larger than "
+                   .. "when it was checked: replaced meanwhile%) would reach into the room the main stack "
+                   .. "grows into %(below %[stack%]%) from 0x%x+: a segment there would end the interpreter "
+                   .. "at its next deep call%)\t" .. M.EINVAL .. "\ntrue\t\n$", out)
+  end)
+
+  it("at an address where memory is already mapped says so, naming it", function()
+    local id = segment(3 * H.ps)
+    local r = M.map { length = 3 * H.ps } -- three free pages, then a mapping on the last two
+    local at = r:address()
+    r:free()
+    local m = M.map { addr = at + H.ps, length = 2 * H.ps }
+    if m:address() ~= at + H.ps then m:free() pending("the kernel placed the mapping elsewhere") return end
+    local b, msg, code = M.shmat(id, at)
+    m:free()
+    assert.is_nil(b)
+    assert.equal(M.EINVAL, code)
+    assert.equal(("shmat: Invalid argument (the segment's %d bytes from 0x%x would cover memory already "
+                  .. "mapped, from 0x%x (shmat replaces nothing without SHM_REMAP, which memlab refuses): "
+                  .. "attach at a free address, or let the kernel choose (nil))")
+                 :format(3 * H.ps, at, at + H.ps), msg)
+  end)
+
   describe("errors on", function()
     it("a bad id: missing, negative, float, above INT_MAX, wrongly typed", function()
       H.raises("number expected, got no value", M.shmat)
