@@ -3,9 +3,45 @@
 -- object takes them, charge_set while it holds them): a root buffer or mapping of 64 KiB or more,
 -- an allocator's block as large, a mapping's growth by b:remap, a System V attachment, a memfd
 -- grown by truncate. Each test drops such objects in a loop in a child interpreter (a clean
--- collector) and measures how many wait, in both of the collector's modes. A finalizer run by a charge in the middle of a call is
--- 12-mfile_spec.lua's (the file passed to M.map closed meanwhile).
+-- collector) and measures how many wait, in both of the collector's modes. A finalizer run by a
+-- charge in the middle of a call is 12-mfile_spec.lua's and 16-shm_spec.lua's.
 local H = require "helpers"
+
+local MODES = { "incremental", "generational" }
+
+-- Runs `body` n times in a child (after `setup`), in each of `modes` (default both), keeping what
+-- it puts in keep[...], and returns how far the address space grew at most, in MiB, by mode,
+-- read every `every` iterations (default 10).
+local function grown(body, n, opt)
+  opt = opt or {}
+  local out = H.run_lua(([[
+    local M = require "memlab"
+    %s
+    for _, mode in ipairs { "%s" } do
+      collectgarbage(mode)
+      collectgarbage()
+      local base = M.status().VmSize
+      local keep, most = {}, 0
+      for i = 1, %d do
+        %s
+        if i %% %d == 0 then most = math.max(most, M.status().VmSize - base) end
+      end
+      print(mode, most >> 20)
+    end]]):format(opt.setup or "", table.concat(opt.modes or MODES, '", "'), n, body, opt.every or 10))
+  local mib = {}
+  for _, mode in ipairs(opt.modes or MODES) do
+    mib[mode] = tonumber(out:match(mode .. "%s+(%d+)"))
+    assert(mib[mode], out)
+  end
+  return mib
+end
+
+-- Asserts each mode's growth (from grown) is at most `limit` MiB.
+local function within(mib, limit)
+  for mode, v in pairs(mib) do
+    assert.is_true(v <= limit, ("%s: the address space grew by %d MiB"):format(mode, v))
+  end
+end
 
 describe("the collector's charge", function()
   it("charges a mapping's bytes to the collector: mappings dropped without free do not pile up", function()
@@ -36,26 +72,11 @@ describe("the collector's charge", function()
     -- made, grew old first, and waited for a major collection (1688 MiB of 4 MiB mappings; heap
     -- buffers of 1 MiB: 383 MiB); now a full collection runs once the charged buffers alive
     -- grow past what survived the last one plus as much again (at least 64 MiB)
-    local out = H.run_lua([[
-      local M = require "memlab"
-      for _, mode in ipairs { "incremental", "generational" } do
-        collectgarbage(mode)
-        collectgarbage()
-        local base = M.status().VmSize -- (1 MiB blocks are mappings of malloc's own: counted too)
-        local keep, most = {}, 0
-        for i = 1, 600 do
-          local b = i % 2 == 0 and M.map { length = 4 << 20 } or M.malloc(1 << 20)
-          b[0] = 1
-          keep[i % 2 + 1] = b
-          most = math.max(most, M.status().VmSize - base)
-        end
-        print(mode, most >> 20)
-      end]])
-    for _, mode in ipairs { "incremental", "generational" } do
-      local mib = tonumber(out:match(mode .. "%s+(%d+)"))
-      assert(mib, out)
-      assert.is_true(mib <= 128, ("%s: the address space grew by %d MiB"):format(mode, mib))
-    end
+    -- (1 MiB blocks are mappings of malloc's own: counted too)
+    within(grown([[
+      local b = i % 2 == 0 and M.map { length = 4 << 20 } or M.malloc(1 << 20)
+      b[0] = 1
+      keep[i % 2 + 1] = b]], 600, { every = 1 }), 128)
   end)
 
   it("charges a remap's growth to the collector: small mappings grown and dropped do not pile up", function()
@@ -63,27 +84,11 @@ describe("the collector's charge", function()
     -- a mapping was charged with the length it was made with: one of a page grown to 4 MiB by
     -- b:remap and dropped waited for the collector as a page (688 MiB of them; generational
     -- mode, each kept two iterations: 1000 MiB)
-    local out = H.run_lua([[
-      local M = require "memlab"
-      for _, mode in ipairs { "incremental", "generational" } do
-        collectgarbage(mode)
-        collectgarbage()
-        local base = M.status().VmSize
-        local keep, most = {}, 0
-        for i = 1, 300 do
-          local b = M.map { length = 4096 }
-          assert(b:remap(4 << 20, true))
-          b[(4 << 20) - 1] = 1
-          keep[i % 2 + 1] = b
-          if i % 10 == 0 then most = math.max(most, M.status().VmSize - base) end
-        end
-        print(mode, most >> 20)
-      end]])
-    for _, mode in ipairs { "incremental", "generational" } do
-      local mib = tonumber(out:match(mode .. "%s+(%d+)"))
-      assert(mib, out)
-      assert.is_true(mib <= 160, ("%s: the address space grew by %d MiB"):format(mode, mib))
-    end
+    within(grown([[
+      local b = M.map { length = 4096 }
+      assert(b:remap(4 << 20, true))
+      b[(4 << 20) - 1] = 1
+      keep[i % 2 + 1] = b]], 300), 160)
   end)
 
   it("charges no more than the charged buffers alive hold: a refused request runs no cycle (GC-modes review)", function()
@@ -128,33 +133,18 @@ describe("the collector's charge", function()
       assert.is_true(most <= 40, ("%s: %d dropped memfds of 4 MiB open at once"):format(mode, most))
     end
   end)
+
   it("charges an attachment to the collector with the segment's size: dropped ones do not pile up", function()
     if not H.natively(pending) then return end
     -- attachments of removed segments, dropped: each held its segment's memory until collected,
     -- and 160 of 4 MiB waited at once (640 MiB; generational mode, each kept two iterations:
     -- 800 MiB); the segments go with the child whatever happens
-    local out = H.run_lua([[
-      local M = require "memlab"
-      for _, mode in ipairs { "incremental", "generational" } do
-        collectgarbage(mode)
-        collectgarbage()
-        local base = M.status().VmSize
-        local keep, most = {}, 0
-        for i = 1, 200 do
-          local id = assert(M.shmget(M.IPC_PRIVATE, 4 << 20, M.IPC_CREAT | M.octal("600")))
-          local b = assert(M.shmat(id))
-          assert(M.shmctl(id, M.IPC_RMID))
-          b[0] = 1
-          keep[i % 2 + 1] = b
-          if i % 10 == 0 then most = math.max(most, M.status().VmSize - base) end
-        end
-        print(mode, most >> 20)
-      end]])
-    for _, mode in ipairs { "incremental", "generational" } do
-      local mib = tonumber(out:match(mode .. "%s+(%d+)"))
-      assert(mib, out)
-      assert.is_true(mib <= 160, ("%s: the address space grew by %d MiB"):format(mode, mib))
-    end
+    within(grown([[
+      local id = assert(M.shmget(M.IPC_PRIVATE, 4 << 20, M.IPC_CREAT | M.octal("600")))
+      local b = assert(M.shmat(id))
+      assert(M.shmctl(id, M.IPC_RMID))
+      b[0] = 1
+      keep[i % 2 + 1] = b]], 200), 160)
   end)
 
   it("charges an allocator's block as a root: large blocks dropped without free do not pile up", function()
@@ -190,24 +180,14 @@ describe("the collector's charge", function()
     -- a memfd truncated to 2^63 - 1 bytes holds no memory, but was charged so: the mark went
     -- past any count and stayed there after the file closed, and in generational mode 4 MiB
     -- mappings each kept two iterations piled up again (1204 MiB, 84 without the file)
-    local out = H.run_lua([[
-      local M = require "memlab"
+    within(grown([[
+      local b = M.map { length = 4 << 20 }
+      b[0] = 1
+      keep[i % 3] = b]], 300, { modes = { "generational" }, setup = [[
       collectgarbage("generational")
       local f = assert(M.memfd_create("memlab-25-sparse"))
       assert(f:truncate(math.maxinteger))
       M.malloc(1 << 20):free() -- a charge while the file is open
-      f:close()
-      local base = M.status().VmSize
-      local keep, most = {}, 0
-      for i = 1, 300 do
-        local b = M.map { length = 4 << 20 }
-        b[0] = 1
-        keep[i % 3] = b
-        if i % 10 == 0 then most = math.max(most, M.status().VmSize - base) end
-      end
-      print("grew", most >> 20)]])
-    local mib = tonumber(out:match("grew%s+(%d+)"))
-    assert(mib, out)
-    assert.is_true(mib <= 160, ("the address space grew by %d MiB"):format(mib))
+      f:close()]] }), 160)
   end)
 end)
