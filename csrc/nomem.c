@@ -280,8 +280,8 @@ int nomem_break_error(lua_State *L, const char *what, int err, uintptr_t brk, ui
     return push_because(L, what, err, lua_pushfstring(L, "the mapping at %s lies in the way: the "
                                                       "break grows only into free address space",
                                                       in_way));
-  /* /proc/self/maps unreadable (or silent): probe the range for the lowest mapped page, below
-   * the address space's top */
+  /* /proc/self/maps unreadable (or silent): the lowest mapped page of the range, below the
+   * address space's top (sys_first_mapped probes for it) */
   uintptr_t at, to = target < USER_SPACE - ps ? (target + ps - 1) & ~(uintptr_t)(ps - 1)
                                                : USER_SPACE - ps;
   if (sys_first_mapped(from, to, &at))

@@ -158,24 +158,6 @@ static int shm_shmget(lua_State *L) {
   return 1;
 }
 
-/* /proc/self/maps' first region overlapping [r[0], r[1]) */
-static int overlaps(uintptr_t from, const char *line, void *ud) {
-  const uintptr_t *r = (const uintptr_t *)ud;
-  unsigned long to;
-  return sscanf(line, "%*x-%lx", &to) == 1 && (uintptr_t)to > r[0] && from < r[1];
-}
-
-/* The lowest mapped address of [lo, hi) (page-aligned): from /proc/self/maps (valgrind shows its
- * client's there, where its probes see its own), else by probing (sys_first_mapped). */
-static int first_mapped(uintptr_t lo, uintptr_t hi, uintptr_t *at) {
-  uintptr_t r[2] = {lo, hi}, from;
-  if (sys_maps_find(overlaps, r, &from, NULL)) {
-    *at = from > lo ? from : lo;
-    return 1;
-  }
-  return sys_first_mapped(lo, hi, at);
-}
-
 /* M.shmat(id [, addr [, flags]]) -> buffer of kind "shm" | nil, msg, errno */
 static int shm_shmat(lua_State *L) {
   int id = ARG_ID(L, 1);
@@ -221,7 +203,7 @@ static int shm_shmat(lua_State *L) {
   uintptr_t used;
   size_t ps = sys_pagesize(), span = stat_err ? 0 : (st.shm_segsz + ps - 1) / ps * ps;
   if (err == EINVAL && addr != 0 && span && at % ps == 0 && at <= UINTPTR_MAX - span &&
-      first_mapped(at, at + span, &used))
+      sys_first_mapped(at, at + span, &used))
     return push_syserrorf(L, "shmat", err, "the segment's %I bytes from %p would cover memory "
                           "already mapped, from %p (shmat replaces nothing without SHM_REMAP, "
                           "which memlab refuses): attach at a free address, or let the kernel "

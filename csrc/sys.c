@@ -309,7 +309,19 @@ static int range_free(uintptr_t lo, size_t len) {
   return p == (void *)lo ? 1 : -1;
 }
 
+/* sys_maps_find's match: the first region overlapping [r[0], r[1]) */
+static int overlaps(uintptr_t from, const char *line, void *ud) {
+  const uintptr_t *r = (const uintptr_t *)ud;
+  unsigned long to;
+  return sscanf(line, "%*x-%lx", &to) == 1 && (uintptr_t)to > r[0] && from < r[1];
+}
+
 int sys_first_mapped(uintptr_t lo, uintptr_t hi, uintptr_t *at) {
+  uintptr_t range[2] = {lo, hi}, from;
+  if (hi > lo && sys_maps_find(overlaps, range, &from, NULL)) {
+    *at = from > lo ? from : lo;
+    return 1;
+  }
   size_t ps = sys_pagesize();
   if (hi <= lo || range_free(lo, hi - lo) != 0) return 0;
   while (hi - lo > ps) { /* a page of [lo, hi) is mapped, none below lo: halve the range */

@@ -100,9 +100,10 @@ size_t sys_huge_granule(int flags, int fd);
  * none does, or the file cannot be read. */
 int sys_maps_find(int (*match)(uintptr_t from, const char *line, void *ud), void *ud,
                   uintptr_t *from, uintptr_t *to);
-/* The lowest mapped page of [lo, hi) (both page-aligned), found without /proc by probing halves
- * of the range with MAP_FIXED_NOREPLACE mappings (unmapped at once; about 2 log2(pages) system
- * calls): 1 and its address in *at; 0 when none is, or the probes cannot tell. */
+/* The lowest mapped address of [lo, hi) (both page-aligned): from /proc/self/maps (valgrind
+ * shows its client's mappings there, where probes would meet its own), else, without /proc, by
+ * probing halves of the range with MAP_FIXED_NOREPLACE mappings (unmapped at once; about
+ * 2 log2(pages) system calls): 1 and its address in *at; 0 when none is, or neither can tell. */
 int sys_first_mapped(uintptr_t lo, uintptr_t hi, uintptr_t *at);
 /* The size of the file mapped at addr now, from a stat of its /proc/self/map_files entry (which
  * needs CAP_SYS_ADMIN: root), or -1 when it cannot be learned. */
