@@ -22,8 +22,10 @@ lab.title("16", "file mapping: MAP_SHARED reaches the file")
 -- A temporary directory, on a disk if there is one (/var/tmp; /tmp may be tmpfs, memory only).
 local dir = lab.tempdir("/var/tmp") -- (removed when the script ends, also on an error)
 -- its filesystem: findmnt names ext4 as such (stat -f says "ext2/ext3": the three share a magic)
-local fstype = assert(io.popen(("findmnt -n -o FSTYPE -T %s 2>/dev/null || stat -f -c %%T %s")
-  :format(lab.shquote(dir), lab.shquote(dir)))):read("l")
+local findmnt = assert(io.popen(("findmnt -n -o FSTYPE -T %s 2>/dev/null || stat -f -c %%T %s")
+  :format(lab.shquote(dir), lab.shquote(dir))))
+local fstype = findmnt:read("l")
+findmnt:close()
 local filename = dir .. "/test_mmap.txt"
 local function file_content()                     -- the file as read(2) sees it
   local f = assert(io.open(filename, "rb"))
