@@ -49,6 +49,9 @@ typedef struct Allocator {
   const AllocOps *ops;
   ml_pagesrc src;
   size_t asked, asked_peak; /* the sizes of the live blocks, as a:alloc asked them, and the peak */
+  uint64_t calls;      /* blocks handed out (alloc, calloc, memalign, realloc) or refused */
+  uint64_t collect_at; /* alloc_collect collects once calls reaches it */
+  uint64_t retried;    /* refusals alloc_collect took back (a:stats().failures leaves them out) */
   union {
     ml_freelist fl;
     ml_buddy bd;
@@ -71,6 +74,13 @@ Owner *alloc_newblock(lua_State *L, int ai, Allocator *a, size_t n);
 Owner *alloc_check_block(lua_State *L, int idx, Allocator *a);
 /* Pushes { {offset, size, state, addr} ... } of the live allocator at 1, walked by walkfn. */
 int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn, int runs);
+/* After the allocator refused a request: blocks dropped without free wait for the collector,
+ * and may hold the room asked for. Unless a full collection ran lately and gave no block back
+ * (paced by a->calls, which the caller counts for each block handed out), runs one, as Lua does
+ * before it fails an allocation of its own, and returns 1: the caller tries once more (raising
+ * if a finalizer destroyed a; a block the caller holds must be checked again). Returns 0,
+ * counting the refusal, otherwise. */
+int alloc_collect(lua_State *L, Allocator *a);
 /* Forgets the page source's last refusal: called before each call whose failure alloc_failure
  * explains, so that it blames the page source only for a refusal of that call (the allocators'
  * own src_err keeps the most recent refusal, however old: a later failure of the allocator's

@@ -138,7 +138,9 @@ static int lfl_memalign(lua_State *L) {
   Owner *o = alloc_newblock(L, 1, a, n);
   alloc_src_forget(a);
   void *p = fl_memalign(&a->u.fl, align, n);
+  if (!p && alloc_collect(L, a)) p = fl_memalign(&a->u.fl, align, n);
   if (!p) return alloc_failure(L, a, "freelist");
+  a->calls++;
   mem_defined(p, n);
   owner_open(L, o, p, n);
   return 1;

@@ -637,6 +637,110 @@ describe("a full allocator", function()
       a:destroy()
     end)
   end
+
+  -- How many blocks of n the empty arena of full(kind) holds at once (asked of a twin: a refusal
+  -- that found every block referenced makes the next collection wait).
+  local function capacity(kind)
+    local a, n = full(kind)
+    local live = {}
+    for b in function() return a:alloc(n) end do live[#live + 1] = b end
+    a:destroy()
+    return #live
+  end
+
+  -- Counts the full collections that run from now on (a finalizer that makes its successor).
+  local function collections()
+    local count = { 0 }
+    local function sentinel()
+      setmetatable({}, { __gc = function() count[1] = count[1] + 1 sentinel() end })
+    end
+    sentinel()
+    return count
+  end
+
+  for _, kind in ipairs(KINDS) do
+    it("gives the room of blocks dropped without free: a full collection runs before out of memory (" .. kind .. ")", function()
+      nogc() -- (as collectgarbage("stop") leaves Lua's own emergency collection, it leaves this)
+      local k = capacity(kind)
+      local a, n = full(kind)
+      for i = 1, 3 * k do
+        local b, msg = a:alloc(n)
+        assert(b, ("alloc %d of %d: %s"):format(i, 3 * k, tostring(msg)))
+        b:fill(i % 256) -- dropped
+      end
+      local st = consistent(a)
+      assert.equal(0, st.failures) -- the refusals the collections took back were not the script's
+      assert.is_true(st.frees >= 2 * k, "the dropped blocks were freed")
+      assert.is_not_nil(a:calloc(1, n))
+      a:destroy()
+    end)
+  end
+
+  for _, kind in ipairs { "freelist", "buddy" } do
+    it("grows a block into the room of blocks dropped without free (" .. kind .. ")", function()
+      nogc()
+      local k = capacity(kind)
+      local a, n = full(kind)
+      local keep = assert(a:alloc(n))
+      keep:fill(9)
+      local rest = {}
+      for i = 2, k do rest[i] = assert(a:alloc(n)) end
+      assert.is_nil(a:alloc(n)) -- full: a collection ran, found every block referenced
+      rest = nil -- dropped: the arena is full of garbage
+      local count = collections()
+      local refused = 0
+      local grown
+      repeat -- (the next collection waits for as many calls as Lua's heap has KiB)
+        grown = a:realloc(keep, 4 * n)
+        refused = refused + (grown and 0 or 1)
+      until grown or refused > 10 ^ 6
+      assert.equal(1, count[1])
+      assert.is_true(refused <= collectgarbage("count") + 2, refused .. " refusals before")
+      assert.equal(("\9"):rep(n), grown:read(0, n))
+      assert.is_false(keep:valid())
+      assert.equal(refused, a:stats().failures - 1) -- the fill's refusal, and these: not the one taken back
+      consistent(a)
+      a:destroy()
+    end)
+  end
+
+  it("kept full of referenced blocks, collects again only after as many calls as Lua's heap has KiB", function()
+    nogc()
+    local a, n = full("pool")
+    local live = {}
+    for i = 1, capacity("pool") do live[i] = assert(a:alloc(n)) end
+    local count = collections()
+    for _ = 1, 100 do assert.is_nil(a:alloc(n)) end
+    assert.equal(1, count[1])
+    assert.equal(100, a:stats().failures)
+    local kib = collectgarbage("count")
+    local calls = 100
+    repeat
+      if calls % 2 == 0 then live[1]:free() live[1] = assert(a:alloc(n)) -- a handout counts too
+      else assert.is_nil(a:alloc(n)) end
+      calls = calls + 1
+    until count[1] == 2 or calls > 10 ^ 6
+    assert.equal(2, count[1])
+    assert.is_true(calls >= kib / 2 and calls <= 2 * kib + 200, calls .. " calls for " .. kib .. " KiB")
+    a:destroy()
+  end)
+
+  it("raises when a finalizer the collection ran freed the block, or destroyed the allocator", function()
+    nogc()
+    local k = capacity("buddy")
+    local a, n = full("buddy")
+    local keep = assert(a:alloc(n))
+    local rest = {}
+    for i = 2, k do rest[i] = assert(a:alloc(n)) end
+    setmetatable({}, { __gc = function() keep:free() end })
+    H.raises("attempt to use a freed buffer", a.realloc, a, keep, 4 * n)
+    a:destroy()
+    local b, m = full("pool")
+    local held = {}
+    for i = 1, capacity("pool") do held[i] = assert(b:alloc(m)) end
+    setmetatable({}, { __gc = function() b:destroy() end })
+    H.raises("attempt to use a destroyed allocator", b.alloc, b, m)
+  end)
 end)
 
 describe("destroying an allocator", function()
@@ -1662,8 +1766,9 @@ describe("the pool allocator", function()
   it("does not grow without grow=true", function()
     nogc()
     local a = M.pool{ block = 32, count = 2 }
-    assert.is_not_nil(a:alloc(1))
-    assert.is_not_nil(a:alloc(1))
+    local b1, b2 = a:alloc(1), a:alloc(1) -- held: dropped ones would be collected for the third
+    assert.is_not_nil(b1)
+    assert.is_not_nil(b2)
     assert.is_nil(a:alloc(1))
     assert.equal(64, select(2, a:bounds()))
     a:destroy()
