@@ -206,9 +206,14 @@ static int mfile_shm_unlink(lua_State *L) {
 }
 
 /* A truncate refused with EFBIG: past RLIMIT_FSIZE (the SIGXFSZ it raised was held, see
- * sys_ftruncate in sys.h), or past what the file system holds; with EPERM, a memfd's seal (fd is
- * -1 for a path). */
+ * sys_ftruncate in sys.h), or past what the file system holds; with EPERM, a memfd's seal; with
+ * EINVAL, a regular file open for reading only (fd is -1 for a path). */
 static int truncate_refusal(lua_State *L, const char *what, int err, size_t n, int fd) {
+  off_t fsize;
+  int regular = 0;
+  if (err == EINVAL && fd >= 0 && sys_fd_accmode(fd) == O_RDONLY &&
+      sys_fdsize(fd, &fsize, &regular) == 0 && regular)
+    return push_syserrorf(L, what, err, "the file is open for reading only");
   int seals = err == EPERM && fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
   int shrink = seals > 0 && (seals & F_SEAL_SHRINK), grow = seals > 0 && (seals & F_SEAL_GROW);
   if (shrink || grow)
@@ -252,11 +257,6 @@ static int mfile_truncate_any(lua_State *L) {
   int err = bypath                         ? sys_truncate(path, (off_t)n)
             : luaL_testudata(L, 1, FILE_T) ? file_resize(L, 1, n)
                                            : sys_ftruncate(fd, (off_t)n);
-  off_t fsize;
-  int regular = 0;
-  if (err == EINVAL && !bypath && sys_fd_accmode(fd) == O_RDONLY && sys_fdsize(fd, &fsize, &regular) == 0 &&
-      regular)
-    return push_syserrorf(L, "ftruncate", err, "the file is open for reading only");
   /* a path names itself, as io.open's "path: strerror" does */
   if (err) return truncate_refusal(L, bypath ? lua_pushfstring(L, "truncate: %s", path) : "ftruncate",
                                    err, n, fd);
