@@ -185,11 +185,11 @@ static void check_request(lua_State *L, Allocator *a, int idx, size_t n, int pro
                                            "bytes)", a->ops->name, (lua_Integer)max));
 }
 
-/* a:alloc(n) -> block | nil, "<kind>: out of memory", ENOMEM */
-static int la_alloc(lua_State *L) {
-  Allocator *a = alloc_check(L, 1, NULL);
-  size_t n = arg_size(L, 2);
-  check_request(L, a, 2, n, 0);
+/* A block of the size at ni for the allocator at 1 -> block | nil, "<kind>: out of memory",
+ * ENOMEM (the size keeps its place: a:realloc(nil, n)'s is argument 2 in its errors, not 1). */
+static int alloc_sized(lua_State *L, Allocator *a, int ni) {
+  size_t n = arg_size(L, ni);
+  check_request(L, a, ni, n, 0);
   Owner *o = alloc_newblock(L, 1, a, n);
   alloc_src_forget(a);
   void *p = a->ops->alloc(&a->u, n);
@@ -199,6 +199,11 @@ static int la_alloc(lua_State *L) {
   asked_add(a, n);
   owner_open(L, o, p, n);
   return 1;
+}
+
+/* a:alloc(n) -> block | nil, "<kind>: out of memory", ENOMEM */
+static int la_alloc(lua_State *L) {
+  return alloc_sized(L, alloc_check(L, 1, NULL), 2);
 }
 
 /* a:calloc(nr, size) -> zeroed block | nil, msg, ENOMEM. An nr * size that overflows is more
@@ -236,10 +241,7 @@ static int la_calloc(lua_State *L) {
  * (or nil, msg, errno when the kernel refuses the free, as b:free() would: b stays valid). */
 static int la_realloc(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
-  if (lua_isnoneornil(L, 2)) {
-    lua_remove(L, 2);
-    return la_alloc(L);
-  }
+  if (lua_isnoneornil(L, 2)) return alloc_sized(L, a, 3);
   alloc_check_block(L, 2, a);
   size_t n = arg_size(L, 3);
   if (n == 0) { /* as M.realloc(b, 0) and the lecture's realloc: frees b, returns nil */

@@ -576,6 +576,12 @@ describe("blocks are buffers", function()
       assert.equal(8, #c)
       assert.equal(kind, c:kind())
       consistent(a)
+      -- its size is argument #2 in its errors, as with a block (outside review: it said #1)
+      for _, bad in ipairs { -1, "x", 2 ^ 70 } do
+        local ok, err = pcall(function() return a:realloc(nil, bad) end)
+        assert.is_false(ok)
+        assert.matches("bad argument #2 to 'realloc'", err, 1, true)
+      end
       -- realloc(b, 0) frees b and returns nil, as M.realloc(b, 0)
       local frees = a:stats().frees
       assert.same({ n = 1 }, table.pack(a:realloc(c, 0)))
