@@ -187,9 +187,14 @@ static int fork_refusal(lua_State *L, int err) {
                         "kernel.pid_max, or a cgroup's pids.max");
 }
 
+/* M.fork(["flush" | "noflush"]) -> pid (0 in the child) | nil, msg, errno. C stdio (Lua's io)
+ * is flushed first, so that output buffered before the fork is not written by both processes;
+ * "noflush" forks as C's fork does, for the classic line printed twice. */
 static int proc_fork(lua_State *L) {
+  static const char *const how[] = {"flush", "noflush", NULL};
+  int flush = luaL_checkoption(L, 1, "flush", how) == 0;
   pid_t pid;
-  int err = sys_fork(&pid);
+  int err = sys_fork(&pid, flush);
   if (err) return fork_refusal(L, err);
   if (pid == 0) mmap_after_fork(L);
   lua_pushinteger(L, pid);

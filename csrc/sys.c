@@ -31,9 +31,9 @@ int sys_sbrk(intptr_t increment, void **old) {
 
 void *sys_curbrk(void) { return sbrk(0); }
 
-/* Flushes C stdio first so that output buffered before the fork is not written twice. */
-int sys_fork(pid_t *pid) {
-  fflush(NULL);
+/* Flushes C stdio first (flush) so that output buffered before the fork is not written twice. */
+int sys_fork(pid_t *pid, int flush) {
+  if (flush) fflush(NULL);
   pid_t p = fork();
   if (p < 0) return errno;
   *pid = p;

@@ -36,11 +36,12 @@ typedef int SysResource;
 int sys_sbrk(intptr_t increment, void **old);
 void *sys_curbrk(void);
 
-/* Processes. sys_fork: *pid is 0 in the child. sys_waitpid: *status as waitpid(2) fills it;
+/* Processes. sys_fork: *pid is 0 in the child; C stdio flushed first unless flush is 0.
+ * sys_waitpid: *status as waitpid(2) fills it;
  * options 0 or WNOHANG. sys_sleep: until a deadline on CLOCK_MONOTONIC, however many signals
  * interrupt it. Both go on after a signal handler ran unless stop(ud) says to stop (EINTR). */
 typedef int (*SysStop)(void *ud);
-int sys_fork(pid_t *pid);
+int sys_fork(pid_t *pid, int flush);
 int sys_waitpid(pid_t pid, int options, pid_t *got, int *status, SysStop stop, void *ud);
 int sys_kill(pid_t pid, int sig);
 int sys_sleep(double seconds, SysStop stop, void *ud);

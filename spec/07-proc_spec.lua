@@ -569,6 +569,17 @@ describe("M.fork() and M.waitpid()", function()
                  .. "a cgroup's pids.max)\t" .. M.EAGAIN .. "\n", out)
   end)
 
+  it("flush Lua's io before the fork; with \"noflush\" the child's exit writes what was pending again, as C's fork", function()
+    if not H.natively(pending) then return end
+    local code = [[local M = require "memlab" io.write("A") local pid = M.fork(%s)
+                   if pid == 0 then os.exit(0) end M.waitpid(pid) io.write("|\n")]]
+    -- (a pipe: Lua's io.stdout is fully buffered, as a C program's stdout is there)
+    assert.equal("A|\n", H.run_lua(code:format("")))
+    assert.equal("A|\n", H.run_lua(code:format('"flush"')))
+    assert.equal("AA|\n", H.run_lua(code:format('"noflush"')))
+    H.raises("(invalid option 'nohang')", M.fork, "nohang")
+  end)
+
   it("see a child leave through M._exit(code) as 'exit', code", function()
     local pid = assert(M.fork())
     if pid == 0 then M._exit(7) end
@@ -874,7 +885,7 @@ describe("the process functions", function()
     local b = H.buffer_of("xy")
     assert.equal("xy", M.peek(b, 2, "extra"))
     b:free()
-    local pid = assert(M.fork("extra"))
+    local pid = assert(M.fork("flush", "extra"))
     if pid == 0 then M._exit(4, "extra") end
     assert.same({ "exit", 4, pid }, { M.waitpid(pid, "hang", "extra") })
   end)
