@@ -314,6 +314,12 @@ static int brk_lower(lua_State *L, const char *what, uintptr_t target) {
                           "bytes)", addr_text((uintptr_t)target).s, (void *)other->start,
                           (lua_Integer)(other->end - other->start));
   }
+  uintptr_t lo, hi;
+  if (target < floor && alloc_sbrk_arena_at(floor - 1, &lo, &hi)) /* (its top is floor) */
+    return push_syserrorf(L, what, EPERM, "lowering the break to %s would free the arena of "
+                          "an sbrk free list, from %p to %p, under its blocks (its a:destroy() "
+                          "gives it back)", addr_text((uintptr_t)target).s, (void *)lo,
+                          (void *)hi);
   if (target < floor) {
     return push_syserrorf(L, what, EPERM, "lowering the break to %s would free memory below "
                           "%p that memlab's sbrk did not take: it is malloc's heap, and the "

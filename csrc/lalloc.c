@@ -9,6 +9,7 @@
  * makes (the block's userdata, result tables) comes before the allocator call it guards, and the
  * allocator and block are checked again after it (a finalizer may have destroyed or freed them). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,23 +66,83 @@ Allocator *alloc_new(lua_State *L, const AllocOps *ops) {
   return a;
 }
 
+/* The live sbrk arenas of the process, every Lua state's: M.sbrk(-n) refusing to lower the break
+ * into one names it (it blamed malloc's heap). Under a lock, though an sbrk arena grows and
+ * shrinks only in a process of one thread: its bounds are read there only. */
+static pthread_mutex_t g_sbrk_mu = PTHREAD_MUTEX_INITIALIZER;
+static Allocator *g_sbrk_arenas;
+
+static void sbrk_list_add(Allocator *a) {
+  pthread_mutex_lock(&g_sbrk_mu);
+  a->sbrk_next = g_sbrk_arenas;
+  if (a->sbrk_next) a->sbrk_next->sbrk_prevp = &a->sbrk_next;
+  a->sbrk_prevp = &g_sbrk_arenas;
+  g_sbrk_arenas = a;
+  pthread_mutex_unlock(&g_sbrk_mu);
+}
+
+static void sbrk_list_remove(Allocator *a) {
+  if (!a->sbrk_prevp) return;
+  pthread_mutex_lock(&g_sbrk_mu);
+  *a->sbrk_prevp = a->sbrk_next;
+  if (a->sbrk_next) a->sbrk_next->sbrk_prevp = a->sbrk_prevp;
+  a->sbrk_next = NULL;
+  a->sbrk_prevp = NULL;
+  pthread_mutex_unlock(&g_sbrk_mu);
+}
+
+int alloc_sbrk_arena_at(uintptr_t addr, uintptr_t *lo, uintptr_t *hi) {
+  int found = 0;
+  pthread_mutex_lock(&g_sbrk_mu);
+  for (const Allocator *a = g_sbrk_arenas; a && !found; a = a->sbrk_next) {
+    uintptr_t base = (uintptr_t)a->src.base, top = (uintptr_t)a->src.top;
+    if (base && addr >= base - a->src.pad && addr < top) {
+      *lo = base - a->src.pad;
+      *hi = top;
+      found = 1;
+    }
+  }
+  pthread_mutex_unlock(&g_sbrk_mu);
+  return found;
+}
+
 void alloc_opened(lua_State *L, Allocator *a) {
   const void *base;
   size_t size, max;
   a->ops->bounds(&a->u, &base, &size, &max);
   owner_open(L, &a->arena, (void *)(uintptr_t)base, size);
+  if (a->src.kind == ML_SRC_SBRK) sbrk_list_add(a);
 }
 
 /* What a page source's refused request counts against (nomem.h): its pages are private and
  * writable, committed, and a large block is a mapping of its own. */
 #define SRC_COUNTS (NOMEM_DATA | NOMEM_COMMIT | NOMEM_MAPS)
 
+/* Why an sbrk page source could not grow (EBUSY): it grows only from the break, which it left
+ * at its top (an outside review's arena stopped at 416 KiB of 4 MiB: Lua's malloc had moved the
+ * break above it, and the message was strerror's "Device or resource busy" alone). */
+static const char *sbrk_busy_why(lua_State *L, const Allocator *a) {
+  if (!ml_sys_single_threaded())
+    return lua_pushstring(L, "the process has more than one thread, and glibc's malloc moves the "
+                             "break too, under a lock of its own: an sbrk arena grows only in a "
+                             "process of one");
+  if (!a->src.base) /* (not grown yet: it starts wherever the break is) */
+    return lua_pushstring(L, "the break moved during the call");
+  return lua_pushfstring(L, "the break is at %p, above the arena's top, %p: something moved it "
+                            "(malloc grows its heap there, for Lua's own memory too; M.sbrk; "
+                            "another sbrk arena), and an sbrk arena grows only from the break; "
+                            "an mmap free list grows anywhere",
+                         ml_sys_break(), (void *)a->src.top);
+}
+
 int alloc_failure(lua_State *L, Allocator *a, const char *what) {
   int src_err = a->src.last_err; /* the page source's refusal during this call, if any */
   ml_status st = a->ops->lasterr(&a->u);
   int code = st == ML_ENOMEM ? ENOMEM : EINVAL;
   size_t len = a->src.last_len; /* 0: the refusal was the allocator's own, not the kernel's */
-  const char *why = src_err && len ? nomem_why(L, src_err, len, SRC_COUNTS) : NULL;
+  const char *why = src_err && len ? nomem_why(L, src_err, len, SRC_COUNTS)
+                    : src_err == EBUSY && a->src.kind == ML_SRC_SBRK ? sbrk_busy_why(L, a)
+                      : NULL;
   if (why)
     lua_pushfstring(L, "%s: %s (the page source said: %s; %s)", what, ml_strstatus(st),
                     strerror(src_err), why);
@@ -479,6 +540,7 @@ static int la_bounds(lua_State *L) {
  * other mappings it refused to unmap (a large block's, the metadata's) are counted in the page
  * source's kept and kept_err. */
 static int destroy(lua_State *L, Allocator *a, int level) {
+  sbrk_list_remove(a);
   if (a->arena.state == OWNER_LIVE) a->ops->destroy(&a->u);
   a->asked = 0;
   /* idempotent; also a source a failed constructor had set up. Over sbrk with something above

@@ -52,6 +52,7 @@ typedef struct Allocator {
   uint64_t calls;      /* blocks handed out (alloc, calloc, memalign, realloc) or refused */
   uint64_t collect_at; /* alloc_collect collects once calls reaches it */
   uint64_t retried;    /* refusals alloc_collect took back (a:stats().failures leaves them out) */
+  struct Allocator *sbrk_next, **sbrk_prevp; /* the live sbrk arenas' list (lalloc.c) */
   union {
     ml_freelist fl;
     ml_buddy bd;

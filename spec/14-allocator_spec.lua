@@ -1443,6 +1443,9 @@ describe("the free list", function()
   end)
 
   describe("over sbrk", function()
+    -- (consistent() grew Lua's heap by 400 KB: malloc moved the break above an arena meanwhile)
+    setup(H.steady_break.setup)
+    teardown(H.steady_break.teardown)
     it("moves the real break only when the free list has no fit", function()
       M.free(M.malloc(100 * KiB)) -- room for glibc's malloc, so that it does not move the break
       local b0 = M.sbrk(0)
@@ -1502,6 +1505,56 @@ describe("the free list", function()
       assert.equal(base + size, M.sbrk(0)) -- given back to the break
       consistent(a)
       a:destroy()
+    end)
+
+    it("says why it cannot grow once the break lies above its top (outside review: strerror's EBUSY alone)", function()
+      M.free(M.malloc(100 * KiB)) -- room for glibc's malloc, so that it does not move the break
+      local ps = M.pagesize()
+      local a = M.freelist{ source = "sbrk", size = 64 * ps, step = ps, quick = false }
+      H.finally(finally, function() if a:valid() then a:destroy() end end)
+      local keep = { assert(a:alloc(100)) }
+      local base, size = a:bounds()
+      local _, region = M.sbrk(ps) -- above the arena
+      local b, msg, code
+      repeat
+        b, msg, code = a:alloc(1000)
+        keep[#keep + 1] = b
+      until not b
+      assert.equal(M.ENOMEM, code)
+      assert.equal(("freelist: out of memory (the page source said: %s; the break is at 0x%x, "
+                    .. "above the arena's top, 0x%x: something moved it (malloc grows its heap there, "
+                    .. "for Lua's own memory too; M.sbrk; another sbrk arena), and an sbrk arena grows "
+                    .. "only from the break; an mmap free list grows anywhere)")
+                   :format(M.strerror(M.EBUSY), base + size + ps, base + size), msg)
+      region:free()
+      assert.is_not_nil(a:alloc(1000)) -- the break is the arena's again: it grows
+      consistent(a)
+      a:destroy()
+    end)
+
+    it("refuses M.sbrk(-n) and M.brk into its arena, naming the arena (outside review: it blamed malloc's heap)", function()
+      M.free(M.malloc(100 * KiB)) -- room for glibc's malloc, so that it does not move the break
+      local ps = M.pagesize()
+      local a = M.freelist{ source = "sbrk", size = 64 * ps }
+      H.finally(finally, function() if a:valid() then a:destroy() end end)
+      local b = assert(a:alloc(100))
+      local base, size = a:bounds()
+      local top = M.sbrk(0)
+      assert.equal(base + size, top)
+      for _, call in ipairs { function() return M.sbrk(-ps) end, function() return M.brk(base + 8) end } do
+        local ok, msg, code = call()
+        assert.same({ nil, M.EPERM }, { ok, code })
+        local from = msg:match("would free the arena of an sbrk free list, from 0x(%x+) to "
+                               .. ("0x%x, under its blocks %%(its a:destroy%%(%%) gives it back%%)"):format(top))
+        assert(from, msg)
+        from = tonumber(from, 16) -- (its first bytes may be the pad that aligned it)
+        assert.is_true(from <= base and base - from < ps, msg)
+      end
+      assert.equal(top, M.sbrk(0))
+      assert.equal(100, #b)
+      a:destroy()
+      local _, msg = M.sbrk(-ps) -- below it now: malloc's heap, as before
+      assert.matches("it is malloc's heap", msg, 1, true)
     end)
 
     it("destroyed under a region of memlab's own sbrk, gives its arena back with that region", function()
