@@ -394,13 +394,13 @@ typedef struct Walk {
   WalkRec *recs; /* NULL: count only */
   size_t n, cap;
   int runs;      /* merge neighbouring blocks of one state (not mapped ones) into a run */
-  int cls;       /* the last record's state: 0 free (or parked), 1 used, 2 mapped */
+  int cls;       /* the last record's state: 0 free, 1 used, 2 mapped, 3 parked */
   uintptr_t end; /* where the last record ends */
 } Walk;
 
 static int collect(void *ud, const void *addr, size_t size, int used) {
   Walk *w = (Walk *)ud;
-  int cls = used == 1 ? 1 : used == 2 ? 2 : 0;
+  int cls = used >= 1 && used <= 3 ? used : 0;
   if (w->runs && w->n && cls != 2 && cls == w->cls && (uintptr_t)addr == w->end) {
     if (w->recs) {
       w->recs[w->n - 1].size += size;
@@ -445,7 +445,7 @@ int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn, int runs) {
   a->ops->bounds(&a->u, &base, &size, &max);
   lua_createtable(L, (int)(w.n < 0x7fffffff ? w.n : 0), 0);
   for (size_t i = 0; i < w.n; i++) {
-    static const char *const states[] = {"free", "used", "mapped", "free"};
+    static const char *const states[] = {"free", "used", "mapped", "parked"};
     lua_createtable(L, runs ? 5 : 4, 0);
     lua_pushinteger(L, (lua_Integer)(w.recs[i].addr - (uintptr_t)base));
     lua_rawseti(L, -2, 1);
@@ -476,7 +476,7 @@ static int walk_iter(lua_State *L) {
   return n;
 }
 
-/* a:blocks() -> iterator of offset, size, state ("free" | "used" | "mapped"), address, in
+/* a:blocks() -> iterator of offset, size, state ("free" | "used" | "mapped" | "parked"), address, in
  * address order; offsets from the arena's base (a mapped block lives in its own mapping). The
  * blocks are those of the call; the iterator raises once the allocator is destroyed. */
 static int push_walk_iter(lua_State *L, int runs) {

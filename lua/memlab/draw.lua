@@ -61,12 +61,12 @@ local function columns(blocks, width)
 end
 
 -- The arena as a bar of `width` characters: each block a '|' and at least one symbol ('#' used,
--- '.' free), to scale, then a closing '|'.
+-- '.' free, ',' parked: free, held unmerged in the allocator's cache), to scale, then a closing '|'.
 local function bar(blocks, width)
   local n = #blocks
   local cols, out = columns(blocks, width - 1 - n), {}
   for i, b in ipairs(blocks) do
-    out[#out + 1] = "|" .. (b.state == "used" and "#" or "."):rep(cols[i])
+    out[#out + 1] = "|" .. (b.state == "used" and "#" or b.state == "parked" and "," or "."):rep(cols[i])
   end
   out[#out + 1] = "|"
   return table.concat(out)
@@ -74,15 +74,15 @@ end
 
 -- With more blocks than fit (2 columns each), the bar stays `width` wide and to scale: each
 -- column between the two '|' stands for an equal share of the arena, '#' when only used blocks
--- lie in it, '.' when only free ones, ':' when both (a small free block among used ones, or
--- the reverse, still shows).
-local function scaled_bar(blocks, width)
+-- lie in it, '.' when only free ones (parked ones count as free), ':' when both (a small free
+-- block among used ones, or the reverse, still shows). The columns share the arena, [0, size),
+-- as the axis under the bar says (they shared the blocks' span: a free list's first block starts
+-- 8 bytes in, and its last ends 8 bytes short).
+local function scaled_bar(blocks, width, size)
   local inner, n = width - 2, #blocks
-  local lo = blocks[1].off
-  local span = blocks[n].off + blocks[n].size - lo
   local out, j = { "|" }, 1
   for c = 0, inner - 1 do
-    local from, to = lo + span * c // inner, lo + span * (c + 1) // inner
+    local from, to = size * c // inner, size * (c + 1) // inner
     while j < n and blocks[j].off + blocks[j].size <= from do j = j + 1 end
     local used, free, k = false, false, j
     repeat
@@ -93,18 +93,22 @@ local function scaled_bar(blocks, width)
   end
   out[#out + 1] = "|"
   return table.concat(out), ("(%d blocks in %d columns: a column is %.0f bytes; '#' used, '.' free, "
-                             .. "':' both)"):format(count_blocks(blocks), inner, span / inner)
+                             .. "':' both)"):format(count_blocks(blocks), inner, size / inner)
 end
 
 local function summary(a, blocks)
   local st = a:stats()
-  local used, free = 0, 0
+  local used, free, parked = 0, 0, 0
   for _, b in ipairs(blocks) do
-    if b.state == "free" then free = free + b.count else used = used + b.count end
+    if b.state == "free" then free = free + b.count
+    elseif b.state == "parked" then parked = parked + b.count
+    else used = used + b.count end
   end
-  return ("%d block%s: %d used (%s requested, %s granted), %d free (%s, largest %s); " ..
+  return ("%d block%s: %d used (%s requested, %s granted), %d free%s (%s, largest %s); " ..
           "footprint %s, internal fragmentation %s, external %.0f%%")
-    :format(used + free, used + free == 1 and "" or "s", used, human(st.live_bytes), human(st.granted_bytes), free,
+    :format(used + free + parked, used + free + parked == 1 and "" or "s", used, human(st.live_bytes),
+            human(st.granted_bytes), free + parked,
+            parked > 0 and (", %d of them parked in the cache"):format(parked) or "",
             human(st.free_bytes), human(st.largest_free), human(st.footprint),
             human(st.internal_frag), st.external_frag * 100)
 end
@@ -193,7 +197,7 @@ function D.render(a, kind, base, size, max, width, max_lines)
   put("arena 0x%x .. 0x%x (%s of at most %s)%s", base, base + size, human(size), human(max), brk_note)
   local scaled = count_blocks(inside) > (width - 1) // 2
   local line, legend
-  if scaled then line, legend = scaled_bar(inside, width) else line = bar(inside, width) end
+  if scaled then line, legend = scaled_bar(inside, width, size) else line = bar(inside, width) end
   put("%s", line)
   local last = ("^ +%d"):format(size) -- the arena's end, under the bar's last column
   if #last + 5 > width then last = "^ +" .. human(size) end
@@ -207,7 +211,7 @@ function D.render(a, kind, base, size, max, width, max_lines)
   if kind == "freelist" then
     for i, b in ipairs(inside) do
       if i > max_lines then put("  ... %d more", #inside - max_lines) break end
-      put("  +%-8d %8d bytes  %-4s  header 8 B at 0x%x, user area at 0x%x", b.off, b.size, b.state,
+      put("  +%-8d %8d bytes  %-6s  header 8 B at 0x%x, user area at 0x%x", b.off, b.size, b.state,
           b.addr, b.addr + 8)
     end
     for _, b in ipairs(mapped) do
