@@ -459,6 +459,17 @@ static int mmap_mmap(lua_State *L) {
                                 "io.open(path, \"r+\"), or map it MAP_PRIVATE (its writes then "
                                 "stay in memory)");
   }
+  uintptr_t used;
+  if (err == EEXIST && (flags & MAP_FIXED_NOREPLACE) &&
+      sys_first_mapped(addr & ~(uintptr_t)(sys_pagesize() - 1), addr + maplen, &used))
+    return push_syserrorf(L, "mmap", err, "memory is mapped in that range already, from %s: "
+                          "MAP_FIXED_NOREPLACE replaces nothing (M.maps() or M.region(addr) "
+                          "says what is there)", addr_text(used).s);
+  int seals = err == EPERM && !anonymous ? fcntl(fd, F_GET_SEALS) : -1;
+  if (seals > 0 && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) && (flags & MAP_SHARED) &&
+      (prot & PROT_WRITE))
+    return map_refuse(L, err, "the file is sealed against writing (F_SEAL_WRITE or "
+                              "F_SEAL_FUTURE_WRITE): map it without PROT_WRITE, or MAP_PRIVATE");
   if (err) return nomem_error(L, "mmap", err, maplen, map_counts((prot & PROT_WRITE) != 0, (int)flags, (flags & MAP_SHARED) && anonymous));
   mi->maplen = maplen;
   mi->huge = r.huge;

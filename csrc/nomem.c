@@ -230,6 +230,10 @@ static const char *limit_why(lua_State *L, size_t len, unsigned counts) {
   return NULL;
 }
 
+const char *nomem_commit_why(lua_State *L, size_t len, unsigned counts) {
+  return commit_why(L, len, counts);
+}
+
 const char *nomem_why(lua_State *L, int err, size_t len, unsigned counts) {
   if (err == EAGAIN) return lock_why(L, err, len); /* a mapping locked past RLIMIT_MEMLOCK */
   return err == ENOMEM ? limit_why(L, len, counts) : NULL;

@@ -40,6 +40,10 @@ int nomem_error(lua_State *L, const char *what, int err, size_t len, unsigned co
  * vm.max_map_count. */
 const char *nomem_why(lua_State *L, int err, size_t len, unsigned counts);
 
+/* nomem_why's overcommit check alone (counts NOMEM_COMMIT or NOMEM_STRICT), for memory charged
+ * without being mapped: a System V segment, which shmget charges before any shmat. */
+const char *nomem_commit_why(lua_State *L, size_t len, unsigned counts);
+
 /* Whether /proc/self/status says no page of the process is locked (VmLck: 0 kB); 0 when it
  * cannot tell. */
 int nomem_none_locked(void);

@@ -13,9 +13,11 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
+#include <unistd.h>
 
 #include "mapping.h"
 #include "memlab.h"
+#include "nomem.h"
 #include "sys.h"
 
 static int shm_release(Owner *o) {
@@ -64,12 +66,14 @@ static int shm_ftok(lua_State *L) {
 /* Why shmget refused to make a new segment of size bytes (err), pushed, or NULL: the system's
  * limits (the kernel.shm* sysctls, as IPC_INFO gives them, against what SHM_INFO says the
  * segments use), which a container or a small machine may set low (an outside review). */
-static const char *new_segment_why(lua_State *L, size_t size, int err) {
+static const char *new_segment_why(lua_State *L, size_t size, int flags, int err) {
   struct shminfo si;
   struct shm_info in;
   int top;
   memset(&si, 0, sizeof si);
   memset(&in, 0, sizeof in);
+  if (err == ENOMEM) /* the kernel charges a new segment's pages to its overcommit policy */
+    return nomem_commit_why(L, size, (unsigned)flags & SHM_NORESERVE ? NOMEM_STRICT : NOMEM_COMMIT);
   if (sys_shmctl_n(0, IPC_INFO, &si, &top) != 0) return NULL;
   if (err == EINVAL && size > si.shmmax)
     return lua_pushfstring(L, "a segment may have at most %I bytes here (kernel.shmmax): ask "
@@ -103,7 +107,7 @@ static const char *shmget_why(lua_State *L, int key, size_t size, int flags, int
   struct shmid_ds ds;
   if (key == IPC_PRIVATE || sys_shmget(key, 0, 0, &id) != 0) {
     if (err == EINVAL && size == 0) return "a new segment needs a size of 1 byte or more";
-    return new_segment_why(L, size, err);
+    return new_segment_why(L, size, flags, err);
   }
   int stat_err = sys_shmctl(id, IPC_STAT, &ds);
   if (stat_err == EACCES) stat_err = sys_shmstat_any(id, &ds);
@@ -136,6 +140,11 @@ static int shm_refusal(lua_State *L, const char *what, int id, int err, const ch
                           "not let you %s", mode_text(ds.shm_perm.mode & 0777, perm),
                           (int)ds.shm_perm.uid, need);
   }
+  if (err == EPERM && (stat_err == 0 || sys_shmstat_any(id, &ds) == 0)) /* IPC_SET, IPC_RMID */
+    return push_syserrorf(L, what, err, "the segment belongs to uid %d and was made by uid %d: "
+                          "only they, or a process with CAP_SYS_ADMIN, may change or remove it "
+                          "(IPC_SET, IPC_RMID); you are uid %d", (int)ds.shm_perm.uid,
+                          (int)ds.shm_perm.cuid, (int)geteuid());
   return push_syserror(L, what, err);
 }
 

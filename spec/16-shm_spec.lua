@@ -1020,6 +1020,38 @@ describe("a System V refusal says why, in the lecture's words (novice review)", 
       "true", "" }, "\n"), out)
   end)
 
+  it("shmctl's EPERM: IPC_RMID and IPC_SET by a user who neither owns nor made the segment (outside review)", function()
+    local nobody, why = H.as_nobody()
+    if not nobody or ids() ~= 0 then pending(why or "needs root to be another user") return end
+    local id = segment(64, M.octal("666"))
+    local out = H.run_lua(([[
+      local M = require "memlab"
+      print(select(2, M.shmctl(@ID@, M.IPC_RMID)))
+      print(select(2, M.shmctl(@ID@, M.IPC_SET, { mode = M.octal("600") })))
+    ]]):gsub("@ID@", tostring(id)), nobody)
+    local line = "shmctl: Operation not permitted (the segment belongs to uid 0 and was made by uid 0: only "
+                 .. "they, or a process with CAP_SYS_ADMIN, may change or remove it (IPC_SET, IPC_RMID); you "
+                 .. "are uid 65534)\t" .. M.EPERM .. "\n"
+    assert.equal(line .. line, out)
+    assert.is_false(M.shmctl(id, M.IPC_STAT).dest) -- still there
+  end)
+
+  it("shmget's ENOMEM: the kernel's overcommit policy, which charges a new segment (outside review)", function()
+    local f = assert(io.open("/proc/meminfo"))
+    local info = f:read("a")
+    f:close()
+    local kib = tonumber(info:match("MemTotal:%s+(%d+)")) + tonumber(info:match("SwapTotal:%s+(%d+)"))
+    local size = 2 * kib * 1024 -- more than RAM and swap together
+    local id, msg, code = M.shmget(M.IPC_PRIVATE, size, M.IPC_CREAT | O600)
+    if id then -- vm.overcommit_memory 1: any size is granted
+      M.shmctl(id, M.IPC_RMID)
+      return pending("the kernel granted a segment of " .. size .. " bytes (vm.overcommit_memory 1)")
+    end
+    assert.equal(M.ENOMEM, code)
+    assert.matches("^shmget: Cannot allocate memory %(.*overcommit", msg)
+    assert.is_nil(msg:find("address space", 1, true), msg) -- shmget maps nothing
+  end)
+
   it("shmget's EACCES: the mode against the flags' mode bits", function()
     local nobody, why = H.as_nobody()
     if not nobody or ids() ~= 0 then pending(why or "needs root to be another user") return end

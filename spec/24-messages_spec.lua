@@ -156,3 +156,38 @@ describe("a method called with '.' instead of ':'", function()
     b:free()
   end)
 end)
+
+describe("mmap refusals a shared-memory user met bare (outside review)", function()
+  it("MAP_FIXED_NOREPLACE over memory already mapped names where, whoever mapped it", function()
+    local id = assert(M.shmget(M.IPC_PRIVATE, ps, M.IPC_CREAT | M.octal("600")))
+    local seg = assert(M.shmat(id))
+    M.shmctl(id, M.IPC_RMID)
+    local m = M.map { length = 4 * ps }
+    for _, at in ipairs { seg:address(), m:address() + ps } do
+      local ok, msg, code = M.mmap(at, 2 * ps, M.PROT_READ | M.PROT_WRITE,
+                                   M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED_NOREPLACE, -1, 0)
+      assert.same({ nil, M.EEXIST }, { ok, code })
+      assert.equal(("mmap: %s (memory is mapped in that range already, from 0x%x: MAP_FIXED_NOREPLACE "
+                    .. "replaces nothing (M.maps() or M.region(addr) says what is there))")
+                   :format(M.strerror(M.EEXIST), at), msg)
+    end
+    seg:free()
+    m:free()
+  end)
+
+  it("a shared writable mapping of a memfd sealed against writing says so", function()
+    local f = assert(M.memfd_create("sealed", M.MFD_ALLOW_SEALING))
+    f:truncate(ps)
+    assert(f:seal(M.F_SEAL_WRITE))
+    local why = ("mmap: %s (the file is sealed against writing (F_SEAL_WRITE or F_SEAL_FUTURE_WRITE): map "
+                 .. "it without PROT_WRITE, or MAP_PRIVATE)"):format(M.strerror(M.EPERM))
+    local ok, msg, code = M.mmap(nil, ps, M.PROT_READ | M.PROT_WRITE, M.MAP_SHARED, f, 0)
+    assert.same({ nil, M.EPERM, why }, { ok, code, msg })
+    ok, msg, code = M.map { fd = f, length = ps, shared = true }
+    assert.same({ nil, M.EPERM, why }, { ok, code, msg })
+    local r = assert(M.mmap(nil, ps, M.PROT_READ, M.MAP_SHARED, f, 0)) -- reading: as the seal allows
+    assert.equal(0, r[0])
+    r:free()
+    f:close()
+  end)
+end)
