@@ -85,6 +85,7 @@ private:fill(string.byte("P"))
 shared:fill(string.byte("P"))
 local pid = assert(M.fork())
 if pid == 0 then
+  collectgarbage("stop") -- a collection step here would write (and so copy) pages of Lua's heap
   local c0 = M.rusage().minflt                -- (a first call warms up the child's own pages)
   c0 = M.rusage().minflt
   for i = 0, K - 1 do private[i * ps] = string.byte("C") end
