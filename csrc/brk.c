@@ -315,7 +315,7 @@ static int brk_lower(lua_State *L, const char *what, uintptr_t target) {
                           (lua_Integer)(other->end - other->start));
   }
   uintptr_t lo, hi;
-  if (target < floor && alloc_sbrk_arena_at(floor - 1, &lo, &hi)) /* (its top is floor) */
+  if (target < floor && alloc_sbrk_arena_at(L, floor - 1, &lo, &hi)) /* (its top is floor) */
     return push_syserrorf(L, what, EPERM, "lowering the break to %s would free the arena of "
                           "an sbrk free list, from %p to %p, under its blocks (its a:destroy() "
                           "gives it back)", addr_text((uintptr_t)target).s, (void *)lo,

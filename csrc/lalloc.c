@@ -9,7 +9,6 @@
  * makes (the block's userdata, result tables) comes before the allocator call it guards, and the
  * allocator and block are checked again after it (a finalizer may have destroyed or freed them). */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,44 +65,54 @@ Allocator *alloc_new(lua_State *L, const AllocOps *ops) {
   return a;
 }
 
-/* The live sbrk arenas of the process, every Lua state's: M.sbrk(-n) refusing to lower the break
- * into one names it (it blamed malloc's heap). Under a lock, though an sbrk arena grows and
- * shrinks only in a process of one thread: its bounds are read there only. */
-static pthread_mutex_t g_sbrk_mu = PTHREAD_MUTEX_INITIALIZER;
-static Allocator *g_sbrk_arenas;
+/* The sbrk allocators of a Lua state, the keys of a table with weak keys in its registry: M.sbrk(-n)
+ * refusing to lower the break into one's arena names it (it blamed malloc's heap). Not a list in
+ * C: Lua may free an allocator's userdata without calling its __gc (a finalizer call that fails,
+ * "C stack overflow", is not retried), and a list linked through the userdata was then written
+ * through (an outside review's red team: an immutable Lua string changed). A weak key goes in
+ * the atomic phase of the cycle that frees its userdata, before the memory does. */
+static const char sbrk_arenas_key = 'S';
 
-static void sbrk_list_add(Allocator *a) {
-  pthread_mutex_lock(&g_sbrk_mu);
-  a->sbrk_next = g_sbrk_arenas;
-  if (a->sbrk_next) a->sbrk_next->sbrk_prevp = &a->sbrk_next;
-  a->sbrk_prevp = &g_sbrk_arenas;
-  g_sbrk_arenas = a;
-  pthread_mutex_unlock(&g_sbrk_mu);
-}
-
-static void sbrk_list_remove(Allocator *a) {
-  if (!a->sbrk_prevp) return;
-  pthread_mutex_lock(&g_sbrk_mu);
-  *a->sbrk_prevp = a->sbrk_next;
-  if (a->sbrk_next) a->sbrk_next->sbrk_prevp = a->sbrk_prevp;
-  a->sbrk_next = NULL;
-  a->sbrk_prevp = NULL;
-  pthread_mutex_unlock(&g_sbrk_mu);
-}
-
-int alloc_sbrk_arena_at(uintptr_t addr, uintptr_t *lo, uintptr_t *hi) {
+int alloc_sbrk_arena_at(lua_State *L, uintptr_t addr, uintptr_t *lo, uintptr_t *hi) {
   int found = 0;
-  pthread_mutex_lock(&g_sbrk_mu);
-  for (const Allocator *a = g_sbrk_arenas; a && !found; a = a->sbrk_next) {
-    uintptr_t base = (uintptr_t)a->src.base, top = (uintptr_t)a->src.top;
-    if (base && addr >= base - a->src.pad && addr < top) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &sbrk_arenas_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) { /* (lua_next allocates nothing) */
+    const Allocator *a = (const Allocator *)lua_touserdata(L, -2);
+    uintptr_t base = a ? (uintptr_t)a->src.base : 0, top = a ? (uintptr_t)a->src.top : 0;
+    lua_pop(L, 1); /* the value */
+    if (base && a->arena.state == OWNER_LIVE && a->src.kind == ML_SRC_SBRK &&
+        addr >= base - a->src.pad && addr < top) {
       *lo = base - a->src.pad;
       *hi = top;
       found = 1;
+      lua_pop(L, 1); /* the key: the walk ends */
+      break;
     }
   }
-  pthread_mutex_unlock(&g_sbrk_mu);
+  lua_pop(L, 1); /* the table */
   return found;
+}
+
+/* Adds the sbrk allocator at the stack top to its state's table (made at the first). */
+static void sbrk_note(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &sbrk_arenas_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &sbrk_arenas_key);
+  }
+  lua_pushvalue(L, -2);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
 }
 
 void alloc_opened(lua_State *L, Allocator *a) {
@@ -111,7 +120,7 @@ void alloc_opened(lua_State *L, Allocator *a) {
   size_t size, max;
   a->ops->bounds(&a->u, &base, &size, &max);
   owner_open(L, &a->arena, (void *)(uintptr_t)base, size);
-  if (a->src.kind == ML_SRC_SBRK) sbrk_list_add(a);
+  if (a->src.kind == ML_SRC_SBRK) sbrk_note(L);
 }
 
 /* What a page source's refused request counts against (nomem.h): its pages are private and
@@ -540,7 +549,6 @@ static int la_bounds(lua_State *L) {
  * other mappings it refused to unmap (a large block's, the metadata's) are counted in the page
  * source's kept and kept_err. */
 static int destroy(lua_State *L, Allocator *a, int level) {
-  sbrk_list_remove(a);
   if (a->arena.state == OWNER_LIVE) a->ops->destroy(&a->u);
   a->asked = 0;
   /* idempotent; also a source a failed constructor had set up. Over sbrk with something above

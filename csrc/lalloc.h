@@ -52,7 +52,6 @@ typedef struct Allocator {
   uint64_t calls;      /* blocks handed out (alloc, calloc, memalign, realloc) or refused */
   uint64_t collect_at; /* alloc_collect collects once calls reaches it */
   uint64_t retried;    /* refusals alloc_collect took back (a:stats().failures leaves them out) */
-  struct Allocator *sbrk_next, **sbrk_prevp; /* the live sbrk arenas' list (lalloc.c) */
   union {
     ml_freelist fl;
     ml_buddy bd;
@@ -62,7 +61,7 @@ typedef struct Allocator {
 
 /* Pushes a new allocator userdata (not yet initialised: arena NEW). */
 Allocator *alloc_new(lua_State *L, const AllocOps *ops);
-/* Marks it initialised (arena LIVE over its current bounds). */
+/* Marks it initialised (arena LIVE over its current bounds); a is at the stack top. */
 void alloc_opened(lua_State *L, Allocator *a);
 /* The live allocator at idx (raises on a destroyed one), optionally of one algorithm. */
 Allocator *alloc_check(lua_State *L, int idx, const AllocOps *only);
