@@ -140,11 +140,15 @@ int mmap_remap(lua_State *L) {
   if (newmap > mi->maplen && newmap - mi->maplen > USER_SPACE)
     return nomem_error(L, "mremap", ENOMEM, newmap - mi->maplen,
                        map_counts(mi->ever_writable, mi->flags, mi->shared_anon != 0));
-  /* mremap grows in place whenever it can, even with MREMAP_MAYMOVE */
-  if (newmap > mi->maplen && in_stack_room((uintptr_t)o->base + mi->maplen, newmap - mi->maplen))
+  /* mremap grows in place whenever it can, even with MREMAP_MAYMOVE: where that would reach into
+   * the stack's room, a mapping that may move is moved (to a range the kernel picks, reserved
+   * first), as the kernel would move it were the pages after it in use */
+  int into_stack = newmap > mi->maplen &&
+                   in_stack_room((uintptr_t)o->base + mi->maplen, newmap - mi->maplen);
+  if (into_stack && !may_move)
     return push_syserrorf(L, "mremap", ENOMEM, "growing this mapping in place would reach into the "
-                          "room the main stack grows into (below [stack]), and stop its growth; "
-                          "map a new one and copy");
+                          "room the main stack grows into (below [stack]), and stop its growth: "
+                          "b:remap(n, true) lets it move");
   unsigned uniform;
   if (newmap > mi->maplen && !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform))
     return several_mappings(L, mi);
@@ -154,8 +158,22 @@ int mmap_remap(lua_State *L) {
   if (err) /* hand_back's mmap: the mappings inside handed back before it stay so */
     return push_syserrorf(L, "mmap", err, "handing back a mapping placed inside it, before the "
                           "remap: nothing was remapped");
-  void *p;
-  err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
+  void *p, *to = NULL;
+  if (into_stack) {
+    err = sys_mmap(NULL, newmap, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &to);
+    if (!err && in_stack_room((uintptr_t)to, newmap)) { /* (the kernel placed it there too) */
+      sys_munmap(to, newmap);
+      err = ENOMEM;
+    }
+    if (err)
+      return push_syserrorf(L, "mremap", ENOMEM, "growing this mapping in place would reach into "
+                            "the room the main stack grows into (below [stack]), and no other "
+                            "range of %I bytes was found to move it to", (lua_Integer)newmap);
+    err = sys_mremap_to(o->base, mi->maplen, newmap, to, &p);
+    if (err) sys_munmap(to, newmap);
+  } else {
+    err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
+  }
   if (err == EFAULT) return several_mappings(L, mi);
   if (err == ENOMEM && !may_move && newmap > mi->maplen)
     return push_syserrorf(L, "mremap", err, "it cannot grow in place (most often because the pages "

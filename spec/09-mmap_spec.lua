@@ -864,6 +864,30 @@ describe("M.map{}", function()
 end)
 
 describe("b:remap()", function()
+  it("that may move, moves a mapping whose growth in place would reach into the stack's room", function()
+    -- (mremap grows in place whenever it can, and memlab refused then; the kernel would have
+    -- moved it, were the pages after it in use)
+    local hi = H.stack_region().to
+    local lim = M.getrlimit("stack")
+    local grow = (math.type(lim) == "integer" and lim < (1 << 32)) and lim or (1 << 32)
+    local addr = hi - grow - (1 << 20) - 2 * ps -- ends where the room starts
+    local m = M.mmap(addr, 2 * ps, H.RW, H.PA | M.MAP_FIXED_NOREPLACE, -1, 0)
+    if not m then return pending("the pages below the stack's room are in use here") end
+    m:write(0, "kept")
+    local v = m:slice(0, 4)
+    refused(M.ENOMEM, "would reach into the room the main stack grows into (below [stack]), and stop "
+                      .. "its growth: b:remap(n, true) lets it move", m:remap(8 * ps))
+    assert.equal(addr, m:address())
+    assert.equal(m, m:remap(8 * ps, true))
+    assert.not_equal(addr, m:address())
+    assert.is_true(m:address() + 8 * ps <= hi - grow - (1 << 20) or m:address() >= hi, "moved into the room")
+    assert.equal("kept", m:read(0, 4))
+    assert.equal(8 * ps, #m)
+    assert.is_false(v:valid()) -- views die with a remap, as ever
+    assert.is_nil(M.region(addr)) -- the old range was given back
+    m:unmap()
+  end)
+
   it("grows a mapping, keeping the prefix, zero-filling the rest, following the memory", function()
     local b = anon(2)
     b:write(0, "prefix")
