@@ -1511,11 +1511,17 @@ describe("the free list", function()
       a:destroy()
     end)
 
-    it("says why it cannot grow once the break lies above its top (outside review: strerror's EBUSY alone)", function()
-      M.free(M.malloc(100 * KiB)) -- room for glibc's malloc, so that it does not move the break
-      local ps = M.pagesize()
-      local a = M.freelist{ source = "sbrk", size = 64 * ps, step = ps, quick = false }
+    -- An sbrk free list of 64 pages (opts added), destroyed at the end of the test.
+    local function arena(opts)
+      opts.source, opts.size = "sbrk", 64 * M.pagesize()
+      local a = M.freelist(opts)
       H.finally(finally, function() if a:valid() then a:destroy() end end)
+      return a
+    end
+
+    it("says why it cannot grow once the break lies above its top (outside review: strerror's EBUSY alone)", function()
+      local ps = M.pagesize()
+      local a = arena { step = ps, quick = false }
       local keep = { assert(a:alloc(100)) }
       local base, size = a:bounds()
       local _, region = M.sbrk(ps) -- above the arena
@@ -1537,10 +1543,8 @@ describe("the free list", function()
     end)
 
     it("refuses M.sbrk(-n) and M.brk into its arena, naming the arena (outside review: it blamed malloc's heap)", function()
-      M.free(M.malloc(100 * KiB)) -- room for glibc's malloc, so that it does not move the break
       local ps = M.pagesize()
-      local a = M.freelist{ source = "sbrk", size = 64 * ps }
-      H.finally(finally, function() if a:valid() then a:destroy() end end)
+      local a = arena {}
       local b = assert(a:alloc(100))
       local base, size = a:bounds()
       local top = M.sbrk(0)

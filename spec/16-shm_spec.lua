@@ -979,15 +979,21 @@ describe("a System V refusal says why, in the lecture's words (novice review)", 
                  .. "/nonexistent/memlab)", msg)
   end)
 
-  it("EACCES: the mode and the owner, and what the call asked for", function()
+  -- Runs code as user nobody, @ID@ in it the id of a new 64-byte segment of the mode given:
+  -- the output and the id, or nil once the test is pending where no other user can be.
+  local function as_nobody_on(mode, code)
     local nobody, why = H.as_nobody()
-    if not nobody or ids() ~= 0 then pending(why or "needs root to be another user") return end
-    local id = segment(64, M.octal("644"))
-    local out = H.run_lua(([[
-      local M = require "memlab"
+    if not nobody or ids() ~= 0 then return pending(why or "needs root to be another user") end
+    local id = segment(64, mode)
+    return H.run_lua(("local M = require 'memlab'\n" .. code):gsub("@ID@", tostring(id)), nobody), id
+  end
+
+  it("EACCES: the mode and the owner, and what the call asked for", function()
+    local out = as_nobody_on(M.octal("644"), [[
       print(select(2, M.shmat(@ID@)))
       print(M.shmat(@ID@, nil, M.SHM_RDONLY) ~= nil)
-    ]]):gsub("@ID@", tostring(id)), nobody)
+    ]])
+    if not out then return end
     assert.matches("shmat: Permission denied (the segment has mode rw-r--r-- and belongs to uid 0: it does "
                    .. "not let you read and write it (M.SHM_RDONLY asks to read only))\t13\ntrue\n", out, 1, true)
   end)
@@ -1021,14 +1027,11 @@ describe("a System V refusal says why, in the lecture's words (novice review)", 
   end)
 
   it("shmctl's EPERM: IPC_RMID and IPC_SET by a user who neither owns nor made the segment (outside review)", function()
-    local nobody, why = H.as_nobody()
-    if not nobody or ids() ~= 0 then pending(why or "needs root to be another user") return end
-    local id = segment(64, M.octal("666"))
-    local out = H.run_lua(([[
-      local M = require "memlab"
+    local out, id = as_nobody_on(M.octal("666"), [[
       print(select(2, M.shmctl(@ID@, M.IPC_RMID)))
       print(select(2, M.shmctl(@ID@, M.IPC_SET, { mode = M.octal("600") })))
-    ]]):gsub("@ID@", tostring(id)), nobody)
+    ]])
+    if not out then return end
     local line = "shmctl: Operation not permitted (the segment belongs to uid 0 and was made by uid 0: only "
                  .. "they, or a process with CAP_SYS_ADMIN, may change or remove it (IPC_SET, IPC_RMID); you "
                  .. "are uid 65534)\t" .. M.EPERM .. "\n"
