@@ -442,6 +442,12 @@ static int mmap_mmap(lua_State *L) {
   if (err) aside = NULL;
   err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
                  (off_t)r.offset, &p);
+  if (!err && (flags & MAP_FIXED_NOREPLACE) && !(flags & MAP_FIXED) && p != (void *)addr) {
+    /* a kernel before 4.17, and valgrind, take it for a hint: as C code that checks the address
+     * does, the mapping placed elsewhere goes, and the collision is answered */
+    sys_munmap(p, maplen);
+    err = EEXIST;
+  }
   if (err && parent) mend_refused(L, parent, (unsigned char *)addr, maplen, &aside);
   if (err && aside) sys_munmap(aside, maplen);
   /* over RLIMIT_MEMLOCK: EAGAIN (MAP_LOCKED, MCL_FUTURE: nomem_error says so too); EPERM when
