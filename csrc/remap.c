@@ -141,8 +141,10 @@ int mmap_remap(lua_State *L) {
     return nomem_error(L, "mremap", ENOMEM, newmap - mi->maplen,
                        map_counts(mi->ever_writable, mi->flags, mi->shared_anon != 0));
   /* mremap grows in place whenever it can, even with MREMAP_MAYMOVE: where that would reach into
-   * the stack's room, a mapping that may move is moved (to a range the kernel picks, reserved
-   * first), as the kernel would move it were the pages after it in use */
+   * the stack's room, a mapping that may move is made to, by a page held after it (PROT_NONE,
+   * for the call), as the kernel moves a mapping whose next pages are in use. (A reservation of
+   * the whole new range to move it onto counted twice against RLIMIT_AS and RLIMIT_MEMLOCK: the
+   * kernel checks the growth while the reservation is still mapped.) */
   int into_stack = newmap > mi->maplen &&
                    in_stack_room((uintptr_t)o->base + mi->maplen, newmap - mi->maplen);
   if (into_stack && !may_move)
@@ -152,28 +154,31 @@ int mmap_remap(lua_State *L) {
   unsigned uniform;
   if (newmap > mi->maplen && !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform))
     return several_mappings(L, mi);
+  void *hold = NULL; /* before anything is released: a refusal here changes nothing */
+  if (into_stack) {
+    int herr = sys_mmap(o->base + mi->maplen, ps, PROT_NONE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0, &hold);
+    if (!herr && hold != (void *)(o->base + mi->maplen)) { /* taken for a hint (before 4.17) */
+      sys_munmap(hold, ps);
+      herr = EEXIST;
+    }
+    if (herr) hold = NULL; /* EEXIST: the page is in use, the kernel must move it anyway */
+    if (herr && herr != EEXIST)
+      return push_syserrorf(L, "mremap", herr, "growing this mapping in place would reach into "
+                            "the room the main stack grows into (below [stack]), and the page "
+                            "after it, held to make it move, was refused: nothing was remapped");
+  }
   /* the mappings placed inside die with the remap: they go first, so that the range is one
    * kernel mapping (mremap moves or grows only one) and keeps no protection of theirs */
   int err = map_release_inner(L, o, "killed by remapping its parent");
-  if (err) /* hand_back's mmap: the mappings inside handed back before it stay so */
+  if (err) { /* hand_back's mmap: the mappings inside handed back before it stay so */
+    if (hold) sys_munmap(hold, ps);
     return push_syserrorf(L, "mmap", err, "handing back a mapping placed inside it, before the "
                           "remap: nothing was remapped");
-  void *p, *to = NULL;
-  if (into_stack) {
-    err = sys_mmap(NULL, newmap, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &to);
-    if (!err && in_stack_room((uintptr_t)to, newmap)) { /* (the kernel placed it there too) */
-      sys_munmap(to, newmap);
-      err = ENOMEM;
-    }
-    if (err)
-      return push_syserrorf(L, "mremap", ENOMEM, "growing this mapping in place would reach into "
-                            "the room the main stack grows into (below [stack]), and no other "
-                            "range of %I bytes was found to move it to", (lua_Integer)newmap);
-    err = sys_mremap_to(o->base, mi->maplen, newmap, to, &p);
-    if (err) sys_munmap(to, newmap);
-  } else {
-    err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
   }
+  void *p;
+  err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
+  if (hold) sys_munmap(hold, ps);
   if (err == EFAULT) return several_mappings(L, mi);
   if (err == ENOMEM && !may_move && newmap > mi->maplen)
     return push_syserrorf(L, "mremap", err, "it cannot grow in place (most often because the pages "

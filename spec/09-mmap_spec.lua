@@ -888,6 +888,32 @@ describe("b:remap()", function()
     m:unmap()
   end)
 
+  it("moves such a mapping within RLIMIT_AS as any growth, not paying for the growth twice (red team)", function()
+    if not H.natively(pending) then return end
+    if not H.have("prlimit") then return pending("needs prlimit") end
+    -- a reservation of the new range, to move it onto, counted with the growth: refused
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local ps = M.pagesize()
+      local hi
+      for _, r in ipairs(M.maps()) do if r.path == "[stack]" then hi = r.to end end
+      local lim = M.getrlimit("stack")
+      local grow = (math.type(lim) == "integer" and lim < (1 << 32)) and lim or (1 << 32)
+      local addr = hi - grow - (1 << 20) - 2 * ps
+      local m = M.mmap(addr, 2 * ps, M.PROT_READ | M.PROT_WRITE,
+                       M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED_NOREPLACE, -1, 0)
+      if not m then print("in use") return end
+      m:write(0, "kept")
+      collectgarbage()
+      collectgarbage("stop")
+      local size = tonumber(M.readproc("/proc/self/status"):match("VmSize:%s*(%d+) kB")) * 1024
+      assert(os.execute(("prlimit --pid %d --as=%d"):format(M.getpid(), size + 96 * ps)))
+      print(m:remap(64 * ps, true) ~= nil, m:read(0, 4), m:address() ~= addr)
+    ]])
+    if out == "in use\n" then return pending("the pages below the stack's room are in use here") end
+    assert.equal("true\tkept\ttrue\n", out)
+  end)
+
   it("grows a mapping, keeping the prefix, zero-filling the rest, following the memory", function()
     local b = anon(2)
     b:write(0, "prefix")
