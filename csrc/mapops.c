@@ -146,6 +146,11 @@ static int mapops_protect(lua_State *L) {
   int err = sys_mprotect(page_addr(&r), r.npages * sys_pagesize(), prot);
   if (err) {
     map_protect_undo(r.o, r.first, r.npages, prot_from_sys(prot));
+    const MapInfo *mi = MAPINFO(r.o);
+    if (err == EACCES && (prot & PROT_WRITE) && (mi->flags & MAP_SHARED) && !mi->shared_anon)
+      return push_syserrorf(L, "mprotect", err, "a shared mapping of a file can be made writable "
+                            "only if the file was open for writing when it was mapped, and not "
+                            "sealed against writing (F_SEAL_WRITE) then");
     return nomem_error(L, "mprotect", err, 0, NOMEM_SPLIT); /* (max_map_count: ENOMEM) */
   }
   protmap_apply(r.o->protmap, r.first, r.npages, prot_from_sys(prot));

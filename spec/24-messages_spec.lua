@@ -187,6 +187,13 @@ describe("mmap refusals a shared-memory user met bare (outside review)", functio
     assert.same({ nil, M.EPERM, why }, { ok, code, msg })
     local r = assert(M.mmap(nil, ps, M.PROT_READ, M.MAP_SHARED, f, 0)) -- reading: as the seal allows
     assert.equal(0, r[0])
+    -- and made writable after (a check of the README's claims met it bare)
+    local ok2, msg2, code2 = r:protect("rw")
+    assert.same({ nil, M.EACCES }, { ok2, code2 })
+    assert.equal(("mprotect: %s (a shared mapping of a file can be made writable only if the file was "
+                  .. "open for writing when it was mapped, and not sealed against writing (F_SEAL_WRITE) "
+                  .. "then)"):format(M.strerror(M.EACCES)), msg2)
+    assert.equal("r--", r:mapinfo().prot)
     r:free()
     f:close()
   end)
