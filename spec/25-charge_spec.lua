@@ -37,11 +37,51 @@ local function grown(body, n, opt)
   return mib
 end
 
--- Asserts each mode's growth (from grown) is at most `limit` MiB.
-local function within(mib, limit)
+-- Asserts each count (from grown, or dropped_blocks with its words for what was measured) is at
+-- most `limit` MiB.
+local function within(mib, limit, what)
   for mode, v in pairs(mib) do
-    assert.is_true(v <= limit, ("%s: the address space grew by %d MiB"):format(mode, v))
+    assert.is_true(v <= limit, ("%s: %s %d MiB"):format(mode, what or "the address space grew by", v))
   end
+end
+
+-- Allocates n blocks of `size` bytes, each dropped at once, from an allocator of each of `kinds`
+-- ({ name, constructor expression } pairs), in a child (after `setup`), in both modes, and
+-- returns the most `measure` (an expression of the allocator `a`) read every 100 allocations
+-- said, in MiB, by "mode, kind".
+local function dropped_blocks(opt)
+  local makes = {}
+  for _, k in ipairs(opt.kinds) do
+    makes[#makes + 1] = ("{ %q, function() return %s end }"):format(k[1], k[2])
+  end
+  local out = H.run_lua(([[
+    local M = require "memlab"
+    %s
+    for _, mode in ipairs { "%s" } do
+      collectgarbage(mode)
+      for _, kind in ipairs { %s } do
+        local a = kind[2]()
+        collectgarbage()
+        local most = 0
+        for i = 1, %d do
+          local b = assert(a:alloc(%d))
+          b[0] = 1
+          if i %% 100 == 0 then most = math.max(most, %s) end
+        end
+        print(mode, kind[1], most >> 20)
+        a:destroy()
+      end
+    end]]):format(opt.setup or "", table.concat(MODES, '", "'), table.concat(makes, ", "), opt.n,
+                  opt.size, opt.measure))
+  local mib = {}
+  for _, mode in ipairs(MODES) do
+    for _, k in ipairs(opt.kinds) do
+      local v = tonumber(out:match(mode .. "%s+" .. k[1] .. "%s+(%d+)"))
+      assert(v, out)
+      mib[mode .. ", " .. k[1]] = v
+    end
+  end
+  return mib
 end
 
 describe("the collector's charge", function()
@@ -152,28 +192,10 @@ describe("the collector's charge", function()
     if not H.natively(pending) then return end
     -- a block of 4 MiB dropped went back to its allocator only when collected, and nothing told
     -- the collector: all 200 waited at once (the allocator's peak of live bytes, 800 MiB)
-    local out = H.run_lua([[
-      local M = require "memlab"
-      for _, mode in ipairs { "incremental", "generational" } do
-        collectgarbage(mode)
-        for _, kind in ipairs { "freelist", "buddy" } do
-          local a = kind == "freelist" and M.freelist {} or M.buddy { size = 1 << 30 }
-          collectgarbage()
-          for _ = 1, 200 do
-            local b = assert(a:alloc(4 << 20))
-            b[0] = 1
-          end
-          print(mode, kind, a:stats().peak_live_bytes >> 20)
-          a:destroy()
-        end
-      end]])
-    for _, mode in ipairs { "incremental", "generational" } do
-      for _, kind in ipairs { "freelist", "buddy" } do
-        local mib = tonumber(out:match(mode .. "%s+" .. kind .. "%s+(%d+)"))
-        assert(mib, out)
-        assert.is_true(mib <= 160, ("%s, %s: %d MiB of dropped blocks waited"):format(mode, kind, mib))
-      end
-    end
+    within(dropped_blocks {
+      kinds = { { "freelist", "M.freelist {}" }, { "buddy", "M.buddy { size = 1 << 30 }" } },
+      n = 200, size = 4 << 20, measure = "a:stats().peak_live_bytes",
+    }, 160, "dropped blocks held")
   end)
 
   it("charges an arena's growth: small blocks dropped without free do not grow it without end", function()
@@ -181,33 +203,12 @@ describe("the collector's charge", function()
     -- blocks under 64 KiB are not charged one by one; a growing pool of 16 KiB blocks, each
     -- dropped, grew to 1563 MiB beside 50 MB of Lua before a collection came (41 MiB beside
     -- none): the arena's growth is charged now, at the next allocation
-    local out = H.run_lua([[
-      local M = require "memlab"
-      local ballast = {}
-      for i = 1, 300000 do ballast[i] = { i } end -- about 30 MB of Lua
-      for _, mode in ipairs { "incremental", "generational" } do
-        collectgarbage(mode)
-        for _, kind in ipairs { "pool", "buddy" } do
-          local a = kind == "pool" and M.pool { block = 16384, count = 64, grow = true }
-                    or M.buddy { size = 1 << 32, initial = 1 << 20 }
-          collectgarbage()
-          local most = 0
-          for i = 1, 30000 do
-            local b = assert(a:alloc(16000))
-            b[0] = 1
-            if i % 500 == 0 then most = math.max(most, a:stats().footprint) end
-          end
-          print(mode, kind, most >> 20)
-          a:destroy()
-        end
-      end]])
-    for _, mode in ipairs { "incremental", "generational" } do
-      for _, kind in ipairs { "pool", "buddy" } do
-        local mib = tonumber(out:match(mode .. "%s+" .. kind .. "%s+(%d+)"))
-        assert(mib, out)
-        assert.is_true(mib <= 200, ("%s, %s: the arena grew to %d MiB"):format(mode, kind, mib))
-      end
-    end
+    within(dropped_blocks {
+      setup = "local ballast = {} for i = 1, 300000 do ballast[i] = { i } end -- about 30 MB of Lua",
+      kinds = { { "pool", "M.pool { block = 16384, count = 64, grow = true }" },
+                { "buddy", "M.buddy { size = 1 << 32, initial = 1 << 20 }" } },
+      n = 30000, size = 16000, measure = "a:stats().footprint",
+    }, 200, "the arena grew to")
   end)
 
   it("lets no sparse giant stop the full collections for good (red team)", function()
