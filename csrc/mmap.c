@@ -107,10 +107,6 @@ static int give_back(Owner *p, unsigned char *base, size_t n, void **aside, int 
   int fresh = MAP_PRIVATE | MAP_ANONYMOUS | (MAPINFO(p)->flags & MAP_NORESERVE);
   if (hole) {
     err = sys_mmap(base, n * ps, PROT_NONE, fresh | MAP_FIXED_NOREPLACE, -1, 0, &out);
-    if (!err && out != base) { /* a kernel before 4.17 takes it for a hint */
-      sys_munmap(out, n * ps);
-      err = EEXIST;
-    }
     if (err) return err;
     prot0 = 0;
   }
@@ -442,12 +438,6 @@ static int mmap_mmap(lua_State *L) {
   if (err) aside = NULL;
   err = sys_mmap((void *)addr, maplen, (int)prot, (int)flags, anonymous ? -1 : fd,
                  (off_t)r.offset, &p);
-  if (!err && (flags & MAP_FIXED_NOREPLACE) && !(flags & MAP_FIXED) && p != (void *)addr) {
-    /* a kernel before 4.17, and valgrind, take it for a hint: as C code that checks the address
-     * does, the mapping placed elsewhere goes, and the collision is answered */
-    sys_munmap(p, maplen);
-    err = EEXIST;
-  }
   if (err && parent) mend_refused(L, parent, (unsigned char *)addr, maplen, &aside);
   if (err && aside) sys_munmap(aside, maplen);
   /* over RLIMIT_MEMLOCK: EAGAIN (MAP_LOCKED, MCL_FUTURE: nomem_error says so too); EPERM when

@@ -49,8 +49,8 @@ static int move_back(void *base, size_t oldlen, void *p, size_t len) {
   if (sys_mmap(base, oldlen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0,
                &hold) != 0)
     return 0;
-  if (hold == base && sys_mremap_to(p, len, oldlen, base, &q) == 0) return 1;
-  sys_munmap(hold, oldlen); /* a kernel before 4.17 takes the flag for a hint: elsewhere */
+  if (sys_mremap_to(p, len, oldlen, base, &q) == 0) return 1;
+  sys_munmap(hold, oldlen);
   return 0;
 }
 
@@ -158,10 +158,6 @@ int mmap_remap(lua_State *L) {
   if (into_stack) {
     int herr = sys_mmap(o->base + mi->maplen, ps, PROT_NONE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0, &hold);
-    if (!herr && hold != (void *)(o->base + mi->maplen)) { /* taken for a hint (before 4.17) */
-      sys_munmap(hold, ps);
-      herr = EEXIST;
-    }
     if (herr) hold = NULL; /* EEXIST: the page is in use, the kernel must move it anyway */
     if (herr && herr != EEXIST)
       return push_syserrorf(L, "mremap", herr, "growing this mapping in place would reach into "

@@ -72,6 +72,10 @@ int sys_sleep(double seconds, SysStop stop, void *ud) {
 int sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **out) {
   void *p = mmap(addr, len, prot, flags, fd, off);
   if (p == MAP_FAILED) return errno;
+  if ((flags & MAP_FIXED_NOREPLACE) && p != addr) { /* taken for a hint: elsewhere */
+    munmap(p, len);
+    return EEXIST;
+  }
   *out = p;
   return 0;
 }

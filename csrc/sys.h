@@ -48,7 +48,10 @@ int sys_sleep(double seconds, SysStop stop, void *ud);
 
 /* Mappings. Preconditions: lengths > 0; addr (and off for mmap) page aligned where the kernel
  * requires it (munmap, mprotect, msync, madvise, mincore, mremap); the caller checked that the
- * range is memory it owns. sys_mincore fills one byte per page of [addr, addr+len). */
+ * range is memory it owns. sys_mincore fills one byte per page of [addr, addr+len). sys_mmap with
+ * MAP_FIXED_NOREPLACE answers EEXIST where the kernel placed the mapping elsewhere (a kernel
+ * before 4.17, and valgrind, take the flag for a hint), as C code that checks the address does:
+ * the mapping made elsewhere is unmapped. */
 int sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **out);
 int sys_munmap(void *addr, size_t len);
 int sys_mprotect(void *addr, size_t len, int prot);
