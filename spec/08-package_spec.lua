@@ -213,3 +213,27 @@ describe("the constants", function()
     assert.equal(#names - #missing, seen)
   end)
 end)
+
+describe("spec/childwatch.lua, the busted helper .busted names", function()
+  it("reports an error naming a test that leaves a child process unwaited-for", function()
+    if not H.natively(pending) then return end
+    if not H.have("busted") then return pending("busted is not on PATH") end
+    local file = H.tmpdir(finally)
+    local spec = file("leak_spec.lua", [[
+      describe("leaks", function()
+        it("leaves a popen open", function() LEAKED = io.popen("sleep 0.2") end)
+        it("closes its popen", function() local p = io.popen("true") p:read("a") p:close() end)
+      end)]])
+    local dir = spec:match("^(.*)/")
+    local helper = assert(package.searchpath("childwatch", package.path), "spec/ not on package.path")
+    if helper:sub(1, 1) ~= "/" then helper = require("lfs").currentdir() .. "/" .. helper end
+    local p = io.popen(("cd %q && lua5.4 \"$(command -v busted)\" --helper=%q -o TAP leak_spec.lua 2>&1; "
+                        .. "echo \"exit $?\""):format(dir, helper))
+    local out = p:read("a")
+    p:close()
+    assert.matches("\nnot ok %d+ %- no child process left by: leaks leaves a popen open\n", out)
+    assert.matches("# Failure message: this test left a child process behind, never waited for: %d+ %(sh, state %a%)", out)
+    assert.is_nil(out:find("left by: leaks closes its popen", 1, true), out)
+    assert.matches("\nexit [1-9]%d*\n$", out)
+  end)
+end)

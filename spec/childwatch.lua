@@ -1,6 +1,7 @@
 -- A busted helper (.busted names it): a test that leaves a child process of the busted process
--- behind (a popen never closed, a fork never waited for) fails with the test's name. Such a
--- child is reaped later by whoever waits for any child, so another test's M.waitpid(-1) got it.
+-- behind (a popen never closed, a fork never waited for) makes busted report an error naming the
+-- test (the run fails; spec/08 checks it). Such a child is reaped later by whoever waits for any
+-- child, so another test's M.waitpid(-1) got it.
 -- Reads /proc/self/task/<pid>/children (Linux 3.5 and later); without it, checks nothing.
 local busted = require "busted"
 

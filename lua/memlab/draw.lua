@@ -104,10 +104,10 @@ local function summary(a, blocks)
     elseif b.state == "parked" then parked = parked + b.count
     else used = used + b.count end
   end
+  local all = used + free + parked
   return ("%d block%s: %d used (%s requested, %s granted), %d free%s (%s, largest %s); " ..
           "footprint %s, internal fragmentation %s, external %.0f%%")
-    :format(used + free + parked, used + free + parked == 1 and "" or "s", used, human(st.live_bytes),
-            human(st.granted_bytes), free + parked,
+    :format(all, all == 1 and "" or "s", used, human(st.live_bytes), human(st.granted_bytes), free + parked,
             parked > 0 and (", %d of them parked in the cache"):format(parked) or "",
             human(st.free_bytes), human(st.largest_free), human(st.footprint),
             human(st.internal_frag), st.external_frag * 100)
