@@ -197,7 +197,8 @@ int alloc_collect(lua_State *L, Allocator *a) {
   return 1;
 }
 
-/* A block of n bytes asked for was handed out (asked_add) or given back (a->asked -= n). */
+/* A block of n bytes asked for was handed out (asked_add: a call alloc_collect paces by, too) or
+ * given back (a->asked -= n). */
 static void asked_add(Allocator *a, size_t n) {
   a->asked += n;
   a->calls++;
