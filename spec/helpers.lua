@@ -87,6 +87,12 @@ function H.refused(errno, ok, msg, code)
   luassert.truthy(msg:find(M.strerror(errno), 1, true), msg)
 end
 
+--- The same with `tail` (plain text, unless nil) in the message too.
+function H.refused_saying(errno, tail, ok, msg, code)
+  H.refused(errno, ok, msg, code)
+  if tail then luassert.truthy(msg:find(tail, 1, true), ("%q not in %q"):format(tail, msg)) end
+end
+
 --- Mappings: the page size, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, and an anonymous
 -- mapping of `pages` pages (read-write and private unless told).
 H.ps = M.pagesize()
@@ -104,7 +110,6 @@ function H.anon(pages, prot, flags)
   return assert(M.mmap(nil, pages * H.ps, prot or H.RW, flags or H.PA, -1, 0))
 end
 
---- The address a fault or refusal message names (" at 0x..."), as an integer, or nil.
 -- What a write to a read-only page raises, by the writers' names of the specs: a one-byte store
 -- (b[i] = v, "index" or "newindex") reaches the MMU as C's *p = v does, and the guard turns its
 -- SIGSEGV into the error; every other write is refused before any byte moves.
@@ -123,9 +128,19 @@ function H.memfd_shared(name, n, byte)
   return f, b
 end
 
+--- The address a fault or refusal message names (" at 0x..."), as an integer, or nil.
 function H.named_addr(err)
   local a = err:match(" at (0x%x+)")
   return a and math.tointeger(tonumber(a:sub(3), 16))
+end
+
+--- How many regions of M.maps() hold addr (0 or 1; more would be a fault of M.maps).
+function H.regions_at(addr)
+  local n = 0
+  for _, r in ipairs(M.maps()) do
+    if r.from <= addr and addr < r.to then n = n + 1 end
+  end
+  return n
 end
 
 --- The number of file descriptors this process has open.
