@@ -63,6 +63,11 @@ typedef struct Allocator {
 Allocator *alloc_new(lua_State *L, const AllocOps *ops);
 /* Marks it initialised (arena LIVE over its current bounds); a is at the stack top. */
 void alloc_opened(lua_State *L, Allocator *a);
+/* Raises unless a is live ("attempt to use a destroyed allocator", a dead handle). */
+void alloc_check_live(lua_State *L, const Allocator *a);
+/* Adds the sbrk allocator at the stack top to its Lua state's registry of sbrk arenas
+ * (allocrefuse.c; alloc_sbrk_arena_at in memlab.h reads it). */
+void alloc_sbrk_note(lua_State *L);
 /* The live allocator at idx (raises on a destroyed one), optionally of one algorithm. */
 Allocator *alloc_check(lua_State *L, int idx, const AllocOps *only);
 /* Pushes a NEW block buffer of allocator a (at index ai), anchored to it, for a block of n bytes
