@@ -134,6 +134,20 @@ function H.named_addr(err)
   return a and math.tointeger(tonumber(a:sub(3), 16))
 end
 
+--- The kB of memory locked (VmLck of M.status()).
+function H.vmlck() return M.status().VmLck end
+
+--- AddressSanitizer intercepts mlock, munlock, mlockall and munlockall and makes them succeed
+-- without locking anything, so VmLck cannot move under it: marks the test pending (pending:
+-- busted's) and returns true under ASan.
+function H.skip_locking_under_asan(pending)
+  if H.asan then
+    pending("skipped under asan: AddressSanitizer turns mlock/munlock into no-ops that succeed, " ..
+            "so VmLck cannot be observed")
+    return true
+  end
+end
+
 --- How many regions of M.maps() hold addr (0 or 1; more would be a fault of M.maps).
 function H.regions_at(addr)
   local n = 0
