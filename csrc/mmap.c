@@ -3,8 +3,8 @@
  *
  * What memlab refuses before the kernel sees it: what the kernel itself would refuse, with the
  * kernel's errno and a message that says why (length 0, an unaligned offset, neither MAP_SHARED
- * nor MAP_PRIVATE); a file mapping reaching past the end of the file (it would raise SIGBUS on the
- * first access instead of failing now); and MAP_FIXED anywhere but inside a mapping this Lua state
+ * nor MAP_PRIVATE); a file mapping reaching onto a page past the file's last (it would raise SIGBUS
+ * on the first access there instead of failing now); and MAP_FIXED anywhere but inside a mapping this Lua state
  * owns, since MAP_FIXED silently replaces whatever was there (malloc's heap, Lua's own memory).
  * Each state keeps a weak registry of its live mappings, to find the owner of a raw address
  * (mapreg.c). */
@@ -318,11 +318,15 @@ static int map_request(lua_State *L, MapReq *r) {
   if (!r->anonymous) {
     if ((uint64_t)offset > (uint64_t)INT64_MAX - length)
       return map_refuse(L, EOVERFLOW, "offset + length overflows");
-    if (r->regular && (uint64_t)offset + length > (uint64_t)fsize)
+    /* by pages, as the kernel faults: the tail of the file's last page reads as zero, as in C
+     * (a length rounded up to the page, a common idiom, was refused) */
+    uint64_t last = ((uint64_t)fsize + gran - 1) / gran * gran; /* where that page ends */
+    if (r->regular && (uint64_t)offset + length > last)
       return push_syserrorf(L, "mmap", EINVAL, "mapping past the end of the file: the file has "
-                            "%I %s, the mapping would end at byte %I, and access there raises "
-                            "SIGBUS; %s", (lua_Integer)fsize, BYTES(fsize),
-                            (lua_Integer)((uint64_t)offset + length),
+                            "%I %s, the mapping would end at byte %I, on a page past the file's "
+                            "last (which ends at byte %I), and access there raises SIGBUS; %s",
+                            (lua_Integer)fsize, BYTES(fsize),
+                            (lua_Integer)((uint64_t)offset + length), (lua_Integer)last,
                             fsize == 0 ? "the file is empty" : "truncate it to size first");
   }
   return 0;

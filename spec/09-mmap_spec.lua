@@ -269,6 +269,26 @@ describe("M.mmap of a file", function()
     b:unmap()
   end)
 
+  it("maps the rest of the last page when asked, as C does (a length rounded up to the page): zeros, no fault (outside review)", function()
+    local file = tmpdir()
+    local path = file("tail", ("t"):rep(ps + 100))
+    local f = assert(io.open(path, "rb"))
+    for _, how in ipairs { M.MAP_SHARED, M.MAP_PRIVATE } do
+      local b = assert(M.mmap(nil, 2 * ps, M.PROT_READ, how, f, 0))
+      assert.equal(2 * ps, #b)
+      assert.equal("tt", b:read(ps + 98, 2))
+      assert.equal(("\0"):rep(ps - 100), b:read(ps + 100, ps - 100))
+      b:unmap()
+      local tail = assert(M.mmap(nil, 2, M.PROT_READ, how, f, ps)) -- from the last page's start
+      assert.equal("tt", tail:read())
+      tail:unmap()
+    end
+    f:close()
+    local b = assert(M.map { file = path, length = 2 * ps, prot = "r" })
+    assert.equal(("\0"):rep(ps - 100), b:read(ps + 100))
+    b:unmap()
+  end)
+
   it("flushes an io file's buffered writes before checking its size", function()
     local file = tmpdir()
     local f = assert(io.open(file("buffered"), "w+b"))
@@ -365,8 +385,10 @@ describe("M.mmap of a file", function()
       local f = assert(io.open(path, "rb"))
       refused_why(M.EINVAL, "past the end of the file",
               M.mmap(nil, 3 * ps, M.PROT_READ, M.MAP_SHARED, f, 0))
+      refused_why(M.EINVAL, "on a page past the file's last (which ends at byte " .. 2 * ps .. ")",
+              M.mmap(nil, 2 * ps + 1, M.PROT_READ, M.MAP_PRIVATE, f, 0))
       refused_why(M.EINVAL, "past the end of the file",
-              M.mmap(nil, 2, M.PROT_READ, M.MAP_PRIVATE, f, ps))
+              M.mmap(nil, ps + 1, M.PROT_READ, M.MAP_PRIVATE, f, ps))
       refused_why(M.EINVAL, "past the end of the file",
               M.mmap(nil, 1, M.PROT_READ, M.MAP_SHARED, f, 2 * ps))
       -- exactly the file: fine
