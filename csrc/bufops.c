@@ -146,8 +146,15 @@ static void probe_store(void *arg) {
   (void)__atomic_fetch_add((unsigned char *)arg, (unsigned char)0, __ATOMIC_RELAXED);
 }
 
-/* Refuses a write to [off, off+len) of o when memlab knows part of it is not writable. */
+/* Refuses a write to [off, off+len) of o when memlab knows part of it is not writable; a page of
+ * no access at all (a guard page) is named as such, not as read-only (an outside review). */
 void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len) {
+  size_t at, bad;
+  const Owner *who;
+  if (!access_denied(o, off, len, OWN_PROT_WRITE, &at, &bad, &who)) return;
+  if (access_denied(o, at, 1, OWN_PROT_READ | OWN_PROT_WRITE | OWN_PROT_EXEC, &at, &bad, &who))
+    check_access(L, o, off, len, OWN_PROT_WRITE, "write to inaccessible memory", "PROT_NONE",
+                 "write");
   check_access(L, o, off, len, OWN_PROT_WRITE, "write to read-only memory", "not writable",
                "write");
 }

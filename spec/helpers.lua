@@ -110,12 +110,13 @@ function H.anon(pages, prot, flags)
   return assert(M.mmap(nil, pages * H.ps, prot or H.RW, flags or H.PA, -1, 0))
 end
 
--- What a write to a read-only page raises, by the writers' names of the specs: a one-byte store
--- (b[i] = v, "index" or "newindex") reaches the MMU as C's *p = v does, and the guard turns its
--- SIGSEGV into the error; every other write is refused before any byte moves.
-function H.readonly_error(name)
+-- What a write to a read-only page (a PROT_NONE one when none is true) raises, by the writers'
+-- names of the specs: a one-byte store (b[i] = v, "index" or "newindex") reaches the MMU as C's
+-- *p = v does, and the guard turns its SIGSEGV into the error; every other write is refused
+-- before any byte moves.
+function H.readonly_error(name, none)
   if name == "index" or name == "newindex" then return "memory fault: SIGSEGV (SEGV_ACCERR) at " end
-  return "write to read-only memory"
+  return none and "write to inaccessible memory" or "write to read-only memory"
 end
 
 -- A memfd of n pages (name: /proc/self/maps shows it), mapped shared whole and filled with byte:
