@@ -273,7 +273,7 @@ static int mfile_truncate(lua_State *L) {
   return 1;
 }
 
-/* Pushes the size of what fd names (fstat's), or nil, "fstat: ...", errno: f:size, core.fdsize. */
+/* Pushes the size of what fd names (fstat's), or nil, "fstat: ...", errno: f:size. */
 static int push_fdsize(lua_State *L, int fd) {
   off_t size;
   int regular;
@@ -380,14 +380,20 @@ static int mfile_openpath(lua_State *L) {
   return 1;
 }
 
-/* core.fdsize(fd) -> bytes | nil, msg, errno: the size of what an fd argument (an integer, a
- * memlab file, an io file) names, M.map's length when none is given; a wrong fd raises as
- * M.mmap's does (mfile_arg_fd). */
+/* core.fdsize(fd) -> bytes, regular | nil, msg, errno: the size of what an fd argument (an
+ * integer, a memlab file, an io file) names and whether it is a regular file, M.map's length
+ * when none is given; a wrong fd raises as M.mmap's does (mfile_arg_fd). */
 static int mfile_fdsize(lua_State *L) {
   int flush_err;
   int fd = mfile_arg_fd(L, 1, &flush_err);
   if (flush_err) return mfile_flush_refusal(L, flush_err, "mapped");
-  return push_fdsize(L, fd);
+  off_t size;
+  int regular;
+  int err = sys_fdsize(fd, &size, &regular);
+  if (err) return push_syserror(L, "fstat", err);
+  lua_pushinteger(L, (lua_Integer)size);
+  lua_pushboolean(L, regular);
+  return 2;
 }
 
 static const luaL_Reg mfile_funcs[] = {

@@ -456,8 +456,8 @@ static int mmap_mmap(lua_State *L) {
                                 "or \"r+\"");
     if (acc == O_RDONLY && (flags & MAP_SHARED) && (prot & PROT_WRITE))
       return map_refuse(L, err, "a shared writable mapping needs its file open for writing too: "
-                                "io.open(path, \"r+\"), or map it MAP_PRIVATE (its writes then "
-                                "stay in memory)");
+                                "io.open(path, \"r+\") or M.shm_open(name, M.O_RDWR), or map it "
+                                "MAP_PRIVATE (its writes then stay in memory)");
   }
   uintptr_t used;
   if (err == EEXIST && (flags & MAP_FIXED_NOREPLACE) &&

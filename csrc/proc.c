@@ -320,8 +320,13 @@ static int proc_kill(lua_State *L) {
   lua_Integer pid = luaL_checkinteger(L, 1);
   lua_Integer sig = luaL_optinteger(L, 2, SIGTERM);
   luaL_argcheck(L, pid >= -INT_MAX && pid <= INT_MAX, 1, "pid out of range");
-  luaL_argcheck(L, sig >= 0 && sig < _NSIG, 2, "signal out of range");
+  /* a number no int holds raises (no C call could mean it); one the kernel refuses is its
+   * EINVAL, saying why, as C's kill(2) answers (an outside review: 65 raised) */
+  luaL_argcheck(L, sig >= INT_MIN && sig <= INT_MAX, 2, "signal out of range");
   int err = sys_kill((pid_t)pid, (int)sig);
+  if (err == EINVAL && (sig < 0 || sig >= _NSIG))
+    return push_syserrorf(L, "kill", err, "no signal %I: signals are 1 to %d, and 0 checks "
+                          "that the process exists", sig, _NSIG - 1);
   if (err) return push_syserror(L, "kill", err);
   lua_pushboolean(L, 1);
   return 1;

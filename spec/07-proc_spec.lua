@@ -816,13 +816,23 @@ describe("M.kill()", function()
     assert.same({ "signal", 64 }, { how, sig })
   end)
 
+  it("answers a signal number the kernel refuses with nil, msg, EINVAL, as C's kill does, saying why (outside review)", function()
+    for _, sig in ipairs { -1, 65, 1000, (1 << 31) - 1, -(1 << 31) } do
+      local ok, msg, code = M.kill(M.getpid(), sig)
+      H.refused_why(M.EINVAL, "", ok, msg, code)
+      -- (Linux's _NSIG is 65 on x86-64 and arm64)
+      assert.equal(("kill: Invalid argument (no signal %d: signals are 1 to 64, and 0 checks that the "
+                    .. "process exists)"):format(sig), msg)
+    end
+  end)
+
   describe("errors on", function()
     it("pids and signals out of range, and non-integers", function()
       H.raises("pid out of range", M.kill, MAXI, 0)
       H.raises("pid out of range", M.kill, MINI, 0)
       H.raises("pid out of range", M.kill, 1 << 31, 0)
-      H.raises("signal out of range", M.kill, M.getpid(), -1)
-      H.raises("signal out of range", M.kill, M.getpid(), 65)
+      H.raises("signal out of range", M.kill, M.getpid(), (1 << 31))
+      H.raises("signal out of range", M.kill, M.getpid(), -(1 << 31) - 1)
       H.raises("signal out of range", M.kill, M.getpid(), MAXI)
       H.raises("signal out of range", M.kill, M.getpid(), MINI)
       H.raises("number has no integer representation", M.kill, 1.5, 0)

@@ -346,8 +346,17 @@ describe("M.mmap of a file", function()
     local b = assert(M.mmap(nil, ps, RW, M.MAP_SHARED, f:fileno(), 0))
     a:write(0, "via the file object")
     assert.equal("via the file object", b:read(0, 19))
+    -- M.map's length defaults to the file's rest for an integer descriptor too (it raised,
+    -- "length needed", where a memlab file or an io file had the default: an outside review)
+    local c = assert(M.map { fd = f:fileno(), shared = true })
+    assert.equal(ps, #c)
+    assert.equal("via the file object", c:read(0, 19))
+    local d = assert(M.map { fd = f:fileno() })
+    assert.equal(ps, #d)
     a:unmap()
     b:unmap()
+    c:unmap()
+    d:unmap()
     f:close()
   end)
 
@@ -718,10 +727,15 @@ describe("M.map{}", function()
       H.raises("bad argument #1 to 'map' (file: the path contains a zero byte)", M.map, { file = "/tmp\0x" })
     end)
 
-    it("a missing length for anonymous memory or an integer fd", function()
-      H.raises("length needed", M.map, {})
-      H.raises("length needed", M.map, { prot = "rw" })
-      H.raises("length needed", M.map, { fd = 0 })
+    it("a missing length for anonymous memory or an fd that names no regular file", function()
+      H.raises("length needed for anonymous memory", M.map, {})
+      H.raises("length needed for anonymous memory", M.map, { prot = "rw" })
+      local p = assert(io.popen("true"))
+      H.raises("length needed: the fd names no regular file", M.map, { fd = p })
+      p:close()
+      if not H.natively(pending) then return end
+      local out = H.run_lua([[print(pcall(require("memlab").map, { fd = 0 }))]], "exec </dev/null; ")
+      assert.matches("length needed: the fd names no regular file, whose size would be the default", out, 1, true)
     end)
 
     it("file and fd together, and a file that is not a path", function()
@@ -1044,12 +1058,40 @@ describe("M.mmap arguments", function()
     refused(M.EACCES, "a mapping needs its file open for reading", M.mmap(nil, 100, M.PROT_READ, M.MAP_SHARED, w, 0))
     w:close()
     local r = assert(io.open(path, "r"))
-    refused(M.EACCES, "a shared writable mapping needs its file open for writing too: io.open(path, \"r+\"), "
-            .. "or map it MAP_PRIVATE (its writes then stay in memory)",
+    refused(M.EACCES, "a shared writable mapping needs its file open for writing too: io.open(path, \"r+\") "
+            .. "or M.shm_open(name, M.O_RDWR), or map it MAP_PRIVATE (its writes then stay in memory)",
             M.mmap(nil, 100, RW, M.MAP_SHARED, r, 0))
     local priv = assert(M.mmap(nil, 100, RW, M.MAP_PRIVATE, r, 0)) -- private: allowed, as in C
     priv:free()
     r:close()
+    -- a shm object opened read-only: the same, naming shm_open's O_RDWR (outside review)
+    local name = ("/memlab-09-%d-ro"):format(M.getpid())
+    H.finally(finally, function() M.shm_unlink(name) end)
+    assert(assert(M.shm_open(name)):truncate(ps)):close()
+    local ro = assert(M.shm_open(name, M.O_RDONLY))
+    refused(M.EACCES, "M.shm_open(name, M.O_RDWR)", M.mmap(nil, ps, RW, M.MAP_SHARED, ro, 0))
+    ro:close()
+  end)
+
+  it("M.map{file=, shared=true} of a file the user may only read says why it was opened for writing (outside review)", function()
+    local nobody, why = H.as_nobody()
+    if not nobody then pending(why) return end
+    local path = os.tmpname() -- root's, mode 0600: made readable by all, writable by root only
+    H.finally(finally, function() os.remove(path) end)
+    local w = assert(io.open(path, "w"))
+    w:write(("r"):rep(100))
+    w:close()
+    assert(os.execute(("chmod 644 %q"):format(path)))
+    local out = H.run_lua(([[
+      local M = require "memlab"
+      print((select(2, M.map { file = %q, shared = true })))
+      local b = assert(M.map { file = %q, shared = true, prot = "r" })
+      print(b:read(0, 3))
+      b = assert(M.map { file = %q })
+      print(b:read(0, 3))]]):format(path, path, path), nobody)
+    assert.matches(path .. ": Permission denied (opened for writing: a shared mapping with \"w\" in prot, "
+                   .. "the default, writes to its file; give prot = \"r\", or shared = false to keep the writes "
+                   .. "in memory)\nrrr\nrrr\n", out, 1, true)
   end)
 
   it("errors on a wrongly typed, float or out-of-range fd", function()

@@ -485,6 +485,10 @@ function M.map(...)
     -- check of the path before opening it could be raced: a FIFO put there blocks the open)
     local msg, code
     opened, msg, code = core.openpath(t.file, writable)
+    if not opened and writable and code == M.EACCES then -- (an outside review: it said no more)
+      msg = msg .. " (opened for writing: a shared mapping with \"w\" in prot, the default, " ..
+            "writes to its file; give prot = \"r\", or shared = false to keep the writes in memory)"
+    end
     if not opened then return nil, msg, code end
     fd = opened
   end
@@ -499,16 +503,19 @@ function M.map(...)
       local at = fd:seek()
       size = fd:seek("end")
       fd:seek("set", at)
-    elseif type(fd) ~= "number" then -- a memlab file, or no file: the core's check says which
+    else -- a memlab file, an integer descriptor, or no file: the core's check says which
       local ok, got, msg, code = pcall(core.fdsize, fd)
       if not ok then
         error(("bad argument #1 to 'map' (fd: %s)"):format(
               tostring(got):match("^bad argument #1 to '[^']*' %((.*)%)$") or tostring(got)), 2)
       end
       if not got then return nil, msg, code end
-      size = got
+      if msg or type(fd) ~= "number" then size = got end -- (msg: a regular file)
     end
-    if not size then error("bad argument #1 to 'map' (length needed with an integer fd)", 2) end
+    if not size then
+      error("bad argument #1 to 'map' (length needed: the fd names no regular file, whose size " ..
+            "would be the default)", 2)
+    end
     if offset < 0 or offset >= size then
       return nil, size == 0 and "map: Invalid argument (the file is empty: nothing to map)"
         or ("map: Invalid argument (offset %d is not inside the file (%d byte%s): nothing to map)")
