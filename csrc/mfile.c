@@ -102,6 +102,12 @@ static int mfile_memfd_create(lua_State *L) {
   MFile *f = new_file(L, "memfd", name);
   int err = sys_memfd_create(name, (unsigned)flags, &f->fd);
   if (out_of_fds(L, err)) err = sys_memfd_create(name, (unsigned)flags, &f->fd);
+  /* the kernel's limit, MFD_NAME_MAX_LEN: NAME_MAX less "memfd:" (an outside review met the
+   * bare EINVAL) */
+  size_t max = 255 - 6;
+  if (err == EINVAL && strlen(name) > max)
+    return push_syserrorf(L, "memfd_create", err, "the name has %I bytes; the kernel takes at "
+                          "most %I", (lua_Integer)strlen(name), (lua_Integer)max);
   if (err) return push_syserror(L, "memfd_create", err);
   return 1;
 }
@@ -199,8 +205,9 @@ static int mfile_shm_open(lua_State *L) {
 }
 
 static int mfile_shm_unlink(lua_State *L) {
-  int err = sys_shm_unlink(arg_cstring(L, 1));
-  if (err) return push_syserror(L, "shm_unlink", err);
+  const char *name = arg_cstring(L, 1);
+  int err = sys_shm_unlink(name);
+  if (err) return push_syserrorf(L, "shm_unlink", err, "%s", push_shm_path(L, name));
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -22,6 +22,14 @@ end
 local function fdlink(fd) return lfs.symlinkattributes("/proc/self/fd/" .. fd, "target") end
 
 describe("M.memfd_create()", function()
+  it("refuses a name longer than the kernel takes (249 bytes), saying so (outside review)", function()
+    local ok, msg, code = M.memfd_create(("x"):rep(250))
+    H.refused_why(M.EINVAL, "memfd_create: Invalid argument (the name has 250 bytes; the kernel takes at most 249)",
+                  ok, msg, code)
+    local f = assert(M.memfd_create(("x"):rep(249)))
+    f:close()
+  end)
+
   it("returns a file of size 0 with a descriptor, named in tostring", function()
     local f = assert(M.memfd_create("memlab-12-a"))
     local fd = f:fileno()
@@ -516,6 +524,8 @@ describe("M.shm_open() and M.shm_unlink()", function()
     assert.is_true(M.shm_unlink(name))
     assert.is_nil(lfs.attributes("/dev/shm" .. name))
     refused(M.ENOENT, M.shm_unlink(name))
+    assert.equal("shm_unlink: No such file or directory (/dev/shm" .. name .. ")", -- (outside review)
+                 select(2, M.shm_unlink(name)))
     refused(M.ENOENT, M.shm_open(name, M.O_RDWR))
     -- the open file and the mapping live on
     a:write(0, "unlinked")
