@@ -238,6 +238,7 @@ static int la_realloc(lua_State *L) {
 /* a:free(b) = b:free(), for a block of this allocator */
 static int la_free(lua_State *L) {
   Allocator *a = alloc_check(L, 1, NULL);
+  if (lua_isnil(L, 2)) return 0; /* as C's free(NULL) and M.free(nil) (an outside review) */
   check_mine(L, 2, buf_check(L, 2), a);
   return buf_free_at(L, 2);
 }

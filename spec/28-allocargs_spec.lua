@@ -288,13 +288,25 @@ describe("allocator methods: bad arguments", function()
     it("raise for a block argument that is not a buffer (" .. kind .. ")", function()
       local a = MAKE[kind]()
       for _, name in ipairs({ "free", "usable" }) do
-        H.raises("memlab.buffer expected", a[name], a, nil)
+        if name ~= "free" then H.raises("memlab.buffer expected, got nil", a[name], a, nil) end
+        H.raises("memlab.buffer expected, got no value", a[name], a)
         H.raises("memlab.buffer expected", a[name], a, "block")
         H.raises("memlab.buffer expected", a[name], a, 42)
       end
       H.raises("memlab.buffer expected", a.realloc, a, "block", 8)
       H.raises("memlab.buffer expected", a.realloc, a, a, 8)
       a:destroy()
+    end)
+
+    it("a:free(nil) does nothing, as C's free(NULL) and M.free(nil) (" .. kind .. "; outside review)", function()
+      local a = MAKE[kind]()
+      local b = a:alloc(SMALL)
+      local before = a:stats()
+      assert.equal(0, select("#", a:free(nil)))
+      assert.same(before, a:stats())
+      b:free()
+      a:destroy()
+      H.raises("attempt to use a destroyed allocator", a.free, a, nil)
     end)
 
     it("raise for a view instead of its block (" .. kind .. ")", function()
