@@ -146,9 +146,25 @@ static int opened_check(MFile *f, struct stat *st, int regular_only, int *by_typ
   return err;
 }
 
-/* Pushes the path glibc's shm_open gives name: /dev/shm/<name>, without its leading slash. */
+/* Pushes the path glibc's shm_open gives name: /dev/shm/<name>, without its leading slashes. */
 static const char *push_shm_path(lua_State *L, const char *name) {
-  return lua_pushfstring(L, "/dev/shm/%s", name[0] == '/' ? name + 1 : name);
+  while (*name == '/') name++;
+  return lua_pushfstring(L, "/dev/shm/%s", name);
+}
+
+/* Why glibc refuses name before looking anything up (its __shm_get_name: EINVAL from shm_open,
+ * ENOENT from shm_unlink), pushed; NULL when it takes it. */
+static const char *shm_name_problem(lua_State *L, const char *name) {
+  const char *rest = name;
+  while (*rest == '/') rest++;
+  size_t n = strlen(rest);
+  if (n == 0) return lua_pushliteral(L, "the name is empty");
+  if (strchr(rest, '/') != NULL)
+    return lua_pushfstring(L, "a name has no slash but a leading one: %s", name);
+  if (n > NAME_MAX) /* (glibc's own buffer; one byte over, the kernel's ENAMETOOLONG says so) */
+    return lua_pushfstring(L, "the name has %I bytes; a name has at most %d (NAME_MAX)",
+                           (lua_Integer)n, NAME_MAX);
+  return NULL;
 }
 
 /* shm_open's refusal of name (err): nil, "shm_open: strerror (/dev/shm/name...)", err: the path
@@ -184,12 +200,8 @@ static int mfile_shm_open(lua_State *L) {
                           "a shared memory object", name);
   struct stat st;
   if (err == EINVAL) { /* glibc answers a directory so (its open said EISDIR): said why */
-    const char *path = push_shm_path(L, name);
-    if (name[name[0] == '/'] == '\0')
-      return push_syserrorf(L, "shm_open", err, "the name is empty");
-    if (strchr(name + (name[0] == '/'), '/') != NULL)
-      return push_syserrorf(L, "shm_open", err, "a name has no slash but a leading one: %s",
-                            name);
+    const char *path = push_shm_path(L, name), *why = shm_name_problem(L, name);
+    if (why) return push_syserrorf(L, "shm_open", err, "%s", why);
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
       return push_syserrorf(L, "shm_open", err, "%s is a directory, not a shared memory object",
                             name);
@@ -207,6 +219,8 @@ static int mfile_shm_open(lua_State *L) {
 static int mfile_shm_unlink(lua_State *L) {
   const char *name = arg_cstring(L, 1);
   int err = sys_shm_unlink(name);
+  const char *why = err == ENOENT ? shm_name_problem(L, name) : NULL; /* (no path looked up) */
+  if (why) return push_syserrorf(L, "shm_unlink", err, "%s", why);
   if (err) return push_syserrorf(L, "shm_unlink", err, "%s", push_shm_path(L, name));
   lua_pushboolean(L, 1);
   return 1;

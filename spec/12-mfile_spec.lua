@@ -498,6 +498,22 @@ describe("M.shm_open() and M.shm_unlink()", function()
     H.refused_why(M.EINVAL, "a name has no slash but a leading one: " .. name .. "/x", M.shm_open(name .. "/x"))
     H.refused_why(M.EINVAL, "the name is empty", M.shm_open(""))   -- not "/dev/shm/ is a directory"
     H.refused_why(M.EINVAL, "the name is empty", M.shm_open("/"))
+    H.refused_why(M.EINVAL, "the name has 300 bytes; a name has at most 255 (NAME_MAX)",
+                  M.shm_open(("n"):rep(300)))
+    -- glibc strips every leading slash
+    f = assert(M.shm_open("/" .. name))
+    f:close()
+    assert.equal("shm_unlink: No such file or directory (/dev/shm" .. name .. "x)",
+                 select(2, M.shm_unlink("///" .. name:sub(2) .. "x")))
+    assert.is_true(M.shm_unlink("//" .. name:sub(2)))
+    -- shm_unlink refuses the same names, ENOENT as glibc answers them, saying why, not naming a
+    -- path never looked up (an outside review: "red3d/b" named /dev/shm/red3d/b, which existed)
+    for n, why in pairs { [""] = "the name is empty", ["//"] = "the name is empty",
+                          [name .. "/x"] = "a name has no slash but a leading one: " .. name .. "/x",
+                          [("n"):rep(300)] = "the name has 300 bytes; a name has at most 255 (NAME_MAX)" } do
+      local ok, msg, code = M.shm_unlink(n)
+      H.refused_why(M.ENOENT, "shm_unlink: No such file or directory (" .. why .. ")", ok, msg, code)
+    end
   end)
 
   it("a refusal names the object's path, and which is missing, the object or /dev/shm (outside review)", function()
