@@ -733,6 +733,22 @@ describe("M.map{}", function()
       local p = assert(io.popen("true"))
       H.raises("length needed: the fd names no regular file", M.map, { fd = p })
       p:close()
+      -- every kind of fd alike (a red team: a directory's io file said "length too large", the
+      -- size its seek gave, and /dev/zero "the file is empty")
+      for _, name in ipairs { "/tmp", "/dev/zero" } do
+        local f = assert(io.open(name))
+        H.raises("length needed: the fd names no regular file, whose size would be the default", M.map, { fd = f })
+        f:close()
+      end
+      H.raises("length needed: /dev/zero is no regular file", M.map, { file = "/dev/zero" })
+      assert.equal(ps, #assert(M.map { file = "/dev/zero", length = ps }))
+      -- a descriptor that names nothing: map's refusal, not fstat's
+      local m = assert(M.memfd_create("memlab-09-closed"))
+      local fd = m:fileno()
+      m:close()
+      local ok, msg, code = M.map { fd = fd }
+      H.refused_why(M.EBADF, ("map: Bad file descriptor (fd %d, whose file's size would be the length)"):format(fd),
+                    ok, msg, code)
       if not H.natively(pending) then return end
       local out = H.run_lua([[print(pcall(require("memlab").map, { fd = 0 }))]], "exec </dev/null; ")
       assert.matches("length needed: the fd names no regular file, whose size would be the default", out, 1, true)
@@ -1082,16 +1098,21 @@ describe("M.mmap arguments", function()
     w:write(("r"):rep(100))
     w:close()
     assert(os.execute(("chmod 644 %q"):format(path)))
+    local secret = os.tmpname() -- root's, mode 0600: nobody may not read it either
+    H.finally(finally, function() os.remove(secret) end)
     local out = H.run_lua(([[
       local M = require "memlab"
       print((select(2, M.map { file = %q, shared = true })))
       local b = assert(M.map { file = %q, shared = true, prot = "r" })
       print(b:read(0, 3))
       b = assert(M.map { file = %q })
-      print(b:read(0, 3))]]):format(path, path, path), nobody)
+      print(b:read(0, 3))
+      print((select(2, M.map { file = %q, shared = true })))]]):format(path, path, path, secret), nobody)
     assert.matches(path .. ": Permission denied (opened for writing: a shared mapping with \"w\" in prot, "
                    .. "the default, writes to its file; give prot = \"r\", or shared = false to keep the writes "
                    .. "in memory)\nrrr\nrrr\n", out, 1, true)
+    -- a file the user may not read either: no advice that cannot work (a red team)
+    assert.truthy(out:find("\nrrr\n" .. secret .. ": Permission denied\n$"), out)
   end)
 
   it("errors on a wrongly typed, float or out-of-range fd", function()

@@ -486,8 +486,12 @@ function M.map(...)
     local msg, code
     opened, msg, code = core.openpath(t.file, writable)
     if not opened and writable and code == M.EACCES then -- (an outside review: it said no more)
-      msg = msg .. " (opened for writing: a shared mapping with \"w\" in prot, the default, " ..
-            "writes to its file; give prot = \"r\", or shared = false to keep the writes in memory)"
+      local readable = core.openpath(t.file, false) -- the advice, only where reading is allowed
+      if readable then
+        readable:close()
+        msg = msg .. " (opened for writing: a shared mapping with \"w\" in prot, the default, " ..
+              "writes to its file; give prot = \"r\", or shared = false to keep the writes in memory)"
+      end
     end
     if not opened then return nil, msg, code end
     fd = opened
@@ -497,24 +501,22 @@ function M.map(...)
   if fd == nil then
     flags = flags | M.MAP_ANONYMOUS
     if length == nil then error("bad argument #1 to 'map' (length needed for anonymous memory)", 2) end
-  elseif length == nil then
-    local size
-    if io.type(fd) == "file" then -- the caller's file: its size, and its position kept
-      local at = fd:seek()
-      size = fd:seek("end")
-      fd:seek("set", at)
-    else -- a memlab file, an integer descriptor, or no file: the core's check says which
-      local ok, got, msg, code = pcall(core.fdsize, fd)
-      if not ok then
-        error(("bad argument #1 to 'map' (fd: %s)"):format(
-              tostring(got):match("^bad argument #1 to '[^']*' %((.*)%)$") or tostring(got)), 2)
-      end
-      if not got then return nil, msg, code end
-      if msg or type(fd) ~= "number" then size = got end -- (msg: a regular file)
+  elseif length == nil then -- the file's size, for every kind of fd (an io file keeps its position)
+    local ok, size, regular, code = pcall(core.fdsize, fd)
+    if not ok then -- not an fd: the core's check says why
+      error(("bad argument #1 to 'map' (fd: %s)"):format(
+            tostring(size):match("^bad argument #1 to '[^']*' %((.*)%)$") or tostring(size)), 2)
     end
-    if not size then
-      error("bad argument #1 to 'map' (length needed: the fd names no regular file, whose size " ..
-            "would be the default)", 2)
+    if not size then -- an io file's failed flush, or a descriptor fstat refuses (closed, -1)
+      if regular:find("^fstat: ") then
+        regular = ("map: %s (fd %s, whose file's size would be the length)")
+                  :format(M.strerror(code), type(fd) == "number" and fd or tostring(fd))
+      end
+      return nil, regular, code
+    end
+    if not regular then -- a device, a directory, a pipe: its size is no length (a red team)
+      error(("bad argument #1 to 'map' (length needed: %s no regular file, whose size would be " ..
+             "the default)"):format(t.file and t.file .. " is" or "the fd names"), 2)
     end
     if offset < 0 or offset >= size then
       return nil, size == 0 and "map: Invalid argument (the file is empty: nothing to map)"
