@@ -16,18 +16,31 @@
 #include "memlab.h"
 #include "sys.h"
 
+/* map_find_in's test for the innermost mapping holding the address at ud. */
+static int innermost_at(const Owner *m, const void *ud) {
+  uintptr_t a = *(const uintptr_t *)ud;
+  return map_holds(m, a, 1) && !map_meets_inner(m, a, 1);
+}
+
 /* Why a mapping raised SIGBUS, as a tail for the fault's message ("" for other faults): its
  * backing could not supply the page (an outside review met a full tmpfs's SIGBUS with nothing to
- * say where it came from). */
-static const char *sigbus_why(const Fault *f, const Owner *o) {
+ * say where it came from). The page is the innermost mapping's there: one placed inside o with
+ * MAP_FIXED may be another file's (a red team met the outer one's silence). */
+static const char *sigbus_why(lua_State *L, const Fault *f, const Owner *o) {
   if (f->signo != SIGBUS || !o || o->kind != &mmap_kind) return "";
-  const MapInfo *mi = MAPINFO(o);
-  if (mi->huge) return ": no huge page was there to back it (HugePages_Free in /proc/meminfo)";
-  if (mi->regular)
-    return ": the page lies past the end of the file, or its file system could not supply it "
-           "(full, a tmpfs say, or an I/O error)";
-  if (mi->shared_anon) return ": the page lies past the end of its shared memory object";
-  return "";
+  const Owner *m = MAPINFO(o)->nkids ? map_find_in(o, f->addr, f->addr + 1, innermost_at, &f->addr)
+                                     : o;
+  if (!m) m = o;
+  const MapInfo *mi = MAPINFO(m);
+  const char *why = mi->huge ? "no huge page was there to back it (HugePages_Free in /proc/meminfo)"
+                  : mi->regular ? "the page lies past the end of the file, or its file system "
+                                  "could not supply it (full, a tmpfs say, or an I/O error)"
+                  : mi->shared_anon ? "the page lies past the end of its shared memory object"
+                  : NULL;
+  if (!why) return "";
+  return lua_pushfstring(L, ": %s%s", m == o ? "" : mi->regular ? "in the file mapping placed "
+                         "inside it there (MAP_FIXED), " : "in the mapping placed inside it there "
+                         "(MAP_FIXED), ", why);
 }
 
 /* Raises the error for a fault caught in an access to o1's or o2's memory (either may be NULL). */
@@ -48,7 +61,7 @@ MEMLAB_NORETURN void mem_fault_raise(lua_State *L, const Fault *f, const Owner *
                   "pages it could) and may be tried again", guard_signame(f->signo),
                guard_codename(f->signo, f->code), addr_text(f->addr).s, d, strerror(snaperr));
   luaL_error(L, "memory fault: %s (%s) at %s in " BUFFER_T ": %s%s", guard_signame(f->signo),
-             guard_codename(f->signo, f->code), addr_text(f->addr).s, d, sigbus_why(f, o));
+             guard_codename(f->signo, f->code), addr_text(f->addr).s, d, sigbus_why(L, f, o));
   for (;;) {}
 }
 
