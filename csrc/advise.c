@@ -197,6 +197,15 @@ int mapops_advise(lua_State *L) {
     int serr = snap_before_change(r.o, start, n);
     if (serr) return snap_refusal(L, serr, "advise");
   }
+  /* it write-faults the pages in, as a write would, and the kernel refuses it over the pages an
+   * armed snapshot keeps read-only: the snapshot saves them first, as before a write (a red team
+   * met a bare EINVAL) */
+  if (advice == MADV_POPULATE_WRITE) {
+    size_t ps = sys_pagesize(), start = r.first * ps, n = r.npages * ps;
+    if (start + n > r.o->size) n = r.o->size - start;
+    int serr = snap_before_change(r.o, start, n);
+    if (serr) return snap_refusal(L, serr, "advise");
+  }
   int err = sys_madvise(page_addr(&r), r.npages * sys_pagesize(), (int)advice);
   MapInfo *mi = MAPINFO(r.o);
   /* A refusal may come after the kernel advised the first of several of its mappings (a split
@@ -217,6 +226,16 @@ int mapops_advise(lua_State *L) {
     if (advice == MADV_DONTNEED || advice == MADV_FREE)
       return push_syserrorf(L, "madvise", err, "the range holds locked pages (b:lock) or pages "
                             "of huge or special mappings; MADV_DONTNEED_LOCKED drops locked ones");
+    int w = advice == MADV_POPULATE_WRITE;
+    unsigned need = w ? OWN_PROT_WRITE : OWN_PROT_READ;
+    const Owner *who;
+    uintptr_t at = w || advice == MADV_POPULATE_READ
+                   ? map_first_denied(r.o, lo, hi, need, NULL, NULL, &who) : 0;
+    if (at)
+      return push_syserrorf(L, "madvise", err, "%s faults the pages in as a %s would, and the "
+                            "page at %s is not %s (b:protect)", w ? "MADV_POPULATE_WRITE"
+                            : "MADV_POPULATE_READ", w ? "write" : "read", addr_text(at).s,
+                            w ? "writable" : "readable");
   }
   if (err) return push_syserror(L, "madvise", err);
   if (advice == MADV_DOFORK || advice == MADV_KEEPONFORK) fork_flags_cleared(r.o, lo, hi, adv);

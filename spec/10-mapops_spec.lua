@@ -486,6 +486,27 @@ describe("b:advise()", function()
     b:free()
   end)
 
+  it("MADV_POPULATE_* over pages without the access says which page; over an armed snapshot the pages are saved first (red team)", function()
+    local b = anon(3)
+    if not b:advise(M.MADV_POPULATE_WRITE) then return pending("a kernel older than 5.14") end
+    b:write(ps, "kept")
+    local s = assert(b:snapshot())
+    assert.equal(b, b:advise(M.MADV_POPULATE_WRITE)) -- it was a bare EINVAL
+    b:write(ps, "new!")
+    assert.equal("kept", s:read(ps, 4))
+    assert.same({ 1 }, s:diff()) -- (pages from 0)
+    s:free()
+    b:protect("r", ps, ps)
+    local ok, msg, code = b:advise(M.MADV_POPULATE_WRITE)
+    H.refused_why(M.EINVAL, ("MADV_POPULATE_WRITE faults the pages in as a write would, and the page at 0x%x "
+                             .. "is not writable (b:protect)"):format(b:address() + ps), ok, msg, code)
+    b:protect("none", 2 * ps, ps)
+    ok, msg, code = b:advise(M.MADV_POPULATE_READ)
+    H.refused_why(M.EINVAL, ("MADV_POPULATE_READ faults the pages in as a read would, and the page at 0x%x "
+                             .. "is not readable (b:protect)"):format(b:address() + 2 * ps), ok, msg, code)
+    b:free()
+  end)
+
   it("MADV_WILLNEED on a file mapping makes its pages resident", function()
     local path = tmpfile(("w"):rep(8 * ps))
     local b = assert(M.map { file = path, shared = true, prot = "r" })
