@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "guard.h"
 #include "mapping.h"
@@ -449,6 +450,12 @@ static int mmap_mmap(lua_State *L) {
   if (err == EPERM && (flags & MAP_LOCKED)) return lock_error(L, "mmap", err, maplen);
   const char *why = err == ENOMEM && r.huge ? huge_why(L, maplen, r.huge) : NULL;
   if (why) return push_syserrorf(L, "mmap", err, "%s", why);
+  struct stat st;
+  if (err == EACCES && !anonymous && !r.regular && fstat(fd, &st) == 0 &&
+      (S_ISDIR(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+    /* the kernel checks the open mode first: no open mode would do (a red team) */
+    return map_refuse(L, err, S_ISDIR(st.st_mode) ? "the fd names a directory, which cannot be "
+                              "mapped" : "the fd names a pipe or a socket, which cannot be mapped");
   if (err == EACCES && !anonymous) { /* the file's open mode: the tutorial opens it O_RDWR */
     int acc = sys_fd_accmode(fd);
     if (acc == O_WRONLY)
