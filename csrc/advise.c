@@ -237,6 +237,11 @@ int mapops_advise(lua_State *L) {
                             : "MADV_POPULATE_READ", w ? "write" : "read", addr_text(at).s,
                             w ? "writable" : "readable");
   }
+  if (err == EFAULT && (advice == MADV_POPULATE_READ || advice == MADV_POPULATE_WRITE))
+    return push_syserrorf(L, "madvise", err, "a page of the range could not be faulted in: a "
+                          "%s there would raise SIGBUS (a file mapping's page past the end of "
+                          "the file, or one its file system could not supply)",
+                          advice == MADV_POPULATE_WRITE ? "write" : "read");
   if (err) return push_syserror(L, "madvise", err);
   if (advice == MADV_DOFORK || advice == MADV_KEEPONFORK) fork_flags_cleared(r.o, lo, hi, adv);
   lua_settop(L, 1);

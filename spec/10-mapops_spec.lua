@@ -1118,6 +1118,20 @@ describe("a file truncated under a shared mapping", function()
     f:close()
   end)
 
+  it("refuses MADV_POPULATE_READ and _WRITE past the file's end, saying a read or write there raises SIGBUS (red team)", function()
+    local f, b = H.memfd_shared("memlab-10-pop", 2, 7)
+    if not b:advise(M.MADV_POPULATE_READ) then return pending("a kernel older than 5.14") end
+    assert(f:truncate(ps))
+    for advice, how in pairs { [M.MADV_POPULATE_READ] = "read", [M.MADV_POPULATE_WRITE] = "write" } do
+      local ok, msg, code = b:advise(advice)
+      H.refused_why(M.EFAULT, "a page of the range could not be faulted in: a " .. how .. " there would "
+                    .. "raise SIGBUS (a file mapping's page past the end of the file", ok, msg, code)
+    end
+    assert.equal(b, b:advise(M.MADV_POPULATE_READ, 0, ps)) -- the page the file still has
+    b:free()
+    f:close()
+  end)
+
   it("turns every access into an error naming SIGBUS and BUS_ADRERR, twice, the interpreter alive", function()
     local f, b = H.memfd_shared("memlab-10-bus", 2, 7)
     assert(f:truncate(ps)) -- the second page is gone
