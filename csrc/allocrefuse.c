@@ -9,12 +9,13 @@
 #include "lalloc.h"
 #include "nomem.h"
 
-/* The sbrk allocators of a Lua state, the keys of a table with weak keys in its registry: M.sbrk(-n)
- * refusing to lower the break into one's arena names it (it blamed malloc's heap). Not a list in
- * C: Lua may free an allocator's userdata without calling its __gc (a finalizer call that fails,
- * "C stack overflow", is not retried), and a list linked through the userdata was then written
- * through (an outside review's red team: an immutable Lua string changed). A weak key goes in
- * the atomic phase of the cycle that frees its userdata, before the memory does. */
+/* The sbrk allocators of a Lua state, the keys of a table with weak keys in its registry:
+ * M.sbrk(-n) refusing to lower the break into one's arena names it (it blamed malloc's heap).
+ * Not a list in C: Lua may free an allocator's userdata without calling its __gc (a finalizer
+ * call that fails, "C stack overflow", is not retried), and a list linked through the userdata
+ * was then written through (an outside review's red team: an immutable Lua string changed). A
+ * weak key goes in the atomic phase of the cycle that frees its userdata, before the memory
+ * does. */
 static const char sbrk_arenas_key = 'S';
 
 int alloc_sbrk_arena_at(lua_State *L, uintptr_t addr, uintptr_t *lo, uintptr_t *hi) {

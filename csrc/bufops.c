@@ -28,8 +28,8 @@ static int innermost_at(const Owner *m, const void *ud) {
  * MAP_FIXED may be another file's (a red team met the outer one's silence). */
 static const char *sigbus_why(lua_State *L, const Fault *f, const Owner *o) {
   if (f->signo != SIGBUS || !o || o->kind != &mmap_kind) return "";
-  const Owner *m = MAPINFO(o)->nkids ? map_find_in(o, f->addr, f->addr + 1, innermost_at, &f->addr)
-                                     : o;
+  const Owner *m = MAPINFO(o)->nkids ? map_find_in(o, f->addr, f->addr + 1, innermost_at,
+                                                   &f->addr) : o;
   if (!m) m = o;
   const MapInfo *mi = MAPINFO(m);
   const char *why = mi->huge ? "no huge page was there to back it (HugePages_Free in /proc/meminfo)"

@@ -372,7 +372,8 @@ int alloc_pushwalk(lua_State *L, Allocator *a, AllocWalkFn walkfn, int runs) {
 }
 
 static int walk_iter(lua_State *L) {
-  alloc_check_live(L, (Allocator *)lua_touserdata(L, lua_upvalueindex(3))); /* as io.lines on a closed file */
+  /* as io.lines on a closed file */
+  alloc_check_live(L, (Allocator *)lua_touserdata(L, lua_upvalueindex(3)));
   lua_Integer i = lua_tointeger(L, lua_upvalueindex(2)) + 1;
   lua_pushinteger(L, i);
   lua_replace(L, lua_upvalueindex(2));

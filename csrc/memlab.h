@@ -297,7 +297,8 @@ int brk_open(lua_State *L);
 int brk_adopt(uintptr_t start, uintptr_t end);
 /* brk.c: gives back the regions so kept that are the top now (after an arena lowered the break). */
 void brk_settle(void);
-/* allocrefuse.c: whether addr lies in the arena of a live sbrk allocator of L's state, [*lo, *hi). */
+/* allocrefuse.c: whether addr lies in the arena of a live sbrk allocator of L's state, [*lo,
+ * *hi). */
 int alloc_sbrk_arena_at(lua_State *L, uintptr_t addr, uintptr_t *lo, uintptr_t *hi);
 /* brk.c: at lua_close (late_release), gives back the regions of buffers Lua freed uncalled. */
 void brk_state_closed(lua_State *L);

@@ -3,9 +3,10 @@
  *
  * What memlab refuses before the kernel sees it: what the kernel itself would refuse, with the
  * kernel's errno and a message that says why (length 0, an unaligned offset, neither MAP_SHARED
- * nor MAP_PRIVATE); a file mapping reaching onto a page past the file's last (it would raise SIGBUS
- * on the first access there instead of failing now); and MAP_FIXED anywhere but inside a mapping this Lua state
- * owns, since MAP_FIXED silently replaces whatever was there (malloc's heap, Lua's own memory).
+ * nor MAP_PRIVATE); a file mapping reaching onto a page past the file's last (it would raise
+ * SIGBUS on the first access there instead of failing now); and MAP_FIXED anywhere but inside a
+ * mapping this Lua state owns, since MAP_FIXED silently replaces whatever was there (malloc's
+ * heap, Lua's own memory).
  * Each state keeps a weak registry of its live mappings, to find the owner of a raw address
  * (mapreg.c). */
 #include <errno.h>

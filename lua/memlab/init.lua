@@ -490,7 +490,8 @@ function M.map(...)
       if readable then
         readable:close()
         msg = msg .. " (opened for writing: a shared mapping with \"w\" in prot, the default, " ..
-              "writes to its file; give prot = \"r\", or shared = false to keep the writes in memory)"
+              "writes to its file; give prot = \"r\", or shared = false to keep the writes in " ..
+              "memory)"
       end
     end
     if not opened then return nil, msg, code end
