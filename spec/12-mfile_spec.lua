@@ -684,3 +684,25 @@ describe("f:seal() and f:seals()", function()
     H.raises("closed", f.seals, f)
   end)
 end)
+
+-- From a mutation review of the C changed in the fifth session (2026-11-24, helper-107): each
+-- test fails with the mutant its comment names, which the other tests let through.
+describe("a shared writable mapping of a sealed memfd", function()
+  -- mmap.c mmap_mmap: checking F_SEAL_WRITE alone (not F_SEAL_FUTURE_WRITE) left a memfd sealed
+  -- only against future writes with the bare strerror
+  it("says so for F_SEAL_FUTURE_WRITE too", function()
+    if not M.F_SEAL_FUTURE_WRITE then return pending("no F_SEAL_FUTURE_WRITE here") end
+    local ps = M.pagesize()
+    local f = assert(M.memfd_create("future-sealed", M.MFD_ALLOW_SEALING))
+    assert(f:truncate(ps))
+    local sealed, why = f:seal(M.F_SEAL_FUTURE_WRITE)
+    if not sealed then f:close() return pending("F_SEAL_FUTURE_WRITE refused: " .. tostring(why)) end
+    local ok, msg, code = M.mmap(nil, ps, M.PROT_READ | M.PROT_WRITE, M.MAP_SHARED, f, 0)
+    assert.same({ nil, M.EPERM, ("mmap: %s (the file is sealed against writing (F_SEAL_WRITE or "
+                                 .. "F_SEAL_FUTURE_WRITE): map it without PROT_WRITE, or MAP_PRIVATE)")
+                                :format(M.strerror(M.EPERM)) }, { ok, code, msg })
+    local p = assert(M.mmap(nil, ps, M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE, f, 0)) -- as the seal allows
+    p:free()
+    f:close()
+  end)
+end)

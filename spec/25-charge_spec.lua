@@ -227,3 +227,42 @@ describe("the collector's charge", function()
       f:close()]] }), 160)
   end)
 end)
+
+-- From a mutation review of the C changed in the fifth session (2026-11-24, helper-107): each
+-- test fails with the mutant its comment names, which the other tests let through.
+describe("the collector's charge of an arena's growth", function()
+  -- lalloc.c charge_arena: a threshold of 1 KiB (not 64 KiB) let a free list growing by steps of
+  -- 16 KiB go uncharged (charge_step ignores less than 64 KiB, and the growth was then counted as
+  -- charged): 461 MiB; one of 64 MiB charged a free list or a buddy only every 64 MiB: 129 and
+  -- 136 MiB. The code under review: 64 and 34 MiB at most (incremental), 24 and 17 (generational).
+  it("charges growth in small steps once it adds up: a free list's 16 KiB steps, a buddy's doublings", function()
+    if not H.natively(pending) then return end
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local ballast = {} for i = 1, 300000 do ballast[i] = { i } end -- about 30 MB of Lua
+      local makes = { { "freelist", function() return M.freelist { size = 1 << 30, step = 16384 } end },
+                      { "buddy", function() return M.buddy { size = 1 << 32, initial = 1 << 20 } end } }
+      for _, mode in ipairs { "incremental", "generational" } do
+        collectgarbage(mode)
+        for _, kind in ipairs(makes) do
+          local a = kind[2]()
+          collectgarbage()
+          local most = 0
+          for i = 1, 30000 do
+            local b = assert(a:alloc(16000)) -- dropped
+            b[0] = 1
+            if i % 100 == 0 then most = math.max(most, a:stats().footprint) end
+          end
+          print(mode, kind[1], most >> 20)
+          a:destroy()
+        end
+      end]])
+    for _, mode in ipairs { "incremental", "generational" } do
+      for _, kind in ipairs { "freelist", "buddy" } do
+        local mib = tonumber(out:match(mode .. "%s+" .. kind .. "%s+(%d+)"))
+        assert(mib, out)
+        assert.is_true(mib <= 100, ("%s, %s: the arena grew to %d MiB"):format(mode, kind, mib))
+      end
+    end
+  end)
+end)

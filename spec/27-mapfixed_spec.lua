@@ -713,3 +713,30 @@ describe("MAP_FIXED", function()
     outer:unmap()
   end)
 end)
+
+-- From a mutation review of the C changed in the fifth session (2026-11-24, helper-107): each
+-- test fails with the mutant its comment names, which the other tests let through.
+describe("MAP_FIXED_NOREPLACE where it is taken for a hint", function()
+  -- sys.c sys_mmap: without its check of the address (`0 &&`), M.mmap under valgrind (which,
+  -- like a kernel before 4.17, takes the flag for a hint) mapped elsewhere and answered a buffer
+  local skip = not H.have("valgrind") and "valgrind is not installed"
+               or H.under() and "already under a tool"
+  it("refuses M.mmap over a mapping, EEXIST, also in a process under valgrind", function()
+    if skip then pending(skip) return end
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local ps = M.pagesize()
+      local b = M.map { length = 4 * ps }
+      local at = b:address() + ps
+      local r = table.pack(M.mmap(at, ps, M.PROT_READ,
+                                  M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED_NOREPLACE, -1, 0))
+      print(r[1] == nil and "refused" or "mapped at " .. tostring(r[1]), r[3])
+      print(r[2])
+      print(("from 0x%x:"):format(at))
+    ]], "env -u LD_PRELOAD valgrind -q ")
+    local first, msg, from = out:match("^([^\n]*)\n([^\n]*)\n([^\n]*)\n")
+    assert(first, out)
+    assert.equal("refused\t" .. M.EEXIST, first)
+    assert.truthy(msg:find("memory is mapped in that range already, " .. from, 1, true), msg)
+  end)
+end)
