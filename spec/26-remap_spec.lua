@@ -19,10 +19,7 @@ describe("b:remap()", function()
   it("that may move, moves a mapping whose growth in place would reach into the stack's room", function()
     -- (mremap grows in place whenever it can, and memlab refused then; the kernel would have
     -- moved it, were the pages after it in use)
-    local hi = H.stack_region().to
-    local lim = M.getrlimit("stack")
-    local grow = (math.type(lim) == "integer" and lim < (1 << 32)) and lim or (1 << 32)
-    local addr = hi - grow - (1 << 20) - 2 * ps -- ends where the room starts
+    local addr = H.stack_room() - 2 * ps -- ends where the room starts
     local m = M.mmap(addr, 2 * ps, H.RW, H.PA | M.MAP_FIXED_NOREPLACE, -1, 0)
     if not m then return pending("the pages below the stack's room are in use here") end
     m:write(0, "kept")
@@ -32,7 +29,8 @@ describe("b:remap()", function()
     assert.equal(addr, m:address())
     assert.equal(m, m:remap(8 * ps, true))
     assert.not_equal(addr, m:address())
-    assert.is_true(m:address() + 8 * ps <= hi - grow - (1 << 20) or m:address() >= hi, "moved into the room")
+    assert.is_true(m:address() + 8 * ps <= H.stack_room() or m:address() >= H.stack_region().to,
+                   "moved into the room")
     assert.equal("kept", m:read(0, 4))
     assert.equal(8 * ps, #m)
     assert.is_false(v:valid()) -- views die with a remap, as ever
@@ -508,17 +506,15 @@ describe("b:remap(n, true)", function()
   -- remap.c mmap_remap: the hold one page past the end (o->base + maplen + ps) left the page
   -- right after the mapping free: a growth by one page went into the stack's room in place
   it("moves a mapping that one page more in place would reach into the stack's room with", function()
-    local hi = H.stack_region().to
-    local lim = M.getrlimit("stack")
-    local grow = (math.type(lim) == "integer" and lim < (1 << 32)) and lim or (1 << 32)
     local ps = H.ps
-    local addr = hi - grow - (1 << 20) - 2 * ps -- ends where the room starts
+    local addr = H.stack_room() - 2 * ps -- ends where the room starts
     local m = M.mmap(addr, 2 * ps, H.RW, H.PA | M.MAP_FIXED_NOREPLACE, -1, 0)
     if not m then return pending("the pages below the stack's room are in use here") end
     m:write(0, "kept")
     assert.equal(m, m:remap(3 * ps, true))
     assert.not_equal(addr, m:address())
-    assert.is_true(m:address() + 3 * ps <= hi - grow - (1 << 20) or m:address() >= hi, "grew into the room")
+    assert.is_true(m:address() + 3 * ps <= H.stack_room() or m:address() >= H.stack_region().to,
+                   "grew into the room")
     assert.equal("kept", m:read(0, 4))
     assert.is_nil(M.region(addr))
     assert.is_nil(M.region(addr + 2 * ps)) -- nor the page held after it (remap.c: its munmap)
@@ -545,11 +541,8 @@ describe("b:remap(n, true) next to a mapping in use", function()
   -- remap.c mmap_remap: refusing the growth when the page held after the mapping is in use
   -- (herr == EEXIST, or any herr, instead of herr != EEXIST): the kernel moves it anyway
   it("moves a mapping growing toward the stack's room whose next page is in use", function()
-    local hi = H.stack_region().to
-    local lim = M.getrlimit("stack")
-    local grow = (math.type(lim) == "integer" and lim < (1 << 32)) and lim or (1 << 32)
     local ps = H.ps
-    local room = hi - grow - (1 << 20) -- where the room starts
+    local room = H.stack_room()
     local m = M.mmap(room - 3 * ps, 2 * ps, H.RW, H.PA | M.MAP_FIXED_NOREPLACE, -1, 0)
     if not m then return pending("the pages below the stack's room are in use here") end
     local next_page = M.mmap(room - ps, ps, H.RW, H.PA | M.MAP_FIXED_NOREPLACE, -1, 0)

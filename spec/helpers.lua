@@ -106,6 +106,14 @@ function H.stack_region()
   error("no [stack] in /proc/self/maps")
 end
 
+--- Where the room the main stack grows into starts: RLIMIT_STACK below [stack]'s top (4 GiB at
+-- most, as memlab counts it) and the kernel's 1 MiB guard gap below that.
+function H.stack_room()
+  local lim = M.getrlimit("stack")
+  local grow = (math.type(lim) == "integer" and lim < (1 << 32)) and lim or (1 << 32)
+  return H.stack_region().to - grow - (1 << 20)
+end
+
 function H.anon(pages, prot, flags)
   return assert(M.mmap(nil, pages * H.ps, prot or H.RW, flags or H.PA, -1, 0))
 end
