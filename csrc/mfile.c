@@ -161,7 +161,7 @@ static const char *shm_name_problem(lua_State *L, const char *name) {
   if (n == 0) return lua_pushliteral(L, "the name is empty");
   if (strchr(rest, '/') != NULL)
     return lua_pushfstring(L, "a name has no slash but a leading one: %s", name);
-  if (n > NAME_MAX) /* (glibc's own buffer; one byte over, the kernel's ENAMETOOLONG says so) */
+  if (n > NAME_MAX) /* (glibc's buffer: from 260 bytes; from 256, the kernel's ENAMETOOLONG) */
     return lua_pushfstring(L, "the name has %I bytes; a name has at most %d (NAME_MAX)",
                            (lua_Integer)n, NAME_MAX);
   return NULL;

@@ -1,8 +1,8 @@
 -- spec/09-mmap_spec.lua: creating and releasing mappings: M.mmap in C's shape, the friendly M.map{},
 -- file mappings (shared, private, offsets, read-only), what is refused at map time and how
--- (misuse raises; what the kernel would refuse comes back as nil, msg, errno), huge pages and
--- M.mmap's arguments. b:remap, b:unmap and M.munmap are 26-remap_spec.lua; MAP_FIXED is
--- 27-mapfixed_spec.lua.
+-- (misuse raises; what the kernel would refuse comes back as nil, msg, errno; MAP_FIXED_NOREPLACE
+-- below 64 KiB or in the stack's room), huge pages and M.mmap's arguments. b:remap, b:unmap and
+-- M.munmap are 26-remap_spec.lua; MAP_FIXED inside a mapping is 27-mapfixed_spec.lua.
 -- Operations on a live mapping (protect, sync, advise, lock, resident) are 10-mapops_spec.lua.
 local M = require "memlab"
 local H = require "helpers"
@@ -153,28 +153,6 @@ describe("M.mmap of anonymous memory", function()
       print(#fds > 0, r, code == M.EINVAL, s, scode == M.EINVAL, "survived")
     ]])
     assert.equal("true\tnil\ttrue\tnil\ttrue\tsurvived\n", out)
-  end)
-
-  it("a remap refused because the pages have different protections says so", function()
-    local b = anon(3)
-    b:protect("r", 0, ps)
-    local r, msg, err = b:remap(16 * ps, true)
-    assert.is_nil(r)
-    assert.equal(M.EFAULT, err)
-    assert.matches("several kernel mappings", msg, 1, true)
-    b:free()
-  end)
-
-  it("a remap refused because a lock on part of it split it says so, not protections", function()
-    if H.under() then pending(H.under() .. " changes mlock or mremap here (ASan ignores mlock)") return end
-    local b = anon(3)
-    if not b:lock(0, ps) then b:free() pending("no mlock allowance here") return end
-    local r, msg, err = b:remap(16 * ps, true)
-    assert.is_nil(r)
-    assert.equal(M.EFAULT, err)
-    assert.matches("a lock on part of it", msg, 1, true)
-    assert.is_nil(msg:find("different protections", 1, true))
-    b:free()
   end)
 
   it("forgets a freed mapping at once: the registry of mappings holds the live ones only", function()

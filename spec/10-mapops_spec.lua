@@ -1,7 +1,8 @@
 -- spec/10-mapops_spec.lua: operations on a live mapping: b:protect (and the faults it makes
 -- possible, on every access method), b:sync, b:advise, b:mapinfo, and the C-shaped module forms
 -- M.mprotect, M.msync, M.madvise, M.mlock, M.munlock, which take a buffer or a raw address inside
--- a mapping of ours. b:lock, b:unlock, M.mlockall and b:resident are 31-mlock_spec.lua.
+-- a mapping of ours, and a file truncated under a shared mapping. b:lock, b:unlock, M.mlockall and
+-- b:resident are 31-mlock_spec.lua.
 local M = require "memlab"
 local H = require "helpers"
 

@@ -267,6 +267,28 @@ describe("b:remap()", function()
     if next_page then next_page:free() end
   end)
 
+  it("a remap refused because the pages have different protections says so", function()
+    local b = anon(3)
+    b:protect("r", 0, ps)
+    local r, msg, err = b:remap(16 * ps, true)
+    assert.is_nil(r)
+    assert.equal(M.EFAULT, err)
+    assert.matches("several kernel mappings", msg, 1, true)
+    b:free()
+  end)
+
+  it("a remap refused because a lock on part of it split it says so, not protections", function()
+    if H.under() then pending(H.under() .. " changes mlock or mremap here (ASan ignores mlock)") return end
+    local b = anon(3)
+    if not b:lock(0, ps) then b:free() pending("no mlock allowance here") return end
+    local r, msg, err = b:remap(16 * ps, true)
+    assert.is_nil(r)
+    assert.equal(M.EFAULT, err)
+    assert.matches("a lock on part of it", msg, 1, true)
+    assert.is_nil(msg:find("different protections", 1, true))
+    b:free()
+  end)
+
   describe("errors on", function()
     it("a view", function()
       local b = anon(2)

@@ -1,6 +1,7 @@
--- spec/27-mapfixed_spec.lua: MAP_FIXED and MAP_FIXED_NOREPLACE, allowed only inside a mapping of
--- the caller's: what is replaced, what dies, what is refused (memory memlab did not map, other Lua
--- states' mappings, the stack's room) and how. Creating mappings is 09-mmap_spec.lua.
+-- spec/27-mapfixed_spec.lua: MAP_FIXED, allowed only inside a mapping of the caller's, and
+-- MAP_FIXED_NOREPLACE over mapped memory: what is replaced, what dies, what is refused and how.
+-- Creating mappings (MAP_FIXED_NOREPLACE below 64 KiB or in the stack's room too) is
+-- 09-mmap_spec.lua.
 local M = require "memlab"
 local H = require "helpers"
 
