@@ -161,7 +161,7 @@ static const char *shm_name_problem(lua_State *L, const char *name) {
   if (n == 0) return lua_pushliteral(L, "the name is empty");
   if (strchr(rest, '/') != NULL)
     return lua_pushfstring(L, "a name has no slash but a leading one: %s", name);
-  if (n > NAME_MAX) /* (glibc's buffer: from 260 bytes; from 256, the kernel's ENAMETOOLONG) */
+  if (n > NAME_MAX) /* (glibc 2.36's EINVAL from 260 bytes; from 256, or 2.41's, ENAMETOOLONG) */
     return lua_pushfstring(L, "the name has %I bytes; a name has at most %d (NAME_MAX)",
                            (lua_Integer)n, NAME_MAX);
   return NULL;
@@ -171,6 +171,8 @@ static const char *shm_name_problem(lua_State *L, const char *name) {
  * where glibc looks for it, and for ENOENT whether the object or /dev/shm itself is missing (an
  * outside review met bare "No such file or directory" with O_CREAT, /dev/shm unmounted). */
 static int shm_open_refusal(lua_State *L, const char *name, lua_Integer oflag, int err) {
+  const char *why = err == ENAMETOOLONG ? shm_name_problem(L, name) : NULL;
+  if (why) return push_syserrorf(L, "shm_open", err, "%s", why);
   const char *path = push_shm_path(L, name);
   struct stat st;
   if (err == ENOENT && stat("/dev/shm", &st) != 0)
@@ -219,7 +221,7 @@ static int mfile_shm_open(lua_State *L) {
 static int mfile_shm_unlink(lua_State *L) {
   const char *name = arg_cstring(L, 1);
   int err = sys_shm_unlink(name);
-  const char *why = err == ENOENT ? shm_name_problem(L, name) : NULL; /* (no path looked up) */
+  const char *why = err == ENOENT || err == ENAMETOOLONG ? shm_name_problem(L, name) : NULL;
   if (why) return push_syserrorf(L, "shm_unlink", err, "%s", why);
   if (err) return push_syserrorf(L, "shm_unlink", err, "%s", push_shm_path(L, name));
   lua_pushboolean(L, 1);
