@@ -188,21 +188,16 @@ int mapops_advise(lua_State *L) {
                           "unlock them first, or use MADV_DONTNEED_LOCKED", lossy_name(adv),
                           addr_text(locked).s);
   /* the mapping's own pages, and those of mappings placed inside the range, which the advice
-   * reaches too: a shared outer mapping loses nothing, a private one placed inside it does */
+   * reaches too: a shared outer mapping loses nothing, a private one placed inside it does.
+   * MADV_POPULATE_WRITE write-faults the pages in, as a write would, and the kernel refuses it
+   * over the pages an armed snapshot keeps read-only: the snapshot saves them first, as before a
+   * write (a red team met a bare EINVAL) */
   int outer = loses_data(MAPINFO(r.o), (int)advice);
-  if (outer || (lossy_kind((int)advice) && MAPINFO(r.o)->nkids)) {
+  int lossy = outer || (lossy_kind((int)advice) && MAPINFO(r.o)->nkids);
+  if (lossy || advice == MADV_POPULATE_WRITE) {
     size_t ps = sys_pagesize(), start = r.first * ps, n = r.npages * ps;
     if (start + n > r.o->size) n = r.o->size - start; /* the tail past size is not the user's */
-    check_lossy_advice(L, r.o, start, n, (int)advice, outer);
-    int serr = snap_before_change(r.o, start, n);
-    if (serr) return snap_refusal(L, serr, "advise");
-  }
-  /* it write-faults the pages in, as a write would, and the kernel refuses it over the pages an
-   * armed snapshot keeps read-only: the snapshot saves them first, as before a write (a red team
-   * met a bare EINVAL) */
-  if (advice == MADV_POPULATE_WRITE) {
-    size_t ps = sys_pagesize(), start = r.first * ps, n = r.npages * ps;
-    if (start + n > r.o->size) n = r.o->size - start;
+    if (lossy) check_lossy_advice(L, r.o, start, n, (int)advice, outer);
     int serr = snap_before_change(r.o, start, n);
     if (serr) return snap_refusal(L, serr, "advise");
   }

@@ -122,6 +122,7 @@ void mem_access(lua_State *L, const Owner *o, void (*fn)(void *), void *arg, con
 static int access_denied(const Owner *o, size_t off, size_t len, unsigned bits, size_t *at,
                          size_t *bad, const Owner **who) {
   *at = off;
+  *bad = 0;
   *who = o;
   if (len == 0) return 0;
   if (!o->protmap) return !(o->prot & bits);
@@ -139,19 +140,18 @@ static int access_denied(const Owner *o, size_t off, size_t len, unsigned bits, 
   return 1;
 }
 
-/* Refuses an access to [off, off+len) of o when memlab knows part of it lacks every bit of
- * `bits` (its own protection records): one "<what> at <addr> (<where> is <state>; the <verb>
- * would raise SIGSEGV/SEGV_ACCERR)" error, naming the first byte concerned. */
-static void check_access(lua_State *L, const Owner *o, size_t off, size_t len, unsigned bits,
-                         const char *what, const char *state, const char *verb) {
-  size_t at, bad;
-  const Owner *who;
-  if (!access_denied(o, off, len, bits, &at, &bad, &who)) return;
+/* Raises the refusal of an access to o whose first byte concerned is at (page bad, in the record
+ * of who, as access_denied found them): "<what> at <addr> (<where> is <state>; the <verb> would
+ * raise SIGSEGV/SEGV_ACCERR)". */
+static MEMLAB_NORETURN void access_error(lua_State *L, const Owner *o, size_t at, size_t bad,
+                                         const Owner *who, const char *what, const char *state,
+                                         const char *verb) {
   const char *where = !o->protmap ? "the buffer"
                     : lua_pushfstring(L, "page %d of the mapping%s", (int)bad, who == o ? "" :
                                       ", which a mapping placed inside it (MAP_FIXED) holds,");
   luaL_error(L, "%s at %p (%s is %s; the %s would raise SIGSEGV/SEGV_ACCERR)", what,
              (void *)(o->base + at), where, state, verb);
+  for (;;) {}
 }
 
 /* A write access to the byte at arg that changes nothing: an atomic add of 0. */
@@ -162,14 +162,12 @@ static void probe_store(void *arg) {
 /* Refuses a write to [off, off+len) of o when memlab knows part of it is not writable; a page of
  * no access at all (a guard page) is named as such, not as read-only (an outside review). */
 void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len) {
-  size_t at, bad;
-  const Owner *who;
+  size_t at, bad, at1, bad1;
+  const Owner *who, *who1;
   if (!access_denied(o, off, len, OWN_PROT_WRITE, &at, &bad, &who)) return;
-  if (access_denied(o, at, 1, OWN_PROT_READ | OWN_PROT_WRITE | OWN_PROT_EXEC, &at, &bad, &who))
-    check_access(L, o, off, len, OWN_PROT_WRITE, "write to inaccessible memory", "PROT_NONE",
-                 "write");
-  check_access(L, o, off, len, OWN_PROT_WRITE, "write to read-only memory", "not writable",
-               "write");
+  if (access_denied(o, at, 1, OWN_PROT_READ | OWN_PROT_WRITE | OWN_PROT_EXEC, &at1, &bad1, &who1))
+    access_error(L, o, at, bad, who, "write to inaccessible memory", "PROT_NONE", "write");
+  access_error(L, o, at, bad, who, "write to read-only memory", "not writable", "write");
 }
 
 /* Refuses a read of [off, off+len) of o when memlab knows part of it has no access at all
@@ -177,8 +175,10 @@ void mem_check_write(lua_State *L, const Owner *o, size_t off, size_t len) {
  * readable, depending on the CPU. For b:copy, so that a copy from such a source raises before
  * it has written part of the destination. */
 static void mem_check_read(lua_State *L, const Owner *o, size_t off, size_t len) {
-  check_access(L, o, off, len, OWN_PROT_READ | OWN_PROT_WRITE | OWN_PROT_EXEC,
-               "read of inaccessible memory", "PROT_NONE", "read");
+  size_t at, bad;
+  const Owner *who;
+  if (access_denied(o, off, len, OWN_PROT_READ | OWN_PROT_WRITE | OWN_PROT_EXEC, &at, &bad, &who))
+    access_error(L, o, at, bad, who, "read of inaccessible memory", "PROT_NONE", "read");
 }
 
 /* b[i] outside the window: raised at the line that indexed (luaL_error, not an argument error

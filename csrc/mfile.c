@@ -169,12 +169,17 @@ static const char *shm_name_problem(lua_State *L, const char *name) {
 
 /* shm_open's refusal of name (err): nil, "shm_open: strerror (/dev/shm/name...)", err: the path
  * where glibc looks for it, and for ENOENT whether the object or /dev/shm itself is missing (an
- * outside review met bare "No such file or directory" with O_CREAT, /dev/shm unmounted). */
+ * outside review met bare "No such file or directory" with O_CREAT, /dev/shm unmounted); for
+ * EINVAL or ENAMETOOLONG what is wrong with the name, or for EINVAL the directory glibc met
+ * there (its open said EISDIR). */
 static int shm_open_refusal(lua_State *L, const char *name, lua_Integer oflag, int err) {
-  const char *why = err == ENAMETOOLONG ? shm_name_problem(L, name) : NULL;
+  const char *why = err == EINVAL || err == ENAMETOOLONG ? shm_name_problem(L, name) : NULL;
   if (why) return push_syserrorf(L, "shm_open", err, "%s", why);
   const char *path = push_shm_path(L, name);
   struct stat st;
+  if (err == EINVAL && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    return push_syserrorf(L, "shm_open", err, "%s is a directory, not a shared memory object",
+                          name);
   if (err == ENOENT && stat("/dev/shm", &st) != 0)
     return push_syserrorf(L, "shm_open", err, "%s: there is no /dev/shm, where shm_open keeps "
                           "its objects (a tmpfs mounted there)", path);
@@ -200,15 +205,8 @@ static int mfile_shm_open(lua_State *L) {
   if (err == ENXIO) /* a socket, or a FIFO opened write-only that no one reads */
     return push_syserrorf(L, "shm_open", ENODEV, "%s is a socket or a fifo without a reader, not "
                           "a shared memory object", name);
-  struct stat st;
-  if (err == EINVAL) { /* glibc answers a directory so (its open said EISDIR): said why */
-    const char *path = push_shm_path(L, name), *why = shm_name_problem(L, name);
-    if (why) return push_syserrorf(L, "shm_open", err, "%s", why);
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-      return push_syserrorf(L, "shm_open", err, "%s is a directory, not a shared memory object",
-                            name);
-  }
   if (err) return shm_open_refusal(L, name, oflag, err);
+  struct stat st;
   int by_type;
   if ((err = opened_check(f, &st, 1, &by_type)) != 0)
     return by_type ? push_syserrorf(L, "shm_open", err, "%s is a %s, not a shared memory object",

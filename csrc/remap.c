@@ -156,9 +156,9 @@ int mmap_remap(lua_State *L) {
     return several_mappings(L, mi);
   void *hold = NULL; /* before anything is released: a refusal here changes nothing */
   if (into_stack) {
-    int herr = sys_mmap(o->base + mi->maplen, ps, PROT_NONE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0, &hold);
-    if (herr) hold = NULL; /* EEXIST: the page is in use, the kernel must move it anyway */
+    int herr = sys_mmap(o->base + mi->maplen, ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
+                        MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0, &hold);
+    /* (EEXIST: the page is in use, the kernel must move it anyway; hold stays NULL) */
     if (herr && herr != EEXIST)
       return push_syserrorf(L, "mremap", herr, "growing this mapping in place would reach into "
                             "the room the main stack grows into (below [stack]), and the page "

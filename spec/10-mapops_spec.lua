@@ -324,6 +324,25 @@ describe("b:protect()", function()
       b:free()
     end)
   end)
+
+  -- mapops.c mapops_protect: without (prot & PROT_WRITE), or without (flags & MAP_SHARED), an
+  -- EACCES for PROT_EXEC on a file of a noexec mount said the mapping could not be made writable
+  it("refused EACCES says nothing of writing when it was PROT_EXEC on a file of a noexec mount", function()
+    local out, why = H.run_in_mount_ns([[
+      local M = require "memlab"
+      local f = assert(io.open("/dev/shm/memlab-10-noexec", "w"))
+      f:write(("x"):rep(M.pagesize()))
+      f:close()
+      local shared = assert(M.map { file = "/dev/shm/memlab-10-noexec", length = M.pagesize(), shared = true })
+      print(shared:protect("r-x"))
+      local private = assert(M.map { file = "/dev/shm/memlab-10-noexec", length = M.pagesize() })
+      print(private:protect("rwx"))
+      print(shared:mapinfo().prot, private:mapinfo().prot)
+    ]], "mount -t tmpfs -o noexec memlab-10-noexec /dev/shm")
+    if not out then return pending(why) end
+    local line = "nil\tmprotect: " .. M.strerror(M.EACCES) .. "\t" .. M.EACCES .. "\n"
+    assert.equal(line .. line .. "rw-\trw-\n", out) -- (as they were)
+  end)
 end)
 
 describe("b:sync()", function()
@@ -1156,28 +1175,5 @@ describe("a file truncated under a shared mapping", function()
     assert.equal(("\0"):rep(ps), b:read(ps, ps)) -- back, as a hole
     b:free()
     f:close()
-  end)
-end)
-
--- From a mutation review of the C changed in the fifth session (2026-11-24, helper-107): each
--- test fails with the mutant its comment names, which the other tests let through.
-describe("mprotect's EACCES", function()
-  -- mapops.c mapops_protect: without (prot & PROT_WRITE), or without (flags & MAP_SHARED), an
-  -- EACCES for PROT_EXEC on a file of a noexec mount said the mapping could not be made writable
-  it("says nothing of writing when it was PROT_EXEC on a file of a noexec mount", function()
-    local out, why = H.run_in_mount_ns([[
-      local M = require "memlab"
-      local f = assert(io.open("/dev/shm/memlab-10-noexec", "w"))
-      f:write(("x"):rep(M.pagesize()))
-      f:close()
-      local shared = assert(M.map { file = "/dev/shm/memlab-10-noexec", length = M.pagesize(), shared = true })
-      print(shared:protect("r-x"))
-      local private = assert(M.map { file = "/dev/shm/memlab-10-noexec", length = M.pagesize() })
-      print(private:protect("rwx"))
-      print(shared:mapinfo().prot, private:mapinfo().prot)
-    ]], "mount -t tmpfs -o noexec memlab-10-noexec /dev/shm")
-    if not out then return pending(why) end
-    local line = "nil\tmprotect: " .. M.strerror(M.EACCES) .. "\t" .. M.EACCES .. "\n"
-    assert.equal(line .. line .. "rw-\trw-\n", out) -- (as they were)
   end)
 end)

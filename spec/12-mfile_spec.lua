@@ -693,14 +693,10 @@ describe("f:seal() and f:seals()", function()
     H.raises("closed", f.seal, f, M.F_SEAL_SHRINK)
     H.raises("closed", f.seals, f)
   end)
-end)
 
--- From a mutation review of the C changed in the fifth session (2026-11-24, helper-107): each
--- test fails with the mutant its comment names, which the other tests let through.
-describe("a shared writable mapping of a sealed memfd", function()
   -- mmap.c mmap_mmap: checking F_SEAL_WRITE alone (not F_SEAL_FUTURE_WRITE) left a memfd sealed
   -- only against future writes with the bare strerror
-  it("says so for F_SEAL_FUTURE_WRITE too", function()
+  it("a shared writable mapping of a memfd sealed with F_SEAL_FUTURE_WRITE alone says so too", function()
     if not M.F_SEAL_FUTURE_WRITE then return pending("no F_SEAL_FUTURE_WRITE here") end
     local ps = M.pagesize()
     local f = assert(M.memfd_create("future-sealed", M.MFD_ALLOW_SEALING))

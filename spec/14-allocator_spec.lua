@@ -298,6 +298,52 @@ describe("a full allocator", function()
     setmetatable({}, { __gc = function() b:destroy() end })
     H.raises("attempt to use a destroyed allocator", b.alloc, b, m)
   end)
+
+  -- Counts the full collections that run from now on (a finalizer that makes its successor).
+  local function collections()
+    local count = { 0 }
+    local function sentinel()
+      setmetatable({}, { __gc = function() count[1] = count[1] + 1 sentinel() end })
+    end
+    sentinel()
+    return count
+  end
+
+  -- lalloc.c alloc_new: collect_at = 2 (not 1), and alloc_collect's a->calls <= a->collect_at
+  -- (not <), let a pool of one slot refuse its second block; a collection that gave blocks back
+  -- pacing the next by 2 calls (not 1) let it refuse the third
+  it("collects at each refusal while that gives blocks back: a pool of one slot, each block dropped, serves again", function()
+    nogc()
+    local a = M.pool { block = 48, count = 1 }
+    do local _ = assert(a:alloc(40)) end -- dropped without free
+    local count = collections()
+    for i = 1, 5 do
+      local b, msg = a:alloc(40) -- the block before it dropped: the refusal collects it
+      assert(b, ("alloc %d: %s"):format(i + 1, tostring(msg)))
+      assert.equal(i, count[1])
+    end
+    local st = a:stats()
+    assert.same({ 0, 5, 1 }, { st.failures, st.frees, st.live_blocks })
+    a:destroy()
+  end)
+
+  -- lalloc.c alloc_new: collect_at = 0 (not 1) ran a full collection at a fresh allocator's first
+  -- refusal, when none of its blocks can be garbage; la_calloc without its !overflow ran one for
+  -- an nr * size that overflows, which no room given back can serve
+  it("does not collect where it cannot help: a fresh allocator's first refusal, calloc's nr * size overflow", function()
+    nogc()
+    local a = M.freelist { size = 64 * KiB }
+    local count = collections()
+    local b, msg, code = a:memalign(1 << 40, 16) -- more than any arena: refused, the first call
+    assert.same({ nil, "freelist: out of memory", M.ENOMEM }, { b, msg, code })
+    assert.equal(0, count[1])
+    do local _ = assert(a:alloc(100)) end -- dropped: a collection could give it back
+    b, msg, code = a:calloc(1 << 62, 4)
+    assert.same({ nil, "freelist: out of memory (nr * size overflows)", M.ENOMEM }, { b, msg, code })
+    assert.equal(0, count[1])
+    assert.equal(1, a:stats().live_blocks) -- (the dropped block waits for the collector)
+    a:destroy()
+  end)
 end)
 
 describe("destroying an allocator", function()
@@ -621,6 +667,23 @@ describe("a:runs()", function()
     assert.is_true(grew < 1024, ("drawing made %.0f KiB"):format(grew)) -- per slot: gigabytes
     p:destroy()
   end)
+
+  -- lalloc.c collect: cls for used <= 2 (not 3) took a parked block for a free one, and a run
+  -- merged a free block with the parked block after it
+  it("keeps a parked block out of the run of the free block before it", function()
+    nogc()
+    local a = M.freelist { size = 1024 * KiB }
+    local x, y, z = a:alloc(5000), a:alloc(40), a:alloc(40)
+    y:free() -- parked in the quick cache
+    x:free() -- too large for the cache: free, beside the parked y
+    local states, runs = {}, {}
+    for _, _, state in a:blocks() do states[#states + 1] = state end
+    assert.same({ "free", "parked", "used", "free" }, states)
+    for _, _, state, _, count in a:runs() do runs[#runs + 1] = state .. count end
+    assert.same({ "free1", "parked1", "used1", "free1" }, runs)
+    assert.equal(40, #z)
+    a:destroy()
+  end)
 end)
 
 describe("stats and check after each operation", function()
@@ -814,74 +877,5 @@ describe("a finalizer that destroys the allocator during a method", function()
   it("lets a:stats() read the counters before building its table", function()
     expect_safe(killed_during(MAKE.buddy, "allocator", function(a) return a:stats() end,
                               function(t) return t.live_blocks == 1 and t.live_bytes == 16 end))
-  end)
-end)
-
--- From a mutation review of the C changed in the fifth session (2026-11-24, helper-107): each
--- test fails with the mutant its comment names, which the other tests let through.
-describe("an allocator's collection before out of memory", function()
-  -- Counts the full collections that run from now on (a finalizer that makes its successor).
-  local function collections()
-    local count = { 0 }
-    local function sentinel()
-      setmetatable({}, { __gc = function() count[1] = count[1] + 1 sentinel() end })
-    end
-    sentinel()
-    return count
-  end
-
-  -- lalloc.c alloc_new: collect_at = 2 (not 1), and alloc_collect's a->calls <= a->collect_at
-  -- (not <), let a pool of one slot refuse its second block; a collection that gave blocks back
-  -- pacing the next by 2 calls (not 1) let it refuse the third
-  it("runs at each refusal while it gives blocks back: a pool of one slot, each block dropped, serves again", function()
-    nogc()
-    local a = M.pool { block = 48, count = 1 }
-    do local _ = assert(a:alloc(40)) end -- dropped without free
-    local count = collections()
-    for i = 1, 5 do
-      local b, msg = a:alloc(40) -- the block before it dropped: the refusal collects it
-      assert(b, ("alloc %d: %s"):format(i + 1, tostring(msg)))
-      assert.equal(i, count[1])
-    end
-    local st = a:stats()
-    assert.same({ 0, 5, 1 }, { st.failures, st.frees, st.live_blocks })
-    a:destroy()
-  end)
-
-  -- lalloc.c alloc_new: collect_at = 0 (not 1) ran a full collection at a fresh allocator's first
-  -- refusal, when none of its blocks can be garbage; la_calloc without its !overflow ran one for
-  -- an nr * size that overflows, which no room given back can serve
-  it("does not run where it cannot help: a fresh allocator's first refusal, calloc's nr * size overflow", function()
-    nogc()
-    local a = M.freelist { size = 64 * KiB }
-    local count = collections()
-    local b, msg, code = a:memalign(1 << 40, 16) -- more than any arena: refused, the first call
-    assert.same({ nil, "freelist: out of memory", M.ENOMEM }, { b, msg, code })
-    assert.equal(0, count[1])
-    do local _ = assert(a:alloc(100)) end -- dropped: a collection could give it back
-    b, msg, code = a:calloc(1 << 62, 4)
-    assert.same({ nil, "freelist: out of memory (nr * size overflows)", M.ENOMEM }, { b, msg, code })
-    assert.equal(0, count[1])
-    assert.equal(1, a:stats().live_blocks) -- (the dropped block waits for the collector)
-    a:destroy()
-  end)
-end)
-
-describe("an allocator's a:runs()", function()
-  -- lalloc.c collect: cls for used <= 2 (not 3) took a parked block for a free one, and a run
-  -- merged a free block with the parked block after it
-  it("keeps a parked block out of the run of the free block before it", function()
-    nogc()
-    local a = M.freelist { size = 1024 * KiB }
-    local x, y, z = a:alloc(5000), a:alloc(40), a:alloc(40)
-    y:free() -- parked in the quick cache
-    x:free() -- too large for the cache: free, beside the parked y
-    local states, runs = {}, {}
-    for _, _, state in a:blocks() do states[#states + 1] = state end
-    assert.same({ "free", "parked", "used", "free" }, states)
-    for _, _, state, _, count in a:runs() do runs[#runs + 1] = state .. count end
-    assert.same({ "free1", "parked1", "used1", "free1" }, runs)
-    assert.equal(40, #z)
-    a:destroy()
   end)
 end)

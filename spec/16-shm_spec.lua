@@ -1067,6 +1067,25 @@ describe("a System V refusal says why, in the lecture's words (novice review)", 
                     .. "to uid 0: the flags' mode bits, rw-rw-rw-, ask for access it does not give you)"):format(key),
                    out, 1, true)
   end)
+
+  -- shm.c shm_refusal: the message's "made by uid" printed the owner's uid (shm_perm.uid), not
+  -- the creator's (shm_perm.cuid); spec 16 sees only segments whose owner made them
+  it("shmctl's EPERM names the owner and the creator apart, after IPC_SET gave the segment to another uid", function()
+    local nobody, why = H.as_nobody()
+    local uid = math.tointeger(tonumber(H.slurp("/proc/self/status"):match("\nUid:%s*(%d+)")))
+    if not nobody or uid ~= 0 then return pending(why or "needs root to be another user") end
+    local id = assert(M.shmget(M.IPC_PRIVATE, 64, M.IPC_CREAT | M.octal("666")))
+    H.finally(finally, function() M.shmctl(id, M.IPC_RMID) end)
+    assert(M.shmctl(id, M.IPC_SET, { uid = 1 }))
+    local st = M.shmctl(id, M.IPC_STAT)
+    assert.same({ 1, 0 }, { st.uid, st.cuid })
+    local out = H.run_lua(("local M = require 'memlab' print(select(2, M.shmctl(%d, M.IPC_RMID)))"):format(id),
+                          nobody)
+    assert.equal("shmctl: Operation not permitted (the segment belongs to uid 1 and was made by uid 0: only "
+                 .. "they, or a process with CAP_SYS_ADMIN, may change or remove it (IPC_SET, IPC_RMID); you "
+                 .. "are uid 65534)\t" .. M.EPERM .. "\n", out)
+    assert.is_false(M.shmctl(id, M.IPC_STAT).dest) -- still there
+  end)
 end)
 
 describe("M.octal()", function()
@@ -1138,28 +1157,5 @@ describe("cleanup", function()
     end
     f:close()
     assert.same({}, left)
-  end)
-end)
-
--- From a mutation review of the C changed in the fifth session (2026-11-24, helper-107): each
--- test fails with the mutant its comment names, which the other tests let through.
-describe("shmctl's EPERM", function()
-  -- shm.c shm_refusal: the message's "made by uid" printed the owner's uid (shm_perm.uid), not
-  -- the creator's (shm_perm.cuid); spec 16 sees only segments whose owner made them
-  it("names the owner and the creator apart, after IPC_SET gave the segment to another uid", function()
-    local nobody, why = H.as_nobody()
-    local uid = math.tointeger(tonumber(H.slurp("/proc/self/status"):match("\nUid:%s*(%d+)")))
-    if not nobody or uid ~= 0 then return pending(why or "needs root to be another user") end
-    local id = assert(M.shmget(M.IPC_PRIVATE, 64, M.IPC_CREAT | M.octal("666")))
-    H.finally(finally, function() M.shmctl(id, M.IPC_RMID) end)
-    assert(M.shmctl(id, M.IPC_SET, { uid = 1 }))
-    local st = M.shmctl(id, M.IPC_STAT)
-    assert.same({ 1, 0 }, { st.uid, st.cuid })
-    local out = H.run_lua(("local M = require 'memlab' print(select(2, M.shmctl(%d, M.IPC_RMID)))"):format(id),
-                          nobody)
-    assert.equal("shmctl: Operation not permitted (the segment belongs to uid 1 and was made by uid 0: only "
-                 .. "they, or a process with CAP_SYS_ADMIN, may change or remove it (IPC_SET, IPC_RMID); you "
-                 .. "are uid 65534)\t" .. M.EPERM .. "\n", out)
-    assert.is_false(M.shmctl(id, M.IPC_STAT).dest) -- still there
   end)
 end)

@@ -226,11 +226,7 @@ describe("the collector's charge", function()
       M.malloc(1 << 20):free() -- a charge while the file is open
       f:close()]] }), 160)
   end)
-end)
 
--- From a mutation review of the C changed in the fifth session (2026-11-24, helper-107): each
--- test fails with the mutant its comment names, which the other tests let through.
-describe("the collector's charge of an arena's growth", function()
   -- lalloc.c charge_arena: a threshold of 1 KiB (not 64 KiB) let a free list growing by steps of
   -- 16 KiB go uncharged (charge_step ignores less than 64 KiB, and the growth was then counted as
   -- charged): 461 MiB; one of 64 MiB charged a free list or a buddy only every 64 MiB: 129 and

@@ -289,6 +289,117 @@ describe("b:remap()", function()
     b:free()
   end)
 
+  -- remap.c mmap_remap: the hold one page past the end (o->base + maplen + ps) left the page
+  -- right after the mapping free: a growth by one page went into the stack's room in place
+  it("that may move, moves a mapping that one page more in place would reach into the stack's room with", function()
+    local ps = H.ps
+    local addr = H.stack_room() - 2 * ps -- ends where the room starts
+    local m = M.mmap(addr, 2 * ps, H.RW, H.PA | M.MAP_FIXED_NOREPLACE, -1, 0)
+    if not m then return pending("the pages below the stack's room are in use here") end
+    m:write(0, "kept")
+    assert.equal(m, m:remap(3 * ps, true))
+    assert.not_equal(addr, m:address())
+    assert.is_true(m:address() + 3 * ps <= H.stack_room() or m:address() >= H.stack_region().to,
+                   "grew into the room")
+    assert.equal("kept", m:read(0, 4))
+    assert.is_nil(M.region(addr))
+    assert.is_nil(M.region(addr + 2 * ps)) -- nor the page held after it (remap.c: its munmap)
+    m:unmap()
+  end)
+
+  -- remap.c mmap_remap: holding the page after the mapping for any growth that may move (not
+  -- only one into the stack's room) made every such growth move, also where it fits in place
+  it("that may move grows a mapping in place where the pages after it are free", function()
+    local ps = H.ps
+    local b = M.map { length = 8 * ps }
+    local at = b:address()
+    assert.equal(b, b:remap(4 * ps)) -- its last 4 pages given back: free after it
+    assert.is_nil(M.region(at + 4 * ps))
+    b:write(0, "kept")
+    assert.equal(b, b:remap(8 * ps, true))
+    assert.equal(at, b:address())
+    assert.equal("kept", b:read(0, 4))
+    b:unmap()
+  end)
+
+  -- remap.c mmap_remap: refusing the growth when the page held after the mapping is in use
+  -- (herr == EEXIST, or any herr, instead of herr != EEXIST): the kernel moves it anyway
+  it("that may move moves a mapping growing toward the stack's room whose next page is in use", function()
+    local ps = H.ps
+    local room = H.stack_room()
+    local m = M.mmap(room - 3 * ps, 2 * ps, H.RW, H.PA | M.MAP_FIXED_NOREPLACE, -1, 0)
+    if not m then return pending("the pages below the stack's room are in use here") end
+    local next_page = M.mmap(room - ps, ps, H.RW, H.PA | M.MAP_FIXED_NOREPLACE, -1, 0)
+    if not next_page then m:unmap() return pending("the page below the stack's room is in use here") end
+    m:write(0, "kept")
+    next_page:write(0, "next")
+    assert.equal(m, m:remap(8 * ps, true))
+    assert.not_equal(room - 3 * ps, m:address())
+    assert.equal("kept", m:read(0, 4))
+    assert.equal(8 * ps, #m)
+    assert.equal("next", next_page:read(0, 4))
+    assert.equal(room - ps, next_page:address())
+    m:unmap()
+    next_page:unmap()
+  end)
+
+  -- remap.c mmap_remap: a refused hold (ENOMEM) went on (herr == EEXIST refused instead); the
+  -- page held was left mapped when handing back a mapping inside was refused (its munmap gone)
+  for _, case in ipairs {
+    { "mmap:1", "and the page after it, held to make it move, was refused: nothing was remapped" },
+    { "mmap:2", "handing back a mapping placed inside it, before the remap: nothing was remapped" },
+  } do
+    it("that may move, refused toward the stack's room, changes nothing, the page it held given back (" .. case[1] .. ")", function()
+      local v, out = H.refusing_values(case[1], [[
+        local M = require "memlab"
+        local ps = M.pagesize()
+        local hi
+        for _, r in ipairs(M.maps()) do if r.path == "[stack]" then hi = r.to end end
+        local lim = M.getrlimit("stack")
+        local grow = (math.type(lim) == "integer" and lim < (1 << 32)) and lim or (1 << 32)
+        local room = hi - grow - (1 << 20)
+        local RW, PA = M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS
+        local m = M.mmap(room - 2 * ps, 2 * ps, RW, PA | M.MAP_FIXED_NOREPLACE, -1, 0)
+        if not m then return "in use" end
+        assert(M.mmap(m:address(), ps, RW, PA | M.MAP_FIXED, -1, 0)) -- a mapping inside it
+        local r = table.pack(refusing(m.remap, m, 8 * ps, true))
+        return r[1], r[2], r[3], M.region(room) == nil, m:address() == room - 2 * ps, #m == 2 * ps]])
+      if not v then return pending(out) end
+      if v[1] == "in use" then return pending("the pages below the stack's room are in use here") end
+      assert(#v == 6, out)
+      assert.same({ "nil", tostring(M.ENOMEM), "true", "true", "true" }, { v[1], v[3], v[4], v[5], v[6] })
+      assert.truthy(v[2]:find(case[2], 1, true), v[2])
+    end)
+  end
+
+  -- remap.c move_back: without its munmap of the hold when the move back onto it is refused,
+  -- the PROT_NONE page range held at the old address stayed mapped
+  it("past a file's end, moved and not moved back, leaves nothing at the old address when mremap refuses the move back", function()
+    local v, out = H.refusing_values("mremap:2", [[
+      local M = require "memlab"
+      local ps = M.pagesize()
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      f:write(("x"):rep(ps))
+      f:close()
+      local room = assert(M.map { length = 2 * ps }) -- two free pages, once given back
+      local base = room:address()
+      room:unmap()
+      f = assert(io.open(path, "r+"))
+      local b = M.mmap(base, ps, M.PROT_READ | M.PROT_WRITE, M.MAP_SHARED | M.MAP_FIXED_NOREPLACE, f, 0)
+      local nxt = b and M.mmap(base + ps, ps, M.PROT_READ, M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED_NOREPLACE, -1, 0)
+      f:close()
+      os.remove(path)
+      if not nxt then return "in use" end
+      local r = table.pack(refusing(b.remap, b, 3 * ps, true)) -- grows past the file: moved, then back
+      return r[1], r[2], r[3], M.region(base) == nil, b:address() ~= base, #b == ps]])
+    if not v then return pending(out) end
+    if v[1] == "in use" then return pending("the pages were taken meanwhile") end
+    assert(#v == 6, out)
+    assert.same({ "nil", tostring(M.EINVAL), "true", "true", "true" }, { v[1], v[3], v[4], v[5], v[6] })
+    assert.truthy(v[2]:find("the mapping had moved: it stays at its new address", 1, true), v[2])
+  end)
+
   describe("errors on", function()
     it("a view", function()
       local b = anon(2)
@@ -519,126 +630,5 @@ describe("b:unmap() and M.munmap()", function()
       H.raises("attempt to use a freed buffer", b.remap, b, 2 * ps, true)
       H.raises("attempt to use a freed buffer", b.mapinfo, b)
     end)
-  end)
-end)
-
--- From a mutation review of the C changed in the fifth session (2026-11-24, helper-107): each
--- test fails with the mutant its comment names, which the other tests let through.
-describe("b:remap(n, true)", function()
-  -- remap.c mmap_remap: the hold one page past the end (o->base + maplen + ps) left the page
-  -- right after the mapping free: a growth by one page went into the stack's room in place
-  it("moves a mapping that one page more in place would reach into the stack's room with", function()
-    local ps = H.ps
-    local addr = H.stack_room() - 2 * ps -- ends where the room starts
-    local m = M.mmap(addr, 2 * ps, H.RW, H.PA | M.MAP_FIXED_NOREPLACE, -1, 0)
-    if not m then return pending("the pages below the stack's room are in use here") end
-    m:write(0, "kept")
-    assert.equal(m, m:remap(3 * ps, true))
-    assert.not_equal(addr, m:address())
-    assert.is_true(m:address() + 3 * ps <= H.stack_room() or m:address() >= H.stack_region().to,
-                   "grew into the room")
-    assert.equal("kept", m:read(0, 4))
-    assert.is_nil(M.region(addr))
-    assert.is_nil(M.region(addr + 2 * ps)) -- nor the page held after it (remap.c: its munmap)
-    m:unmap()
-  end)
-
-  -- remap.c mmap_remap: holding the page after the mapping for any growth that may move (not
-  -- only one into the stack's room) made every such growth move, also where it fits in place
-  it("grows a mapping in place where the pages after it are free", function()
-    local ps = H.ps
-    local b = M.map { length = 8 * ps }
-    local at = b:address()
-    assert.equal(b, b:remap(4 * ps)) -- its last 4 pages given back: free after it
-    assert.is_nil(M.region(at + 4 * ps))
-    b:write(0, "kept")
-    assert.equal(b, b:remap(8 * ps, true))
-    assert.equal(at, b:address())
-    assert.equal("kept", b:read(0, 4))
-    b:unmap()
-  end)
-end)
-
-describe("b:remap(n, true) next to a mapping in use", function()
-  -- remap.c mmap_remap: refusing the growth when the page held after the mapping is in use
-  -- (herr == EEXIST, or any herr, instead of herr != EEXIST): the kernel moves it anyway
-  it("moves a mapping growing toward the stack's room whose next page is in use", function()
-    local ps = H.ps
-    local room = H.stack_room()
-    local m = M.mmap(room - 3 * ps, 2 * ps, H.RW, H.PA | M.MAP_FIXED_NOREPLACE, -1, 0)
-    if not m then return pending("the pages below the stack's room are in use here") end
-    local next_page = M.mmap(room - ps, ps, H.RW, H.PA | M.MAP_FIXED_NOREPLACE, -1, 0)
-    if not next_page then m:unmap() return pending("the page below the stack's room is in use here") end
-    m:write(0, "kept")
-    next_page:write(0, "next")
-    assert.equal(m, m:remap(8 * ps, true))
-    assert.not_equal(room - 3 * ps, m:address())
-    assert.equal("kept", m:read(0, 4))
-    assert.equal(8 * ps, #m)
-    assert.equal("next", next_page:read(0, 4))
-    assert.equal(room - ps, next_page:address())
-    m:unmap()
-    next_page:unmap()
-  end)
-end)
-
-describe("b:remap(n, true) toward the stack's room, refused", function()
-  -- remap.c mmap_remap: a refused hold (ENOMEM) went on (herr == EEXIST refused instead); the
-  -- page held was left mapped when handing back a mapping inside was refused (its munmap gone)
-  for _, case in ipairs {
-    { "mmap:1", "and the page after it, held to make it move, was refused: nothing was remapped" },
-    { "mmap:2", "handing back a mapping placed inside it, before the remap: nothing was remapped" },
-  } do
-    it("changes nothing, the page it held given back (" .. case[1] .. ")", function()
-      local v, out = H.refusing_values(case[1], [[
-        local M = require "memlab"
-        local ps = M.pagesize()
-        local hi
-        for _, r in ipairs(M.maps()) do if r.path == "[stack]" then hi = r.to end end
-        local lim = M.getrlimit("stack")
-        local grow = (math.type(lim) == "integer" and lim < (1 << 32)) and lim or (1 << 32)
-        local room = hi - grow - (1 << 20)
-        local RW, PA = M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS
-        local m = M.mmap(room - 2 * ps, 2 * ps, RW, PA | M.MAP_FIXED_NOREPLACE, -1, 0)
-        if not m then return "in use" end
-        assert(M.mmap(m:address(), ps, RW, PA | M.MAP_FIXED, -1, 0)) -- a mapping inside it
-        local r = table.pack(refusing(m.remap, m, 8 * ps, true))
-        return r[1], r[2], r[3], M.region(room) == nil, m:address() == room - 2 * ps, #m == 2 * ps]])
-      if not v then return pending(out) end
-      if v[1] == "in use" then return pending("the pages below the stack's room are in use here") end
-      assert(#v == 6, out)
-      assert.same({ "nil", tostring(M.ENOMEM), "true", "true", "true" }, { v[1], v[3], v[4], v[5], v[6] })
-      assert.truthy(v[2]:find(case[2], 1, true), v[2])
-    end)
-  end
-end)
-
-describe("b:remap(n, true) of a file mapping past the file's end, not moved back", function()
-  -- remap.c move_back: without its munmap of the hold when the move back onto it is refused,
-  -- the PROT_NONE page range held at the old address stayed mapped
-  it("leaves nothing at the old address when mremap refuses the move back", function()
-    local v, out = H.refusing_values("mremap:2", [[
-      local M = require "memlab"
-      local ps = M.pagesize()
-      local path = os.tmpname()
-      local f = assert(io.open(path, "w"))
-      f:write(("x"):rep(ps))
-      f:close()
-      local room = assert(M.map { length = 2 * ps }) -- two free pages, once given back
-      local base = room:address()
-      room:unmap()
-      f = assert(io.open(path, "r+"))
-      local b = M.mmap(base, ps, M.PROT_READ | M.PROT_WRITE, M.MAP_SHARED | M.MAP_FIXED_NOREPLACE, f, 0)
-      local nxt = b and M.mmap(base + ps, ps, M.PROT_READ, M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED_NOREPLACE, -1, 0)
-      f:close()
-      os.remove(path)
-      if not nxt then return "in use" end
-      local r = table.pack(refusing(b.remap, b, 3 * ps, true)) -- grows past the file: moved, then back
-      return r[1], r[2], r[3], M.region(base) == nil, b:address() ~= base, #b == ps]])
-    if not v then return pending(out) end
-    if v[1] == "in use" then return pending("the pages were taken meanwhile") end
-    assert(#v == 6, out)
-    assert.same({ "nil", tostring(M.EINVAL), "true", "true", "true" }, { v[1], v[3], v[4], v[5], v[6] })
-    assert.truthy(v[2]:find("the mapping had moved: it stays at its new address", 1, true), v[2])
   end)
 end)

@@ -713,16 +713,12 @@ describe("MAP_FIXED", function()
     inner:unmap()
     outer:unmap()
   end)
-end)
 
--- From a mutation review of the C changed in the fifth session (2026-11-24, helper-107): each
--- test fails with the mutant its comment names, which the other tests let through.
-describe("MAP_FIXED_NOREPLACE where it is taken for a hint", function()
   -- sys.c sys_mmap: without its check of the address (`0 &&`), M.mmap under valgrind (which,
   -- like a kernel before 4.17, takes the flag for a hint) mapped elsewhere and answered a buffer
   local skip = not H.have("valgrind") and "valgrind is not installed"
                or H.under() and "already under a tool"
-  it("refuses M.mmap over a mapping, EEXIST, also in a process under valgrind", function()
+  it("_NOREPLACE over a mapping is refused, EEXIST, also under valgrind, which takes the flag for a hint", function()
     if skip then pending(skip) return end
     local out = H.run_lua([[
       local M = require "memlab"

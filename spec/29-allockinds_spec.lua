@@ -513,6 +513,72 @@ describe("the free list", function()
       assert.equal(b0 + 64, M.sbrk(-64))
       assert.equal(b0, M.sbrk(0))
     end)
+
+    -- brk.c brk_lower: target <= floor (not <) refused, naming the arena, a lowering that frees
+    -- only memlab's own region above the arena, down to the arena's top exactly
+    it("lets M.sbrk(-n) and M.brk lower the break to its arena's top: the region above goes", function()
+      local ps = M.pagesize()
+      M.free(M.malloc(100 * KiB)) -- room for glibc's malloc, so that it does not move the break
+      local a = M.freelist { size = 64 * ps, source = "sbrk" }
+      local blk = assert(a:alloc(100))
+      local base, size = a:bounds()
+      local top = base + size
+      local _, r = M.sbrk(ps)
+      assert.equal(top + ps, M.sbrk(0))
+      assert.equal(top + ps, M.sbrk(-ps)) -- (the old break)
+      assert.equal(top, M.sbrk(0))
+      assert.is_false(r:valid())
+      local _, r2 = M.sbrk(ps)
+      assert.is_true(M.brk(top))
+      assert.equal(top, M.sbrk(0))
+      assert.is_false(r2:valid())
+      assert.equal(100, #blk)
+      assert(a:alloc(100)) -- and it still serves
+      a:destroy()
+    end)
+
+    -- lalloc.c sbrk_note: a table with weak values ("v", not "k") kept each sbrk allocator for
+    -- good (the values are booleans): never collected, its arena never given back
+    it("is collected when unreferenced, and its arena goes back to the break (weak keys)", function()
+      M.free(M.malloc(100 * KiB)) -- room for glibc's malloc, so that it does not move the break
+      local b0 = M.sbrk(0)
+      local weak = setmetatable({}, { __mode = "v" })
+      do
+        local a = M.freelist { size = 64 * M.pagesize(), source = "sbrk" }
+        weak.a = a
+        assert(a:alloc(100))
+      end
+      assert.is_true(M.sbrk(0) > b0)
+      collectgarbage()
+      collectgarbage()
+      assert.is_nil(weak.a)
+      assert.equal(b0, M.sbrk(0))
+    end)
+  end)
+
+  -- lfreelist.c lfl_memalign: without its retry after alloc_collect, and without a->calls++ (its
+  -- handouts not counted: a fresh allocator filled by memalign alone never reached collect_at),
+  -- a:memalign refused the room of blocks dropped without free
+  it("a:memalign gives the room of blocks dropped without free: a collection runs before out of memory", function()
+    nogc()
+    local function make()
+      return M.freelist { size = 64 * KiB, step = 64 * KiB, mmap_threshold = 1024 * KiB, quick = false }
+    end
+    local twin, held = make(), {} -- how many blocks the arena holds at once (no refusal below)
+    for b in function() return twin:memalign(64, 1000) end do held[#held + 1] = b end
+    twin:destroy()
+    assert.is_true(#held > 2)
+    local a = make()
+    for i = 1, #held do
+      local b = assert(a:memalign(64, 1000)) -- dropped
+      b:fill(i)
+    end
+    local b, msg = a:memalign(64, 1000)
+    assert(b, msg)
+    assert.equal(0, b:address() % 64)
+    local st = a:stats()
+    assert.same({ 0, #held, 1 }, { st.failures, st.frees, st.live_blocks })
+    a:destroy()
   end)
 end)
 
@@ -804,80 +870,5 @@ describe("what an allocator student checks against a model (outside review)", fu
     assert.matches(("; the break is at 0x%x, above the arena\n"):format(M.sbrk(0)), A:draw(), 1, true)
     assert.matches(("; the break is at 0x%x\n"):format(M.sbrk(0)), B:draw(), 1, true)
     B:destroy(); A:destroy()
-  end)
-end)
-
--- From a mutation review of the C changed in the fifth session (2026-11-24, helper-107): each
--- test fails with the mutant its comment names, which the other tests let through.
-describe("the free list's a:memalign()", function()
-  -- lfreelist.c lfl_memalign: without its retry after alloc_collect, and without a->calls++ (its
-  -- handouts not counted: a fresh allocator filled by memalign alone never reached collect_at),
-  -- a:memalign refused the room of blocks dropped without free
-  it("gives the room of blocks dropped without free: a collection runs before out of memory", function()
-    nogc()
-    local function make()
-      return M.freelist { size = 64 * KiB, step = 64 * KiB, mmap_threshold = 1024 * KiB, quick = false }
-    end
-    local twin, held = make(), {} -- how many blocks the arena holds at once (no refusal below)
-    for b in function() return twin:memalign(64, 1000) end do held[#held + 1] = b end
-    twin:destroy()
-    assert.is_true(#held > 2)
-    local a = make()
-    for i = 1, #held do
-      local b = assert(a:memalign(64, 1000)) -- dropped
-      b:fill(i)
-    end
-    local b, msg = a:memalign(64, 1000)
-    assert(b, msg)
-    assert.equal(0, b:address() % 64)
-    local st = a:stats()
-    assert.same({ 0, #held, 1 }, { st.failures, st.frees, st.live_blocks })
-    a:destroy()
-  end)
-end)
-
-describe("the free list over sbrk", function()
-  setup(H.steady_break.setup)
-  teardown(H.steady_break.teardown)
-
-  -- brk.c brk_lower: target <= floor (not <) refused, naming the arena, a lowering that frees
-  -- only memlab's own region above the arena, down to the arena's top exactly
-  it("lets M.sbrk(-n) and M.brk lower the break to its arena's top: the region above goes", function()
-    local ps = M.pagesize()
-    M.free(M.malloc(100 * KiB)) -- room for glibc's malloc, so that it does not move the break
-    local a = M.freelist { size = 64 * ps, source = "sbrk" }
-    local blk = assert(a:alloc(100))
-    local base, size = a:bounds()
-    local top = base + size
-    local _, r = M.sbrk(ps)
-    assert.equal(top + ps, M.sbrk(0))
-    assert.equal(top + ps, M.sbrk(-ps)) -- (the old break)
-    assert.equal(top, M.sbrk(0))
-    assert.is_false(r:valid())
-    local _, r2 = M.sbrk(ps)
-    assert.is_true(M.brk(top))
-    assert.equal(top, M.sbrk(0))
-    assert.is_false(r2:valid())
-    assert.equal(100, #blk)
-    assert(a:alloc(100)) -- and it still serves
-    a:destroy()
-  end)
-
-  -- lalloc.c sbrk_note: a table with weak values ("v", not "k") kept each sbrk allocator for
-  -- good (the values are booleans): never collected, its arena never given back
-  it("is collected when unreferenced, and its arena goes back to the break", function()
-    M.free(M.malloc(100 * KiB)) -- room for glibc's malloc, so that it does not move the break
-    local b0 = M.sbrk(0)
-    local weak = setmetatable({}, { __mode = "v" })
-    do
-      local a = M.freelist { size = 64 * M.pagesize(), source = "sbrk" }
-      weak.a = a
-      assert(a:alloc(100))
-    end
-    assert.is_true(M.sbrk(0) > b0)
-    collectgarbage()
-    collectgarbage()
-    assert.is_nil(weak.a)
-    assert.equal(b0, M.sbrk(0))
   end)
 end)

@@ -509,11 +509,12 @@ function M.map(...)
             tostring(size):match("^bad argument #1 to '[^']*' %((.*)%)$") or tostring(size)), 2)
     end
     if not size then -- an io file's failed flush, or a descriptor fstat refuses (closed, -1)
-      if regular:find("^fstat: ") then
-        regular = ("map: %s (fd %s, whose file's size would be the length)")
-                  :format(M.strerror(code), type(fd) == "number" and fd or tostring(fd))
+      local msg = regular -- (nil, msg, errno)
+      if msg:find("^fstat: ") then
+        msg = ("map: %s (fd %s, whose file's size would be the length)")
+              :format(M.strerror(code), type(fd) == "number" and fd or tostring(fd))
       end
-      return nil, regular, code
+      return nil, msg, code
     end
     if not regular then -- a device, a directory, a pipe: its size is no length (a red team)
       error(("bad argument #1 to 'map' (length needed: %s no regular file, whose size would be " ..
