@@ -304,8 +304,23 @@ int alloc_sbrk_arena_at(lua_State *L, uintptr_t addr, uintptr_t *lo, uintptr_t *
 void brk_state_closed(lua_State *L);
 int track_open(lua_State *L);
 int proc_open(lua_State *L);
+/* proc.c: the hooks of L and of the main thread, noted before a blocking call; hook_changed(w)
+ * (a SysStop) says whether a signal handler changed them since (Ctrl-C: stop). */
+typedef struct HookWatch {
+  lua_State *L[2];
+  lua_Hook hook[2];
+  int mask[2];
+} HookWatch;
+void hook_watch(lua_State *L, HookWatch *w);
+int hook_changed(void *ud);
 int sysvshm_open(lua_State *L);
 int atomic_open(lua_State *L);
+/* atomic.c: the integer at idx as an operand of a width-byte atomic (4: -2^31 to 2^32 - 1), and
+ * the address of the width-byte word at the offset at idx of the buffer at 1 (in range and
+ * aligned to width, else raises naming fname; *pb the buffer). */
+uint64_t atomic_operand(lua_State *L, int idx, int width);
+void *atomic_word(lua_State *L, int idx, int width, const char *fname, Buffer **pb);
+int futex_open(lua_State *L);
 
 /* Tracking hooks, called by the heap kind (no-ops when tracking is off). */
 void track_alloc(lua_State *L, Owner *o, const char *what);

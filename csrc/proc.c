@@ -202,15 +202,10 @@ static int proc_fork(lua_State *L) {
 }
 
 /* Whether a signal handler asked Lua to stop: lua.c's Ctrl-C handler sets a hook on the main
- * thread (the next Lua instruction then raises "interrupted!"). M.sleep and M.waitpid go on after
- * other signals, and return EINTR after that one, so Ctrl-C ends them (waitpid reaping nothing). */
-typedef struct HookWatch {
-  lua_State *L[2];
-  lua_Hook hook[2];
-  int mask[2];
-} HookWatch;
-
-static void hook_watch(lua_State *L, HookWatch *w) {
+ * thread (the next Lua instruction then raises "interrupted!"). M.sleep, M.waitpid and
+ * b:futex_wait go on after other signals, and return EINTR after that one, so Ctrl-C ends them
+ * (waitpid reaping nothing). */
+void hook_watch(lua_State *L, HookWatch *w) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   w->L[0] = L;
   w->L[1] = lua_tothread(L, -1);
@@ -221,7 +216,7 @@ static void hook_watch(lua_State *L, HookWatch *w) {
   }
 }
 
-static int hook_changed(void *ud) {
+int hook_changed(void *ud) {
   const HookWatch *w = (const HookWatch *)ud;
   for (int i = 0; i < 2; i++)
     if (w->L[i] && (lua_gethook(w->L[i]) != w->hook[i] || lua_gethookmask(w->L[i]) != w->mask[i]))

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
@@ -54,18 +56,47 @@ int sys_kill(pid_t pid, int sig) { return kill(pid, sig) == 0 ? 0 : errno; }
 
 /* Against a deadline: nanosleep's remaining time, resumed after each signal, loses a little
  * every time (rounded up to the timer's step), and under a signal every 50 us never ran out. */
-int sys_sleep(double seconds, SysStop stop, void *ud) {
-  struct timespec end;
-  if (clock_gettime(CLOCK_MONOTONIC, &end) != 0) return errno;
+/* The CLOCK_MONOTONIC time `seconds` from now (0 <= seconds < 1e9, checked by the caller). */
+static int deadline_in(double seconds, struct timespec *end) {
+  if (clock_gettime(CLOCK_MONOTONIC, end) != 0) return errno;
   time_t whole = (time_t)seconds;
   long ns = (long)((seconds - (double)whole) * 1e9);
   if (ns >= 1000000000L) ns = 999999999L;
-  end.tv_sec += whole;
-  end.tv_nsec += ns;
-  if (end.tv_nsec >= 1000000000L) end.tv_sec++, end.tv_nsec -= 1000000000L;
-  int err;
+  end->tv_sec += whole;
+  end->tv_nsec += ns;
+  if (end->tv_nsec >= 1000000000L) end->tv_sec++, end->tv_nsec -= 1000000000L;
+  return 0;
+}
+
+int sys_sleep(double seconds, SysStop stop, void *ud) {
+  struct timespec end;
+  int err = deadline_in(seconds, &end);
+  if (err) return err;
   while ((err = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &end, NULL)) != 0)
     if (err != EINTR || stop(ud)) return err;
+  return 0;
+}
+
+/* FUTEX_WAIT_BITSET rather than FUTEX_WAIT: its timeout is a deadline on CLOCK_MONOTONIC, so a
+ * wait resumed after a signal handler ran ends when it was meant to (as sys_sleep's). Waiters
+ * match any bitset, so a plain FUTEX_WAKE (a C program's) wakes them. Not FUTEX_PRIVATE_FLAG:
+ * the word may be shared with other processes. */
+int sys_futex_wait(const uint32_t *addr, uint32_t val, double seconds, SysStop stop, void *ud) {
+  struct timespec end, *endp = NULL;
+  if (seconds >= 0) {
+    int err = deadline_in(seconds, &end);
+    if (err) return err;
+    endp = &end;
+  }
+  while (syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, val, endp, NULL, FUTEX_BITSET_MATCH_ANY) != 0)
+    if (errno != EINTR || stop(ud)) return errno;
+  return 0;
+}
+
+int sys_futex_wake(const uint32_t *addr, int n, int *woken) {
+  long r = syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
+  if (r < 0) return errno;
+  *woken = (int)r;
   return 0;
 }
 

@@ -46,6 +46,15 @@ int sys_waitpid(pid_t pid, int options, pid_t *got, int *status, SysStop stop, v
 int sys_kill(pid_t pid, int sig);
 int sys_sleep(double seconds, SysStop stop, void *ud);
 
+/* Futexes (futex(2)) on the 4-byte aligned 32-bit word at addr, which the caller has read (the
+ * kernel answers EFAULT where it cannot). sys_futex_wait: sleeps while the word holds val; 0 when
+ * woken (or for no reason: the caller reads the word again), EAGAIN when it held something else,
+ * ETIMEDOUT when `seconds` (0 to 1e9; negative: no limit) passed; it goes on after a signal
+ * handler ran unless stop(ud) says to stop (EINTR). sys_futex_wake: wakes up to n (1 or more)
+ * waiters; *woken how many it woke. */
+int sys_futex_wait(const uint32_t *addr, uint32_t val, double seconds, SysStop stop, void *ud);
+int sys_futex_wake(const uint32_t *addr, int n, int *woken);
+
 /* Mappings. Preconditions: lengths > 0; addr (and off for mmap) page aligned where the kernel
  * requires it (munmap, mprotect, msync, madvise, mincore, mremap); the caller checked that the
  * range is memory it owns. sys_mincore fills one byte per page of [addr, addr+len). sys_mmap with

@@ -90,7 +90,10 @@ describe('require "memlab"', function()
   }
   local METHODS = { "size", "address", "kind", "isview", "valid", "read", "write", "find", "fill",
                     "copy", "hexdump", "unpack", "pack", "slice", "wipe", "free",
-                    "atomic_load", "atomic_store", "atomic_add", "atomic_cas" }
+                    "atomic_load", "atomic_store", "atomic_add", "atomic_cas", "atomic_exchange",
+                    "atomic_and", "atomic_or", "atomic_xor", "atomic_load32", "atomic_store32",
+                    "atomic_add32", "atomic_cas32", "atomic_exchange32", "atomic_and32",
+                    "atomic_or32", "atomic_xor32", "futex_wait", "futex_wake" }
 
   it("has every function API.md promises", function()
     local absent = {}

@@ -4,42 +4,16 @@
 -- (heap, private and shared mappings, System V segments, allocator blocks, views); alignment of
 -- the address, not of the offset; range checks; refusals on read-only memory and faults on
 -- PROT_NONE pages; dead buffers; bad arguments; and counters that forked processes share.
--- Every System V segment made here is removed (IPC_RMID) as soon as it is attached.
+-- Every System V segment made here is removed (IPC_RMID) as soon as it is attached. The 32-bit
+-- atomics, exchange, and, or and xor are in spec 32; the futex wait and wake in spec 33.
 local M = require "memlab"
 local H = require "helpers"
+local A = require "atomicspec"
 
 local ps, RW = H.ps, H.RW
 local MAXI, MINI = H.MAXI, H.MINI
 
--- A segment of `size` bytes, attached and at once marked for removal: it goes with the buffer.
-local function shm(size, flags)
-  local id = assert(M.shmget(M.IPC_PRIVATE, size, M.IPC_CREAT | M.octal("600")))
-  local b, msg = M.shmat(id, nil, flags)
-  M.shmctl(id, M.IPC_RMID)
-  assert(b, msg)
-  return b, id
-end
-
--- Every kind of buffer, 64 bytes or more at an 8-aligned address; each maker returns the
--- buffer and what must stay referenced while it is used (an allocator).
-local kinds = {
-  { "a heap block", function() return M.malloc(64) end },
-  { "a private mapping", function() return H.anon(1) end },
-  { "a shared anonymous mapping", function()
-    return assert(M.mmap(nil, ps, RW, M.MAP_SHARED | M.MAP_ANONYMOUS, -1, 0))
-  end },
-  { "a System V segment", function() return (shm(4096)) end },
-  { "a view of a heap block", function() return M.malloc(80):slice(8, 64) end },
-  { "a view of a segment", function() return (shm(4096)):slice(4096 - 64) end },
-  { "a pool block", function()
-    local p = M.pool { block = 64, count = 2 }
-    return p:alloc(64), p
-  end },
-  { "a buddy block", function()
-    local a = M.buddy { size = 4096, min = 64 }
-    return a:alloc(64), a
-  end },
-}
+local shm, kinds = A.shm, A.kinds
 
 -- The four operations at offset off, with harmless arguments: each writes (but load).
 local function ops(b, off)
@@ -430,24 +404,6 @@ describe("atomic operations error on", function()
   end)
 end)
 
--- Forks n children that run body(i) and leave through _exit (0 when it returns, 2 when it
--- raises); returns their pids.
-local function fork_children(n, body)
-  io.stdout:flush()
-  io.stderr:flush()
-  local pids = {}
-  for i = 1, n do
-    local pid = assert(M.fork())
-    if pid == 0 then
-      local ok, err = pcall(body, i)
-      if not ok then io.stderr:write("child: ", tostring(err), "\n") end
-      M._exit(ok and 0 or 2)
-    end
-    pids[i] = pid
-  end
-  return pids
-end
-
 -- N children each add 1 to the counter at offset 0 K times with atomic_add, and K/4 times to
 -- the one at 8 with a cas loop, all starting together: at 16 they count in, at 24 the parent
 -- says go. The parent must see exactly N*K and N*(K/4).
@@ -455,7 +411,7 @@ local N, K = 4, H.scale(200000, 5000)
 local function hammer(b)
   b:fill(0, 0, 32)
   local deadline = M.clock() + 60
-  local pids = fork_children(N, function()
+  local pids = A.fork_children(N, function()
     b:atomic_add(16, 1)
     while b:atomic_load(24) == 0 do
       if M.clock() > deadline then M._exit(3) end
@@ -476,12 +432,7 @@ local function hammer(b)
   end)
   while b:atomic_load(16) < N and M.clock() < deadline do end
   b:atomic_store(24, 1)
-  local ends = {}
-  for i, pid in ipairs(pids) do
-    local how, code = M.waitpid(pid)
-    ends[i] = how .. " " .. tostring(code)
-  end
-  assert.same({ "exit 0", "exit 0", "exit 0", "exit 0" }, ends)
+  assert.same({ "exit 0", "exit 0", "exit 0", "exit 0" }, A.reap(pids))
   assert.equal(N, b:atomic_load(16))
   assert.equal(N * K, b:atomic_load(0))
   assert.equal(N * (K // 4), b:atomic_load(8))

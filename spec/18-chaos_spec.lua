@@ -159,7 +159,8 @@ local function chaos(seed, nops, log)
     for _, k in ipairs({ "read", "write", "find", "fill", "copy", "wipe", "hexdump", "strlen",
                          "cstring", "pack", "unpack", "slice", "free", "size", "address", "kind",
                          "isview", "valid", "atomic_load", "atomic_store", "atomic_add",
-                         "atomic_cas", "protect", "sync", "advise", "lock", "unlock", "resident",
+                         "atomic_cas", "atomic_exchange", "atomic_xor", "atomic_add32",
+                         "atomic_cas32", "atomic_and32", "futex_wait", "futex_wake", "protect", "sync", "advise", "lock", "unlock", "resident",
                          "mapinfo", "snapshot", "unmap", "remap" }) do
       BUF[k] = assert(b[k], k)
     end
@@ -501,6 +502,7 @@ local function chaos(seed, nops, log)
 
   local function pk(...) return table.pack(...) end
   local function off8(c) return val(c, 8 * r.below(c.size // 8 + 1)) end
+  local function off4(c) return val(c, 4 * r.below(c.size // 4 + 1)) end
   -- Valgrind's memcheck takes the bytes of a page made write-only under an armed snapshot for
   -- undefined (natively they are right): under valgrind, no write-only protection.
   local function wo(p)
@@ -663,6 +665,21 @@ local function chaos(seed, nops, log)
       args = function(c) return pk(off8(c), val(c, r.pick({ 1, -1, MAXI }))) end },
     { w = 8, name = "atomic_cas", self = "buf", focus = true,
       args = function(c) return pk(off8(c), val(c, 0), val(c, 1)) end },
+    { w = 3, name = "atomic_exchange", self = "buf", focus = true,
+      args = function(c) return pk(off8(c), val(c, r.pick({ 1, -1, MAXI }))) end },
+    { w = 3, name = "atomic_xor", self = "buf", focus = true,
+      args = function(c) return pk(off8(c), val(c, r.pick({ 1, -1, MINI }))) end },
+    { w = 5, name = "atomic_add32", self = "buf", focus = true,
+      args = function(c) return pk(off4(c), val(c, r.pick({ 1, -1, 0xffffffff }))) end },
+    { w = 4, name = "atomic_cas32", self = "buf", focus = true,
+      args = function(c) return pk(off4(c), val(c, 0), val(c, 0x80000000)) end },
+    { w = 3, name = "atomic_and32", self = "buf", focus = true,
+      args = function(c) return pk(off4(c), val(c, r.pick({ 0, 0xffff0000 }))) end },
+    -- a limit of 0 always: a wait whose word holds the value would sleep for ever without one
+    { w = 3, name = "futex_wait", self = "buf", ro = true, focus = true,
+      args = function(c) return pk(off4(c), val(c, 0), 0) end },
+    { w = 3, name = "futex_wake", self = "buf", ro = true, focus = true,
+      args = function(c) return pk(off4(c), val(c, r.pick({ 1, MAXI }))) end },
     -- the buffer as a mapping (any buffer may be self: the others must raise)
     { w = 25, name = "protect", self = "buf", mapping = true,
       args = function(c) return trim(pk(wo(prot(c)), pageoff(c), pagelen(c)), 1) end },

@@ -112,6 +112,12 @@ local function OFF8(size)
   pos = pos - 1
   return OFF(size)
 end
+local function OFF4(size)
+  local b = u8()
+  if b < 160 then return L(4 * (b % (size // 4 + 1))) end
+  pos = pos - 1
+  return OFF(size)
+end
 -- an offset and a length: mostly a range within the buffer; four results (value, source) x 2
 local function RANGE(size)
   local b = u8()

@@ -15,6 +15,9 @@ do
   for _, k in ipairs{ 'read', 'write', 'find', 'fill', 'copy', 'wipe', 'hexdump', 'strlen',
                       'cstring', 'pack', 'unpack', 'slice', 'free', 'size', 'address', 'kind',
                       'isview', 'valid', 'atomic_load', 'atomic_store', 'atomic_add', 'atomic_cas',
+                      'atomic_exchange', 'atomic_and', 'atomic_or', 'atomic_xor', 'atomic_load32',
+                      'atomic_store32', 'atomic_add32', 'atomic_cas32', 'atomic_exchange32',
+                      'atomic_and32', 'atomic_or32', 'atomic_xor32', 'futex_wait', 'futex_wake',
                       'protect', 'sync', 'advise', 'lock', 'unlock', 'resident', 'mapinfo',
                       'snapshot', 'unmap', 'remap' } do BUF[k] = assert(b[k], k) end
   b:free()
