@@ -1,6 +1,6 @@
 -- run.lua: the lab runner behind `make lab`.
 --   lua5.4 examples/run.lua [--tap] [--quick] [--only 07,10] [--timeout SECONDS]
--- Runs every experiment script examples/[0-9X]*.lua, in order (01..24, then X1..X5), each as a
+-- Runs every experiment script examples/[0-9X]*.lua, in order (01..24, then X1, X2 ...), each as a
 -- separate interpreter process under `timeout`, shows its output indented under a header, reads
 -- the "LAB <id> <passed>/<total>" line it ends with, and prints a table of the results.
 -- An experiment is reproduced when it exited 0 after printing a LAB line with every check passed.
@@ -55,7 +55,7 @@ local function now()
   return t or os.time()
 end
 
--- The experiment scripts, ordered: numbered ones first, then X1..X5.
+-- The experiment scripts, ordered: numbered ones first, then X1, X2 ...
 local scripts = {}
 do
   local ls = io.popen("ls -1 " .. shquote(dir) .. " 2>/dev/null")
