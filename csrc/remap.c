@@ -13,6 +13,11 @@
 
 /* mremap's EFAULT: the range is more than one kernel mapping (valgrind says EINVAL). With one
  * protection all over, what split it is a lock or an advice on part of it. */
+static int cannot_grow_in_place(lua_State *L, int err) {
+  return push_syserrorf(L, "mremap", err, "it cannot grow in place (most often because the pages "
+                        "after it are in use): b:remap(n, true) lets it move");
+}
+
 static int several_mappings(lua_State *L, const MapInfo *mi) {
   unsigned uniform;
   int mixed = !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform);
@@ -165,7 +170,16 @@ int mmap_remap(lua_State *L) {
                             "after it, held to make it move, was refused: nothing was remapped");
   }
   /* the mappings placed inside die with the remap: they go first, so that the range is one
-   * kernel mapping (mremap moves or grows only one) and keeps no protection of theirs */
+   * kernel mapping (mremap moves or grows only one) and keeps no protection of theirs. A growth
+   * in place that cannot be (the pages after it in use) is refused before they go: a probe of
+   * those pages, which mmap places there only when they are free, and gives back at once. */
+  if (!may_move && newmap > mi->maplen && map_has_inner(o)) {
+    void *probe = NULL;
+    int perr = sys_mmap(o->base + mi->maplen, newmap - mi->maplen, PROT_NONE, MAP_PRIVATE |
+                        MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0, &probe);
+    if (perr == 0) sys_munmap(probe, newmap - mi->maplen);
+    if (perr == EEXIST) return cannot_grow_in_place(L, ENOMEM);
+  }
   int err = map_release_inner(L, o, "killed by remapping its parent");
   if (err) { /* hand_back's mmap: the mappings inside handed back before it stay so */
     if (hold) sys_munmap(hold, ps);
@@ -176,9 +190,7 @@ int mmap_remap(lua_State *L) {
   err = sys_mremap(o->base, mi->maplen, newmap, may_move ? MREMAP_MAYMOVE : 0, &p);
   if (hold) sys_munmap(hold, ps);
   if (err == EFAULT) return several_mappings(L, mi);
-  if (err == ENOMEM && !may_move && newmap > mi->maplen)
-    return push_syserrorf(L, "mremap", err, "it cannot grow in place (most often because the pages "
-                          "after it are in use): b:remap(n, true) lets it move");
+  if (err == ENOMEM && !may_move && newmap > mi->maplen) return cannot_grow_in_place(L, err);
   if ((err == ENOMEM || err == EAGAIN) && newmap > mi->maplen) /* EAGAIN: locked, past the limit */
     return nomem_error(L, "mremap", err, newmap - mi->maplen,
                        map_counts(mi->ever_writable, mi->flags, mi->shared_anon != 0));

@@ -267,6 +267,29 @@ describe("b:remap()", function()
     if next_page then next_page:free() end
   end)
 
+  it("refused in place for want of room leaves the mappings placed inside alive (carried over)", function()
+    -- they used to be handed back before mremap was asked, which then refused: dead for nothing
+    local room = anon(3) -- three free pages: a takes two, next_page the third
+    local at = room:address()
+    room:free()
+    local a = assert(M.mmap(at, 2 * ps, RW, PA | M.MAP_FIXED_NOREPLACE, -1, 0))
+    local next_page = assert(M.mmap(at + 2 * ps, ps, RW, PA | M.MAP_FIXED_NOREPLACE, -1, 0))
+    local inner = assert(M.mmap(a:address() + ps, ps, RW, PA | M.MAP_FIXED, -1, 0))
+    inner:write(0, "kept")
+    refused_why(M.ENOMEM, "it cannot grow in place (most often because the pages after it are in "
+                .. "use): b:remap(n, true) lets it move", a:remap(3 * ps))
+    assert.is_true(inner:valid())
+    assert.equal("kept", inner:read(0, 4))
+    assert.is_true(inner:mapinfo().inside)
+    assert.equal(2 * ps, #a)
+    -- with room after it, the growth goes on and takes them, as before
+    next_page:free()
+    assert.equal(a, a:remap(3 * ps))
+    assert.equal("freed buffer", M.type(inner))
+    a:write(3 * ps - 1, "z")
+    a:free()
+  end)
+
   it("a remap refused because the pages have different protections says so", function()
     local b = anon(3)
     b:protect("r", 0, ps)
