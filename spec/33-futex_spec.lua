@@ -61,6 +61,17 @@ local function until_waiting(pids)
   error("the children never went to sleep in futex_wait")
 end
 
+local NO_WCHAN = "/proc/<pid>/wchan does not say where a process sleeps"
+
+-- Waits until every pid sleeps in a futex wait: true; where wchan cannot tell, kills and reaps
+-- them: false (the test is then pending, NO_WCHAN).
+local function all_asleep(pids)
+  if until_waiting(pids) then return true end
+  for _, pid in ipairs(pids) do M.kill(pid, M.SIGKILL) end
+  A.reap(pids)
+  return false
+end
+
 -- n children each wait on word off of b (holding 0) for up to 30 s and store how the wait
 -- ended (CODE) at result + 4 * (i - 1).
 local function waiters(n, b, off, result)
@@ -164,12 +175,7 @@ describe("b:futex_wake()", function()
   it("wakes no more than n: 2 of 3 waiters, then the last with math.maxinteger", function()
     local b = shared_page()
     local pids = waiters(3, b, 8, 64)
-    if not until_waiting(pids) then
-      for _, pid in ipairs(pids) do M.kill(pid, M.SIGKILL) end
-      A.reap(pids)
-      b:free()
-      return pending("/proc/<pid>/wchan does not say where a process sleeps")
-    end
+    if not all_asleep(pids) then return pending(NO_WCHAN) end
     assert.equal(2, b:futex_wake(8, 2))
     assert.equal(1, b:futex_wake(8, MAXI))
     assert.equal(0, b:futex_wake(8, MAXI))
@@ -183,11 +189,7 @@ describe("b:futex_wake()", function()
     local other = assert(M.shmat(id))
     assert.are_not.equal(s:address(), other:address())
     local pids = waiters(1, s, 16, 64)
-    if not until_waiting(pids) then
-      M.kill(pids[1], M.SIGKILL)
-      A.reap(pids)
-      return pending("/proc/<pid>/wchan does not say where a process sleeps")
-    end
+    if not all_asleep(pids) then return pending(NO_WCHAN) end
     assert.equal(0, other:futex_wake(20)) -- the next word: nobody
     assert.equal(1, other:futex_wake(16)) -- the kernel keys a shared futex by the page
     assert.same({ "exit 0" }, A.reap(pids))
@@ -199,11 +201,7 @@ describe("b:futex_wake()", function()
   it("does not reach a child waiting in private memory: the child has its own copy", function()
     local m = H.anon(1)
     local pids = waiters(1, m, 0, 64)
-    if not until_waiting(pids) then
-      M.kill(pids[1], M.SIGKILL)
-      A.reap(pids)
-      return pending("/proc/<pid>/wchan does not say where a process sleeps")
-    end
+    if not all_asleep(pids) then return pending(NO_WCHAN) end
     assert.equal(0, m:futex_wake(0, MAXI))
     assert.is_true(in_futex(pids[1]), "the child stopped waiting")
     M.kill(pids[1], M.SIGKILL)
