@@ -6,13 +6,17 @@
  * once, so a wake between the caller's check and the sleep is not lost). "woken" may come with
  * nothing changed (a spurious wake-up, as in C): the caller reads the word again. The futexes are
  * shared ones (no FUTEX_PRIVATE_FLAG), so processes sharing the memory (a System V segment, a
- * MAP_SHARED mapping) wake each other; in private memory only this process's waiters count. The
+ * MAP_SHARED mapping) wake each other; in private anonymous memory only this process's waiters
+ * count. The kernel asks for the page writable first: on a writable private file mapping a
+ * wait copies the page, as a write would; a page an armed snapshot holds is saved first. The
  * word is read first under the fault guard: a PROT_NONE page raises, as a load does. A count of
  * 0 is refused: the kernel's FUTEX_WAKE wakes one for it. */
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 
+#include "mapops.h"
+#include "mapping.h"
 #include "memlab.h"
 #include "sys.h"
 
@@ -35,16 +39,30 @@ static const uint32_t *futex_word(lua_State *L, const char *fname, Buffer **pb) 
   return r.p;
 }
 
-/* The kernel's refusal. Its EFAULT for a word it could read is a page of private memory that is
- * read-only: such a word can never change, and the kernel keys no futex on it (shared memory,
- * a file's or a segment's, it takes read-only). */
+/* The word's offset in its owner's memory (the offset at 2: checked by atomic_word). */
+static size_t word_off(lua_State *L, const Buffer *b) {
+  return b->off + (size_t)lua_tointeger(L, 2);
+}
+
+/* Before calling again after the kernel's EFAULT on a word it could read: a page an armed
+ * snapshot keeps read-only in the kernel, which takes no futex on such a page of private memory,
+ * is saved and given back its protection, as before a write (the kernel's futex asks for the
+ * page writable first). 0, or the snapshot's refusal pushed (3 values). */
+static int snap_save_word(lua_State *L, const Buffer *b, const char *fname) {
+  int serr = snap_before_change(b->o, word_off(L, b), 4);
+  return serr ? snap_refusal(L, serr, fname) : 0;
+}
+
+/* The kernel's refusal. Its EFAULT for a word it could read, with no armed snapshot on it, is a
+ * read-only page of private anonymous memory: such a word can never change, and the kernel keys
+ * no futex on it (a shared page, or a private file page not yet copied, it takes read-only). */
 static int futex_refusal(lua_State *L, const char *fname, int err, const Buffer *b) {
   char prot[6];
-  owner_protstr(b->o, b->off + (size_t)lua_tointeger(L, 2), 4, prot);
+  owner_protstr(b->o, word_off(L, b), 4, prot);
   if (err == EFAULT && prot[1] != 'w')
-    return push_syserrorf(L, fname, err, "the word's page is %s: the kernel takes no futex on "
-                          "read-only private memory, whose word can never change; shared "
-                          "memory may be read-only", prot);
+    return push_syserrorf(L, fname, err, "the word's page is %s: the kernel takes no futex on a "
+                          "read-only page of private anonymous memory, whose word can never "
+                          "change; shared memory may be read-only", prot);
   return push_syserror(L, fname, err);
 }
 
@@ -64,6 +82,10 @@ static int futex_futex_wait(lua_State *L) {
   HookWatch w;
   hook_watch(L, &w);
   int err = sys_futex_wait(p, expected, seconds, hook_changed, &w);
+  if (err == EFAULT) {
+    if (snap_save_word(L, b, "futex_wait")) return 3;
+    err = sys_futex_wait(p, expected, seconds, hook_changed, &w);
+  }
   switch (err) {
     case 0: lua_pushliteral(L, "woken"); return 1;
     case EAGAIN: lua_pushliteral(L, "changed"); return 1;
@@ -81,6 +103,10 @@ static int futex_futex_wake(lua_State *L) {
   const uint32_t *p = futex_word(L, "futex_wake", &b);
   int woken;
   int err = sys_futex_wake(p, n > INT_MAX ? INT_MAX : (int)n, &woken);
+  if (err == EFAULT) {
+    if (snap_save_word(L, b, "futex_wake")) return 3;
+    err = sys_futex_wake(p, n > INT_MAX ? INT_MAX : (int)n, &woken);
+  }
   if (err) return futex_refusal(L, "futex_wake", err, b);
   lua_pushinteger(L, woken);
   return 1;

@@ -137,12 +137,68 @@ describe("b:futex_wait() with nobody to wake it", function()
     local m = H.anon(1)
     m:atomic_store32(12, 3)
     m:protect("r")
-    local why = "the word's page is r--: the kernel takes no futex on read-only private memory"
+    local why = "the word's page is r--: the kernel takes no futex on a read-only page of private "
+                .. "anonymous memory"
     H.refused_saying(M.EFAULT, "futex_wait: Bad address (" .. why, m:futex_wait(12, 3, 0))
     H.refused_saying(M.EFAULT, "futex_wake: Bad address (" .. why, m:futex_wake(12))
     m:protect("rw")
     assert.equal("timeout", m:futex_wait(12, 3, 0))
     m:free()
+  end)
+end)
+
+describe("b:futex_wait() and b:futex_wake() on pages the kernel holds read-only for memlab", function()
+  it("save a page an armed snapshot holds, as a write does, and then wait (red team)", function()
+    -- the kernel takes no futex on a read-only private page: it answered a bare EFAULT
+    local function private_file() -- written below: its page a private copy, anonymous
+      local f = assert(M.memfd_create("futex"))
+      assert(f:truncate(2 * ps))
+      return assert(M.mmap(nil, 2 * ps, RW, M.MAP_PRIVATE, f, 0)), f
+    end
+    for _, make in ipairs { function() return H.anon(2) end, private_file } do
+      local m, anchor = make()
+      m:atomic_store32(0, 7)
+      local snap = m:snapshot()
+      assert.equal("timeout", m:futex_wait(0, 7, 0))
+      assert.equal(0, m:futex_wake(ps))
+      assert.equal("changed", m:futex_wait(ps + 4, 1, 0))
+      m:atomic_store32(0, 9)
+      assert.equal(7, string.unpack("=i4", snap:read(0, 4)))
+      assert.equal(9, m:atomic_load32(0))
+      snap:free()
+      m:free()
+      local _ = anchor
+    end
+  end)
+
+  it("copy a writable private file page first, as a write does (the kernel asks for it writable)", function()
+    local f = assert(M.memfd_create("futex"))
+    assert(f:truncate(ps))
+    local sh = assert(M.mmap(nil, ps, RW, M.MAP_SHARED, f, 0))
+    local a = assert(M.mmap(nil, ps, RW, M.MAP_PRIVATE, f, 0))
+    local b = assert(M.mmap(nil, ps, RW, M.MAP_PRIVATE, f, 0))
+    assert.equal("timeout", b:futex_wait(0, 0, 0))
+    sh:atomic_store32(0, 42)
+    assert.equal(42, a:atomic_load32(0)) -- not copied yet: the file's page
+    assert.equal(0, b:atomic_load32(0))  -- its own copy since the wait
+    a:free() b:free() sh:free() f:close()
+  end)
+
+  it("reach a read-only private file page through the file: woken through a shared mapping (red team)", function()
+    local f = assert(M.memfd_create("futex"))
+    assert(f:truncate(ps))
+    local sh = assert(M.mmap(nil, ps, RW, M.MAP_SHARED, f, 0))
+    local ro = assert(M.mmap(nil, ps, M.PROT_READ, M.MAP_PRIVATE, f, 0))
+    assert.equal("timeout", ro:futex_wait(0, 0, 0)) -- (not the anonymous page's EFAULT)
+    local pids = A.fork_children(1, function()
+      local r = ro:futex_wait(0, 0, 30)
+      sh:atomic_store32(64, CODE[r] or 0)
+    end)
+    if not all_asleep(pids) then return pending(NO_WCHAN) end
+    assert.equal(1, sh:futex_wake(0))
+    assert.same({ "exit 0" }, A.reap(pids))
+    assert.equal(WOKEN, sh:atomic_load32(64))
+    ro:free() sh:free() f:close()
   end)
 end)
 
