@@ -378,6 +378,8 @@ void owner_kill_views(lua_State *L, Owner *o, const char *why) {
 /* "rwx", "r--" ... for the pages of [off, off+len) of a live owner, or "mixed". */
 void owner_protstr(const Owner *o, size_t off, size_t len, char out[6]) {
   unsigned p = o->prot, mixed = 0;
+  if (len == 0 && off > 0 && off >= o->size) /* an empty view at the end: its last page's */
+    off = o->size - 1;
   if (o->protmap && o->size) {
     size_t ps = sys_pagesize(), first = off / ps, last = (off + (len ? len - 1 : 0)) / ps;
     mixed = o->kind->uniform ? !o->kind->uniform(o, first, last - first + 1, &p)

@@ -19,6 +19,14 @@ local M = require "memlab"
 
 local KEY, SIZE = 0x666, 256
 local mode, duration = arg[1], tonumber(arg[2]) -- no duration: loop forever, as the lecture does
+local function usage(why)
+  io.stderr:write(("%susage: lua5.4 %s [server|client [SECONDS]]   (SECONDS: how long to run, "
+                   .. "more than 0; none: until Ctrl-C)\n"):format(why and why .. "\n" or "", arg[0]))
+  os.exit(2)
+end
+if arg[2] ~= nil and not (duration and duration > 0 and duration < 1e9) then
+  usage(("SECONDS must be a number of seconds above 0, not %q"):format(arg[2]))
+end
 
 local function hms(t) return ("%02d:%02d:%02d"):format((t // 3600) % 24, (t // 60) % 60, t % 60) end
 local function seconds(text) -- "00:00:03" -> 3, nil when not the server's format
@@ -52,20 +60,21 @@ local function server(say, watch)
   return (ok or lab.interrupted(e)) and 0 or 1
 end
 
--- The up-time client: prints the timer every second, `reads` times (nil: forever); on_attach(shm)
--- runs once attached. Returns the texts it read, the segment's id, whether Ctrl-C stopped it.
+-- The up-time client: prints the timer every second, `reads` times (nil: forever, or until
+-- `duration` seconds passed); on_attach(shm) runs once attached. Returns the texts it read, the
+-- segment's id, whether Ctrl-C stopped it.
 local function client(reads, on_attach)
   local shm, shmid, err
   shmid, err = M.shmget(KEY, 0, M.octal("666")) -- acquires id of segment with key 0x666
   if shmid then shm, err = M.shmat(shmid, nil, 0) end -- attaches to segment
   if not shm then print(err) return nil end -- (a client must not create the segment)
   if on_attach then on_attach(shm) end
-  local seen = {}
+  local seen, t0 = {}, M.clock()
   local ok, e = pcall(function()
     while true do -- loop forever
       seen[#seen + 1] = shm:cstring(0) -- print value in shared memory buffer
       print(("Timer is : [%s]"):format(seen[#seen]))
-      if #seen == reads then return end
+      if #seen == reads or (duration and M.clock() - t0 + 1 > duration) then return end
       M.sleep(1) -- sleep for 1 second
     end
   end)
@@ -75,10 +84,8 @@ local function client(reads, on_attach)
 end
 
 if mode == "server" then os.exit(server(function(s) print(s) io.stdout:flush() end))
-elseif mode == "client" then os.exit(client(duration) and 0 or 1)
-elseif mode then
-  io.stderr:write(("usage: lua5.4 %s [server|client [SECONDS]]\n"):format(arg[0]))
-  os.exit(2)
+elseif mode == "client" then os.exit(client() and 0 or 1)
+elseif mode then usage()
 end
 
 -----------------------------------------------------------------------------------------------
@@ -91,11 +98,13 @@ if not KEY then lab.check("a System V key is free for this run", false, busy) la
 local SHOWN = ("0x%x"):format(KEY)
 
 -- Killed with its parent (a closed terminal, a pipe into head) the server would loop for ever:
--- it stops, cleaning up, when the parent is gone, and after two minutes at most.
+-- it stops, cleaning up, when the parent is gone, and after two minutes at most. It writes to
+-- stderr: on a stdout piped into a head that has exited, its first line would be its end (SIGPIPE)
+-- before it could remove its segment.
 local parent = M.getpid()
 local server_pid = lab.fork(function()
   duration = 120
-  return server(function(s) print("  " .. s) io.stdout:flush() end, parent)
+  return server(function(s) io.stderr:write("  ", s, "\n") end, parent)
 end)
 local stopped -- how the server ended, once stopped
 local ok, err = pcall(function()

@@ -120,12 +120,27 @@ function DB:sync() return self.m:sync(M.MS_SYNC) end -- msync(addr, len, MS_SYNC
 function DB:close() self:sync(); self.m:unmap(); self.f:close() end
 
 -- The command line: another process using the same file.
+-- A command with the wrong arguments, or a read of a file that is not there, is a usage error
+-- (exit 2) before the file is opened: only put makes a new database.
 if arg[1] then
-  local db, cmd = DB.open(arg[1]), arg[2] or "list"
+  local cmd, key, value = arg[2] or "list", arg[3], arg[4]
+  local wants = { list = 0, get = 1, del = 1, put = 2 }
+  local function usage(why)
+    io.stderr:write(why, "\nusage: lua5.4 ", arg[0], " FILE [list | get K | put K V | del K]\n")
+    os.exit(2)
+  end
+  if not wants[cmd] then usage(("no command %q"):format(cmd)) end
+  if select("#", table.unpack(arg, 3)) ~= wants[cmd] then
+    usage(("%s takes %d argument%s"):format(cmd, wants[cmd], wants[cmd] == 1 and "" or "s"))
+  end
+  if cmd == "put" and (#key > 28 or #value > 32) then usage("a key holds up to 28 bytes, a value 32") end
+  local f = io.open(arg[1], "rb")
+  if f then f:close() elseif cmd ~= "put" then usage(("%s: no such database (put makes one)"):format(arg[1])) end
+  local db = DB.open(arg[1])
   if cmd == "list" then io.write(db:list())
-  elseif cmd == "get" then print(db:get(arg[3]) or "(none)")
-  elseif cmd == "put" then db:put(arg[3], arg[4])
-  elseif cmd == "del" then print(db:delete(arg[3]))
+  elseif cmd == "get" then print(db:get(key) or "(none)")
+  elseif cmd == "put" then db:put(key, value)
+  else print(db:delete(key))
   end
   db:close()
   os.exit(0)

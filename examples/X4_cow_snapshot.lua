@@ -119,6 +119,9 @@ print(share <= 0 and "arming page by page costs more than the copy: the copy alw
       share >= 1 and "the snapshot is cheaper even if every page gets written (this time)" or
       ("break-even: the snapshot is cheaper while less than %.0f%% of the pages get written")
       :format(share * 100))
+print("(the up-front copy here goes into fresh pages, each taking a page fault; into pages already")
+print("touched, as bench/mapping_bench.lua times it, a copy costs about a tenth of that, and the")
+print("break-even falls to a few per cent: README, Speed)")
 lab.check(("the snapshot copied only the %d pages written, of %d"):format(K, R), bs:copied() == K,
           bs:copied())
 lab.check("a copy-on-write fault costs far more than a plain write (the price of laziness)",

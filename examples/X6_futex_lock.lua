@@ -22,7 +22,11 @@ lab.title("X6", "a lock between processes: spinning vs futex")
 
 local W = math.tointeger(tonumber(arg[1])) or 3
 local ROUNDS = math.tointeger(tonumber(arg[2])) or (lab.quick() and 20 or 40)
-assert(W >= 2 and W <= 16 and ROUNDS >= 1, "2..16 workers, at least 1 round each")
+if not (W >= 2 and W <= 16 and ROUNDS >= 1 and ROUNDS <= 10000) or (arg[1] and not
+    math.tointeger(tonumber(arg[1]))) or (arg[2] and not math.tointeger(tonumber(arg[2]))) then
+  io.stderr:write("usage: lua5.4 ", arg[0], " [WORKERS [ROUNDS]]   (2..16 workers, 1..10000 rounds each)\n")
+  os.exit(2)
+end
 local HOLD = 0.002
 local LOCK, GO, READY, COUNT, SLEPT = 0, 4, 8, 16, 24 -- the shared page's words
 

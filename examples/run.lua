@@ -21,7 +21,16 @@ local function usage(msg)
   os.exit(2)
 end
 
-local tap, quick, only, limit = false, false, nil, tonumber(os.getenv("MEMLAB_LAB_TIMEOUT")) or 120
+local tap, quick, only, limit = false, false, nil, 120
+-- a limit: a whole number of seconds, 1 or more (timeout's 0 would mean none, a fraction it rounds)
+local function seconds(text, from)
+  local n = math.tointeger(tonumber(text))
+  if not n or n < 1 then
+    usage(("%s needs a whole number of seconds, 1 or more (got %q)"):format(from, tostring(text)))
+  end
+  return n
+end
+if os.getenv("MEMLAB_LAB_TIMEOUT") then limit = seconds(os.getenv("MEMLAB_LAB_TIMEOUT"), "MEMLAB_LAB_TIMEOUT") end
 local i = 1
 while i <= #arg do
   local a = arg[i]
@@ -38,7 +47,7 @@ while i <= #arg do
     end
   elseif a == "--timeout" then
     i = i + 1
-    limit = tonumber(arg[i]) or usage("--timeout needs a number of seconds")
+    limit = seconds(arg[i], "--timeout")
   elseif a == "-h" or a == "--help" then usage("help")
   else usage("unknown argument " .. a) end
   i = i + 1

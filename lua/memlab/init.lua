@@ -521,7 +521,11 @@ function M.map(...)
              "the default)"):format(t.file and t.file .. " is" or "the fd names"), 2)
     end
     if offset < 0 or offset >= size then
-      return nil, size == 0 and "map: Invalid argument (the file is empty: nothing to map)"
+      local pseudo = type(t.file) == "string" and t.file:find("^/proc/") or
+                     type(t.file) == "string" and t.file:find("^/sys/")
+      return nil, size == 0 and (pseudo and "map: Invalid argument (the file's size is 0, as /proc and /sys "
+          .. "report for their text files, which mmap cannot map: read it with io.open)"
+          or "map: Invalid argument (the file is empty: nothing to map)")
         or ("map: Invalid argument (offset %d is not inside the file (%d byte%s): nothing to map)")
           :format(offset, size, size == 1 and "" or "s"), M.EINVAL
     end
