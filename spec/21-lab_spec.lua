@@ -10,9 +10,10 @@ local M = require "memlab"
 
 -- Runs examples/<name> in a child lua5.4 after `shell`, in a subshell whose errors go to the
 -- output too (`ulimit -n 5 && lua5.4 ...` failed under busted, whose stderr the child lacked);
--- returns its output and exit status.
-local function lab(name, shell)
-  local p = assert(io.popen(("(%s && exec lua5.4 examples/%s) 2>&1; echo \"exit $?\""):format(shell, name)))
+-- returns its output and exit status. `wrap`: a command to run it under (timeout 20).
+local function lab(name, shell, wrap)
+  local p = assert(io.popen(("(%s && exec %slua5.4 examples/%s) 2>&1; echo \"exit $?\"")
+                            :format(shell, wrap and wrap .. " " or "", name)))
   local out = p:read("a")
   p:close()
   return out, tonumber(out:match("exit (%d+)\n$"))
@@ -177,5 +178,62 @@ describe("the lab in a poor environment (outside review)", function()
     local out, code = lab("12_mmap_threshold.lua", "ulimit -v 200000")
     assert.equal(1, code, out)
     assert.matches("\nmalloc: Cannot allocate memory %(RLIMIT_AS allows 204800000 bytes", out)
+  end)
+end)
+
+describe("the lab's command lines (an outside review: a teacher's odd arguments)", function()
+  it("refuse bad counts and durations with a usage line and exit 2, before running anything", function()
+    for _, c in ipairs {
+      { "run.lua --timeout 0", "--timeout needs a whole number of seconds, 1 or more" },
+      { "run.lua --timeout -5", "--timeout needs a whole number of seconds, 1 or more" },
+      { "run.lua --timeout 2.5", "--timeout needs a whole number of seconds, 1 or more" },
+      { "18_shm_uptime.lua client 0", "SECONDS must be a number of seconds above 0" },
+      { "18_shm_uptime.lua server 1e9x", "SECONDS must be a number of seconds above 0" },
+      { "X2_shm_logger.lua 1 100000000000", "1..100000 lines each" },
+      { "X2_shm_logger.lua x", "1..32 writers" },
+      { "X6_futex_lock.lua 1", "2..16 workers" },
+    } do
+      local out, code = lab(c[1], "true", "timeout 20")
+      assert.equal(2, code, c[1] .. ": " .. out)
+      assert.matches(c[2], out, 1, true)
+    end
+    local out, code = lab("run.lua --only 06", "export MEMLAB_LAB_TIMEOUT=abc", "timeout 60")
+    assert.equal(2, code, out)
+    assert.matches("MEMLAB_LAB_TIMEOUT needs a whole number of seconds", out, 1, true)
+  end)
+
+  it("X3 refuses unknown commands and missing arguments, and creates no file for a read", function()
+    local db = H.tmpdir(finally)("kv.db")
+    for _, c in ipairs {
+      { "list", "no such database (put makes one)" }, { "get k", "no such database" },
+      { "bogus", 'no command "bogus"' }, { "put k", "put takes 2 arguments" },
+      { "get", "get takes 1 argument" }, { "put k v extra", "put takes 2 arguments" },
+    } do
+      local out, code = lab(("X3_mmap_db.lua %s %s"):format(db, c[1]), "true")
+      assert.equal(2, code, c[1] .. ": " .. out)
+      assert.matches(c[2], out, 1, true)
+      assert.is_nil(io.open(db), c[1] .. " made the file")
+    end
+    assert.equal(0, select(2, lab(("X3_mmap_db.lua %s put k v"):format(db), "true")))
+    local out, code = lab(("X3_mmap_db.lua %s get k"):format(db), "true")
+    assert.equal(0, code)
+    assert.equal("v\nexit 0\n", out)
+  end)
+
+  it("18's client stops after SECONDS seconds, not SECONDS reads", function()
+    if not H.have("timeout") then return pending("needs timeout(1)") end
+    local key_busy = M.shmget(0x666, 0, 0)
+    if key_busy then return pending("key 0x666 is in use: lab 18's server would not start") end
+    local p = assert(io.popen("exec lua5.4 examples/18_shm_uptime.lua server 3 >/dev/null 2>&1", "r"))
+    local deadline = M.clock() + 10
+    while not M.shmget(0x666, 0, 0) and M.clock() < deadline do M.sleep(0.01) end
+    local t0 = M.clock()
+    local out, code = lab("18_shm_uptime.lua client 1.5", "true", "timeout 20")
+    local took = M.clock() - t0
+    p:close()
+    assert.equal(0, code, out)
+    local _, reads = out:gsub("Timer is : %[", "")
+    assert.equal(2, reads, out)
+    assert.is_true(took >= 0.9 and took < 3, took)
   end)
 end)
