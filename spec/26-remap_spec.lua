@@ -337,7 +337,12 @@ describe("b:remap()", function()
     local b = M.map { length = 8 * ps }
     local at = b:address()
     assert.equal(b, b:remap(4 * ps)) -- its last 4 pages given back: free after it
-    assert.is_nil(M.region(at + 4 * ps))
+    local taken = M.region(at + 4 * ps)
+    if taken and H.valgrind then -- (the Debian 13 chroot, once: an rwxp translation cache)
+      b:unmap()
+      return pending("valgrind mapped memory of its own (" .. taken.perms .. ") into the freed pages")
+    end
+    assert.is_nil(taken)
     b:write(0, "kept")
     assert.equal(b, b:remap(8 * ps, true))
     assert.equal(at, b:address())
