@@ -106,18 +106,16 @@ local function PAGEOFF(size)
   pos = pos - 1
   return OFF(size)
 end
-local function OFF8(size)
-  local b = u8()
-  if b < 160 then return L(8 * (b % (size // 8 + 1))) end
-  pos = pos - 1
-  return OFF(size)
+-- an offset: mostly a multiple of k inside the buffer (an atomic's or a futex's word), else OFF's
+local function aligned(k)
+  return function(size)
+    local b = u8()
+    if b < 160 then return L(k * (b % (size // k + 1))) end
+    pos = pos - 1
+    return OFF(size)
+  end
 end
-local function OFF4(size)
-  local b = u8()
-  if b < 160 then return L(4 * (b % (size // 4 + 1))) end
-  pos = pos - 1
-  return OFF(size)
-end
+local OFF8, OFF4 = aligned(8), aligned(4)
 -- an offset and a length: mostly a range within the buffer; four results (value, source) x 2
 local function RANGE(size)
   local b = u8()
