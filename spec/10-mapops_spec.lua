@@ -734,6 +734,17 @@ describe("the mapping methods called without their buffer", function()
 end)
 
 describe("b:mapinfo()", function()
+  -- kills buffer.c:382 off = o->size - 1 -> 0, and -> o->size - 2 (the page before the last,
+  -- where the last holds one byte)
+  it("shows an empty view at the end the last page's protection, where page 0's differs", function()
+    local m = assert(M.mmap(nil, ps + 1, RW, M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0))
+    m:slice(ps, 1):protect("r")
+    assert.equal(ps + 1, #m)
+    assert.matches("(view of mmap, r--, private)", tostring(m:slice(#m)), 1, true)
+    assert.matches("(view of mmap, rw-, private)", tostring(m:slice(ps - 1, 0)), 1, true)
+    m:free()
+  end)
+
   it("describes an anonymous mapping", function()
     local b = assert(M.mmap(nil, ps + 1, M.PROT_READ, PA, -1, 0))
     local info = b:mapinfo()

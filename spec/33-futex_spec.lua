@@ -83,6 +83,40 @@ local function waiters(n, b, off, result)
 end
 
 describe("b:futex_wait() with nobody to wake it", function()
+  -- kills futex.c:73 lua_isnoneornil -> lua_isnone (nil raised "number expected, got nil")
+  it("takes nil seconds as no limit", function()
+    local b = M.malloc(8)
+    b:atomic_store32(0, 5)
+    assert.equal("changed", b:futex_wait(0, 4, nil))
+    b:free()
+  end)
+
+  -- kills sys.c:67 (the carry of tv_nsec dropped: EINVAL where now's ns + the fraction's
+  -- pass a second, at 0.999999 s all but one time in a million)
+  it("times out after a fraction of a second near 1, the deadline's nanoseconds carried", function()
+    local b = M.malloc(8)
+    b:atomic_store32(0, 5)
+    local t0 = H.clock()
+    local r, msg = b:futex_wait(0, 5, 0.999999)
+    assert.equal("timeout", r, msg)
+    assert.is_true(H.clock() - t0 >= 0.99)
+    b:free()
+  end)
+
+  -- kills futex.c:44 word_off without the view's offset (the protection of the view's first
+  -- byte's page in the owner, not the word's, named in the EFAULT explanation)
+  it("is refused on read-only private memory through a view at another page, naming that page's protection", function()
+    local m = H.anon(2)
+    m:slice(ps, ps):protect("r")
+    local v = m:slice(ps)
+    local why = "the word's page is r--: the kernel takes no futex on a read-only page of private "
+                .. "anonymous memory"
+    H.refused_saying(M.EFAULT, "futex_wait: Bad address (" .. why, v:futex_wait(12, 0, 0))
+    H.refused_saying(M.EFAULT, "futex_wake: Bad address (" .. why, v:futex_wake(12))
+    assert.equal("timeout", m:futex_wait(12, 0, 0)) -- page 0: writable
+    m:free()
+  end)
+
   it("answers 'changed' at once when the word holds another value, with or without a limit", function()
     local b = M.malloc(8)
     b:atomic_store32(0, 5)
@@ -148,6 +182,27 @@ describe("b:futex_wait() with nobody to wake it", function()
 end)
 
 describe("b:futex_wait() and b:futex_wake() on pages the kernel holds read-only for memlab", function()
+  -- kills futex.c:53 (the snapshot's refusal ignored: a bare EFAULT instead)
+  it("refuse, as a write does, when the armed snapshot cannot open /proc/self/pagemap", function()
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local b = assert(M.mmap(nil, 2 * M.pagesize(), M.PROT_READ | M.PROT_WRITE,
+                              M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0))
+      b:atomic_store32(0, 7)
+      local s = assert(b:snapshot())
+      local fds = take_fds()
+      local r, msg, code = b:futex_wait(0, 7, 0)
+      local w, wmsg = b:futex_wake(0)
+      give_fds(fds)
+      io.write(table.concat({ tostring(r), msg, tostring(code), tostring(w), wmsg,
+                              b:futex_wait(0, 7, 0) }, "|"))]])
+    assert.matches("^nil|/proc/self/pagemap: Too many open files %(an armed snapshot reads it to save "
+      .. "the pages before the futex_wait without copying the untouched ones: nothing was changed; "
+      .. "close a file, or free the snapshot%)|" .. M.EMFILE .. "|nil|/proc/self/pagemap: Too many "
+      .. "open files %(an armed snapshot reads it to save the pages before the futex_wake [^|]*|timeout$",
+      out)
+  end)
+
   it("save a page an armed snapshot holds, as a write does, and then wait (red team)", function()
     -- the kernel takes no futex on a read-only private page: it answered a bare EFAULT
     local function private_file() -- written below: its page a private copy, anonymous
@@ -203,6 +258,32 @@ describe("b:futex_wait() and b:futex_wake() on pages the kernel holds read-only 
 end)
 
 describe("b:futex_wake()", function()
+  -- kills futex.c:105 `(int)n` for the clamp to INT_MAX (math.maxinteger became -1: one woken)
+  it("wakes every waiter with math.maxinteger and with a count past 2^32, not one", function()
+    local b = shared_page()
+    local pids = waiters(3, b, 8, 64)
+    if not all_asleep(pids) then return pending(NO_WCHAN) end
+    assert.equal(3, b:futex_wake(8, MAXI))
+    assert.same({ "exit 0", "exit 0", "exit 0" }, A.reap(pids))
+    pids = waiters(2, b, 8, 64)
+    if not all_asleep(pids) then return pending(NO_WCHAN) end
+    assert.equal(2, b:futex_wake(8, (1 << 32) + 1)) -- (int) of it is 1
+    assert.same({ "exit 0", "exit 0" }, A.reap(pids))
+    b:free()
+  end)
+
+  -- kills futex.c:99 luaL_optinteger(L, 3, 1) -> default 2
+  it("wakes one waiter by default, of two", function()
+    local b = shared_page()
+    local pids = waiters(2, b, 8, 64)
+    if not all_asleep(pids) then return pending(NO_WCHAN) end
+    assert.equal(1, b:futex_wake(8))
+    assert.equal(1, b:futex_wake(8))
+    assert.equal(0, b:futex_wake(8))
+    assert.same({ "exit 0", "exit 0" }, A.reap(pids))
+    b:free()
+  end)
+
   it("wakes nobody and says 0 where nobody waits, for n 1 and math.maxinteger", function()
     local b = M.malloc(8)
     assert.equal(0, b:futex_wake(0))
@@ -314,6 +395,26 @@ describe("a mutex made of atomic_cas32, atomic_exchange32 and the futex", functi
 end)
 
 describe("b:futex_wait() and signals", function()
+  -- kills proc.c:211 (hook_watch without the main thread: Ctrl-C sets its hook there, not on
+  -- the coroutine that waits, which then waited for ever)
+  it("ends at Ctrl-C in a coroutine, where the interpreter hooks the main thread", function()
+    local out = H.run_lua([[
+      local M = require "memlab"
+      local me, t0 = M.getpid(), M.clock()
+      local b = M.malloc(8)
+      b:atomic_store32(0, 0)
+      local k = M.fork()
+      if k == 0 then M.sleep(0.2) M.kill(me, M.SIGINT) M._exit(0) end
+      local r, msg, code
+      local co = coroutine.wrap(function() r, msg, code = b:futex_wait(0, 0) end)
+      local ok, err = pcall(co)
+      M.waitpid(k)
+      io.write(table.concat({ tostring(r), tostring(msg), tostring(code == M.EINTR), tostring(ok),
+                              tostring(err), M.clock() - t0 < 10 and "quick" or "slow" }, "|"))]],
+      "timeout 20 ")
+    assert.matches("^nil|futex_wait: Interrupted system call|true|false|[^|]*interrupted!|quick$", out)
+  end)
+
   it("waits to its deadline however often a signal handler interrupts it", function()
     local out = H.run_lua([[
       local M = require "memlab"
