@@ -71,7 +71,7 @@ local function stop_all()
 end
 
 local futex_rt, poll_rt = start(true), start(false)
-local res = lib.run{ name = "round trip", target_ns = lib.quick and 2e6 or 5e7, variants = {
+local res = lib.run{ name = "round trip", variants = {
   { name = "futex", fn = futex_rt },
   { name = "poll", fn = poll_rt },
 }}

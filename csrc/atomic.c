@@ -86,8 +86,7 @@ static int run(lua_State *L, int op, int width, const char *fname) {
   if (op == A_CAS) a.w = atomic_operand(L, 4, width);
   Buffer *b;
   a.p = atomic_word(L, 2, width, fname, &b);
-  if (op != A_LOAD) /* (the offset: checked in range by atomic_word) */
-    mem_check_write(L, b->o, b->off + (size_t)lua_tointeger(L, 2), (size_t)width);
+  if (op != A_LOAD) mem_check_write(L, b->o, owner_off(b->o, a.p), (size_t)width);
   mem_access(L, b->o, do_atomic, &a, a.p, (size_t)width);
   if (op == A_STORE) return 0;
   if (op == A_CAS) lua_pushboolean(L, a.ok);

@@ -39,26 +39,23 @@ static const uint32_t *futex_word(lua_State *L, const char *fname, Buffer **pb) 
   return r.p;
 }
 
-/* The word's offset in its owner's memory (the offset at 2: checked by atomic_word). */
-static size_t word_off(lua_State *L, const Buffer *b) {
-  return b->off + (size_t)lua_tointeger(L, 2);
-}
 
 /* Before calling again after the kernel's EFAULT on a word it could read: a page an armed
  * snapshot keeps read-only in the kernel, which takes no futex on such a page of private memory,
  * is saved and given back its protection, as before a write (the kernel's futex asks for the
  * page writable first). 0, or the snapshot's refusal pushed (3 values). */
-static int snap_save_word(lua_State *L, const Buffer *b, const char *fname) {
-  int serr = snap_before_change(b->o, word_off(L, b), 4);
+static int snap_save_word(lua_State *L, const Buffer *b, const uint32_t *p, const char *fname) {
+  int serr = snap_before_change(b->o, owner_off(b->o, p), 4);
   return serr ? snap_refusal(L, serr, fname) : 0;
 }
 
 /* The kernel's refusal. Its EFAULT for a word it could read, with no armed snapshot on it, is a
  * read-only page of private anonymous memory: such a word can never change, and the kernel keys
  * no futex on it (a shared page, or a private file page not yet copied, it takes read-only). */
-static int futex_refusal(lua_State *L, const char *fname, int err, const Buffer *b) {
+static int futex_refusal(lua_State *L, const char *fname, int err, const Buffer *b,
+                         const uint32_t *p) {
   char prot[6];
-  owner_protstr(b->o, word_off(L, b), 4, prot);
+  owner_protstr(b->o, owner_off(b->o, p), 4, prot);
   if (err == EFAULT && prot[1] != 'w')
     return push_syserrorf(L, fname, err, "the word's page is %s: the kernel takes no futex on a "
                           "read-only page of private anonymous memory, whose word can never "
@@ -69,28 +66,21 @@ static int futex_refusal(lua_State *L, const char *fname, int err, const Buffer 
 static int futex_futex_wait(lua_State *L) {
   buf_check(L, 1);
   uint32_t expected = (uint32_t)atomic_operand(L, 3, 4);
-  double seconds = -1; /* none: no limit */
-  if (!lua_isnoneornil(L, 4)) {
-    lua_Number s = luaL_checknumber(L, 4);
-    if (!(s >= 0 && s < 1e9))
-      luaL_argerror(L, 4, lua_pushfstring(L, "seconds out of range (%s; 0 or more, below 1e9, "
-                                             "or nil for no limit)", luaL_tolstring(L, 4, NULL)));
-    seconds = (double)s;
-  }
+  double seconds = arg_seconds(L, 4, 1); /* -1: no limit */
   Buffer *b;
   const uint32_t *p = futex_word(L, "futex_wait", &b);
   HookWatch w;
   hook_watch(L, &w);
   int err = sys_futex_wait(p, expected, seconds, hook_changed, &w);
   if (err == EFAULT) {
-    if (snap_save_word(L, b, "futex_wait")) return 3;
+    if (snap_save_word(L, b, p, "futex_wait")) return 3;
     err = sys_futex_wait(p, expected, seconds, hook_changed, &w);
   }
   switch (err) {
     case 0: lua_pushliteral(L, "woken"); return 1;
     case EAGAIN: lua_pushliteral(L, "changed"); return 1;
     case ETIMEDOUT: lua_pushliteral(L, "timeout"); return 1;
-    default: return futex_refusal(L, "futex_wait", err, b);
+    default: return futex_refusal(L, "futex_wait", err, b, p);
   }
 }
 
@@ -101,13 +91,13 @@ static int futex_futex_wake(lua_State *L) {
     arg_range_error(L, 3, "count", n, "1 or more: math.maxinteger wakes every waiter");
   Buffer *b;
   const uint32_t *p = futex_word(L, "futex_wake", &b);
-  int woken;
-  int err = sys_futex_wake(p, n > INT_MAX ? INT_MAX : (int)n, &woken);
+  int count = n > INT_MAX ? INT_MAX : (int)n, woken;
+  int err = sys_futex_wake(p, count, &woken);
   if (err == EFAULT) {
-    if (snap_save_word(L, b, "futex_wake")) return 3;
-    err = sys_futex_wake(p, n > INT_MAX ? INT_MAX : (int)n, &woken);
+    if (snap_save_word(L, b, p, "futex_wake")) return 3;
+    err = sys_futex_wake(p, count, &woken);
   }
-  if (err) return futex_refusal(L, "futex_wake", err, b);
+  if (err) return futex_refusal(L, "futex_wake", err, b, p);
   lua_pushinteger(L, woken);
   return 1;
 }

@@ -205,6 +205,16 @@ int arg_range_error(lua_State *L, int idx, const char *what, lua_Integer v, cons
   return luaL_argerror(L, idx, lua_pushfstring(L, "%s out of range (%I; %s)", what, v, range));
 }
 
+double arg_seconds(lua_State *L, int idx, int nil_ok) {
+  if (nil_ok && lua_isnoneornil(L, idx)) return -1;
+  lua_Number s = luaL_checknumber(L, idx);
+  if (!(s >= 0 && s < 1e9)) /* (as written: -1, not -1.0) */
+    luaL_argerror(L, idx, lua_pushfstring(L, "seconds out of range (%s; 0 or more, below 1e9%s)",
+                                          luaL_tolstring(L, idx, NULL),
+                                          nil_ok ? ", or nil for no limit" : ""));
+  return (double)s;
+}
+
 /* A byte value: an integer 0..255 or a one-character string ('h' reads as in C). */
 int arg_byte(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TSTRING) {

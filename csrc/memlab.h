@@ -139,6 +139,9 @@ int arg_typeerror(lua_State *L, int idx, const char *want);
 /* Raises "bad argument #idx to 'f' (<what> out of range (<v>; <range>))": the value refused, and
  * what is taken. */
 int arg_range_error(lua_State *L, int idx, const char *what, lua_Integer v, const char *range);
+/* A duration at idx: a number of seconds, 0 or more and below 1e9 (NaN and inf refused, naming
+ * the value as written); with nil_ok, nil or none is -1 (no limit). */
+double arg_seconds(lua_State *L, int idx, int nil_ok);
 /* For a method's self (argument 1) that is no `want`: when the running function is the method
  * the call named, found in the methods table (field `field` of the metatable at registry[key]),
  * and the call was written with '.' (b.write(0, "x") passes 0 as self), raises the type
@@ -219,6 +222,11 @@ Buffer *buf_check(lua_State *L, int idx);
 void buf_need_root(lua_State *L, int idx, const Buffer *b, const char *act, const char *redo);
 /* The length of b's window (a root spans its whole Owner). */
 static inline size_t buf_len(const Buffer *b) { return b->isview ? b->len : b->o->size; }
+/* The offset in o's memory of p, an address inside it (as mem_check_write and the protection
+ * records count). */
+static inline size_t owner_off(const Owner *o, const void *p) {
+  return (size_t)((const unsigned char *)p - o->base);
+}
 /* Upvalue convention, which buf_test relies on for its fast path: upvalue 1 of every C function
  * of memlab is absent, the buffer metatable, or a value that is no userdata's metatable (another
  * type's metatable there would let that type pass for a buffer). Functions needing their own

@@ -299,13 +299,10 @@ static int proc_getpid(lua_State *L) {
 }
 
 static int proc_sleep(lua_State *L) {
-  lua_Number s = luaL_checknumber(L, 1);
-  if (!(s >= 0 && s < 1e9))
-    luaL_argerror(L, 1, lua_pushfstring(L, "seconds out of range (%s; 0 or more, below 1e9)",
-                                        luaL_tolstring(L, 1, NULL))); /* (as written: -1, not -1.0) */
+  double s = arg_seconds(L, 1, 0);
   HookWatch w;
   hook_watch(L, &w);
-  int err = sys_sleep((double)s, hook_changed, &w);
+  int err = sys_sleep(s, hook_changed, &w);
   if (err) return push_syserror(L, "sleep", err);
   lua_pushboolean(L, 1);
   return 1;

@@ -11,13 +11,13 @@
 #include "mapping.h"
 #include "sys.h"
 
-/* mremap's EFAULT: the range is more than one kernel mapping (valgrind says EINVAL). With one
- * protection all over, what split it is a lock or an advice on part of it. */
 static int cannot_grow_in_place(lua_State *L, int err) {
   return push_syserrorf(L, "mremap", err, "it cannot grow in place (most often because the pages "
                         "after it are in use): b:remap(n, true) lets it move");
 }
 
+/* mremap's EFAULT: the range is more than one kernel mapping (valgrind says EINVAL). With one
+ * protection all over, what split it is a lock or an advice on part of it. */
 static int several_mappings(lua_State *L, const MapInfo *mi) {
   unsigned uniform;
   int mixed = !protmap_uniform(&mi->pm, 0, mi->pm.npages, &uniform);
@@ -45,15 +45,22 @@ static int past_file_end(unsigned char *last, uint64_t at) {
   return size < 0 || (uint64_t)size <= at - at % sys_pagesize(); /* no byte of the page in it */
 }
 
+/* Maps len bytes of nothing (PROT_NONE, no reserve) at addr, only where they are free (EEXIST
+ * where they are not: another thread, or another mapping, has them): the old range a move back
+ * goes onto, the page b:remap holds to make a growth move, the probe of a growth in place. 0 and
+ * *out, or the errno. */
+static int reserve_at(void *addr, size_t len, void **out) {
+  return sys_mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+                  MAP_FIXED_NOREPLACE, -1, 0, out);
+}
+
 /* Moves the mapping a remap moved from `base` to p (len bytes) back to base, shrunk to its old
  * length: 1 if done. The old range is first held by a mapping of memlab's own, made only where
  * nothing is (MAP_FIXED_NOREPLACE: another thread may have mapped there since), so that moving
  * onto it replaces nothing of anyone else's. */
 static int move_back(void *base, size_t oldlen, void *p, size_t len) {
   void *hold, *q;
-  if (sys_mmap(base, oldlen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0,
-               &hold) != 0)
-    return 0;
+  if (reserve_at(base, oldlen, &hold) != 0) return 0;
   if (sys_mremap_to(p, len, oldlen, base, &q) == 0) return 1;
   sys_munmap(hold, oldlen);
   return 0;
@@ -161,8 +168,7 @@ int mmap_remap(lua_State *L) {
     return several_mappings(L, mi);
   void *hold = NULL; /* before anything is released: a refusal here changes nothing */
   if (into_stack) {
-    int herr = sys_mmap(o->base + mi->maplen, ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
-                        MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0, &hold);
+    int herr = reserve_at(o->base + mi->maplen, ps, &hold);
     /* (EEXIST: the page is in use, the kernel must move it anyway; hold stays NULL) */
     if (herr && herr != EEXIST)
       return push_syserrorf(L, "mremap", herr, "growing this mapping in place would reach into "
@@ -175,8 +181,7 @@ int mmap_remap(lua_State *L) {
    * those pages, which mmap places there only when they are free, and gives back at once. */
   if (!may_move && newmap > mi->maplen && map_has_inner(o)) {
     void *probe = NULL;
-    int perr = sys_mmap(o->base + mi->maplen, newmap - mi->maplen, PROT_NONE, MAP_PRIVATE |
-                        MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0, &probe);
+    int perr = reserve_at(o->base + mi->maplen, newmap - mi->maplen, &probe);
     if (perr == 0) sys_munmap(probe, newmap - mi->maplen);
     if (perr == EEXIST) return cannot_grow_in_place(L, ENOMEM);
   }

@@ -54,8 +54,6 @@ int sys_waitpid(pid_t pid, int options, pid_t *got, int *status, SysStop stop, v
 
 int sys_kill(pid_t pid, int sig) { return kill(pid, sig) == 0 ? 0 : errno; }
 
-/* Against a deadline: nanosleep's remaining time, resumed after each signal, loses a little
- * every time (rounded up to the timer's step), and under a signal every 50 us never ran out. */
 /* The CLOCK_MONOTONIC time `seconds` from now (0 <= seconds < 1e9, checked by the caller). */
 static int deadline_in(double seconds, struct timespec *end) {
   if (clock_gettime(CLOCK_MONOTONIC, end) != 0) return errno;
@@ -68,6 +66,8 @@ static int deadline_in(double seconds, struct timespec *end) {
   return 0;
 }
 
+/* Against a deadline: nanosleep's remaining time, resumed after each signal, loses a little
+ * every time (rounded up to the timer's step), and under a signal every 50 us never ran out. */
 int sys_sleep(double seconds, SysStop stop, void *ud) {
   struct timespec end;
   int err = deadline_in(seconds, &end);

@@ -734,9 +734,8 @@ describe("the mapping methods called without their buffer", function()
 end)
 
 describe("b:mapinfo()", function()
-  -- kills buffer.c:382 off = o->size - 1 -> 0, and -> o->size - 2 (the page before the last,
-  -- where the last holds one byte)
   it("shows an empty view at the end the last page's protection, where page 0's differs", function()
+    -- the last page holds one byte: not page 0's, nor the one before the last (a mutation review)
     local m = assert(M.mmap(nil, ps + 1, RW, M.MAP_PRIVATE | M.MAP_ANONYMOUS, -1, 0))
     m:slice(ps, 1):protect("r")
     assert.equal(ps + 1, #m)

@@ -299,16 +299,6 @@ describe("a full allocator", function()
     H.raises("attempt to use a destroyed allocator", b.alloc, b, m)
   end)
 
-  -- Counts the full collections that run from now on (a finalizer that makes its successor).
-  local function collections()
-    local count = { 0 }
-    local function sentinel()
-      setmetatable({}, { __gc = function() count[1] = count[1] + 1 sentinel() end })
-    end
-    sentinel()
-    return count
-  end
-
   -- lalloc.c alloc_new: collect_at = 2 (not 1), and alloc_collect's a->calls <= a->collect_at
   -- (not <), let a pool of one slot refuse its second block; a collection that gave blocks back
   -- pacing the next by 2 calls (not 1) let it refuse the third

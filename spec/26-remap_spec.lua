@@ -45,11 +45,7 @@ describe("b:remap()", function()
     local out = H.run_lua([[
       local M = require "memlab"
       local ps = M.pagesize()
-      local hi
-      for _, r in ipairs(M.maps()) do if r.path == "[stack]" then hi = r.to end end
-      local lim = M.getrlimit("stack")
-      local grow = (math.type(lim) == "integer" and lim < (1 << 32)) and lim or (1 << 32)
-      local addr = hi - grow - (1 << 20) - 2 * ps
+      local addr = stack_room(M) - 2 * ps
       local m = M.mmap(addr, 2 * ps, M.PROT_READ | M.PROT_WRITE,
                        M.MAP_PRIVATE | M.MAP_ANONYMOUS | M.MAP_FIXED_NOREPLACE, -1, 0)
       if not m then print("in use") return end
@@ -381,11 +377,7 @@ describe("b:remap()", function()
       local v, out = H.refusing_values(case[1], [[
         local M = require "memlab"
         local ps = M.pagesize()
-        local hi
-        for _, r in ipairs(M.maps()) do if r.path == "[stack]" then hi = r.to end end
-        local lim = M.getrlimit("stack")
-        local grow = (math.type(lim) == "integer" and lim < (1 << 32)) and lim or (1 << 32)
-        local room = hi - grow - (1 << 20)
+        local room = stack_room(M)
         local RW, PA = M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS
         local m = M.mmap(room - 2 * ps, 2 * ps, RW, PA | M.MAP_FIXED_NOREPLACE, -1, 0)
         if not m then return "in use" end

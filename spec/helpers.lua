@@ -108,11 +108,15 @@ end
 
 --- Where the room the main stack grows into starts: RLIMIT_STACK below [stack]'s top (4 GiB at
 -- most, as memlab counts it) and the kernel's 1 MiB guard gap below that.
-function H.stack_room()
-  local lim = M.getrlimit("stack")
-  local grow = (math.type(lim) == "integer" and lim < (1 << 32)) and lim or (1 << 32)
-  return H.stack_region().to - grow - (1 << 20)
-end
+-- (one source for this process and for child chunks, whose prelude defines it: CHILD_PRELUDE)
+local STACK_ROOM = "local function stack_room(M) local hi "
+  .. "for _, r in ipairs(M.maps()) do if r.path == '[stack]' then hi = r.to end end "
+  .. "if not hi then error('no [stack] in /proc/self/maps') end "
+  .. "local lim = M.getrlimit('stack') "
+  .. "local grow = (math.type(lim) == 'integer' and lim < (1 << 32)) and lim or (1 << 32) "
+  .. "return hi - grow - (1 << 20) end "
+local stack_room = assert(load(STACK_ROOM .. "return stack_room"))()
+function H.stack_room() return stack_room(M) end
 
 function H.anon(pages, prot, flags)
   return assert(M.mmap(nil, pages * H.ps, prot or H.RW, flags or H.PA, -1, 0))
@@ -455,10 +459,11 @@ function H.run_memlocked(kib, code)
 end
 
 -- What every child chunk can call: take_fds() opens /dev/null until no descriptor is left and
--- returns the files, give_fds(files) closes them (for the calls that must cope without one).
+-- returns the files, give_fds(files) closes them (for the calls that must cope without one);
+-- stack_room(M), as H.stack_room().
 local CHILD_PRELUDE = "local function take_fds() local fds = {} while true do "
   .. "local f = io.open('/dev/null') if not f then return fds end fds[#fds + 1] = f end end "
-  .. "local function give_fds(fds) for _, f in ipairs(fds) do f:close() end end "
+  .. "local function give_fds(fds) for _, f in ipairs(fds) do f:close() end end " .. STACK_ROOM
 
 --- The prefix that runs H.run_lua's child as user nobody (uid 65534), or nil and why: it needs
 -- root and setpriv, and a checkout nobody can read (one cloned under /root, whose mode is 0700 on

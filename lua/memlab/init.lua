@@ -521,10 +521,9 @@ function M.map(...)
              "the default)"):format(t.file and t.file .. " is" or "the fd names"), 2)
     end
     if offset < 0 or offset >= size then
-      local pseudo = type(t.file) == "string" and t.file:find("^/proc/") or
-                     type(t.file) == "string" and t.file:find("^/sys/")
-      return nil, size == 0 and (pseudo and "map: Invalid argument (the file's size is 0, as /proc and /sys "
-          .. "report for their text files, which mmap cannot map: read it with io.open)"
+      local pseudo = type(t.file) == "string" and (t.file:find("^/proc/") or t.file:find("^/sys/"))
+      return nil, size == 0 and (pseudo and "map: Invalid argument (the file's size is 0, as /proc "
+          .. "and /sys report for their text files, which mmap cannot map: read it with io.open)"
           or "map: Invalid argument (the file is empty: nothing to map)")
         or ("map: Invalid argument (offset %d is not inside the file (%d byte%s): nothing to map)")
           :format(offset, size, size == 1 and "" or "s"), M.EINVAL
