@@ -170,6 +170,7 @@ int mmap_open(lua_State *L);
 int mapops_open(lua_State *L);
 int snapshot_open(lua_State *L);
 int mfile_open(lua_State *L);
+int filelock_open(lua_State *L);
 /* The file descriptor argument at idx: -1 for nil, an integer, a memlab file or an io file (its
  * buffered writes flushed first: *flush_err is that flush's errno, else 0). */
 int mfile_arg_fd(lua_State *L, int idx, int *flush_err);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <sys/file.h>
 #include <sys/syscall.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
@@ -90,6 +91,18 @@ int sys_futex_wait(const uint32_t *addr, uint32_t val, double seconds, SysStop s
   }
   while (syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, val, endp, NULL, FUTEX_BITSET_MATCH_ANY) != 0)
     if (errno != EINTR || stop(ud)) return errno;
+  return 0;
+}
+
+int sys_flock(int fd, int op, SysStop stop, void *ud) {
+  while (flock(fd, op) != 0)
+    if (errno != EINTR || stop(ud)) return errno;
+  return 0;
+}
+
+int sys_fcntl_lock(int fd, int cmd, struct flock *fl, SysStop stop, void *ud) {
+  while (fcntl(fd, cmd, fl) != 0)
+    if (errno != EINTR || !stop || stop(ud)) return errno;
   return 0;
 }
 

@@ -55,6 +55,14 @@ int sys_sleep(double seconds, SysStop stop, void *ud);
 int sys_futex_wait(const uint32_t *addr, uint32_t val, double seconds, SysStop stop, void *ud);
 int sys_futex_wake(const uint32_t *addr, int n, int *woken);
 
+/* Advisory file locks: flock(2) with op as C takes it, fcntl(2) with a lock command (fl filled
+ * back by the get commands). A wait (no LOCK_NB, F_SETLKW, F_OFD_SETLKW) goes on after a signal
+ * handler ran unless stop(ud) says to stop (EINTR); stop may be NULL for the commands that never
+ * wait. */
+struct flock;
+int sys_flock(int fd, int op, SysStop stop, void *ud);
+int sys_fcntl_lock(int fd, int cmd, struct flock *fl, SysStop stop, void *ud);
+
 /* Mappings. Preconditions: lengths > 0; addr (and off for mmap) page aligned where the kernel
  * requires it (munmap, mprotect, msync, madvise, mincore, mremap); the caller checked that the
  * range is memory it owns. sys_mincore fills one byte per page of [addr, addr+len). sys_mmap with

@@ -327,6 +327,33 @@ local OPS = {
       call('M.memfd_create', M.memfd_create)
     end },
   { 4, filem('truncate', TRUNC) },
+  -- file locks, never a wait that could last: a memfd is one open of its own file, so only flock
+  -- may wait, on a memlab file (two opens of one file, or this process's OFD lock under its own
+  -- F_SETLKW, would wait for ever, as in C)
+  { 3, function()
+      local k = u8()
+      if k < 200 then arg(slot_of('file')) else arg(A(64)) end
+      if k % 2 == 0 then
+        local ops = { M.LOCK_SH | M.LOCK_NB, M.LOCK_EX | M.LOCK_NB, M.LOCK_UN, M.LOCK_NB, 0, -1, 3 }
+        if k < 200 then ops[#ops + 1], ops[#ops + 2] = M.LOCK_SH, M.LOCK_EX end
+        arg(pickL(ops)())
+        trim(0)
+        call('M.flock', M.flock)
+      else
+        arg(pickL({ M.F_SETLK, M.F_GETLK, M.F_OFD_SETLK, M.F_OFD_GETLK, 0, -1, MAXI })())
+        local fields = {
+          { 'type', pickL({ M.F_RDLCK, M.F_WRLCK, M.F_UNLCK, M.F_RDLCK, M.F_WRLCK, 3, -1, 0.5 }) },
+          { 'whence', pickL({ M.SEEK_SET, M.SEEK_CUR, M.SEEK_END, 7 }) },
+          { 'start', pickL({ 0, 1, 100, -1, MAXI, MINI, PS }) },
+          { 'len', pickL({ 0, 1, -1, MAXI, MINI, PS, -PS }) },
+        }
+        if u8() < 16 then fields[#fields + 1] = { 'lenght', pickL({ 1 }) } end
+        local t, ts = opts(fields)
+        arg(t, ts)
+        trim(1)
+        call('M.fcntl', M.fcntl)
+      end
+    end },
   { 2, function()
       local names = { 'size', 'fileno', 'close', 'seals' }
       local k = u8() % 5 + 1

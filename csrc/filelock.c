@@ -1,0 +1,248 @@
+/* filelock.c: advisory file locks, as C takes them, for processes that share a file or a mapping
+ * of one:
+ *   M.flock(file, op) -> true | nil, msg, errno
+ *     flock(2): the whole file; op M.LOCK_SH, M.LOCK_EX or M.LOCK_UN, or'ed with M.LOCK_NB.
+ *   M.fcntl(file, cmd, lock) -> true (the set commands) | a lock table (the get commands) |
+ *                               nil, msg, errno
+ *     fcntl(2)'s record locks on a range: cmd M.F_SETLK, M.F_SETLKW, M.F_GETLK (POSIX locks, the
+ *     process's) or M.F_OFD_SETLK, M.F_OFD_SETLKW, M.F_OFD_GETLK (open file description locks);
+ *     lock { type = M.F_RDLCK | M.F_WRLCK | M.F_UNLCK, whence = M.SEEK_SET, start = 0, len = 0 }
+ *     (len 0: to the end of the file, however far it grows), C's struct flock.
+ * file: an integer descriptor, a memlab file or an io file (its buffered writes flushed first, so
+ * what it wrote under the lock is in the file before the lock goes). A wait (no LOCK_NB, or
+ * F_SETLKW) goes on after signal handlers ran and ends with EINTR at Ctrl-C, as M.sleep's does.
+ * A refusal for a held lock says who holds it: the get command of the same family for fcntl's,
+ * /proc/locks for flock's (which names the process that took the lock). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "mapping.h"
+#include "memlab.h"
+#include "sys.h"
+
+/* The descriptor of the file at 1, its io buffer flushed; raises for nil, -1 or a closed file.
+ * Returns -1 with the flush's refusal pushed (3 values). */
+static int lock_fd(lua_State *L, const char *undone) {
+  int flush_err = 0;
+  if (lua_isnoneornil(L, 1)) arg_typeerror(L, 1, "file descriptor (integer, memlab file or io file)");
+  int fd = mfile_arg_fd(L, 1, &flush_err);
+  if (fd < 0) luaL_argerror(L, 1, "a file expected, got -1");
+  if (flush_err) {
+    mfile_flush_refusal(L, flush_err, undone);
+    return -1;
+  }
+  return fd;
+}
+
+/* ---- flock ---- */
+
+/* Who holds a flock lock on fd's file, from /proc/locks ("3: FLOCK  ADVISORY  WRITE 2035
+ * fe:00:10952966 0 EOF"; "->" marks a waiter): "a WRITE lock taken by pid N", or "" when it
+ * cannot tell. buf: at least 160 bytes. */
+static const char *flock_holder(int fd, char *buf, size_t size) {
+  struct stat st;
+  buf[0] = '\0';
+  if (fstat(fd, &st) != 0) return buf;
+  FILE *f = fopen("/proc/locks", "re");
+  if (!f) return buf;
+  char line[256], kind[16], mode[16];
+  unsigned maj, min;
+  unsigned long long ino;
+  long pid;
+  int pos;
+  while (fgets(line, sizeof line, f)) {
+    if (strstr(line, "->")) continue;
+    if (sscanf(line, "%*d: %15s %*s %15s %ld %x:%x:%llu%n", kind, mode, &pid, &maj, &min, &ino,
+               &pos) != 6 || strcmp(kind, "FLOCK") != 0)
+      continue;
+    if (maj != major(st.st_dev) || min != minor(st.st_dev) || ino != (unsigned long long)st.st_ino)
+      continue;
+    if (pid == (long)getpid())
+      snprintf(buf, size, "a %s lock taken by this process (pid %ld) through another open of the "
+               "file: a flock lock belongs to the open, and two opens of one file conflict",
+               mode, pid);
+    else
+      snprintf(buf, size, "a %s lock taken by pid %ld (/proc/locks; a child forked since shares "
+               "it)", mode, pid);
+    break;
+  }
+  fclose(f);
+  return buf;
+}
+
+static int filelock_flock(lua_State *L) {
+  lua_Integer op = luaL_checkinteger(L, 2);
+  lua_Integer how = op & ~(lua_Integer)LOCK_NB;
+  if (how != LOCK_SH && how != LOCK_EX && how != LOCK_UN)
+    arg_range_error(L, 2, "op", op, "M.LOCK_SH, M.LOCK_EX or M.LOCK_UN, or'ed with M.LOCK_NB");
+  int fd = lock_fd(L, how == LOCK_UN ? "unlocked" : "locked");
+  if (fd < 0) return 3;
+  HookWatch w;
+  hook_watch(L, &w);
+  int err = sys_flock(fd, (int)op, hook_changed, &w);
+  if (err == EWOULDBLOCK) {
+    char holder[200];
+    if (*flock_holder(fd, holder, sizeof holder))
+      return push_syserrorf(L, "flock", err, "%s", holder);
+  }
+  if (err) return push_syserror(L, "flock", err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---- fcntl's record locks ---- */
+
+static const char *const LOCK_FIELDS[] = {"type", "whence", "start", "len", "pid", NULL};
+
+/* Field `name` of the lock table at idx as an integer, def when nil (def < 0: required). */
+static lua_Integer lock_field(lua_State *L, int idx, const char *name, lua_Integer def) {
+  int t = lua_getfield(L, idx, name);
+  lua_Integer v = def;
+  int isnum;
+  if (t != LUA_TNIL || def < 0) {
+    v = lua_tointegerx(L, -1, &isnum);
+    if (!isnum)
+      luaL_argerror(L, idx, lua_pushfstring(L, "lock.%s: integer expected, got %s", name,
+                                            t == LUA_TNUMBER ? "float" : luaL_typename(L, -1)));
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* The lock table at 3 as a struct flock; raises for a field it does not know (a typo would
+ * otherwise lock from 0 to the end), a type or whence out of range (F_UNLCK for a get command:
+ * the kernel's EINVAL). */
+static void arg_lock(lua_State *L, int getlk, struct flock *fl) {
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, 3)) {
+    lua_pop(L, 1);
+    int known = 0;
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (const char *const *f = LOCK_FIELDS; *f; f++) known |= strcmp(*f, lua_tostring(L, -1)) == 0;
+    if (!known)
+      luaL_argerror(L, 3, lua_pushfstring(L, "lock has no field '%s' (its fields: type, whence, "
+                                          "start, len; pid is read back by the get commands)",
+                                          luaL_tolstring(L, -1, NULL)));
+  }
+  lua_Integer type = lock_field(L, 3, "type", -1);
+  if (type != F_RDLCK && type != F_WRLCK && (type != F_UNLCK || getlk))
+    arg_range_error(L, 3, "lock.type", type, getlk ? "M.F_RDLCK or M.F_WRLCK: a get command asks "
+                    "what would block that lock" : "M.F_RDLCK, M.F_WRLCK or M.F_UNLCK");
+  lua_Integer whence = lock_field(L, 3, "whence", SEEK_SET);
+  if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END)
+    arg_range_error(L, 3, "lock.whence", whence, "M.SEEK_SET, M.SEEK_CUR or M.SEEK_END");
+  memset(fl, 0, sizeof *fl); /* l_pid 0: the OFD commands refuse any other */
+  fl->l_type = (short)type;
+  fl->l_whence = (short)whence;
+  fl->l_start = (off_t)lock_field(L, 3, "start", 0);
+  fl->l_len = (off_t)lock_field(L, 3, "len", 0);
+}
+
+static int lock_cmd(lua_State *L, lua_Integer cmd, int *getlk, int *ofd) {
+  switch (cmd) {
+    case F_GETLK: *getlk = 1; *ofd = 0; return F_GETLK;
+    case F_SETLK: case F_SETLKW: *getlk = 0; *ofd = 0; return (int)cmd;
+    case F_OFD_GETLK: *getlk = 1; *ofd = 1; return F_OFD_GETLK;
+    case F_OFD_SETLK: case F_OFD_SETLKW: *getlk = 0; *ofd = 1; return (int)cmd;
+    default:
+      return arg_range_error(L, 2, "cmd", cmd, "the lock commands M.F_SETLK, M.F_SETLKW, "
+                             "M.F_GETLK, M.F_OFD_SETLK, M.F_OFD_SETLKW, M.F_OFD_GETLK; a memfd's "
+                             "seals are f:seal and f:seals");
+  }
+}
+
+/* "bytes 10 to 29" or "bytes from 10 to the end of the file", of a lock the kernel gave back
+ * (whence SEEK_SET, len 0 or positive). */
+static const char *range_text(lua_State *L, const struct flock *fl) {
+  if (fl->l_len == 0)
+    return lua_pushfstring(L, "bytes from %I to the end of the file", (lua_Integer)fl->l_start);
+  return lua_pushfstring(L, "bytes %I to %I", (lua_Integer)fl->l_start,
+                         (lua_Integer)(fl->l_start + fl->l_len - 1));
+}
+
+/* { type =, whence = M.SEEK_SET, start =, len =, pid = } as the get command filled fl */
+static void push_lock(lua_State *L, const struct flock *fl) {
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, fl->l_type);
+  lua_setfield(L, -2, "type");
+  lua_pushinteger(L, fl->l_whence);
+  lua_setfield(L, -2, "whence");
+  lua_pushinteger(L, (lua_Integer)fl->l_start);
+  lua_setfield(L, -2, "start");
+  lua_pushinteger(L, (lua_Integer)fl->l_len);
+  lua_setfield(L, -2, "len");
+  lua_pushinteger(L, fl->l_pid);
+  lua_setfield(L, -2, "pid");
+}
+
+/* The kernel's refusal of a set command, said why where memlab can tell. */
+static int fcntl_refusal(lua_State *L, int fd, int cmd, int ofd, const struct flock *asked, int err) {
+  if ((err == EAGAIN || err == EACCES) && asked->l_type != F_UNLCK) {
+    struct flock held = *asked;
+    if (sys_fcntl_lock(fd, ofd ? F_OFD_GETLK : F_GETLK, &held, NULL, NULL) == 0 &&
+        held.l_type != F_UNLCK) {
+      const char *range = range_text(L, &held);
+      const char *kind = held.l_type == F_WRLCK ? "write" : "read";
+      if (held.l_pid > 0)
+        return push_syserrorf(L, "fcntl", err, "%s are %s-locked by pid %d", range, kind,
+                              (int)held.l_pid);
+      return push_syserrorf(L, "fcntl", err, "%s are %s-locked through an open file description "
+                            "(an OFD lock, which has no pid), maybe this process's own other "
+                            "open of the file", range, kind);
+    }
+  }
+  if (err == EBADF && sys_fd_accmode(fd) >= 0)
+    return push_syserrorf(L, "fcntl", err, "a %s lock needs the file open for %s",
+                          asked->l_type == F_WRLCK ? "write" : "read",
+                          asked->l_type == F_WRLCK ? "writing" : "reading");
+  if (err == EDEADLK)
+    return push_syserrorf(L, "fcntl", err, "waiting would deadlock: the process that holds the "
+                          "range waits for a lock this process holds");
+  if (err == EINVAL && cmd != F_GETLK && cmd != F_OFD_GETLK)
+    return push_syserrorf(L, "fcntl", err, "the range (start %I from %s, len %I) must not begin "
+                          "before the file does", (lua_Integer)asked->l_start,
+                          asked->l_whence == SEEK_SET ? "SEEK_SET"
+                          : asked->l_whence == SEEK_CUR ? "SEEK_CUR" : "SEEK_END",
+                          (lua_Integer)asked->l_len);
+  return push_syserror(L, "fcntl", err);
+}
+
+static int filelock_fcntl(lua_State *L) {
+  int getlk = 0, ofd = 0; /* (set by lock_cmd, which raises for any other cmd) */
+  int cmd = lock_cmd(L, luaL_checkinteger(L, 2), &getlk, &ofd);
+  struct flock fl;
+  arg_lock(L, getlk, &fl);
+  int fd = lock_fd(L, getlk ? "asked" : fl.l_type == F_UNLCK ? "unlocked" : "locked");
+  if (fd < 0) return 3;
+  HookWatch w;
+  hook_watch(L, &w);
+  struct flock asked = fl;
+  int err = sys_fcntl_lock(fd, cmd, &fl, hook_changed, &w);
+  if (err) return fcntl_refusal(L, fd, cmd, ofd, &asked, err);
+  if (getlk) push_lock(L, &fl);
+  else lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg filelock_funcs[] = {
+  {"flock", filelock_flock}, {"fcntl", filelock_fcntl}, {NULL, NULL}};
+
+static const ConstReg filelock_consts[] = {
+  MLCONST(LOCK_SH), MLCONST(LOCK_EX), MLCONST(LOCK_UN), MLCONST(LOCK_NB),
+  MLCONST(F_SETLK), MLCONST(F_SETLKW), MLCONST(F_GETLK), MLCONST(F_OFD_SETLK),
+  MLCONST(F_OFD_SETLKW), MLCONST(F_OFD_GETLK), MLCONST(F_RDLCK), MLCONST(F_WRLCK),
+  MLCONST(F_UNLCK), MLCONST(SEEK_SET), MLCONST(SEEK_CUR), MLCONST(SEEK_END),
+  MLCONST(EWOULDBLOCK), MLCONST(EDEADLK), MLCONST(ENOLCK), {NULL, 0}};
+
+int filelock_open(lua_State *L) {
+  set_funcs(L, filelock_funcs);
+  set_consts(L, filelock_consts);
+  return 0;
+}

@@ -1,0 +1,417 @@
+-- spec/34-filelock_spec.lua: advisory file locks, M.flock(file, op) and the lock commands of
+-- M.fcntl(file, cmd, lock). Who conflicts with whom (another open of the file in this process,
+-- another process, a forked child sharing the open), what a refusal says of the holder, waits
+-- that end when the holder lets go, at Ctrl-C or in a deadlock, POSIX locks lost when any
+-- descriptor of the file closes (also the one M.map opens) where open file description locks
+-- stay, buffered io writes flushed before an unlock, and bad arguments.
+local M = require "memlab"
+local H = require "helpers"
+local A = require "atomicspec"
+
+local ps, RW = H.ps, H.RW
+
+-- A fresh file of 100 bytes, its path (removed when the test ends).
+local function lockfile(finally)
+  return H.tmpdir(finally)("locked", ("x"):rep(100))
+end
+
+local function open(path, mode) return assert(io.open(path, mode or "r+")) end
+
+-- A page shared with children: word 0 counts children that are ready, the doubles at 8 and 16
+-- their clocks.
+local function shared_page()
+  return assert(M.mmap(nil, ps, RW, M.MAP_SHARED | M.MAP_ANONYMOUS, -1, 0))
+end
+
+local function until_ready(page, n)
+  local deadline = M.clock() + 30
+  while page:atomic_load(0) < n do
+    assert(M.clock() < deadline, "the child never got ready")
+    M.sleep(0.002)
+  end
+end
+
+-- In a child: takes the lock with take() (which blocks), noting the clock just after at 8 of page;
+-- in this process: lets go with release() 0.2 s after the child is about to wait. Returns when
+-- the child got the lock and when this process let go, and how the child ended.
+local function waits_for(page, take, release)
+  local pids = A.fork_children(1, function()
+    page:atomic_add(0, 1)
+    assert(take())
+    page:pack("d", 8, M.clock())
+  end)
+  until_ready(page, 1)
+  M.sleep(0.2)
+  local released = M.clock()
+  assert(release())
+  local ends = A.reap(pids)
+  return page:unpack("d", 8), released, ends[1]
+end
+
+-- The output of a child interpreter that waits with call() on a lock this process holds, and
+-- gets Ctrl-C (SIGINT) 0.2 s later: "<results>|<error>|quick or slow".
+local function ctrl_c_during(path, hold, call)
+  return H.run_lua(([[
+    local M = require "memlab"
+    local me, t0 = M.getpid(), M.clock()
+    local f, g = assert(io.open(%q, "r+")), assert(io.open(%q, "r+"))
+    assert(%s)
+    local k = M.fork()
+    if k == 0 then M.sleep(0.2) M.kill(me, M.SIGINT) M._exit(0) end
+    local r = {}
+    local ok, err = pcall(function() r = { %s } end)
+    M.waitpid(k)
+    io.write(tostring(r[1]), "|", tostring(err), "|", M.clock() - t0 < 10 and "quick" or "slow")]])
+    :format(path, path, hold, call), "timeout 60 ")
+end
+
+describe("M.flock(file, op)", function()
+  it("excludes another open of the file, in this process or another, naming who took the lock", function()
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    H.refused_saying(M.EWOULDBLOCK, ("a WRITE lock taken by this process (pid %d) through another open")
+                     :format(M.getpid()), M.flock(g, M.LOCK_SH | M.LOCK_NB))
+    local me = M.getpid()
+    assert.same({ "exit", 0 }, { H.in_child(function()
+      local ok, msg, code = M.flock(open(path), M.LOCK_EX | M.LOCK_NB)
+      return ok == nil and code == M.EWOULDBLOCK
+             and msg:find(("a WRITE lock taken by pid %d"):format(me), 1, true) ~= nil
+    end) })
+    assert.is_true(M.flock(f, M.LOCK_UN))
+    assert.is_true(M.flock(g, M.LOCK_EX | M.LOCK_NB))
+    f:close()
+    g:close()
+  end)
+
+  it("lets shared locks be held together, an exclusive one then refused", function()
+    local path = lockfile(finally)
+    local f, g, h = open(path), open(path), open(path)
+    assert.is_true(M.flock(f, M.LOCK_SH))
+    assert.is_true(M.flock(g, M.LOCK_SH | M.LOCK_NB))
+    H.refused_saying(M.EWOULDBLOCK, "a READ lock taken by this process", M.flock(h, M.LOCK_EX | M.LOCK_NB))
+    -- a lock converted: g's shared lock becomes exclusive once f lets go
+    assert.is_true(M.flock(f, M.LOCK_UN))
+    assert.is_true(M.flock(g, M.LOCK_EX | M.LOCK_NB))
+    H.refused(M.EWOULDBLOCK, M.flock(f, M.LOCK_SH | M.LOCK_NB))
+    for _, x in ipairs { f, g, h } do x:close() end
+  end)
+
+  it("without LOCK_NB, waits until the holder lets go", function()
+    local path = lockfile(finally)
+    local f = open(path)
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    local got, released, how = waits_for(shared_page(), function() return M.flock(open(path), M.LOCK_EX) end,
+                                         function() return M.flock(f, M.LOCK_UN) end)
+    assert.equal("exit 0", how)
+    assert.is_true(got >= released, ("the child got the lock %.3f s before it was let go"):format(released - got))
+    f:close()
+  end)
+
+  it("is the open's: a forked child shares it, and its LOCK_UN lets go for both", function()
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    assert.same({ "exit", 0 }, { H.in_child(function()
+      return M.flock(f, M.LOCK_EX | M.LOCK_NB) == true and M.flock(f, M.LOCK_UN) == true
+    end) })
+    assert.is_true(M.flock(g, M.LOCK_EX | M.LOCK_NB))
+    f:close()
+    g:close()
+  end)
+
+  it("goes with the last descriptor of the open, and takes memlab files and descriptors", function()
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    f:close()
+    assert.is_true(M.flock(g, M.LOCK_EX | M.LOCK_NB))
+    g:close()
+    local mf = assert(M.memfd_create("locked"))
+    assert.is_true(M.flock(mf, M.LOCK_EX))
+    assert.is_true(M.flock(mf:fileno(), M.LOCK_UN))
+    mf:close()
+  end)
+
+  it("flushes an io file's buffered writes before it unlocks", function()
+    local path = lockfile(finally)
+    local f = open(path)
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    f:write("written under the lock")
+    assert.is_true(M.flock(f, M.LOCK_UN))
+    local g = open(path, "r")
+    assert.equal("written under the lock", g:read(22))
+    g:close()
+    f:close()
+  end)
+
+  it("keeps the lock when the io file's buffered writes cannot be flushed, saying so", function()
+    local f = open("/dev/full", "w")
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = M.F_WRLCK }))
+    f:setvbuf("full")
+    f:write("no room")
+    H.refused_saying(M.ENOSPC, "the io file's buffered writes could not be written; nothing unlocked",
+                     M.flock(f, M.LOCK_UN))
+    f:write("no room") -- (glibc dropped what the failed flush could not write)
+    H.refused_saying(M.ENOSPC, "nothing unlocked", M.fcntl(f, M.F_SETLK, { type = M.F_UNLCK }))
+    local _, code = H.in_child(function()
+      local g = open("/dev/full", "w")
+      local held = M.fcntl(g, M.F_GETLK, { type = M.F_WRLCK })
+      local ok, _, errno = M.flock(g, M.LOCK_EX | M.LOCK_NB)
+      M._exit(held.type == M.F_WRLCK and ok == nil and errno == M.EWOULDBLOCK and 10 or 11)
+    end)
+    assert.equal(10, code)
+    f:close()
+  end)
+
+  it("and fcntl's locks leave each other alone", function()
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    assert.is_true(M.fcntl(g, M.F_OFD_SETLK, { type = M.F_WRLCK }))
+    f:close()
+    g:close()
+  end)
+
+  it("ends at Ctrl-C in the standalone interpreter", function()
+    local out = ctrl_c_during(lockfile(finally), "M.flock(f, M.LOCK_EX)", "M.flock(g, M.LOCK_EX)")
+    assert.matches("^nil|[^|]*interrupted!|quick$", out)
+  end)
+
+  it("goes on waiting after a signal handler ran", function()
+    local path = lockfile(finally)
+    local out = H.run_lua(([[
+      local M = require "memlab"
+      local f, g = assert(io.open(%q, "r+")), assert(io.open(%q, "r+"))
+      assert(M.flock(f, M.LOCK_EX))
+      local k = M.fork()
+      if k == 0 then M.sleep(0.3) M.flock(f, M.LOCK_UN) M._exit(0) end
+      assert(require("crashme").ticker(50))
+      local t0 = M.clock()
+      local r = { M.flock(g, M.LOCK_EX) }
+      local secs = M.clock() - t0
+      require("crashme").ticker(0)
+      M.waitpid(k)
+      io.write(tostring(r[1]), " ", tostring(r[2]), " ", ("%%.3f"):format(secs))]]):format(path, path),
+      "timeout 30 ")
+    local r, secs = out:match("^(%S+) nil ([%d.]+)$")
+    assert.equal("true", r, out)
+    assert.is_true(tonumber(secs) >= 0.2, out)
+  end)
+
+  it("raises for an op it does not know, and for what is no open file", function()
+    local path = lockfile(finally)
+    local f = open(path)
+    for _, op in ipairs { 0, M.LOCK_NB, M.LOCK_SH | M.LOCK_EX, 16, -1, math.maxinteger } do
+      H.raises(("op out of range (%d; M.LOCK_SH, M.LOCK_EX or M.LOCK_UN, or'ed with M.LOCK_NB)"):format(op),
+               M.flock, f, op)
+    end
+    H.raises("number has no integer representation", M.flock, f, 2.5)
+    H.raises("bad argument #2 to 'fn' (number expected, got no value)", M.flock, f)
+    H.raises("bad argument #1 to 'fn' (file descriptor (integer, memlab file or io file) expected, got nil (did the call",
+             M.flock, nil, M.LOCK_EX)
+    H.raises("file descriptor (integer, memlab file or io file) expected, got table", M.flock, {}, M.LOCK_EX)
+    H.raises("a file expected, got -1", M.flock, -1, M.LOCK_EX)
+    H.raises("file descriptor out of range", M.flock, 2 ^ 40 // 1, M.LOCK_EX)
+    f:close()
+    H.raises("bad argument #1 to 'fn' (closed file)", M.flock, f, M.LOCK_EX)
+    local mf = assert(M.memfd_create("x"))
+    mf:close()
+    H.raises("closed file", M.flock, mf, M.LOCK_EX)
+    H.fails(M.EBADF, M.flock(1000000, M.LOCK_EX))
+  end)
+end)
+
+describe("M.fcntl(file, cmd, lock)", function()
+  local W, R, U = M.F_WRLCK, M.F_RDLCK, M.F_UNLCK
+
+  it("locks a range against other processes, and F_GETLK says who holds it", function()
+    local path = lockfile(finally)
+    local f = open(path)
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = W, start = 10, len = 20 }))
+    local me = M.getpid()
+    assert.same({ "exit", 0 }, { H.in_child(function()
+      local g = open(path)
+      local held = M.fcntl(g, M.F_GETLK, { type = R, start = 0, len = 15 })
+      assert.same({ type = W, whence = M.SEEK_SET, start = 10, len = 20, pid = me }, held)
+      H.refused_saying(M.EAGAIN, ("bytes 10 to 29 are write-locked by pid %d"):format(me),
+                       M.fcntl(g, M.F_SETLK, { type = R, start = 29, len = 1 }))
+      assert.is_true(M.fcntl(g, M.F_SETLK, { type = W, start = 30, len = 10 }))
+      assert.is_true(M.fcntl(g, M.F_SETLK, { type = W, start = 0, len = 10 }))
+      assert.same({ type = U, whence = M.SEEK_SET, start = 40, len = 0, pid = 0 },
+                  M.fcntl(g, M.F_GETLK, { type = W, start = 40 }))
+      return true
+    end) })
+    -- the child's locks went when it ended
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = W, start = 0, len = 40 }))
+    f:close()
+  end)
+
+  it("F_SETLKW waits until the range is free", function()
+    local path = lockfile(finally)
+    local f = open(path)
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = W, start = 0, len = 1 }))
+    local got, released, how = waits_for(shared_page(),
+      function() return M.fcntl(open(path), M.F_SETLKW, { type = R, start = 0, len = 50 }) end,
+      function() return M.fcntl(f, M.F_SETLK, { type = U, start = 0, len = 1 }) end)
+    assert.equal("exit 0", how)
+    assert.is_true(got >= released, ("the child got the lock %.3f s before it was let go"):format(released - got))
+    f:close()
+  end)
+
+  it("POSIX locks are the process's: another open never conflicts, and any close drops them", function()
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = W }))
+    assert.is_true(M.fcntl(g, M.F_SETLK, { type = W }))
+    local function others_see()
+      local _, code = H.in_child(function()
+        local held = M.fcntl(open(path), M.F_GETLK, { type = R })
+        M._exit(held.type == W and 10 or 11)
+      end)
+      return code == 10
+    end
+    assert.is_true(others_see())
+    g:close() -- closing g drops the lock f took
+    assert.is_false(others_see())
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = W }))
+    assert.is_true(others_see())
+    -- and so does the descriptor M.map opens to map the file, and closes
+    M.map { file = path }:unmap()
+    assert.is_false(others_see())
+    f:close()
+  end)
+
+  it("open file description locks stay through those closes, conflict between opens, and go with a fork", function()
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.fcntl(f, M.F_OFD_SETLK, { type = W, start = 5, len = 5 }))
+    H.refused_saying(M.EAGAIN, "bytes 5 to 9 are write-locked through an open file description (an OFD lock, which has no pid)",
+                     M.fcntl(g, M.F_OFD_SETLK, { type = R, start = 0, len = 6 }))
+    assert.same({ type = W, whence = M.SEEK_SET, start = 5, len = 5, pid = -1 },
+                M.fcntl(g, M.F_OFD_GETLK, { type = R }))
+    open(path):close()
+    M.map { file = path }:unmap()
+    H.refused(M.EAGAIN, M.fcntl(g, M.F_OFD_SETLK, { type = R, start = 9, len = 1 }))
+    -- a POSIX get sees it too (the two kinds conflict)
+    assert.equal(W, M.fcntl(g, M.F_GETLK, { type = R }).type)
+    assert.same({ "exit", 0 }, { H.in_child(function()
+      return M.fcntl(f, M.F_OFD_SETLK, { type = U, start = 5, len = 5 })
+    end) })
+    assert.is_true(M.fcntl(g, M.F_OFD_SETLK, { type = W }))
+    f:close()
+    g:close()
+  end)
+
+  it("answers EDEADLK to one of two processes that would wait for each other", function()
+    local path = lockfile(finally)
+    local page = shared_page()
+    local f = open(path)
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = W, start = 0, len = 1 }))
+    local function wait_for(file, byte, slot)
+      local ok, msg, code = M.fcntl(file, M.F_SETLKW, { type = W, start = byte, len = 1 })
+      if ok then page:atomic_store(slot, 1) return end
+      assert.equal(M.EDEADLK, code, msg)
+      assert.matches("waiting would deadlock: the process that holds the range waits for a lock this process holds",
+                     msg, 1, true)
+      page:atomic_store(slot, 2)
+      assert(M.fcntl(file, M.F_SETLK, { type = U })) -- lets the other one through
+    end
+    local pids = A.fork_children(1, function()
+      local g = open(path)
+      assert(M.fcntl(g, M.F_SETLK, { type = W, start = 1, len = 1 }))
+      page:atomic_add(0, 1)
+      M.sleep(0.1)
+      wait_for(g, 0, 16)
+    end)
+    until_ready(page, 1)
+    wait_for(f, 1, 8)
+    assert.same({ "exit 0" }, A.reap(pids))
+    local answers = { page:atomic_load(8), page:atomic_load(16) }
+    table.sort(answers)
+    assert.same({ 1, 2 }, answers)
+    f:close()
+  end)
+
+  it("refuses a lock the file's open mode does not allow, saying so", function()
+    local path = lockfile(finally)
+    local r, w = open(path, "r"), open(path, "a")
+    H.refused_saying(M.EBADF, "a write lock needs the file open for writing",
+                     M.fcntl(r, M.F_SETLK, { type = W }))
+    H.refused_saying(M.EBADF, "a read lock needs the file open for reading",
+                     M.fcntl(w, M.F_OFD_SETLK, { type = R }))
+    assert.is_true(M.fcntl(r, M.F_SETLK, { type = R }))
+    r:close()
+    w:close()
+    H.fails(M.EBADF, M.fcntl(1000000, M.F_SETLK, { type = R }))
+  end)
+
+  it("leaves to the kernel a range before the file, and a range counted from the end", function()
+    local path = lockfile(finally)
+    local f = open(path)
+    H.refused_saying(M.EINVAL, "the range (start -5 from SEEK_SET, len 0) must not begin before the file does",
+                     M.fcntl(f, M.F_SETLK, { type = W, start = -5 }))
+    H.refused_saying(M.EINVAL, "(start -101 from SEEK_END, len 1)",
+                     M.fcntl(f, M.F_SETLK, { type = W, whence = M.SEEK_END, start = -101, len = 1 }))
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = W, whence = M.SEEK_END, start = -10, len = 10 }))
+    f:seek("set", 50)
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = W, whence = M.SEEK_CUR, start = 0, len = -20 }))
+    assert.same({ "exit", 0 }, { H.in_child(function()
+      local held = M.fcntl(open(path), M.F_GETLK, { type = W })
+      return held.start == 30 and held.len == 20
+             and M.fcntl(open(path), M.F_GETLK, { type = W, start = 85 }).start == 90
+    end) })
+    f:close()
+  end)
+
+  it("flushes an io file's buffered writes before it unlocks", function()
+    local path = lockfile(finally)
+    local f = open(path)
+    assert.is_true(M.fcntl(f, M.F_OFD_SETLK, { type = W }))
+    f:write("written under the lock")
+    assert.is_true(M.fcntl(f, M.F_OFD_SETLK, { type = U }))
+    local g = open(path, "r")
+    assert.equal("written under the lock", g:read(22))
+    g:close()
+    f:close()
+  end)
+
+  it("F_SETLKW ends at Ctrl-C in the standalone interpreter", function()
+    local out = ctrl_c_during(lockfile(finally), "M.fcntl(f, M.F_OFD_SETLK, { type = M.F_WRLCK })",
+                              "M.fcntl(g, M.F_OFD_SETLKW, { type = M.F_WRLCK })")
+    assert.matches("^nil|[^|]*interrupted!|quick$", out)
+  end)
+
+  it("raises for a command, a lock table or a field it does not take", function()
+    local path = lockfile(finally)
+    local f = open(path)
+    local function raises(tail, cmd, lock) H.raises(tail, M.fcntl, f, cmd, lock) end
+    for _, cmd in ipairs { M.F_GETLK - 1, 1024 + 9, -1, math.mininteger } do
+      raises(("cmd out of range (%d; the lock commands M.F_SETLK, M.F_SETLKW, M.F_GETLK, M.F_OFD_SETLK, M.F_OFD_SETLKW, M.F_OFD_GETLK; a memfd's seals are f:seal and f:seals)")
+             :format(cmd), cmd, { type = R })
+    end
+    raises("bad argument #3 to 'fn' (table expected, got nil)", M.F_SETLK, nil)
+    raises("bad argument #3 to 'fn' (table expected, got number)", M.F_SETLK, R)
+    raises("lock.type: integer expected, got nil", M.F_SETLK, {})
+    raises("lock.type: integer expected, got float", M.F_SETLK, { type = 0.5 })
+    raises("lock.start: integer expected, got string", M.F_SETLK, { type = R, start = "x" })
+    raises("lock.len: integer expected, got float", M.F_SETLK, { type = R, len = 1.5 })
+    raises("lock.whence out of range (3; M.SEEK_SET, M.SEEK_CUR or M.SEEK_END)", M.F_SETLK, { type = R, whence = 3 })
+    for _, t in ipairs { -1, 3, math.maxinteger } do
+      raises(("lock.type out of range (%d; M.F_RDLCK, M.F_WRLCK or M.F_UNLCK)"):format(t), M.F_SETLK, { type = t })
+    end
+    raises("lock.type out of range (2; M.F_RDLCK or M.F_WRLCK: a get command asks what would block that lock)",
+           M.F_OFD_GETLK, { type = U })
+    raises("lock has no field 'length' (its fields: type, whence, start, len; pid is read back by the get commands)",
+           M.F_SETLK, { type = R, length = 4 })
+    raises("lock has no field '1'", M.F_SETLK, { R, 0, 4 })
+    -- a lock table a get command gave back goes back in as it is (its pid is not read)
+    local held = M.fcntl(f, M.F_GETLK, { type = W, start = 3, len = 4 })
+    assert.same({ type = U, whence = M.SEEK_SET, start = 3, len = 4, pid = 0 }, held)
+    assert.is_true(M.fcntl(f, M.F_SETLK, held))
+    H.raises("a file expected, got -1", M.fcntl, -1, M.F_SETLK, { type = R })
+    f:close()
+    H.raises("bad argument #1 to 'fn' (closed file)", M.fcntl, f, M.F_SETLK, { type = R })
+  end)
+end)
