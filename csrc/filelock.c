@@ -68,8 +68,8 @@ static const char *flock_holder(int fd, char *buf, size_t size) {
                "file: a flock lock belongs to the open, and two opens of one file conflict",
                mode, pid);
     else
-      snprintf(buf, size, "a %s lock taken by pid %ld (/proc/locks; a child forked since shares "
-               "it)", mode, pid);
+      snprintf(buf, size, "a %s lock taken by pid %ld, as /proc/locks names it; children it "
+               "forked since then share the lock", mode, pid);
     break;
   }
   fclose(f);

@@ -192,6 +192,8 @@ describe("the lab's command lines (an outside review: a teacher's odd arguments)
       { "X2_shm_logger.lua 1 100000000000", "1..100000 lines each" },
       { "X2_shm_logger.lua x", "1..32 writers" },
       { "X6_futex_lock.lua 1", "2..16 workers" },
+      { "X7_file_lock.lua 17", "2..16 workers" },
+      { "X7_file_lock.lua 2 0", "1..1000 rounds" },
     } do
       local out, code = lab(c[1], "true", "timeout 20")
       assert.equal(2, code, c[1] .. ": " .. out)
