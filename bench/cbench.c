@@ -10,10 +10,14 @@
  *   memset_loop(addr, byte, n, reps) -> ns   reps memsets in one C loop, no Lua in between
  *   memcpy_loop(dst, src, n, reps)   -> ns   the same for memcpy
  *   memmove_loop(dst, src, n, reps)  -> ns   the same for memmove
+ *   fcntl_lock_pairs(iofile, reps)   -> ns   reps F_SETLK write locks and unlocks of the whole
+ *                                            file, on the io file's descriptor
  *
  * Benchmark code: it trusts its inputs. An address or size that is wrong crashes the process. */
 #include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -141,12 +145,25 @@ static int cb_mmap_munmap_loop(lua_State *L) {
   return 1;
 }
 
+static int cb_fcntl_lock_pairs(lua_State *L) {
+  const luaL_Stream *s = (const luaL_Stream *)luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  lua_Integer reps = luaL_checkinteger(L, 2);
+  int fd = fileno(s->f);
+  struct flock w = {.l_type = F_WRLCK, .l_whence = SEEK_SET}, u = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+  uint64_t t0 = now_ns();
+  for (lua_Integer r = 0; r < reps; r++)
+    if (fcntl(fd, F_SETLK, &w) != 0 || fcntl(fd, F_SETLK, &u) != 0) return luaL_error(L, "fcntl failed");
+  lua_pushinteger(L, (lua_Integer)(now_ns() - t0));
+  return 1;
+}
+
 static const luaL_Reg cb_funcs[] = {
   {"now", cb_now}, {"empty", cb_empty}, {"memset", cb_memset}, {"memcpy", cb_memcpy},
   {"memmove", cb_memmove}, {"memset_loop", cb_memset_loop}, {"memcpy_loop", cb_memcpy_loop},
   {"memmove_loop", cb_memmove_loop}, {"mmap_touch_loop", cb_mmap_touch_loop},
   {"mmap_page", cb_mmap_page}, {"munmap_page", cb_munmap_page},
-  {"mmap_munmap_loop", cb_mmap_munmap_loop}, {NULL, NULL}};
+  {"mmap_munmap_loop", cb_mmap_munmap_loop}, {"fcntl_lock_pairs", cb_fcntl_lock_pairs},
+  {NULL, NULL}};
 
 int luaopen_memlab_cbench(lua_State *L) {
   luaL_newlib(L, cb_funcs);

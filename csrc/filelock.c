@@ -98,7 +98,18 @@ static int filelock_flock(lua_State *L) {
 
 /* ---- fcntl's record locks ---- */
 
-static const char *const LOCK_FIELDS[] = {"type", "whence", "start", "len", "pid", NULL};
+/* Whether k names a field of a lock table (by its first letter first: comparing each key with
+ * every name showed as the largest user-space share of an uncontended M.fcntl in perf). */
+static int lock_field_known(const char *k) {
+  switch (k[0]) {
+    case 't': return strcmp(k, "type") == 0;
+    case 'w': return strcmp(k, "whence") == 0;
+    case 's': return strcmp(k, "start") == 0;
+    case 'l': return strcmp(k, "len") == 0;
+    case 'p': return strcmp(k, "pid") == 0;
+    default: return 0;
+  }
+}
 
 /* Field `name` of the lock table at idx as an integer, def when nil (def < 0: required). */
 static lua_Integer lock_field(lua_State *L, int idx, const char *name, lua_Integer def) {
@@ -123,10 +134,7 @@ static void arg_lock(lua_State *L, int getlk, struct flock *fl) {
   lua_pushnil(L);
   while (lua_next(L, 3)) {
     lua_pop(L, 1);
-    int known = 0;
-    if (lua_type(L, -1) == LUA_TSTRING)
-      for (const char *const *f = LOCK_FIELDS; *f; f++) known |= strcmp(*f, lua_tostring(L, -1)) == 0;
-    if (!known)
+    if (lua_type(L, -1) != LUA_TSTRING || !lock_field_known(lua_tostring(L, -1)))
       luaL_argerror(L, 3, lua_pushfstring(L, "lock has no field '%s' (its fields: type, whence, "
                                           "start, len; pid is read back by the get commands)",
                                           luaL_tolstring(L, -1, NULL)));
