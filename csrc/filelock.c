@@ -14,6 +14,8 @@
  * A refusal for a held lock says who holds it: the get command of the same family for fcntl's,
  * /proc/locks for flock's (which names the process that took the lock). */
 #include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,54 +44,77 @@ static int lock_fd(lua_State *L, const char *undone) {
 
 /* ---- flock ---- */
 
-/* Who holds a flock lock on fd's file, from /proc/locks ("3: FLOCK  ADVISORY  WRITE 2035
- * fe:00:10952966 0 EOF"; "->" marks a waiter): "a WRITE lock taken by pid N", or "" when it
- * cannot tell. buf: at least 160 bytes. */
-static const char *flock_holder(int fd, char *buf, size_t size) {
-  struct stat st;
-  buf[0] = '\0';
-  if (fstat(fd, &st) != 0) return buf;
-  FILE *f = fopen("/proc/locks", "re");
-  if (!f) return buf;
-  char line[256], kind[16], mode[16];
-  unsigned maj, min;
-  unsigned long long ino;
-  long pid;
-  int pos;
-  while (fgets(line, sizeof line, f)) {
-    if (strstr(line, "->")) continue;
-    if (sscanf(line, "%*d: %15s %*s %15s %ld %x:%x:%llu%n", kind, mode, &pid, &maj, &min, &ino,
-               &pos) != 6 || strcmp(kind, "FLOCK") != 0)
-      continue;
-    if (maj != major(st.st_dev) || min != minor(st.st_dev) || ino != (unsigned long long)st.st_ino)
-      continue;
-    if (pid == (long)getpid())
-      snprintf(buf, size, "a %s lock taken by this process (pid %ld) through another open of the "
-               "file: a flock lock belongs to the open, and two opens of one file conflict",
-               mode, pid);
-    else
-      snprintf(buf, size, "a %s lock taken by pid %ld, as /proc/locks names it; children it "
-               "forked since then share the lock", mode, pid);
-    break;
-  }
-  fclose(f);
-  return buf;
+/* How the holder of a lock, pid as the kernel gives it, is named: "this process (pid N)",
+ * "pid N", "pid N, which has exited", "a process outside this pid namespace". */
+static const char *holder_name(lua_State *L, long pid) {
+  if (pid == (long)getpid()) return lua_pushfstring(L, "this process (pid %d)", (int)pid);
+  if (pid <= 0 || pid > INT_MAX) return lua_pushliteral(L, "a process outside this pid namespace");
+  if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+    return lua_pushfstring(L, "pid %d, which has exited", (int)pid);
+  return lua_pushfstring(L, "pid %d", (int)pid);
 }
 
+/* Who holds a flock lock on fd's file, from /proc/locks ("3: FLOCK  ADVISORY  WRITE 2035
+ * fe:00:10952966 0 EOF"; "->" marks a waiter), pushed: "an exclusive (LOCK_EX) lock taken by
+ * pid N, ...; ", or "" when it cannot tell. /proc/locks names the process that took the lock
+ * (its open may since be shared with its parent or children, or only theirs) and the device of
+ * the file system that holds the inode, which stat's differs from on overlayfs: a line with the
+ * same inode number on another device counts when it is the only one. */
+static const char *flock_holder(lua_State *L, int fd) {
+  struct stat st;
+  FILE *f = fstat(fd, &st) == 0 ? fopen("/proc/locks", "re") : NULL;
+  if (!f) return lua_pushliteral(L, "");
+  char line[256], kind[16], mode[16], got_mode[16] = "";
+  unsigned maj, min, other_maj = 0, other_min = 0;
+  unsigned long long ino;
+  long pid, got_pid = 0;
+  int exact = 0, others = 0; /* lines on stat's device, lines with the inode on another one */
+  while (!exact && fgets(line, sizeof line, f)) {
+    if (strstr(line, "->") ||
+        sscanf(line, "%*d: %15s %*s %15s %ld %x:%x:%llu", kind, mode, &pid, &maj, &min, &ino) != 6 ||
+        strcmp(kind, "FLOCK") != 0 || ino != (unsigned long long)st.st_ino)
+      continue;
+    exact = maj == major(st.st_dev) && min == minor(st.st_dev);
+    if (!exact && others && (maj != other_maj || min != other_min)) others = 2; /* two devices */
+    if (!exact && !others) others = 1, other_maj = maj, other_min = min;
+    if (exact || others == 1) got_pid = pid, memcpy(got_mode, mode, sizeof mode);
+  }
+  fclose(f);
+  if (!exact && others != 1) return lua_pushliteral(L, "");
+  const char *lock = strcmp(got_mode, "WRITE") == 0 ? "an exclusive (LOCK_EX)" : "a shared (LOCK_SH)";
+  const char *who = holder_name(L, got_pid);
+  if (got_pid == (long)getpid())
+    return lua_pushfstring(L, "%s lock taken by %s: a flock lock belongs to the open, and another "
+                           "open of the file holds it, in this process or in a child forked "
+                           "since; ", lock, who);
+  if (strstr(who, "exited"))
+    return lua_pushfstring(L, "%s lock taken by %s: a process that shares its open holds it now "
+                           "(its parent, or a process it forked or started: io.popen, "
+                           "os.execute); ", lock, who);
+  return lua_pushfstring(L, "%s lock taken by %s, as /proc/locks names it (its parent or children "
+                         "may share the open); ", lock, who);
+}
+
+/* M.flock(file, op [, seconds]) */
 static int filelock_flock(lua_State *L) {
   lua_Integer op = luaL_checkinteger(L, 2);
   lua_Integer how = op & ~(lua_Integer)LOCK_NB;
   if (how != LOCK_SH && how != LOCK_EX && how != LOCK_UN)
     arg_range_error(L, 2, "op", op, "M.LOCK_SH, M.LOCK_EX or M.LOCK_UN, or'ed with M.LOCK_NB");
+  double seconds = arg_seconds(L, 3, 1);
+  if (seconds >= 0 && (op & LOCK_NB))
+    luaL_argerror(L, 3, "a time limit with M.LOCK_NB, which says not to wait at all: give one or "
+                        "the other");
   int fd = lock_fd(L, how == LOCK_UN ? "unlocked" : "locked");
   if (fd < 0) return 3;
   HookWatch w;
   hook_watch(L, &w);
-  int err = sys_flock(fd, (int)op, hook_changed, &w);
+  int err = sys_flock(fd, (int)op, seconds, hook_changed, &w);
   if (err == EWOULDBLOCK) {
-    char holder[200];
-    if (*flock_holder(fd, holder, sizeof holder))
-      return push_syserrorf(L, "flock", err, "%s", holder);
+    const char *holder = flock_holder(L, fd);
+    const char *gave_up = seconds >= 0 ? lua_pushfstring(L, "gave up after %f s; ", seconds) : "";
+    return push_syserrorf(L, "flock", err, "%s%sif this open held a lock, the attempt let go of "
+                          "it: flock converts a lock by unlocking first", holder, gave_up);
   }
   if (err) return push_syserror(L, "flock", err);
   lua_pushboolean(L, 1);
@@ -190,50 +215,73 @@ static void push_lock(lua_State *L, const struct flock *fl) {
   lua_setfield(L, -2, "pid");
 }
 
-/* The kernel's refusal of a set command, said why where memlab can tell. */
-static int fcntl_refusal(lua_State *L, int fd, int cmd, int ofd, const struct flock *asked, int err) {
+static const char *whence_name(short whence) {
+  return whence == SEEK_SET ? "SEEK_SET" : whence == SEEK_CUR ? "SEEK_CUR" : "SEEK_END";
+}
+
+/* The kernel's refusal, said why where memlab can tell; seconds >= 0: a waiting command's time
+ * limit ran out. */
+static int fcntl_refusal(lua_State *L, int fd, int ofd, const struct flock *asked, int err,
+                         double seconds) {
   if ((err == EAGAIN || err == EACCES) && asked->l_type != F_UNLCK) {
     struct flock held = *asked;
-    if (sys_fcntl_lock(fd, ofd ? F_OFD_GETLK : F_GETLK, &held, NULL, NULL) == 0 &&
+    const char *gave_up = seconds >= 0 ? lua_pushfstring(L, "; gave up after %f s", seconds) : "";
+    if (sys_fcntl_lock(fd, ofd ? F_OFD_GETLK : F_GETLK, &held, -1, NULL, NULL) == 0 &&
         held.l_type != F_UNLCK) {
       const char *range = range_text(L, &held);
       const char *kind = held.l_type == F_WRLCK ? "write" : "read";
-      if (held.l_pid > 0)
-        return push_syserrorf(L, "fcntl", err, "%s are %s-locked by pid %d", range, kind,
-                              (int)held.l_pid);
-      return push_syserrorf(L, "fcntl", err, "%s are %s-locked through an open file description "
-                            "(an OFD lock, which has no pid), maybe this process's own other "
-                            "open of the file", range, kind);
+      if (held.l_pid == -1)
+        return push_syserrorf(L, "fcntl", err, "%s are %s-locked through an open file "
+                              "description (an OFD lock, which has no pid), maybe this process's "
+                              "own other open of the file%s", range, kind, gave_up);
+      if (held.l_pid == getpid()) /* only an OFD request meets the process's own POSIX lock */
+        return push_syserrorf(L, "fcntl", err, "%s are %s-locked by %s with a POSIX lock: a "
+                              "POSIX and an OFD lock conflict, even in one process%s", range, kind,
+                              holder_name(L, held.l_pid), gave_up);
+      return push_syserrorf(L, "fcntl", err, "%s are %s-locked by %s%s", range, kind,
+                            holder_name(L, held.l_pid), gave_up);
     }
+    if (seconds >= 0) return push_syserrorf(L, "fcntl", err, "gave up after %f s", seconds);
   }
+  struct stat st;
+  if (err == EBADF && asked->l_type == F_WRLCK && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+    return push_syserrorf(L, "fcntl", err, "a directory cannot be open for writing: take a read "
+                          "lock (M.F_RDLCK), or a flock lock");
   if (err == EBADF && sys_fd_accmode(fd) >= 0)
     return push_syserrorf(L, "fcntl", err, "a %s lock needs the file open for %s",
                           asked->l_type == F_WRLCK ? "write" : "read",
                           asked->l_type == F_WRLCK ? "writing" : "reading");
   if (err == EDEADLK)
     return push_syserrorf(L, "fcntl", err, "waiting would deadlock: the process that holds the "
-                          "range waits for a lock this process holds");
-  if (err == EINVAL && cmd != F_GETLK && cmd != F_OFD_GETLK)
+                          "range waits, directly or through others, for a lock this process holds");
+  if (err == EINVAL)
     return push_syserrorf(L, "fcntl", err, "the range (start %I from %s, len %I) must not begin "
                           "before the file does", (lua_Integer)asked->l_start,
-                          asked->l_whence == SEEK_SET ? "SEEK_SET"
-                          : asked->l_whence == SEEK_CUR ? "SEEK_CUR" : "SEEK_END",
-                          (lua_Integer)asked->l_len);
+                          whence_name(asked->l_whence), (lua_Integer)asked->l_len);
+  if (err == EOVERFLOW)
+    return push_syserrorf(L, "fcntl", err, "the range (start %I from %s, len %I) ends past the "
+                          "largest file offset, 2^63 - 1", (lua_Integer)asked->l_start,
+                          whence_name(asked->l_whence), (lua_Integer)asked->l_len);
   return push_syserror(L, "fcntl", err);
 }
 
+/* M.fcntl(file, cmd, lock [, seconds]) */
 static int filelock_fcntl(lua_State *L) {
   int getlk = 0, ofd = 0; /* (set by lock_cmd, which raises for any other cmd) */
   int cmd = lock_cmd(L, luaL_checkinteger(L, 2), &getlk, &ofd);
   struct flock fl;
   arg_lock(L, getlk, &fl);
-  int fd = lock_fd(L, getlk ? "asked" : fl.l_type == F_UNLCK ? "unlocked" : "locked");
+  double seconds = arg_seconds(L, 4, 1);
+  if (seconds >= 0 && cmd != F_SETLKW && cmd != F_OFD_SETLKW)
+    luaL_argerror(L, 4, "a time limit with a command that does not wait: M.F_SETLKW and "
+                        "M.F_OFD_SETLKW wait");
+  int fd = lock_fd(L, getlk ? "looked up" : fl.l_type == F_UNLCK ? "unlocked" : "locked");
   if (fd < 0) return 3;
   HookWatch w;
   hook_watch(L, &w);
   struct flock asked = fl;
-  int err = sys_fcntl_lock(fd, cmd, &fl, hook_changed, &w);
-  if (err) return fcntl_refusal(L, fd, cmd, ofd, &asked, err);
+  int err = sys_fcntl_lock(fd, cmd, &fl, seconds, hook_changed, &w);
+  if (err) return fcntl_refusal(L, fd, ofd, &asked, err, seconds);
   if (getlk) push_lock(L, &fl);
   else lua_pushboolean(L, 1);
   return 1;

@@ -95,13 +95,55 @@ int sys_futex_wait(const uint32_t *addr, uint32_t val, double seconds, SysStop s
   return 0;
 }
 
-int sys_flock(int fd, int op, SysStop stop, void *ud) {
+/* One try at a lock that does not wait: 0, or an errno (EAGAIN, EACCES: held elsewhere). */
+typedef int (*LockTry)(int fd, int op, struct flock *fl);
+
+static int try_flock(int fd, int op, struct flock *fl) {
+  (void)fl;
+  return flock(fd, op | LOCK_NB) == 0 ? 0 : errno;
+}
+
+static int try_fcntl(int fd, int cmd, struct flock *fl) {
+  return fcntl(fd, cmd, fl) == 0 ? 0 : errno;
+}
+
+/* try until it is no longer refused for a lock held elsewhere, or `seconds` passed (then its last
+ * refusal), sleeping between tries: 1 ms, doubling up to 50 ms, none past the deadline. */
+static int lock_until(double seconds, LockTry try, int fd, int op, struct flock *fl, SysStop stop,
+                      void *ud) {
+  struct timespec end, now, wake;
+  int err = deadline_in(seconds, &end);
+  if (err) return err;
+  long step = 1000000;
+  for (;;) {
+    if ((err = try(fd, op, fl)) == EINTR) {
+      if (stop(ud)) return EINTR;
+      continue;
+    }
+    if ((err != EAGAIN && err != EACCES) || clock_gettime(CLOCK_MONOTONIC, &now) != 0 ||
+        now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+      return err; /* 0 among them */
+    wake = now;
+    wake.tv_nsec += step;
+    if (wake.tv_nsec >= 1000000000L) wake.tv_sec++, wake.tv_nsec -= 1000000000L;
+    if (wake.tv_sec > end.tv_sec || (wake.tv_sec == end.tv_sec && wake.tv_nsec > end.tv_nsec)) wake = end;
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL) == EINTR)
+      if (stop(ud)) return EINTR;
+    step = step * 2 > 50000000L ? 50000000L : step * 2;
+  }
+}
+
+int sys_flock(int fd, int op, double seconds, SysStop stop, void *ud) {
+  if (seconds >= 0) return lock_until(seconds, try_flock, fd, op, NULL, stop, ud);
   while (flock(fd, op) != 0)
     if (errno != EINTR || stop(ud)) return errno;
   return 0;
 }
 
-int sys_fcntl_lock(int fd, int cmd, struct flock *fl, SysStop stop, void *ud) {
+int sys_fcntl_lock(int fd, int cmd, struct flock *fl, double seconds, SysStop stop, void *ud) {
+  if (seconds >= 0)
+    return lock_until(seconds, try_fcntl, fd, cmd == F_OFD_SETLKW ? F_OFD_SETLK : F_SETLK, fl,
+                      stop, ud);
   while (fcntl(fd, cmd, fl) != 0)
     if (errno != EINTR || !stop || stop(ud)) return errno;
   return 0;

@@ -58,10 +58,13 @@ int sys_futex_wake(const uint32_t *addr, int n, int *woken);
 /* Advisory file locks: flock(2) with op as C takes it, fcntl(2) with a lock command (fl filled
  * back by the get commands). A wait (no LOCK_NB, F_SETLKW, F_OFD_SETLKW) goes on after a signal
  * handler ran unless stop(ud) says to stop (EINTR); stop may be NULL for the commands that never
- * wait. */
+ * wait. seconds >= 0 (below 1e9; op without LOCK_NB, cmd F_SETLKW or F_OFD_SETLKW): the wait
+ * lasts at most that long, as tries that do not wait (LOCK_NB, F_SETLK, F_OFD_SETLK) 1 to 50 ms
+ * apart, the kernel having no timed lock; at the limit, the last try's EWOULDBLOCK, EAGAIN or
+ * EACCES. seconds < 0: no limit. */
 struct flock;
-int sys_flock(int fd, int op, SysStop stop, void *ud);
-int sys_fcntl_lock(int fd, int cmd, struct flock *fl, SysStop stop, void *ud);
+int sys_flock(int fd, int op, double seconds, SysStop stop, void *ud);
+int sys_fcntl_lock(int fd, int cmd, struct flock *fl, double seconds, SysStop stop, void *ud);
 
 /* Mappings. Preconditions: lengths > 0; addr (and off for mmap) page aligned where the kernel
  * requires it (munmap, mprotect, msync, madvise, mincore, mremap); the caller checked that the

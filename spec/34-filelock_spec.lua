@@ -70,13 +70,16 @@ describe("M.flock(file, op)", function()
     local path = lockfile(finally)
     local f, g = open(path), open(path)
     assert.is_true(M.flock(f, M.LOCK_EX))
-    H.refused_saying(M.EWOULDBLOCK, ("a WRITE lock taken by this process (pid %d) through another open")
-                     :format(M.getpid()), M.flock(g, M.LOCK_SH | M.LOCK_NB))
+    H.refused_saying(M.EWOULDBLOCK, ("an exclusive (LOCK_EX) lock taken by this process (pid %d): a flock "
+                     .. "lock belongs to the open, and another open of the file holds it, in this process or "
+                     .. "in a child forked since; if this open held a lock, the attempt let go of it: flock "
+                     .. "converts a lock by unlocking first)"):format(M.getpid()), M.flock(g, M.LOCK_SH | M.LOCK_NB))
     local me = M.getpid()
     assert.same({ "exit", 0 }, { H.in_child(function()
       local ok, msg, code = M.flock(open(path), M.LOCK_EX | M.LOCK_NB)
       return ok == nil and code == M.EWOULDBLOCK
-             and msg:find(("a WRITE lock taken by pid %d"):format(me), 1, true) ~= nil
+             and msg:find(("an exclusive (LOCK_EX) lock taken by pid %d, as /proc/locks names it (its parent or children may share the open)")
+                          :format(me), 1, true) ~= nil
     end) })
     assert.is_true(M.flock(f, M.LOCK_UN))
     assert.is_true(M.flock(g, M.LOCK_EX | M.LOCK_NB))
@@ -89,7 +92,7 @@ describe("M.flock(file, op)", function()
     local f, g, h = open(path), open(path), open(path)
     assert.is_true(M.flock(f, M.LOCK_SH))
     assert.is_true(M.flock(g, M.LOCK_SH | M.LOCK_NB))
-    H.refused_saying(M.EWOULDBLOCK, "a READ lock taken by this process", M.flock(h, M.LOCK_EX | M.LOCK_NB))
+    H.refused_saying(M.EWOULDBLOCK, "a shared (LOCK_SH) lock taken by this process", M.flock(h, M.LOCK_EX | M.LOCK_NB))
     -- a lock converted: g's shared lock becomes exclusive once f lets go
     assert.is_true(M.flock(f, M.LOCK_UN))
     assert.is_true(M.flock(g, M.LOCK_EX | M.LOCK_NB))
@@ -200,6 +203,79 @@ describe("M.flock(file, op)", function()
     assert.is_true(tonumber(secs) >= 0.2, out)
   end)
 
+  it("lets go of a lock it fails to convert, as the kernel does, and says it may have", function()
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.flock(f, M.LOCK_SH))
+    assert.is_true(M.flock(g, M.LOCK_SH))
+    H.refused_saying(M.EWOULDBLOCK, "if this open held a lock, the attempt let go of it",
+                     M.flock(f, M.LOCK_EX | M.LOCK_NB))
+    assert.is_true(M.flock(g, M.LOCK_EX | M.LOCK_NB)) -- f holds nothing now
+    f:close()
+    g:close()
+  end)
+
+  it("names a holder that has exited, whose open a process it started still has", function()
+    local path = lockfile(finally)
+    local page = shared_page()
+    local pids = A.fork_children(1, function()
+      local f = open(path)
+      assert(M.flock(f, M.LOCK_EX))
+      -- the shell and its sleep inherit the open (io.open's descriptors are not close-on-exec)
+      assert(os.execute("sleep 2 </dev/null >/dev/null 2>&1 &"))
+      page:atomic_store(0, M.getpid())
+    end)
+    assert.same({ "exit 0" }, A.reap(pids))
+    local g = open(path)
+    H.refused_saying(M.EWOULDBLOCK, ("an exclusive (LOCK_EX) lock taken by pid %d, which has exited: a process that shares its open holds it now (its parent, or a process it forked or started: io.popen, os.execute)")
+                     :format(page:atomic_load(0)), M.flock(g, M.LOCK_EX | M.LOCK_NB))
+    assert.is_true(M.flock(g, M.LOCK_EX, 10)) -- once the sleep ends
+    g:close()
+  end)
+
+  it("finds the holder on overlayfs, whose files stat on another device than /proc/locks names", function()
+    local dir = H.tmpdir(finally)("x", "")
+    dir = dir:match("^(.*)/x$")
+    local out, why = H.run_in_mount_ns(([[
+      local M = require "memlab"
+      local p = %q .. "/m/f"
+      local f = assert(io.open(p, "w+"))
+      assert(M.flock(f, M.LOCK_EX))
+      print(select(2, M.flock(assert(io.open(p, "r+")), M.LOCK_SH | M.LOCK_NB)))]]):format(dir),
+      -- (the lower layer on another file system: overlayfs's files then stat on a device of its own)
+      ("cd %s && mkdir l u w m && mount -t tmpfs tmpfs l && "
+       .. "mount -t overlay overlay -o lowerdir=l,upperdir=u,workdir=w m"):format(dir))
+    if not out then return pending(why) end
+    assert.matches(("an exclusive (LOCK_EX) lock taken by this process (pid %d+): a flock lock belongs to the open"):gsub("[()]", "%%%0"), out)
+  end)
+
+  it("with a time limit, waits at most that long, and no longer than the holder keeps it", function()
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    local t0 = M.clock()
+    H.refused_saying(M.EWOULDBLOCK, "taken by this process (pid " .. M.getpid() .. "): a flock lock belongs to the open, and another open of the file holds it, in this process or in a child forked since; gave up after 0.3 s; if this open",
+                     M.flock(g, M.LOCK_SH, 0.3))
+    local waited = M.clock() - t0
+    assert.is_true(waited >= 0.3 and waited < 2, tostring(waited))
+    t0 = M.clock()
+    H.refused(M.EWOULDBLOCK, M.flock(g, M.LOCK_SH, 0)) -- one try
+    assert.is_true(M.clock() - t0 < 1, "a try with no time to wait waited")
+    assert.is_true(M.flock(f, M.LOCK_UN, 5)) -- (an unlock never waits)
+    g:close()
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    local got, released, how = waits_for(shared_page(), function() return M.flock(open(path), M.LOCK_EX, 20) end,
+                                         function() return M.flock(f, M.LOCK_UN) end)
+    assert.equal("exit 0", how)
+    assert.is_true(got >= released and got - released < 5, ("got %.3f, released %.3f"):format(got, released))
+    f:close()
+  end)
+
+  it("ends a timed wait at Ctrl-C too", function()
+    local out = ctrl_c_during(lockfile(finally), "M.flock(f, M.LOCK_EX)", "M.flock(g, M.LOCK_EX, 30)")
+    assert.matches("^nil|[^|]*interrupted!|quick$", out)
+  end)
+
   it("raises for an op it does not know, and for what is no open file", function()
     local path = lockfile(finally)
     local f = open(path)
@@ -208,6 +284,12 @@ describe("M.flock(file, op)", function()
                M.flock, f, op)
     end
     H.raises("number has no integer representation", M.flock, f, 2.5)
+    H.raises("a time limit with M.LOCK_NB, which says not to wait at all: give one or the other",
+             M.flock, f, M.LOCK_EX | M.LOCK_NB, 1)
+    for _, secs in ipairs { -1, 0 / 0, math.huge, 1e9 } do
+      H.raises("seconds out of range", M.flock, f, M.LOCK_EX, secs)
+    end
+    H.raises("number expected, got string", M.flock, f, M.LOCK_EX, "soon")
     H.raises("bad argument #2 to 'fn' (number expected, got no value)", M.flock, f)
     H.raises("bad argument #1 to 'fn' (file descriptor (integer, memlab file or io file) expected, got nil (did the call",
              M.flock, nil, M.LOCK_EX)
@@ -277,9 +359,17 @@ describe("M.fcntl(file, cmd, lock)", function()
     assert.is_false(others_see())
     assert.is_true(M.fcntl(f, M.F_SETLK, { type = W }))
     assert.is_true(others_see())
-    -- and so does the descriptor M.map opens to map the file, and closes
+    -- and so does the descriptor M.map opens to map the file, and closes, and io.lines', and
+    -- M.readproc's
     M.map { file = path }:unmap()
     assert.is_false(others_see())
+    for _, close_one in ipairs { function() for _ in io.lines(path) do end end,
+                                 function() assert(M.readproc(path)) end } do
+      assert.is_true(M.fcntl(f, M.F_SETLK, { type = W }))
+      assert.is_true(others_see())
+      close_one()
+      assert.is_false(others_see())
+    end
     f:close()
   end)
 
@@ -309,14 +399,14 @@ describe("M.fcntl(file, cmd, lock)", function()
     local page = shared_page()
     local f = open(path)
     assert.is_true(M.fcntl(f, M.F_SETLK, { type = W, start = 0, len = 1 }))
+    -- (a refusal lets the other one through at once, and is checked once both are done: the
+    -- other waits for ever while one holds its byte)
     local function wait_for(file, byte, slot)
       local ok, msg, code = M.fcntl(file, M.F_SETLKW, { type = W, start = byte, len = 1 })
       if ok then page:atomic_store(slot, 1) return end
-      assert.equal(M.EDEADLK, code, msg)
-      assert.matches("waiting would deadlock: the process that holds the range waits for a lock this process holds",
-                     msg, 1, true)
-      page:atomic_store(slot, 2)
-      assert(M.fcntl(file, M.F_SETLK, { type = U })) -- lets the other one through
+      M.fcntl(file, M.F_SETLK, { type = U })
+      page:atomic_store(slot, code == M.EDEADLK and 2 or 3)
+      page:write(slot * 64, msg .. "\0")
     end
     local pids = A.fork_children(1, function()
       local g = open(path)
@@ -329,8 +419,12 @@ describe("M.fcntl(file, cmd, lock)", function()
     wait_for(f, 1, 8)
     assert.same({ "exit 0" }, A.reap(pids))
     local answers = { page:atomic_load(8), page:atomic_load(16) }
+    local refused = answers[1] == 2 and 8 or 16
     table.sort(answers)
     assert.same({ 1, 2 }, answers)
+    assert.equal("fcntl: Resource deadlock avoided (waiting would deadlock: the process that holds "
+                 .. "the range waits, directly or through others, for a lock this process holds)",
+                 page:cstring(refused * 64))
     f:close()
   end)
 
@@ -377,6 +471,112 @@ describe("M.fcntl(file, cmd, lock)", function()
     f:close()
   end)
 
+  it("drops what an io file read ahead: a read after the lock sees the file as it is, a SEEK_CUR range counts from the script's place", function()
+    local path = lockfile(finally)
+    local f = open(path)
+    assert.equal("xxxx", f:read(4)) -- stdio read the whole file into f's buffer
+    -- (written through another open of this process: a child would inherit f, and its exit's
+    -- flush of f's read-ahead can move the offset f shares with it, as it did under valgrind)
+    local g = open(path)
+    g:seek("set", 4)
+    g:write("ZZZZ")
+    g:close()
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = W, whence = M.SEEK_CUR, start = 0, len = 5 }))
+    assert.equal("ZZZZ", f:read(4))
+    assert.same({ "exit", 0 }, { H.in_child(function()
+      local held = M.fcntl(open(path), M.F_GETLK, { type = W })
+      return held.start == 4 and held.len == 5
+    end) })
+    f:close()
+  end)
+
+  it("lets readers in while a writer waits for the readers to go", function()
+    local path = lockfile(finally)
+    local page = shared_page()
+    -- the writer is forked before this process opens the file: it must share no open of it
+    local pids = A.fork_children(1, function()
+      while page:atomic_load(8) == 0 do M.sleep(0.001) end
+      page:atomic_add(0, 1)
+      assert(M.fcntl(open(path), M.F_OFD_SETLKW, { type = W })) -- (a wait in the kernel's queue)
+    end)
+    local reaped = false
+    finally(function() if not reaped then M.kill(pids[1], M.SIGKILL) M.waitpid(pids[1]) end end)
+    local f = open(path)
+    assert.is_true(M.fcntl(f, M.F_OFD_SETLK, { type = R }))
+    page:atomic_store(8, 1)
+    until_ready(page, 1)
+    M.sleep(0.1)
+    local g = open(path)
+    assert.is_true(M.fcntl(g, M.F_OFD_SETLK, { type = R }))
+    assert.equal("running", (M.waitpid(pids[1], "nohang"))) -- the writer still waits
+    f:close()
+    g:close()
+    reaped = true
+    assert.same({ "exit 0" }, A.reap(pids))
+  end)
+
+  it("F_SETLKW with a time limit waits at most that long, and no longer than the holder keeps it", function()
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.fcntl(f, M.F_OFD_SETLK, { type = W, start = 0, len = 4 }))
+    local t0 = M.clock()
+    H.refused_saying(M.EAGAIN, "bytes 0 to 3 are write-locked through an open file description (an OFD lock, which has no pid), maybe this process's own other open of the file; gave up after 0.3 s)",
+                     M.fcntl(g, M.F_OFD_SETLKW, { type = R, start = 2 }, 0.3))
+    local waited = M.clock() - t0
+    assert.is_true(waited >= 0.3 and waited < 2, tostring(waited))
+    g:close()
+    local got, released, how = waits_for(shared_page(),
+      function() return M.fcntl(open(path), M.F_SETLKW, { type = W, start = 3, len = 1 }, 20) end,
+      function() return M.fcntl(f, M.F_OFD_SETLK, { type = U }) end)
+    assert.equal("exit 0", how)
+    assert.is_true(got >= released and got - released < 5, ("got %.3f, released %.3f"):format(got, released))
+    f:close()
+  end)
+
+  it("says when the holder is this process, or a process outside this pid namespace", function()
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = W, start = 0, len = 8 }))
+    H.refused_saying(M.EAGAIN, ("bytes 0 to 7 are write-locked by this process (pid %d) with a POSIX lock: a POSIX and an OFD lock conflict, even in one process)")
+                     :format(M.getpid()), M.fcntl(g, M.F_OFD_SETLK, { type = R }))
+    -- (g stays open: closing it would drop f's POSIX lock)
+    local function done() g:close() f:close() end
+    if not (H.have("unshare") and H.has_cap("sys_admin")) then
+      done()
+      return pending("a pid namespace needs root and unshare")
+    end
+    local out = H.run_lua(([[
+      local M = require "memlab"
+      local g = assert(io.open(%q, "r+"))
+      print(select(2, M.fcntl(g, M.F_SETLK, { type = M.F_RDLCK })))
+      print(M.fcntl(g, M.F_GETLK, { type = M.F_RDLCK }).pid)]]):format(path), "unshare -p -f --mount-proc ")
+    done()
+    if out:find("unshare: ", 1, true) then
+      return pending("unshare could not make a pid namespace here: " .. out)
+    end
+    assert.equal("fcntl: Resource temporarily unavailable (bytes 0 to 7 are write-locked by a process outside this pid namespace)\t11\n0\n", out)
+  end)
+
+  it("says why a directory takes no write lock, and a range past the largest offset none", function()
+    local dir = H.tmpdir(finally)("x", "")
+    dir = dir:match("^(.*)/x$")
+    local d = open(dir, "r")
+    H.refused_saying(M.EBADF, "a directory cannot be open for writing: take a read lock (M.F_RDLCK), or a flock lock",
+                     M.fcntl(d, M.F_SETLK, { type = W }))
+    assert.is_true(M.fcntl(d, M.F_SETLK, { type = R }))
+    assert.is_true(M.flock(d, M.LOCK_EX))
+    d:close()
+    local f = open(lockfile(finally))
+    local MAXI = math.maxinteger
+    H.refused_saying(M.EOVERFLOW, ("the range (start %d from SEEK_SET, len 2) ends past the largest file offset, 2^63 - 1"):format(MAXI),
+                     M.fcntl(f, M.F_SETLK, { type = W, start = MAXI, len = 2 }))
+    H.refused_saying(M.EOVERFLOW, "(start " .. MAXI .. " from SEEK_END, len 0)",
+                     M.fcntl(f, M.F_GETLK, { type = W, whence = M.SEEK_END, start = MAXI }))
+    H.refused_saying(M.EINVAL, "the range (start -5 from SEEK_SET, len 0) must not begin before the file does",
+                     M.fcntl(f, M.F_OFD_GETLK, { type = R, start = -5 }))
+    f:close()
+  end)
+
   it("F_SETLKW ends at Ctrl-C in the standalone interpreter", function()
     local out = ctrl_c_during(lockfile(finally), "M.fcntl(f, M.F_OFD_SETLK, { type = M.F_WRLCK })",
                               "M.fcntl(g, M.F_OFD_SETLKW, { type = M.F_WRLCK })")
@@ -406,6 +606,11 @@ describe("M.fcntl(file, cmd, lock)", function()
     raises("lock has no field 'length' (its fields: type, whence, start, len; pid is read back by the get commands)",
            M.F_SETLK, { type = R, length = 4 })
     raises("lock has no field '1'", M.F_SETLK, { R, 0, 4 })
+    for _, cmd in ipairs { M.F_SETLK, M.F_GETLK, M.F_OFD_SETLK, M.F_OFD_GETLK } do
+      H.raises("bad argument #4 to 'fn' (a time limit with a command that does not wait: M.F_SETLKW and M.F_OFD_SETLKW wait)",
+               M.fcntl, f, cmd, { type = R }, 1)
+    end
+    H.raises("seconds out of range (-1; 0 or more, below 1e9, or nil for no limit)", M.fcntl, f, M.F_SETLKW, { type = R }, -1)
     -- a lock table a get command gave back goes back in as it is (its pid is not read)
     local held = M.fcntl(f, M.F_GETLK, { type = W, start = 3, len = 4 })
     assert.same({ type = U, whence = M.SEEK_SET, start = 3, len = 4, pid = 0 }, held)

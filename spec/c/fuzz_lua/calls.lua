@@ -337,6 +337,7 @@ local OPS = {
         local ops = { M.LOCK_SH | M.LOCK_NB, M.LOCK_EX | M.LOCK_NB, M.LOCK_UN, M.LOCK_NB, 0, -1, 3 }
         if k < 200 then ops[#ops + 1], ops[#ops + 2] = M.LOCK_SH, M.LOCK_EX end
         arg(pickL(ops)())
+        if u8() < 48 then arg(pickL({ 0, 0.002, -1, 0 / 0, 'x' })()) end -- a time limit: short
         trim(0)
         call('M.flock', M.flock)
       else
@@ -350,6 +351,7 @@ local OPS = {
         if u8() < 16 then fields[#fields + 1] = { 'lenght', pickL({ 1 }) } end
         local t, ts = opts(fields)
         arg(t, ts)
+        if u8() < 32 then arg(pickL({ 0, 0.002, -1 })()) end -- refused: no command here waits
         trim(1)
         call('M.fcntl', M.fcntl)
       end
