@@ -31,10 +31,11 @@ local function until_ready(page, n)
   end
 end
 
--- In a child: takes the lock with take() (which blocks), noting the clock just after at 8 of page;
--- in this process: lets go with release() 0.2 s after the child is about to wait. Returns when
--- the child got the lock and when this process let go, and how the child ended.
-local function waits_for(page, take, release)
+-- In a child: takes the lock with take() (which waits), noting the clock just after; in this
+-- process: lets go with release() 0.2 s after the child is about to wait. Checks that the child
+-- ended well, got the lock after it was let go and not long after.
+local function waits_for(take, release)
+  local page = shared_page()
   local pids = A.fork_children(1, function()
     page:atomic_add(0, 1)
     assert(take())
@@ -44,8 +45,9 @@ local function waits_for(page, take, release)
   M.sleep(0.2)
   local released = M.clock()
   assert(release())
-  local ends = A.reap(pids)
-  return page:unpack("d", 8), released, ends[1]
+  assert.same({ "exit 0" }, A.reap(pids))
+  local got = page:unpack("d", 8)
+  assert.is_true(got >= released and got - released < 5, ("got the lock at %.3f, let go at %.3f"):format(got, released))
 end
 
 -- The output of a child interpreter that waits with call() on a lock this process holds, and
@@ -104,10 +106,8 @@ describe("M.flock(file, op)", function()
     local path = lockfile(finally)
     local f = open(path)
     assert.is_true(M.flock(f, M.LOCK_EX))
-    local got, released, how = waits_for(shared_page(), function() return M.flock(open(path), M.LOCK_EX) end,
-                                         function() return M.flock(f, M.LOCK_UN) end)
-    assert.equal("exit 0", how)
-    assert.is_true(got >= released, ("the child got the lock %.3f s before it was let go"):format(released - got))
+    waits_for(function() return M.flock(open(path), M.LOCK_EX) end,
+              function() return M.flock(f, M.LOCK_UN) end)
     f:close()
   end)
 
@@ -175,11 +175,6 @@ describe("M.flock(file, op)", function()
     assert.is_true(M.fcntl(g, M.F_OFD_SETLK, { type = M.F_WRLCK }))
     f:close()
     g:close()
-  end)
-
-  it("ends at Ctrl-C in the standalone interpreter", function()
-    local out = ctrl_c_during(lockfile(finally), "M.flock(f, M.LOCK_EX)", "M.flock(g, M.LOCK_EX)")
-    assert.matches("^nil|[^|]*interrupted!|quick$", out)
   end)
 
   it("goes on waiting after a signal handler ran", function()
@@ -264,16 +259,16 @@ describe("M.flock(file, op)", function()
     assert.is_true(M.flock(f, M.LOCK_UN, 5)) -- (an unlock never waits)
     g:close()
     assert.is_true(M.flock(f, M.LOCK_EX))
-    local got, released, how = waits_for(shared_page(), function() return M.flock(open(path), M.LOCK_EX, 20) end,
-                                         function() return M.flock(f, M.LOCK_UN) end)
-    assert.equal("exit 0", how)
-    assert.is_true(got >= released and got - released < 5, ("got %.3f, released %.3f"):format(got, released))
+    waits_for(function() return M.flock(open(path), M.LOCK_EX, 20) end,
+              function() return M.flock(f, M.LOCK_UN) end)
     f:close()
   end)
 
-  it("ends a timed wait at Ctrl-C too", function()
-    local out = ctrl_c_during(lockfile(finally), "M.flock(f, M.LOCK_EX)", "M.flock(g, M.LOCK_EX, 30)")
-    assert.matches("^nil|[^|]*interrupted!|quick$", out)
+  it("ends a wait at Ctrl-C in the standalone interpreter, with a time limit or without", function()
+    for _, call in ipairs { "M.flock(g, M.LOCK_EX)", "M.flock(g, M.LOCK_EX, 30)" } do
+      local out = ctrl_c_during(lockfile(finally), "M.flock(f, M.LOCK_EX)", call)
+      assert.matches("^nil|[^|]*interrupted!|quick$", out)
+    end
   end)
 
   it("raises for an op it does not know, and for what is no open file", function()
@@ -334,11 +329,8 @@ describe("M.fcntl(file, cmd, lock)", function()
     local path = lockfile(finally)
     local f = open(path)
     assert.is_true(M.fcntl(f, M.F_SETLK, { type = W, start = 0, len = 1 }))
-    local got, released, how = waits_for(shared_page(),
-      function() return M.fcntl(open(path), M.F_SETLKW, { type = R, start = 0, len = 50 }) end,
-      function() return M.fcntl(f, M.F_SETLK, { type = U, start = 0, len = 1 }) end)
-    assert.equal("exit 0", how)
-    assert.is_true(got >= released, ("the child got the lock %.3f s before it was let go"):format(released - got))
+    waits_for(function() return M.fcntl(open(path), M.F_SETLKW, { type = R, start = 0, len = 50 }) end,
+              function() return M.fcntl(f, M.F_SETLK, { type = U, start = 0, len = 1 }) end)
     f:close()
   end)
 
@@ -525,11 +517,8 @@ describe("M.fcntl(file, cmd, lock)", function()
     local waited = M.clock() - t0
     assert.is_true(waited >= 0.3 and waited < 2, tostring(waited))
     g:close()
-    local got, released, how = waits_for(shared_page(),
-      function() return M.fcntl(open(path), M.F_SETLKW, { type = W, start = 3, len = 1 }, 20) end,
-      function() return M.fcntl(f, M.F_OFD_SETLK, { type = U }) end)
-    assert.equal("exit 0", how)
-    assert.is_true(got >= released and got - released < 5, ("got %.3f, released %.3f"):format(got, released))
+    waits_for(function() return M.fcntl(open(path), M.F_SETLKW, { type = W, start = 3, len = 1 }, 20) end,
+              function() return M.fcntl(f, M.F_OFD_SETLK, { type = U }) end)
     f:close()
   end)
 
