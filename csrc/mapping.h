@@ -172,7 +172,9 @@ int snapshot_open(lua_State *L);
 int mfile_open(lua_State *L);
 int filelock_open(lua_State *L);
 /* The file descriptor argument at idx: -1 for nil, an integer, a memlab file or an io file (its
- * buffered writes flushed first: *flush_err is that flush's errno, else 0). */
+ * buffered writes flushed first, and what it read ahead given back: *flush_err is that flush's
+ * errno, or'ed with FLUSH_READ_AHEAD when there was nothing to write, else 0). */
+#define FLUSH_READ_AHEAD 0x10000
 int mfile_arg_fd(lua_State *L, int idx, int *flush_err);
 /* Raises unless the memlab or io file at idx still has descriptor fd (what mfile_arg_fd gave
  * before an allocation, whose finalizers may have closed it and opened another file under the

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -50,7 +51,9 @@ int mfile_arg_fd(lua_State *L, int idx, int *flush_err) {
   luaL_Stream *s = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE);
   if (s) {
     if (!s->closef) luaL_argerror(L, idx, "closed file");
-    *flush_err = sys_fflush(s->f); /* the caller answers mfile_flush_refusal */
+    int writes = __fpending(s->f) != 0;
+    int err = sys_fflush(s->f); /* the caller answers mfile_flush_refusal */
+    *flush_err = err && !writes ? err | FLUSH_READ_AHEAD : err;
     return fileno(s->f);
   }
   return luaL_typeerror(L, idx, "file descriptor (integer, memlab file or io file)");
@@ -66,6 +69,9 @@ void mfile_arg_fd_again(lua_State *L, int idx, int fd) {
 }
 
 int mfile_flush_refusal(lua_State *L, int err, const char *undone) {
+  if (err & FLUSH_READ_AHEAD) /* (a file whose lseek refuses to go back, as /proc/kmsg's) */
+    return push_syserrorf(L, "fflush", err & ~FLUSH_READ_AHEAD, "the io file's read-ahead could not "
+                          "be given back: its descriptor does not seek back; nothing %s", undone);
   return push_syserrorf(L, "fflush", err, "the io file's buffered writes could not be written; "
                         "nothing %s", undone);
 }

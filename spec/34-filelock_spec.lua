@@ -168,6 +168,26 @@ describe("M.flock(file, op)", function()
     f:close()
   end)
 
+  it("says which of an io file's buffers a failed flush was for", function()
+    -- (failinj.so fails memlab's fflush: a descriptor whose lseek refuses to go back, as
+    -- /proc/kmsg's, is what makes giving back the read-ahead fail)
+    local v, out = H.refusing_values("fflush:1:2:EINVAL", ([[
+      local M = require "memlab"
+      local f = assert(io.open(%q, "r+"))
+      assert(M.flock(f, M.LOCK_EX))
+      f:read(4) -- read ahead
+      local _, ahead, c1 = refusing(M.flock, f, M.LOCK_UN)
+      f:seek("set", 0)
+      f:write("w") -- to be written
+      local _, writes, c2 = refusing(M.fcntl, f, M.F_SETLK, { type = M.F_UNLCK })
+      return ahead, c1, writes, c2]]):format(lockfile(finally)))
+    if not v then return pending(out) end
+    assert.same({ "fflush: Invalid argument (the io file's read-ahead could not be given back: its "
+                  .. "descriptor does not seek back; nothing unlocked)", tostring(M.EINVAL),
+                  "fflush: Invalid argument (the io file's buffered writes could not be written; "
+                  .. "nothing unlocked)", tostring(M.EINVAL) }, v, out)
+  end)
+
   it("and fcntl's locks leave each other alone", function()
     local path = lockfile(finally)
     local f, g = open(path), open(path)

@@ -125,6 +125,14 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   return real_mmap(addr, len, prot, flags, fd, off);
 }
 
+/* (glibc's fflush of a stream that read ahead seeks back; that lseek is glibc's call, not
+ * memlab's: failing fflush itself stands for it) */
+int fflush(FILE *f) {
+  REAL(fflush);
+  if (refuse("fflush", __builtin_return_address(0))) return EOF;
+  return real_fflush(f);
+}
+
 int munmap(void *addr, size_t len) {
   REAL(munmap);
   if (refuse("munmap", __builtin_return_address(0))) return -1;
