@@ -1,18 +1,19 @@
 /* filelock.c: advisory file locks, as C takes them, for processes that share a file or a mapping
  * of one:
- *   M.flock(file, op) -> true | nil, msg, errno
+ *   M.flock(file, op [, seconds]) -> true | nil, msg, errno
  *     flock(2): the whole file; op M.LOCK_SH, M.LOCK_EX or M.LOCK_UN, or'ed with M.LOCK_NB.
- *   M.fcntl(file, cmd, lock) -> true (the set commands) | a lock table (the get commands) |
- *                               nil, msg, errno
+ *   M.fcntl(file, cmd, lock [, seconds]) -> true (the set commands) | a lock table (the get
+ *                                           commands) | nil, msg, errno
  *     fcntl(2)'s record locks on a range: cmd M.F_SETLK, M.F_SETLKW, M.F_GETLK (POSIX locks, the
  *     process's) or M.F_OFD_SETLK, M.F_OFD_SETLKW, M.F_OFD_GETLK (open file description locks);
  *     lock { type = M.F_RDLCK | M.F_WRLCK | M.F_UNLCK, whence = M.SEEK_SET, start = 0, len = 0 }
  *     (len 0: to the end of the file, however far it grows), C's struct flock.
- * file: an integer descriptor, a memlab file or an io file (its buffered writes flushed first, so
- * what it wrote under the lock is in the file before the lock goes). A wait (no LOCK_NB, or
- * F_SETLKW) goes on after signal handlers ran and ends with EINTR at Ctrl-C, as M.sleep's does.
- * A refusal for a held lock says who holds it: the get command of the same family for fcntl's,
- * /proc/locks for flock's (which names the process that took the lock). */
+ * file: an integer descriptor, a memlab file or an io file (flushed first: what it wrote under the
+ * lock is in the file before the lock goes, and what it read ahead is given back). A wait (no
+ * LOCK_NB, F_SETLKW, F_OFD_SETLKW) goes on after signal handlers ran and ends with EINTR at
+ * Ctrl-C, as M.sleep's does; seconds limits it (sys.c tries again and again: the kernel has no
+ * timed lock). A refusal for a held lock says who holds it: the get command of the same family
+ * for fcntl's, /proc/locks for flock's (which names the process that took the lock). */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
