@@ -796,6 +796,20 @@ local function chaos(seed, nops, log)
     { w = 3, name = "M.munlock", fn = M.munlock, args = function(c) return c_shaped(c) end },
     { w = 2, name = "M.memfd_create", fn = M.memfd_create,
       args = function(c) return pk(r.chance(80) and "chaos" or nasty(c)) end },
+    -- file locks on the run's memfds (each a file of its own), never a wait that could last: a
+    -- POSIX and an OFD lock of this process on one memfd conflict, so a waiting command drawn
+    -- gets a time limit
+    { w = 2, name = "M.flock", fn = M.flock, args = function(c)
+        local op = val(c, r.pick({ M.LOCK_SH | M.LOCK_NB, M.LOCK_EX | M.LOCK_NB, M.LOCK_UN, M.LOCK_EX, 3 }))
+        return trim(pk(fd(c), op, r.chance(20) and val(c, r.pick({ 0, 0.001 })) or nil), 2)
+      end },
+    { w = 2, name = "M.fcntl", fn = M.fcntl, args = function(c)
+        local cmd = val(c, r.pick({ M.F_SETLK, M.F_GETLK, M.F_OFD_SETLK, M.F_OFD_GETLK, M.F_SETLKW }))
+        local lock = options(c, { type = r.pick({ M.F_RDLCK, M.F_WRLCK, M.F_UNLCK }),
+                                  start = val(c, r.below(64)), len = val(c, r.below(64)) })
+        if cmd == M.F_SETLKW or cmd == M.F_OFD_SETLKW then return pk(fd(c), cmd, lock, 0.001) end
+        return trim(pk(fd(c), cmd, lock, r.chance(10) and 0 or nil), 3)
+      end },
     { w = 8, name = "M.peek", fn = M.peek, ro = true, nopeek = true,
       args = function(c) return trim(pk(addr(c), val(c, r.pick({ 1, 8, 64 }))), 1) end },
     { w = 3, name = "M.type", fn = M.type, ro = true,
