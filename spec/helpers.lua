@@ -409,12 +409,15 @@ function H.tmpdir(finally)
   local dir = os.tmpname()
   assert(os.remove(dir))
   assert(lfs.mkdir(dir))
-  H.finally(finally, function()
-    for name in lfs.dir(dir) do
-      if name ~= "." and name ~= ".." then os.remove(dir .. "/" .. name) end
+  local function remove_tree(path) -- (a test may make directories inside: overlayfs's layers)
+    if lfs.symlinkattributes(path, "mode") == "directory" then
+      for name in lfs.dir(path) do
+        if name ~= "." and name ~= ".." then remove_tree(path .. "/" .. name) end
+      end
     end
-    os.remove(dir)
-  end)
+    os.remove(path)
+  end
+  H.finally(finally, function() remove_tree(dir) end)
   return function(name, content)
     local path = dir .. "/" .. name
     if content then
