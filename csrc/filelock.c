@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -43,6 +44,11 @@ static int lock_fd(lua_State *L, const char *undone) {
   return fd;
 }
 
+/* EBADF for a descriptor that is not open: says so (fd is what the script passed). */
+static int refused_unopened(lua_State *L, const char *call, int fd) {
+  return push_syserrorf(L, call, EBADF, "fd %d is not an open descriptor", fd);
+}
+
 /* ---- flock ---- */
 
 /* How the holder of a lock, pid as the kernel gives it, is named: "this process (pid N)",
@@ -53,6 +59,16 @@ static const char *holder_name(lua_State *L, long pid) {
   if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
     return lua_pushfstring(L, "pid %d, which has exited", (int)pid);
   return lua_pushfstring(L, "pid %d", (int)pid);
+}
+
+/* This process's pid as /proc numbers it: getpid() but where /proc was mounted in another pid
+ * namespace (unshare -p without --mount-proc), whose numbers /proc/locks then gives; 0 unknown. */
+static long proc_self_pid(void) {
+  char buf[32];
+  ssize_t n = readlink("/proc/self", buf, sizeof buf - 1);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  return strtol(buf, NULL, 10);
 }
 
 /* Who holds a flock lock on fd's file, from /proc/locks ("3: FLOCK  ADVISORY  WRITE 2035
@@ -83,11 +99,18 @@ static const char *flock_holder(lua_State *L, int fd) {
   fclose(f);
   if (!exact && others != 1) return lua_pushliteral(L, "");
   const char *lock = strcmp(got_mode, "WRITE") == 0 ? "an exclusive (LOCK_EX)" : "a shared (LOCK_SH)";
-  const char *who = holder_name(L, got_pid);
-  if (got_pid == (long)getpid())
+  long self = proc_self_pid();
+  int foreign = self > 0 && self != (long)getpid(); /* /proc numbers pids its own way */
+  int mine = foreign ? got_pid == self : got_pid == (long)getpid();
+  if (foreign && !mine && got_pid > 0)
+    return lua_pushfstring(L, "%s lock taken by pid %d of the pid namespace /proc was mounted in, "
+                           "which is not this process's (its pids cannot be looked up from here); ",
+                           lock, (int)got_pid);
+  const char *who = holder_name(L, mine ? (long)getpid() : got_pid);
+  if (mine)
     return lua_pushfstring(L, "%s lock taken by %s: a flock lock belongs to the open, and another "
-                           "open of the file holds it, in this process or in a child forked "
-                           "since; ", lock, who);
+                           "open of the file holds it, in this process or in a child forked or "
+                           "started since (io.popen, os.execute); ", lock, who);
   if (strstr(who, "exited"))
     return lua_pushfstring(L, "%s lock taken by %s: a process that shares its open holds it now "
                            "(its parent, or a process it forked or started: io.popen, "
@@ -111,6 +134,7 @@ static int filelock_flock(lua_State *L) {
   HookWatch w;
   hook_watch(L, &w);
   int err = sys_flock(fd, (int)op, seconds, hook_changed, &w);
+  if (err == EBADF && sys_fd_accmode(fd) < 0) return refused_unopened(L, "flock", fd);
   if (err == EWOULDBLOCK) {
     const char *holder = flock_holder(L, fd);
     const char *gave_up = seconds >= 0 ? lua_pushfstring(L, "gave up after %f s; ", seconds) : "";
@@ -234,7 +258,9 @@ static int fcntl_refusal(lua_State *L, int fd, int ofd, const struct flock *aske
       if (held.l_pid == -1)
         return push_syserrorf(L, "fcntl", err, "%s are %s-locked through an open file "
                               "description (an OFD lock, which has no pid), maybe this process's "
-                              "own other open of the file%s", range, kind, gave_up);
+                              "own: through another open of the file, or through this one for a "
+                              "POSIX request, which an OFD lock blocks even on its own open%s",
+                              range, kind, gave_up);
       if (held.l_pid == getpid()) /* only an OFD request meets the process's own POSIX lock */
         return push_syserrorf(L, "fcntl", err, "%s are %s-locked by %s with a POSIX lock: a "
                               "POSIX and an OFD lock conflict, even in one process%s", range, kind,
@@ -245,16 +271,25 @@ static int fcntl_refusal(lua_State *L, int fd, int ofd, const struct flock *aske
     if (seconds >= 0) return push_syserrorf(L, "fcntl", err, "gave up after %f s", seconds);
   }
   struct stat st;
+  if (err == EBADF && sys_fd_accmode(fd) < 0) return refused_unopened(L, "fcntl", fd);
   if (err == EBADF && asked->l_type == F_WRLCK && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
     return push_syserrorf(L, "fcntl", err, "a directory cannot be open for writing: take a read "
                           "lock (M.F_RDLCK), or a flock lock");
-  if (err == EBADF && sys_fd_accmode(fd) >= 0)
+  if (err == EBADF)
     return push_syserrorf(L, "fcntl", err, "a %s lock needs the file open for %s",
                           asked->l_type == F_WRLCK ? "write" : "read",
                           asked->l_type == F_WRLCK ? "writing" : "reading");
-  if (err == EDEADLK)
+  if (err == EDEADLK) {
+    struct flock held = *asked;
+    if (sys_fcntl_lock(fd, ofd ? F_OFD_GETLK : F_GETLK, &held, -1, NULL, NULL) == 0 &&
+        held.l_type != F_UNLCK)
+      return push_syserrorf(L, "fcntl", err, "waiting would deadlock: %s are %s-locked by %s, "
+                            "which waits, directly or through others, for a lock this process "
+                            "holds", range_text(L, &held), held.l_type == F_WRLCK ? "write" : "read",
+                            holder_name(L, held.l_pid));
     return push_syserrorf(L, "fcntl", err, "waiting would deadlock: the process that holds the "
                           "range waits, directly or through others, for a lock this process holds");
+  }
   if (err == EINVAL)
     return push_syserrorf(L, "fcntl", err, "the range (start %I from %s, len %I) must not begin "
                           "before the file does", (lua_Integer)asked->l_start,

@@ -74,7 +74,7 @@ describe("M.flock(file, op)", function()
     assert.is_true(M.flock(f, M.LOCK_EX))
     H.refused_saying(M.EWOULDBLOCK, ("an exclusive (LOCK_EX) lock taken by this process (pid %d): a flock "
                      .. "lock belongs to the open, and another open of the file holds it, in this process or "
-                     .. "in a child forked since; if this open held a lock, the attempt let go of it: flock "
+                     .. "in a child forked or started since (io.popen, os.execute); if this open held a lock, the attempt let go of it: flock "
                      .. "converts a lock by unlocking first)"):format(M.getpid()), M.flock(g, M.LOCK_SH | M.LOCK_NB))
     local me = M.getpid()
     assert.same({ "exit", 0 }, { H.in_child(function()
@@ -264,12 +264,41 @@ describe("M.flock(file, op)", function()
     assert.matches(("an exclusive (LOCK_EX) lock taken by this process (pid %d+): a flock lock belongs to the open"):gsub("[()]", "%%%0"), out)
   end)
 
+  it("in a pid namespace whose /proc is another's, names the holder by /proc's pid, not as exited", function()
+    if not (H.have("unshare") and H.has_cap("sys_admin")) then
+      return pending("a pid namespace needs root and unshare")
+    end
+    local path = lockfile(finally)
+    local f = open(path)
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    -- (unshare -p without --mount-proc: /proc and /proc/locks number pids as this process sees
+    -- them, the child is pid 1 in its own namespace)
+    local out = H.run_lua(([[
+      local M = require "memlab"
+      print(M.getpid(), select(2, M.flock(assert(io.open(%q, "r+")), M.LOCK_SH | M.LOCK_NB)))
+      local p = os.tmpname()
+      local a, b = assert(io.open(p, "w")), assert(io.open(p, "r"))
+      assert(M.flock(a, M.LOCK_EX))
+      print(select(2, M.flock(b, M.LOCK_SH | M.LOCK_NB)))
+      os.remove(p)]]):format(path), "unshare -p -f ")
+    f:close()
+    if out:find("unshare: ", 1, true) then
+      return pending("unshare could not make a pid namespace here: " .. out)
+    end
+    local first = ("1\tflock: Resource temporarily unavailable (an exclusive (LOCK_EX) lock taken by pid %d of the "
+                   .. "pid namespace /proc was mounted in, which is not this process's (its pids cannot be "
+                   .. "looked up from here); if this open"):format(M.getpid())
+    assert.equal(first, out:sub(1, #first))
+    assert.truthy(out:find("\nflock: Resource temporarily unavailable (an exclusive (LOCK_EX) lock taken by this "
+                           .. "process (pid 1): a flock lock belongs to the open", 1, true), out)
+  end)
+
   it("with a time limit, waits at most that long, and no longer than the holder keeps it", function()
     local path = lockfile(finally)
     local f, g = open(path), open(path)
     assert.is_true(M.flock(f, M.LOCK_EX))
     local t0 = M.clock()
-    H.refused_saying(M.EWOULDBLOCK, "taken by this process (pid " .. M.getpid() .. "): a flock lock belongs to the open, and another open of the file holds it, in this process or in a child forked since; gave up after 0.3 s; if this open",
+    H.refused_saying(M.EWOULDBLOCK, "taken by this process (pid " .. M.getpid() .. "): a flock lock belongs to the open, and another open of the file holds it, in this process or in a child forked or started since (io.popen, os.execute); gave up after 0.3 s; if this open",
                      M.flock(g, M.LOCK_SH, 0.3))
     local waited = M.clock() - t0
     assert.is_true(waited >= 0.3 and waited < 2, tostring(waited))
@@ -434,8 +463,12 @@ describe("M.fcntl(file, cmd, lock)", function()
     local refused = answers[1] == 2 and 8 or 16
     table.sort(answers)
     assert.same({ 1, 2 }, answers)
-    assert.equal("fcntl: Resource deadlock avoided (waiting would deadlock: the process that holds "
-                 .. "the range waits, directly or through others, for a lock this process holds)",
+    -- (the one refused names the range it asked for and who holds it: the other process)
+    local byte, holder = 1, pids[1]
+    if refused == 16 then byte, holder = 0, M.getpid() end
+    assert.equal(("fcntl: Resource deadlock avoided (waiting would deadlock: bytes %d to %d are "
+                  .. "write-locked by pid %d, which waits, directly or through others, for a lock "
+                  .. "this process holds)"):format(byte, byte, holder),
                  page:cstring(refused * 64))
     f:close()
   end)
@@ -532,7 +565,7 @@ describe("M.fcntl(file, cmd, lock)", function()
     local f, g = open(path), open(path)
     assert.is_true(M.fcntl(f, M.F_OFD_SETLK, { type = W, start = 0, len = 4 }))
     local t0 = M.clock()
-    H.refused_saying(M.EAGAIN, "bytes 0 to 3 are write-locked through an open file description (an OFD lock, which has no pid), maybe this process's own other open of the file; gave up after 0.3 s)",
+    H.refused_saying(M.EAGAIN, "bytes 0 to 3 are write-locked through an open file description (an OFD lock, which has no pid), maybe this process's own: through another open of the file, or through this one for a POSIX request, which an OFD lock blocks even on its own open; gave up after 0.3 s)",
                      M.fcntl(g, M.F_OFD_SETLKW, { type = R, start = 2 }, 0.3))
     local waited = M.clock() - t0
     assert.is_true(waited >= 0.3 and waited < 2, tostring(waited))
@@ -564,6 +597,19 @@ describe("M.fcntl(file, cmd, lock)", function()
       return pending("unshare could not make a pid namespace here: " .. out)
     end
     assert.equal("fcntl: Resource temporarily unavailable (bytes 0 to 7 are write-locked by a process outside this pid namespace)\t11\n0\n", out)
+  end)
+
+  it("says so when the descriptor is not open, for flock and for each fcntl command", function()
+    local lfs = require "lfs"
+    local fd = 100
+    while lfs.symlinkattributes("/proc/self/fd/" .. fd) do fd = fd + 1 end
+    local said = ("fd %d is not an open descriptor)"):format(fd)
+    H.refused_saying(M.EBADF, "flock: Bad file descriptor (" .. said, M.flock(fd, M.LOCK_EX | M.LOCK_NB))
+    H.refused_saying(M.EBADF, "flock: Bad file descriptor (" .. said, M.flock(fd, M.LOCK_UN))
+    for _, cmd in ipairs { M.F_SETLK, M.F_GETLK, M.F_OFD_SETLK, M.F_OFD_GETLK } do
+      H.refused_saying(M.EBADF, "fcntl: Bad file descriptor (" .. said, M.fcntl(fd, cmd, { type = W }))
+    end
+    H.refused_saying(M.EBADF, "fcntl: Bad file descriptor (" .. said, M.fcntl(fd, M.F_SETLK, { type = U }))
   end)
 
   it("says why a directory takes no write lock, and a range past the largest offset none", function()
