@@ -661,6 +661,10 @@ describe("M.fcntl(file, cmd, lock)", function()
     raises("lock has no field 'length' (its fields: type, whence, start, len; pid is read back by the get commands)",
            M.F_SETLK, { type = R, length = 4 })
     raises("lock has no field '1'", M.F_SETLK, { R, 0, 4 })
+    -- (a NUL ends no name: "len\0" is no len, and the message shows it)
+    raises("lock has no field 'len\\0' (its fields", M.F_SETLK, { type = R, ["len\0"] = 4 })
+    raises("lock has no field 'type\\0x'", M.F_SETLK, { ["type\0x"] = R })
+    raises("lock has no field ''", M.F_SETLK, { type = R, [""] = 4 })
     for _, cmd in ipairs { M.F_SETLK, M.F_GETLK, M.F_OFD_SETLK, M.F_OFD_GETLK } do
       H.raises("bad argument #4 to 'fn' (a time limit with a command that does not wait: M.F_SETLKW and M.F_OFD_SETLKW wait)",
                M.fcntl, f, cmd, { type = R }, 1)
