@@ -73,10 +73,9 @@ void alloc_checkopts(lua_State *L, const char *const known[]) {
   while (lua_next(L, 1)) {
     lua_pop(L, 1);
     int ok = 0;
-    if (lua_type(L, -1) == LUA_TSTRING)
-      for (const char *const *k = known; *k && !ok; k++) ok = strcmp(*k, lua_tostring(L, -1)) == 0;
+    for (const char *const *k = known; *k && !ok; k++) ok = key_is(L, -1, *k);
     if (!ok) { /* name the ones it takes, as M.map names its fields */
-      const char *bad = luaL_tolstring(L, -1, NULL);
+      const char *bad = key_text(L, -1);
       luaL_Buffer lb;
       luaL_buffinit(L, &lb);
       for (const char *const *k = known; *k; k++) {

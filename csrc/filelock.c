@@ -148,16 +148,17 @@ static int filelock_flock(lua_State *L) {
 
 /* ---- fcntl's record locks ---- */
 
-/* Whether k (len bytes, which may hold a NUL) names a field of a lock table (by its first letter
- * first: comparing each key with every name showed as the largest user-space share of an
- * uncontended M.fcntl in perf). */
-static int lock_field_known(const char *k, size_t len) {
-  switch (len ? k[0] : 0) {
-    case 't': return len == 4 && memcmp(k, "type", 4) == 0;
-    case 'w': return len == 6 && memcmp(k, "whence", 6) == 0;
-    case 's': return len == 5 && memcmp(k, "start", 5) == 0;
-    case 'l': return len == 3 && memcmp(k, "len", 3) == 0;
-    case 'p': return len == 3 && memcmp(k, "pid", 3) == 0;
+/* Whether the key at idx names a field of a lock table (by its first letter first: comparing
+ * each key with every name showed as the largest user-space share of an uncontended M.fcntl in
+ * perf). */
+static int lock_field_known(lua_State *L, int idx) {
+  const char *k = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : "";
+  switch (k[0]) {
+    case 't': return key_is(L, idx, "type");
+    case 'w': return key_is(L, idx, "whence");
+    case 's': return key_is(L, idx, "start");
+    case 'l': return key_is(L, idx, "len");
+    case 'p': return key_is(L, idx, "pid");
     default: return 0;
   }
 }
@@ -177,21 +178,6 @@ static lua_Integer lock_field(lua_State *L, int idx, const char *name, lua_Integ
   return v;
 }
 
-/* The key at idx as the message shows it, pushed: a NUL in a string as \0 (it would end it). */
-static const char *key_text(lua_State *L, int idx) {
-  size_t len;
-  const char *k = luaL_tolstring(L, idx, &len);
-  if (strlen(k) == len) return k;
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  for (size_t i = 0; i < len; i++) {
-    if (k[i]) luaL_addchar(&b, k[i]);
-    else luaL_addstring(&b, "\\0");
-  }
-  luaL_pushresult(&b);
-  return lua_tostring(L, -1);
-}
-
 /* The lock table at 3 as a struct flock; raises for a field it does not know (a typo would
  * otherwise lock from 0 to the end), a type or whence out of range (F_UNLCK for a get command:
  * the kernel's EINVAL). */
@@ -200,9 +186,7 @@ static void arg_lock(lua_State *L, int getlk, struct flock *fl) {
   lua_pushnil(L);
   while (lua_next(L, 3)) {
     lua_pop(L, 1);
-    size_t len = 0;
-    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-    if (!k || !lock_field_known(k, len))
+    if (!lock_field_known(L, -1))
       luaL_argerror(L, 3, lua_pushfstring(L, "lock has no field '%s' (its fields: type, whence, "
                                           "start, len; pid is read back by the get commands)",
                                           key_text(L, -1)));

@@ -61,6 +61,31 @@ const char *arg_cstring(lua_State *L, int idx) {
   return s;
 }
 
+/* Whether the key at idx of a table walk is the string name, every byte of it (a key with a
+ * zero byte, "len\0", is not "len", which strcmp would say it is). */
+int key_is(lua_State *L, int idx, const char *name) {
+  size_t n;
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
+  const char *k = lua_tolstring(L, idx, &n);
+  return n == strlen(name) && memcmp(k, name, n) == 0;
+}
+
+/* The key at idx as a message shows it, pushed: luaL_tolstring's, a zero byte as \0 (it would
+ * end the message's string there). */
+const char *key_text(lua_State *L, int idx) {
+  size_t len;
+  const char *k = luaL_tolstring(L, idx, &len);
+  if (strlen(k) == len) return k;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < len; i++) {
+    if (k[i]) luaL_addchar(&b, k[i]);
+    else luaL_addstring(&b, "\\0");
+  }
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
+}
+
 /* A size: an integer in [0, PTRDIFF_MAX]. Anything larger cannot be an object size in C. */
 size_t arg_size(lua_State *L, int idx) {
   lua_Integer n = luaL_checkinteger(L, idx);

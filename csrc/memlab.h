@@ -136,6 +136,10 @@ lua_Integer arg_mode(lua_State *L, int idx, lua_Integer def, lua_Integer hi, con
 #define NIL_HINT "did the call that made it fail? memlab returns nil, message, errno where C " \
                  "returns NULL or -1: local x, err = ...; if not x then ... end"
 int arg_typeerror(lua_State *L, int idx, const char *want);
+/* A table walk's key at idx: whether it is the string name, byte for byte (a zero byte inside
+ * included); as a message shows it, pushed (a zero byte as \0). */
+int key_is(lua_State *L, int idx, const char *name);
+const char *key_text(lua_State *L, int idx);
 /* Raises "bad argument #idx to 'f' (<what> out of range (<v>; <range>))": the value refused, and
  * what is taken. */
 int arg_range_error(lua_State *L, int idx, const char *what, lua_Integer v, const char *range);

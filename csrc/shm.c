@@ -320,10 +320,9 @@ static int shmctl_set(lua_State *L, int id) {
   luaL_checktype(L, 3, LUA_TTABLE);
   lua_pushnil(L); /* every key must be one IPC_SET knows: a misspelt one is not ignored */
   while (lua_next(L, 3)) {
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    if (!k || (strcmp(k, "mode") != 0 && strcmp(k, "uid") != 0 && strcmp(k, "gid") != 0))
+    if (!key_is(L, -2, "mode") && !key_is(L, -2, "uid") && !key_is(L, -2, "gid"))
       return luaL_argerror(L, 3, lua_pushfstring(L, "unknown field '%s' (IPC_SET takes mode, "
-                                                    "uid and gid)", luaL_tolstring(L, -2, NULL)));
+                                                    "uid and gid)", key_text(L, -2)));
     lua_pop(L, 1);
   }
   /* the values are checked before the segment is looked at: misuse raises whatever its state */
