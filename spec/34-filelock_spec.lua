@@ -679,3 +679,292 @@ describe("M.fcntl(file, cmd, lock)", function()
     H.raises("bad argument #1 to 'fn' (closed file)", M.fcntl, f, M.F_SETLK, { type = R })
   end)
 end)
+
+-- From the mutation review of 2026-11-24's ninth session (helper-118): each test kills mutants of
+-- filelock.c, sys.c's lock waits or mfile_arg_fd that the tests above let live.
+describe("M.flock(file, op), the holder it names", function()
+  it("names the holder of the file's flock lock, not a flock lock on another file or a POSIX lock on it", function()
+    -- (/proc/locks lists a CPU's locks newest first: the child runs on CPU 0 only, so the
+    -- decoys, taken last, come before the holder's line)
+    if not H.have("taskset") then return pending("needs taskset(1)") end
+    local path = lockfile(finally)
+    local other = H.tmpdir(finally)("other", "")
+    local out = H.run_lua(([[
+      local M = require "memlab"
+      local f, g = assert(io.open(%q, "r+")), assert(io.open(%q, "r+"))
+      assert(M.flock(f, M.LOCK_EX))
+      local decoy = assert(io.open(%q, "r+"))
+      assert(M.flock(decoy, M.LOCK_SH)) -- another file, the same file system
+      print(select(2, M.flock(g, M.LOCK_SH | M.LOCK_NB)))
+      local p = assert(io.open(%q, "r"))
+      assert(M.fcntl(p, M.F_SETLK, { type = M.F_RDLCK })) -- this file, a POSIX lock
+      print(select(2, M.flock(g, M.LOCK_SH | M.LOCK_NB)))]]):format(path, path, other, path), "taskset -c 0 ")
+    local want = "an exclusive (LOCK_EX) lock taken by this process (pid "
+    local first, second = out:match("^([^\n]*)\n([^\n]*)\n$")
+    assert.truthy(first and first:find(want, 1, true), out)
+    assert.truthy(second:find(want, 1, true), out)
+  end)
+
+  it("tells a lock on the same inode number of another file system from the file's", function()
+    -- (two tmpfs mounts, whose first files have the same inode number: a shared lock on one, an
+    -- exclusive one on the other, in both orders)
+    local dir = H.tmpdir(finally)("x", "")
+    dir = dir:match("^(.*)/x$")
+    local out, why = H.run_in_mount_ns(([[
+      local M = require "memlab"
+      local pa, pb = %q .. "/a/f", %q .. "/b/f"
+      local a, b = assert(io.open(pa, "w+")), assert(io.open(pb, "w+"))
+      local ino = function(p) return io.popen("stat -c %%i " .. p):read("l") end
+      if ino(pa) ~= ino(pb) then print("SKIP inode numbers differ: " .. ino(pa) .. " " .. ino(pb)) return end
+      local probe = assert(io.open(pb, "r+"))
+      assert(M.flock(b, M.LOCK_EX)) assert(M.flock(a, M.LOCK_SH))
+      print(select(2, M.flock(probe, M.LOCK_SH | M.LOCK_NB)))
+      assert(M.flock(a, M.LOCK_UN)) assert(M.flock(b, M.LOCK_UN))
+      assert(M.flock(a, M.LOCK_SH)) assert(M.flock(b, M.LOCK_EX))
+      print(select(2, M.flock(probe, M.LOCK_SH | M.LOCK_NB)))]]):format(dir, dir),
+      ("cd %s && mkdir a b && mount -t tmpfs tmpfs a && mount -t tmpfs tmpfs b && taskset -cp 0 $$ >/dev/null"):format(dir))
+    if not out then return pending(why) end
+    if out:match("^SKIP") then return pending(out) end
+    local want = "an exclusive (LOCK_EX) lock taken by this process (pid "
+    local first, second = out:match("^([^\n]*)\n([^\n]*)\n$")
+    assert.truthy(first and first:find(want, 1, true), out)
+    assert.truthy(second:find(want, 1, true), out)
+  end)
+
+  it("names no holder when two other file systems have a lock on the inode number", function()
+    -- (on overlayfs /proc/locks names the upper layer's device: a lock on a file with the same
+    -- inode number on a third file system makes the holder unknown, and the refusal then names
+    -- no one rather than maybe the wrong one)
+    local dir = H.tmpdir(finally)("x", "")
+    dir = dir:match("^(.*)/x$")
+    local out, why = H.run_in_mount_ns(([[
+      local M = require "memlab"
+      local d = %q
+      local function ino(p) return io.popen("stat -c %%i " .. p):read("l") end
+      local f = assert(io.open(d .. "/m/f", "w+"))
+      local want, decoy = ino(d .. "/m/f"), nil
+      for i = 1, 50 do
+        local p = d .. "/t2/f" .. i
+        assert(io.open(p, "w")):close()
+        if ino(p) == want then decoy = assert(io.open(p, "r")) break end
+      end
+      if not decoy then print("SKIP no file on the other tmpfs with inode number " .. want) return end
+      local probe = assert(io.open(d .. "/m/f", "r"))
+      assert(M.flock(f, M.LOCK_EX)) assert(M.flock(decoy, M.LOCK_SH)) -- the decoy listed first
+      print(select(2, M.flock(probe, M.LOCK_SH | M.LOCK_NB)))
+      assert(M.flock(decoy, M.LOCK_UN)) assert(M.flock(f, M.LOCK_UN))
+      assert(M.flock(decoy, M.LOCK_SH)) assert(M.flock(f, M.LOCK_EX)) -- the decoy listed second
+      print(select(2, M.flock(probe, M.LOCK_SH | M.LOCK_NB)))]]):format(dir),
+      ("cd %s && mkdir l t1 t2 m && mount -t tmpfs tmpfs l && mount -t tmpfs tmpfs t1 && mount -t tmpfs tmpfs t2 && "
+       .. "mkdir t1/u t1/w && mount -t overlay overlay -o lowerdir=l,upperdir=t1/u,workdir=t1/w m && "
+       .. "taskset -cp 0 $$ >/dev/null"):format(dir))
+    if not out then return pending(why) end
+    if out:match("^SKIP") then return pending(out) end
+    local first, second = out:match("^([^\n]*)\n([^\n]*)\n$")
+    assert.truthy(first and first:find("^flock: Resource temporarily unavailable %(if this open held a lock"), out)
+    assert.truthy(second:find("^flock: Resource temporarily unavailable %(if this open held a lock"), out)
+  end)
+
+  it("names a holder it may not signal as living", function()
+    -- (kill(pid, 0) refused with EPERM is no exited holder: a process of another user asks)
+    local prefix, why = H.as_nobody()
+    if not prefix then return pending(why) end
+    local path = os.tmpname()
+    finally(function() os.remove(path) end)
+    local f = open(path, "w")
+    assert(os.execute("chmod 644 " .. path))
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    local out = H.run_lua(([[
+      local M = require "memlab"
+      print(select(2, M.flock(assert(io.open(%q, "r")), M.LOCK_SH | M.LOCK_NB)))]]):format(path), prefix)
+    f:close()
+    assert.truthy(out:find(("an exclusive (LOCK_EX) lock taken by pid %d, as /proc/locks names it"):format(M.getpid()), 1, true), out)
+  end)
+end)
+
+describe("M.flock and M.fcntl, time limits and flushes", function()
+  local W, R = M.F_WRLCK, M.F_RDLCK
+
+  it("raise for a time limit of 0 s with LOCK_NB or a command that does not wait", function()
+    local f = open(lockfile(finally))
+    H.raises("a time limit with M.LOCK_NB, which says not to wait at all: give one or the other",
+             M.flock, f, M.LOCK_EX | M.LOCK_NB, 0)
+    H.raises("a time limit with a command that does not wait", M.fcntl, f, M.F_OFD_SETLK, { type = R }, 0)
+    f:close()
+  end)
+
+  it("say they gave up after a time limit of 0 s, one try", function()
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    H.refused_saying(M.EWOULDBLOCK, "(io.popen, os.execute); gave up after 0.0 s; if this open",
+                     M.flock(g, M.LOCK_SH, 0))
+    f:close()
+    g:close()
+    -- (0 s is one try, not no limit: F_OFD_SETLKW on the process's own OFD lock would wait for
+    -- ever, here until timeout(1) ends the child)
+    local out = H.run_lua(([[
+      local M = require "memlab"
+      local f, g = assert(io.open(%q, "r+")), assert(io.open(%q, "r+"))
+      assert(M.fcntl(f, M.F_OFD_SETLK, { type = M.F_WRLCK }))
+      print(select(2, M.fcntl(g, M.F_OFD_SETLKW, { type = M.F_WRLCK }, 0)))]]):format(path, path), "timeout 10 ")
+    assert.truthy(out:find("an OFD lock blocks even on its own open; gave up after 0.0 s)\t", 1, true), out)
+  end)
+
+  it("say what a refused flush left undone: nothing locked, nothing looked up", function()
+    local f = open("/dev/full", "w")
+    f:setvbuf("full")
+    f:write("no room")
+    H.refused_saying(M.ENOSPC, "buffered writes could not be written; nothing locked)", M.flock(f, M.LOCK_EX))
+    f:write("no room") -- (glibc dropped what the failed flush could not write)
+    H.refused_saying(M.ENOSPC, "buffered writes could not be written; nothing locked)",
+                     M.fcntl(f, M.F_OFD_SETLK, { type = W }))
+    f:write("no room")
+    H.refused_saying(M.ENOSPC, "buffered writes could not be written; nothing looked up)",
+                     M.fcntl(f, M.F_GETLK, { type = W }))
+    f:close()
+  end)
+
+  it("end at the time limit, not a step later", function()
+    -- (tries 1, 2, 4, 8, 16 ms apart reach 31 ms: a limit of 32 ms ends with a sleep of 1 ms, not
+    -- of 32; the shortest of ten, as load only makes them longer)
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    assert.is_true(M.fcntl(f, M.F_OFD_SETLK, { type = W }))
+    for _, try in ipairs {
+      function(secs) return M.flock(g, M.LOCK_EX, secs) end,
+      function(secs) return M.fcntl(g, M.F_OFD_SETLKW, { type = W }, secs) end,
+    } do
+      local shortest = math.huge
+      for _ = 1, 10 do
+        local t0 = M.clock()
+        H.refused(M.EAGAIN, try(0.032))
+        shortest = math.min(shortest, M.clock() - t0)
+      end
+      assert.is_true(shortest >= 0.032 and shortest < 0.055, tostring(shortest))
+    end
+    f:close()
+    g:close()
+  end)
+
+  it("take the lock within 50 ms or so of its release, however long they waited", function()
+    -- (the tries' spacing doubles up to 50 ms and no further: uncapped, a lock let go at 0.6 s
+    -- was taken at 1.02 s)
+    local path = lockfile(finally)
+    local f = open(path)
+    assert.is_true(M.flock(f, M.LOCK_EX))
+    local page = shared_page()
+    local pids = A.fork_children(1, function()
+      local g = open(path)
+      page:atomic_add(0, 1)
+      assert(M.flock(g, M.LOCK_EX, 20))
+      page:pack("d", 8, M.clock())
+    end)
+    until_ready(page, 1)
+    M.sleep(0.6)
+    local released = M.clock()
+    assert.is_true(M.flock(f, M.LOCK_UN))
+    assert.same({ "exit 0" }, A.reap(pids))
+    local late = page:unpack("d", 8) - released
+    assert.is_true(late >= 0 and late < 0.25, tostring(late))
+    f:close()
+  end)
+end)
+
+describe("M.fcntl(file, cmd, lock), what it reads and gives back", function()
+  local W, R, U = M.F_WRLCK, M.F_RDLCK, M.F_UNLCK
+
+  it("names a read lock, and one that runs to the end of the file", function()
+    local path = lockfile(finally)
+    local f = open(path)
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = R, start = 10 }))
+    local me = M.getpid()
+    assert.same({ "exit", 0 }, { H.in_child(function()
+      H.refused_saying(M.EAGAIN, ("(bytes from 10 to the end of the file are read-locked by pid %d)"):format(me),
+                       M.fcntl(open(path), M.F_SETLK, { type = W, start = 50, len = 1 }))
+      return true
+    end) })
+    f:close()
+  end)
+
+  it("names SEEK_CUR in a range that would begin before the file", function()
+    local f = open(lockfile(finally))
+    f:seek("set", 3)
+    H.refused_saying(M.EINVAL, "the range (start -10 from SEEK_CUR, len 0) must not begin before the file does",
+                     M.fcntl(f, M.F_SETLK, { type = W, whence = M.SEEK_CUR, start = -10 }))
+    f:close()
+  end)
+
+  it("F_OFD_SETLKW with a time limit takes an OFD lock, which the process's own POSIX lock blocks", function()
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = W, start = 0, len = 8 }))
+    H.refused_saying(M.EAGAIN, "with a POSIX lock: a POSIX and an OFD lock conflict, even in one process; gave up after 0.1 s)",
+                     M.fcntl(g, M.F_OFD_SETLKW, { type = R }, 0.1))
+    f:close()
+    g:close()
+  end)
+
+  it("F_SETLKW and F_OFD_SETLKW go on waiting after a signal handler ran", function()
+    local path = lockfile(finally)
+    for _, cmd in ipairs { "F_SETLKW", "F_OFD_SETLKW" } do
+      local out = H.run_lua(([[
+        local M = require "memlab"
+        local f, g = assert(io.open(%q, "r+")), assert(io.open(%q, "r+"))
+        local k = M.fork()
+        if k == 0 then -- the holder: another process, for the POSIX lock's sake
+          assert(M.fcntl(f, M.F_OFD_SETLK, { type = M.F_WRLCK }))
+          M.sleep(0.3) M._exit(0) -- (its OFD lock goes with its open, the last one once f closes below)
+        end
+        f:close()
+        M.sleep(0.1)
+        assert(require("crashme").ticker(50))
+        local t0 = M.clock()
+        local r = { M.fcntl(g, M.%s, { type = M.F_WRLCK }) }
+        local secs = M.clock() - t0
+        require("crashme").ticker(0)
+        M.waitpid(k)
+        io.write(tostring(r[1]), " ", tostring(r[2]), " ", ("%%.3f"):format(secs))]]):format(path, path, cmd),
+        "timeout 30 ")
+      local r, secs = out:match("^(%S+) nil ([%d.]+)$")
+      assert.equal("true", r, cmd .. ": " .. out)
+      assert.is_true(tonumber(secs) >= 0.1, out)
+    end
+  end)
+
+  it("F_OFD_GETLK sees this process's own POSIX lock, which F_GETLK does not", function()
+    local path = lockfile(finally)
+    local f, g = open(path), open(path)
+    assert.is_true(M.fcntl(f, M.F_SETLK, { type = W, start = 0, len = 8 }))
+    assert.same({ type = W, whence = M.SEEK_SET, start = 0, len = 8, pid = M.getpid() },
+                M.fcntl(g, M.F_OFD_GETLK, { type = R }))
+    assert.equal(U, M.fcntl(g, M.F_GETLK, { type = R }).type)
+    f:close()
+    g:close()
+  end)
+
+  it("gives back a free range as asked, SEEK_CUR and all", function()
+    -- (with no conflict the kernel gives the lock back as asked, and the table goes back in for
+    -- the same range)
+    local path = lockfile(finally)
+    local f = open(path)
+    f:seek("set", 50)
+    local free = M.fcntl(f, M.F_GETLK, { type = W, whence = M.SEEK_CUR, start = 0, len = 5 })
+    assert.same({ type = U, whence = M.SEEK_CUR, start = 0, len = 5, pid = 0 }, free)
+    free.type = W
+    assert.is_true(M.fcntl(f, M.F_SETLK, free))
+    assert.same({ "exit", 0 }, { H.in_child(function()
+      local held = M.fcntl(open(path), M.F_GETLK, { type = W })
+      return held.start == 50 and held.len == 5
+    end) })
+    f:close()
+  end)
+
+  it("takes descriptors -1 .. 2^31 - 1 and raises beyond", function()
+    H.raises("file descriptor out of range", M.flock, -2, M.LOCK_EX)
+    H.raises("file descriptor out of range", M.fcntl, 1 << 31, M.F_GETLK, { type = R })
+    H.fails(M.EBADF, M.flock((1 << 31) - 1, M.LOCK_EX))
+    H.fails(M.EBADF, M.fcntl((1 << 31) - 1, M.F_GETLK, { type = R }))
+  end)
+end)
