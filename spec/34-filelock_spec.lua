@@ -17,6 +17,16 @@ end
 
 local function open(path, mode) return assert(io.open(path, mode or "r+")) end
 
+-- A fresh directory (removed with what the test made in it when the test ends).
+local function scratch_dir(finally) return (H.tmpdir(finally)("x", ""):match("^(.*)/x$")) end
+
+-- Checks that each of the two lines a child printed holds `want` (plain text, or a pattern).
+local function both_lines_hold(out, want, plain)
+  local first, second = out:match("^([^\n]*)\n([^\n]*)\n$")
+  assert.truthy(first and first:find(want, 1, plain), out)
+  assert.truthy(second:find(want, 1, plain), out)
+end
+
 -- A page shared with children: word 0 counts children that are ready, the doubles at 8 and 16
 -- their clocks.
 local function shared_page()
@@ -249,8 +259,7 @@ describe("M.flock(file, op)", function()
   end)
 
   it("finds the holder on overlayfs, whose files stat on another device than /proc/locks names", function()
-    local dir = H.tmpdir(finally)("x", "")
-    dir = dir:match("^(.*)/x$")
+    local dir = scratch_dir(finally)
     local out, why = H.run_in_mount_ns(([[
       local M = require "memlab"
       local p = %q .. "/m/f"
@@ -613,8 +622,7 @@ describe("M.fcntl(file, cmd, lock)", function()
   end)
 
   it("says why a directory takes no write lock, and a range past the largest offset none", function()
-    local dir = H.tmpdir(finally)("x", "")
-    dir = dir:match("^(.*)/x$")
+    local dir = scratch_dir(finally)
     local d = open(dir, "r")
     H.refused_saying(M.EBADF, "a directory cannot be open for writing: take a read lock (M.F_RDLCK), or a flock lock",
                      M.fcntl(d, M.F_SETLK, { type = W }))
@@ -699,17 +707,13 @@ describe("M.flock(file, op), the holder it names", function()
       local p = assert(io.open(%q, "r"))
       assert(M.fcntl(p, M.F_SETLK, { type = M.F_RDLCK })) -- this file, a POSIX lock
       print(select(2, M.flock(g, M.LOCK_SH | M.LOCK_NB)))]]):format(path, path, other, path), "taskset -c 0 ")
-    local want = "an exclusive (LOCK_EX) lock taken by this process (pid "
-    local first, second = out:match("^([^\n]*)\n([^\n]*)\n$")
-    assert.truthy(first and first:find(want, 1, true), out)
-    assert.truthy(second:find(want, 1, true), out)
+    both_lines_hold(out, "an exclusive (LOCK_EX) lock taken by this process (pid ", true)
   end)
 
   it("tells a lock on the same inode number of another file system from the file's", function()
     -- (two tmpfs mounts, whose first files have the same inode number: a shared lock on one, an
     -- exclusive one on the other, in both orders)
-    local dir = H.tmpdir(finally)("x", "")
-    dir = dir:match("^(.*)/x$")
+    local dir = scratch_dir(finally)
     local out, why = H.run_in_mount_ns(([[
       local M = require "memlab"
       local pa, pb = %q .. "/a/f", %q .. "/b/f"
@@ -725,18 +729,14 @@ describe("M.flock(file, op), the holder it names", function()
       ("cd %s && mkdir a b && mount -t tmpfs tmpfs a && mount -t tmpfs tmpfs b && taskset -cp 0 $$ >/dev/null"):format(dir))
     if not out then return pending(why) end
     if out:match("^SKIP") then return pending(out) end
-    local want = "an exclusive (LOCK_EX) lock taken by this process (pid "
-    local first, second = out:match("^([^\n]*)\n([^\n]*)\n$")
-    assert.truthy(first and first:find(want, 1, true), out)
-    assert.truthy(second:find(want, 1, true), out)
+    both_lines_hold(out, "an exclusive (LOCK_EX) lock taken by this process (pid ", true)
   end)
 
   it("names no holder when two other file systems have a lock on the inode number", function()
     -- (on overlayfs /proc/locks names the upper layer's device: a lock on a file with the same
     -- inode number on a third file system makes the holder unknown, and the refusal then names
     -- no one rather than maybe the wrong one)
-    local dir = H.tmpdir(finally)("x", "")
-    dir = dir:match("^(.*)/x$")
+    local dir = scratch_dir(finally)
     local out, why = H.run_in_mount_ns(([[
       local M = require "memlab"
       local d = %q
@@ -760,9 +760,7 @@ describe("M.flock(file, op), the holder it names", function()
        .. "taskset -cp 0 $$ >/dev/null"):format(dir))
     if not out then return pending(why) end
     if out:match("^SKIP") then return pending(out) end
-    local first, second = out:match("^([^\n]*)\n([^\n]*)\n$")
-    assert.truthy(first and first:find("^flock: Resource temporarily unavailable %(if this open held a lock"), out)
-    assert.truthy(second:find("^flock: Resource temporarily unavailable %(if this open held a lock"), out)
+    both_lines_hold(out, "^flock: Resource temporarily unavailable %(if this open held a lock")
   end)
 
   it("names a holder it may not signal as living", function()
