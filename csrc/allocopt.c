@@ -47,6 +47,8 @@ const char *alloc_optstring(lua_State *L, const char *k, const char *def, char *
   if (t == LUA_TSTRING) {
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
+    if (strlen(s) != len) /* "sbrk\0x" is no "sbrk", which strcmp would say it is */
+      luaL_argerror(L, 1, lua_pushfstring(L, "%s: contains a zero byte (no name of it does)", k));
     if (len < n) {
       memcpy(buf, s, len + 1);
     } else {

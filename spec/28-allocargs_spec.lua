@@ -37,6 +37,8 @@ describe("M.freelist{} arguments", function()
     H.raises("unknown option '1'", M.freelist, { 4096 })
     -- (a zero byte ends no name: "fit\0" is not fit, and the message shows it)
     H.raises("unknown option 'fit\\0'", M.freelist, { ["fit\0"] = "first" })
+    H.raises("fit: contains a zero byte (no name of it does)", M.freelist, { fit = "first\0x" })
+    H.raises("source: contains a zero byte (no name of it does)", M.freelist, { source = "sbrk\0" })
   end)
 
   it("errors on negative, float and non-number sizes", function()
