@@ -19,7 +19,6 @@
 #include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -59,16 +58,6 @@ static const char *holder_name(lua_State *L, long pid) {
   if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
     return lua_pushfstring(L, "pid %d, which has exited", (int)pid);
   return lua_pushfstring(L, "pid %d", (int)pid);
-}
-
-/* This process's pid as /proc numbers it: getpid() but where /proc was mounted in another pid
- * namespace (unshare -p without --mount-proc), whose numbers /proc/locks then gives; 0 unknown. */
-static long proc_self_pid(void) {
-  char buf[32];
-  ssize_t n = readlink("/proc/self", buf, sizeof buf - 1);
-  if (n <= 0) return 0;
-  buf[n] = '\0';
-  return strtol(buf, NULL, 10);
 }
 
 /* Who holds a flock lock on fd's file, from /proc/locks ("3: FLOCK  ADVISORY  WRITE 2035

@@ -324,6 +324,10 @@ typedef struct HookWatch {
   int mask[2];
 } HookWatch;
 void hook_watch(lua_State *L, HookWatch *w);
+/* proc.c: this process's pid as /proc numbers it: getpid() but where /proc was mounted in another
+ * pid namespace (unshare -p without --mount-proc), whose numbers /proc's files then give; 0 when
+ * /proc cannot tell. */
+long proc_self_pid(void);
 int hook_changed(void *ud);
 int sysvshm_open(lua_State *L);
 int atomic_open(lua_State *L);

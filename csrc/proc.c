@@ -340,14 +340,19 @@ static int proc_dir(lua_State *L, lua_Integer pid, char *dir, size_t n) {
     return 0;
   }
   snprintf(dir, n, "/proc/%lld", (long long)pid);
-  char self[32];
-  ssize_t k = readlink("/proc/self", self, sizeof self - 1);
-  if (k <= 0) return 0; /* no /proc: reading dir will say so */
-  self[k] = '\0';
-  if (strtoll(self, NULL, 10) == (long long)getpid()) return 0;
-  return push_syserrorf(L, dir, ENOENT, "/proc shows another pid namespace (this process is %s "
+  long self = proc_self_pid();
+  if (self == 0 || self == (long)getpid()) return 0; /* no /proc: reading dir will say so */
+  return push_syserrorf(L, dir, ENOENT, "/proc shows another pid namespace (this process is %d "
                         "there, %d here): mount a /proc of this namespace to see other processes",
-                        self, (int)getpid());
+                        (int)self, (int)getpid());
+}
+
+long proc_self_pid(void) {
+  char buf[32];
+  ssize_t k = readlink("/proc/self", buf, sizeof buf - 1);
+  if (k <= 0) return 0;
+  buf[k] = '\0';
+  return strtol(buf, NULL, 10);
 }
 
 /* core.procdir(pid) -> "/proc/self" | "/proc/<pid>" | nil, msg, ENOENT (see proc_dir) */
