@@ -324,11 +324,11 @@ typedef struct HookWatch {
   int mask[2];
 } HookWatch;
 void hook_watch(lua_State *L, HookWatch *w);
+int hook_changed(void *ud);
 /* proc.c: this process's pid as /proc numbers it: getpid() but where /proc was mounted in another
  * pid namespace (unshare -p without --mount-proc), whose numbers /proc's files then give; 0 when
  * /proc cannot tell. */
 long proc_self_pid(void);
-int hook_changed(void *ud);
 int sysvshm_open(lua_State *L);
 int atomic_open(lua_State *L);
 /* atomic.c: the integer at idx as an operand of a width-byte atomic (4: -2^31 to 2^32 - 1), and
