@@ -50,14 +50,28 @@ static int refused_unopened(lua_State *L, const char *call, int fd) {
 
 /* ---- flock ---- */
 
-/* How the holder of a lock, pid as the kernel gives it, is named: "this process (pid N)",
- * "pid N", "pid N, which has exited", "a process outside this pid namespace". */
+/* The holder of a lock, pid as the kernel gives it. */
+typedef enum { HELD_HERE, HELD_OUTSIDE, HELD_EXITED, HELD_ELSEWHERE } Holder;
+
+static Holder holder_of(long pid) {
+  if (pid == (long)getpid()) return HELD_HERE;
+  if (pid <= 0 || pid > INT_MAX) return HELD_OUTSIDE;
+  return kill((pid_t)pid, 0) != 0 && errno == ESRCH ? HELD_EXITED : HELD_ELSEWHERE;
+}
+
+/* How the holder h, pid, is named: "this process (pid N)", "a process outside this pid
+ * namespace", "pid N, which has exited", "pid N". */
+static const char *holder_text(lua_State *L, long pid, Holder h) {
+  switch (h) {
+    case HELD_HERE: return lua_pushfstring(L, "this process (pid %d)", (int)pid);
+    case HELD_OUTSIDE: return lua_pushliteral(L, "a process outside this pid namespace");
+    case HELD_EXITED: return lua_pushfstring(L, "pid %d, which has exited", (int)pid);
+    default: return lua_pushfstring(L, "pid %d", (int)pid);
+  }
+}
+
 static const char *holder_name(lua_State *L, long pid) {
-  if (pid == (long)getpid()) return lua_pushfstring(L, "this process (pid %d)", (int)pid);
-  if (pid <= 0 || pid > INT_MAX) return lua_pushliteral(L, "a process outside this pid namespace");
-  if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
-    return lua_pushfstring(L, "pid %d, which has exited", (int)pid);
-  return lua_pushfstring(L, "pid %d", (int)pid);
+  return holder_text(L, pid, holder_of(pid));
 }
 
 /* Who holds a flock lock on fd's file, from /proc/locks ("3: FLOCK  ADVISORY  WRITE 2035
@@ -95,12 +109,14 @@ static const char *flock_holder(lua_State *L, int fd) {
     return lua_pushfstring(L, "%s lock taken by pid %d of the pid namespace /proc was mounted in, "
                            "which is not this process's (its pids cannot be looked up from here); ",
                            lock, (int)got_pid);
-  const char *who = holder_name(L, mine ? (long)getpid() : got_pid);
-  if (mine)
+  if (mine) got_pid = (long)getpid();
+  Holder h = holder_of(got_pid);
+  const char *who = holder_text(L, got_pid, h);
+  if (h == HELD_HERE)
     return lua_pushfstring(L, "%s lock taken by %s: a flock lock belongs to the open, and another "
                            "open of the file holds it, in this process or in a child forked or "
                            "started since (io.popen, os.execute); ", lock, who);
-  if (strstr(who, "exited"))
+  if (h == HELD_EXITED)
     return lua_pushfstring(L, "%s lock taken by %s: a process that shares its open holds it now "
                            "(its parent, or a process it forked or started: io.popen, "
                            "os.execute); ", lock, who);
@@ -235,17 +251,32 @@ static const char *whence_name(short whence) {
   return whence == SEEK_SET ? "SEEK_SET" : whence == SEEK_CUR ? "SEEK_CUR" : "SEEK_END";
 }
 
+/* The lock that blocks `asked` on fd, from the get command of its family, in *held: 1, or 0 when
+ * none does (any more) or the lookup failed. */
+static int blocker(int fd, int ofd, const struct flock *asked, struct flock *held) {
+  *held = *asked;
+  return sys_fcntl_lock(fd, ofd ? F_OFD_GETLK : F_GETLK, held, -1, NULL, NULL) == 0 &&
+         held->l_type != F_UNLCK;
+}
+
+static const char *lock_kind(short type) { return type == F_WRLCK ? "write" : "read"; }
+
+/* "start 10 from SEEK_CUR, len 0": the range as the script asked for it. */
+static const char *asked_range(lua_State *L, const struct flock *asked) {
+  return lua_pushfstring(L, "start %I from %s, len %I", (lua_Integer)asked->l_start,
+                         whence_name(asked->l_whence), (lua_Integer)asked->l_len);
+}
+
 /* The kernel's refusal, said why where memlab can tell; seconds >= 0: a waiting command's time
  * limit ran out. */
 static int fcntl_refusal(lua_State *L, int fd, int ofd, const struct flock *asked, int err,
                          double seconds) {
   if ((err == EAGAIN || err == EACCES) && asked->l_type != F_UNLCK) {
-    struct flock held = *asked;
+    struct flock held;
     const char *gave_up = seconds >= 0 ? lua_pushfstring(L, "; gave up after %f s", seconds) : "";
-    if (sys_fcntl_lock(fd, ofd ? F_OFD_GETLK : F_GETLK, &held, -1, NULL, NULL) == 0 &&
-        held.l_type != F_UNLCK) {
+    if (blocker(fd, ofd, asked, &held)) {
       const char *range = range_text(L, &held);
-      const char *kind = held.l_type == F_WRLCK ? "write" : "read";
+      const char *kind = lock_kind(held.l_type);
       if (held.l_pid == -1)
         return push_syserrorf(L, "fcntl", err, "%s are %s-locked through an open file "
                               "description (an OFD lock, which has no pid), maybe this process's "
@@ -268,27 +299,23 @@ static int fcntl_refusal(lua_State *L, int fd, int ofd, const struct flock *aske
                           "lock (M.F_RDLCK), or a flock lock");
   if (err == EBADF)
     return push_syserrorf(L, "fcntl", err, "a %s lock needs the file open for %s",
-                          asked->l_type == F_WRLCK ? "write" : "read",
-                          asked->l_type == F_WRLCK ? "writing" : "reading");
+                          lock_kind(asked->l_type), asked->l_type == F_WRLCK ? "writing" : "reading");
   if (err == EDEADLK) {
-    struct flock held = *asked;
-    if (sys_fcntl_lock(fd, ofd ? F_OFD_GETLK : F_GETLK, &held, -1, NULL, NULL) == 0 &&
-        held.l_type != F_UNLCK)
+    struct flock held;
+    if (blocker(fd, ofd, asked, &held))
       return push_syserrorf(L, "fcntl", err, "waiting would deadlock: %s are %s-locked by %s, "
                             "which waits, directly or through others, for a lock this process "
-                            "holds", range_text(L, &held), held.l_type == F_WRLCK ? "write" : "read",
+                            "holds", range_text(L, &held), lock_kind(held.l_type),
                             holder_name(L, held.l_pid));
     return push_syserrorf(L, "fcntl", err, "waiting would deadlock: the process that holds the "
                           "range waits, directly or through others, for a lock this process holds");
   }
   if (err == EINVAL)
-    return push_syserrorf(L, "fcntl", err, "the range (start %I from %s, len %I) must not begin "
-                          "before the file does", (lua_Integer)asked->l_start,
-                          whence_name(asked->l_whence), (lua_Integer)asked->l_len);
+    return push_syserrorf(L, "fcntl", err, "the range (%s) must not begin before the file does",
+                          asked_range(L, asked));
   if (err == EOVERFLOW)
-    return push_syserrorf(L, "fcntl", err, "the range (start %I from %s, len %I) ends past the "
-                          "largest file offset, 2^63 - 1", (lua_Integer)asked->l_start,
-                          whence_name(asked->l_whence), (lua_Integer)asked->l_len);
+    return push_syserrorf(L, "fcntl", err, "the range (%s) ends past the largest file offset, "
+                          "2^63 - 1", asked_range(L, asked));
   return push_syserror(L, "fcntl", err);
 }
 

@@ -56,15 +56,31 @@ int sys_waitpid(pid_t pid, int options, pid_t *got, int *status, SysStop stop, v
 
 int sys_kill(pid_t pid, int sig) { return kill(pid, sig) == 0 ? 0 : errno; }
 
+/* t plus ns (below a second), normalized. */
+static void ts_add_ns(struct timespec *t, long ns) {
+  t->tv_nsec += ns;
+  if (t->tv_nsec >= 1000000000L) t->tv_sec++, t->tv_nsec -= 1000000000L;
+}
+
+static int ts_before(const struct timespec *a, const struct timespec *b) {
+  return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
 /* The CLOCK_MONOTONIC time `seconds` from now (0 <= seconds < 1e9, checked by the caller). */
 static int deadline_in(double seconds, struct timespec *end) {
   if (clock_gettime(CLOCK_MONOTONIC, end) != 0) return errno;
   time_t whole = (time_t)seconds;
   long ns = (long)((seconds - (double)whole) * 1e9);
-  if (ns >= 1000000000L) ns = 999999999L;
   end->tv_sec += whole;
-  end->tv_nsec += ns;
-  if (end->tv_nsec >= 1000000000L) end->tv_sec++, end->tv_nsec -= 1000000000L;
+  ts_add_ns(end, ns >= 1000000000L ? 999999999L : ns);
+  return 0;
+}
+
+/* Sleeps until end (CLOCK_MONOTONIC), going on after signal handlers unless stop(ud). */
+static int sleep_until(const struct timespec *end, SysStop stop, void *ud) {
+  int err;
+  while ((err = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, end, NULL)) != 0)
+    if (err != EINTR || stop(ud)) return err;
   return 0;
 }
 
@@ -73,10 +89,7 @@ static int deadline_in(double seconds, struct timespec *end) {
 int sys_sleep(double seconds, SysStop stop, void *ud) {
   struct timespec end;
   int err = deadline_in(seconds, &end);
-  if (err) return err;
-  while ((err = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &end, NULL)) != 0)
-    if (err != EINTR || stop(ud)) return err;
-  return 0;
+  return err ? err : sleep_until(&end, stop, ud);
 }
 
 /* FUTEX_WAIT_BITSET rather than FUTEX_WAIT: its timeout is a deadline on CLOCK_MONOTONIC, so a
@@ -116,19 +129,16 @@ static int lock_until(double seconds, LockTry try, int fd, int op, struct flock 
   if (err) return err;
   long step = 1000000;
   for (;;) {
-    if ((err = try(fd, op, fl)) == EINTR) {
+    if ((err = try(fd, op, fl)) == EINTR) { /* (a try does not wait: never seen) */
       if (stop(ud)) return EINTR;
       continue;
     }
     if ((err != EAGAIN && err != EACCES) || clock_gettime(CLOCK_MONOTONIC, &now) != 0 ||
-        now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+        !ts_before(&now, &end))
       return err; /* 0 among them */
     wake = now;
-    wake.tv_nsec += step;
-    if (wake.tv_nsec >= 1000000000L) wake.tv_sec++, wake.tv_nsec -= 1000000000L;
-    if (wake.tv_sec > end.tv_sec || (wake.tv_sec == end.tv_sec && wake.tv_nsec > end.tv_nsec)) wake = end;
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL) == EINTR)
-      if (stop(ud)) return EINTR;
+    ts_add_ns(&wake, step);
+    if ((err = sleep_until(ts_before(&wake, &end) ? &wake : &end, stop, ud)) != 0) return err;
     step = step * 2 > 50000000L ? 50000000L : step * 2;
   }
 }
