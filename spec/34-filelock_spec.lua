@@ -9,6 +9,7 @@ local H = require "helpers"
 local A = require "atomicspec"
 
 local ps, RW = H.ps, H.RW
+local W, R, U = M.F_WRLCK, M.F_RDLCK, M.F_UNLCK
 
 -- A fresh file of 100 bytes, its path (removed when the test ends).
 local function lockfile(finally)
@@ -18,7 +19,7 @@ end
 local function open(path, mode) return assert(io.open(path, mode or "r+")) end
 
 -- A fresh directory (removed with what the test made in it when the test ends).
-local function scratch_dir(finally) return (H.tmpdir(finally)("x", ""):match("^(.*)/x$")) end
+local function scratch_dir(finally) return select(2, H.tmpdir(finally)) end
 
 -- Checks that each of the two lines a child printed holds `want` (plain text, or a pattern).
 local function both_lines_hold(out, want, plain)
@@ -42,9 +43,10 @@ local function until_ready(page, n)
 end
 
 -- In a child: takes the lock with take() (which waits), noting the clock just after; in this
--- process: lets go with release() 0.2 s after the child is about to wait. Checks that the child
--- ended well, got the lock after it was let go and not long after.
-local function waits_for(take, release)
+-- process: lets go with release() `after` seconds (0.2) after the child is about to wait. Checks
+-- that the child ended well, got the lock after it was let go and less than `within` seconds (5)
+-- after.
+local function waits_for(take, release, after, within)
   local page = shared_page()
   local pids = A.fork_children(1, function()
     page:atomic_add(0, 1)
@@ -52,12 +54,37 @@ local function waits_for(take, release)
     page:pack("d", 8, M.clock())
   end)
   until_ready(page, 1)
-  M.sleep(0.2)
+  M.sleep(after or 0.2)
   local released = M.clock()
   assert(release())
   assert.same({ "exit 0" }, A.reap(pids))
   local got = page:unpack("d", 8)
-  assert.is_true(got >= released and got - released < 5, ("got the lock at %.3f, let go at %.3f"):format(got, released))
+  assert.is_true(got >= released and got - released < (within or 5), ("got the lock at %.3f, let go at %.3f"):format(got, released))
+end
+
+-- In a child interpreter: a forked process takes a lock through f, an open of path, with `hold`
+-- (code) and keeps it 0.4 s, while the interpreter waits for it through g, another open, with
+-- `call` (code), under a SIGALRM every 50 us whose handler does nothing (each interrupts the
+-- wait). Checks that the wait went on through them and ended with the lock, 0.2 s or more later.
+local function waits_through_signals(path, hold, call)
+  local out = H.run_lua(([[
+    local M = require "memlab"
+    local f, g = assert(io.open(%q, "r+")), assert(io.open(%q, "r+"))
+    local k = M.fork()
+    if k == 0 then assert(%s) M.sleep(0.4) M._exit(0) end
+    f:close() -- (the lock then goes with the child's descriptor, the open's last)
+    M.sleep(0.1)
+    assert(require("crashme").ticker(50))
+    local t0 = M.clock()
+    local r = { %s }
+    local secs = M.clock() - t0
+    require("crashme").ticker(0)
+    M.waitpid(k)
+    io.write(tostring(r[1]), " ", tostring(r[2]), " ", ("%%.3f"):format(secs))]]):format(path, path, hold, call),
+    "timeout 30 ")
+  local r, secs = out:match("^(%S+) nil ([%d.]+)$")
+  assert.equal("true", r, call .. ": " .. out)
+  assert.is_true(tonumber(secs) >= 0.2, out)
 end
 
 -- The output of a child interpreter that waits with call() on a lock this process holds, and
@@ -208,24 +235,7 @@ describe("M.flock(file, op)", function()
   end)
 
   it("goes on waiting after a signal handler ran", function()
-    local path = lockfile(finally)
-    local out = H.run_lua(([[
-      local M = require "memlab"
-      local f, g = assert(io.open(%q, "r+")), assert(io.open(%q, "r+"))
-      assert(M.flock(f, M.LOCK_EX))
-      local k = M.fork()
-      if k == 0 then M.sleep(0.3) M.flock(f, M.LOCK_UN) M._exit(0) end
-      assert(require("crashme").ticker(50))
-      local t0 = M.clock()
-      local r = { M.flock(g, M.LOCK_EX) }
-      local secs = M.clock() - t0
-      require("crashme").ticker(0)
-      M.waitpid(k)
-      io.write(tostring(r[1]), " ", tostring(r[2]), " ", ("%%.3f"):format(secs))]]):format(path, path),
-      "timeout 30 ")
-    local r, secs = out:match("^(%S+) nil ([%d.]+)$")
-    assert.equal("true", r, out)
-    assert.is_true(tonumber(secs) >= 0.2, out)
+    waits_through_signals(lockfile(finally), "M.flock(f, M.LOCK_EX)", "M.flock(g, M.LOCK_EX)")
   end)
 
   it("lets go of a lock it fails to convert, as the kernel does, and says it may have", function()
@@ -359,7 +369,6 @@ describe("M.flock(file, op)", function()
 end)
 
 describe("M.fcntl(file, cmd, lock)", function()
-  local W, R, U = M.F_WRLCK, M.F_RDLCK, M.F_UNLCK
 
   it("locks a range against other processes, and F_GETLK says who holds it", function()
     local path = lockfile(finally)
@@ -781,7 +790,6 @@ describe("M.flock(file, op), the holder it names", function()
 end)
 
 describe("M.flock and M.fcntl, time limits and flushes", function()
-  local W, R = M.F_WRLCK, M.F_RDLCK
 
   it("raise for a time limit of 0 s with LOCK_NB or a command that does not wait", function()
     local f = open(lockfile(finally))
@@ -852,26 +860,13 @@ describe("M.flock and M.fcntl, time limits and flushes", function()
     local path = lockfile(finally)
     local f = open(path)
     assert.is_true(M.flock(f, M.LOCK_EX))
-    local page = shared_page()
-    local pids = A.fork_children(1, function()
-      local g = open(path)
-      page:atomic_add(0, 1)
-      assert(M.flock(g, M.LOCK_EX, 20))
-      page:pack("d", 8, M.clock())
-    end)
-    until_ready(page, 1)
-    M.sleep(0.6)
-    local released = M.clock()
-    assert.is_true(M.flock(f, M.LOCK_UN))
-    assert.same({ "exit 0" }, A.reap(pids))
-    local late = page:unpack("d", 8) - released
-    assert.is_true(late >= 0 and late < 0.25, tostring(late))
+    waits_for(function() return M.flock(open(path), M.LOCK_EX, 20) end,
+              function() return M.flock(f, M.LOCK_UN) end, 0.6, 0.25)
     f:close()
   end)
 end)
 
 describe("M.fcntl(file, cmd, lock), what it reads and gives back", function()
-  local W, R, U = M.F_WRLCK, M.F_RDLCK, M.F_UNLCK
 
   it("names a read lock, and one that runs to the end of the file", function()
     local path = lockfile(finally)
@@ -905,29 +900,11 @@ describe("M.fcntl(file, cmd, lock), what it reads and gives back", function()
   end)
 
   it("F_SETLKW and F_OFD_SETLKW go on waiting after a signal handler ran", function()
-    local path = lockfile(finally)
+    -- (the holder is another process, for the POSIX lock's sake, and takes an OFD lock, which
+    -- goes with the open)
     for _, cmd in ipairs { "F_SETLKW", "F_OFD_SETLKW" } do
-      local out = H.run_lua(([[
-        local M = require "memlab"
-        local f, g = assert(io.open(%q, "r+")), assert(io.open(%q, "r+"))
-        local k = M.fork()
-        if k == 0 then -- the holder: another process, for the POSIX lock's sake
-          assert(M.fcntl(f, M.F_OFD_SETLK, { type = M.F_WRLCK }))
-          M.sleep(0.3) M._exit(0) -- (its OFD lock goes with its open, the last one once f closes below)
-        end
-        f:close()
-        M.sleep(0.1)
-        assert(require("crashme").ticker(50))
-        local t0 = M.clock()
-        local r = { M.fcntl(g, M.%s, { type = M.F_WRLCK }) }
-        local secs = M.clock() - t0
-        require("crashme").ticker(0)
-        M.waitpid(k)
-        io.write(tostring(r[1]), " ", tostring(r[2]), " ", ("%%.3f"):format(secs))]]):format(path, path, cmd),
-        "timeout 30 ")
-      local r, secs = out:match("^(%S+) nil ([%d.]+)$")
-      assert.equal("true", r, cmd .. ": " .. out)
-      assert.is_true(tonumber(secs) >= 0.1, out)
+      waits_through_signals(lockfile(finally), "M.fcntl(f, M.F_OFD_SETLK, { type = M.F_WRLCK })",
+                            ("M.fcntl(g, M.%s, { type = M.F_WRLCK })"):format(cmd))
     end
   end)
 

@@ -403,7 +403,7 @@ end
 
 --- A fresh directory for this test's files, removed (with what it holds) when the test ends:
 -- pass the test's `finally` (busted gives it to the test's body only). Returns
--- file(name [, content]) -> path, writing content when given.
+-- file(name [, content]) -> path, writing content when given, and the directory's path.
 function H.tmpdir(finally)
   local lfs = require "lfs"
   local dir = os.tmpname()
@@ -426,7 +426,7 @@ function H.tmpdir(finally)
       assert(f:close())
     end
     return path
-  end
+  end, dir
 end
 
 local CAP_BITS = { setuid = 7, ipc_lock = 14, ipc_owner = 15, sys_admin = 21 }
