@@ -21,6 +21,15 @@ local function open(path, mode) return assert(io.open(path, mode or "r+")) end
 -- A fresh directory (removed with what the test made in it when the test ends).
 local function scratch_dir(finally) return select(2, H.tmpdir(finally)) end
 
+-- The output of `code` run in a mount namespace of its own after `setup` (H.run_in_mount_ns); nil,
+-- the test marked pending, where there can be none or the chunk found its set-up wanting (it
+-- printed SKIP and why).
+local function in_mount_ns(code, setup)
+  local out, why = H.run_in_mount_ns(code, setup)
+  if out and not out:match("^SKIP") then return out end
+  pending(why or out)
+end
+
 -- Checks that each of the two lines a child printed holds `want` (plain text, or a pattern).
 local function both_lines_hold(out, want, plain)
   local first, second = out:match("^([^\n]*)\n([^\n]*)\n$")
@@ -270,7 +279,7 @@ describe("M.flock(file, op)", function()
 
   it("finds the holder on overlayfs, whose files stat on another device than /proc/locks names", function()
     local dir = scratch_dir(finally)
-    local out, why = H.run_in_mount_ns(([[
+    local out = in_mount_ns(([[
       local M = require "memlab"
       local p = %q .. "/m/f"
       local f = assert(io.open(p, "w+"))
@@ -279,8 +288,9 @@ describe("M.flock(file, op)", function()
       -- (the lower layer on another file system: overlayfs's files then stat on a device of its own)
       ("cd %s && mkdir l u w m && mount -t tmpfs tmpfs l && "
        .. "mount -t overlay overlay -o lowerdir=l,upperdir=u,workdir=w m"):format(dir))
-    if not out then return pending(why) end
-    assert.matches(("an exclusive (LOCK_EX) lock taken by this process (pid %d+): a flock lock belongs to the open"):gsub("[()]", "%%%0"), out)
+    if out then
+      assert.matches(("an exclusive (LOCK_EX) lock taken by this process (pid %d+): a flock lock belongs to the open"):gsub("[()]", "%%%0"), out)
+    end
   end)
 
   it("in a pid namespace whose /proc is another's, names the holder by /proc's pid, not as exited", function()
@@ -723,11 +733,11 @@ describe("M.flock(file, op), the holder it names", function()
     -- (two tmpfs mounts, whose first files have the same inode number: a shared lock on one, an
     -- exclusive one on the other, in both orders)
     local dir = scratch_dir(finally)
-    local out, why = H.run_in_mount_ns(([[
+    local out = in_mount_ns(([[
       local M = require "memlab"
       local pa, pb = %q .. "/a/f", %q .. "/b/f"
       local a, b = assert(io.open(pa, "w+")), assert(io.open(pb, "w+"))
-      local ino = function(p) return io.popen("stat -c %%i " .. p):read("l") end
+      local ino = function(p) return require("lfs").attributes(p, "ino") end
       if ino(pa) ~= ino(pb) then print("SKIP inode numbers differ: " .. ino(pa) .. " " .. ino(pb)) return end
       local probe = assert(io.open(pb, "r+"))
       assert(M.flock(b, M.LOCK_EX)) assert(M.flock(a, M.LOCK_SH))
@@ -736,9 +746,7 @@ describe("M.flock(file, op), the holder it names", function()
       assert(M.flock(a, M.LOCK_SH)) assert(M.flock(b, M.LOCK_EX))
       print(select(2, M.flock(probe, M.LOCK_SH | M.LOCK_NB)))]]):format(dir, dir),
       ("cd %s && mkdir a b && mount -t tmpfs tmpfs a && mount -t tmpfs tmpfs b && taskset -cp 0 $$ >/dev/null"):format(dir))
-    if not out then return pending(why) end
-    if out:match("^SKIP") then return pending(out) end
-    both_lines_hold(out, "an exclusive (LOCK_EX) lock taken by this process (pid ", true)
+    if out then both_lines_hold(out, "an exclusive (LOCK_EX) lock taken by this process (pid ", true) end
   end)
 
   it("names no holder when two other file systems have a lock on the inode number", function()
@@ -746,10 +754,10 @@ describe("M.flock(file, op), the holder it names", function()
     -- inode number on a third file system makes the holder unknown, and the refusal then names
     -- no one rather than maybe the wrong one)
     local dir = scratch_dir(finally)
-    local out, why = H.run_in_mount_ns(([[
+    local out = in_mount_ns(([[
       local M = require "memlab"
       local d = %q
-      local function ino(p) return io.popen("stat -c %%i " .. p):read("l") end
+      local function ino(p) return require("lfs").attributes(p, "ino") end
       local f = assert(io.open(d .. "/m/f", "w+"))
       local want, decoy = ino(d .. "/m/f"), nil
       for i = 1, 50 do
@@ -767,9 +775,7 @@ describe("M.flock(file, op), the holder it names", function()
       ("cd %s && mkdir l t1 t2 m && mount -t tmpfs tmpfs l && mount -t tmpfs tmpfs t1 && mount -t tmpfs tmpfs t2 && "
        .. "mkdir t1/u t1/w && mount -t overlay overlay -o lowerdir=l,upperdir=t1/u,workdir=t1/w m && "
        .. "taskset -cp 0 $$ >/dev/null"):format(dir))
-    if not out then return pending(why) end
-    if out:match("^SKIP") then return pending(out) end
-    both_lines_hold(out, "^flock: Resource temporarily unavailable %(if this open held a lock")
+    if out then both_lines_hold(out, "^flock: Resource temporarily unavailable %(if this open held a lock") end
   end)
 
   it("names a holder it may not signal as living", function()
