@@ -19,13 +19,8 @@ local M = require "memlab"
 
 lab.title("X2", "shared memory logger: lock-free ring buffer")
 
-local WRITERS = math.tointeger(tonumber(arg[1])) or 4
-local LINES = math.tointeger(tonumber(arg[2])) or (lab.quick() and 60 or 250)
-if not (WRITERS >= 1 and WRITERS <= 32 and LINES >= 1 and LINES <= 100000) or (arg[1] and not
-    math.tointeger(tonumber(arg[1]))) or (arg[2] and not math.tointeger(tonumber(arg[2]))) then
-  io.stderr:write("usage: lua5.4 ", arg[0], " [WRITERS [LINES [LOG]]]   (1..32 writers, 1..100000 lines each)\n")
-  os.exit(2)
-end
+local WRITERS, LINES = lab.counts("[WRITERS [LINES [LOG]]]   (1..32 writers, 1..100000 lines each)",
+                                  { 4, 1, 32 }, { lab.quick() and 60 or 250, 1, 100000 })
 local N, SLOT, HDR = 16, 128, 512          -- N slots of SLOT bytes, after a header of HDR bytes
 -- The header's words: HEAD the next ticket, GO the starting gun, DONE writers finished, ABORT the
 -- reader gave up, WAITS + 8 * (w - 1) how often writer w found its slot still full (ring full).

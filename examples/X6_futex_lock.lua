@@ -20,15 +20,10 @@ local M = require "memlab"
 
 lab.title("X6", "a lock between processes: spinning vs futex")
 
-local W = math.tointeger(tonumber(arg[1])) or 3
-local ROUNDS = math.tointeger(tonumber(arg[2])) or (lab.quick() and 20 or 40)
-if not (W >= 2 and W <= 16 and ROUNDS >= 1 and ROUNDS <= 10000) or (arg[1] and not
-    math.tointeger(tonumber(arg[1]))) or (arg[2] and not math.tointeger(tonumber(arg[2]))) then
-  io.stderr:write("usage: lua5.4 ", arg[0], " [WORKERS [ROUNDS]]   (2..16 workers, 1..10000 rounds each)\n")
-  os.exit(2)
-end
+local W, ROUNDS = lab.counts("[WORKERS [ROUNDS]]   (2..16 workers, 1..10000 rounds each)",
+                             { 3, 2, 16 }, { lab.quick() and 20 or 40, 1, 10000 })
 local HOLD = 0.002
-local LOCK, GO, READY, COUNT, SLEPT = 0, 4, 8, 16, 24 -- the shared page's words
+local LOCK, COUNT, SLEPT = 0, 16, 24 -- the shared page's words
 
 local page = assert(M.mmap(nil, M.pagesize(), M.PROT_READ | M.PROT_WRITE,
                            M.MAP_SHARED | M.MAP_ANONYMOUS, -1, 0))
@@ -68,32 +63,18 @@ local function run(name)
   local L = LOCKS[name]
   page:fill(0, 0, 32)
   local cpu0 = cpu_of_children()
-  local pids = {}
-  for i = 1, W do
-    pids[i] = lab.fork(function()
-      page:atomic_add32(READY, 1)
-      while page:atomic_load32(GO) == 0 do page:futex_wait(GO, 0, 1) end
-      for _ = 1, ROUNDS do
-        L.lock(page)
-        local n = page:unpack("i8", COUNT) -- not atomic: only the lock keeps it whole
-        M.sleep(HOLD)
-        page:pack("i8", COUNT, n + 1)
-        L.unlock(page)
-      end
-    end)
-  end
-  lab.wait_until(function() return page:atomic_load32(READY) == W end, M.clock() + 30)
-  local t0 = M.clock()
-  page:atomic_store32(GO, 1)
-  page:futex_wake(GO, math.maxinteger)
-  local ends = {}
-  for i, pid in ipairs(pids) do
-    local how, code = M.waitpid(pid)
-    ends[i] = how == "exit" and code == 0
-  end
+  local pids, go = lab.fork_together(W, function()
+    for _ = 1, ROUNDS do
+      L.lock(page)
+      local n = page:unpack("i8", COUNT) -- not atomic: only the lock keeps it whole
+      M.sleep(HOLD)
+      page:pack("i8", COUNT, n + 1)
+      L.unlock(page)
+    end
+  end)
+  local t0 = go()
+  local all_ok = lab.reap(pids)
   local wall = M.clock() - t0
-  local all_ok = true
-  for _, ok in ipairs(ends) do all_ok = all_ok and ok end
   return { count = page:unpack("i8", COUNT), cpu = cpu_of_children() - cpu0, wall = wall,
            slept = page:atomic_load32(SLEPT), ok = all_ok, word = page:atomic_load32(LOCK) }
 end

@@ -21,13 +21,8 @@ local M = require "memlab"
 
 lab.title("X7", "file locks: lost updates, flock, fcntl, and the close that drops a POSIX lock")
 
-local W = math.tointeger(tonumber(arg[1])) or 3
-local ROUNDS = math.tointeger(tonumber(arg[2])) or (lab.quick() and 10 or 20)
-if not (W >= 2 and W <= 16 and ROUNDS >= 1 and ROUNDS <= 1000) or (arg[1] and not
-    math.tointeger(tonumber(arg[1]))) or (arg[2] and not math.tointeger(tonumber(arg[2]))) then
-  io.stderr:write("usage: lua5.4 ", arg[0], " [WORKERS [ROUNDS]]   (2..16 workers, 1..1000 rounds each)\n")
-  os.exit(2)
-end
+local W, ROUNDS = lab.counts("[WORKERS [ROUNDS]]   (2..16 workers, 1..1000 rounds each)",
+                             { 3, 2, 16 }, { lab.quick() and 10 or 20, 1, 1000 })
 local HOLD = 0.002
 local path = lab.tempdir() .. "/counter"
 local WRLCK = { type = M.F_WRLCK, len = 16 }
@@ -57,56 +52,41 @@ local function write_counter(f, n)
   assert(f:write(("%15d\n"):format(n)))
 end
 
--- The workers start together: each counts itself in at READY of a shared page and waits for GO.
-local READY, GO = 0, 4
-local page = assert(M.mmap(nil, M.pagesize(), M.PROT_READ | M.PROT_WRITE,
-                           M.MAP_SHARED | M.MAP_ANONYMOUS, -1, 0))
-
 -- One run: the counter it ended with, and whether every worker exited 0.
 local function run(r)
   local f = assert(io.open(path, "w"))
   write_counter(f, 0)
   f:close()
-  page:fill(0, 0, 8)
-  local pids = {}
-  for i = 1, W do
-    pids[i] = lab.fork(function()
-      local g = assert(io.open(path, "r+")) -- an open of its own: flock and OFD locks are the open's
-      page:atomic_add32(READY, 1)
-      while page:atomic_load32(GO) == 0 do page:futex_wait(GO, 0, 1) end
-      for _ = 1, ROUNDS do
-        if r.lock then assert(r.lock(g)) end
-        assert(g:seek("set", 0)) -- (drops what stdio read before)
-        local n = assert(g:read("n"), "a number in the file")
-        if r.inside then r.inside() end
-        M.sleep(HOLD)
-        write_counter(g, n + 1)
-        if r.unlock then assert(r.unlock(g)) else assert(g:flush()) end -- (the unlock flushes g)
-      end
-      g:close()
-    end)
-  end
-  lab.wait_until(function() return page:atomic_load32(READY) == W end, M.clock() + 30)
-  page:atomic_store32(GO, 1)
-  page:futex_wake(GO, math.maxinteger)
-  local ok = true
-  for _, pid in ipairs(pids) do
-    local how, code = M.waitpid(pid)
-    ok = ok and how == "exit" and code == 0
-  end
+  local pids, go = lab.fork_together(W, function()
+    local g = assert(io.open(path, "r+")) -- an open of its own: flock and OFD locks are the open's
+    for _ = 1, ROUNDS do
+      if r.lock then assert(r.lock(g)) end
+      assert(g:seek("set", 0)) -- (drops what stdio read before)
+      local n = assert(g:read("n"), "a number in the file")
+      if r.inside then r.inside() end
+      M.sleep(HOLD)
+      write_counter(g, n + 1)
+      if r.unlock then assert(r.unlock(g)) else assert(g:flush()) end -- (the unlock flushes g)
+    end
+    g:close()
+  end)
+  go()
+  local ok = lab.reap(pids)
   local g = assert(io.open(path))
   local n = g:read("n")
   g:close()
   return n, ok
 end
 
--- Who holds it: this process takes the lock through one open, a child asks through another.
+-- Who holds it: this process takes the lock through one open, a child asks through another,
+-- and writes the answer into a page they share.
 local held_msg, held_code
 do
+  local page = assert(M.mmap(nil, M.pagesize(), M.PROT_READ | M.PROT_WRITE,
+                             M.MAP_SHARED | M.MAP_ANONYMOUS, -1, 0))
   local f = assert(io.open(path, "w+"))
   write_counter(f, 0)
   assert(M.flock(f, M.LOCK_EX))
-  page:fill(0)
   local pid = lab.fork(function()
     local ok, msg, code = M.flock(assert(io.open(path, "r+")), M.LOCK_EX | M.LOCK_NB)
     page:write(8, tostring(ok == nil and msg or "granted"):sub(1, 3000))
@@ -115,6 +95,7 @@ do
   local how, code = M.waitpid(pid)
   held_code = how == "exit" and code or -1
   held_msg = page:cstring(8)
+  page:free()
   M.flock(f, M.LOCK_UN)
   f:close()
   print(("  this process (pid %d) holds M.flock(f, M.LOCK_EX); a child's LOCK_EX | LOCK_NB through its own open:\n    %s\n")
@@ -144,5 +125,4 @@ lab.check("the POSIX lock was dropped when M.map closed its descriptor: incremen
           got["posix+map"] < want, ("%d of %d kept"):format(got["posix+map"], want))
 lab.check("an OFD lock stayed through M.map's close: every increment kept", got["ofd+map"] == want,
           ("%d of %d"):format(got["ofd+map"], want))
-page:free()
 lab.done()

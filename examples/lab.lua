@@ -298,6 +298,60 @@ function lab.fork(fn, ...)
   M._exit(not ok and 1 or math.tointeger(code) or 0) -- no Lua cleanup of the parent's objects
 end
 
+--- lab.fork_together(n, fn) -> pids, go: n children (lab.fork), fn(i) in the i-th, each held back
+-- until go() is called: they count themselves in on a page they share, and go() waits (30 s at
+-- most) until all n have, then lets them all run at once (a futex wake) and returns the M.clock()
+-- time it did. lab.reap(pids) then.
+function lab.fork_together(n, fn)
+  local M = require "memlab"
+  local READY, GO = 0, 4
+  local gate = assert(M.mmap(nil, M.pagesize(), M.PROT_READ | M.PROT_WRITE,
+                             M.MAP_SHARED | M.MAP_ANONYMOUS, -1, 0))
+  local pids = {}
+  for i = 1, n do
+    pids[i] = lab.fork(function()
+      gate:atomic_add32(READY, 1)
+      while gate:atomic_load32(GO) == 0 do gate:futex_wait(GO, 0, 1) end
+      return fn(i)
+    end)
+  end
+  return pids, function()
+    lab.wait_until(function() return gate:atomic_load32(READY) == n end, M.clock() + 30)
+    local t0 = M.clock()
+    gate:atomic_store32(GO, 1)
+    gate:futex_wake(GO, math.maxinteger)
+    gate:free()
+    return t0
+  end
+end
+
+--- lab.reap(pids) -> whether every child exited 0 (each waited for, in order).
+function lab.reap(pids)
+  local M = require "memlab"
+  local all_ok = true
+  for _, pid in ipairs(pids) do
+    local how, code = M.waitpid(pid)
+    all_ok = all_ok and how == "exit" and code == 0
+  end
+  return all_ok
+end
+
+--- lab.counts(usage, ...) -> the script's first arguments as whole numbers, one per spec
+-- { default, lo, hi } (default when the argument is absent); one that is not a whole number in
+-- its range prints "usage: lua5.4 <script> <usage>" and exits 2.
+function lab.counts(usage, ...)
+  local specs, out = { ... }, {}
+  for i, spec in ipairs(specs) do
+    local n = arg[i] == nil and spec[1] or math.tointeger(tonumber(arg[i]))
+    if not (n and n >= spec[2] and n <= spec[3]) then
+      io.stderr:write("usage: lua5.4 ", arg[0], " ", usage, "\n")
+      os.exit(2)
+    end
+    out[i] = n
+  end
+  return table.unpack(out, 1, #specs)
+end
+
 --- lab.wait_until(ready, deadline [, stop]) -> true, waited (whether ready() was false at first)
 -- once ready() is true; false at the deadline (an M.clock() time) or when stop() is true. It
 -- polls with M.sleep, backing off from 20 µs to 5 ms: nothing waits for ever.
