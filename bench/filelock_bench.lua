@@ -47,18 +47,17 @@ assert(fcntl(f, SETLK, W) and fcntl(f, SETLK, U) and fcntl(f, OFD, W) and fcntl(
 if lfs then assert(lfs.lock(f, "w") and lfs.unlock(f)) end
 
 local res = lib.run{ name = "lock and unlock", variants = variants }
-local rows = {
-  { "memlab M.fcntl F_SETLK", lib.fmt_ns(lib.ns(res, "fcntl").median),
-    lfs and lib.fmt_stats(lib.ratio(res, "fcntl", "lfs")) or "(no lfs)", lib.fmt_stats(lib.ratio(res, "fcntl", "c")) },
-}
-if lfs then
-  rows[#rows + 1] = { "lfs.lock / lfs.unlock", lib.fmt_ns(lib.ns(res, "lfs").median), "1", lib.fmt_stats(lib.ratio(res, "lfs", "c")) }
+-- one row per variant: its time, and its speed against lfs (when there) and against C
+local function row(label, name)
+  return { label, lib.fmt_ns(lib.ns(res, name).median),
+           name == "lfs" and "1" or lfs and lib.fmt_stats(lib.ratio(res, name, "lfs")) or "(no lfs)",
+           name == "c" and "1" or lib.fmt_stats(lib.ratio(res, name, "c")) }
 end
-rows[#rows + 1] = { "memlab M.fcntl F_OFD_SETLK", lib.fmt_ns(lib.ns(res, "ofd").median),
-                    lfs and lib.fmt_stats(lib.ratio(res, "ofd", "lfs")) or "", lib.fmt_stats(lib.ratio(res, "ofd", "c")) }
-rows[#rows + 1] = { "memlab M.flock", lib.fmt_ns(lib.ns(res, "flock").median),
-                    lfs and lib.fmt_stats(lib.ratio(res, "flock", "lfs")) or "", lib.fmt_stats(lib.ratio(res, "flock", "c")) }
-rows[#rows + 1] = { "C fcntl F_SETLK (loop in C)", lib.fmt_ns(lib.ns(res, "c").median), "", "1" }
+local rows = { row("memlab M.fcntl F_SETLK", "fcntl") }
+if lfs then rows[#rows + 1] = row("lfs.lock / lfs.unlock", "lfs") end
+rows[#rows + 1] = row("memlab M.fcntl F_OFD_SETLK", "ofd")
+rows[#rows + 1] = row("memlab M.flock", "flock")
+rows[#rows + 1] = row("C fcntl F_SETLK (loop in C)", "c")
 lib.table{
   title = "A lock and its unlock on a file nobody else locks (one operation = both calls)",
   head = { "variant", "time per lock+unlock", "speed vs lfs", "speed vs C" },
