@@ -9,7 +9,7 @@
 ALLOC_SRCS := $(wildcard csrc/alloc/*.c)
 ALLOC_HDRS := $(wildcard csrc/alloc/*.h)
 ALLOC_TEST_HDRS := $(wildcard spec/c/*.h)
-ALLOC_TESTS := test_pagesrc test_freelist test_buddy test_pool test_poison stress_alloc
+ALLOC_TESTS := test_pagesrc test_freelist test_buddy test_pool test_shpool test_poison stress_alloc
 ALLOC_DIR := $(BUILD)/alloc
 ALLOC_CFLAGS = $(CFLAGS_COMMON) -Icsrc/alloc -Ispec/c
 ALLOC_SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -66,7 +66,7 @@ alloc-fuzz: $(ALLOC_DIR)/fuzz_alloc
 
 # Each public header compiles alone, first in its file, as pedantic C11 and C++11 (a C or C++
 # program may include them without the project's flags). TAP, one test per header and language.
-ALLOC_PUBLIC_HDRS := mlalloc pagesrc freelist buddy pool
+ALLOC_PUBLIC_HDRS := mlalloc pagesrc freelist buddy pool shpool
 alloc-headers:
 	@n=0; st=0; dir=$$(mktemp -d); \
 	cxx=$$(command -v $(CXX) || command -v clang++); \
