@@ -21,8 +21,11 @@ lib.header("bench/allocator_bench.lua: a:alloc(n) + b:free() from Lua vs M.mallo
 
 local sizes = lib.integers(SEED, NOPS, 16, 512)
 
--- The allocators, with the configuration a user would write for this job.
+-- The allocators, with the configuration a user would write for this job (the shared pool: in a
+-- MAP_SHARED mapping of 1 MiB, as processes sharing it would use it).
 local pool = assert(M.pool{ block = 64, count = 4096, grow = true })
+local shm = assert(M.mmap(nil, 1 << 20, M.PROT_READ | M.PROT_WRITE, M.MAP_SHARED | M.MAP_ANONYMOUS))
+local shpool = M.shpool(shm, { block = 64 })
 local buddy = assert(M.buddy{ size = 1 << 24, min = 16 })
 local freelist = assert(M.freelist{})
 
@@ -80,13 +83,17 @@ local function variants(random, with_pool)
         local a = pool
         for _ = 1, reps do for _ = 1, NOPS do local b = a:alloc(64); b:free() end end
       end }
+    vs[#vs + 1] = { name = "shpool", ops = NOPS, fn = function(reps)
+        local sp = shpool
+        for _ = 1, reps do for _ = 1, NOPS do local b = sp:alloc(64); sp:free(b) end end
+      end }
   end
   return vs
 end
 
 local summary = {}
 local groups = {
-  { title = "fixed 64-byte blocks", vs = variants(false, true), rows = { "freelist", "buddy", "pool" } },
+  { title = "fixed 64-byte blocks", vs = variants(false, true), rows = { "freelist", "buddy", "pool", "shpool" } },
   { title = "sizes uniform in [16, 512]", vs = variants(true, false), rows = { "freelist", "buddy" } },
 }
 for _, g in ipairs(groups) do
@@ -105,7 +112,8 @@ for _, g in ipairs(groups) do
   end
   row("M.malloc", "M.malloc(n) + b:free()")
   for _, name in ipairs(g.rows) do
-    local pair, r = row(name, name .. ":alloc(n) + b:free()")
+    local pair, r = row(name, name == "shpool" and "shpool: sp:alloc(n) + sp:free(b)"
+                                or name .. ":alloc(n) + b:free()")
     summary[#summary + 1] = { name .. ", " .. g.title, lib.fmt_stats(pair, 1) .. " ns", lib.fmt_stats(r), "(measured)" }
   end
   lib.table{
@@ -116,10 +124,11 @@ for _, g in ipairs(groups) do
       "ns per pair - loop: per-round difference to the bare loop, median [min..max]; speed vs M.malloc:",
       "time(M.malloc pair)/time(allocator pair) per round (above 1: faster). Allocators: " ..
         "M.pool{block=64, count=4096, grow=true},",
-      "M.buddy{size=16 MiB, min=16}, M.freelist{} (segregated fit, quick cache on). A pair makes one buffer userdata.",
+      "M.buddy{size=16 MiB, min=16}, M.freelist{} (segregated fit, quick cache on), M.shpool(1 MiB MAP_SHARED mapping,",
+      "{block=64}): slots are views, each access guarded. A pair makes one buffer userdata.",
     } }
 end
 
-pool:destroy(); buddy:destroy(); freelist:destroy()
+pool:destroy(); buddy:destroy(); freelist:destroy(); shpool:destroy(); shm:free()
 lib.table{ title = "Summary (median [min..max] over rounds)",
            head = { "pair", "ns per pair - loop", "speed vs M.malloc", "verdict" }, rows = summary }

@@ -296,6 +296,9 @@ MEMLAB_NORETURN void owner_deaderror(lua_State *L, const Owner *o) {
 }
 
 static MEMLAB_NORETURN void buf_deaderror(lua_State *L, const Buffer *b) {
+  if (b->slotfreed && owner_alive(b->o))
+    luaL_error(L, "attempt to use a freed slot (use after free: the view was given back to its "
+                  "shared pool)");
   if (owner_alive(b->o))
     luaL_error(L, "attempt to use a dead view (its memory was %s at %s)", b->o->why,
                b->o->freed_at.where);
@@ -417,7 +420,9 @@ static int buf_tostring(lua_State *L) {
   } else {
     /* Dead: the address stays, as a dangling pointer's does; say why it is dead. */
     void *at = b->o->base + b->off;
-    if (owner_alive(b->o))
+    if (b->slotfreed && owner_alive(b->o))
+      lua_pushfstring(L, BUFFER_T ": %p (dead view: its slot was given back to its shared pool)", at);
+    else if (owner_alive(b->o))
       lua_pushfstring(L, BUFFER_T ": %p (dead view: %s at %s)", at, b->o->why,
                       b->o->freed_at.where);
     else if (b->o->state == OWNER_NEW)
@@ -479,26 +484,38 @@ static int buf_close(lua_State *L) {
   return 0;
 }
 
+Buffer *buf_newview(lua_State *L, int idx, Buffer *b, size_t n) {
+  idx = lua_absindex(L, idx);
+  Buffer *v = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
+  memset(v, 0, sizeof *v);
+  buf_aim(v, b, 0, n);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
+  lua_setmetatable(L, -2);
+  if (b->isview)
+    lua_getiuservalue(L, idx, 1); /* the root itself */
+  else
+    lua_pushvalue(L, idx);
+  lua_setiuservalue(L, -2, 1);
+  return v;
+}
+
+void buf_aim(Buffer *v, const Buffer *b, size_t off, size_t n) {
+  v->o = b->o;
+  v->off = b->off + off;
+  v->len = n;
+  v->gen = b->o->gen;
+  v->isview = 1;
+}
+
 /* b:slice(off, len): a view of part of b, sharing its memory and anchoring its root. */
 static int buf_slice(lua_State *L) {
   size_t len, off, n;
   Buffer *b;
   buf_span(L, 1, &len, &b);
   arg_range(L, 2, 3, len, &off, &n);
-  Buffer *v = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
+  Buffer *v = buf_newview(L, 1, b, 0);
   buf_respan(L, 1, off, n); /* the allocation may have run a finalizer that killed or shrank b */
-  v->o = b->o;
-  v->off = b->off + off;
-  v->len = n;
-  v->gen = b->o->gen;
-  v->isview = 1;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
-  lua_setmetatable(L, -2);
-  if (b->isview)
-    lua_getiuservalue(L, 1, 1); /* the root itself */
-  else
-    lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, 1);
+  buf_aim(v, b, off, n);
   return 1;
 }
 

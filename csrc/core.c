@@ -24,7 +24,7 @@ static void first_box(lua_State *L) {
 
 static const OpenFn parts[] = {
   buffer_open, heap_open, brk_open, track_open, proc_open, mmap_open, mapops_open, snapshot_open,
-  mfile_open, filelock_open, sysvshm_open, atomic_open, futex_open, lalloc_open, lfreelist_open, lbuddy_open, lpool_open, NULL};
+  mfile_open, filelock_open, sysvshm_open, atomic_open, futex_open, lalloc_open, lfreelist_open, lbuddy_open, lpool_open, lshpool_open, NULL};
 
 /* The one symbol the module exports (the Makefile builds with -fvisibility=hidden, for
  * luarocks too: the rockspec builds through it). */

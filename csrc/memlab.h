@@ -117,6 +117,8 @@ typedef struct Buffer {
   size_t len;     /* window length (views only; a root always spans o->size) */
   uint32_t gen;   /* owner generation the window belongs to (views only) */
   uint8_t isview;
+  uint8_t slotfreed; /* a view of a shared pool's slot, dead since the slot went back (its gen
+                      * was set to a past one: lshpool.c) */
 } Buffer;
 
 /* The lowest address memlab maps or attaches at on request (Linux's default vm.mmap_min_addr):
@@ -222,6 +224,12 @@ Owner *buf_newroot_charged(lua_State *L, const MemKind *kind, size_t n);
 void late_note(lua_State *L);
 void owner_open(lua_State *L, Owner *o, void *base, size_t size);
 Buffer *buf_check(lua_State *L, int idx);
+/* Pushes a new view of the buffer b at idx, anchoring its root: its window is b's first n bytes
+ * (n at most b's length) until buf_aim moves it. */
+Buffer *buf_newview(lua_State *L, int idx, Buffer *b, size_t n);
+/* Points view v at [off, off + n) of b's current window (checked by the caller), in b's current
+ * generation. */
+void buf_aim(Buffer *v, const Buffer *b, size_t off, size_t n);
 /* Raises "cannot <act> (<redo> it views)" at idx when b is a view where a root is needed. */
 void buf_need_root(lua_State *L, int idx, const Buffer *b, const char *act, const char *redo);
 /* The length of b's window (a root spans its whole Owner). */
@@ -337,6 +345,8 @@ int atomic_open(lua_State *L);
 uint64_t atomic_operand(lua_State *L, int idx, int width);
 void *atomic_word(lua_State *L, int idx, int width, const char *fname, Buffer **pb);
 int futex_open(lua_State *L);
+/* lshpool.c: M.shpool, a pool of slots inside a buffer's memory, shared between processes. */
+int lshpool_open(lua_State *L);
 
 /* Tracking hooks, called by the heap kind (no-ops when tracking is off). */
 void track_alloc(lua_State *L, Owner *o, const char *what);

@@ -6,12 +6,13 @@
 -- address).
 local H = require "helpers"
 
--- The Lua block under the heading "## A taste".
-local function taste_block()
+-- The first Lua block under a heading of the README ("## A taste").
+local function readme_block(heading)
   local readme = H.slurp("README.md")
-  local section = assert(readme:match("\n## A taste\n(.-)\n## "), "README has no '## A taste'")
-  return assert(section:match("```lua\n(.-)```"), "'A taste' has no lua block")
+  local at = assert(readme:find("\n" .. heading .. "\n", 1, true), "README has no " .. heading)
+  return assert(readme:match("```lua\n(.-)```", at), heading .. " has no lua block")
 end
+local function taste_block() return readme_block("## A taste") end
 
 -- The claims: each `-->` comment, joined with the comment-only lines that continue it.
 local function claims(code)
@@ -69,16 +70,29 @@ local function run(code)
 end
 
 describe("the README's 'A taste'", function()
-  it("runs to the end and prints every claim of its comments", function()
-    local code = taste_block()
-    local list = claims(code)
-    assert.is_true(#list >= 5, "too few claims found: " .. #list)
+  -- Runs code and checks that it ends well and prints each of its claims.
+  local function runs_with_claims(code, list)
     local out = run(code)
     assert.matches("exit 0\n$", out, out)
     local flat = out:gsub("%s+", " ")
     for _, claim in ipairs(list) do
       assert.truthy(flat:find(pattern(claim)), ("claim %q not in the output:\n%s"):format(claim, out))
     end
+  end
+
+  it("runs to the end and prints every claim of its comments", function()
+    local code = taste_block()
+    local list = claims(code)
+    assert.is_true(#list >= 5, "too few claims found: " .. #list)
+    runs_with_claims(code, list)
+  end)
+
+  it("and so does the example of 'A pool shared between processes' (M.shpool over fork)", function()
+    local code = readme_block("### A pool shared between processes")
+    assert.matches("M%.shpool", code)
+    local list = claims(code)
+    assert.equal(2, #list)
+    runs_with_claims(code, list)
   end)
 
   it("would notice a wrong claim (the check can fail)", function()
