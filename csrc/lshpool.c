@@ -42,7 +42,7 @@ static void op_run(void *arg) {
   case OP_FORMAT: op->status = shp_format(op->mem, op->len, op->block, op->count, &op->in); break;
   case OP_ATTACH: op->status = shp_attach(op->mem, op->len, &op->in, op->why, sizeof op->why); break;
   case OP_ALLOC: op->status = shp_alloc(op->mem, &op->in, &op->off, op->why, sizeof op->why); break;
-  case OP_FREE: op->status = shp_free(op->mem, &op->in, op->off); break;
+  case OP_FREE: op->status = shp_free(op->mem, &op->in, op->off, op->why, sizeof op->why); break;
   case OP_USED: op->used = shp_used(op->mem, &op->in, op->idx); break;
   case OP_STATS: shp_stats_get(op->mem, &op->in, &op->st); break;
   case OP_CHECK: op->status = shp_check(op->mem, &op->in, &op->lost, op->why, sizeof op->why); break;
@@ -180,6 +180,8 @@ static int shpool_new(lua_State *L) {
                                           count ? "" : "even ", (lua_Integer)(count ? count : 1),
                                           count == 1 || !count ? "slot" : "slots", (lua_Integer)block,
                                           (lua_Integer)need, (lua_Integer)len));
+    /* refused before anything is written, as alloc and free are, where memlab's records say so */
+    mem_check_write(L, b->o, owner_off(b->o, mem), count ? need : shp_size_for(block, shp_count_for(block, len)));
     op.kind = OP_FORMAT;
     op.block = block;
     op.count = count;
@@ -213,7 +215,8 @@ static size_t slot_offset(lua_State *L, int idx, const Buffer *mb, Buffer **pv) 
   Buffer *v = buf_test(L, idx);
   if (!v) return (size_t)arg_typeerror(L, idx, "memlab.buffer or offset");
   if (v->o != mb->o || v->off < mb->off)
-    luaL_argerror(L, idx, "not a slot of this pool (a buffer over other memory)");
+    luaL_argerror(L, idx, "not a slot of this pool (a buffer over other memory, or over the same "
+                          "memory mapped at another address: pass the slot's offset)");
   size_t vlen;
   buf_window(L, v, &vlen); /* a dead view (a slot given back already) says so */
   *pv = v;
@@ -271,8 +274,7 @@ static int sp_free(lua_State *L) {
   Op op = {0};
   op.off = off;
   pool_call(L, 1, p, OP_FREE, &op);
-  if (op.status == ML_ECORRUPT)
-    return corrupt(L, "the slot's state byte is neither 0 (free) nor 1 (used)");
+  if (op.status == ML_ECORRUPT) return corrupt(L, op.why);
   if (op.status != ML_OK) return status_error(L, 2, p, op.status, off);
   if (v) {
     v->gen = v->o->gen - 1; /* a past generation: dead for good */

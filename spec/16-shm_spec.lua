@@ -456,7 +456,11 @@ describe("M.shmat() and M.shmdt()", function()
     local lim = M.getrlimit("stack")
     if type(lim) ~= "number" or lim > 1 << 32 then pending("no finite RLIMIT_STACK") return end
     local lo = top - lim - (1 << 20) -- the room: RLIMIT_STACK and the guard gap below [stack]
-    local at = (lo - H.ps) // huge * huge -- below the room; its huge page reaches into it
+    -- the huge page holding lo's address: below the room, reaching into it (no such page when
+    -- the room starts on a huge page's boundary; (lo - ps) // huge missed in the one run of 512
+    -- where it starts less than a page past one, and the attach then rightly succeeded)
+    if lo % huge == 0 then pending("the room starts on a huge page's boundary this run") return end
+    local at = lo // huge * huge
     local ok, msg, code = M.shmat(id, at)
     if ok then ok:free() end
     fails(M.EINVAL, ok, msg, code)

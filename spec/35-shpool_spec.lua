@@ -243,6 +243,16 @@ describe("M.shpool refuses", function()
     m:free()
   end)
 
+  -- Found by an outside review: the format wrote into read-only memory and the guard caught the
+  -- fault ("memory fault"), where alloc and free are refused before they write.
+  it("read-only memory, before writing anything, as alloc and free are", function()
+    local ro = M.map{ length = ps, prot = "r", shared = true }
+    H.raises("write to read-only memory at " .. M.hex(ro:address()) .. " (page 0 of the mapping is not writable",
+             function() return M.shpool(ro, { block = 16 }) end)
+    assert.equal(("\0"):rep(ps), ro:read())
+    ro:free()
+  end)
+
   it("memory that does not start on a 16-byte boundary, in both forms", function()
     local m = H.anon(1)
     for _, off in ipairs { 8, 4, 1, 24 } do
@@ -489,7 +499,7 @@ describe("sp:free()", function()
     local v = sp:alloc()
     local elsewhere = M.malloc(64)
     local F = "bad argument #1 to 'free' ("
-    H.raises(F .. "not a slot of this pool (a buffer over other memory))", function() return sp:free(elsewhere) end)
+    H.raises(F .. "not a slot of this pool (a buffer over other memory, or over the same memory mapped at another address: pass the slot's offset))", function() return sp:free(elsewhere) end)
     H.raises(F .. "not a slot of this pool (offset 0 is in its header; the slots span 192 to 320))",
              function() return sp:free(m) end)
     H.raises(F .. "not a slot of this pool (offset 0 is in its header; the slots span 192 to 320))",
@@ -584,7 +594,7 @@ describe("sp:offset() and sp:at()", function()
              function() return sp:offset(v:slice(8)) end)
     H.raises("bad argument #1 to 'offset' (not a slot of this pool (offset 0 is in its header",
              function() return sp:offset(m) end)
-    H.raises("bad argument #1 to 'offset' (not a slot of this pool (a buffer over other memory))",
+    H.raises("bad argument #1 to 'offset' (not a slot of this pool (a buffer over other memory, or over the same memory mapped at another address: pass the slot's offset))",
              function() return sp:offset(M.malloc(16)) end)
     m:free()
   end)
@@ -882,7 +892,7 @@ describe("a pool's memory written over", function()
     for i = 1, 4 do v[i] = sp:alloc() end
     b[state_at(10, 3)] = 7
     assert.same({ false, "slot 3's state byte is 7 (0 free, 1 used)" }, { sp:check() })
-    H.raises("shpool: the pool's memory is corrupt (the slot's state byte is neither 0 (free) nor 1 (used))",
+    H.raises("shpool: the pool's memory is corrupt (slot 3's state byte is 7 (0 free, 1 used))",
              function() return sp:free(v[4]) end)
     assert.is_true(v[4]:valid())
     assert.equal(slots_at(10) + 4 * 32, sp:offset(sp:alloc()))
@@ -921,15 +931,26 @@ describe("a pool's memory written over", function()
     b:free()
   end)
 
-  it("another format over the same memory: the old handle's check() says the header changed", function()
+  -- Found by an outside review: a handle went on allocating with its old geometry after another
+  -- format, handing out memory inside the new pool's slots.
+  it("another format over the same memory: the old handle's alloc, free and check refuse it, "
+     .. "even with the same geometry", function()
     local m = shared_map(1)
     local old = M.shpool(m, { block = 32, count = 10 })
+    local held = old:alloc()
     M.shpool(m, { block = 64, count = 4 })
-    assert.same({ false, "the header changed: block 64, count 4 where the pool was attached with block 32, count 10" },
-                { old:check() })
+    local changed = "the header changed: the memory was formatted again (now block 64, count 4; "
+                    .. "this handle has block 32, count 10): attach again"
+    assert.same({ false, changed }, { old:check() })
+    H.raises("shpool: the pool's memory is corrupt (" .. changed .. ")", function() return old:alloc() end)
+    H.raises("shpool: the pool's memory is corrupt (" .. changed .. ")", function() return old:free(held) end)
+    local new = assert(M.shpool(m))
+    assert.equal(0, new:stats().used)
+    local same = M.shpool(m, { block = 64, count = 4 }) -- the same geometry: a new pool all the same
+    H.raises("attach again", function() return new:alloc() end)
+    assert.is_true(same:check())
     m:pack("<I8", 0, 0)
-    assert.same({ false, "the header changed: no shared pool there (its first 8 bytes are not the pool's magic)" },
-                { old:check() })
+    assert.same({ false, "the header changed: no pool's magic there any more" }, { old:check() })
     m:free()
   end)
 

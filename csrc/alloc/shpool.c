@@ -6,6 +6,8 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct shp_header {
     uint64_t magic;
@@ -13,6 +15,7 @@ typedef struct shp_header {
     uint64_t block, stride, count, slots;
     uint64_t head;            /* tag << 32 | (1 + top index), 0 in the low half: empty */
     uint64_t allocs, frees;   /* counters, for statistics only (never trusted) */
+    uint64_t format;          /* a new identity at every format: a handle of an earlier pool sees it */
 } shp_header;
 
 ML_STATIC_ASSERT(sizeof(shp_header) <= SHP_HEADER, "the header fits its SHP_HEADER bytes");
@@ -71,6 +74,17 @@ size_t shp_count_for(size_t block, size_t len)
     return n;
 }
 
+/* A format's identity, which a handle of an earlier pool in the same memory will not have: the
+ * clock and the pid (not the previous value plus one: fresh memory holds no defined value, and a
+ * memory formatted in two processes at once would get the same). */
+static uint64_t format_id(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t id = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return (id ^ (uint64_t)getpid() << 44) | 1; /* never 0 */
+}
+
 ml_status shp_format(void *mem, size_t len, size_t block, size_t count, shp_info *out)
 {
     if (!mem || (uintptr_t)mem % ML_ALIGN) return ML_EINVAL;
@@ -92,6 +106,8 @@ ml_status shp_format(void *mem, size_t len, size_t block, size_t count, shp_info
     h->count = count;
     h->slots = g.slots;
     h->allocs = h->frees = 0;
+    g.format = format_id();
+    __atomic_store_n(&h->format, g.format, RELAXED);
     uint32_t *l = links(mem);
     for (size_t i = 0; i < count; i++) l[i] = i + 1 < count ? (uint32_t)(i + 2) : 0;
     memset(states(mem, &g), 0, count);
@@ -129,12 +145,31 @@ ml_status shp_attach(const void *mem, size_t len, shp_info *out, char *why, size
             (unsigned long long)count, (unsigned long long)slots);
     if (g.size > len)
         BAD("the pool spans %zu bytes, more than the %zu bytes of memory given", g.size, len);
+    g.format = __atomic_load_n(&h->format, RELAXED);
     *out = g;
+    return ML_OK;
+}
+
+/* Whether the header still describes the pool *in was attached to: another format (by any
+ * process) changes at least its format identity. ML_OK or ML_ECORRUPT with why. */
+static ml_status same_pool(const void *mem, const shp_info *in, char *why, size_t whylen)
+{
+    const shp_header *h = chdr(mem);
+    uint64_t magic = __atomic_load_n(&h->magic, ACQUIRE);
+    uint64_t format = __atomic_load_n(&h->format, RELAXED);
+    uint64_t block = __atomic_load_n(&h->block, RELAXED), count = __atomic_load_n(&h->count, RELAXED);
+    if (magic != SHP_MAGIC)
+        BAD("the header changed: no pool's magic there any more");
+    if (format != in->format || block != in->block || count != in->count)
+        BAD("the header changed: the memory was formatted again (now block %llu, count %llu; this "
+            "handle has block %zu, count %zu): attach again", (unsigned long long)block,
+            (unsigned long long)count, in->block, in->count);
     return ML_OK;
 }
 
 ml_status shp_alloc(void *mem, const shp_info *in, size_t *off, char *why, size_t whylen)
 {
+    if (same_pool(mem, in, why, whylen) != ML_OK) return ML_ECORRUPT;
     shp_header *h = hdr(mem);
     const uint32_t *l = links(mem);
     uint64_t head = __atomic_load_n(&h->head, ACQUIRE);
@@ -178,14 +213,18 @@ ml_status shp_index(const shp_info *in, size_t off, size_t *idx)
     return ML_OK;
 }
 
-ml_status shp_free(void *mem, const shp_info *in, size_t off)
+ml_status shp_free(void *mem, const shp_info *in, size_t off, char *why, size_t whylen)
 {
     size_t i;
     ml_status s = shp_index(in, off, &i);
     if (s != ML_OK) return s;
+    if (same_pool(mem, in, why, whylen) != ML_OK) return ML_ECORRUPT;
     uint8_t was = 1;
     if (!__atomic_compare_exchange_n(&states(mem, in)[i], &was, (uint8_t)0, 0, ACQ_REL, ACQUIRE))
+    {
+        if (was != 0) ML_WHY(why, whylen, "slot %zu's state byte is %u (0 free, 1 used)", i, (unsigned)was);
         return was == 0 ? ML_EDOUBLE : ML_ECORRUPT;
+    }
     shp_header *h = hdr(mem);
     uint32_t *l = links(mem);
     uint64_t head = __atomic_load_n(&h->head, RELAXED);
@@ -252,13 +291,12 @@ int shp_walk(const void *mem, const shp_info *in, ml_walk_fn fn, void *ud)
 
 ml_status shp_check(const void *mem, const shp_info *in, size_t *lost, char *why, size_t whylen)
 {
+    ml_status s = same_pool(mem, in, why, whylen);
+    if (s != ML_OK) return s;
     shp_info now;
     char sub[160];
-    ml_status s = shp_attach(mem, in->size, &now, sub, sizeof sub);
+    s = shp_attach(mem, in->size, &now, sub, sizeof sub);
     if (s != ML_OK) BAD("the header changed: %s", sub);
-    if (now.block != in->block || now.count != in->count)
-        BAD("the header changed: block %zu, count %zu where the pool was attached with block %zu, "
-            "count %zu", now.block, now.count, in->block, in->count);
     const uint8_t *st = cstates(mem, in);
     size_t used = 0;
     for (size_t i = 0; i < in->count; i++) {

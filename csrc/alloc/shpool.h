@@ -47,6 +47,7 @@ typedef struct shp_info {
     size_t count;   /* slots */
     size_t slots;   /* offset of slot 0 from the memory's start (a multiple of 64) */
     size_t size;    /* bytes the pool spans: slots + count * stride */
+    uint64_t format; /* the format identity in the header when attached (another format changes it) */
 } shp_info;
 
 /* A snapshot of the counters and of the states (exact when no other process is inside a call). */
@@ -69,24 +70,27 @@ ml_status shp_format(void *mem, size_t len, size_t block, size_t count, shp_info
  * not hold), why saying what. */
 ml_status shp_attach(const void *mem, size_t len, shp_info *out, char *why, size_t whylen);
 /* Pops a free slot and marks it used: ML_OK and its offset from mem in *off, ML_ENOMEM when
- * none is free, ML_ECORRUPT (why says what) when the stack or a state is broken. */
+ * none is free, ML_ECORRUPT (why says what) when the stack or a state is broken, or when the
+ * memory was formatted again since *in was read (alloc and free compare the header first). */
 ml_status shp_alloc(void *mem, const shp_info *in, size_t *off, char *why, size_t whylen);
 /* The slot index of offset off: ML_OK, or ML_EFOREIGN (outside the slots) or ML_EINTERIOR (not
  * at a slot's start). */
 ml_status shp_index(const shp_info *in, size_t off, size_t *idx);
 /* Marks the slot at off free and pushes it: ML_OK, ML_EFOREIGN, ML_EINTERIOR, ML_EDOUBLE (the
- * slot is free already), ML_ECORRUPT (its state byte holds neither 0 nor 1). */
-ml_status shp_free(void *mem, const shp_info *in, size_t off);
+ * slot is free already), ML_ECORRUPT (its state byte holds neither 0 nor 1, or the memory was
+ * formatted again; why says which). */
+ml_status shp_free(void *mem, const shp_info *in, size_t off, char *why, size_t whylen);
 /* Whether the slot at index i is used (its state byte reads 1). */
 int shp_used(const void *mem, const shp_info *in, size_t i);
 void shp_stats_get(const void *mem, const shp_info *in, shp_stats *out);
 /* Calls fn(ud, slot address, stride, used) for every slot in address order (used 0 or 1, as
  * its state byte says); a non-zero return stops the walk and is returned. */
 int shp_walk(const void *mem, const shp_info *in, ml_walk_fn fn, void *ud);
-/* Validates the header against *in, the free stack (every link in range, no cycle, every slot
+/* Validates the header against *in (the same format), the free stack (every link in range, no cycle, every slot
  * on it free) and the states (each 0 or 1): ML_OK or ML_ECORRUPT with why. Slots that are free
  * but on no list are counted in *lost (a process stopped inside a call) and are not an error.
- * Meaningful while no other process is inside a call. */
+ * Exact only while no other process is inside a call: the walk is not atomic, and
+ * a slot popped or pushed meanwhile may read as broken or lost. */
 ml_status shp_check(const void *mem, const shp_info *in, size_t *lost, char *why, size_t whylen);
 
 #ifdef __cplusplus

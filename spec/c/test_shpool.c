@@ -21,7 +21,7 @@
  * slots, head, allocs, frees): the byte offsets of its fields, for tests that forge or break a
  * header. t_format checks them against a formatted pool, so that a change of layout shows. */
 enum { H_MAGIC = 0, H_VERSION = 8, H_BLOCK = 16, H_STRIDE = 24, H_COUNT = 32, H_SLOTS = 40,
-       H_HEAD = 48, H_ALLOCS = 56, H_FREES = 64 };
+       H_HEAD = 48, H_ALLOCS = 56, H_FREES = 64, H_FORMAT = 72 };
 
 static unsigned long seed0;
 static uint64_t rng;
@@ -304,7 +304,7 @@ static void t_format(void)
         /* free them all (odd ones first), then every one comes back, once */
         for (size_t pass = 1; pass <= 2; pass++)
             for (size_t j = pass % 2; j < count; j += 2) {
-                CHECK_STATUS(shp_free(buf, &in, slot_off(&in, j)), ML_OK);
+                CHECK_STATUS(shp_free(buf, &in, slot_off(&in, j), NULL, 0), ML_OK);
                 CHECK(!shp_used(buf, &in, j));
             }
         CHECK_POOL(buf, &in, 0);
@@ -469,27 +469,27 @@ static void t_free_misuse(void)
         { SIZE_MAX, ML_EFOREIGN },
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
-        CHECKF(shp_free(buf, &in, bad[k].off) == bad[k].want, "free at +%zu", bad[k].off);
-    CHECK_STATUS(shp_free(buf, &in, in.slots - 1), ML_EFOREIGN);            /* a state byte */
-    CHECK_STATUS(shp_free(buf, &in, in.slots - 16), ML_EFOREIGN);
-    CHECK_STATUS(shp_free(buf, &in, state_off(&in, 0)), ML_EFOREIGN);
-    CHECK_STATUS(shp_free(buf, &in, in.size), ML_EFOREIGN);                 /* past the end */
-    CHECK_STATUS(shp_free(buf, &in, in.size + in.stride), ML_EFOREIGN);
-    CHECK_STATUS(shp_free(buf, &in, off[0] + 1), ML_EINTERIOR);
-    CHECK_STATUS(shp_free(buf, &in, off[1] + 16), ML_EINTERIOR);
-    CHECK_STATUS(shp_free(buf, &in, off[2] + in.stride - 1), ML_EINTERIOR);
-    CHECK_STATUS(shp_free(buf, &in, in.size - 1), ML_EINTERIOR);
-    CHECK_STATUS(shp_free(buf, &in, slot_off(&in, 7)), ML_EDOUBLE);         /* never handed out */
-    CHECK_STATUS(shp_free(buf, &in, slot_off(&in, count - 1)), ML_EDOUBLE);
+        CHECKF(shp_free(buf, &in, bad[k].off, NULL, 0) == bad[k].want, "free at +%zu", bad[k].off);
+    CHECK_STATUS(shp_free(buf, &in, in.slots - 1, NULL, 0), ML_EFOREIGN);            /* a state byte */
+    CHECK_STATUS(shp_free(buf, &in, in.slots - 16, NULL, 0), ML_EFOREIGN);
+    CHECK_STATUS(shp_free(buf, &in, state_off(&in, 0), NULL, 0), ML_EFOREIGN);
+    CHECK_STATUS(shp_free(buf, &in, in.size, NULL, 0), ML_EFOREIGN);                 /* past the end */
+    CHECK_STATUS(shp_free(buf, &in, in.size + in.stride, NULL, 0), ML_EFOREIGN);
+    CHECK_STATUS(shp_free(buf, &in, off[0] + 1, NULL, 0), ML_EINTERIOR);
+    CHECK_STATUS(shp_free(buf, &in, off[1] + 16, NULL, 0), ML_EINTERIOR);
+    CHECK_STATUS(shp_free(buf, &in, off[2] + in.stride - 1, NULL, 0), ML_EINTERIOR);
+    CHECK_STATUS(shp_free(buf, &in, in.size - 1, NULL, 0), ML_EINTERIOR);
+    CHECK_STATUS(shp_free(buf, &in, slot_off(&in, 7), NULL, 0), ML_EDOUBLE);         /* never handed out */
+    CHECK_STATUS(shp_free(buf, &in, slot_off(&in, count - 1), NULL, 0), ML_EDOUBLE);
     shp_stats_get(buf, &in, &after);
     CHECK(memcmp(&before, &after, sizeof before) == 0);
     CHECK_POOL(buf, &in, 0);
     /* double free */
-    CHECK_STATUS(shp_free(buf, &in, off[1]), ML_OK);
+    CHECK_STATUS(shp_free(buf, &in, off[1], NULL, 0), ML_OK);
     shp_stats_get(buf, &in, &before);
     CHECK(before.used == 2 && before.free == count - 2 && before.frees == 1);
-    CHECK_STATUS(shp_free(buf, &in, off[1]), ML_EDOUBLE);
-    CHECK_STATUS(shp_free(buf, &in, off[1]), ML_EDOUBLE);
+    CHECK_STATUS(shp_free(buf, &in, off[1], NULL, 0), ML_EDOUBLE);
+    CHECK_STATUS(shp_free(buf, &in, off[1], NULL, 0), ML_EDOUBLE);
     shp_stats_get(buf, &in, &after);
     CHECK(memcmp(&before, &after, sizeof before) == 0);
     CHECK_POOL(buf, &in, 0);
@@ -500,7 +500,7 @@ static void t_free_misuse(void)
     buf[state_off(&in, 2)] = 7;
     CHECK(!shp_used(buf, &in, 2) && shp_used(buf, &in, 0));  /* used: the state byte reads 1 */
     shp_stats_get(buf, &in, &before);
-    CHECK_STATUS(shp_free(buf, &in, off[2]), ML_ECORRUPT);
+    CHECK_STATUS(shp_free(buf, &in, off[2], NULL, 0), ML_ECORRUPT);
     CHECK(buf[state_off(&in, 2)] == 7);
     shp_stats_get(buf, &in, &after);
     CHECK(memcmp(&before, &after, sizeof before) == 0);
@@ -517,7 +517,7 @@ static void t_free_misuse(void)
     CHECK_STATUS(shp_alloc(buf, &in, &o, NULL, 0), ML_ENOMEM);
     /* put right, everything frees */
     buf[state_off(&in, 2)] = 1;
-    for (size_t i = 0; i < count; i++) CHECK_STATUS(shp_free(buf, &in, slot_off(&in, i)), ML_OK);
+    for (size_t i = 0; i < count; i++) CHECK_STATUS(shp_free(buf, &in, slot_off(&in, i), NULL, 0), ML_OK);
     CHECK_POOL(buf, &in, 0);
     CHECK_STATS(buf, &in, 0, count, 0, count + 1, count + 1);
     /* shp_index agrees with free */
@@ -574,17 +574,17 @@ static void t_model(void)
             do i = rnd(COUNT); while (!used[i]);
             CHECKF(filled(buf + slot_off(&in, i), BLOCK, tag[i]), "op %lu (seed %lu): slot %zu overwritten",
                    op, seed0, i);
-            CHECK_STATUS(shp_free(buf, &in, slot_off(&in, i)), ML_OK);
+            CHECK_STATUS(shp_free(buf, &in, slot_off(&in, i), NULL, 0), ML_OK);
             used[i] = 0;
             stack[n++] = i;
             frees++;
         } else {
             /* misuse, which changes nothing */
             size_t i = rnd(COUNT);
-            if (!used[i]) CHECK_STATUS(shp_free(buf, &in, slot_off(&in, i)), ML_EDOUBLE);
-            else CHECK_STATUS(shp_free(buf, &in, slot_off(&in, i) + 1 + rnd(in.stride - 1)), ML_EINTERIOR);
-            CHECK_STATUS(shp_free(buf, &in, rnd(in.slots)), ML_EFOREIGN);
-            CHECK_STATUS(shp_free(buf, &in, in.size + rnd(1000)), ML_EFOREIGN);
+            if (!used[i]) CHECK_STATUS(shp_free(buf, &in, slot_off(&in, i), NULL, 0), ML_EDOUBLE);
+            else CHECK_STATUS(shp_free(buf, &in, slot_off(&in, i) + 1 + rnd(in.stride - 1), NULL, 0), ML_EINTERIOR);
+            CHECK_STATUS(shp_free(buf, &in, rnd(in.slots), NULL, 0), ML_EFOREIGN);
+            CHECK_STATUS(shp_free(buf, &in, in.size + rnd(1000), NULL, 0), ML_EFOREIGN);
         }
         if (op % 61 == 0 || op + 1 == OPS) {
             CHECK_STATS(buf, &in, COUNT - n, n, 0, allocs, frees);
@@ -621,6 +621,18 @@ static void corrupt(unsigned char *m, const shp_info *in)
     } else {
         m[rnd(SHP_HEADER)] = (unsigned char)next_rand();
     }
+}
+
+/* Whether the header still names the pool *in was attached to (magic, format count, block,
+ * count): shp_alloc and shp_free refuse to work on another (ML_ECORRUPT). */
+static int header_same(const unsigned char *m, const shp_info *in)
+{
+    uint64_t v[4];
+    memcpy(&v[0], m + H_MAGIC, 8);
+    memcpy(&v[1], m + H_FORMAT, 8);
+    memcpy(&v[2], m + H_BLOCK, 8);
+    memcpy(&v[3], m + H_COUNT, 8);
+    return v[0] == SHP_MAGIC && v[1] == in->format && v[2] == in->block && v[3] == in->count;
 }
 
 /* One call on a corrupted pool, its result checked. 0 and msg when wrong. */
@@ -671,17 +683,18 @@ static int corrupt_step(unsigned char *m, const shp_info *in, size_t *held, size
         ml_status want;
         if (off < in->slots || off >= in->size) want = ML_EFOREIGN;
         else if ((off - in->slots) % in->stride) want = ML_EINTERIOR;
+        else if (!header_same(m, in)) want = ML_ECORRUPT;
         else {
             unsigned char b = m[state_off(in, (off - in->slots) / in->stride)];
             want = b == 1 ? ML_OK : b == 0 ? ML_EDOUBLE : ML_ECORRUPT;
         }
-        s = shp_free(m, in, off);
+        s = shp_free(m, in, off, NULL, 0);
         if (s != want) {
-            snprintf(msg, len, "shp_free(+%zu) gave %s, want %s", off, ml_strstatus(s), ml_strstatus(want));
+            snprintf(msg, len, "shp_free(+%zu, NULL, 0) gave %s, want %s", off, ml_strstatus(s), ml_strstatus(want));
             return 0;
         }
         if (s == ML_OK && shp_used(m, in, (off - in->slots) / in->stride)) {
-            snprintf(msg, len, "shp_free(+%zu) gave ML_OK, the slot still reads used", off);
+            snprintf(msg, len, "shp_free(+%zu, NULL, 0) gave ML_OK, the slot still reads used", off);
             return 0;
         }
         return 1;
@@ -722,7 +735,7 @@ static int corrupt_step(unsigned char *m, const shp_info *in, size_t *held, size
                 return 0;
             }
             for (size_t j = 0; j < ng; j++)
-                if ((s = shp_free(m, in, got[j])) != ML_OK) {
+                if ((s = shp_free(m, in, got[j], NULL, 0)) != ML_OK) {
                     snprintf(msg, len, "freeing +%zu, just given out: %s", got[j], ml_strstatus(s));
                     return 0;
                 }
@@ -780,7 +793,7 @@ static void t_corrupt_random(void)
                 if (shp_alloc(m, &in, &off, NULL, 0) == ML_OK) held[nh++] = off;
             for (size_t k = rnd(nh + 1); k > 0; k--) {
                 size_t j = rnd(nh);
-                (void)shp_free(m, &in, held[j]);
+                (void)shp_free(m, &in, held[j], NULL, 0);
                 held[j] = held[--nh];
             }
         }
@@ -896,8 +909,8 @@ static void t_lost(void)
     CHECK_STATUS(shp_alloc(buf, &in, &off, NULL, 0), ML_ENOMEM);
     CHECK_POOL(buf, &in, 1);
     CHECK_STATS(buf, &in, COUNT - 1, 0, 1, COUNT - 1, 0);
-    CHECK_STATUS(shp_free(buf, &in, slot_off(&in, 0)), ML_EDOUBLE);         /* it reads free */
-    CHECK_STATUS(shp_free(buf, &in, slot_off(&in, 5)), ML_OK);
+    CHECK_STATUS(shp_free(buf, &in, slot_off(&in, 0), NULL, 0), ML_EDOUBLE);         /* it reads free */
+    CHECK_STATUS(shp_free(buf, &in, slot_off(&in, 5), NULL, 0), ML_OK);
     CHECK_POOL(buf, &in, 1);
     CHECK_STATS(buf, &in, COUNT - 2, 1, 1, COUNT - 1, 1);
     /* a process died in shp_free between marking slot 3 free and pushing it */
@@ -945,8 +958,9 @@ static int child_run(unsigned char *m, size_t len, const shp_info *parent, share
             ml_status s = shp_alloc(m, &in, &off, why, sizeof why);
             if (s == ML_ENOMEM) {
                 enomem++;
-                if (nh == 0) {
+                if (nh == 0) { /* a wait, not a round: under load the holders may be off the CPU */
                     sched_yield();
+                    r--;
                     continue;
                 }
                 do_alloc = 0; /* free one of ours instead */
@@ -978,9 +992,9 @@ static int child_run(unsigned char *m, size_t len, const shp_info *parent, share
                 return 5;
             }
             if (!do_alloc) {
-                ml_status s = shp_free(m, &in, off);
+                ml_status s = shp_free(m, &in, off, NULL, 0);
                 if (s != ML_OK) {
-                    snprintf(err, sizeof C->err[c], "round %lu: shp_free(+%zu): %s", r, off, ml_strstatus(s));
+                    snprintf(err, sizeof C->err[c], "round %lu: shp_free(+%zu, NULL, 0): %s", r, off, ml_strstatus(s));
                     return 6;
                 }
                 held[j] = held[--nh];
