@@ -1,30 +1,35 @@
-/* allocopt.c: the options table of M.freelist{}, M.buddy{} and M.pool{}: sizes, strings and
- * booleans read by name, unknown names refused with the list of those the allocator takes. The
- * errors are argument errors naming the option, as M.map names its fields. */
+/* allocopt.c: the options table of M.freelist{}, M.buddy{} and M.pool{} (argument 1) and of
+ * M.shpool(b, {...}) (argument 2): sizes, strings and booleans read by name, unknown names refused
+ * with the list of those the call takes. The errors are argument errors naming the option, as
+ * M.map names its fields. */
 #include <stdint.h>
 #include <string.h>
 
 #include "lalloc.h"
 
-/* Raises "bad argument #1 to 'freelist' (k: why)", as M.map names its fields; why may hold one
+/* Raises "bad argument #t to 'freelist' (k: why)", as M.map names its fields; why may hold one
  * %s, the value at the top (a number as written, anything else its type). */
-int alloc_opterror(lua_State *L, const char *k, const char *why) {
+int opts_error(lua_State *L, int t, const char *k, const char *why) {
   const char *got = lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1);
   const char *msg = lua_pushfstring(L, why, got);
-  return luaL_argerror(L, 1, lua_pushfstring(L, "%s: %s", k, msg));
+  return luaL_argerror(L, t, lua_pushfstring(L, "%s: %s", k, msg));
 }
 
-size_t alloc_optsize(lua_State *L, const char *k, size_t def) {
+int alloc_opterror(lua_State *L, const char *k, const char *why) { return opts_error(L, 1, k, why); }
+
+size_t opts_size(lua_State *L, int t, const char *k, size_t def) {
   size_t v = def;
-  if (lua_getfield(L, 1, k) != LUA_TNIL) {
+  if (lua_getfield(L, t, k) != LUA_TNIL) {
     int isnum;
     lua_Integer n = lua_tointegerx(L, -1, &isnum); /* 4096.0 and "4096" too, as C functions */
-    if (!isnum || n < 0) alloc_opterror(L, k, "a non-negative integer expected, got %s");
+    if (!isnum || n < 0) opts_error(L, t, k, "a non-negative integer expected, got %s");
     v = (size_t)n;
   }
   lua_pop(L, 1);
   return v;
 }
+
+size_t alloc_optsize(lua_State *L, const char *k, size_t def) { return opts_size(L, 1, k, def); }
 
 /* An optional size whose absence means "the default" (0 to the C core): given, it must be
  * positive, since 0 is no size of its kind (it would silently mean the default). */
@@ -69,10 +74,10 @@ int alloc_optboolean(lua_State *L, const char *k, int def) {
   return t == LUA_TNIL ? def : v;
 }
 
-void alloc_checkopts(lua_State *L, const char *const known[]) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+void opts_check(lua_State *L, int t, const char *const known[]) {
+  luaL_checktype(L, t, LUA_TTABLE);
   lua_pushnil(L);
-  while (lua_next(L, 1)) {
+  while (lua_next(L, t)) {
     lua_pop(L, 1);
     int ok = 0;
     for (const char *const *k = known; *k && !ok; k++) ok = key_is(L, -1, *k);
@@ -85,8 +90,10 @@ void alloc_checkopts(lua_State *L, const char *const known[]) {
         luaL_addstring(&lb, *k);
       }
       luaL_pushresult(&lb);
-      luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'; it takes %s", bad,
+      luaL_argerror(L, t, lua_pushfstring(L, "unknown option '%s'; it takes %s", bad,
                                           lua_tostring(L, -1)));
     }
   }
 }
+
+void alloc_checkopts(lua_State *L, const char *const known[]) { opts_check(L, 1, known); }

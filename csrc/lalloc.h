@@ -102,6 +102,13 @@ int alloc_failure(lua_State *L, Allocator *a, const char *what);
  * RLIMIT_MEMLOCK for an mmap's EAGAIN (every new mapping locked under M.mlockall(MCL_FUTURE))
  * and the limit a refused reservation would pass. */
 int alloc_srcerror(lua_State *L, Allocator *a, const char *what, int err);
+/* The options table at argument t (M.shpool's is its second): opts_error raises "bad argument
+ * #t to '<function>' (k: why)", why's %s the value on the top; opts_size reads a non-negative
+ * integer field (def when absent; anything else raises); opts_check raises unless t is a table
+ * whose keys are all in known (NULL-ended), naming them. The alloc_ forms below take t = 1. */
+int opts_error(lua_State *L, int t, const char *k, const char *why);
+size_t opts_size(lua_State *L, int t, const char *k, size_t def);
+void opts_check(lua_State *L, int t, const char *const known[]);
 /* Raises "bad argument #1 to '<constructor>' (k: why)"; why's %s: the value on the top. */
 int alloc_opterror(lua_State *L, const char *k, const char *why);
 /* The options table at 1: a non-negative integer field (def when absent; anything else raises). */

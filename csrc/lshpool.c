@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "memlab.h"
+#include "lalloc.h"
 #include "shpool.h"
 
 #define SHPOOL_T "memlab.shpool"
@@ -66,7 +66,7 @@ static ShPool *checkpool(lua_State *L, int idx) {
   return p;
 }
 
-/* The memory of pool p (its buffer at uservalue 1, pushed): its first byte, checked to still hold
+/* The memory of pool p (its buffer is uservalue 1; *pb): its first byte, checked to still hold
  * the whole pool. Raises when the buffer died or shrank. Take it after the call's allocations. */
 static unsigned char *pool_mem(lua_State *L, int pidx, ShPool *p, Buffer **pb) {
   lua_getiuservalue(L, pidx, 1);
@@ -93,31 +93,19 @@ static void run(lua_State *L, const Buffer *b, Op *op, size_t n) {
   mem_access(L, b->o, op_run, op, op->mem, n);
 }
 
-/* One call of the C pool over the memory of the pool at pidx: op->off and op->idx as the caller
- * set them (kinds that write check first that the bookkeeping is writable). Returns the pool's
- * buffer. */
-static Buffer *pool_call(lua_State *L, int pidx, ShPool *p, OpKind kind, Op *op) {
-  Buffer *mb;
+/* One call of the C pool over its memory mem (pool_mem's, with mb its buffer): op->off and op->idx
+ * as the caller set them (kinds that write check first that the bookkeeping is writable). */
+static void pool_run(lua_State *L, const ShPool *p, const Buffer *mb, unsigned char *mem, OpKind kind,
+                     Op *op) {
   op->kind = kind;
-  op->mem = pool_mem(L, pidx, p, &mb);
+  op->mem = mem;
   op->in = p->in;
-  if (kind == OP_ALLOC || kind == OP_FREE) writable_meta(L, mb, op->mem, p);
+  if (kind == OP_ALLOC || kind == OP_FREE) writable_meta(L, mb, mem, p);
   run(L, mb, op, p->in.size);
-  return mb;
 }
 
 static int corrupt(lua_State *L, const char *why) {
   return luaL_error(L, "shpool: the pool's memory is corrupt (%s)", why);
-}
-
-/* The option k of M.shpool's table (argument 2), at the stack top: an integer, or raises naming it. */
-static lua_Integer opt_integer(lua_State *L, const char *k) {
-  int isint;
-  lua_Integer v = lua_tointegerx(L, -1, &isint);
-  if (lua_type(L, -1) != LUA_TNUMBER)
-    luaL_argerror(L, 2, lua_pushfstring(L, "%s: number expected, got %s", k, luaL_typename(L, -1)));
-  if (!isint) luaL_argerror(L, 2, lua_pushfstring(L, "%s: number has no integer representation", k));
-  return v;
 }
 
 /* M.shpool(b, {block = n [, count = k]}) formats b's memory as a new pool; M.shpool(b) attaches
@@ -126,29 +114,20 @@ static int shpool_new(lua_State *L) {
   Buffer *b = buf_check(L, 1);
   int format = !lua_isnoneornil(L, 2);
   size_t block = 0, count = 0;
-  if (format) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-      lua_pop(L, 1);
-      if (!key_is(L, -1, "block") && !key_is(L, -1, "count"))
-        luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s' (block, count)", key_text(L, -1)));
-    }
-    lua_getfield(L, 2, "block");
-    if (lua_isnil(L, -1))
+  if (format) { /* read as the allocators read theirs (allocopt.c) */
+    static const char *const known[] = {"block", "count", NULL};
+    opts_check(L, 2, known);
+    if (lua_getfield(L, 2, "block") == LUA_TNIL)
       luaL_argerror(L, 2, "block needed (the size of a slot in bytes), got no value");
-    lua_Integer v = opt_integer(L, "block");
-    if (v < 1 || (uint64_t)v > SHP_MAX_BLOCK)
-      arg_range_error(L, 2, "block", v, "1 to 4 GiB");
-    block = (size_t)v;
-    lua_getfield(L, 2, "count");
-    if (!lua_isnil(L, -1)) {
-      v = opt_integer(L, "count");
-      if (v < 1 || (uint64_t)v > SHP_MAX_COUNT)
-        arg_range_error(L, 2, "count", v, "1 to 2^32 - 2; leave it out for as many as fit");
-      count = (size_t)v;
-    }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
+    block = opts_size(L, 2, "block", 0);
+    if (block < 1 || block > SHP_MAX_BLOCK)
+      arg_range_error(L, 2, "block", (lua_Integer)block, "1 to 4 GiB");
+    count = opts_size(L, 2, "count", SIZE_MAX); /* no Lua integer is SIZE_MAX: absent */
+    if (count == SIZE_MAX)
+      count = 0;
+    else if (count < 1 || count > SHP_MAX_COUNT)
+      arg_range_error(L, 2, "count", (lua_Integer)count, "1 to 2^32 - 2; leave it out for as many as fit");
   } else if (lua_gettop(L) > 2) {
     luaL_argerror(L, 3, "no argument expected (M.shpool(b [, options]))");
   }
@@ -169,22 +148,23 @@ static int shpool_new(lua_State *L) {
   op.mem = mem;
   op.len = len;
   if (format) {
-    size_t need = shp_size_for(block, count ? count : 1);
+    size_t n = count ? count : shp_count_for(block, len); /* 0: not even one slot fits */
+    size_t need = shp_size_for(block, n ? n : 1);
     if (need == 0) /* past 2^64 bytes */
       luaL_argerror(L, 2, lua_pushfstring(L, "count out of range (%I slots of %I bytes need more "
                                              "than 2^64 bytes)", (lua_Integer)count,
                                           (lua_Integer)block));
-    if (need > len)
+    if (n == 0 || need > len)
       luaL_argerror(L, 1, lua_pushfstring(L, "too small for %s%I %s of %I bytes (%I bytes "
                                              "needed with the pool's header, the buffer has %I)",
                                           count ? "" : "even ", (lua_Integer)(count ? count : 1),
                                           count == 1 || !count ? "slot" : "slots", (lua_Integer)block,
                                           (lua_Integer)need, (lua_Integer)len));
     /* refused before anything is written, as alloc and free are, where memlab's records say so */
-    mem_check_write(L, b->o, owner_off(b->o, mem), count ? need : shp_size_for(block, shp_count_for(block, len)));
+    mem_check_write(L, b->o, owner_off(b->o, mem), need);
     op.kind = OP_FORMAT;
     op.block = block;
-    op.count = count;
+    op.count = n;
     run(L, b, &op, len);
     if (op.status != ML_OK) /* not reached: the checks above are the C pool's */
       return luaL_error(L, "shpool: %s", ml_strstatus(op.status));
@@ -250,8 +230,10 @@ static int sp_alloc(lua_State *L) {
     arg_range_error(L, 2, "size", n, lua_pushfstring(L, "0 to the block, %I", (lua_Integer)p->in.block));
   lua_getiuservalue(L, 1, 1);
   Buffer *v = buf_newview(L, -1, (Buffer *)lua_touserdata(L, -1), 0);
+  Buffer *mb;
+  unsigned char *mem = pool_mem(L, 1, p, &mb); /* after the allocation */
   Op op = {0};
-  Buffer *mb = pool_call(L, 1, p, OP_ALLOC, &op);
+  pool_run(L, p, mb, mem, OP_ALLOC, &op);
   if (op.status == ML_ENOMEM) {
     lua_pushnil(L);
     lua_pushliteral(L, "shpool: out of memory (every slot is used)");
@@ -268,12 +250,12 @@ static int sp_alloc(lua_State *L) {
 static int sp_free(lua_State *L) {
   ShPool *p = checkpool(L, 1);
   Buffer *mb;
-  pool_mem(L, 1, p, &mb);
+  unsigned char *mem = pool_mem(L, 1, p, &mb);
   Buffer *v;
   size_t off = slot_offset(L, 2, mb, &v);
   Op op = {0};
   op.off = off;
-  pool_call(L, 1, p, OP_FREE, &op);
+  pool_run(L, p, mb, mem, OP_FREE, &op);
   if (op.status == ML_ECORRUPT) return corrupt(L, op.why);
   if (op.status != ML_OK) return status_error(L, 2, p, op.status, off);
   if (v) {
@@ -317,10 +299,10 @@ static int sp_at(lua_State *L) {
   lua_getiuservalue(L, 1, 1);
   Buffer *v = buf_newview(L, -1, (Buffer *)lua_touserdata(L, -1), 0);
   Buffer *mb;
-  pool_mem(L, 1, p, &mb);
+  unsigned char *mem = pool_mem(L, 1, p, &mb); /* after the allocation */
   Op op = {0};
   op.idx = slot_index(L, 2, p, mb, &op.off);
-  pool_call(L, 1, p, OP_USED, &op);
+  pool_run(L, p, mb, mem, OP_USED, &op);
   if (!op.used)
     luaL_argerror(L, 2, lua_pushfstring(L, "slot %I at offset %I is free (allocate it first)",
                                         (lua_Integer)op.idx, (lua_Integer)op.off));
@@ -335,8 +317,10 @@ static int sp_at(lua_State *L) {
 static int sp_stats(lua_State *L) {
   ShPool *p = checkpool(L, 1);
   lua_createtable(L, 0, 10);
+  Buffer *mb;
+  unsigned char *mem = pool_mem(L, 1, p, &mb);
   Op op = {0};
-  pool_call(L, 1, p, OP_STATS, &op);
+  pool_run(L, p, mb, mem, OP_STATS, &op);
   SETI("block", p->in.block);
   SETI("stride", p->in.stride);
   SETI("count", p->in.count);
@@ -353,8 +337,10 @@ static int sp_stats(lua_State *L) {
 /* sp:check() -> true, or false and what is broken */
 static int sp_check(lua_State *L) {
   ShPool *p = checkpool(L, 1);
+  Buffer *mb;
+  unsigned char *mem = pool_mem(L, 1, p, &mb);
   Op op = {0};
-  pool_call(L, 1, p, OP_CHECK, &op);
+  pool_run(L, p, mb, mem, OP_CHECK, &op);
   lua_pushboolean(L, op.status == ML_OK);
   if (op.status == ML_OK) return 1;
   lua_pushstring(L, op.why);
@@ -369,9 +355,11 @@ static int blocks_iter(lua_State *L) {
   if ((uint64_t)i >= p->in.count) return 0;
   lua_pushinteger(L, i + 1);
   lua_replace(L, lua_upvalueindex(4));
+  Buffer *mb;
+  unsigned char *mem = pool_mem(L, lua_upvalueindex(3), p, &mb);
   Op op = {0};
   op.idx = (size_t)i;
-  pool_call(L, lua_upvalueindex(3), p, OP_USED, &op);
+  pool_run(L, p, mb, mem, OP_USED, &op);
   size_t off = p->in.slots + (size_t)i * p->in.stride;
   lua_pushinteger(L, (lua_Integer)off);
   lua_pushinteger(L, (lua_Integer)p->in.stride);

@@ -6,24 +6,13 @@
  * whole arena succeeds. One TAP line per configuration. */
 #include "alloc_ops.h"
 #include "tap.h"
+#include "testutil.h"
 
 #include <time.h>
 #include <unistd.h>
 
 static uint64_t rng;
-static uint64_t next_rand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-static long env_long(const char *name, long dflt)
-{
-    const char *v = getenv(name);
-    return v && *v ? strtol(v, NULL, 0) : dflt;
-}
+static uint64_t next_rand(void) { return xorshift64(&rng); }
 
 static engine E;
 static unsigned long seed0, nops, nchecks;
@@ -125,7 +114,7 @@ static void stress_pool(int grow, unsigned long seed)
 int main(void)
 {
     tap_init("stress_alloc");
-    seed0 = (unsigned long)env_long("MEMLAB_SEED", (long)((unsigned long)time(NULL) ^ ((unsigned long)getpid() << 16)));
+    seed0 = test_seed();
     nops = (unsigned long)env_long("MEMLAB_STRESS_OPS", 100000);
     nchecks = (unsigned long)env_long("MEMLAB_STRESS_CHECKS", 10000);
     printf("# seed %lu (set MEMLAB_SEED to repeat), %lu ops per configuration\n", seed0, nops);

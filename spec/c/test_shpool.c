@@ -26,13 +26,7 @@ enum { H_MAGIC = 0, H_VERSION = 8, H_BLOCK = 16, H_STRIDE = 24, H_COUNT = 32, H_
 static unsigned long seed0;
 static uint64_t rng;
 
-static uint64_t next_rand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
+static uint64_t next_rand(void) { return xorshift64(&rng); }
 /* A number below n (n > 0). */
 static size_t rnd(size_t n) { return (size_t)(next_rand() % n); }
 /* Each random case starts its own sequence from the seed and a salt of its own. */
@@ -40,12 +34,6 @@ static void rng_start(uint64_t salt)
 {
     rng = ((uint64_t)seed0 + salt) * 0x9E3779B97F4A7C15ull + 1;
     if (!rng) rng = 1;
-}
-
-static long env_long(const char *name, long dflt)
-{
-    const char *v = getenv(name);
-    return v && *v ? strtol(v, NULL, 0) : dflt;
 }
 
 static uint64_t get64(const unsigned char *m, size_t off)
@@ -1076,7 +1064,7 @@ static void t_processes(void)
 int main(void)
 {
     tap_init("test_shpool");
-    seed0 = (unsigned long)env_long("MEMLAB_SEED", (long)((unsigned long)time(NULL) ^ ((unsigned long)getpid() << 16)));
+    seed0 = test_seed();
     printf("# seed %lu (set MEMLAB_SEED to repeat)\n", seed0);
     TAP_RUN(t_geometry, "shpool: shp_size_for and shp_count_for agree; out of range gives 0");
     TAP_RUN(t_geometry_limits, "shpool: a size near SHP_MAX_BLOCK x SHP_MAX_COUNT does not wrap around 2^64");

@@ -8,7 +8,33 @@
 #include "pagesrc.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The seeded randomness of the tests: xorshift64 over a state that is never 0; a number from the
+ * environment (dflt when unset); the run's seed, MEMLAB_SEED or the time and the pid (the caller
+ * prints it, so that a failing run can be repeated). */
+static inline uint64_t xorshift64(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *state = x;
+}
+
+static inline long env_long(const char *name, long dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? strtol(v, NULL, 0) : dflt;
+}
+
+static inline unsigned long test_seed(void)
+{
+    return (unsigned long)env_long("MEMLAB_SEED", (long)((unsigned long)time(NULL) ^ ((unsigned long)getpid() << 16)));
+}
 
 typedef struct walk_rec {
     const void *addr;
