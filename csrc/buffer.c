@@ -484,11 +484,12 @@ static int buf_close(lua_State *L) {
   return 0;
 }
 
-Buffer *buf_newview(lua_State *L, int idx, Buffer *b, size_t n) {
+Buffer *buf_newview(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
+  const Buffer *b = (const Buffer *)lua_touserdata(L, idx);
   Buffer *v = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
   memset(v, 0, sizeof *v);
-  buf_aim(v, b, 0, n);
+  buf_aim(v, b, 0, 0);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
   lua_setmetatable(L, -2);
   if (b->isview)
@@ -513,7 +514,7 @@ static int buf_slice(lua_State *L) {
   Buffer *b;
   buf_span(L, 1, &len, &b);
   arg_range(L, 2, 3, len, &off, &n);
-  Buffer *v = buf_newview(L, 1, b, 0);
+  Buffer *v = buf_newview(L, 1);
   buf_respan(L, 1, off, n); /* the allocation may have run a finalizer that killed or shrank b */
   buf_aim(v, b, off, n);
   return 1;

@@ -229,7 +229,7 @@ static int sp_alloc(lua_State *L) {
   if (n < 0 || (uint64_t)n > p->in.block)
     arg_range_error(L, 2, "size", n, lua_pushfstring(L, "0 to the block, %I", (lua_Integer)p->in.block));
   lua_getiuservalue(L, 1, 1);
-  Buffer *v = buf_newview(L, -1, (Buffer *)lua_touserdata(L, -1), 0);
+  Buffer *v = buf_newview(L, -1);
   Buffer *mb;
   unsigned char *mem = pool_mem(L, 1, p, &mb); /* after the allocation */
   Op op = {0};
@@ -297,7 +297,7 @@ static int sp_at(lua_State *L) {
   if (n < 0 || (uint64_t)n > p->in.block)
     arg_range_error(L, 3, "size", n, lua_pushfstring(L, "0 to the block, %I", (lua_Integer)p->in.block));
   lua_getiuservalue(L, 1, 1);
-  Buffer *v = buf_newview(L, -1, (Buffer *)lua_touserdata(L, -1), 0);
+  Buffer *v = buf_newview(L, -1);
   Buffer *mb;
   unsigned char *mem = pool_mem(L, 1, p, &mb); /* after the allocation */
   Op op = {0};

@@ -224,9 +224,9 @@ Owner *buf_newroot_charged(lua_State *L, const MemKind *kind, size_t n);
 void late_note(lua_State *L);
 void owner_open(lua_State *L, Owner *o, void *base, size_t size);
 Buffer *buf_check(lua_State *L, int idx);
-/* Pushes a new view of the buffer b at idx, anchoring its root: its window is b's first n bytes
- * (n at most b's length) until buf_aim moves it. */
-Buffer *buf_newview(lua_State *L, int idx, Buffer *b, size_t n);
+/* Pushes a new view of the buffer at idx (one known to be a buffer), anchoring its root: its
+ * window is empty until buf_aim points it. */
+Buffer *buf_newview(lua_State *L, int idx);
 /* Points view v at [off, off + n) of b's current window (checked by the caller), in b's current
  * generation. */
 void buf_aim(Buffer *v, const Buffer *b, size_t off, size_t n);
