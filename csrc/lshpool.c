@@ -23,7 +23,7 @@ typedef struct ShPool {
 } ShPool;
 
 /* One call of the C pool, run under the guard: nothing here may call Lua. */
-typedef enum OpKind { OP_FORMAT, OP_ATTACH, OP_ALLOC, OP_FREE, OP_USED, OP_STATS, OP_CHECK } OpKind;
+typedef enum OpKind { OP_FORMAT, OP_ATTACH, OP_ALLOC, OP_FREE, OP_STATE, OP_STATS, OP_CHECK } OpKind;
 
 typedef struct Op {
   OpKind kind;
@@ -32,7 +32,7 @@ typedef struct Op {
   shp_info in;
   shp_stats st;
   ml_status status;
-  int used;
+  int state; /* OP_STATE: the slot's state byte (shp_state) */
   char why[200];
 } Op;
 
@@ -43,7 +43,7 @@ static void op_run(void *arg) {
   case OP_ATTACH: op->status = shp_attach(op->mem, op->len, &op->in, op->why, sizeof op->why); break;
   case OP_ALLOC: op->status = shp_alloc(op->mem, &op->in, &op->off, op->why, sizeof op->why); break;
   case OP_FREE: op->status = shp_free(op->mem, &op->in, op->off, op->why, sizeof op->why); break;
-  case OP_USED: op->used = shp_used(op->mem, &op->in, op->idx); break;
+  case OP_STATE: op->state = shp_state(op->mem, &op->in, op->idx); break;
   case OP_STATS: shp_stats_get(op->mem, &op->in, &op->st); break;
   case OP_CHECK: op->status = shp_check(op->mem, &op->in, &op->lost, op->why, sizeof op->why); break;
   }
@@ -302,10 +302,14 @@ static int sp_at(lua_State *L) {
   unsigned char *mem = pool_mem(L, 1, p, &mb); /* after the allocation */
   Op op = {0};
   op.idx = slot_index(L, 2, p, mb, &op.off);
-  pool_run(L, p, mb, mem, OP_USED, &op);
-  if (!op.used)
+  pool_run(L, p, mb, mem, OP_STATE, &op);
+  if (op.state == 0)
     luaL_argerror(L, 2, lua_pushfstring(L, "slot %I at offset %I is free (allocate it first)",
                                         (lua_Integer)op.idx, (lua_Integer)op.off));
+  if (op.state != 1)
+    luaL_argerror(L, 2, lua_pushfstring(L, "slot %I at offset %I is corrupt: its state byte is %d "
+                                        "(0 free, 1 used)",
+                                        (lua_Integer)op.idx, (lua_Integer)op.off, op.state));
   buf_aim(v, mb, op.off, (size_t)n);
   return 1;
 }
@@ -347,8 +351,9 @@ static int sp_check(lua_State *L) {
   return 2;
 }
 
-/* The iterator of sp:blocks(): offset, size, "used" or "free", address, one slot per call, read
- * under the guard then (the states may change between calls: another process allocates). */
+/* The iterator of sp:blocks(): offset, size, "used", "free" or "corrupt" (a state byte neither 0
+ * nor 1: sp:check() says which), address, one slot per call, read under the guard then (the
+ * states may change between calls: another process allocates). */
 static int blocks_iter(lua_State *L) {
   ShPool *p = checkpool(L, lua_upvalueindex(3));
   lua_Integer i = lua_tointeger(L, lua_upvalueindex(4));
@@ -359,11 +364,11 @@ static int blocks_iter(lua_State *L) {
   unsigned char *mem = pool_mem(L, lua_upvalueindex(3), p, &mb);
   Op op = {0};
   op.idx = (size_t)i;
-  pool_run(L, p, mb, mem, OP_USED, &op);
+  pool_run(L, p, mb, mem, OP_STATE, &op);
   size_t off = p->in.slots + (size_t)i * p->in.stride;
   lua_pushinteger(L, (lua_Integer)off);
   lua_pushinteger(L, (lua_Integer)p->in.stride);
-  lua_pushstring(L, op.used ? "used" : "free");
+  lua_pushstring(L, op.state == 0 ? "free" : op.state == 1 ? "used" : "corrupt");
   push_address(L, op.mem + off);
   return 4;
 }

@@ -904,6 +904,13 @@ describe("a pool's memory written over", function()
              function() return sp:free(v[4]) end)
     assert.is_true(v[4]:valid())
     assert.equal(slots_at(10) + 4 * 32, sp:offset(sp:alloc()))
+    -- blocks() and at() say so too, rather than calling the slot free
+    local states = {}
+    for _, _, state in sp:blocks() do states[#states + 1] = state end
+    assert.same({ "used", "used", "used", "corrupt", "used", "free", "free", "free", "free", "free" }, states)
+    H.raises("bad argument #1 to 'at' (slot 3 at offset " .. slots_at(10) + 3 * 32
+             .. " is corrupt: its state byte is 7 (0 free, 1 used))",
+             function() return sp:at(slots_at(10) + 3 * 32) end)
     b[state_at(10, 3)] = 1
     assert.is_true(sp:check())
     sp:free(v[4])
@@ -1039,7 +1046,11 @@ describe("a pool's memory written over", function()
         end
       end
       local ok, v = pcall(sp.at, sp, SLOTS + STRIDE * r.below(COUNT), 8)
-      if ok then in_pool(v, 8) else expect_refusal(v, "is free (allocate it first)") end
+      if ok then
+        in_pool(v, 8)
+      else
+        expect_refusal(v, "is free (allocate it first)", "is corrupt: its state byte is ")
+      end
       local fine, why = sp:check()
       assert.is_boolean(fine)
       if not fine then
@@ -1057,7 +1068,8 @@ describe("a pool's memory written over", function()
       for off, size, state, addr in sp:blocks() do
         assert.equal(SLOTS + STRIDE * i, off)
         assert.equal(STRIDE, size)
-        assert.is_true(state == "used" or state == "free")
+        -- a garbage state byte shows as "corrupt", and check() then said the pool is broken
+        assert.is_true(state == "used" or state == "free" or (state == "corrupt" and not fine), state)
         assert.equal(m:address() + off, addr)
         i = i + 1
       end

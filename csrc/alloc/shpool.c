@@ -237,9 +237,14 @@ ml_status shp_free(void *mem, const shp_info *in, size_t off, char *why, size_t 
     return ML_OK;
 }
 
+int shp_state(const void *mem, const shp_info *in, size_t i)
+{
+    return i < in->count ? __atomic_load_n(&cstates(mem, in)[i], ACQUIRE) : -1;
+}
+
 int shp_used(const void *mem, const shp_info *in, size_t i)
 {
-    return i < in->count && __atomic_load_n(&cstates(mem, in)[i], ACQUIRE) == 1;
+    return shp_state(mem, in, i) == 1;
 }
 
 /* Walks the free stack: how many slots it holds, or ML_ECORRUPT (a link out of range, a cycle, a

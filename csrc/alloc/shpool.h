@@ -82,6 +82,9 @@ ml_status shp_index(const shp_info *in, size_t off, size_t *idx);
 ml_status shp_free(void *mem, const shp_info *in, size_t off, char *why, size_t whylen);
 /* Whether the slot at index i is used (its state byte reads 1). */
 int shp_used(const void *mem, const shp_info *in, size_t i);
+/* The state byte of the slot at index i: 0 free, 1 used, anything else a corrupted byte; -1 when
+ * i is not a slot's index. */
+int shp_state(const void *mem, const shp_info *in, size_t i);
 void shp_stats_get(const void *mem, const shp_info *in, shp_stats *out);
 /* Calls fn(ud, slot address, stride, used) for every slot in address order (used 0 or 1, as
  * its state byte says); a non-zero return stops the walk and is returned. */

@@ -487,6 +487,8 @@ static void t_free_misuse(void)
     CHECK(idx2 == 2);
     buf[state_off(&in, 2)] = 7;
     CHECK(!shp_used(buf, &in, 2) && shp_used(buf, &in, 0));  /* used: the state byte reads 1 */
+    CHECK(shp_state(buf, &in, 2) == 7 && shp_state(buf, &in, 0) == 1);
+    CHECK(shp_state(buf, &in, in.count - 1) == 0 && shp_state(buf, &in, in.count) == -1);
     shp_stats_get(buf, &in, &before);
     CHECK_STATUS(shp_free(buf, &in, off[2], NULL, 0), ML_ECORRUPT);
     CHECK(buf[state_off(&in, 2)] == 7);
