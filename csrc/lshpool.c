@@ -221,17 +221,30 @@ static int status_error(lua_State *L, int idx, const ShPool *p, ml_status s, siz
   return luaL_argerror(L, idx, lua_pushfstring(L, "%s (offset %I)", ml_strstatus(s), o));
 }
 
+/* The view sp:alloc and sp:at hand out, made empty (aimed once the slot is known), with its size
+ * from the argument at nidx (default: the block) in *n, and the pool's memory, found after the
+ * view's allocation (which may run finalizers). */
+static Buffer *slot_view(lua_State *L, ShPool *p, int nidx, size_t *n, Buffer **mb,
+                         unsigned char **mem) {
+  lua_Integer want = luaL_optinteger(L, nidx, (lua_Integer)p->in.block);
+  if (want < 0 || (uint64_t)want > p->in.block)
+    arg_range_error(L, nidx, "size", want,
+                    lua_pushfstring(L, "0 to the block, %I", (lua_Integer)p->in.block));
+  *n = (size_t)want;
+  lua_getiuservalue(L, 1, 1);
+  Buffer *v = buf_newview(L, -1);
+  *mem = pool_mem(L, 1, p, mb);
+  return v;
+}
+
 /* sp:alloc([n]) -> a view of a free slot's first n bytes (default: the block), now used; or nil,
  * "shpool: out of memory", ENOMEM when every slot is used. */
 static int sp_alloc(lua_State *L) {
   ShPool *p = checkpool(L, 1);
-  lua_Integer n = luaL_optinteger(L, 2, (lua_Integer)p->in.block);
-  if (n < 0 || (uint64_t)n > p->in.block)
-    arg_range_error(L, 2, "size", n, lua_pushfstring(L, "0 to the block, %I", (lua_Integer)p->in.block));
-  lua_getiuservalue(L, 1, 1);
-  Buffer *v = buf_newview(L, -1);
+  size_t n;
   Buffer *mb;
-  unsigned char *mem = pool_mem(L, 1, p, &mb); /* after the allocation */
+  unsigned char *mem;
+  Buffer *v = slot_view(L, p, 2, &n, &mb, &mem);
   Op op = {0};
   pool_run(L, p, mb, mem, OP_ALLOC, &op);
   if (op.status == ML_ENOMEM) {
@@ -241,7 +254,7 @@ static int sp_alloc(lua_State *L) {
     return 3;
   }
   if (op.status != ML_OK) return corrupt(L, op.why);
-  buf_aim(v, mb, op.off, (size_t)n);
+  buf_aim(v, mb, op.off, n);
   return 1;
 }
 
@@ -293,13 +306,10 @@ static int sp_offset(lua_State *L) {
 static int sp_at(lua_State *L) {
   ShPool *p = checkpool(L, 1);
   luaL_checkinteger(L, 2);
-  lua_Integer n = luaL_optinteger(L, 3, (lua_Integer)p->in.block);
-  if (n < 0 || (uint64_t)n > p->in.block)
-    arg_range_error(L, 3, "size", n, lua_pushfstring(L, "0 to the block, %I", (lua_Integer)p->in.block));
-  lua_getiuservalue(L, 1, 1);
-  Buffer *v = buf_newview(L, -1);
+  size_t n;
   Buffer *mb;
-  unsigned char *mem = pool_mem(L, 1, p, &mb); /* after the allocation */
+  unsigned char *mem;
+  Buffer *v = slot_view(L, p, 3, &n, &mb, &mem);
   Op op = {0};
   op.idx = slot_index(L, 2, p, mb, &op.off);
   pool_run(L, p, mb, mem, OP_STATE, &op);
@@ -310,7 +320,7 @@ static int sp_at(lua_State *L) {
     luaL_argerror(L, 2, lua_pushfstring(L, "slot %I at offset %I is corrupt: its state byte is %d "
                                         "(0 free, 1 used)",
                                         (lua_Integer)op.idx, (lua_Integer)op.off, op.state));
-  buf_aim(v, mb, op.off, (size_t)n);
+  buf_aim(v, mb, op.off, n);
   return 1;
 }
 
