@@ -194,6 +194,8 @@ describe("the lab's command lines (an outside review: a teacher's odd arguments)
       { "X6_futex_lock.lua 1", "2..16 workers" },
       { "X7_file_lock.lua 17", "2..16 workers" },
       { "X7_file_lock.lua 2 0", "1..1000 rounds" },
+      { "X8_shared_pool.lua 1", "2..16 children" },
+      { "X8_shared_pool.lua 4 10001", "1..10000 records each" },
     } do
       local out, code = lab(c[1], "true", "timeout 20")
       assert.equal(2, code, c[1] .. ": " .. out)
