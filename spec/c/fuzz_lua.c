@@ -7,7 +7,7 @@
  * package.cpath nothing: no other memlab can be loaded). The two halves of the Lua driver, in
  * spec/c/fuzz_lua/, then run: the PRELUDE (prelude.lua: the pool v[1..16], seeded with a heap
  * buffer, a mapping, a view, the three allocators and two blocks, and R, which checks one call's
- * result) and the ENGINE (args.lua, the argument generators, and calls.lua, the operations),
+ * result; shpool.lua: the shared pools' checked wrappers, and a pool seeded) and the ENGINE (args.lua, the argument generators, and calls.lua, the operations),
  * which decodes the input bytes into at most 200 calls:
  *   one byte picks the operation (a 256-entry table, each operation's share its weight), the
  *   next ones its `self` (from the ring of its family: every buffer, allocator, snapshot, memfd
@@ -52,8 +52,8 @@
  *   MEMLAB_FUZZ_TRACE=path  writes each input's calls as a Lua script (the prelude, then one line
  *                           per call, flushed before the call runs): running the target on a crash
  *                           input leaves a reproducer for lua5.4 (eval "$(make -s env)").
- *   MEMLAB_FUZZ_DRIVER=dir  runs another Lua driver (dir/prelude.lua, args.lua, calls.lua)
- *                           than spec/c/fuzz_lua/'s. The driver is read at start-up: a change
+ *   MEMLAB_FUZZ_DRIVER=dir  runs another Lua driver (dir/prelude.lua, shpool.lua, args.lua,
+ *                           calls.lua) than spec/c/fuzz_lua/'s. The driver is read at start-up: a change
  *                           to it needs no rebuild.
  *   MEMLAB_FUZZ_STATS=path  appends each call's outcome (ok, refused, raised and the message),
  *                           to see what the inputs reach.
@@ -108,13 +108,14 @@ static char *read_part(const char *dir, const char *name, char *at, size_t room)
 }
 
 /* The driver (spec/c/fuzz_lua/, or the directory MEMLAB_FUZZ_DRIVER names): the prelude from
- * prelude.lua, the engine from args.lua and calls.lua, one chunk (calls.lua uses args.lua's
- * locals). */
+ * prelude.lua and shpool.lua, the engine from args.lua and calls.lua, each one chunk (shpool.lua
+ * uses prelude.lua's locals, calls.lua args.lua's). */
 static void load_driver(const char *dir)
 {
     static char pre[1 << 18], eng[1 << 20];
-    read_part(dir, "prelude.lua", pre, sizeof pre);
-    char *end = read_part(dir, "args.lua", eng, sizeof eng);
+    char *end = read_part(dir, "prelude.lua", pre, sizeof pre);
+    read_part(dir, "shpool.lua", end, sizeof pre - (size_t)(end - pre));
+    end = read_part(dir, "args.lua", eng, sizeof eng);
     read_part(dir, "calls.lua", end, sizeof eng - (size_t)(end - eng));
     g_prelude = pre;
     g_engine = eng;

@@ -208,10 +208,11 @@ local function MSFLAGS(size)
                                M.MS_ASYNC | M.MS_INVALIDATE, 0x100, 7 })[b % 8 + 1]) end
   return A(size)
 end
-local RINGNAMES = { buf = 'RB', alloc = 'RA', snap = 'RS', file = 'RF', fn = 'RI' }
-local RINGOF = { buf = RB, alloc = RA, snap = RS, file = RF, fn = RI }
+local RINGNAMES = { buf = 'RB', alloc = 'RA', snap = 'RS', file = 'RF', fn = 'RI', shpool = 'RP' }
+local RINGOF = { buf = RB, alloc = RA, snap = RS, file = RF, fn = RI, shpool = RP }
 local function islive(x, fam)
-  if fam == 'buf' then return LIVE(x) elseif fam == 'alloc' then return LIVEA(x) end
+  if fam == 'buf' then return LIVE(x) elseif fam == 'alloc' then return LIVEA(x)
+  elseif fam == 'shpool' then return LIVESP(x) end
   return true
 end
 -- a value of family fam from its ring: live and pred first, then live, then any; a byte of 240 or
@@ -248,6 +249,9 @@ local function FD(size)
   if b < 96 then return L(-1)
   elseif b < 192 then
     local f, fs = slot_of('file')
+    -- (slot_of may answer an integer of v: one naming a descriptor this process inherited is
+    -- not passed, as fuzz_lua.c says)
+    if math.type(f) == 'integer' and f >= 0 and f < 1 << 20 then return L(1 << 20) end
     if b < 144 then return f, fs end
     return FDNO(f), 'FDNO(' .. fs .. ')'
   end
@@ -279,3 +283,68 @@ local function tame(x, xs)
   return x, xs
 end
 
+-- shared pools: p's geometry as the driver knows it (a guess for what is no handle of its)
+local GEO0 = { block = 48, stride = 48, count = 8, slots = 192, size = 576 }
+local function geo_of(p)
+  local info = SPI[p]
+  return info and info.geo or GEO0
+end
+-- a slot view of RV that pred accepts, from a byte-chosen place (nil: none)
+local function rv_pick(b, pred)
+  for k = 0, #RV - 1 do
+    local j = (b + k) % #RV + 1
+    if pred(RV[j]) then return RV[j], 'RV[' .. j .. ']' end
+  end
+end
+-- what names a slot of pool p (ps its source), for free, offset and at: mostly a live view of
+-- one of its slots or a slot's offset (the offset of a view still held, too); else an offset
+-- inside a slot, in the header, past the end; another pool's view, a freed one; the pool's
+-- memory itself; anything. want: 'off' (at) turns most views into their offsets, 'view'
+-- (offset) most offsets into views.
+local function live_of(p) return function(x) return SLOTS[x] == p and LIVE(x) end end
+local function SLOT(p, ps, want)
+  local g, b = geo_of(p), u8()
+  if want == 'view' and b >= 64 and b < 128 then b = b - 64 end
+  if b < 64 then
+    local x, xs = rv_pick(b, live_of(p))
+    if x and want ~= 'off' then return x, xs end
+    b = want == 'off' and x and 112 or b + 64
+  end
+  if b < 112 then return L(g.slots + g.stride * (u8() % (g.count + 1)))
+  elseif b < 128 then -- the offset of a slot a live view holds (freed by offset, the view lives on)
+    local x = rv_pick(b, live_of(p))
+    local m = SPMEM(p)
+    if x and m and LIVE(m) then return L(BUF.address(x) - BUF.address(m)) end
+    return L(g.slots)
+  elseif b < 144 then
+    local k = u8()
+    local into = ({ 1, 8, g.stride - 1, g.stride // 2 })[k % 4 + 1]
+    return L(g.slots + g.stride * (k % g.count) + into)
+  elseif b < 156 then
+    return L(({ 0, 48, 127, 128, g.slots - 1, g.slots - 16, 128 + 4 * g.count, 4 })[u8() % 8 + 1])
+  elseif b < 168 then
+    return L(({ g.size, g.size + g.stride, g.size - 1, g.size - g.stride + 1, MAXI, -1, -g.stride,
+                1 << 32 })[u8() % 8 + 1])
+  elseif b < 184 then
+    local x, xs = rv_pick(b, function(x) return SLOTS[x] ~= p end)
+    if x then return x, xs end
+  elseif b < 196 then
+    local x, xs = rv_pick(b, function(x) return not LIVE(x) end)
+    if x then return x, xs end
+  elseif b < 208 then
+    return SPMEM(p), 'SPMEM(' .. ps .. ')'
+  elseif b < 216 then
+    return slot_of('buf')
+  end
+  return A(64)
+end
+-- the size of a slot's view (alloc, at): mostly within the block
+local function SPN(g)
+  local b = u8()
+  if b < 176 then return L(({ g.block, 0, 1, g.block - 1, g.block // 2, g.block, 1, 0 })[b % 8 + 1])
+  elseif b < 224 then
+    return L(({ g.block + 1, -1, g.stride, g.stride + 1, 2.0, 0.5, '4', MAXI, MINI,
+                1 << 32 })[b % 10 + 1])
+  end
+  return A(64)
+end

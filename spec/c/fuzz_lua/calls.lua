@@ -132,6 +132,47 @@ local function capped(limits, t, ts, srcs, keys)
 end
 local function pickL(list) return function() return L(list[u8() % #list + 1]) end end
 
+-- M.shpool's options: mostly a block and maybe a count from the plausible lists, else hostile
+-- (0, past 4 GiB, not integers, strings; counts past 2^32 - 2, or too many for any memory), left
+-- out, an unknown option, or no table at all
+local SPBLOCKS = { 16, 48, 64, 8, 1, 24, 100, 128, 256, 4096, 32, 200, 17, 1000, 2, 65536 }
+local SPBLOCKS_BAD = { 0, -1, 1 << 32, (1 << 32) + 1, 0.5, 16.0, 'x', '32', MAXI, 1 << 62, 2.0 ^ 63,
+                       0 / 0, MINI, -16 }
+local SPCOUNTS = { 1, 2, 3, 4, 8, 16, 30, 64, 100, 1000, 5, 7 }
+local SPCOUNTS_BAD = { 0, -1, 0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFB, 1.5, 'x', 1 << 40, MAXI, 4.0, '8',
+                       1 << 31 }
+local function spfield(t, srcs, keys, key, good, bad, present)
+  keys[#keys + 1] = key
+  local k = u8()
+  local x, xs
+  if k < present then
+    if k % 8 ~= 7 then x, xs = L(good[u8() % #good + 1]) else x, xs = L(bad[u8() % #bad + 1]) end
+  elseif k < present + 16 then
+    x, xs = A(64)
+  end
+  if xs then t[key], srcs[key] = x, xs end
+end
+local function SPOPTS()
+  local t, srcs, keys = {}, {}, {}
+  spfield(t, srcs, keys, 'block', SPBLOCKS, SPBLOCKS_BAD, 224)
+  spfield(t, srcs, keys, 'count', SPCOUNTS, SPCOUNTS_BAD, 128)
+  local k = u8()
+  if k < 12 then
+    keys[#keys + 1] = 'cnt'
+    t.cnt, srcs.cnt = 4, '4'
+  elseif k < 16 then
+    return A(64)
+  end
+  return t, render(keys, srcs)
+end
+-- a pool's handle as self (from RP, or anything now and then), with its geometry
+local function spself()
+  local p, ps = self_of('shpool')
+  return p, ps, geo_of(p)
+end
+-- an argument too many now and then (the methods ignore it, M.shpool(b, nil, x) raises)
+local function extra() if u8() >= 240 then arg(A(64)) end end
+
 local OPS = {
   -- the buffer's bytes
   { 30, bufm('read', 0, nil, RANGE) },
@@ -332,10 +373,17 @@ local OPS = {
   -- F_SETLKW, would wait for ever, as in C)
   { 3, function()
       local k = u8()
-      if k < 200 then arg(slot_of('file')) else arg(A(64)) end
+      local f, fs
+      if k < 200 then f, fs = slot_of('file') else f, fs = A(64) end
+      -- an integer naming a descriptor this process inherited (0, 1, 8: v holds such numbers)
+      -- is not passed: a lock on it would outlive the run in the process that shares it
+      if math.type(f) == 'integer' and f >= 0 and f < 1 << 20 then f, fs = L(1 << 20) end
+      arg(f, fs)
       if k % 2 == 0 then
         local ops = { M.LOCK_SH | M.LOCK_NB, M.LOCK_EX | M.LOCK_NB, M.LOCK_UN, M.LOCK_NB, 0, -1, 3 }
-        if k < 200 then ops[#ops + 1], ops[#ops + 2] = M.LOCK_SH, M.LOCK_EX end
+        -- (slot_of may answer any v[i]: an integer naming a descriptor the process inherited, say
+        -- /dev/null opened twice, whose other open an earlier call locked, would wait for ever)
+        if FAM(f) == 'file' then ops[#ops + 1], ops[#ops + 2] = M.LOCK_SH, M.LOCK_EX end
         arg(pickL(ops)())
         if u8() < 48 then arg(pickL({ 0, 0.002, -1, 0 / 0, 'x' })()) end -- a time limit: short
         trim(0)
@@ -483,6 +531,124 @@ local OPS = {
       local a, as = self_of('alloc')
       call('ALLOC.destroy', ALLOC.destroy, nil, a, as)
     end },
+  -- shared pools (M.shpool): formatted over a buffer of the ring (any kind: heap, mapping,
+  -- allocator block, view, slot) or over new memory, attached again, formatted again over a pool
+  -- in use; each method with slots, offsets and sizes plausible and hostile; garbage written
+  -- into the pools' bookkeeping (a pool's memory is in RB too: buffer calls write there as well)
+  { 5, function()
+      local k = u8()
+      if k < 64 then
+        local p, ps = slot_of('shpool')
+        arg(SPMEM(p), 'SPMEM(' .. ps .. ')')
+      elseif k < 240 then arg(slot_of('buf'))
+      else arg(A(64)) end
+      arg(SPOPTS())
+      extra()
+      call('SPW.new', SPW.new)
+    end },
+  { 3, function()
+      local k = u8()
+      if k < 160 then
+        local p, ps = slot_of('shpool')
+        arg(SPMEM(p), 'SPMEM(' .. ps .. ')')
+      else arg(slot_of('buf')) end
+      k = u8()
+      if k >= 208 then arg(nil, 'nil') end
+      if k >= 232 then arg(A(64)) end
+      call('SPW.new', SPW.new)
+    end },
+  -- over new memory of each kind: pools with room for slots are made often, not only when a
+  -- buffer of the ring happens to be large enough and 16-byte aligned
+  { 4, function()
+      local kind = u8() % 5
+      arg(L(kind))
+      local k = u8()
+      arg(L(({ 4096, 1024, 256, 2 * PS, 65536, 192, 512, 1 << 20, 100, 3 * PS, 8192, 768, 128, 320,
+               2000, 16384 })[k % 16 + 1]))
+      arg(SPOPTS())
+      if kind == 3 then arg(slot_of('alloc'))
+      elseif kind == 4 then
+        arg(slot_of('buf'))
+        k = u8()
+        arg(L(k < 224 and 16 * (k % 8) or k % 16))
+      end
+      call('SPNEW', SPNEW)
+    end },
+  { 12, function()
+      local p, ps, g = spself()
+      if u8() >= 96 then arg(SPN(g)) end
+      extra()
+      call('SPW.alloc', SPW.alloc, nil, p, ps)
+    end },
+  { 10, function()
+      local p, ps = spself()
+      arg(SLOT(p, ps))
+      extra()
+      call('SPW.free', SPW.free, nil, p, ps)
+    end },
+  { 4, function()
+      local p, ps = spself()
+      arg(SLOT(p, ps, 'view'))
+      extra()
+      call('SPW.offset', SPW.offset, nil, p, ps)
+    end },
+  { 5, function()
+      local p, ps, g = spself()
+      arg(SLOT(p, ps, 'off'))
+      if u8() >= 128 then arg(SPN(g)) end
+      extra()
+      call('SPW.at', SPW.at, nil, p, ps)
+    end },
+  { 3, function()
+      local p, ps = spself()
+      extra()
+      call('SPW.stats', SPW.stats, nil, p, ps)
+    end },
+  { 3, function()
+      local p, ps = spself()
+      extra()
+      call('SPW.check', SPW.check, nil, p, ps)
+    end },
+  -- blocks walked at once (SPITER) or its iterator kept (RI: CALL calls it later, after frees,
+  -- destroy, the memory gone); memory, destroy (also by CLOSE and BOMB), tostring
+  { 4, function()
+      local k = u8() % 5
+      if k == 0 then
+        local p, ps = spself()
+        call('SPITER', SPITER, nil, p, ps)
+      else
+        local name = ({ 'blocks', 'memory', 'destroy', 'tostring' })[k]
+        arg(L(name))
+        local p, ps = slot_of('shpool')
+        arg(p, ps)
+        extra()
+        call('SPW.other', SPW.other, nil, p, ps)
+      end
+    end },
+  -- garbage in the bookkeeping: values near the ranges the C pool checks (a head or link naming
+  -- slot count or past it, a link to itself, state bytes 2 and up), the header's fields, bytes
+  { 5, function()
+      local p, ps, g = spself()
+      local what = u8() % 9
+      arg(L(what))
+      local k = u8()
+      local i = what == 8 and k % (g.slots + 32) or k % (g.count + 2)
+      arg(L(i))
+      k = u8()
+      local x = ({
+        [0] = { (7 << 32) | (g.count + 1), 0, 1, g.count, g.count + 1, 0xFFFFFFFF, (1 << 32) | 1,
+                -1 },
+        { 0, 1, i + 1, g.count, g.count + 1, 0xFFFFFFFF, 2, i },
+        { 0, 1, 2, 7, 255, 1, 0, 128 },
+        { 0, 1 },
+        { 0, 1, -1, k },
+        { g.block + 1, 0, g.block * 2, 1 << 40, g.block },
+        { g.count - 1, g.count + 1, 0, 0xFFFFFFFF, 1 << 40, g.count },
+        { 2, 0, 1 },
+      })[what]
+      if x then arg(L(x[k % #x + 1])) else arg(STRING(64)) end
+      call('SPPOKE', SPPOKE, nil, p, ps)
+    end },
   -- snapshots
   { 4, snapm('read', RANGE) },
   { 1, snapm('copied') },
@@ -500,7 +666,7 @@ local OPS = {
     end },
   { 3, function()
       local k = u8()
-      local fam = ({ 'buf', 'alloc', 'snap', 'file' })[k % 4 + 1]
+      local fam = ({ 'buf', 'alloc', 'snap', 'file', 'shpool' })[k % 5 + 1]
       arg(slot_of(fam))
       arg(L(k >= 128))
       call('CLOSE', CLOSE)
@@ -509,7 +675,7 @@ local OPS = {
       local b = u8()
       local i = b % 16 + 1
       arg(v[i], 'v[' .. i .. ']')
-      arg(L(u8() % 8))
+      arg(L(u8() % 10))
       arg(L(PS * (u8() % 4 + 1)))
       call('BOMB', BOMB, 'any')
     end },

@@ -1,7 +1,8 @@
 -- memlab lua-fuzz reproducer (spec/c/fuzz_lua.c). Run from the checkout:
 --   eval "$(make -s env)" && lua5.4 this.lua
 -- v[1..16] is the pool; R(dst, self, target, kind, pcall(...)) checks one call's result, stores
--- its first value in v[dst] and checks the invariants; FAIL reports a broken one.
+-- its first value in v[dst] and checks the invariants; FAIL reports a broken one. Shared pools'
+-- calls go through SPW (SPNEW, SPPOKE, SPITER), which check them against the pool's bytes.
 M = require 'memlab'
 PS = M.pagesize()
 MAXI, MINI = math.maxinteger, math.mininteger
@@ -9,7 +10,7 @@ RW = M.PROT_READ | M.PROT_WRITE
 PA = M.MAP_PRIVATE | M.MAP_ANONYMOUS
 LIMIT = 1 << 20 -- a root buffer larger than this is released at once
 FAIL = FAIL or function(msg) io.stderr:write('FINDING: ', msg, '\n') os.exit(134) end
-BUF, ALLOC, SNAP, FILE = {}, {}, {}, {}
+BUF, ALLOC, SNAP, FILE, SP = {}, {}, {}, {}, {}
 do
   local b = M.malloc(1)
   for _, k in ipairs{ 'read', 'write', 'find', 'fill', 'copy', 'wipe', 'hexdump', 'strlen',
@@ -23,7 +24,8 @@ do
   b:free()
   -- the other types' methods tables, without making one of each (that cost a third of a run)
   local reg = debug.getregistry()
-  for t, k in pairs{ [ALLOC] = 'memlab.allocator', [SNAP] = 'memlab.snapshot', [FILE] = 'memlab.file' } do
+  for t, k in pairs{ [ALLOC] = 'memlab.allocator', [SNAP] = 'memlab.snapshot',
+                     [FILE] = 'memlab.file', [SP] = 'memlab.shpool' } do
     for name, f in pairs(reg[k].__index) do t[name] = f end
   end
   for _, k in ipairs{ 'alloc', 'calloc', 'realloc', 'free', 'usable', 'stats', 'blocks', 'runs',
@@ -31,9 +33,11 @@ do
                       'freelist', 'memalign', 'policy', 'source', 'draw' } do assert(ALLOC[k], k) end
   for _, k in ipairs{ 'read', 'copied', 'diff', 'restore', 'free' } do assert(SNAP[k], k) end
   for _, k in ipairs{ 'truncate', 'size', 'fileno', 'close', 'seal', 'seals' } do assert(FILE[k], k) end
+  for _, k in ipairs{ 'alloc', 'free', 'offset', 'at', 'stats', 'check', 'blocks', 'memory',
+                      'destroy' } do assert(SP[k], k) end
 end
 
--- What a value is: 'buf' (live or dead), 'alloc', 'snap', 'file', or nil.
+-- What a value is: 'buf' (live or dead), 'alloc', 'snap', 'file', 'shpool', or nil.
 local FAMC = setmetatable({}, { __mode = 'k' })
 function FAM(x)
   if type(x) ~= 'userdata' then return nil end
@@ -41,6 +45,8 @@ function FAM(x)
   if f then return f end
   if M.type(x) then
     f = 'buf'
+  elseif getmetatable(x) == 'memlab.shpool' then -- (its tostring would read its memory's owner)
+    f = 'shpool'
   else
     local s = tostring(x)
     f = s:find('^memlab%.allocator') and 'alloc' or s:find('^memlab%.snapshot') and 'snap'
@@ -54,6 +60,12 @@ function LIVEA(a)
   if FAM(a) ~= 'alloc' then return false end
   local ok, r = pcall(ALLOC.valid, a)
   return ok and r
+end
+-- a shared pool's handle, not destroyed, over memory still valid
+function LIVESP(p)
+  if FAM(p) ~= 'shpool' then return false end
+  local ok, m = pcall(SP.memory, p)
+  return ok and LIVE(m)
 end
 
 VIEWS = setmetatable({}, { __mode = 'k' })  -- view -> the buffer it was sliced from
@@ -101,8 +113,12 @@ function FDNO(f)
 end
 -- a garbage table whose finalizer releases or changes x, whenever the collector gets to it
 -- (possibly inside a memlab call that allocates)
+-- BOMBS counts the finalizers run: a check that reads memory twice around a call says nothing
+-- when one ran in between (it may have changed anything)
+BOMBS = 0
 function BOMB(x, how, n)
   setmetatable({}, { __gc = function()
+    BOMBS = BOMBS + 1
     if how == 0 then pcall(BUF.free, x)
     elseif how == 1 then pcall(BUF.remap, x, n, true)
     elseif how == 2 then pcall(ALLOC.destroy, x)
@@ -110,6 +126,8 @@ function BOMB(x, how, n)
     elseif how == 4 then pcall(BUF.protect, x, 'none')
     elseif how == 5 then pcall(SNAP.restore, x)
     elseif how == 6 then pcall(M.realloc, x, n)
+    elseif how == 8 then pcall(SP.destroy, x)
+    elseif how == 9 then pcall(SP.alloc, x) -- a slot taken behind the driver's back
     else pcall(BUF.remap, x, n, false) end
   end })
 end
@@ -174,6 +192,7 @@ function PK(b, fmt, off, ...)
   return table.unpack(r, 2, r.n)
 end
 
+
 local function check_alloc(a)
   if LIVEA(a) then
     local ok, good, why = pcall(ALLOC.check, a)
@@ -185,10 +204,11 @@ end
 -- (and by CHECKALL, at the end of the run)
 local SINCE = setmetatable({}, { __mode = 'k' })
 local function maybe_check(a)
-  if FAM(a) ~= 'alloc' then return end
+  local f = FAM(a)
+  if f ~= 'alloc' and f ~= 'shpool' then return end
   local n = (SINCE[a] or 0) + 1
   if n >= 4 then
-    check_alloc(a)
+    if f == 'alloc' then check_alloc(a) else SPCHECK(a) end
     n = 0
   end
   SINCE[a] = n
@@ -203,10 +223,12 @@ end
 
 -- The pool: v[1..16] holds anything (results, hostile arguments); each object made is also
 -- kept in its family's ring, round-robin, where calls find their `self`: RB (buffers, 8), RA
--- (allocators), RS (snapshots), RF (memfd files), RI (iterators), 4 each.
-v, RB, RA, RS, RF, RI = {}, {}, {}, {}, {}, {}
-local RINGS = { buf = { RB, 8 }, alloc = { RA, 4 }, snap = { RS, 4 }, file = { RF, 4 }, fn = { RI, 4 } }
-local RNEXT = { buf = 0, alloc = 0, snap = 0, file = 0, fn = 0 }
+-- (allocators), RS (snapshots), RF (memfd files), RI (iterators), RP (shared pools' handles), 4
+-- each; and RV (slot views, 8: see SPW).
+v, RB, RA, RS, RF, RI, RP = {}, {}, {}, {}, {}, {}, {}
+local RINGS = { buf = { RB, 8 }, alloc = { RA, 4 }, snap = { RS, 4 }, file = { RF, 4 },
+                fn = { RI, 4 }, shpool = { RP, 4 } }
+local RNEXT = { buf = 0, alloc = 0, snap = 0, file = 0, fn = 0, shpool = 0 }
 local SEEN = setmetatable({}, { __mode = 'k' })
 local function adopt(x)
   local f = type(x) == 'function' and 'fn' or FAM(x)
@@ -225,6 +247,7 @@ local function check_buf(x, where)
   if (M.type(x) == 'buffer') ~= val then FAIL('M.type and b:valid() disagree on ' .. where) end
   if val then
     local p = VIEWS[x]
+    while p ~= nil and FREED[p] do p = VIEWS[p] end -- a slot given back dies alone (README)
     if p ~= nil and not BUF.valid(p) then FAIL(where .. ', a view, is valid, what it views is not: ' .. tostring(x)) end
     local a = BLOCKS[x]
     if a ~= nil and not LIVEA(a) then FAIL(where .. ', a block, is valid, its allocator is not: ' .. tostring(x)) end
@@ -262,6 +285,8 @@ function R(dst, self, tgt, kind, ok, ...)
       end
       v[dst] = r1
       adopt(r1)
+      -- a new pool's memory (new memory, for SPNEW) in the ring too: buffer calls write into it
+      if FAM(r1) == 'shpool' then adopt(SPMEM(r1)) end
     end
   end
   settle(v[dst])
@@ -278,6 +303,8 @@ end
 function CHECKALL()
   for i = 1, #RA do check_alloc(RA[i]) end
   for i = 1, 16 do if FAM(v[i]) == 'alloc' then check_alloc(v[i]) end end
+  for i = 1, #RP do SPCHECK(RP[i]) end
+  for i = 1, 16 do if FAM(v[i]) == 'shpool' then SPCHECK(v[i]) end end
 end
 
 v[1] = M.malloc(64)
