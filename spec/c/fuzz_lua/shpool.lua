@@ -211,6 +211,12 @@ local function corrupt(r)
   return not r[1] and type(r[2]) == 'string' and r[2]:find('corrupt', 1, true)
 end
 
+-- a wrapper's answer: the call's results (r, packed after pcall), or its error raised again
+local function answer(r)
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+
 -- the wrappers: the method's results, checked
 SPW = {}
 function SPW.alloc(p, ...)
@@ -240,8 +246,7 @@ function SPW.alloc(p, ...)
       spfail(st, 'sp:alloc made slot %d, used before', i)
     end
   end)
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
+  return answer(r)
 end
 function SPW.free(p, x, ...)
   local st = sp_pre(p)
@@ -295,8 +300,7 @@ function SPW.free(p, x, ...)
       spfail(st, 'slot %d given back links to %d, the old top was %d', i, link, st.o.top)
     end
   end)
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
+  return answer(r)
 end
 function SPW.at(p, x, ...)
   local st = sp_pre(p)
@@ -314,8 +318,7 @@ function SPW.at(p, x, ...)
       spfail(st, 'sp:at made a view of slot %d, not used', i)
     end
   end)
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
+  return answer(r)
 end
 function SPW.offset(p, x, ...)
   local st = sp_pre(p)
@@ -333,29 +336,23 @@ function SPW.offset(p, x, ...)
       spfail(st, 'sp:offset says %d: no slot\'s start', off)
     end
   end)
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
+  return answer(r)
 end
-function SPW.stats(p, ...)
-  local st = sp_pre(p)
-  local r = table.pack(pcall(SP.stats, p, ...))
-  spcheck(st, function()
-    sp_common(st, 'stats', r[1])
-    if st.info and r[1] then sp_stats_ok(st, r[2]) end
-  end)
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
+-- stats and check: what every method must answer, then after(st, r) on a success of a handle
+-- the driver made
+local function sp_reader(name, after)
+  return function(p, ...)
+    local st = sp_pre(p)
+    local r = table.pack(pcall(SP[name], p, ...))
+    spcheck(st, function()
+      sp_common(st, name, r[1])
+      if st.info and r[1] then after(st, r) end
+    end)
+    return answer(r)
+  end
 end
-function SPW.check(p, ...)
-  local st = sp_pre(p)
-  local r = table.pack(pcall(SP.check, p, ...))
-  spcheck(st, function()
-    sp_common(st, 'check', r[1])
-    if st.info and r[1] then sp_check_ok(st, r) end
-  end)
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
-end
+SPW.stats = sp_reader('stats', function(st, r) sp_stats_ok(st, r[2]) end)
+SPW.check = sp_reader('check', sp_check_ok)
 -- the other methods: blocks (its iterator kept, called later by CALL), memory, destroy, tostring
 function SPW.other(name, p, ...)
   local st = sp_pre(p)
@@ -371,8 +368,7 @@ function SPW.other(name, p, ...)
       spfail(st, 'sp:memory() changed: %s', tostring(r[2]))
     end
   end)
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
+  return answer(r)
 end
 -- every slot of sp:blocks() against the bytes: offsets stride apart from slots, the stride, the
 -- state byte's name, the address in the memory; as many entries as slots
@@ -494,8 +490,7 @@ function SPW.new(b, ...)
       sp_made(st, r[2], b, type(opts) == 'table' and opts or nil, want)
     end
   end)
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
+  return answer(r)
 end
 -- a pool over new memory: kind 0 a heap block, 1 a shared mapping, 2 a private one, 3 a block of
 -- allocator x, 4 a view of buffer x from offset off (the memory is kept with the handle)
