@@ -23,7 +23,9 @@ typedef struct ShPool {
 } ShPool;
 
 /* One call of the C pool, run under the guard: nothing here may call Lua. */
-typedef enum OpKind { OP_FORMAT, OP_ATTACH, OP_ALLOC, OP_FREE, OP_STATE, OP_STATS, OP_CHECK } OpKind;
+typedef enum OpKind {
+  OP_FORMAT, OP_ATTACH, OP_ALLOC, OP_FREE, OP_SAME, OP_STATE, OP_STATS, OP_CHECK
+} OpKind;
 
 typedef struct Op {
   OpKind kind;
@@ -43,8 +45,16 @@ static void op_run(void *arg) {
   case OP_ATTACH: op->status = shp_attach(op->mem, op->len, &op->in, op->why, sizeof op->why); break;
   case OP_ALLOC: op->status = shp_alloc(op->mem, &op->in, &op->off, op->why, sizeof op->why); break;
   case OP_FREE: op->status = shp_free(op->mem, &op->in, op->off, op->why, sizeof op->why); break;
-  case OP_STATE: op->state = shp_state(op->mem, &op->in, op->idx); break;
-  case OP_STATS: shp_stats_get(op->mem, &op->in, &op->st); break;
+  /* a handle of a pool formatted again reads nothing of the new one (its geometry is not this) */
+  case OP_SAME: op->status = shp_same(op->mem, &op->in, op->why, sizeof op->why); break;
+  case OP_STATE:
+    if ((op->status = shp_same(op->mem, &op->in, op->why, sizeof op->why)) == ML_OK)
+      op->state = shp_state(op->mem, &op->in, op->idx);
+    break;
+  case OP_STATS:
+    if ((op->status = shp_same(op->mem, &op->in, op->why, sizeof op->why)) == ML_OK)
+      shp_stats_get(op->mem, &op->in, &op->st);
+    break;
   case OP_CHECK: op->status = shp_check(op->mem, &op->in, &op->lost, op->why, sizeof op->why); break;
   }
 }
@@ -106,6 +116,14 @@ static void pool_run(lua_State *L, const ShPool *p, const Buffer *mb, unsigned c
 
 static int corrupt(lua_State *L, const char *why) {
   return luaL_error(L, "shpool: the pool's memory is corrupt (%s)", why);
+}
+
+/* Raises unless the header is still this handle's pool (not formatted again, nor written over):
+ * what reads the memory with the handle's geometry asks first. */
+static void pool_same(lua_State *L, const ShPool *p, const Buffer *mb, unsigned char *mem) {
+  Op op = {0};
+  pool_run(L, p, mb, mem, OP_SAME, &op);
+  if (op.status != ML_OK) corrupt(L, op.why);
 }
 
 /* M.shpool(b, {block = n [, count = k]}) formats b's memory as a new pool; M.shpool(b) attaches
@@ -238,7 +256,7 @@ static Buffer *slot_view(lua_State *L, ShPool *p, int nidx, size_t *n, Buffer **
 }
 
 /* sp:alloc([n]) -> a view of a free slot's first n bytes (default: the block), now used; or nil,
- * "shpool: out of memory", ENOMEM when every slot is used. */
+ * "shpool: out of memory (...)", ENOMEM when the free stack is empty. */
 static int sp_alloc(lua_State *L) {
   ShPool *p = checkpool(L, 1);
   size_t n;
@@ -248,8 +266,15 @@ static int sp_alloc(lua_State *L) {
   Op op = {0};
   pool_run(L, p, mb, mem, OP_ALLOC, &op);
   if (op.status == ML_ENOMEM) {
+    Op st = {0};
+    pool_run(L, p, mb, mem, OP_STATS, &st);
     lua_pushnil(L);
-    lua_pushliteral(L, "shpool: out of memory (every slot is used)");
+    if (st.status != ML_OK || st.st.used >= p->in.count)
+      lua_pushliteral(L, "shpool: out of memory (every slot is used)");
+    else /* slots on no list: lost by a process killed inside a call, or being freed now */
+      lua_pushfstring(L, "shpool: out of memory (no free slot: %I of %I used, the other %I on no "
+                         "list: see sp:stats().lost)", (lua_Integer)st.st.used,
+                      (lua_Integer)p->in.count, (lua_Integer)(p->in.count - st.st.used));
     lua_pushinteger(L, ENOMEM);
     return 3;
   }
@@ -275,7 +300,8 @@ static int sp_free(lua_State *L) {
     v->gen = v->o->gen - 1; /* a past generation: dead for good */
     v->slotfreed = 1;
   }
-  return 0;
+  lua_pushboolean(L, 1); /* as every release (b:free) */
+  return 1;
 }
 
 /* The slot index of the offset or view at idx, raising for an offset that is no slot's start. */
@@ -293,9 +319,10 @@ static size_t slot_index(lua_State *L, int idx, ShPool *p, const Buffer *mb, siz
 static int sp_offset(lua_State *L) {
   ShPool *p = checkpool(L, 1);
   Buffer *mb;
-  pool_mem(L, 1, p, &mb);
+  unsigned char *mem = pool_mem(L, 1, p, &mb);
   luaL_checkany(L, 2);
   if (lua_type(L, 2) == LUA_TNUMBER) arg_typeerror(L, 2, "memlab.buffer");
+  pool_same(L, p, mb, mem);
   size_t off;
   slot_index(L, 2, p, mb, &off);
   lua_pushinteger(L, (lua_Integer)off);
@@ -310,9 +337,11 @@ static int sp_at(lua_State *L) {
   Buffer *mb;
   unsigned char *mem;
   Buffer *v = slot_view(L, p, 3, &n, &mb, &mem);
+  pool_same(L, p, mb, mem); /* before the offset is read with this handle's geometry */
   Op op = {0};
   op.idx = slot_index(L, 2, p, mb, &op.off);
   pool_run(L, p, mb, mem, OP_STATE, &op);
+  if (op.status != ML_OK) return corrupt(L, op.why);
   if (op.state == 0)
     luaL_argerror(L, 2, lua_pushfstring(L, "slot %I at offset %I is free (allocate it first)",
                                         (lua_Integer)op.idx, (lua_Integer)op.off));
@@ -335,6 +364,7 @@ static int sp_stats(lua_State *L) {
   unsigned char *mem = pool_mem(L, 1, p, &mb);
   Op op = {0};
   pool_run(L, p, mb, mem, OP_STATS, &op);
+  if (op.status != ML_OK) return corrupt(L, op.why);
   SETI("block", p->in.block);
   SETI("stride", p->in.stride);
   SETI("count", p->in.count);
@@ -375,6 +405,7 @@ static int blocks_iter(lua_State *L) {
   Op op = {0};
   op.idx = (size_t)i;
   pool_run(L, p, mb, mem, OP_STATE, &op);
+  if (op.status != ML_OK) return corrupt(L, op.why);
   size_t off = p->in.slots + (size_t)i * p->in.stride;
   lua_pushinteger(L, (lua_Integer)off);
   lua_pushinteger(L, (lua_Integer)p->in.stride);

@@ -160,11 +160,24 @@ static ml_status same_pool(const void *mem, const shp_info *in, char *why, size_
     uint64_t block = __atomic_load_n(&h->block, RELAXED), count = __atomic_load_n(&h->count, RELAXED);
     if (magic != SHP_MAGIC)
         BAD("the header changed: no pool's magic there any more");
-    if (format != in->format || block != in->block || count != in->count)
+    int same = block == in->block && count == in->count;
+    if (format != in->format && same)
+        BAD("the header changed: the memory was formatted again since this handle was made "
+            "(the same block and count): attach again");
+    if (format != in->format)
         BAD("the header changed: the memory was formatted again (now block %llu, count %llu; this "
             "handle has block %zu, count %zu): attach again", (unsigned long long)block,
             (unsigned long long)count, in->block, in->count);
+    if (!same) /* the format's identity kept, its geometry not: written over */
+        BAD("the header changed: its block and count were written over (now %llu and %llu; the "
+            "pool has %zu and %zu)", (unsigned long long)block, (unsigned long long)count,
+            in->block, in->count);
     return ML_OK;
+}
+
+ml_status shp_same(const void *mem, const shp_info *in, char *why, size_t whylen)
+{
+    return same_pool(mem, in, why, whylen);
 }
 
 ml_status shp_alloc(void *mem, const shp_info *in, size_t *off, char *why, size_t whylen)

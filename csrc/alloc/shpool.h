@@ -80,6 +80,9 @@ ml_status shp_index(const shp_info *in, size_t off, size_t *idx);
  * slot is free already), ML_ECORRUPT (its state byte holds neither 0 nor 1, or the memory was
  * formatted again; why says which). */
 ml_status shp_free(void *mem, const shp_info *in, size_t off, char *why, size_t whylen);
+/* ML_OK when the header is still the one *in was read from (the magic, the format's identity,
+ * block and count); else ML_ECORRUPT, why saying what changed (formatted again: attach again). */
+ml_status shp_same(const void *mem, const shp_info *in, char *why, size_t whylen);
 /* Whether the slot at index i is used (its state byte reads 1). */
 int shp_used(const void *mem, const shp_info *in, size_t i);
 /* The state byte of the slot at index i: 0 free, 1 used, anything else a corrupted byte; -1 when

@@ -877,6 +877,24 @@ static void t_corrupt_cases(void)
     CHECK_STATUS(shp_check(buf, &in, &lost, NULL, 0), ML_ECORRUPT);
     CHECK_STATUS(shp_format(buf, sizeof buf, 48, COUNT, &other), ML_OK);
     CHECK_STATUS(shp_check(buf, &in, &lost, NULL, 0), ML_ECORRUPT);
+    /* shp_same says which: formatted again with the same geometry, with another, or the
+     * geometry written over under the same format */
+    CHECK_STATUS(shp_format(buf, sizeof buf, 48, COUNT, &in), ML_OK);
+    CHECK_STATUS(shp_same(buf, &in, why, sizeof why), ML_OK);
+    in.format ^= 1; /* as another format's identity would differ */
+    CHECK_STATUS(shp_same(buf, &in, why, sizeof why), ML_ECORRUPT);
+    CHECKF(strstr(why, "formatted again since this handle was made (the same block and count)") != NULL,
+           "why: %s", why);
+    in.format ^= 1;
+    in.count--;
+    in.format ^= 1;
+    CHECK_STATUS(shp_same(buf, &in, why, sizeof why), ML_ECORRUPT);
+    CHECKF(strstr(why, "formatted again (now block 48, count ") != NULL, "why: %s", why);
+    in.format ^= 1;
+    CHECK_STATUS(shp_same(buf, &in, why, sizeof why), ML_ECORRUPT);
+    CHECKF(strstr(why, "its block and count were written over") != NULL, "why: %s", why);
+    in.count++;
+    CHECK_STATUS(shp_same(buf, &in, why, sizeof why), ML_OK);
 }
 
 /* ---- 7. lost slots ---- */
