@@ -25,13 +25,18 @@ local N, K = lab.counts("[CHILDREN [RECORDS]]   (2..16 children, 1..10000 record
 local REC = 16
 local TOP, ARRIVED, TAB = 0, 8, 64 -- in t: racy's next free offset, its rendezvous, the offsets
 local MSG = TAB + 8 * N * K -- (then a message)
-local m = assert(M.map { length = 192 + 21 * N * K, shared = true }) -- the records, or the pool
+-- the records, or the pool: N*K slots of REC bytes after its header (README: M.shpool's size)
+local POOL = (128 + 5 * N * K + 63) // 64 * 64 + N * K * ((REC + 15) // 16 * 16)
+local m = assert(M.map { length = POOL, shared = true })
 local t = assert(M.map { length = MSG + 512, shared = true })        -- what the children publish
 local function stamp(i, j) return lab.fnv1a(("%d:%d"):format(i, j)) end
 
-local top, sp = 0 -- private's bookkeeping (copied into each child by fork); the shared pool
+local top = 0 -- private's bookkeeping: a Lua local, copied into each child by fork
+local sp      -- the shared pool, made before the third run
+-- each allocator: where to write the record (a buffer and an offset in it), and the offset in m
+-- to publish (what another process can use: an address or a view means nothing there)
 local ALLOC = {
-  private = function() top = top + REC; return top - REC end,
+  private = function() top = top + REC; return m, top - REC, top - REC end,
   racy = function(_, j)
     local off = t:unpack("<i8", TOP)
     if j == 1 then
@@ -40,9 +45,12 @@ local ALLOC = {
              "the others never came")
     end
     t:pack("<i8", TOP, off + REC)
-    return off
+    return m, off, off
   end,
-  shpool = function() return sp:offset(assert(sp:alloc())) end,
+  shpool = function()
+    local v = assert(sp:alloc()) -- a view of the slot: a write past its end raises
+    return v, 0, sp:offset(v)
+  end,
 }
 
 -- One run: whether every child exited 0, how many distinct offsets the N*K allocations got, how
@@ -51,8 +59,8 @@ local function run(name)
   t:fill(0)
   local pids, go = lab.fork_together(N, function(i)
     for j = 1, K do
-      local off = ALLOC[name](i, j)
-      m:pack("<I4I4I4", off, i, j, stamp(i, j))
+      local buf, at, off = ALLOC[name](i, j)
+      buf:pack("<I4I4I4", at, i, j, stamp(i, j))
       t:pack("<i8", TAB + ((i - 1) * K + j - 1) * 8, off)
     end
   end)
@@ -63,10 +71,13 @@ local function run(name)
       local off = t:unpack("<i8", TAB + ((i - 1) * K + j - 1) * 8)
       if not seen[off] then seen[off], r.distinct = true, r.distinct + 1 end
       if off == 0 then r.at0[#r.at0 + 1] = ("%d#%d"):format(i, j) end
-      local rec, at = m, off -- the pool's records through the pool: sp:at raises for a free slot
-      if name == "shpool" then rec, at = sp:at(off), 0 end
-      local a, b, c = rec:unpack("<I4I4I4", at)
-      if a == i and b == j and c == stamp(i, j) then r.intact = r.intact + 1 end
+      -- the pool's records through the pool: sp:at raises for an offset that is no used slot
+      -- (a child that failed published none: its entries read 0, the pool's header)
+      local ok, a, b, c = pcall(function()
+        if name == "shpool" then return sp:at(off):unpack("<I4I4I4", 0) end
+        return m:unpack("<I4I4I4", off)
+      end)
+      if ok and a == i and b == j and c == stamp(i, j) then r.intact = r.intact + 1 end
     end
   end
   r.at0 = #r.at0 == 0 and ("nobody: the pool's header is there, %q ..."):format(m:read(0, 8))
@@ -91,7 +102,9 @@ local r = { private = run("private"), racy = run("racy") }
 m:fill(0)
 sp = M.shpool(m, { block = REC, count = all })
 r.shpool = run("shpool")
-print("  allocator   allocations   distinct offsets   records intact   offset 0 went to")
+-- An offset keeps only the record written there last: private's and racy's intact records are
+-- as many as their distinct offsets, every other record was written over.
+print("  allocator   allocations   distinct offsets   records intact   offset 0 went to (i#j: child i's record j)")
 for _, name in ipairs { "private", "racy", "shpool" } do
   local x = r[name]
   print(("  %-8s %14d %18d %16d   %s"):format(name, all, x.distinct, x.intact, x.at0))
@@ -100,8 +113,9 @@ end
 -- The pool after the run, then full, and a double free by two processes.
 local st, full, full_ok = sp:stats(), states(), sp:check()
 local none, msg, code = sp:alloc()
-print(("\n  the pool's slots, in address order, change child %d times (%d had the children run one"
-      .. " after the other)"):format(full.switches, N - 1))
+print(("\n  the pool's slots, in address order, change child %d times: %s (%d would mean one after"
+      .. " the other)"):format(full.switches, full.switches > N - 1 and "the children ran at once"
+      or "as if one after the other", N - 1))
 print(("  sp:alloc() on the full pool: %s, %q, %s (ENOMEM)"):format(tostring(none), msg, tostring(code)))
 local off0 = t:unpack("<i8", TAB)
 local freer = lab.fork(function() sp:free(off0) end)
@@ -112,8 +126,8 @@ local twice = lab.fork(function()
   return ok and 1 or 0
 end)
 local refused, dmsg = lab.reap { twice }, t:cstring(MSG)
-print(("  child %d freed offset %d; child %d freed it again:\n    %s"):format(freer, off0, twice,
-      (dmsg:gsub("^.-:%d+: ", ""))))
+print(("  a new child (pid %d) freed offset %d (child 1's record 1); another (pid %d) freed it"
+      .. " again:\n    %s"):format(freer, off0, twice, (dmsg:gsub("^.-:%d+: ", ""))))
 local freed_rest, ferr = pcall(function() -- the parent frees the rest, from the published table
   for k = 1, all - 1 do sp:free(t:unpack("<i8", TAB + 8 * k)) end
 end)
