@@ -110,6 +110,7 @@ local function sp_post(st)
 end
 -- what every method must answer: on a destroyed handle, raise (but destroy); over memory gone,
 -- raise (but memory and destroy). (tostring answers always.)
+local READS = { alloc = true, free = true, at = true, offset = true, stats = true }
 local function sp_common(st, name, ok)
   if not ok or not st.info or name == 'tostring' then return end
   if st.destroyed and name ~= 'destroy' then
@@ -117,6 +118,11 @@ local function sp_common(st, name, ok)
   end
   if st.gone and name ~= 'destroy' and name ~= 'memory' then
     spfail(st, 'sp:%s succeeded, the pool\'s memory gone: %s', name, tostring(st.mem))
+  end
+  -- a header naming another pool: what reads the memory with the handle's geometry refuses
+  -- (check answers false instead; blocks refuses at its first step)
+  if READS[name] and st.o and not st.o.same then
+    spfail(st, 'sp:%s succeeded, the header names another pool', name)
   end
 end
 -- v, a view alloc or at made (n bytes, nil: not known): a slot's start inside the pool's memory,
@@ -392,6 +398,9 @@ function SPITER(p)
   end))
   spcheck(st, function()
     sp_common(st, 'blocks', r[1])
+    if r[1] and st.o and not st.o.same then -- (its first step reads the header)
+      spfail(st, 'sp:blocks() walked %d slots, the header names another pool', n)
+    end
     if r[1] and g and n < 4096 and n ~= g.count then
       spfail(st, 'sp:blocks() walked %d of %d slots', n, g.count)
     end
