@@ -468,6 +468,20 @@ static const luaL_Reg sp_methods[] = {
 static const luaL_Reg sp_meta[] = {
   {"__tostring", sp_tostring}, {"__close", sp_destroy}, {NULL, NULL}};
 
+/* M.shpool_size(block, count) -> the bytes a pool of count slots of block bytes spans, header
+ * and bookkeeping included: the memory M.shpool(b, {block =, count =}) needs. */
+static int shpool_size(lua_State *L) {
+  lua_Integer block = luaL_checkinteger(L, 1), count = luaL_checkinteger(L, 2);
+  if (block < 1 || (uint64_t)block > SHP_MAX_BLOCK) arg_range_error(L, 1, "block", block, "1 to 4 GiB");
+  if (count < 1 || (uint64_t)count > SHP_MAX_COUNT) arg_range_error(L, 2, "count", count, "1 to 2^32 - 2");
+  size_t n = shp_size_for((size_t)block, (size_t)count);
+  if (n == 0 || n > (size_t)LUA_MAXINTEGER) /* 0: past 2^64 */
+    luaL_argerror(L, 2, lua_pushfstring(L, "count out of range (%I slots of %I bytes need more "
+                                           "than 2^63 bytes)", count, block));
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
 int lshpool_open(lua_State *L) {
   if (meta_open(L, SHPOOL_T)) {
     lua_pushvalue(L, -1);
@@ -487,5 +501,7 @@ int lshpool_open(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, shpool_new);
   lua_setfield(L, -2, "shpool");
+  lua_pushcfunction(L, shpool_size);
+  lua_setfield(L, -2, "shpool_size");
   return 0;
 }

@@ -25,9 +25,8 @@ local N, K = lab.counts("[CHILDREN [RECORDS]]   (2..16 children, 1..10000 record
 local REC = 16
 local TOP, ARRIVED, TAB = 0, 8, 64 -- in t: racy's next free offset, its rendezvous, the offsets
 local MSG = TAB + 8 * N * K -- (then a message)
--- the records, or the pool: N*K slots of REC bytes after its header (README: M.shpool's size)
-local POOL = (128 + 5 * N * K + 63) // 64 * 64 + N * K * ((REC + 15) // 16 * 16)
-local m = assert(M.map { length = POOL, shared = true })
+-- the records, or the pool: N*K slots of REC bytes, with the pool's header and bookkeeping
+local m = assert(M.map { length = M.shpool_size(REC, N * K), shared = true })
 local t = assert(M.map { length = MSG + 512, shared = true })        -- what the children publish
 local function stamp(i, j) return lab.fnv1a(("%d:%d"):format(i, j)) end
 

@@ -162,6 +162,44 @@ describe("M.shpool(b, {block=, count=}) formats", function()
   end)
 end)
 
+describe("M.shpool_size(block, count)", function()
+  it("is the size the pool spans: a buffer of exactly that size formats, one byte less refuses", function()
+    for _, g in ipairs { { 1, 1 }, { 16, 10 }, { 17, 3 }, { 48, 8 }, { 64, 1000 }, { 4096, 5 } } do
+      local block, count = g[1], g[2]
+      local size = M.shpool_size(block, count)
+      assert.equal(slots_at(count) + count * align(block, 16), size) -- the README's formula
+      local b = M.malloc(size)
+      local sp = M.shpool(b, { block = block, count = count })
+      assert.equal(size, sp:stats().size)
+      local small = M.malloc(size - 1)
+      H.raises("needed with the pool's header", function() return M.shpool(small, { block = block, count = count }) end)
+      b:free()
+      small:free()
+    end
+  end)
+
+  it("refuses what M.shpool refuses: block 1 to 4 GiB, count 1 to 2^32 - 2, integers", function()
+    local F = "bad argument #%d to 'memlab.shpool_size' (%s)"
+    for _, c in ipairs {
+      { { 0, 1 }, F:format(1, "block out of range (0; 1 to 4 GiB)") },
+      { { (1 << 32) + 1, 1 }, F:format(1, "block out of range (4294967297; 1 to 4 GiB)") },
+      { { 16, 0 }, F:format(2, "count out of range (0; 1 to 2^32 - 2)") },
+      { { 16, -1 }, F:format(2, "count out of range (-1; 1 to 2^32 - 2)") },
+      { { 16, 0xFFFFFFFF }, F:format(2, "count out of range (4294967295; 1 to 2^32 - 2)") },
+      { { 1 << 32, 0xFFFFFFFE }, F:format(2, "count out of range (4294967294 slots of 4294967296 "
+                                           .. "bytes need more than 2^63 bytes)") },
+      { { 1.5, 1 }, F:format(1, "number has no integer representation") },
+      { { "x", 1 }, F:format(1, "number expected, got string") },
+      { { 16 }, F:format(2, "number expected, got no value") },
+    } do
+      local ok, err = pcall(M.shpool_size, table.unpack(c[1], 1, #c[1]))
+      assert.is_false(ok)
+      assert.equal(c[2], err)
+    end
+    assert.equal(M.shpool_size(1 << 32, 1), slots_at(1) + (1 << 32)) -- the largest block
+  end)
+end)
+
 describe("M.shpool refuses", function()
   it("what is not a buffer, a dead buffer, options that are not a table", function()
     H.raises("bad argument #1 to 'shpool' (memlab.buffer expected, got no value)",

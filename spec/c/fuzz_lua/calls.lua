@@ -557,6 +557,14 @@ local OPS = {
       if k >= 232 then arg(A(64)) end
       call('SPW.new', SPW.new)
     end },
+  -- the size a pool spans (every block and count, the hostile ones too)
+  { 1, function()
+      local k = u8()
+      arg(L(k < 192 and SPBLOCKS[k % #SPBLOCKS + 1] or SPBLOCKS_BAD[k % #SPBLOCKS_BAD + 1]))
+      k = u8()
+      arg(L(k < 192 and SPCOUNTS[k % #SPCOUNTS + 1] or SPCOUNTS_BAD[k % #SPCOUNTS_BAD + 1]))
+      call('M.shpool_size', M.shpool_size)
+    end },
   -- over new memory of each kind: pools with room for slots are made often, not only when a
   -- buffer of the ring happens to be large enough and 16-byte aligned
   { 4, function()
