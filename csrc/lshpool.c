@@ -233,9 +233,8 @@ static int status_error(lua_State *L, int idx, const ShPool *p, ml_status s, siz
     return luaL_argerror(L, idx, lua_pushfstring(L, "not a slot's start (offset %I is inside slot "
                                                  "%I, which starts at %I)", o, i,
                                                  (lua_Integer)(p->in.slots + (size_t)i * p->in.stride)));
-  if (s == ML_EDOUBLE)
-    return luaL_argerror(L, idx, lua_pushfstring(L, "double free (slot %I at offset %I is free "
-                                                 "already)", i, o));
+  if (s == ML_EDOUBLE) /* a misuse of the slot, not of the argument: as b:free() says it */
+    return luaL_error(L, "double free (slot %I at offset %I is free already)", i, o);
   return luaL_argerror(L, idx, lua_pushfstring(L, "%s (offset %I)", ml_strstatus(s), o));
 }
 
