@@ -31,6 +31,13 @@ size_t opts_size(lua_State *L, int t, const char *k, size_t def) {
 
 size_t alloc_optsize(lua_State *L, const char *k, size_t def) { return opts_size(L, 1, k, def); }
 
+size_t opts_need(lua_State *L, int t, const char *k, const char *what) {
+  int absent = lua_getfield(L, t, k) == LUA_TNIL;
+  lua_pop(L, 1);
+  if (absent) luaL_argerror(L, t, lua_pushfstring(L, "%s needed (%s), got no value", k, what));
+  return opts_size(L, t, k, 0);
+}
+
 /* An optional size whose absence means "the default" (0 to the C core): given, it must be
  * positive, since 0 is no size of its kind (it would silently mean the default). */
 size_t alloc_optpositive(lua_State *L, const char *k) {

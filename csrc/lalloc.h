@@ -108,6 +108,8 @@ int alloc_srcerror(lua_State *L, Allocator *a, const char *what, int err);
  * whose keys are all in known (NULL-ended), naming them. The alloc_ forms below take t = 1. */
 int opts_error(lua_State *L, int t, const char *k, const char *why);
 size_t opts_size(lua_State *L, int t, const char *k, size_t def);
+/* As opts_size, for a field that must be there: absent raises "k needed (what), got no value". */
+size_t opts_need(lua_State *L, int t, const char *k, const char *what);
 void opts_check(lua_State *L, int t, const char *const known[]);
 /* Raises "bad argument #1 to '<constructor>' (k: why)"; why's %s: the value on the top. */
 int alloc_opterror(lua_State *L, const char *k, const char *why);

@@ -42,15 +42,8 @@ static const AllocOps pool_ops = {
   "pool", &pool_blockkind, &pool_arenakind, p_alloc, p_calloc, p_realloc, p_free, p_usable,
   p_stats, p_walk, p_check, p_destroy, p_bounds, p_lasterr, p_describe, p_maxreq, NULL, 1};
 
-/* A size option the pool has no default for: a missing one says so (not "out of range"). */
-static size_t pool_needsize(lua_State *L, const char *k) {
-  int absent = lua_getfield(L, 1, k) == LUA_TNIL;
-  lua_pop(L, 1);
-  if (absent)
-    luaL_argerror(L, 1, lua_pushfstring(L, "%s needed (a pool holds count blocks of block "
-                                           "bytes), got no value", k));
-  return alloc_optsize(L, k, 0);
-}
+/* What a pool's missing block or count says (the pool has no default for them). */
+#define POOL_NEED "a pool holds count blocks of block bytes"
 
 /* M.pool{ block=, count=, grow=false, max= } -> allocator of count blocks of block bytes each
  * (with grow, more slabs of count blocks are added when it is full, up to max blocks) */
@@ -59,8 +52,8 @@ static int lpool_new(lua_State *L) {
   alloc_checkopts(L, known);
   pool_config cfg;
   memset(&cfg, 0, sizeof cfg);
-  cfg.block = pool_needsize(L, "block");
-  cfg.count = pool_needsize(L, "count");
+  cfg.block = opts_need(L, 1, "block", POOL_NEED);
+  cfg.count = opts_need(L, 1, "count", POOL_NEED);
   cfg.max_blocks = alloc_optpositive(L, "max");
   cfg.grow = alloc_optboolean(L, "grow", 0);
   luaL_argcheck(L, cfg.block > 0 && cfg.block <= POOL_MAX_ARENA, 1,

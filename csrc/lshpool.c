@@ -30,7 +30,7 @@ typedef enum OpKind {
 typedef struct Op {
   OpKind kind;
   unsigned char *mem;
-  size_t len, block, count, off, idx, lost;
+  size_t len, block, count, off, idx;
   shp_info in;
   shp_stats st;
   ml_status status;
@@ -55,7 +55,7 @@ static void op_run(void *arg) {
     if ((op->status = shp_same(op->mem, &op->in, op->why, sizeof op->why)) == ML_OK)
       shp_stats_get(op->mem, &op->in, &op->st);
     break;
-  case OP_CHECK: op->status = shp_check(op->mem, &op->in, &op->lost, op->why, sizeof op->why); break;
+  case OP_CHECK: op->status = shp_check(op->mem, &op->in, NULL, op->why, sizeof op->why); break;
   }
 }
 
@@ -126,6 +126,17 @@ static void pool_same(lua_State *L, const ShPool *p, const Buffer *mb, unsigned 
   if (op.status != ML_OK) corrupt(L, op.why);
 }
 
+/* The bytes count slots of block bytes span (shp_size_for); raises at idx when no Lua integer
+ * holds that (past 2^63: nothing could be that large). */
+static size_t pool_span(lua_State *L, int idx, size_t block, size_t count) {
+  size_t n = shp_size_for(block, count);
+  if (n == 0 || n > (size_t)LUA_MAXINTEGER) /* 0: past 2^64 */
+    luaL_argerror(L, idx, lua_pushfstring(L, "count out of range (%I slots of %I bytes need more "
+                                             "than 2^63 bytes)", (lua_Integer)count,
+                                          (lua_Integer)block));
+  return n;
+}
+
 /* M.shpool(b, {block = n [, count = k]}) formats b's memory as a new pool; M.shpool(b) attaches
  * to the pool b's memory holds (nil, message, EINVAL when it holds none). */
 static int shpool_new(lua_State *L) {
@@ -135,10 +146,7 @@ static int shpool_new(lua_State *L) {
   if (format) { /* read as the allocators read theirs (allocopt.c) */
     static const char *const known[] = {"block", "count", NULL};
     opts_check(L, 2, known);
-    if (lua_getfield(L, 2, "block") == LUA_TNIL)
-      luaL_argerror(L, 2, "block needed (the size of a slot in bytes), got no value");
-    lua_pop(L, 1);
-    block = opts_size(L, 2, "block", 0);
+    block = opts_need(L, 2, "block", "the size of a slot in bytes");
     if (block < 1 || block > SHP_MAX_BLOCK)
       arg_range_error(L, 2, "block", (lua_Integer)block, "1 to 4 GiB");
     count = opts_size(L, 2, "count", SIZE_MAX); /* no Lua integer is SIZE_MAX: absent */
@@ -167,11 +175,7 @@ static int shpool_new(lua_State *L) {
   op.len = len;
   if (format) {
     size_t n = count ? count : shp_count_for(block, len); /* 0: not even one slot fits */
-    size_t need = shp_size_for(block, n ? n : 1);
-    if (need == 0) /* past 2^64 bytes */
-      luaL_argerror(L, 2, lua_pushfstring(L, "count out of range (%I slots of %I bytes need more "
-                                             "than 2^64 bytes)", (lua_Integer)count,
-                                          (lua_Integer)block));
+    size_t need = pool_span(L, 2, block, n ? n : 1);
     if (n == 0 || need > len)
       luaL_argerror(L, 1, lua_pushfstring(L, "too small for %s%I %s of %I bytes (%I bytes "
                                              "needed with the pool's header, the buffer has %I)",
@@ -336,11 +340,15 @@ static int sp_at(lua_State *L) {
   Buffer *mb;
   unsigned char *mem;
   Buffer *v = slot_view(L, p, 3, &n, &mb, &mem);
-  pool_same(L, p, mb, mem); /* before the offset is read with this handle's geometry */
   Op op = {0};
-  op.idx = slot_index(L, 2, p, mb, &op.off);
+  Buffer *given;
+  op.off = slot_offset(L, 2, mb, &given);
+  ml_status at = shp_index(&p->in, op.off, &op.idx);
+  if (at != ML_OK) op.idx = SIZE_MAX; /* OP_STATE then reads the header only */
   pool_run(L, p, mb, mem, OP_STATE, &op);
+  /* a pool formatted again first: its offsets are not this handle's to judge */
   if (op.status != ML_OK) return corrupt(L, op.why);
+  if (at != ML_OK) return status_error(L, 2, p, at, op.off);
   if (op.state == 0)
     luaL_argerror(L, 2, lua_pushfstring(L, "slot %I at offset %I is free (allocate it first)",
                                         (lua_Integer)op.idx, (lua_Integer)op.off));
@@ -473,13 +481,12 @@ static int shpool_size(lua_State *L) {
   lua_Integer block = luaL_checkinteger(L, 1), count = luaL_checkinteger(L, 2);
   if (block < 1 || (uint64_t)block > SHP_MAX_BLOCK) arg_range_error(L, 1, "block", block, "1 to 4 GiB");
   if (count < 1 || (uint64_t)count > SHP_MAX_COUNT) arg_range_error(L, 2, "count", count, "1 to 2^32 - 2");
-  size_t n = shp_size_for((size_t)block, (size_t)count);
-  if (n == 0 || n > (size_t)LUA_MAXINTEGER) /* 0: past 2^64 */
-    luaL_argerror(L, 2, lua_pushfstring(L, "count out of range (%I slots of %I bytes need more "
-                                           "than 2^63 bytes)", count, block));
-  lua_pushinteger(L, (lua_Integer)n);
+  lua_pushinteger(L, (lua_Integer)pool_span(L, 2, (size_t)block, (size_t)count));
   return 1;
 }
+
+static const luaL_Reg sp_funcs[] = {
+  {"shpool", shpool_new}, {"shpool_size", shpool_size}, {NULL, NULL}};
 
 int lshpool_open(lua_State *L) {
   if (meta_open(L, SHPOOL_T)) {
@@ -498,9 +505,6 @@ int lshpool_open(lua_State *L) {
     meta_register(L, SHPOOL_T);
   }
   lua_pop(L, 1);
-  lua_pushcfunction(L, shpool_new);
-  lua_setfield(L, -2, "shpool");
-  lua_pushcfunction(L, shpool_size);
-  lua_setfield(L, -2, "shpool_size");
+  set_funcs(L, sp_funcs);
   return 0;
 }

@@ -1,6 +1,9 @@
 /* shpool.c: the shared pool described in shpool.h. Every access to the shared memory goes through
  * the __atomic builtins (another process may be writing the same word), and every index read from
  * it is checked against the geometry in shp_info before it names a slot. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* clock_gettime and getpid (the format's identity) under -std=c11 */
+#endif
 #include "shpool.h"
 #include "mlsan.h"
 
@@ -152,7 +155,7 @@ ml_status shp_attach(const void *mem, size_t len, shp_info *out, char *why, size
 
 /* Whether the header still describes the pool *in was attached to: another format (by any
  * process) changes at least its format identity. ML_OK or ML_ECORRUPT with why. */
-static ml_status same_pool(const void *mem, const shp_info *in, char *why, size_t whylen)
+ml_status shp_same(const void *mem, const shp_info *in, char *why, size_t whylen)
 {
     const shp_header *h = chdr(mem);
     uint64_t magic = __atomic_load_n(&h->magic, ACQUIRE);
@@ -160,29 +163,20 @@ static ml_status same_pool(const void *mem, const shp_info *in, char *why, size_
     uint64_t block = __atomic_load_n(&h->block, RELAXED), count = __atomic_load_n(&h->count, RELAXED);
     if (magic != SHP_MAGIC)
         BAD("the header changed: no pool's magic there any more");
-    int same = block == in->block && count == in->count;
-    if (format != in->format && same)
-        BAD("the header changed: the memory was formatted again since this handle was made "
-            "(the same block and count): attach again");
     if (format != in->format)
-        BAD("the header changed: the memory was formatted again (now block %llu, count %llu; this "
-            "handle has block %zu, count %zu): attach again", (unsigned long long)block,
-            (unsigned long long)count, in->block, in->count);
-    if (!same) /* the format's identity kept, its geometry not: written over */
+        BAD("the header changed: the memory was formatted again since this handle was made (now "
+            "block %llu, count %llu; the handle's block %zu, count %zu): attach again",
+            (unsigned long long)block, (unsigned long long)count, in->block, in->count);
+    if (block != in->block || count != in->count) /* the identity kept, the geometry not */
         BAD("the header changed: its block and count were written over (now %llu and %llu; the "
             "pool has %zu and %zu)", (unsigned long long)block, (unsigned long long)count,
             in->block, in->count);
     return ML_OK;
 }
 
-ml_status shp_same(const void *mem, const shp_info *in, char *why, size_t whylen)
-{
-    return same_pool(mem, in, why, whylen);
-}
-
 ml_status shp_alloc(void *mem, const shp_info *in, size_t *off, char *why, size_t whylen)
 {
-    if (same_pool(mem, in, why, whylen) != ML_OK) return ML_ECORRUPT;
+    if (shp_same(mem, in, why, whylen) != ML_OK) return ML_ECORRUPT;
     shp_header *h = hdr(mem);
     const uint32_t *l = links(mem);
     uint64_t head = __atomic_load_n(&h->head, ACQUIRE);
@@ -231,7 +225,7 @@ ml_status shp_free(void *mem, const shp_info *in, size_t off, char *why, size_t 
     size_t i;
     ml_status s = shp_index(in, off, &i);
     if (s != ML_OK) return s;
-    if (same_pool(mem, in, why, whylen) != ML_OK) return ML_ECORRUPT;
+    if (shp_same(mem, in, why, whylen) != ML_OK) return ML_ECORRUPT;
     uint8_t was = 1;
     if (!__atomic_compare_exchange_n(&states(mem, in)[i], &was, (uint8_t)0, 0, ACQ_REL, ACQUIRE))
     {
@@ -253,11 +247,6 @@ ml_status shp_free(void *mem, const shp_info *in, size_t off, char *why, size_t 
 int shp_state(const void *mem, const shp_info *in, size_t i)
 {
     return i < in->count ? __atomic_load_n(&cstates(mem, in)[i], ACQUIRE) : -1;
-}
-
-int shp_used(const void *mem, const shp_info *in, size_t i)
-{
-    return shp_state(mem, in, i) == 1;
 }
 
 /* Walks the free stack: how many slots it holds, or ML_ECORRUPT (a link out of range, a cycle, a
@@ -282,16 +271,39 @@ static ml_status walk_stack(const void *mem, const shp_info *in, size_t *n, char
     return ML_OK;
 }
 
+/* How many state bytes read 1; *bad: the first slot whose byte is neither 0 nor 1 (count when
+ * none), *badv that byte. */
+static size_t count_used(const void *mem, const shp_info *in, size_t *bad, uint8_t *badv)
+{
+    const uint8_t *st = cstates(mem, in);
+    size_t used = 0;
+    *bad = in->count;
+    for (size_t i = 0; i < in->count; i++) {
+        uint8_t v = __atomic_load_n(&st[i], RELAXED);
+        used += v == 1;
+        if (v > 1 && *bad == in->count) *bad = i, *badv = v;
+    }
+    return used;
+}
+
+/* The slots neither used nor on the free stack; 0 when the two reads disagree (another process
+ * freed a slot between them: the walk is not atomic). */
+static size_t lost_of(const shp_info *in, size_t used, size_t listed)
+{
+    size_t unused = in->count - used;
+    return unused > listed ? unused - listed : 0;
+}
+
 void shp_stats_get(const void *mem, const shp_info *in, shp_stats *out)
 {
     memset(out, 0, sizeof *out);
-    const uint8_t *st = cstates(mem, in);
-    for (size_t i = 0; i < in->count; i++) out->used += __atomic_load_n(&st[i], RELAXED) == 1;
+    size_t bad;
+    uint8_t badv;
+    out->used = count_used(mem, in, &bad, &badv);
     size_t listed = 0;
     if (walk_stack(mem, in, &listed, NULL, 0) != ML_OK) listed = 0;
     out->free = listed;
-    size_t unused = in->count - out->used;
-    out->lost = unused > listed ? unused - listed : 0;
+    out->lost = lost_of(in, out->used, listed);
     out->allocs = __atomic_load_n(&chdr(mem)->allocs, RELAXED);
     out->frees = __atomic_load_n(&chdr(mem)->frees, RELAXED);
 }
@@ -309,22 +321,19 @@ int shp_walk(const void *mem, const shp_info *in, ml_walk_fn fn, void *ud)
 
 ml_status shp_check(const void *mem, const shp_info *in, size_t *lost, char *why, size_t whylen)
 {
-    ml_status s = same_pool(mem, in, why, whylen);
+    ml_status s = shp_same(mem, in, why, whylen);
     if (s != ML_OK) return s;
     shp_info now;
     char sub[160];
     s = shp_attach(mem, in->size, &now, sub, sizeof sub);
     if (s != ML_OK) BAD("the header changed: %s", sub);
-    const uint8_t *st = cstates(mem, in);
-    size_t used = 0;
-    for (size_t i = 0; i < in->count; i++) {
-        uint8_t v = __atomic_load_n(&st[i], RELAXED);
-        if (v > 1) BAD("slot %zu's state byte is %u (0 free, 1 used)", i, (unsigned)v);
-        used += v;
-    }
+    size_t bad;
+    uint8_t badv = 0;
+    size_t used = count_used(mem, in, &bad, &badv);
+    if (bad < in->count) BAD("slot %zu's state byte is %u (0 free, 1 used)", bad, (unsigned)badv);
     size_t listed;
     s = walk_stack(mem, in, &listed, why, whylen);
     if (s != ML_OK) return s;
-    if (lost) *lost = in->count - used - listed;
+    if (lost) *lost = lost_of(in, used, listed);
     return ML_OK;
 }

@@ -24,7 +24,8 @@
  * The caller must still make sure the memory stays mapped and writable during each call (memlab
  * runs each under its fault guard).
  *
- * Pure C11 with GCC's or Clang's __atomic builtins; no allocation, no globals. */
+ * C11 with GCC's or Clang's __atomic builtins (and POSIX's clock_gettime and getpid for a
+ * format's identity); no allocation, no globals. */
 #ifndef MEMLAB_SHPOOL_H
 #define MEMLAB_SHPOOL_H
 
@@ -83,8 +84,6 @@ ml_status shp_free(void *mem, const shp_info *in, size_t off, char *why, size_t 
 /* ML_OK when the header is still the one *in was read from (the magic, the format's identity,
  * block and count); else ML_ECORRUPT, why saying what changed (formatted again: attach again). */
 ml_status shp_same(const void *mem, const shp_info *in, char *why, size_t whylen);
-/* Whether the slot at index i is used (its state byte reads 1). */
-int shp_used(const void *mem, const shp_info *in, size_t i);
 /* The state byte of the slot at index i: 0 free, 1 used, anything else a corrupted byte; -1 when
  * i is not a slot's index. */
 int shp_state(const void *mem, const shp_info *in, size_t i);

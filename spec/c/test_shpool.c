@@ -278,12 +278,12 @@ static void t_format(void)
         for (size_t i = 0; i < count; i++) {
             CHECK_STATUS(shp_alloc(buf, &in, &off, NULL, 0), ML_OK);
             CHECKF(off == slot_off(&in, i), "alloc %zu gave +%zu, want +%zu", i, off, slot_off(&in, i));
-            CHECK(is_aligned(buf + off, 16) && shp_used(buf, &in, i));
+            CHECK(is_aligned(buf + off, 16) && (shp_state(buf, &in, i) == 1));
             fill(buf + off, block, (unsigned)i);
         }
         char why[200] = "";
         CHECK_STATUS(shp_alloc(buf, &in, &off, why, sizeof why), ML_ENOMEM);
-        CHECK(!shp_used(buf, &in, count));
+        CHECK(!(shp_state(buf, &in, count) == 1));
         CHECK_POOL(buf, &in, 0);
         CHECK_STATS(buf, &in, count, 0, 0, count, 0);
         CHECK_WALK(buf, &in, NULL);
@@ -293,7 +293,7 @@ static void t_format(void)
         for (size_t pass = 1; pass <= 2; pass++)
             for (size_t j = pass % 2; j < count; j += 2) {
                 CHECK_STATUS(shp_free(buf, &in, slot_off(&in, j), NULL, 0), ML_OK);
-                CHECK(!shp_used(buf, &in, j));
+                CHECK(!(shp_state(buf, &in, j) == 1));
             }
         CHECK_POOL(buf, &in, 0);
         CHECK_STATS(buf, &in, 0, count, 0, count, count);
@@ -366,7 +366,7 @@ static void t_attach(void)
     size_t off;
     CHECK_STATUS(shp_alloc(buf, &in, &off, NULL, 0), ML_OK);
     CHECK_STATUS(shp_attach(buf, len, &at, NULL, 0), ML_OK);
-    CHECK(same_info(&at, &in) && shp_used(buf, &at, 0));
+    CHECK(same_info(&at, &in) && (shp_state(buf, &at, 0) == 1));
     /* too short for a header, misaligned */
     why[0] = 0;
     CHECK_STATUS(shp_attach(buf, SHP_HEADER - 1, &at, why, sizeof why), ML_EINVAL);
@@ -486,7 +486,7 @@ static void t_free_misuse(void)
     CHECK_STATUS(shp_index(&in, off[2], &idx2), ML_OK);
     CHECK(idx2 == 2);
     buf[state_off(&in, 2)] = 7;
-    CHECK(!shp_used(buf, &in, 2) && shp_used(buf, &in, 0));  /* used: the state byte reads 1 */
+    CHECK(!(shp_state(buf, &in, 2) == 1) && (shp_state(buf, &in, 0) == 1));  /* used: the state byte reads 1 */
     CHECK(shp_state(buf, &in, 2) == 7 && shp_state(buf, &in, 0) == 1);
     CHECK(shp_state(buf, &in, in.count - 1) == 0 && shp_state(buf, &in, in.count) == -1);
     shp_stats_get(buf, &in, &before);
@@ -580,7 +580,7 @@ static void t_model(void)
             CHECK_STATS(buf, &in, COUNT - n, n, 0, allocs, frees);
             CHECK_WALK(buf, &in, used);
             CHECK_POOL(buf, &in, 0);
-            for (size_t i = 0; i < COUNT; i++) CHECK(shp_used(buf, &in, i) == used[i]);
+            for (size_t i = 0; i < COUNT; i++) CHECK((shp_state(buf, &in, i) == 1) == used[i]);
         }
     }
     CHECK(allocs > OPS / 4 && frees > OPS / 4);
@@ -643,7 +643,7 @@ static int corrupt_step(unsigned char *m, const shp_info *in, size_t *held, size
                 return 0;
             }
             idx = (off - in->slots) / in->stride;
-            if (!shp_used(m, in, idx) || m[state_off(in, idx)] != 1) {
+            if (!(shp_state(m, in, idx) == 1) || m[state_off(in, idx)] != 1) {
                 snprintf(msg, len, "shp_alloc gave slot %zu, whose state byte is %u", idx, m[state_off(in, idx)]);
                 return 0;
             }
@@ -683,7 +683,7 @@ static int corrupt_step(unsigned char *m, const shp_info *in, size_t *held, size
             snprintf(msg, len, "shp_free(+%zu, NULL, 0) gave %s, want %s", off, ml_strstatus(s), ml_strstatus(want));
             return 0;
         }
-        if (s == ML_OK && shp_used(m, in, (off - in->slots) / in->stride)) {
+        if (s == ML_OK && shp_state(m, in, (off - in->slots) / in->stride) == 1) {
             snprintf(msg, len, "shp_free(+%zu, NULL, 0) gave ML_OK, the slot still reads used", off);
             return 0;
         }
@@ -742,8 +742,8 @@ static int corrupt_step(unsigned char *m, const shp_info *in, size_t *held, size
         size_t ones = 0;
         for (size_t i = 0; i < in->count; i++) {
             ones += m[state_off(in, i)] == 1;
-            if (shp_used(m, in, i) != (m[state_off(in, i)] == 1)) {
-                snprintf(msg, len, "shp_used(%zu) = %d, its state byte %u", i, shp_used(m, in, i),
+            if ((shp_state(m, in, i) == 1) != (m[state_off(in, i)] == 1)) {
+                snprintf(msg, len, "(shp_state(%zu) == 1) = %d, its state byte %u", i, (shp_state(m, in, i) == 1),
                          m[state_off(in, i)]);
                 return 0;
             }
@@ -883,13 +883,13 @@ static void t_corrupt_cases(void)
     CHECK_STATUS(shp_same(buf, &in, why, sizeof why), ML_OK);
     in.format ^= 1; /* as another format's identity would differ */
     CHECK_STATUS(shp_same(buf, &in, why, sizeof why), ML_ECORRUPT);
-    CHECKF(strstr(why, "formatted again since this handle was made (the same block and count)") != NULL,
-           "why: %s", why);
+    CHECKF(strstr(why, "formatted again since this handle was made (now block 48, count 8; the "
+                       "handle's block 48, count 8)") != NULL, "why: %s", why);
     in.format ^= 1;
     in.count--;
     in.format ^= 1;
     CHECK_STATUS(shp_same(buf, &in, why, sizeof why), ML_ECORRUPT);
-    CHECKF(strstr(why, "formatted again (now block 48, count ") != NULL, "why: %s", why);
+    CHECKF(strstr(why, "the handle's block 48, count 7)") != NULL, "why: %s", why);
     in.format ^= 1;
     CHECK_STATUS(shp_same(buf, &in, why, sizeof why), ML_ECORRUPT);
     CHECKF(strstr(why, "its block and count were written over") != NULL, "why: %s", why);
@@ -995,7 +995,7 @@ static int child_run(unsigned char *m, size_t len, const shp_info *parent, share
                              "(another process holds it too)", r, off, b, m[off + b], id);
                     return 4;
                 }
-            if (shp_index(&in, off, &idx) != ML_OK || !shp_used(m, &in, idx)) {
+            if (shp_index(&in, off, &idx) != ML_OK || !(shp_state(m, &in, idx) == 1)) {
                 snprintf(err, sizeof C->err[c], "round %lu: held slot +%zu reads free", r, off);
                 return 5;
             }
