@@ -7,8 +7,9 @@
  * package.cpath nothing: no other memlab can be loaded). The two halves of the Lua driver, in
  * spec/c/fuzz_lua/, then run: the PRELUDE (prelude.lua: the pool v[1..16], seeded with a heap
  * buffer, a mapping, a view, the three allocators and two blocks, and R, which checks one call's
- * result; shpool.lua: the shared pools' checked wrappers, and a pool seeded) and the ENGINE (args.lua, the argument generators, and calls.lua, the operations),
- * which decodes the input bytes into at most 200 calls:
+ * result; shpool.lua: the shared pools' checked wrappers, and a pool seeded) and the ENGINE
+ * (args.lua, the argument generators, and calls.lua, the operations), which decodes the input
+ * bytes into at most 200 calls:
  *   one byte picks the operation (a 256-entry table, each operation's share its weight), the
  *   next ones its `self` (from the ring of its family: every buffer, allocator, snapshot, memfd
  *   file and block iterator a call returns is also kept in a small ring, RB, RA, RS, RF, RI, and
@@ -53,8 +54,8 @@
  *                           per call, flushed before the call runs): running the target on a crash
  *                           input leaves a reproducer for lua5.4 (eval "$(make -s env)").
  *   MEMLAB_FUZZ_DRIVER=dir  runs another Lua driver (dir/prelude.lua, shpool.lua, args.lua,
- *                           calls.lua) than spec/c/fuzz_lua/'s. The driver is read at start-up: a change
- *                           to it needs no rebuild.
+ *                           calls.lua) than spec/c/fuzz_lua/'s. The driver is read at
+ *                           start-up: a change to it needs no rebuild.
  *   MEMLAB_FUZZ_STATS=path  appends each call's outcome (ok, refused, raised and the message),
  *                           to see what the inputs reach.
  *   MEMLAB_ROOT=dir         the checkout whose lua/ is loaded. */

@@ -244,14 +244,18 @@ local function ADDRESS(size)
   end
   return A(size)
 end
+-- f, unless it is an integer that may name a descriptor this process inherited (v holds 0, 1, 8
+-- ...): such a one is never passed, as fuzz_lua.c says (a lock on it would outlive the run, in
+-- the process that shares it)
+local function not_inherited(f, fs)
+  if math.type(f) == 'integer' and f >= 0 and f < 1 << 20 then return L(1 << 20) end
+  return f, fs
+end
 local function FD(size)
   local b = u8()
   if b < 96 then return L(-1)
   elseif b < 192 then
-    local f, fs = slot_of('file')
-    -- (slot_of may answer an integer of v: one naming a descriptor this process inherited is
-    -- not passed, as fuzz_lua.c says)
-    if math.type(f) == 'integer' and f >= 0 and f < 1 << 20 then return L(1 << 20) end
+    local f, fs = not_inherited(slot_of('file'))
     if b < 144 then return f, fs end
     return FDNO(f), 'FDNO(' .. fs .. ')'
   end

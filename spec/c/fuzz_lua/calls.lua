@@ -375,9 +375,7 @@ local OPS = {
       local k = u8()
       local f, fs
       if k < 200 then f, fs = slot_of('file') else f, fs = A(64) end
-      -- an integer naming a descriptor this process inherited (0, 1, 8: v holds such numbers)
-      -- is not passed: a lock on it would outlive the run in the process that shares it
-      if math.type(f) == 'integer' and f >= 0 and f < 1 << 20 then f, fs = L(1 << 20) end
+      f, fs = not_inherited(f, fs)
       arg(f, fs)
       if k % 2 == 0 then
         local ops = { M.LOCK_SH | M.LOCK_NB, M.LOCK_EX | M.LOCK_NB, M.LOCK_UN, M.LOCK_NB, 0, -1, 3 }

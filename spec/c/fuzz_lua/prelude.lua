@@ -192,7 +192,6 @@ function PK(b, fmt, off, ...)
   return table.unpack(r, 2, r.n)
 end
 
-
 local function check_alloc(a)
   if LIVEA(a) then
     local ok, good, why = pcall(ALLOC.check, a)

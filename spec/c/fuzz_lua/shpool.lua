@@ -25,6 +25,10 @@ local function align(n, a) return (n + a - 1) // a * a end
 local function slots_for(count) return align(HDR + 5 * count, 64) end
 local function size_for(block, count) return slots_for(count) + count * align(block, 16) end
 local function stateat(g, i) return HDR + 4 * g.count + i end
+-- whether off is a slot's first byte in geometry g
+local function slot_start(g, off)
+  return off >= g.slots and off < g.size and (off - g.slots) % g.stride == 0
+end
 local function intval(x) return math.type(x) and math.tointeger(x) or nil end
 function SPMEM(p)
   local ok, m = pcall(SP.memory, p)
@@ -138,7 +142,7 @@ local function sp_slot(st, p, v, n, name)
   RV[RVN] = v
   if not g then return end
   local off = BUF.address(v) - BUF.address(m)
-  if off < g.slots or off >= g.size or (off - g.slots) % g.stride ~= 0 then
+  if not slot_start(g, off) then
     spfail(st, 'sp:%s made a view at offset %d: no slot (slots at %d, stride %d, pool size %d)',
            name, off, g.slots, g.stride, g.size)
   end
@@ -283,7 +287,7 @@ function SPW.free(p, x, ...)
     end
     local g = st.info.geo
     if not (g and off) then return end
-    if off < g.slots or off >= g.size or (off - g.slots) % g.stride ~= 0 then
+    if not slot_start(g, off) then
       spfail(st, 'sp:free succeeded at offset %d: no slot\'s start (slots at %d, stride %d)', off,
              g.slots, g.stride)
     end
@@ -308,55 +312,41 @@ function SPW.free(p, x, ...)
   end)
   return answer(r)
 end
-function SPW.at(p, x, ...)
-  local st = sp_pre(p)
-  local r = table.pack(pcall(SP.at, p, x, ...))
-  local n = ...
-  spcheck(st, function()
-    sp_common(st, 'at', r[1])
-    if not st.info or not r[1] then return end
-    local g = st.info.geo
-    local off, i = sp_slot(st, p, r[2], n == nil and g and g.block or intval(n), 'at')
-    if off and off ~= intval(x) then
-      spfail(st, 'sp:at(%s) made a view at offset %d', tostring(x), off)
-    end
-    if i and st.bytes and st.bytes:byte(stateat(g, i) + 1) ~= 1 then
-      spfail(st, 'sp:at made a view of slot %d, not used', i)
-    end
-  end)
-  return answer(r)
-end
-function SPW.offset(p, x, ...)
-  local st = sp_pre(p)
-  local live = FAM(x) == 'buf' and LIVE(x)
-  local r = table.pack(pcall(SP.offset, p, x, ...))
-  spcheck(st, function()
-    sp_common(st, 'offset', r[1])
-    if not st.info or not r[1] then return end
-    if not live then spfail(st, 'sp:offset succeeded for %s', tostring(x)) end
-    local g, off = st.info.geo, r[2]
-    if off ~= BUF.address(x) - BUF.address(st.mem) then
-      spfail(st, 'sp:offset says %s', tostring(off))
-    end
-    if g and (off < g.slots or off >= g.size or (off - g.slots) % g.stride ~= 0) then
-      spfail(st, 'sp:offset says %d: no slot\'s start', off)
-    end
-  end)
-  return answer(r)
-end
--- stats and check: what every method must answer, then after(st, r) on a success of a handle
--- the driver made
+-- at, offset, stats and check: what every method must answer, then after(st, r, p, ...) on a
+-- success of a handle the driver made (r: the results, packed; p, ...: the call's arguments)
 local function sp_reader(name, after)
   return function(p, ...)
     local st = sp_pre(p)
     local r = table.pack(pcall(SP[name], p, ...))
+    local args = table.pack(p, ...)
     spcheck(st, function()
       sp_common(st, name, r[1])
-      if st.info and r[1] then after(st, r) end
+      if st.info and r[1] then after(st, r, table.unpack(args, 1, args.n)) end
     end)
     return answer(r)
   end
 end
+SPW.at = sp_reader('at', function(st, r, p, x, n)
+  local g = st.info.geo
+  local off, i = sp_slot(st, p, r[2], n == nil and g and g.block or intval(n), 'at')
+  if off and off ~= intval(x) then
+    spfail(st, 'sp:at(%s) made a view at offset %d', tostring(x), off)
+  end
+  if i and st.bytes and st.bytes:byte(stateat(g, i) + 1) ~= 1 then
+    spfail(st, 'sp:at made a view of slot %d, not used', i)
+  end
+end)
+SPW.offset = sp_reader('offset', function(st, r, _, x)
+  -- (a finalizer that killed x during the call is no failure: spfail ignores what follows one)
+  if not (FAM(x) == 'buf' and LIVE(x)) then spfail(st, 'sp:offset succeeded for %s', tostring(x)) end
+  local g, off = st.info.geo, r[2]
+  if off ~= BUF.address(x) - BUF.address(st.mem) then
+    spfail(st, 'sp:offset says %s', tostring(off))
+  end
+  if g and not slot_start(g, off) then
+    spfail(st, 'sp:offset says %d: no slot\'s start', off)
+  end
+end)
 SPW.stats = sp_reader('stats', function(st, r) sp_stats_ok(st, r[2]) end)
 SPW.check = sp_reader('check', sp_check_ok)
 -- the other methods: blocks (its iterator kept, called later by CALL), memory, destroy, tostring
@@ -540,16 +530,8 @@ end
 function SPCHECK(p)
   local st = sp_pre(p)
   if not st.info or st.destroyed then return end
-  local r = table.pack(pcall(SP.stats, p))
-  spcheck(st, function()
-    sp_common(st, 'stats', r[1])
-    if r[1] then sp_stats_ok(st, r[2]) end
-  end)
-  r = table.pack(pcall(SP.check, p))
-  spcheck(st, function()
-    sp_common(st, 'check', r[1])
-    if r[1] then sp_check_ok(st, r) end
-  end)
+  pcall(SPW.stats, p) -- (their refusals are answers: the wrappers judged them)
+  pcall(SPW.check, p)
 end
 
 -- a shared pool over a shared mapping of its own, in RP; its memory in RB
