@@ -1294,3 +1294,183 @@ describe("processes sharing a pool in a MAP_SHARED mapping", function()
     r:free()
   end)
 end)
+
+-- A mutation review of shpool.c and lshpool.c (127 mutants): each test below fails with a
+-- mutant that every test above let through, and passes on the code as it is.
+describe("what a mutation review found untested", function()
+  -- shp_attach compared only version > 1 (a header of version 0 passed, and check() with it)
+  it("a header of version 0 is no pool of this version, for attach and for check()", function()
+    local b = M.malloc(1024)
+    local sp = M.shpool(b, { block = 32, count = 10 })
+    b:pack("<I4", 8, 0)
+    assert.same({ nil, "shpool: a shared pool of version 0 (this memlab reads version 1)",
+                  M.EINVAL }, { M.shpool(b) })
+    assert.same({ false, "the header changed: a shared pool of version 0 (this memlab reads "
+                         .. "version 1)" }, { sp:check() })
+    b:pack("<I4", 8, 1)
+    assert.is_true(sp:check())
+    b:free()
+  end)
+
+  -- count_used kept the last bad state byte instead of the first
+  it("check() names the first slot whose state byte is neither 0 nor 1", function()
+    local b = M.malloc(1024)
+    local sp = M.shpool(b, { block = 32, count = 10 })
+    b[state_at(10, 2)] = 9
+    b[state_at(10, 5)] = 7
+    assert.same({ false, "slot 2's state byte is 9 (0 free, 1 used)" }, { sp:check() })
+    b[state_at(10, 2)] = 0
+    assert.same({ false, "slot 5's state byte is 7 (0 free, 1 used)" }, { sp:check() })
+    b:free()
+  end)
+
+  -- pool_span refused only a size that wrapped past 2^64, not one between 2^63 and 2^64
+  it("a size between 2^63 and 2^64 (2^31 + 1 slots of 4 GiB) is refused, not negative", function()
+    local want = "count out of range (2147483649 slots of 4294967296 bytes need more than 2^63 "
+                 .. "bytes)"
+    H.raises("bad argument #2 to 'shpool_size' (" .. want .. ")",
+             function() return M.shpool_size(1 << 32, (1 << 31) + 1) end)
+    local m = H.anon(1)
+    H.raises("bad argument #2 to 'shpool' (" .. want .. ")",
+             function() return M.shpool(m, { block = 1 << 32, count = (1 << 31) + 1 }) end)
+    assert.equal(("\0"):rep(ps), m:read())
+    m:free()
+  end)
+
+  -- the guard covered the pool's first 128 bytes only: a fault on the states' page, past the
+  -- header's, was not claimed and killed the process
+  it("the states' page made inaccessible: stats, check, blocks and at raise the fault", function()
+    local how, code = H.in_child(function()
+      local m = H.anon(8)
+      local count = 1000 -- links 128 to 4128, states from 4128: on the second page
+      local sp = M.shpool(m, { block = 16, count = count })
+      if state_at(count, 0) // ps ~= 1 then return true end -- pages larger than 4 KiB
+      local off = sp:offset(sp:alloc())
+      m:protect("none", ps, ps)
+      local fault = "memory fault: SIGSEGV (SEGV_ACCERR) at "
+                    .. M.hex(m:address() + state_at(count, 0))
+      for name, fn in pairs {
+        stats = function() return sp:stats() end,
+        check = function() return sp:check() end,
+        blocks = function() for _ in sp:blocks() do end end,
+        at = function() return sp:at(off) end,
+      } do
+        local ok, err = pcall(fn)
+        if ok or not tostring(err):find(fault, 1, true) then
+          error(name .. ": " .. tostring(err))
+        end
+      end
+      m:protect("rw", ps, ps)
+      return sp:check() == true and sp:stats().used == 1
+    end)
+    assert.same({ "exit", 0 }, { how, code })
+  end)
+
+  -- the format asked memlab's records about the header only, so a read-only page further in
+  -- faulted half-way, after the old pool's magic had been cleared
+  it("a format over memory read-only past its first page is refused before it writes", function()
+    local m = H.anon(8)
+    local count = 1000
+    local sp = M.shpool(m, { block = 16, count = count })
+    local held = sp:alloc()
+    held:write(0, "held")
+    if state_at(count, 0) // ps ~= 1 then return pending("pages larger than 4 KiB") end
+    local before = m:read(0, ps)
+    m:protect("r", ps, ps)
+    H.raises("write to read-only memory at " .. M.hex(m:address() + ps)
+             .. " (page 1 of the mapping",
+             function() return M.shpool(m, { block = 16, count = count }) end)
+    assert.equal(before, m:read(0, ps))
+    assert.is_true(sp:check())
+    assert.equal(1, sp:stats().used)
+    m:free()
+  end)
+
+  -- slot_offset took a view of the same memory that starts before the pool's: its offset
+  -- from the pool wrapped around ("offset -512 is past its end")
+  it("a view of the pool's memory starting before the pool is no slot of it", function()
+    local m = H.anon(1)
+    local sp = M.shpool(m:slice(512, 1024), { block = 32, count = 4 })
+    local v = sp:alloc()
+    local OTHER = "not a slot of this pool (a buffer over other memory, or over the same memory "
+                  .. "mapped at another address: pass the slot's offset))"
+    H.raises("bad argument #1 to 'free' (" .. OTHER, function() return sp:free(m) end)
+    H.raises("bad argument #1 to 'free' (" .. OTHER,
+             function() return sp:free(m:slice(256, 32)) end)
+    H.raises("bad argument #1 to 'offset' (" .. OTHER,
+             function() return sp:offset(m:slice(0, 16)) end)
+    assert.same({ 1, 0 }, counts(sp, "used", "frees"))
+    assert.is_true(v:valid())
+    m:free()
+  end)
+
+  -- status_error computed where the slot starts with the block, not the stride (equal in every
+  -- test above but for slot 0)
+  it("an interior offset names its slot's start by the stride, not the block", function()
+    local m = H.anon(1)
+    local sp = M.shpool(m, { block = 40, count = 3 }) -- stride 48, slots 192, 240, 288
+    sp:alloc()
+    local w = sp:alloc()
+    H.raises("bad argument #1 to 'at' (not a slot's start (offset 245 is inside slot 1, which "
+             .. "starts at 240))", function() return sp:at(245) end)
+    H.raises("bad argument #1 to 'free' (not a slot's start (offset 335 is inside slot 2, which "
+             .. "starts at 288))", function() return sp:free(335) end)
+    H.raises("bad argument #1 to 'offset' (not a slot's start (offset 248 is inside slot 1, which "
+             .. "starts at 240))", function() return sp:offset(w:slice(8)) end)
+    m:free()
+  end)
+
+  -- sp:at judged the offset with the old geometry before asking whether the pool was formatted
+  -- again (the spec above asks at(192), a slot's start in both geometries)
+  it("at() of a pool formatted again says so first, whatever the offset", function()
+    local m = H.anon(1)
+    local old = M.shpool(m, { block = 32, count = 10 })
+    M.shpool(m, { block = 64, count = 4 })
+    for _, off in ipairs { 100, 193, 4000 } do -- the old header, inside slot 0, past the end
+      local err = error_of(old.at, old, off)
+      assert.truthy(err:find("shpool: the pool's memory is corrupt (the header changed: the memory "
+                             .. "was formatted again", 1, true), off .. ": " .. err)
+    end
+    m:free()
+  end)
+
+  -- sp:blocks() checked the memory only at its first step (the spec above runs the whole loop)
+  it("blocks() itself raises when the memory is gone, before any step", function()
+    local b = M.malloc(1024)
+    local sp = M.shpool(b, { block = 16, count = 4 })
+    b:free()
+    H.raises("attempt to use a freed buffer (use after free: freed at",
+             function() return sp:blocks() end)
+  end)
+
+  -- a second destroy() captured its own site over the first's
+  it("a second destroy() keeps the first one's site", function()
+    local m = H.anon(1)
+    local sp = M.shpool(m, { block = 16, count = 4 })
+    sp:destroy(); local site = H.here()
+    sp:destroy()
+    do local _ <close> = sp end
+    assert.equal("memlab.shpool: destroyed at " .. site, tostring(sp))
+    H.raises("attempt to use a destroyed shared pool (destroyed at " .. site .. ")",
+             function() return sp:alloc() end)
+    m:free()
+  end)
+
+  -- destroy() left the buffer anchored in the handle
+  it("destroy() lets go of the buffer: with no other reference it is collected", function()
+    local weak = setmetatable({}, { __mode = "v" })
+    local function make() -- the buffer's only strong reference is the handle's
+      local b = M.malloc(1024)
+      weak[1] = b
+      return M.shpool(b, { block = 16, count = 4 })
+    end
+    local sp = make()
+    collectgarbage()
+    collectgarbage()
+    assert.equal("buffer", M.type(weak[1]))
+    sp:destroy()
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(weak[1])
+  end)
+end)

@@ -441,6 +441,25 @@ static void t_attach_wrapping(void)
            ml_strstatus(s), at.count, at.slots, at.size, ml_strstatus(ML_ECORRUPT));
 }
 
+/* A whole pool's image moved 8 bytes along (a pool's header at an address that is not a multiple
+ * of 16): ML_EINVAL saying so, though its magic and geometry hold (a mutation review found the
+ * alignment unchecked: every misaligned case above had no magic there). */
+static void t_attach_misaligned(void)
+{
+    shp_info in, at;
+    char why[256];
+    size_t len = 3000;
+    CHECK_STATUS(shp_format(buf, len, 48, 20, &in), ML_OK);
+    memmove(buf + 8, buf, in.size);
+    CHECK(get64(buf + 8, H_MAGIC) == SHP_MAGIC);
+    why[0] = 0;
+    CHECK_STATUS(shp_attach(buf + 8, len, &at, why, sizeof why), ML_EINVAL);
+    CHECKF(strstr(why, "16-byte aligned") != NULL, "why: %s", why);
+    memmove(buf + 16, buf + 8, in.size); /* on a boundary again: a pool */
+    CHECK_STATUS(shp_attach(buf + 16, len, &at, NULL, 0), ML_OK);
+    CHECK(at.count == 20 && at.block == 48 && at.format == in.format);
+}
+
 /* ---- 4. free misuse ---- */
 
 static void t_free_misuse(void)
@@ -1092,6 +1111,7 @@ int main(void)
     TAP_RUN(t_format_wrapping, "shpool: format refuses a geometry whose size wraps around, writing nothing past len");
     TAP_RUN(t_attach, "shpool: attach gives the format's geometry; no pool, wrong version, too large refused");
     TAP_RUN(t_attach_wrapping, "shpool: attach refuses a header whose size wraps around 2^64");
+    TAP_RUN(t_attach_misaligned, "shpool: attach refuses a pool header not on a 16-byte boundary");
     TAP_RUN(t_free_misuse, "shpool: foreign, interior, double and corrupt frees refused, nothing changed");
     TAP_RUN(t_model, "shpool: stats, walk and LIFO order match a model over random allocs and frees");
     TAP_RUN(t_corrupt_random, "shpool: random garbage in head, links, states: no crash, only slot offsets");
