@@ -417,6 +417,157 @@ static void t_dead_instance(void)
     }
 }
 
+/* bd_check on an allocator whose bookkeeping is written over, one fault at a time (each undone
+ * before the next): it answers ML_ECORRUPT and names the fault, not a later consequence of it. */
+static int check_says(const char *what)
+{
+    char why[256] = "";
+    return bd_check(&B, why, sizeof why) == ML_ECORRUPT && strstr(why, what) != NULL;
+}
+
+static void t_check_sees_corruption(void)
+{
+    CHECK(setup(1u << 20, 32, 4096));
+    CHECK(B.gran_order == 5);
+    bd_set_cache(&B, 4);
+    char *x = bd_alloc(&B, 2048);
+    CHECK(x == B.base);
+    uint16_t e = B.meta[0];
+    B.meta[0] = (uint16_t)(BD_START | (11u - 5u) << 8);   /* x's entry: free, order 11 */
+    CHECK(check_says("not merged"));                      /* beside its free buddy */
+    B.meta[0] = e;
+    char *y = bd_alloc(&B, 32);
+    CHECK(y == B.base + 2048);
+    B.meta[10] = 1;                                       /* inside x, past its slack entries */
+    CHECK(check_says("stray entry"));
+    B.meta[10] = 0;
+    B.nonempty |= (uint64_t)1 << 20;                      /* an empty list said not to be */
+    CHECK(check_says("nonempty bit"));
+    B.nonempty &= ~((uint64_t)1 << 20);
+    CHECK_STATUS(bd_free(&B, y), ML_OK);                  /* parked: the cache of order 5 */
+    CHECK(B.cache_n[5] == 1 && B.cache[5][0] == y);
+    B.cache[5][1] = B.cache[5][0];                        /* parked twice */
+    B.cache_i[5][1] = B.cache_i[5][0];
+    B.cache_n[5] = 2;
+    CHECK(check_says("on its cache 2 times"));
+    B.cache_n[5] = 1;
+    B.cache_depth = 0;                                    /* more parked than the depth */
+    CHECK(check_says("> depth"));
+    B.cache_depth = 4;
+    src.committed += src.pagesize;                        /* the source says more than the arena */
+    CHECK(check_says("page source"));
+    src.committed -= src.pagesize;
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
+/* The cache parks blocks up to order BD_CACHE_MAX_ORDER (64 KiB) inclusive, and none above: a
+ * freed 64 KiB block is parked and served again as it was, a 128 KiB one merges at once. */
+static void t_cache_largest_order(void)
+{
+    CHECK(setup(1u << 22, 32, 1u << 20));
+    bd_set_cache(&B, 1);
+    size_t top = (size_t)1 << BD_CACHE_MAX_ORDER;
+    char *a = bd_alloc(&B, top), *b = bd_alloc(&B, 2 * top);
+    CHECK(a && b);
+    CHECK_STATUS(bd_free(&B, a), ML_OK);
+    CHECKF(parked_now() == 1, "%zu parked after freeing a 64 KiB block", parked_now());
+    CHECK_STATUS(bd_free(&B, b), ML_OK);
+    CHECKF(parked_now() == 1, "%zu parked after freeing a 128 KiB block", parked_now());
+    CHECK(bd_alloc(&B, top) == a && parked_now() == 0);
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
+/* A pointer into a free block is a double free when it is 16-aligned (a stale pointer), and an
+ * interior pointer when it is not (no block ever started there), parked or merged. */
+static void t_misuse_free_block(void)
+{
+    CHECK(setup(1u << 20, 32, 0));
+    for (int depth = 0; depth <= 1; depth++) {
+        bd_set_cache(&B, depth);
+        char *p = bd_alloc(&B, 200), *q = bd_alloc(&B, 200);
+        CHECK(p && q);
+        CHECK_STATUS(bd_free(&B, p), ML_OK);
+        CHECK_STATUS(bd_free(&B, p + 1), ML_EINTERIOR);
+        CHECK_STATUS(bd_free(&B, p + 40), ML_EINTERIOR);
+        CHECK_STATUS(bd_free(&B, p), ML_EDOUBLE);
+        CHECK_STATUS(bd_free(&B, q), ML_OK);
+        CHECK_INVARIANTS(bd_check, &B);
+    }
+    teardown();
+}
+
+/* Parked blocks count as granted, so an arena grown for blocks now parked keeps its size; the
+ * flush merges them and the arena halves back to its initial size as it goes (the cache is
+ * emptied before the merging, which looks at the parked bytes). Setting the depth it already
+ * has flushes nothing. */
+static void t_cache_flush_halves(void)
+{
+    CHECK(setup(1u << 20, 32, 4096));
+    bd_set_cache(&B, 4);
+    char *p[4];
+    for (int i = 0; i < 4; i++) CHECK((p[i] = bd_alloc(&B, 4096)) != NULL);
+    CHECK(arena_size() == 16384);
+    for (int i = 0; i < 4; i++) CHECK_STATUS(bd_free(&B, p[i]), ML_OK);
+    CHECK(parked_now() == 4 && arena_size() == 16384);
+    bd_set_cache(&B, 4);                              /* the same depth: not a lowering */
+    CHECKF(parked_now() == 4, "%zu parked after setting the same depth", parked_now());
+    CHECK(bd_flush(&B) == 4);
+    CHECKF(arena_size() == 4096, "arena %zu after the flush", arena_size());
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
+/* The cache depth is clamped to BD_CACHE_DEPTH_MAX: a larger one parks no more per order (the
+ * cache's arrays hold that many). */
+static void t_cache_depth_clamped(void)
+{
+    enum { N = BD_CACHE_DEPTH_MAX + 8 };
+    CHECK(setup(1u << 20, 32, 4096));
+    bd_set_cache(&B, 1000);
+    CHECK(B.cache_depth == BD_CACHE_DEPTH_MAX);
+    char *p[N];
+    for (int i = 0; i < N; i++) CHECK((p[i] = bd_alloc(&B, 32)) != NULL);
+    for (int i = 0; i < N; i++) CHECK_STATUS(bd_free(&B, p[i]), ML_OK);
+    CHECKF(parked_now() == BD_CACHE_DEPTH_MAX, "%zu parked", parked_now());
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
+/* largest_free counts parked blocks, free for the statistics: with every free block parked it is
+ * the largest of them, not 0. */
+static void t_largest_free_parked(void)
+{
+    CHECK(setup(1u << 20, 32, 4096));
+    bd_set_cache(&B, 1);
+    char *a = bd_alloc(&B, 2048), *b = bd_alloc(&B, 2048);
+    CHECK(a && b && arena_size() == 4096);
+    CHECK_STATUS(bd_free(&B, a), ML_OK);
+    ml_stats st;
+    bd_stats(&B, &st);
+    CHECKF(parked_now() == 1 && st.free_blocks == 1 && st.largest_free == 2048,
+           "%zu parked, %zu free blocks, largest %zu", parked_now(), st.free_blocks,
+           st.largest_free);
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
+/* A realloc to exactly the largest arena (the whole reserve) grows the arena's only block there,
+ * in place; one byte more is refused. */
+static void t_realloc_whole_reserve(void)
+{
+    CHECK(setup(1u << 20, 32, 4096));
+    char *a = bd_alloc(&B, 100);
+    CHECK(a != NULL);
+    fill(a, 100, 4);
+    CHECK(bd_realloc(&B, a, (1u << 20) + 1) == NULL && B.err == ML_ENOMEM);
+    CHECK(bd_realloc(&B, a, 1u << 20) == a && filled(a, 100, 4) && arena_size() == 1u << 20);
+    CHECK_STATUS(bd_free(&B, a), ML_OK);
+    CHECK_INVARIANTS(bd_check, &B);
+    teardown();
+}
+
 int main(void)
 {
     tap_init("test_buddy");
@@ -438,5 +589,15 @@ int main(void)
     else
         TAP_RUN(t_realloc_grow_refused, "buddy: the page source refusing a realloc's growth fails it, the arena as before");
     TAP_RUN(t_last_granule, "buddy: the last block of a full arena frees and reallocates (slack read past it)");
+    TAP_RUN(t_check_sees_corruption,
+            "buddy: check names unmerged buddies, a stray entry, a nonempty bit, cache faults");
+    TAP_RUN(t_cache_largest_order, "buddy: the cache parks blocks up to 64 KiB, not above");
+    TAP_RUN(t_misuse_free_block,
+            "buddy: a misaligned pointer into a free block is interior, an aligned one double");
+    TAP_RUN(t_cache_flush_halves,
+            "buddy: flushing parked blocks halves the arena back; the same depth flushes nothing");
+    TAP_RUN(t_cache_depth_clamped, "buddy: a cache depth above the most parks the most per order");
+    TAP_RUN(t_largest_free_parked, "buddy: largest_free counts a parked block");
+    TAP_RUN(t_realloc_whole_reserve, "buddy: realloc to exactly the whole reserve grows in place");
     return tap_done();
 }

@@ -1,5 +1,6 @@
 /* test_freelist.c: unit tests of the boundary-tag free-list allocator (csrc/alloc/freelist.c). */
 #include "freelist.h"
+#include "mlsan.h"
 #include "testutil.h"
 
 #include <dlfcn.h>
@@ -596,6 +597,418 @@ static void t_dead_instance(void)
     }
 }
 
+/* fl_check on an allocator whose bookkeeping is written over, one fault at a time (each undone
+ * before the next): it answers ML_ECORRUPT and names the fault, not a later consequence of it.
+ * Words in the arena are written as the allocator does, opened for the sanitizers first. */
+static int check_says(const char *what)
+{
+    char why[256] = "";
+    return fl_check(&A, why, sizeof why) == ML_ECORRUPT && strstr(why, what) != NULL;
+}
+
+static size_t poke(void *at, size_t v)
+{
+    size_t old;
+    ml_san_open(A.vg, at, sizeof old);
+    memcpy(&old, at, sizeof old);
+    memcpy(at, &v, sizeof v);
+    ml_san_poison(A.vg, at, sizeof v);
+    return old;
+}
+
+static void t_check_sees_corruption(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, 4, 0));
+    char *a = fl_alloc(&A, 100), *b = fl_alloc(&A, 100), *c = fl_alloc(&A, 100); /* 112 each */
+    char *d = fl_alloc(&A, 5000), *e = fl_alloc(&A, 100);
+    CHECK(a && b == a + 112 && c == b + 112 && d && e);
+    CHECK_STATUS(fl_free(&A, a), ML_OK);   /* parked: the first block, "below it used" */
+    CHECK_STATUS(fl_free(&A, d), ML_OK);   /* 5008 bytes: above the quick sizes, listed */
+    A.quick_depth = 0;                     /* one parked block, a depth of none */
+    CHECK(check_says("> depth"));
+    A.quick_depth = 4;
+    A.quick_big += 16;
+    CHECK(check_says("big classes"));
+    A.quick_big -= 16;
+    CHECK(fl_flush(&A) == 1);              /* a merges back: free, listed */
+    size_t h = poke(b - FL_HDR, 112);      /* b: free, its lower neighbour free */
+    CHECK(check_says("two adjacent free blocks"));
+    poke(b - FL_HDR, h);
+    h = poke(d - FL_HDR + 5008 - 8, 5024); /* d's footer */
+    CHECK(check_says("footer"));
+    poke(d - FL_HDR + 5008 - 8, h);
+    fl_block *w = A.wild;                  /* the free last block */
+    CHECK(w != NULL);
+    A.wild = NULL;
+    CHECK(check_says("is not the wilderness"));
+    A.wild = w;
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+    CHECK(setup(FL_NEXT, 1u << 20, -1, 0));
+    a = fl_alloc(&A, 100);
+    CHECK(a && fl_alloc(&A, 100));
+    CHECK_STATUS(fl_free(&A, a), ML_OK);
+    e = fl_alloc(&A, 500);
+    CHECK(e != NULL);
+    fl_block *r = A.rover;
+    A.rover = (fl_block *)(void *)(e - FL_HDR);            /* a used block */
+    CHECK(check_says("rover"));
+    A.rover = r;
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* A freed block whose lower neighbour is free merges at once instead of parking (parked, it
+ * would keep two free areas apart); one whose lower neighbour is used parks. */
+static void t_quick_parks_only_above_used(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, 16, 0));
+    char *a = fl_alloc(&A, 5000), *b = fl_alloc(&A, 100), *c = fl_alloc(&A, 100);
+    CHECK(a && b == a + 5008 && c == b + 112 && fl_alloc(&A, 100));
+    CHECK_STATUS(fl_free(&A, a), ML_OK);   /* above the quick sizes: listed */
+    CHECK_STATUS(fl_free(&A, b), ML_OK);   /* below it free: merges */
+    size_t parked = 0;
+    fl_walk(&A, walk_count_parked, &parked);
+    walk_log w = { 0 };
+    fl_walk(&A, walk_collect, &w);
+    CHECKF(parked == 0 && w.r[0].addr == a - FL_HDR && w.r[0].size == 5008 + 112 && !w.r[0].used,
+           "%zu parked; first block %zu bytes, used %d", parked, w.r[0].size, w.r[0].used);
+    CHECK_STATUS(fl_free(&A, c), ML_OK);       /* below it free again: merges */
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* The arena grows to its whole reserve: when what is left is less than a step, the last growth
+ * takes what is left (a step would pass the reserve and be refused). */
+static void t_grow_to_reserve(void)
+{
+    size_t reserve = (1u << 20) + (64u << 10);     /* 8 steps of 128 KiB and a half */
+    CHECK(setup(FL_SEGREGATED, reserve, -1, SIZE_MAX));
+    size_t n = 0;
+    while (fl_alloc(&A, 60000) != NULL) n++;
+    CHECK(A.err == ML_ENOMEM);
+    CHECKF(src.committed == reserve, "%zu blocks took %zu of %zu bytes", n, src.committed, reserve);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* The quick cache's larger classes share a budget of FL_QUICK_BIG_BUDGET bytes, filled exactly:
+ * 32 blocks of 4096 bytes park (each between used blocks), the 33rd merges. */
+static void t_quick_big_budget(void)
+{
+    enum { N = FL_QUICK_BIG_BUDGET / 4096 + 1 };
+    CHECK(setup(FL_SEGREGATED, 4u << 20, 64, 0));
+    char *p[N];
+    for (int i = 0; i < N; i++) CHECK((p[i] = fl_alloc(&A, 4096 - FL_HDR)) && fl_alloc(&A, 8));
+    for (int i = 0; i < N; i++) CHECK_STATUS(fl_free(&A, p[i]), ML_OK);
+    size_t parked = 0;
+    fl_walk(&A, walk_count_parked, &parked);
+    CHECKF(parked == N - 1 && A.quick_big == FL_QUICK_BIG_BUDGET, "%zu parked, %zu bytes", parked,
+           A.quick_big);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* The quick cache is on by default for the segregated policy only: first, next and best fit
+ * merge every free at once (they are there to be shown). */
+static void t_quick_default(void)
+{
+    for (size_t k = 0; k < 4; k++) {
+        CHECK(setup(policies[k], 1u << 20, 0, 0));
+        char *a = fl_alloc(&A, 100);
+        CHECK(a && fl_alloc(&A, 100));
+        CHECK_STATUS(fl_free(&A, a), ML_OK);
+        size_t parked = 0;
+        fl_walk(&A, walk_count_parked, &parked);
+        CHECKF(parked == (policies[k] == FL_SEGREGATED ? 1u : 0u), "%s: %zu parked",
+               fl_policy_name(policies[k]), parked);
+        teardown();
+    }
+}
+
+/* Over sbrk, a free top of exactly the trim threshold whose trim was refused (the break moved
+ * above the arena) is given back by fl_flush once the break is the arena's top again. The
+ * allocation is made twice: once to learn the free top its free leaves, then with that size as
+ * the threshold. */
+static void t_flush_retries_trim(void)
+{
+    size_t s = 0;
+    for (int k = 0; k < 2; k++) {
+        fl_config c = { FL_SEGREGATED, 64u << 10, k == 0 ? SIZE_MAX : s, SIZE_MAX, -1 };
+        CHECK(ml_src_init_sbrk(&src, 4u << 20) == 0 && fl_init(&A, &src, &c) == ML_OK);
+        char *p = fl_alloc(&A, 300000);
+        CHECK(p != NULL);
+        size_t top = merged_top(p), before = src.committed;
+        if (k == 0) s = top;
+        CHECKF(top == s && top > (64u << 10) + 4096, "free top %zu, first %zu", top, s);
+        if (k == 1) {
+            void *old;
+            CHECK(ml_sys_sbrk(4096, &old) == 0 && (char *)old == A.top);   /* the break moves */
+            CHECK_STATUS(fl_free(&A, p), ML_OK);
+            CHECK(ml_sys_sbrk(-4096, &old) == 0);                          /* and comes back */
+            CHECKF(src.committed == before, "trimmed over a moved break: %zu of %zu", src.committed,
+                   before);
+            CHECK(fl_flush(&A) == 0);
+            CHECKF(src.committed <= (64u << 10) + 4096, "a free top of exactly the threshold (%zu) "
+                   "kept after fl_flush: %zu of %zu bytes committed", s, src.committed, before);
+            CHECK_INVARIANTS(fl_check, &A);
+        }
+        teardown();
+    }
+}
+
+/* A request of exactly the mmap threshold gets its own mapping ("at least"); with the thresholds
+ * dynamic and raised past it, one of exactly the default threshold (128 KiB) that the arena cannot
+ * hold is still mapped, as glibc falls back to mmap. */
+static void t_mmap_threshold_exact(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, 0, 64u << 10));
+    char *p = fl_alloc(&A, 64u << 10), *q = fl_alloc(&A, (64u << 10) - 1);
+    CHECK(p && q);
+    CHECKF(p < A.base || p >= A.top, "a request of the threshold went to the arena");
+    CHECK(q >= A.base && q < A.top);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+    CHECK(setup(FL_SEGREGATED, 64u << 10, 0, 0));                /* an arena of 64 KiB */
+    char *big = fl_alloc(&A, 1u << 20);
+    CHECK(big != NULL);
+    CHECK_STATUS(fl_free(&A, big), ML_OK);                        /* the threshold rises to 1 MiB */
+    CHECK(A.mmap_min > (1u << 20));
+    p = fl_alloc(&A, FL_DEFAULT_MMAP);
+    CHECKF(p != NULL && (p < A.base || p >= A.top), "128 KiB above a 64 KiB arena: %p (err %s)",
+           (void *)p, ml_strstatus(A.err));
+    CHECK_STATUS(fl_free(&A, p), ML_OK);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* realloc shrinking in place splits off a tail of exactly FL_MIN_BLOCK as a free block; a
+ * smaller tail stays with the block. */
+static void t_realloc_shrink_tail(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, -1, 0));
+    char *a = fl_alloc(&A, 100), *b = fl_alloc(&A, 100);              /* 112-byte blocks */
+    CHECK(a && b == a + 112);
+    CHECK(fl_realloc(&A, a, 112 - FL_MIN_BLOCK - FL_HDR) == a);       /* an 80-byte block */
+    walk_log w = { 0 };
+    fl_walk(&A, walk_collect, &w);
+    CHECKF(w.r[0].size == 80 && w.r[1].size == FL_MIN_BLOCK && !w.r[1].used
+           && w.r[2].addr == b - FL_HDR, "blocks of %zu, %zu (used %d)", w.r[0].size, w.r[1].size,
+           w.r[1].used);
+    CHECK(fl_realloc(&A, a, 80 - 16 - FL_HDR) == a);                  /* a tail of 16: kept */
+    memset(&w, 0, sizeof w);
+    fl_walk(&A, walk_collect, &w);
+    CHECK(w.r[0].size == 80);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* The dynamic thresholds rise to a freed mapping of up to FL_DYN_MMAP_MAX (32 MiB) inclusive, the
+ * trim threshold to twice it: a free top of 1.5 times the mapping is kept. */
+static void t_dynamic_thresholds_max(void)
+{
+    CHECK(setup(FL_SEGREGATED, 128u << 20, 0, 0));
+    char *big = fl_alloc(&A, FL_DYN_MMAP_MAX - FL_LARGE_HDR);           /* a mapping of 32 MiB */
+    CHECK(big != NULL);
+    CHECK_STATUS(fl_free(&A, big), ML_OK);
+    CHECKF(A.mmap_min == FL_DYN_MMAP_MAX && A.trim == 2 * FL_DYN_MMAP_MAX, "mmap %zu, trim %zu",
+           A.mmap_min, A.trim);
+    teardown();
+    CHECK(setup(FL_SEGREGATED, 64u << 20, 0, 0));
+    big = fl_alloc(&A, (size_t)4 << 20);
+    CHECK(big != NULL);
+    CHECK_STATUS(fl_free(&A, big), ML_OK);                              /* trim: 8 MiB + 8 KiB */
+    void *p[96];
+    for (int i = 0; i < 96; i++) CHECK((p[i] = fl_alloc(&A, 64u << 10)) != NULL); /* 6 MiB */
+    size_t grown = src.committed;
+    for (int i = 0; i < 96; i++) CHECK_STATUS(fl_free(&A, p[i]), ML_OK);
+    CHECKF(src.committed == grown, "the free top was trimmed to %zu of %zu bytes", src.committed,
+           grown);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* realloc of a mapped block down to exactly the mmap threshold keeps it in its mapping, where it
+ * is (a smaller mapping, not a copy); below the threshold it moves into the arena. */
+static void t_realloc_large_to_threshold(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, 0, 64u << 10));
+    char *p = fl_alloc(&A, 200000);
+    CHECK(p && (p < A.base || p >= A.top));
+    fill(p, 1000, 6);
+    CHECK(fl_realloc(&A, p, 64u << 10) == p && filled(p, 1000, 6));
+    char *q = fl_realloc(&A, p, (64u << 10) - 1);
+    CHECK(q && q >= A.base && q < A.top && filled(q, 1000, 6));
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* memalign takes an aligned address whose gap below it is exactly FL_MIN_BLOCK: that gap becomes a
+ * free block (it need not skip to the next multiple of the alignment); a tail of exactly
+ * FL_MIN_BLOCK above the block becomes one too. */
+static void t_memalign_least_lead(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, -1, 0));
+    CHECK(((uintptr_t)A.base & 4095) == 0);
+    char *a = fl_alloc(&A, 4096 - 2 * FL_HDR - FL_MIN_BLOCK - 2 * FL_HDR); /* block of 4048 */
+    CHECK(a == A.base + 2 * FL_HDR);
+    char *p = fl_memalign(&A, 4096, 100);
+    CHECKF(p == A.base + 4096, "memalign gave base + %td", p - A.base);
+    walk_log w = { 0 };
+    fl_walk(&A, walk_collect, &w);
+    CHECK(w.r[1].size == FL_MIN_BLOCK && !w.r[1].used);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+    /* and above it a tail of exactly FL_MIN_BLOCK, free too: a hole of 4256 bytes at 4072 mod
+     * 4096 (first fit takes it) leaves a lead of 4096 + 16, the block of 112 and 32 */
+    CHECK(setup(FL_FIRST, 1u << 20, -1, 0));
+    a = fl_alloc(&A, 4056);                                             /* block of 4064 */
+    char *h = fl_alloc(&A, 4248), *c = fl_alloc(&A, 100);               /* 4256, 112 */
+    CHECK(a == A.base + 2 * FL_HDR && h == a + 4064 && c == h + 4256);
+    CHECK_STATUS(fl_free(&A, h), ML_OK);
+    p = fl_memalign(&A, 4096, 100);
+    CHECKF(p == A.base + 8192, "memalign gave base + %td", p - A.base);
+    memset(&w, 0, sizeof w);
+    fl_walk(&A, walk_collect, &w);
+    size_t i = 0;
+    while (i < w.n && w.r[i].addr != p - FL_HDR) i++;
+    CHECK(i + 2 < w.n);
+    CHECKF(w.r[i].size == 112 && w.r[i + 1].size == FL_MIN_BLOCK && !w.r[i + 1].used
+           && w.r[i + 2].addr == c - FL_HDR, "block %zu, then %zu (used %d)", w.r[i].size,
+           w.r[i + 1].size, w.r[i + 1].used);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* A pointer just past a mapped block's mapping is foreign (no block of this allocator holds it);
+ * the last byte of the mapping is inside the block. */
+static void t_misuse_mapping_end(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, 0, 64u << 10));
+    char *big = fl_alloc(&A, 100000);
+    CHECK(big && (big < A.base || big >= A.top));
+    char *map = big - FL_LARGE_HDR, *end = map + ml_align_up(FL_LARGE_HDR + 100000, src.pagesize);
+    CHECK_STATUS(fl_free(&A, end - 1), ML_EINTERIOR);
+    CHECK(end < A.base + FL_HDR || end >= A.top - FL_HDR);   /* (often A.base: mapped below it) */
+    CHECK_STATUS(fl_free(&A, end), ML_EFOREIGN);
+    CHECK_STATUS(fl_free(&A, big), ML_OK);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* Segregated fit takes a hole of exactly the request's block size in the request's own class,
+ * also where that class spans several sizes (1056 to 1087 bytes) and the request is not its
+ * least: the class's first blocks are tried before the classes that fit any request. */
+static void t_segregated_exact_in_class(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, -1, 0));
+    char *h = fl_alloc(&A, 1072 - FL_HDR), *big;                    /* a block of 1072 */
+    CHECK(h && fl_alloc(&A, 8) && (big = fl_alloc(&A, 3000)) && fl_alloc(&A, 8));
+    CHECK_STATUS(fl_free(&A, h), ML_OK);
+    CHECK_STATUS(fl_free(&A, big), ML_OK);                          /* a larger hole, above */
+    char *p = fl_alloc(&A, 1072 - FL_HDR);
+    CHECKF(p == h, "a 1072-byte request took base + %td, not its exact hole", p - A.base);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* The size of the wilderness (its header, read as the allocator does). */
+static size_t wild_size(void)
+{
+    size_t h;
+    ml_san_open(A.vg, A.wild, sizeof h);
+    memcpy(&h, A.wild, sizeof h);
+    ml_san_poison(A.vg, A.wild, sizeof h);
+    return h & ~(size_t)15 & ((((size_t)1) << 48) - 1);
+}
+
+/* A pointer into a free or parked block is a double free when it is 16-aligned (a stale
+ * pointer), and an interior pointer when it is not (no block ever started there). */
+static void t_misuse_free_block(void)
+{
+    for (int quick = -1; quick <= 0; quick++) {
+        CHECK(setup(FL_SEGREGATED, 1u << 20, quick, 0));
+        char *p = fl_alloc(&A, 100), *q = fl_alloc(&A, 100);
+        CHECK(p && q);
+        CHECK_STATUS(fl_free(&A, p), ML_OK);
+        CHECK_STATUS(fl_free(&A, p + 1), ML_EINTERIOR);
+        CHECK_STATUS(fl_free(&A, p + 40), ML_EINTERIOR);
+        CHECK_STATUS(fl_free(&A, p), ML_EDOUBLE);
+        CHECK_INVARIANTS(fl_check, &A);
+        teardown();
+    }
+}
+
+/* A request of exactly the wilderness's size takes it from the lists' last resort, without
+ * flushing the quick cache (which runs only when nothing fits, before the arena grows). */
+static void t_exact_wilderness_keeps_parked(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, 16, 0));
+    char *a = fl_alloc(&A, 100);
+    CHECK(a && fl_alloc(&A, 100));
+    CHECK_STATUS(fl_free(&A, a), ML_OK);
+    CHECK(A.wild != NULL);
+    size_t ts = wild_size(), parked = 0;
+    char *p = fl_alloc(&A, ts - FL_HDR);
+    CHECK(p != NULL);
+    fl_walk(&A, walk_count_parked, &parked);
+    CHECKF(parked == 1, "%zu parked after a request of exactly the wilderness", parked);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* largest_free counts parked blocks (free for the statistics): with the arena's only free block
+ * parked it is that block's size, not 0. */
+static void t_largest_free_parked(void)
+{
+    CHECK(setup(FL_SEGREGATED, 1u << 20, 16, 0));
+    char *a = fl_alloc(&A, 1000);                                   /* a block of 1008 */
+    CHECK(a && fl_alloc(&A, 8) && A.wild);
+    CHECK(fl_alloc(&A, wild_size() - FL_HDR) != NULL);              /* the rest of the arena */
+    CHECK_STATUS(fl_free(&A, a), ML_OK);
+    ml_stats st;
+    fl_stats(&A, &st);
+    CHECKF(st.free_blocks == 1 && st.largest_free == 1008, "%zu free blocks, largest %zu",
+           st.free_blocks, st.largest_free);
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* Next fit wraps around: when nothing from the rover on fits, it searches from the list's head
+ * up to the rover (here the only hole that fits, in an arena that cannot grow). */
+static void t_next_fit_wraps(void)
+{
+    fl_config c = { FL_NEXT, 128u << 10, 0, SIZE_MAX, -1 };
+    CHECK(ml_src_init_mmap(&src, 128u << 10, 0) == 0 && fl_init(&A, &src, &c) == ML_OK);
+    char *a = fl_alloc(&A, 1016), *b;                               /* blocks of 1024, 256 */
+    CHECK(a && fl_alloc(&A, 8) && (b = fl_alloc(&A, 248)) && fl_alloc(&A, 8));
+    ml_stats st;
+    fl_stats(&A, &st);
+    CHECK(st.free_blocks == 1 && fl_alloc(&A, st.largest_free - FL_HDR) != NULL);
+    CHECK_STATUS(fl_free(&A, b), ML_OK);
+    CHECK(fl_alloc(&A, 100) == b);                                  /* the rover: b's rest */
+    CHECK_STATUS(fl_free(&A, a), ML_OK);                            /* below the rover */
+    char *p = fl_alloc(&A, 1000);
+    CHECKF(p == a, "next fit did not wrap to the hole below the rover (err %s)",
+           ml_strstatus(A.err));
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
+/* Best fit takes the lowest-addressed of equally good holes when none is exact. */
+static void t_best_fit_lowest_of_equals(void)
+{
+    CHECK(setup(FL_BEST, 1u << 20, -1, 0));
+    char *h1 = fl_alloc(&A, 248), *h2;                              /* blocks of 256 */
+    CHECK(h1 && fl_alloc(&A, 8) && (h2 = fl_alloc(&A, 248)) && fl_alloc(&A, 8));
+    CHECK_STATUS(fl_free(&A, h2), ML_OK);
+    CHECK_STATUS(fl_free(&A, h1), ML_OK);
+    char *p = fl_alloc(&A, 200);                                    /* a block of 208 */
+    CHECKF(p == h1, "best fit took %s", p == h2 ? "the higher hole" : "neither hole");
+    CHECK_INVARIANTS(fl_check, &A);
+    teardown();
+}
+
 int main(void)
 {
     tap_init("test_freelist");
@@ -620,5 +1033,36 @@ int main(void)
     TAP_RUN(t_dynamic_thresholds, "freelist: freeing a large mapped block raises the mmap and trim thresholds, as glibc");
     TAP_RUN(t_header_and_stats, "freelist: header word, bounds, stats add up");
     TAP_RUN(t_sbrk_source, "freelist: over sbrk, the break moves only when nothing fits");
+    TAP_RUN(t_check_sees_corruption,
+            "freelist: check names quick cache counts, adjacent free blocks, footer, wild, rover");
+    TAP_RUN(t_quick_parks_only_above_used,
+            "freelist: a freed block above a free one merges at once, not parked");
+    TAP_RUN(t_grow_to_reserve,
+            "freelist: the last growth takes what is left of the reserve, less than a step");
+    TAP_RUN(t_quick_big_budget,
+            "freelist: the quick cache's big classes fill their budget exactly");
+    TAP_RUN(t_quick_default, "freelist: the quick cache is on by default for segregated fit only");
+    TAP_RUN(t_flush_retries_trim,
+            "freelist: fl_flush gives back a free top of the threshold whose trim was refused");
+    TAP_RUN(t_mmap_threshold_exact,
+            "freelist: a request of the mmap threshold is mapped; 128 KiB past a raised one too");
+    TAP_RUN(t_realloc_shrink_tail,
+            "freelist: realloc shrinking splits off a tail of exactly the least block");
+    TAP_RUN(t_dynamic_thresholds_max,
+            "freelist: the thresholds rise to a 32 MiB mapping, the trim to twice a mapping");
+    TAP_RUN(t_realloc_large_to_threshold,
+            "freelist: realloc of a mapped block to exactly the threshold keeps its mapping");
+    TAP_RUN(t_memalign_least_lead,
+            "freelist: memalign leaves a gap and a tail of exactly the least block free");
+    TAP_RUN(t_misuse_mapping_end, "freelist: a pointer just past a mapped block is foreign");
+    TAP_RUN(t_segregated_exact_in_class,
+            "freelist: segregated fit takes an exact hole inside a class of several sizes");
+    TAP_RUN(t_misuse_free_block,
+            "freelist: a misaligned pointer into a free block is interior, an aligned one double");
+    TAP_RUN(t_exact_wilderness_keeps_parked,
+            "freelist: a request of exactly the wilderness takes it, the quick cache kept");
+    TAP_RUN(t_largest_free_parked, "freelist: largest_free counts a parked block");
+    TAP_RUN(t_next_fit_wraps, "freelist: next fit wraps around to the holes below its rover");
+    TAP_RUN(t_best_fit_lowest_of_equals, "freelist: best fit takes the lowest of equal holes");
     return tap_done();
 }

@@ -133,6 +133,25 @@ static void t_sbrk_refused_with_threads(void)
     CHECK(ml_src_destroy(&s) == EBUSY); /* the pages stay taken: the break is not moved */
 }
 
+/* A break not on a page boundary: the source takes the few pad bytes that page-align its base,
+ * and emptying it gives them back too, so the break returns exactly where it was. */
+static void t_sbrk_pad_given_back(void)
+{
+    ml_pagesrc s;
+    size_t pg = ml_sys_pagesize();
+    void *old, *brk0 = ml_sys_break();
+    CHECK(ml_sys_sbrk(100, &old) == 0 && old == brk0);             /* off a page boundary */
+    char *brk1 = ml_sys_break();
+    CHECK(!is_aligned(brk1, pg));
+    CHECK(ml_src_init_sbrk(&s, 4 * pg) == 0 && ml_src_grow(&s, 2 * pg, &old) == 0);
+    CHECK(is_aligned(s.base, pg) && s.pad == (size_t)(s.base - brk1) && s.pad > 0);
+    CHECK(ml_src_shrink(&s, 2 * pg) == 0 && s.committed == 0 && s.base == NULL);
+    CHECKF(ml_sys_break() == brk1, "the break is %td bytes above where the source found it",
+           (char *)ml_sys_break() - brk1);
+    CHECK(ml_src_destroy(&s) == 0);
+    CHECK(ml_sys_sbrk(-100, &old) == 0 && ml_sys_break() == brk0);
+}
+
 int main(void)
 {
     tap_init("test_pagesrc");
@@ -141,6 +160,8 @@ int main(void)
     TAP_RUN(t_sbrk_refuses_foreign_break, "pagesrc: sbrk source refuses a break it no longer owns");
     TAP_RUN(t_strings, "pagesrc: status strings, invalid arguments");
     TAP_RUN(t_zero_counts, "pagesrc: a large zeroing drops pages in one counted madvise");
+    TAP_RUN(t_sbrk_pad_given_back,
+            "pagesrc: an sbrk source emptied gives back its pad, the break where it was");
     TAP_RUN(t_sbrk_refused_with_threads, "pagesrc: sbrk source neither grows nor shrinks once a second thread exists");
     return tap_done();
 }

@@ -178,6 +178,105 @@ static void t_dead_instance(void)
     pool_destroy(&P);
 }
 
+/* A full magazine spills its POOL_MAG parked blocks onto the free list, clearing their used bits:
+ * freeing one of them again is a double free even where its park-table slot now reads as stale
+ * (the fast path must see the clear bit), and allocation stays LIFO overall: the blocks come back
+ * in the reverse order of their frees, across the spill (spilled oldest first, so the list's head
+ * is the newest of them). */
+static void t_spill_order(void)
+{
+    enum { N = POOL_MAG + 6 };
+    CHECK(setup(64, N, 0, 0));
+    char *p[N];
+    for (int i = 0; i < N; i++) CHECK((p[i] = pool_alloc(&P, 64)) != NULL);
+    for (int i = 0; i <= (int)POOL_MAG; i++) CHECK_STATUS(pool_free(&P, p[i]), ML_OK);
+    CHECK_STATUS(pool_free(&P, p[1]), ML_EDOUBLE);       /* on the free list since the spill */
+    CHECK_STATUS(pool_free(&P, p[0]), ML_EDOUBLE);
+    CHECK_STATUS(pool_free(&P, p[POOL_MAG]), ML_EDOUBLE); /* parked */
+    CHECK_INVARIANTS(pool_check, &P);
+    for (int i = (int)POOL_MAG; i >= 0; i--) {
+        char *q = pool_alloc(&P, 64);
+        CHECKF(q == p[i], "allocation %d gave block %td, want %d", (int)POOL_MAG - i,
+               q ? (q - p[0]) / 64 : -1, i);
+    }
+    CHECK_INVARIANTS(pool_check, &P);
+    teardown();
+}
+
+/* live_bytes and peak_live_bytes count the object size, not the stride (a 20-byte object in a
+ * 32-byte slot), and the peak stays when blocks are freed. */
+static void t_peak_counts_objects(void)
+{
+    CHECK(setup(20, 10, 0, 0));
+    CHECK(P.stride == 32);
+    char *p[5];
+    for (int i = 0; i < 5; i++) CHECK((p[i] = pool_alloc(&P, 20)) != NULL);
+    CHECK_STATUS(pool_free(&P, p[1]), ML_OK);
+    CHECK_STATUS(pool_free(&P, p[3]), ML_OK);
+    ml_stats st;
+    pool_stats(&P, &st);
+    CHECKF(st.live_bytes == 3 * 20 && st.peak_live_bytes == 5 * 20 && st.granted_bytes == 3 * 32,
+           "live %zu, peak %zu, granted %zu", st.live_bytes, st.peak_live_bytes, st.granted_bytes);
+    CHECK_ADDS_UP(st);
+    teardown();
+}
+
+/* With grow, a max_blocks above what the reserve holds is cut to the reserve: init succeeds, the
+ * used map covers the reserve's blocks (not max_blocks'), and the pool fills the reserve
+ * exactly. */
+static void t_max_above_reserve(void)
+{
+    size_t maxes[] = { SIZE_MAX, (size_t)1 << 40 };
+    for (size_t k = 0; k < 2; k++) {
+        pool_config c = { 64, 16, 1, maxes[k] };
+        CHECK(ml_src_init_mmap(&src, (size_t)1 << 20, 0) == 0);
+        CHECKF(pool_init(&P, &src, &c) == ML_OK, "max_blocks %zu refused", maxes[k]);
+        size_t fit = ((size_t)1 << 20) / 64;
+        CHECKF(P.max_blocks == fit && src.mapped == src.pagesize, "max_blocks %zu, used map %zu",
+               P.max_blocks, src.mapped);
+        size_t n = 0;
+        while (pool_alloc(&P, 64)) n++;
+        CHECK(n == fit && P.err == ML_ENOMEM);
+        CHECK_INVARIANTS(pool_check, &P);
+        teardown();
+    }
+}
+
+/* pool_check on a pool whose bookkeeping is written over, one fault at a time (each undone
+ * before the next): it answers ML_ECORRUPT and names the fault, not a later consequence of it. */
+static int check_says(const char *what)
+{
+    char why[256] = "";
+    return pool_check(&P, why, sizeof why) == ML_ECORRUPT && strstr(why, what) != NULL;
+}
+
+static void t_check_sees_corruption(void)
+{
+    enum { N = POOL_MAG + 6 };
+    CHECK(setup(64, 100, 0, 0));
+    char *p[N];
+    for (int i = 0; i < N; i++) CHECK((p[i] = pool_alloc(&P, 64)) != NULL);
+    for (int i = 0; i <= (int)POOL_MAG + 1; i++) CHECK_STATUS(pool_free(&P, p[i]), ML_OK);
+    CHECK_INVARIANTS(pool_check, &P);       /* blocks 0..63 listed, 64 and 65 parked, 70 handed */
+    uint64_t *w = &P.used_map[N / 64], bit = (uint64_t)1 << (N % 64);
+    *w |= bit;                                             /* block 70: never handed out */
+    CHECK(check_says("never handed out"));
+    *w &= ~bit;
+    P.used_map[0] |= 1;                                    /* block 0: on the free list */
+    CHECK(check_says("is marked used"));
+    P.used_map[0] &= ~(uint64_t)1;
+    uint8_t *slot = &P.park[POOL_MAG + 1], pos = *slot;    /* block 65, parked at position 1 */
+    CHECK(pos == 1);
+    *slot = 0;
+    CHECK(check_says("table entry missing"));
+    *slot = pos;
+    P.held++;                                              /* one live block more than used */
+    CHECK(check_says("stats say"));
+    P.held--;
+    CHECK_INVARIANTS(pool_check, &P);
+    teardown();
+}
+
 int main(void)
 {
     tap_init("test_pool");
@@ -189,5 +288,13 @@ int main(void)
     TAP_RUN(t_misuse, "pool: foreign, interior, double free, oversize detected, check passes");
     TAP_RUN(t_park_slot_collision, "pool: a double free is seen when two parked blocks share a park slot");
     TAP_RUN(t_request_above_block, "pool: a request above the block size fails though the stride would hold it");
+    TAP_RUN(t_spill_order,
+            "pool: a full magazine spills oldest first; a spilled block freed again is double");
+    TAP_RUN(t_peak_counts_objects,
+            "pool: live and peak bytes count the object size, not the stride");
+    TAP_RUN(t_max_above_reserve,
+            "pool: a max_blocks above the reserve is cut to it; the pool fills the reserve");
+    TAP_RUN(t_check_sees_corruption,
+            "pool: check names a stray used bit, a listed block used, a table entry, live count");
     return tap_done();
 }
