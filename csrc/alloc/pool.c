@@ -370,7 +370,7 @@ void pool_stats(const ml_pool *p, ml_stats *out)
     }
     out->live_blocks = live;
     out->live_bytes = live * p->obj;
-    out->peak_live_bytes = p->peak_blocks * p->obj;
+    if (p->src) out->peak_live_bytes = p->peak_blocks * p->obj; /* destroyed: kept in st */
     out->granted_bytes = live * p->stride;
     out->free_blocks = p->capacity - live;
     out->free_bytes = out->free_blocks * p->stride;

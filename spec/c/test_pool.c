@@ -204,7 +204,8 @@ static void t_spill_order(void)
 }
 
 /* live_bytes and peak_live_bytes count the object size, not the stride (a 20-byte object in a
- * 32-byte slot), and the peak stays when blocks are freed. */
+ * 32-byte slot), and the peak stays when blocks are freed, and once the pool is destroyed (as
+ * mlalloc.h promises: pool_stats derived the peak from the zeroed instance, reading 0). */
 static void t_peak_counts_objects(void)
 {
     CHECK(setup(20, 10, 0, 0));
@@ -218,6 +219,11 @@ static void t_peak_counts_objects(void)
     CHECKF(st.live_bytes == 3 * 20 && st.peak_live_bytes == 5 * 20 && st.granted_bytes == 3 * 32,
            "live %zu, peak %zu, granted %zu", st.live_bytes, st.peak_live_bytes, st.granted_bytes);
     CHECK_ADDS_UP(st);
+    pool_destroy(&P);
+    pool_stats(&P, &st);
+    CHECKF(st.peak_live_bytes == 5 * 20 && st.live_bytes == 0 && st.allocs == 5 && st.frees == 2,
+           "destroyed: peak %zu, live %zu, allocs %llu, frees %llu", st.peak_live_bytes,
+           st.live_bytes, (unsigned long long)st.allocs, (unsigned long long)st.frees);
     teardown();
 }
 
