@@ -745,3 +745,25 @@ describe("M.maps when the program's own path cannot be read", function()
     assert.equal(tostring(require("memlab").EACCES), v[3], out)
   end)
 end)
+
+describe("what a mutation review found untested", function()
+  it("quotes the page source's errno when no limit explains a refusal", function()
+    local v, out = run("mprotect:1", [[
+      local a = assert(M.buddy { size = 1 << 20 })
+      return refusing(a.alloc, a, 256 << 10)]]) -- the arena must grow: committing is refused
+    if not v then return end
+    assert.same({ "nil", "buddy: out of memory (the page source said: Cannot allocate memory)",
+                  tostring(require("memlab").ENOMEM) }, v, out)
+  end)
+
+  it("blames no commit limit for a refused reservation, which commits nothing", function()
+    -- (64 TiB reserved PROT_NONE: more than RAM and swap, which the heuristic overcommit would
+    -- refuse of a commitment, but a reservation is none; RLIMIT_AS would be named first)
+    if H.no_room_for(1 << 46) then return pending(H.no_room_for(1 << 46)) end
+    local v, out = run("mmap:1", [[
+      return refusing(M.buddy, { size = 1 << 45 })]])
+    if not v then return end
+    assert.same({ "nil", "buddy: Cannot allocate memory", tostring(require("memlab").ENOMEM) },
+                v, out)
+  end)
+end)

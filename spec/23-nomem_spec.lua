@@ -359,3 +359,20 @@ describe("M.waitpid() with SIGCHLD ignored", function()
     assert.equal("waitpid: No child processes\n", plain)
   end)
 end)
+
+describe("what a mutation review found untested", function()
+  it("names the pool and the limit when its reservation or its first slab is refused", function()
+    if not H.natively(pending) then return end
+    local code = [[
+      local M = require "memlab"
+      print("reserve", select(2, M.pool { block = 16, count = 1 << 20, grow = true })) -- 4 GiB
+      print("slab", select(2, M.pool { block = 4096, count = 32768 })) -- 128 MiB committed at once
+    ]]
+    local out = H.run_lua(code, "ulimit -v 400000; ")
+    assert.matches("^pool: Cannot allocate memory %(RLIMIT_AS allows 409600000 bytes",
+                   results(out).reserve or out)
+    out = H.run_lua(code, "ulimit -d 65536; ")
+    assert.matches("^pool: out of memory %(the page source said: Cannot allocate memory; "
+                   .. "RLIMIT_DATA allows 67108864 bytes of data", results(out).slab or out)
+  end)
+end)

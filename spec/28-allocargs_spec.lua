@@ -385,3 +385,53 @@ describe("allocator methods: bad arguments", function()
     a:destroy()
   end)
 end)
+
+describe("what a mutation review found untested", function()
+  it("takes a pool's limits themselves: one 4 GiB block, or 4 GiB of 16-byte slots", function()
+    -- (the address space only: a pool reserves its slab PROT_NONE and commits what it hands out;
+    -- natively, as the other reservations of gigabytes)
+    if H.valgrind or H.no_room_for(1 << 32) then
+      return pending(H.no_room_for(1 << 32) or "4 GiB reservations: natively only")
+    end
+    local big = assert(M.pool { block = 1 << 32, count = 1 })
+    assert.equal(1 << 32, select(2, big:bounds()))
+    big:destroy()
+    local many = assert(M.pool { block = 16, count = (1 << 32) // 16 })
+    assert.equal(1 << 32, select(2, many:bounds()))
+    many:destroy()
+    H.raises("out of range", M.pool, { block = (1 << 32) // 16 + 1, count = 16 })
+  end)
+
+  it("takes a buddy's cache depth up to 32, min up to size, and size up to 2^45", function()
+    local c = assert(M.buddy { size = 64 * KiB, cache = 32 })
+    c:destroy()
+    H.raises("(cache depth out of range (33; at most 32))", M.buddy,
+             { size = 64 * KiB, cache = 33 })
+    local one = assert(M.buddy { size = 4096, min = 4096 }) -- a single block: the whole arena
+    local b = assert(one:alloc(4096))
+    H.refused_why(M.ENOMEM, "buddy: out of memory", one:alloc(1))
+    b:free()
+    one:destroy()
+    H.raises("size must be a power of two from a page", M.buddy, { size = 1 << 46 })
+    -- (2^45 reserved aligned to itself: 64 TiB of address space, natively only)
+    if H.asan or H.valgrind or H.no_room_for(1 << 46) then return end
+    local huge = assert(M.buddy { size = 1 << 45 })
+    assert.equal(1 << 45, select(3, huge:bounds()))
+    huge:destroy()
+  end)
+
+  it("refuses a request larger than a pool's block, not its 16-byte slot", function()
+    local a = M.pool { block = 40, count = 4 } -- slots of 48 bytes
+    assert.equal(40, #assert(a:alloc(40)))
+    H.raises("size out of range (a pool block holds at most 40 bytes)", a.alloc, a, 41)
+    H.raises("nr * size, 41 bytes, out of range (a pool block holds at most 40 bytes)",
+             a.calloc, a, 41, 1)
+    a:destroy()
+  end)
+
+  it("names a bad fit of 47 characters whole (its buffer holds 47 and the NUL)", function()
+    local fit = ("x"):rep(47)
+    H.raises('expected, got "' .. fit .. '")', M.freelist, { fit = fit })
+    H.raises('expected, got "' .. ("x"):rep(44) .. '...")', M.freelist, { fit = fit .. "y" })
+  end)
+end)

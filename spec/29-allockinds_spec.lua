@@ -872,3 +872,46 @@ describe("what an allocator student checks against a model (outside review)", fu
     B:destroy(); A:destroy()
   end)
 end)
+
+describe("what a mutation review found untested", function()
+  it("names each allocator's shape in tostring: a growing pool says so", function()
+    local p, g, b = M.pool { block = 16, count = 4 }, M.pool { block = 16, count = 4, grow = true },
+      M.buddy { size = 64 * KiB }
+    assert.matches("^memlab%.allocator: pool %(fixed blocks, mmap source%) at ", tostring(p))
+    assert.matches("^memlab%.allocator: pool %(fixed blocks, growing, mmap source%) at ",
+                   tostring(g))
+    assert.matches("^memlab%.allocator: buddy %(binary buddy, mmap source%) at ", tostring(b))
+    p:destroy(); g:destroy(); b:destroy()
+  end)
+
+  it("grows a pool with grow=true and no max past its first slab", function()
+    nogc()
+    local a = M.pool { block = 4096, count = 1, grow = true } -- a slab fills a page
+    local held = {}
+    for i = 1, 3 do held[i] = assert(a:alloc(4096), "block " .. i) end
+    assert.equal(3 * 4096, select(2, a:bounds()))
+    consistent(a)
+    a:destroy()
+  end)
+
+  it("serves a pool's max blocks when they fill whole pages (it reserves them all)", function()
+    nogc()
+    local a = M.pool { block = 4096, count = 1, grow = true, max = 3 }
+    local held = {}
+    for i = 1, 3 do held[i] = assert(a:alloc(4096), "block " .. i) end
+    H.refused_why(M.ENOMEM, "pool: out of memory", a:alloc(1))
+    a:destroy()
+  end)
+
+  it("reserves a buddy's arena aligned to its size, so each block is aligned to its own", function()
+    nogc()
+    for _, size in ipairs { 64 * KiB, 1 << 20, 1 << 30 } do
+      local a = assert(M.buddy { size = size, min = 32 })
+      local base = a:bounds()
+      assert.equal(0, base % size, ("a buddy of %d at %s"):format(size, M.hex(base)))
+      local b = assert(a:alloc(4096))
+      assert.equal(0, b:address() % 4096)
+      a:destroy()
+    end
+  end)
+end)

@@ -264,3 +264,99 @@ describe("a:draw()", function()
     a:destroy()
   end)
 end)
+
+describe("what a mutation review found untested", function()
+  it("draws the buddy's split tree indented by depth, and cuts it with '...'", function()
+    nogc()
+    local a = M.buddy { size = 4096, min = 1024 }
+    a:alloc(1000)
+    local tree = {
+      "  [       0, +4 KiB) split",
+      "    [       0, +2 KiB) split",
+      "      [       0, +1 KiB) used",
+      "      [    1024, +1 KiB) free",
+      "    [    2048, +2 KiB) free",
+    }
+    local pic = a:draw()
+    assert.truthy(pic:find("(3 KiB, largest 2 KiB)", 1, true), pic) -- free bytes, the largest
+    local want = "\n" .. table.concat(tree, "\n") .. "\n"
+    assert.equal(want, pic:sub(-#want))
+    pic = a:draw(72, 3)
+    want = "\n" .. table.concat(tree, "\n", 1, 3) .. "\n    ...\n"
+    assert.equal(want, pic:sub(-#want))
+    a:destroy()
+  end)
+
+  it("names the arena's size and maximum in GiB when whole, and its end so when narrow", function()
+    nogc()
+    local a = M.buddy { size = 1 << 30 }
+    local base = a:bounds()
+    assert.truthy(a:draw():find(("\narena 0x%x .. 0x%x (64 KiB of at most 1 GiB)\n"):format(base,
+      base + 64 * KiB), 1, true))
+    a:alloc(1 << 30) -- the arena grows to 1 GiB
+    local lines = {}
+    for l in a:draw(17):gmatch("[^\n]+") do lines[#lines + 1] = l end
+    -- "^ +1073741824" and "^ +0" need 18 columns: at 17 the end is written in GiB
+    assert.equal("^ +0     ^ +1 GiB", lines[4])
+    a:destroy()
+  end)
+
+  it("draws a column per slot while the slots fit in two columns each, then scales", function()
+    nogc()
+    local p = M.pool { block = 16, count = 8 }
+    p:alloc(1); p:alloc(1)
+    local pic = p:draw(17) -- (17 - 1) // 2 = 8 slots: each its own '|' and column
+    assert.truthy(pic:find("\n|#|#|.|.|.|.|.|.|\n", 1, true), pic)
+    assert.is_nil(pic:find("columns: a column is", 1, true), pic)
+    pic = p:draw(16) -- 7 fit: a scaled bar, each column a share of the 128 bytes
+    assert.truthy(pic:find("\n|###:..........|\n", 1, true), pic)
+    assert.truthy(pic:find("(8 blocks in 14 columns", 1, true), pic)
+    p:destroy()
+  end)
+
+  it("counts parked blocks free in a scaled bar", function()
+    nogc()
+    local a = M.freelist { size = 1024 * KiB } -- the quick cache parks small blocks
+    local t = {}
+    for i = 1, 60 do t[i] = a:alloc(32) end
+    for i = 1, 60 do t[i]:free() end
+    local parked = 0
+    for _, _, state in a:blocks() do parked = parked + (state == "parked" and 1 or 0) end
+    assert.is_true(parked > 0)
+    local pic = a:draw(20)
+    assert.truthy(pic:find("blocks in 18 columns", 1, true), pic)
+    assert.truthy(pic:find("\n|" .. ("."):rep(18) .. "|\n", 1, true), pic)
+    a:destroy()
+  end)
+
+  it("lists max_lines blocks of a free list, then how many more, with user areas", function()
+    nogc()
+    local a = M.freelist { size = 1024 * KiB, quick = false }
+    local first = a:alloc(16)
+    for _ = 2, 30 do a:alloc(16) end
+    local pic = a:draw(72, 5) -- 30 used blocks and the free top
+    local listed = select(2, pic:gsub("\n  %+%d+ +%d+ bytes", ""))
+    assert.equal(5, listed, pic)
+    assert.truthy(pic:find("\n  ... 26 more\n", 1, true), pic)
+    assert.truthy(pic:find(("user area at 0x%x\n"):format(first:address()), 1, true), pic)
+    local big = a:alloc(256 * KiB) -- above the mmap threshold: a mapping of its own
+    local addr, size
+    for _, sz, state, ad in a:blocks() do if state == "mapped" then addr, size = ad, sz end end
+    assert.is_not_nil(addr)
+    assert.truthy(big:address() > addr and big:address() < addr + size)
+    pic = a:draw(72, 5)
+    local own = ("\n  own mapping at 0x%x: %d bytes, used\n"):format(addr, size)
+    assert.truthy(pic:find(own, 1, true), pic)
+    a:destroy()
+  end)
+
+  it("raises a width out of range at the caller's line", function()
+    local a = M.pool { block = 16, count = 4 }
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, err = pcall(function() local pic = a:draw(15); return pic end)
+    assert.is_false(ok)
+    assert.matches("30%-allocdraw_spec.lua:" .. line
+                   .. ": bad argument #1 to 'draw' %(width out of range", err)
+    a:destroy()
+  end)
+end)
