@@ -655,3 +655,15 @@ describe("a buffer made by a finalizer while the state closes", function()
     assert.matches("alive", out, 1, true)
   end)
 end)
+
+-- A mutation review of buffer.c, bufops.c, bufpack.c and luax.c's argument checks: each test
+-- below fails with a mutant that every test above let through, and passes on the code as it is.
+describe("what a mutation review found untested", function()
+  -- b:slice did not check its range again after making the view (an allocation): a finalizer
+  -- that shrank the mapping there left a live view of pages past its end
+  it("b:slice() raises when a finalizer shrank the mapping, not give a view past its end",
+     function()
+    H.expect_safe(pending, H.freed_during(function(v) return v:slice(2 * H.ps, 4096) end,
+                                          function(view) return not view:valid() end, "shrink"))
+  end)
+end)

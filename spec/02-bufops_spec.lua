@@ -770,3 +770,54 @@ describe("a finalizer that shrinks the mapping during a method", function()
                                function(s) return s == H.A16K end, "shrink"))
   end)
 end)
+
+-- A mutation review of buffer.c, bufops.c, bufpack.c and luax.c's argument checks: each test
+-- below fails with a mutant that every test above let through, and passes on the code as it is.
+describe("what a mutation review found untested", function()
+  -- the record checks of b:write, b:fill and b:copy counted a view's offsets from the mapping's
+  -- start: a view starting two bytes before a read-only page then wrote those two bytes before
+  -- the kernel's fault stopped it (and the error was the fault's, not the refusal)
+  it("a write through a view is refused by the mapping's record at the view's place", function()
+    local m = H.anon(2)
+    m:fill(0x41)
+    m:protect(M.PROT_READ, H.ps, H.ps)
+    local v = m:slice(H.ps - 2)
+    for name, fn in pairs {
+      write = function() return v:write(0, "zzzz") end,
+      fill = function() return v:fill(0x7a, 0, 4) end,
+      copy = function() return v:copy(0, "zzzz") end,
+    } do
+      local ok, err = pcall(fn)
+      assert.is_false(ok, name)
+      assert.matches("write to read-only memory at " .. M.hex(m:address() + H.ps), err, 1, true)
+      assert.equal("AAAA", m:read(H.ps - 2, 4), name .. " wrote part of it")
+    end
+    m:free()
+  end)
+
+  -- b:copy's read check of a source view counted from the source mapping's start: the copy
+  -- wrote what it read before the fault
+  it("a copy from a view over a PROT_NONE page is refused before the destination changes",
+     function()
+    local src = H.anon(2)
+    src:fill(0x41)
+    src:protect(M.PROT_NONE, H.ps, H.ps)
+    local dst = M.malloc(8)
+    dst:fill(0x30)
+    local ok, err = pcall(dst.copy, dst, 0, src:slice(H.ps - 4), 0, 8)
+    assert.is_false(ok)
+    assert.matches("read of inaccessible memory at " .. M.hex(src:address() + H.ps), err, 1, true)
+    assert.equal("00000000", dst:read())
+    dst:free()
+    src:free()
+  end)
+
+  -- buf_respan compared only n > len - off, which wraps once off is past the shrunk end: a read
+  -- whose range starts past the one page left went on there (the tests above start at 0)
+  it("b:read() at an offset past what a finalizer shrank the mapping to raises", function()
+    local at = 2 * H.ps -- the victim holds "A" * 16384, then zeros
+    local want = (at + 4096 <= 16384 and "A" or "\0"):rep(4096)
+    H.expect_safe(pending, H.freed_during(function(v) return v:read(at, 4096) end,
+                                          function(s) return s == want end, "shrink"))
+  end)
+end)

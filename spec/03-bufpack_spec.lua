@@ -381,3 +381,82 @@ describe("a finalizer that frees the buffer during pack/unpack", function()
     end)
   end
 end)
+
+-- A mutation review of buffer.c, bufops.c, bufpack.c and luax.c's argument checks: each test
+-- below fails with a mutant that every test above let through, and passes on the code as it is.
+describe("what a mutation review found untested", function()
+  -- the general path's record check counted a view's offset from the mapping's start: the
+  -- record's first bytes landed before the fault (the one-field path was tested, in spec/04)
+  it("b:pack() through a view is refused by the mapping's record at the view's place", function()
+    local m = H.anon(2)
+    m:fill(0x41)
+    m:protect(M.PROT_READ, H.ps, H.ps)
+    local v = m:slice(H.ps - 2)
+    local ok, err = pcall(v.pack, v, "<i2 i2", 0, 1, 2)
+    assert.is_false(ok)
+    assert.matches("write to read-only memory at " .. M.hex(m:address() + H.ps), err, 1, true)
+    assert.equal("AAAA", m:read(H.ps - 2, 4))
+    m:free()
+  end)
+
+  -- pack_end counted one byte short (z's NUL), or the first check let one byte more through:
+  -- the building pass then named a bad value where the record's not fitting comes first
+  it("b:pack() names a record that does not fit before a bad value in it", function()
+    local b = M.malloc(7)
+    H.raises("packed data does not fit", b.pack, b, "<i4 i4", 0, 1, 1 << 40)
+    b:free()
+    b = M.malloc(5)
+    H.raises("packed data does not fit", b.pack, b, "z i2", 0, "abc", 1 << 20)
+    b:free()
+  end)
+
+  -- getnum read every digit of a size, where string.pack stops at 9 and meets the rest as an
+  -- option (b:pack reads the whole format before it builds: invalid format option '8')
+  it("reads a c size's digits as string.pack does", function()
+    local b = M.malloc(8)
+    H.raises("invalid format option '8'", b.pack, b, "c21474836480", 0, "")
+    b:free()
+  end)
+
+  -- the general path compared a field's room as ld - pos only: once a finalizer had shrunk the
+  -- mapping below the fields already read, the next was read past the new end
+  it("b:unpack() refuses the next field when a finalizer shrank the mapping under it", function()
+    -- past the one page left; c1's string is the call's first allocation
+    local k = H.ps // 8 + 100
+    local fmt = ("i8"):rep(k) .. "c1i1"
+    local refusal = ("data too short (out of range: 1 byte at offset %d; the buffer has %d"):format(
+      8 * k + 1, H.ps)
+    local how, code = H.in_child(function()
+      for _ = 1, 10 do
+        collectgarbage()
+        collectgarbage("incremental", 1000, 1000, 1)
+        local v = M.map { length = 2 * H.ps }
+        local st = { started = false, freed = false }
+        local function shrink()
+          st.freed = true
+          if v:valid() then assert(v:remap(H.ps)) end
+        end
+        for _ = 1, 10 do setmetatable({}, { __gc = shrink }) end
+        for _ = 1, 10 do setmetatable({}, { __gc = function() st.started = true end }) end
+        local grow = {}
+        repeat collectgarbage("step", 0) until st.started or st.freed
+        for i = 1, 4096 do grow[i] = true end -- GC debt, as H.freed_during makes it
+        if not st.freed then
+          local ok, err = pcall(v.unpack, v, fmt, 0)
+          if st.freed then
+            if ok or not tostring(err):find(refusal, 1, true) then
+              error(tostring(err), 0)
+            end
+            return true
+          end
+        end
+        grow = nil
+        v:free()
+        collectgarbage()
+        collectgarbage("incremental", 200, 100, 13)
+      end
+      M._exit(3)
+    end)
+    H.expect_safe(pending, how, code)
+  end)
+end)

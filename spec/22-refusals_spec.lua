@@ -746,7 +746,7 @@ describe("M.maps when the program's own path cannot be read", function()
   end)
 end)
 
-describe("what a mutation review found untested", function()
+describe("what a mutation review of the allocators' Lua face found untested", function()
   it("quotes the page source's errno when no limit explains a refusal", function()
     local v, out = run("mprotect:1", [[
       local a = assert(M.buddy { size = 1 << 20 })
@@ -765,5 +765,25 @@ describe("what a mutation review found untested", function()
     if not v then return end
     assert.same({ "nil", "buddy: Cannot allocate memory", tostring(require("memlab").ENOMEM) },
                 v, out)
+  end)
+end)
+
+-- A mutation review of buffer.c, bufops.c, bufpack.c and luax.c's argument checks: each test
+-- below fails with a mutant that every test above let through, and passes on the code as it is.
+describe("what a mutation review of the buffer core found untested", function()
+  -- b[i] = v looked up the record at the view's index counted from the mapping's start: where
+  -- that page's record allows a write, a store through a view to a page whose record is
+  -- narrower than the kernel's (a refused undo) went through
+  it("a one-byte store through a view obeys the record of the view's page", function()
+    local v, out = run("mprotect_part:1,mprotect:1", [[
+      local b = anon(4)
+      refusing(b.protect, b, "r", 2 * ps, 2 * ps) -- page 2 made r--, then refused; undo refused
+      local w = b:slice(2 * ps)
+      local stored, err = pcall(function() w[ps] = 1 end) -- page 3: the kernel would allow it
+      return kperm(b, 3), rperm(b, 3), rperm(b, 1), tostring(stored), err, b[3 * ps] ]])
+    if not v then return end
+    assert.same({ "rw-", "r--", "rw-", "false" }, { v[1], v[2], v[3], v[4] }, out)
+    assert.matches("write to read-only memory", v[5], 1, true)
+    assert.equal("0", v[6], out)
   end)
 end)
