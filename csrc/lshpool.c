@@ -307,14 +307,13 @@ static int sp_free(lua_State *L) {
   return 1;
 }
 
-/* The slot index of the offset or view at idx, raising for an offset that is no slot's start. */
-static size_t slot_index(lua_State *L, int idx, ShPool *p, const Buffer *mb, size_t *off) {
+/* The offset of the offset or view at idx, raising for one that is no slot's start. */
+static size_t slot_start(lua_State *L, int idx, ShPool *p, const Buffer *mb) {
   Buffer *v;
-  *off = slot_offset(L, idx, mb, &v);
-  size_t i;
-  ml_status s = shp_index(&p->in, *off, &i);
-  if (s != ML_OK) status_error(L, idx, p, s, *off);
-  return i;
+  size_t off = slot_offset(L, idx, mb, &v), i;
+  ml_status s = shp_index(&p->in, off, &i);
+  if (s != ML_OK) status_error(L, idx, p, s, off);
+  return off;
 }
 
 /* sp:offset(v) -> the offset of slot v in the pool's memory (what another process passes to
@@ -326,9 +325,7 @@ static int sp_offset(lua_State *L) {
   luaL_checkany(L, 2);
   if (lua_type(L, 2) == LUA_TNUMBER) arg_typeerror(L, 2, "memlab.buffer");
   pool_same(L, p, mb, mem);
-  size_t off;
-  slot_index(L, 2, p, mb, &off);
-  lua_pushinteger(L, (lua_Integer)off);
+  lua_pushinteger(L, (lua_Integer)slot_start(L, 2, p, mb));
   return 1;
 }
 

@@ -774,9 +774,10 @@ end)
 -- A mutation review of buffer.c, bufops.c, bufpack.c and luax.c's argument checks: each test
 -- below fails with a mutant that every test above let through, and passes on the code as it is.
 describe("what a mutation review found untested", function()
-  -- the record checks of b:write, b:fill and b:copy counted a view's offsets from the mapping's
-  -- start: a view starting two bytes before a read-only page then wrote those two bytes before
-  -- the kernel's fault stopped it (and the error was the fault's, not the refusal)
+  -- the record checks of b:write, b:fill, b:copy and b:pack's general path counted a view's
+  -- offsets from the mapping's start: a view starting two bytes before a read-only page then
+  -- wrote those two bytes before the kernel's fault stopped it (and the error was the fault's,
+  -- not the refusal; b:pack's one-field path is tested in spec/04)
   it("a write through a view is refused by the mapping's record at the view's place", function()
     local m = H.anon(2)
     m:fill(0x41)
@@ -786,6 +787,7 @@ describe("what a mutation review found untested", function()
       write = function() return v:write(0, "zzzz") end,
       fill = function() return v:fill(0x7a, 0, 4) end,
       copy = function() return v:copy(0, "zzzz") end,
+      pack = function() return v:pack("<i2 i2", 0, 1, 2) end,
     } do
       local ok, err = pcall(fn)
       assert.is_false(ok, name)

@@ -385,20 +385,6 @@ end)
 -- A mutation review of buffer.c, bufops.c, bufpack.c and luax.c's argument checks: each test
 -- below fails with a mutant that every test above let through, and passes on the code as it is.
 describe("what a mutation review found untested", function()
-  -- the general path's record check counted a view's offset from the mapping's start: the
-  -- record's first bytes landed before the fault (the one-field path was tested, in spec/04)
-  it("b:pack() through a view is refused by the mapping's record at the view's place", function()
-    local m = H.anon(2)
-    m:fill(0x41)
-    m:protect(M.PROT_READ, H.ps, H.ps)
-    local v = m:slice(H.ps - 2)
-    local ok, err = pcall(v.pack, v, "<i2 i2", 0, 1, 2)
-    assert.is_false(ok)
-    assert.matches("write to read-only memory at " .. M.hex(m:address() + H.ps), err, 1, true)
-    assert.equal("AAAA", m:read(H.ps - 2, 4))
-    m:free()
-  end)
-
   -- pack_end counted one byte short (z's NUL), or the first check let one byte more through:
   -- the building pass then named a bad value where the record's not fitting comes first
   it("b:pack() names a record that does not fit before a bad value in it", function()
@@ -421,7 +407,10 @@ describe("what a mutation review found untested", function()
   -- the general path compared a field's room as ld - pos only: once a finalizer had shrunk the
   -- mapping below the fields already read, the next was read past the new end
   it("b:unpack() refuses the next field when a finalizer shrank the mapping under it", function()
-    -- past the one page left; c1's string is the call's first allocation
+    -- past the one page left; c1's string is the call's first allocation. H.freed_during's
+    -- harness, copied here, is not called: its victim (256 KiB, filled first) had the finalizers
+    -- run at an earlier allocation, refusing an i8 at the page's end (tried: that leaves the
+    -- check this test is for, a field past the end once earlier ones were read, unreached)
     local k = H.ps // 8 + 100
     local fmt = ("i8"):rep(k) .. "c1i1"
     local refusal = ("data too short (out of range: 1 byte at offset %d; the buffer has %d"):format(

@@ -1355,10 +1355,7 @@ describe("what a mutation review found untested", function()
         blocks = function() for _ in sp:blocks() do end end,
         at = function() return sp:at(off) end,
       } do
-        local ok, err = pcall(fn)
-        if ok or not tostring(err):find(fault, 1, true) then
-          error(name .. ": " .. tostring(err))
-        end
+        raises_named(fault, fn, name)
       end
       m:protect("rw", ps, ps)
       return sp:check() == true and sp:stats().used == 1

@@ -597,15 +597,6 @@ static void t_dead_instance(void)
     }
 }
 
-/* fl_check on an allocator whose bookkeeping is written over, one fault at a time (each undone
- * before the next): it answers ML_ECORRUPT and names the fault, not a later consequence of it.
- * Words in the arena are written as the allocator does, opened for the sanitizers first. */
-static int check_says(const char *what)
-{
-    char why[256] = "";
-    return fl_check(&A, why, sizeof why) == ML_ECORRUPT && strstr(why, what) != NULL;
-}
-
 static size_t poke(void *at, size_t v)
 {
     size_t old;
@@ -616,6 +607,9 @@ static size_t poke(void *at, size_t v)
     return old;
 }
 
+/* fl_check on an allocator whose bookkeeping is written over, one fault at a time (each undone
+ * before the next): it answers ML_ECORRUPT, naming the fault, not a later consequence of it.
+ * Words in the arena are written as the allocator does, opened for the sanitizers first. */
 static void t_check_sees_corruption(void)
 {
     CHECK(setup(FL_SEGREGATED, 1u << 20, 4, 0));
@@ -625,22 +619,22 @@ static void t_check_sees_corruption(void)
     CHECK_STATUS(fl_free(&A, a), ML_OK);   /* parked: the first block, "below it used" */
     CHECK_STATUS(fl_free(&A, d), ML_OK);   /* 5008 bytes: above the quick sizes, listed */
     A.quick_depth = 0;                     /* one parked block, a depth of none */
-    CHECK(check_says("> depth"));
+    CHECK_CORRUPT(fl_check, &A, "> depth");
     A.quick_depth = 4;
     A.quick_big += 16;
-    CHECK(check_says("big classes"));
+    CHECK_CORRUPT(fl_check, &A, "big classes");
     A.quick_big -= 16;
     CHECK(fl_flush(&A) == 1);              /* a merges back: free, listed */
     size_t h = poke(b - FL_HDR, 112);      /* b: free, its lower neighbour free */
-    CHECK(check_says("two adjacent free blocks"));
+    CHECK_CORRUPT(fl_check, &A, "two adjacent free blocks");
     poke(b - FL_HDR, h);
     h = poke(d - FL_HDR + 5008 - 8, 5024); /* d's footer */
-    CHECK(check_says("footer"));
+    CHECK_CORRUPT(fl_check, &A, "footer");
     poke(d - FL_HDR + 5008 - 8, h);
     fl_block *w = A.wild;                  /* the free last block */
     CHECK(w != NULL);
     A.wild = NULL;
-    CHECK(check_says("is not the wilderness"));
+    CHECK_CORRUPT(fl_check, &A, "is not the wilderness");
     A.wild = w;
     CHECK_INVARIANTS(fl_check, &A);
     teardown();
@@ -652,7 +646,7 @@ static void t_check_sees_corruption(void)
     CHECK(e != NULL);
     fl_block *r = A.rover;
     A.rover = (fl_block *)(void *)(e - FL_HDR);            /* a used block */
-    CHECK(check_says("rover"));
+    CHECK_CORRUPT(fl_check, &A, "rover");
     A.rover = r;
     CHECK_INVARIANTS(fl_check, &A);
     teardown();

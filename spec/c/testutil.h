@@ -76,6 +76,13 @@ static inline int walk_count_parked(void *ud, const void *addr, size_t size, int
     do { char why_[256] = ""; ml_status st_ = checkfn(a, why_, sizeof why_); \
          CHECKF(st_ == ML_OK, "%s: %s", #checkfn, why_); } while (0)
 
+/* checkfn on an instance whose bookkeeping a test wrote over: ML_ECORRUPT, its reason naming
+ * what (the fault itself, not a later consequence of it). */
+#define CHECK_CORRUPT(checkfn, a, what) \
+    do { char why_[256] = ""; ml_status st_ = checkfn(a, why_, sizeof why_); \
+         CHECKF(st_ == ML_ECORRUPT && strstr(why_, what) != NULL, "%s gave %s (%s), want %s", \
+                #checkfn, ml_strstatus(st_), why_, what); } while (0)
+
 #define CHECK_STATUS(expr, want) \
     do { ml_status got_ = (expr); \
          CHECKF(got_ == (want), "%s gave %s, want %s", #expr, ml_strstatus(got_), ml_strstatus(want)); } while (0)
